@@ -1,0 +1,29 @@
+// The `bantay` command-line tool. Each command is a function taking its
+// arguments (without the command name) and the streams to write to, and
+// returning the process exit status, so that tests can run it in-process.
+//
+// Exit statuses: 0 success, 1 some inputs failed (each reported), 2 usage
+// error.
+#ifndef BANTAY_CLIENT_CLI_H_
+#define BANTAY_CLIENT_CLI_H_
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace bantay::client {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitSomeFailed = 1;
+inline constexpr int kExitUsage = 2;
+
+// bantay hash [-r] [--dihedral] [--fast] [--csv] [--max-pixels N] PATH...
+int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
+                   std::ostream& err);
+
+// Dispatches argv[1] to its command.
+int RunCli(int argc, char** argv);
+
+}  // namespace bantay::client
+
+#endif  // BANTAY_CLIENT_CLI_H_

@@ -1,0 +1,45 @@
+#include "bantay/client/cli.h"
+
+#include <iostream>
+#include <string_view>
+
+namespace bantay::client {
+namespace {
+
+constexpr std::string_view kUsage =
+    R"(bantay — perceptual-hash matching of known abuse imagery, without sharing it.
+
+Usage: bantay COMMAND [OPTIONS]
+
+Commands:
+  hash     hash image files locally (PDQ, MD5, SHA-256); see `bantay hash --help`
+
+Options:
+  --help     this text
+  --version  the version
+)";
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  std::ios::sync_with_stdio(false);
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  const std::string_view command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (command == "--version") {
+    std::cout << "bantay 0.1.0\n";
+    return kExitOk;
+  }
+  if (command == "hash") return RunHashCommand(args, std::cout, std::cerr);
+  std::cerr << "bantay: unknown command '" << command << "'\n\n" << kUsage;
+  return kExitUsage;
+}
+
+}  // namespace bantay::client

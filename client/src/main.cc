@@ -1,0 +1,3 @@
+#include "bantay/client/cli.h"
+
+int main(int argc, char** argv) { return bantay::client::RunCli(argc, argv); }

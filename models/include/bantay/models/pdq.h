@@ -1,0 +1,113 @@
+// PDQ: Meta's 256-bit perceptual image hash, computed as the published
+// algorithm and its C++ reference do, so that Bantay's hashes interoperate
+// with hash lists made by the reference, HMA and hotlines.
+//
+// Algorithm (https://github.com/facebook/ThreatExchange/blob/main/hashing/hashing.pdf):
+//   1. images over 512 px on a side are first sampled to exactly 512x512 by
+//      nearest neighbour (the reference's CImg resize);
+//   2. float luminance Y = 0.299 R + 0.587 G + 0.114 B (grey images: Y = grey);
+//   3. two passes of a Jarosz tent filter (box filters along rows then
+//      columns, window ceil(dimension/128)), decimated to 64x64 at the
+//      centres of 64x64 cells;
+//   4. quality = sum of quantised gradients of the 64x64 image / 90, at most
+//      100 (hashes under kPdqMinQuality are not to be matched);
+//   5. a 16x16 DCT (frequencies 1..16 of a 64-point DCT-II on both axes);
+//   6. bit 16*i + j is set when DCT[i][j] is greater than the median of the
+//      256 coefficients.
+// The 8 dihedral hashes (the hashes of the image rotated and flipped) follow
+// from the same DCT by sign changes and transposition.
+//
+// Every floating-point operation is done in the reference's order (and
+// without fused multiply-add, see CMakeLists.txt), so equal pixels give
+// bit-identical hashes.
+#ifndef BANTAY_MODELS_PDQ_H_
+#define BANTAY_MODELS_PDQ_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "bantay/models/hash256.h"
+
+namespace bantay::models {
+
+// Hashes below this quality are noise to a matcher (the reference's rule).
+inline constexpr int kPdqMinQuality = 50;
+// Hamming distance at or under which two PDQ hashes count as a match.
+inline constexpr int kPdqMatchThreshold = 31;
+// Side above which an image is first sampled to kPdqResizeSide square.
+inline constexpr int kPdqResizeSide = 512;
+
+// The 8 dihedral transforms, in the reference's order.
+enum class Dihedral {
+  kOriginal,
+  kRotate90,
+  kRotate180,
+  kRotate270,
+  kFlipX,
+  kFlipY,
+  kFlipPlus1,
+  kFlipMinus1,
+};
+inline constexpr int kDihedralCount = 8;
+
+// "original", "rotate90", "rotate180", "rotate270", "flipx", "flipy",
+// "flip_plus1", "flip_minus1".
+std::string_view DihedralName(Dihedral d);
+
+struct PdqResult {
+  Hash256 hash;
+  int quality = 0;
+  // Filled only when dihedral hashes were asked for; [0] equals hash.
+  std::array<Hash256, kDihedralCount> dihedral{};
+  bool has_dihedral = false;
+
+  bool low_quality() const { return quality < kPdqMinQuality; }
+};
+
+// Interleaved 8-bit pixels. channels: 1 (grey), 3 or 4 (colour, the last
+// channel of 4 ignored); colour order as OpenCV stores it (B, G, R) unless
+// rgb is set.
+struct PixelView {
+  const uint8_t* data = nullptr;
+  int width = 0;
+  int height = 0;
+  int channels = 0;
+  size_t row_stride = 0;  // bytes from one row to the next
+  bool rgb = false;
+};
+
+// Computes PDQ hashes. Holds scratch buffers sized for the largest image it
+// has seen (at most 512x512 floats after the reference's resize), so one
+// hasher per thread hashes without allocating. Not thread-safe; cheap to
+// create. Buffers holding luminance are overwritten after each hash.
+class PdqHasher {
+ public:
+  PdqHasher();
+  ~PdqHasher();
+  PdqHasher(const PdqHasher&) = delete;
+  PdqHasher& operator=(const PdqHasher&) = delete;
+
+  // The reference's whole pipeline from decoded pixels (steps 1-6).
+  // Images under 5 px on a side hash to all zeros with quality 0, as in the
+  // reference.
+  PdqResult Hash(const PixelView& pixels, bool dihedral = false);
+
+  // Steps 3-6 on a luminance image given row-major (rows x cols), without
+  // the 512 resize: the reference's pdqHash256FromFloatLuma.
+  PdqResult HashLuma(const float* luma, int rows, int cols,
+                     bool dihedral = false);
+
+ private:
+  // Runs steps 3-6 on luma_t_ (the luminance stored transposed, cols x rows).
+  PdqResult HashTransposedLuma(int rows, int cols, bool dihedral);
+
+  std::vector<float> luma_t_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace bantay::models
+
+#endif  // BANTAY_MODELS_PDQ_H_

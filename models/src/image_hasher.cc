@@ -1,0 +1,136 @@
+#include "bantay/models/image_hasher.h"
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include <cstring>
+#include <string>
+
+namespace bantay::models {
+
+struct ImageHasher::Decoded {
+  cv::Mat mat;  // reused between calls so that no frame pays for page faults
+};
+
+namespace {
+
+// Reduction for fast mode: the largest of 8, 4, 2 that leaves both sides at
+// least min_side, else 1.
+int FastScale(const ImageInfo& info, int min_side) {
+  for (int scale : {8, 4, 2}) {
+    if (info.width / scale >= min_side && info.height / scale >= min_side) {
+      return scale;
+    }
+  }
+  return 1;
+}
+
+int ReducedGreyFlag(int scale) {
+  switch (scale) {
+    case 2:
+      return cv::IMREAD_REDUCED_GRAYSCALE_2;
+    case 4:
+      return cv::IMREAD_REDUCED_GRAYSCALE_4;
+    default:
+      return cv::IMREAD_REDUCED_GRAYSCALE_8;
+  }
+}
+
+void Wipe(cv::Mat& mat) {
+  if (mat.empty()) return;
+  if (mat.isContinuous()) {
+    explicit_bzero(mat.data, mat.total() * mat.elemSize());
+  } else {
+    for (int y = 0; y < mat.rows; ++y) {
+      explicit_bzero(mat.ptr(y), static_cast<size_t>(mat.cols) * mat.elemSize());
+    }
+  }
+}
+
+}  // namespace
+
+ImageHasher::ImageHasher(HashOptions options)
+    : options_(options), decoded_(std::make_unique<Decoded>()) {}
+
+ImageHasher::~ImageHasher() { Wipe(decoded_->mat); }
+
+Result<ImageInfo> ImageHasher::Decode(std::span<const uint8_t> bytes,
+                                      int* scale) {
+  Result<ImageInfo> probed = ProbeImage(bytes);
+  if (!probed.ok()) return probed.error();
+  const ImageInfo& info = *probed;
+  if (info.width > options_.max_pixels / info.height) {
+    return Error(ErrorCode::kTooLarge,
+                 "image declares " + std::to_string(info.width) + "x" +
+                     std::to_string(info.height) + " pixels, over the limit of " +
+                     std::to_string(options_.max_pixels));
+  }
+  if (info.format == ImageFormat::kJpeg) {
+    if (Status complete = CheckJpegComplete(bytes); !complete.ok()) {
+      return complete.error();
+    }
+  }
+  *scale = 1;
+  int flags = cv::IMREAD_ANYCOLOR | cv::IMREAD_IGNORE_ORIENTATION;
+  if (options_.fast && info.format == ImageFormat::kJpeg) {
+    *scale = FastScale(info, options_.fast_min_side);
+    if (*scale > 1) flags = ReducedGreyFlag(*scale) | cv::IMREAD_IGNORE_ORIENTATION;
+  }
+  cv::Mat& mat = decoded_->mat;
+  try {
+    // The const_cast is for cv::Mat's constructor only: imdecode reads.
+    const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
+                          const_cast<uint8_t*>(bytes.data()));
+    cv::imdecode(encoded, flags, &mat);
+  } catch (const cv::Exception& e) {
+    Wipe(mat);
+    return Error(ErrorCode::kCorruptData,
+                 std::string(ImageFormatName(info.format)) +
+                     " could not be decoded");
+  }
+  if (mat.empty() || mat.depth() != CV_8U ||
+      (mat.channels() != 1 && mat.channels() != 3)) {
+    return Error(ErrorCode::kCorruptData,
+                 std::string(ImageFormatName(info.format)) +
+                     " could not be decoded");
+  }
+  ImageInfo decoded = info;
+  decoded.width = *scale > 1 ? info.width : mat.cols;
+  decoded.height = *scale > 1 ? info.height : mat.rows;
+  return decoded;
+}
+
+Result<ImageInfo> ImageHasher::DecodeOnly(std::span<const uint8_t> bytes) {
+  int scale = 1;
+  Result<ImageInfo> info = Decode(bytes, &scale);
+  if (options_.wipe) Wipe(decoded_->mat);
+  return info;
+}
+
+Result<ImageHashes> ImageHasher::Hash(std::span<const uint8_t> bytes) {
+  int scale = 1;
+  Result<ImageInfo> info = Decode(bytes, &scale);
+  if (!info.ok()) return info.error();
+  const cv::Mat& mat = decoded_->mat;
+  PixelView view;
+  view.data = mat.data;
+  view.width = mat.cols;
+  view.height = mat.rows;
+  view.channels = mat.channels();
+  view.row_stride = mat.step[0];
+
+  ImageHashes out;
+  out.format = info->format;
+  out.width = static_cast<int>(info->width);
+  out.height = static_cast<int>(info->height);
+  out.decode_scale = scale;
+  out.pdq = pdq_.Hash(view, options_.dihedral);
+  if (options_.wipe) Wipe(decoded_->mat);
+  if (options_.digests) {
+    out.has_digests = true;
+    out.digests = ComputeDigests(bytes);
+  }
+  return out;
+}
+
+}  // namespace bantay::models

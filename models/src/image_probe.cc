@@ -1,0 +1,223 @@
+#include "bantay/models/image_probe.h"
+
+#include <cstring>
+#include <string>
+
+namespace bantay::models {
+namespace {
+
+uint32_t Be16(const uint8_t* p) { return uint32_t{p[0]} << 8 | p[1]; }
+uint32_t Be32(const uint8_t* p) { return Be16(p) << 16 | Be16(p + 2); }
+uint32_t Le16(const uint8_t* p) { return uint32_t{p[1]} << 8 | p[0]; }
+uint32_t Le24(const uint8_t* p) { return uint32_t{p[2]} << 16 | Le16(p); }
+uint32_t Le32(const uint8_t* p) { return Le16(p + 2) << 16 | Le16(p); }
+
+bool StartsWith(std::span<const uint8_t> bytes, const char* magic, size_t n,
+                size_t offset = 0) {
+  return bytes.size() >= offset + n &&
+         std::memcmp(bytes.data() + offset, magic, n) == 0;
+}
+
+Error Truncated(ImageFormat format) {
+  return Error(ErrorCode::kCorruptData,
+               std::string(ImageFormatName(format)) + " header is truncated");
+}
+
+Result<ImageInfo> Checked(ImageFormat format, int64_t width, int64_t height) {
+  if (width <= 0 || height <= 0) {
+    return Error(ErrorCode::kCorruptData,
+                 std::string(ImageFormatName(format)) +
+                     " header declares an empty or negative size");
+  }
+  return ImageInfo{format, width, height};
+}
+
+// Walks the marker segments up to the first start-of-frame marker (ITU T.81
+// B.1.1.3): SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+Result<ImageInfo> ProbeJpeg(std::span<const uint8_t> b) {
+  size_t pos = 2;
+  while (true) {
+    while (pos < b.size() && b[pos] != 0xFF) ++pos;  // tolerate stray bytes
+    while (pos < b.size() && b[pos] == 0xFF) ++pos;  // fill bytes
+    if (pos >= b.size()) return Truncated(ImageFormat::kJpeg);
+    const uint8_t marker = b[pos++];
+    if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7))
+      continue;  // markers without a length
+    if (marker == 0xD9 || marker == 0xDA) {
+      return Error(ErrorCode::kCorruptData, "jpeg has no frame header");
+    }
+    if (pos + 2 > b.size()) return Truncated(ImageFormat::kJpeg);
+    const uint32_t length = Be16(&b[pos]);
+    if (length < 2) return Error(ErrorCode::kCorruptData, "jpeg segment length");
+    const bool is_sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 &&
+                        marker != 0xC8 && marker != 0xCC;
+    if (is_sof) {
+      if (pos + 7 > b.size()) return Truncated(ImageFormat::kJpeg);
+      // length(2) precision(1) height(2) width(2)
+      return Checked(ImageFormat::kJpeg, Be16(&b[pos + 5]), Be16(&b[pos + 3]));
+    }
+    pos += length;
+  }
+}
+
+Result<ImageInfo> ProbePng(std::span<const uint8_t> b) {
+  // signature(8) length(4) "IHDR"(4) width(4) height(4)
+  if (b.size() < 24) return Truncated(ImageFormat::kPng);
+  if (std::memcmp(&b[12], "IHDR", 4) != 0) {
+    return Error(ErrorCode::kCorruptData, "png does not start with IHDR");
+  }
+  return Checked(ImageFormat::kPng, Be32(&b[16]), Be32(&b[20]));
+}
+
+// RIFF container, then a VP8 (lossy), VP8L (lossless) or VP8X (extended)
+// chunk (RFC 9649).
+Result<ImageInfo> ProbeWebp(std::span<const uint8_t> b) {
+  if (b.size() < 30) return Truncated(ImageFormat::kWebp);
+  const uint8_t* chunk = &b[12];
+  if (std::memcmp(chunk, "VP8 ", 4) == 0) {
+    // frame tag(3) start code 9d 01 2a (3) width(2) height(2), 14 bits each
+    if (b[23] != 0x9d || b[24] != 0x01 || b[25] != 0x2a) {
+      return Error(ErrorCode::kCorruptData, "webp VP8 start code missing");
+    }
+    return Checked(ImageFormat::kWebp, Le16(&b[26]) & 0x3FFF,
+                   Le16(&b[28]) & 0x3FFF);
+  }
+  if (std::memcmp(chunk, "VP8L", 4) == 0) {
+    if (b[20] != 0x2f) {
+      return Error(ErrorCode::kCorruptData, "webp VP8L signature missing");
+    }
+    const uint32_t bits = Le32(&b[21]);
+    return Checked(ImageFormat::kWebp, (bits & 0x3FFF) + 1,
+                   ((bits >> 14) & 0x3FFF) + 1);
+  }
+  if (std::memcmp(chunk, "VP8X", 4) == 0) {
+    return Checked(ImageFormat::kWebp, int64_t{Le24(&b[24])} + 1,
+                   int64_t{Le24(&b[27])} + 1);
+  }
+  return Error(ErrorCode::kCorruptData, "webp has no VP8/VP8L/VP8X chunk");
+}
+
+Result<ImageInfo> ProbeBmp(std::span<const uint8_t> b) {
+  if (b.size() < 26) return Truncated(ImageFormat::kBmp);
+  const uint32_t header_size = Le32(&b[14]);
+  if (header_size == 12) {  // BITMAPCOREHEADER: 16-bit unsigned sizes
+    return Checked(ImageFormat::kBmp, Le16(&b[18]), Le16(&b[20]));
+  }
+  const auto width = static_cast<int32_t>(Le32(&b[18]));
+  const auto height = static_cast<int32_t>(Le32(&b[22]));
+  // A negative height means rows stored top-down.
+  return Checked(ImageFormat::kBmp, width,
+                 height < 0 ? -int64_t{height} : int64_t{height});
+}
+
+// First IFD of a classic TIFF: tags 256 (ImageWidth) and 257 (ImageLength),
+// SHORT or LONG. BigTIFF is not supported by OpenCV's memory decoder either.
+Result<ImageInfo> ProbeTiff(std::span<const uint8_t> b) {
+  if (b.size() < 8) return Truncated(ImageFormat::kTiff);
+  const bool le = b[0] == 'I';
+  auto u16 = [&](size_t at) { return le ? Le16(&b[at]) : Be16(&b[at]); };
+  auto u32 = [&](size_t at) { return le ? Le32(&b[at]) : Be32(&b[at]); };
+  const size_t ifd = u32(4);
+  if (ifd + 2 > b.size()) return Truncated(ImageFormat::kTiff);
+  const size_t count = u16(ifd);
+  int64_t width = 0, height = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const size_t entry = ifd + 2 + 12 * i;
+    if (entry + 12 > b.size()) return Truncated(ImageFormat::kTiff);
+    const uint32_t tag = u16(entry);
+    const uint32_t type = u16(entry + 2);
+    if (tag != 256 && tag != 257) continue;
+    const int64_t value = type == 3 ? u16(entry + 8) : u32(entry + 8);
+    (tag == 256 ? width : height) = value;
+  }
+  return Checked(ImageFormat::kTiff, width, height);
+}
+
+// Offset of the first start-of-scan segment, or 0 when there is none.
+size_t FirstScanOffset(std::span<const uint8_t> b) {
+  size_t pos = 2;
+  while (pos + 4 <= b.size()) {
+    if (b[pos] != 0xFF) return 0;
+    const uint8_t marker = b[pos + 1];
+    if (marker == 0xFF) {
+      ++pos;
+      continue;
+    }
+    if (marker == 0xDA) return pos;
+    if (marker == 0xD9) return 0;
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {
+      pos += 2;
+      continue;
+    }
+    pos += 2 + Be16(&b[pos + 2]);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Status CheckJpegComplete(std::span<const uint8_t> b) {
+  const size_t scan = FirstScanOffset(b);
+  if (scan == 0) {
+    return Error(ErrorCode::kCorruptData, "jpeg has no image data (no scan)");
+  }
+  // Inside entropy-coded data 0xFF is always followed by 0x00 or a restart
+  // marker, so an FF D9 after the scan header is the real end. Searching
+  // from the back finds it at once in a complete file (trailing bytes after
+  // the marker are allowed).
+  for (size_t i = b.size() - 2; i > scan; --i) {
+    if (b[i] == 0xFF && b[i + 1] == 0xD9) return {};
+  }
+  return Error(ErrorCode::kCorruptData,
+               "jpeg is truncated (no end-of-image marker)");
+}
+
+std::string_view ImageFormatName(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::kJpeg:
+      return "jpeg";
+    case ImageFormat::kPng:
+      return "png";
+    case ImageFormat::kWebp:
+      return "webp";
+    case ImageFormat::kBmp:
+      return "bmp";
+    case ImageFormat::kTiff:
+      return "tiff";
+    case ImageFormat::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+ImageFormat DetectImageFormat(std::span<const uint8_t> b) {
+  if (StartsWith(b, "\xFF\xD8\xFF", 3)) return ImageFormat::kJpeg;
+  if (StartsWith(b, "\x89PNG\r\n\x1A\n", 8)) return ImageFormat::kPng;
+  if (StartsWith(b, "RIFF", 4) && StartsWith(b, "WEBP", 4, 8))
+    return ImageFormat::kWebp;
+  if (StartsWith(b, "BM", 2) && b.size() >= 18) return ImageFormat::kBmp;
+  if (StartsWith(b, "II*\0", 4) || StartsWith(b, "MM\0*", 4))
+    return ImageFormat::kTiff;
+  return ImageFormat::kUnknown;
+}
+
+Result<ImageInfo> ProbeImage(std::span<const uint8_t> bytes) {
+  switch (DetectImageFormat(bytes)) {
+    case ImageFormat::kJpeg:
+      return ProbeJpeg(bytes);
+    case ImageFormat::kPng:
+      return ProbePng(bytes);
+    case ImageFormat::kWebp:
+      return ProbeWebp(bytes);
+    case ImageFormat::kBmp:
+      return ProbeBmp(bytes);
+    case ImageFormat::kTiff:
+      return ProbeTiff(bytes);
+    case ImageFormat::kUnknown:
+      break;
+  }
+  return Error(ErrorCode::kUnsupportedFormat,
+               "not a JPEG, PNG, WebP, BMP or TIFF image");
+}
+
+}  // namespace bantay::models
