@@ -1,0 +1,79 @@
+// Golden tests against Meta's reference: every JPEG and PNG listed in
+// tests/data/pdq/expected-pdq.csv must hash to exactly the reference value
+// (0 bits different) and quality, and the dihedral hashes must equal
+// expected-pdq-dihedral.csv. No file needs a tolerance: OpenCV decodes these
+// files with the same libjpeg-turbo/libpng the reference used.
+#include <gtest/gtest.h>
+
+#include "bantay/models/image_hasher.h"
+#include "test_images.h"
+
+namespace bantay::models {
+namespace {
+
+std::vector<std::string> Paths(const std::string& csv) {
+  std::vector<std::string> paths;
+  for (const auto& [path, _] : testing::ReadExpectedCsv(csv)) paths.push_back(path);
+  return paths;
+}
+
+class PdqGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PdqGoldenTest, MatchesReferenceHashAndQuality) {
+  static const auto expected = testing::ReadExpectedCsv("pdq/expected-pdq.csv");
+  const auto& row = expected.at(GetParam());
+  ImageHasher hasher;
+  Result<ImageHashes> h = hasher.Hash(testing::ReadTestFile("pdq/" + GetParam()));
+  ASSERT_TRUE(h.ok()) << h.error().ToString();
+  EXPECT_EQ(h->pdq.hash.ToHex(), row[0]);
+  EXPECT_EQ(h->pdq.quality, std::stoi(row[1]));
+  EXPECT_EQ(h->pdq.low_quality(), std::stoi(row[1]) < 50);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Reference, PdqGoldenTest,
+    ::testing::ValuesIn(Paths("pdq/expected-pdq.csv")),
+    [](const auto& param_info) {
+      std::string name = param_info.param;
+      for (char& c : name) {
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      }
+      return name;
+    });
+
+class PdqDihedralGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PdqDihedralGoldenTest, MatchesReferenceDihedralHashes) {
+  static const auto expected =
+      testing::ReadExpectedCsv("pdq/expected-pdq-dihedral.csv");
+  const auto& row = expected.at(GetParam());  // quality, then 8 hashes
+  ImageHasher hasher({.dihedral = true});
+  Result<ImageHashes> h = hasher.Hash(testing::ReadTestFile("pdq/" + GetParam()));
+  ASSERT_TRUE(h.ok()) << h.error().ToString();
+  ASSERT_TRUE(h->pdq.has_dihedral);
+  EXPECT_EQ(h->pdq.quality, std::stoi(row[0]));
+  for (int v = 0; v < kDihedralCount; ++v) {
+    EXPECT_EQ(h->pdq.dihedral[v].ToHex(), row[1 + v])
+        << DihedralName(static_cast<Dihedral>(v));
+  }
+  EXPECT_EQ(h->pdq.dihedral[0], h->pdq.hash);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Reference, PdqDihedralGoldenTest,
+    ::testing::ValuesIn(Paths("pdq/expected-pdq-dihedral.csv")),
+    [](const auto& param_info) {
+      std::string name = param_info.param;
+      for (char& c : name) {
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      }
+      return name;
+    });
+
+TEST(PdqGoldenSetTest, CoversEveryListedFile) {
+  EXPECT_EQ(Paths("pdq/expected-pdq.csv").size(), 44u);
+  EXPECT_EQ(Paths("pdq/expected-pdq-dihedral.csv").size(), 44u);
+}
+
+}  // namespace
+}  // namespace bantay::models
