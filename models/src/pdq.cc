@@ -90,19 +90,62 @@ void BoxAlongFirstAxis(const float* in, float* out, int n, int m, int window,
   }
 }
 
-// out (m x n) = transpose of in (n x m), in cache-sized tiles.
-void Transpose(const float* in, float* out, int n, int m) {
-  constexpr int kTile = 16;
-  for (int i0 = 0; i0 < n; i0 += kTile) {
-    const int i1 = std::min(n, i0 + kTile);
-    for (int j0 = 0; j0 < m; j0 += kTile) {
-      const int j1 = std::min(m, j0 + kTile);
-      for (int i = i0; i < i1; ++i) {
-        for (int j = j0; j < j1; ++j) {
-          out[static_cast<size_t>(j) * n + i] = in[static_cast<size_t>(i) * m + j];
-        }
-      }
+// Running box sums along each of R rows at once (R independent dependency
+// chains keep the adder busy), in exactly the order of the reference's
+// box1DFloat: add the entering sample, subtract the leaving one. sums[r][o]
+// receives the sum that the reference divides for output o; the division is
+// done afterwards, vectorised, by the same divisor (so bit-identical).
+template <int R>
+void RunningSums(const float* const* in, float* const* sums, int n, int window) {
+  const int half = (window + 2) / 2;
+  const int phase1 = half - 1;
+  const int phase2 = window - half + 1;
+  const int phase3 = n - window;
+  const int phase4 = half - 1;
+  float s[R] = {};
+  int ri = 0, li = 0, oi = 0;
+  for (int k = 0; k < phase1; ++k, ++ri) {
+    for (int r = 0; r < R; ++r) s[r] += in[r][ri];
+  }
+  for (int k = 0; k < phase2; ++k, ++ri, ++oi) {
+    for (int r = 0; r < R; ++r) {
+      s[r] += in[r][ri];
+      sums[r][oi] = s[r];
     }
+  }
+  for (int k = 0; k < phase3; ++k, ++ri, ++li, ++oi) {
+    for (int r = 0; r < R; ++r) {
+      s[r] += in[r][ri];
+      s[r] -= in[r][li];
+      sums[r][oi] = s[r];
+    }
+  }
+  for (int k = 0; k < phase4; ++k, ++li, ++oi) {
+    for (int r = 0; r < R; ++r) {
+      s[r] -= in[r][li];
+      sums[r][oi] = s[r];
+    }
+  }
+}
+
+// The current window size at each output position of box1DFloat.
+void WindowDivisors(int n, int window, std::vector<float>* out) {
+  const int half = (window + 2) / 2;
+  out->resize(n);
+  int count = half - 1, oi = 0;
+  for (int k = 0; k < window - half + 1; ++k) (*out)[oi++] = static_cast<float>(++count);
+  for (int k = 0; k < n - window; ++k) (*out)[oi++] = static_cast<float>(count);
+  for (int k = 0; k < half - 1; ++k) (*out)[oi++] = static_cast<float>(--count);
+}
+
+constexpr int kChunk = 8;  // rows filtered together
+
+void RunningSumsRows(const float* const* in, float* const* sums, int count,
+                     int n, int window) {
+  if (count == kChunk) {
+    RunningSums<kChunk>(in, sums, n, window);
+  } else {
+    for (int r = 0; r < count; ++r) RunningSums<1>(in + r, sums + r, n, window);
   }
 }
 
@@ -265,9 +308,39 @@ std::string_view DihedralName(Dihedral d) {
 }
 
 PdqHasher::PdqHasher() = default;
+
 PdqHasher::~PdqHasher() {
-  explicit_bzero(luma_t_.data(), luma_t_.size() * sizeof(float));
-  explicit_bzero(scratch_.data(), scratch_.size() * sizeof(float));
+  for (std::vector<float>* buffer :
+       {&chunk_, &sums_, &after_rows_, &after_cols_, &sampled_}) {
+    explicit_bzero(buffer->data(), buffer->size() * sizeof(float));
+  }
+}
+
+void PdqHasher::Prepare(int rows, int cols) {
+  const size_t n = static_cast<size_t>(rows) * cols;
+  chunk_.resize(static_cast<size_t>(kChunk) * cols);
+  sums_.resize(static_cast<size_t>(kChunk) * cols);
+  after_rows_.resize(n);
+  after_cols_.resize(n);
+  sampled_.resize(static_cast<size_t>(rows) * kDownsampled * 2 +
+                  std::max({rows, cols, kDownsampled}));
+  if (rows != rows_ || cols != cols_) {
+    WindowDivisors(cols, JaroszWindow(cols), &row_divisor_);
+    rows_ = rows;
+    cols_ = cols;
+  }
+}
+
+void PdqHasher::FirstRowPass(const float* const* rows_in, int first_row,
+                             int count, int cols) {
+  float* sums[kChunk] = {};
+  for (int r = 0; r < count; ++r) sums[r] = sums_.data() + static_cast<size_t>(r) * cols;
+  RunningSumsRows(rows_in, sums, count, cols, JaroszWindow(cols));
+  const float* divisor = row_divisor_.data();
+  for (int r = 0; r < count; ++r) {
+    float* out = after_rows_.data() + static_cast<size_t>(first_row + r) * cols;
+    for (int j = 0; j < cols; ++j) out[j] = sums[r][j] / divisor[j];
+  }
 }
 
 PdqResult PdqHasher::Hash(const PixelView& px, bool dihedral) {
@@ -277,36 +350,40 @@ PdqResult PdqHasher::Hash(const PixelView& px, bool dihedral) {
   const bool resize = px.width > kPdqResizeSide || px.height > kPdqResizeSide;
   const int cols = resize ? kPdqResizeSide : px.width;
   const int rows = resize ? kPdqResizeSide : px.height;
-  luma_t_.resize(static_cast<size_t>(rows) * cols);
+  Prepare(rows, cols);
 
   // Byte offset of each sampled column (cols <= 512 whether resized or not).
   int col_offset[kPdqResizeSide];
   for (int x = 0; x < cols; ++x) {
     col_offset[x] = (resize ? NearestSource(x, px.width, cols) : x) * px.channels;
   }
-  // Luminance is written transposed (luma_t_[x * rows + y]) because the
-  // first filter pass runs along rows.
-  float* lt = luma_t_.data();
-  for (int y = 0; y < rows; ++y) {
-    const int src_y = resize ? NearestSource(y, px.height, rows) : y;
-    const uint8_t* row = px.data + static_cast<size_t>(src_y) * px.row_stride;
-    if (px.channels == 1) {
-      for (int x = 0; x < cols; ++x) {
-        const uint8_t* p = row + col_offset[x];
-        lt[static_cast<size_t>(x) * rows + y] = static_cast<float>(*p);
+  const bool no_filter = rows == kDownsampled && cols == kDownsampled;
+  const int r_index = px.rgb ? 0 : 2;
+  const int b_index = px.rgb ? 2 : 0;
+  for (int y0 = 0; y0 < rows; y0 += kChunk) {
+    const int count = std::min(kChunk, rows - y0);
+    const float* rows_in[kChunk] = {};
+    for (int r = 0; r < count; ++r) {
+      const int y = y0 + r;
+      const int src_y = resize ? NearestSource(y, px.height, rows) : y;
+      const uint8_t* row = px.data + static_cast<size_t>(src_y) * px.row_stride;
+      float* luma = (no_filter ? after_rows_.data() + static_cast<size_t>(y) * cols
+                               : chunk_.data() + static_cast<size_t>(r) * cols);
+      if (px.channels == 1) {
+        for (int x = 0; x < cols; ++x) luma[x] = static_cast<float>(row[col_offset[x]]);
+      } else {
+        for (int x = 0; x < cols; ++x) {
+          const uint8_t* p = row + col_offset[x];
+          luma[x] = 0.299f * static_cast<float>(p[r_index]) +
+                    0.587f * static_cast<float>(p[1]) +
+                    0.114f * static_cast<float>(p[b_index]);
+        }
       }
-    } else {
-      const int r = px.rgb ? 0 : 2;
-      const int b = px.rgb ? 2 : 0;
-      for (int x = 0; x < cols; ++x) {
-        const uint8_t* p = row + col_offset[x];
-        lt[static_cast<size_t>(x) * rows + y] =
-            0.299f * static_cast<float>(p[r]) + 0.587f * static_cast<float>(p[1]) +
-            0.114f * static_cast<float>(p[b]);
-      }
+      rows_in[r] = luma;
     }
+    if (!no_filter) FirstRowPass(rows_in, y0, count, cols);
   }
-  return HashTransposedLuma(rows, cols, dihedral);
+  return Finish(rows, cols, dihedral);
 }
 
 PdqResult PdqHasher::HashLuma(const float* luma, int rows, int cols,
@@ -314,43 +391,73 @@ PdqResult PdqHasher::HashLuma(const float* luma, int rows, int cols,
   if (rows < kMinHashableSide || cols < kMinHashableSide) {
     return TooSmall(dihedral);
   }
-  luma_t_.resize(static_cast<size_t>(rows) * cols);
-  Transpose(luma, luma_t_.data(), rows, cols);
-  return HashTransposedLuma(rows, cols, dihedral);
+  Prepare(rows, cols);
+  if (rows == kDownsampled && cols == kDownsampled) {
+    std::memcpy(after_rows_.data(), luma, sizeof(float) * rows * cols);
+  } else {
+    for (int y0 = 0; y0 < rows; y0 += kChunk) {
+      const int count = std::min(kChunk, rows - y0);
+      const float* rows_in[kChunk] = {};
+      for (int r = 0; r < count; ++r) {
+        rows_in[r] = luma + static_cast<size_t>(y0 + r) * cols;
+      }
+      FirstRowPass(rows_in, y0, count, cols);
+    }
+  }
+  return Finish(rows, cols, dihedral);
 }
 
-PdqResult PdqHasher::HashTransposedLuma(int rows, int cols, bool dihedral) {
-  const size_t n = static_cast<size_t>(rows) * cols;
-  scratch_.resize(n + static_cast<size_t>(std::max(rows, cols)));
-  float* lt = luma_t_.data();
-  float* work = scratch_.data();
-  float* sums = scratch_.data() + n;
+PdqResult PdqHasher::Finish(int rows, int cols, bool dihedral) {
   float a[kDownsampled][kDownsampled];
-
   if (rows == kDownsampled && cols == kDownsampled) {
     // The reference takes a 64x64 luminance image as already downsampled.
-    Transpose(lt, &a[0][0], cols, rows);
+    std::memcpy(a, after_rows_.data(), sizeof(a));
   } else {
     const int along_rows = JaroszWindow(cols);
     const int along_cols = JaroszWindow(rows);
-    // Two passes of (rows, then columns). A pass along rows is a pass along
-    // the first axis of the transposed image.
-    BoxAlongFirstAxis(lt, work, cols, rows, along_rows, sums);  // (R1)^T
-    Transpose(work, lt, cols, rows);                             // R1
-    BoxAlongFirstAxis(lt, work, rows, cols, along_cols, sums);  // C1
-    Transpose(work, lt, rows, cols);                             // C1^T
-    BoxAlongFirstAxis(lt, work, cols, rows, along_rows, sums);  // (R2)^T
-    Transpose(work, lt, cols, rows);                             // R2
-    BoxAlongFirstAxis(lt, work, rows, cols, along_cols, sums);  // C2
+    float* col_sums = sampled_.data() + static_cast<size_t>(rows) * kDownsampled * 2;
+    // First column pass, whole image.
+    BoxAlongFirstAxis(after_rows_.data(), after_cols_.data(), rows, cols,
+                      along_cols, col_sums);
+    // Second row pass: running sums along whole rows, but divided and kept
+    // only at the 64 columns the decimation reads.
+    int sample_col[kDownsampled];
+    for (int j = 0; j < kDownsampled; ++j) sample_col[j] = DecimationIndex(j, cols);
+    float* rows_sampled = sampled_.data();  // rows x 64
+    const float* divisor = row_divisor_.data();
+    for (int y0 = 0; y0 < rows; y0 += kChunk) {
+      const int count = std::min(kChunk, rows - y0);
+      const float* rows_in[kChunk] = {};
+      float* sums[kChunk] = {};
+      for (int r = 0; r < count; ++r) {
+        rows_in[r] = after_cols_.data() + static_cast<size_t>(y0 + r) * cols;
+        sums[r] = sums_.data() + static_cast<size_t>(r) * cols;
+      }
+      RunningSumsRows(rows_in, sums, count, cols, along_rows);
+      for (int r = 0; r < count; ++r) {
+        float* out = rows_sampled + static_cast<size_t>(y0 + r) * kDownsampled;
+        for (int j = 0; j < kDownsampled; ++j) {
+          out[j] = sums[r][sample_col[j]] / divisor[sample_col[j]];
+        }
+      }
+    }
+    // Second column pass on those 64 columns, then the 64 sampled rows.
+    float* cols_sampled = rows_sampled + static_cast<size_t>(rows) * kDownsampled;
+    BoxAlongFirstAxis(rows_sampled, cols_sampled, rows, kDownsampled, along_cols,
+                      col_sums);
     for (int i = 0; i < kDownsampled; ++i) {
-      const float* row = work + static_cast<size_t>(DecimationIndex(i, rows)) * cols;
-      for (int j = 0; j < kDownsampled; ++j) a[i][j] = row[DecimationIndex(j, cols)];
+      std::memcpy(a[i], cols_sampled + static_cast<size_t>(DecimationIndex(i, rows)) * kDownsampled,
+                  sizeof(a[i]));
     }
   }
   PdqResult result = FromDownsampled(a, dihedral);
   // The buffers hold a blurred picture of the image: wipe them.
-  explicit_bzero(lt, n * sizeof(float));
-  explicit_bzero(work, n * sizeof(float));
+  const size_t n = static_cast<size_t>(rows) * cols;
+  explicit_bzero(chunk_.data(), chunk_.size() * sizeof(float));
+  explicit_bzero(sums_.data(), sums_.size() * sizeof(float));
+  explicit_bzero(after_rows_.data(), n * sizeof(float));
+  explicit_bzero(after_cols_.data(), n * sizeof(float));
+  explicit_bzero(sampled_.data(), sampled_.size() * sizeof(float));
   explicit_bzero(a, sizeof(a));
   return result;
 }

@@ -101,11 +101,22 @@ class PdqHasher {
                      bool dihedral = false);
 
  private:
-  // Runs steps 3-6 on luma_t_ (the luminance stored transposed, cols x rows).
-  PdqResult HashTransposedLuma(int rows, int cols, bool dihedral);
+  // Filters kChunk (or fewer) rows of luminance along the rows: the first
+  // Jarosz pass, written into after_rows_.
+  void FirstRowPass(const float* const* rows_in, int first_row, int count,
+                    int cols);
+  // Steps 3 (from the first column pass) to 6, once after_rows_ is full.
+  PdqResult Finish(int rows, int cols, bool dihedral);
+  // Prepares the buffers and the per-position divisors for an image size.
+  void Prepare(int rows, int cols);
 
-  std::vector<float> luma_t_;
-  std::vector<float> scratch_;
+  int rows_ = 0, cols_ = 0;
+  std::vector<float> chunk_;        // luminance of a few rows
+  std::vector<float> sums_;         // running sums of a few rows
+  std::vector<float> after_rows_;   // rows x cols, after a row pass
+  std::vector<float> after_cols_;   // rows x cols, after a column pass
+  std::vector<float> sampled_;      // rows x 64 and 64 x 64 working space
+  std::vector<float> row_divisor_;  // window size at each position of a row
 };
 
 }  // namespace bantay::models
