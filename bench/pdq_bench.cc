@@ -1,8 +1,8 @@
 // PDQ hashing speed on 1080p JPEG frames, one core.
 //
-// Workload: 48 frames of 1920x1080 cut from the photographs of Debian's
+// Workload: 104 frames of 1920x1080 cut from the photographs of Debian's
 // mate-backgrounds package (nature/*.jpg and Elephants_3840x2160.jpg): for
-// each photograph, 4 random 16:9 crops of 60-100% of its width, resized to
+// each photograph, 8 random 16:9 crops of 60-100% of its width, resized to
 // 1920x1080 and encoded as JPEG at a quality drawn from 80..95 (fixed seed,
 // in memory, nothing written to disk).
 //
@@ -62,7 +62,7 @@ const Frames& GetFrames() {
     for (const std::string& path : sources) {
       const cv::Mat photo = cv::imread(path, cv::IMREAD_COLOR);
       if (photo.empty()) continue;
-      for (int k = 0; k < 4; ++k) {
+      for (int k = 0; k < 8; ++k) {
         const int max_w = std::min(photo.cols, photo.rows * 16 / 9);
         const int w = max_w * (60 + static_cast<int>(rng() % 41)) / 100;
         const int h = w * 9 / 16;

@@ -124,7 +124,9 @@ Result<ImageHashes> ImageHasher::Hash(std::span<const uint8_t> bytes) {
   out.width = static_cast<int>(info->width);
   out.height = static_cast<int>(info->height);
   out.decode_scale = scale;
-  out.pdq = pdq_.Hash(view, options_.dihedral);
+  out.pdq = scale > 1 ? pdq_.HashReduced(view, out.width, out.height,
+                                         options_.dihedral)
+                      : pdq_.Hash(view, options_.dihedral);
   if (options_.wipe) Wipe(decoded_->mat);
   if (options_.digests) {
     out.has_digests = true;

@@ -316,7 +316,7 @@ PdqHasher::~PdqHasher() {
   }
 }
 
-void PdqHasher::Prepare(int rows, int cols) {
+void PdqHasher::Prepare(int rows, int cols, int along_rows, int along_cols) {
   const size_t n = static_cast<size_t>(rows) * cols;
   chunk_.resize(static_cast<size_t>(kChunk) * cols);
   sums_.resize(static_cast<size_t>(kChunk) * cols);
@@ -324,21 +324,22 @@ void PdqHasher::Prepare(int rows, int cols) {
   after_cols_.resize(n);
   sampled_.resize(static_cast<size_t>(rows) * kDownsampled * 2 +
                   std::max({rows, cols, kDownsampled}));
-  if (rows != rows_ || cols != cols_) {
-    WindowDivisors(cols, JaroszWindow(cols), &row_divisor_);
-    rows_ = rows;
+  if (cols != cols_ || along_rows != along_rows_) {
+    WindowDivisors(cols, along_rows, &row_divisor_);
     cols_ = cols;
+    along_rows_ = along_rows;
   }
+  along_cols_ = along_cols;
 }
 
-void PdqHasher::FirstRowPass(const float* const* rows_in, int first_row,
-                             int count, int cols) {
+void PdqHasher::FirstRowPass(const float* const* rows_in,
+                             float* const* rows_out, int count, int cols) {
   float* sums[kChunk] = {};
   for (int r = 0; r < count; ++r) sums[r] = sums_.data() + static_cast<size_t>(r) * cols;
-  RunningSumsRows(rows_in, sums, count, cols, JaroszWindow(cols));
+  RunningSumsRows(rows_in, sums, count, cols, along_rows_);
   const float* divisor = row_divisor_.data();
   for (int r = 0; r < count; ++r) {
-    float* out = after_rows_.data() + static_cast<size_t>(first_row + r) * cols;
+    float* out = rows_out[r];
     for (int j = 0; j < cols; ++j) out[j] = sums[r][j] / divisor[j];
   }
 }
@@ -350,38 +351,101 @@ PdqResult PdqHasher::Hash(const PixelView& px, bool dihedral) {
   const bool resize = px.width > kPdqResizeSide || px.height > kPdqResizeSide;
   const int cols = resize ? kPdqResizeSide : px.width;
   const int rows = resize ? kPdqResizeSide : px.height;
-  Prepare(rows, cols);
-
-  // Byte offset of each sampled column (cols <= 512 whether resized or not).
-  int col_offset[kPdqResizeSide];
-  for (int x = 0; x < cols; ++x) {
-    col_offset[x] = (resize ? NearestSource(x, px.width, cols) : x) * px.channels;
+  row_source_.resize(rows);
+  col_source_.resize(cols);
+  for (int y = 0; y < rows; ++y) {
+    row_source_[y] = resize ? NearestSource(y, px.height, rows) : y;
   }
+  for (int x = 0; x < cols; ++x) {
+    col_source_[x] = resize ? NearestSource(x, px.width, cols) : x;
+  }
+  return HashPixels(px, dihedral);
+}
+
+PdqResult PdqHasher::HashReduced(const PixelView& px, int original_width,
+                                 int original_height, bool dihedral) {
+  if (original_width < kMinHashableSide || original_height < kMinHashableSide ||
+      px.width < 1 || px.height < 1) {
+    return TooSmall(dihedral);
+  }
+  // The reference's sampling grid on the original image; each grid point
+  // reads the reduced pixel that covers the original pixel it would read.
+  const bool resize =
+      original_width > kPdqResizeSide || original_height > kPdqResizeSide;
+  const int cols = resize ? kPdqResizeSide : original_width;
+  const int rows = resize ? kPdqResizeSide : original_height;
+  auto source = [](int index, int grid, int original, int reduced) {
+    const int64_t in_original = NearestSource(index, original, grid);
+    return static_cast<int>(std::min<int64_t>(reduced - 1, in_original * reduced / original));
+  };
+  row_source_.resize(rows);
+  col_source_.resize(cols);
+  for (int y = 0; y < rows; ++y) {
+    row_source_[y] = source(y, rows, original_height, px.height);
+  }
+  for (int x = 0; x < cols; ++x) {
+    col_source_[x] = source(x, cols, original_width, px.width);
+  }
+  return HashPixels(px, dihedral);
+}
+
+PdqResult PdqHasher::HashPixels(const PixelView& px, bool dihedral) {
+  const int rows = static_cast<int>(row_source_.size());
+  const int cols = static_cast<int>(col_source_.size());
+  Prepare(rows, cols, JaroszWindow(cols), JaroszWindow(rows));
+
+  col_offset_.resize(cols);
+  for (int x = 0; x < cols; ++x) col_offset_[x] = col_source_[x] * px.channels;
+  const int* col_offset = col_offset_.data();
   const bool no_filter = rows == kDownsampled && cols == kDownsampled;
   const int r_index = px.rgb ? 0 : 2;
   const int b_index = px.rgb ? 2 : 0;
-  for (int y0 = 0; y0 < rows; y0 += kChunk) {
-    const int count = std::min(kChunk, rows - y0);
-    const float* rows_in[kChunk] = {};
-    for (int r = 0; r < count; ++r) {
-      const int y = y0 + r;
-      const int src_y = resize ? NearestSource(y, px.height, rows) : y;
-      const uint8_t* row = px.data + static_cast<size_t>(src_y) * px.row_stride;
-      float* luma = (no_filter ? after_rows_.data() + static_cast<size_t>(y) * cols
-                               : chunk_.data() + static_cast<size_t>(r) * cols);
-      if (px.channels == 1) {
-        for (int x = 0; x < cols; ++x) luma[x] = static_cast<float>(row[col_offset[x]]);
-      } else {
-        for (int x = 0; x < cols; ++x) {
-          const uint8_t* p = row + col_offset[x];
-          luma[x] = 0.299f * static_cast<float>(p[r_index]) +
-                    0.587f * static_cast<float>(p[1]) +
-                    0.114f * static_cast<float>(p[b_index]);
-        }
+  auto fill_luma = [&](int y, float* luma) {
+    const uint8_t* row = px.data + static_cast<size_t>(row_source_[y]) * px.row_stride;
+    if (px.channels == 1) {
+      for (int x = 0; x < cols; ++x) luma[x] = static_cast<float>(row[col_offset[x]]);
+    } else {
+      for (int x = 0; x < cols; ++x) {
+        const uint8_t* p = row + col_offset[x];
+        luma[x] = 0.299f * static_cast<float>(p[r_index]) +
+                  0.587f * static_cast<float>(p[1]) +
+                  0.114f * static_cast<float>(p[b_index]);
       }
-      rows_in[r] = luma;
     }
-    if (!no_filter) FirstRowPass(rows_in, y0, count, cols);
+  };
+  // A grid row that reads the same source row as the one before it (when
+  // a small image is sampled up) has the same first row pass: it is
+  // computed once and copied.
+  const float* rows_in[kChunk] = {};
+  int chunk_rows[kChunk] = {};
+  int count = 0;
+  auto flush = [&] {
+    if (count == 0) return;
+    float* out_rows[kChunk] = {};
+    for (int r = 0; r < count; ++r) {
+      out_rows[r] = after_rows_.data() + static_cast<size_t>(chunk_rows[r]) * cols;
+    }
+    FirstRowPass(rows_in, out_rows, count, cols);
+    count = 0;
+  };
+  for (int y = 0; y < rows; ++y) {
+    if (y > 0 && row_source_[y] == row_source_[y - 1]) continue;
+    if (no_filter) {
+      fill_luma(y, after_rows_.data() + static_cast<size_t>(y) * cols);
+      continue;
+    }
+    float* luma = chunk_.data() + static_cast<size_t>(count) * cols;
+    fill_luma(y, luma);
+    rows_in[count] = luma;
+    chunk_rows[count++] = y;
+    if (count == kChunk) flush();
+  }
+  flush();
+  for (int y = 1; y < rows; ++y) {
+    if (row_source_[y] != row_source_[y - 1]) continue;
+    std::memcpy(after_rows_.data() + static_cast<size_t>(y) * cols,
+                after_rows_.data() + static_cast<size_t>(y - 1) * cols,
+                sizeof(float) * cols);
   }
   return Finish(rows, cols, dihedral);
 }
@@ -391,17 +455,19 @@ PdqResult PdqHasher::HashLuma(const float* luma, int rows, int cols,
   if (rows < kMinHashableSide || cols < kMinHashableSide) {
     return TooSmall(dihedral);
   }
-  Prepare(rows, cols);
+  Prepare(rows, cols, JaroszWindow(cols), JaroszWindow(rows));
   if (rows == kDownsampled && cols == kDownsampled) {
     std::memcpy(after_rows_.data(), luma, sizeof(float) * rows * cols);
   } else {
     for (int y0 = 0; y0 < rows; y0 += kChunk) {
       const int count = std::min(kChunk, rows - y0);
       const float* rows_in[kChunk] = {};
+      float* rows_out[kChunk] = {};
       for (int r = 0; r < count; ++r) {
         rows_in[r] = luma + static_cast<size_t>(y0 + r) * cols;
+        rows_out[r] = after_rows_.data() + static_cast<size_t>(y0 + r) * cols;
       }
-      FirstRowPass(rows_in, y0, count, cols);
+      FirstRowPass(rows_in, rows_out, count, cols);
     }
   }
   return Finish(rows, cols, dihedral);
@@ -413,8 +479,8 @@ PdqResult PdqHasher::Finish(int rows, int cols, bool dihedral) {
     // The reference takes a 64x64 luminance image as already downsampled.
     std::memcpy(a, after_rows_.data(), sizeof(a));
   } else {
-    const int along_rows = JaroszWindow(cols);
-    const int along_cols = JaroszWindow(rows);
+    const int along_rows = along_rows_;
+    const int along_cols = along_cols_;
     float* col_sums = sampled_.data() + static_cast<size_t>(rows) * kDownsampled * 2;
     // First column pass, whole image.
     BoxAlongFirstAxis(after_rows_.data(), after_cols_.data(), rows, cols,

@@ -95,6 +95,16 @@ class PdqHasher {
   // reference.
   PdqResult Hash(const PixelView& pixels, bool dihedral = false);
 
+  // An approximation for fast mode: pixels that are a reduced decoding of an
+  // original_width x original_height image (a JPEG decoded at 1/2, 1/4 or
+  // 1/8 in the DCT domain) are sampled on the reference's grid for the
+  // original (512x512 for a large image), each grid point reading the
+  // reduced pixel that covers the original pixel the reference would read,
+  // then hashed as the reference does. Not bit-compatible; the deviation is
+  // measured in bench/pdq_bench.cc.
+  PdqResult HashReduced(const PixelView& pixels, int original_width,
+                        int original_height, bool dihedral = false);
+
   // Steps 3-6 on a luminance image given row-major (rows x cols), without
   // the 512 resize: the reference's pdqHash256FromFloatLuma.
   PdqResult HashLuma(const float* luma, int rows, int cols,
@@ -103,20 +113,26 @@ class PdqHasher {
  private:
   // Filters kChunk (or fewer) rows of luminance along the rows: the first
   // Jarosz pass, written into after_rows_.
-  void FirstRowPass(const float* const* rows_in, int first_row, int count,
-                    int cols);
+  void FirstRowPass(const float* const* rows_in, float* const* rows_out,
+                    int count, int cols);
   // Steps 3 (from the first column pass) to 6, once after_rows_ is full.
   PdqResult Finish(int rows, int cols, bool dihedral);
-  // Prepares the buffers and the per-position divisors for an image size.
-  void Prepare(int rows, int cols);
+  // Prepares the buffers and the per-position divisors for an image size
+  // and box windows.
+  void Prepare(int rows, int cols, int along_rows, int along_cols);
+  // Steps 2-6 on the grid of pixels that row_source_ x col_source_ select.
+  PdqResult HashPixels(const PixelView& pixels, bool dihedral);
 
-  int rows_ = 0, cols_ = 0;
+  int cols_ = 0, along_rows_ = 0, along_cols_ = 0;
   std::vector<float> chunk_;        // luminance of a few rows
   std::vector<float> sums_;         // running sums of a few rows
   std::vector<float> after_rows_;   // rows x cols, after a row pass
   std::vector<float> after_cols_;   // rows x cols, after a column pass
   std::vector<float> sampled_;      // rows x 64 and 64 x 64 working space
   std::vector<float> row_divisor_;  // window size at each position of a row
+  std::vector<int> row_source_;     // source row of each grid row
+  std::vector<int> col_source_;     // source column of each grid column
+  std::vector<int> col_offset_;     // byte offset of each grid column
 };
 
 }  // namespace bantay::models
