@@ -311,7 +311,7 @@ PdqHasher::PdqHasher() = default;
 
 PdqHasher::~PdqHasher() {
   for (std::vector<float>* buffer :
-       {&chunk_, &sums_, &after_rows_, &after_cols_, &sampled_}) {
+       {&chunk_, &sums_, &after_rows_, &after_cols_, &sampled_, &interpolated_}) {
     explicit_bzero(buffer->data(), buffer->size() * sizeof(float));
   }
 }
@@ -359,7 +359,7 @@ PdqResult PdqHasher::Hash(const PixelView& px, bool dihedral) {
   for (int x = 0; x < cols; ++x) {
     col_source_[x] = resize ? NearestSource(x, px.width, cols) : x;
   }
-  return HashPixels(px, dihedral);
+  return HashPixels(px, dihedral, /*interpolate=*/false);
 }
 
 PdqResult PdqHasher::HashReduced(const PixelView& px, int original_width,
@@ -368,31 +368,59 @@ PdqResult PdqHasher::HashReduced(const PixelView& px, int original_width,
       px.width < 1 || px.height < 1) {
     return TooSmall(dihedral);
   }
-  // The reference's sampling grid on the original image; each grid point
-  // reads the reduced pixel that covers the original pixel it would read.
+  // The reference's sampling grid on the original image. Each grid point
+  // takes the value of the reduced image, interpolated bilinearly, at the
+  // centre of the original pixel that the reference would read there.
   const bool resize =
       original_width > kPdqResizeSide || original_height > kPdqResizeSide;
   const int cols = resize ? kPdqResizeSide : original_width;
   const int rows = resize ? kPdqResizeSide : original_height;
-  auto source = [](int index, int grid, int original, int reduced) {
-    const int64_t in_original = NearestSource(index, original, grid);
-    return static_cast<int>(std::min<int64_t>(reduced - 1, in_original * reduced / original));
+  auto place = [](int grid, int original, int reduced, std::vector<int>* source,
+                  std::vector<float>* weight) {
+    source->resize(grid);
+    weight->resize(grid);
+    for (int i = 0; i < grid; ++i) {
+      const double in_original = NearestSource(i, original, grid) + 0.5;
+      const double at = std::clamp(in_original * reduced / original - 0.5, 0.0,
+                                   static_cast<double>(reduced - 1));
+      const int low = std::min(static_cast<int>(at), std::max(0, reduced - 2));
+      (*source)[i] = low;
+      (*weight)[i] = static_cast<float>(at - low);
+    }
   };
-  row_source_.resize(rows);
-  col_source_.resize(cols);
-  for (int y = 0; y < rows; ++y) {
-    row_source_[y] = source(y, rows, original_height, px.height);
-  }
-  for (int x = 0; x < cols; ++x) {
-    col_source_[x] = source(x, cols, original_width, px.width);
-  }
-  return HashPixels(px, dihedral);
+  place(rows, original_height, px.height, &row_source_, &row_weight_);
+  place(cols, original_width, px.width, &col_source_, &col_weight_);
+  return HashPixels(px, dihedral, /*interpolate=*/px.channels == 1 &&
+                                      px.width > 1 && px.height > 1);
 }
 
-PdqResult PdqHasher::HashPixels(const PixelView& px, bool dihedral) {
+const float* PdqHasher::Interpolated(const PixelView& px, int source_row,
+                                    int cols) {
+  for (int k = 0; k < 2; ++k) {
+    if (interpolated_row_[k] == source_row) {
+      return interpolated_.data() + static_cast<size_t>(k) * cols;
+    }
+  }
+  // Replace the older of the two (the one with the lower row).
+  const int k = interpolated_row_[0] <= interpolated_row_[1] ? 0 : 1;
+  interpolated_row_[k] = source_row;
+  interpolated_.resize(static_cast<size_t>(2) * cols);
+  float* out = interpolated_.data() + static_cast<size_t>(k) * cols;
+  const uint8_t* row = px.data + static_cast<size_t>(source_row) * px.row_stride;
+  for (int x = 0; x < cols; ++x) {
+    const int c = col_source_[x];
+    const float left = row[c];
+    out[x] = left + col_weight_[x] * (static_cast<float>(row[c + 1]) - left);
+  }
+  return out;
+}
+
+PdqResult PdqHasher::HashPixels(const PixelView& px, bool dihedral,
+                                bool interpolate) {
   const int rows = static_cast<int>(row_source_.size());
   const int cols = static_cast<int>(col_source_.size());
   Prepare(rows, cols, JaroszWindow(cols), JaroszWindow(rows));
+  interpolated_row_[0] = interpolated_row_[1] = -1;
 
   col_offset_.resize(cols);
   for (int x = 0; x < cols; ++x) col_offset_[x] = col_source_[x] * px.channels;
@@ -402,7 +430,14 @@ PdqResult PdqHasher::HashPixels(const PixelView& px, bool dihedral) {
   const int b_index = px.rgb ? 2 : 0;
   auto fill_luma = [&](int y, float* luma) {
     const uint8_t* row = px.data + static_cast<size_t>(row_source_[y]) * px.row_stride;
-    if (px.channels == 1) {
+    if (interpolate) {
+      // Rows of the reduced image interpolated along x, kept while the grid
+      // rows keep reading them (the sources only move down).
+      const float* top = Interpolated(px, row_source_[y], cols);
+      const float* bottom = Interpolated(px, row_source_[y] + 1, cols);
+      const float wy = row_weight_[y];
+      for (int x = 0; x < cols; ++x) luma[x] = top[x] + wy * (bottom[x] - top[x]);
+    } else if (px.channels == 1) {
       for (int x = 0; x < cols; ++x) luma[x] = static_cast<float>(row[col_offset[x]]);
     } else {
       for (int x = 0; x < cols; ++x) {
@@ -412,6 +447,10 @@ PdqResult PdqHasher::HashPixels(const PixelView& px, bool dihedral) {
                   0.114f * static_cast<float>(p[b_index]);
       }
     }
+  };
+  auto SameRow = [&](int y) {
+    return row_source_[y] == row_source_[y - 1] &&
+           (!interpolate || row_weight_[y] == row_weight_[y - 1]);
   };
   // A grid row that reads the same source row as the one before it (when
   // a small image is sampled up) has the same first row pass: it is
@@ -429,7 +468,7 @@ PdqResult PdqHasher::HashPixels(const PixelView& px, bool dihedral) {
     count = 0;
   };
   for (int y = 0; y < rows; ++y) {
-    if (y > 0 && row_source_[y] == row_source_[y - 1]) continue;
+    if (y > 0 && SameRow(y)) continue;
     if (no_filter) {
       fill_luma(y, after_rows_.data() + static_cast<size_t>(y) * cols);
       continue;
@@ -442,7 +481,7 @@ PdqResult PdqHasher::HashPixels(const PixelView& px, bool dihedral) {
   }
   flush();
   for (int y = 1; y < rows; ++y) {
-    if (row_source_[y] != row_source_[y - 1]) continue;
+    if (!SameRow(y)) continue;
     std::memcpy(after_rows_.data() + static_cast<size_t>(y) * cols,
                 after_rows_.data() + static_cast<size_t>(y - 1) * cols,
                 sizeof(float) * cols);
@@ -524,6 +563,7 @@ PdqResult PdqHasher::Finish(int rows, int cols, bool dihedral) {
   explicit_bzero(after_rows_.data(), n * sizeof(float));
   explicit_bzero(after_cols_.data(), n * sizeof(float));
   explicit_bzero(sampled_.data(), sampled_.size() * sizeof(float));
+  explicit_bzero(interpolated_.data(), interpolated_.size() * sizeof(float));
   explicit_bzero(a, sizeof(a));
   return result;
 }

@@ -98,9 +98,9 @@ class PdqHasher {
   // An approximation for fast mode: pixels that are a reduced decoding of an
   // original_width x original_height image (a JPEG decoded at 1/2, 1/4 or
   // 1/8 in the DCT domain) are sampled on the reference's grid for the
-  // original (512x512 for a large image), each grid point reading the
-  // reduced pixel that covers the original pixel the reference would read,
-  // then hashed as the reference does. Not bit-compatible; the deviation is
+  // original (512x512 for a large image), each grid point interpolating
+  // (bilinear, for grey pixels) the reduced image at the original pixel the
+  // reference would read, then hashed as the reference does. Not bit-compatible; the deviation is
   // measured in bench/pdq_bench.cc.
   PdqResult HashReduced(const PixelView& pixels, int original_width,
                         int original_height, bool dihedral = false);
@@ -120,8 +120,11 @@ class PdqHasher {
   // Prepares the buffers and the per-position divisors for an image size
   // and box windows.
   void Prepare(int rows, int cols, int along_rows, int along_cols);
-  // Steps 2-6 on the grid of pixels that row_source_ x col_source_ select.
-  PdqResult HashPixels(const PixelView& pixels, bool dihedral);
+  // Steps 2-6 on the grid of pixels that row_source_ x col_source_ select
+  // (interpolated with row_weight_ and col_weight_ when asked; grey only).
+  PdqResult HashPixels(const PixelView& pixels, bool dihedral, bool interpolate);
+  // Source row r of grey pixels interpolated at the grid columns.
+  const float* Interpolated(const PixelView& pixels, int source_row, int cols);
 
   int cols_ = 0, along_rows_ = 0, along_cols_ = 0;
   std::vector<float> chunk_;        // luminance of a few rows
@@ -133,6 +136,10 @@ class PdqHasher {
   std::vector<int> row_source_;     // source row of each grid row
   std::vector<int> col_source_;     // source column of each grid column
   std::vector<int> col_offset_;     // byte offset of each grid column
+  std::vector<float> row_weight_;   // interpolation weights (fast mode)
+  std::vector<float> col_weight_;
+  std::vector<float> interpolated_;  // two source rows interpolated along x
+  int interpolated_row_[2] = {-1, -1};
 };
 
 }  // namespace bantay::models
