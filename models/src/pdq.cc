@@ -309,10 +309,14 @@ std::string_view DihedralName(Dihedral d) {
 
 PdqHasher::PdqHasher() = default;
 
-PdqHasher::~PdqHasher() {
+PdqHasher::~PdqHasher() { WipeBuffers(); }
+
+void PdqHasher::WipeBuffers() {
   for (std::vector<float>* buffer :
        {&chunk_, &sums_, &after_rows_, &after_cols_, &sampled_, &interpolated_}) {
-    explicit_bzero(buffer->data(), buffer->size() * sizeof(float));
+    if (!buffer->empty()) {
+      explicit_bzero(buffer->data(), buffer->size() * sizeof(float));
+    }
   }
 }
 
@@ -557,13 +561,7 @@ PdqResult PdqHasher::Finish(int rows, int cols, bool dihedral) {
   }
   PdqResult result = FromDownsampled(a, dihedral);
   // The buffers hold a blurred picture of the image: wipe them.
-  const size_t n = static_cast<size_t>(rows) * cols;
-  explicit_bzero(chunk_.data(), chunk_.size() * sizeof(float));
-  explicit_bzero(sums_.data(), sums_.size() * sizeof(float));
-  explicit_bzero(after_rows_.data(), n * sizeof(float));
-  explicit_bzero(after_cols_.data(), n * sizeof(float));
-  explicit_bzero(sampled_.data(), sampled_.size() * sizeof(float));
-  explicit_bzero(interpolated_.data(), interpolated_.size() * sizeof(float));
+  WipeBuffers();
   explicit_bzero(a, sizeof(a));
   return result;
 }

@@ -33,7 +33,8 @@ INSTANTIATE_TEST_SUITE_P(
                       FormatCase{".png", ImageFormat::kPng},
                       FormatCase{".webp", ImageFormat::kWebp},
                       FormatCase{".bmp", ImageFormat::kBmp},
-                      FormatCase{".tiff", ImageFormat::kTiff}));
+                      FormatCase{".tiff", ImageFormat::kTiff}),
+    [](const auto& param_info) { return std::string(param_info.param.ext + 1); });
 
 TEST(ProbeTest, LosslessWebpHeader) {
   const auto bytes =

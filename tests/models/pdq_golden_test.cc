@@ -17,6 +17,15 @@ std::vector<std::string> Paths(const std::string& csv) {
   return paths;
 }
 
+// "bridge-mods/aaa-orig.jpg" -> "bridge_mods_aaa_orig_jpg"
+std::string TestName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return name;
+}
+
 class PdqGoldenTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PdqGoldenTest, MatchesReferenceHashAndQuality) {
@@ -33,13 +42,7 @@ TEST_P(PdqGoldenTest, MatchesReferenceHashAndQuality) {
 INSTANTIATE_TEST_SUITE_P(
     Reference, PdqGoldenTest,
     ::testing::ValuesIn(Paths("pdq/expected-pdq.csv")),
-    [](const auto& param_info) {
-      std::string name = param_info.param;
-      for (char& c : name) {
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-      }
-      return name;
-    });
+    TestName);
 
 class PdqDihedralGoldenTest : public ::testing::TestWithParam<std::string> {};
 
@@ -62,13 +65,7 @@ TEST_P(PdqDihedralGoldenTest, MatchesReferenceDihedralHashes) {
 INSTANTIATE_TEST_SUITE_P(
     Reference, PdqDihedralGoldenTest,
     ::testing::ValuesIn(Paths("pdq/expected-pdq-dihedral.csv")),
-    [](const auto& param_info) {
-      std::string name = param_info.param;
-      for (char& c : name) {
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-      }
-      return name;
-    });
+    TestName);
 
 TEST(PdqGoldenSetTest, CoversEveryListedFile) {
   EXPECT_EQ(Paths("pdq/expected-pdq.csv").size(), 44u);

@@ -120,6 +120,8 @@ class PdqHasher {
   // Prepares the buffers and the per-position divisors for an image size
   // and box windows.
   void Prepare(int rows, int cols, int along_rows, int along_cols);
+  // Overwrites every buffer that held (a blurred form of) the image.
+  void WipeBuffers();
   // Steps 2-6 on the grid of pixels that row_source_ x col_source_ select
   // (interpolated with row_weight_ and col_weight_ when asked; grey only).
   PdqResult HashPixels(const PixelView& pixels, bool dihedral, bool interpolate);
