@@ -215,40 +215,34 @@ Hash256 ThresholdAtMedian(const float (&b)[kDctSide][kDctSide]) {
 // the transforms that swap axes, with the sign of odd-frequency rows and/or
 // columns changed. Frequencies are 1-based here (index 0 is frequency 1), so
 // "odd frequency" is an even index.
-Hash256 DihedralHash(Dihedral d, const float (&b)[kDctSide][kDctSide]) {
-  bool transpose = false;
-  auto sign = [d](int i, int j) -> float {
-    switch (d) {
-      case Dihedral::kOriginal:
-      case Dihedral::kFlipPlus1:
-        return 1.0f;
-      case Dihedral::kRotate90:
-      case Dihedral::kFlipY:
-        return (j & 1) ? 1.0f : -1.0f;
-      case Dihedral::kRotate270:
-      case Dihedral::kFlipX:
-        return (i & 1) ? 1.0f : -1.0f;
-      case Dihedral::kRotate180:
-      case Dihedral::kFlipMinus1:
-        return ((i + j) & 1) ? -1.0f : 1.0f;
-    }
-    return 1.0f;
-  };
+bool Transposes(Dihedral d) {
+  return d == Dihedral::kRotate90 || d == Dihedral::kRotate270 ||
+         d == Dihedral::kFlipPlus1 || d == Dihedral::kFlipMinus1;
+}
+bool Negates(Dihedral d, int i, int j) {
   switch (d) {
-    case Dihedral::kRotate90:
-    case Dihedral::kRotate270:
+    case Dihedral::kOriginal:
     case Dihedral::kFlipPlus1:
+      return false;
+    case Dihedral::kRotate90:
+    case Dihedral::kFlipY:
+      return !(j & 1);
+    case Dihedral::kRotate270:
+    case Dihedral::kFlipX:
+      return !(i & 1);
+    case Dihedral::kRotate180:
     case Dihedral::kFlipMinus1:
-      transpose = true;
-      break;
-    default:
-      break;
+      return (i + j) & 1;
   }
+  return false;
+}
+
+Hash256 DihedralHash(Dihedral d, const float (&b)[kDctSide][kDctSide]) {
   float out[kDctSide][kDctSide];
   for (int i = 0; i < kDctSide; ++i) {
     for (int j = 0; j < kDctSide; ++j) {
-      const float v = b[i][j] * sign(i, j);
-      (transpose ? out[j][i] : out[i][j]) = v;
+      const float v = Negates(d, i, j) ? -b[i][j] : b[i][j];
+      (Transposes(d) ? out[j][i] : out[i][j]) = v;
     }
   }
   return ThresholdAtMedian(out);
@@ -284,6 +278,20 @@ int NearestSource(int x, int old_side, int new_side) {
 }
 
 }  // namespace
+
+std::array<Hash256, kDihedralCount> DihedralFromHash(const Hash256& hash) {
+  std::array<Hash256, kDihedralCount> out;
+  for (int v = 0; v < kDihedralCount; ++v) {
+    const auto d = static_cast<Dihedral>(v);
+    for (int i = 0; i < kDctSide; ++i) {
+      for (int j = 0; j < kDctSide; ++j) {
+        const bool bit = hash.GetBit(i * kDctSide + j) != Negates(d, i, j);
+        if (bit) out[v].SetBit(Transposes(d) ? j * kDctSide + i : i * kDctSide + j);
+      }
+    }
+  }
+  return out;
+}
 
 std::string_view DihedralName(Dihedral d) {
   switch (d) {

@@ -74,3 +74,27 @@ TEST(PdqGoldenSetTest, CoversEveryListedFile) {
 
 }  // namespace
 }  // namespace bantay::models
+
+namespace bantay::models {
+namespace {
+
+TEST(DihedralFromHashTest, ApproximatesTheImageDerivedVariants) {
+  // Over the reference images of quality >= 50: median 4 bits, at most 30.
+  const auto expected = testing::ReadExpectedCsv("pdq/expected-pdq-dihedral.csv");
+  std::vector<int> distances;
+  for (const auto& [path, row] : expected) {
+    if (std::stoi(row[0]) < kPdqMinQuality) continue;
+    const auto derived = DihedralFromHash(*Hash256::FromHex(row[1]));
+    EXPECT_EQ(derived[0].ToHex(), row[1]);
+    for (int v = 1; v < kDihedralCount; ++v) {
+      distances.push_back(HammingDistance(derived[v], *Hash256::FromHex(row[1 + v])));
+    }
+  }
+  std::sort(distances.begin(), distances.end());
+  ASSERT_EQ(distances.size(), 287u);
+  EXPECT_EQ(distances[distances.size() / 2], 4);
+  EXPECT_EQ(distances.back(), 30);
+}
+
+}  // namespace
+}  // namespace bantay::models

@@ -67,6 +67,14 @@ struct PdqResult {
   bool low_quality() const { return quality < kPdqMinQuality; }
 };
 
+// The 8 dihedral variants of a hash when only the hash is known (no image):
+// bits are moved as the DCT coefficients move, and inverted where the
+// coefficient changes sign. This assumes the median of the coefficients is
+// near zero, so it is an approximation: on the reference images it is a
+// median of 4 bits (at most 30) from the variants computed from the image's
+// DCT (PdqResult::dihedral), which are what a hasher should send.
+std::array<Hash256, kDihedralCount> DihedralFromHash(const Hash256& hash);
+
 // Interleaved 8-bit pixels. channels: 1 (grey), 3 or 4 (colour, the last
 // channel of 4 ignored); colour order as OpenCV stores it (B, G, R) unless
 // rgb is set.

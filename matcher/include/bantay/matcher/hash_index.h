@@ -1,0 +1,177 @@
+// HashIndex: the in-memory index of hash-list entries that the matcher
+// queries, updated live without stopping readers.
+//
+// Readers take the current IndexSnapshot (an immutable, reference-counted
+// object, swapped atomically) and query it without any lock; a query sees
+// one consistent version. One writer at a time (calls are serialised
+// internally) publishes the next snapshot after every change: adds,
+// removes and list enabling/disabling are visible to the next query as soon
+// as the call returns.
+//
+// Layout of a snapshot: a large immutable base segment, a small delta
+// segment of the entries added since the base was built (rebuilt on each
+// add), the ids removed since then (tombstones), and the set of disabled
+// lists. When the delta grows past a threshold a background thread merges
+// base, delta and tombstones into a new base, and the writer swaps it in
+// with whatever changed meanwhile. PDQ codes are searched exactly with
+// IndexBinaryMIH; MD5 and SHA-256 values with hash tables.
+#ifndef BANTAY_MATCHER_HASH_INDEX_H_
+#define BANTAY_MATCHER_HASH_INDEX_H_
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "bantay/models/hash256.h"
+#include "bantay/models/pdq.h"
+#include "bantay/models/status.h"
+
+namespace bantay::matcher {
+
+enum class SignalType { kPdq, kMd5, kSha256 };
+
+// "pdq", "md5", "sha256"; and the reverse (kInvalidArgument otherwise).
+std::string_view SignalTypeName(SignalType type);
+Result<SignalType> ParseSignalType(std::string_view name);
+
+struct IndexEntry {
+  uint64_t id = 0;  // unique, never reused
+  std::string list;
+  SignalType type = SignalType::kPdq;
+  // The PDQ code (32 bytes, as Hash256::bytes), the MD5 (first 16 bytes,
+  // the rest zero) or the SHA-256.
+  std::array<uint8_t, 32> value{};
+  std::string category;
+  std::string reference;
+};
+
+// One matching entry. The views point into the snapshot: valid while the
+// snapshot lives.
+struct Match {
+  uint64_t id = 0;
+  std::string_view list;
+  std::string_view category;
+  std::string_view reference;
+  int distance = 0;  // 0 for exact hashes
+  models::Dihedral variant = models::Dihedral::kOriginal;
+};
+
+class Segment;
+
+class IndexSnapshot {
+ public:
+  // Built by HashIndex only.
+  IndexSnapshot(uint64_t version, std::shared_ptr<const Segment> base,
+                std::shared_ptr<const Segment> delta,
+                std::shared_ptr<const std::unordered_set<uint64_t>> removed,
+                std::array<size_t, 3> removed_by_type,
+                std::shared_ptr<const std::unordered_set<std::string>> disabled);
+  ~IndexSnapshot();
+
+  // Increases with every published change.
+  uint64_t version() const { return version_; }
+  // Entries held (removed ones excluded; entries of disabled lists
+  // included) by signal type.
+  size_t size(SignalType type) const;
+  // Whether an entry with this id is active.
+  bool Contains(uint64_t id) const;
+  // Bytes held by the segments (codes, tables, metadata).
+  size_t MemoryBytes() const;
+
+  // Every active PDQ entry of an enabled list within `radius` (0..256) of
+  // the query, sorted by distance, then entry id.
+  void MatchPdq(const models::Hash256& query, int radius,
+                std::vector<Match>* out) const;
+  // The same for the 8 dihedral variants of a query (in Dihedral order):
+  // one match per entry, at its smallest distance over the variants (the
+  // first such variant in Dihedral order).
+  void MatchPdqDihedral(const std::array<models::Hash256, 8>& variants,
+                        int radius, std::vector<Match>* out) const;
+  // Active MD5 or SHA-256 entries of enabled lists equal to `digest`
+  // (16 or 32 bytes), sorted by entry id.
+  void MatchExact(SignalType type, const uint8_t* digest,
+                  std::vector<Match>* out) const;
+
+  bool ListEnabled(const std::string& list) const;
+
+ private:
+  bool Visible(uint64_t id, std::string_view list) const;
+  void CollectPdq(const models::Hash256& query, int radius,
+                  models::Dihedral variant, std::vector<Match>* out) const;
+
+  uint64_t version_;
+  std::shared_ptr<const Segment> base_;
+  std::shared_ptr<const Segment> delta_;
+  std::shared_ptr<const std::unordered_set<uint64_t>> removed_;
+  std::array<size_t, 3> removed_by_type_;
+  std::shared_ptr<const std::unordered_set<std::string>> disabled_;
+};
+
+struct HashIndexOptions {
+  // Delta size (entries) at which a background merge into the base starts.
+  size_t merge_threshold = 200'000;
+  // Substrings of the multi-index hash (0: chosen from the size).
+  int num_substrings = 0;
+};
+
+class HashIndex {
+ public:
+  explicit HashIndex(HashIndexOptions options = {});
+  ~HashIndex();  // waits for a running merge
+  HashIndex(const HashIndex&) = delete;
+  HashIndex& operator=(const HashIndex&) = delete;
+
+  // The current snapshot. Lock-free for readers; thread-safe.
+  std::shared_ptr<const IndexSnapshot> Snapshot() const {
+    return current_.load(std::memory_order_acquire);
+  }
+
+  // Adds entries as one change. kInvalidArgument (and nothing added) when
+  // an id is active, repeated in the batch, or removed since the last merge
+  // (ids are not to be reused).
+  Status Add(std::vector<IndexEntry> entries);
+  // Removes entries by id as one change. kNotFound (and nothing removed)
+  // when an id is not active.
+  Status Remove(const std::vector<uint64_t>& ids);
+  // Entries of a disabled list stay in the index but never match.
+  void SetListEnabled(const std::string& list, bool enabled);
+
+  // Blocks until no merge is running (for tests and benchmarks).
+  void WaitForMerge();
+  // Starts a merge now if there is a delta (for tests and benchmarks).
+  void MergeNow();
+
+ private:
+  void Publish();  // requires mu_
+  void MaybeStartMerge();  // requires mu_
+  void RunMerge();
+
+  const HashIndexOptions options_;
+  std::atomic<std::shared_ptr<const IndexSnapshot>> current_;
+
+  std::mutex mu_;  // serialises writers; protects everything below
+  uint64_t version_ = 0;
+  std::shared_ptr<const Segment> base_;
+  std::vector<IndexEntry> delta_entries_;
+  std::shared_ptr<const Segment> delta_;
+  std::unordered_set<uint64_t> removed_;
+  std::array<size_t, 3> removed_by_type_{};
+  std::unordered_set<std::string> disabled_;
+  std::shared_ptr<const std::unordered_set<uint64_t>> removed_shared_;
+  std::shared_ptr<const std::unordered_set<std::string>> disabled_shared_;
+  bool merging_ = false;
+  std::condition_variable merge_done_;
+  std::thread merge_thread_;
+};
+
+}  // namespace bantay::matcher
+
+#endif  // BANTAY_MATCHER_HASH_INDEX_H_

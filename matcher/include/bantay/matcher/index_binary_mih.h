@@ -1,0 +1,84 @@
+// IndexBinaryMIH: exact Hamming range search over 256-bit codes by
+// multi-index hashing, as a FAISS binary index.
+//
+// Multi-index hashing (Norouzi, Punjani, Fleet, "Fast Search in Hamming
+// Space with Multi-Index Hashing", CVPR 2012): each code is cut into m
+// disjoint substrings of about log2(N) bits, and each substring indexes a
+// table. If two codes are within distance r = m*q + a (0 <= a < m), then one
+// of the first a+1 substrings is within q of the query's, or one of the
+// others within q-1. So probing every bucket within those radii of the
+// query's substrings finds every neighbour (exact: no neighbour is missed),
+// and a full-code popcount keeps only those within r.
+//
+// Tables are compact: for each substring, one array of bucket starts (2^b+1
+// offsets) and one array of code numbers sorted by bucket (a counting
+// sort), so a probe is two reads and a contiguous run, with no hash maps or
+// per-bucket vectors. Bucket starts and candidate codes are prefetched ahead
+// of use. Small indexes (under 65536 codes) and radii whose probe count
+// would exceed a scan are answered by a linear popcount scan instead.
+//
+// FAISS conventions: labels are positions 0..ntotal-1 (add_with_ids is not
+// supported: wrap in faiss::IndexBinaryIDMap2 for ids), range_search
+// returns distances < radius (strict), search is exact k-NN. add() rebuilds
+// the tables, so add in large batches; const methods are thread-safe and
+// batched calls run on OpenMP threads. faiss::write_index_binary cannot
+// serialise this type (FAISS has no registry for binary index types).
+#ifndef BANTAY_MATCHER_INDEX_BINARY_MIH_H_
+#define BANTAY_MATCHER_INDEX_BINARY_MIH_H_
+
+#include <faiss/IndexBinary.h>
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace bantay::matcher {
+
+class IndexBinaryMIH : public faiss::IndexBinary {
+ public:
+  // num_substrings 0 chooses m = round(256 / log2(ntotal)) at each build.
+  explicit IndexBinaryMIH(int num_substrings = 0);
+
+  void add(idx_t n, const uint8_t* x) override;
+  void reset() override;
+  size_t remove_ids(const faiss::IDSelector& sel) override;
+  void reconstruct(idx_t key, uint8_t* recons) const override;
+
+  void search(idx_t n, const uint8_t* x, idx_t k, int32_t* distances,
+              idx_t* labels,
+              const faiss::SearchParameters* params = nullptr) const override;
+  void range_search(idx_t n, const uint8_t* x, int radius,
+                    faiss::RangeSearchResult* result,
+                    const faiss::SearchParameters* params = nullptr) const override;
+
+  // Every code within distance <= radius (0..256) of the 32-byte query, as
+  // (position, distance), sorted by position. Thread-safe.
+  void RangeSearchLeq(const uint8_t* query, int radius,
+                      std::vector<std::pair<idx_t, int>>* out) const;
+
+  // Bytes held by codes and tables.
+  size_t MemoryBytes() const;
+  int num_substrings() const { return static_cast<int>(tables_.size()); }
+  const uint8_t* code(idx_t i) const {
+    return reinterpret_cast<const uint8_t*>(&codes_[4 * static_cast<size_t>(i)]);
+  }
+
+ private:
+  struct Table {
+    int bit_offset = 0;
+    int bits = 0;
+    std::vector<uint32_t> bucket_start;  // 2^bits + 1
+    std::vector<uint32_t> members;       // code numbers, by bucket
+  };
+  void Rebuild();
+  void ScanLeq(const uint64_t* q, int radius,
+               std::vector<std::pair<idx_t, int>>* out) const;
+
+  int requested_substrings_;
+  std::vector<uint64_t> codes_;  // 4 words a code
+  std::vector<Table> tables_;    // empty: linear scan
+};
+
+}  // namespace bantay::matcher
+
+#endif  // BANTAY_MATCHER_INDEX_BINARY_MIH_H_

@@ -1,0 +1,289 @@
+#include "bantay/matcher/index_binary_mih.h"
+
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/IDSelector.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <queue>
+
+namespace bantay::matcher {
+namespace {
+
+constexpr int kCodeBytes = 32;
+constexpr int kCodeBits = 256;
+// Below this many codes a scan (N * 32 bytes) is as fast as probing.
+constexpr faiss::Index::idx_t kMinCodesForTables = 1 << 16;
+constexpr int kPrefetchAhead = 12;
+
+inline int Distance(const uint64_t* a, const uint64_t* b) {
+  return __builtin_popcountll(a[0] ^ b[0]) + __builtin_popcountll(a[1] ^ b[1]) +
+         __builtin_popcountll(a[2] ^ b[2]) + __builtin_popcountll(a[3] ^ b[3]);
+}
+
+// Bits [offset, offset + bits) of the code, bits <= 32.
+inline uint32_t Substring(const uint64_t* w, int offset, int bits) {
+  const int word = offset >> 6;
+  const int shift = offset & 63;
+  uint64_t v = w[word] >> shift;
+  if (shift + bits > 64) v |= w[word + 1] << (64 - shift);
+  return static_cast<uint32_t>(v & ((uint64_t{1} << bits) - 1));
+}
+
+double Choose(int n, int k) {
+  double c = 1;
+  for (int i = 0; i < k; ++i) c = c * (n - i) / (i + 1);
+  return c;
+}
+
+// Calls f(key') for every key' within Hamming distance `radius` of key in
+// `bits` bits.
+template <typename F>
+void ForEachKeyWithin(uint32_t key, int bits, int radius, F&& f) {
+  f(key);
+  if (radius >= 1) {
+    for (int i = 0; i < bits; ++i) f(key ^ (1u << i));
+  }
+  if (radius >= 2) {
+    for (int i = 0; i < bits; ++i) {
+      for (int j = i + 1; j < bits; ++j) f(key ^ (1u << i) ^ (1u << j));
+    }
+  }
+  // Radius 3 and more: combinations of exactly d flipped bits, in
+  // lexicographic order of the positions.
+  for (int d = 3; d <= radius && d <= bits; ++d) {
+    int pos[32];
+    for (int i = 0; i < d; ++i) pos[i] = i;
+    while (true) {
+      uint32_t mask = 0;
+      for (int i = 0; i < d; ++i) mask |= 1u << pos[i];
+      f(key ^ mask);
+      int i = d - 1;
+      while (i >= 0 && pos[i] == bits - d + i) --i;
+      if (i < 0) break;
+      ++pos[i];
+      for (int j = i + 1; j < d; ++j) pos[j] = pos[j - 1] + 1;
+    }
+  }
+}
+
+struct Scratch {
+  std::vector<uint32_t> keys;        // probe keys of one substring
+  std::vector<uint32_t> candidates;  // code numbers to verify
+};
+Scratch& ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+}  // namespace
+
+IndexBinaryMIH::IndexBinaryMIH(int num_substrings)
+    : faiss::IndexBinary(kCodeBits), requested_substrings_(num_substrings) {
+  FAISS_THROW_IF_NOT_MSG(num_substrings == 0 ||
+                             (num_substrings >= 8 && num_substrings <= 32),
+                         "num_substrings must be 0 (automatic) or 8..32");
+}
+
+void IndexBinaryMIH::add(idx_t n, const uint8_t* x) {
+  FAISS_THROW_IF_NOT_MSG(ntotal + n <= UINT32_MAX, "too many codes");
+  const size_t old = codes_.size();
+  codes_.resize(old + 4 * static_cast<size_t>(n));
+  std::memcpy(codes_.data() + old, x, static_cast<size_t>(n) * kCodeBytes);
+  ntotal += n;
+  Rebuild();
+}
+
+void IndexBinaryMIH::reset() {
+  codes_.clear();
+  tables_.clear();
+  ntotal = 0;
+}
+
+size_t IndexBinaryMIH::remove_ids(const faiss::IDSelector& sel) {
+  size_t kept = 0;
+  for (idx_t i = 0; i < ntotal; ++i) {
+    if (sel.is_member(i)) continue;
+    std::memmove(&codes_[4 * kept], &codes_[4 * static_cast<size_t>(i)], kCodeBytes);
+    ++kept;
+  }
+  const size_t removed = static_cast<size_t>(ntotal) - kept;
+  codes_.resize(4 * kept);
+  ntotal = static_cast<idx_t>(kept);
+  Rebuild();
+  return removed;
+}
+
+void IndexBinaryMIH::reconstruct(idx_t key, uint8_t* recons) const {
+  FAISS_THROW_IF_NOT(key >= 0 && key < ntotal);
+  std::memcpy(recons, code(key), kCodeBytes);
+}
+
+void IndexBinaryMIH::Rebuild() {
+  tables_.clear();
+  if (ntotal < kMinCodesForTables) return;
+  int m = requested_substrings_;
+  if (m == 0) {
+    m = static_cast<int>(std::lround(kCodeBits / std::log2(static_cast<double>(ntotal))));
+    m = std::clamp(m, 10, 16);
+  }
+  tables_.resize(m);
+  int offset = 0;
+  for (int k = 0; k < m; ++k) {
+    Table& t = tables_[k];
+    t.bit_offset = offset;
+    t.bits = kCodeBits / m + (k < kCodeBits % m ? 1 : 0);
+    offset += t.bits;
+    // Counting sort of the code numbers by substring value.
+    t.bucket_start.assign((size_t{1} << t.bits) + 1, 0);
+    for (idx_t i = 0; i < ntotal; ++i) {
+      ++t.bucket_start[Substring(&codes_[4 * i], t.bit_offset, t.bits) + 1];
+    }
+    for (size_t b = 1; b < t.bucket_start.size(); ++b) {
+      t.bucket_start[b] += t.bucket_start[b - 1];
+    }
+    t.members.resize(static_cast<size_t>(ntotal));
+    std::vector<uint32_t> fill(t.bucket_start.begin(), t.bucket_start.end() - 1);
+    for (idx_t i = 0; i < ntotal; ++i) {
+      t.members[fill[Substring(&codes_[4 * i], t.bit_offset, t.bits)]++] =
+          static_cast<uint32_t>(i);
+    }
+  }
+}
+
+size_t IndexBinaryMIH::MemoryBytes() const {
+  size_t bytes = codes_.capacity() * sizeof(uint64_t);
+  for (const Table& t : tables_) {
+    bytes += (t.bucket_start.capacity() + t.members.capacity()) * sizeof(uint32_t);
+  }
+  return bytes;
+}
+
+void IndexBinaryMIH::ScanLeq(const uint64_t* q, int radius,
+                             std::vector<std::pair<idx_t, int>>* out) const {
+  const uint64_t* c = codes_.data();
+  for (idx_t i = 0; i < ntotal; ++i, c += 4) {
+    const int dist = Distance(q, c);
+    if (dist <= radius) out->emplace_back(i, dist);
+  }
+}
+
+void IndexBinaryMIH::RangeSearchLeq(const uint8_t* query, int radius,
+                                    std::vector<std::pair<idx_t, int>>* out) const {
+  out->clear();
+  if (radius < 0) return;
+  uint64_t q[4];
+  std::memcpy(q, query, kCodeBytes);
+  const int m = static_cast<int>(tables_.size());
+  if (m == 0) {
+    ScanLeq(q, radius, out);
+    return;
+  }
+  // Pigeonhole with the remainder (Norouzi et al., section 3): r = m*s + a.
+  const int s = radius / m;
+  const int a = radius % m;
+  double probes = 0;
+  for (int k = 0; k < m; ++k) {
+    const int rk = k <= a ? s : s - 1;
+    for (int i = 0; i <= rk; ++i) probes += Choose(tables_[k].bits, i);
+  }
+  // Each probe costs about a cache miss, each candidate another; a scan
+  // reads 32 bytes a code sequentially.
+  const double expected_candidates =
+      probes * static_cast<double>(ntotal) / std::ldexp(1.0, tables_[0].bits);
+  if (probes + expected_candidates > static_cast<double>(ntotal) / 8) {
+    ScanLeq(q, radius, out);
+    return;
+  }
+
+  Scratch& scratch = ThreadScratch();
+  std::vector<uint32_t>& candidates = scratch.candidates;
+  std::vector<uint32_t>& keys = scratch.keys;
+  candidates.clear();
+  for (int k = 0; k < m; ++k) {
+    const int rk = k <= a ? s : s - 1;
+    if (rk < 0) continue;
+    const Table& t = tables_[k];
+    keys.clear();
+    ForEachKeyWithin(Substring(q, t.bit_offset, t.bits), t.bits, rk,
+                     [&](uint32_t key) { keys.push_back(key); });
+    const uint32_t* starts = t.bucket_start.data();
+    const size_t n_keys = keys.size();
+    for (size_t i = 0; i < n_keys; ++i) {
+      if (i + kPrefetchAhead < n_keys) {
+        __builtin_prefetch(starts + keys[i + kPrefetchAhead]);
+      }
+      const uint32_t begin = starts[keys[i]];
+      const uint32_t end = starts[keys[i] + 1];
+      candidates.insert(candidates.end(), t.members.begin() + begin,
+                        t.members.begin() + end);
+    }
+  }
+  const size_t n_candidates = candidates.size();
+  const uint64_t* codes = codes_.data();
+  for (size_t i = 0; i < n_candidates; ++i) {
+    if (i + kPrefetchAhead < n_candidates) {
+      __builtin_prefetch(codes + 4 * static_cast<size_t>(candidates[i + kPrefetchAhead]));
+    }
+    const uint32_t id = candidates[i];
+    const int dist = Distance(q, codes + 4 * static_cast<size_t>(id));
+    if (dist <= radius) out->emplace_back(id, dist);
+  }
+  // A code near the query can sit in the probed buckets of several
+  // substrings.
+  std::sort(out->begin(), out->end());
+  out->erase(std::unique(out->begin(), out->end()), out->end());
+}
+
+void IndexBinaryMIH::range_search(idx_t n, const uint8_t* x, int radius,
+                                  faiss::RangeSearchResult* result,
+                                  const faiss::SearchParameters*) const {
+  std::vector<std::vector<std::pair<idx_t, int>>> found(static_cast<size_t>(n));
+#pragma omp parallel for schedule(dynamic, 16) if (n > 1)
+  for (idx_t i = 0; i < n; ++i) {
+    RangeSearchLeq(x + kCodeBytes * i, radius - 1, &found[static_cast<size_t>(i)]);
+  }
+  result->lims[0] = 0;
+  for (idx_t i = 0; i < n; ++i) result->lims[i + 1] = result->lims[i] + found[i].size();
+  result->do_allocation();
+  for (idx_t i = 0; i < n; ++i) {
+    size_t at = result->lims[i];
+    for (const auto& [label, dist] : found[i]) {
+      result->labels[at] = label;
+      result->distances[at] = static_cast<float>(dist);
+      ++at;
+    }
+  }
+}
+
+void IndexBinaryMIH::search(idx_t n, const uint8_t* x, idx_t k,
+                            int32_t* distances, idx_t* labels,
+                            const faiss::SearchParameters*) const {
+  // Neighbours within the PDQ match radius come from the tables; when fewer
+  // than k are that close, the exact answer needs a scan.
+#pragma omp parallel for schedule(dynamic, 16) if (n > 1)
+  for (idx_t i = 0; i < n; ++i) {
+    std::vector<std::pair<idx_t, int>> near;
+    RangeSearchLeq(x + kCodeBytes * i, 31, &near);
+    if (static_cast<idx_t>(near.size()) < k) {
+      uint64_t q[4];
+      std::memcpy(q, x + kCodeBytes * i, kCodeBytes);
+      near.clear();
+      ScanLeq(q, kCodeBits, &near);
+    }
+    std::vector<std::pair<int, idx_t>> by_distance;
+    by_distance.reserve(near.size());
+    for (const auto& [label, dist] : near) by_distance.emplace_back(dist, label);
+    const size_t keep = std::min<size_t>(static_cast<size_t>(k), by_distance.size());
+    std::partial_sort(by_distance.begin(), by_distance.begin() + keep, by_distance.end());
+    for (idx_t j = 0; j < k; ++j) {
+      const bool have = static_cast<size_t>(j) < keep;
+      distances[i * k + j] = have ? by_distance[j].first : std::numeric_limits<int32_t>::max();
+      labels[i * k + j] = have ? by_distance[j].second : -1;
+    }
+  }
+}
+
+}  // namespace bantay::matcher

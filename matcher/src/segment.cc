@@ -1,0 +1,145 @@
+#include "segment.h"
+
+#include <algorithm>
+#include <map>
+
+namespace bantay::matcher {
+namespace {
+
+struct Pending {
+  uint64_t id;
+  SignalType type;
+  std::array<uint8_t, 32> value;
+  uint32_t label;
+  std::string_view reference;
+};
+
+}  // namespace
+
+std::shared_ptr<const Segment> Segment::Build(
+    const std::vector<const Segment*>& from,
+    const std::function<bool(uint64_t id)>& keep,
+    const std::vector<IndexEntry>& added, int num_substrings) {
+  std::shared_ptr<Segment> seg(new Segment(num_substrings));
+  std::map<std::pair<std::string_view, std::string_view>, uint32_t> label_ids;
+  std::vector<Pending> rows;
+  auto intern = [&](std::string_view list, std::string_view category) {
+    auto [it, inserted] = label_ids.try_emplace({list, category},
+                                                static_cast<uint32_t>(label_ids.size()));
+    return it->second;
+  };
+  for (const Segment* s : from) {
+    s->ForEach([&](const Row& r) {
+      if (!keep(r.id)) return;
+      Pending p{r.id, r.type, {}, intern(r.list, r.category), r.reference};
+      std::memcpy(p.value.data(), r.value, 32);
+      rows.push_back(p);
+    });
+  }
+  for (const IndexEntry& e : added) {
+    rows.push_back({e.id, e.type, e.value, intern(e.list, e.category), e.reference});
+  }
+  seg->labels_.resize(label_ids.size());
+  for (const auto& [key, index] : label_ids) {
+    seg->labels_[index] = {std::string(key.first), std::string(key.second)};
+  }
+  // PDQ rows by id (so Contains is a binary search), exact rows by value.
+  auto pdq_end = std::partition(rows.begin(), rows.end(), [](const Pending& p) {
+    return p.type == SignalType::kPdq;
+  });
+  std::sort(rows.begin(), pdq_end,
+            [](const Pending& a, const Pending& b) { return a.id < b.id; });
+  std::sort(pdq_end, rows.end(), [](const Pending& a, const Pending& b) {
+    return std::tie(a.type, a.value, a.id) < std::tie(b.type, b.value, b.id);
+  });
+  size_t ref_bytes = 0;
+  for (const Pending& p : rows) ref_bytes += p.reference.size();
+  seg->references_.reserve(ref_bytes);
+  auto meta = [&](const Pending& p) {
+    Meta m{p.id, p.label, static_cast<uint32_t>(p.reference.size()),
+           seg->references_.size()};
+    seg->references_.append(p.reference);
+    return m;
+  };
+  const size_t n_pdq = static_cast<size_t>(pdq_end - rows.begin());
+  std::vector<uint8_t> codes(n_pdq * 32);
+  seg->pdq_meta_.reserve(n_pdq);
+  for (size_t i = 0; i < n_pdq; ++i) {
+    std::memcpy(&codes[32 * i], rows[i].value.data(), 32);
+    seg->pdq_meta_.push_back(meta(rows[i]));
+  }
+  if (n_pdq > 0) seg->pdq_.add(static_cast<faiss::Index::idx_t>(n_pdq), codes.data());
+  seg->counts_[static_cast<int>(SignalType::kPdq)] = n_pdq;
+  for (auto it = pdq_end; it != rows.end(); ++it) {
+    const auto row = static_cast<uint32_t>(seg->exact_meta_.size());
+    seg->exact_meta_.push_back(meta(*it));
+    ExactKey key{it->value, it->type};
+    seg->exact_keys_.push_back(key);
+    auto [slot, inserted] = seg->exact_index_.try_emplace(key, row, row + 1);
+    if (!inserted) slot->second.second = row + 1;
+    seg->exact_ids_.emplace_back(it->id, it->type);
+    ++seg->counts_[static_cast<int>(it->type)];
+  }
+  std::sort(seg->exact_ids_.begin(), seg->exact_ids_.end());
+  return seg;
+}
+
+size_t Segment::size(SignalType type) const { return counts_[static_cast<int>(type)]; }
+
+std::optional<SignalType> Segment::TypeOf(uint64_t id) const {
+  auto it = std::lower_bound(pdq_meta_.begin(), pdq_meta_.end(), id,
+                             [](const Meta& m, uint64_t v) { return m.id < v; });
+  if (it != pdq_meta_.end() && it->id == id) return SignalType::kPdq;
+  auto e = std::lower_bound(exact_ids_.begin(), exact_ids_.end(), id,
+                            [](const auto& p, uint64_t v) { return p.first < v; });
+  if (e != exact_ids_.end() && e->first == id) return e->second;
+  return std::nullopt;
+}
+
+size_t Segment::MemoryBytes() const {
+  size_t bytes = pdq_.MemoryBytes() + references_.capacity() +
+                 (pdq_meta_.capacity() + exact_meta_.capacity()) * sizeof(Meta) +
+                 exact_keys_.capacity() * sizeof(ExactKey) +
+                 exact_ids_.capacity() * sizeof(exact_ids_[0]) +
+                 exact_index_.size() * (sizeof(ExactKey) + 2 * sizeof(uint32_t) + 16);
+  for (const auto& [list, category] : labels_) bytes += list.capacity() + category.capacity();
+  return bytes;
+}
+
+Segment::Row Segment::MakeRow(const Meta& m, SignalType type, const uint8_t* value) const {
+  const auto& label = labels_[m.label];
+  return {m.id,
+          type,
+          value,
+          label.first,
+          label.second,
+          std::string_view(references_).substr(m.ref_offset, m.ref_length)};
+}
+
+Segment::Row Segment::PdqRow(int64_t row) const {
+  return MakeRow(pdq_meta_[static_cast<size_t>(row)], SignalType::kPdq, pdq_.code(row));
+}
+
+Segment::Row Segment::ExactRow(uint32_t row) const {
+  return MakeRow(exact_meta_[row], exact_keys_[row].type, exact_keys_[row].value.data());
+}
+
+void Segment::ForEach(const std::function<void(const Row&)>& f) const {
+  for (size_t i = 0; i < pdq_meta_.size(); ++i) f(PdqRow(static_cast<int64_t>(i)));
+  for (uint32_t i = 0; i < exact_meta_.size(); ++i) f(ExactRow(i));
+}
+
+void Segment::SearchPdq(const uint8_t* query, int radius,
+                        std::vector<std::pair<int64_t, int>>* out) const {
+  pdq_.RangeSearchLeq(query, radius, out);
+}
+
+std::pair<uint32_t, uint32_t> Segment::FindExact(SignalType type,
+                                                 const uint8_t* digest) const {
+  ExactKey key{{}, type};
+  std::memcpy(key.value.data(), digest, type == SignalType::kMd5 ? 16 : 32);
+  auto it = exact_index_.find(key);
+  return it == exact_index_.end() ? std::pair<uint32_t, uint32_t>{0, 0} : it->second;
+}
+
+}  // namespace bantay::matcher
