@@ -83,8 +83,8 @@ Scratch& ThreadScratch() {
 IndexBinaryMIH::IndexBinaryMIH(int num_substrings)
     : faiss::IndexBinary(kCodeBits), requested_substrings_(num_substrings) {
   FAISS_THROW_IF_NOT_MSG(num_substrings == 0 ||
-                             (num_substrings >= 8 && num_substrings <= 32),
-                         "num_substrings must be 0 (automatic) or 8..32");
+                             (num_substrings >= 11 && num_substrings <= 32),
+                         "num_substrings must be 0 (automatic) or 11..32 (substrings of at most 24 bits)");
 }
 
 void IndexBinaryMIH::add(idx_t n, const uint8_t* x) {
@@ -127,7 +127,7 @@ void IndexBinaryMIH::Rebuild() {
   int m = requested_substrings_;
   if (m == 0) {
     m = static_cast<int>(std::lround(kCodeBits / std::log2(static_cast<double>(ntotal))));
-    m = std::clamp(m, 10, 16);
+    m = std::clamp(m, 11, 16);
   }
   tables_.resize(m);
   int offset = 0;
@@ -245,8 +245,8 @@ void IndexBinaryMIH::range_search(idx_t n, const uint8_t* x, int radius,
   for (idx_t i = 0; i < n; ++i) {
     RangeSearchLeq(x + kCodeBytes * i, radius - 1, &found[static_cast<size_t>(i)]);
   }
-  result->lims[0] = 0;
-  for (idx_t i = 0; i < n; ++i) result->lims[i + 1] = result->lims[i] + found[i].size();
+  // do_allocation takes the counts in lims and makes them offsets.
+  for (idx_t i = 0; i < n; ++i) result->lims[i] = found[i].size();
   result->do_allocation();
   for (idx_t i = 0; i < n; ++i) {
     size_t at = result->lims[i];

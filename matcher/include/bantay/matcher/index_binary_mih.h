@@ -36,7 +36,8 @@ namespace bantay::matcher {
 
 class IndexBinaryMIH : public faiss::IndexBinary {
  public:
-  // num_substrings 0 chooses m = round(256 / log2(ntotal)) at each build.
+  // num_substrings 0 chooses m = round(256 / log2(ntotal)), within 11..16, at
+  // each build; otherwise 11..32 (a substring of b bits costs 2^b * 4 bytes).
   explicit IndexBinaryMIH(int num_substrings = 0);
 
   void add(idx_t n, const uint8_t* x) override;

@@ -1,0 +1,276 @@
+#include "bantay/matcher/hash_index.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "bantay/models/digest.h"
+
+namespace bantay::matcher {
+namespace {
+
+using models::Dihedral;
+using models::Hash256;
+
+Hash256 RandomHash(std::mt19937_64& rng) {
+  std::array<uint8_t, 32> b;
+  for (auto& x : b) x = static_cast<uint8_t>(rng());
+  return Hash256(b);
+}
+
+Hash256 Flip(const Hash256& h, int bits) {
+  Hash256 out = h;
+  std::array<uint8_t, 32> b = out.bytes();
+  for (int k = 0; k < bits; ++k) b[k / 8] ^= static_cast<uint8_t>(1 << (k % 8));
+  return Hash256(b);
+}
+
+IndexEntry Pdq(uint64_t id, const Hash256& h, std::string list = "hotline-a",
+               std::string ref = "") {
+  IndexEntry e;
+  e.id = id;
+  e.list = std::move(list);
+  e.type = SignalType::kPdq;
+  e.value = h.bytes();
+  e.category = "A1";
+  e.reference = ref.empty() ? "case-" + std::to_string(id) : ref;
+  return e;
+}
+
+std::vector<uint64_t> Ids(const std::vector<Match>& matches) {
+  std::vector<uint64_t> ids;
+  for (const Match& m : matches) ids.push_back(m.id);
+  return ids;
+}
+
+TEST(HashIndexTest, AddedEntriesMatchWithTheirMetadata) {
+  std::mt19937_64 rng(1);
+  const Hash256 q = RandomHash(rng);
+  HashIndex index;
+  const uint64_t v0 = index.Snapshot()->version();
+  ASSERT_TRUE(index.Add({Pdq(7, Flip(q, 3)), Pdq(8, Flip(q, 31)), Pdq(9, Flip(q, 32)),
+                         Pdq(10, q, "ngo-b", "ref-x")})
+                  .ok());
+  auto snap = index.Snapshot();
+  EXPECT_EQ(snap->version(), v0 + 1);
+  EXPECT_EQ(snap->size(SignalType::kPdq), 4u);
+  std::vector<Match> m;
+  snap->MatchPdq(q, 31, &m);
+  ASSERT_EQ(Ids(m), (std::vector<uint64_t>{10, 7, 8}));
+  EXPECT_EQ(m[0].distance, 0);
+  EXPECT_EQ(m[0].list, "ngo-b");
+  EXPECT_EQ(m[0].category, "A1");
+  EXPECT_EQ(m[0].reference, "ref-x");
+  EXPECT_EQ(m[1].distance, 3);
+  EXPECT_EQ(m[2].distance, 31);
+  snap->MatchPdq(q, 0, &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{10}));
+}
+
+TEST(HashIndexTest, ExactHashes) {
+  HashIndex index;
+  const char* bytes = "benign test bytes";
+  const auto md5 = models::Md5({reinterpret_cast<const uint8_t*>(bytes), 17});
+  const auto sha = models::Sha256({reinterpret_cast<const uint8_t*>(bytes), 17});
+  IndexEntry a, b, c;
+  a.id = 1;
+  a.list = "l";
+  a.type = SignalType::kMd5;
+  std::memcpy(a.value.data(), md5.data(), 16);
+  a.value[20] = 0xAA;  // ignored: an MD5 is 16 bytes
+  b = a;
+  b.id = 2;
+  b.list = "m";
+  c.id = 3;
+  c.list = "l";
+  c.type = SignalType::kSha256;
+  std::memcpy(c.value.data(), sha.data(), 32);
+  ASSERT_TRUE(index.Add({a, b, c}).ok());
+  auto snap = index.Snapshot();
+  std::vector<Match> m;
+  snap->MatchExact(SignalType::kMd5, md5.data(), &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{1, 2}));
+  snap->MatchExact(SignalType::kSha256, sha.data(), &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{3}));
+  snap->MatchExact(SignalType::kSha256, md5.data(), &m);  // wrong type
+  EXPECT_TRUE(m.empty());
+  EXPECT_EQ(snap->size(SignalType::kMd5), 2u);
+  EXPECT_EQ(snap->size(SignalType::kSha256), 1u);
+  EXPECT_EQ(snap->size(SignalType::kPdq), 0u);
+}
+
+TEST(HashIndexTest, RemoveDisableEnableAreVisibleToTheNextQuery) {
+  std::mt19937_64 rng(2);
+  const Hash256 q = RandomHash(rng);
+  HashIndex index;
+  ASSERT_TRUE(index.Add({Pdq(1, q, "a"), Pdq(2, Flip(q, 5), "b"), Pdq(3, Flip(q, 9), "a")}).ok());
+  const auto before = index.Snapshot();
+  std::vector<Match> m;
+  ASSERT_TRUE(index.Remove({3}).ok());
+  index.Snapshot()->MatchPdq(q, 31, &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{1, 2}));
+  EXPECT_FALSE(index.Snapshot()->Contains(3));
+  EXPECT_EQ(index.Snapshot()->size(SignalType::kPdq), 2u);
+  index.SetListEnabled("a", false);
+  index.Snapshot()->MatchPdq(q, 31, &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{2}));
+  EXPECT_FALSE(index.Snapshot()->ListEnabled("a"));
+  index.SetListEnabled("a", true);
+  index.Snapshot()->MatchPdq(q, 31, &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{1, 2}));
+  // A snapshot taken earlier still answers as it did.
+  before->MatchPdq(q, 31, &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{1, 2, 3}));
+}
+
+TEST(HashIndexTest, BadChangesAreRefusedWhole) {
+  std::mt19937_64 rng(3);
+  HashIndex index;
+  ASSERT_TRUE(index.Add({Pdq(1, RandomHash(rng))}).ok());
+  const uint64_t version = index.Snapshot()->version();
+  Status s = index.Add({Pdq(2, RandomHash(rng)), Pdq(1, RandomHash(rng))});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(s.error().message(), "entry id 1 is already in the index");
+  s = index.Add({Pdq(5, RandomHash(rng)), Pdq(5, RandomHash(rng))});
+  EXPECT_EQ(s.error().message(), "entry id 5 is repeated in the batch");
+  s = index.Remove({1, 99});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(s.error().message(), "entry id 99 is not in the index");
+  EXPECT_TRUE(index.Snapshot()->Contains(1));
+  EXPECT_FALSE(index.Snapshot()->Contains(2));
+  EXPECT_EQ(index.Snapshot()->version(), version);
+  ASSERT_TRUE(index.Remove({1}).ok());
+  s = index.Add({Pdq(1, RandomHash(rng))});
+  EXPECT_EQ(s.error().message(), "entry id 1 was removed; ids are not reused");
+  EXPECT_EQ(ParseSignalType("phash").error().message(),
+            "unknown signal type 'phash' (pdq, md5 or sha256)");
+}
+
+TEST(HashIndexTest, DihedralQueryFindsRotatedEntriesOncePerEntry) {
+  std::mt19937_64 rng(4);
+  const Hash256 q = RandomHash(rng);
+  const auto variants = models::DihedralFromHash(q);
+  HashIndex index;
+  // Entry 1 is the query rotated by 90 degrees (2 bits off); entry 2 is the
+  // query itself.
+  ASSERT_TRUE(index.Add({Pdq(1, Flip(variants[1], 2)), Pdq(2, q)}).ok());
+  std::vector<Match> m;
+  index.Snapshot()->MatchPdq(q, 31, &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{2}));
+  index.Snapshot()->MatchPdqDihedral(variants, 31, &m);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].id, 2u);
+  EXPECT_EQ(m[0].variant, Dihedral::kOriginal);
+  EXPECT_EQ(m[1].id, 1u);
+  EXPECT_EQ(m[1].variant, Dihedral::kRotate90);
+  EXPECT_EQ(m[1].distance, 2);
+}
+
+// Brute force over what should be active.
+std::vector<uint64_t> Expected(const std::map<uint64_t, Hash256>& active, const Hash256& q,
+                               int radius) {
+  std::vector<std::pair<int, uint64_t>> hits;
+  for (const auto& [id, h] : active) {
+    const int d = models::HammingDistance(h, q);
+    if (d <= radius) hits.emplace_back(d, id);
+  }
+  std::sort(hits.begin(), hits.end());
+  std::vector<uint64_t> ids;
+  for (const auto& [d, id] : hits) ids.push_back(id);
+  return ids;
+}
+
+TEST(HashIndexTest, MergesKeepEveryChange) {
+  std::mt19937_64 rng(5);
+  HashIndex index({.merge_threshold = 5000});
+  std::map<uint64_t, Hash256> active;
+  std::vector<Hash256> queries;
+  for (int i = 0; i < 20; ++i) queries.push_back(RandomHash(rng));
+  uint64_t next_id = 1;
+  for (int batch = 0; batch < 30; ++batch) {
+    std::vector<IndexEntry> entries;
+    for (int i = 0; i < 1000; ++i) {
+      const Hash256 h = i % 10 == 0 ? Flip(queries[rng() % queries.size()], static_cast<int>(rng() % 40))
+                                    : RandomHash(rng);
+      entries.push_back(Pdq(next_id, h));
+      active[next_id++] = h;
+    }
+    ASSERT_TRUE(index.Add(std::move(entries)).ok());
+    std::vector<uint64_t> gone;
+    for (int i = 0; i < 50; ++i) {
+      auto it = active.begin();
+      std::advance(it, static_cast<long>(rng() % active.size()));
+      gone.push_back(it->first);
+      active.erase(it);
+    }
+    ASSERT_TRUE(index.Remove(gone).ok());
+    if (batch % 10 == 9) index.WaitForMerge();
+  }
+  index.MergeNow();
+  index.WaitForMerge();
+  auto snap = index.Snapshot();
+  EXPECT_EQ(snap->size(SignalType::kPdq), active.size());
+  std::vector<Match> m;
+  for (const Hash256& q : queries) {
+    snap->MatchPdq(q, 31, &m);
+    std::vector<std::pair<int, uint64_t>> got;
+    for (const Match& x : m) got.emplace_back(x.distance, x.id);
+    std::vector<uint64_t> ids = Ids(m);
+    EXPECT_EQ(ids, Expected(active, q, 31));
+  }
+}
+
+// Readers query continuously while one writer adds and removes; each reader
+// checks that a snapshot never loses an entry that an earlier snapshot (of
+// the same reader) saw added and not yet removed. Run under ThreadSanitizer
+// by deploy/test.sh.
+TEST(HashIndexConcurrentTest, ManyReadersOneWriter) {
+  std::mt19937_64 rng(6);
+  const Hash256 q = RandomHash(rng);
+  HashIndex index({.merge_threshold = 3000});
+  std::atomic<bool> done{false};
+  std::atomic<long> queries{0};
+  constexpr uint64_t kPlanted = 1'000'000;  // ids of entries near q, never removed
+  auto reader = [&] {
+    std::vector<Match> m;
+    uint64_t last_version = 0;
+    size_t last_planted = 0;
+    while (!done.load()) {
+      auto snap = index.Snapshot();
+      EXPECT_GE(snap->version(), last_version);
+      snap->MatchPdq(q, 31, &m);
+      size_t planted = 0;
+      for (const Match& x : m) planted += x.id >= kPlanted;
+      EXPECT_GE(planted, last_planted);
+      last_planted = planted;
+      last_version = snap->version();
+      queries.fetch_add(1);
+    }
+  };
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) readers.emplace_back(reader);
+  uint64_t id = 1;
+  for (int batch = 0; batch < 40; ++batch) {
+    std::vector<IndexEntry> entries;
+    for (int i = 0; i < 200; ++i) entries.push_back(Pdq(id++, RandomHash(rng)));
+    entries.push_back(Pdq(kPlanted + static_cast<uint64_t>(batch), Flip(q, batch % 30)));
+    ASSERT_TRUE(index.Add(std::move(entries)).ok());
+    ASSERT_TRUE(index.Remove({id - 100}).ok());
+    if (batch % 8 == 0) index.SetListEnabled("other", batch % 16 == 0);
+  }
+  index.WaitForMerge();
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_GT(queries.load(), 0);
+  std::vector<Match> m;
+  index.Snapshot()->MatchPdq(q, 31, &m);
+  EXPECT_EQ(m.size(), 40u);
+}
+
+}  // namespace
+}  // namespace bantay::matcher

@@ -1,0 +1,263 @@
+#include "bantay/matcher/index_binary_mih.h"
+
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/IDSelector.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+namespace bantay::matcher {
+namespace {
+
+using Code = std::array<uint8_t, 32>;
+using idx_t = faiss::Index::idx_t;
+
+Code RandomCode(std::mt19937_64& rng) {
+  Code c;
+  for (int i = 0; i < 4; ++i) {
+    const uint64_t w = rng();
+    std::memcpy(c.data() + 8 * i, &w, 8);
+  }
+  return c;
+}
+
+// A copy of c with exactly `bits` distinct bits flipped.
+Code Flip(const Code& c, int bits, std::mt19937_64& rng) {
+  Code out = c;
+  std::vector<int> positions(256);
+  for (int i = 0; i < 256; ++i) positions[i] = i;
+  std::shuffle(positions.begin(), positions.end(), rng);
+  for (int i = 0; i < bits; ++i) out[positions[i] / 8] ^= static_cast<uint8_t>(1 << (positions[i] % 8));
+  return out;
+}
+
+int Distance(const Code& a, const uint8_t* b) {
+  int d = 0;
+  for (int i = 0; i < 32; ++i) d += __builtin_popcount(a[i] ^ b[i]);
+  return d;
+}
+
+struct Data {
+  std::vector<uint8_t> codes;  // n x 32
+  std::vector<Code> queries;
+  idx_t n() const { return static_cast<idx_t>(codes.size() / 32); }
+};
+
+// n random codes; for each of `queries` random queries, neighbours planted
+// at every distance 0..40 (so every radius boundary is exercised).
+Data RandomWithPlanted(idx_t n, int queries, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Data data;
+  auto push = [&](const Code& c) { data.codes.insert(data.codes.end(), c.begin(), c.end()); };
+  for (int q = 0; q < queries; ++q) {
+    const Code query = RandomCode(rng);
+    data.queries.push_back(query);
+    for (int d = 0; d <= 40; ++d) push(Flip(query, d, rng));
+  }
+  while (data.n() < n) push(RandomCode(rng));
+  return data;
+}
+
+// Clusters of 10 codes within distance 20 of a centre, as real hash lists
+// hold many near-copies of one picture; queries near centres.
+Data Clustered(idx_t n, int queries, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Data data;
+  std::vector<Code> centres;
+  while (data.n() < n) {
+    const Code centre = RandomCode(rng);
+    centres.push_back(centre);
+    for (int k = 0; k < 10; ++k) {
+      const Code member = Flip(centre, static_cast<int>(rng() % 21), rng);
+      data.codes.insert(data.codes.end(), member.begin(), member.end());
+    }
+  }
+  for (int q = 0; q < queries; ++q) {
+    data.queries.push_back(Flip(centres[rng() % centres.size()], static_cast<int>(rng() % 16), rng));
+  }
+  return data;
+}
+
+std::vector<std::pair<idx_t, int>> BruteForce(const Data& data, const Code& q, int radius) {
+  std::vector<std::pair<idx_t, int>> out;
+  for (idx_t i = 0; i < data.n(); ++i) {
+    const int d = Distance(q, &data.codes[32 * static_cast<size_t>(i)]);
+    if (d <= radius) out.emplace_back(i, d);
+  }
+  return out;
+}
+
+void ExpectExact(const IndexBinaryMIH& index, const Data& data,
+                 std::initializer_list<int> radii) {
+  std::vector<std::pair<idx_t, int>> got;
+  size_t total = 0;
+  for (int radius : radii) {
+    for (const Code& q : data.queries) {
+      index.RangeSearchLeq(q.data(), radius, &got);
+      const auto expected = BruteForce(data, q, radius);
+      ASSERT_EQ(got, expected) << "radius " << radius;
+      total += got.size();
+    }
+  }
+  EXPECT_GT(total, 0u);
+}
+
+TEST(IndexBinaryMIHTest, ExactAgainstBruteForceOnRandomData) {
+  const Data data = RandomWithPlanted(200'000, 40, 1);
+  IndexBinaryMIH index;
+  index.add(data.n(), data.codes.data());
+  EXPECT_EQ(index.num_substrings(), 15);  // round(256 / log2(200000)) = round(14.5)
+  ExpectExact(index, data, {0, 1, 15, 16, 31, 32, 64});
+}
+
+TEST(IndexBinaryMIHTest, ExactWithEveryTableCount) {
+  const Data data = RandomWithPlanted(100'000, 15, 2);
+  for (int m : {11, 13, 16, 23, 32}) {
+    IndexBinaryMIH index(m);
+    index.add(data.n(), data.codes.data());
+    EXPECT_EQ(index.num_substrings(), m);
+    ExpectExact(index, data, {0, 1, 15, 16, 31, 32});
+  }
+}
+
+TEST(IndexBinaryMIHTest, ExactOnClusteredData) {
+  const Data data = Clustered(150'000, 40, 3);
+  IndexBinaryMIH index;
+  index.add(data.n(), data.codes.data());
+  ExpectExact(index, data, {0, 1, 15, 16, 31, 32, 64});
+}
+
+TEST(IndexBinaryMIHTest, SmallIndexScans) {
+  const Data data = RandomWithPlanted(5000, 20, 4);
+  IndexBinaryMIH index;
+  index.add(data.n(), data.codes.data());
+  EXPECT_EQ(index.num_substrings(), 0);
+  ExpectExact(index, data, {0, 1, 31, 32, 64, 256});
+}
+
+TEST(IndexBinaryMIHTest, BoundaryDistanceRIsInAndRPlusOneIsOut) {
+  std::mt19937_64 rng(5);
+  const Code q = RandomCode(rng);
+  Data data = RandomWithPlanted(70'000, 0, 6);
+  const Code at31 = Flip(q, 31, rng), at32 = Flip(q, 32, rng);
+  std::memcpy(&data.codes[0], at31.data(), 32);
+  std::memcpy(&data.codes[32], at32.data(), 32);
+  IndexBinaryMIH index;
+  index.add(data.n(), data.codes.data());
+  std::vector<std::pair<idx_t, int>> got;
+  index.RangeSearchLeq(q.data(), 31, &got);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], (std::pair<idx_t, int>{0, 31}));
+  index.RangeSearchLeq(q.data(), 32, &got);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1], (std::pair<idx_t, int>{1, 32}));
+  index.RangeSearchLeq(q.data(), 30, &got);
+  EXPECT_TRUE(got.empty());
+}
+
+TEST(IndexBinaryMIHTest, DuplicateCodesAreAllReturned) {
+  Data data = RandomWithPlanted(80'000, 0, 7);
+  for (int copy = 1; copy < 5; ++copy) {
+    std::memcpy(&data.codes[32 * 1000 * copy], &data.codes[0], 32);
+  }
+  IndexBinaryMIH index;
+  index.add(data.n(), data.codes.data());
+  Code q;
+  std::memcpy(q.data(), &data.codes[0], 32);
+  std::vector<std::pair<idx_t, int>> got;
+  index.RangeSearchLeq(q.data(), 0, &got);
+  EXPECT_EQ(got, (std::vector<std::pair<idx_t, int>>{{0, 0}, {1000, 0}, {2000, 0}, {3000, 0}, {4000, 0}}));
+}
+
+// FAISS conventions, checked against FAISS's own brute-force index.
+TEST(IndexBinaryMIHTest, FaissInterfaceAgreesWithIndexBinaryFlat) {
+  const Data data = RandomWithPlanted(100'000, 30, 8);
+  IndexBinaryMIH mih;
+  faiss::IndexBinaryFlat flat(256);
+  mih.add(data.n(), data.codes.data());
+  flat.add(data.n(), data.codes.data());
+  std::vector<uint8_t> queries;
+  for (const Code& q : data.queries) queries.insert(queries.end(), q.begin(), q.end());
+  const idx_t nq = static_cast<idx_t>(data.queries.size());
+
+  faiss::RangeSearchResult a(nq), b(nq);
+  mih.range_search(nq, queries.data(), 32, &a);  // strict: distance < 32
+  flat.range_search(nq, queries.data(), 32, &b);
+  for (idx_t i = 0; i < nq; ++i) {
+    std::vector<std::pair<idx_t, float>> x, y;
+    for (size_t j = a.lims[i]; j < a.lims[i + 1]; ++j) x.emplace_back(a.labels[j], a.distances[j]);
+    for (size_t j = b.lims[i]; j < b.lims[i + 1]; ++j) y.emplace_back(b.labels[j], b.distances[j]);
+    std::sort(x.begin(), x.end());
+    std::sort(y.begin(), y.end());
+    ASSERT_EQ(x, y) << i;
+    EXPECT_EQ(x.size(), 32u);  // planted at 0..31
+  }
+
+  const idx_t k = 5;
+  std::vector<int32_t> da(nq * k), db(nq * k);
+  std::vector<idx_t> la(nq * k), lb(nq * k);
+  mih.search(nq, queries.data(), k, da.data(), la.data());
+  flat.search(nq, queries.data(), k, db.data(), lb.data());
+  EXPECT_EQ(da, db);
+  EXPECT_EQ(la, lb);  // distances 0..4 are unique, so labels agree too
+
+  uint8_t back[32];
+  mih.reconstruct(17, back);
+  EXPECT_EQ(std::memcmp(back, &data.codes[32 * 17], 32), 0);
+}
+
+TEST(IndexBinaryMIHTest, KnnFallsBackToScanBeyondTheMatchRadius) {
+  Data data = RandomWithPlanted(70'000, 0, 9);
+  IndexBinaryMIH mih;
+  faiss::IndexBinaryFlat flat(256);
+  mih.add(data.n(), data.codes.data());
+  flat.add(data.n(), data.codes.data());
+  std::mt19937_64 rng(10);
+  const Code q = RandomCode(rng);  // nearest codes are ~90 bits away
+  int32_t da[3], db[3];
+  idx_t la[3], lb[3];
+  mih.search(1, q.data(), 3, da, la);
+  flat.search(1, q.data(), 3, db, lb);
+  EXPECT_EQ(std::vector<int32_t>(da, da + 3), std::vector<int32_t>(db, db + 3));
+  EXPECT_GT(da[0], 31);
+}
+
+TEST(IndexBinaryMIHTest, RemoveIdsShiftsLabels) {
+  Data data = RandomWithPlanted(70'000, 1, 11);  // codes 0..40 at distances 0..40
+  IndexBinaryMIH index;
+  index.add(data.n(), data.codes.data());
+  faiss::IDSelectorRange first_ten(0, 10);
+  EXPECT_EQ(index.remove_ids(first_ten), 10u);
+  EXPECT_EQ(index.ntotal, data.n() - 10);
+  std::vector<std::pair<idx_t, int>> got;
+  index.RangeSearchLeq(data.queries[0].data(), 12, &got);
+  EXPECT_EQ(got, (std::vector<std::pair<idx_t, int>>{{0, 10}, {1, 11}, {2, 12}}));
+  index.reset();
+  EXPECT_EQ(index.ntotal, 0);
+  index.RangeSearchLeq(data.queries[0].data(), 256, &got);
+  EXPECT_TRUE(got.empty());
+}
+
+TEST(IndexBinaryMIHTest, BatchedSearchEqualsSingleQueries) {
+  const Data data = RandomWithPlanted(100'000, 64, 12);
+  IndexBinaryMIH index;
+  index.add(data.n(), data.codes.data());
+  std::vector<uint8_t> queries;
+  for (const Code& q : data.queries) queries.insert(queries.end(), q.begin(), q.end());
+  const idx_t nq = static_cast<idx_t>(data.queries.size());
+  faiss::RangeSearchResult batch(nq);
+  index.range_search(nq, queries.data(), 32, &batch);
+  std::vector<std::pair<idx_t, int>> single;
+  for (idx_t i = 0; i < nq; ++i) {
+    index.RangeSearchLeq(data.queries[i].data(), 31, &single);
+    ASSERT_EQ(batch.lims[i + 1] - batch.lims[i], single.size());
+    for (size_t j = 0; j < single.size(); ++j) {
+      EXPECT_EQ(batch.labels[batch.lims[i] + j], single[j].first);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bantay::matcher
