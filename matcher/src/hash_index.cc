@@ -143,10 +143,12 @@ HashIndex::~HashIndex() {
 }
 
 void HashIndex::Publish() {
-  current_.store(std::make_shared<const IndexSnapshot>(++version_, base_, delta_,
-                                                       removed_shared_, removed_by_type_,
-                                                       disabled_shared_),
-                 std::memory_order_release);
+  auto next = std::make_shared<const IndexSnapshot>(++version_, base_, delta_, removed_shared_,
+                                                    removed_by_type_, disabled_shared_);
+  std::shared_ptr<const IndexSnapshot> previous;  // released outside the lock
+  std::lock_guard lock(current_mu_);
+  previous = std::move(current_);
+  current_ = std::move(next);
 }
 
 Status HashIndex::Add(std::vector<IndexEntry> entries) {

@@ -2,8 +2,8 @@
 // queries, updated live without stopping readers.
 //
 // Readers take the current IndexSnapshot (an immutable, reference-counted
-// object, swapped atomically) and query it without any lock; a query sees
-// one consistent version. One writer at a time (calls are serialised
+// object; taking it copies one pointer under a short lock) and query it
+// without any lock; a query sees one consistent version. One writer at a time (calls are serialised
 // internally) publishes the next snapshot after every change: adds,
 // removes and list enabling/disabling are visible to the next query as soon
 // as the call returns.
@@ -19,7 +19,6 @@
 #define BANTAY_MATCHER_HASH_INDEX_H_
 
 #include <array>
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -129,9 +128,13 @@ class HashIndex {
   HashIndex(const HashIndex&) = delete;
   HashIndex& operator=(const HashIndex&) = delete;
 
-  // The current snapshot. Lock-free for readers; thread-safe.
+  // The current snapshot; thread-safe. Readers hold a lock only while
+  // copying the pointer (never while searching), and the writer only while
+  // swapping it. (GCC 12's std::atomic<std::shared_ptr> would do the same
+  // with an internal lock bit, which ThreadSanitizer reports as a race.)
   std::shared_ptr<const IndexSnapshot> Snapshot() const {
-    return current_.load(std::memory_order_acquire);
+    std::lock_guard lock(current_mu_);
+    return current_;
   }
 
   // Adds entries as one change. kInvalidArgument (and nothing added) when
@@ -155,7 +158,8 @@ class HashIndex {
   void RunMerge();
 
   const HashIndexOptions options_;
-  std::atomic<std::shared_ptr<const IndexSnapshot>> current_;
+  mutable std::mutex current_mu_;
+  std::shared_ptr<const IndexSnapshot> current_;  // guarded by current_mu_
 
   std::mutex mu_;  // serialises writers; protects everything below
   uint64_t version_ = 0;
