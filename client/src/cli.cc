@@ -13,6 +13,7 @@ Usage: bantay COMMAND [OPTIONS]
 
 Commands:
   hash     hash image files locally (PDQ, MD5, SHA-256); see `bantay hash --help`
+  match    match PDQ hashes against a hash list offline; see `bantay match --help`
 
 Options:
   --help     this text
@@ -38,6 +39,7 @@ int RunCli(int argc, char** argv) {
     return kExitOk;
   }
   if (command == "hash") return RunHashCommand(args, std::cout, std::cerr);
+  if (command == "match") return RunMatchCommand(args, std::cout, std::cerr);
   std::cerr << "bantay: unknown command '" << command << "'\n\n" << kUsage;
   return kExitUsage;
 }

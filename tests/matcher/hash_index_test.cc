@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
+#include <sstream>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -270,6 +272,48 @@ TEST(HashIndexConcurrentTest, ManyReadersOneWriter) {
   std::vector<Match> m;
   index.Snapshot()->MatchPdq(q, 31, &m);
   EXPECT_EQ(m.size(), 40u);
+}
+
+}  // namespace
+}  // namespace bantay::matcher
+
+#include "bantay/matcher/hash_list.h"
+
+namespace bantay::matcher {
+namespace {
+
+TEST(HashListTest, ParsesLocalFileLines) {
+  std::istringstream in(
+      "pdq d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22 ref-a\r\n"
+      "# a comment\n"
+      "   \n"
+      "D8F8F0CEE0F4A84F0637022A078F67F0B36E2ED596621E1D33E6339C4E9C9B22\n"
+      "md5 d41d8cd98f00b204e9800998ecf8427e case-7\n"
+      "sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+      "md5 d41d8cd98f00b204e9800998ecf8427\n"
+      "sha256 abc\n"
+      "pdq\n"
+      "pdq zz f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22 r\n");
+  ParsedHashList list = ParseHashList(in, "list.txt", "hotline");
+  ASSERT_EQ(list.entries.size(), 4u);
+  EXPECT_EQ(list.entries[0].id, 1u);
+  EXPECT_EQ(list.entries[0].list, "hotline");
+  EXPECT_EQ(list.entries[0].reference, "ref-a");
+  EXPECT_EQ(list.entries[1].reference, "list.txt:4");
+  EXPECT_EQ(list.entries[1].value, list.entries[0].value);
+  EXPECT_EQ(list.entries[2].type, SignalType::kMd5);
+  EXPECT_EQ(list.entries[2].value[0], 0xd4);
+  EXPECT_EQ(list.entries[2].value[16], 0);
+  EXPECT_EQ(list.entries[3].type, SignalType::kSha256);
+  ASSERT_EQ(list.errors.size(), 4u);
+  EXPECT_EQ(list.errors[0].line, 7);
+  EXPECT_EQ(list.errors[0].message, "an md5 is 32 hexadecimal digits, got 31 characters");
+  EXPECT_EQ(list.errors[1].line, 8);
+  EXPECT_EQ(list.errors[1].message, "a sha256 is 64 hexadecimal digits, got 3 characters");
+  EXPECT_EQ(list.errors[2].line, 9);
+  EXPECT_EQ(list.errors[2].message, "no hash after the type");
+  EXPECT_EQ(list.errors[3].line, 10);
+  EXPECT_EQ(list.errors[3].message, "too many columns (expected [TYPE] VALUE [REFERENCE])");
 }
 
 }  // namespace

@@ -1,0 +1,131 @@
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <sstream>
+
+#include "bantay/client/cli.h"
+#include "test_images.h"
+
+namespace bantay::client {
+namespace {
+
+namespace json = boost::json;
+using bantay::testing::TempDir;
+
+struct CliRun {
+  int status;
+  std::string out;
+  std::string err;
+  std::vector<json::object> lines;
+};
+
+CliRun Match(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  CliRun run;
+  run.status = RunMatchCommand(args, out, err);
+  run.out = out.str();
+  run.err = err.str();
+  std::istringstream lines(run.out);
+  for (std::string line; std::getline(lines, line);) {
+    boost::system::error_code ec;
+    json::value v = json::parse(line, ec);  // the help text is not JSON
+    if (!ec && v.is_object()) run.lines.push_back(v.as_object());
+  }
+  return run;
+}
+
+std::vector<uint8_t> Text(const std::string& s) { return {s.begin(), s.end()}; }
+
+// The reference's hashes of its own dihedral test images (expected-pdq.csv).
+constexpr char kOriginal[] = "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22";
+constexpr char kRotate90[] = "30a10efdf1c83f429013d48d0ffffc52e34e0e35ada952a9d29605215aa9e5af";
+constexpr char kSharpenALot[] = "d0f8f0cec0f4a84f0e370a22238f67f0b36a2ef596231e1d73e6a39c4e9c9b22";
+
+std::string ListFile(const TempDir& dir) {
+  return dir.Write("list.txt", Text(std::string("# benign reference hashes\n") +
+                                    "pdq " + kOriginal + " case-1\n" +
+                                    kRotate90 + " case-2\n" +
+                                    "\n"
+                                    "pdq " + kSharpenALot + "\n"));
+}
+
+TEST(MatchCommandTest, OneQueryExactMatchesSortedByDistance) {
+  TempDir dir;
+  CliRun run = Match({"--index", ListFile(dir), "--pdq", kOriginal});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(run.out, std::string("{\"query\":\"") + kOriginal +
+                         "\",\"matches\":[{\"ref\":\"case-1\",\"distance\":0,\"variant\":"
+                         "\"original\"},{\"ref\":\"list.txt:5\",\"distance\":14,\"variant\":"
+                         "\"original\"}]}\n");
+}
+
+TEST(MatchCommandTest, RadiusBoundaryIsInclusive) {
+  TempDir dir;
+  const std::string list = ListFile(dir);
+  EXPECT_EQ(Match({"--index", list, "--pdq", kOriginal, "--radius", "14"}).lines[0].at("matches").as_array().size(), 2u);
+  EXPECT_EQ(Match({"--index", list, "--pdq", kOriginal, "--radius", "13"}).lines[0].at("matches").as_array().size(), 1u);
+  EXPECT_EQ(Match({"--index", list, "--pdq", kOriginal, "--radius", "0"}).lines[0].at("matches").as_array().size(), 1u);
+}
+
+TEST(MatchCommandTest, DihedralFindsTheRotatedCopy) {
+  TempDir dir;
+  CliRun run = Match({"--index", ListFile(dir), "--pdq", kOriginal, "--dihedral"});
+  ASSERT_EQ(run.status, kExitOk);
+  const json::array& m = run.lines[0].at("matches").as_array();
+  ASSERT_EQ(m.size(), 3u);
+  // Distance 14 twice: the rotated copy, and the sharpened original; by ref.
+  EXPECT_EQ(m[1].at("ref").as_string(), "case-2");
+  EXPECT_EQ(m[1].at("variant").as_string(), "rotate90");
+  EXPECT_EQ(m[1].at("distance").as_int64(), 14);
+  EXPECT_EQ(m[2].at("ref").as_string(), "list.txt:5");
+  EXPECT_EQ(m[2].at("variant").as_string(), "original");
+}
+
+TEST(MatchCommandTest, QueryFileKeepsOrderAndReportsBadLines) {
+  TempDir dir;
+  const std::string queries = dir.Write(
+      "q.txt", Text(std::string(kRotate90) + "\nnot-a-hash\n" + kOriginal + "\n"));
+  for (const char* threads : {"1", "2", "3"}) {
+    CliRun run = Match({"--index", ListFile(dir), "--pdq-file", queries, "--threads", threads});
+    EXPECT_EQ(run.status, kExitSomeFailed);
+    ASSERT_EQ(run.lines.size(), 3u);
+    EXPECT_EQ(run.lines[0].at("query").as_string(), kRotate90);
+    EXPECT_EQ(run.lines[0].at("matches").as_array()[0].at("ref").as_string(), "case-2");
+    EXPECT_EQ(json::serialize(run.lines[1]),
+              "{\"query\":\"not-a-hash\",\"error\":\"a PDQ hash is 64 hexadecimal digits, "
+              "got 10 characters\"}");
+    EXPECT_EQ(run.lines[2].at("query").as_string(), kOriginal);
+  }
+}
+
+TEST(MatchCommandTest, BadIndexIsRefusedWithLineNumbers) {
+  TempDir dir;
+  const std::string list = dir.Write(
+      "bad.txt", Text(std::string("pdq ") + kOriginal + "\npdq 12345\nphash " + kOriginal +
+                      " x\nmd5 " + std::string(32, 'a') + "\n"));
+  CliRun run = Match({"--index", list, "--pdq", kOriginal});
+  EXPECT_EQ(run.status, kExitUsage);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err,
+            "bantay match: " + list + ":2: a PDQ hash is 64 hexadecimal digits, got 5 characters\n"
+            "bantay match: " + list + ":3: too many columns (expected [TYPE] VALUE [REFERENCE])\n"
+            "bantay match: the index has 2 bad line(s); nothing matched\n");
+}
+
+TEST(MatchCommandTest, UsageErrors) {
+  TempDir dir;
+  const std::string list = ListFile(dir);
+  EXPECT_EQ(Match({"--pdq", kOriginal}).status, kExitUsage);
+  EXPECT_EQ(Match({"--index", list}).status, kExitUsage);
+  EXPECT_EQ(Match({"--index", list, "--pdq", kOriginal, "--pdq-file", "-"}).status, kExitUsage);
+  EXPECT_EQ(Match({"--index", list, "--pdq", kOriginal, "--radius", "65"}).status, kExitUsage);
+  EXPECT_EQ(Match({"--index", list, "--pdq", kOriginal, "--radius", "-1"}).status, kExitUsage);
+  EXPECT_EQ(Match({"--index", list, "--pdq", kOriginal, "--threads", "0"}).status, kExitUsage);
+  EXPECT_EQ(Match({"--index", dir.path() + "/none", "--pdq", kOriginal}).status, kExitUsage);
+  CliRun help = Match({"--help"});
+  EXPECT_EQ(help.status, kExitOk);
+  EXPECT_EQ(help.out.rfind("Usage: bantay match", 0), 0u);
+}
+
+}  // namespace
+}  // namespace bantay::client
