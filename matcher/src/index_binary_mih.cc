@@ -1,6 +1,8 @@
 #include "bantay/matcher/index_binary_mih.h"
 
+#include <faiss/IndexBinaryFlat.h>
 #include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/index_io.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/IDSelector.h>
 
@@ -81,7 +83,7 @@ Scratch& ThreadScratch() {
 }  // namespace
 
 IndexBinaryMIH::IndexBinaryMIH(int num_substrings)
-    : faiss::IndexBinary(kCodeBits), requested_substrings_(num_substrings) {
+    : faiss::IndexBinary(kDimension), requested_substrings_(num_substrings) {
   FAISS_THROW_IF_NOT_MSG(num_substrings == 0 ||
                              (num_substrings >= 11 && num_substrings <= 32),
                          "num_substrings must be 0 (automatic) or 11..32 (substrings of at most 24 bits)");
@@ -284,6 +286,34 @@ void IndexBinaryMIH::search(idx_t n, const uint8_t* x, idx_t k,
       labels[i * k + j] = have ? by_distance[j].second : -1;
     }
   }
+}
+
+Status WriteMih(const IndexBinaryMIH& index, const std::string& path) {
+  try {
+    faiss::IndexBinaryFlat flat(IndexBinaryMIH::kDimension);
+    if (index.ntotal > 0) flat.add(index.ntotal, index.code(0));
+    faiss::write_index_binary(&flat, path.c_str());
+  } catch (const faiss::FaissException& e) {
+    return Error(ErrorCode::kIo, "cannot write " + path);
+  }
+  return {};
+}
+
+Result<std::unique_ptr<IndexBinaryMIH>> ReadMih(const std::string& path, int num_substrings) {
+  std::unique_ptr<faiss::IndexBinary> read;
+  try {
+    read.reset(faiss::read_index_binary(path.c_str()));
+  } catch (const faiss::FaissException& e) {
+    return Error(ErrorCode::kCorruptData, "not a FAISS binary index file: " + path);
+  }
+  auto* flat = dynamic_cast<faiss::IndexBinaryFlat*>(read.get());
+  if (flat == nullptr || flat->d != IndexBinaryMIH::kDimension) {
+    return Error(ErrorCode::kCorruptData,
+                 "expected a 256-bit IndexBinaryFlat in " + path);
+  }
+  auto mih = std::make_unique<IndexBinaryMIH>(num_substrings);
+  if (flat->ntotal > 0) mih->add(flat->ntotal, flat->xb.data());
+  return mih;
 }
 
 }  // namespace bantay::matcher

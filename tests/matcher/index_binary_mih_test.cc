@@ -261,3 +261,53 @@ TEST(IndexBinaryMIHTest, BatchedSearchEqualsSingleQueries) {
 
 }  // namespace
 }  // namespace bantay::matcher
+
+#include <faiss/IndexIDMap.h>
+
+#include "test_images.h"
+
+namespace bantay::matcher {
+namespace {
+
+TEST(IndexBinaryMIHTest, ComposesWithFaissIdMap) {
+  const Data data = RandomWithPlanted(70'000, 3, 13);
+  faiss::IndexBinaryIDMap2 index(new IndexBinaryMIH());
+  index.own_fields = true;
+  std::vector<idx_t> ids(static_cast<size_t>(data.n()));
+  for (idx_t i = 0; i < data.n(); ++i) ids[i] = 1'000'000 + 7 * i;
+  index.add_with_ids(data.n(), data.codes.data(), ids.data());
+  faiss::RangeSearchResult result(1);
+  index.range_search(1, data.queries[1].data(), 3, &result);  // distances 0, 1, 2
+  std::vector<idx_t> labels(result.labels, result.labels + result.lims[1]);
+  std::sort(labels.begin(), labels.end());
+  EXPECT_EQ(labels, (std::vector<idx_t>{1'000'000 + 7 * 41, 1'000'000 + 7 * 42,
+                                        1'000'000 + 7 * 43}));
+}
+
+TEST(IndexBinaryMIHTest, WritesAndReadsFaissFlatFiles) {
+  const Data data = RandomWithPlanted(70'000, 2, 14);
+  IndexBinaryMIH index;
+  index.add(data.n(), data.codes.data());
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/codes.faiss";
+  ASSERT_TRUE(WriteMih(index, path).ok());
+  Result<std::unique_ptr<IndexBinaryMIH>> back = ReadMih(path);
+  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  EXPECT_EQ((*back)->ntotal, data.n());
+  EXPECT_EQ((*back)->num_substrings(), index.num_substrings());
+  std::vector<std::pair<idx_t, int>> a, b;
+  index.RangeSearchLeq(data.queries[0].data(), 31, &a);
+  (*back)->RangeSearchLeq(data.queries[0].data(), 31, &b);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), 32u);
+
+  const std::string junk = dir.Write("junk.faiss", {1, 2, 3, 4});
+  Result<std::unique_ptr<IndexBinaryMIH>> bad = ReadMih(junk);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(bad.error().message(), "not a FAISS binary index file: " + junk);
+  EXPECT_EQ(ReadMih(dir.path() + "/missing").error().code(), ErrorCode::kCorruptData);
+}
+
+}  // namespace
+}  // namespace bantay::matcher

@@ -21,14 +21,19 @@
 // supported: wrap in faiss::IndexBinaryIDMap2 for ids), range_search
 // returns distances < radius (strict), search is exact k-NN. add() rebuilds
 // the tables, so add in large batches; const methods are thread-safe and
-// batched calls run on OpenMP threads. faiss::write_index_binary cannot
-// serialise this type (FAISS has no registry for binary index types).
+// batched calls run on OpenMP threads. faiss::write_index_binary has no
+// registry for new binary index types, so WriteMih/ReadMih store the codes
+// in FAISS's own IndexBinaryFlat format and rebuild the tables on reading.
 #ifndef BANTAY_MATCHER_INDEX_BINARY_MIH_H_
 #define BANTAY_MATCHER_INDEX_BINARY_MIH_H_
 
 #include <faiss/IndexBinary.h>
 
+#include "bantay/models/status.h"
+
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -36,6 +41,8 @@ namespace bantay::matcher {
 
 class IndexBinaryMIH : public faiss::IndexBinary {
  public:
+  static constexpr int kDimension = 256;  // bits a code
+
   // num_substrings 0 chooses m = round(256 / log2(ntotal)), within 11..16, at
   // each build; otherwise 11..32 (a substring of b bits costs 2^b * 4 bytes).
   explicit IndexBinaryMIH(int num_substrings = 0);
@@ -79,6 +86,13 @@ class IndexBinaryMIH : public faiss::IndexBinary {
   std::vector<uint64_t> codes_;  // 4 words a code
   std::vector<Table> tables_;    // empty: linear scan
 };
+
+// Writes the codes as a faiss::IndexBinaryFlat file (faiss::write_index_binary)
+// and reads such a file back into an IndexBinaryMIH. FAISS errors are
+// returned as kIo / kCorruptData.
+Status WriteMih(const IndexBinaryMIH& index, const std::string& path);
+Result<std::unique_ptr<IndexBinaryMIH>> ReadMih(const std::string& path,
+                                               int num_substrings = 0);
 
 }  // namespace bantay::matcher
 
