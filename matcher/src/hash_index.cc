@@ -1,6 +1,7 @@
 #include "bantay/matcher/hash_index.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "segment.h"
 
@@ -41,14 +42,12 @@ Result<SignalType> ParseSignalType(std::string_view name) {
 // --- IndexSnapshot ------------------------------------------------------------
 
 IndexSnapshot::IndexSnapshot(
-    uint64_t version, std::shared_ptr<const Segment> base,
-    std::shared_ptr<const Segment> delta,
+    uint64_t version, std::vector<std::shared_ptr<const Segment>> segments,
     std::shared_ptr<const std::unordered_set<uint64_t>> removed,
     std::array<size_t, 3> removed_by_type,
     std::shared_ptr<const std::unordered_set<std::string>> disabled)
     : version_(version),
-      base_(std::move(base)),
-      delta_(std::move(delta)),
+      segments_(std::move(segments)),
       removed_(std::move(removed)),
       removed_by_type_(removed_by_type),
       disabled_(std::move(disabled)) {}
@@ -56,15 +55,23 @@ IndexSnapshot::IndexSnapshot(
 IndexSnapshot::~IndexSnapshot() = default;
 
 size_t IndexSnapshot::size(SignalType type) const {
-  return base_->size(type) + delta_->size(type) - removed_by_type_[static_cast<int>(type)];
+  size_t n = 0;
+  for (const auto& seg : segments_) n += seg->size(type);
+  return n - removed_by_type_[static_cast<int>(type)];
 }
 
 bool IndexSnapshot::Contains(uint64_t id) const {
-  return !removed_->count(id) && (base_->Contains(id) || delta_->Contains(id));
+  if (removed_->count(id)) return false;
+  for (const auto& seg : segments_) {
+    if (seg->Contains(id)) return true;
+  }
+  return false;
 }
 
 size_t IndexSnapshot::MemoryBytes() const {
-  return base_->MemoryBytes() + delta_->MemoryBytes();
+  size_t bytes = 0;
+  for (const auto& seg : segments_) bytes += seg->MemoryBytes();
+  return bytes;
 }
 
 bool IndexSnapshot::ListEnabled(const std::string& list) const {
@@ -79,7 +86,7 @@ bool IndexSnapshot::Visible(uint64_t id, std::string_view list) const {
 void IndexSnapshot::CollectPdq(const Hash256& query, int radius, Dihedral variant,
                                std::vector<Match>* out) const {
   thread_local std::vector<std::pair<int64_t, int>> found;
-  for (const Segment* seg : {base_.get(), delta_.get()}) {
+  for (const auto& seg : segments_) {
     seg->SearchPdq(query.data(), radius, &found);
     for (const auto& [row, distance] : found) {
       const Segment::Row r = seg->PdqRow(row);
@@ -115,7 +122,7 @@ void IndexSnapshot::MatchPdqDihedral(const std::array<Hash256, 8>& variants,
 void IndexSnapshot::MatchExact(SignalType type, const uint8_t* digest,
                                std::vector<Match>* out) const {
   out->clear();
-  for (const Segment* seg : {base_.get(), delta_.get()}) {
+  for (const auto& seg : segments_) {
     const auto [begin, end] = seg->FindExact(type, digest);
     for (uint32_t i = begin; i < end; ++i) {
       const Segment::Row r = seg->ExactRow(i);
@@ -129,30 +136,52 @@ void IndexSnapshot::MatchExact(SignalType type, const uint8_t* digest,
 // --- HashIndex --------------------------------------------------------------------
 
 HashIndex::HashIndex(HashIndexOptions options) : options_(options) {
-  std::lock_guard lock(mu_);
-  base_ = Segment::Build({}, nullptr, {}, options_.num_substrings);
-  delta_ = base_;
-  removed_shared_ = std::make_shared<const std::unordered_set<uint64_t>>();
-  disabled_shared_ = std::make_shared<const std::unordered_set<std::string>>();
-  Publish();
+  {
+    std::lock_guard lock(mu_);
+    base_ = Segment::Build({}, nullptr, {}, options_.num_substrings);
+    delta_ = recent_ = base_;
+    removed_shared_ = std::make_shared<const std::unordered_set<uint64_t>>();
+    disabled_shared_ = std::make_shared<const std::unordered_set<std::string>>();
+    Publish();
+  }
+  background_ = std::thread([this] { Background(); });
 }
 
 HashIndex::~HashIndex() {
-  WaitForMerge();
-  if (merge_thread_.joinable()) merge_thread_.join();
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  work_.notify_all();
+  background_.join();
 }
 
 void HashIndex::Publish() {
-  auto next = std::make_shared<const IndexSnapshot>(++version_, base_, delta_, removed_shared_,
-                                                    removed_by_type_, disabled_shared_);
+  std::vector<std::shared_ptr<const Segment>> segments;
+  for (const auto& seg : {base_, delta_, recent_}) {
+    if (seg->size(SignalType::kPdq) + seg->size(SignalType::kMd5) +
+            seg->size(SignalType::kSha256) > 0) {
+      segments.push_back(seg);
+    }
+  }
+  auto next = std::make_shared<const IndexSnapshot>(++version_, std::move(segments),
+                                                    removed_shared_, removed_by_type_,
+                                                    disabled_shared_);
   std::shared_ptr<const IndexSnapshot> previous;  // released outside the lock
   std::lock_guard lock(current_mu_);
   previous = std::move(current_);
   current_ = std::move(next);
 }
 
+std::optional<SignalType> HashIndex::TypeOf(uint64_t id) const {
+  for (const auto& seg : {base_, delta_, recent_}) {
+    if (std::optional<SignalType> type = seg->TypeOf(id)) return type;
+  }
+  return std::nullopt;
+}
+
 Status HashIndex::Add(std::vector<IndexEntry> entries) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   std::unordered_set<uint64_t> batch;
   for (const IndexEntry& e : entries) {
     if (!batch.insert(e.id).second) {
@@ -163,19 +192,20 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
       return Error(ErrorCode::kInvalidArgument,
                    "entry id " + std::to_string(e.id) + " was removed; ids are not reused");
     }
-    if (base_->Contains(e.id) || delta_->Contains(e.id)) {
+    if (recent_ids_.count(e.id) || base_->Contains(e.id) || delta_->Contains(e.id)) {
       return Error(ErrorCode::kInvalidArgument,
                    "entry id " + std::to_string(e.id) + " is already in the index");
     }
   }
   for (IndexEntry& e : entries) {
     if (e.type == SignalType::kMd5) std::fill(e.value.begin() + 16, e.value.end(), 0);
+    recent_ids_.insert(e.id);
   }
-  delta_entries_.insert(delta_entries_.end(), std::make_move_iterator(entries.begin()),
-                        std::make_move_iterator(entries.end()));
-  delta_ = Segment::Build({}, nullptr, delta_entries_, options_.num_substrings);
+  recent_entries_.insert(recent_entries_.end(), std::make_move_iterator(entries.begin()),
+                         std::make_move_iterator(entries.end()));
+  recent_ = Segment::Build({}, nullptr, recent_entries_, 0);
   Publish();
-  MaybeStartMerge();
+  if (BackgroundWork()) work_.notify_one();
   return {};
 }
 
@@ -185,8 +215,7 @@ Status HashIndex::Remove(const std::vector<uint64_t>& ids) {
   std::array<size_t, 3> by_type{};
   for (uint64_t id : ids) {
     if (!batch.insert(id).second) continue;
-    std::optional<SignalType> type = base_->TypeOf(id);
-    if (!type) type = delta_->TypeOf(id);
+    const std::optional<SignalType> type = TypeOf(id);
     if (removed_.count(id) || !type) {
       return Error(ErrorCode::kNotFound, "entry id " + std::to_string(id) + " is not in the index");
     }
@@ -210,60 +239,83 @@ void HashIndex::SetListEnabled(const std::string& list, bool enabled) {
   Publish();
 }
 
-void HashIndex::MaybeStartMerge() {
-  if (merging_ || delta_entries_.size() < options_.merge_threshold) return;
-  if (merge_thread_.joinable()) merge_thread_.join();
-  merging_ = true;
-  merge_thread_ = std::thread([this] { RunMerge(); });
+bool HashIndex::BackgroundWork() const {
+  return force_merge_ || recent_entries_.size() >= options_.recent_limit;
 }
 
 void HashIndex::MergeNow() {
-  std::unique_lock lock(mu_);
-  merge_done_.wait(lock, [this] { return !merging_; });
-  if (delta_entries_.empty() && removed_.empty()) return;
-  if (merge_thread_.joinable()) merge_thread_.join();
-  merging_ = true;
-  merge_thread_ = std::thread([this] { RunMerge(); });
+  {
+    std::lock_guard lock(mu_);
+    force_merge_ = true;
+  }
+  work_.notify_one();
 }
 
 void HashIndex::WaitForMerge() {
   std::unique_lock lock(mu_);
-  merge_done_.wait(lock, [this] { return !merging_; });
+  idle_.wait(lock, [this] { return !busy_ && !BackgroundWork(); });
 }
 
-void HashIndex::RunMerge() {
-  std::shared_ptr<const Segment> base, delta;
-  std::unordered_set<uint64_t> removed;
-  size_t delta_count;
-  {
-    std::lock_guard lock(mu_);
-    base = base_;
-    delta = delta_;
-    removed = removed_;
-    delta_count = delta_entries_.size();
+void HashIndex::Background() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    busy_ = false;
+    idle_.notify_all();
+    work_.wait(lock, [this] { return stop_ || BackgroundWork(); });
+    if (stop_) return;
+    busy_ = true;
+    if (!recent_entries_.empty()) FoldRecent(lock);
+    const size_t delta_size = delta_->size(SignalType::kPdq) + delta_->size(SignalType::kMd5) +
+                              delta_->size(SignalType::kSha256);
+    const size_t base_size = base_->size(SignalType::kPdq) + base_->size(SignalType::kMd5) +
+                             base_->size(SignalType::kSha256);
+    const bool merge =
+        force_merge_ || (delta_size >= options_.merge_threshold && delta_size >= base_size / 8);
+    force_merge_ = false;
+    if (merge && (delta_size > 0 || !removed_.empty())) MergeBase(lock);
   }
-  // The long part runs without the lock: readers and writers go on.
-  std::shared_ptr<const Segment> merged = Segment::Build(
-      {base.get(), delta.get()}, [&](uint64_t id) { return !removed.count(id); }, {},
-      options_.num_substrings);
-  std::lock_guard lock(mu_);
+}
+
+void HashIndex::FoldRecent(std::unique_lock<std::mutex>& lock) {
+  const size_t taken = recent_entries_.size();
+  std::vector<IndexEntry> entries(recent_entries_.begin(), recent_entries_.end());
+  std::shared_ptr<const Segment> delta = delta_;
+  lock.unlock();  // the rebuild runs while readers and writers go on
+  std::shared_ptr<const Segment> folded =
+      Segment::Build({delta.get()}, nullptr, entries, options_.num_substrings);
+  lock.lock();
+  delta_ = std::move(folded);
+  for (size_t i = 0; i < taken; ++i) recent_ids_.erase(recent_entries_[i].id);
+  recent_entries_.erase(recent_entries_.begin(),
+                        recent_entries_.begin() + static_cast<ptrdiff_t>(taken));
+  recent_ = Segment::Build({}, nullptr, recent_entries_, 0);
+  Publish();
+}
+
+void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock) {
+  std::shared_ptr<const Segment> base = base_, delta = delta_;
+  std::unordered_set<uint64_t> removed = removed_;
+  lock.unlock();
+  std::function<bool(uint64_t)> keep;
+  if (!removed.empty()) keep = [&](uint64_t id) { return !removed.count(id); };
+  std::shared_ptr<const Segment> merged =
+      Segment::Build({base.get(), delta.get()}, keep, {}, options_.num_substrings);
+  std::shared_ptr<const Segment> empty = Segment::Build({}, nullptr, {}, 0);
+  lock.lock();
+  // Only this thread replaces base_ and delta_. Tombstones go only for the
+  // entries the merge dropped: ids removed while merging, and removed
+  // entries still among the recent ones, keep theirs.
   base_ = std::move(merged);
-  // Entries added and ids removed while merging stay in the delta and the
-  // tombstones.
-  delta_entries_.erase(delta_entries_.begin(),
-                       delta_entries_.begin() + static_cast<ptrdiff_t>(delta_count));
-  delta_ = Segment::Build({}, nullptr, delta_entries_, options_.num_substrings);
-  for (uint64_t id : removed) removed_.erase(id);
+  delta_ = std::move(empty);
+  for (uint64_t id : removed) {
+    if (!recent_ids_.count(id)) removed_.erase(id);
+  }
   removed_by_type_ = {};
   for (uint64_t id : removed_) {
-    std::optional<SignalType> type = base_->TypeOf(id);
-    if (!type) type = delta_->TypeOf(id);
-    if (type) ++removed_by_type_[static_cast<int>(*type)];
+    if (std::optional<SignalType> type = TypeOf(id)) ++removed_by_type_[static_cast<int>(*type)];
   }
   removed_shared_ = std::make_shared<const std::unordered_set<uint64_t>>(removed_);
   Publish();
-  merging_ = false;
-  merge_done_.notify_all();
 }
 
 }  // namespace bantay::matcher

@@ -16,8 +16,8 @@ namespace {
 
 constexpr int kCodeBytes = 32;
 constexpr int kCodeBits = 256;
-// Below this many codes a scan (N * 32 bytes) is as fast as probing.
-constexpr faiss::Index::idx_t kMinCodesForTables = 1 << 16;
+// Below this many codes a scan (N * 32 bytes, 128 KB) is as fast as probing.
+constexpr faiss::Index::idx_t kMinCodesForTables = 4096;
 constexpr int kPrefetchAhead = 12;
 
 inline int Distance(const uint64_t* a, const uint64_t* b) {

@@ -1,7 +1,7 @@
 #include "segment.h"
 
 #include <algorithm>
-#include <map>
+#include <unordered_map>
 
 namespace bantay::matcher {
 namespace {
@@ -21,34 +21,55 @@ std::shared_ptr<const Segment> Segment::Build(
     const std::function<bool(uint64_t id)>& keep,
     const std::vector<IndexEntry>& added, int num_substrings) {
   std::shared_ptr<Segment> seg(new Segment(num_substrings));
-  std::map<std::pair<std::string_view, std::string_view>, uint32_t> label_ids;
-  std::vector<Pending> rows;
+  // (list, category) pairs are few: each gets a number once.
+  std::unordered_map<std::string, uint32_t> label_ids;
   auto intern = [&](std::string_view list, std::string_view category) {
-    auto [it, inserted] = label_ids.try_emplace({list, category},
-                                                static_cast<uint32_t>(label_ids.size()));
+    std::string key;
+    key.reserve(list.size() + category.size() + 1);
+    key.append(list).push_back('\0');
+    key.append(category);
+    auto [it, inserted] = label_ids.try_emplace(std::move(key), static_cast<uint32_t>(seg->labels_.size()));
+    if (inserted) seg->labels_.emplace_back(std::string(list), std::string(category));
     return it->second;
   };
+  size_t total = added.size();
+  for (const Segment* s : from) total += s->pdq_meta_.size() + s->exact_meta_.size();
+  std::vector<Pending> rows;
+  rows.reserve(total);
   for (const Segment* s : from) {
-    s->ForEach([&](const Row& r) {
-      if (!keep(r.id)) return;
-      Pending p{r.id, r.type, {}, intern(r.list, r.category), r.reference};
-      std::memcpy(p.value.data(), r.value, 32);
+    std::vector<uint32_t> relabel(s->labels_.size());
+    for (size_t i = 0; i < s->labels_.size(); ++i) {
+      relabel[i] = intern(s->labels_[i].first, s->labels_[i].second);
+    }
+    auto take = [&](const Meta& m, SignalType type, const uint8_t* value) {
+      if (keep && !keep(m.id)) return;
+      Pending p{m.id, type, {}, relabel[m.label],
+                std::string_view(s->references_).substr(m.ref_offset, m.ref_length)};
+      std::memcpy(p.value.data(), value, 32);
       rows.push_back(p);
-    });
+    };
+    for (size_t i = 0; i < s->pdq_meta_.size(); ++i) {
+      take(s->pdq_meta_[i], SignalType::kPdq, s->pdq_.code(static_cast<int64_t>(i)));
+    }
+    for (size_t i = 0; i < s->exact_meta_.size(); ++i) {
+      take(s->exact_meta_[i], s->exact_keys_[i].type, s->exact_keys_[i].value.data());
+    }
   }
+  uint32_t label = UINT32_MAX;  // consecutive entries usually share a label
   for (const IndexEntry& e : added) {
-    rows.push_back({e.id, e.type, e.value, intern(e.list, e.category), e.reference});
-  }
-  seg->labels_.resize(label_ids.size());
-  for (const auto& [key, index] : label_ids) {
-    seg->labels_[index] = {std::string(key.first), std::string(key.second)};
+    if (label == UINT32_MAX || seg->labels_[label].first != e.list ||
+        seg->labels_[label].second != e.category) {
+      label = intern(e.list, e.category);
+    }
+    rows.push_back({e.id, e.type, e.value, label, e.reference});
   }
   // PDQ rows by id (so Contains is a binary search), exact rows by value.
-  auto pdq_end = std::partition(rows.begin(), rows.end(), [](const Pending& p) {
+  auto pdq_end = std::stable_partition(rows.begin(), rows.end(), [](const Pending& p) {
     return p.type == SignalType::kPdq;
   });
-  std::sort(rows.begin(), pdq_end,
-            [](const Pending& a, const Pending& b) { return a.id < b.id; });
+  // Merged segments arrive sorted by id already.
+  auto by_id = [](const Pending& a, const Pending& b) { return a.id < b.id; };
+  if (!std::is_sorted(rows.begin(), pdq_end, by_id)) std::sort(rows.begin(), pdq_end, by_id);
   std::sort(pdq_end, rows.end(), [](const Pending& a, const Pending& b) {
     return std::tie(a.type, a.value, a.id) < std::tie(b.type, b.value, b.id);
   });

@@ -130,7 +130,7 @@ TEST(IndexBinaryMIHTest, ExactOnClusteredData) {
 }
 
 TEST(IndexBinaryMIHTest, SmallIndexScans) {
-  const Data data = RandomWithPlanted(5000, 20, 4);
+  const Data data = RandomWithPlanted(4000, 20, 4);
   IndexBinaryMIH index;
   index.add(data.n(), data.codes.data());
   EXPECT_EQ(index.num_substrings(), 0);

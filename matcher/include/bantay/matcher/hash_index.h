@@ -8,13 +8,17 @@
 // removes and list enabling/disabling are visible to the next query as soon
 // as the call returns.
 //
-// Layout of a snapshot: a large immutable base segment, a small delta
-// segment of the entries added since the base was built (rebuilt on each
-// add), the ids removed since then (tombstones), and the set of disabled
-// lists. When the delta grows past a threshold a background thread merges
-// base, delta and tombstones into a new base, and the writer swaps it in
-// with whatever changed meanwhile. PDQ codes are searched exactly with
-// IndexBinaryMIH; MD5 and SHA-256 values with hash tables.
+// Layout of a snapshot (three tiers of immutable segments): a large base;
+// a delta of entries added since the base was built; the recent entries,
+// rebuilt by each Add (so it is kept small); the ids removed since the base
+// was built (tombstones); and the set of disabled lists. One background
+// thread folds the recent entries into a new delta when they pass
+// recent_limit, and merges base, delta and tombstones into a new base when
+// the delta passes max(merge_threshold, base / 8); each result is swapped
+// in with whatever changed meanwhile. So a writer never waits for more than
+// the rebuild of the recent tier, and the background work takes at most one
+// core. PDQ codes are searched exactly with IndexBinaryMIH; MD5 and SHA-256
+// values with hash tables.
 #ifndef BANTAY_MATCHER_HASH_INDEX_H_
 #define BANTAY_MATCHER_HASH_INDEX_H_
 
@@ -23,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -68,8 +73,8 @@ class Segment;
 class IndexSnapshot {
  public:
   // Built by HashIndex only.
-  IndexSnapshot(uint64_t version, std::shared_ptr<const Segment> base,
-                std::shared_ptr<const Segment> delta,
+  IndexSnapshot(uint64_t version,
+                std::vector<std::shared_ptr<const Segment>> segments,
                 std::shared_ptr<const std::unordered_set<uint64_t>> removed,
                 std::array<size_t, 3> removed_by_type,
                 std::shared_ptr<const std::unordered_set<std::string>> disabled);
@@ -107,15 +112,17 @@ class IndexSnapshot {
                   models::Dihedral variant, std::vector<Match>* out) const;
 
   uint64_t version_;
-  std::shared_ptr<const Segment> base_;
-  std::shared_ptr<const Segment> delta_;
+  std::vector<std::shared_ptr<const Segment>> segments_;  // non-empty ones
   std::shared_ptr<const std::unordered_set<uint64_t>> removed_;
   std::array<size_t, 3> removed_by_type_;
   std::shared_ptr<const std::unordered_set<std::string>> disabled_;
 };
 
 struct HashIndexOptions {
-  // Delta size (entries) at which a background merge into the base starts.
+  // Recent entries at which the background thread folds them into the delta.
+  size_t recent_limit = 16'384;
+  // Delta size (entries) at which the background thread merges it into the
+  // base, when also at least an eighth of the base.
   size_t merge_threshold = 200'000;
   // Substrings of the multi-index hash (0: chosen from the size).
   int num_substrings = 0;
@@ -147,15 +154,18 @@ class HashIndex {
   // Entries of a disabled list stay in the index but never match.
   void SetListEnabled(const std::string& list, bool enabled);
 
-  // Blocks until no merge is running (for tests and benchmarks).
+  // Blocks until the background thread has nothing left to do.
   void WaitForMerge();
-  // Starts a merge now if there is a delta (for tests and benchmarks).
+  // Asks for everything to be merged into one base now (then WaitForMerge).
   void MergeNow();
 
  private:
   void Publish();  // requires mu_
-  void MaybeStartMerge();  // requires mu_
-  void RunMerge();
+  void Background();
+  void FoldRecent(std::unique_lock<std::mutex>& lock);
+  void MergeBase(std::unique_lock<std::mutex>& lock);
+  bool BackgroundWork() const;  // requires mu_
+  std::optional<SignalType> TypeOf(uint64_t id) const;  // requires mu_
 
   const HashIndexOptions options_;
   mutable std::mutex current_mu_;
@@ -164,16 +174,21 @@ class HashIndex {
   std::mutex mu_;  // serialises writers; protects everything below
   uint64_t version_ = 0;
   std::shared_ptr<const Segment> base_;
-  std::vector<IndexEntry> delta_entries_;
   std::shared_ptr<const Segment> delta_;
+  std::vector<IndexEntry> recent_entries_;
+  std::unordered_set<uint64_t> recent_ids_;
+  std::shared_ptr<const Segment> recent_;
   std::unordered_set<uint64_t> removed_;
   std::array<size_t, 3> removed_by_type_{};
   std::unordered_set<std::string> disabled_;
   std::shared_ptr<const std::unordered_set<uint64_t>> removed_shared_;
   std::shared_ptr<const std::unordered_set<std::string>> disabled_shared_;
-  bool merging_ = false;
-  std::condition_variable merge_done_;
-  std::thread merge_thread_;
+  bool force_merge_ = false;
+  bool busy_ = false;
+  bool stop_ = false;
+  std::condition_variable work_;
+  std::condition_variable idle_;
+  std::thread background_;  // started last, joined first
 };
 
 }  // namespace bantay::matcher

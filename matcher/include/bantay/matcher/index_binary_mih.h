@@ -14,7 +14,7 @@
 // offsets) and one array of code numbers sorted by bucket (a counting
 // sort), so a probe is two reads and a contiguous run, with no hash maps or
 // per-bucket vectors. Bucket starts and candidate codes are prefetched ahead
-// of use. Small indexes (under 65536 codes) and radii whose probe count
+// of use. Small indexes (under 4096 codes) and radii whose probe count
 // would exceed a scan are answered by a linear popcount scan instead.
 //
 // FAISS conventions: labels are positions 0..ntotal-1 (add_with_ids is not
