@@ -285,8 +285,6 @@ void LiveUpdates(const Dataset& d) {
     }
     const auto start = Clock::now();
     (void)index.Add(std::move(entries));
-    index.MergeNow();
-    index.WaitForMerge();
     std::printf("  [live] HashIndex of %lld entries loaded in %.1f s, %.2f GB\n",
                 static_cast<long long>(d.n()), Seconds(start),
                 static_cast<double>(index.Snapshot()->MemoryBytes()) / 1e9);

@@ -199,8 +199,20 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
   }
   for (IndexEntry& e : entries) {
     if (e.type == SignalType::kMd5) std::fill(e.value.begin() + 16, e.value.end(), 0);
-    recent_ids_.insert(e.id);
   }
+  const auto held = [](const std::shared_ptr<const Segment>& seg) {
+    return seg->size(SignalType::kPdq) + seg->size(SignalType::kMd5) +
+           seg->size(SignalType::kSha256);
+  };
+  if (held(base_) + held(delta_) + held(recent_) == 0 && removed_.empty() &&
+      entries.size() >= options_.recent_limit) {
+    // The first load of an empty index (a replica starting) becomes the
+    // base at once rather than passing through the tiers.
+    base_ = Segment::Build({}, nullptr, entries, options_.num_substrings);
+    Publish();
+    return {};
+  }
+  for (const IndexEntry& e : entries) recent_ids_.insert(e.id);
   recent_entries_.insert(recent_entries_.end(), std::make_move_iterator(entries.begin()),
                          std::make_move_iterator(entries.end()));
   recent_ = Segment::Build({}, nullptr, recent_entries_, 0);

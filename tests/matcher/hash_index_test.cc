@@ -227,6 +227,36 @@ TEST(HashIndexTest, MergesKeepEveryChange) {
   }
 }
 
+TEST(HashIndexTest, FirstLoadAndLaterChangesThroughEveryTier) {
+  std::mt19937_64 rng(8);
+  const Hash256 q = RandomHash(rng);
+  HashIndex index({.recent_limit = 100, .merge_threshold = 300});
+  std::vector<IndexEntry> load;
+  for (uint64_t id = 1; id <= 500; ++id) load.push_back(Pdq(id, id == 1 ? q : RandomHash(rng)));
+  ASSERT_TRUE(index.Add(std::move(load)).ok());  // becomes the base at once
+  std::vector<Match> m;
+  index.Snapshot()->MatchPdq(q, 0, &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{1}));
+  // Small batches go to the recent tier, fold into the delta past 100,
+  // merge into the base past 300: the answers never change meanwhile.
+  for (uint64_t id = 501; id <= 1400; id += 50) {
+    std::vector<IndexEntry> batch;
+    for (uint64_t k = id; k < id + 50; ++k) batch.push_back(Pdq(k, Flip(q, static_cast<int>(k % 7))));
+    ASSERT_TRUE(index.Add(std::move(batch)).ok());
+    index.Snapshot()->MatchPdq(q, 6, &m);
+    EXPECT_EQ(m.size(), id + 50 - 501 + 1) << id;
+  }
+  ASSERT_TRUE(index.Remove({1, 700}).ok());
+  index.MergeNow();
+  index.WaitForMerge();
+  auto snap = index.Snapshot();
+  EXPECT_EQ(snap->size(SignalType::kPdq), 1398u);
+  snap->MatchPdq(q, 6, &m);
+  EXPECT_EQ(m.size(), 899u);  // q itself and 900 near copies, less 2 removed
+  EXPECT_FALSE(snap->Contains(700));
+  EXPECT_TRUE(snap->Contains(701));
+}
+
 // Readers query continuously while one writer adds and removes; each reader
 // checks that a snapshot never loses an entry that an earlier snapshot (of
 // the same reader) saw added and not yet removed. Run under ThreadSanitizer

@@ -144,7 +144,9 @@ class HashIndex {
     return current_;
   }
 
-  // Adds entries as one change. kInvalidArgument (and nothing added) when
+  // Adds entries as one change (into an empty index, at least recent_limit
+  // of them become the base directly: the load of a starting replica).
+  // kInvalidArgument (and nothing added) when
   // an id is active, repeated in the batch, or removed since the last merge
   // (ids are not to be reused).
   Status Add(std::vector<IndexEntry> entries);
