@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "bantay/client/cli.h"
+#include "cli_run.h"
 #include "test_images.h"
 
 namespace bantay::client {
@@ -18,25 +19,10 @@ using bantay::testing::MakePattern;
 using bantay::testing::TempDir;
 using bantay::testing::TestDataPath;
 
-struct CliRun {
-  int status;
-  std::string out;
-  std::string err;
-  std::vector<json::object> lines;  // parsed JSON lines of out
-};
+using bantay::testing::CliRun;
 
-CliRun Hash(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  CliRun run;
-  run.status = RunHashCommand(args, out, err);
-  run.out = out.str();
-  run.err = err.str();
-  std::istringstream lines(run.out);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (!line.empty() && line[0] == '{') run.lines.push_back(json::parse(line).as_object());
-  }
-  return run;
+CliRun Hash(const std::vector<std::string>& args) {
+  return bantay::testing::RunCommand(RunHashCommand, args);
 }
 
 const std::string kAaa = TestDataPath("pdq/bridge-mods/aaa-orig.jpg");

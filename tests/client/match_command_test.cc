@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "bantay/client/cli.h"
+#include "cli_run.h"
 #include "test_images.h"
 
 namespace bantay::client {
@@ -12,26 +13,10 @@ namespace {
 namespace json = boost::json;
 using bantay::testing::TempDir;
 
-struct CliRun {
-  int status;
-  std::string out;
-  std::string err;
-  std::vector<json::object> lines;
-};
+using bantay::testing::CliRun;
 
-CliRun Match(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  CliRun run;
-  run.status = RunMatchCommand(args, out, err);
-  run.out = out.str();
-  run.err = err.str();
-  std::istringstream lines(run.out);
-  for (std::string line; std::getline(lines, line);) {
-    boost::system::error_code ec;
-    json::value v = json::parse(line, ec);  // the help text is not JSON
-    if (!ec && v.is_object()) run.lines.push_back(v.as_object());
-  }
-  return run;
+CliRun Match(const std::vector<std::string>& args) {
+  return bantay::testing::RunCommand(RunMatchCommand, args);
 }
 
 std::vector<uint8_t> Text(const std::string& s) { return {s.begin(), s.end()}; }
