@@ -281,10 +281,13 @@ void HashIndex::Background() {
                               delta_->size(SignalType::kSha256);
     const size_t base_size = base_->size(SignalType::kPdq) + base_->size(SignalType::kMd5) +
                              base_->size(SignalType::kSha256);
-    const bool merge =
-        force_merge_ || (delta_size >= options_.merge_threshold && delta_size >= base_size / 8);
+    // A merge that only appends the delta to the base's tables costs one
+    // linear pass; a full rebuild (which also drops removed entries) is
+    // kept for when tombstones pile up, or when asked.
+    const bool full = force_merge_ || removed_.size() > base_size / 20;
+    const bool merge = force_merge_ || delta_size >= options_.merge_threshold;
     force_merge_ = false;
-    if (merge && (delta_size > 0 || !removed_.empty())) MergeBase(lock);
+    if (merge && (delta_size > 0 || !removed_.empty())) MergeBase(lock, full);
   }
 }
 
@@ -304,14 +307,15 @@ void HashIndex::FoldRecent(std::unique_lock<std::mutex>& lock) {
   Publish();
 }
 
-void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock) {
+void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock, bool full) {
   std::shared_ptr<const Segment> base = base_, delta = delta_;
-  std::unordered_set<uint64_t> removed = removed_;
+  std::unordered_set<uint64_t> removed;
+  if (full) removed = removed_;  // an append keeps removed entries (and their tombstones)
   lock.unlock();
   std::function<bool(uint64_t)> keep;
   if (!removed.empty()) keep = [&](uint64_t id) { return !removed.count(id); };
-  std::shared_ptr<const Segment> merged =
-      Segment::Build({base.get(), delta.get()}, keep, {}, options_.num_substrings);
+  std::shared_ptr<const Segment> merged = Segment::Build(
+      {base.get(), delta.get()}, keep, {}, options_.num_substrings, /*append_to_first=*/!full);
   std::shared_ptr<const Segment> empty = Segment::Build({}, nullptr, {}, 0);
   lock.lock();
   // Only this thread replaces base_ and delta_. Tombstones go only for the

@@ -155,6 +155,49 @@ void IndexBinaryMIH::Rebuild() {
   }
 }
 
+std::unique_ptr<IndexBinaryMIH> IndexBinaryMIH::Appended(idx_t n, const uint8_t* x) const {
+  auto out = std::make_unique<IndexBinaryMIH>(requested_substrings_);
+  out->codes_.reserve(codes_.size() + 4 * static_cast<size_t>(n));
+  out->codes_ = codes_;
+  out->codes_.resize(codes_.size() + 4 * static_cast<size_t>(n));
+  std::memcpy(out->codes_.data() + codes_.size(), x, static_cast<size_t>(n) * kCodeBytes);
+  out->ntotal = ntotal + n;
+  FAISS_THROW_IF_NOT_MSG(out->ntotal <= UINT32_MAX, "too many codes");
+  if (tables_.empty()) {
+    out->Rebuild();
+    return out;
+  }
+  out->tables_.resize(tables_.size());
+  std::vector<uint32_t> sub(static_cast<size_t>(n));
+  for (size_t k = 0; k < tables_.size(); ++k) {
+    const Table& old = tables_[k];
+    Table& t = out->tables_[k];
+    t.bit_offset = old.bit_offset;
+    t.bits = old.bits;
+    // Where the new codes go: after the old members of their bucket.
+    t.bucket_start.assign(old.bucket_start.size(), 0);
+    for (idx_t j = 0; j < n; ++j) {
+      sub[j] = Substring(&out->codes_[4 * static_cast<size_t>(ntotal + j)], t.bit_offset, t.bits);
+      ++t.bucket_start[sub[j] + 1];
+    }
+    for (size_t b = 1; b < t.bucket_start.size(); ++b) {
+      t.bucket_start[b] += t.bucket_start[b - 1];  // new codes before bucket b
+    }
+    for (size_t b = 0; b < t.bucket_start.size(); ++b) t.bucket_start[b] += old.bucket_start[b];
+    t.members.resize(static_cast<size_t>(out->ntotal));
+    const size_t buckets = t.bucket_start.size() - 1;
+    std::vector<uint32_t> fill(buckets);
+    for (size_t b = 0; b < buckets; ++b) {
+      const uint32_t begin = old.bucket_start[b], end = old.bucket_start[b + 1];
+      std::copy(old.members.begin() + begin, old.members.begin() + end,
+                t.members.begin() + t.bucket_start[b]);
+      fill[b] = t.bucket_start[b] + (end - begin);
+    }
+    for (idx_t j = 0; j < n; ++j) t.members[fill[sub[j]]++] = static_cast<uint32_t>(ntotal + j);
+  }
+  return out;
+}
+
 size_t IndexBinaryMIH::MemoryBytes() const {
   size_t bytes = codes_.capacity() * sizeof(uint64_t);
   for (const Table& t : tables_) {

@@ -19,7 +19,7 @@ struct Pending {
 std::shared_ptr<const Segment> Segment::Build(
     const std::vector<const Segment*>& from,
     const std::function<bool(uint64_t id)>& keep,
-    const std::vector<IndexEntry>& added, int num_substrings) {
+    const std::vector<IndexEntry>& added, int num_substrings, bool append_to_first) {
   std::shared_ptr<Segment> seg(new Segment(num_substrings));
   // (list, category) pairs are few: each gets a number once.
   std::unordered_map<std::string, uint32_t> label_ids;
@@ -49,7 +49,7 @@ std::shared_ptr<const Segment> Segment::Build(
       rows.push_back(p);
     };
     for (size_t i = 0; i < s->pdq_meta_.size(); ++i) {
-      take(s->pdq_meta_[i], SignalType::kPdq, s->pdq_.code(static_cast<int64_t>(i)));
+      take(s->pdq_meta_[i], SignalType::kPdq, s->pdq_->code(static_cast<int64_t>(i)));
     }
     for (size_t i = 0; i < s->exact_meta_.size(); ++i) {
       take(s->exact_meta_[i], s->exact_keys_[i].type, s->exact_keys_[i].value.data());
@@ -69,7 +69,8 @@ std::shared_ptr<const Segment> Segment::Build(
   });
   // Merged segments arrive sorted by id already.
   auto by_id = [](const Pending& a, const Pending& b) { return a.id < b.id; };
-  if (!std::is_sorted(rows.begin(), pdq_end, by_id)) std::sort(rows.begin(), pdq_end, by_id);
+  const bool rows_were_sorted = std::is_sorted(rows.begin(), pdq_end, by_id);
+  if (!rows_were_sorted) std::sort(rows.begin(), pdq_end, by_id);
   std::sort(pdq_end, rows.end(), [](const Pending& a, const Pending& b) {
     return std::tie(a.type, a.value, a.id) < std::tie(b.type, b.value, b.id);
   });
@@ -83,13 +84,23 @@ std::shared_ptr<const Segment> Segment::Build(
     return m;
   };
   const size_t n_pdq = static_cast<size_t>(pdq_end - rows.begin());
-  std::vector<uint8_t> codes(n_pdq * 32);
+  // The first segment's PDQ rows come first (stable partition, and only
+  // sorted when not in id order): its tables can be extended.
+  const size_t n_kept = append_to_first && !keep && !from.empty() && rows_were_sorted
+                            ? from[0]->pdq_meta_.size()
+                            : 0;
+  std::vector<uint8_t> codes((n_pdq - n_kept) * 32);
   seg->pdq_meta_.reserve(n_pdq);
   for (size_t i = 0; i < n_pdq; ++i) {
-    std::memcpy(&codes[32 * i], rows[i].value.data(), 32);
+    if (i >= n_kept) std::memcpy(&codes[32 * (i - n_kept)], rows[i].value.data(), 32);
     seg->pdq_meta_.push_back(meta(rows[i]));
   }
-  if (n_pdq > 0) seg->pdq_.add(static_cast<faiss::Index::idx_t>(n_pdq), codes.data());
+  if (n_kept > 0) {
+    seg->pdq_ = from[0]->pdq_->Appended(static_cast<faiss::Index::idx_t>(n_pdq - n_kept),
+                                        codes.data());
+  } else if (n_pdq > 0) {
+    seg->pdq_->add(static_cast<faiss::Index::idx_t>(n_pdq), codes.data());
+  }
   seg->counts_[static_cast<int>(SignalType::kPdq)] = n_pdq;
   for (auto it = pdq_end; it != rows.end(); ++it) {
     const auto row = static_cast<uint32_t>(seg->exact_meta_.size());
@@ -118,7 +129,7 @@ std::optional<SignalType> Segment::TypeOf(uint64_t id) const {
 }
 
 size_t Segment::MemoryBytes() const {
-  size_t bytes = pdq_.MemoryBytes() + references_.capacity() +
+  size_t bytes = pdq_->MemoryBytes() + references_.capacity() +
                  (pdq_meta_.capacity() + exact_meta_.capacity()) * sizeof(Meta) +
                  exact_keys_.capacity() * sizeof(ExactKey) +
                  exact_ids_.capacity() * sizeof(exact_ids_[0]) +
@@ -138,7 +149,7 @@ Segment::Row Segment::MakeRow(const Meta& m, SignalType type, const uint8_t* val
 }
 
 Segment::Row Segment::PdqRow(int64_t row) const {
-  return MakeRow(pdq_meta_[static_cast<size_t>(row)], SignalType::kPdq, pdq_.code(row));
+  return MakeRow(pdq_meta_[static_cast<size_t>(row)], SignalType::kPdq, pdq_->code(row));
 }
 
 Segment::Row Segment::ExactRow(uint32_t row) const {
@@ -152,7 +163,7 @@ void Segment::ForEach(const std::function<void(const Row&)>& f) const {
 
 void Segment::SearchPdq(const uint8_t* query, int radius,
                         std::vector<std::pair<int64_t, int>>* out) const {
-  pdq_.RangeSearchLeq(query, radius, out);
+  pdq_->RangeSearchLeq(query, radius, out);
 }
 
 std::pair<uint32_t, uint32_t> Segment::FindExact(SignalType type,

@@ -32,11 +32,15 @@ class Segment {
   };
 
   // Builds from rows of existing segments (filtered by keep) and new
-  // entries. Entries must have ids unique across all inputs.
+  // entries. Entries must have ids unique across all inputs. With
+  // append_to_first (and no keep), the PDQ tables of from[0] are extended
+  // with the other rows (IndexBinaryMIH::Appended) instead of rebuilt, when
+  // the other rows' ids all follow from[0]'s; otherwise it rebuilds.
   static std::shared_ptr<const Segment> Build(
       const std::vector<const Segment*>& from,
       const std::function<bool(uint64_t id)>& keep,
-      const std::vector<IndexEntry>& added, int num_substrings);
+      const std::vector<IndexEntry>& added, int num_substrings,
+      bool append_to_first = false);
 
   size_t size(SignalType type) const;
   bool Contains(uint64_t id) const { return TypeOf(id).has_value(); }
@@ -53,7 +57,8 @@ class Segment {
   Row ExactRow(uint32_t row) const;
 
  private:
-  explicit Segment(int num_substrings) : pdq_(num_substrings) {}
+  explicit Segment(int num_substrings)
+      : pdq_(std::make_unique<IndexBinaryMIH>(num_substrings)) {}
 
   struct Meta {
     uint64_t id;
@@ -76,7 +81,7 @@ class Segment {
 
   Row MakeRow(const Meta& m, SignalType type, const uint8_t* value) const;
 
-  IndexBinaryMIH pdq_;
+  std::unique_ptr<IndexBinaryMIH> pdq_;
   std::vector<Meta> pdq_meta_;  // by MIH position, sorted by id
   std::vector<Meta> exact_meta_;
   std::vector<ExactKey> exact_keys_;  // sorted by (key, id)

@@ -97,7 +97,9 @@ TEST(HashIndexTest, ExactHashes) {
   EXPECT_EQ(Ids(m), (std::vector<uint64_t>{1, 2}));
   snap->MatchExact(SignalType::kSha256, sha.data(), &m);
   EXPECT_EQ(Ids(m), (std::vector<uint64_t>{3}));
-  snap->MatchExact(SignalType::kSha256, md5.data(), &m);  // wrong type
+  std::array<uint8_t, 32> md5_as_sha{};  // the MD5's bytes, asked as a SHA-256
+  std::copy(md5.begin(), md5.end(), md5_as_sha.begin());
+  snap->MatchExact(SignalType::kSha256, md5_as_sha.data(), &m);
   EXPECT_TRUE(m.empty());
   EXPECT_EQ(snap->size(SignalType::kMd5), 2u);
   EXPECT_EQ(snap->size(SignalType::kSha256), 1u);

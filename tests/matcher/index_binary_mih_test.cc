@@ -311,3 +311,32 @@ TEST(IndexBinaryMIHTest, WritesAndReadsFaissFlatFiles) {
 
 }  // namespace
 }  // namespace bantay::matcher
+
+namespace bantay::matcher {
+namespace {
+
+TEST(IndexBinaryMIHTest, AppendedEqualsRebuilt) {
+  const Data data = RandomWithPlanted(120'000, 20, 15);
+  const idx_t first = 90'000;
+  IndexBinaryMIH base;
+  base.add(first, data.codes.data());  // planted codes are in the first part
+  std::unique_ptr<IndexBinaryMIH> appended =
+      base.Appended(data.n() - first, data.codes.data() + 32 * first);
+  EXPECT_EQ(appended->ntotal, data.n());
+  EXPECT_EQ(appended->num_substrings(), base.num_substrings());
+  // The appended part must be found too: plant a copy of each query there.
+  ExpectExact(*appended, data, {0, 1, 15, 16, 31, 32});
+  Data tail = data;
+  for (size_t q = 0; q < tail.queries.size(); ++q) {
+    std::memcpy(&tail.codes[32 * (first + 1000 + q)], tail.queries[q].data(), 32);
+  }
+  std::unique_ptr<IndexBinaryMIH> with_copies =
+      base.Appended(tail.n() - first, tail.codes.data() + 32 * first);
+  ExpectExact(*with_copies, tail, {0, 31});
+  std::vector<std::pair<idx_t, int>> got;
+  with_copies->RangeSearchLeq(tail.queries[3].data(), 0, &got);
+  EXPECT_EQ(got, (std::vector<std::pair<idx_t, int>>{{3 * 41, 0}, {first + 1003, 0}}));
+}
+
+}  // namespace
+}  // namespace bantay::matcher

@@ -13,9 +13,11 @@
 // rebuilt by each Add (so it is kept small); the ids removed since the base
 // was built (tombstones); and the set of disabled lists. One background
 // thread folds the recent entries into a new delta when they pass
-// recent_limit, and merges base, delta and tombstones into a new base when
-// the delta passes max(merge_threshold, base / 8); each result is swapped
-// in with whatever changed meanwhile. So a writer never waits for more than
+// recent_limit, and merges the delta into a new base when it passes
+// merge_threshold: by appending it to the base's tables (one linear pass),
+// or, when tombstones pass 5% of the base or MergeNow asks, by a full
+// rebuild that drops removed entries. Each result is swapped in with
+// whatever changed meanwhile. So a writer never waits for more than
 // the rebuild of the recent tier, and the background work takes at most one
 // core. PDQ codes are searched exactly with IndexBinaryMIH; MD5 and SHA-256
 // values with hash tables.
@@ -122,7 +124,7 @@ struct HashIndexOptions {
   // Recent entries at which the background thread folds them into the delta.
   size_t recent_limit = 16'384;
   // Delta size (entries) at which the background thread merges it into the
-  // base, when also at least an eighth of the base.
+  // base.
   size_t merge_threshold = 200'000;
   // Substrings of the multi-index hash (0: chosen from the size).
   int num_substrings = 0;
@@ -165,7 +167,7 @@ class HashIndex {
   void Publish();  // requires mu_
   void Background();
   void FoldRecent(std::unique_lock<std::mutex>& lock);
-  void MergeBase(std::unique_lock<std::mutex>& lock);
+  void MergeBase(std::unique_lock<std::mutex>& lock, bool full);
   bool BackgroundWork() const;  // requires mu_
   std::optional<SignalType> TypeOf(uint64_t id) const;  // requires mu_
 

@@ -64,6 +64,13 @@ class IndexBinaryMIH : public faiss::IndexBinary {
   void RangeSearchLeq(const uint8_t* query, int radius,
                       std::vector<std::pair<idx_t, int>>* out) const;
 
+  // A new index holding this index's codes followed by n more (labels
+  // ntotal.. for them). When this index has tables, the new codes are merged
+  // into copies of them bucket by bucket, a linear pass that does not look
+  // at the old codes again (far cheaper than add(), which rebuilds); the
+  // substring layout is kept. Thread-safe (const).
+  std::unique_ptr<IndexBinaryMIH> Appended(idx_t n, const uint8_t* x) const;
+
   // Bytes held by codes and tables.
   size_t MemoryBytes() const;
   int num_substrings() const { return static_cast<int>(tables_.size()); }
