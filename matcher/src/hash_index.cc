@@ -213,9 +213,11 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
     return {};
   }
   for (const IndexEntry& e : entries) recent_ids_.insert(e.id);
+  // Appended to the recent tier's tables: while the background thread is
+  // busy merging, the recent tier grows, and a rebuild per batch would not.
+  recent_ = Segment::Build({recent_.get()}, nullptr, entries, 0, /*append_to_first=*/true);
   recent_entries_.insert(recent_entries_.end(), std::make_move_iterator(entries.begin()),
                          std::make_move_iterator(entries.end()));
-  recent_ = Segment::Build({}, nullptr, recent_entries_, 0);
   Publish();
   if (BackgroundWork()) work_.notify_one();
   return {};

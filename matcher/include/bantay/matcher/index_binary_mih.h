@@ -31,13 +31,36 @@
 
 #include "bantay/models/status.h"
 
+#include <sys/mman.h>
+
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace bantay::matcher {
+
+// Allocates arrays of 2 MB and more on 2 MB boundaries and asks the kernel
+// for transparent huge pages (madvise): the tables are read at random, and
+// with 4 KB pages nearly every probe would also miss the TLB.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHuge = size_t{1} << 21;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}  // NOLINT
+  T* allocate(size_t n);
+  void deallocate(T* p, size_t n);
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+};
+
+template <typename T>
+using HugeVector = std::vector<T, HugePageAllocator<T>>;
 
 class IndexBinaryMIH : public faiss::IndexBinary {
  public:
@@ -82,15 +105,15 @@ class IndexBinaryMIH : public faiss::IndexBinary {
   struct Table {
     int bit_offset = 0;
     int bits = 0;
-    std::vector<uint32_t> bucket_start;  // 2^bits + 1
-    std::vector<uint32_t> members;       // code numbers, by bucket
+    HugeVector<uint32_t> bucket_start;  // 2^bits + 1
+    HugeVector<uint32_t> members;       // code numbers, by bucket
   };
   void Rebuild();
   void ScanLeq(const uint64_t* q, int radius,
                std::vector<std::pair<idx_t, int>>* out) const;
 
   int requested_substrings_;
-  std::vector<uint64_t> codes_;  // 4 words a code
+  HugeVector<uint64_t> codes_;  // 4 words a code
   std::vector<Table> tables_;    // empty: linear scan
 };
 
@@ -100,6 +123,25 @@ class IndexBinaryMIH : public faiss::IndexBinary {
 Status WriteMih(const IndexBinaryMIH& index, const std::string& path);
 Result<std::unique_ptr<IndexBinaryMIH>> ReadMih(const std::string& path,
                                                int num_substrings = 0);
+
+template <typename T>
+T* HugePageAllocator<T>::allocate(size_t n) {
+  const size_t bytes = n * sizeof(T);
+  if (bytes < kHuge) return std::allocator<T>().allocate(n);
+  void* p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) & ~(kHuge - 1));
+  if (p == nullptr) throw std::bad_alloc();
+  madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure is harmless
+  return static_cast<T*>(p);
+}
+
+template <typename T>
+void HugePageAllocator<T>::deallocate(T* p, size_t n) {
+  if (n * sizeof(T) < kHuge) {
+    std::allocator<T>().deallocate(p, n);
+  } else {
+    std::free(p);
+  }
+}
 
 }  // namespace bantay::matcher
 
