@@ -298,8 +298,8 @@ void HashIndex::FoldRecent(std::unique_lock<std::mutex>& lock) {
   std::vector<IndexEntry> entries(recent_entries_.begin(), recent_entries_.end());
   std::shared_ptr<const Segment> delta = delta_;
   lock.unlock();  // the rebuild runs while readers and writers go on
-  std::shared_ptr<const Segment> folded =
-      Segment::Build({delta.get()}, nullptr, entries, options_.num_substrings);
+  std::shared_ptr<const Segment> folded = Segment::Build(
+      {delta.get()}, nullptr, entries, options_.num_substrings, /*append_to_first=*/true);
   lock.lock();
   delta_ = std::move(folded);
   for (size_t i = 0; i < taken; ++i) recent_ids_.erase(recent_entries_[i].id);
