@@ -156,11 +156,6 @@ Segment::Row Segment::ExactRow(uint32_t row) const {
   return MakeRow(exact_meta_[row], exact_keys_[row].type, exact_keys_[row].value.data());
 }
 
-void Segment::ForEach(const std::function<void(const Row&)>& f) const {
-  for (size_t i = 0; i < pdq_meta_.size(); ++i) f(PdqRow(static_cast<int64_t>(i)));
-  for (uint32_t i = 0; i < exact_meta_.size(); ++i) f(ExactRow(i));
-}
-
 void Segment::SearchPdq(const uint8_t* query, int radius,
                         std::vector<std::pair<int64_t, int>>* out) const {
   pdq_->RangeSearchLeq(query, radius, out);

@@ -46,7 +46,6 @@ class Segment {
   bool Contains(uint64_t id) const { return TypeOf(id).has_value(); }
   std::optional<SignalType> TypeOf(uint64_t id) const;
   size_t MemoryBytes() const;
-  void ForEach(const std::function<void(const Row&)>& f) const;
 
   // PDQ rows within radius: (row number, distance).
   void SearchPdq(const uint8_t* query, int radius,
