@@ -159,10 +159,7 @@ HashIndex::~HashIndex() {
 void HashIndex::Publish() {
   std::vector<std::shared_ptr<const Segment>> segments;
   for (const auto& seg : {base_, delta_, recent_}) {
-    if (seg->size(SignalType::kPdq) + seg->size(SignalType::kMd5) +
-            seg->size(SignalType::kSha256) > 0) {
-      segments.push_back(seg);
-    }
+    if (seg->total() > 0) segments.push_back(seg);
   }
   auto next = std::make_shared<const IndexSnapshot>(++version_, std::move(segments),
                                                     removed_shared_, removed_by_type_,
@@ -200,11 +197,7 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
   for (IndexEntry& e : entries) {
     if (e.type == SignalType::kMd5) std::fill(e.value.begin() + 16, e.value.end(), 0);
   }
-  const auto held = [](const std::shared_ptr<const Segment>& seg) {
-    return seg->size(SignalType::kPdq) + seg->size(SignalType::kMd5) +
-           seg->size(SignalType::kSha256);
-  };
-  if (held(base_) + held(delta_) + held(recent_) == 0 && removed_.empty() &&
+  if (base_->total() + delta_->total() + recent_->total() == 0 && removed_.empty() &&
       entries.size() >= options_.recent_limit) {
     // The first load of an empty index (a replica starting) becomes the
     // base at once rather than passing through the tiers.
@@ -279,10 +272,8 @@ void HashIndex::Background() {
     if (stop_) return;
     busy_ = true;
     if (!recent_entries_.empty()) FoldRecent(lock);
-    const size_t delta_size = delta_->size(SignalType::kPdq) + delta_->size(SignalType::kMd5) +
-                              delta_->size(SignalType::kSha256);
-    const size_t base_size = base_->size(SignalType::kPdq) + base_->size(SignalType::kMd5) +
-                             base_->size(SignalType::kSha256);
+    const size_t delta_size = delta_->total();
+    const size_t base_size = base_->total();
     // A merge that only appends the delta to the base's tables costs one
     // linear pass; a full rebuild (which also drops removed entries) is
     // kept for when tombstones pile up, or when asked.

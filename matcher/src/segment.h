@@ -43,6 +43,7 @@ class Segment {
       bool append_to_first = false);
 
   size_t size(SignalType type) const;
+  size_t total() const { return counts_[0] + counts_[1] + counts_[2]; }
   bool Contains(uint64_t id) const { return TypeOf(id).has_value(); }
   std::optional<SignalType> TypeOf(uint64_t id) const;
   size_t MemoryBytes() const;

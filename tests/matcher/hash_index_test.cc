@@ -3,12 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <map>
-#include <sstream>
 #include <cstring>
+#include <map>
 #include <random>
+#include <sstream>
 #include <thread>
 
+#include "bantay/matcher/hash_list.h"
 #include "bantay/models/digest.h"
 
 namespace bantay::matcher {
@@ -305,14 +306,6 @@ TEST(HashIndexConcurrentTest, ManyReadersOneWriter) {
   index.Snapshot()->MatchPdq(q, 31, &m);
   EXPECT_EQ(m.size(), 40u);
 }
-
-}  // namespace
-}  // namespace bantay::matcher
-
-#include "bantay/matcher/hash_list.h"
-
-namespace bantay::matcher {
-namespace {
 
 TEST(HashListTest, ParsesLocalFileLines) {
   std::istringstream in(

@@ -1,12 +1,15 @@
 #include "bantay/matcher/index_binary_mih.h"
 
 #include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexIDMap.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/IDSelector.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
+
+#include "test_images.h"
 
 namespace bantay::matcher {
 namespace {
@@ -43,6 +46,11 @@ struct Data {
   std::vector<uint8_t> codes;  // n x 32
   std::vector<Code> queries;
   idx_t n() const { return static_cast<idx_t>(codes.size() / 32); }
+  std::vector<uint8_t> QueryBytes() const {
+    std::vector<uint8_t> bytes;
+    for (const Code& q : queries) bytes.insert(bytes.end(), q.begin(), q.end());
+    return bytes;
+  }
 };
 
 // n random codes; for each of `queries` random queries, neighbours planted
@@ -178,8 +186,7 @@ TEST(IndexBinaryMIHTest, FaissInterfaceAgreesWithIndexBinaryFlat) {
   faiss::IndexBinaryFlat flat(256);
   mih.add(data.n(), data.codes.data());
   flat.add(data.n(), data.codes.data());
-  std::vector<uint8_t> queries;
-  for (const Code& q : data.queries) queries.insert(queries.end(), q.begin(), q.end());
+  const std::vector<uint8_t> queries = data.QueryBytes();
   const idx_t nq = static_cast<idx_t>(data.queries.size());
 
   faiss::RangeSearchResult a(nq), b(nq);
@@ -244,8 +251,7 @@ TEST(IndexBinaryMIHTest, BatchedSearchEqualsSingleQueries) {
   const Data data = RandomWithPlanted(100'000, 64, 12);
   IndexBinaryMIH index;
   index.add(data.n(), data.codes.data());
-  std::vector<uint8_t> queries;
-  for (const Code& q : data.queries) queries.insert(queries.end(), q.begin(), q.end());
+  const std::vector<uint8_t> queries = data.QueryBytes();
   const idx_t nq = static_cast<idx_t>(data.queries.size());
   faiss::RangeSearchResult batch(nq);
   index.range_search(nq, queries.data(), 32, &batch);
@@ -258,16 +264,6 @@ TEST(IndexBinaryMIHTest, BatchedSearchEqualsSingleQueries) {
     }
   }
 }
-
-}  // namespace
-}  // namespace bantay::matcher
-
-#include <faiss/IndexIDMap.h>
-
-#include "test_images.h"
-
-namespace bantay::matcher {
-namespace {
 
 TEST(IndexBinaryMIHTest, ComposesWithFaissIdMap) {
   const Data data = RandomWithPlanted(70'000, 3, 13);
@@ -308,12 +304,6 @@ TEST(IndexBinaryMIHTest, WritesAndReadsFaissFlatFiles) {
   EXPECT_EQ(bad.error().message(), "not a FAISS binary index file: " + junk);
   EXPECT_EQ(ReadMih(dir.path() + "/missing").error().code(), ErrorCode::kCorruptData);
 }
-
-}  // namespace
-}  // namespace bantay::matcher
-
-namespace bantay::matcher {
-namespace {
 
 TEST(IndexBinaryMIHTest, AppendedEqualsRebuilt) {
   const Data data = RandomWithPlanted(120'000, 20, 15);

@@ -5,6 +5,8 @@
 // files with the same libjpeg-turbo/libpng the reference used.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "bantay/models/image_hasher.h"
 #include "test_images.h"
 
@@ -71,12 +73,6 @@ TEST(PdqGoldenSetTest, CoversEveryListedFile) {
   EXPECT_EQ(Paths("pdq/expected-pdq.csv").size(), 44u);
   EXPECT_EQ(Paths("pdq/expected-pdq-dihedral.csv").size(), 44u);
 }
-
-}  // namespace
-}  // namespace bantay::models
-
-namespace bantay::models {
-namespace {
 
 TEST(DihedralFromHashTest, ApproximatesTheImageDerivedVariants) {
   // Over the reference images of quality >= 50: median 4 bits, at most 30.
