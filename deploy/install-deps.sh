@@ -10,12 +10,13 @@ packages=(
   # models/: decoding (OpenCV's codec, image-processing and video modules) and hashing
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
   libssl-dev
-  # matcher/: FAISS binary indexes, the embedded store
-  libfaiss-dev libsqlite3-dev
+  # matcher/: FAISS binary indexes, the embedded store (SQLite) and the fleet
+  # store's client library (libpq)
+  libfaiss-dev libsqlite3-dev libpq-dev
   # server/ and client/: Asio/Beast, JSON and URL parsing (Boost 1.81)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  # tests and benchmarks; the tests start their own PostgreSQL server
+  libgtest-dev libgmock-dev libbenchmark-dev postgresql
   # benchmark input: real photographs to cut 1080p frames from
   mate-backgrounds
 )
