@@ -45,12 +45,15 @@ IndexSnapshot::IndexSnapshot(
     uint64_t version, std::vector<std::shared_ptr<const Segment>> segments,
     std::shared_ptr<const std::unordered_set<uint64_t>> removed,
     std::array<size_t, 3> removed_by_type,
-    std::shared_ptr<const std::unordered_set<std::string>> disabled)
+    std::shared_ptr<const std::unordered_set<std::string>> disabled,
+    std::shared_ptr<const std::unordered_set<uint64_t>> disabled_ids, uint64_t store_version)
     : version_(version),
       segments_(std::move(segments)),
       removed_(std::move(removed)),
       removed_by_type_(removed_by_type),
-      disabled_(std::move(disabled)) {}
+      disabled_(std::move(disabled)),
+      disabled_ids_(std::move(disabled_ids)),
+      store_version_(store_version) {}
 
 IndexSnapshot::~IndexSnapshot() = default;
 
@@ -80,6 +83,7 @@ bool IndexSnapshot::ListEnabled(const std::string& list) const {
 
 bool IndexSnapshot::Visible(uint64_t id, std::string_view list) const {
   if (!removed_->empty() && removed_->count(id)) return false;
+  if (!disabled_ids_->empty() && disabled_ids_->count(id)) return false;
   return disabled_->empty() || !disabled_->count(std::string(list));
 }
 
@@ -142,6 +146,7 @@ HashIndex::HashIndex(HashIndexOptions options) : options_(options) {
     delta_ = recent_ = base_;
     removed_shared_ = std::make_shared<const std::unordered_set<uint64_t>>();
     disabled_shared_ = std::make_shared<const std::unordered_set<std::string>>();
+    disabled_ids_shared_ = std::make_shared<const std::unordered_set<uint64_t>>();
     Publish();
   }
   background_ = std::thread([this] { Background(); });
@@ -163,7 +168,8 @@ void HashIndex::Publish() {
   }
   auto next = std::make_shared<const IndexSnapshot>(++version_, std::move(segments),
                                                     removed_shared_, removed_by_type_,
-                                                    disabled_shared_);
+                                                    disabled_shared_, disabled_ids_shared_,
+                                                    store_version_);
   std::shared_ptr<const IndexSnapshot> previous;  // released outside the lock
   std::lock_guard lock(current_mu_);
   previous = std::move(current_);
@@ -231,6 +237,11 @@ Status HashIndex::Remove(const std::vector<uint64_t>& ids) {
   removed_.insert(batch.begin(), batch.end());
   for (int t = 0; t < 3; ++t) removed_by_type_[t] += by_type[t];
   removed_shared_ = std::make_shared<const std::unordered_set<uint64_t>>(removed_);
+  size_t forgotten = 0;
+  for (uint64_t id : batch) forgotten += disabled_ids_.erase(id);
+  if (forgotten > 0) {
+    disabled_ids_shared_ = std::make_shared<const std::unordered_set<uint64_t>>(disabled_ids_);
+  }
   Publish();
   return {};
 }
@@ -243,6 +254,25 @@ void HashIndex::SetListEnabled(const std::string& list, bool enabled) {
     disabled_.insert(list);
   }
   disabled_shared_ = std::make_shared<const std::unordered_set<std::string>>(disabled_);
+  Publish();
+}
+
+void HashIndex::SetEntriesEnabled(const std::vector<uint64_t>& ids, bool enabled) {
+  std::lock_guard lock(mu_);
+  for (uint64_t id : ids) {
+    if (enabled) {
+      disabled_ids_.erase(id);
+    } else {
+      disabled_ids_.insert(id);
+    }
+  }
+  disabled_ids_shared_ = std::make_shared<const std::unordered_set<uint64_t>>(disabled_ids_);
+  Publish();
+}
+
+void HashIndex::SetStoreVersion(uint64_t version) {
+  std::lock_guard lock(mu_);
+  store_version_ = version;
   Publish();
 }
 

@@ -1,1 +1,1150 @@
-// placeholder: being written
+#include "bantay/matcher/store.h"
+
+#include <algorithm>
+#include <ctime>
+#include <initializer_list>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "bantay/matcher/merkle.h"
+#include "database.h"
+
+namespace bantay::matcher {
+namespace {
+
+using db::Param;
+using db::Row;
+
+constexpr int64_t kSchemaVersion = 1;
+constexpr size_t kMaxTextBytes = 256;
+
+// The schema, per backend: the same tables and columns; only the type names
+// differ (SQLite's INTEGER PRIMARY KEY is the rowid; PostgreSQL's BYTEA).
+// The audit log and the signed versions are append-only in the database
+// too: triggers refuse updates and deletes (the hash chain and the
+// signatures are what prove it; the triggers stop accidents).
+constexpr std::string_view kSqliteSchema = R"sql(
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1),
+  version INTEGER NOT NULL, next_id INTEGER NOT NULL);
+CREATE TABLE lists (name TEXT PRIMARY KEY, enabled INTEGER NOT NULL,
+  description TEXT NOT NULL, created_version INTEGER NOT NULL,
+  changed_version INTEGER NOT NULL);
+CREATE TABLE entries (id INTEGER PRIMARY KEY, list TEXT NOT NULL REFERENCES lists(name),
+  type INTEGER NOT NULL, key_id TEXT NOT NULL, sealed BLOB NOT NULL, leaf BLOB NOT NULL,
+  category TEXT NOT NULL, reference TEXT NOT NULL, source TEXT NOT NULL,
+  added_by TEXT NOT NULL, added_at INTEGER NOT NULL, added_version INTEGER NOT NULL,
+  status INTEGER NOT NULL, status_version INTEGER NOT NULL);
+CREATE INDEX entries_status_version ON entries (status_version);
+CREATE INDEX entries_list ON entries (list, id);
+CREATE TABLE removals (version INTEGER NOT NULL, id INTEGER NOT NULL);
+CREATE INDEX removals_version ON removals (version);
+CREATE TABLE versions (version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,
+  root BLOB NOT NULL, active_count INTEGER NOT NULL, audit_digest BLOB NOT NULL,
+  public_key BLOB NOT NULL, signature BLOB NOT NULL);
+CREATE TABLE audit (seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, list TEXT NOT NULL, count INTEGER NOT NULL,
+  entries_digest BLOB NOT NULL, prev_digest BLOB NOT NULL, digest BLOB NOT NULL);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER versions_no_update BEFORE UPDATE ON versions
+  BEGIN SELECT RAISE(ABORT, 'signed versions are append-only'); END;
+CREATE TRIGGER versions_no_delete BEFORE DELETE ON versions
+  BEGIN SELECT RAISE(ABORT, 'signed versions are append-only'); END;
+)sql";
+
+constexpr std::string_view kPostgresSchema = R"sql(
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE state (id BIGINT PRIMARY KEY CHECK (id = 1),
+  version BIGINT NOT NULL, next_id BIGINT NOT NULL);
+CREATE TABLE lists (name TEXT PRIMARY KEY, enabled BIGINT NOT NULL,
+  description TEXT NOT NULL, created_version BIGINT NOT NULL,
+  changed_version BIGINT NOT NULL);
+CREATE TABLE entries (id BIGINT PRIMARY KEY, list TEXT NOT NULL REFERENCES lists(name),
+  type BIGINT NOT NULL, key_id TEXT NOT NULL, sealed BYTEA NOT NULL, leaf BYTEA NOT NULL,
+  category TEXT NOT NULL, reference TEXT NOT NULL, source TEXT NOT NULL,
+  added_by TEXT NOT NULL, added_at BIGINT NOT NULL, added_version BIGINT NOT NULL,
+  status BIGINT NOT NULL, status_version BIGINT NOT NULL);
+CREATE INDEX entries_status_version ON entries (status_version);
+CREATE INDEX entries_list ON entries (list, id);
+CREATE TABLE removals (version BIGINT NOT NULL, id BIGINT NOT NULL);
+CREATE INDEX removals_version ON removals (version);
+CREATE TABLE versions (version BIGINT PRIMARY KEY, created_at BIGINT NOT NULL,
+  root BYTEA NOT NULL, active_count BIGINT NOT NULL, audit_digest BYTEA NOT NULL,
+  public_key BYTEA NOT NULL, signature BYTEA NOT NULL);
+CREATE TABLE audit (seq BIGINT PRIMARY KEY, time BIGINT NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, list TEXT NOT NULL, count BIGINT NOT NULL,
+  entries_digest BYTEA NOT NULL, prev_digest BYTEA NOT NULL, digest BYTEA NOT NULL);
+CREATE FUNCTION bantay_append_only() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+  FOR EACH ROW EXECUTE FUNCTION bantay_append_only();
+CREATE TRIGGER versions_append_only BEFORE UPDATE OR DELETE ON versions
+  FOR EACH ROW EXECUTE FUNCTION bantay_append_only();
+)sql";
+
+// Columns of an entry row, in the order DecodeEntry reads them.
+constexpr std::string_view kEntryColumns =
+    "id, list, type, key_id, sealed, leaf, category, reference, source, added_by, "
+    "added_at, added_version, status";
+
+std::span<const Param> Params(std::initializer_list<Param> list) {
+  return {list.begin(), list.size()};
+}
+
+Param BlobParam(std::span<const uint8_t> bytes) { return Param::Blob(bytes); }
+
+template <size_t N>
+bool CopyBlob(std::span<const uint8_t> from, std::array<uint8_t, N>* to) {
+  if (from.size() != N) return false;
+  std::copy(from.begin(), from.end(), to->begin());
+  return true;
+}
+
+size_t ValueSize(SignalType type) { return type == SignalType::kMd5 ? 16 : 32; }
+
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+Status CheckText(std::string_view what, std::string_view text, bool allow_empty) {
+  if (text.empty() && !allow_empty) {
+    return Error(ErrorCode::kInvalidArgument, std::string(what) + " is empty");
+  }
+  if (text.size() > kMaxTextBytes) {
+    return Error(ErrorCode::kInvalidArgument,
+                 std::string(what) + " is longer than " + std::to_string(kMaxTextBytes) +
+                     " bytes");
+  }
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      return Error(ErrorCode::kInvalidArgument,
+                   std::string(what) + " contains a control character");
+    }
+  }
+  return {};
+}
+
+void AppendU64(std::vector<uint8_t>* out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(v >> shift));
+}
+
+// Additional authenticated data of a sealed value: it binds the ciphertext
+// to its store, entry id and type.
+std::array<uint8_t, 25> ValueAad(const std::array<uint8_t, 16>& store_id, uint64_t id,
+                                 SignalType type) {
+  std::array<uint8_t, 25> aad{};
+  std::copy(store_id.begin(), store_id.end(), aad.begin());
+  for (int i = 0; i < 8; ++i) aad[16 + i] = static_cast<uint8_t>(id >> (56 - 8 * i));
+  aad[24] = static_cast<uint8_t>(type);
+  return aad;
+}
+
+Digest32 DigestOfLeaves(const std::vector<Digest32>& leaves) {
+  Sha256Hasher h;
+  for (const Digest32& leaf : leaves) h.Update(leaf);
+  return h.Finish();
+}
+
+}  // namespace
+
+std::string_view EntryStatusName(EntryStatus status) {
+  return status == EntryStatus::kActive ? "active" : "disabled";
+}
+
+Digest32 EntryLeafHash(const StoredEntry& entry) {
+  Sha256Hasher h;
+  const uint8_t leaf_prefix = 0x00;  // RFC 6962 leaf hash
+  h.Update(std::span<const uint8_t>(&leaf_prefix, 1));
+  h.UpdateU64(entry.id);
+  const uint8_t type = static_cast<uint8_t>(entry.type);
+  h.Update(std::span<const uint8_t>(&type, 1));
+  h.Update(std::span<const uint8_t>(entry.value.data(), ValueSize(entry.type)));
+  h.Update(entry.salt);
+  h.UpdateField(entry.list);
+  h.UpdateField(entry.category);
+  h.UpdateField(entry.reference);
+  return h.Finish();
+}
+
+std::vector<uint8_t> VersionSigningMessage(const std::array<uint8_t, 16>& store_id,
+                                           const VersionRecord& record) {
+  static constexpr std::string_view kDomain = "BANTAY-VERSION-1";
+  std::vector<uint8_t> m(kDomain.begin(), kDomain.end());
+  m.insert(m.end(), store_id.begin(), store_id.end());
+  AppendU64(&m, record.version);
+  AppendU64(&m, static_cast<uint64_t>(record.created_at));
+  m.insert(m.end(), record.root.begin(), record.root.end());
+  AppendU64(&m, record.active_count);
+  m.insert(m.end(), record.audit_digest.begin(), record.audit_digest.end());
+  return m;
+}
+
+Digest32 AuditRecordDigest(const AuditRecord& r) {
+  Sha256Hasher h;
+  h.UpdateField("BANTAY-AUDIT-1");
+  h.UpdateU64(r.seq);
+  h.UpdateU64(static_cast<uint64_t>(r.time));
+  h.UpdateField(r.actor);
+  h.UpdateField(r.action);
+  h.UpdateField(r.list);
+  h.UpdateU64(r.count);
+  h.Update(r.entries_digest);
+  h.Update(r.prev_digest);
+  return h.Finish();
+}
+
+// --- Store::Impl ---------------------------------------------------------------
+
+struct Store::Impl {
+  std::unique_ptr<db::Connection> conn;
+  StoreKeys keys;
+  std::array<uint8_t, 16> store_id{};
+  std::unordered_map<std::string, std::unique_ptr<Aead>> aeads;  // by key id
+
+  Impl(std::unique_ptr<db::Connection> c, StoreKeys k) : conn(std::move(c)), keys(std::move(k)) {
+    for (const DataKey& key : keys.data_keys) {
+      if (!aeads.count(key.id)) aeads.emplace(key.id, std::make_unique<Aead>(key));
+    }
+  }
+
+  Status Exec(std::string_view sql, std::initializer_list<Param> params,
+              const db::RowCallback& on_row = nullptr) {
+    return conn->Execute(sql, Params(params), on_row);
+  }
+
+  Result<int64_t> QueryInt(std::string_view sql, std::initializer_list<Param> params) {
+    std::optional<int64_t> value;
+    Status s = conn->Execute(sql, Params(params), [&](const Row& row) {
+      if (!row.IsNull(0)) value = row.Int(0);
+    });
+    if (!s.ok()) return s.error();
+    if (!value) return Error(ErrorCode::kNotFound, "no value");
+    return *value;
+  }
+
+  Aead* PrimaryAead() {
+    return keys.data_keys.empty() ? nullptr : aeads.at(keys.data_keys.front().id).get();
+  }
+
+  // Encrypts value || salt under the primary key.
+  void SealValue(const StoredEntry& e, std::vector<uint8_t>* sealed) {
+    std::array<uint8_t, 48> plain{};
+    const size_t n = ValueSize(e.type);
+    std::copy_n(e.value.begin(), n, plain.begin());
+    std::copy(e.salt.begin(), e.salt.end(), plain.begin() + n);
+    const auto aad = ValueAad(store_id, e.id, e.type);
+    sealed->clear();
+    PrimaryAead()->Seal(std::span<const uint8_t>(plain.data(), n + 16), aad, sealed);
+    Wipe(plain);
+  }
+
+  // Decrypts a sealed value into e->value and e->salt.
+  Status OpenValue(std::string_view key_id, std::span<const uint8_t> sealed, StoredEntry* e) {
+    auto it = aeads.find(std::string(key_id));
+    if (it == aeads.end()) {
+      return Error(ErrorCode::kPermissionDenied,
+                   "entry " + std::to_string(e->id) + " is encrypted with key " +
+                       std::string(key_id) + ", which was not given");
+    }
+    const size_t n = ValueSize(e->type);
+    if (sealed.size() != n + 16 + Aead::kOverhead) {
+      return Error(ErrorCode::kCorruptData,
+                   "entry " + std::to_string(e->id) + ": encrypted value has the wrong size");
+    }
+    std::array<uint8_t, 48> plain{};
+    const auto aad = ValueAad(store_id, e->id, e->type);
+    Status s = it->second->Open(sealed, aad, std::span<uint8_t>(plain.data(), n + 16));
+    if (!s.ok()) {
+      return Error(ErrorCode::kCorruptData,
+                   "entry " + std::to_string(e->id) +
+                       ": the encrypted value does not authenticate (modified, or moved "
+                       "from another row)");
+    }
+    e->value.fill(0);
+    std::copy_n(plain.begin(), n, e->value.begin());
+    std::copy_n(plain.begin() + n, 16, e->salt.begin());
+    Wipe(plain);
+    return {};
+  }
+
+  // Reads an entry row selected with kEntryColumns; the leaf goes to *leaf.
+  Status DecodeEntry(const Row& row, StoredEntry* e, Digest32* leaf) {
+    e->id = static_cast<uint64_t>(row.Int(0));
+    e->list = std::string(row.Text(1));
+    const int64_t type = row.Int(2);
+    if (type < 0 || type > 2) {
+      return Error(ErrorCode::kCorruptData, "entry " + std::to_string(e->id) + ": bad type");
+    }
+    e->type = static_cast<SignalType>(type);
+    e->category = std::string(row.Text(6));
+    e->reference = std::string(row.Text(7));
+    e->source = std::string(row.Text(8));
+    e->added_by = std::string(row.Text(9));
+    e->added_at = row.Int(10);
+    e->added_version = static_cast<uint64_t>(row.Int(11));
+    e->status = row.Int(12) == 0 ? EntryStatus::kActive : EntryStatus::kDisabled;
+    if (leaf != nullptr && !CopyBlob(row.Blob(5), leaf)) {
+      return Error(ErrorCode::kCorruptData,
+                   "entry " + std::to_string(e->id) + ": leaf hash has the wrong size");
+    }
+    return OpenValue(row.Text(3), row.Blob(4), e);
+  }
+
+  // Leaf hashes of the active entries of enabled lists, in id order (the
+  // Merkle tree of the version), and their ids when asked.
+  Result<std::vector<Digest32>> ActiveLeaves(std::vector<uint64_t>* ids) {
+    std::vector<Digest32> leaves;
+    bool bad = false;
+    Status s = Exec(
+        "SELECT e.id, e.leaf FROM entries e JOIN lists l ON e.list = l.name "
+        "WHERE e.status = 0 AND l.enabled = 1 ORDER BY e.id",
+        {}, [&](const Row& row) {
+          Digest32 leaf{};
+          if (!CopyBlob(row.Blob(1), &leaf)) bad = true;
+          leaves.push_back(leaf);
+          if (ids != nullptr) ids->push_back(static_cast<uint64_t>(row.Int(0)));
+        });
+    if (!s.ok()) return s.error();
+    if (bad) return Error(ErrorCode::kCorruptData, "a stored leaf hash has the wrong size");
+    return leaves;
+  }
+
+  Result<AuditRecord> LastAudit() {
+    std::vector<AuditRecord> records;
+    Status s = ReadAudit("SELECT seq, time, actor, action, list, count, entries_digest, "
+                         "prev_digest, digest FROM audit ORDER BY seq DESC LIMIT 1",
+                         {}, &records);
+    if (!s.ok()) return s.error();
+    if (records.empty()) return AuditRecord{};
+    return records.front();
+  }
+
+  Status ReadAudit(std::string_view sql, std::initializer_list<Param> params,
+                   std::vector<AuditRecord>* out) {
+    bool bad = false;
+    Status s = Exec(sql, params, [&](const Row& row) {
+      AuditRecord r;
+      r.seq = static_cast<uint64_t>(row.Int(0));
+      r.time = row.Int(1);
+      r.actor = std::string(row.Text(2));
+      r.action = std::string(row.Text(3));
+      r.list = std::string(row.Text(4));
+      r.count = static_cast<uint64_t>(row.Int(5));
+      bad |= !CopyBlob(row.Blob(6), &r.entries_digest);
+      bad |= !CopyBlob(row.Blob(7), &r.prev_digest);
+      bad |= !CopyBlob(row.Blob(8), &r.digest);
+      out->push_back(std::move(r));
+    });
+    if (!s.ok()) return s;
+    if (bad) return Error(ErrorCode::kCorruptData, "an audit record has a digest of the wrong size");
+    return {};
+  }
+
+  Status ReadVersions(std::string_view sql, std::initializer_list<Param> params,
+                      std::vector<VersionRecord>* out) {
+    bool bad = false;
+    Status s = Exec(sql, params, [&](const Row& row) {
+      VersionRecord v;
+      v.version = static_cast<uint64_t>(row.Int(0));
+      v.created_at = row.Int(1);
+      bad |= !CopyBlob(row.Blob(2), &v.root);
+      v.active_count = static_cast<uint64_t>(row.Int(3));
+      bad |= !CopyBlob(row.Blob(4), &v.audit_digest);
+      bad |= !CopyBlob(row.Blob(5), &v.public_key);
+      bad |= !CopyBlob(row.Blob(6), &v.signature);
+      out->push_back(v);
+    });
+    if (!s.ok()) return s;
+    if (bad) return Error(ErrorCode::kCorruptData, "a version record has a field of the wrong size");
+    return {};
+  }
+
+  // The end of every change: inside the caller's write transaction, appends
+  // the audit record and the signed version `version` (= the current one
+  // plus one), and moves the state to it. Then commits.
+  Result<uint64_t> FinishChange(uint64_t version, const ChangeContext& context,
+                                std::string_view action, std::string_view list,
+                                uint64_t count, const Digest32& entries_digest) {
+    Result<AuditRecord> last = LastAudit();
+    if (!last.ok()) return last.error();
+    AuditRecord r;
+    r.seq = version;
+    r.time = Now();
+    r.actor = context.actor;
+    r.action = std::string(action);
+    r.list = std::string(list);
+    r.count = count;
+    r.entries_digest = entries_digest;
+    r.prev_digest = last->digest;  // zero before the first record
+    r.digest = AuditRecordDigest(r);
+    Status s = Exec(
+        "INSERT INTO audit (seq, time, actor, action, list, count, entries_digest, "
+        "prev_digest, digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        {Param::Int(static_cast<int64_t>(r.seq)), Param::Int(r.time), Param::Text(r.actor),
+         Param::Text(r.action), Param::Text(r.list), Param::Int(static_cast<int64_t>(r.count)),
+         BlobParam(r.entries_digest), BlobParam(r.prev_digest), BlobParam(r.digest)});
+    if (!s.ok()) return s.error();
+
+    Result<std::vector<Digest32>> leaves = ActiveLeaves(nullptr);
+    if (!leaves.ok()) return leaves.error();
+    VersionRecord v;
+    v.version = version;
+    v.created_at = r.time;
+    v.root = MerkleRoot(*leaves);
+    v.active_count = leaves->size();
+    v.audit_digest = r.digest;
+    v.public_key = keys.signing_key->public_key();
+    v.signature = keys.signing_key->Sign(VersionSigningMessage(store_id, v));
+    s = Exec(
+        "INSERT INTO versions (version, created_at, root, active_count, audit_digest, "
+        "public_key, signature) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        {Param::Int(static_cast<int64_t>(v.version)), Param::Int(v.created_at),
+         BlobParam(v.root), Param::Int(static_cast<int64_t>(v.active_count)),
+         BlobParam(v.audit_digest), BlobParam(v.public_key), BlobParam(v.signature)});
+    if (!s.ok()) return s.error();
+    s = Exec("UPDATE state SET version = $1 WHERE id = 1",
+             {Param::Int(static_cast<int64_t>(version))});
+    if (!s.ok()) return s.error();
+    s = conn->Commit();
+    if (!s.ok()) return s.error();
+    return version;
+  }
+
+  // Starts a change: checks that it can be signed, begins the write
+  // transaction, and returns the version it will create.
+  Result<uint64_t> BeginChange() {
+    if (!keys.signing_key) {
+      return Error(ErrorCode::kPermissionDenied,
+                   "changing the store needs the operator's signing key (every version is "
+                   "signed)");
+    }
+    if (PrimaryAead() == nullptr) {
+      return Error(ErrorCode::kPermissionDenied, "changing the store needs the data key");
+    }
+    Status s = conn->BeginWrite();
+    if (!s.ok()) return s.error();
+    Result<int64_t> v = QueryInt("SELECT version FROM state WHERE id = 1", {});
+    if (!v.ok()) {
+      conn->Rollback();
+      return v.error();
+    }
+    return static_cast<uint64_t>(*v) + 1;
+  }
+
+  // Runs `body` between BeginChange and FinishChange; rolls back on error.
+  // `body` returns the audit fields.
+  struct ChangeSummary {
+    std::string list;
+    uint64_t count = 0;
+    Digest32 entries_digest{};
+    bool nothing_changed = false;
+  };
+  Result<uint64_t> Change(const ChangeContext& context, std::string_view action,
+                          const std::function<Result<ChangeSummary>(uint64_t version)>& body) {
+    Result<uint64_t> version = BeginChange();
+    if (!version.ok()) return version.error();
+    Result<ChangeSummary> summary = body(*version);
+    if (!summary.ok()) {
+      conn->Rollback();
+      return summary.error();
+    }
+    if (summary->nothing_changed) {
+      conn->Rollback();
+      return *version - 1;
+    }
+    Result<uint64_t> done = FinishChange(*version, context, action, summary->list,
+                                         summary->count, summary->entries_digest);
+    if (!done.ok()) conn->Rollback();
+    return done;
+  }
+
+  // Leaf hashes and lists of existing entries, in id order; kNotFound for a
+  // missing id.
+  Status ExistingLeaves(const std::vector<uint64_t>& ids, std::vector<Digest32>* leaves,
+                        std::set<std::string>* lists, std::vector<int64_t>* statuses) {
+    std::vector<uint64_t> sorted = ids;
+    std::sort(sorted.begin(), sorted.end());
+    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    Result<std::unique_ptr<db::Statement>> stmt =
+        conn->Prepare("SELECT leaf, list, status FROM entries WHERE id = $1");
+    if (!stmt.ok()) return stmt.error();
+    for (uint64_t id : sorted) {
+      bool found = false;
+      Param p = Param::Int(static_cast<int64_t>(id));
+      Status s = (*stmt)->Execute(std::span<const Param>(&p, 1), [&](const Row& row) {
+        found = true;
+        Digest32 leaf{};
+        CopyBlob(row.Blob(0), &leaf);
+        leaves->push_back(leaf);
+        lists->insert(std::string(row.Text(1)));
+        if (statuses != nullptr) statuses->push_back(row.Int(2));
+      });
+      if (!s.ok()) return s;
+      if (!found) return Error(ErrorCode::kNotFound, "no entry with id " + std::to_string(id));
+    }
+    return {};
+  }
+};
+
+// --- Store ---------------------------------------------------------------------
+
+Store::Store(std::unique_ptr<db::Connection> conn, StoreKeys keys)
+    : impl_(std::make_unique<Impl>(std::move(conn), std::move(keys))) {}
+
+Store::~Store() = default;
+
+namespace {
+
+Result<bool> HasSchema(db::Connection& conn) {
+  std::string_view sql =
+      conn.backend() == db::Backend::kSqlite
+          ? "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+          : "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' "
+            "AND table_schema = current_schema()";
+  int64_t n = 0;
+  Status s = conn.Execute(sql, {}, [&](const Row& row) { n = row.Int(0); });
+  if (!s.ok()) return s.error();
+  return n > 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys keys,
+                                           const ChangeContext& context) {
+  if (keys.data_keys.empty() || !keys.signing_key) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "creating a store needs a data key and a signing key");
+  }
+  Result<std::unique_ptr<db::Connection>> conn = db::Connection::Open(url, /*create=*/true);
+  if (!conn.ok()) return conn.error();
+  Result<bool> exists = HasSchema(**conn);
+  if (!exists.ok()) return exists.error();
+  if (*exists) return Error(ErrorCode::kInvalidArgument, "the database already holds a store");
+
+  std::unique_ptr<Store> store(new Store(std::move(*conn), std::move(keys)));
+  Impl& im = *store->impl_;
+  RandomBytes(im.store_id);
+  store->store_id_ = im.store_id;
+  Status s = im.conn->BeginWrite();
+  if (!s.ok()) return s.error();
+  s = im.conn->ExecScript(im.conn->backend() == db::Backend::kSqlite ? kSqliteSchema
+                                                                     : kPostgresSchema);
+  if (s.ok()) {
+    s = im.Exec("INSERT INTO meta (key, value) VALUES ('store_id', $1)",
+                {BlobParam(im.store_id)});
+  }
+  if (s.ok()) {
+    const std::array<uint8_t, 8> schema = {0, 0, 0, 0, 0, 0, 0,
+                                           static_cast<uint8_t>(kSchemaVersion)};
+    s = im.Exec("INSERT INTO meta (key, value) VALUES ('schema_version', $1)",
+                {BlobParam(schema)});
+  }
+  if (s.ok()) {
+    s = im.Exec("INSERT INTO meta (key, value) VALUES ('public_key', $1)",
+                {BlobParam(im.keys.signing_key->public_key())});
+  }
+  if (s.ok()) s = im.Exec("INSERT INTO state (id, version, next_id) VALUES (1, 0, 1)", {});
+  if (!s.ok()) {
+    im.conn->Rollback();
+    return s.error();
+  }
+  Result<uint64_t> v = im.FinishChange(1, context, "init", "", 0, DigestOfLeaves({}));
+  if (!v.ok()) {
+    im.conn->Rollback();
+    return v.error();
+  }
+  return store;
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys keys) {
+  Result<std::unique_ptr<db::Connection>> conn = db::Connection::Open(url, /*create=*/false);
+  if (!conn.ok()) return conn.error();
+  Result<bool> exists = HasSchema(**conn);
+  if (!exists.ok()) return exists.error();
+  if (!*exists) return Error(ErrorCode::kNotFound, "the database holds no Bantay store");
+  std::unique_ptr<Store> store(new Store(std::move(*conn), std::move(keys)));
+  Impl& im = *store->impl_;
+  std::array<uint8_t, 8> schema{};
+  bool have_id = false, have_schema = false;
+  Status s = im.Exec("SELECT key, value FROM meta", {}, [&](const Row& row) {
+    if (row.Text(0) == "store_id") have_id = CopyBlob(row.Blob(1), &im.store_id);
+    if (row.Text(0) == "schema_version") have_schema = CopyBlob(row.Blob(1), &schema);
+  });
+  if (!s.ok()) return s.error();
+  if (!have_id || !have_schema) {
+    return Error(ErrorCode::kCorruptData, "the store's metadata is incomplete");
+  }
+  if (schema[7] != kSchemaVersion) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "unknown store schema version " + std::to_string(schema[7]));
+  }
+  store->store_id_ = im.store_id;
+  return store;
+}
+
+Result<uint64_t> Store::Version() {
+  Result<int64_t> v = impl_->QueryInt("SELECT version FROM state WHERE id = 1", {});
+  if (!v.ok()) return v.error();
+  return static_cast<uint64_t>(*v);
+}
+
+Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
+                                   const ChangeContext& context, std::string_view action) {
+  if (entries.empty()) return Error(ErrorCode::kInvalidArgument, "no entries to add");
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const NewEntry& e = entries[i];
+    Status s = CheckText("list name", e.list, false);
+    if (s.ok()) s = CheckText("category", e.category, true);
+    if (s.ok()) s = CheckText("reference", e.reference, true);
+    if (!s.ok()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "entry " + std::to_string(i + 1) + ": " + s.error().message());
+    }
+  }
+  Impl& im = *impl_;
+  return im.Change(context, action, [&](uint64_t version) -> Result<Impl::ChangeSummary> {
+    Result<int64_t> next = im.QueryInt("SELECT next_id FROM state WHERE id = 1", {});
+    if (!next.ok()) return next.error();
+    // Lists that do not exist yet are created, enabled.
+    std::set<std::string> lists;
+    for (const NewEntry& e : entries) lists.insert(e.list);
+    for (const std::string& list : lists) {
+      Status s = im.Exec(
+          "INSERT INTO lists (name, enabled, description, created_version, changed_version) "
+          "VALUES ($1, 1, '', $2, $2) ON CONFLICT (name) DO NOTHING",
+          {Param::Text(list), Param::Int(static_cast<int64_t>(version))});
+      if (!s.ok()) return s.error();
+    }
+    Result<std::unique_ptr<db::Statement>> insert = im.conn->Prepare(
+        "INSERT INTO entries (id, list, type, key_id, sealed, leaf, category, reference, "
+        "source, added_by, added_at, added_version, status, status_version) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $12)");
+    if (!insert.ok()) return insert.error();
+    const int64_t now = Now();
+    const std::string& key_id = im.PrimaryAead()->key_id();
+    Sha256Hasher digest;
+    std::vector<uint8_t> sealed;
+    StoredEntry e;
+    uint64_t id = static_cast<uint64_t>(*next);
+    for (const NewEntry& n : entries) {
+      e.id = id++;
+      e.list = n.list;
+      e.type = n.type;
+      e.value = n.value;
+      if (n.type == SignalType::kMd5) std::fill(e.value.begin() + 16, e.value.end(), 0);
+      e.category = n.category;
+      e.reference = n.reference;
+      RandomBytes(e.salt);
+      im.SealValue(e, &sealed);
+      const Digest32 leaf = EntryLeafHash(e);
+      digest.Update(leaf);
+      const std::array<Param, 12> params = {
+          Param::Int(static_cast<int64_t>(e.id)), Param::Text(e.list),
+          Param::Int(static_cast<int64_t>(e.type)), Param::Text(key_id),
+          BlobParam(sealed), BlobParam(leaf), Param::Text(e.category),
+          Param::Text(e.reference), Param::Text(context.source), Param::Text(context.actor),
+          Param::Int(now), Param::Int(static_cast<int64_t>(version))};
+      Status s = (*insert)->Execute(params);
+      if (!s.ok()) return s.error();
+    }
+    Wipe(e.value);
+    Status s = im.Exec("UPDATE state SET next_id = $1 WHERE id = 1",
+                       {Param::Int(static_cast<int64_t>(id))});
+    if (!s.ok()) return s.error();
+    Impl::ChangeSummary summary;
+    summary.list = lists.size() == 1 ? *lists.begin() : "";
+    summary.count = entries.size();
+    summary.entries_digest = digest.Finish();
+    return summary;
+  });
+}
+
+Result<uint64_t> Store::RemoveEntries(const std::vector<uint64_t>& ids,
+                                      const ChangeContext& context) {
+  if (ids.empty()) return Error(ErrorCode::kInvalidArgument, "no entries to remove");
+  Impl& im = *impl_;
+  return im.Change(context, "remove", [&](uint64_t version) -> Result<Impl::ChangeSummary> {
+    std::vector<Digest32> leaves;
+    std::set<std::string> lists;
+    Status s = im.ExistingLeaves(ids, &leaves, &lists, nullptr);
+    if (!s.ok()) return s.error();
+    Result<std::unique_ptr<db::Statement>> del =
+        im.conn->Prepare("DELETE FROM entries WHERE id = $1");
+    if (!del.ok()) return del.error();
+    Result<std::unique_ptr<db::Statement>> log =
+        im.conn->Prepare("INSERT INTO removals (version, id) VALUES ($1, $2)");
+    if (!log.ok()) return log.error();
+    std::set<uint64_t> unique(ids.begin(), ids.end());
+    for (uint64_t id : unique) {
+      Param p = Param::Int(static_cast<int64_t>(id));
+      s = (*del)->Execute(std::span<const Param>(&p, 1));
+      if (!s.ok()) return s.error();
+      const std::array<Param, 2> lp = {Param::Int(static_cast<int64_t>(version)), p};
+      s = (*log)->Execute(lp);
+      if (!s.ok()) return s.error();
+    }
+    Impl::ChangeSummary summary;
+    summary.list = lists.size() == 1 ? *lists.begin() : "";
+    summary.count = unique.size();
+    summary.entries_digest = DigestOfLeaves(leaves);
+    return summary;
+  });
+}
+
+Result<uint64_t> Store::SetEntriesStatus(const std::vector<uint64_t>& ids, EntryStatus status,
+                                         const ChangeContext& context) {
+  if (ids.empty()) return Error(ErrorCode::kInvalidArgument, "no entries given");
+  Impl& im = *impl_;
+  const std::string_view action = status == EntryStatus::kActive ? "enable" : "disable";
+  return im.Change(context, action, [&](uint64_t version) -> Result<Impl::ChangeSummary> {
+    std::vector<Digest32> leaves;
+    std::set<std::string> lists;
+    std::vector<int64_t> statuses;
+    Status s = im.ExistingLeaves(ids, &leaves, &lists, &statuses);
+    if (!s.ok()) return s.error();
+    std::set<uint64_t> unique(ids.begin(), ids.end());
+    std::vector<Digest32> changed;
+    Result<std::unique_ptr<db::Statement>> update = im.conn->Prepare(
+        "UPDATE entries SET status = $1, status_version = $2 WHERE id = $3");
+    if (!update.ok()) return update.error();
+    size_t i = 0;
+    for (uint64_t id : unique) {
+      if (statuses[i] != static_cast<int64_t>(status)) {
+        changed.push_back(leaves[i]);
+        const std::array<Param, 3> p = {Param::Int(static_cast<int64_t>(status)),
+                                        Param::Int(static_cast<int64_t>(version)),
+                                        Param::Int(static_cast<int64_t>(id))};
+        s = (*update)->Execute(p);
+        if (!s.ok()) return s.error();
+      }
+      ++i;
+    }
+    Impl::ChangeSummary summary;
+    summary.nothing_changed = changed.empty();
+    summary.list = lists.size() == 1 ? *lists.begin() : "";
+    summary.count = changed.size();
+    summary.entries_digest = DigestOfLeaves(changed);
+    return summary;
+  });
+}
+
+Result<uint64_t> Store::SetListEnabled(const std::string& list, bool enabled,
+                                       const ChangeContext& context) {
+  Impl& im = *impl_;
+  return im.Change(context, enabled ? "enable_list" : "disable_list",
+                   [&](uint64_t version) -> Result<Impl::ChangeSummary> {
+                     std::optional<int64_t> current;
+                     Status s = im.Exec("SELECT enabled FROM lists WHERE name = $1",
+                                        {Param::Text(list)},
+                                        [&](const Row& row) { current = row.Int(0); });
+                     if (!s.ok()) return s.error();
+                     if (!current) return Error(ErrorCode::kNotFound, "no list named '" + list + "'");
+                     Impl::ChangeSummary summary;
+                     summary.list = list;
+                     if (*current == (enabled ? 1 : 0)) {
+                       summary.nothing_changed = true;
+                       return summary;
+                     }
+                     s = im.Exec(
+                         "UPDATE lists SET enabled = $1, changed_version = $2 WHERE name = $3",
+                         {Param::Int(enabled ? 1 : 0), Param::Int(static_cast<int64_t>(version)),
+                          Param::Text(list)});
+                     if (!s.ok()) return s.error();
+                     std::vector<Digest32> leaves;
+                     s = im.Exec("SELECT leaf FROM entries WHERE list = $1 AND status = 0 ORDER BY id",
+                                 {Param::Text(list)}, [&](const Row& row) {
+                                   Digest32 leaf{};
+                                   CopyBlob(row.Blob(0), &leaf);
+                                   leaves.push_back(leaf);
+                                 });
+                     if (!s.ok()) return s.error();
+                     summary.count = leaves.size();
+                     summary.entries_digest = DigestOfLeaves(leaves);
+                     return summary;
+                   });
+}
+
+Result<uint64_t> Store::Rekey(const ChangeContext& context) {
+  Impl& im = *impl_;
+  return im.Change(context, "rekey", [&](uint64_t) -> Result<Impl::ChangeSummary> {
+    // Read everything first (one statement streams at a time), then update.
+    std::vector<std::pair<StoredEntry, Digest32>> entries;
+    Status failed;
+    Status s = im.Exec("SELECT " + std::string(kEntryColumns) + " FROM entries ORDER BY id", {},
+                       [&](const Row& row) {
+                         if (!failed.ok()) return;
+                         StoredEntry e;
+                         Digest32 leaf{};
+                         Status d = im.DecodeEntry(row, &e, &leaf);
+                         if (!d.ok()) {
+                           failed = d;
+                           return;
+                         }
+                         entries.emplace_back(std::move(e), leaf);
+                       });
+    if (!s.ok()) return s.error();
+    if (!failed.ok()) return failed.error();
+    Result<std::unique_ptr<db::Statement>> update =
+        im.conn->Prepare("UPDATE entries SET key_id = $1, sealed = $2 WHERE id = $3");
+    if (!update.ok()) return update.error();
+    const std::string& key_id = im.PrimaryAead()->key_id();
+    std::vector<uint8_t> sealed;
+    for (auto& [e, leaf] : entries) {
+      im.SealValue(e, &sealed);
+      Wipe(e.value);
+      const std::array<Param, 3> p = {Param::Text(key_id), BlobParam(sealed),
+                                      Param::Int(static_cast<int64_t>(e.id))};
+      s = (*update)->Execute(p);
+      if (!s.ok()) return s.error();
+    }
+    Impl::ChangeSummary summary;
+    summary.count = entries.size();
+    summary.entries_digest = DigestOfLeaves({});
+    return summary;
+  });
+}
+
+Result<std::vector<ListInfo>> Store::Lists() {
+  std::vector<ListInfo> lists;
+  Status s = impl_->Exec(
+      "SELECT l.name, l.enabled, l.description, "
+      "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 0), "
+      "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 1) "
+      "FROM lists l ORDER BY l.name",
+      {}, [&](const Row& row) {
+        ListInfo l;
+        l.name = std::string(row.Text(0));
+        l.enabled = row.Int(1) != 0;
+        l.description = std::string(row.Text(2));
+        l.active = static_cast<uint64_t>(row.Int(3));
+        l.disabled = static_cast<uint64_t>(row.Int(4));
+        lists.push_back(std::move(l));
+      });
+  if (!s.ok()) return s.error();
+  return lists;
+}
+
+Result<std::vector<StoredEntry>> Store::Entries(const std::string& list, uint64_t after_id,
+                                                size_t limit) {
+  Impl& im = *impl_;
+  std::vector<StoredEntry> out;
+  Status failed;
+  auto on_row = [&](const Row& row) {
+    if (!failed.ok()) return;
+    StoredEntry e;
+    Status d = im.DecodeEntry(row, &e, nullptr);
+    if (!d.ok()) failed = d;
+    out.push_back(std::move(e));
+  };
+  const std::string columns = "SELECT " + std::string(kEntryColumns) + " FROM entries ";
+  Status s = list.empty()
+                 ? im.Exec(columns + "WHERE id > $1 ORDER BY id LIMIT $2",
+                           {Param::Int(static_cast<int64_t>(after_id)),
+                            Param::Int(static_cast<int64_t>(limit))},
+                           on_row)
+                 : im.Exec(columns + "WHERE list = $1 AND id > $2 ORDER BY id LIMIT $3",
+                           {Param::Text(list), Param::Int(static_cast<int64_t>(after_id)),
+                            Param::Int(static_cast<int64_t>(limit))},
+                           on_row);
+  if (!s.ok()) return s.error();
+  if (!failed.ok()) return failed.error();
+  return out;
+}
+
+Status Store::ForEachEntry(const std::function<void(StoredEntry&&)>& fn, uint64_t* version,
+                           std::vector<ListInfo>* lists) {
+  Impl& im = *impl_;
+  Status s = im.conn->BeginRead();
+  if (!s.ok()) return s;
+  Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+  if (!v.ok()) {
+    im.conn->Rollback();
+    return v.error();
+  }
+  if (lists != nullptr) {
+    s = im.Exec("SELECT name, enabled, description FROM lists ORDER BY name", {},
+                [&](const Row& row) {
+                  ListInfo l;
+                  l.name = std::string(row.Text(0));
+                  l.enabled = row.Int(1) != 0;
+                  l.description = std::string(row.Text(2));
+                  lists->push_back(std::move(l));
+                });
+    if (!s.ok()) {
+      im.conn->Rollback();
+      return s;
+    }
+  }
+  Status failed;
+  StoredEntry e;
+  s = im.Exec("SELECT " + std::string(kEntryColumns) + " FROM entries ORDER BY id", {},
+              [&](const Row& row) {
+                if (!failed.ok()) return;
+                Status d = im.DecodeEntry(row, &e, nullptr);
+                if (!d.ok()) {
+                  failed = d;
+                  return;
+                }
+                fn(std::move(e));
+              });
+  im.conn->Rollback();  // read-only
+  if (!s.ok()) return s;
+  if (!failed.ok()) return failed;
+  if (version != nullptr) *version = static_cast<uint64_t>(*v);
+  return {};
+}
+
+Result<ChangeSet> Store::ChangesSince(uint64_t version) {
+  Impl& im = *impl_;
+  ChangeSet out;
+  out.from_version = version;
+  Status s = im.conn->BeginRead();
+  if (!s.ok()) return s.error();
+  auto fail = [&](const Error& e) {
+    im.conn->Rollback();
+    return e;
+  };
+  Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+  if (!v.ok()) return fail(v.error());
+  out.to_version = static_cast<uint64_t>(*v);
+  Status failed;
+  s = im.Exec("SELECT " + std::string(kEntryColumns) +
+                  " FROM entries WHERE status_version > $1 ORDER BY id",
+              {Param::Int(static_cast<int64_t>(version))}, [&](const Row& row) {
+                if (!failed.ok()) return;
+                StoredEntry e;
+                Status d = im.DecodeEntry(row, &e, nullptr);
+                if (!d.ok()) failed = d;
+                out.upserts.push_back(std::move(e));
+              });
+  if (!s.ok()) return fail(s.error());
+  if (!failed.ok()) return fail(failed.error());
+  s = im.Exec("SELECT id FROM removals WHERE version > $1 ORDER BY id",
+              {Param::Int(static_cast<int64_t>(version))},
+              [&](const Row& row) { out.removed.push_back(static_cast<uint64_t>(row.Int(0))); });
+  if (!s.ok()) return fail(s.error());
+  s = im.Exec("SELECT name, enabled FROM lists ORDER BY name", {}, [&](const Row& row) {
+    out.lists.emplace_back(std::string(row.Text(0)), row.Int(1) != 0);
+  });
+  if (!s.ok()) return fail(s.error());
+  im.conn->Rollback();
+  return out;
+}
+
+Result<StoreStats> Store::Stats() {
+  Impl& im = *impl_;
+  StoreStats st;
+  st.store_id = im.store_id;
+  Status s = im.conn->BeginRead();
+  if (!s.ok()) return s.error();
+  auto fail = [&](const Error& e) {
+    im.conn->Rollback();
+    return e;
+  };
+  Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+  if (!v.ok()) return fail(v.error());
+  st.version = static_cast<uint64_t>(*v);
+  Result<int64_t> lists = im.QueryInt("SELECT count(*) FROM lists", {});
+  if (!lists.ok()) return fail(lists.error());
+  st.lists = static_cast<uint64_t>(*lists);
+  s = im.Exec(
+      "SELECT e.type, e.status, l.enabled, count(*) FROM entries e JOIN lists l "
+      "ON e.list = l.name GROUP BY e.type, e.status, l.enabled",
+      {}, [&](const Row& row) {
+        const uint64_t n = static_cast<uint64_t>(row.Int(3));
+        if (row.Int(1) == 0 && row.Int(2) == 1) {
+          const int64_t type = row.Int(0);
+          if (type >= 0 && type <= 2) st.active_by_type[static_cast<size_t>(type)] += n;
+        } else {
+          st.disabled += n;
+        }
+      });
+  if (!s.ok()) return fail(s.error());
+  s = im.Exec("SELECT key_id, count(*) FROM entries GROUP BY key_id ORDER BY key_id", {},
+              [&](const Row& row) {
+                st.values_by_key.emplace_back(std::string(row.Text(0)),
+                                              static_cast<uint64_t>(row.Int(1)));
+              });
+  if (!s.ok()) return fail(s.error());
+  im.conn->Rollback();
+  return st;
+}
+
+Result<VersionRecord> Store::Root(uint64_t version) {
+  Impl& im = *impl_;
+  if (version == 0) {
+    Result<uint64_t> current = Version();
+    if (!current.ok()) return current.error();
+    version = *current;
+  }
+  std::vector<VersionRecord> records;
+  Status s = im.ReadVersions(
+      "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
+      "FROM versions WHERE version = $1",
+      {Param::Int(static_cast<int64_t>(version))}, &records);
+  if (!s.ok()) return s.error();
+  if (records.empty()) return Error(ErrorCode::kNotFound, "no version " + std::to_string(version));
+  return records.front();
+}
+
+Result<InclusionProof> Store::Prove(uint64_t entry_id) {
+  Impl& im = *impl_;
+  Status s = im.conn->BeginRead();
+  if (!s.ok()) return s.error();
+  Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+  std::vector<uint64_t> ids;
+  Result<std::vector<Digest32>> leaves =
+      v.ok() ? im.ActiveLeaves(&ids) : Result<std::vector<Digest32>>(v.error());
+  im.conn->Rollback();
+  if (!leaves.ok()) return leaves.error();
+  auto it = std::lower_bound(ids.begin(), ids.end(), entry_id);
+  if (it == ids.end() || *it != entry_id) {
+    return Error(ErrorCode::kNotFound,
+                 "entry " + std::to_string(entry_id) +
+                     " is not in the current tree (no such entry, disabled, or in a disabled "
+                     "list)");
+  }
+  InclusionProof proof;
+  proof.version = static_cast<uint64_t>(*v);
+  proof.leaf_index = static_cast<uint64_t>(it - ids.begin());
+  proof.tree_size = ids.size();
+  proof.leaf_hash = (*leaves)[proof.leaf_index];
+  proof.path = MerkleInclusionProof(*leaves, proof.leaf_index);
+  proof.root = MerkleRoot(*leaves);
+  return proof;
+}
+
+Result<std::vector<AuditRecord>> Store::Audit(uint64_t after_seq, size_t limit) {
+  std::vector<AuditRecord> records;
+  Status s = impl_->ReadAudit(
+      "SELECT seq, time, actor, action, list, count, entries_digest, prev_digest, digest "
+      "FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+      {Param::Int(static_cast<int64_t>(after_seq)), Param::Int(static_cast<int64_t>(limit))},
+      &records);
+  if (!s.ok()) return s.error();
+  return records;
+}
+
+Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key) {
+  Impl& im = *impl_;
+  VerifyReport report;
+  Status s = im.conn->BeginRead();
+  if (!s.ok()) return s.error();
+  auto fail = [&](const Error& e) {
+    im.conn->Rollback();
+    return e;
+  };
+  auto problem = [&](std::string text) { report.problems.push_back(std::move(text)); };
+
+  Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+  if (!v.ok()) return fail(v.error());
+  report.version = static_cast<uint64_t>(*v);
+
+  PublicKey key{};
+  if (trusted_key) {
+    key = *trusted_key;
+  } else {
+    bool have = false;
+    s = im.Exec("SELECT value FROM meta WHERE key = 'public_key'", {},
+                [&](const Row& row) { have = CopyBlob(row.Blob(0), &key); });
+    if (!s.ok()) return fail(s.error());
+    if (!have) problem("the store's public key is missing");
+  }
+
+  // The audit chain: sequence 1, 2, ..., each digest recomputes, each links
+  // to the one before.
+  std::vector<AuditRecord> audit;
+  s = im.ReadAudit(
+      "SELECT seq, time, actor, action, list, count, entries_digest, prev_digest, digest "
+      "FROM audit ORDER BY seq",
+      {}, &audit);
+  if (!s.ok()) return fail(s.error());
+  report.audit_records = audit.size();
+  Digest32 prev{};
+  for (size_t i = 0; i < audit.size(); ++i) {
+    const AuditRecord& r = audit[i];
+    const std::string name = "audit record " + std::to_string(r.seq);
+    if (r.seq != i + 1) {
+      problem(name + " is out of sequence (expected " + std::to_string(i + 1) +
+              "): a record was removed or reordered");
+    }
+    if (AuditRecordDigest(r) != r.digest) problem(name + " was modified (its digest does not match)");
+    if (r.prev_digest != prev) {
+      problem(name + " does not link to the record before it: a record was removed, "
+                     "inserted or reordered");
+    }
+    prev = r.digest;
+  }
+  if (audit.size() != report.version) {
+    problem("the audit log holds " + std::to_string(audit.size()) + " records for version " +
+            std::to_string(report.version));
+  }
+
+  // Every version: signed, and bound to its audit record.
+  std::vector<VersionRecord> versions;
+  s = im.ReadVersions(
+      "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
+      "FROM versions ORDER BY version",
+      {}, &versions);
+  if (!s.ok()) return fail(s.error());
+  for (size_t i = 0; i < versions.size(); ++i) {
+    const VersionRecord& ver = versions[i];
+    const std::string name = "version " + std::to_string(ver.version);
+    if (ver.version != i + 1) problem(name + " is out of sequence");
+    if (!VerifySignature(key, VersionSigningMessage(im.store_id, ver), ver.signature)) {
+      problem(name + ": the signature does not verify" +
+              (trusted_key ? " against the given public key" : ""));
+    }
+    if (ver.version >= 1 && ver.version <= audit.size() &&
+        audit[ver.version - 1].digest != ver.audit_digest) {
+      problem(name + " is not bound to audit record " + std::to_string(ver.version));
+    }
+  }
+  if (versions.size() != report.version) {
+    problem("the store is at version " + std::to_string(report.version) + " but holds " +
+            std::to_string(versions.size()) + " signed versions");
+  }
+
+  // Every value authenticates and gives its stored leaf; the active leaves
+  // give the current version's signed root.
+  std::map<std::string, bool> list_enabled;
+  s = im.Exec("SELECT name, enabled FROM lists", {},
+              [&](const Row& row) { list_enabled[std::string(row.Text(0))] = row.Int(1) != 0; });
+  if (!s.ok()) return fail(s.error());
+  std::vector<Digest32> active;
+  s = im.Exec("SELECT " + std::string(kEntryColumns) + " FROM entries ORDER BY id", {},
+              [&](const Row& row) {
+                StoredEntry e;
+                Digest32 leaf{};
+                Status d = im.DecodeEntry(row, &e, &leaf);
+                ++report.entries;
+                if (!d.ok()) {
+                  if (report.problems.size() < 1000) problem(d.error().message());
+                  return;
+                }
+                if (EntryLeafHash(e) != leaf) {
+                  if (report.problems.size() < 1000) {
+                    problem("entry " + std::to_string(e.id) +
+                            ": its fields do not match its leaf hash (modified)");
+                  }
+                }
+                Wipe(e.value);
+                if (e.status == EntryStatus::kActive && list_enabled[e.list]) {
+                  active.push_back(leaf);
+                }
+              });
+  if (!s.ok()) return fail(s.error());
+  im.conn->Rollback();
+  if (!versions.empty() && versions.back().version == report.version) {
+    const VersionRecord& current = versions.back();
+    if (MerkleRoot(active) != current.root || active.size() != current.active_count) {
+      problem("the active entries do not give the signed root of version " +
+              std::to_string(report.version) + " (entries changed outside the store)");
+    }
+  }
+  return report;
+}
+
+}  // namespace bantay::matcher

@@ -79,16 +79,23 @@ class IndexSnapshot {
                 std::vector<std::shared_ptr<const Segment>> segments,
                 std::shared_ptr<const std::unordered_set<uint64_t>> removed,
                 std::array<size_t, 3> removed_by_type,
-                std::shared_ptr<const std::unordered_set<std::string>> disabled);
+                std::shared_ptr<const std::unordered_set<std::string>> disabled,
+                std::shared_ptr<const std::unordered_set<uint64_t>> disabled_ids,
+                uint64_t store_version);
   ~IndexSnapshot();
 
   // Increases with every published change.
   uint64_t version() const { return version_; }
+  // The store version this snapshot reflects (HashIndex::SetStoreVersion;
+  // 0 for an index not built from a store).
+  uint64_t store_version() const { return store_version_; }
   // Entries held (removed ones excluded; entries of disabled lists
   // included) by signal type.
   size_t size(SignalType type) const;
-  // Whether an entry with this id is active.
+  // Whether an entry with this id is held (removed ones excluded; disabled
+  // ones included).
   bool Contains(uint64_t id) const;
+  bool EntryEnabled(uint64_t id) const { return !disabled_ids_->count(id); }
   // Bytes held by the segments (codes, tables, metadata).
   size_t MemoryBytes() const;
 
@@ -118,6 +125,8 @@ class IndexSnapshot {
   std::shared_ptr<const std::unordered_set<uint64_t>> removed_;
   std::array<size_t, 3> removed_by_type_;
   std::shared_ptr<const std::unordered_set<std::string>> disabled_;
+  std::shared_ptr<const std::unordered_set<uint64_t>> disabled_ids_;
+  uint64_t store_version_;
 };
 
 struct HashIndexOptions {
@@ -157,6 +166,11 @@ class HashIndex {
   Status Remove(const std::vector<uint64_t>& ids);
   // Entries of a disabled list stay in the index but never match.
   void SetListEnabled(const std::string& list, bool enabled);
+  // Disabled entries stay in the index but never match (ids not held are
+  // remembered too: they apply when the entry is added).
+  void SetEntriesEnabled(const std::vector<uint64_t>& ids, bool enabled);
+  // Labels the next snapshots with the store version they reflect.
+  void SetStoreVersion(uint64_t version);
 
   // Blocks until the background thread has nothing left to do.
   void WaitForMerge();
@@ -187,6 +201,9 @@ class HashIndex {
   std::unordered_set<std::string> disabled_;
   std::shared_ptr<const std::unordered_set<uint64_t>> removed_shared_;
   std::shared_ptr<const std::unordered_set<std::string>> disabled_shared_;
+  std::unordered_set<uint64_t> disabled_ids_;
+  std::shared_ptr<const std::unordered_set<uint64_t>> disabled_ids_shared_;
+  uint64_t store_version_ = 0;
   bool force_merge_ = false;
   bool busy_ = false;
   bool stop_ = false;

@@ -1,0 +1,254 @@
+// Store: the authoritative, durable home of the hash lists, from which the
+// in-memory HashIndex is built (see store_index.h).
+//
+// One interface, two backends of the same behaviour (one implementation over
+// the SQL layer): SQLite ("sqlite:PATH", the embedded default, one file in
+// WAL mode) and PostgreSQL ("postgresql://...", for a fleet of replicas).
+//
+// Versions. Every committed change batch (an import, an add, a removal, a
+// status change, a rekey) is one transaction that bumps the index version by
+// one, appends one audit record (sequence = version) and signs the version:
+// a store is always at one whole version, never between two, even when the
+// writing process is killed. ChangesSince(v) is the change feed a running
+// matcher applies.
+//
+// Security.
+//  - Every hash value is encrypted at rest with AES-256-GCM under a data key
+//    (fresh nonce per value; the entry id and type are authenticated with it
+//    so values cannot be swapped between rows); the key id is stored with
+//    each value, so keys rotate with Rekey. The stored leaf hash (below) is
+//    salted with a random value kept inside the ciphertext, so it reveals
+//    nothing about the hash either.
+//  - Transparency: each version has an RFC 6962 Merkle root over the active
+//    entries (status active, list enabled) in id order, signed with the
+//    operator's Ed25519 key together with the version, the active count and
+//    the digest of the version's audit record. Prove() gives an inclusion
+//    proof for one entry.
+//  - Audit log: append-only and hash-chained (each record's digest covers
+//    the previous record's digest), so Verify detects an edited, removed or
+//    reordered record; the signed versions anchor the chain.
+//  - Snapshots: Export writes one signed and encrypted file (snapshot.h).
+//
+// Thread safety: a Store object is used by one thread at a time; several
+// processes (or Store objects) may use the same database: writers are
+// serialised by the database.
+#ifndef BANTAY_MATCHER_STORE_H_
+#define BANTAY_MATCHER_STORE_H_
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/hash_index.h"
+#include "bantay/models/status.h"
+
+namespace bantay::matcher {
+
+namespace db {
+class Connection;
+}
+
+// The keys a store is opened with. Reading needs the data key(s) of the
+// stored values; every write also needs the signing key (each version is
+// signed). Rekey needs the old and the new data key.
+struct StoreKeys {
+  // The first key encrypts new values; all of them decrypt.
+  std::vector<DataKey> data_keys;
+  std::optional<SigningKey> signing_key;
+};
+
+enum class EntryStatus { kActive = 0, kDisabled = 1 };
+std::string_view EntryStatusName(EntryStatus status);  // "active", "disabled"
+
+struct ListInfo {
+  std::string name;
+  bool enabled = true;
+  std::string description;
+  uint64_t active = 0;    // entries with status active
+  uint64_t disabled = 0;  // entries with status disabled
+};
+
+struct StoredEntry {
+  uint64_t id = 0;
+  std::string list;
+  SignalType type = SignalType::kPdq;
+  std::array<uint8_t, 32> value{};  // as IndexEntry::value
+  std::string category;
+  std::string reference;
+  std::string source;
+  std::string added_by;
+  int64_t added_at = 0;  // Unix seconds
+  EntryStatus status = EntryStatus::kActive;
+  uint64_t added_version = 0;
+  // Random per entry, inside the encrypted value; part of the Merkle leaf.
+  std::array<uint8_t, 16> salt{};
+};
+
+// The Merkle leaf of an entry: SHA-256 leaf hash (RFC 6962: 0x00 prefix)
+// of id, type, value, salt, list, category and reference, framed.
+Digest32 EntryLeafHash(const StoredEntry& entry);
+
+// An entry to add. added_by/added_at/id/version are assigned by the store.
+struct NewEntry {
+  std::string list;
+  SignalType type = SignalType::kPdq;
+  std::array<uint8_t, 32> value{};
+  std::string category;
+  std::string reference;
+};
+
+// Who makes a change and where it comes from (an import file, "cli", an API
+// key id). Both go into the audit log; `source` also into each new entry.
+struct ChangeContext {
+  std::string actor;
+  std::string source;
+};
+
+// A signed index version.
+struct VersionRecord {
+  uint64_t version = 0;
+  int64_t created_at = 0;
+  Digest32 root{};         // Merkle root of the active entries
+  uint64_t active_count = 0;  // leaves of that tree
+  Digest32 audit_digest{};  // digest of the version's audit record
+  PublicKey public_key{};
+  Signature signature{};
+};
+// The exact bytes that are signed.
+std::vector<uint8_t> VersionSigningMessage(const std::array<uint8_t, 16>& store_id,
+                                           const VersionRecord& record);
+
+struct AuditRecord {
+  uint64_t seq = 0;  // = the version it created
+  int64_t time = 0;
+  std::string actor;
+  std::string action;  // init, import, add, remove, disable, enable,
+                       // disable_list, enable_list, rekey
+  std::string list;    // empty when the change spans lists
+  uint64_t count = 0;  // entries (or lists) changed
+  Digest32 entries_digest{};  // SHA-256 over the leaf hashes of the entries changed
+  Digest32 prev_digest{};     // zero for the first record
+  Digest32 digest{};
+};
+Digest32 AuditRecordDigest(const AuditRecord& record);
+
+struct InclusionProof {
+  uint64_t version = 0;
+  uint64_t leaf_index = 0;
+  uint64_t tree_size = 0;
+  Digest32 leaf_hash{};
+  std::vector<Digest32> path;
+  Digest32 root{};
+};
+
+// Everything that changed after a version, as a net difference.
+struct ChangeSet {
+  uint64_t from_version = 0;
+  uint64_t to_version = 0;
+  // Entries added after from_version that still exist (with their current
+  // status), and older entries whose status changed after it.
+  std::vector<StoredEntry> upserts;
+  // Entries removed after from_version (some may never have been seen).
+  std::vector<uint64_t> removed;
+  // Every list and whether it is enabled now.
+  std::vector<std::pair<std::string, bool>> lists;
+};
+
+struct VerifyReport {
+  uint64_t version = 0;
+  uint64_t audit_records = 0;
+  uint64_t entries = 0;  // decrypted and checked
+  std::vector<std::string> problems;  // empty when everything verifies
+  bool ok() const { return problems.empty(); }
+};
+
+struct StoreStats {
+  uint64_t version = 0;
+  std::array<uint8_t, 16> store_id{};
+  uint64_t lists = 0;
+  std::array<uint64_t, 3> active_by_type{};  // pdq, md5, sha256 (active, enabled lists)
+  uint64_t disabled = 0;  // entries disabled, or in a disabled list
+  std::vector<std::pair<std::string, uint64_t>> values_by_key;  // key id -> values
+};
+
+class Store {
+ public:
+  // Creates the schema in an empty database and commits version 1 (action
+  // "init", an empty tree). kInvalidArgument if the database already holds
+  // a store, or without a data key and a signing key.
+  static Result<std::unique_ptr<Store>> Init(const std::string& url, StoreKeys keys,
+                                             const ChangeContext& context);
+  // Opens an existing store. kNotFound when there is none (SQLite file
+  // missing, or no schema), kInvalidArgument for an unknown schema version.
+  static Result<std::unique_ptr<Store>> Open(const std::string& url, StoreKeys keys);
+
+  ~Store();
+
+  const std::array<uint8_t, 16>& store_id() const { return store_id_; }
+  // The current version (read from the database).
+  Result<uint64_t> Version();
+
+  // --- Changes: each is one version, all or nothing. ---
+
+  // Adds entries (lists that do not exist are created, enabled). Returns
+  // the new version; the entries get consecutive ids in order. `action` is
+  // "add" or "import".
+  Result<uint64_t> AddEntries(const std::vector<NewEntry>& entries,
+                              const ChangeContext& context,
+                              std::string_view action = "add");
+  // kNotFound (nothing changed) when an id does not exist.
+  Result<uint64_t> RemoveEntries(const std::vector<uint64_t>& ids,
+                                 const ChangeContext& context);
+  Result<uint64_t> SetEntriesStatus(const std::vector<uint64_t>& ids, EntryStatus status,
+                                    const ChangeContext& context);
+  // kNotFound for an unknown list.
+  Result<uint64_t> SetListEnabled(const std::string& list, bool enabled,
+                                  const ChangeContext& context);
+  // Re-encrypts every value under the first data key (the others must
+  // decrypt the current values). A new version (same root).
+  Result<uint64_t> Rekey(const ChangeContext& context);
+
+  // --- Reading ---
+
+  Result<std::vector<ListInfo>> Lists();
+  // Entries in id order with id > after_id (all lists when `list` is
+  // empty), at most `limit`, decrypted.
+  Result<std::vector<StoredEntry>> Entries(const std::string& list, uint64_t after_id,
+                                           size_t limit);
+  // Every entry (any status, any list), in id order, decrypted, with the
+  // version read in the same transaction, and every list. Used to build the
+  // in-memory index and to export.
+  Status ForEachEntry(const std::function<void(StoredEntry&&)>& fn, uint64_t* version,
+                      std::vector<ListInfo>* lists);
+  Result<ChangeSet> ChangesSince(uint64_t version);
+  Result<StoreStats> Stats();
+
+  // The signed record of a version (0: the current one).
+  Result<VersionRecord> Root(uint64_t version = 0);
+  // Inclusion proof of an active entry in the current version's tree.
+  Result<InclusionProof> Prove(uint64_t entry_id);
+  Result<std::vector<AuditRecord>> Audit(uint64_t after_seq, size_t limit);
+
+  // Checks everything: the audit chain (sequence, digests, links), every
+  // version's signature (against `trusted_key` when given, else the store's
+  // own public key) and its link to its audit record, every value's
+  // authentication tag and leaf hash, and the current root against the
+  // entries. Problems are listed, not returned as an error; errors are for
+  // a store that cannot be read at all.
+  Result<VerifyReport> Verify(const std::optional<PublicKey>& trusted_key);
+
+ private:
+  Store(std::unique_ptr<db::Connection> conn, StoreKeys keys);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::array<uint8_t, 16> store_id_{};
+};
+
+}  // namespace bantay::matcher
+
+#endif  // BANTAY_MATCHER_STORE_H_

@@ -1,0 +1,330 @@
+#include "bantay/matcher/snapshot.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "bantay/matcher/merkle.h"
+
+namespace bantay::matcher {
+namespace {
+
+constexpr std::string_view kSignatureDomain = "BANTAY-SNAPSHOT-1";
+constexpr size_t kMaxHeader = 4096;
+
+class Writer {
+ public:
+  explicit Writer(std::vector<uint8_t>* out) : out_(out) {}
+  void U8(uint8_t v) { out_->push_back(v); }
+  void U32(uint32_t v) {
+    for (int s = 24; s >= 0; s -= 8) out_->push_back(static_cast<uint8_t>(v >> s));
+  }
+  void U64(uint64_t v) {
+    for (int s = 56; s >= 0; s -= 8) out_->push_back(static_cast<uint8_t>(v >> s));
+  }
+  void Bytes(std::span<const uint8_t> b) { out_->insert(out_->end(), b.begin(), b.end()); }
+  void Field(std::string_view s) {
+    U32(static_cast<uint32_t>(s.size()));
+    out_->insert(out_->end(), s.begin(), s.end());
+  }
+
+ private:
+  std::vector<uint8_t>* out_;
+};
+
+// Reads fields from a byte range; after the first overrun every read
+// fails and ok() is false.
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> in) : in_(in) {}
+  bool ok() const { return ok_; }
+  bool done() const { return pos_ == in_.size(); }
+  uint8_t U8() { return Take(1) ? in_[pos_ - 1] : 0; }
+  uint32_t U32() {
+    if (!Take(4)) return 0;
+    uint32_t v = 0;
+    for (size_t i = pos_ - 4; i < pos_; ++i) v = (v << 8) | in_[i];
+    return v;
+  }
+  uint64_t U64() {
+    if (!Take(8)) return 0;
+    uint64_t v = 0;
+    for (size_t i = pos_ - 8; i < pos_; ++i) v = (v << 8) | in_[i];
+    return v;
+  }
+  template <size_t N>
+  void Array(std::array<uint8_t, N>* out) {
+    if (Take(N)) std::memcpy(out->data(), in_.data() + pos_ - N, N);
+  }
+  std::string Field() {
+    const uint32_t n = U32();
+    if (!Take(n)) return {};
+    return std::string(reinterpret_cast<const char*>(in_.data() + pos_ - n), n);
+  }
+
+ private:
+  bool Take(size_t n) {
+    if (!ok_ || in_.size() - pos_ < n) {
+      ok_ = false;
+      return false;
+    }
+    pos_ += n;
+    return true;
+  }
+  std::span<const uint8_t> in_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+std::vector<uint8_t> SignedMessage(std::span<const uint8_t> header,
+                                   std::span<const uint8_t> payload) {
+  Sha256Hasher h;
+  h.Update(payload);
+  const Digest32 payload_digest = h.Finish();
+  // Sized once and filled with memcpy: GCC 12 reports false overflows for
+  // vector::insert of a string_view range here.
+  std::vector<uint8_t> m(kSignatureDomain.size() + header.size() + payload_digest.size());
+  std::memcpy(m.data(), kSignatureDomain.data(), kSignatureDomain.size());
+  std::memcpy(m.data() + kSignatureDomain.size(), header.data(), header.size());
+  std::memcpy(m.data() + kSignatureDomain.size() + header.size(), payload_digest.data(),
+              payload_digest.size());
+  return m;
+}
+
+Error Corrupt(const std::string& path, const std::string& what) {
+  return Error(ErrorCode::kCorruptData, "snapshot " + path + ": " + what);
+}
+
+}  // namespace
+
+Result<uint64_t> ExportSnapshot(Store& store, const DataKey& key, const SigningKey& signer,
+                                const std::string& path) {
+  // The payload, read in one transaction with the version it belongs to.
+  std::vector<uint8_t> plain;
+  Writer body(&plain);
+  std::vector<ListInfo> lists;
+  uint64_t version = 0;
+  std::vector<uint8_t> entries_bytes;
+  Writer entries(&entries_bytes);
+  uint64_t count = 0;
+  Status s = store.ForEachEntry(
+      [&](StoredEntry&& e) {
+        entries.U64(e.id);
+        entries.U8(static_cast<uint8_t>(e.type));
+        entries.U8(static_cast<uint8_t>(e.status));
+        entries.Bytes(e.value);
+        entries.Bytes(e.salt);
+        entries.Field(e.list);
+        entries.Field(e.category);
+        entries.Field(e.reference);
+        entries.Field(e.source);
+        entries.Field(e.added_by);
+        entries.U64(static_cast<uint64_t>(e.added_at));
+        entries.U64(e.added_version);
+        Wipe(e.value);
+        ++count;
+      },
+      &version, &lists);
+  if (!s.ok()) return s.error();
+  Result<VersionRecord> record = store.Root(version);
+  if (!record.ok()) return record.error();
+  if (record->public_key != signer.public_key()) {
+    return Error(ErrorCode::kPermissionDenied,
+                 "the signing key given is not the key that signed version " +
+                     std::to_string(version));
+  }
+  body.U64(lists.size());
+  for (const ListInfo& l : lists) {
+    body.Field(l.name);
+    body.U8(l.enabled ? 1 : 0);
+    body.Field(l.description);
+  }
+  body.U64(count);
+  body.Bytes(entries_bytes);
+  Wipe(entries_bytes);
+
+  std::vector<uint8_t> header;
+  Writer h(&header);
+  h.Bytes(store.store_id());
+  h.U64(record->version);
+  h.U64(static_cast<uint64_t>(record->created_at));
+  h.Bytes(record->root);
+  h.U64(record->active_count);
+  h.Bytes(record->audit_digest);
+  h.Bytes(record->signature);
+  h.Bytes(record->public_key);
+  h.Field(key.id);
+  h.U64(plain.size() + Aead::kTagSize);
+
+  std::vector<uint8_t> sealed;
+  Aead aead(key);
+  aead.Seal(plain, header, &sealed);  // nonce || ciphertext || tag
+  Wipe(plain);
+  const std::vector<uint8_t> signed_part = SignedMessage(header, sealed);
+  const Signature signature = signer.Sign(signed_part);
+
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return Error(ErrorCode::kInvalidArgument, path + " already exists");
+    return Error(ErrorCode::kIo, "cannot create " + path + ": " + std::strerror(errno));
+  }
+  std::vector<uint8_t> file(kSnapshotMagic.begin(), kSnapshotMagic.end());
+  Writer f(&file);
+  f.U32(static_cast<uint32_t>(header.size()));
+  f.Bytes(header);
+  f.Bytes(sealed);
+  f.Bytes(signature);
+  size_t written = 0;
+  while (written < file.size()) {
+    const ssize_t n = ::write(fd, file.data() + written, file.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(path.c_str());
+      return Error(ErrorCode::kIo, "cannot write " + path + ": " + why);
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(path.c_str());
+    return Error(ErrorCode::kIo, "cannot write " + path);
+  }
+  return record->version;
+}
+
+bool IsSnapshotFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string magic(kSnapshotMagic.size(), '\0');
+  return in.read(magic.data(), static_cast<std::streamsize>(magic.size())) &&
+         magic == kSnapshotMagic;
+}
+
+Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& key,
+                                      const PublicKey& trusted_key) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Error(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                 "cannot open " + path + ": " + std::strerror(errno));
+  }
+  std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (file.size() < kSnapshotMagic.size() ||
+      std::memcmp(file.data(), kSnapshotMagic.data(), kSnapshotMagic.size()) != 0) {
+    return Error(ErrorCode::kUnsupportedFormat, path + " is not a Bantay snapshot");
+  }
+  Reader top(std::span<const uint8_t>(file).subspan(kSnapshotMagic.size()));
+  const uint32_t header_size = top.U32();
+  if (!top.ok() || header_size > kMaxHeader) return Corrupt(path, "bad header");
+  const size_t header_at = kSnapshotMagic.size() + 4;
+  if (file.size() < header_at + header_size) return Corrupt(path, "truncated header");
+  const std::span<const uint8_t> header(file.data() + header_at, header_size);
+
+  SnapshotContents out;
+  Reader h(header);
+  h.Array(&out.store_id);
+  out.version.version = h.U64();
+  out.version.created_at = static_cast<int64_t>(h.U64());
+  h.Array(&out.version.root);
+  out.version.active_count = h.U64();
+  h.Array(&out.version.audit_digest);
+  h.Array(&out.version.signature);
+  h.Array(&out.version.public_key);
+  const std::string key_id = h.Field();
+  const uint64_t payload_size = h.U64();
+  if (!h.ok() || !h.done()) return Corrupt(path, "bad header");
+  const size_t payload_at = header_at + header_size;
+  if (payload_size < Aead::kTagSize ||
+      file.size() != payload_at + Aead::kNonceSize + payload_size + 64) {
+    return Corrupt(path, "truncated or padded (its size does not match its header)");
+  }
+  const std::span<const uint8_t> sealed(file.data() + payload_at,
+                                        Aead::kNonceSize + payload_size);
+  Signature signature{};
+  std::memcpy(signature.data(), file.data() + file.size() - 64, 64);
+
+  if (out.version.public_key != trusted_key) {
+    return Error(ErrorCode::kPermissionDenied,
+                 "snapshot " + path + " is signed by another key than the trusted public key");
+  }
+  if (!VerifySignature(trusted_key, SignedMessage(header, sealed), signature)) {
+    return Corrupt(path, "the signature does not verify (the file was modified)");
+  }
+  if (key_id != key.id) {
+    return Error(ErrorCode::kPermissionDenied, "snapshot " + path + " is encrypted with key " +
+                                                   key_id + ", not with the key given (" +
+                                                   key.id + ")");
+  }
+  std::vector<uint8_t> plain(sealed.size() - Aead::kOverhead);
+  Aead aead(key);
+  if (!aead.Open(sealed, header, plain).ok()) {
+    return Corrupt(path, "the authentication tag does not verify (modified, or wrong key)");
+  }
+  if (!VerifySignature(trusted_key, VersionSigningMessage(out.store_id, out.version),
+                       out.version.signature)) {
+    return Corrupt(path, "the signature of version " + std::to_string(out.version.version) +
+                             " does not verify");
+  }
+
+  Reader b(plain);
+  const uint64_t list_count = b.U64();
+  std::map<std::string, size_t> list_at;
+  for (uint64_t i = 0; i < list_count && b.ok(); ++i) {
+    ListInfo l;
+    l.name = b.Field();
+    l.enabled = b.U8() != 0;
+    l.description = b.Field();
+    list_at[l.name] = out.lists.size();
+    out.lists.push_back(std::move(l));
+  }
+  const uint64_t entry_count = b.U64();
+  if (!b.ok() || entry_count > plain.size() / 64) {
+    Wipe(plain);
+    return Corrupt(path, "bad contents");
+  }
+  out.entries.reserve(entry_count);
+  std::vector<Digest32> active;
+  for (uint64_t i = 0; i < entry_count && b.ok(); ++i) {
+    StoredEntry e;
+    e.id = b.U64();
+    const uint8_t type = b.U8();
+    const uint8_t status = b.U8();
+    b.Array(&e.value);
+    b.Array(&e.salt);
+    e.list = b.Field();
+    e.category = b.Field();
+    e.reference = b.Field();
+    e.source = b.Field();
+    e.added_by = b.Field();
+    e.added_at = static_cast<int64_t>(b.U64());
+    e.added_version = b.U64();
+    auto list = list_at.find(e.list);
+    if (type > 2 || status > 1 || list == list_at.end() || (!out.entries.empty() && out.entries.back().id >= e.id)) {
+      Wipe(plain);
+      return Corrupt(path, "bad entry " + std::to_string(i + 1));
+    }
+    e.type = static_cast<SignalType>(type);
+    e.status = static_cast<EntryStatus>(status);
+    ListInfo& l = out.lists[list->second];
+    if (e.status == EntryStatus::kActive) {
+      ++l.active;
+      if (l.enabled) active.push_back(EntryLeafHash(e));
+    } else {
+      ++l.disabled;
+    }
+    out.entries.push_back(std::move(e));
+  }
+  const bool complete = b.ok() && b.done();
+  Wipe(plain);
+  if (!complete) return Corrupt(path, "bad contents");
+  if (active.size() != out.version.active_count || MerkleRoot(active) != out.version.root) {
+    return Corrupt(path, "its entries do not give the signed root of version " +
+                             std::to_string(out.version.version));
+  }
+  return out;
+}
+
+}  // namespace bantay::matcher

@@ -1,0 +1,93 @@
+#include "bantay/matcher/store_index.h"
+
+#include <algorithm>
+
+namespace bantay::matcher {
+
+IndexEntry ToIndexEntry(const StoredEntry& entry) {
+  IndexEntry e;
+  e.id = entry.id;
+  e.list = entry.list;
+  e.type = entry.type;
+  e.value = entry.value;
+  e.category = entry.category;
+  e.reference = entry.reference;
+  return e;
+}
+
+Status LoadIndexFromEntries(std::vector<StoredEntry> entries, const std::vector<ListInfo>& lists,
+                            uint64_t store_version, HashIndex* index) {
+  std::vector<IndexEntry> batch;
+  std::vector<uint64_t> disabled;
+  batch.reserve(entries.size());
+  for (StoredEntry& e : entries) {
+    if (e.status == EntryStatus::kDisabled) disabled.push_back(e.id);
+    batch.push_back(ToIndexEntry(e));
+    Wipe(e.value);
+  }
+  entries.clear();
+  entries.shrink_to_fit();
+  // Disabled states first, so that no snapshot shows them enabled.
+  for (const ListInfo& l : lists) {
+    if (!l.enabled) index->SetListEnabled(l.name, false);
+  }
+  if (!disabled.empty()) index->SetEntriesEnabled(disabled, false);
+  if (!batch.empty()) {
+    Status s = index->Add(std::move(batch));
+    if (!s.ok()) return s;
+  }
+  index->SetStoreVersion(store_version);
+  return {};
+}
+
+Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index) {
+  std::vector<StoredEntry> entries;
+  std::vector<ListInfo> lists;
+  uint64_t version = 0;
+  Status s = store.ForEachEntry([&](StoredEntry&& e) { entries.push_back(std::move(e)); },
+                                &version, &lists);
+  if (!s.ok()) return s.error();
+  s = LoadIndexFromEntries(std::move(entries), lists, version, index);
+  if (!s.ok()) return s.error();
+  return version;
+}
+
+Status ApplyChangeSet(const ChangeSet& changes, HashIndex* index) {
+  std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
+  std::vector<uint64_t> remove, disable, enable;
+  std::vector<IndexEntry> add;
+  for (uint64_t id : changes.removed) {
+    if (snap->Contains(id)) remove.push_back(id);
+  }
+  for (const StoredEntry& e : changes.upserts) {
+    const bool active = e.status == EntryStatus::kActive;
+    if (!snap->Contains(e.id)) {
+      add.push_back(ToIndexEntry(e));
+      if (!active) disable.push_back(e.id);
+    } else if (active && !snap->EntryEnabled(e.id)) {
+      enable.push_back(e.id);
+    } else if (!active && snap->EntryEnabled(e.id)) {
+      disable.push_back(e.id);
+    }
+  }
+  if (!remove.empty()) {
+    Status s = index->Remove(remove);
+    if (!s.ok()) return s;
+  }
+  if (!disable.empty()) index->SetEntriesEnabled(disable, false);
+  for (const auto& [list, enabled] : changes.lists) {
+    if (!enabled && snap->ListEnabled(list)) index->SetListEnabled(list, false);
+  }
+  if (!add.empty()) {
+    Status s = index->Add(std::move(add));
+    if (!s.ok()) return s;
+  }
+  if (!enable.empty()) index->SetEntriesEnabled(enable, true);
+  for (const auto& [list, enabled] : changes.lists) {
+    if (enabled && !snap->ListEnabled(list)) index->SetListEnabled(list, true);
+  }
+  index->SetStoreVersion(changes.to_version);
+  return {};
+}
+
+}  // namespace bantay::matcher
