@@ -128,8 +128,7 @@ std::string QualityError(std::string_view got) {
          "'";
 }
 
-// --- local_file
-// ---------------------------------------------------------------
+// --- local_file --------------------------------------------------------------
 
 // One `[TYPE] VALUE [REFERENCE]` line: nullopt for blank and comment lines;
 // the record has type, value and reference (empty when the line has none).
@@ -202,8 +201,7 @@ Result<ParsedImport> ParseLocalFile(std::istream& in,
   return out;
 }
 
-// --- csv
-// ----------------------------------------------------------------------
+// --- csv ---------------------------------------------------------------------
 
 struct CsvRecord {
   std::vector<std::string> fields;
@@ -394,8 +392,7 @@ Result<ParsedImport> ParseCsv(std::istream& in, const ImportOptions& options) {
   return out;
 }
 
-// --- vpdq
-// ---------------------------------------------------------------------
+// --- vpdq --------------------------------------------------------------------
 
 std::optional<double> JsonNumber(const json::value& v) {
   if (v.is_int64()) return static_cast<double>(v.get_int64());
