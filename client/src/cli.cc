@@ -13,7 +13,9 @@ Usage: bantay COMMAND [OPTIONS]
 
 Commands:
   hash     hash image files locally (PDQ, MD5, SHA-256); see `bantay hash --help`
-  match    match PDQ hashes against a hash list offline; see `bantay match --help`
+  match    match PDQ hashes against a hash list, store or snapshot offline;
+           see `bantay match --help`
+  index    administer the secure hash store; see `bantay index --help`
 
 Options:
   --help     this text
@@ -40,6 +42,7 @@ int RunCli(int argc, char** argv) {
   }
   if (command == "hash") return RunHashCommand(args, std::cout, std::cerr);
   if (command == "match") return RunMatchCommand(args, std::cout, std::cerr);
+  if (command == "index") return RunIndexCommand(args, std::cout, std::cerr);
   std::cerr << "bantay: unknown command '" << command << "'\n\n" << kUsage;
   return kExitUsage;
 }

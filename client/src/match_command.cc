@@ -15,7 +15,10 @@
 #include "bantay/client/cli.h"
 #include "bantay/matcher/hash_index.h"
 #include "bantay/matcher/hash_list.h"
+#include "bantay/matcher/snapshot.h"
+#include "bantay/matcher/store_index.h"
 #include "bantay/models/pdq.h"
+#include "store_options.h"
 
 namespace bantay::client {
 namespace {
@@ -24,20 +27,30 @@ namespace json = boost::json;
 using matcher::Match;
 
 constexpr std::string_view kMatchUsage =
-    R"(Usage: bantay match --index PATH [--radius R] [--dihedral] [--threads N]
-                    (--pdq HEX | --pdq-file FILE)
+    R"(Usage: bantay match --index (LIST | STORE-URL | SNAPSHOT) [--radius R]
+                    [--dihedral] [--threads N] (--pdq HEX | --pdq-file FILE)
 
 Matches PDQ hashes exactly (every entry within the radius, none missed)
-against a hash list. PATH is a file of one entry a line, `[TYPE] VALUE
-[REFERENCE]` (ThreatExchange/HMA local_file style: `pdq <hex>` or bare hex;
-REFERENCE defaults to <file>:<line>). Each query prints one JSON line, in
+against
+  - a hash list: a file of one entry a line, `[TYPE] VALUE [REFERENCE]`
+    (ThreatExchange/HMA local_file style: `pdq <hex>` or bare hex; REFERENCE
+    defaults to <file>:<line>; the list is named after the file);
+  - a store (sqlite:PATH or postgresql://...), opened with --key;
+  - a snapshot file from `bantay index export`, opened with --key and
+    verified against --public-key before use.
+Disabled entries and lists do not match. Each query prints one JSON line, in
 input order:
-  {"query":"<hex>","matches":[{"ref":"...","distance":d,"variant":"original"}]}
+  {"query":"<hex>","matches":[{"list":"...","category":"...","ref":"...",
+   "distance":d,"variant":"original"}]}
 with matches sorted by distance, then reference. A bad query line gives
 {"query":"...","error":"..."} and the run goes on.
 
 Options:
-  --index PATH      the hash list (required)
+  --index WHAT      the hash list, store or snapshot (required)
+  --key FILE        the data key of a store or snapshot (env BANTAY_DATA_KEY_FILE
+                    or BANTAY_DATA_KEY)
+  --public-key FILE the trusted public key a snapshot must be signed with
+                    (env BANTAY_PUBLIC_KEY_FILE)
   --radius R        match distance, 0..64 (default 31, the PDQ threshold)
   --dihedral        also match the 8 rotations and flips of each query; from a
                     hash alone they are approximated (see bantay hash
@@ -89,12 +102,57 @@ OutputLine MatchLine(const matcher::IndexSnapshot& snap, const std::string& quer
   });
   json::array list;
   for (const Match& m : matches) {
-    list.push_back(json::object{{"ref", m.reference},
+    list.push_back(json::object{{"list", m.list},
+                                {"category", m.category},
+                                {"ref", m.reference},
                                 {"distance", m.distance},
                                 {"variant", models::DihedralName(m.variant)}});
   }
   o["matches"] = std::move(list);
   return {json::serialize(o), false};
+}
+
+// Loads a hash-list file, a store or a snapshot into an empty index.
+Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
+                 matcher::HashIndex* index) {
+  if (IsStoreUrl(index_path)) {
+    Result<matcher::DataKey> key = keys.DataKey();
+    if (!key.ok()) return key.error();
+    matcher::StoreKeys store_keys;
+    store_keys.data_keys.push_back(*key);
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(index_path, std::move(store_keys));
+    if (!store.ok()) return store.error();
+    Result<uint64_t> version = matcher::LoadIndexFromStore(**store, index);
+    if (!version.ok()) return version.error();
+    return {};
+  }
+  if (matcher::IsSnapshotFile(index_path)) {
+    Result<matcher::DataKey> key = keys.DataKey();
+    if (!key.ok()) return key.error();
+    Result<std::optional<matcher::PublicKey>> trusted = keys.PublicKey(/*required=*/true);
+    if (!trusted.ok()) return trusted.error();
+    Result<matcher::SnapshotContents> snap = matcher::ReadSnapshot(index_path, *key, **trusted);
+    if (!snap.ok()) return snap.error();
+    return matcher::LoadIndexFromEntries(std::move(snap->entries), snap->lists,
+                                         snap->version.version, index);
+  }
+  std::ifstream index_file(index_path);
+  if (!index_file) return Error(ErrorCode::kNotFound, "cannot read index " + index_path);
+  const std::string source = std::filesystem::path(index_path).filename().string();
+  matcher::ParsedHashList list = matcher::ParseHashList(index_file, source, source);
+  if (!list.errors.empty()) {
+    // One line per bad line; the caller prefixes the first.
+    std::string message;
+    for (const auto& e : list.errors) {
+      message += index_path + ":" + std::to_string(e.line) + ": " + e.message +
+                 "\nbantay match: ";
+    }
+    return Error(ErrorCode::kInvalidArgument,
+                 message + "the index has " + std::to_string(list.errors.size()) +
+                     " bad line(s); nothing matched");
+  }
+  return index->Add(std::move(list.entries));
 }
 
 }  // namespace
@@ -104,8 +162,18 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
   std::string index_path, pdq, pdq_file;
   bool have_pdq = false, have_file = false, dihedral = false;
   int radius = models::kPdqMatchThreshold, threads = 1;
+  StoreOptions keys;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    if (a == "--key" || a == "--public-key") {
+      bool missing = false;
+      keys.Parse(args, &i, &missing);
+      if (missing) {
+        err << "bantay match: " << a << " needs a value\n";
+        return kExitUsage;
+      }
+      continue;
+    }
     auto value = [&](std::string* target) {
       if (i + 1 >= args.size()) return false;
       *target = args[++i];
@@ -143,23 +211,10 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
     return kExitUsage;
   }
 
-  std::ifstream index_file(index_path);
-  if (!index_file) {
-    err << "bantay match: cannot read index " << index_path << "\n";
-    return kExitUsage;
-  }
-  const std::string source = std::filesystem::path(index_path).filename().string();
-  matcher::ParsedHashList list = matcher::ParseHashList(index_file, source, source);
-  if (!list.errors.empty()) {
-    for (const auto& e : list.errors) {
-      err << "bantay match: " << index_path << ":" << e.line << ": " << e.message << "\n";
-    }
-    err << "bantay match: the index has " << list.errors.size() << " bad line(s); nothing matched\n";
-    return kExitUsage;
-  }
+  keys.FromEnvironment();
   matcher::HashIndex index;
-  if (Status added = index.Add(std::move(list.entries)); !added.ok()) {
-    err << "bantay match: " << added.error().message() << "\n";
+  if (Status loaded = LoadIndex(index_path, keys, &index); !loaded.ok()) {
+    err << "bantay match: " << loaded.error().message() << "\n";
     return kExitUsage;
   }
   index.MergeNow();

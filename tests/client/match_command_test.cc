@@ -39,8 +39,8 @@ TEST(MatchCommandTest, OneQueryExactMatchesSortedByDistance) {
   CliRun run = Match({"--index", ListFile(dir), "--pdq", kOriginal});
   EXPECT_EQ(run.status, kExitOk) << run.err;
   EXPECT_EQ(run.out, std::string("{\"query\":\"") + kOriginal +
-                         "\",\"matches\":[{\"ref\":\"case-1\",\"distance\":0,\"variant\":"
-                         "\"original\"},{\"ref\":\"list.txt:5\",\"distance\":14,\"variant\":"
+                         "\",\"matches\":[{\"list\":\"list.txt\",\"category\":\"\",\"ref\":\"case-1\",\"distance\":0,\"variant\":"
+                         "\"original\"},{\"list\":\"list.txt\",\"category\":\"\",\"ref\":\"list.txt:5\",\"distance\":14,\"variant\":"
                          "\"original\"}]}\n");
 }
 

@@ -21,9 +21,13 @@ inline constexpr int kExitUsage = 2;
 int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
                    std::ostream& err);
 
-// bantay match --index PATH [--radius R] [--dihedral] [--threads N]
-//   (--pdq HEX | --pdq-file FILE)
+// bantay match --index (LIST | STORE-URL | SNAPSHOT) [--radius R] [--dihedral]
+//   [--threads N] (--pdq HEX | --pdq-file FILE)
 int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
+                    std::ostream& err);
+
+// bantay index SUBCOMMAND ... (the secure hash store; see --help)
+int RunIndexCommand(const std::vector<std::string>& args, std::ostream& out,
                     std::ostream& err);
 
 // Dispatches argv[1] to its command.
