@@ -1,1 +1,111 @@
-// placeholder: being written
+#include "bantay/matcher/merkle.h"
+
+namespace bantay::matcher {
+namespace {
+
+constexpr uint8_t kLeafPrefix = 0x00;
+constexpr uint8_t kNodePrefix = 0x01;
+
+Digest32 NodeHash(Sha256Hasher& hasher, const Digest32& left,
+                  const Digest32& right) {
+  return hasher.Update(std::span(&kNodePrefix, 1))
+      .Update(left)
+      .Update(right)
+      .Finish();
+}
+
+// The tree hash, built level by level from the leaves up. A level's last
+// node, when it has no sibling, moves up unchanged. This gives RFC 6962's
+// tree: its split at the largest power of two k < n makes the left subtree
+// complete, so every level of it pairs evenly, and the odd node at the end of
+// a level is always the right subtree's, which RFC 6962 also hashes only
+// once it meets its left sibling.
+//
+// With `proof`, also collects the audit path of leaf `index`: at each level
+// the sibling of the node on the leaf's way up, if it has one. These are
+// exactly the nodes RFC 6962's PATH(m, D[n]) lists, in the same order (the
+// deepest first); a level where the node moves up unchanged adds nothing,
+// as in the RFC.
+Digest32 Reduce(std::span<const Digest32> leaves, size_t index,
+                std::vector<Digest32>* proof) {
+  Sha256Hasher hasher;
+  if (leaves.empty()) return hasher.Finish();
+  if (leaves.size() == 1) return leaves[0];
+
+  // The first level is read from the input and each later one overwrites
+  // the front of this buffer, so memory stays at half the input.
+  std::vector<Digest32> level((leaves.size() + 1) / 2);
+  auto next_level = [&](std::span<const Digest32> nodes) {
+    if (proof != nullptr && (index ^ 1) < nodes.size()) {
+      proof->push_back(nodes[index ^ 1]);
+    }
+    const size_t pairs = nodes.size() / 2;
+    for (size_t i = 0; i < pairs; ++i) {
+      level[i] = NodeHash(hasher, nodes[2 * i], nodes[2 * i + 1]);
+    }
+    if (nodes.size() % 2 == 1) level[pairs] = nodes.back();
+    index /= 2;
+    return (nodes.size() + 1) / 2;
+  };
+
+  size_t size = next_level(leaves);
+  while (size > 1) {
+    size = next_level(std::span<const Digest32>(level).first(size));
+  }
+  return level[0];
+}
+
+}  // namespace
+
+Digest32 MerkleLeafHash(std::span<const uint8_t> leaf) {
+  Sha256Hasher hasher;
+  return hasher.Update(std::span(&kLeafPrefix, 1)).Update(leaf).Finish();
+}
+
+Digest32 MerkleNodeHash(const Digest32& left, const Digest32& right) {
+  Sha256Hasher hasher;
+  return NodeHash(hasher, left, right);
+}
+
+Digest32 MerkleRoot(std::span<const Digest32> leaf_hashes) {
+  return Reduce(leaf_hashes, 0, nullptr);
+}
+
+std::vector<Digest32> MerkleInclusionProof(
+    std::span<const Digest32> leaf_hashes, size_t index) {
+  std::vector<Digest32> proof;
+  if (index >= leaf_hashes.size()) return proof;
+  Reduce(leaf_hashes, index, &proof);
+  return proof;
+}
+
+// The verification algorithm of RFC 9162 section 2.1.3.2, which checks
+// RFC 6962 audit paths. fn is the node's index in its level and sn the last
+// index of that level; where fn == sn and fn is even, the node has no
+// sibling and moves up unchanged, so the walk skips those levels.
+bool VerifyMerkleInclusion(const Digest32& leaf_hash, uint64_t index,
+                           uint64_t tree_size, std::span<const Digest32> proof,
+                           const Digest32& root) {
+  if (index >= tree_size) return false;
+  uint64_t fn = index;
+  uint64_t sn = tree_size - 1;
+  Digest32 r = leaf_hash;
+  Sha256Hasher hasher;
+  for (const Digest32& p : proof) {
+    if (sn == 0) return false;
+    if ((fn & 1) == 1 || fn == sn) {
+      r = NodeHash(hasher, p, r);
+      while ((fn & 1) == 0 && fn != 0) {
+        fn >>= 1;
+        sn >>= 1;
+      }
+    } else {
+      r = NodeHash(hasher, r, p);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return sn == 0 && r == root;
+}
+
+}  // namespace bantay::matcher

@@ -100,6 +100,10 @@ class SigningKey {
   // kNotFound / kIo / kInvalidArgument (not PEM, or not Ed25519).
   static Result<SigningKey> ReadPemFile(const std::string& path);
   static Result<SigningKey> FromPem(std::string_view pem);
+  // The 32-byte raw private key of RFC 8032 (what its test vectors call the
+  // SECRET KEY); kInvalidArgument for another length. For tests and
+  // known-answer checks: keys in use come from Generate.
+  static Result<SigningKey> FromSeed(std::span<const uint8_t> seed);
 
   SigningKey(SigningKey&&) noexcept;
   SigningKey& operator=(SigningKey&&) noexcept;
