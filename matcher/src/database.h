@@ -68,6 +68,10 @@ class Statement {
  public:
   virtual ~Statement() = default;
   // Runs the statement with these parameters; rows (if any) go to `on_row`.
+  // PostgreSQL: inside a transaction, a call without `on_row` is only queued
+  // (libpq pipeline mode, so that bulk inserts do not pay a round trip per
+  // row) and returns OK; an error of a queued call is returned by the next
+  // call that needs a result from the server, at the latest by Commit.
   virtual Status Execute(std::span<const Param> params,
                          const RowCallback& on_row = nullptr) = 0;
 };
@@ -104,6 +108,19 @@ class Connection {
   // and later calls return kUnavailable).
   virtual void Rollback() = 0;
 };
+
+namespace internal {
+
+// The backends behind Connection::Open.
+Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& path,
+                                               bool create);
+Result<std::unique_ptr<Connection>> OpenPostgres(const std::string& uri);
+
+// "$N" outside string literals, quoted identifiers and comments becomes
+// "?N" (SQLite's numbered parameters).
+std::string RewriteParamsForSqlite(std::string_view sql);
+
+}  // namespace internal
 
 }  // namespace bantay::matcher::db
 

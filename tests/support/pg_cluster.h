@@ -25,12 +25,24 @@ class PgCluster {
   std::string CreateDatabase(const std::string& name);
   int port() const { return port_; }
 
-  // One cluster per test binary, started on first use.
+  // One cluster per test binary, started on first use. When the environment
+  // variable BANTAY_TEST_PG_DIR names the directory of a cluster started by
+  // `pg_cluster_ctl start` (ctest's `postgres` fixture), that cluster is
+  // used and left running; otherwise the binary starts its own in a
+  // temporary directory and stops it at exit.
   static PgCluster& Shared();
+
+  // What `pg_cluster_ctl start|stop DIR` does: Start initialises a cluster
+  // in DIR/data (DIR is emptied first), starts it on a free port with its
+  // socket in DIR, writes the port to DIR/port and returns it; aborts on
+  // failure. Stop stops the cluster (if it runs) and removes DIR.
+  static int Start(const std::string& dir);
+  static void Stop(const std::string& dir);
 
  private:
   std::string dir_;
   int port_ = 0;
+  bool owned_ = false;  // started (and so stopped) by this object
 };
 
 }  // namespace bantay::testing
