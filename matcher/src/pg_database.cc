@@ -66,22 +66,23 @@ std::vector<std::string> SecretsOf(const std::string& uri) {
     size_t end = uri.find_first_of("@/", start);
     if (end != std::string::npos && uri[end] == '@') {
       size_t colon = uri.find(':', start);
-      if (colon < end) secrets.push_back(uri.substr(colon + 1, end - colon - 1));
+      if (colon < end)
+        secrets.push_back(uri.substr(colon + 1, end - colon - 1));
     }
   }
   for (size_t pos = uri.find("password="); pos != std::string::npos;
        pos = uri.find("password=", pos + 1)) {
     size_t start = pos + std::strlen("password=");
     size_t end = uri.find('&', start);
-    secrets.push_back(uri.substr(start, end == std::string::npos
-                                            ? std::string::npos
-                                            : end - start));
+    secrets.push_back(uri.substr(
+        start, end == std::string::npos ? std::string::npos : end - start));
   }
   std::erase_if(secrets, [](const std::string& s) { return s.empty(); });
   return secrets;
 }
 
-std::string Scrub(std::string message, const std::vector<std::string>& secrets) {
+std::string Scrub(std::string message,
+                  const std::vector<std::string>& secrets) {
   for (const std::string& secret : secrets) {
     for (size_t pos = message.find(secret); pos != std::string::npos;
          pos = message.find(secret, pos + 3)) {
@@ -246,9 +247,9 @@ class PgSession {
       PQclear(PQgetResult(conn_));
       if (PQexitPipelineMode(conn_) == 0) {
         broken_ = true;
-        return Error(ErrorCode::kUnavailable,
-                     "postgresql: cannot leave pipeline mode: " +
-                         ConnMessage());
+        return Error(
+            ErrorCode::kUnavailable,
+            "postgresql: cannot leave pipeline mode: " + ConnMessage());
       }
     }
     pipeline_ = false;
@@ -420,9 +421,7 @@ class PgSession {
     while ((drainer.current = PQgetResult(conn_)) != nullptr) {
       PGresult* result = drainer.current;
       ExecStatusType st = PQresultStatus(result);
-      if (!status.ok()) {
-        // Keep only the first error.
-      } else if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
+      if (status.ok() && (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK)) {
         int rows = PQntuples(result);
         if (on_row && rows > 0) {
           status = CheckColumns(result);
@@ -432,7 +431,9 @@ class PgSession {
             on_row(row_);
           }
         }
-      } else if (st != PGRES_COMMAND_OK && st != PGRES_EMPTY_QUERY) {
+      } else if (status.ok() && st != PGRES_SINGLE_TUPLE &&
+                 st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK &&
+                 st != PGRES_EMPTY_QUERY) {
         status = ResultError(result);
       }
       PQclear(result);
@@ -516,9 +517,9 @@ class PgSession {
   Error ConnectionError(std::string_view what) {
     bool lost = PQstatus(conn_) == CONNECTION_BAD;
     if (lost) broken_ = true;
-    return Error(lost ? ErrorCode::kUnavailable : ErrorCode::kInternal,
-                 std::string("postgresql: ") + std::string(what) + ": " +
-                     ConnMessage());
+    return Error(
+        lost ? ErrorCode::kUnavailable : ErrorCode::kInternal,
+        std::string("postgresql: ") + std::string(what) + ": " + ConnMessage());
   }
 
   // The server's primary message only: DETAIL lines may quote values.
@@ -676,9 +677,8 @@ Result<std::unique_ptr<Connection>> OpenPostgres(const std::string& uri) {
 
   // Defaults first: parameters given in the URI (expanded from "dbname")
   // come later and win.
-  const char* const keywords[] = {"connect_timeout",
-                                  "fallback_application_name", "dbname",
-                                  nullptr};
+  const char* const keywords[] = {
+      "connect_timeout", "fallback_application_name", "dbname", nullptr};
   const char* const values[] = {"10", "bantay", uri.c_str(), nullptr};
   PGconn* conn = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
   if (conn == nullptr) {

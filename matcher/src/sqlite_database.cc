@@ -252,9 +252,9 @@ class SqliteConnection final : public Connection {
     int rc = sqlite3_exec(session_->db(), script.c_str(), nullptr, nullptr,
                           &message);
     if (rc == SQLITE_OK) return {};
-    Error error(CodeOf(rc), std::string("sqlite: script: ") +
-                                (message != nullptr ? message
-                                                    : sqlite3_errstr(rc)));
+    Error error(CodeOf(rc),
+                std::string("sqlite: script: ") +
+                    (message != nullptr ? message : sqlite3_errstr(rc)));
     sqlite3_free(message);
     return error;
   }
@@ -323,9 +323,9 @@ Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& path,
       [&](const Row& row) { journal_mode = row.Text(0); });
   if (!status.ok()) return status.error();
   if (journal_mode != "wal") {
-    return Error(ErrorCode::kInternal,
-                 "sqlite: cannot use WAL mode for " + path + " (journal mode " +
-                     journal_mode + ")");
+    return Error(ErrorCode::kInternal, "sqlite: cannot use WAL mode for " +
+                                           path + " (journal mode " +
+                                           journal_mode + ")");
   }
   status = session->ExecuteCached("PRAGMA synchronous=FULL", {}, nullptr);
   if (!status.ok()) return status.error();

@@ -31,18 +31,18 @@ namespace {
 namespace fs = std::filesystem;
 using ::bantay::testing::PgCluster;
 
-#define ASSERT_OK(expr)                                          \
-  do {                                                           \
-    const auto& status_ = (expr);                                \
-    ASSERT_TRUE(status_.ok()) << status_.error().ToString();     \
+#define ASSERT_OK(expr)                                      \
+  do {                                                       \
+    const auto& status_ = (expr);                            \
+    ASSERT_TRUE(status_.ok()) << status_.error().ToString(); \
   } while (0)
 
-#define EXPECT_ERROR_CODE(expr, expected_code)                     \
-  do {                                                             \
-    const auto& status_ = (expr);                                  \
-    ASSERT_FALSE(status_.ok());                                    \
-    EXPECT_EQ(status_.error().code(), (expected_code))             \
-        << status_.error().ToString();                             \
+#define EXPECT_ERROR_CODE(expr, expected_code)         \
+  do {                                                 \
+    const auto& status_ = (expr);                      \
+    ASSERT_FALSE(status_.ok());                        \
+    EXPECT_EQ(status_.error().code(), (expected_code)) \
+        << status_.error().ToString();                 \
   } while (0)
 
 constexpr const char* kPassword = "Sup3rS3cret-pw";
@@ -161,8 +161,12 @@ TEST_P(DatabaseTest, EveryTypeRoundTripsExactly) {
   }
   std::string long_text(100'000, 'x');
   const std::vector<std::optional<std::string>> texts = {
-      std::nullopt, "", "plain", "h\xc3\xa9llo w\xc3\xb6rld \xe2\x80\x94 "
-      "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x99\x82", "quote ' and $1",
+      std::nullopt,
+      "",
+      "plain",
+      "h\xc3\xa9llo w\xc3\xb6rld \xe2\x80\x94 "
+      "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x99\x82",
+      "quote ' and $1",
       long_text};
   for (size_t i = 0; i < texts.size(); ++i) {
     Param params[] = {Param::Int(static_cast<int64_t>(i)),
@@ -174,8 +178,12 @@ TEST_P(DatabaseTest, EveryTypeRoundTripsExactly) {
   std::mt19937 rng(7);
   for (auto& b : random_bytes) b = static_cast<uint8_t>(rng());
   const std::vector<std::optional<std::vector<uint8_t>>> blobs = {
-      std::nullopt, std::vector<uint8_t>{}, Bytes({0}), Bytes({0, 0, 0}),
-      Bytes({0x00, 0xff, 0x00, 0x80, 0x7f}), random_bytes};
+      std::nullopt,
+      std::vector<uint8_t>{},
+      Bytes({0}),
+      Bytes({0, 0, 0}),
+      Bytes({0x00, 0xff, 0x00, 0x80, 0x7f}),
+      random_bytes};
   for (size_t i = 0; i < blobs.size(); ++i) {
     Param params[] = {Param::Int(static_cast<int64_t>(i)),
                       blobs[i] ? Param::Blob(*blobs[i]) : Param::Null()};
@@ -187,38 +195,34 @@ TEST_P(DatabaseTest, EveryTypeRoundTripsExactly) {
       " (2, 32767, 2147483647, false), (3, NULL, NULL, NULL)"));
 
   std::vector<std::optional<int64_t>> got_ints;
-  ASSERT_OK(conn_->Execute("SELECT id, v FROM ints ORDER BY id", {},
-                           [&](const Row& row) {
-                             ASSERT_EQ(row.columns(), 2);
-                             EXPECT_EQ(row.Int(0),
-                                       static_cast<int64_t>(got_ints.size()));
-                             got_ints.push_back(
-                                 row.IsNull(1) ? std::nullopt
-                                               : std::optional(row.Int(1)));
-                           }));
+  ASSERT_OK(conn_->Execute(
+      "SELECT id, v FROM ints ORDER BY id", {}, [&](const Row& row) {
+        ASSERT_EQ(row.columns(), 2);
+        EXPECT_EQ(row.Int(0), static_cast<int64_t>(got_ints.size()));
+        got_ints.push_back(row.IsNull(1) ? std::nullopt
+                                         : std::optional(row.Int(1)));
+      }));
   EXPECT_EQ(got_ints, ints);
 
   std::vector<std::optional<std::string>> got_texts;
-  ASSERT_OK(conn_->Execute("SELECT v FROM texts ORDER BY id", {},
-                           [&](const Row& row) {
-                             got_texts.push_back(
-                                 row.IsNull(0)
-                                     ? std::nullopt
-                                     : std::optional(std::string(row.Text(0))));
-                           }));
+  ASSERT_OK(conn_->Execute(
+      "SELECT v FROM texts ORDER BY id", {}, [&](const Row& row) {
+        got_texts.push_back(row.IsNull(0)
+                                ? std::nullopt
+                                : std::optional(std::string(row.Text(0))));
+      }));
   EXPECT_EQ(got_texts, texts);
 
   std::vector<std::optional<std::vector<uint8_t>>> got_blobs;
-  ASSERT_OK(conn_->Execute("SELECT v FROM blobs ORDER BY id", {},
-                           [&](const Row& row) {
-                             if (row.IsNull(0)) {
-                               got_blobs.push_back(std::nullopt);
-                               return;
-                             }
-                             auto b = row.Blob(0);
-                             got_blobs.emplace_back(
-                                 std::vector<uint8_t>(b.begin(), b.end()));
-                           }));
+  ASSERT_OK(conn_->Execute(
+      "SELECT v FROM blobs ORDER BY id", {}, [&](const Row& row) {
+        if (row.IsNull(0)) {
+          got_blobs.push_back(std::nullopt);
+          return;
+        }
+        auto b = row.Blob(0);
+        got_blobs.emplace_back(std::vector<uint8_t>(b.begin(), b.end()));
+      }));
   EXPECT_EQ(got_blobs, blobs);
 
   std::vector<std::vector<std::optional<int64_t>>> got_smalls;
@@ -346,9 +350,9 @@ TEST_P(DatabaseTest, SecondWriterWaitsForTheFirstToCommit) {
     second_status = second->BeginWrite();
     record("second:acquired");
     if (!second_status.ok()) return;
-    second_status = second->Execute(
-        "SELECT v FROM counter WHERE id = 1", {},
-        [&](const Row& row) { seen_by_second = row.Int(0); });
+    second_status =
+        second->Execute("SELECT v FROM counter WHERE id = 1", {},
+                        [&](const Row& row) { seen_by_second = row.Int(0); });
     if (!second_status.ok()) return;
     second_status =
         second->Execute("UPDATE counter SET v = v + 1 WHERE id = 1", {});
@@ -397,9 +401,9 @@ TEST_P(DatabaseTest, ReadTransactionSeesOneState) {
 TEST_P(DatabaseTest, SqlErrorsAreInternalAndTheConnectionKeepsWorking) {
   ASSERT_OK(conn_->ExecScript(
       "CREATE TABLE u (id BIGINT PRIMARY KEY, v TEXT UNIQUE)"));
-  ASSERT_OK(conn_->Execute("INSERT INTO u VALUES ($1, $2)",
-                           std::vector<Param>{Param::Int(1),
-                                              Param::Text("hidden-value")}));
+  ASSERT_OK(conn_->Execute(
+      "INSERT INTO u VALUES ($1, $2)",
+      std::vector<Param>{Param::Int(1), Param::Text("hidden-value")}));
 
   EXPECT_ERROR_CODE(conn_->Execute("SELEC 1", {}), ErrorCode::kInternal);
   EXPECT_ERROR_CODE(conn_->Execute("SELECT * FROM missing_table", {}),
@@ -411,8 +415,7 @@ TEST_P(DatabaseTest, SqlErrorsAreInternalAndTheConnectionKeepsWorking) {
       "INSERT INTO u VALUES ($1, $2)",
       std::vector<Param>{Param::Int(2), Param::Text("hidden-value")});
   EXPECT_ERROR_CODE(duplicate, ErrorCode::kInternal);
-  EXPECT_EQ(duplicate.error().message().find("hidden-value"),
-            std::string::npos)
+  EXPECT_EQ(duplicate.error().message().find("hidden-value"), std::string::npos)
       << duplicate.error().message();
   // SQLite refuses at Prepare, PostgreSQL (which prepares at the first
   // Execute) then.
@@ -422,17 +425,17 @@ TEST_P(DatabaseTest, SqlErrorsAreInternalAndTheConnectionKeepsWorking) {
 
   // Inside a transaction: the error, a rollback, and on.
   ASSERT_OK(conn_->BeginWrite());
-  ASSERT_OK(conn_->Execute("INSERT INTO u VALUES ($1, $2)",
-                           std::vector<Param>{Param::Int(3),
-                                              Param::Text("three")}));
+  ASSERT_OK(
+      conn_->Execute("INSERT INTO u VALUES ($1, $2)",
+                     std::vector<Param>{Param::Int(3), Param::Text("three")}));
   EXPECT_ERROR_CODE(conn_->Execute("SELECT * FROM missing_table", {}),
                     ErrorCode::kInternal);
   conn_->Rollback();
   EXPECT_EQ(Count(*conn_, "u"), 1);
   ASSERT_OK(conn_->BeginWrite());
-  ASSERT_OK(conn_->Execute("INSERT INTO u VALUES ($1, $2)",
-                           std::vector<Param>{Param::Int(3),
-                                              Param::Text("three")}));
+  ASSERT_OK(
+      conn_->Execute("INSERT INTO u VALUES ($1, $2)",
+                     std::vector<Param>{Param::Int(3), Param::Text("three")}));
   ASSERT_OK(conn_->Commit());
   EXPECT_EQ(Count(*conn_, "u"), 2);
 }
@@ -564,10 +567,10 @@ TEST_F(SqliteDatabaseTest, UsesWalFullSyncAndForeignKeys) {
     synchronous = row.Int(0);
   }));
   EXPECT_EQ(synchronous, 2);  // FULL
-  ASSERT_OK((*conn)->ExecScript(
-      "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
-      "CREATE TABLE child (id INTEGER PRIMARY KEY,"
-      "  parent INTEGER NOT NULL REFERENCES parent (id))"));
+  ASSERT_OK(
+      (*conn)->ExecScript("CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+                          "CREATE TABLE child (id INTEGER PRIMARY KEY,"
+                          "  parent INTEGER NOT NULL REFERENCES parent (id))"));
   EXPECT_ERROR_CODE((*conn)->Execute("INSERT INTO child VALUES (1, $1)",
                                      std::vector<Param>{Param::Int(9)}),
                     ErrorCode::kInternal);
@@ -622,10 +625,10 @@ TEST(PostgresDatabaseTest, LostConnectionIsUnavailableFromThenOn) {
                                [&](const Row& row) { pid = row.Int(0); }));
   ASSERT_GT(pid, 0);
   int64_t terminated = 0;
-  ASSERT_OK((*killer)->Execute(
-      "SELECT pg_terminate_backend($1::integer, 10000)",
-      std::vector<Param>{Param::Int(pid)},
-      [&](const Row& row) { terminated = row.Int(0); }));
+  ASSERT_OK(
+      (*killer)->Execute("SELECT pg_terminate_backend($1::integer, 10000)",
+                         std::vector<Param>{Param::Int(pid)},
+                         [&](const Row& row) { terminated = row.Int(0); }));
   ASSERT_EQ(terminated, 1);
 
   EXPECT_ERROR_CODE((*victim)->Execute("SELECT 1", {}, [](const Row&) {}),
@@ -634,8 +637,7 @@ TEST(PostgresDatabaseTest, LostConnectionIsUnavailableFromThenOn) {
                     ErrorCode::kUnavailable);
   (*victim)->Rollback();
   EXPECT_ERROR_CODE((*victim)->BeginWrite(), ErrorCode::kUnavailable);
-  EXPECT_ERROR_CODE((*victim)->ExecScript("SELECT 1"),
-                    ErrorCode::kUnavailable);
+  EXPECT_ERROR_CODE((*victim)->ExecScript("SELECT 1"), ErrorCode::kUnavailable);
 }
 
 }  // namespace

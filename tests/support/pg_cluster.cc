@@ -54,8 +54,7 @@ fs::path BinDir() {
   int best = -1;
   fs::path best_dir;
   std::error_code ec;
-  for (const auto& entry :
-       fs::directory_iterator("/usr/lib/postgresql", ec)) {
+  for (const auto& entry : fs::directory_iterator("/usr/lib/postgresql", ec)) {
     int version = std::atoi(entry.path().filename().c_str());
     fs::path bin = entry.path() / "bin";
     if (version > best && fs::exists(bin / "initdb") &&
@@ -99,7 +98,8 @@ void GiveToServerUser(const fs::path& path) {
 bool Run(const std::vector<std::string>& args, const fs::path& log) {
   RunAs as = ServerUser();
   std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) Die("cannot write " + log.string());
@@ -111,9 +111,8 @@ bool Run(const std::vector<std::string>& args, const fs::path& log) {
     dup2(fd, STDERR_FILENO);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-    if (as.switch_user &&
-        (setgroups(0, nullptr) != 0 || setgid(as.gid) != 0 ||
-         setuid(as.uid) != 0)) {
+    if (as.switch_user && (setgroups(0, nullptr) != 0 || setgid(as.gid) != 0 ||
+                           setuid(as.uid) != 0)) {
       _exit(126);
     }
     execv(argv[0], argv.data());
@@ -164,8 +163,8 @@ int PgCluster::Start(const std::string& dir_name) {
   std::error_code ec;
   fs::remove_all(dir, ec);
   fs::create_directories(dir, ec);
+  if (!ec) fs::permissions(dir, fs::perms::owner_all, ec);
   if (ec) Die("cannot create " + dir.string() + ": " + ec.message());
-  fs::permissions(dir, fs::perms::owner_all);
   GiveToServerUser(dir);
 
   fs::path initdb_log = dir / "initdb.log";
