@@ -246,12 +246,19 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
   Signature signature{};
   std::memcpy(signature.data(), file.data() + file.size() - 64, 64);
 
-  if (out.version.public_key != trusted_key) {
-    return Error(ErrorCode::kPermissionDenied,
-                 "snapshot " + path + " is signed by another key than the trusted public key");
-  }
-  if (!VerifySignature(trusted_key, SignedMessage(header, sealed), signature)) {
+  const std::vector<uint8_t> signed_part = SignedMessage(header, sealed);
+  if (!VerifySignature(trusted_key, signed_part, signature)) {
+    // Another signer only when the file verifies under the key it names;
+    // otherwise it was modified (a flipped bit in that key included).
+    if (out.version.public_key != trusted_key &&
+        VerifySignature(out.version.public_key, signed_part, signature)) {
+      return Error(ErrorCode::kPermissionDenied,
+                   "snapshot " + path + " is signed by another key than the trusted public key");
+    }
     return Corrupt(path, "the signature does not verify (the file was modified)");
+  }
+  if (out.version.public_key != trusted_key) {
+    return Corrupt(path, "the signer's public key in the header is not the trusted key");
   }
   if (key_id != key.id) {
     return Error(ErrorCode::kPermissionDenied, "snapshot " + path + " is encrypted with key " +

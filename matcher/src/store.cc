@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ctime>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -107,6 +108,13 @@ bool CopyBlob(std::span<const uint8_t> from, std::array<uint8_t, N>* to) {
 size_t ValueSize(SignalType type) { return type == SignalType::kMd5 ? 16 : 32; }
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// An unsigned bound (a limit, an id to start after) as an SQL integer:
+// saturated, since PostgreSQL refuses a negative LIMIT and a wrapped id
+// would select from the start.
+int64_t SqlBound(uint64_t v) {
+  return static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
+}
 
 Status CheckText(std::string_view what, std::string_view text, bool allow_empty) {
   if (text.empty() && !allow_empty) {
@@ -799,9 +807,13 @@ Result<uint64_t> Store::Rekey(const ChangeContext& context) {
       s = (*update)->Execute(p);
       if (!s.ok()) return s.error();
     }
+    // Every value changed (its ciphertext), so the record covers every leaf.
+    std::vector<Digest32> leaves;
+    leaves.reserve(entries.size());
+    for (const auto& [e, leaf] : entries) leaves.push_back(leaf);
     Impl::ChangeSummary summary;
     summary.count = entries.size();
-    summary.entries_digest = DigestOfLeaves({});
+    summary.entries_digest = DigestOfLeaves(leaves);
     return summary;
   });
 }
@@ -841,12 +853,11 @@ Result<std::vector<StoredEntry>> Store::Entries(const std::string& list, uint64_
   const std::string columns = "SELECT " + std::string(kEntryColumns) + " FROM entries ";
   Status s = list.empty()
                  ? im.Exec(columns + "WHERE id > $1 ORDER BY id LIMIT $2",
-                           {Param::Int(static_cast<int64_t>(after_id)),
-                            Param::Int(static_cast<int64_t>(limit))},
+                           {Param::Int(SqlBound(after_id)), Param::Int(SqlBound(limit))},
                            on_row)
                  : im.Exec(columns + "WHERE list = $1 AND id > $2 ORDER BY id LIMIT $3",
-                           {Param::Text(list), Param::Int(static_cast<int64_t>(after_id)),
-                            Param::Int(static_cast<int64_t>(limit))},
+                           {Param::Text(list), Param::Int(SqlBound(after_id)),
+                            Param::Int(SqlBound(limit))},
                            on_row);
   if (!s.ok()) return s.error();
   if (!failed.ok()) return failed.error();
@@ -1021,7 +1032,7 @@ Result<std::vector<AuditRecord>> Store::Audit(uint64_t after_seq, size_t limit) 
   Status s = impl_->ReadAudit(
       "SELECT seq, time, actor, action, list, count, entries_digest, prev_digest, digest "
       "FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
-      {Param::Int(static_cast<int64_t>(after_seq)), Param::Int(static_cast<int64_t>(limit))},
+      {Param::Int(SqlBound(after_seq)), Param::Int(SqlBound(limit))},
       &records);
   if (!s.ok()) return s.error();
   return records;
@@ -1116,6 +1127,13 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key) 
   std::vector<Digest32> active;
   s = im.Exec("SELECT " + std::string(kEntryColumns) + " FROM entries ORDER BY id", {},
               [&](const Row& row) {
+                // The tree is over the stored leaves: a value that does not
+                // decrypt is reported for itself, not as a changed root too.
+                Digest32 stored_leaf{};
+                if (CopyBlob(row.Blob(5), &stored_leaf) && row.Int(12) == 0 &&
+                    list_enabled[std::string(row.Text(1))]) {
+                  active.push_back(stored_leaf);
+                }
                 StoredEntry e;
                 Digest32 leaf{};
                 Status d = im.DecodeEntry(row, &e, &leaf);
@@ -1131,9 +1149,6 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key) 
                   }
                 }
                 Wipe(e.value);
-                if (e.status == EntryStatus::kActive && list_enabled[e.list]) {
-                  active.push_back(leaf);
-                }
               });
   if (!s.ok()) return fail(s.error());
   im.conn->Rollback();

@@ -1,0 +1,214 @@
+#include "bantay/matcher/store_index.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "store_test_util.h"
+
+namespace bantay::matcher {
+namespace {
+
+using store_testing::BackendName;
+using store_testing::Entry;
+using store_testing::ExactIds;
+using store_testing::MatchAll;
+using store_testing::Md5Value;
+using store_testing::ReferencePdqValues;
+using store_testing::Sha256Value;
+
+using Values = std::vector<std::pair<SignalType, std::array<uint8_t, 32>>>;
+
+TEST(StoreIndexEntryTest, ToIndexEntryCopiesTheMatchingFields) {
+  StoredEntry s;
+  s.id = 42;
+  s.list = "hotline-a";
+  s.type = SignalType::kSha256;
+  s.value = Sha256Value("x");
+  s.category = "A1";
+  s.reference = "case-42";
+  s.source = "feed.csv";
+  s.added_by = "alice";
+  const IndexEntry e = ToIndexEntry(s);
+  EXPECT_EQ(e.id, 42u);
+  EXPECT_EQ(e.list, "hotline-a");
+  EXPECT_EQ(e.type, SignalType::kSha256);
+  EXPECT_EQ(e.value, Sha256Value("x"));
+  EXPECT_EQ(e.category, "A1");
+  EXPECT_EQ(e.reference, "case-42");
+}
+
+class StoreIndexTest : public store_testing::StoreBackendTest {
+ protected:
+  void SetUp() override {
+    StoreBackendTest::SetUp();
+    pdq_ = ReferencePdqValues();
+    ASSERT_GE(pdq_.size(), 10u);
+    store_ = Init();
+    ASSERT_NE(store_, nullptr);
+  }
+
+  // Adds one entry and remembers its value for the comparisons.
+  void Add(const std::string& list, SignalType type, const std::array<uint8_t, 32>& value,
+           const std::string& reference) {
+    values_.emplace_back(type, value);
+    STORE_ASSERT_OK(store_->AddEntries({Entry(list, type, value, "A1", reference)}, Ctx()));
+  }
+
+  std::unique_ptr<HashIndex> Load() {
+    auto index = std::make_unique<HashIndex>();
+    Result<uint64_t> v = LoadIndexFromStore(*store_, index.get());
+    EXPECT_TRUE(v.ok()) << v.error().ToString();
+    if (v.ok()) {
+      EXPECT_EQ(*v, VersionOf(*store_));
+      EXPECT_EQ(index->Snapshot()->store_version(), *v);
+    }
+    return index;
+  }
+
+  // Brings `index` up to the store's version through the change feed.
+  void Catch(HashIndex* index) {
+    Result<ChangeSet> changes = store_->ChangesSince(index->Snapshot()->store_version());
+    STORE_ASSERT_OK(changes);
+    STORE_ASSERT_OK(ApplyChangeSet(*changes, index));
+    EXPECT_EQ(index->Snapshot()->store_version(), VersionOf(*store_));
+  }
+
+  void ExpectSameMatches(const HashIndex& a, const HashIndex& b) {
+    EXPECT_EQ(a.Snapshot()->store_version(), b.Snapshot()->store_version());
+    EXPECT_EQ(MatchAll(*a.Snapshot(), values_), MatchAll(*b.Snapshot(), values_));
+  }
+
+  std::vector<uint64_t> Ids(const HashIndex& index, size_t value) {
+    return ExactIds(*index.Snapshot(), values_[value].first, values_[value].second);
+  }
+
+  std::unique_ptr<Store> store_;
+  std::vector<std::array<uint8_t, 32>> pdq_;
+  Values values_;  // value i is entry i + 1
+};
+
+TEST_P(StoreIndexTest, LoadFromTheStore) {
+  Add("hotline-a", SignalType::kPdq, pdq_[0], "case-1");
+  Add("hotline-a", SignalType::kMd5, Md5Value("two"), "case-2");
+  Add("ngo-b", SignalType::kSha256, Sha256Value("three"), "case-3");
+  Add("ngo-b", SignalType::kPdq, pdq_[1], "case-4");
+  Add("ngo-c", SignalType::kPdq, pdq_[2], "case-5");
+  STORE_ASSERT_OK(store_->SetEntriesStatus({4}, EntryStatus::kDisabled, Ctx()));
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-c", false, Ctx()));
+  std::unique_ptr<HashIndex> index = Load();
+  std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
+  EXPECT_EQ(snap->store_version(), 8u);
+  EXPECT_EQ(snap->size(SignalType::kPdq), 3u);  // disabled ones are held
+  EXPECT_EQ(snap->size(SignalType::kMd5), 1u);
+  EXPECT_EQ(snap->size(SignalType::kSha256), 1u);
+  for (uint64_t id = 1; id <= 5; ++id) EXPECT_TRUE(snap->Contains(id)) << id;
+  EXPECT_FALSE(snap->EntryEnabled(4));
+  EXPECT_FALSE(snap->ListEnabled("ngo-c"));
+
+  EXPECT_EQ(Ids(*index, 0), (std::vector<uint64_t>{1}));
+  EXPECT_EQ(Ids(*index, 1), (std::vector<uint64_t>{2}));
+  EXPECT_EQ(Ids(*index, 2), (std::vector<uint64_t>{3}));
+  EXPECT_EQ(Ids(*index, 3), (std::vector<uint64_t>{}));  // disabled entry
+  EXPECT_EQ(Ids(*index, 4), (std::vector<uint64_t>{}));  // disabled list
+  std::vector<Match> matches;
+  snap->MatchExact(SignalType::kSha256, values_[2].second.data(), &matches);
+  ASSERT_EQ(matches.size(), 1u);
+  EXPECT_EQ(matches[0].list, "ngo-b");
+  EXPECT_EQ(matches[0].category, "A1");
+  EXPECT_EQ(matches[0].reference, "case-3");
+}
+
+TEST_P(StoreIndexTest, ChangeFeedGivesTheSameIndexAsAFreshLoad) {
+  // One index follows every change; one is loaded at each version and
+  // caught up at the end, in one jump.
+  std::unique_ptr<HashIndex> follower = Load();
+  std::vector<std::unique_ptr<HashIndex>> at_version;
+  auto step = [&](const std::function<void()>& change) {
+    change();
+    if (::testing::Test::HasFatalFailure()) return;
+    Catch(follower.get());
+    std::unique_ptr<HashIndex> fresh = Load();
+    ExpectSameMatches(*follower, *fresh);
+    at_version.push_back(std::move(fresh));
+  };
+
+  step([&] { Add("hotline-a", SignalType::kPdq, pdq_[0], "case-1"); });  // v2, id 1
+  step([&] { Add("hotline-a", SignalType::kMd5, Md5Value("two"), "case-2"); });
+  step([&] { Add("ngo-b", SignalType::kSha256, Sha256Value("three"), "case-3"); });
+  step([&] { Add("ngo-b", SignalType::kPdq, pdq_[1], "case-4"); });  // v5, id 4
+  EXPECT_EQ(Ids(*follower, 3), (std::vector<uint64_t>{4}));
+  step([&] { STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx())); });
+  EXPECT_EQ(Ids(*follower, 0), (std::vector<uint64_t>{}));
+  step([&] { STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", false, Ctx())); });
+  EXPECT_EQ(Ids(*follower, 2), (std::vector<uint64_t>{}));
+  EXPECT_EQ(Ids(*follower, 3), (std::vector<uint64_t>{}));
+  // Added to a disabled list: held, not matched.
+  step([&] { Add("ngo-b", SignalType::kPdq, pdq_[2], "case-5"); });  // id 5
+  EXPECT_TRUE(follower->Snapshot()->Contains(5));
+  EXPECT_EQ(Ids(*follower, 4), (std::vector<uint64_t>{}));
+  step([&] { Add("hotline-a", SignalType::kPdq, pdq_[3], "case-6"); });  // id 6
+  step([&] { STORE_ASSERT_OK(store_->SetEntriesStatus({6}, EntryStatus::kDisabled, Ctx())); });
+  step([&] { STORE_ASSERT_OK(store_->RemoveEntries({1, 2}, Ctx())); });
+  EXPECT_FALSE(follower->Snapshot()->Contains(1));
+  EXPECT_EQ(Ids(*follower, 1), (std::vector<uint64_t>{}));
+  step([&] { STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", true, Ctx())); });
+  EXPECT_EQ(Ids(*follower, 2), (std::vector<uint64_t>{3}));
+  EXPECT_EQ(Ids(*follower, 4), (std::vector<uint64_t>{5}));
+  step([&] { STORE_ASSERT_OK(store_->SetEntriesStatus({6}, EntryStatus::kActive, Ctx())); });
+  EXPECT_EQ(Ids(*follower, 5), (std::vector<uint64_t>{6}));
+  step([&] {
+    values_.emplace_back(SignalType::kPdq, pdq_[4]);
+    values_.emplace_back(SignalType::kPdq, pdq_[5]);
+    values_.emplace_back(SignalType::kMd5, Md5Value("nine"));
+    STORE_ASSERT_OK(store_->AddEntries({Entry("ngo-c", SignalType::kPdq, pdq_[4]),
+                                        Entry("ngo-c", SignalType::kPdq, pdq_[5]),
+                                        Entry("hotline-a", SignalType::kMd5, Md5Value("nine"))},
+                                       Ctx()));
+  });
+  step([&] { STORE_ASSERT_OK(store_->SetEntriesStatus({7, 3}, EntryStatus::kDisabled, Ctx())); });
+  step([&] { STORE_ASSERT_OK(store_->SetListEnabled("ngo-c", false, Ctx())); });
+  step([&] { STORE_ASSERT_OK(store_->RemoveEntries({7, 9}, Ctx())); });
+  step([&] { STORE_ASSERT_OK(store_->SetEntriesStatus({3}, EntryStatus::kActive, Ctx())); });
+  step([&] { Add("ngo-c", SignalType::kPdq, pdq_[6], "case-10"); });
+  step([&] { STORE_ASSERT_OK(store_->SetListEnabled("ngo-c", true, Ctx())); });
+  step([&] { STORE_ASSERT_OK(store_->Rekey(Ctx())); });  // a version that changes no match
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  EXPECT_EQ(VersionOf(*store_), 21u);
+
+  std::unique_ptr<HashIndex> fresh = Load();
+  EXPECT_EQ(Ids(*fresh, 0), (std::vector<uint64_t>{}));    // removed
+  EXPECT_EQ(Ids(*fresh, 2), (std::vector<uint64_t>{3}));   // enabled again
+  EXPECT_EQ(Ids(*fresh, 6), (std::vector<uint64_t>{}));    // removed
+  EXPECT_EQ(Ids(*fresh, 7), (std::vector<uint64_t>{8}));
+  EXPECT_EQ(Ids(*fresh, 9), (std::vector<uint64_t>{10}));
+  ExpectSameMatches(*follower, *fresh);
+  for (size_t i = 0; i < at_version.size(); ++i) {
+    SCOPED_TRACE("index loaded at store version " +
+                 std::to_string(at_version[i]->Snapshot()->store_version()));
+    Catch(at_version[i].get());
+    ExpectSameMatches(*at_version[i], *fresh);
+  }
+}
+
+TEST_P(StoreIndexTest, AnEmptyChangeSetOnlyRelabels) {
+  Add("hotline-a", SignalType::kPdq, pdq_[0], "case-1");
+  std::unique_ptr<HashIndex> index = Load();
+  const uint64_t before = index->Snapshot()->version();
+  Result<ChangeSet> changes = store_->ChangesSince(2);
+  STORE_ASSERT_OK(changes);
+  EXPECT_TRUE(changes->upserts.empty());
+  STORE_ASSERT_OK(ApplyChangeSet(*changes, index.get()));
+  EXPECT_EQ(index->Snapshot()->store_version(), 2u);
+  EXPECT_EQ(Ids(*index, 0), (std::vector<uint64_t>{1}));
+  EXPECT_GE(index->Snapshot()->version(), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreIndexTest, ::testing::Values("sqlite", "postgres"),
+                         BackendName);
+
+}  // namespace
+}  // namespace bantay::matcher

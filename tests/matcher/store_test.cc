@@ -1,0 +1,1215 @@
+#include "bantay/matcher/store.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/merkle.h"
+#include "database.h"
+#include "store_test_util.h"
+
+namespace bantay::matcher {
+namespace {
+
+using store_testing::BackendName;
+using store_testing::Entry;
+using store_testing::LeavesDigest;
+using store_testing::Md5Value;
+using store_testing::ReferencePdqValues;
+using store_testing::Sha256Value;
+
+Status Exec(db::Connection& conn, std::string_view sql, std::vector<db::Param> params = {}) {
+  return conn.Execute(sql, params);
+}
+
+std::string ReadFileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string Upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool HasProblem(const VerifyReport& report, const std::string& text) {
+  return std::find(report.problems.begin(), report.problems.end(), text) !=
+         report.problems.end();
+}
+
+std::string Problems(const VerifyReport& report) {
+  std::string out;
+  for (const std::string& p : report.problems) out += "\n  " + p;
+  return out;
+}
+
+class StoreTest : public store_testing::StoreBackendTest {
+ protected:
+  void SetUp() override {
+    StoreBackendTest::SetUp();
+    pdq_ = ReferencePdqValues();
+    ASSERT_GE(pdq_.size(), 8u);
+  }
+
+  // Version 2: three entries in "hotline-a" (ids 1-3); version 3: two in
+  // "ngo-b" (ids 4-5).
+  void Populate(Store& store) {
+    ASSERT_EQ(*store.AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "case-1"),
+                                 Entry("hotline-a", SignalType::kPdq, pdq_[1], "B2", "case-2"),
+                                 Entry("hotline-a", SignalType::kMd5, Md5Value("three"), "A1",
+                                       "case-3")},
+                                Ctx()),
+              2u);
+    ASSERT_EQ(*store.AddEntries({Entry("ngo-b", SignalType::kSha256, Sha256Value("four"), "B1",
+                                       "case-4"),
+                                 Entry("ngo-b", SignalType::kPdq, pdq_[2], "B1", "case-5")},
+                                Ctx("bob", "import.csv"), "import"),
+              3u);
+  }
+
+  // Populate, then entry 2 disabled (version 4).
+  std::unique_ptr<Store> PopulatedStore() {
+    std::unique_ptr<Store> store = Init();
+    if (store == nullptr) return nullptr;
+    Populate(*store);
+    Result<uint64_t> v = store->SetEntriesStatus({2}, EntryStatus::kDisabled, Ctx());
+    EXPECT_TRUE(v.ok() && *v == 4u);
+    return store;
+  }
+
+  Status DropAppendOnlyTriggers(db::Connection& conn) {
+    return conn.ExecScript(
+        sqlite() ? "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; "
+                   "DROP TRIGGER versions_no_update; DROP TRIGGER versions_no_delete;"
+                 : "DROP TRIGGER audit_append_only ON audit; "
+                   "DROP TRIGGER versions_append_only ON versions;");
+  }
+
+  // Verify of a fresh Store object on the (tampered) database.
+  VerifyReport VerifyFresh() {
+    std::unique_ptr<Store> store = Open();
+    if (store == nullptr) return {};
+    Result<VerifyReport> report = store->Verify(std::nullopt);
+    EXPECT_TRUE(report.ok()) << report.error().ToString();
+    return report.ok() ? *report : VerifyReport{};
+  }
+
+  // Every active entry of an enabled list, in id order.
+  static std::vector<StoredEntry> ActiveEntries(Store& store) {
+    std::set<std::string> disabled_lists;
+    const Result<std::vector<ListInfo>> lists = store.Lists();
+    EXPECT_TRUE(lists.ok());
+    if (!lists.ok()) return {};
+    for (const ListInfo& l : *lists) {
+      if (!l.enabled) disabled_lists.insert(l.name);
+    }
+    std::vector<StoredEntry> out;
+    for (StoredEntry& e : AllEntries(store)) {
+      if (e.status == EntryStatus::kActive && !disabled_lists.count(e.list)) out.push_back(e);
+    }
+    return out;
+  }
+
+  // Checks the current signed version against an independent recomputation.
+  void ExpectRootMatchesEntries(Store& store) {
+    const std::vector<StoredEntry> active = ActiveEntries(store);
+    std::vector<Digest32> leaves;
+    for (const StoredEntry& e : active) leaves.push_back(EntryLeafHash(e));
+    Result<VersionRecord> root = store.Root();
+    STORE_ASSERT_OK(root);
+    EXPECT_EQ(root->version, VersionOf(store));
+    EXPECT_EQ(root->root, MerkleRoot(leaves));
+    EXPECT_EQ(root->active_count, active.size());
+    EXPECT_EQ(root->public_key, SignerPublic());
+    EXPECT_TRUE(VerifySignature(SignerPublic(), VersionSigningMessage(store.store_id(), *root),
+                                root->signature));
+    Result<std::vector<AuditRecord>> audit = store.Audit(root->version - 1, 10);
+    STORE_ASSERT_OK(audit);
+    ASSERT_EQ(audit->size(), 1u);
+    EXPECT_EQ(root->audit_digest, audit->front().digest);
+  }
+
+  std::vector<std::array<uint8_t, 32>> pdq_;
+};
+
+// --- Init and Open ---------------------------------------------------------------
+
+TEST_P(StoreTest, InitCommitsVersionOneThenOpenReadsIt) {
+  std::array<uint8_t, 16> id{};
+  {
+    std::unique_ptr<Store> store = Init();
+    ASSERT_NE(store, nullptr);
+    EXPECT_NE(store->store_id(), (std::array<uint8_t, 16>{}));
+    id = store->store_id();
+    EXPECT_EQ(VersionOf(*store), 1u);
+  }
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->store_id(), id);
+  EXPECT_EQ(VersionOf(*store), 1u);
+
+  Result<std::vector<AuditRecord>> audit = store->Audit(0, 100);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  const AuditRecord& r = audit->front();
+  EXPECT_EQ(r.seq, 1u);
+  EXPECT_EQ(r.action, "init");
+  EXPECT_EQ(r.actor, "alice");
+  EXPECT_EQ(r.list, "");
+  EXPECT_EQ(r.count, 0u);
+  EXPECT_EQ(r.entries_digest, store_testing::Sha256Of({}));
+  EXPECT_EQ(r.prev_digest, Digest32{});
+  EXPECT_EQ(r.digest, AuditRecordDigest(r));
+
+  Result<VersionRecord> root = store->Root();
+  STORE_ASSERT_OK(root);
+  EXPECT_EQ(root->version, 1u);
+  EXPECT_EQ(root->root, MerkleRoot({}));
+  EXPECT_EQ(root->root, store_testing::Sha256Of({}));  // RFC 6962: the empty tree
+  EXPECT_EQ(root->active_count, 0u);
+  EXPECT_EQ(root->audit_digest, r.digest);
+  EXPECT_EQ(root->created_at, r.time);
+  EXPECT_EQ(root->public_key, SignerPublic());
+  EXPECT_TRUE(VerifySignature(SignerPublic(), VersionSigningMessage(id, *root), root->signature));
+
+  EXPECT_TRUE(store->Lists()->empty());
+  EXPECT_TRUE(AllEntries(*store).empty());
+  Result<StoreStats> stats = store->Stats();
+  STORE_ASSERT_OK(stats);
+  EXPECT_EQ(stats->version, 1u);
+  EXPECT_EQ(stats->store_id, id);
+  EXPECT_EQ(stats->lists, 0u);
+  EXPECT_EQ(stats->active_by_type, (std::array<uint64_t, 3>{0, 0, 0}));
+  EXPECT_EQ(stats->disabled, 0u);
+  EXPECT_TRUE(stats->values_by_key.empty());
+}
+
+TEST_P(StoreTest, InitOfAnExistingStoreIsRefusedAndChangesNothing) {
+  std::unique_ptr<Store> first = Init();
+  ASSERT_NE(first, nullptr);
+  STORE_EXPECT_CODE(Store::Init(url_, Keys(), Ctx()), ErrorCode::kInvalidArgument);
+  first.reset();
+  STORE_EXPECT_CODE(Store::Init(url_, Keys(), Ctx()), ErrorCode::kInvalidArgument);
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(VersionOf(*store), 1u);
+  EXPECT_EQ(store->Audit(0, 100)->size(), 1u);
+}
+
+TEST_P(StoreTest, InitNeedsADataKeyAndASigningKey) {
+  StoreKeys no_data = Keys();
+  no_data.data_keys.clear();
+  STORE_EXPECT_CODE(Store::Init(url_, std::move(no_data), Ctx()), ErrorCode::kInvalidArgument);
+  StoreKeys no_signer = Keys();
+  no_signer.signing_key.reset();
+  STORE_EXPECT_CODE(Store::Init(url_, std::move(no_signer), Ctx()), ErrorCode::kInvalidArgument);
+  STORE_EXPECT_CODE(Store::Open(url_, Keys()), ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, OpenWithoutAStoreIsNotFound) {
+  // SQLite: the file does not exist; PostgreSQL: an empty database.
+  STORE_EXPECT_CODE(Store::Open(url_, Keys()), ErrorCode::kNotFound);
+  if (sqlite()) {
+    EXPECT_FALSE(std::filesystem::exists(path_));
+  }
+}
+
+TEST_P(StoreTest, OpenOfAnUnknownSchemaVersionIsInvalidArgument) {
+  ASSERT_NE(Init(), nullptr);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  const std::array<uint8_t, 8> two = {0, 0, 0, 0, 0, 0, 0, 2};
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
+                       {db::Param::Blob(two)}));
+  STORE_EXPECT_CODE(Store::Open(url_, Keys()), ErrorCode::kInvalidArgument);
+}
+
+TEST_P(StoreTest, ChangesWithoutTheSigningKeyAreDeniedAndChangeNothing) {
+  {
+    std::unique_ptr<Store> store = Init();
+    ASSERT_NE(store, nullptr);
+    Populate(*store);
+  }
+  StoreKeys read_only;
+  read_only.data_keys = {key_};
+  std::unique_ptr<Store> store = Open(std::move(read_only));
+  ASSERT_NE(store, nullptr);
+  const std::vector<StoredEntry> before = AllEntries(*store);
+  ASSERT_EQ(before.size(), 5u);
+
+  STORE_EXPECT_CODE(store->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[5])}, Ctx()),
+                    ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->AddEntries({Entry("new-list", SignalType::kPdq, pdq_[5])}, Ctx()),
+                    ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->RemoveEntries({1}, Ctx()), ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()),
+                    ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->SetListEnabled("ngo-b", false, Ctx()), ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->Rekey(Ctx()), ErrorCode::kPermissionDenied);
+
+  EXPECT_EQ(VersionOf(*store), 3u);
+  EXPECT_EQ(store->Audit(0, 100)->size(), 3u);
+  store_testing::ExpectSameEntries(AllEntries(*store), before);
+  Result<std::vector<ListInfo>> lists = store->Lists();
+  STORE_ASSERT_OK(lists);
+  ASSERT_EQ(lists->size(), 2u);
+  EXPECT_TRUE((*lists)[1].enabled);
+}
+
+TEST_P(StoreTest, ReadingNeedsTheDataKeyOfTheValues) {
+  {
+    std::unique_ptr<Store> store = Init();
+    ASSERT_NE(store, nullptr);
+    Populate(*store);
+  }
+  StoreKeys other;
+  other.data_keys = {GenerateDataKey()};
+  other.signing_key = Signer();
+  std::unique_ptr<Store> store = Open(std::move(other));
+  ASSERT_NE(store, nullptr);
+  STORE_EXPECT_CODE(store->Entries("", 0, 100), ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->ChangesSince(0), ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->ForEachEntry([](StoredEntry&&) {}, nullptr, nullptr),
+                    ErrorCode::kPermissionDenied);
+  // Metadata needs no data key.
+  EXPECT_EQ(VersionOf(*store), 3u);
+  EXPECT_EQ(store->Lists()->size(), 2u);
+}
+
+// --- Adding ------------------------------------------------------------------------
+
+TEST_P(StoreTest, AddedEntriesReadBackExactly) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  std::array<uint8_t, 32> md5_with_junk = Md5Value("three");
+  std::fill(md5_with_junk.begin() + 16, md5_with_junk.end(), 0xab);  // not stored
+  const int64_t t0 = static_cast<int64_t>(std::time(nullptr));
+  Result<uint64_t> v = store->AddEntries(
+      {Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "case-1"),
+       Entry("hotline-a", SignalType::kMd5, md5_with_junk, "B2", "ref with spaces/ü"),
+       Entry("ngo-b", SignalType::kSha256, Sha256Value("four"), "", "")},
+      Ctx("alice", "cli"));
+  const int64_t t1 = static_cast<int64_t>(std::time(nullptr));
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 2u);
+  EXPECT_EQ(VersionOf(*store), 2u);
+
+  const std::vector<StoredEntry> entries = AllEntries(*store);
+  ASSERT_EQ(entries.size(), 3u);
+  const std::array<SignalType, 3> types = {SignalType::kPdq, SignalType::kMd5,
+                                           SignalType::kSha256};
+  const std::array<std::array<uint8_t, 32>, 3> values = {pdq_[0], Md5Value("three"),
+                                                          Sha256Value("four")};
+  const std::array<std::string, 3> lists = {"hotline-a", "hotline-a", "ngo-b"};
+  const std::array<std::string, 3> categories = {"A1", "B2", ""};
+  const std::array<std::string, 3> references = {"case-1", "ref with spaces/ü", ""};
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    const StoredEntry& e = entries[i];
+    EXPECT_EQ(e.id, i + 1);
+    EXPECT_EQ(e.list, lists[i]);
+    EXPECT_EQ(e.type, types[i]);
+    EXPECT_EQ(e.value, values[i]);
+    EXPECT_EQ(e.category, categories[i]);
+    EXPECT_EQ(e.reference, references[i]);
+    EXPECT_EQ(e.source, "cli");
+    EXPECT_EQ(e.added_by, "alice");
+    EXPECT_GE(e.added_at, t0);
+    EXPECT_LE(e.added_at, t1);
+    EXPECT_EQ(e.status, EntryStatus::kActive);
+    EXPECT_EQ(e.added_version, 2u);
+  }
+  EXPECT_EQ(std::count(entries[1].value.begin() + 16, entries[1].value.end(), 0), 16);
+  EXPECT_NE(entries[0].salt, entries[1].salt);
+
+  Result<std::vector<ListInfo>> l = store->Lists();
+  STORE_ASSERT_OK(l);
+  ASSERT_EQ(l->size(), 2u);
+  EXPECT_EQ((*l)[0].name, "hotline-a");
+  EXPECT_TRUE((*l)[0].enabled);
+  EXPECT_EQ((*l)[0].description, "");
+  EXPECT_EQ((*l)[0].active, 2u);
+  EXPECT_EQ((*l)[0].disabled, 0u);
+  EXPECT_EQ((*l)[1].name, "ngo-b");
+  EXPECT_EQ((*l)[1].active, 1u);
+
+  // A second add continues the ids, reuses the list and bumps the version
+  // by one; its audit record links to the first.
+  v = store->AddEntries({Entry("ngo-b", SignalType::kPdq, pdq_[1], "C", "case-9"),
+                         Entry("ngo-b", SignalType::kPdq, pdq_[2], "C", "case-10")},
+                        Ctx("bob", "feed.csv"), "import");
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 3u);
+  const std::vector<StoredEntry> after = AllEntries(*store);
+  ASSERT_EQ(after.size(), 5u);
+  EXPECT_EQ(after[3].id, 4u);
+  EXPECT_EQ(after[4].id, 5u);
+  EXPECT_EQ(after[4].added_version, 3u);
+  EXPECT_EQ(after[4].added_by, "bob");
+  EXPECT_EQ(after[4].source, "feed.csv");
+  EXPECT_EQ(store->Lists()->size(), 2u);
+  store_testing::ExpectSameEntries(std::vector<StoredEntry>(after.begin(), after.begin() + 3),
+                                   entries);
+
+  Result<std::vector<AuditRecord>> audit = store->Audit(0, 100);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 3u);
+  const AuditRecord& add = (*audit)[1];
+  EXPECT_EQ(add.seq, 2u);
+  EXPECT_EQ(add.action, "add");
+  EXPECT_EQ(add.actor, "alice");
+  EXPECT_EQ(add.list, "");  // two lists
+  EXPECT_EQ(add.count, 3u);
+  EXPECT_EQ(add.entries_digest, LeavesDigest(entries));
+  EXPECT_EQ(add.prev_digest, (*audit)[0].digest);
+  EXPECT_EQ(add.digest, AuditRecordDigest(add));
+  const AuditRecord& import = (*audit)[2];
+  EXPECT_EQ(import.action, "import");
+  EXPECT_EQ(import.actor, "bob");
+  EXPECT_EQ(import.list, "ngo-b");
+  EXPECT_EQ(import.count, 2u);
+  EXPECT_EQ(import.entries_digest,
+            LeavesDigest(std::vector<StoredEntry>(after.begin() + 3, after.end())));
+  EXPECT_EQ(import.prev_digest, add.digest);
+}
+
+TEST_P(StoreTest, AnInvalidEntryWritesNothing) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  const NewEntry good = Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "case-1");
+  std::vector<std::vector<NewEntry>> bad_batches = {
+      {good, Entry("", SignalType::kPdq, pdq_[1])},
+      {good, Entry("hotline\n", SignalType::kPdq, pdq_[1])},
+      {good, Entry("hotline-a", SignalType::kPdq, pdq_[1], "A\t1")},
+      {good, Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", "case\x7f")},
+      {good, Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", std::string(257, 'r'))},
+      {good, Entry("hotline-a", SignalType::kPdq, pdq_[1], std::string(257, 'c'))},
+      {good, Entry(std::string(257, 'l'), SignalType::kPdq, pdq_[1])},
+      {},
+  };
+  for (size_t i = 0; i < bad_batches.size(); ++i) {
+    SCOPED_TRACE(i);
+    STORE_EXPECT_CODE(store->AddEntries(bad_batches[i], Ctx()), ErrorCode::kInvalidArgument);
+  }
+  EXPECT_EQ(VersionOf(*store), 1u);
+  EXPECT_TRUE(AllEntries(*store).empty());
+  EXPECT_TRUE(store->Lists()->empty());
+  EXPECT_EQ(store->Audit(0, 100)->size(), 1u);
+
+  // 256 bytes is the limit, not over it; failed attempts used no ids.
+  Result<uint64_t> v = store->AddEntries(
+      {Entry(std::string(256, 'l'), SignalType::kPdq, pdq_[1], std::string(256, 'c'),
+             std::string(256, 'r'))},
+      Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 2u);
+  const std::vector<StoredEntry> entries = AllEntries(*store);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].id, 1u);
+  EXPECT_EQ(entries[0].reference, std::string(256, 'r'));
+}
+
+// --- Removing, disabling -----------------------------------------------------------
+
+TEST_P(StoreTest, RemoveEntries) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  const std::vector<StoredEntry> before = AllEntries(*store);
+
+  STORE_EXPECT_CODE(store->RemoveEntries({2, 99}, Ctx()), ErrorCode::kNotFound);
+  STORE_EXPECT_CODE(store->RemoveEntries({}, Ctx()), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(VersionOf(*store), 3u);
+  store_testing::ExpectSameEntries(AllEntries(*store), before);
+
+  Result<uint64_t> v = store->RemoveEntries({2, 4, 2}, Ctx("carol"));
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 4u);
+  std::vector<StoredEntry> after = AllEntries(*store);
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(after[0].id, 1u);
+  EXPECT_EQ(after[1].id, 3u);
+  EXPECT_EQ(after[2].id, 5u);
+  Result<std::vector<AuditRecord>> audit = store->Audit(3, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "remove");
+  EXPECT_EQ((*audit)[0].actor, "carol");
+  EXPECT_EQ((*audit)[0].list, "");
+  EXPECT_EQ((*audit)[0].count, 2u);
+  EXPECT_EQ((*audit)[0].entries_digest, LeavesDigest({before[1], before[3]}));
+
+  STORE_EXPECT_CODE(store->RemoveEntries({2}, Ctx()), ErrorCode::kNotFound);
+  EXPECT_EQ(VersionOf(*store), 4u);
+
+  // Removing the highest id does not free it: the next id follows the
+  // highest ever assigned.
+  STORE_ASSERT_OK(store->RemoveEntries({5}, Ctx()));
+  v = store->AddEntries({Entry("ngo-b", SignalType::kPdq, pdq_[6])}, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 6u);
+  after = AllEntries(*store);
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(after.back().id, 6u);
+  EXPECT_EQ(after.back().value, pdq_[6]);
+  // Also across a reopen, with every entry removed.
+  STORE_ASSERT_OK(store->RemoveEntries({1, 3, 6}, Ctx()));
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  STORE_ASSERT_OK(store->AddEntries({Entry("ngo-b", SignalType::kPdq, pdq_[7])}, Ctx()));
+  after = AllEntries(*store);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].id, 7u);
+}
+
+TEST_P(StoreTest, SetEntriesStatus) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  const std::vector<StoredEntry> before = AllEntries(*store);
+
+  // A missing id: nothing changes, not even the existing ones.
+  STORE_EXPECT_CODE(store->SetEntriesStatus({1, 42}, EntryStatus::kDisabled, Ctx()),
+                    ErrorCode::kNotFound);
+  EXPECT_EQ(VersionOf(*store), 3u);
+  store_testing::ExpectSameEntries(AllEntries(*store), before);
+
+  Result<uint64_t> v = store->SetEntriesStatus({1, 4}, EntryStatus::kDisabled, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 4u);
+  std::vector<StoredEntry> entries = AllEntries(*store);
+  ASSERT_EQ(entries.size(), 5u);
+  const std::array<EntryStatus, 5> expected = {EntryStatus::kDisabled, EntryStatus::kActive,
+                                               EntryStatus::kActive, EntryStatus::kDisabled,
+                                               EntryStatus::kActive};
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(entries[i].status, expected[i]) << i;
+  Result<std::vector<ListInfo>> lists = store->Lists();
+  STORE_ASSERT_OK(lists);
+  EXPECT_EQ((*lists)[0].active, 2u);
+  EXPECT_EQ((*lists)[0].disabled, 1u);
+  EXPECT_EQ((*lists)[1].active, 1u);
+  EXPECT_EQ((*lists)[1].disabled, 1u);
+  Result<std::vector<AuditRecord>> audit = store->Audit(3, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "disable");
+  EXPECT_EQ((*audit)[0].count, 2u);
+  EXPECT_EQ((*audit)[0].list, "");
+  EXPECT_EQ((*audit)[0].entries_digest, LeavesDigest({before[0], before[3]}));
+
+  // No change, no version.
+  v = store->SetEntriesStatus({1, 4}, EntryStatus::kDisabled, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 4u);
+  v = store->SetEntriesStatus({2}, EntryStatus::kActive, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 4u);
+  EXPECT_EQ(VersionOf(*store), 4u);
+  EXPECT_EQ(store->Audit(0, 100)->size(), 4u);
+
+  // Only the entries whose status changes count.
+  v = store->SetEntriesStatus({1, 2, 3}, EntryStatus::kActive, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 5u);
+  audit = store->Audit(4, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "enable");
+  EXPECT_EQ((*audit)[0].count, 1u);
+  EXPECT_EQ((*audit)[0].list, "hotline-a");
+  EXPECT_EQ((*audit)[0].entries_digest, LeavesDigest({before[0]}));
+  entries = AllEntries(*store);
+  EXPECT_EQ(entries[0].status, EntryStatus::kActive);
+  EXPECT_EQ(entries[3].status, EntryStatus::kDisabled);
+}
+
+TEST_P(StoreTest, SetListEnabled) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  STORE_ASSERT_OK(store->SetEntriesStatus({2}, EntryStatus::kDisabled, Ctx()));
+  const std::vector<StoredEntry> before = AllEntries(*store);
+
+  STORE_EXPECT_CODE(store->SetListEnabled("no-such-list", false, Ctx()), ErrorCode::kNotFound);
+  EXPECT_EQ(VersionOf(*store), 4u);
+
+  Result<uint64_t> v = store->SetListEnabled("hotline-a", false, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 5u);
+  Result<std::vector<ListInfo>> lists = store->Lists();
+  STORE_ASSERT_OK(lists);
+  ASSERT_EQ(lists->size(), 2u);
+  EXPECT_FALSE((*lists)[0].enabled);
+  EXPECT_EQ((*lists)[0].active, 2u);  // entry statuses are kept
+  EXPECT_EQ((*lists)[0].disabled, 1u);
+  EXPECT_TRUE((*lists)[1].enabled);
+  store_testing::ExpectSameEntries(AllEntries(*store), before);
+  Result<std::vector<AuditRecord>> audit = store->Audit(4, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "disable_list");
+  EXPECT_EQ((*audit)[0].list, "hotline-a");
+  EXPECT_EQ((*audit)[0].count, 2u);
+  EXPECT_EQ((*audit)[0].entries_digest, LeavesDigest({before[0], before[2]}));
+
+  v = store->SetListEnabled("hotline-a", false, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 5u);
+  v = store->SetListEnabled("ngo-b", true, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 5u);
+  EXPECT_EQ(VersionOf(*store), 5u);
+
+  v = store->SetListEnabled("hotline-a", true, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 6u);
+  EXPECT_TRUE((*store->Lists())[0].enabled);
+  EXPECT_EQ(store->Audit(5, 10)->at(0).action, "enable_list");
+}
+
+TEST_P(StoreTest, StatsCountByTypeStatusAndKey) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  STORE_ASSERT_OK(store->SetEntriesStatus({2}, EntryStatus::kDisabled, Ctx()));
+  Result<StoreStats> st = store->Stats();
+  STORE_ASSERT_OK(st);
+  EXPECT_EQ(st->version, 4u);
+  EXPECT_EQ(st->store_id, store->store_id());
+  EXPECT_EQ(st->lists, 2u);
+  EXPECT_EQ(st->active_by_type, (std::array<uint64_t, 3>{2, 1, 1}));
+  EXPECT_EQ(st->disabled, 1u);
+  ASSERT_EQ(st->values_by_key.size(), 1u);
+  EXPECT_EQ(st->values_by_key[0].first, key_.id);
+  EXPECT_EQ(st->values_by_key[0].second, 5u);
+
+  STORE_ASSERT_OK(store->SetListEnabled("ngo-b", false, Ctx()));
+  st = store->Stats();
+  STORE_ASSERT_OK(st);
+  EXPECT_EQ(st->active_by_type, (std::array<uint64_t, 3>{1, 1, 0}));
+  EXPECT_EQ(st->disabled, 3u);
+}
+
+TEST_P(StoreTest, EntriesByListAfterIdAndLimit) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  auto ids = [](const Result<std::vector<StoredEntry>>& r) {
+    std::vector<uint64_t> out;
+    if (r.ok()) {
+      for (const StoredEntry& e : *r) out.push_back(e.id);
+    }
+    return out;
+  };
+  EXPECT_EQ(ids(store->Entries("", 0, 100)), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(ids(store->Entries("", 2, 2)), (std::vector<uint64_t>{3, 4}));
+  EXPECT_EQ(ids(store->Entries("ngo-b", 0, 100)), (std::vector<uint64_t>{4, 5}));
+  EXPECT_EQ(ids(store->Entries("hotline-a", 1, 1)), (std::vector<uint64_t>{2}));
+  EXPECT_EQ(ids(store->Entries("no-such-list", 0, 100)), (std::vector<uint64_t>{}));
+  EXPECT_EQ(ids(store->Entries("", 5, 100)), (std::vector<uint64_t>{}));
+  // "No limit" spelled as the largest size_t.
+  Result<std::vector<StoredEntry>> all = store->Entries("", 0, SIZE_MAX);
+  STORE_ASSERT_OK(all);
+  EXPECT_EQ(ids(all), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  Result<std::vector<AuditRecord>> audit = store->Audit(0, SIZE_MAX);
+  STORE_ASSERT_OK(audit);
+  EXPECT_EQ(audit->size(), 3u);
+
+  uint64_t version = 0;
+  std::vector<ListInfo> lists;
+  std::vector<StoredEntry> each;
+  STORE_ASSERT_OK(store->ForEachEntry([&](StoredEntry&& e) { each.push_back(std::move(e)); },
+                                      &version, &lists));
+  EXPECT_EQ(version, 3u);
+  store_testing::ExpectSameEntries(each, *all);
+  ASSERT_EQ(lists.size(), 2u);
+  EXPECT_EQ(lists[0].name, "hotline-a");
+  EXPECT_EQ(lists[1].name, "ngo-b");
+}
+
+// --- The change feed ---------------------------------------------------------------
+
+struct ExpectedChanges {
+  uint64_t to = 0;
+  std::vector<uint64_t> upserts;
+  std::vector<uint64_t> removed;
+  std::vector<std::pair<std::string, bool>> lists;
+};
+
+TEST_P(StoreTest, ChangesSinceGivesTheNetDifference) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  auto check = [&](uint64_t from, const ExpectedChanges& want) {
+    SCOPED_TRACE("ChangesSince(" + std::to_string(from) + ")");
+    Result<ChangeSet> c = store->ChangesSince(from);
+    STORE_ASSERT_OK(c);
+    EXPECT_EQ(c->from_version, from);
+    EXPECT_EQ(c->to_version, want.to);
+    std::vector<uint64_t> upserts;
+    for (const StoredEntry& e : c->upserts) upserts.push_back(e.id);
+    EXPECT_EQ(upserts, want.upserts);
+    EXPECT_EQ(c->removed, want.removed);
+    EXPECT_EQ(c->lists, want.lists);
+    // Upserts carry the entries as they are now.
+    std::vector<StoredEntry> now;
+    for (const StoredEntry& e : AllEntries(*store)) {
+      if (std::count(want.upserts.begin(), want.upserts.end(), e.id)) now.push_back(e);
+    }
+    store_testing::ExpectSameEntries(c->upserts, now);
+  };
+  using L = std::vector<std::pair<std::string, bool>>;
+
+  check(0, {1, {}, {}, {}});
+  check(1, {1, {}, {}, {}});
+  Populate(*store);  // v2: ids 1-3 in hotline-a; v3: ids 4-5 in ngo-b
+  const L both = {{"hotline-a", true}, {"ngo-b", true}};
+  check(1, {3, {1, 2, 3, 4, 5}, {}, both});
+  check(2, {3, {4, 5}, {}, both});
+  check(3, {3, {}, {}, both});
+
+  ASSERT_EQ(*store->SetEntriesStatus({2}, EntryStatus::kDisabled, Ctx()), 4u);
+  ASSERT_EQ(*store->RemoveEntries({1}, Ctx()), 5u);
+  ASSERT_EQ(*store->SetListEnabled("ngo-b", false, Ctx()), 6u);
+  ASSERT_EQ(*store->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[3])}, Ctx()), 7u);
+  ASSERT_EQ(*store->RemoveEntries({6}, Ctx()), 8u);
+  const L b_off = {{"hotline-a", true}, {"ngo-b", false}};
+  check(0, {8, {2, 3, 4, 5}, {1, 6}, b_off});
+  check(2, {8, {2, 4, 5}, {1, 6}, b_off});
+  check(3, {8, {2}, {1, 6}, b_off});
+  check(4, {8, {}, {1, 6}, b_off});
+  check(5, {8, {}, {6}, b_off});
+  check(6, {8, {}, {6}, b_off});
+  check(7, {8, {}, {6}, b_off});
+  check(8, {8, {}, {}, b_off});
+
+  ASSERT_EQ(*store->SetEntriesStatus({2}, EntryStatus::kActive, Ctx()), 9u);
+  ASSERT_EQ(*store->AddEntries({Entry("new-c", SignalType::kMd5, Md5Value("x"))}, Ctx()), 10u);
+  ASSERT_EQ(*store->SetEntriesStatus({7, 3}, EntryStatus::kDisabled, Ctx()), 11u);
+  const L three = {{"hotline-a", true}, {"new-c", true}, {"ngo-b", false}};
+  check(3, {11, {2, 3, 7}, {1, 6}, three});
+  check(8, {11, {2, 3, 7}, {}, three});
+  check(9, {11, {3, 7}, {}, three});
+  check(10, {11, {3, 7}, {}, three});
+  check(11, {11, {}, {}, three});
+  Result<ChangeSet> c = store->ChangesSince(9);
+  STORE_ASSERT_OK(c);
+  ASSERT_EQ(c->upserts.size(), 2u);
+  EXPECT_EQ(c->upserts[0].status, EntryStatus::kDisabled);
+  EXPECT_EQ(c->upserts[1].status, EntryStatus::kDisabled);
+  EXPECT_EQ(c->upserts[1].added_version, 10u);
+}
+
+// --- At rest -----------------------------------------------------------------------
+
+class StoreAtRestTest : public StoreTest {
+ protected:
+  // The needles: hex (both cases) and raw bytes of every stored hash.
+  std::vector<std::string> Needles() const {
+    std::vector<std::string> out;
+    for (const auto& [type, value] : values_) {
+      const size_t n = type == SignalType::kMd5 ? 16 : 32;
+      const std::string raw(reinterpret_cast<const char*>(value.data()), n);
+      const std::string hex = models::ToHex(std::span<const uint8_t>(value.data(), n));
+      out.push_back(hex);
+      out.push_back(Upper(hex));
+      out.push_back(raw);
+    }
+    return out;
+  }
+
+  void ExpectNoHashIn(const std::string& haystack, const std::string& what) {
+    ASSERT_FALSE(haystack.empty()) << what;
+    size_t i = 0;
+    for (const std::string& needle : Needles()) {
+      EXPECT_EQ(haystack.find(needle), std::string::npos)
+          << what << " holds needle " << i / 3 << " (form " << i % 3 << ")";
+      ++i;
+    }
+  }
+
+  std::vector<std::pair<SignalType, std::array<uint8_t, 32>>> values_;
+};
+
+TEST_P(StoreAtRestTest, NoHashValueIsStoredInTheClear) {
+  for (size_t i = 0; i < 6; ++i) values_.emplace_back(SignalType::kPdq, pdq_[i]);
+  values_.emplace_back(SignalType::kMd5, Md5Value("an md5 value"));
+  values_.emplace_back(SignalType::kSha256, Sha256Value("a sha256 value"));
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  std::vector<NewEntry> batch;
+  for (size_t i = 0; i < values_.size(); ++i) {
+    batch.push_back(Entry(i % 2 ? "hotline-a" : "ngo-b", values_[i].first, values_[i].second,
+                          "A1", "case-" + std::to_string(i)));
+  }
+  STORE_ASSERT_OK(store->AddEntries(batch, Ctx()));
+  STORE_ASSERT_OK(store->SetEntriesStatus({2}, EntryStatus::kDisabled, Ctx()));
+  STORE_ASSERT_OK(store->RemoveEntries({3}, Ctx()));
+  ASSERT_EQ(AllEntries(*store).size(), values_.size() - 1);
+
+  if (sqlite()) {
+    // While open, the changes are in the write-ahead log; after closing,
+    // in the database file.
+    const std::string wal = ReadFileBytes(path_ + "-wal");
+    ExpectNoHashIn(wal, "the -wal file");
+    EXPECT_NE(wal.find("case-1"), std::string::npos);  // the search does see the rows
+    store.reset();
+    const std::string file = ReadFileBytes(path_);
+    ExpectNoHashIn(file, "the database file");
+    EXPECT_NE(file.find("case-1"), std::string::npos);
+    EXPECT_NE(file.find(key_.id), std::string::npos);
+    if (std::filesystem::exists(path_ + "-wal")) {
+      const std::string rest = ReadFileBytes(path_ + "-wal");
+      if (!rest.empty()) ExpectNoHashIn(rest, "the -wal file after closing");
+    }
+  } else {
+    store.reset();
+    std::unique_ptr<db::Connection> raw = Raw();
+    ASSERT_NE(raw, nullptr);
+    std::vector<std::string> tables;
+    STORE_ASSERT_OK(raw->Execute(
+        "SELECT table_name::text FROM information_schema.tables "
+        "WHERE table_schema = current_schema() ORDER BY 1",
+        {}, [&](const db::Row& row) { tables.emplace_back(row.Text(0)); }));
+    EXPECT_EQ(tables, (std::vector<std::string>{"audit", "entries", "lists", "meta", "removals",
+                                                "state", "versions"}));
+    std::string dump;
+    for (const std::string& table : tables) {
+      STORE_ASSERT_OK(raw->Execute("SELECT t::text FROM \"" + table + "\" t", {},
+                                   [&](const db::Row& row) {
+                                     dump += row.Text(0);
+                                     dump += '\n';
+                                   }));
+    }
+    ExpectNoHashIn(dump, "the rows of every table");
+    EXPECT_NE(dump.find("case-1"), std::string::npos);
+    EXPECT_NE(dump.find(key_.id), std::string::npos);
+  }
+}
+
+// --- Audit and Verify --------------------------------------------------------------
+
+TEST_P(StoreTest, AuditAndVersionsAreAppendOnlyInTheDatabase) {
+  std::unique_ptr<Store> store = PopulatedStore();
+  ASSERT_NE(store, nullptr);
+  const std::vector<AuditRecord> before = *store->Audit(0, 100);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_EXPECT_CODE(Exec(*raw, "UPDATE audit SET actor = 'mallory' WHERE seq = 2"),
+                    ErrorCode::kInternal);
+  STORE_EXPECT_CODE(Exec(*raw, "DELETE FROM audit WHERE seq = 4"), ErrorCode::kInternal);
+  STORE_EXPECT_CODE(Exec(*raw, "UPDATE versions SET active_count = 0 WHERE version = 4"),
+                    ErrorCode::kInternal);
+  STORE_EXPECT_CODE(Exec(*raw, "DELETE FROM versions WHERE version = 4"), ErrorCode::kInternal);
+  const std::vector<AuditRecord> after = *store->Audit(0, 100);
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].actor, before[i].actor);
+    EXPECT_EQ(after[i].digest, before[i].digest);
+  }
+  EXPECT_TRUE(store->Root(4).ok());
+  Result<VerifyReport> report = store->Verify(std::nullopt);
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+}
+
+TEST_P(StoreTest, VerifyOfAHealthyStoreFindsNothing) {
+  std::unique_ptr<Store> store = PopulatedStore();
+  ASSERT_NE(store, nullptr);
+  STORE_ASSERT_OK(store->SetListEnabled("ngo-b", false, Ctx()));
+  STORE_ASSERT_OK(store->RemoveEntries({3}, Ctx()));
+  Result<VerifyReport> report = store->Verify(std::nullopt);
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+  EXPECT_EQ(report->version, 6u);
+  EXPECT_EQ(report->audit_records, 6u);
+  EXPECT_EQ(report->entries, 4u);
+  report = store->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+  // Verifying needs neither key of the writer's: only the data key.
+  StoreKeys read_only;
+  read_only.data_keys = {key_};
+  std::unique_ptr<Store> reader = Open(std::move(read_only));
+  ASSERT_NE(reader, nullptr);
+  report = reader->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+}
+
+TEST_P(StoreTest, VerifyAgainstAnotherKeyRejectsEveryVersion) {
+  std::unique_ptr<Store> store = PopulatedStore();
+  ASSERT_NE(store, nullptr);
+  const SigningKey other = SigningKey::Generate();
+  Result<VerifyReport> report = store->Verify(other.public_key());
+  STORE_ASSERT_OK(report);
+  EXPECT_EQ(report->problems,
+            (std::vector<std::string>{
+                "version 1: the signature does not verify against the given public key",
+                "version 2: the signature does not verify against the given public key",
+                "version 3: the signature does not verify against the given public key",
+                "version 4: the signature does not verify against the given public key"}));
+}
+
+TEST_P(StoreTest, VerifyWithoutTheDataKeyReportsTheEntriesOnly) {
+  std::unique_ptr<Store> store = PopulatedStore();
+  ASSERT_NE(store, nullptr);
+  StoreKeys other;
+  other.data_keys = {GenerateDataKey()};
+  std::unique_ptr<Store> reader = Open(std::move(other));
+  ASSERT_NE(reader, nullptr);
+  Result<VerifyReport> report = reader->Verify(std::nullopt);
+  STORE_ASSERT_OK(report);
+  ASSERT_EQ(report->problems.size(), 5u) << Problems(*report);
+  EXPECT_EQ(report->problems[0],
+            "entry 1 is encrypted with key " + key_.id + ", which was not given");
+}
+
+TEST_P(StoreTest, TamperEditedAuditRecord) {
+  ASSERT_NE(PopulatedStore(), nullptr);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(DropAppendOnlyTriggers(*raw));
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE audit SET actor = 'mallory' WHERE seq = 2"));
+  const VerifyReport report = VerifyFresh();
+  EXPECT_EQ(report.problems,
+            (std::vector<std::string>{"audit record 2 was modified (its digest does not match)"}));
+}
+
+TEST_P(StoreTest, TamperEditedAuditRecordWithARecomputedDigest) {
+  ASSERT_NE(PopulatedStore(), nullptr);
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  AuditRecord r = store->Audit(1, 1)->at(0);
+  r.actor = "mallory";
+  r.digest = AuditRecordDigest(r);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(DropAppendOnlyTriggers(*raw));
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE audit SET actor = 'mallory', digest = $1 WHERE seq = 2",
+                       {db::Param::Blob(r.digest)}));
+  const VerifyReport report = VerifyFresh();
+  EXPECT_EQ(report.problems,
+            (std::vector<std::string>{
+                "audit record 3 does not link to the record before it: a record was removed, "
+                "inserted or reordered",
+                "version 2 is not bound to audit record 2"}));
+}
+
+TEST_P(StoreTest, TamperDeletedAuditRecord) {
+  ASSERT_NE(PopulatedStore(), nullptr);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(DropAppendOnlyTriggers(*raw));
+  STORE_ASSERT_OK(Exec(*raw, "DELETE FROM audit WHERE seq = 2"));
+  const VerifyReport report = VerifyFresh();
+  EXPECT_TRUE(HasProblem(report,
+                         "audit record 3 is out of sequence (expected 2): a record was removed "
+                         "or reordered"))
+      << Problems(report);
+  EXPECT_TRUE(HasProblem(report,
+                         "audit record 3 does not link to the record before it: a record was "
+                         "removed, inserted or reordered"))
+      << Problems(report);
+  EXPECT_TRUE(HasProblem(report, "the audit log holds 3 records for version 4"))
+      << Problems(report);
+  EXPECT_TRUE(HasProblem(report, "version 2 is not bound to audit record 2")) << Problems(report);
+}
+
+TEST_P(StoreTest, TamperSwappedAuditRecords) {
+  ASSERT_NE(PopulatedStore(), nullptr);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(DropAppendOnlyTriggers(*raw));
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE audit SET seq = 1000 WHERE seq = 2"));
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE audit SET seq = 2 WHERE seq = 3"));
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE audit SET seq = 3 WHERE seq = 1000"));
+  const VerifyReport report = VerifyFresh();
+  for (const char* p :
+       {"audit record 2 was modified (its digest does not match)",
+        "audit record 3 was modified (its digest does not match)",
+        "audit record 2 does not link to the record before it: a record was removed, inserted "
+        "or reordered",
+        "audit record 3 does not link to the record before it: a record was removed, inserted "
+        "or reordered",
+        "version 2 is not bound to audit record 2", "version 3 is not bound to audit record 3"}) {
+    EXPECT_TRUE(HasProblem(report, p)) << p << Problems(report);
+  }
+}
+
+TEST_P(StoreTest, TamperChangedCategory) {
+  ASSERT_NE(PopulatedStore(), nullptr);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE entries SET category = 'Z9' WHERE id = 3"));
+  const VerifyReport report = VerifyFresh();
+  EXPECT_EQ(report.problems, (std::vector<std::string>{
+                                 "entry 3: its fields do not match its leaf hash (modified)"}));
+}
+
+TEST_P(StoreTest, TamperSwappedSealedValues) {
+  ASSERT_NE(PopulatedStore(), nullptr);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  // Entries 1 and 5 are both PDQ values, so the sizes fit.
+  std::vector<std::vector<uint8_t>> sealed;
+  STORE_ASSERT_OK(raw->Execute("SELECT sealed FROM entries WHERE id IN (1, 5) ORDER BY id", {},
+                               [&](const db::Row& row) {
+                                 auto b = row.Blob(0);
+                                 sealed.emplace_back(b.begin(), b.end());
+                               }));
+  ASSERT_EQ(sealed.size(), 2u);
+  ASSERT_EQ(sealed[0].size(), sealed[1].size());
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE entries SET sealed = $1 WHERE id = 1",
+                       {db::Param::Blob(sealed[1])}));
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE entries SET sealed = $1 WHERE id = 5",
+                       {db::Param::Blob(sealed[0])}));
+  const VerifyReport report = VerifyFresh();
+  EXPECT_EQ(report.problems,
+            (std::vector<std::string>{
+                "entry 1: the encrypted value does not authenticate (modified, or moved from "
+                "another row)",
+                "entry 5: the encrypted value does not authenticate (modified, or moved from "
+                "another row)"}));
+  // Reading refuses them too.
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  STORE_EXPECT_CODE(store->Entries("", 0, 100), ErrorCode::kCorruptData);
+}
+
+TEST_P(StoreTest, TamperChangedStatus) {
+  ASSERT_NE(PopulatedStore(), nullptr);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(Exec(*raw, "UPDATE entries SET status = 0 WHERE id = 2"));  // re-enabled
+  const VerifyReport report = VerifyFresh();
+  EXPECT_EQ(report.problems,
+            (std::vector<std::string>{"the active entries do not give the signed root of "
+                                      "version 4 (entries changed outside the store)"}));
+}
+
+TEST_P(StoreTest, TamperDeletedLatestVersion) {
+  ASSERT_NE(PopulatedStore(), nullptr);
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(DropAppendOnlyTriggers(*raw));
+  STORE_ASSERT_OK(Exec(*raw, "DELETE FROM versions WHERE version = 4"));
+  const VerifyReport report = VerifyFresh();
+  EXPECT_EQ(report.problems,
+            (std::vector<std::string>{"the store is at version 4 but holds 3 signed versions"}));
+}
+
+// --- Merkle roots and proofs -------------------------------------------------------
+
+TEST_P(StoreTest, RootIsTheMerkleRootOfTheActiveEntries) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  std::vector<VersionRecord> records;
+  auto step = [&]() {
+    ExpectRootMatchesEntries(*store);
+    records.push_back(*store->Root());
+  };
+  step();
+  Populate(*store);
+  step();
+  STORE_ASSERT_OK(store->SetEntriesStatus({2}, EntryStatus::kDisabled, Ctx()));
+  step();
+  STORE_ASSERT_OK(store->SetListEnabled("ngo-b", false, Ctx()));
+  step();
+  STORE_ASSERT_OK(store->RemoveEntries({1}, Ctx()));
+  step();
+  STORE_ASSERT_OK(store->SetListEnabled("ngo-b", true, Ctx()));
+  step();
+  STORE_ASSERT_OK(store->AddEntries({Entry("ngo-b", SignalType::kPdq, pdq_[4])}, Ctx()));
+  step();
+  STORE_ASSERT_OK(store->SetEntriesStatus({2}, EntryStatus::kActive, Ctx()));
+  step();
+  EXPECT_EQ(records.back().version, 9u);
+  EXPECT_EQ(records.back().active_count, 5u);
+  // Older versions keep their signed records.
+  for (const VersionRecord& r : records) {
+    Result<VersionRecord> again = store->Root(r.version);
+    STORE_ASSERT_OK(again);
+    EXPECT_EQ(again->root, r.root);
+    EXPECT_EQ(again->signature, r.signature);
+    EXPECT_EQ(again->active_count, r.active_count);
+    EXPECT_EQ(again->audit_digest, r.audit_digest);
+    EXPECT_EQ(again->created_at, r.created_at);
+  }
+  EXPECT_EQ(store->Root(2)->version, 2u);
+  STORE_EXPECT_CODE(store->Root(10), ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, ProveEveryActiveEntry) {
+  std::unique_ptr<Store> store = PopulatedStore();
+  ASSERT_NE(store, nullptr);
+  STORE_ASSERT_OK(store->AddEntries({Entry("ngo-b", SignalType::kPdq, pdq_[3]),
+                                     Entry("ngo-b", SignalType::kPdq, pdq_[4]),
+                                     Entry("other", SignalType::kPdq, pdq_[5]),
+                                     Entry("other", SignalType::kPdq, pdq_[6])},
+                                    Ctx()));
+  STORE_ASSERT_OK(store->RemoveEntries({4}, Ctx()));
+  STORE_ASSERT_OK(store->SetListEnabled("other", false, Ctx()));
+  const Result<VersionRecord> root = store->Root();
+  STORE_ASSERT_OK(root);
+  const std::vector<StoredEntry> active = ActiveEntries(*store);
+  ASSERT_EQ(active.size(), 5u);  // 1, 3, 5, 6, 7
+  EXPECT_EQ(root->active_count, 5u);
+  for (size_t i = 0; i < active.size(); ++i) {
+    SCOPED_TRACE(active[i].id);
+    Result<InclusionProof> proof = store->Prove(active[i].id);
+    STORE_ASSERT_OK(proof);
+    EXPECT_EQ(proof->version, 7u);
+    EXPECT_EQ(proof->leaf_index, i);
+    EXPECT_EQ(proof->tree_size, 5u);
+    EXPECT_EQ(proof->leaf_hash, EntryLeafHash(active[i]));
+    EXPECT_EQ(proof->root, root->root);
+    EXPECT_TRUE(VerifyMerkleInclusion(EntryLeafHash(active[i]), proof->leaf_index,
+                                      proof->tree_size, proof->path, root->root));
+    // The proof is for this leaf only.
+    const StoredEntry& other = active[(i + 1) % active.size()];
+    EXPECT_FALSE(VerifyMerkleInclusion(EntryLeafHash(other), proof->leaf_index, proof->tree_size,
+                                       proof->path, root->root));
+  }
+  // Disabled (2), removed (4), in a disabled list (8, 9), never existed.
+  for (uint64_t id : {2u, 4u, 8u, 9u, 10u, 0u}) {
+    SCOPED_TRACE(id);
+    STORE_EXPECT_CODE(store->Prove(id), ErrorCode::kNotFound);
+  }
+}
+
+// --- Rekey -------------------------------------------------------------------------
+
+TEST_P(StoreTest, RekeyMovesEveryValueToTheNewKey) {
+  const DataKey a = key_;
+  const DataKey b = GenerateDataKey();
+  std::unique_ptr<Store> store = PopulatedStore();
+  ASSERT_NE(store, nullptr);
+  STORE_ASSERT_OK(store->SetListEnabled("ngo-b", false, Ctx()));
+  const std::vector<StoredEntry> before = AllEntries(*store);
+  const VersionRecord root_before = *store->Root();
+  store.reset();
+
+  // The new key alone cannot read the old values, so it cannot rekey.
+  StoreKeys only_b;
+  only_b.data_keys = {b};
+  only_b.signing_key = Signer();
+  store = Open(std::move(only_b));
+  ASSERT_NE(store, nullptr);
+  STORE_EXPECT_CODE(store->Rekey(Ctx()), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(VersionOf(*store), 5u);
+
+  StoreKeys b_then_a;
+  b_then_a.data_keys = {b, a};
+  b_then_a.signing_key = Signer();
+  store = Open(std::move(b_then_a));
+  ASSERT_NE(store, nullptr);
+  Result<uint64_t> v = store->Rekey(Ctx("operator"));
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 6u);
+  Result<StoreStats> stats = store->Stats();
+  STORE_ASSERT_OK(stats);
+  ASSERT_EQ(stats->values_by_key.size(), 1u);
+  EXPECT_EQ(stats->values_by_key[0].first, b.id);
+  EXPECT_EQ(stats->values_by_key[0].second, 5u);
+  const VersionRecord root_after = *store->Root();
+  EXPECT_EQ(root_after.version, 6u);
+  EXPECT_EQ(root_after.root, root_before.root);
+  EXPECT_EQ(root_after.active_count, root_before.active_count);
+  Result<std::vector<AuditRecord>> audit = store->Audit(5, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "rekey");
+  EXPECT_EQ((*audit)[0].actor, "operator");
+  EXPECT_EQ((*audit)[0].count, 5u);
+  EXPECT_EQ((*audit)[0].entries_digest, LeavesDigest(before));
+  store.reset();
+
+  StoreKeys new_only;
+  new_only.data_keys = {b};
+  store = Open(std::move(new_only));
+  ASSERT_NE(store, nullptr);
+  store_testing::ExpectSameEntries(AllEntries(*store), before);
+  Result<VerifyReport> report = store->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+
+  StoreKeys old_only;
+  old_only.data_keys = {a};
+  store = Open(std::move(old_only));
+  ASSERT_NE(store, nullptr);
+  STORE_EXPECT_CODE(store->Entries("", 0, 100), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(VersionOf(*store), 6u);
+}
+
+// --- Several writers ---------------------------------------------------------------
+
+TEST_P(StoreTest, TwoWritersOnOneDatabase) {
+  ASSERT_NE(Init(), nullptr);
+  std::unique_ptr<Store> one = Open();
+  std::unique_ptr<Store> two = Open();
+  ASSERT_NE(one, nullptr);
+  ASSERT_NE(two, nullptr);
+  constexpr int kAdds = 20;
+  std::vector<uint64_t> versions_one, versions_two;
+  std::vector<std::string> errors_one, errors_two;
+  auto writer = [&](Store* store, std::string list, std::vector<uint64_t>* versions,
+                    std::vector<std::string>* errors) {
+    for (int i = 0; i < kAdds; ++i) {
+      std::array<uint8_t, 32> value{};
+      RandomBytes(value);
+      Result<uint64_t> v = store->AddEntries({Entry(list, SignalType::kPdq, value)}, Ctx(list));
+      if (v.ok()) {
+        versions->push_back(*v);
+      } else {
+        errors->push_back(v.error().ToString());
+      }
+    }
+  };
+  std::thread t1(writer, one.get(), "writer-1", &versions_one, &errors_one);
+  std::thread t2(writer, two.get(), "writer-2", &versions_two, &errors_two);
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(errors_one.empty()) << errors_one.front();
+  EXPECT_TRUE(errors_two.empty()) << errors_two.front();
+  std::vector<uint64_t> all = versions_one;
+  all.insert(all.end(), versions_two.begin(), versions_two.end());
+  std::sort(all.begin(), all.end());
+  std::vector<uint64_t> expected;
+  for (uint64_t v = 2; v <= 2 * kAdds + 1; ++v) expected.push_back(v);
+  EXPECT_EQ(all, expected);
+  EXPECT_TRUE(std::is_sorted(versions_one.begin(), versions_one.end()));
+
+  EXPECT_EQ(VersionOf(*one), 41u);
+  Result<std::vector<AuditRecord>> audit = one->Audit(0, 100);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 41u);
+  for (uint64_t v = 1; v <= 41; ++v) {
+    EXPECT_EQ((*audit)[v - 1].seq, v);
+    EXPECT_TRUE(one->Root(v).ok()) << v;
+  }
+  const std::vector<StoredEntry> entries = AllEntries(*two);
+  ASSERT_EQ(entries.size(), 40u);
+  for (size_t i = 0; i < entries.size(); ++i) EXPECT_EQ(entries[i].id, i + 1);
+  Result<VerifyReport> report = two->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+  EXPECT_EQ(report->entries, 40u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "postgres"),
+                         BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StoreAtRestTest, ::testing::Values("sqlite", "postgres"),
+                         BackendName);
+
+}  // namespace
+}  // namespace bantay::matcher
