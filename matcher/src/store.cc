@@ -209,6 +209,7 @@ struct Store::Impl {
   std::unique_ptr<db::Connection> conn;
   StoreKeys keys;
   std::array<uint8_t, 16> store_id{};
+  std::optional<PublicKey> public_key;  // the store's signer (meta), once read
   std::unordered_map<std::string, std::unique_ptr<Aead>> aeads;  // by key id
 
   Impl(std::unique_ptr<db::Connection> c, StoreKeys k) : conn(std::move(c)), keys(std::move(k)) {
@@ -428,6 +429,11 @@ struct Store::Impl {
                    "changing the store needs the operator's signing key (every version is "
                    "signed)");
     }
+    // A version signed by another key would never verify.
+    if (!public_key || keys.signing_key->public_key() != *public_key) {
+      return Error(ErrorCode::kPermissionDenied,
+                   "the signing key given is not the store's signing key");
+    }
     if (PrimaryAead() == nullptr) {
       return Error(ErrorCode::kPermissionDenied, "changing the store needs the data key");
     }
@@ -535,6 +541,7 @@ Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys key
   Impl& im = *store->impl_;
   RandomBytes(im.store_id);
   store->store_id_ = im.store_id;
+  im.public_key = im.keys.signing_key->public_key();
   Status s = im.conn->BeginWrite();
   if (!s.ok()) return s.error();
   s = im.conn->ExecScript(im.conn->backend() == db::Backend::kSqlite ? kSqliteSchema
@@ -579,6 +586,8 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys key
   Status s = im.Exec("SELECT key, value FROM meta", {}, [&](const Row& row) {
     if (row.Text(0) == "store_id") have_id = CopyBlob(row.Blob(1), &im.store_id);
     if (row.Text(0) == "schema_version") have_schema = CopyBlob(row.Blob(1), &schema);
+    PublicKey key{};
+    if (row.Text(0) == "public_key" && CopyBlob(row.Blob(1), &key)) im.public_key = key;
   });
   if (!s.ok()) return s.error();
   if (!have_id || !have_schema) {

@@ -266,6 +266,29 @@ TEST_P(StoreTest, ChangesWithoutTheSigningKeyAreDeniedAndChangeNothing) {
   EXPECT_TRUE((*lists)[1].enabled);
 }
 
+TEST_P(StoreTest, ChangesWithAnotherSigningKeyAreDenied) {
+  {
+    std::unique_ptr<Store> store = Init();
+    ASSERT_NE(store, nullptr);
+    Populate(*store);
+  }
+  // Versions signed by a key other than the store's would never verify.
+  StoreKeys wrong;
+  wrong.data_keys = {key_};
+  wrong.signing_key = SigningKey::Generate();
+  std::unique_ptr<Store> store = Open(std::move(wrong));
+  ASSERT_NE(store, nullptr);
+  STORE_EXPECT_CODE(store->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[5])}, Ctx()),
+                    ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->RemoveEntries({1}, Ctx()), ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->Rekey(Ctx()), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(VersionOf(*store), 3u);
+  EXPECT_EQ(AllEntries(*store).size(), 5u);
+  Result<VerifyReport> report = store->Verify(std::nullopt);
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+}
+
 TEST_P(StoreTest, ReadingNeedsTheDataKeyOfTheValues) {
   {
     std::unique_ptr<Store> store = Init();
