@@ -125,6 +125,32 @@ TEST_P(StoreSnapshotTest, ExportThenReadGivesEveryEntryAndList) {
   EXPECT_EQ(snap->version.version, 5u);
 }
 
+TEST_P(StoreSnapshotTest, ASnapshotKeyOtherThanTheStoreKey) {
+  Populate();
+  const DataKey snapshot_key = GenerateDataKey();
+  const std::string path = dir_.path() + "/for-a-lab.bsnap";
+  STORE_ASSERT_OK(ExportSnapshot(*store_, snapshot_key, Signer(), path));
+  Result<SnapshotContents> snap = ReadSnapshot(path, snapshot_key, SignerPublic());
+  STORE_ASSERT_OK(snap);
+  store_testing::ExpectSameEntries(snap->entries, AllEntries(*store_));
+  STORE_EXPECT_CODE(ReadSnapshot(path, key_, SignerPublic()), ErrorCode::kPermissionDenied);
+}
+
+TEST_P(StoreSnapshotTest, ASnapshotOfATamperedStoreDoesNotRead) {
+  Populate();
+  // Entries changed in the database behind the store's back no longer give
+  // the version's signed root, and the snapshot carries both.
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(raw->Execute("UPDATE entries SET reference = 'other' WHERE id = 5", {}));
+  const std::string path = Export();
+  Result<SnapshotContents> snap = ReadSnapshot(path, key_, SignerPublic());
+  STORE_EXPECT_CODE(snap, ErrorCode::kCorruptData);
+  EXPECT_NE(snap.error().message().find("its entries do not give the signed root of version 5"),
+            std::string::npos)
+      << snap.error().message();
+}
+
 TEST_P(StoreSnapshotTest, EmptyStoreRoundTrips) {
   const std::string path = Export();
   Result<SnapshotContents> snap = ReadSnapshot(path, key_, SignerPublic());

@@ -1,9 +1,13 @@
 #include "bantay/matcher/store.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -440,6 +444,100 @@ TEST_P(StoreTest, AnInvalidEntryWritesNothing) {
   ASSERT_EQ(entries.size(), 1u);
   EXPECT_EQ(entries[0].id, 1u);
   EXPECT_EQ(entries[0].reference, std::string(256, 'r'));
+}
+
+TEST_P(StoreTest, AChangeThatFailsInTheDatabaseLeavesNoTrace) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  Populate(*store);
+  const std::vector<StoredEntry> before = AllEntries(*store);
+  // The last write of every change (its signed version) fails.
+  std::unique_ptr<db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  STORE_ASSERT_OK(raw->ExecScript(
+      sqlite() ? "CREATE TRIGGER fail_versions BEFORE INSERT ON versions "
+                 "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+               : "CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$; "
+                 "CREATE TRIGGER fail_versions BEFORE INSERT ON versions "
+                 "FOR EACH ROW EXECUTE FUNCTION fail_insert();"));
+  STORE_EXPECT_CODE(store->AddEntries({Entry("new-list", SignalType::kPdq, pdq_[5]),
+                                       Entry("hotline-a", SignalType::kMd5, Md5Value("m"))},
+                                      Ctx()),
+                    ErrorCode::kInternal);
+  STORE_EXPECT_CODE(store->RemoveEntries({1, 4}, Ctx()), ErrorCode::kInternal);
+  STORE_EXPECT_CODE(store->SetEntriesStatus({2}, EntryStatus::kDisabled, Ctx()),
+                    ErrorCode::kInternal);
+  STORE_EXPECT_CODE(store->SetListEnabled("ngo-b", false, Ctx()), ErrorCode::kInternal);
+  STORE_EXPECT_CODE(store->Rekey(Ctx()), ErrorCode::kInternal);
+
+  EXPECT_EQ(VersionOf(*store), 3u);
+  store_testing::ExpectSameEntries(AllEntries(*store), before);
+  Result<std::vector<ListInfo>> lists = store->Lists();
+  STORE_ASSERT_OK(lists);
+  ASSERT_EQ(lists->size(), 2u);
+  EXPECT_TRUE((*lists)[1].enabled);
+  EXPECT_EQ(store->Audit(0, 100)->size(), 3u);
+  Result<ChangeSet> changes = store->ChangesSince(3);
+  STORE_ASSERT_OK(changes);
+  EXPECT_TRUE(changes->upserts.empty());
+  EXPECT_TRUE(changes->removed.empty());
+
+  // The same Store object goes on working, and no id was used up.
+  STORE_ASSERT_OK(raw->ExecScript("DROP TRIGGER fail_versions" +
+                                  std::string(sqlite() ? "" : " ON versions")));
+  Result<uint64_t> v = store->AddEntries({Entry("new-list", SignalType::kPdq, pdq_[5])}, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 4u);
+  const std::vector<StoredEntry> after = AllEntries(*store);
+  ASSERT_EQ(after.size(), 6u);
+  EXPECT_EQ(after.back().id, 6u);
+  Result<VerifyReport> report = store->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+}
+
+TEST_P(StoreTest, AWriterKilledMidChangeLeavesAWholeVersion) {
+  ASSERT_NE(Init(), nullptr);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Adds one entry per version until it is killed.
+    Result<std::unique_ptr<Store>> store = Store::Open(url_, Keys());
+    if (!store.ok()) _exit(1);
+    for (;;) {
+      std::array<uint8_t, 32> value{};
+      RandomBytes(value);
+      if (!(*store)->AddEntries({Entry("hotline-a", SignalType::kPdq, value)}, Ctx()).ok()) {
+        _exit(2);
+      }
+    }
+  }
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  // Waits (up to a minute) for some versions, then kills the writer
+  // wherever it is.
+  for (int i = 0; i < 6000 && VersionOf(*store) < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the writer exited with " << WEXITSTATUS(status);
+
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  const uint64_t version = VersionOf(*store);
+  EXPECT_GE(version, 8u);
+  EXPECT_EQ(AllEntries(*store).size(), version - 1);
+  EXPECT_EQ(store->Audit(0, 100000)->size(), version);
+  Result<VerifyReport> report = store->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+  // And the next writer carries on from there.
+  Result<uint64_t> v = store->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[0])}, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, version + 1);
 }
 
 // --- Removing, disabling -----------------------------------------------------------
