@@ -1,7 +1,6 @@
 #include "bantay/matcher/hash_list.h"
 
-#include <sstream>
-
+#include "bantay/matcher/import_formats.h"
 #include "bantay/models/hash256.h"
 
 namespace bantay::matcher {
@@ -32,42 +31,26 @@ Result<std::array<uint8_t, 32>> ParseSignalValue(SignalType type, std::string_vi
 
 ParsedHashList ParseHashList(std::istream& in, const std::string& source_name,
                              const std::string& list_name) {
+  ImportOptions options;
+  options.format = ImportFormat::kLocalFile;
+  options.default_list = list_name;
+  options.source_name = source_name;
   ParsedHashList out;
-  std::string line;
-  int number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    std::istringstream fields(line);
-    std::vector<std::string> tokens;
-    for (std::string t; fields >> t;) tokens.push_back(t);
-    if (tokens.empty() || tokens[0][0] == '#') continue;
-    SignalType type = SignalType::kPdq;
-    size_t value_at = 0;
-    if (Result<SignalType> named = ParseSignalType(tokens[0]); named.ok()) {
-      type = *named;
-      value_at = 1;
-    }
-    if (tokens.size() <= value_at) {
-      out.errors.push_back({number, "no hash after the type"});
-      continue;
-    }
-    if (tokens.size() > value_at + 2) {
-      out.errors.push_back({number, "too many columns (expected [TYPE] VALUE [REFERENCE])"});
-      continue;
-    }
-    Result<std::array<uint8_t, 32>> value = ParseSignalValue(type, tokens[value_at]);
-    if (!value.ok()) {
-      out.errors.push_back({number, value.error().message()});
-      continue;
-    }
+  Result<ParsedImport> parsed = ParseImport(in, options);
+  if (!parsed.ok()) {
+    out.errors.push_back({0, parsed.error().message()});
+    return out;
+  }
+  out.errors = std::move(parsed->errors);
+  out.entries.reserve(parsed->records.size());
+  for (ImportRecord& r : parsed->records) {
     IndexEntry e;
     e.id = out.entries.size() + 1;
-    e.list = list_name;
-    e.type = type;
-    e.value = *value;
-    e.reference = tokens.size() > value_at + 1 ? tokens[value_at + 1]
-                                               : source_name + ":" + std::to_string(number);
+    e.list = std::move(r.list);
+    e.type = r.type;
+    e.value = r.value;
+    e.category = std::move(r.category);
+    e.reference = std::move(r.reference);
     out.entries.push_back(std::move(e));
   }
   return out;

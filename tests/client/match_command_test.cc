@@ -93,7 +93,7 @@ TEST(MatchCommandTest, BadIndexIsRefusedWithLineNumbers) {
   EXPECT_EQ(run.out, "");
   EXPECT_EQ(run.err,
             "bantay match: " + list + ":2: a PDQ hash is 64 hexadecimal digits, got 5 characters\n"
-            "bantay match: " + list + ":3: too many columns (expected [TYPE] VALUE [REFERENCE])\n"
+            "bantay match: " + list + ":3: unknown signal type 'phash' (pdq, md5 or sha256)\n"
             "bantay match: the index has 2 bad line(s); nothing matched\n");
 }
 

@@ -2,7 +2,8 @@
 // line, `[TYPE] VALUE [REFERENCE]`, whitespace-separated, where TYPE is
 // pdq, md5 or sha256 (pdq when absent) and REFERENCE is the operator's own
 // id (when absent: "<file name>:<line>"). Blank lines and lines starting
-// with '#' are skipped.
+// with '#' are skipped. (The store's local_file import, import_formats.h,
+// with the list named after the file.)
 #ifndef BANTAY_MATCHER_HASH_LIST_H_
 #define BANTAY_MATCHER_HASH_LIST_H_
 

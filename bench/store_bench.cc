@@ -1,0 +1,227 @@
+// The secure store: importing into SQLite, and opening a store into the
+// in-memory index, each against a baseline in the same run.
+//
+// Workloads (fixed seeds; the values are random 256-bit PDQ codes, benign):
+//   import-1M   one import of 1M PDQ entries into a fresh SQLite store
+//               (encrypt each value, insert, audit record, Merkle root over
+//               all active entries, Ed25519 signature), against
+//               baseline: the same 1M rows (plain values, no leaf) inserted
+//               with one prepared statement in one transaction into a plain
+//               SQLite table with the same indexes.
+//   open-N      Store::Open, read and decrypt every entry, and build the
+//               HashIndex (LoadIndexFromStore), for N = 1M and 10M, against
+//               baseline: building the HashIndex from the same entries
+//               already decrypted in memory (so the ratio is what reading
+//               and decrypting the store add).
+// Reported: seconds (median of the runs), entries/s, and the ratios.
+//
+// Run: build/bin/store_bench           (1M and 10M; ~10 min, ~8 GB of RAM,
+//                                       ~3 GB of disk in $TMPDIR)
+//      build/bin/store_bench --quick   (1M only)
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/hash_index.h"
+#include "bantay/matcher/store.h"
+#include "bantay/matcher/store_index.h"
+
+namespace {
+
+using namespace bantay::matcher;  // NOLINT: a benchmark program
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::vector<NewEntry> RandomEntries(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<NewEntry> entries(n);
+  for (size_t i = 0; i < n; ++i) {
+    NewEntry& e = entries[i];
+    e.list = "bench-" + std::to_string(i % 4);
+    e.type = SignalType::kPdq;
+    for (size_t b = 0; b < 32; b += 8) {
+      const uint64_t r = rng();
+      std::memcpy(e.value.data() + b, &r, 8);
+    }
+    e.category = "A1";
+    e.reference = "case-" + std::to_string(i);
+  }
+  return entries;
+}
+
+StoreKeys Keys(const DataKey& data, const SigningKey& signing) {
+  StoreKeys keys;
+  keys.data_keys.push_back(data);
+  keys.signing_key = SigningKey::FromPem(signing.ToPem()).value();
+  return keys;
+}
+
+void Check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "store_bench: %s failed\n", what);
+    std::exit(1);
+  }
+}
+
+// The baseline of the import: plain rows, one prepared statement, one
+// transaction, the same indexes.
+double PlainSqliteInsert(const std::string& path, const std::vector<NewEntry>& entries) {
+  sqlite3* db = nullptr;
+  Check(sqlite3_open(path.c_str(), &db) == SQLITE_OK, "sqlite3_open");
+  const auto start = Clock::now();
+  sqlite3_exec(db,
+               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+               "CREATE TABLE entries (id INTEGER PRIMARY KEY, list TEXT, type INTEGER, "
+               "value BLOB, category TEXT, reference TEXT, source TEXT, added_by TEXT, "
+               "added_at INTEGER, added_version INTEGER, status INTEGER, "
+               "status_version INTEGER);"
+               "CREATE INDEX e_sv ON entries (status_version);"
+               "CREATE INDEX e_list ON entries (list, id);"
+               "BEGIN IMMEDIATE;",
+               nullptr, nullptr, nullptr);
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db,
+                     "INSERT INTO entries VALUES (?1, ?2, 0, ?3, ?4, ?5, 'bench', 'bench', "
+                     "0, 2, 0, 2)",
+                     -1, &stmt, nullptr);
+  int64_t id = 1;
+  for (const NewEntry& e : entries) {
+    sqlite3_bind_int64(stmt, 1, id++);
+    sqlite3_bind_text(stmt, 2, e.list.data(), static_cast<int>(e.list.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 3, e.value.data(), 32, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, e.category.data(), static_cast<int>(e.category.size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, e.reference.data(), static_cast<int>(e.reference.size()),
+                      SQLITE_STATIC);
+    Check(sqlite3_step(stmt) == SQLITE_DONE, "plain insert");
+    sqlite3_reset(stmt);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  const double s = Seconds(start);
+  sqlite3_close(db);
+  return s;
+}
+
+void RemoveDb(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+}
+
+struct OpenFigures {
+  double open = 0;      // open + read + decrypt + build
+  double baseline = 0;  // build from memory
+};
+
+OpenFigures MeasureOpen(const std::string& url, const DataKey& data, int runs) {
+  std::vector<double> open, base;
+  for (int r = 0; r < runs; ++r) {
+    {
+      StoreKeys keys;
+      keys.data_keys.push_back(data);
+      const auto start = Clock::now();
+      auto store = Store::Open(url, std::move(keys));
+      Check(store.ok(), "Store::Open");
+      HashIndex index;
+      Check(LoadIndexFromStore(**store, &index).ok(), "LoadIndexFromStore");
+      open.push_back(Seconds(start));
+    }
+    {
+      StoreKeys keys;
+      keys.data_keys.push_back(data);
+      auto store = Store::Open(url, std::move(keys));
+      std::vector<StoredEntry> entries;
+      std::vector<ListInfo> lists;
+      uint64_t version = 0;
+      Check((*store)
+                ->ForEachEntry([&](StoredEntry&& e) { entries.push_back(std::move(e)); },
+                               &version, &lists)
+                .ok(),
+            "ForEachEntry");
+      HashIndex index;
+      const auto start = Clock::now();
+      Check(LoadIndexFromEntries(std::move(entries), lists, version, &index).ok(),
+            "LoadIndexFromEntries");
+      base.push_back(Seconds(start));
+    }
+  }
+  return {Median(open), Median(base)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const std::string dir = std::filesystem::temp_directory_path() /
+                          ("bantay-store-bench-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const DataKey data = GenerateDataKey();
+  const SigningKey signing = SigningKey::Generate();
+  const ChangeContext context{"bench", "store_bench"};
+
+  // --- import-1M ---
+  const std::vector<NewEntry> million = RandomEntries(1'000'000, 1);
+  std::vector<double> imports, plains;
+  for (int run = 0; run < 3; ++run) {
+    const std::string path = dir + "/import.db";
+    RemoveDb(path);
+    const auto start = Clock::now();
+    auto store = Store::Init("sqlite:" + path, Keys(data, signing), context);
+    Check(store.ok(), "Store::Init");
+    Check((*store)->AddEntries(million, context, "import").ok(), "AddEntries");
+    imports.push_back(Seconds(start));
+    store->reset();
+    const std::string plain = dir + "/plain.db";
+    RemoveDb(plain);
+    plains.push_back(PlainSqliteInsert(plain, million));
+    RemoveDb(plain);
+    std::printf("import-1M run %d: store %.2f s, plain sqlite %.2f s\n", run + 1,
+                imports.back(), plains.back());
+  }
+  const double import_s = Median(imports), plain_s = Median(plains);
+  std::printf("import-1M: %.2f s (%.0f entries/s); plain-sqlite baseline %.2f s; "
+              "ratio store/plain = %.2fx (target: <= 30 s)\n",
+              import_s, 1e6 / import_s, plain_s, import_s / plain_s);
+
+  // --- open-1M (the store left by the last import run) ---
+  const OpenFigures one = MeasureOpen("sqlite:" + dir + "/import.db", data, 3);
+  std::printf("open-1M: open+decrypt+build %.2f s; build from memory %.2f s; ratio %.2fx\n",
+              one.open, one.baseline, one.open / one.baseline);
+
+  if (!quick) {
+    // --- open-10M: 10 imports of 1M ---
+    const std::string path = dir + "/ten.db";
+    RemoveDb(path);
+    auto store = Store::Init("sqlite:" + path, Keys(data, signing), context);
+    Check(store.ok(), "Store::Init");
+    const auto start = Clock::now();
+    for (int i = 0; i < 10; ++i) {
+      Check((*store)->AddEntries(RandomEntries(1'000'000, 100 + i), context, "import").ok(),
+            "AddEntries");
+    }
+    std::printf("building the 10M store (10 imports of 1M): %.1f s\n", Seconds(start));
+    store->reset();
+    const OpenFigures ten = MeasureOpen("sqlite:" + path, data, 3);
+    std::printf("open-10M: open+decrypt+build %.2f s (target <= 20 s; HMA ~38 s); build from "
+                "memory %.2f s; ratio %.2fx\n",
+                ten.open, ten.baseline, ten.open / ten.baseline);
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}

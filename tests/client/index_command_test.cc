@@ -1,0 +1,453 @@
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "bantay/client/cli.h"
+#include "bantay/matcher/store.h"
+#include "bantay/models/digest.h"
+#include "cli_run.h"
+#include "pg_cluster.h"
+#include "test_images.h"
+
+namespace bantay::client {
+namespace {
+
+namespace json = boost::json;
+using bantay::testing::CliRun;
+using bantay::testing::TempDir;
+
+// Benign reference hashes (tests/data/pdq/expected-pdq.csv).
+constexpr char kOriginal[] = "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22";
+constexpr char kRotate90[] = "30a10efdf1c83f429013d48d0ffffc52e34e0e35ada952a9d29605215aa9e5af";
+constexpr char kSharpenALot[] = "d0f8f0cec0f4a84f0e370a22238f67f0b36a2ef596231e1d73e6a39c4e9c9b22";
+constexpr char kMd5[] = "0123456789abcdef0123456789abcdef";
+
+std::vector<uint8_t> Text(const std::string& s) { return {s.begin(), s.end()}; }
+
+// A store with its keys in a temporary directory, driven through the
+// command's in-process entry point.
+class IndexCli {
+ public:
+  explicit IndexCli(std::string store_url = "") : store_(std::move(store_url)) {
+    if (store_.empty()) store_ = "sqlite:" + dir_.path() + "/store.db";
+    keys_ = dir_.path() + "/keys";
+  }
+
+  CliRun Run(std::vector<std::string> args, bool with_keys = true) const {
+    args.insert(args.end(), {"--store", store_, "--actor", "tester"});
+    if (with_keys) {
+      args.insert(args.end(), {"--key", keys_ + "/data.key", "--signing-key",
+                               keys_ + "/signing.key"});
+    }
+    return bantay::testing::RunCommand(RunIndexCommand, args);
+  }
+
+  void Create() const {
+    CliRun gen = bantay::testing::RunCommand(RunIndexCommand, {"keygen", "--out", keys_});
+    ASSERT_EQ(gen.status, kExitOk) << gen.err;
+    CliRun init = Run({"init"});
+    ASSERT_EQ(init.status, kExitOk) << init.err;
+    ASSERT_EQ(init.lines.size(), 1u);
+    ASSERT_EQ(init.lines[0].at("version").as_int64(), 1);
+  }
+
+  std::string Write(const std::string& name, const std::string& text) const {
+    return dir_.Write(name, Text(text));
+  }
+
+  const std::string& store() const { return store_; }
+  const std::string& keys() const { return keys_; }
+  const TempDir& dir() const { return dir_; }
+
+ private:
+  TempDir dir_;
+  std::string store_;
+  std::string keys_;
+};
+
+TEST(IndexCommandTest, KeygenWritesPrivateFilesAndNeverOverwrites) {
+  TempDir dir;
+  const std::string out = dir.path() + "/k";
+  CliRun gen = bantay::testing::RunCommand(RunIndexCommand, {"keygen", "--out", out});
+  ASSERT_EQ(gen.status, kExitOk) << gen.err;
+  for (const char* name : {"/data.key", "/signing.key"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((out + name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << name;
+  }
+  EXPECT_EQ(gen.lines[0].at("data_key_id").as_string().size(), 16u);
+  EXPECT_EQ(gen.lines[0].at("public_key_hex").as_string().size(), 64u);
+  // The key itself is never printed.
+  std::ifstream key_file(out + "/data.key");
+  std::string key;
+  key_file >> key;
+  EXPECT_EQ(gen.out.find(key), std::string::npos);
+  CliRun again = bantay::testing::RunCommand(RunIndexCommand, {"keygen", "--out", out});
+  EXPECT_EQ(again.status, kExitSomeFailed);
+  EXPECT_EQ(again.err, "bantay index keygen: " + out +
+                           "/data.key already exists; keys are never overwritten\n");
+}
+
+TEST(IndexCommandTest, ImportIsAllOrNothingAndReportsEveryBadLine) {
+  IndexCli cli;
+  cli.Create();
+  const std::string list = cli.Write(
+      "list.txt", std::string("pdq ") + kOriginal + " case-1\n" + "pdq 12345\n" + kRotate90 +
+                      " case-2\n" + "phash " + kOriginal + " x\n");
+  CliRun run = cli.Run({"import", list, "--list", "hotline-a"});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err,
+            "bantay index import: " + list +
+                ":2: a PDQ hash is 64 hexadecimal digits, got 5 characters\n"
+                "bantay index import: " + list + ":4: unknown signal type 'phash' (pdq, md5 or sha256)\n"
+                "bantay index import: 2 line(s) rejected; nothing imported (--skip-invalid "
+                "imports the valid lines)\n");
+  CliRun stats = cli.Run({"stats"});
+  ASSERT_EQ(stats.status, kExitOk) << stats.err;
+  EXPECT_EQ(stats.lines[0].at("version").as_int64(), 1);
+  EXPECT_EQ(stats.lines[0].at("active").at("pdq").as_int64(), 0);
+
+  CliRun skip = cli.Run({"import", list, "--list", "hotline-a", "--skip-invalid"});
+  EXPECT_EQ(skip.status, kExitSomeFailed);  // some lines were rejected
+  ASSERT_EQ(skip.lines.size(), 1u);
+  EXPECT_EQ(json::serialize(skip.lines[0]), R"({"version":2,"added":2,"rejected":2})");
+  CliRun entries = cli.Run({"list", "--list", "hotline-a", "--show-values"});
+  ASSERT_EQ(entries.status, kExitOk) << entries.err;
+  ASSERT_EQ(entries.lines.size(), 2u);
+  EXPECT_EQ(entries.lines[0].at("id").as_int64(), 1);
+  EXPECT_EQ(entries.lines[0].at("value").as_string(), kOriginal);
+  EXPECT_EQ(entries.lines[0].at("reference").as_string(), "case-1");
+  EXPECT_EQ(entries.lines[0].at("source").as_string(), "list.txt");
+  EXPECT_EQ(entries.lines[0].at("added_by").as_string(), "tester");
+  EXPECT_EQ(entries.lines[0].at("status").as_string(), "active");
+  EXPECT_EQ(entries.lines[1].at("value").as_string(), kRotate90);
+  // Without --show-values, no hash leaves the store.
+  CliRun hidden = cli.Run({"list", "--list", "hotline-a"});
+  EXPECT_EQ(hidden.out.find(kOriginal), std::string::npos);
+  EXPECT_FALSE(hidden.lines[0].contains("value"));
+}
+
+TEST(IndexCommandTest, CsvAndBareHashImports) {
+  IndexCli cli;
+  cli.Create();
+  const std::string csv = cli.Write(
+      "list.csv", std::string("type,value,list,category,reference\n") + "pdq," + kOriginal +
+                      ",ngo-b,A1,\"case, 7\"\n" + "md5," + kMd5 + ",,B2,case-8\n");
+  CliRun run = cli.Run({"import", csv, "--list", "default-list"});
+  ASSERT_EQ(run.status, kExitOk) << run.err;
+  const std::string bare = cli.Write("bare.txt", std::string(kMd5) + "\n");
+  CliRun md5 = cli.Run({"import", bare, "--list", "md5s", "--type", "md5"});
+  ASSERT_EQ(md5.status, kExitOk) << md5.err;
+  CliRun lists = cli.Run({"list"});
+  ASSERT_EQ(lists.status, kExitOk) << lists.err;
+  ASSERT_EQ(lists.lines.size(), 3u);
+  EXPECT_EQ(json::serialize(lists.lines[0]),
+            R"({"list":"default-list","enabled":true,"description":"","active":1,"disabled":0})");
+  EXPECT_EQ(lists.lines[1].at("list").as_string(), "md5s");
+  EXPECT_EQ(lists.lines[2].at("list").as_string(), "ngo-b");
+  CliRun entries = cli.Run({"list", "--list", "ngo-b"});
+  ASSERT_EQ(entries.lines.size(), 1u);
+  EXPECT_EQ(entries.lines[0].at("reference").as_string(), "case, 7");
+  EXPECT_EQ(entries.lines[0].at("category").as_string(), "A1");
+}
+
+TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
+  IndexCli cli;
+  cli.Create();
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--reference", "r1",
+                     "--category", "c1"})
+                .status,
+            kExitOk);
+  ASSERT_EQ(cli.Run({"add", "--list", "b", "--pdq", kSharpenALot, "--md5", kMd5}).status,
+            kExitOk);
+  auto match = [&](const std::string& query) {
+    return bantay::testing::RunCommand(
+        RunMatchCommand, {"--index", cli.store(), "--key", cli.keys() + "/data.key", "--pdq",
+                          query, "--radius", "31"});
+  };
+  CliRun m = match(kOriginal);
+  ASSERT_EQ(m.status, kExitOk) << m.err;
+  ASSERT_EQ(m.lines[0].at("matches").as_array().size(), 2u);
+  EXPECT_EQ(json::serialize(m.lines[0].at("matches").as_array()[0]),
+            R"({"list":"a","category":"c1","ref":"r1","distance":0,"variant":"original"})");
+
+  CliRun disable = cli.Run({"disable", "--list", "b"});
+  ASSERT_EQ(disable.status, kExitOk) << disable.err;
+  EXPECT_EQ(disable.lines[0].at("version").as_int64(), 4);
+  EXPECT_EQ(match(kOriginal).lines[0].at("matches").as_array().size(), 1u);
+  ASSERT_EQ(cli.Run({"disable", "1"}).status, kExitOk);
+  EXPECT_EQ(match(kOriginal).lines[0].at("matches").as_array().size(), 0u);
+  ASSERT_EQ(cli.Run({"enable", "1"}).status, kExitOk);
+  ASSERT_EQ(cli.Run({"enable", "--list", "b"}).status, kExitOk);
+  CliRun removed = cli.Run({"remove", "2"});
+  ASSERT_EQ(removed.status, kExitOk) << removed.err;
+  EXPECT_EQ(removed.lines[0].at("version").as_int64(), 8);
+  CliRun missing = cli.Run({"remove", "2"});
+  EXPECT_EQ(missing.status, kExitSomeFailed);
+  EXPECT_EQ(missing.err, "bantay index remove: no entry with id 2\n");
+
+  CliRun audit = cli.Run({"audit"});
+  ASSERT_EQ(audit.status, kExitOk) << audit.err;
+  std::vector<std::string> actions;
+  for (const auto& line : audit.lines) actions.push_back(std::string(line.at("action").as_string()));
+  EXPECT_EQ(actions, (std::vector<std::string>{"init", "add", "add", "disable_list", "disable",
+                                               "enable", "enable_list", "remove"}));
+  EXPECT_EQ(audit.lines[1].at("actor").as_string(), "tester");
+  EXPECT_EQ(audit.lines[1].at("prev_digest"), audit.lines[0].at("digest"));
+
+  CliRun verify = cli.Run({"verify", "--public-key", cli.keys() + "/signing.pub"});
+  EXPECT_EQ(verify.status, kExitOk) << verify.err;
+  EXPECT_EQ(json::serialize(verify.lines[0]),
+            R"({"ok":true,"version":8,"audit_records":8,"entries":2,"key":"given","problems":[]})");
+
+  CliRun root = cli.Run({"root", "--public-key", cli.keys() + "/signing.pub"});
+  ASSERT_EQ(root.status, kExitOk) << root.err;
+  EXPECT_EQ(root.lines[0].at("version").as_int64(), 8);
+  EXPECT_EQ(root.lines[0].at("active_count").as_int64(), 2);
+  EXPECT_EQ(root.lines[0].at("signature_valid").as_bool(), true);
+  CliRun proof = cli.Run({"root", "--prove", "3"});
+  ASSERT_EQ(proof.status, kExitOk) << proof.err;
+  EXPECT_EQ(proof.lines[0].at("included").as_bool(), true);
+  EXPECT_EQ(proof.lines[0].at("leaf_index").as_int64(), 1);
+  EXPECT_EQ(proof.lines[0].at("root"), root.lines[0].at("root"));
+}
+
+TEST(IndexCommandTest, WrongKeysAreRefusedClearly) {
+  IndexCli cli;
+  cli.Create();
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal}).status, kExitOk);
+  // A change without the signing key.
+  CliRun unsigned_change = bantay::testing::RunCommand(
+      RunIndexCommand, {"add", "--list", "a", "--pdq", kRotate90, "--store", cli.store(),
+                        "--key", cli.keys() + "/data.key"});
+  EXPECT_EQ(unsigned_change.status, kExitSomeFailed);
+  EXPECT_EQ(unsigned_change.err,
+            "bantay index add: no signing key: give --signing-key FILE (or set "
+            "BANTAY_SIGNING_KEY_FILE); every change to the store is signed\n");
+  // Another data key cannot read the values.
+  CliRun gen = bantay::testing::RunCommand(
+      RunIndexCommand, {"keygen", "--out", cli.dir().path() + "/other"});
+  ASSERT_EQ(gen.status, kExitOk);
+  CliRun other = bantay::testing::RunCommand(
+      RunIndexCommand, {"list", "--list", "a", "--store", cli.store(), "--key",
+                        cli.dir().path() + "/other/data.key"});
+  EXPECT_EQ(other.status, kExitSomeFailed);
+  EXPECT_NE(other.err.find("which was not given"), std::string::npos) << other.err;
+  // Another public key does not verify the versions.
+  CliRun verify = cli.Run({"verify", "--public-key", cli.dir().path() + "/other/signing.pub"});
+  EXPECT_EQ(verify.status, kExitSomeFailed);
+  EXPECT_EQ(verify.lines[0].at("problems").as_array().size(), 2u);  // versions 1 and 2
+}
+
+TEST(IndexCommandTest, RekeyThenOnlyTheNewKeyReads) {
+  IndexCli cli;
+  cli.Create();
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--md5", kMd5}).status, kExitOk);
+  CliRun gen = bantay::testing::RunCommand(
+      RunIndexCommand, {"keygen", "--out", cli.dir().path() + "/new"});
+  ASSERT_EQ(gen.status, kExitOk);
+  const std::string new_key = cli.dir().path() + "/new/data.key";
+  CliRun rekey = cli.Run({"rekey", "--new-key", new_key});
+  ASSERT_EQ(rekey.status, kExitOk) << rekey.err;
+  EXPECT_EQ(rekey.lines[0].at("version").as_int64(), 3);
+  CliRun stats = bantay::testing::RunCommand(
+      RunIndexCommand, {"stats", "--store", cli.store(), "--key", new_key});
+  ASSERT_EQ(stats.status, kExitOk) << stats.err;
+  json::object by_key = stats.lines[0].at("values_by_key").as_object();
+  ASSERT_EQ(by_key.size(), 1u);
+  EXPECT_EQ(by_key.at(gen.lines[0].at("data_key_id").as_string()).as_int64(), 2);
+  CliRun old = cli.Run({"list", "--list", "a"});
+  EXPECT_EQ(old.status, kExitSomeFailed);
+  CliRun fresh = bantay::testing::RunCommand(
+      RunIndexCommand, {"list", "--list", "a", "--store", cli.store(), "--key", new_key,
+                        "--show-values"});
+  ASSERT_EQ(fresh.status, kExitOk) << fresh.err;
+  EXPECT_EQ(fresh.lines[0].at("value").as_string(), kOriginal);
+  EXPECT_EQ(fresh.lines[1].at("value").as_string(), kMd5);
+}
+
+TEST(IndexCommandTest, SnapshotExportMatchesOfflineAndRefusesTampering) {
+  IndexCli cli;
+  cli.Create();
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--reference", "r1"}).status,
+            kExitOk);
+  const std::string snap = cli.dir().path() + "/index.snap";
+  CliRun exported = cli.Run({"export", "--out", snap});
+  ASSERT_EQ(exported.status, kExitOk) << exported.err;
+  EXPECT_EQ(exported.lines[0].at("version").as_int64(), 2);
+  const std::vector<std::string> base = {"--index", snap, "--key", cli.keys() + "/data.key",
+                                         "--public-key", cli.keys() + "/signing.pub",
+                                         "--pdq", kSharpenALot};
+  CliRun m = bantay::testing::RunCommand(RunMatchCommand, base);
+  ASSERT_EQ(m.status, kExitOk) << m.err;
+  ASSERT_EQ(m.lines[0].at("matches").as_array().size(), 1u);
+  EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("ref").as_string(), "r1");
+  EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("distance").as_int64(), 14);
+
+  // One flipped byte in the middle of the encrypted payload.
+  std::fstream f(snap, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(0, std::ios::end);
+  const auto size = static_cast<long>(f.tellg());
+  f.seekg(size / 2);
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x01);
+  f.seekp(size / 2);
+  f.write(&c, 1);
+  f.close();
+  CliRun tampered = bantay::testing::RunCommand(RunMatchCommand, base);
+  EXPECT_EQ(tampered.status, kExitUsage);
+  EXPECT_EQ(tampered.err, "bantay match: snapshot " + snap +
+                              ": the signature does not verify (the file was modified)\n");
+  EXPECT_EQ(tampered.out, "");
+}
+
+TEST(IndexCommandTest, AStoreUrlIsRequired) {
+  CliRun run = bantay::testing::RunCommand(RunIndexCommand, {"stats"});
+  EXPECT_EQ(run.status, kExitUsage);
+  EXPECT_EQ(run.err,
+            "bantay index: no store: give --store sqlite:PATH or --store postgresql://... (or "
+            "set BANTAY_STORE)\n");
+}
+
+TEST(IndexCommandTest, PostgresStoreThroughTheCli) {
+  IndexCli cli(bantay::testing::PgCluster::Shared().CreateDatabase(
+      "cli_" + std::to_string(::getpid())));
+  cli.Create();
+  const std::string list = cli.Write(
+      "list.txt", std::string("pdq ") + kOriginal + " case-1\n" + kRotate90 + " case-2\n");
+  CliRun run = cli.Run({"import", list, "--list", "hotline-a"});
+  ASSERT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(json::serialize(run.lines[0]), R"({"version":2,"added":2,"rejected":0})");
+  CliRun verify = cli.Run({"verify"});
+  EXPECT_EQ(verify.status, kExitOk) << verify.err;
+  CliRun m = bantay::testing::RunCommand(
+      RunMatchCommand,
+      {"--index", cli.store(), "--key", cli.keys() + "/data.key", "--pdq", kRotate90});
+  ASSERT_EQ(m.status, kExitOk) << m.err;
+  EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("ref").as_string(), "case-2");
+}
+
+// --- Crash safety -------------------------------------------------------------
+
+// Runs `bantay ARGS...` as a child process; returns its pid.
+pid_t Spawn(const std::vector<std::string>& args) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    static std::string cli = BANTAY_CLI;
+    argv.push_back(cli.data());
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execv(cli.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Kills an importing process (SIGKILL) at random moments of a 1M-entry
+// import, again and again: after each kill the store is at the old version
+// with the old entries or at the new one with all of them, and verifies.
+TEST(IndexCrashTest, KilledImportsLeaveTheOldOrTheNewVersion) {
+  IndexCli cli;
+  cli.Create();
+  ASSERT_EQ(cli.Run({"add", "--list", "seed", "--pdq", kOriginal}).status, kExitOk);
+  const std::string db = cli.dir().path() + "/store.db";
+
+  // 1M distinct random PDQ hashes (benign: random bits).
+  std::mt19937_64 rng(20261123);
+  const std::string list_path = cli.dir().path() + "/million.txt";
+  {
+    std::ofstream list(list_path);
+    char line[80];
+    for (int i = 0; i < 1'000'000; ++i) {
+      std::snprintf(line, sizeof line, "pdq %016llx%016llx%016llx%016llx\n",
+                    static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()),
+                    static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()));
+      list << line;
+    }
+  }
+  auto import_args = [&](const std::string& store_path) {
+    return std::vector<std::string>{"index", "import", list_path, "--list", "bulk",
+                                    "--store", "sqlite:" + store_path,
+                                    "--key", cli.keys() + "/data.key",
+                                    "--signing-key", cli.keys() + "/signing.key"};
+  };
+  auto copy_base = [&](const std::string& to) {
+    std::filesystem::copy_file(db, to, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::remove(to + "-wal");
+    std::filesystem::remove(to + "-shm");
+  };
+  auto open_store = [&](const std::string& path) {
+    matcher::StoreKeys keys;
+    keys.data_keys.push_back(*matcher::ReadDataKeyFile(cli.keys() + "/data.key"));
+    return matcher::Store::Open("sqlite:" + path, std::move(keys));
+  };
+  const matcher::PublicKey public_key =
+      *matcher::ReadPublicKeyPemFile(cli.keys() + "/signing.pub");
+
+  // One uninterrupted import, timed to spread the kills over its length.
+  const std::string full = cli.dir().path() + "/full.db";
+  copy_base(full);
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = Spawn(import_args(full));
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const double full_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  {
+    auto store = open_store(full);
+    ASSERT_TRUE(store.ok());
+    EXPECT_EQ(*(*store)->Version(), 3u);
+    EXPECT_EQ((*store)->Stats()->active_by_type[0], 1'000'001u);
+  }
+
+  int kills = 0, old_version = 0, new_version = 0;
+  std::uniform_real_distribution<double> when(0.0, full_seconds * 1.1);
+  for (int attempt = 0; attempt < 40 && kills < 20; ++attempt) {
+    const std::string path = cli.dir().path() + "/crash.db";
+    copy_base(path);
+    const pid_t child = Spawn(import_args(path));
+    std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
+    const bool killed = ::kill(child, SIGKILL) == 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    if (killed && WIFSIGNALED(status)) ++kills;
+    auto store = open_store(path);
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    const uint64_t version = *(*store)->Version();
+    const uint64_t active = (*store)->Stats()->active_by_type[0];
+    if (version == 2) {
+      ++old_version;
+      EXPECT_EQ(active, 1u) << "attempt " << attempt;
+    } else {
+      ++new_version;
+      EXPECT_EQ(version, 3u) << "attempt " << attempt;
+      EXPECT_EQ(active, 1'000'001u) << "attempt " << attempt;
+    }
+    Result<matcher::VerifyReport> report = (*store)->Verify(public_key);
+    ASSERT_TRUE(report.ok());
+    EXPECT_TRUE(report->ok()) << "attempt " << attempt << ": " << report->problems.front();
+  }
+  EXPECT_GE(kills, 20);
+  std::cout << "killed " << kills << " imports (" << old_version << " at the old version, "
+            << new_version << " at the new); a full import took " << full_seconds << " s\n";
+}
+
+}  // namespace
+}  // namespace bantay::client
