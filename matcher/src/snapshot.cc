@@ -237,8 +237,11 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
   const uint64_t payload_size = h.U64();
   if (!h.ok() || !h.done()) return Corrupt(path, "bad header");
   const size_t payload_at = header_at + header_size;
-  if (payload_size < Aead::kTagSize ||
-      file.size() != payload_at + Aead::kNonceSize + payload_size + 64) {
+  // Compared by subtraction: a sum with a forged payload size could wrap
+  // around and let the reads below run past the file.
+  constexpr size_t kFixed = Aead::kNonceSize + 64;  // nonce and signature
+  if (payload_size < Aead::kTagSize || file.size() < payload_at + kFixed ||
+      payload_size != file.size() - payload_at - kFixed) {
     return Corrupt(path, "truncated or padded (its size does not match its header)");
   }
   const std::span<const uint8_t> sealed(file.data() + payload_at,

@@ -229,6 +229,24 @@ TEST_P(StoreSnapshotTest, EveryTruncationIsCorruptData) {
   STORE_EXPECT_CODE(ReadSnapshot(bad, key_, SignerPublic()), ErrorCode::kCorruptData);
 }
 
+TEST_P(StoreSnapshotTest, APayloadSizeThatWrapsAroundIsCorruptData) {
+  Populate();
+  const std::string path = Export();
+  std::vector<uint8_t> bytes = ReadAll(path);
+  const size_t payload_at = kSnapshotMagic.size() + 4 + HeaderSize(bytes);
+  // The header's last field is the payload size. With 56 bytes after the
+  // header, a size of 2^64 - 20 makes nonce + payload + signature "fit"
+  // modulo 2^64.
+  bytes.resize(payload_at + 56);
+  const uint64_t wrapped = ~uint64_t{0} - 19;
+  for (int i = 0; i < 8; ++i) {
+    bytes[payload_at - 8 + static_cast<size_t>(i)] = static_cast<uint8_t>(wrapped >> (56 - 8 * i));
+  }
+  const std::string bad = dir_.path() + "/wrapped.bsnap";
+  WriteAll(bad, bytes);
+  STORE_EXPECT_CODE(ReadSnapshot(bad, key_, SignerPublic()), ErrorCode::kCorruptData);
+}
+
 TEST_P(StoreSnapshotTest, OtherFiles) {
   std::vector<uint8_t> random(4096);
   RandomBytes(random);
