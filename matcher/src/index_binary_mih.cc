@@ -160,7 +160,9 @@ std::unique_ptr<IndexBinaryMIH> IndexBinaryMIH::Appended(idx_t n, const uint8_t*
   out->codes_.reserve(codes_.size() + 4 * static_cast<size_t>(n));
   out->codes_ = codes_;
   out->codes_.resize(codes_.size() + 4 * static_cast<size_t>(n));
-  std::memcpy(out->codes_.data() + codes_.size(), x, static_cast<size_t>(n) * kCodeBytes);
+  if (n > 0) {  // x may be null when there is nothing to append
+    std::memcpy(out->codes_.data() + codes_.size(), x, static_cast<size_t>(n) * kCodeBytes);
+  }
   out->ntotal = ntotal + n;
   FAISS_THROW_IF_NOT_MSG(out->ntotal <= UINT32_MAX, "too many codes");
   if (tables_.empty()) {

@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "bantay/matcher/merkle.h"
@@ -207,6 +208,7 @@ Digest32 AuditRecordDigest(const AuditRecord& r) {
 
 struct Store::Impl {
   std::unique_ptr<db::Connection> conn;
+  std::string url;  // for a second connection (parallel reads)
   StoreKeys keys;
   std::array<uint8_t, 16> store_id{};
   std::optional<PublicKey> public_key;  // the store's signer (meta), once read
@@ -250,32 +252,48 @@ struct Store::Impl {
   }
 
   // Decrypts a sealed value into e->value and e->salt.
-  Status OpenValue(std::string_view key_id, std::span<const uint8_t> sealed, StoredEntry* e) {
+  // The cipher of a key id; the last one is remembered, as consecutive rows
+  // almost always share their key.
+  Aead* AeadFor(std::string_view key_id) {
+    if (last_aead != nullptr && key_id == last_aead->key_id()) return last_aead;
     auto it = aeads.find(std::string(key_id));
-    if (it == aeads.end()) {
+    last_aead = it == aeads.end() ? nullptr : it->second.get();
+    return last_aead;
+  }
+  Aead* last_aead = nullptr;
+
+  // Decrypts a sealed value of entry (id, type) into value and salt.
+  Status OpenSealed(uint64_t id, SignalType type, std::string_view key_id,
+                    std::span<const uint8_t> sealed, std::array<uint8_t, 32>* value,
+                    std::array<uint8_t, 16>* salt) {
+    Aead* aead = AeadFor(key_id);
+    if (aead == nullptr) {
       return Error(ErrorCode::kPermissionDenied,
-                   "entry " + std::to_string(e->id) + " is encrypted with key " +
+                   "entry " + std::to_string(id) + " is encrypted with key " +
                        std::string(key_id) + ", which was not given");
     }
-    const size_t n = ValueSize(e->type);
+    const size_t n = ValueSize(type);
     if (sealed.size() != n + 16 + Aead::kOverhead) {
       return Error(ErrorCode::kCorruptData,
-                   "entry " + std::to_string(e->id) + ": encrypted value has the wrong size");
+                   "entry " + std::to_string(id) + ": encrypted value has the wrong size");
     }
     std::array<uint8_t, 48> plain{};
-    const auto aad = ValueAad(store_id, e->id, e->type);
-    Status s = it->second->Open(sealed, aad, std::span<uint8_t>(plain.data(), n + 16));
-    if (!s.ok()) {
+    const auto aad = ValueAad(store_id, id, type);
+    if (!aead->Open(sealed, aad, std::span<uint8_t>(plain.data(), n + 16)).ok()) {
       return Error(ErrorCode::kCorruptData,
-                   "entry " + std::to_string(e->id) +
+                   "entry " + std::to_string(id) +
                        ": the encrypted value does not authenticate (modified, or moved "
                        "from another row)");
     }
-    e->value.fill(0);
-    std::copy_n(plain.begin(), n, e->value.begin());
-    std::copy_n(plain.begin() + n, 16, e->salt.begin());
+    value->fill(0);
+    std::copy_n(plain.begin(), n, value->begin());
+    std::copy_n(plain.begin() + n, 16, salt->begin());
     Wipe(plain);
     return {};
+  }
+
+  Status OpenValue(std::string_view key_id, std::span<const uint8_t> sealed, StoredEntry* e) {
+    return OpenSealed(e->id, e->type, key_id, sealed, &e->value, &e->salt);
   }
 
   // Reads an entry row selected with kEntryColumns; the leaf goes to *leaf.
@@ -538,6 +556,7 @@ Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys key
   if (*exists) return Error(ErrorCode::kInvalidArgument, "the database already holds a store");
 
   std::unique_ptr<Store> store(new Store(std::move(*conn), std::move(keys)));
+  store->impl_->url = url;
   Impl& im = *store->impl_;
   RandomBytes(im.store_id);
   store->store_id_ = im.store_id;
@@ -580,6 +599,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys key
   if (!exists.ok()) return exists.error();
   if (!*exists) return Error(ErrorCode::kNotFound, "the database holds no Bantay store");
   std::unique_ptr<Store> store(new Store(std::move(*conn), std::move(keys)));
+  store->impl_->url = url;
   Impl& im = *store->impl_;
   std::array<uint8_t, 8> schema{};
   bool have_id = false, have_schema = false;
@@ -914,6 +934,159 @@ Status Store::ForEachEntry(const std::function<void(StoredEntry&&)>& fn, uint64_
   if (!failed.ok()) return failed;
   if (version != nullptr) *version = static_cast<uint64_t>(*v);
   return {};
+}
+
+namespace {
+
+// Reads the index columns of the entries with first <= id < last (ids in
+// order) into out[0..expected), decrypting with its own ciphers.
+Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
+                      const std::array<uint8_t, 16>& store_id, int64_t first, int64_t last,
+                      IndexEntry* out, size_t expected, std::vector<uint64_t>* disabled) {
+  std::unordered_map<std::string, std::unique_ptr<Aead>> aeads;
+  for (const DataKey& key : keys) {
+    if (!aeads.count(key.id)) aeads.emplace(key.id, std::make_unique<Aead>(key));
+  }
+  Aead* last_aead = nullptr;
+  size_t n = 0;
+  Status failed;
+  std::array<uint8_t, 48> plain{};
+  const std::array<Param, 2> range = {Param::Int(first), Param::Int(last)};
+  Status s = conn.Execute(
+      "SELECT id, list, type, key_id, sealed, category, reference, status FROM entries "
+      "WHERE id >= $1 AND id < $2 ORDER BY id",
+      range, [&](const Row& row) {
+        if (!failed.ok()) return;
+        if (n == expected) {
+          failed = Error(ErrorCode::kInternal, "more entries than counted");
+          return;
+        }
+        IndexEntry& e = out[n++];
+        e.id = static_cast<uint64_t>(row.Int(0));
+        e.list = row.Text(1);
+        const int64_t type = row.Int(2);
+        if (type < 0 || type > 2) {
+          failed = Error(ErrorCode::kCorruptData, "entry " + std::to_string(e.id) + ": bad type");
+          return;
+        }
+        e.type = static_cast<SignalType>(type);
+        e.category = row.Text(5);
+        e.reference = row.Text(6);
+        if (row.Int(7) != 0) disabled->push_back(e.id);
+        const std::string_view key_id = row.Text(3);
+        if (last_aead == nullptr || key_id != last_aead->key_id()) {
+          auto it = aeads.find(std::string(key_id));
+          if (it == aeads.end()) {
+            failed = Error(ErrorCode::kPermissionDenied,
+                           "entry " + std::to_string(e.id) + " is encrypted with key " +
+                               std::string(key_id) + ", which was not given");
+            return;
+          }
+          last_aead = it->second.get();
+        }
+        const size_t size = ValueSize(e.type);
+        const std::span<const uint8_t> sealed = row.Blob(4);
+        const auto aad = ValueAad(store_id, e.id, e.type);
+        if (sealed.size() != size + 16 + Aead::kOverhead ||
+            !last_aead->Open(sealed, aad, std::span<uint8_t>(plain.data(), size + 16)).ok()) {
+          failed = Error(ErrorCode::kCorruptData,
+                         "entry " + std::to_string(e.id) +
+                             ": the encrypted value does not authenticate (modified, or moved "
+                             "from another row)");
+          return;
+        }
+        std::copy_n(plain.begin(), size, e.value.begin());
+      });
+  Wipe(plain);
+  if (!s.ok()) return s;
+  if (!failed.ok()) return failed;
+  if (n != expected) return Error(ErrorCode::kInternal, "fewer entries than counted");
+  return {};
+}
+
+}  // namespace
+
+Status Store::ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uint64_t>* disabled,
+                               uint64_t* version, std::vector<ListInfo>* lists) {
+  Impl& im = *impl_;
+  // Large stores are read in two halves by two connections in parallel
+  // (each half on its own core); both read transactions must see the same
+  // version, or the read starts again.
+  constexpr int64_t kParallelFrom = 200'000;
+  std::unique_ptr<db::Connection> second;
+  for (int attempt = 0;; ++attempt) {
+    Status s = im.conn->BeginRead();
+    if (!s.ok()) return s;
+    auto end_reads = [&] {
+      im.conn->Rollback();
+      if (second) second->Rollback();
+    };
+    auto fail = [&](Status st) {
+      end_reads();
+      return st;
+    };
+    Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+    if (!v.ok()) return fail(v.error());
+    Result<int64_t> count = im.QueryInt("SELECT count(*) FROM entries", {});
+    if (!count.ok()) return fail(count.error());
+    Result<int64_t> end = im.QueryInt("SELECT coalesce(max(id), 0) + 1 FROM entries", {});
+    if (!end.ok()) return fail(end.error());
+    int64_t mid = *end;
+    if (*count >= kParallelFrom && !im.url.empty()) {
+      Result<int64_t> m = im.QueryInt("SELECT id FROM entries ORDER BY id LIMIT 1 OFFSET $1",
+                                      {Param::Int(*count / 2)});
+      if (!m.ok()) return fail(m.error());
+      if (!second) {
+        Result<std::unique_ptr<db::Connection>> c = db::Connection::Open(im.url, false);
+        if (!c.ok()) return fail(c.error());
+        second = std::move(*c);
+      }
+      s = second->BeginRead();
+      if (!s.ok()) return fail(s);
+      int64_t v2 = -1;
+      s = second->Execute("SELECT version FROM state WHERE id = 1", {},
+                          [&](const Row& row) { v2 = row.Int(0); });
+      if (!s.ok()) return fail(s);
+      if (v2 != *v) {  // a change committed in between
+        end_reads();
+        if (attempt < 5) continue;
+        return Error(ErrorCode::kUnavailable, "the store kept changing while it was read");
+      }
+      mid = *m;
+    }
+    s = im.Exec("SELECT name, enabled, description FROM lists ORDER BY name", {},
+                [&](const Row& row) {
+                  ListInfo l;
+                  l.name = std::string(row.Text(0));
+                  l.enabled = row.Int(1) != 0;
+                  l.description = std::string(row.Text(2));
+                  lists->push_back(std::move(l));
+                });
+    if (!s.ok()) return fail(s);
+    const size_t total = static_cast<size_t>(*count);
+    const size_t first_half = mid == *end ? total : total / 2;
+    const size_t offset = entries->size();
+    entries->resize(offset + total);
+    std::vector<uint64_t> disabled_second;
+    Status second_status;
+    std::thread reader;
+    if (first_half < total) {
+      reader = std::thread([&] {
+        second_status = ReadIndexRange(*second, im.keys.data_keys, im.store_id, mid, *end,
+                                       entries->data() + offset + first_half,
+                                       total - first_half, &disabled_second);
+      });
+    }
+    s = ReadIndexRange(*im.conn, im.keys.data_keys, im.store_id, 0, mid,
+                       entries->data() + offset, first_half, disabled);
+    if (reader.joinable()) reader.join();
+    end_reads();  // both read-only
+    if (!s.ok()) return s;
+    if (!second_status.ok()) return second_status;
+    disabled->insert(disabled->end(), disabled_second.begin(), disabled_second.end());
+    *version = static_cast<uint64_t>(*v);
+    return {};
+  }
 }
 
 Result<ChangeSet> Store::ChangesSince(uint64_t version) {

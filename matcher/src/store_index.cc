@@ -41,14 +41,22 @@ Status LoadIndexFromEntries(std::vector<StoredEntry> entries, const std::vector<
 }
 
 Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index) {
-  std::vector<StoredEntry> entries;
+  std::vector<IndexEntry> entries;
+  std::vector<uint64_t> disabled;
   std::vector<ListInfo> lists;
   uint64_t version = 0;
-  Status s = store.ForEachEntry([&](StoredEntry&& e) { entries.push_back(std::move(e)); },
-                                &version, &lists);
+  Status s = store.ReadIndexEntries(&entries, &disabled, &version, &lists);
   if (!s.ok()) return s.error();
-  s = LoadIndexFromEntries(std::move(entries), lists, version, index);
-  if (!s.ok()) return s.error();
+  // Disabled states first, so that no snapshot shows them enabled.
+  for (const ListInfo& l : lists) {
+    if (!l.enabled) index->SetListEnabled(l.name, false);
+  }
+  if (!disabled.empty()) index->SetEntriesEnabled(disabled, false);
+  if (!entries.empty()) {
+    s = index->Add(std::move(entries));
+    if (!s.ok()) return s.error();
+  }
+  index->SetStoreVersion(version);
   return version;
 }
 

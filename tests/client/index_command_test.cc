@@ -372,14 +372,16 @@ TEST(IndexCrashTest, KilledImportsLeaveTheOldOrTheNewVersion) {
   // 1M distinct random PDQ hashes (benign: random bits).
   std::mt19937_64 rng(20261123);
   const std::string list_path = cli.dir().path() + "/million.txt";
+  std::string probe;  // the hash on line 600,000
   {
     std::ofstream list(list_path);
     char line[80];
-    for (int i = 0; i < 1'000'000; ++i) {
+    for (int i = 1; i <= 1'000'000; ++i) {
       std::snprintf(line, sizeof line, "pdq %016llx%016llx%016llx%016llx\n",
                     static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()),
                     static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()));
       list << line;
+      if (i == 600'000) probe = std::string(line + 4, 64);
     }
   }
   auto import_args = [&](const std::string& store_path) {
@@ -417,6 +419,14 @@ TEST(IndexCrashTest, KilledImportsLeaveTheOldOrTheNewVersion) {
     EXPECT_EQ(*(*store)->Version(), 3u);
     EXPECT_EQ((*store)->Stats()->active_by_type[0], 1'000'001u);
   }
+  // The imported store loads (in two halves, on two connections) and matches.
+  CliRun found = bantay::testing::RunCommand(
+      RunMatchCommand, {"--index", "sqlite:" + full, "--key", cli.keys() + "/data.key",
+                        "--pdq", probe, "--radius", "0"});
+  ASSERT_EQ(found.status, kExitOk) << found.err;
+  EXPECT_EQ(json::serialize(found.lines[0].at("matches")),
+            R"([{"list":"bulk","category":"","ref":"million.txt:600000","distance":0,)"
+            R"("variant":"original"}])");
 
   int kills = 0, old_version = 0, new_version = 0;
   std::uniform_real_distribution<double> when(0.0, full_seconds * 1.1);

@@ -225,6 +225,12 @@ class Store {
   // in-memory index and to export.
   Status ForEachEntry(const std::function<void(StoredEntry&&)>& fn, uint64_t* version,
                       std::vector<ListInfo>* lists);
+  // What the in-memory index needs of every entry (any status), in id
+  // order, decrypted, with the version and lists read in the same
+  // transaction: faster than ForEachEntry (fewer columns, no per-row
+  // allocation beyond the entry's own strings).
+  Status ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uint64_t>* disabled,
+                          uint64_t* version, std::vector<ListInfo>* lists);
   Result<ChangeSet> ChangesSince(uint64_t version);
   Result<StoreStats> Stats();
 
