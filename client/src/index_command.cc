@@ -42,6 +42,8 @@ Subcommands:
                               rejected line is reported as FILE:LINE: reason
   add --list NAME (--pdq HEX | --md5 HEX | --sha256 HEX)...
       [--category TEXT] [--reference TEXT]
+  add --list NAME --description TEXT
+                              create a list, or describe an existing one
   remove ID...                remove entries
   disable (ID... | --list NAME), enable (ID... | --list NAME)
   list [--list NAME [--after ID] [--limit N] [--show-values]]
@@ -101,7 +103,8 @@ struct Args {
   std::string actor;
   std::vector<std::string> positional;
   std::vector<std::pair<std::string, std::string>> hashes;  // add: (type, hex)
-  std::string list, category, reference, format, type, out, new_key;
+  std::string list, category, reference, format, type, out, new_key, description;
+  bool have_description = false;
   std::string after, limit, version, prove, min_quality;
   bool skip_invalid = false, show_values = false;
 };
@@ -150,6 +153,8 @@ class IndexCommand {
                  (o == "--after" && value(&a_.after)) || (o == "--limit" && value(&a_.limit)) ||
                  (o == "--version" && value(&a_.version)) ||
                  (o == "--prove" && value(&a_.prove)) ||
+                 (o == "--description" && value(&a_.description) &&
+                  (a_.have_description = true)) ||
                  (o == "--min-quality" && value(&a_.min_quality))) {
       } else if (o.size() > 1 && o[0] == '-' && o != "-") {
         return Usage("unknown or incomplete option '" + o + "'");
@@ -323,8 +328,15 @@ class IndexCommand {
   }
 
   int Add() {
-    if (a_.list.empty() || a_.hashes.empty()) {
-      return Usage("add needs --list NAME and at least one --pdq, --md5 or --sha256");
+    if (!a_.list.empty() && a_.hashes.empty() && a_.have_description) {
+      Result<std::unique_ptr<Store>> store = OpenStore(true);
+      if (!store.ok()) return Fail(store.error());
+      return PrintVersion((*store)->DescribeList(a_.list, a_.description, Context("cli")),
+                          {{"list", a_.list}, {"description", a_.description}});
+    }
+    if (a_.list.empty() || a_.hashes.empty() || a_.have_description) {
+      return Usage("add needs --list NAME and at least one --pdq, --md5 or --sha256, or "
+                   "--list NAME and --description TEXT");
     }
     std::vector<matcher::NewEntry> entries;
     for (const auto& [type_name, hex] : a_.hashes) {

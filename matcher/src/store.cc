@@ -803,6 +803,27 @@ Result<uint64_t> Store::SetListEnabled(const std::string& list, bool enabled,
                    });
 }
 
+Result<uint64_t> Store::DescribeList(const std::string& list, const std::string& description,
+                                     const ChangeContext& context) {
+  Status valid = CheckText("list name", list, false);
+  if (valid.ok()) valid = CheckText("description", description, true);
+  if (!valid.ok()) return valid.error();
+  Impl& im = *impl_;
+  return im.Change(context, "describe_list", [&](uint64_t version) -> Result<Impl::ChangeSummary> {
+    Status s = im.Exec(
+        "INSERT INTO lists (name, enabled, description, created_version, changed_version) "
+        "VALUES ($1, 1, $2, $3, $3) ON CONFLICT (name) DO UPDATE SET "
+        "description = excluded.description, changed_version = excluded.changed_version",
+        {Param::Text(list), Param::Text(description), Param::Int(static_cast<int64_t>(version))});
+    if (!s.ok()) return s.error();
+    Impl::ChangeSummary summary;
+    summary.list = list;
+    summary.count = 1;
+    summary.entries_digest = DigestOfLeaves({});
+    return summary;
+  });
+}
+
 Result<uint64_t> Store::Rekey(const ChangeContext& context) {
   Impl& im = *impl_;
   return im.Change(context, "rekey", [&](uint64_t) -> Result<Impl::ChangeSummary> {

@@ -150,9 +150,14 @@ TEST(IndexCommandTest, CsvAndBareHashImports) {
   const std::string bare = cli.Write("bare.txt", std::string(kMd5) + "\n");
   CliRun md5 = cli.Run({"import", bare, "--list", "md5s", "--type", "md5"});
   ASSERT_EQ(md5.status, kExitOk) << md5.err;
+  CliRun described = cli.Run({"add", "--list", "ngo-b", "--description", "NGO B, weekly"});
+  ASSERT_EQ(described.status, kExitOk) << described.err;
+  EXPECT_EQ(json::serialize(described.lines[0]),
+            R"({"list":"ngo-b","description":"NGO B, weekly","version":4})");
   CliRun lists = cli.Run({"list"});
   ASSERT_EQ(lists.status, kExitOk) << lists.err;
   ASSERT_EQ(lists.lines.size(), 3u);
+  EXPECT_EQ(lists.lines[2].at("description").as_string(), "NGO B, weekly");
   EXPECT_EQ(json::serialize(lists.lines[0]),
             R"({"list":"default-list","enabled":true,"description":"","active":1,"disabled":0})");
   EXPECT_EQ(lists.lines[1].at("list").as_string(), "md5s");

@@ -654,6 +654,34 @@ TEST_P(StoreTest, SetEntriesStatus) {
   EXPECT_EQ(entries[3].status, EntryStatus::kDisabled);
 }
 
+TEST_P(StoreTest, DescribeListCreatesOrUpdatesAList) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  Result<uint64_t> v = store->DescribeList("hotline-c", "Hotline C, daily", Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 2u);
+  v = store->DescribeList("hotline-c", "Hotline C, weekly", Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 3u);
+  STORE_EXPECT_CODE(store->DescribeList("hotline-c", "tab\there", Ctx()),
+                    ErrorCode::kInvalidArgument);
+  EXPECT_EQ(VersionOf(*store), 3u);
+  Result<std::vector<ListInfo>> lists = store->Lists();
+  STORE_ASSERT_OK(lists);
+  ASSERT_EQ(lists->size(), 1u);
+  EXPECT_EQ((*lists)[0].name, "hotline-c");
+  EXPECT_EQ((*lists)[0].description, "Hotline C, weekly");
+  EXPECT_TRUE((*lists)[0].enabled);
+  Result<std::vector<AuditRecord>> audit = store->Audit(1, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 2u);
+  EXPECT_EQ((*audit)[1].action, "describe_list");
+  EXPECT_EQ((*audit)[1].list, "hotline-c");
+  Result<VerifyReport> report = store->Verify(std::nullopt);
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok());
+}
+
 TEST_P(StoreTest, SetListEnabled) {
   std::unique_ptr<Store> store = Init();
   ASSERT_NE(store, nullptr);

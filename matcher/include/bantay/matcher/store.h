@@ -128,7 +128,7 @@ struct AuditRecord {
   int64_t time = 0;
   std::string actor;
   std::string action;  // init, import, add, remove, disable, enable,
-                       // disable_list, enable_list, rekey
+                       // disable_list, enable_list, describe_list, rekey
   std::string list;    // empty when the change spans lists
   uint64_t count = 0;  // entries (or lists) changed
   Digest32 entries_digest{};  // SHA-256 over the leaf hashes of the entries changed
@@ -207,6 +207,10 @@ class Store {
   Result<uint64_t> SetEntriesStatus(const std::vector<uint64_t>& ids, EntryStatus status,
                                     const ChangeContext& context);
   // kNotFound for an unknown list.
+  // Sets a list's description, creating the list (enabled, empty) when it
+  // does not exist. Audited as "describe_list".
+  Result<uint64_t> DescribeList(const std::string& list, const std::string& description,
+                                const ChangeContext& context);
   Result<uint64_t> SetListEnabled(const std::string& list, bool enabled,
                                   const ChangeContext& context);
   // Re-encrypts every value under the first data key (the others must
