@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <queue>
+#include <thread>
 
 namespace bantay::matcher {
 namespace {
@@ -18,6 +19,8 @@ constexpr int kCodeBytes = 32;
 constexpr int kCodeBits = 256;
 // Below this many codes a scan (N * 32 bytes, 128 KB) is as fast as probing.
 constexpr faiss::Index::idx_t kMinCodesForTables = 4096;
+// Builds from this many codes use two threads.
+constexpr faiss::Index::idx_t kParallelBuildFrom = 1'000'000;
 constexpr int kPrefetchAhead = 12;
 
 inline int Distance(const uint64_t* a, const uint64_t* b) {
@@ -134,10 +137,11 @@ void IndexBinaryMIH::Rebuild() {
   tables_.resize(m);
   int offset = 0;
   for (int k = 0; k < m; ++k) {
-    Table& t = tables_[k];
-    t.bit_offset = offset;
-    t.bits = kCodeBits / m + (k < kCodeBits % m ? 1 : 0);
-    offset += t.bits;
+    tables_[k].bit_offset = offset;
+    tables_[k].bits = kCodeBits / m + (k < kCodeBits % m ? 1 : 0);
+    offset += tables_[k].bits;
+  }
+  auto build_table = [this](Table& t) {
     // Counting sort of the code numbers by substring value.
     t.bucket_start.assign((size_t{1} << t.bits) + 1, 0);
     for (idx_t i = 0; i < ntotal; ++i) {
@@ -152,7 +156,18 @@ void IndexBinaryMIH::Rebuild() {
       t.members[fill[Substring(&codes_[4 * i], t.bit_offset, t.bits)]++] =
           static_cast<uint32_t>(i);
     }
+  };
+  // The tables are independent: a large build (a replica loading its
+  // index) uses a second core for every other table.
+  const bool two_threads = ntotal >= kParallelBuildFrom && std::thread::hardware_concurrency() > 1;
+  std::thread helper;
+  if (two_threads) {
+    helper = std::thread([&] {
+      for (int k = 1; k < m; k += 2) build_table(tables_[k]);
+    });
   }
+  for (int k = 0; k < m; k += two_threads ? 2 : 1) build_table(tables_[k]);
+  if (helper.joinable()) helper.join();
 }
 
 std::unique_ptr<IndexBinaryMIH> IndexBinaryMIH::Appended(idx_t n, const uint8_t* x) const {

@@ -64,9 +64,12 @@ std::shared_ptr<const Segment> Segment::Build(
     rows.push_back({e.id, e.type, e.value, label, e.reference});
   }
   // PDQ rows by id (so Contains is a binary search), exact rows by value.
-  auto pdq_end = std::stable_partition(rows.begin(), rows.end(), [](const Pending& p) {
-    return p.type == SignalType::kPdq;
-  });
+  // (stable_partition copies every row through a buffer: skipped when the
+  // rows are all PDQ, as large lists are.)
+  auto is_pdq = [](const Pending& p) { return p.type == SignalType::kPdq; };
+  auto pdq_end = std::all_of(rows.begin(), rows.end(), is_pdq)
+                     ? rows.end()
+                     : std::stable_partition(rows.begin(), rows.end(), is_pdq);
   // Merged segments arrive sorted by id already.
   auto by_id = [](const Pending& a, const Pending& b) { return a.id < b.id; };
   const bool rows_were_sorted = std::is_sorted(rows.begin(), pdq_end, by_id);
