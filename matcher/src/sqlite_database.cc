@@ -1,7 +1,9 @@
 // The SQLite backend: one database file in WAL mode, so that readers never
 // block the single writer (and the writer never blocks readers).
 #include <sqlite3.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -307,6 +309,13 @@ Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& path,
       return Error(ErrorCode::kNotFound,
                    "sqlite: database file does not exist: " + path);
     }
+  }
+  if (create) {
+    // A new database file is private to its owner (SQLite would use the
+    // umask, typically 0644): it holds the lists' metadata in clear. SQLite
+    // gives its -wal and -shm files the database file's mode.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);
   }
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;

@@ -319,6 +319,14 @@ TEST(IndexCommandTest, SnapshotExportMatchesOfflineAndRefusesTampering) {
   EXPECT_EQ(tampered.out, "");
 }
 
+TEST(IndexCommandTest, ANewSqliteStoreIsPrivateToItsOwner) {
+  IndexCli cli;
+  cli.Create();
+  struct stat st {};
+  ASSERT_EQ(::stat((cli.dir().path() + "/store.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
 TEST(IndexCommandTest, AStoreUrlIsRequired) {
   CliRun run = bantay::testing::RunCommand(RunIndexCommand, {"stats"});
   EXPECT_EQ(run.status, kExitUsage);

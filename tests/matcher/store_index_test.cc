@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -120,6 +121,48 @@ TEST_P(StoreIndexTest, LoadFromTheStore) {
   EXPECT_EQ(matches[0].list, "ngo-b");
   EXPECT_EQ(matches[0].category, "A1");
   EXPECT_EQ(matches[0].reference, "case-3");
+}
+
+// Stores of 200k entries and more are read in two halves on two
+// connections: every entry must arrive once, decrypted, with its status.
+TEST_P(StoreIndexTest, ALargeStoreLoadsInTwoHalvesWithEveryEntry) {
+  constexpr size_t kEntries = 210'000;
+  // (Appended, not "r" + ...: GCC 12 gives a false -Wrestrict for that.)
+  auto ref = [](uint64_t id) { return std::string("r").append(std::to_string(id)); };
+  std::vector<NewEntry> entries;
+  entries.reserve(kEntries);
+  for (size_t i = 0; i < kEntries; ++i) {
+    std::array<uint8_t, 32> value{};
+    for (size_t b = 0; b < 32; b += 8) {
+      const uint64_t word = (i + 1) * 0x9e3779b97f4a7c15ULL ^ (b * 0x2545f4914f6cdd1dULL);
+      std::memcpy(value.data() + b, &word, 8);
+    }
+    entries.push_back(Entry(i % 2 ? "odd" : "even", SignalType::kPdq, value, "A1",
+                            ref(i + 1)));
+  }
+  STORE_ASSERT_OK(store_->AddEntries(entries, Ctx()));
+  STORE_ASSERT_OK(store_->SetEntriesStatus({7, 105'001, kEntries}, EntryStatus::kDisabled, Ctx()));
+  std::unique_ptr<HashIndex> index = Load();
+  std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
+  EXPECT_EQ(snap->store_version(), 3u);
+  EXPECT_EQ(snap->size(SignalType::kPdq), kEntries);
+  std::vector<Match> matches;
+  for (size_t i = 0; i < kEntries; i += 997) {
+    snap->MatchPdq(models::Hash256(entries[i].value), 0, &matches);
+    const uint64_t id = i + 1;
+    const bool disabled = id == 7 || id == 105'001 || id == kEntries;
+    ASSERT_EQ(matches.size(), disabled ? 0u : 1u) << id;
+    if (!disabled) {
+      EXPECT_EQ(matches[0].id, id);
+      EXPECT_EQ(matches[0].reference, ref(id));
+      EXPECT_EQ(matches[0].list, i % 2 ? "odd" : "even");
+    }
+  }
+  for (uint64_t id : {uint64_t{7}, uint64_t{105'001}, uint64_t{kEntries}}) {
+    EXPECT_TRUE(snap->Contains(id));
+    EXPECT_FALSE(snap->EntryEnabled(id));
+  }
+  EXPECT_TRUE(snap->EntryEnabled(105'000));
 }
 
 TEST_P(StoreIndexTest, ChangeFeedGivesTheSameIndexAsAFreshLoad) {
