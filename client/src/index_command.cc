@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -167,6 +168,15 @@ class IndexCommand {
       const char* user = std::getenv("USER");
       a_.actor = user != nullptr && *user != '\0' ? user : "cli";
     }
+    static const std::set<std::string> kSubcommands = {
+        "keygen", "init", "import", "add",   "remove", "disable", "enable",
+        "list",   "stats", "export", "verify", "audit", "root",   "rekey"};
+    if (!kSubcommands.count(a_.sub)) return Usage("unknown subcommand '" + a_.sub + "'");
+    static const std::set<std::string> kTakePositional = {"import", "remove", "disable",
+                                                          "enable"};
+    if (!a_.positional.empty() && !kTakePositional.count(a_.sub)) {
+      return Usage(a_.sub + " takes no argument '" + a_.positional.front() + "'");
+    }
     if (a_.sub == "keygen") return Keygen();
     if (a_.store.store.empty()) {
       return Usage("no store: give --store sqlite:PATH or --store postgresql://... (or set "
@@ -234,12 +244,15 @@ class IndexCommand {
     const matcher::SigningKey signing = matcher::SigningKey::Generate();
     Status s = matcher::WriteDataKeyFile(data_path, data);
     if (s.ok()) s = matcher::WriteSecretFile(signing_path, signing.ToPem());
-    if (s.ok()) {
-      std::ofstream pub(public_path);
-      pub << matcher::PublicKeyToPem(signing.public_key());
-      if (!pub.flush()) s = Error(ErrorCode::kIo, "cannot write " + public_path);
+    // (Created exclusively like the secrets; the public key may be shared.)
+    if (s.ok()) s = matcher::WriteSecretFile(public_path, matcher::PublicKeyToPem(signing.public_key()));
+    if (!s.ok()) {
+      // All three or none, so that a retry is not refused.
+      for (const std::string& p : {data_path, signing_path, public_path}) {
+        std::filesystem::remove(p, ec);
+      }
+      return Fail(s.error());
     }
-    if (!s.ok()) return Fail(s.error());
     Print({{"data_key", data_path},
            {"data_key_id", data.id},
            {"signing_key", signing_path},
@@ -308,6 +321,16 @@ class IndexCommand {
                            std::move(r.reference)});
       }
       sources += (sources.empty() ? "" : ",") + name;
+    }
+    // File names go into entries and the audit log: no control characters,
+    // at most 256 bytes (cut at a UTF-8 character boundary).
+    for (char& c : sources) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    }
+    if (sources.size() > 256) {
+      size_t cut = 253;
+      while (cut > 0 && (static_cast<unsigned char>(sources[cut]) & 0xc0) == 0x80) --cut;
+      sources = sources.substr(0, cut) + "...";
     }
     if (rejected > 0 && !a_.skip_invalid) {
       err_ << "bantay index import: " << rejected
@@ -513,6 +536,7 @@ class IndexCommand {
     Result<std::unique_ptr<Store>> store = OpenStore(false);
     if (!store.ok()) return Fail(store.error());
     if (!a_.prove.empty()) {
+      if (!a_.version.empty()) return Usage("--prove proves against the current version only");
       uint64_t id = 0;
       if (!ParseU64(a_.prove, &id)) return Usage("--prove takes an entry id");
       Result<matcher::InclusionProof> proof = (*store)->Prove(id);
@@ -523,15 +547,27 @@ class IndexCommand {
       for (const matcher::Digest32& d : proof->path) path.push_back(json::string(Hex(d)));
       const bool included = matcher::VerifyMerkleInclusion(
           proof->leaf_hash, proof->leaf_index, proof->tree_size, proof->path, record->root);
-      Print({{"entry", id},
-             {"version", proof->version},
-             {"leaf_index", proof->leaf_index},
-             {"tree_size", proof->tree_size},
-             {"leaf_hash", Hex(proof->leaf_hash)},
-             {"path", path},
-             {"root", Hex(record->root)},
-             {"included", included}});
-      return included ? kExitOk : kExitSomeFailed;
+      json::object o{{"entry", id},
+                     {"version", proof->version},
+                     {"leaf_index", proof->leaf_index},
+                     {"tree_size", proof->tree_size},
+                     {"leaf_hash", Hex(proof->leaf_hash)},
+                     {"path", path},
+                     {"root", Hex(record->root)},
+                     {"included", included}};
+      // A proof only means something against a root signed by a trusted key.
+      bool signed_ok = true;
+      if (trusted->has_value()) {
+        signed_ok = matcher::VerifySignature(
+            **trusted, matcher::VersionSigningMessage((*store)->store_id(), *record),
+            record->signature);
+        o["signature_valid"] = signed_ok;
+        if (!signed_ok) {
+          err_ << "bantay index root: the root's signature does not verify with the given key\n";
+        }
+      }
+      Print(o);
+      return included && signed_ok ? kExitOk : kExitSomeFailed;
     }
     uint64_t version = 0;
     if (!a_.version.empty() && (!ParseU64(a_.version, &version) || version == 0)) {

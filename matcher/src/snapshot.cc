@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -210,6 +211,11 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
   if (!in) {
     return Error(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
                  "cannot open " + path + ": " + std::strerror(errno));
+  }
+  // Only regular files (a device such as /dev/zero would be read forever).
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return Error(ErrorCode::kUnsupportedFormat, path + " is not a regular file");
   }
   std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (file.size() < kSnapshotMagic.size() ||

@@ -475,6 +475,10 @@ struct Store::Impl {
   };
   Result<uint64_t> Change(const ChangeContext& context, std::string_view action,
                           const std::function<Result<ChangeSummary>(uint64_t version)>& body) {
+    // Who and where from go into the audit log and the entries.
+    Status valid = CheckText("actor", context.actor, false);
+    if (valid.ok()) valid = CheckText("source", context.source, true);
+    if (!valid.ok()) return valid.error();
     Result<uint64_t> version = BeginChange();
     if (!version.ok()) return version.error();
     Result<ChangeSummary> summary = body(*version);
@@ -1053,15 +1057,17 @@ Status Store::ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uin
     Result<int64_t> end = im.QueryInt("SELECT coalesce(max(id), 0) + 1 FROM entries", {});
     if (!end.ok()) return fail(end.error());
     int64_t mid = *end;
-    if (*count >= kParallelFrom && !im.url.empty()) {
+    const bool split = *count >= kParallelFrom && !im.url.empty();
+    if (split && !second && attempt == 0) {
+      // Without a second connection (PostgreSQL at max_connections, say)
+      // the whole store is read on this one.
+      Result<std::unique_ptr<db::Connection>> c = db::Connection::Open(im.url, false);
+      if (c.ok()) second = std::move(*c);
+    }
+    if (split && second) {
       Result<int64_t> m = im.QueryInt("SELECT id FROM entries ORDER BY id LIMIT 1 OFFSET $1",
                                       {Param::Int(*count / 2)});
       if (!m.ok()) return fail(m.error());
-      if (!second) {
-        Result<std::unique_ptr<db::Connection>> c = db::Connection::Open(im.url, false);
-        if (!c.ok()) return fail(c.error());
-        second = std::move(*c);
-      }
       s = second->BeginRead();
       if (!s.ok()) return fail(s);
       int64_t v2 = -1;
@@ -1093,13 +1099,21 @@ Status Store::ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uin
     std::thread reader;
     if (first_half < total) {
       reader = std::thread([&] {
-        second_status = ReadIndexRange(*second, im.keys.data_keys, im.store_id, mid, *end,
-                                       entries->data() + offset + first_half,
-                                       total - first_half, &disabled_second);
+        try {
+          second_status = ReadIndexRange(*second, im.keys.data_keys, im.store_id, mid, *end,
+                                         entries->data() + offset + first_half,
+                                         total - first_half, &disabled_second);
+        } catch (const std::exception& e) {  // std::bad_alloc on a huge store
+          second_status = Error(ErrorCode::kInternal, std::string("reading failed: ") + e.what());
+        }
       });
     }
-    s = ReadIndexRange(*im.conn, im.keys.data_keys, im.store_id, 0, mid,
-                       entries->data() + offset, first_half, disabled);
+    try {
+      s = ReadIndexRange(*im.conn, im.keys.data_keys, im.store_id, 0, mid,
+                         entries->data() + offset, first_half, disabled);
+    } catch (const std::exception& e) {
+      s = Error(ErrorCode::kInternal, std::string("reading failed: ") + e.what());
+    }
     if (reader.joinable()) reader.join();
     end_reads();  // both read-only
     if (!s.ok()) return s;

@@ -62,6 +62,14 @@ Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index) {
 
 Status ApplyChangeSet(const ChangeSet& changes, HashIndex* index) {
   std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
+  // A change set is a difference from one version: applied to another, it
+  // could undo later changes.
+  if (changes.from_version != snap->store_version() ||
+      changes.to_version < changes.from_version) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "the changes are from version " + std::to_string(changes.from_version) +
+                     " but the index is at version " + std::to_string(snap->store_version()));
+  }
   std::vector<uint64_t> remove, disable, enable;
   std::vector<IndexEntry> add;
   for (uint64_t id : changes.removed) {

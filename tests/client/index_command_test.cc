@@ -327,6 +327,47 @@ TEST(IndexCommandTest, ANewSqliteStoreIsPrivateToItsOwner) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
+TEST(IndexCommandTest, AProofIsCheckedAgainstATrustedSignature) {
+  IndexCli cli;
+  cli.Create();
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal}).status, kExitOk);
+  CliRun good = cli.Run({"root", "--prove", "1", "--public-key", cli.keys() + "/signing.pub"});
+  ASSERT_EQ(good.status, kExitOk) << good.err;
+  EXPECT_EQ(good.lines[0].at("signature_valid").as_bool(), true);
+  ASSERT_EQ(bantay::testing::RunCommand(RunIndexCommand,
+                                        {"keygen", "--out", cli.dir().path() + "/other"})
+                .status,
+            kExitOk);
+  CliRun bad = cli.Run({"root", "--prove", "1", "--public-key",
+                        cli.dir().path() + "/other/signing.pub"});
+  EXPECT_EQ(bad.status, kExitSomeFailed);
+  EXPECT_EQ(bad.lines[0].at("included").as_bool(), true);
+  EXPECT_EQ(bad.lines[0].at("signature_valid").as_bool(), false);
+  EXPECT_EQ(bad.err,
+            "bantay index root: the root's signature does not verify with the given key\n");
+  EXPECT_EQ(cli.Run({"root", "--prove", "1", "--version", "1"}).status, kExitUsage);
+}
+
+TEST(IndexCommandTest, UnknownSubcommandsAndStrayArgumentsAreUsageErrors) {
+  CliRun unknown = bantay::testing::RunCommand(RunIndexCommand, {"frobnicate"});
+  EXPECT_EQ(unknown.status, kExitUsage);
+  EXPECT_EQ(unknown.err, "bantay index: unknown subcommand 'frobnicate'\n");
+  CliRun stray = bantay::testing::RunCommand(RunIndexCommand, {"list", "hotline-a"});
+  EXPECT_EQ(stray.status, kExitUsage);
+  EXPECT_EQ(stray.err, "bantay index: list takes no argument 'hotline-a'\n");
+}
+
+TEST(IndexCommandTest, AnActorWithControlCharactersIsRefused) {
+  IndexCli cli;
+  cli.Create();
+  CliRun run = bantay::testing::RunCommand(
+      RunIndexCommand, {"add", "--list", "a", "--pdq", kOriginal, "--store", cli.store(), "--key",
+                        cli.keys() + "/data.key", "--signing-key", cli.keys() + "/signing.key",
+                        "--actor", "eve\nforged line"});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.err, "bantay index add: actor contains a control character\n");
+}
+
 TEST(IndexCommandTest, AStoreUrlIsRequired) {
   CliRun run = bantay::testing::RunCommand(RunIndexCommand, {"stats"});
   EXPECT_EQ(run.status, kExitUsage);

@@ -257,6 +257,11 @@ TEST_P(StoreSnapshotTest, OtherFiles) {
   const std::string empty_path = dir_.Write("empty.bin", {});
   STORE_EXPECT_CODE(ReadSnapshot(empty_path, key_, SignerPublic()),
                     ErrorCode::kUnsupportedFormat);
+  // A device is not read forever, a directory not at all.
+  STORE_EXPECT_CODE(ReadSnapshot("/dev/zero", key_, SignerPublic()),
+                    ErrorCode::kUnsupportedFormat);
+  STORE_EXPECT_CODE(ReadSnapshot(dir_.path(), key_, SignerPublic()),
+                    ErrorCode::kUnsupportedFormat);
   const std::string missing = dir_.path() + "/missing.bsnap";
   STORE_EXPECT_CODE(ReadSnapshot(missing, key_, SignerPublic()), ErrorCode::kNotFound);
   EXPECT_FALSE(IsSnapshotFile(missing));

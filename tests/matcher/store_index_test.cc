@@ -165,6 +165,21 @@ TEST_P(StoreIndexTest, ALargeStoreLoadsInTwoHalvesWithEveryEntry) {
   EXPECT_TRUE(snap->EntryEnabled(105'000));
 }
 
+TEST_P(StoreIndexTest, AChangeSetFromAnotherVersionIsRefused) {
+  Add("hotline-a", SignalType::kPdq, pdq_[0], "case-1");
+  Result<ChangeSet> old = store_->ChangesSince(1);  // 1 -> 2
+  STORE_ASSERT_OK(old);
+  Add("hotline-a", SignalType::kPdq, pdq_[1], "case-2");
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));
+  std::unique_ptr<HashIndex> index = Load();  // at version 4
+  Status s = ApplyChangeSet(*old, index.get());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(s.error().message(), "the changes are from version 1 but the index is at version 4");
+  EXPECT_EQ(index->Snapshot()->store_version(), 4u);
+  EXPECT_FALSE(index->Snapshot()->EntryEnabled(1));  // not re-enabled by the old change set
+}
+
 TEST_P(StoreIndexTest, ChangeFeedGivesTheSameIndexAsAFreshLoad) {
   // One index follows every change; one is loaded at each version and
   // caught up at the end, in one jump.

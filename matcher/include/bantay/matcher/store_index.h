@@ -28,7 +28,8 @@ Status LoadIndexFromEntries(std::vector<StoredEntry> entries, const std::vector<
 // Applies a change set (Store::ChangesSince(the index's store version)):
 // removals and disablings first, then additions and enablings, so that no
 // intermediate snapshot matches something neither version matches; then
-// labels the index with changes.to_version.
+// labels the index with changes.to_version. kInvalidArgument (nothing
+// applied) when changes.from_version is not the index's store version.
 Status ApplyChangeSet(const ChangeSet& changes, HashIndex* index);
 
 }  // namespace bantay::matcher
