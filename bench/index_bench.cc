@@ -40,6 +40,7 @@
 #include "bantay/matcher/index_binary_mih.h"
 #include "bantay/models/digest.h"
 #include "bantay/models/pdq.h"
+#include "bench_util.h"
 
 namespace {
 
@@ -49,16 +50,9 @@ using bantay::matcher::IndexEntry;
 using bantay::matcher::SignalType;
 using bantay::models::Hash256;
 using idx_t = faiss::Index::idx_t;
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bantay::bench::Clock;
+using bantay::bench::Median;
+using bantay::bench::Seconds;
 
 size_t RssBytes() {
   std::ifstream status("/proc/self/statm");

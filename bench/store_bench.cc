@@ -34,20 +34,14 @@
 #include "bantay/matcher/hash_index.h"
 #include "bantay/matcher/store.h"
 #include "bantay/matcher/store_index.h"
+#include "bench_util.h"
 
 namespace {
 
 using namespace bantay::matcher;  // NOLINT: a benchmark program
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bantay::bench::Clock;
+using bantay::bench::Median;
+using bantay::bench::Seconds;
 
 std::vector<NewEntry> RandomEntries(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -186,6 +186,17 @@ class PgSession {
     return status == PQTRANS_INTRANS || status == PQTRANS_INERROR;
   }
 
+  // Sends a prepared statement with its parameters; results are binary.
+  Status Send(const std::string& statement_name, std::span<const Param> params) {
+    BindParams(params);
+    if (PQsendQueryPrepared(conn_, statement_name.c_str(), static_cast<int>(params.size()),
+                            values_.data(), lengths_.data(), formats_.data(),
+                            /*resultFormat=*/1) == 0) {
+      return ConnectionError("send");
+    }
+    return {};
+  }
+
   // Runs one statement now and streams its rows to `on_row`.
   Status ExecuteNow(std::string_view sql, std::span<const Param> params,
                     const RowCallback& on_row) {
@@ -193,13 +204,7 @@ class PgSession {
     if (Status s = FinishPipeline(); !s.ok()) return s;
     Result<Prepared*> prepared = FindOrPrepare(sql, params, /*queue=*/false);
     if (!prepared.ok()) return prepared.error();
-    BindParams(params);
-    if (PQsendQueryPrepared(conn_, (*prepared)->name.c_str(),
-                            static_cast<int>(params.size()), values_.data(),
-                            lengths_.data(), formats_.data(),
-                            /*resultFormat=*/1) == 0) {
-      return ConnectionError("send");
-    }
+    if (Status sent = Send((*prepared)->name, params); !sent.ok()) return sent;
     // Without single-row mode libpq would gather the whole result first.
     if (on_row) PQsetSingleRowMode(conn_);
     return CollectResults(on_row);
@@ -218,13 +223,7 @@ class PgSession {
     }
     Result<Prepared*> prepared = FindOrPrepare(sql, params, /*queue=*/true);
     if (!prepared.ok()) return prepared.error();
-    BindParams(params);
-    if (PQsendQueryPrepared(conn_, (*prepared)->name.c_str(),
-                            static_cast<int>(params.size()), values_.data(),
-                            lengths_.data(), formats_.data(),
-                            /*resultFormat=*/1) == 0) {
-      return ConnectionError("send");
-    }
+    if (Status sent = Send((*prepared)->name, params); !sent.ok()) return sent;
     pending_.push_back(nullptr);
     if (++unsynced_ >= kPipelineBatch) {
       if (Status s = Sync(); !s.ok()) return s;

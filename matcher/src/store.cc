@@ -21,33 +21,37 @@ using db::Row;
 constexpr int64_t kSchemaVersion = 1;
 constexpr size_t kMaxTextBytes = 256;
 
-// The schema, per backend: the same tables and columns; only the type names
-// differ (SQLite's INTEGER PRIMARY KEY is the rowid; PostgreSQL's BYTEA).
-// The audit log and the signed versions are append-only in the database
-// too: triggers refuse updates and deletes (the hash chain and the
+// The schema: the same tables and columns on both backends, with {int}
+// and {blob} standing for the backend's type names (SQLite's INTEGER
+// PRIMARY KEY is the rowid; PostgreSQL's BIGINT and BYTEA). The audit log
+// and the signed versions are append-only in the database too: triggers,
+// written per backend, refuse updates and deletes (the hash chain and the
 // signatures are what prove it; the triggers stop accidents).
-constexpr std::string_view kSqliteSchema = R"sql(
-CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1),
-  version INTEGER NOT NULL, next_id INTEGER NOT NULL);
-CREATE TABLE lists (name TEXT PRIMARY KEY, enabled INTEGER NOT NULL,
-  description TEXT NOT NULL, created_version INTEGER NOT NULL,
-  changed_version INTEGER NOT NULL);
-CREATE TABLE entries (id INTEGER PRIMARY KEY, list TEXT NOT NULL REFERENCES lists(name),
-  type INTEGER NOT NULL, key_id TEXT NOT NULL, sealed BLOB NOT NULL, leaf BLOB NOT NULL,
+constexpr std::string_view kTables = R"sql(
+CREATE TABLE meta (key TEXT PRIMARY KEY, value {blob} NOT NULL);
+CREATE TABLE state (id {int} PRIMARY KEY CHECK (id = 1),
+  version {int} NOT NULL, next_id {int} NOT NULL);
+CREATE TABLE lists (name TEXT PRIMARY KEY, enabled {int} NOT NULL,
+  description TEXT NOT NULL, created_version {int} NOT NULL,
+  changed_version {int} NOT NULL);
+CREATE TABLE entries (id {int} PRIMARY KEY, list TEXT NOT NULL REFERENCES lists(name),
+  type {int} NOT NULL, key_id TEXT NOT NULL, sealed {blob} NOT NULL, leaf {blob} NOT NULL,
   category TEXT NOT NULL, reference TEXT NOT NULL, source TEXT NOT NULL,
-  added_by TEXT NOT NULL, added_at INTEGER NOT NULL, added_version INTEGER NOT NULL,
-  status INTEGER NOT NULL, status_version INTEGER NOT NULL);
+  added_by TEXT NOT NULL, added_at {int} NOT NULL, added_version {int} NOT NULL,
+  status {int} NOT NULL, status_version {int} NOT NULL);
 CREATE INDEX entries_status_version ON entries (status_version);
 CREATE INDEX entries_list ON entries (list, id);
-CREATE TABLE removals (version INTEGER NOT NULL, id INTEGER NOT NULL);
+CREATE TABLE removals (version {int} NOT NULL, id {int} NOT NULL);
 CREATE INDEX removals_version ON removals (version);
-CREATE TABLE versions (version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,
-  root BLOB NOT NULL, active_count INTEGER NOT NULL, audit_digest BLOB NOT NULL,
-  public_key BLOB NOT NULL, signature BLOB NOT NULL);
-CREATE TABLE audit (seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL,
-  action TEXT NOT NULL, list TEXT NOT NULL, count INTEGER NOT NULL,
-  entries_digest BLOB NOT NULL, prev_digest BLOB NOT NULL, digest BLOB NOT NULL);
+CREATE TABLE versions (version {int} PRIMARY KEY, created_at {int} NOT NULL,
+  root {blob} NOT NULL, active_count {int} NOT NULL, audit_digest {blob} NOT NULL,
+  public_key {blob} NOT NULL, signature {blob} NOT NULL);
+CREATE TABLE audit (seq {int} PRIMARY KEY, time {int} NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, list TEXT NOT NULL, count {int} NOT NULL,
+  entries_digest {blob} NOT NULL, prev_digest {blob} NOT NULL, digest {blob} NOT NULL);
+)sql";
+
+constexpr std::string_view kSqliteTriggers = R"sql(
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
@@ -58,28 +62,7 @@ CREATE TRIGGER versions_no_delete BEFORE DELETE ON versions
   BEGIN SELECT RAISE(ABORT, 'signed versions are append-only'); END;
 )sql";
 
-constexpr std::string_view kPostgresSchema = R"sql(
-CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
-CREATE TABLE state (id BIGINT PRIMARY KEY CHECK (id = 1),
-  version BIGINT NOT NULL, next_id BIGINT NOT NULL);
-CREATE TABLE lists (name TEXT PRIMARY KEY, enabled BIGINT NOT NULL,
-  description TEXT NOT NULL, created_version BIGINT NOT NULL,
-  changed_version BIGINT NOT NULL);
-CREATE TABLE entries (id BIGINT PRIMARY KEY, list TEXT NOT NULL REFERENCES lists(name),
-  type BIGINT NOT NULL, key_id TEXT NOT NULL, sealed BYTEA NOT NULL, leaf BYTEA NOT NULL,
-  category TEXT NOT NULL, reference TEXT NOT NULL, source TEXT NOT NULL,
-  added_by TEXT NOT NULL, added_at BIGINT NOT NULL, added_version BIGINT NOT NULL,
-  status BIGINT NOT NULL, status_version BIGINT NOT NULL);
-CREATE INDEX entries_status_version ON entries (status_version);
-CREATE INDEX entries_list ON entries (list, id);
-CREATE TABLE removals (version BIGINT NOT NULL, id BIGINT NOT NULL);
-CREATE INDEX removals_version ON removals (version);
-CREATE TABLE versions (version BIGINT PRIMARY KEY, created_at BIGINT NOT NULL,
-  root BYTEA NOT NULL, active_count BIGINT NOT NULL, audit_digest BYTEA NOT NULL,
-  public_key BYTEA NOT NULL, signature BYTEA NOT NULL);
-CREATE TABLE audit (seq BIGINT PRIMARY KEY, time BIGINT NOT NULL, actor TEXT NOT NULL,
-  action TEXT NOT NULL, list TEXT NOT NULL, count BIGINT NOT NULL,
-  entries_digest BYTEA NOT NULL, prev_digest BYTEA NOT NULL, digest BYTEA NOT NULL);
+constexpr std::string_view kPostgresTriggers = R"sql(
 CREATE FUNCTION bantay_append_only() RETURNS trigger LANGUAGE plpgsql AS
   $$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
 CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
@@ -87,6 +70,20 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
 CREATE TRIGGER versions_append_only BEFORE UPDATE OR DELETE ON versions
   FOR EACH ROW EXECUTE FUNCTION bantay_append_only();
 )sql";
+
+std::string Schema(db::Backend backend) {
+  const bool sqlite = backend == db::Backend::kSqlite;
+  std::string sql(kTables);
+  for (const auto& [token, type] : {std::pair<std::string_view, std::string_view>{
+                                        "{int}", sqlite ? "INTEGER" : "BIGINT"},
+                                    {"{blob}", sqlite ? "BLOB" : "BYTEA"}}) {
+    for (size_t at = sql.find(token); at != std::string::npos; at = sql.find(token, at)) {
+      sql.replace(at, token.size(), type);
+    }
+  }
+  sql += sqlite ? kSqliteTriggers : kPostgresTriggers;
+  return sql;
+}
 
 // Columns of an entry row, in the order DecodeEntry reads them.
 constexpr std::string_view kEntryColumns =
@@ -204,6 +201,83 @@ Digest32 AuditRecordDigest(const AuditRecord& r) {
   return h.Finish();
 }
 
+namespace {
+
+// The data keys' ciphers for hash values at rest: value || salt sealed
+// under the first (primary) key with the store id, entry id and type as
+// additional data, opened under whichever key id the row names. Not
+// thread-safe: one per thread.
+class ValueCipher {
+ public:
+  ValueCipher(const std::vector<DataKey>& keys, const std::array<uint8_t, 16>& store_id)
+      : store_id_(store_id) {
+    for (const DataKey& key : keys) {
+      if (!aeads_.count(key.id)) aeads_.emplace(key.id, std::make_unique<Aead>(key));
+    }
+    if (!keys.empty()) primary_ = aeads_.at(keys.front().id).get();
+  }
+
+  // Null without keys.
+  Aead* primary() const { return primary_; }
+
+  void Seal(uint64_t id, SignalType type, const std::array<uint8_t, 32>& value,
+            const std::array<uint8_t, 16>& salt, std::vector<uint8_t>* sealed) {
+    std::array<uint8_t, 48> plain{};
+    const size_t n = ValueSize(type);
+    std::copy_n(value.begin(), n, plain.begin());
+    std::copy(salt.begin(), salt.end(), plain.begin() + n);
+    const auto aad = ValueAad(store_id_, id, type);
+    sealed->clear();
+    primary_->Seal(std::span<const uint8_t>(plain.data(), n + 16), aad, sealed);
+    Wipe(plain);
+  }
+
+  Status Open(uint64_t id, SignalType type, std::string_view key_id,
+              std::span<const uint8_t> sealed, std::array<uint8_t, 32>* value,
+              std::array<uint8_t, 16>* salt) {
+    Aead* aead = For(key_id);
+    if (aead == nullptr) {
+      return Error(ErrorCode::kPermissionDenied,
+                   "entry " + std::to_string(id) + " is encrypted with key " +
+                       std::string(key_id) + ", which was not given");
+    }
+    const size_t n = ValueSize(type);
+    if (sealed.size() != n + 16 + Aead::kOverhead) {
+      return Error(ErrorCode::kCorruptData,
+                   "entry " + std::to_string(id) + ": encrypted value has the wrong size");
+    }
+    std::array<uint8_t, 48> plain{};
+    const auto aad = ValueAad(store_id_, id, type);
+    if (!aead->Open(sealed, aad, std::span<uint8_t>(plain.data(), n + 16)).ok()) {
+      return Error(ErrorCode::kCorruptData,
+                   "entry " + std::to_string(id) +
+                       ": the encrypted value does not authenticate (modified, or moved "
+                       "from another row)");
+    }
+    value->fill(0);
+    std::copy_n(plain.begin(), n, value->begin());
+    std::copy_n(plain.begin() + n, 16, salt->begin());
+    Wipe(plain);
+    return {};
+  }
+
+ private:
+  // The last key used is remembered: consecutive rows almost always share it.
+  Aead* For(std::string_view key_id) {
+    if (last_ != nullptr && key_id == last_->key_id()) return last_;
+    auto it = aeads_.find(std::string(key_id));
+    last_ = it == aeads_.end() ? nullptr : it->second.get();
+    return last_;
+  }
+
+  const std::array<uint8_t, 16>& store_id_;
+  std::unordered_map<std::string, std::unique_ptr<Aead>> aeads_;  // by key id
+  Aead* primary_ = nullptr;
+  Aead* last_ = nullptr;
+};
+
+}  // namespace
+
 // --- Store::Impl ---------------------------------------------------------------
 
 struct Store::Impl {
@@ -212,13 +286,9 @@ struct Store::Impl {
   StoreKeys keys;
   std::array<uint8_t, 16> store_id{};
   std::optional<PublicKey> public_key;  // the store's signer (meta), once read
-  std::unordered_map<std::string, std::unique_ptr<Aead>> aeads;  // by key id
+  ValueCipher cipher{keys.data_keys, store_id};
 
-  Impl(std::unique_ptr<db::Connection> c, StoreKeys k) : conn(std::move(c)), keys(std::move(k)) {
-    for (const DataKey& key : keys.data_keys) {
-      if (!aeads.count(key.id)) aeads.emplace(key.id, std::make_unique<Aead>(key));
-    }
-  }
+  Impl(std::unique_ptr<db::Connection> c, StoreKeys k) : conn(std::move(c)), keys(std::move(k)) {}
 
   Status Exec(std::string_view sql, std::initializer_list<Param> params,
               const db::RowCallback& on_row = nullptr) {
@@ -235,65 +305,8 @@ struct Store::Impl {
     return *value;
   }
 
-  Aead* PrimaryAead() {
-    return keys.data_keys.empty() ? nullptr : aeads.at(keys.data_keys.front().id).get();
-  }
-
-  // Encrypts value || salt under the primary key.
-  void SealValue(const StoredEntry& e, std::vector<uint8_t>* sealed) {
-    std::array<uint8_t, 48> plain{};
-    const size_t n = ValueSize(e.type);
-    std::copy_n(e.value.begin(), n, plain.begin());
-    std::copy(e.salt.begin(), e.salt.end(), plain.begin() + n);
-    const auto aad = ValueAad(store_id, e.id, e.type);
-    sealed->clear();
-    PrimaryAead()->Seal(std::span<const uint8_t>(plain.data(), n + 16), aad, sealed);
-    Wipe(plain);
-  }
-
-  // Decrypts a sealed value into e->value and e->salt.
-  // The cipher of a key id; the last one is remembered, as consecutive rows
-  // almost always share their key.
-  Aead* AeadFor(std::string_view key_id) {
-    if (last_aead != nullptr && key_id == last_aead->key_id()) return last_aead;
-    auto it = aeads.find(std::string(key_id));
-    last_aead = it == aeads.end() ? nullptr : it->second.get();
-    return last_aead;
-  }
-  Aead* last_aead = nullptr;
-
-  // Decrypts a sealed value of entry (id, type) into value and salt.
-  Status OpenSealed(uint64_t id, SignalType type, std::string_view key_id,
-                    std::span<const uint8_t> sealed, std::array<uint8_t, 32>* value,
-                    std::array<uint8_t, 16>* salt) {
-    Aead* aead = AeadFor(key_id);
-    if (aead == nullptr) {
-      return Error(ErrorCode::kPermissionDenied,
-                   "entry " + std::to_string(id) + " is encrypted with key " +
-                       std::string(key_id) + ", which was not given");
-    }
-    const size_t n = ValueSize(type);
-    if (sealed.size() != n + 16 + Aead::kOverhead) {
-      return Error(ErrorCode::kCorruptData,
-                   "entry " + std::to_string(id) + ": encrypted value has the wrong size");
-    }
-    std::array<uint8_t, 48> plain{};
-    const auto aad = ValueAad(store_id, id, type);
-    if (!aead->Open(sealed, aad, std::span<uint8_t>(plain.data(), n + 16)).ok()) {
-      return Error(ErrorCode::kCorruptData,
-                   "entry " + std::to_string(id) +
-                       ": the encrypted value does not authenticate (modified, or moved "
-                       "from another row)");
-    }
-    value->fill(0);
-    std::copy_n(plain.begin(), n, value->begin());
-    std::copy_n(plain.begin() + n, 16, salt->begin());
-    Wipe(plain);
-    return {};
-  }
-
   Status OpenValue(std::string_view key_id, std::span<const uint8_t> sealed, StoredEntry* e) {
-    return OpenSealed(e->id, e->type, key_id, sealed, &e->value, &e->salt);
+    return cipher.Open(e->id, e->type, key_id, sealed, &e->value, &e->salt);
   }
 
   // Reads an entry row selected with kEntryColumns; the leaf goes to *leaf.
@@ -452,7 +465,7 @@ struct Store::Impl {
       return Error(ErrorCode::kPermissionDenied,
                    "the signing key given is not the store's signing key");
     }
-    if (PrimaryAead() == nullptr) {
+    if (cipher.primary() == nullptr) {
       return Error(ErrorCode::kPermissionDenied, "changing the store needs the data key");
     }
     Status s = conn->BeginWrite();
@@ -567,8 +580,7 @@ Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys key
   im.public_key = im.keys.signing_key->public_key();
   Status s = im.conn->BeginWrite();
   if (!s.ok()) return s.error();
-  s = im.conn->ExecScript(im.conn->backend() == db::Backend::kSqlite ? kSqliteSchema
-                                                                     : kPostgresSchema);
+  s = im.conn->ExecScript(Schema(im.conn->backend()));
   if (s.ok()) {
     s = im.Exec("INSERT INTO meta (key, value) VALUES ('store_id', $1)",
                 {BlobParam(im.store_id)});
@@ -664,7 +676,7 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $12)");
     if (!insert.ok()) return insert.error();
     const int64_t now = Now();
-    const std::string& key_id = im.PrimaryAead()->key_id();
+    const std::string& key_id = im.cipher.primary()->key_id();
     Sha256Hasher digest;
     std::vector<uint8_t> sealed;
     StoredEntry e;
@@ -678,7 +690,7 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
       e.category = n.category;
       e.reference = n.reference;
       RandomBytes(e.salt);
-      im.SealValue(e, &sealed);
+      im.cipher.Seal(e.id, e.type, e.value, e.salt, &sealed);
       const Digest32 leaf = EntryLeafHash(e);
       digest.Update(leaf);
       const std::array<Param, 12> params = {
@@ -851,10 +863,10 @@ Result<uint64_t> Store::Rekey(const ChangeContext& context) {
     Result<std::unique_ptr<db::Statement>> update =
         im.conn->Prepare("UPDATE entries SET key_id = $1, sealed = $2 WHERE id = $3");
     if (!update.ok()) return update.error();
-    const std::string& key_id = im.PrimaryAead()->key_id();
+    const std::string& key_id = im.cipher.primary()->key_id();
     std::vector<uint8_t> sealed;
     for (auto& [e, leaf] : entries) {
-      im.SealValue(e, &sealed);
+      im.cipher.Seal(e.id, e.type, e.value, e.salt, &sealed);
       Wipe(e.value);
       const std::array<Param, 3> p = {Param::Text(key_id), BlobParam(sealed),
                                       Param::Int(static_cast<int64_t>(e.id))};
@@ -968,14 +980,10 @@ namespace {
 Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
                       const std::array<uint8_t, 16>& store_id, int64_t first, int64_t last,
                       IndexEntry* out, size_t expected, std::vector<uint64_t>* disabled) {
-  std::unordered_map<std::string, std::unique_ptr<Aead>> aeads;
-  for (const DataKey& key : keys) {
-    if (!aeads.count(key.id)) aeads.emplace(key.id, std::make_unique<Aead>(key));
-  }
-  Aead* last_aead = nullptr;
+  ValueCipher cipher(keys, store_id);
   size_t n = 0;
   Status failed;
-  std::array<uint8_t, 48> plain{};
+  std::array<uint8_t, 16> salt{};
   const std::array<Param, 2> range = {Param::Int(first), Param::Int(last)};
   Status s = conn.Execute(
       "SELECT id, list, type, key_id, sealed, category, reference, status FROM entries "
@@ -998,31 +1006,9 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
         e.category = row.Text(5);
         e.reference = row.Text(6);
         if (row.Int(7) != 0) disabled->push_back(e.id);
-        const std::string_view key_id = row.Text(3);
-        if (last_aead == nullptr || key_id != last_aead->key_id()) {
-          auto it = aeads.find(std::string(key_id));
-          if (it == aeads.end()) {
-            failed = Error(ErrorCode::kPermissionDenied,
-                           "entry " + std::to_string(e.id) + " is encrypted with key " +
-                               std::string(key_id) + ", which was not given");
-            return;
-          }
-          last_aead = it->second.get();
-        }
-        const size_t size = ValueSize(e.type);
-        const std::span<const uint8_t> sealed = row.Blob(4);
-        const auto aad = ValueAad(store_id, e.id, e.type);
-        if (sealed.size() != size + 16 + Aead::kOverhead ||
-            !last_aead->Open(sealed, aad, std::span<uint8_t>(plain.data(), size + 16)).ok()) {
-          failed = Error(ErrorCode::kCorruptData,
-                         "entry " + std::to_string(e.id) +
-                             ": the encrypted value does not authenticate (modified, or moved "
-                             "from another row)");
-          return;
-        }
-        std::copy_n(plain.begin(), size, e.value.begin());
+        failed = cipher.Open(e.id, e.type, row.Text(3), row.Blob(4), &e.value, &salt);
       });
-  Wipe(plain);
+  Wipe(salt);
   if (!s.ok()) return s;
   if (!failed.ok()) return failed;
   if (n != expected) return Error(ErrorCode::kInternal, "fewer entries than counted");

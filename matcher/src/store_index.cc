@@ -15,6 +15,26 @@ IndexEntry ToIndexEntry(const StoredEntry& entry) {
   return e;
 }
 
+namespace {
+
+// Fills an empty index: disabled states first, so that no snapshot shows
+// them enabled, then the entries, then the version label.
+Status Install(std::vector<IndexEntry> entries, const std::vector<uint64_t>& disabled,
+               const std::vector<ListInfo>& lists, uint64_t store_version, HashIndex* index) {
+  for (const ListInfo& l : lists) {
+    if (!l.enabled) index->SetListEnabled(l.name, false);
+  }
+  if (!disabled.empty()) index->SetEntriesEnabled(disabled, false);
+  if (!entries.empty()) {
+    Status s = index->Add(std::move(entries));
+    if (!s.ok()) return s;
+  }
+  index->SetStoreVersion(store_version);
+  return {};
+}
+
+}  // namespace
+
 Status LoadIndexFromEntries(std::vector<StoredEntry> entries, const std::vector<ListInfo>& lists,
                             uint64_t store_version, HashIndex* index) {
   std::vector<IndexEntry> batch;
@@ -27,17 +47,7 @@ Status LoadIndexFromEntries(std::vector<StoredEntry> entries, const std::vector<
   }
   entries.clear();
   entries.shrink_to_fit();
-  // Disabled states first, so that no snapshot shows them enabled.
-  for (const ListInfo& l : lists) {
-    if (!l.enabled) index->SetListEnabled(l.name, false);
-  }
-  if (!disabled.empty()) index->SetEntriesEnabled(disabled, false);
-  if (!batch.empty()) {
-    Status s = index->Add(std::move(batch));
-    if (!s.ok()) return s;
-  }
-  index->SetStoreVersion(store_version);
-  return {};
+  return Install(std::move(batch), disabled, lists, store_version, index);
 }
 
 Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index) {
@@ -47,16 +57,8 @@ Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index) {
   uint64_t version = 0;
   Status s = store.ReadIndexEntries(&entries, &disabled, &version, &lists);
   if (!s.ok()) return s.error();
-  // Disabled states first, so that no snapshot shows them enabled.
-  for (const ListInfo& l : lists) {
-    if (!l.enabled) index->SetListEnabled(l.name, false);
-  }
-  if (!disabled.empty()) index->SetEntriesEnabled(disabled, false);
-  if (!entries.empty()) {
-    s = index->Add(std::move(entries));
-    if (!s.ok()) return s.error();
-  }
-  index->SetStoreVersion(version);
+  s = Install(std::move(entries), disabled, lists, version, index);
+  if (!s.ok()) return s.error();
   return version;
 }
 

@@ -8,20 +8,14 @@
 #include <vector>
 
 #include "bantay/models/digest.h"
+#include "test_images.h"
 
 namespace bantay::matcher {
 namespace {
 
 using models::ToHex;
 
-std::vector<uint8_t> FromHex(std::string_view hex) {
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<uint8_t>(
-        std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-  }
-  return out;
-}
+using bantay::testing::FromHex;
 
 Digest32 DigestFromHex(std::string_view hex) {
   Digest32 out{};

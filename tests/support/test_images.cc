@@ -47,6 +47,14 @@ std::string TestDataPath(const std::string& relative_path) {
   return std::string(BANTAY_TEST_DATA) + "/" + relative_path;
 }
 
+std::vector<uint8_t> FromHex(std::string_view hex) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
+}
+
 std::vector<uint8_t> ReadTestFile(const std::string& relative_path) {
   std::ifstream in(TestDataPath(relative_path), std::ios::binary);
   if (!in) throw std::runtime_error("missing test file " + relative_path);

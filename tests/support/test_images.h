@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -20,6 +21,9 @@ cv::Mat MakePattern(int width, int height);
 // Encodes with OpenCV (".png", ".jpg", ".webp", ".bmp", ".tiff").
 std::vector<uint8_t> Encode(const cv::Mat& image, const std::string& ext,
                             const std::vector<int>& params = {});
+
+// Bytes of a hexadecimal string (test vectors; the input is trusted).
+std::vector<uint8_t> FromHex(std::string_view hex);
 
 std::vector<uint8_t> ReadTestFile(const std::string& relative_path);
 std::string TestDataPath(const std::string& relative_path);
