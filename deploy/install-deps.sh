@@ -15,8 +15,13 @@ packages=(
   libfaiss-dev libsqlite3-dev libpq-dev
   # server/ and client/: Asio/Beast, JSON and URL parsing (Boost 1.81)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  # server/: its configuration file (TOML)
+  libtomlplusplus-dev
   # tests and benchmarks; the tests start their own PostgreSQL server
   libgtest-dev libgmock-dev libbenchmark-dev postgresql
+  # the server benchmark drives HTTPS load with wrk; certificates for tests and
+  # the demo come from the openssl command
+  wrk openssl
   # benchmark input: real photographs to cut 1080p frames from
   mate-backgrounds
 )

@@ -1,0 +1,72 @@
+// Metrics: the server's counters and histograms, rendered as Prometheus text
+// (exposition format 0.0.4) for GET /metrics.
+//
+// Thread safety: every method is thread-safe. Recording is cheap: counters
+// and histogram buckets are atomics; label sets (route x status, list) are
+// found under a shared lock and created once under an exclusive one.
+#ifndef BANTAY_SERVER_METRICS_H_
+#define BANTAY_SERVER_METRICS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <utility>
+
+namespace bantay::server {
+
+class Metrics {
+ public:
+  // Histogram bucket upper bounds, in seconds.
+  static constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                               0.05,   0.1,   0.25,   0.5,   1.0,  2.5,
+                                               5.0,    10.0};
+
+  // One finished request: `route` is the route template ("/v1/lists/{list}",
+  // or "unmatched"), never the raw path (which could hold anything).
+  void RecordRequest(const std::string& route, int status, double seconds);
+  void RecordMatch(const std::string& list);
+  void RecordRateLimited();
+  void RecordOverloaded();
+  void SetIndex(uint64_t version, uint64_t pdq, uint64_t md5, uint64_t sha256);
+  void SetQueueDepth(int64_t depth);
+  void AddConnections(int64_t delta);
+
+  // The whole exposition text:
+  //   bantay_requests_total{route="...",status="200"} N
+  //   bantay_request_duration_seconds_bucket{route="...",le="0.0005"} N ... le="+Inf"
+  //   bantay_request_duration_seconds_sum{route="..."} S
+  //   bantay_request_duration_seconds_count{route="..."} N
+  //   bantay_matches_total{list="..."} N
+  //   bantay_index_version N
+  //   bantay_index_entries{type="pdq"|"md5"|"sha256"} N
+  //   bantay_compute_queue_depth N
+  //   bantay_connections N
+  //   bantay_rate_limited_total N
+  //   bantay_overloaded_total N
+  // each family with its # HELP and # TYPE lines; label values escaped
+  // (backslash, double quote, newline); families and label sets sorted.
+  std::string Render() const;
+
+ private:
+  struct Histogram;
+  struct Counter {
+    std::atomic<uint64_t> value{0};
+  };
+  mutable std::shared_mutex mu_;
+  std::map<std::pair<std::string, int>, std::unique_ptr<Counter>> requests_;  // mu_
+  std::map<std::string, std::unique_ptr<Histogram>> latency_;                 // mu_
+  std::map<std::string, std::unique_ptr<Counter>> matches_;                   // mu_
+  std::atomic<uint64_t> index_version_{0};
+  std::atomic<uint64_t> entries_[3] = {};
+  std::atomic<int64_t> queue_depth_{0};
+  std::atomic<int64_t> connections_{0};
+  std::atomic<uint64_t> rate_limited_{0};
+  std::atomic<uint64_t> overloaded_{0};
+};
+
+}  // namespace bantay::server
+
+#endif  // BANTAY_SERVER_METRICS_H_
