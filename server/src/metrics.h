@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <shared_mutex>
@@ -51,7 +52,13 @@ class Metrics {
   std::string Render() const;
 
  private:
-  struct Histogram;
+  // Defined here (not in metrics.cc) so that Metrics can be destroyed
+  // where only this header is seen.
+  struct Histogram {
+    std::atomic<uint64_t> buckets[std::size(kLatencyBuckets) + 1] = {};  // last: +Inf
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> sum_nanos{0};
+  };
   struct Counter {
     std::atomic<uint64_t> value{0};
   };

@@ -1,0 +1,1103 @@
+#include "api.h"
+
+#include <strings.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <sstream>
+#include <utility>
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/import_formats.h"
+#include "bantay/models/digest.h"
+#include "bantay/models/image_hasher.h"
+#include "compute_pool.h"
+#include "index_service.h"
+#include "metrics.h"
+#include "rate_limiter.h"
+
+namespace bantay::server {
+
+namespace json = boost::json;
+using matcher::Match;
+using matcher::SignalType;
+
+// ---------------------------------------------------------------------------
+// Errors: the one place that maps error codes to HTTP statuses.
+
+ApiResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
+  ApiResponse response;
+  response.status = status;
+  json::object error;
+  error["code"] = code;
+  error["message"] = message;
+  response.body = json::serialize(json::object{{"error", std::move(error)}});
+  if (status == 503) response.retry_after = 1;
+  return response;
+}
+
+int HttpStatusOf(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return 400;
+    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kUnsupportedFormat: return 415;
+    case ErrorCode::kTooLarge: return 413;
+    case ErrorCode::kCorruptData: return 422;
+    case ErrorCode::kPermissionDenied: return 403;
+    case ErrorCode::kUnavailable: return 503;
+    case ErrorCode::kIo:
+    case ErrorCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+std::string_view ErrorCodeOf(int status, ErrorCode code) {
+  switch (status) {
+    case 403: return "forbidden";
+    case 500: return "internal";
+    default: return ErrorCodeName(code);
+  }
+}
+
+ApiResponse ErrorResponse(const Error& error) {
+  const int status = HttpStatusOf(error.code());
+  return ErrorResponse(status, ErrorCodeOf(status, error.code()), error.message());
+}
+
+namespace {
+
+ApiResponse JsonResponse(int status, const json::value& value) {
+  ApiResponse response;
+  response.status = status;
+  response.body = json::serialize(value);
+  return response;
+}
+
+ApiResponse BadRequest(std::string_view message) {
+  return ErrorResponse(400, "invalid_argument", message);
+}
+
+std::string Hex(std::span<const uint8_t> bytes) { return models::ToHex(bytes); }
+
+// Lower-case hex of exactly `out.size()` bytes.
+bool ParseHex(std::string_view hex, std::span<uint8_t> out) {
+  if (hex.size() != out.size() * 2) return false;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int hi = nibble(hex[2 * i]);
+    const int lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
+// RFC 4648 base64 (standard alphabet, padding optional, no whitespace).
+std::optional<std::vector<uint8_t>> DecodeBase64(std::string_view text) {
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  if (text.size() % 4 == 1) return std::nullopt;
+  std::vector<uint8_t> out;
+  out.reserve(text.size() * 3 / 4);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    int v;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9') v = c - '0' + 52;
+    else if (c == '+') v = 62;
+    else if (c == '/') v = 63;
+    else return std::nullopt;
+    acc = acc << 6 | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<uint8_t>(acc >> bits));
+    }
+  }
+  return out;
+}
+
+template <typename T>
+bool ParseNumber(std::string_view s, T* value) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *value);
+  return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+}
+
+void Wipe(std::vector<uint8_t>* bytes) {
+  if (!bytes->empty()) matcher::Wipe(std::span<uint8_t>(*bytes));
+  bytes->clear();
+}
+
+// One image hasher per compute thread and mode (they reuse their buffers).
+models::ImageHasher& HasherFor(bool dihedral, int64_t max_pixels) {
+  thread_local std::unique_ptr<models::ImageHasher> hashers[2];
+  std::unique_ptr<models::ImageHasher>& hasher = hashers[dihedral ? 1 : 0];
+  if (hasher == nullptr || hasher->options().max_pixels != max_pixels) {
+    models::HashOptions options;
+    options.dihedral = dihedral;
+    options.max_pixels = max_pixels;
+    hasher = std::make_unique<models::ImageHasher>(options);
+  }
+  return *hasher;
+}
+
+bool IsImageType(std::string_view type) {
+  return type.starts_with("image/") || type == "application/octet-stream";
+}
+
+json::object ListJson(const matcher::ListInfo& list) {
+  return {{"name", list.name},
+          {"enabled", list.enabled},
+          {"description", list.description},
+          {"active", list.active},
+          {"disabled", list.disabled}};
+}
+
+json::object EntryJson(const matcher::StoredEntry& e) {
+  return {{"id", e.id},
+          {"list", e.list},
+          {"type", matcher::SignalTypeName(e.type)},
+          {"category", e.category},
+          {"reference", e.reference},
+          {"source", e.source},
+          {"added_by", e.added_by},
+          {"added_at", e.added_at},
+          {"status", matcher::EntryStatusName(e.status)}};
+}
+
+// Strict object reading: unknown members are refused, so that a typo
+// ("enable" for "enabled") is not silently ignored.
+std::optional<std::string> UnknownMember(const json::object& object,
+                                         std::initializer_list<std::string_view> known) {
+  for (const auto& member : object) {
+    if (std::find(known.begin(), known.end(), member.key()) == known.end()) {
+      return std::string(member.key());
+    }
+  }
+  return std::nullopt;
+}
+
+Result<json::object> ParseObject(const std::vector<uint8_t>& body) {
+  boost::system::error_code ec;
+  json::value value =
+      json::parse(std::string_view(reinterpret_cast<const char*>(body.data()), body.size()), ec);
+  if (ec) return Error(ErrorCode::kInvalidArgument, "the body is not JSON: " + ec.message());
+  if (!value.is_object()) {
+    return Error(ErrorCode::kInvalidArgument, "the body must be a JSON object");
+  }
+  return std::move(value.as_object());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+struct Api::Call {
+  ApiRequest request;
+  const RouteSpec* route = nullptr;
+  std::string list;     // {list}
+  std::string id_text;  // {id}
+  std::map<std::string, std::string, std::less<>> query;
+  const ApiKeyConfig* key = nullptr;
+  std::function<void(ApiResponse)> done;
+
+  void Finish(ApiResponse response) {
+    response.route = std::string(route->path);
+    if (key != nullptr) response.key_id = key->id;
+    done(std::move(response));
+  }
+  std::optional<std::string_view> Query(std::string_view name) const {
+    auto it = query.find(name);
+    if (it == query.end()) return std::nullopt;
+    return std::string_view(it->second);
+  }
+};
+
+Api::Api(const ServerConfig& config, IndexService* index, ComputePool* compute,
+         ComputePool* admin, Metrics* metrics, RateLimiter* limiter)
+    : config_(config),
+      index_(index),
+      compute_(compute),
+      admin_(admin),
+      metrics_(metrics),
+      limiter_(limiter) {
+  for (const ApiKeyConfig& key : config_.api_keys) {
+    keys_.emplace(std::string(key.sha256.begin(), key.sha256.end()), &key);
+  }
+}
+
+void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
+  auto call = std::make_shared<Call>();
+  call->done = std::move(done);
+
+  boost::system::result<boost::urls::url_view> url =
+      boost::urls::parse_origin_form(request.target);
+  if (!url) {
+    ApiResponse response = BadRequest("the request target is not a valid path");
+    call->done(std::move(response));
+    return;
+  }
+  std::vector<std::string> segments;
+  for (auto segment : url->segments()) segments.push_back(segment);
+
+  // Routing: a route matches when its literal segments are equal and every
+  // {parameter} segment is non-empty.
+  std::string allow;
+  for (const RouteSpec& spec : ApiRoutes()) {
+    std::vector<std::string_view> parts;
+    std::string_view path = spec.path.substr(1);
+    while (!path.empty()) {
+      const size_t slash = path.find('/');
+      parts.push_back(path.substr(0, slash));
+      path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+    }
+    if (parts.size() != segments.size()) continue;
+    bool same = true;
+    std::string list, id;
+    for (size_t i = 0; i < parts.size() && same; ++i) {
+      if (parts[i] == "{list}") {
+        list = segments[i];
+        same = !list.empty();
+      } else if (parts[i] == "{id}") {
+        id = segments[i];
+        same = !id.empty();
+      } else {
+        same = parts[i] == segments[i];
+      }
+    }
+    if (!same) continue;
+    if (spec.method != request.method) {
+      if (allow.find(spec.method) == std::string::npos) {
+        if (!allow.empty()) allow += ", ";
+        allow += spec.method;
+      }
+      continue;
+    }
+    call->route = &spec;
+    call->list = std::move(list);
+    call->id_text = std::move(id);
+    break;
+  }
+  if (call->route == nullptr) {
+    ApiResponse response =
+        allow.empty() ? ErrorResponse(404, "not_found", "no such route")
+                      : ErrorResponse(405, "method_not_allowed",
+                                      "this path takes " + allow);
+    response.allow = allow;
+    call->done(std::move(response));
+    return;
+  }
+  for (auto param : url->params()) {
+    call->query.insert_or_assign(std::string(param.key), std::string(param.value));
+  }
+  call->request = std::move(request);
+  const RouteId id = call->route->id;
+
+  if (id == RouteId::kHealthz) {
+    return call->Finish(JsonResponse(200, json::object{{"status", "ok"}}));
+  }
+  if (id == RouteId::kReadyz) return call->Finish(HandleReadyz());
+  if (shutting_down()) {
+    return call->Finish(ErrorResponse(503, "unavailable", "the server is shutting down"));
+  }
+
+  const bool needs_key = call->route->roles != 0 &&
+                         !(id == RouteId::kMetrics && config_.metrics_public);
+  if (needs_key) {
+    std::string_view auth = call->request.authorization;
+    constexpr std::string_view kBearer = "Bearer ";
+    if (auth.size() <= kBearer.size() ||
+        strncasecmp(auth.data(), kBearer.data(), kBearer.size()) != 0) {
+      return call->Finish(ErrorResponse(401, "unauthenticated",
+                                        "an API key is required (Authorization: Bearer KEY)"));
+    }
+    auth.remove_prefix(kBearer.size());
+    const std::array<uint8_t, 32> digest = ApiKeyDigest(auth);
+    auto it = keys_.find(std::string(digest.begin(), digest.end()));
+    if (it == keys_.end()) {
+      return call->Finish(ErrorResponse(401, "unauthenticated", "unknown API key"));
+    }
+    call->key = it->second;
+    if (!call->route->Allows(call->key->role)) {
+      return call->Finish(ErrorResponse(
+          403, "forbidden",
+          "the " + std::string(RoleName(call->key->role)) + " role may not use this route"));
+    }
+    const RateLimiter::Decision decision =
+        limiter_->Take(call->key->id, call->key->rate, call->key->burst, 1.0);
+    if (!decision.allowed) {
+      metrics_->RecordRateLimited();
+      ApiResponse response = ErrorResponse(429, "rate_limited", "rate limit exceeded");
+      response.retry_after = decision.retry_after_seconds;
+      return call->Finish(std::move(response));
+    }
+  }
+
+  if (id == RouteId::kOpenApi) {
+    ApiResponse response;
+    response.body = std::string(OpenApiDocument());
+    return call->Finish(std::move(response));
+  }
+  if (id == RouteId::kMetrics) {
+    metrics_->SetQueueDepth(static_cast<int64_t>(compute_->depth()));
+    ApiResponse response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = metrics_->Render();
+    return call->Finish(std::move(response));
+  }
+
+  const bool change = call->route->method != "GET";
+  const bool is_match = id == RouteId::kMatch || id == RouteId::kMatchBatch;
+  ComputePool* pool = change && !is_match ? admin_ : compute_;
+  if (!pool->TrySubmit([this, call] { Run(call); })) {
+    metrics_->RecordOverloaded();
+    return call->Finish(ErrorResponse(503, "unavailable", "the server is busy; retry later"));
+  }
+}
+
+void Api::Run(std::shared_ptr<Call> call) {
+  ApiResponse response;
+  try {
+    switch (call->route->id) {
+      case RouteId::kMatch: response = HandleMatch(*call); break;
+      case RouteId::kMatchBatch: response = HandleBatch(*call); break;
+      case RouteId::kIndex: response = HandleIndex(*call); break;
+      case RouteId::kIndexProof: response = HandleProof(*call); break;
+      case RouteId::kAudit: response = HandleAudit(*call); break;
+      case RouteId::kListsGet: response = HandleLists(*call); break;
+      case RouteId::kListsPost: response = HandleListsPost(*call); break;
+      case RouteId::kListGet: response = HandleList(*call); break;
+      case RouteId::kListPatch: response = HandleListPatch(*call); break;
+      case RouteId::kEntriesGet: response = HandleEntries(*call); break;
+      case RouteId::kEntriesPost: response = HandleEntriesPost(*call); break;
+      case RouteId::kEntryGet: response = HandleEntry(*call); break;
+      case RouteId::kEntryPatch: response = HandleEntryPatch(*call); break;
+      case RouteId::kEntryDelete: response = HandleEntryDelete(*call); break;
+      default: response = ErrorResponse(500, "internal", "route without a handler"); break;
+    }
+  } catch (const std::exception&) {
+    // Handlers report errors as values; this is for a bug or an allocation
+    // failure, whose text could hold anything, so it is not passed on.
+    response = ErrorResponse(500, "internal", "internal error");
+  }
+  Wipe(&call->request.body);
+  call->Finish(std::move(response));
+}
+
+ApiResponse Api::HandleReadyz() {
+  if (shutting_down()) return ErrorResponse(503, "unavailable", "shutting down");
+  if (!index_->ready()) {
+    if (std::optional<Error> error = index_->load_error()) {
+      return ErrorResponse(503, "unavailable", "the index failed to load: " + error->message());
+    }
+    return ErrorResponse(503, "unavailable", "the index is loading");
+  }
+  return JsonResponse(200, json::object{{"status", "ready"},
+                                        {"index_version", index_->Info()->version}});
+}
+
+// ---------------------------------------------------------------------------
+// Matching
+
+namespace {
+
+struct MatchOptions {
+  bool dihedral = false;
+  int radius = 31;
+  int min_quality = 50;
+  int64_t max_pixels = 0;
+  bool lab = false;
+};
+
+// One query (an image or a hash) against a snapshot, as the answer object
+// (without index_version). Errors are for the query itself.
+Result<json::object> MatchOne(const matcher::IndexSnapshot& snapshot, const json::object* hashes,
+                              std::vector<uint8_t>* image, const MatchOptions& options,
+                              Metrics* metrics) {
+  std::optional<models::Hash256> pdq;
+  std::array<models::Hash256, 8> variants{};
+  bool have_variants = false;
+  std::optional<int> quality;
+  std::optional<models::Md5Digest> md5;
+  std::optional<models::Sha256Digest> sha256;
+
+  if (image != nullptr) {
+    models::ImageHasher& hasher = HasherFor(options.dihedral, options.max_pixels);
+    Result<models::ImageHashes> hashed = hasher.Hash(*image);
+    Wipe(image);
+    if (!hashed.ok()) return hashed.error();
+    pdq = hashed->pdq.hash;
+    quality = hashed->pdq.quality;
+    if (options.dihedral) {
+      variants = hashed->pdq.dihedral;
+      have_variants = true;
+    }
+    md5 = hashed->digests.md5;
+    sha256 = hashed->digests.sha256;
+  } else {
+    int given = 0;
+    for (const auto& member : *hashes) {
+      const std::string_view key = member.key();
+      if (key == "quality") {
+        if (!member.value().is_int64() || member.value().as_int64() < 0 ||
+            member.value().as_int64() > 100) {
+          return Error(ErrorCode::kInvalidArgument, "quality must be an integer 0..100");
+        }
+        quality = static_cast<int>(member.value().as_int64());
+        continue;
+      }
+      if (key != "pdq" && key != "md5" && key != "sha256") {
+        return Error(ErrorCode::kInvalidArgument, "unknown member \"" + std::string(key) + "\"");
+      }
+      if (!member.value().is_string()) {
+        return Error(ErrorCode::kInvalidArgument, std::string(key) + " must be a hex string");
+      }
+      ++given;
+      const std::string_view hex = member.value().as_string();
+      if (key == "pdq") {
+        Result<models::Hash256> hash = models::Hash256::FromHex(hex);
+        if (!hash.ok()) {
+          return Error(ErrorCode::kInvalidArgument, "pdq must be 64 hex digits");
+        }
+        pdq = *hash;
+      } else if (key == "md5") {
+        models::Md5Digest digest;
+        if (!ParseHex(hex, digest)) {
+          return Error(ErrorCode::kInvalidArgument, "md5 must be 32 hex digits");
+        }
+        md5 = digest;
+      } else {
+        models::Sha256Digest digest;
+        if (!ParseHex(hex, digest)) {
+          return Error(ErrorCode::kInvalidArgument, "sha256 must be 64 hex digits");
+        }
+        sha256 = digest;
+      }
+    }
+    if (given != 1) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "give exactly one of \"pdq\", \"md5\" or \"sha256\"");
+    }
+    if (quality && !pdq) {
+      return Error(ErrorCode::kInvalidArgument, "quality goes with a pdq hash");
+    }
+    if (pdq && options.dihedral) {
+      variants = models::DihedralFromHash(*pdq);
+      have_variants = true;
+    }
+  }
+
+  std::vector<std::pair<Match, SignalType>> found;
+  std::vector<Match> matches;
+  bool pdq_checked = false;
+  if (pdq && (!quality || *quality >= options.min_quality)) {
+    pdq_checked = true;
+    if (have_variants) {
+      snapshot.MatchPdqDihedral(variants, options.radius, &matches);
+    } else {
+      snapshot.MatchPdq(*pdq, options.radius, &matches);
+    }
+    for (const Match& m : matches) found.emplace_back(m, SignalType::kPdq);
+  }
+  if (md5) {
+    matches.clear();
+    snapshot.MatchExact(SignalType::kMd5, md5->data(), &matches);
+    for (const Match& m : matches) found.emplace_back(m, SignalType::kMd5);
+  }
+  if (sha256) {
+    matches.clear();
+    snapshot.MatchExact(SignalType::kSha256, sha256->data(), &matches);
+    for (const Match& m : matches) found.emplace_back(m, SignalType::kSha256);
+  }
+
+  json::array list;
+  for (const auto& [m, type] : found) {
+    json::object item{{"list", m.list}, {"category", m.category}, {"ref", m.reference}};
+    if (options.lab) {
+      item["id"] = m.id;
+      item["signal"] = matcher::SignalTypeName(type);
+      item["distance"] = m.distance;
+      item["variant"] = models::DihedralName(m.variant);
+    }
+    list.push_back(std::move(item));
+    if (metrics != nullptr) metrics->RecordMatch(std::string(m.list));
+  }
+  json::object answer;
+  answer["match"] = !found.empty();
+  answer["matches"] = std::move(list);
+  if (quality) answer["quality"] = *quality;
+  if (pdq) answer["pdq_checked"] = pdq_checked;
+  return answer;
+}
+
+// Reads dihedral= and radius= (radius only for lab keys).
+Result<MatchOptions> ReadMatchOptions(
+    const std::map<std::string, std::string, std::less<>>& query, const ApiKeyConfig& key,
+    const ServerConfig& config) {
+  MatchOptions options;
+  options.radius = config.radius;
+  options.min_quality = config.min_quality;
+  options.max_pixels = config.max_pixels;
+  options.lab = key.role == Role::kLab;
+  for (const auto& [name, value] : query) {
+    if (name == "dihedral") {
+      if (value == "true" || value == "1") {
+        options.dihedral = true;
+      } else if (value == "false" || value == "0") {
+        options.dihedral = false;
+      } else {
+        return Error(ErrorCode::kInvalidArgument, "dihedral must be true or false");
+      }
+    } else if (name == "radius") {
+      if (!options.lab) {
+        return Error(ErrorCode::kPermissionDenied, "only lab keys may set the radius");
+      }
+      if (!ParseNumber(value, &options.radius) || options.radius < 0 || options.radius > 64) {
+        return Error(ErrorCode::kInvalidArgument, "radius must be an integer 0..64");
+      }
+    } else {
+      return Error(ErrorCode::kInvalidArgument, "unknown query parameter \"" + name + "\"");
+    }
+  }
+  return options;
+}
+
+}  // namespace
+
+ApiResponse Api::HandleMatch(Call& call) {
+  Result<MatchOptions> options = ReadMatchOptions(call.query, *call.key, config_);
+  if (!options.ok()) return ErrorResponse(options.error());
+  std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_->Snapshot();
+  if (snapshot == nullptr) return ErrorResponse(503, "unavailable", "the index is loading");
+
+  const std::string& type = call.request.content_type;
+  Result<json::object> answer = json::object();
+  if (type == "application/json") {
+    Result<json::object> body = ParseObject(call.request.body);
+    if (!body.ok()) return ErrorResponse(body.error());
+    answer = MatchOne(*snapshot, &*body, nullptr, *options, metrics_);
+  } else if (IsImageType(type)) {
+    answer = MatchOne(*snapshot, nullptr, &call.request.body, *options, metrics_);
+  } else {
+    return ErrorResponse(415, "unsupported_format",
+                         "send an image (image/jpeg, image/png, image/webp, image/bmp, "
+                         "image/tiff) or application/json");
+  }
+  if (!answer.ok()) return ErrorResponse(answer.error());
+  answer->emplace("index_version", snapshot->store_version());
+  ApiResponse response = JsonResponse(200, *answer);
+  response.verdict = answer->at("match").as_bool() ? "match" : "no_match";
+  return response;
+}
+
+ApiResponse Api::HandleBatch(Call& call) {
+  Result<MatchOptions> options = ReadMatchOptions(call.query, *call.key, config_);
+  if (!options.ok()) return ErrorResponse(options.error());
+  if (call.request.content_type != "application/json") {
+    return ErrorResponse(415, "unsupported_format", "a batch is application/json");
+  }
+  Result<json::object> body = ParseObject(call.request.body);
+  Wipe(&call.request.body);
+  if (!body.ok()) return ErrorResponse(body.error());
+  if (std::optional<std::string> unknown = UnknownMember(*body, {"items"})) {
+    return BadRequest("unknown member \"" + *unknown + "\"");
+  }
+  json::value* items_value = body->if_contains("items");
+  if (items_value == nullptr || !items_value->is_array()) {
+    return BadRequest("a batch is {\"items\": [...]}");
+  }
+  json::array& items = items_value->as_array();
+  if (items.size() > config_.max_batch_items) {
+    return ErrorResponse(413, "too_large",
+                         "at most " + std::to_string(config_.max_batch_items) +
+                             " items in a batch");
+  }
+  // The first item was paid for when the request came in.
+  if (items.size() > 1) {
+    const RateLimiter::Decision decision = limiter_->Take(
+        call.key->id, call.key->rate, call.key->burst, static_cast<double>(items.size() - 1));
+    if (!decision.allowed) {
+      metrics_->RecordRateLimited();
+      ApiResponse response = ErrorResponse(
+          429, "rate_limited", "rate limit exceeded (a batch costs one token per item)");
+      response.retry_after = decision.retry_after_seconds;
+      return response;
+    }
+  }
+  std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_->Snapshot();
+  if (snapshot == nullptr) return ErrorResponse(503, "unavailable", "the index is loading");
+
+  json::array results;
+  bool any_match = false;
+  for (json::value& item : items) {
+    Result<json::object> answer = Error(ErrorCode::kInvalidArgument, "an item is an object");
+    if (item.is_object()) {
+      json::object& object = item.as_object();
+      if (json::value* image = object.if_contains("image")) {
+        if (object.size() != 1 || !image->is_string()) {
+          answer = Error(ErrorCode::kInvalidArgument,
+                         "an image item is {\"image\": \"<base64>\"} alone");
+        } else if (std::optional<std::vector<uint8_t>> bytes =
+                       DecodeBase64(image->as_string())) {
+          image->as_string().clear();
+          answer = MatchOne(*snapshot, nullptr, &*bytes, *options, metrics_);
+          Wipe(&*bytes);
+        } else {
+          answer = Error(ErrorCode::kInvalidArgument, "image is not base64");
+        }
+      } else {
+        answer = MatchOne(*snapshot, &object, nullptr, *options, metrics_);
+      }
+    }
+    if (answer.ok()) {
+      any_match = any_match || answer->at("match").as_bool();
+      results.push_back(std::move(*answer));
+    } else {
+      const int status = HttpStatusOf(answer.error().code());
+      json::object error{{"code", ErrorCodeOf(status, answer.error().code())},
+                         {"message", answer.error().message()}};
+      results.push_back(json::object{{"status", status}, {"error", std::move(error)}});
+    }
+  }
+  ApiResponse response = JsonResponse(
+      200, json::object{{"results", std::move(results)},
+                        {"index_version", snapshot->store_version()}});
+  response.verdict = any_match ? "match" : "no_match";
+  return response;
+}
+
+// ---------------------------------------------------------------------------
+// Index and audit
+
+ApiResponse Api::HandleIndex(Call&) {
+  std::shared_ptr<const IndexInfo> info = index_->Info();
+  if (info == nullptr) return ErrorResponse(503, "unavailable", "the index is loading");
+  json::array lists;
+  for (const matcher::ListInfo& list : info->lists) {
+    lists.push_back(json::object{{"name", list.name},
+                                 {"enabled", list.enabled},
+                                 {"active", list.active},
+                                 {"disabled", list.disabled}});
+  }
+  json::object answer{{"version", info->version},
+                      {"entries", json::object{{"pdq", info->entries[0]},
+                                               {"md5", info->entries[1]},
+                                               {"sha256", info->entries[2]}}},
+                      {"lists", std::move(lists)}};
+  if (info->root) {
+    const matcher::VersionRecord& r = *info->root;
+    answer["root"] = json::object{{"version", r.version},
+                                  {"created_at", r.created_at},
+                                  {"root", Hex(r.root)},
+                                  {"active_count", r.active_count},
+                                  {"audit_digest", Hex(r.audit_digest)},
+                                  {"public_key", matcher::PublicKeyToPem(r.public_key)},
+                                  {"signature", Hex(r.signature)}};
+  }
+  return JsonResponse(200, answer);
+}
+
+ApiResponse Api::HandleProof(Call& call) {
+  uint64_t id = 0;
+  if (!ParseNumber(call.id_text, &id)) return BadRequest("the entry id must be a number");
+  Result<matcher::InclusionProof> proof = index_->Read<Result<matcher::InclusionProof>>(
+      [&](matcher::Store& store) { return store.Prove(id); });
+  if (!proof.ok()) return ErrorResponse(proof.error());
+  json::array path;
+  for (const matcher::Digest32& node : proof->path) path.push_back(json::string(Hex(node)));
+  return JsonResponse(200, json::object{{"version", proof->version},
+                                        {"entry", id},
+                                        {"leaf_index", proof->leaf_index},
+                                        {"tree_size", proof->tree_size},
+                                        {"leaf_hash", Hex(proof->leaf_hash)},
+                                        {"path", std::move(path)},
+                                        {"root", Hex(proof->root)}});
+}
+
+ApiResponse Api::HandleAudit(Call& call) {
+  uint64_t after = 0;
+  size_t limit = 100;
+  for (const auto& [name, value] : call.query) {
+    if (name == "after") {
+      if (!ParseNumber(value, &after)) return BadRequest("after must be a number");
+    } else if (name == "limit") {
+      if (!ParseNumber(value, &limit) || limit < 1 || limit > 1000) {
+        return BadRequest("limit must be 1..1000");
+      }
+    } else {
+      return BadRequest("unknown query parameter \"" + name + "\"");
+    }
+  }
+  Result<std::vector<matcher::AuditRecord>> records =
+      index_->Read<Result<std::vector<matcher::AuditRecord>>>(
+          [&](matcher::Store& store) { return store.Audit(after, limit); });
+  if (!records.ok()) return ErrorResponse(records.error());
+  json::array out;
+  for (const matcher::AuditRecord& r : *records) {
+    out.push_back(json::object{{"seq", r.seq},
+                               {"time", r.time},
+                               {"actor", r.actor},
+                               {"action", r.action},
+                               {"list", r.list},
+                               {"count", r.count},
+                               {"entries_digest", Hex(r.entries_digest)},
+                               {"prev_digest", Hex(r.prev_digest)},
+                               {"digest", Hex(r.digest)}});
+  }
+  return JsonResponse(200, json::object{{"records", std::move(out)}});
+}
+
+// ---------------------------------------------------------------------------
+// Lists and entries
+
+namespace {
+
+Result<matcher::ListInfo> FindList(matcher::Store& store, const std::string& name) {
+  Result<std::vector<matcher::ListInfo>> lists = store.Lists();
+  if (!lists.ok()) return lists.error();
+  for (matcher::ListInfo& list : *lists) {
+    if (list.name == name) return std::move(list);
+  }
+  return Error(ErrorCode::kNotFound, "no list \"" + name + "\"");
+}
+
+// The entry `id` of `list`: kNotFound when there is no such entry in that
+// list.
+Result<matcher::StoredEntry> FindEntry(matcher::Store& store, const std::string& list,
+                                       const std::string& id_text) {
+  uint64_t id = 0;
+  if (!ParseNumber(id_text, &id) || id == 0) {
+    return Error(ErrorCode::kInvalidArgument, "the entry id must be a positive number");
+  }
+  Result<std::vector<matcher::StoredEntry>> entries = store.Entries(list, id - 1, 1);
+  if (!entries.ok()) return entries.error();
+  if (entries->empty() || entries->front().id != id) {
+    return Error(ErrorCode::kNotFound,
+                 "no entry " + std::to_string(id) + " in list \"" + list + "\"");
+  }
+  return std::move(entries->front());
+}
+
+matcher::ChangeContext ContextOf(const ApiKeyConfig& key) {
+  return {key.id, "api"};
+}
+
+ApiResponse VersionResponse(int status, uint64_t version) {
+  return JsonResponse(status, json::object{{"version", version}});
+}
+
+}  // namespace
+
+ApiResponse Api::HandleLists(Call&) {
+  Result<std::vector<matcher::ListInfo>> lists =
+      index_->Read<Result<std::vector<matcher::ListInfo>>>(
+          [](matcher::Store& store) { return store.Lists(); });
+  if (!lists.ok()) return ErrorResponse(lists.error());
+  json::array out;
+  for (const matcher::ListInfo& list : *lists) out.push_back(ListJson(list));
+  return JsonResponse(200, json::object{{"lists", std::move(out)}});
+}
+
+ApiResponse Api::HandleList(Call& call) {
+  Result<matcher::ListInfo> list = index_->Read<Result<matcher::ListInfo>>(
+      [&](matcher::Store& store) { return FindList(store, call.list); });
+  if (!list.ok()) return ErrorResponse(list.error());
+  return JsonResponse(200, ListJson(*list));
+}
+
+ApiResponse Api::HandleListsPost(Call& call) {
+  Result<json::object> body = ParseObject(call.request.body);
+  if (!body.ok()) return ErrorResponse(body.error());
+  if (std::optional<std::string> unknown = UnknownMember(*body, {"name", "description"})) {
+    return BadRequest("unknown member \"" + *unknown + "\"");
+  }
+  const json::value* name = body->if_contains("name");
+  const json::value* description = body->if_contains("description");
+  if (name == nullptr || !name->is_string() || name->as_string().empty()) {
+    return BadRequest("name must be a non-empty string");
+  }
+  if (description != nullptr && !description->is_string()) {
+    return BadRequest("description must be a string");
+  }
+  const std::string list_name(name->as_string());
+  const std::string text = description ? std::string(description->as_string()) : "";
+  Result<uint64_t> version = index_->Change([&](matcher::Store& store) {
+    return store.DescribeList(list_name, text, ContextOf(*call.key));
+  });
+  if (!version.ok()) return ErrorResponse(version.error());
+  Result<matcher::ListInfo> list = index_->Read<Result<matcher::ListInfo>>(
+      [&](matcher::Store& store) { return FindList(store, list_name); });
+  if (!list.ok()) return ErrorResponse(list.error());
+  return JsonResponse(201, json::object{{"version", *version}, {"list", ListJson(*list)}});
+}
+
+ApiResponse Api::HandleListPatch(Call& call) {
+  Result<json::object> body = ParseObject(call.request.body);
+  if (!body.ok()) return ErrorResponse(body.error());
+  if (std::optional<std::string> unknown = UnknownMember(*body, {"enabled", "description"})) {
+    return BadRequest("unknown member \"" + *unknown + "\"");
+  }
+  const json::value* enabled = body->if_contains("enabled");
+  const json::value* description = body->if_contains("description");
+  if (enabled == nullptr && description == nullptr) {
+    return BadRequest("give enabled and/or description");
+  }
+  if (enabled != nullptr && !enabled->is_bool()) return BadRequest("enabled must be a boolean");
+  if (description != nullptr && !description->is_string()) {
+    return BadRequest("description must be a string");
+  }
+  Result<uint64_t> version = index_->Change([&](matcher::Store& store) -> Result<uint64_t> {
+    Result<matcher::ListInfo> list = FindList(store, call.list);
+    if (!list.ok()) return list.error();
+    Result<uint64_t> v = store.Version();
+    if (description != nullptr && description->as_string() != list->description) {
+      v = store.DescribeList(call.list, std::string(description->as_string()),
+                             ContextOf(*call.key));
+      if (!v.ok()) return v;
+    }
+    if (enabled != nullptr && enabled->as_bool() != list->enabled) {
+      v = store.SetListEnabled(call.list, enabled->as_bool(), ContextOf(*call.key));
+    }
+    return v;
+  });
+  if (!version.ok()) return ErrorResponse(version.error());
+  Result<matcher::ListInfo> list = index_->Read<Result<matcher::ListInfo>>(
+      [&](matcher::Store& store) { return FindList(store, call.list); });
+  if (!list.ok()) return ErrorResponse(list.error());
+  return JsonResponse(200, json::object{{"version", *version}, {"list", ListJson(*list)}});
+}
+
+ApiResponse Api::HandleEntries(Call& call) {
+  uint64_t after = 0;
+  size_t limit = 100;
+  for (const auto& [name, value] : call.query) {
+    if (name == "after") {
+      if (!ParseNumber(value, &after)) return BadRequest("after must be a number");
+    } else if (name == "limit") {
+      if (!ParseNumber(value, &limit) || limit < 1 || limit > 1000) {
+        return BadRequest("limit must be 1..1000");
+      }
+    } else {
+      return BadRequest("unknown query parameter \"" + name + "\"");
+    }
+  }
+  Result<std::vector<matcher::StoredEntry>> entries =
+      index_->Read<Result<std::vector<matcher::StoredEntry>>>(
+          [&](matcher::Store& store) -> Result<std::vector<matcher::StoredEntry>> {
+            Result<matcher::ListInfo> list = FindList(store, call.list);
+            if (!list.ok()) return list.error();
+            return store.Entries(call.list, after, limit);
+          });
+  if (!entries.ok()) return ErrorResponse(entries.error());
+  json::array out;
+  for (matcher::StoredEntry& e : *entries) {
+    matcher::Wipe(std::span<uint8_t>(e.value));
+    out.push_back(EntryJson(e));
+  }
+  json::object answer{{"entries", std::move(out)}};
+  if (entries->size() == limit) {
+    answer["next_after"] = entries->back().id;
+  } else {
+    answer["next_after"] = nullptr;
+  }
+  return JsonResponse(200, answer);
+}
+
+ApiResponse Api::HandleEntry(Call& call) {
+  Result<matcher::StoredEntry> entry = index_->Read<Result<matcher::StoredEntry>>(
+      [&](matcher::Store& store) { return FindEntry(store, call.list, call.id_text); });
+  if (!entry.ok()) return ErrorResponse(entry.error());
+  matcher::Wipe(std::span<uint8_t>(entry->value));
+  return JsonResponse(200, EntryJson(*entry));
+}
+
+ApiResponse Api::HandleEntriesPost(Call& call) {
+  bool skip_invalid = false;
+  matcher::ImportOptions options;
+  options.default_list = call.list;
+  options.source_name = "request";
+  for (const auto& [name, value] : call.query) {
+    if (name == "skip_invalid") {
+      if (value != "true" && value != "false") return BadRequest("skip_invalid must be true or false");
+      skip_invalid = value == "true";
+    } else if (name == "type") {
+      Result<SignalType> type = matcher::ParseSignalType(value);
+      if (!type.ok()) return BadRequest("type must be pdq, md5 or sha256");
+      options.bare_type = *type;
+    } else if (name == "category") {
+      options.default_category = value;
+    } else {
+      return BadRequest("unknown query parameter \"" + name + "\"");
+    }
+  }
+
+  std::vector<matcher::NewEntry> entries;
+  std::vector<matcher::LineError> rejected;
+  std::string_view action = "import";
+  const std::string& type = call.request.content_type;
+  if (type == "application/json") {
+    action = "add";
+    Result<json::object> body = ParseObject(call.request.body);
+    if (!body.ok()) return ErrorResponse(body.error());
+    json::value* items = body->if_contains("entries");
+    if (body->size() != 1 || items == nullptr || !items->is_array()) {
+      return BadRequest("the body is {\"entries\": [...]}");
+    }
+    int number = 0;
+    for (const json::value& item : items->as_array()) {
+      ++number;
+      auto reject = [&](std::string message) {
+        rejected.push_back({number, std::move(message)});
+      };
+      if (!item.is_object()) {
+        reject("an entry is an object");
+        continue;
+      }
+      const json::object& object = item.as_object();
+      if (std::optional<std::string> unknown =
+              UnknownMember(object, {"type", "value", "category", "reference"})) {
+        reject("unknown member \"" + *unknown + "\"");
+        continue;
+      }
+      const json::value* t = object.if_contains("type");
+      const json::value* v = object.if_contains("value");
+      const json::value* c = object.if_contains("category");
+      const json::value* r = object.if_contains("reference");
+      if (t == nullptr || !t->is_string() || v == nullptr || !v->is_string()) {
+        reject("type and value are required strings");
+        continue;
+      }
+      if ((c != nullptr && !c->is_string()) || (r != nullptr && !r->is_string())) {
+        reject("category and reference are strings");
+        continue;
+      }
+      // One line of the local_file format says the same and is validated by
+      // the same rules as a file import.
+      std::string line = std::string(t->as_string()) + " " + std::string(v->as_string());
+      std::istringstream in(line);
+      matcher::ImportOptions one = options;
+      Result<matcher::ParsedImport> parsed = matcher::ParseImport(in, one);
+      if (!parsed.ok() || parsed->records.size() != 1) {
+        reject(parsed.ok() && !parsed->errors.empty() ? parsed->errors.front().message
+                                                      : "not a valid entry");
+        continue;
+      }
+      matcher::NewEntry entry;
+      entry.list = call.list;
+      entry.type = parsed->records.front().type;
+      entry.value = parsed->records.front().value;
+      entry.category = c ? std::string(c->as_string()) : options.default_category;
+      entry.reference = r ? std::string(r->as_string()) : "";
+      if (entry.reference.empty()) {
+        reject("reference is required");
+        continue;
+      }
+      entries.push_back(std::move(entry));
+    }
+  } else {
+    if (type == "text/plain") {
+      options.format = matcher::ImportFormat::kLocalFile;
+    } else if (type == "text/csv") {
+      options.format = matcher::ImportFormat::kCsv;
+    } else if (type == "application/x-vpdq+json") {
+      options.format = matcher::ImportFormat::kVpdq;
+    } else {
+      return ErrorResponse(415, "unsupported_format",
+                           "entries come as application/json, text/plain (local_file), "
+                           "text/csv or application/x-vpdq+json");
+    }
+    std::istringstream in(std::string(
+        reinterpret_cast<const char*>(call.request.body.data()), call.request.body.size()));
+    Result<matcher::ParsedImport> parsed = matcher::ParseImport(in, options);
+    if (!parsed.ok()) return ErrorResponse(parsed.error());
+    rejected = std::move(parsed->errors);
+    for (matcher::ImportRecord& record : parsed->records) {
+      if (record.list != call.list) {
+        rejected.push_back({record.line, "the record names list \"" + record.list +
+                                             "\", not \"" + call.list + "\""});
+        continue;
+      }
+      matcher::NewEntry entry;
+      entry.list = call.list;
+      entry.type = record.type;
+      entry.value = record.value;
+      entry.category = std::move(record.category);
+      entry.reference = std::move(record.reference);
+      entries.push_back(std::move(entry));
+    }
+    std::sort(rejected.begin(), rejected.end(),
+              [](const matcher::LineError& a, const matcher::LineError& b) {
+                return a.line < b.line;
+              });
+  }
+
+  json::array rejected_json;
+  for (const matcher::LineError& e : rejected) {
+    rejected_json.push_back(json::object{{"line", e.line}, {"message", e.message}});
+  }
+  if ((!rejected.empty() && !skip_invalid) || entries.empty()) {
+    json::object error{{"code", "invalid_entries"},
+                       {"message", entries.empty() && rejected.empty()
+                                       ? "no entries given"
+                                       : std::to_string(rejected.size()) +
+                                             " entries are invalid; nothing was added"}};
+    return JsonResponse(422, json::object{{"error", std::move(error)},
+                                          {"rejected", std::move(rejected_json)}});
+  }
+  const size_t added = entries.size();
+  Result<uint64_t> version = index_->Change([&](matcher::Store& store) {
+    return store.AddEntries(entries, ContextOf(*call.key), action);
+  });
+  for (matcher::NewEntry& e : entries) matcher::Wipe(std::span<uint8_t>(e.value));
+  if (!version.ok()) return ErrorResponse(version.error());
+  return JsonResponse(201, json::object{{"version", *version},
+                                        {"added", added},
+                                        {"rejected", std::move(rejected_json)}});
+}
+
+ApiResponse Api::HandleEntryPatch(Call& call) {
+  Result<json::object> body = ParseObject(call.request.body);
+  if (!body.ok()) return ErrorResponse(body.error());
+  const json::value* status = body->if_contains("status");
+  if (body->size() != 1 || status == nullptr || !status->is_string() ||
+      (status->as_string() != "active" && status->as_string() != "disabled")) {
+    return BadRequest("the body is {\"status\": \"active\" | \"disabled\"}");
+  }
+  const matcher::EntryStatus new_status = status->as_string() == "active"
+                                              ? matcher::EntryStatus::kActive
+                                              : matcher::EntryStatus::kDisabled;
+  Result<uint64_t> version = index_->Change([&](matcher::Store& store) -> Result<uint64_t> {
+    Result<matcher::StoredEntry> entry = FindEntry(store, call.list, call.id_text);
+    if (!entry.ok()) return entry.error();
+    matcher::Wipe(std::span<uint8_t>(entry->value));
+    return store.SetEntriesStatus({entry->id}, new_status, ContextOf(*call.key));
+  });
+  if (!version.ok()) return ErrorResponse(version.error());
+  return VersionResponse(200, *version);
+}
+
+ApiResponse Api::HandleEntryDelete(Call& call) {
+  Result<uint64_t> version = index_->Change([&](matcher::Store& store) -> Result<uint64_t> {
+    Result<matcher::StoredEntry> entry = FindEntry(store, call.list, call.id_text);
+    if (!entry.ok()) return entry.error();
+    matcher::Wipe(std::span<uint8_t>(entry->value));
+    return store.RemoveEntries({entry->id}, ContextOf(*call.key));
+  });
+  if (!version.ok()) return ErrorResponse(version.error());
+  return VersionResponse(200, *version);
+}
+
+}  // namespace bantay::server

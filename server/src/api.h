@@ -1,0 +1,105 @@
+// Api: routing, authentication, roles, rate limits and the handlers of API
+// v1, independent of the transport. The session (http_server.cc) hands it a
+// parsed request; the answer comes back through a callback.
+//
+// Thread safety: Dispatch is called on I/O threads concurrently; handlers
+// that cost run on the compute pool or the admin pool, never on the caller.
+#ifndef BANTAY_SERVER_API_H_
+#define BANTAY_SERVER_API_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "bantay/models/status.h"
+#include "bantay/server/config.h"
+#include "bantay/server/routes.h"
+
+namespace bantay::server {
+
+class ComputePool;
+class IndexService;
+class Metrics;
+class RateLimiter;
+
+struct ApiRequest {
+  std::string method;  // upper case
+  std::string target;  // path and query as received
+  std::string content_type;  // media type, lower case, without parameters
+  std::string authorization;
+  std::vector<uint8_t> body;  // wiped after use when it holds an image
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  int retry_after = 0;  // seconds; 0: no Retry-After header
+  std::string allow;    // for 405
+  // For the access log and metrics: the route template ("unmatched" when
+  // none), the key id ("" when none) and the verdict ("match", "no_match"
+  // or "" when the request was not a match).
+  std::string route = "unmatched";
+  std::string key_id;
+  std::string verdict;
+};
+
+// The JSON error body of API v1.
+ApiResponse ErrorResponse(int status, std::string_view code, std::string_view message);
+// The HTTP status and error code for an Error (the one place that maps them).
+int HttpStatusOf(ErrorCode code);
+std::string_view ErrorCodeOf(int status, ErrorCode code);
+ApiResponse ErrorResponse(const Error& error);
+
+class Api {
+ public:
+  Api(const ServerConfig& config, IndexService* index, ComputePool* compute,
+      ComputePool* admin, Metrics* metrics, RateLimiter* limiter);
+
+  // Routes, authenticates, checks the role and the rate limit, then runs the
+  // handler. `done` is called exactly once, on whatever thread finished.
+  void Dispatch(ApiRequest request, std::function<void(ApiResponse)> done);
+
+  // From now on, answer 503 to everything but health checks.
+  void BeginShutdown() { shutting_down_.store(true); }
+  bool shutting_down() const { return shutting_down_.load(); }
+
+ private:
+  struct Call;
+  void Run(std::shared_ptr<Call> call);
+  ApiResponse HandleMatch(Call& call);
+  ApiResponse HandleBatch(Call& call);
+  ApiResponse HandleIndex(Call& call);
+  ApiResponse HandleProof(Call& call);
+  ApiResponse HandleAudit(Call& call);
+  ApiResponse HandleLists(Call& call);
+  ApiResponse HandleListsPost(Call& call);
+  ApiResponse HandleList(Call& call);
+  ApiResponse HandleListPatch(Call& call);
+  ApiResponse HandleEntries(Call& call);
+  ApiResponse HandleEntriesPost(Call& call);
+  ApiResponse HandleEntry(Call& call);
+  ApiResponse HandleEntryPatch(Call& call);
+  ApiResponse HandleEntryDelete(Call& call);
+  ApiResponse HandleReadyz();
+
+  const ServerConfig& config_;
+  IndexService* index_;
+  ComputePool* compute_;
+  ComputePool* admin_;
+  Metrics* metrics_;
+  RateLimiter* limiter_;
+  // SHA-256 of a key (32 bytes as a string) -> its configuration.
+  std::unordered_map<std::string, const ApiKeyConfig*> keys_;
+  std::atomic<bool> shutting_down_{false};
+};
+
+}  // namespace bantay::server
+
+#endif  // BANTAY_SERVER_API_H_

@@ -1,0 +1,169 @@
+#include "index_service.h"
+
+#include <chrono>
+#include <utility>
+
+#include "bantay/matcher/store_index.h"
+#include "metrics.h"
+
+namespace bantay::server {
+
+using matcher::Store;
+
+IndexService::IndexService(const ServerConfig& config, Metrics* metrics)
+    : config_(config), metrics_(metrics) {}
+
+IndexService::~IndexService() { Stop(); }
+
+namespace {
+
+Result<matcher::StoreKeys> LoadKeys(const ServerConfig& config, bool signing) {
+  if (config.data_key_file.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "store.data_key_file is not set");
+  }
+  Result<matcher::DataKey> data = matcher::ReadDataKeyFile(config.data_key_file);
+  if (!data.ok()) {
+    return Error(data.error().code(), "store.data_key_file: " + data.error().message());
+  }
+  matcher::StoreKeys keys;
+  keys.data_keys.push_back(*data);
+  if (signing) {
+    Result<matcher::SigningKey> key = matcher::SigningKey::ReadPemFile(config.signing_key_file);
+    if (!key.ok()) {
+      return Error(key.error().code(), "store.signing_key_file: " + key.error().message());
+    }
+    keys.signing_key = std::move(*key);
+  }
+  return keys;
+}
+
+Result<std::unique_ptr<Store>> OpenStore(const ServerConfig& config, bool signing) {
+  Result<matcher::StoreKeys> keys = LoadKeys(config, signing);
+  if (!keys.ok()) return keys.error();
+  Result<std::unique_ptr<Store>> store = Store::Open(config.store_url, std::move(*keys));
+  if (!store.ok()) {
+    return Error(store.error().code(), "store.url: " + store.error().message());
+  }
+  return store;
+}
+
+}  // namespace
+
+Status IndexService::Start() {
+  for (auto* slot : {&follower_, &reader_}) {
+    Result<std::unique_ptr<Store>> store = OpenStore(config_, false);
+    if (!store.ok()) return store.error();
+    *slot = std::move(*store);
+  }
+  if (!config_.signing_key_file.empty()) {
+    Result<std::unique_ptr<Store>> store = OpenStore(config_, true);
+    if (!store.ok()) return store.error();
+    writer_ = std::move(*store);
+  }
+  follower_thread_ = std::thread([this] { Follow(); });
+  return Status();
+}
+
+void IndexService::Stop() {
+  {
+    std::lock_guard lock(state_mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (follower_thread_.joinable()) follower_thread_.join();
+}
+
+std::optional<Error> IndexService::load_error() const {
+  std::lock_guard lock(state_mu_);
+  return load_error_;
+}
+
+std::shared_ptr<const matcher::IndexSnapshot> IndexService::Snapshot() const {
+  if (!ready()) return nullptr;
+  return index_.Snapshot();
+}
+
+std::shared_ptr<const IndexInfo> IndexService::Info() const {
+  std::lock_guard lock(state_mu_);
+  return info_;
+}
+
+void IndexService::Follow() {
+  {
+    std::lock_guard lock(sync_mu_);
+    Result<uint64_t> loaded = matcher::LoadIndexFromStore(*follower_, &index_);
+    if (!loaded.ok()) {
+      std::lock_guard state(state_mu_);
+      load_error_ = loaded.error();
+      return;
+    }
+    applied_version_ = *loaded;
+    RefreshInfoLocked(applied_version_);
+  }
+  ready_.store(true, std::memory_order_release);
+  const auto interval = std::chrono::milliseconds(config_.poll_interval_ms);
+  for (;;) {
+    {
+      std::unique_lock lock(state_mu_);
+      if (wake_.wait_for(lock, interval, [this] { return stop_; })) return;
+    }
+    std::lock_guard lock(sync_mu_);
+    // A failed poll (database restarting) is retried at the next tick; the
+    // index keeps serving the version it has.
+    (void)SyncLocked();
+  }
+}
+
+Status IndexService::SyncLocked() {
+  Result<uint64_t> version = follower_->Version();
+  if (!version.ok()) return version.error();
+  if (*version == applied_version_) return Status();
+  Result<matcher::ChangeSet> changes = follower_->ChangesSince(applied_version_);
+  if (!changes.ok()) return changes.error();
+  Status applied = matcher::ApplyChangeSet(*changes, &index_);
+  if (!applied.ok()) return applied;
+  applied_version_ = changes->to_version;
+  RefreshInfoLocked(applied_version_);
+  return Status();
+}
+
+void IndexService::RefreshInfoLocked(uint64_t version) {
+  auto info = std::make_shared<IndexInfo>();
+  info->version = version;
+  std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_.Snapshot();
+  for (int t = 0; t < 3; ++t) {
+    info->entries[t] = snapshot->size(static_cast<matcher::SignalType>(t));
+  }
+  if (Result<std::vector<matcher::ListInfo>> lists = follower_->Lists(); lists.ok()) {
+    info->lists = std::move(*lists);
+  }
+  if (Result<matcher::VersionRecord> root = follower_->Root(version); root.ok()) {
+    info->root = std::move(*root);
+  }
+  if (metrics_ != nullptr) {
+    metrics_->SetIndex(version, info->entries[0], info->entries[1], info->entries[2]);
+  }
+  std::lock_guard lock(state_mu_);
+  info_ = std::move(info);
+}
+
+Result<uint64_t> IndexService::Change(
+    const std::function<Result<uint64_t>(Store&)>& fn) {
+  if (writer_ == nullptr) {
+    return Error(ErrorCode::kPermissionDenied,
+                 "this server makes no changes: store.signing_key_file is not set");
+  }
+  Result<uint64_t> version = [&] {
+    std::lock_guard lock(write_mu_);
+    return fn(*writer_);
+  }();
+  if (!version.ok()) return version;
+  if (ready()) {
+    std::lock_guard lock(sync_mu_);
+    Status synced = SyncLocked();
+    if (!synced.ok()) return synced.error();
+  }
+  return version;
+}
+
+}  // namespace bantay::server
