@@ -1,7 +1,10 @@
-// `bantay match`: offline matching of PDQ hashes against a hash-list file,
-// with the same index the server uses.
+// `bantay match`: matching PDQ hashes offline against a hash-list file,
+// store or snapshot (with the same index the server uses), or hashes and
+// images against a bantay-server.
 #include <algorithm>
+#include <boost/json.hpp>
 #include <charconv>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -10,13 +13,14 @@
 #include <thread>
 #include <vector>
 
-#include <boost/json.hpp>
-
 #include "bantay/client/cli.h"
+#include "bantay/client/file_reader.h"
+#include "bantay/client/http_client.h"
 #include "bantay/matcher/hash_index.h"
 #include "bantay/matcher/hash_list.h"
 #include "bantay/matcher/snapshot.h"
 #include "bantay/matcher/store_index.h"
+#include "bantay/models/image_probe.h"
 #include "bantay/models/pdq.h"
 #include "store_options.h"
 
@@ -29,9 +33,12 @@ using matcher::Match;
 constexpr std::string_view kMatchUsage =
     R"(Usage: bantay match --index (LIST | STORE-URL | SNAPSHOT) [--radius R]
                     [--dihedral] [--threads N] (--pdq HEX | --pdq-file FILE)
+       bantay match --server URL [--api-key-file FILE] [--ca FILE]
+                    [--client-cert FILE --client-key FILE] [--radius R]
+                    [--dihedral] (--pdq HEX | --pdq-file FILE | IMAGE...)
 
-Matches PDQ hashes exactly (every entry within the radius, none missed)
-against
+With --index, matches PDQ hashes exactly (every entry within the radius, none
+missed) against
   - a hash list: a file of one entry a line, `[TYPE] VALUE [REFERENCE]`
     (ThreatExchange/HMA local_file style: `pdq <hex>` or bare hex; REFERENCE
     defaults to <file>:<line>; the list is named after the file);
@@ -45,23 +52,49 @@ input order:
 with matches sorted by distance, then reference. A bad query line gives
 {"query":"...","error":"..."} and the run goes on.
 
+With --server, asks a bantay-server (POST /v1/match) over one kept-alive
+HTTPS connection whose certificate is verified (against --ca when given, else
+the system's trust store). Images are sent as they are, with their type told
+from their content; hashes as {"pdq":"<hex>"}. Each query prints one JSON
+line, in input order: the server's answer after the query,
+  {"query":"<hex>","match":false,"matches":[],...}  or
+  {"path":"<file>","match":true,"matches":[...],...},
+an error answer as
+  {"query"|"path":...,"status":N,"error":{"code":"...","message":"..."}},
+and a hash or file that could not be sent as
+  {"query"|"path":...,"error":{"code":"...","message":"..."}}.
+The API key is read from a file, never given on the command line.
+
 Options:
-  --index WHAT      the hash list, store or snapshot (required)
+  --index WHAT      the hash list, store or snapshot
   --key FILE        the data key of a store or snapshot (env BANTAY_DATA_KEY_FILE
                     or BANTAY_DATA_KEY)
   --public-key FILE the trusted public key a snapshot must be signed with
                     (env BANTAY_PUBLIC_KEY_FILE)
-  --radius R        match distance, 0..64 (default 31, the PDQ threshold)
+  --threads N       match on N threads (default 1); output order is kept
+  --server URL      the server, https://HOST[:PORT] (http:// only for a server
+                    that allows plain HTTP)
+  --api-key-file FILE  the API key, 64 hex digits (env BANTAY_API_KEY_FILE, or
+                    BANTAY_API_KEY with the key itself)
+  --ca FILE         PEM certificates to trust for the server (env BANTAY_CA_FILE)
+  --client-cert FILE, --client-key FILE
+                    a client certificate and its key (PEM), for servers that
+                    require mutual TLS (env BANTAY_CLIENT_CERT_FILE,
+                    BANTAY_CLIENT_KEY_FILE)
+  --radius R        match distance, 0..64 (default 31, the PDQ threshold; the
+                    server takes it from lab keys only)
   --dihedral        also match the 8 rotations and flips of each query; from a
                     hash alone they are approximated (see bantay hash
                     --dihedral for the exact ones from an image)
-  --threads N       match on N threads (default 1); output order is kept
   --pdq HEX         one query
   --pdq-file FILE   one query a line; - for standard input
+  IMAGE...          image files (--server only; after -- when a name starts
+                    with -)
   -h, --help        this text
 
-Exit status: 0 every query valid, 1 some query line was bad, 2 usage error or
-an unreadable or invalid index.
+Exit status: 0 every query valid (--index) or answered 200 (--server); 1 some
+query line was bad or got an error answer; 2 usage error, an unreadable or
+invalid index, or a server that cannot be reached.
 )";
 
 bool ParseInt(std::string_view s, int* value) {
@@ -82,8 +115,8 @@ struct OutputLine {
 };
 
 // One output line for one query line.
-OutputLine MatchLine(const matcher::IndexSnapshot& snap, const std::string& query,
-                     int radius, bool dihedral) {
+OutputLine MatchLine(const matcher::IndexSnapshot& snap,
+                     const std::string& query, int radius, bool dihedral) {
   json::object o;
   o["query"] = query;
   Result<models::Hash256> hash = models::Hash256::FromHex(query);
@@ -98,7 +131,8 @@ OutputLine MatchLine(const matcher::IndexSnapshot& snap, const std::string& quer
     snap.MatchPdq(*hash, radius, &matches);
   }
   std::sort(matches.begin(), matches.end(), [](const Match& a, const Match& b) {
-    return a.distance != b.distance ? a.distance < b.distance : a.reference < b.reference;
+    return a.distance != b.distance ? a.distance < b.distance
+                                    : a.reference < b.reference;
   });
   json::array list;
   for (const Match& m : matches) {
@@ -130,17 +164,22 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
   if (matcher::IsSnapshotFile(index_path)) {
     Result<matcher::DataKey> key = keys.DataKey();
     if (!key.ok()) return key.error();
-    Result<std::optional<matcher::PublicKey>> trusted = keys.PublicKey(/*required=*/true);
+    Result<std::optional<matcher::PublicKey>> trusted =
+        keys.PublicKey(/*required=*/true);
     if (!trusted.ok()) return trusted.error();
-    Result<matcher::SnapshotContents> snap = matcher::ReadSnapshot(index_path, *key, **trusted);
+    Result<matcher::SnapshotContents> snap =
+        matcher::ReadSnapshot(index_path, *key, **trusted);
     if (!snap.ok()) return snap.error();
     return matcher::LoadIndexFromEntries(std::move(snap->entries), snap->lists,
                                          snap->version.version, index);
   }
   std::ifstream index_file(index_path);
-  if (!index_file) return Error(ErrorCode::kNotFound, "cannot read index " + index_path);
-  const std::string source = std::filesystem::path(index_path).filename().string();
-  matcher::ParsedHashList list = matcher::ParseHashList(index_file, source, source);
+  if (!index_file)
+    return Error(ErrorCode::kNotFound, "cannot read index " + index_path);
+  const std::string source =
+      std::filesystem::path(index_path).filename().string();
+  matcher::ParsedHashList list =
+      matcher::ParseHashList(index_file, source, source);
   if (!list.errors.empty()) {
     // One line per bad line; the caller prefixes the first.
     std::string message;
@@ -149,10 +188,193 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
                  "\nbantay match: ";
     }
     return Error(ErrorCode::kInvalidArgument,
-                 message + "the index has " + std::to_string(list.errors.size()) +
+                 message + "the index has " +
+                     std::to_string(list.errors.size()) +
                      " bad line(s); nothing matched");
   }
   return index->Add(std::move(list.entries));
+}
+
+// Reads one query a line (blank lines skipped) from a file or, for "-",
+// standard input.
+Status ReadQueryLines(const std::string& path,
+                      std::vector<std::string>* queries) {
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (path != "-") {
+    file.open(path);
+    if (!file) return Error(ErrorCode::kNotFound, "cannot read " + path);
+    in = &file;
+  }
+  for (std::string line; std::getline(*in, line);) {
+    line = Trim(line);
+    if (!line.empty()) queries->push_back(line);
+  }
+  return {};
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+bool IsApiKey(std::string_view key) {
+  return key.size() == 64 && std::all_of(key.begin(), key.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                  (c >= 'A' && c <= 'F');
+         });
+}
+
+// From --api-key-file, else BANTAY_API_KEY_FILE, else BANTAY_API_KEY. The
+// key is never part of a message.
+Result<std::string> ReadApiKey(std::string path) {
+  if (path.empty()) path = Env("BANTAY_API_KEY_FILE");
+  if (!path.empty()) {
+    Result<std::vector<uint8_t>> bytes =
+        ReadWholeFile(path, /*max_bytes=*/4096);
+    if (!bytes.ok()) {
+      return Error(bytes.error().code(), "cannot read the API key file " +
+                                             path + " (" +
+                                             bytes.error().message() + ")");
+    }
+    std::string key = Trim(std::string(bytes->begin(), bytes->end()));
+    std::fill(bytes->begin(), bytes->end(), 0);
+    if (!IsApiKey(key)) {
+      return Error(
+          ErrorCode::kInvalidArgument,
+          "the API key file " + path + " does not hold a key of 64 hex digits");
+    }
+    return key;
+  }
+  std::string key = Trim(Env("BANTAY_API_KEY"));
+  if (!key.empty()) {
+    if (!IsApiKey(key)) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "BANTAY_API_KEY is not a key of 64 hex digits");
+    }
+    return key;
+  }
+  return Error(
+      ErrorCode::kInvalidArgument,
+      "no API key: give --api-key-file FILE (or set BANTAY_API_KEY_FILE or "
+      "BANTAY_API_KEY)");
+}
+
+std::string_view ImageContentType(models::ImageFormat format) {
+  switch (format) {
+    case models::ImageFormat::kJpeg:
+      return "image/jpeg";
+    case models::ImageFormat::kPng:
+      return "image/png";
+    case models::ImageFormat::kWebp:
+      return "image/webp";
+    case models::ImageFormat::kBmp:
+      return "image/bmp";
+    case models::ImageFormat::kTiff:
+      return "image/tiff";
+    case models::ImageFormat::kUnknown:
+      break;
+  }
+  // Sent anyway: the server is the one that says what it takes (415).
+  return "application/octet-stream";
+}
+
+json::object ErrorObject(std::string_view code, std::string_view message) {
+  return json::object{{"code", code}, {"message", message}};
+}
+
+// The output line of one server answer: the query, then the answer's
+// fields, or the status and the error.
+OutputLine AnswerLine(json::object line, const HttpResponse& response) {
+  boost::system::error_code ec;
+  json::value answer = json::parse(response.body, ec);
+  const json::object* fields = !ec ? answer.if_object() : nullptr;
+  if (response.status == 200 && fields != nullptr) {
+    for (const auto& field : *fields) line[field.key()] = field.value();
+    return {json::serialize(line), false};
+  }
+  line["status"] = response.status;
+  const json::value* error =
+      fields != nullptr ? fields->if_contains("error") : nullptr;
+  if (error != nullptr && error->is_object()) {
+    line["error"] = *error;
+  } else if (response.status == 200) {
+    line["error"] =
+        ErrorObject("bad_answer", "the server's answer is not a JSON object");
+  } else {
+    line["error"] = ErrorObject(
+        "bad_answer", "HTTP status " + std::to_string(response.status) +
+                          " without a Bantay error");
+  }
+  return {json::serialize(line), true};
+}
+
+struct ServerMatchOptions {
+  ClientOptions client;
+  std::string api_key_file;
+  std::string target;  // /v1/match?...
+};
+
+// Sends each query, prints each answer as soon as it comes. Transport
+// failures end the run (exit 2): the server cannot be reached.
+int MatchOnServer(ServerMatchOptions options,
+                  const std::vector<std::string>& queries,
+                  const std::vector<std::string>& paths, std::ostream& out,
+                  std::ostream& err) {
+  Result<std::string> key = ReadApiKey(options.api_key_file);
+  if (!key.ok()) {
+    err << "bantay match: " << key.error().message() << "\n";
+    return kExitUsage;
+  }
+  options.client.api_key = std::move(*key);
+  Result<std::unique_ptr<HttpClient>> client =
+      HttpClient::Connect(std::move(options.client));
+  if (!client.ok()) {
+    err << "bantay match: " << client.error().message() << "\n";
+    return kExitUsage;
+  }
+  bool any_bad = false;
+  auto print = [&](const OutputLine& line) {
+    any_bad |= line.bad;
+    out << line.text << '\n';
+  };
+  auto failed = [&](const Error& error) {
+    out.flush();
+    err << "bantay match: " << error.message() << "\n";
+    return kExitUsage;
+  };
+  for (const std::string& query : queries) {
+    json::object line{{"query", query}};
+    if (Result<models::Hash256> hash = models::Hash256::FromHex(query);
+        !hash.ok()) {
+      line["error"] = ErrorObject(ErrorCodeName(hash.error().code()),
+                                  hash.error().message());
+      print({json::serialize(line), true});
+      continue;
+    }
+    const std::string body = json::serialize(json::object{{"pdq", query}});
+    Result<HttpResponse> response =
+        (*client)->Send("POST", options.target, "application/json", body);
+    if (!response.ok()) return failed(response.error());
+    print(AnswerLine(std::move(line), *response));
+  }
+  for (const std::string& path : paths) {
+    json::object line{{"path", path}};
+    Result<std::vector<uint8_t>> bytes = ReadWholeFile(path);
+    if (!bytes.ok()) {
+      line["error"] = ErrorObject(ErrorCodeName(bytes.error().code()),
+                                  bytes.error().message());
+      print({json::serialize(line), true});
+      continue;
+    }
+    Result<HttpResponse> response = (*client)->Send(
+        "POST", options.target,
+        ImageContentType(models::DetectImageFormat(*bytes)), *bytes);
+    if (!response.ok()) return failed(response.error());
+    print(AnswerLine(std::move(line), *response));
+  }
+  out.flush();
+  return any_bad ? kExitSomeFailed : kExitOk;
 }
 
 }  // namespace
@@ -160,11 +382,21 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
 int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
                     std::ostream& err) {
   std::string index_path, pdq, pdq_file;
-  bool have_pdq = false, have_file = false, dihedral = false;
+  bool have_pdq = false, have_file = false, dihedral = false,
+       have_radius = false;
   int radius = models::kPdqMatchThreshold, threads = 1;
   StoreOptions keys;
+  ServerMatchOptions server;
+  std::vector<std::string> paths;
+  // The first option given that belongs to the other mode, for the message.
+  std::string index_only_option, server_only_option;
+  bool options_ended = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    if (options_ended || (!a.starts_with("-") && !a.empty())) {
+      paths.push_back(a);
+      continue;
+    }
     if (a == "--key" || a == "--public-key") {
       bool missing = false;
       keys.Parse(args, &i, &missing);
@@ -172,6 +404,7 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
         err << "bantay match: " << a << " needs a value\n";
         return kExitUsage;
       }
+      if (index_only_option.empty()) index_only_option = a;
       continue;
     }
     auto value = [&](std::string* target) {
@@ -179,11 +412,25 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
       *target = args[++i];
       return true;
     };
+    auto server_value = [&](std::string* target) {
+      if (!value(target)) return false;
+      if (server_only_option.empty()) server_only_option = a;
+      return true;
+    };
     std::string text;
     if (a == "-h" || a == "--help") {
       out << kMatchUsage;
       return kExitOk;
+    } else if (a == "--") {
+      options_ended = true;
     } else if (a == "--index" && value(&index_path)) {
+    } else if (a == "--server" && value(&server.client.url)) {
+    } else if (a == "--api-key-file" && server_value(&server.api_key_file)) {
+    } else if (a == "--ca" && server_value(&server.client.ca_file)) {
+    } else if (a == "--client-cert" &&
+               server_value(&server.client.client_cert_file)) {
+    } else if (a == "--client-key" &&
+               server_value(&server.client.client_key_file)) {
     } else if (a == "--pdq" && value(&pdq)) {
       have_pdq = true;
     } else if (a == "--pdq-file" && value(&pdq_file)) {
@@ -195,18 +442,76 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
         err << "bantay match: --radius must be an integer from 0 to 64\n";
         return kExitUsage;
       }
+      have_radius = true;
     } else if (a == "--threads" && value(&text)) {
       if (!ParseInt(text, &threads) || threads < 1 || threads > 256) {
         err << "bantay match: --threads must be an integer from 1 to 256\n";
         return kExitUsage;
       }
+      if (index_only_option.empty()) index_only_option = a;
     } else {
-      err << "bantay match: unknown or incomplete option '" << a << "'\n" << kMatchUsage;
+      err << "bantay match: unknown or incomplete option '" << a << "'\n"
+          << kMatchUsage;
       return kExitUsage;
     }
   }
+
+  if (!server.client.url.empty()) {
+    if (!index_path.empty()) {
+      err << "bantay match: give either --index or --server, not both\n"
+          << kMatchUsage;
+      return kExitUsage;
+    }
+    if (!index_only_option.empty()) {
+      err << "bantay match: " << index_only_option
+          << " applies to --index only\n";
+      return kExitUsage;
+    }
+    const int sources = int{have_pdq} + int{have_file} + int{!paths.empty()};
+    if (sources != 1) {
+      err << "bantay match: give --server and exactly one of --pdq, --pdq-file "
+             "and image "
+             "files\n"
+          << kMatchUsage;
+      return kExitUsage;
+    }
+    std::vector<std::string> queries;
+    if (have_pdq) queries.push_back(pdq);
+    if (have_file) {
+      if (Status read = ReadQueryLines(pdq_file, &queries); !read.ok()) {
+        err << "bantay match: " << read.error().message() << "\n";
+        return kExitUsage;
+      }
+    }
+    if (server.client.ca_file.empty())
+      server.client.ca_file = Env("BANTAY_CA_FILE");
+    if (server.client.client_cert_file.empty()) {
+      server.client.client_cert_file = Env("BANTAY_CLIENT_CERT_FILE");
+    }
+    if (server.client.client_key_file.empty()) {
+      server.client.client_key_file = Env("BANTAY_CLIENT_KEY_FILE");
+    }
+    server.target = "/v1/match";
+    std::string query_string;
+    if (dihedral) query_string += "&dihedral=true";
+    if (have_radius) query_string += "&radius=" + std::to_string(radius);
+    if (!query_string.empty()) server.target += "?" + query_string.substr(1);
+    return MatchOnServer(std::move(server), queries, paths, out, err);
+  }
+  if (!paths.empty()) {
+    err << "bantay match: unknown or incomplete option '" << paths.front()
+        << "'\n"
+        << kMatchUsage;
+    return kExitUsage;
+  }
+  if (!server_only_option.empty()) {
+    err << "bantay match: " << server_only_option
+        << " applies to --server only\n";
+    return kExitUsage;
+  }
   if (index_path.empty() || have_pdq == have_file) {
-    err << "bantay match: give --index and exactly one of --pdq and --pdq-file\n"
+    err << "bantay match: give --index and exactly one of --pdq and "
+           "--pdq-file\n"
         << kMatchUsage;
     return kExitUsage;
   }
@@ -224,21 +529,9 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
   std::vector<std::string> queries;
   if (have_pdq) {
     queries.push_back(pdq);
-  } else {
-    std::ifstream file;
-    std::istream* in = &std::cin;
-    if (pdq_file != "-") {
-      file.open(pdq_file);
-      if (!file) {
-        err << "bantay match: cannot read " << pdq_file << "\n";
-        return kExitUsage;
-      }
-      in = &file;
-    }
-    for (std::string line; std::getline(*in, line);) {
-      line = Trim(line);
-      if (!line.empty()) queries.push_back(line);
-    }
+  } else if (Status read = ReadQueryLines(pdq_file, &queries); !read.ok()) {
+    err << "bantay match: " << read.error().message() << "\n";
+    return kExitUsage;
   }
 
   std::vector<OutputLine> lines(queries.size());
