@@ -1,0 +1,1121 @@
+// bantay-server end to end: POST /v1/match over keep-alive HTTPS, with the
+// server library in this process and an asynchronous load generator on the
+// same cores (as wrk on the same machine would be).
+//
+// Setup (fixed seeds): a temporary SQLite store with fresh keys holding
+// --entries (1M) random PDQ entries (10 imports), a self-signed P-256
+// certificate (the openssl command), one API key of role platform with a
+// rate limit far above anything measured, and Server::Start on
+// 127.0.0.1:0 (compute_threads 2, io_threads 1 and 2, access log off).
+//
+// Queries: 100k {"pdq":"<hex>"} bodies, random codes (they match nothing:
+// a random code is within 31 bits of another with probability ~1e-34) and
+// 1% near-duplicates of stored entries, 0..24 bits flipped (they must
+// match). Every answer is checked: status 200 and the right verdict;
+// anything else counts as an error.
+//
+// Parts, each repeated --reps times (median reported):
+//   baseline  the same queries straight on a HashIndex loaded from the same
+//             store (LoadIndexFromStore), IndexSnapshot::MatchPdq on 2
+//             threads: the in-process rate the server is compared with.
+//   closed    closed loop (each connection sends its next request when the
+//             answer arrives) on 16/32/64 connections: requests/s.
+//   open      open loop at a fixed rate (--rate, 12,500/s): requests are
+//             scheduled at fixed times and latency runs from the scheduled
+//             time, so a stalled server shows as queueing (no coordinated
+//             omission); p50/p99/p99.9.
+//   jpeg      104 1080p JPEG frames (pdq_bench's workload: crops of the
+//             mate-backgrounds photographs) posted as image/jpeg on 8
+//             connections, against the single-core offline rate of
+//             ImageHasher with the server's options, in the same run.
+//   soak      (--soak SECONDS) open loop at 70% of the closed-loop capacity
+//             measured in this run (or --soak-rate): errors, latency and the
+//             process's VmRSS after a 30 s warm-up and at the end.
+//
+// Run: build/bin/server_bench                       (~10 min)
+//      build/bin/server_bench --soak 600 --parts closed
+//      build/bin/server_bench --serve-only 120      (for wrk; see
+//      wrk_match.lua)
+// Flags: --entries N --reps N --seconds S --warmup S --io-threads 1,2
+//        --connections 16,32,64 --rate R --open-connections N
+//        --jpeg-connections N --parts baseline,closed,open,jpeg
+//        --soak S --soak-rate R
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/hash_index.h"
+#include "bantay/matcher/store.h"
+#include "bantay/matcher/store_index.h"
+#include "bantay/models/hash256.h"
+#include "bantay/models/image_hasher.h"
+#include "bantay/server/config.h"
+#include "bantay/server/server.h"
+#include "bench_util.h"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+using bantay::bench::Clock;
+using bantay::bench::Median;
+using bantay::bench::Seconds;
+using bantay::models::Hash256;
+
+constexpr int kRadius = 31;  // the server's default match.radius
+constexpr size_t kQueries = 100'000;
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "server_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+std::vector<int> ParseList(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
+  return out;
+}
+
+struct Options {
+  size_t entries = 1'000'000;
+  int reps = 3;
+  double seconds = 10;
+  double warmup = 2;
+  std::vector<int> io_threads = {1, 2};
+  std::vector<int> connections = {16, 32, 64};
+  double rate = 12'500;
+  int open_connections = 32;
+  int jpeg_connections = 8;
+  std::vector<std::string> parts = {"baseline", "closed", "open", "jpeg"};
+  double soak = 0;
+  double soak_rate = 0;
+  double serve_only = 0;
+
+  bool Part(const std::string& name) const {
+    return std::find(parts.begin(), parts.end(), name) != parts.end();
+  }
+};
+
+Options ParseOptions(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc) Die("flag " + flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--entries") {
+      o.entries = std::stoul(value);
+    } else if (flag == "--reps") {
+      o.reps = std::stoi(value);
+    } else if (flag == "--seconds") {
+      o.seconds = std::stod(value);
+    } else if (flag == "--warmup") {
+      o.warmup = std::stod(value);
+    } else if (flag == "--io-threads") {
+      o.io_threads = ParseList(value);
+    } else if (flag == "--connections") {
+      o.connections = ParseList(value);
+    } else if (flag == "--rate") {
+      o.rate = std::stod(value);
+    } else if (flag == "--open-connections") {
+      o.open_connections = std::stoi(value);
+    } else if (flag == "--jpeg-connections") {
+      o.jpeg_connections = std::stoi(value);
+    } else if (flag == "--parts") {
+      o.parts.clear();
+      std::stringstream in(value);
+      std::string item;
+      while (std::getline(in, item, ',')) o.parts.push_back(item);
+    } else if (flag == "--soak") {
+      o.soak = std::stod(value);
+    } else if (flag == "--soak-rate") {
+      o.soak_rate = std::stod(value);
+    } else if (flag == "--serve-only") {
+      o.serve_only = std::stod(value);
+    } else {
+      Die("unknown flag " + flag);
+    }
+  }
+  if (o.reps < 1 || o.io_threads.empty() || o.connections.empty())
+    Die("bad flags");
+  return o;
+}
+
+// kB of resident memory of this process (server and load generator).
+long VmRssKb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0)
+      return line.substr(line.find(':') + 2);
+  }
+  return "?";
+}
+
+// CPU time (seconds) used by the load generator (this thread, which runs
+// its io_context), by the whole process, and by the whole machine (busy
+// time of all CPUs from /proc/stat): the difference is what other
+// processes took during a run, which says how noisy the figure is.
+struct CpuTimes {
+  double thread = 0, process = 0, machine = 0;
+
+  static CpuTimes Now() {
+    CpuTimes t;
+    t.thread = StatSeconds("/proc/thread-self/stat");
+    t.process = StatSeconds("/proc/self/stat");
+    std::ifstream in("/proc/stat");
+    std::string cpu;
+    in >> cpu;
+    double v[8] = {};  // user nice system idle iowait irq softirq steal
+    for (double& x : v) in >> x;
+    t.machine = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / Hz();
+    return t;
+  }
+  static double Hz() { return static_cast<double>(::sysconf(_SC_CLK_TCK)); }
+  // utime + stime of a /proc/.../stat line (fields 14 and 15).
+  static double StatSeconds(const char* path) {
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    std::stringstream fields(text.substr(text.rfind(')') + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int k = 3; k <= 15 && fields >> field; ++k) {
+      if (k == 14) utime = std::stod(field);
+      if (k == 15) stime = std::stod(field);
+    }
+    return (utime + stime) / Hz();
+  }
+};
+
+// Cores used over `seconds` by the load generator, the server (the rest of
+// this process) and other processes.
+std::string CpuShare(const CpuTimes& a, const CpuTimes& b, double seconds) {
+  const double client = (b.thread - a.thread) / seconds;
+  const double server = (b.process - a.process) / seconds - client;
+  const double others = (b.machine - a.machine) / seconds - client - server;
+  char text[160];
+  std::snprintf(text, sizeof text,
+                "cores used: load generator %.2f, server %.2f, others %.2f",
+                client, server, std::max(0.0, others));
+  return text;
+}
+
+// Latency histogram of fixed size (so that a long soak does not grow the
+// process): 1 us buckets below 2,048 us, then 128 buckets per doubling
+// (under 0.8% wide).
+class Histogram {
+ public:
+  Histogram() : counts_(2048 + 40 * 128, 0) {}
+  void Add(double seconds) {
+    const uint64_t us = seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1e6);
+    ++counts_[std::min(Index(us), counts_.size() - 1)];
+    ++total_;
+  }
+  uint64_t total() const { return total_; }
+  // The value (ms) at quantile q: the middle of its bucket.
+  double QuantileMs(double q) const {
+    if (total_ == 0) return 0;
+    const uint64_t rank =
+        static_cast<uint64_t>(std::ceil(q * static_cast<double>(total_)));
+    uint64_t seen = 0;
+    for (size_t i = 0; i < counts_.size(); ++i) {
+      seen += counts_[i];
+      if (seen >= std::max<uint64_t>(rank, 1))
+        return (Low(i) + Low(i + 1)) / 2e3;
+    }
+    return Low(counts_.size()) / 1e3;
+  }
+
+ private:
+  static size_t Index(uint64_t us) {
+    if (us < 2048) return us;
+    const int e = 63 - __builtin_clzll(us);  // >= 11
+    return 2048 + static_cast<size_t>(e - 11) * 128 + ((us >> (e - 7)) & 127);
+  }
+  static double Low(size_t index) {
+    if (index < 2048) return static_cast<double>(index);
+    const size_t e = (index - 2048) / 128 + 11, sub = (index - 2048) % 128;
+    return static_cast<double>((128 + sub) << (e - 7));
+  }
+  std::vector<uint64_t> counts_;
+  uint64_t total_ = 0;
+};
+
+// --- Workload ----------------------------------------------------------------
+
+struct Request {
+  std::string head;  // request line, headers and (for JSON) the body
+  const std::vector<uint8_t>* body = nullptr;  // an image, sent after head
+  int expect_match = -1;  // 1: must match, 0: must not, -1: not checked
+};
+
+struct Workload {
+  std::vector<std::array<uint8_t, 32>> values;  // of the stored entries
+  std::vector<Hash256> queries;
+  std::vector<bool> planted;
+  std::vector<std::string> bodies;  // {"pdq":"..."}
+};
+
+std::array<uint8_t, 32> RandomCode(std::mt19937_64& rng) {
+  std::array<uint8_t, 32> v;
+  for (size_t b = 0; b < 32; b += 8) {
+    const uint64_t r = rng();
+    std::memcpy(v.data() + b, &r, 8);
+  }
+  return v;
+}
+
+Workload MakeWorkload(size_t entries) {
+  Workload w;
+  std::mt19937_64 rng(20261124);
+  w.values.reserve(entries);
+  for (size_t i = 0; i < entries; ++i) w.values.push_back(RandomCode(rng));
+  std::mt19937_64 qrng(5);
+  for (size_t i = 0; i < kQueries; ++i) {
+    const bool plant = qrng() % 100 == 0;
+    std::array<uint8_t, 32> code;
+    if (plant) {
+      code = w.values[qrng() % entries];
+      const int flips = static_cast<int>(qrng() % 25);
+      std::vector<int> bits(256);
+      for (int k = 0; k < 256; ++k) bits[k] = k;
+      for (int k = 0; k < flips; ++k) {
+        std::swap(bits[k], bits[k + qrng() % (256 - k)]);
+        code[bits[k] / 8] ^= static_cast<uint8_t>(1u << (bits[k] % 8));
+      }
+    } else {
+      code = RandomCode(qrng);
+    }
+    w.queries.emplace_back(code);
+    w.planted.push_back(plant);
+    w.bodies.push_back("{\"pdq\":\"" + w.queries.back().ToHex() + "\"}");
+  }
+  return w;
+}
+
+std::string RequestHead(const std::string& key, const std::string& type,
+                        size_t length) {
+  return "POST /v1/match HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
+         "Bearer " +
+         key + "\r\nContent-Type: " + type +
+         "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+
+std::vector<Request> HashRequests(const Workload& w, const std::string& key) {
+  std::vector<Request> out;
+  out.reserve(w.bodies.size());
+  for (size_t i = 0; i < w.bodies.size(); ++i) {
+    Request r;
+    r.head =
+        RequestHead(key, "application/json", w.bodies[i].size()) + w.bodies[i];
+    r.expect_match = w.planted[i] ? 1 : 0;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// pdq_bench's workload: 8 random 16:9 crops of each photograph, resized to
+// 1920x1080, JPEG quality 80..95, the same seed (so the same 104 frames).
+std::vector<std::vector<uint8_t>> MakeFrames() {
+  std::vector<std::string> sources;
+  const std::string dir = "/usr/share/backgrounds/mate/";
+  for (const auto& entry :
+       std::filesystem::directory_iterator(dir + "nature")) {
+    if (entry.path().extension() == ".jpg")
+      sources.push_back(entry.path().string());
+  }
+  sources.push_back(dir + "abstract/Elephants_3840x2160.jpg");
+  std::sort(sources.begin(), sources.end());
+  std::mt19937 rng(20261123);
+  std::vector<std::vector<uint8_t>> jpegs;
+  for (const std::string& path : sources) {
+    const cv::Mat photo = cv::imread(path, cv::IMREAD_COLOR);
+    if (photo.empty()) continue;
+    for (int k = 0; k < 8; ++k) {
+      const int max_w = std::min(photo.cols, photo.rows * 16 / 9);
+      const int w = max_w * (60 + static_cast<int>(rng() % 41)) / 100;
+      const int h = w * 9 / 16;
+      const int x =
+          static_cast<int>(rng() % static_cast<unsigned>(photo.cols - w + 1));
+      const int y =
+          static_cast<int>(rng() % static_cast<unsigned>(photo.rows - h + 1));
+      cv::Mat frame;
+      cv::resize(photo(cv::Rect(x, y, w, h)), frame, cv::Size(1920, 1080), 0, 0,
+                 w >= 1920 ? cv::INTER_AREA : cv::INTER_CUBIC);
+      std::vector<uint8_t> jpeg;
+      const int quality = 80 + static_cast<int>(rng() % 16);
+      cv::imencode(".jpg", frame, jpeg, {cv::IMWRITE_JPEG_QUALITY, quality});
+      jpegs.push_back(std::move(jpeg));
+    }
+  }
+  if (jpegs.empty())
+    Die("no photographs under " + dir + " (install mate-backgrounds)");
+  return jpegs;
+}
+
+// --- Load generator ----------------------------------------------------------
+
+struct RunSpec {
+  int connections = 32;
+  double rate = 0;  // requests/s on a fixed schedule; 0: closed loop
+  double warmup = 2;
+  double seconds = 10;
+  double report_every = 0;  // print progress (soak)
+  std::function<void()> on_measure_start =
+      nullptr;  // called once the warm-up is over
+};
+
+struct RunResult {
+  uint64_t completed = 0;  // answered correctly, in the measured window
+  uint64_t errors = 0;     // in the measured window
+  uint64_t errors_total = 0;
+  uint64_t matched = 0;  // of completed, answers with a match
+  uint64_t expected_matches = 0;
+  double seconds = 0;
+  Histogram latency;
+  std::string first_error;
+  std::string cpu;  // CpuShare over the measured window
+  double achieved =
+      0;  // open loop: answers/s from the end of the warm-up to the last answer
+  double Rate() const { return static_cast<double>(completed) / seconds; }
+};
+
+// N keep-alive TLS connections on one io_context run by the calling thread.
+// Closed loop: each connection sends its next request when it has read the
+// answer to the last. Open loop: request i is due at t0 + i/rate and goes
+// out on the first idle connection; its latency is counted from when it was
+// due, so time spent waiting for a connection (the server is behind) is
+// part of it.
+class LoadRun {
+ public:
+  LoadRun(uint16_t port, ssl::context& tls,
+          const std::vector<Request>& requests, RunSpec spec)
+      : endpoint_(asio::ip::make_address("127.0.0.1"), port),
+        tls_(tls),
+        requests_(requests),
+        spec_(std::move(spec)),
+        timer_(ioc_),
+        report_timer_(ioc_) {}
+
+  RunResult Run() {
+    for (int i = 0; i < spec_.connections; ++i) {
+      conns_.push_back(std::make_unique<Conn>());
+      Connect(conns_.back().get());
+    }
+    ioc_.run();  // until every connection is up
+    ioc_.restart();
+    for (auto& c : conns_) {
+      if (!c->stream) Die("could not connect: " + result_.first_error);
+    }
+    result_ = RunResult();
+    t0_ = Clock::now();
+    warm_end_ = t0_ + Dur(spec_.warmup);
+    end_ = warm_end_ + Dur(spec_.seconds);
+    if (spec_.rate > 0) {
+      total_ =
+          static_cast<uint64_t>((spec_.warmup + spec_.seconds) * spec_.rate);
+      warm_count_ = static_cast<uint64_t>(spec_.warmup * spec_.rate);
+    }
+    report_timer_.expires_at(warm_end_);
+    report_timer_.async_wait([this](beast::error_code) { OnReport(); });
+    running_ = true;
+    if (spec_.rate > 0) {
+      for (auto& c : conns_) idle_.push_back(c.get());
+      Pump();
+    } else {
+      for (auto& c : conns_) Send(c.get(), next_++);
+    }
+    ioc_.run();
+    for (auto& c : conns_) {
+      if (c->stream) {
+        beast::error_code ec;
+        beast::get_lowest_layer(*c->stream).socket().close(ec);
+      }
+    }
+    result_.seconds = spec_.seconds;
+    if (result_.cpu.empty()) {
+      result_.cpu = CpuShare(cpu_start_, CpuTimes::Now(), Seconds(warm_end_));
+    }
+    result_.achieved =
+        static_cast<double>(result_.completed) /
+        std::max(spec_.seconds,
+                 std::chrono::duration<double>(last_done_ - warm_end_).count());
+    return std::move(result_);
+  }
+
+ private:
+  struct Conn {
+    std::optional<ssl::stream<beast::tcp_stream>> stream;
+    beast::flat_buffer buffer;
+    std::optional<http::response_parser<http::string_body>> parser;
+    uint64_t request = 0;
+    Clock::time_point sent;
+  };
+
+  static Clock::duration Dur(double seconds) {
+    return std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(seconds));
+  }
+  Clock::time_point Due(uint64_t i) const {
+    return t0_ + Dur(static_cast<double>(i) / spec_.rate);
+  }
+
+  void Connect(Conn* c, std::function<void()> then = nullptr) {
+    c->stream.emplace(ioc_, tls_);
+    c->buffer.clear();
+    beast::get_lowest_layer(*c->stream).expires_after(std::chrono::seconds(10));
+    beast::get_lowest_layer(*c->stream)
+        .async_connect(endpoint_, [this, c, then](beast::error_code ec) {
+          if (ec) return ConnectFailed(c, ec, then);
+          beast::get_lowest_layer(*c->stream)
+              .socket()
+              .set_option(tcp::no_delay(true));
+          c->stream->async_handshake(ssl::stream_base::client,
+                                     [this, c, then](beast::error_code hec) {
+                                       if (hec)
+                                         return ConnectFailed(c, hec, then);
+                                       if (then) then();
+                                     });
+        });
+  }
+  void ConnectFailed(Conn* c, beast::error_code ec,
+                     const std::function<void()>& then) {
+    if (result_.first_error.empty())
+      result_.first_error = "connect: " + ec.message();
+    c->stream.reset();
+    if (!running_) return;  // the set-up phase: Run() reports it
+    ++result_.errors_total;
+    if (Clock::now() >= end_) return;
+    // Try again shortly (the soak must survive a dropped connection).
+    auto timer = std::make_shared<asio::steady_timer>(
+        ioc_, std::chrono::milliseconds(100));
+    timer->async_wait(
+        [this, c, then, timer](beast::error_code) { Connect(c, then); });
+  }
+
+  void Send(Conn* c, uint64_t i) {
+    c->request = i;
+    c->sent = Clock::now();
+    const Request& r = requests_[i % requests_.size()];
+    beast::get_lowest_layer(*c->stream).expires_after(std::chrono::seconds(10));
+    auto on_write = [this, c](beast::error_code ec, size_t) {
+      if (ec) return Done(c, ec);
+      c->parser.emplace();
+      c->parser->body_limit(1 << 20);
+      http::async_read(
+          *c->stream, c->buffer, *c->parser,
+          [this, c](beast::error_code rec, size_t) { Done(c, rec); });
+    };
+    if (r.body == nullptr) {
+      asio::async_write(*c->stream, asio::buffer(r.head), on_write);
+    } else {
+      const std::array<asio::const_buffer, 2> buffers = {asio::buffer(r.head),
+                                                         asio::buffer(*r.body)};
+      asio::async_write(*c->stream, buffers, on_write);
+    }
+  }
+
+  void Done(Conn* c, beast::error_code ec) {
+    const Clock::time_point now = Clock::now();
+    const uint64_t i = c->request;
+    const Request& r = requests_[i % requests_.size()];
+    std::string error;
+    bool matched = false;
+    if (ec) {
+      error = "connection: " + ec.message();
+    } else {
+      const auto& response = c->parser->get();
+      matched = response.body().find("\"match\":true") != std::string::npos;
+      if (response.result_int() != 200) {
+        error = "status " + std::to_string(response.result_int()) + ": " +
+                response.body();
+      } else if (r.expect_match >= 0 && matched != (r.expect_match == 1)) {
+        error = "wrong verdict: " + response.body();
+      } else if (!response.keep_alive()) {
+        error = "connection not kept alive";
+      }
+    }
+    if (!cpu_taken_ && now >= end_ && measuring_) {
+      cpu_taken_ = true;
+      result_.cpu =
+          CpuShare(cpu_start_, CpuTimes::Now(),
+                   std::chrono::duration<double>(now - warm_end_).count());
+    }
+    const bool counted =
+        spec_.rate > 0 ? i >= warm_count_ : (now >= warm_end_ && now < end_);
+    if (counted) {
+      if (error.empty()) {
+        last_done_ = now;
+        ++result_.completed;
+        result_.matched += matched;
+        result_.expected_matches += r.expect_match == 1;
+        result_.latency.Add(std::chrono::duration<double>(
+                                now - (spec_.rate > 0 ? Due(i) : c->sent))
+                                .count());
+      } else {
+        ++result_.errors;
+      }
+    }
+    if (!error.empty()) {
+      ++result_.errors_total;
+      if (result_.first_error.empty()) result_.first_error = error;
+    }
+    if (!error.empty() && (ec || !c->parser->get().keep_alive())) {
+      beast::error_code ignored;
+      beast::get_lowest_layer(*c->stream).socket().close(ignored);
+      c->stream.reset();
+      if (now >= end_) return;
+      return Connect(c, [this, c] { Next(c); });
+    }
+    Next(c);
+  }
+
+  void Next(Conn* c) {
+    if (spec_.rate > 0) {
+      idle_.push_back(c);
+      Pump();
+    } else if (Clock::now() < end_) {
+      Send(c, next_++);
+    }
+  }
+
+  void Pump() {
+    const double elapsed =
+        std::chrono::duration<double>(Clock::now() - t0_).count();
+    const uint64_t due =
+        std::min(total_, static_cast<uint64_t>(elapsed * spec_.rate) + 1);
+    while (next_ < due && !idle_.empty()) {
+      Conn* c = idle_.back();
+      idle_.pop_back();
+      Send(c, next_++);
+    }
+    if (next_ >= due && next_ < total_ && !timer_armed_) {
+      timer_armed_ = true;
+      timer_.expires_at(Due(next_));
+      timer_.async_wait([this](beast::error_code) {
+        timer_armed_ = false;
+        Pump();
+      });
+    }
+  }
+
+  void OnReport() {
+    const Clock::time_point now = Clock::now();
+    if (!measuring_) {
+      measuring_ = true;
+      cpu_start_ = CpuTimes::Now();
+      if (spec_.on_measure_start) spec_.on_measure_start();
+    } else {
+      const double t = std::chrono::duration<double>(now - warm_end_).count();
+      std::printf(
+          "  [%6.0f s] %llu answered (%.0f/s), %llu errors, p99 so far %.2f "
+          "ms, "
+          "VmRSS %ld kB\n",
+          t, static_cast<unsigned long long>(result_.completed),
+          static_cast<double>(result_.completed) / t,
+          static_cast<unsigned long long>(result_.errors),
+          result_.latency.QuantileMs(0.99), VmRssKb());
+      std::fflush(stdout);
+    }
+    if (spec_.report_every <= 0) return;
+    const Clock::time_point next = now + Dur(spec_.report_every);
+    if (next >= end_) return;
+    report_timer_.expires_at(next);
+    report_timer_.async_wait([this](beast::error_code) { OnReport(); });
+  }
+
+  asio::io_context ioc_;
+  tcp::endpoint endpoint_;
+  ssl::context& tls_;
+  const std::vector<Request>& requests_;
+  RunSpec spec_;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<Conn*> idle_;
+  asio::steady_timer timer_;
+  asio::steady_timer report_timer_;
+  bool timer_armed_ = false;
+  bool running_ = false;
+  bool measuring_ = false;
+  Clock::time_point t0_, warm_end_, end_;
+  uint64_t next_ = 0;
+  uint64_t total_ = 0;
+  uint64_t warm_count_ = 0;
+  CpuTimes cpu_start_;
+  bool cpu_taken_ = false;
+  Clock::time_point last_done_;
+  RunResult result_;
+};
+
+// One synchronous GET (set-up checks).
+std::string Get(uint16_t port, ssl::context& tls, const std::string& target,
+                const std::string& key) {
+  asio::io_context ioc;
+  ssl::stream<beast::tcp_stream> stream(ioc, tls);
+  beast::get_lowest_layer(stream).connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  stream.handshake(ssl::stream_base::client);
+  http::request<http::empty_body> request(http::verb::get, target, 11);
+  request.set(http::field::host, "127.0.0.1");
+  request.set(http::field::authorization, "Bearer " + key);
+  http::write(stream, request);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  http::read(stream, buffer, response);
+  if (response.result_int() != 200) {
+    Die(target + ": status " + std::to_string(response.result_int()) + " " +
+        response.body());
+  }
+  return response.body();
+}
+
+// --- Set-up ------------------------------------------------------------------
+
+struct Setup {
+  std::string dir;
+  std::string store_url;
+  bantay::matcher::DataKey data_key{};
+  std::string api_key;
+  bantay::server::ServerConfig config;
+};
+
+Setup MakeSetup(const Workload& w) {
+  namespace m = bantay::matcher;
+  Setup s;
+  s.dir = std::filesystem::temp_directory_path() /
+          ("bantay-server-bench-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(s.dir);
+  s.store_url = "sqlite:" + s.dir + "/store.db";
+  s.data_key = m::GenerateDataKey();
+  if (!m::WriteDataKeyFile(s.dir + "/data.key", s.data_key).ok())
+    Die("data key file");
+
+  const auto start = Clock::now();
+  m::StoreKeys keys;
+  keys.data_keys = {s.data_key};
+  keys.signing_key = m::SigningKey::Generate();
+  const m::ChangeContext context{"bench", "server_bench"};
+  auto store = m::Store::Init(s.store_url, std::move(keys), context);
+  if (!store.ok()) Die("Store::Init: " + store.error().ToString());
+  constexpr size_t kBatch = 100'000;
+  for (size_t first = 0; first < w.values.size(); first += kBatch) {
+    std::vector<m::NewEntry> batch;
+    for (size_t i = first; i < std::min(w.values.size(), first + kBatch); ++i) {
+      m::NewEntry e;
+      e.list = "bench-" + std::to_string(i % 4);
+      e.type = m::SignalType::kPdq;
+      e.value = w.values[i];
+      e.category = "A1";
+      e.reference = "case-" + std::to_string(i);
+      batch.push_back(std::move(e));
+    }
+    auto version = (*store)->AddEntries(batch, context, "import");
+    if (!version.ok()) Die("AddEntries: " + version.error().ToString());
+  }
+  std::printf("store: %zu PDQ entries in %s (%.1f s)\n", w.values.size(),
+              s.store_url.c_str(), Seconds(start));
+
+  const std::string command =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+      "-days 1 "
+      "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
+      "-keyout " +
+      s.dir + "/server.key -out " + s.dir + "/server.crt >/dev/null 2>&1";
+  if (std::system(command.c_str()) != 0) Die("openssl: " + command);
+
+  s.api_key = bantay::server::NewApiKey();
+  bantay::server::ApiKeyConfig key;
+  key.id = "bench";
+  key.role = bantay::server::Role::kPlatform;
+  key.rate = 1e9;
+  key.burst = 1e9;
+  key.sha256 = bantay::server::ApiKeyDigest(s.api_key);
+
+  bantay::server::ServerConfig& c = s.config;
+  c.listen = "127.0.0.1";
+  c.port = 0;
+  c.compute_threads = 2;
+  c.io_threads = 1;
+  c.tls_cert = s.dir + "/server.crt";
+  c.tls_key = s.dir + "/server.key";
+  c.store_url = s.store_url;
+  c.data_key_file = s.dir + "/data.key";
+  c.access_log = "";
+  c.api_keys = {key};
+  return s;
+}
+
+std::unique_ptr<bantay::server::Server> StartServer(const Setup& s,
+                                                    int io_threads,
+                                                    ssl::context& tls,
+                                                    size_t entries) {
+  bantay::server::ServerConfig config = s.config;
+  config.io_threads = io_threads;
+  const auto start = Clock::now();
+  auto server = bantay::server::Server::Start(config);
+  if (!server.ok()) Die("Server::Start: " + server.error().ToString());
+  if (!(*server)->WaitUntilReady()) Die("the server's index did not load");
+  const json::value index =
+      json::parse(Get((*server)->port(), tls, "/v1/index", s.api_key));
+  const int64_t pdq = index.at("entries").at("pdq").to_number<int64_t>();
+  if (pdq != static_cast<int64_t>(entries))
+    Die("the server holds " + std::to_string(pdq));
+  std::printf(
+      "server: io_threads %d, compute_threads 2, port %u, ready in %.1f s "
+      "(%lld PDQ entries)\n",
+      io_threads, (*server)->port(), Seconds(start),
+      static_cast<long long>(pdq));
+  return std::move(*server);
+}
+
+// --- Baselines ---------------------------------------------------------------
+
+// A HashIndex loaded from the same store, for the in-process baseline.
+std::unique_ptr<bantay::matcher::HashIndex> LoadBaselineIndex(const Setup& s) {
+  namespace m = bantay::matcher;
+  m::StoreKeys keys;
+  keys.data_keys = {s.data_key};
+  auto store = m::Store::Open(s.store_url, std::move(keys));
+  if (!store.ok()) Die("Store::Open: " + store.error().ToString());
+  auto index = std::make_unique<m::HashIndex>();
+  if (!m::LoadIndexFromStore(**store, index.get()).ok())
+    Die("LoadIndexFromStore");
+  return index;
+}
+
+// The same queries straight on the index, 2 threads.
+double InProcessRate(const bantay::matcher::HashIndex& index, const Workload& w,
+                     double seconds, uint64_t* matches) {
+  namespace m = bantay::matcher;
+  const std::shared_ptr<const m::IndexSnapshot> snapshot = index.Snapshot();
+  std::atomic<uint64_t> done{0}, found{0};
+  const auto start = Clock::now();
+  auto work = [&](size_t first) {
+    std::vector<m::Match> out;
+    uint64_t n = 0, f = 0;
+    for (size_t i = first;; i += 2) {
+      out.clear();
+      snapshot->MatchPdq(w.queries[i % w.queries.size()], kRadius, &out);
+      ++n;
+      f += !out.empty();
+      if ((n & 255) == 0 && Seconds(start) >= seconds) break;
+    }
+    done += n;
+    found += f;
+  };
+  std::thread a(work, 0), b(work, 1);
+  a.join();
+  b.join();
+  const double elapsed = Seconds(start);
+  *matches = found;
+  return static_cast<double>(done) / elapsed;
+}
+
+// Frames/s of one thread hashing the frames as the server does (compatible
+// mode, MD5 and SHA-256 of the bytes).
+double OfflineJpegRate(const std::vector<std::vector<uint8_t>>& frames,
+                       double seconds, int64_t max_pixels) {
+  bantay::models::HashOptions options;
+  options.max_pixels = max_pixels;
+  bantay::models::ImageHasher hasher(options);
+  const auto start = Clock::now();
+  size_t n = 0;
+  while (Seconds(start) < seconds) {
+    auto r = hasher.Hash(frames[n % frames.size()]);
+    if (!r.ok()) Die("ImageHasher: " + r.error().ToString());
+    ++n;
+  }
+  return static_cast<double>(n) / Seconds(start);
+}
+
+std::string Join(const std::vector<double>& v, const char* format) {
+  std::string out;
+  char text[64];
+  for (double x : v) {
+    std::snprintf(text, sizeof text, format, x);
+    if (!out.empty()) out += " ";
+    out += text;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options opt = ParseOptions(argc, argv);
+  std::string command;
+  for (int i = 0; i < argc; ++i)
+    command += (i ? " " : "") + std::string(argv[i]);
+  std::string load;
+  std::getline(std::ifstream("/proc/loadavg"), load);
+  std::printf(
+      "command: %s\nmachine: %u CPUs (nproc), %s, %ld MB RAM; load average "
+      "%s\n",
+      command.c_str(), std::thread::hardware_concurrency(), CpuModel().c_str(),
+      ::sysconf(_SC_PHYS_PAGES) / 1024 * ::sysconf(_SC_PAGE_SIZE) / 1024,
+      load.c_str());
+  std::fflush(stdout);
+
+  const Workload w = MakeWorkload(opt.entries);
+  Setup setup = MakeSetup(w);
+  const std::vector<Request> hash_requests = HashRequests(w, setup.api_key);
+  size_t planted = 0;
+  for (bool p : w.planted) planted += p;
+  std::printf(
+      "queries: %zu, of which %zu near-duplicates of entries (0..24 bits)\n",
+      w.queries.size(), planted);
+
+  ssl::context tls(ssl::context::tls_client);
+  tls.load_verify_file(setup.config.tls_cert);
+  tls.set_verify_mode(ssl::verify_peer);
+
+  if (opt.serve_only > 0) {
+    const std::string queries = setup.dir + "/queries.txt";
+    {
+      std::ofstream out(queries);
+      for (const std::string& body : w.bodies) out << body << "\n";
+    }
+    auto server = StartServer(setup, opt.io_threads[0], tls, opt.entries);
+    std::printf("port=%u\nkey=%s\nqueries=%s\n", server->port(),
+                setup.api_key.c_str(), queries.c_str());
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::duration<double>(opt.serve_only));
+    server.reset();
+    std::filesystem::remove_all(setup.dir);
+    return 0;
+  }
+
+  std::vector<std::string> lines;
+  char text[512];
+
+  // --- in-process baseline ---
+  double in_process = 0;
+  if (opt.Part("baseline")) {
+    const std::unique_ptr<bantay::matcher::HashIndex> index =
+        LoadBaselineIndex(setup);
+    std::vector<double> rates;
+    for (int r = 0; r < opt.reps; ++r) {
+      uint64_t matches = 0;
+      rates.push_back(InProcessRate(*index, w, 3.0, &matches));
+      std::printf(
+          "in-process MatchPdq, 2 threads, run %d: %.0f q/s (%llu matched)\n",
+          r + 1, rates.back(), static_cast<unsigned long long>(matches));
+    }
+    in_process = Median(rates);
+    std::snprintf(text, sizeof text,
+                  "in-process MatchPdq (2 threads): %.0f q/s [%s]", in_process,
+                  Join(rates, "%.0f").c_str());
+    lines.push_back(text);
+  }
+
+  // --- hash-only matches ---
+  double best_rate = 0;
+  int best_io = opt.io_threads[0];
+  for (int io : opt.io_threads) {
+    if (!opt.Part("closed") && !opt.Part("open")) break;
+    auto server = StartServer(setup, io, tls, opt.entries);
+    if (opt.Part("closed")) {
+      for (int conns : opt.connections) {
+        std::vector<double> rates, p50, p99;
+        uint64_t errors = 0;
+        for (int r = 0; r < opt.reps; ++r) {
+          LoadRun run(server->port(), tls, hash_requests,
+                      {.connections = conns,
+                       .warmup = opt.warmup,
+                       .seconds = opt.seconds});
+          RunResult res = run.Run();
+          rates.push_back(res.Rate());
+          p50.push_back(res.latency.QuantileMs(0.5));
+          p99.push_back(res.latency.QuantileMs(0.99));
+          errors += res.errors_total;
+          std::printf(
+              "closed io=%d conns=%d run %d: %.0f req/s, p50 %.2f ms, p99 %.2f "
+              "ms, "
+              "%llu errors, %llu/%llu planted matched; %s%s%s\n",
+              io, conns, r + 1, res.Rate(), p50.back(), p99.back(),
+              static_cast<unsigned long long>(res.errors_total),
+              static_cast<unsigned long long>(res.matched),
+              static_cast<unsigned long long>(res.expected_matches),
+              res.cpu.c_str(), res.first_error.empty() ? "" : "; first error: ",
+              res.first_error.substr(0, 200).c_str());
+          std::fflush(stdout);
+        }
+        const double rate = Median(rates);
+        if (rate > best_rate) {
+          best_rate = rate;
+          best_io = io;
+        }
+        std::snprintf(text, sizeof text,
+                      "closed loop, io_threads %d, %2d conns: %.0f req/s [%s], "
+                      "p50 %.2f ms, "
+                      "p99 %.2f ms, errors %llu, %.3fx in-process",
+                      io, conns, rate, Join(rates, "%.0f").c_str(), Median(p50),
+                      Median(p99), static_cast<unsigned long long>(errors),
+                      in_process > 0 ? rate / in_process : 0.0);
+        lines.push_back(text);
+      }
+    }
+    if (opt.Part("open")) {
+      std::vector<double> p50, p99, p999, achieved;
+      uint64_t errors = 0;
+      for (int r = 0; r < opt.reps; ++r) {
+        LoadRun run(server->port(), tls, hash_requests,
+                    {.connections = opt.open_connections,
+                     .rate = opt.rate,
+                     .warmup = opt.warmup,
+                     .seconds = std::max(opt.seconds, 20.0)});
+        RunResult res = run.Run();
+        p50.push_back(res.latency.QuantileMs(0.5));
+        p99.push_back(res.latency.QuantileMs(0.99));
+        p999.push_back(res.latency.QuantileMs(0.999));
+        achieved.push_back(res.achieved);
+        errors += res.errors_total;
+        std::printf(
+            "open io=%d rate=%.0f conns=%d run %d: %llu answered (%.0f/s), p50 "
+            "%.3f ms, "
+            "p99 %.3f ms, p99.9 %.3f ms, %llu errors; %s%s%s\n",
+            io, opt.rate, opt.open_connections, r + 1,
+            static_cast<unsigned long long>(res.completed), res.achieved,
+            p50.back(), p99.back(), p999.back(),
+            static_cast<unsigned long long>(res.errors_total), res.cpu.c_str(),
+            res.first_error.empty() ? "" : "; first error: ",
+            res.first_error.substr(0, 200).c_str());
+        std::fflush(stdout);
+      }
+      std::snprintf(text, sizeof text,
+                    "open loop, io_threads %d, %.0f req/s on %d conns: p50 "
+                    "%.3f ms, p99 %.3f ms "
+                    "[%s], p99.9 %.3f ms, answered %.0f/s, errors %llu",
+                    io, opt.rate, opt.open_connections, Median(p50),
+                    Median(p99), Join(p99, "%.3f").c_str(), Median(p999),
+                    Median(achieved), static_cast<unsigned long long>(errors));
+      lines.push_back(text);
+    }
+    server.reset();
+  }
+
+  // --- 1080p JPEG ---
+  if (opt.Part("jpeg")) {
+    const std::vector<std::vector<uint8_t>> frames = MakeFrames();
+    std::vector<Request> jpeg_requests;
+    for (const auto& f : frames) {
+      jpeg_requests.push_back(
+          {RequestHead(setup.api_key, "image/jpeg", f.size()), &f, -1});
+    }
+    auto server = StartServer(setup, best_io, tls, opt.entries);
+    std::vector<double> offline, served, ratios;
+    uint64_t errors = 0;
+    for (int r = 0; r < opt.reps; ++r) {
+      offline.push_back(OfflineJpegRate(frames, 5.0, setup.config.max_pixels));
+      LoadRun run(server->port(), tls, jpeg_requests,
+                  {.connections = opt.jpeg_connections,
+                   .warmup = opt.warmup,
+                   .seconds = std::max(opt.seconds, 15.0)});
+      RunResult res = run.Run();
+      served.push_back(res.Rate());
+      ratios.push_back(res.Rate() / (2 * offline.back()));
+      errors += res.errors_total;
+      std::printf(
+          "jpeg run %d: offline 1 core %.1f frames/s; server %.1f frames/s on "
+          "%d conns "
+          "(p50 %.1f ms, p99 %.1f ms), %llu errors; ratio %.3f; %s%s%s\n",
+          r + 1, offline.back(), served.back(), opt.jpeg_connections,
+          res.latency.QuantileMs(0.5), res.latency.QuantileMs(0.99),
+          static_cast<unsigned long long>(res.errors_total), ratios.back(),
+          res.cpu.c_str(), res.first_error.empty() ? "" : "; first error: ",
+          res.first_error.substr(0, 200).c_str());
+      std::fflush(stdout);
+    }
+    std::snprintf(
+        text, sizeof text,
+        "1080p JPEG (%zu frames), io_threads %d: server %.1f frames/s [%s], "
+        "offline "
+        "1 core %.1f [%s], server/(2 x offline) = %.3f [%s], errors %llu",
+        frames.size(), best_io, Median(served), Join(served, "%.1f").c_str(),
+        Median(offline), Join(offline, "%.1f").c_str(), Median(ratios),
+        Join(ratios, "%.3f").c_str(), static_cast<unsigned long long>(errors));
+    lines.push_back(text);
+  }
+
+  // --- soak ---
+  if (opt.soak > 0) {
+    double rate = opt.soak_rate;
+    if (rate <= 0) {
+      if (best_rate <= 0) Die("--soak needs the closed part or --soak-rate");
+      rate = 0.7 * best_rate;
+    }
+    auto server = StartServer(setup, best_io, tls, opt.entries);
+    long rss_start = 0;
+    LoadRun run(server->port(), tls, hash_requests,
+                {.connections = opt.open_connections,
+                 .rate = rate,
+                 .warmup = 30,
+                 .seconds = opt.soak,
+                 .report_every = 60,
+                 .on_measure_start = [&] { rss_start = VmRssKb(); }});
+    std::printf(
+        "soak: %.0f req/s for %.0f s (30 s warm-up), io_threads %d, %d conns\n",
+        rate, opt.soak, best_io, opt.open_connections);
+    std::fflush(stdout);
+    RunResult res = run.Run();
+    const long rss_end = VmRssKb();
+    std::snprintf(
+        text, sizeof text,
+        "soak %.0f s at %.0f req/s: %llu answered (%.0f/s), errors %llu, p50 "
+        "%.3f ms, "
+        "p99 %.3f ms, p99.9 %.3f ms; VmRSS %ld kB -> %ld kB (%+.2f%%); %s%s%s",
+        opt.soak, rate, static_cast<unsigned long long>(res.completed),
+        res.achieved, static_cast<unsigned long long>(res.errors_total),
+        res.latency.QuantileMs(0.5), res.latency.QuantileMs(0.99),
+        res.latency.QuantileMs(0.999), rss_start, rss_end,
+        100.0 * static_cast<double>(rss_end - rss_start) /
+            static_cast<double>(rss_start),
+        res.cpu.c_str(), res.first_error.empty() ? "" : "; first error: ",
+        res.first_error.substr(0, 200).c_str());
+    lines.push_back(text);
+  }
+
+  std::printf("\nsummary (%s; %d reps, medians [runs])\n", command.c_str(),
+              opt.reps);
+  for (const std::string& line : lines) std::printf("  %s\n", line.c_str());
+  std::filesystem::remove_all(setup.dir);
+  return 0;
+}
