@@ -66,7 +66,7 @@ class AccessLog {
                              {"method", method},
                              {"route", response.route},
                              {"status", response.status},
-                             {"latency_ms", seconds * 1e3}};
+                             {"latency_us", static_cast<int64_t>(seconds * 1e6)}};
     if (!response.key_id.empty()) line["key"] = response.key_id;
     if (!response.verdict.empty()) line["verdict"] = response.verdict;
     std::string text = boost::json::serialize(line);
@@ -151,6 +151,7 @@ struct Server::Impl {
         api(config, &index, &compute, &admin, &metrics, &limiter),
         log(config.access_log),
         ioc(config.io_threads),
+        work(asio::make_work_guard(ioc)),
         acceptor(ioc) {}
 
   void Accept();
@@ -177,8 +178,6 @@ struct Server::Impl {
   Api api;
   AccessLog log;
 
-  asio::io_context ioc;
-  tcp::acceptor acceptor;
   uint16_t port = 0;
   std::vector<std::thread> threads;
   std::atomic<size_t> connections{0};
@@ -193,6 +192,15 @@ struct Server::Impl {
   std::condition_variable stop_cv;
   bool stop_requested = false;  // guarded by stop_mu
   bool stopped = false;         // guarded by stop_mu
+
+  // Last, so that it is destroyed first: handlers still queued when it is
+  // destroyed release their sessions, whose destructors use the members
+  // above.
+  asio::io_context ioc;
+  // Keeps the threads running until Wait stops them, so that whatever is
+  // posted while draining (a session's Drain) is still run.
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  tcp::acceptor acceptor;
 };
 
 namespace {
@@ -315,6 +323,7 @@ class Session : public SessionBase {
   // Answers a request that could not be read whole, then closes.
   void Fail(int status, std::string_view code, const std::string& message) {
     keep_alive_ = false;
+    linger_ = true;
     version_ = 11;
     method_ = parser_ && parser_->is_header_done()
                   ? std::string(parser_->get().method_string())
@@ -346,9 +355,24 @@ class Session : public SessionBase {
                         const bool keep = self->response_->keep_alive();
                         self->response_.reset();
                         if (ec) return self->Abort();
+                        if (self->linger_) return self->Linger(0);
                         if (!keep) return self->Close();
                         self->ReadNext();
                       });
+  }
+
+  // After refusing a request whose body is still arriving: reads and drops
+  // what the client sends for a while, so that it finishes writing and
+  // reads the answer instead of meeting a reset connection.
+  void Linger(size_t dropped) {
+    constexpr size_t kMaxDropped = 64 * 1024 * 1024;
+    if (dropped > kMaxDropped) return Abort();
+    Tcp().expires_after(std::chrono::seconds(1));
+    stream_.async_read_some(buffer_.prepare(64 * 1024),
+                            [self = Self(), dropped](beast::error_code ec, size_t n) {
+                              if (ec) return self->Abort();
+                              self->Linger(dropped + n);
+                            });
   }
 
   // Orderly close (TLS close_notify first).
@@ -378,6 +402,7 @@ class Session : public SessionBase {
   bool keep_alive_ = true;
   bool waiting_ = false;   // for the first byte of a request
   bool draining_ = false;
+  bool linger_ = false;    // the request was refused before it was read whole
 };
 
 }  // namespace

@@ -1,0 +1,458 @@
+// Integration tests of API v1: the real server on 127.0.0.1:0 with TLS and a
+// real store (SQLite and PostgreSQL), called with the client library.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "bantay/matcher/store.h"
+#include "bantay/server/routes.h"
+#include "server_test_util.h"
+
+namespace bantay::server::testing {
+namespace {
+
+using client::HttpResponse;
+
+class ApiTest : public ::testing::TestWithParam<std::string>, public ServerFixture {
+ protected:
+  void SetUp() override {
+    SetUpStore(GetParam());
+    if (::testing::Test::HasFatalFailure()) return;
+    StartServer();
+  }
+  void TearDown() override { StopServer(); }
+
+  HttpResponse Send(const std::string& key, std::string_view method, std::string_view target,
+                    std::string_view type = {}, std::string_view body = {}) {
+    std::unique_ptr<client::HttpClient> c = Client(key);
+    if (c == nullptr) return {};
+    Result<HttpResponse> r = c->Send(method, target, type, body);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return r.ok() ? std::move(*r) : HttpResponse{};
+  }
+  HttpResponse SendBytes(const std::string& key, std::string_view target, std::string_view type,
+                         const std::vector<uint8_t>& body) {
+    std::unique_ptr<client::HttpClient> c = Client(key);
+    if (c == nullptr) return {};
+    Result<HttpResponse> r = c->Send("POST", target, type, body);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return r.ok() ? std::move(*r) : HttpResponse{};
+  }
+  HttpResponse MatchPdq(const std::string& key, const std::string& hex,
+                        std::string_view query = "") {
+    return Send(key, "POST", "/v1/match" + std::string(query), "application/json",
+                R"({"pdq":")" + hex + R"("})");
+  }
+
+  static void ExpectError(const HttpResponse& r, int status, std::string_view code) {
+    EXPECT_EQ(r.status, status) << r.body;
+    json::value v = ParseJson(r.body);
+    ASSERT_TRUE(v.is_object()) << r.body;
+    EXPECT_EQ(v.at("error").at("code").as_string(), code) << r.body;
+    EXPECT_TRUE(v.at("error").at("message").is_string());
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, ApiTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& param) { return param.param; });
+
+TEST_P(ApiTest, AListedImageMatchesWithAVerdictOnly) {
+  const std::vector<uint8_t> image = bantay::testing::ReadTestFile(std::string("pdq/") + kBridge);
+  HttpResponse r = SendBytes("platform", "/v1/match", "image/jpeg", image);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Header("Content-Type"), "application/json");
+  EXPECT_EQ(ParseJson(r.body),
+            json::parse(R"({"match":true,"matches":[{"list":"demo","category":"test",)"
+                        R"("ref":"case-1"}],"quality":100,"pdq_checked":true,"index_version":)" +
+                        std::to_string(setup_version_) + "}"));
+  // Never the reference hash, the query's hash or a distance.
+  EXPECT_EQ(r.body.find(ReferencePdq(kBridge)), std::string::npos);
+  EXPECT_EQ(r.body.find("distance"), std::string::npos);
+}
+
+TEST_P(ApiTest, ARotatedImageMatchesOnlyWithDihedral) {
+  const std::vector<uint8_t> image =
+      bantay::testing::ReadTestFile(std::string("pdq/") + kBridgeRotated);
+  HttpResponse plain = SendBytes("platform", "/v1/match", "image/jpeg", image);
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(ParseJson(plain.body).at("match"), json::value(false));
+  HttpResponse dihedral = SendBytes("platform", "/v1/match?dihedral=true", "image/jpeg", image);
+  ASSERT_EQ(dihedral.status, 200) << dihedral.body;
+  EXPECT_EQ(ParseJson(dihedral.body).at("matches"),
+            json::parse(R"([{"list":"demo","category":"test","ref":"case-1"}])"));
+}
+
+TEST_P(ApiTest, LabKeysSeeDistanceSignalAndId) {
+  HttpResponse r = MatchPdq("lab", FlipBits(ReferencePdq(kBridge), 3));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body).at("matches"),
+            json::parse(R"([{"list":"demo","category":"test","ref":"case-1","id":1,)"
+                        R"("signal":"pdq","distance":3,"variant":"original"}])"));
+  // The radius is the lab's to choose: 2 bits are not enough for 3.
+  HttpResponse narrow = MatchPdq("lab", FlipBits(ReferencePdq(kBridge), 3), "?radius=2");
+  ASSERT_EQ(narrow.status, 200) << narrow.body;
+  EXPECT_EQ(ParseJson(narrow.body).at("match"), json::value(false));
+  // Platform keys may not move the radius.
+  ExpectError(MatchPdq("platform", ReferencePdq(kBridge), "?radius=40"), 403, "forbidden");
+  ExpectError(MatchPdq("lab", ReferencePdq(kBridge), "?radius=65"), 400, "invalid_argument");
+}
+
+TEST_P(ApiTest, ExactHashesMatch) {
+  const std::string md5 = models::ToHex(models::Md5(Bytes("known md5 text")));
+  HttpResponse r = Send("platform", "POST", "/v1/match", "application/json",
+                        R"({"md5":")" + md5 + R"("})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body).at("matches"),
+            json::parse(R"([{"list":"demo","category":"test","ref":"case-2"}])"));
+  const std::string sha = models::ToHex(models::Sha256(Bytes("known sha256 text")));
+  r = Send("lab", "POST", "/v1/match", "application/json", R"({"sha256":")" + sha + R"("})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body).at("matches"),
+            json::parse(R"([{"list":"other","category":"other-cat","ref":"case-3","id":3,)"
+                        R"("signal":"sha256","distance":0,"variant":"original"}])"));
+}
+
+TEST_P(ApiTest, LowQualityHashesAreNotMatched) {
+  HttpResponse r = Send("platform", "POST", "/v1/match", "application/json",
+                        R"({"pdq":")" + ReferencePdq(kBridge) + R"(","quality":49})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body), json::parse(R"({"match":false,"matches":[],"quality":49,)"
+                                           R"("pdq_checked":false,"index_version":)" +
+                                           std::to_string(setup_version_) + "}"));
+}
+
+TEST_P(ApiTest, BatchesAnswerEachItemInOrder) {
+  const std::vector<uint8_t> image = bantay::testing::ReadTestFile(std::string("pdq/") + kBridge);
+  // base64 of the image, with the standard alphabet.
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string b64;
+  for (size_t i = 0; i < image.size(); i += 3) {
+    uint32_t n = image[i] << 16;
+    if (i + 1 < image.size()) n |= image[i + 1] << 8;
+    if (i + 2 < image.size()) n |= image[i + 2];
+    b64 += kAlphabet[n >> 18 & 63];
+    b64 += kAlphabet[n >> 12 & 63];
+    b64 += i + 1 < image.size() ? kAlphabet[n >> 6 & 63] : '=';
+    b64 += i + 2 < image.size() ? kAlphabet[n & 63] : '=';
+  }
+  const std::string body = R"({"items":[{"pdq":")" + ReferencePdq(kBridge) +
+                           R"("},{"pdq":"zz"},{"image":")" + b64 + R"("},)" +
+                           R"({"md5":")" + std::string(32, '0') + R"("}]})";
+  HttpResponse r = Send("platform", "POST", "/v1/match/batch", "application/json", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string hit = R"({"match":true,"matches":[{"list":"demo","category":"test",)"
+                          R"("ref":"case-1"}],)";
+  EXPECT_EQ(ParseJson(r.body),
+            json::parse(R"({"results":[)" + hit + R"("pdq_checked":true},)" +
+                        R"({"status":400,"error":{"code":"invalid_argument",)"
+                        R"("message":"pdq must be 64 hex digits"}},)" +
+                        hit + R"("quality":100,"pdq_checked":true},)" +
+                        R"({"match":false,"matches":[]}],"index_version":)" +
+                        std::to_string(setup_version_) + "}"));
+
+  config.max_batch_items = 3;
+  StopServer();
+  StartServer();
+  ExpectError(Send("platform", "POST", "/v1/match/batch", "application/json", body), 413,
+              "too_large");
+}
+
+TEST_P(ApiTest, EveryBadInputGetsItsStatus) {
+  const std::string pdq = ReferencePdq(kBridge);
+  ExpectError(Send("", "POST", "/v1/match", "application/json", R"({"pdq":")" + pdq + R"("})"),
+              401, "unauthenticated");
+  {
+    client::ClientOptions options;
+    options.url = Url();
+    options.ca_file = dir_.path() + "/server.crt";
+    options.api_key = NewApiKey();  // well formed, unknown
+    auto c = client::HttpClient::Connect(options);
+    ASSERT_TRUE(c.ok());
+    Result<HttpResponse> r = (*c)->Send("POST", "/v1/match", "application/json", "{}");
+    ASSERT_TRUE(r.ok());
+    ExpectError(*r, 401, "unauthenticated");
+  }
+  ExpectError(Send("platform", "GET", "/v1/lists"), 403, "forbidden");
+  ExpectError(Send("operator", "POST", "/v1/match", "application/json", "{}"), 403, "forbidden");
+  ExpectError(Send("platform", "GET", "/v1/nothing"), 404, "not_found");
+  HttpResponse wrong_method = Send("platform", "GET", "/v1/match");
+  ExpectError(wrong_method, 405, "method_not_allowed");
+  EXPECT_EQ(wrong_method.Header("Allow"), "POST");
+  ExpectError(Send("platform", "POST", "/v1/match", "application/json", "{\"pdq\":"), 400,
+              "invalid_argument");
+  HttpResponse bad_hex =
+      Send("platform", "POST", "/v1/match", "application/json", R"({"pdq":"12xy"})");
+  ExpectError(bad_hex, 400, "invalid_argument");
+  EXPECT_EQ(ParseJson(bad_hex.body).at("error").at("message"), "pdq must be 64 hex digits");
+  ExpectError(Send("platform", "POST", "/v1/match", "application/json",
+                   R"({"pdq":")" + pdq + R"(","md5":")" + std::string(32, '0') + R"("})"),
+              400, "invalid_argument");
+  ExpectError(Send("platform", "POST", "/v1/match", "text/plain", "hello"), 415,
+              "unsupported_format");
+  ExpectError(Send("platform", "POST", "/v1/match", "image/jpeg", "not an image at all"), 415,
+              "unsupported_format");
+
+  // A JPEG cut in half: a known format that does not decode.
+  std::vector<uint8_t> jpeg = bantay::testing::ReadTestFile(std::string("pdq/") + kBridge);
+  jpeg.resize(jpeg.size() / 2);
+  ExpectError(SendBytes("platform", "/v1/match", "image/jpeg", jpeg), 422, "corrupt_data");
+
+  // A PNG header declaring 100000 x 100000 pixels: refused before decoding.
+  std::vector<uint8_t> bomb = bantay::testing::FromHex(
+      "89504e470d0a1a0a0000000d49484452000186a0000186a00806000000");
+  bomb.resize(bomb.size() + 4, 0);  // the (unchecked) header CRC
+  ExpectError(SendBytes("platform", "/v1/match", "image/png", bomb), 413, "too_large");
+
+  // A body over max_body_bytes (4 MiB here), refused from its Content-Length.
+  std::vector<uint8_t> big(config.max_body_bytes + 1, 0xff);
+  ExpectError(SendBytes("platform", "/v1/match", "image/jpeg", big), 413, "too_large");
+
+  // Headers over max_header_bytes.
+  ExpectError(Send("platform", "GET", "/v1/index?" + std::string(20'000, 'a')), 431,
+              "header_too_large");
+}
+
+TEST_P(ApiTest, EachKeyHasItsOwnRateLimit) {
+  StopServer();
+  AddKey("slow", Role::kPlatform, 0.01, 2.0);
+  StartServer();
+  const std::string pdq = ReferencePdq(kBridge);
+  EXPECT_EQ(MatchPdq("slow", pdq).status, 200);
+  EXPECT_EQ(MatchPdq("slow", pdq).status, 200);
+  HttpResponse limited = MatchPdq("slow", pdq);
+  ExpectError(limited, 429, "rate_limited");
+  EXPECT_EQ(limited.Header("Retry-After"), "100");  // one token at 0.01/s
+  // Other keys are not affected.
+  EXPECT_EQ(MatchPdq("platform", pdq).status, 200);
+}
+
+TEST_P(ApiTest, HealthReadinessOpenApiAndMetrics) {
+  HttpResponse health = Send("", "GET", "/healthz");
+  EXPECT_EQ(health.status, 200);
+  HttpResponse ready = Send("", "GET", "/readyz");
+  ASSERT_EQ(ready.status, 200);
+  EXPECT_EQ(ParseJson(ready.body),
+            json::parse(R"({"status":"ready","index_version":)" +
+                        std::to_string(setup_version_) + "}"));
+  HttpResponse openapi = Send("", "GET", "/openapi.json");
+  EXPECT_EQ(openapi.status, 200);
+  EXPECT_EQ(openapi.body, std::string(OpenApiDocument()));
+
+  for (int i = 0; i < 3; ++i) MatchPdq("platform", ReferencePdq(kBridge));
+  MatchPdq("platform", FlipBits(ReferencePdq(kBridge), 100));
+  ExpectError(Send("platform", "GET", "/metrics"), 403, "forbidden");
+  HttpResponse metrics = Send("auditor", "GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(metrics.Header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  for (const std::string& line : std::vector<std::string>{
+           R"(bantay_requests_total{route="/v1/match",status="200"} 4)",
+           R"(bantay_requests_total{route="/metrics",status="403"} 1)",
+           R"(bantay_matches_total{list="demo"} 3)",
+           R"(bantay_request_duration_seconds_count{route="/v1/match"} 4)",
+           "bantay_index_version " + std::to_string(setup_version_),
+           R"(bantay_index_entries{type="pdq"} 1)",
+           R"(bantay_index_entries{type="md5"} 1)",
+           R"(bantay_index_entries{type="sha256"} 1)",
+       }) {
+    EXPECT_NE(metrics.body.find("\n" + line + "\n"), std::string::npos) << line;
+  }
+}
+
+TEST_P(ApiTest, TheIndexRouteGivesAVerifiableSignedRoot) {
+  HttpResponse r = Send("platform", "GET", "/v1/index");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json::value v = ParseJson(r.body);
+  EXPECT_EQ(v.at("version"), json::value(setup_version_));
+  EXPECT_EQ(v.at("entries"), json::parse(R"({"pdq":1,"md5":1,"sha256":1})"));
+  EXPECT_EQ(v.at("lists"),
+            json::parse(R"([{"name":"demo","enabled":true,"active":2,"disabled":0},)"
+                        R"({"name":"other","enabled":true,"active":1,"disabled":0}])"));
+  const json::object& root = v.at("root").as_object();
+  EXPECT_EQ(root.at("version"), json::value(setup_version_));
+  EXPECT_EQ(root.at("active_count"), json::value(3));
+  EXPECT_EQ(root.at("public_key").as_string(), matcher::PublicKeyToPem(public_key_));
+
+  matcher::VersionRecord record;
+  record.version = root.at("version").to_number<uint64_t>();
+  record.created_at = root.at("created_at").as_int64();
+  record.active_count = root.at("active_count").to_number<uint64_t>();
+  auto copy_hex = [](const json::value& hex, auto& out) {
+    std::vector<uint8_t> bytes = bantay::testing::FromHex(hex.as_string());
+    ASSERT_EQ(bytes.size(), out.size());
+    std::copy(bytes.begin(), bytes.end(), out.begin());
+  };
+  copy_hex(root.at("root"), record.root);
+  copy_hex(root.at("audit_digest"), record.audit_digest);
+  copy_hex(root.at("signature"), record.signature);
+  record.public_key = public_key_;
+  Result<std::unique_ptr<matcher::Store>> store =
+      matcher::Store::Open(store_url_, matcher::StoreKeys{{data_key_}, std::nullopt});
+  ASSERT_TRUE(store.ok());
+  EXPECT_TRUE(matcher::VerifySignature(
+      public_key_, matcher::VersionSigningMessage((*store)->store_id(), record),
+      record.signature));
+
+  HttpResponse proof = Send("auditor", "GET", "/v1/index/proof/1");
+  ASSERT_EQ(proof.status, 200) << proof.body;
+  EXPECT_EQ(ParseJson(proof.body).at("root"), root.at("root"));
+  EXPECT_EQ(ParseJson(proof.body).at("tree_size"), json::value(3));
+  ExpectError(Send("auditor", "GET", "/v1/index/proof/99"), 404, "not_found");
+}
+
+TEST_P(ApiTest, ListAdministrationChangesMatchingAtOnce) {
+  const std::string op = "operator";
+  HttpResponse created = Send(op, "POST", "/v1/lists", "application/json",
+                              R"({"name":"hotline","description":"cases from the hotline"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(ParseJson(created.body).at("list"),
+            json::parse(R"({"name":"hotline","enabled":true,)"
+                        R"("description":"cases from the hotline","active":0,"disabled":0})"));
+
+  // An import with a bad line changes nothing and names the line.
+  const std::string fresh = FlipBits(ReferencePdq(kBridge), 60);
+  HttpResponse bad = Send(op, "POST", "/v1/lists/hotline/entries", "text/plain",
+                          "pdq " + fresh + " ref-a\npdq 1234 ref-b\n");
+  EXPECT_EQ(bad.status, 422) << bad.body;
+  EXPECT_EQ(ParseJson(bad.body).at("error").at("code"), "invalid_entries");
+  EXPECT_EQ(ParseJson(bad.body).at("rejected").as_array().size(), 1u);
+  EXPECT_EQ(ParseJson(bad.body).at("rejected").at(0).at("line"), json::value(2));
+  EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
+
+  HttpResponse added =
+      Send(op, "POST", "/v1/lists/hotline/entries?skip_invalid=true&category=c1", "text/plain",
+           "pdq " + fresh + " ref-a\npdq 1234 ref-b\n");
+  ASSERT_EQ(added.status, 201) << added.body;
+  EXPECT_EQ(ParseJson(added.body).at("added"), json::value(1));
+  // Visible to the very next match.
+  EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("matches"),
+            json::parse(R"([{"list":"hotline","category":"c1","ref":"ref-a"}])"));
+
+  // Entries are listed without their values.
+  HttpResponse entries = Send("auditor", "GET", "/v1/lists/hotline/entries");
+  ASSERT_EQ(entries.status, 200) << entries.body;
+  json::value listed = ParseJson(entries.body);
+  ASSERT_EQ(listed.at("entries").as_array().size(), 1u);
+  const uint64_t id = listed.at("entries").at(0).at("id").to_number<uint64_t>();
+  EXPECT_EQ(id, 4u);
+  EXPECT_EQ(listed.at("entries").at(0).at("added_by"), "operator");
+  EXPECT_EQ(entries.body.find(fresh), std::string::npos);
+  EXPECT_EQ(listed.at("entries").at(0).as_object().count("value"), 0u);
+
+  const std::string entry = "/v1/lists/hotline/entries/" + std::to_string(id);
+  ASSERT_EQ(Send(op, "PATCH", entry, "application/json", R"({"status":"disabled"})").status, 200);
+  EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
+  ASSERT_EQ(Send(op, "PATCH", entry, "application/json", R"({"status":"active"})").status, 200);
+  EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(true));
+  ASSERT_EQ(Send(op, "PATCH", "/v1/lists/hotline", "application/json", R"({"enabled":false})")
+                .status,
+            200);
+  EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
+  ASSERT_EQ(Send(op, "PATCH", "/v1/lists/hotline", "application/json", R"({"enabled":true})")
+                .status,
+            200);
+  ASSERT_EQ(Send(op, "DELETE", entry).status, 200);
+  EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
+  ExpectError(Send(op, "GET", entry), 404, "not_found");
+  // An entry of another list is not reachable through this one.
+  ExpectError(Send(op, "DELETE", "/v1/lists/hotline/entries/1"), 404, "not_found");
+  ExpectError(Send(op, "PATCH", "/v1/lists/nope", "application/json", R"({"enabled":true})"),
+              404, "not_found");
+  ExpectError(Send(op, "PATCH", "/v1/lists/hotline", "application/json", R"({"enable":true})"),
+              400, "invalid_argument");
+
+  // JSON adds.
+  HttpResponse json_add =
+      Send(op, "POST", "/v1/lists/hotline/entries", "application/json",
+           R"({"entries":[{"type":"md5","value":")" + std::string(32, 'a') +
+               R"(","category":"c2","reference":"ref-c"}]})");
+  ASSERT_EQ(json_add.status, 201) << json_add.body;
+
+  // Every change is in the audit log under the key's id.
+  HttpResponse audit = Send("auditor", "GET", "/v1/audit?after=" + std::to_string(setup_version_));
+  ASSERT_EQ(audit.status, 200) << audit.body;
+  std::vector<std::string> actions;
+  const json::value audit_records = ParseJson(audit.body);
+  for (const json::value& record : audit_records.at("records").as_array()) {
+    EXPECT_EQ(record.at("actor"), "operator");
+    actions.emplace_back(record.at("action").as_string());
+  }
+  EXPECT_EQ(actions, (std::vector<std::string>{"describe_list", "import", "disable", "enable",
+                                               "disable_list", "enable_list", "remove", "add"}));
+}
+
+TEST_P(ApiTest, ChangesMadeElsewhereArePickedUpByPolling) {
+  const std::string fresh = FlipBits(ReferencePdq(kBridge), 80);
+  matcher::StoreKeys keys;
+  keys.data_keys = {data_key_};
+  Result<matcher::SigningKey> signer =
+      matcher::SigningKey::ReadPemFile(dir_.path() + "/signing.pem");
+  ASSERT_TRUE(signer.ok());
+  keys.signing_key = std::move(*signer);
+  Result<std::unique_ptr<matcher::Store>> store = matcher::Store::Open(store_url_, std::move(keys));
+  ASSERT_TRUE(store.ok());
+  matcher::NewEntry e;
+  e.list = "cli";
+  e.value = models::Hash256::FromHex(fresh)->bytes();
+  e.category = "c";
+  e.reference = "from-the-cli";
+  ASSERT_TRUE((*store)->AddEntries({e}, {"cli-user", "cli"}).ok());
+  // Polled every 50 ms here; the bound only keeps a broken build from
+  // hanging.
+  bool seen = false;
+  for (int i = 0; i < 500 && !seen; ++i) {
+    seen = ParseJson(MatchPdq("platform", fresh).body).at("match").as_bool();
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(seen);
+}
+
+TEST_P(ApiTest, AdministrationAndMatchingAtTheSameTime) {
+  StopServer();
+  AddKey("reader", Role::kPlatform, 1e9, 1e9);
+  StartServer();
+  std::atomic<bool> stop{false};
+  std::atomic<int> last_error_status{0};
+  std::atomic<int> matched{0}, errors{0};
+  const std::string known = ReferencePdq(kBridge);
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      std::unique_ptr<client::HttpClient> c = Client("reader");
+      while (!stop.load()) {
+        Result<HttpResponse> r =
+            c->Send("POST", "/v1/match", "application/json", R"({"pdq":")" + known + R"("})");
+        if (!r.ok() || r->status != 200) {
+          last_error_status = r.ok() ? r->status : -1;
+          ++errors;
+          continue;
+        }
+        if (ParseJson(r->body).at("match").as_bool()) ++matched;
+      }
+    });
+  }
+  std::unique_ptr<client::HttpClient> op = Client("operator");
+  for (int i = 0; i < 20; ++i) {
+    const std::string value = FlipBits(FlipBits(known, 40), i + 1);
+    Result<HttpResponse> added = op->Send(
+        "POST", "/v1/lists/live/entries", "application/json",
+        R"({"entries":[{"type":"pdq","value":")" + value +
+            R"(","category":"c","reference":"live-)" + std::to_string(i) + R"("}]})");
+    ASSERT_TRUE(added.ok());
+    ASSERT_EQ(added->status, 201) << added->body;
+    // Each addition matches as soon as it is answered.
+    HttpResponse r = MatchPdq("lab", value, "?radius=0");
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(ParseJson(r.body).at("matches").at(0).at("ref"),
+              json::value("live-" + std::to_string(i)));
+  }
+  stop = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(errors.load(), 0) << "last error status " << last_error_status.load();
+  EXPECT_GT(matched.load(), 0);
+}
+
+}  // namespace
+}  // namespace bantay::server::testing

@@ -1,0 +1,261 @@
+// Integration tests of the server's transport and life cycle: slow clients,
+// overload, graceful shutdown, certificate reload, mutual TLS, plain HTTP,
+// and what it leaves behind (privacy). SQLite store; the API itself is
+// covered on both backends in api_test.cc.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+
+#include "server_test_util.h"
+
+namespace bantay::server::testing {
+namespace {
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+using asio::ip::tcp;
+using client::HttpResponse;
+
+class LifecycleTest : public ::testing::Test, public ServerFixture {
+ protected:
+  void SetUp() override { SetUpStore("sqlite"); }
+  void TearDown() override { StopServer(); }
+
+  // A JPEG large enough that decoding it keeps a compute thread busy for a
+  // while (tens of milliseconds).
+  static const std::vector<uint8_t>& LargeJpeg() {
+    static const std::vector<uint8_t> jpeg =
+        bantay::testing::Encode(bantay::testing::MakePattern(4000, 3000), ".jpg");
+    return jpeg;
+  }
+
+  Result<HttpResponse> MatchLarge(client::HttpClient& c) {
+    return c.Send("POST", "/v1/match", "image/jpeg", LargeJpeg());
+  }
+};
+
+TEST_F(LifecycleTest, ASlowClientIsCutOffAndOthersAreServed) {
+  config.read_timeout_ms = 300;
+  StartServer();
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(dir_.path() + "/server.crt");
+  ssl::stream<tcp::socket> slow(ioc, ctx);
+  slow.next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+  slow.handshake(ssl::stream_base::client);
+  // One byte every 20 ms: 400 bytes would take 8 s; the server must hang up
+  // long before the header is complete, although bytes keep coming.
+  const std::string request = "POST /v1/match HTTP/1.1\r\nHost: localhost\r\nX-Pad: " +
+                              std::string(350, 'a') + "\r\n\r\n";
+  size_t sent = 0;
+  boost::system::error_code ec;
+  for (; sent < request.size(); ++sent) {
+    asio::write(slow, asio::buffer(request.data() + sent, 1), ec);
+    if (ec) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(ec) << "the server read a trickled header to the end";
+  EXPECT_LT(sent, request.size());
+  // Meanwhile and after, other clients are served.
+  HttpResponse r =
+      *Client("platform")->Send("POST", "/v1/match", "application/json",
+                                R"({"pdq":")" + ReferencePdq(kBridge) + R"("})");
+  EXPECT_EQ(r.status, 200);
+}
+
+TEST_F(LifecycleTest, AFullComputeQueueAnswers503WithRetryAfter) {
+  config.compute_threads = 1;
+  config.queue_limit = 1;
+  StartServer();
+  constexpr int kClients = 8;
+  std::vector<std::unique_ptr<client::HttpClient>> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(Client("platform"));
+  std::vector<HttpResponse> answers(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      Result<HttpResponse> r = MatchLarge(*clients[i]);
+      if (r.ok()) answers[i] = *r;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  int ok = 0, overloaded = 0;
+  for (const HttpResponse& r : answers) {
+    if (r.status == 200) {
+      ++ok;
+    } else {
+      ASSERT_EQ(r.status, 503) << r.body;
+      EXPECT_EQ(r.Header("Retry-After"), "1");
+      EXPECT_EQ(ParseJson(r.body).at("error").at("code"), "unavailable");
+      ++overloaded;
+    }
+  }
+  EXPECT_EQ(ok + overloaded, kClients);
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(overloaded, 1);
+  HttpResponse metrics = *Client("operator")->Send("GET", "/metrics");
+  EXPECT_NE(metrics.body.find("\nbantay_overloaded_total " + std::to_string(overloaded) + "\n"),
+            std::string::npos)
+      << metrics.body;
+}
+
+TEST_F(LifecycleTest, ShutdownFinishesRequestsInFlightAndRefusesNewOnes) {
+  StartServer();
+  std::unique_ptr<client::HttpClient> idle = Client("platform");
+  ASSERT_EQ(idle->Send("GET", "/healthz")->status, 200);
+  std::unique_ptr<client::HttpClient> busy = Client("platform");
+  Result<HttpResponse> in_flight = Error(ErrorCode::kInternal, "not sent");
+  std::thread request([&] { in_flight = MatchLarge(*busy); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const uint16_t port = server_->port();
+  server_->Shutdown();
+  server_->Wait();
+  request.join();
+  // The request was answered, not cut: 200 when it was being worked on,
+  // 503 when it arrived after the shutdown began.
+  ASSERT_TRUE(in_flight.ok()) << in_flight.error().ToString();
+  EXPECT_TRUE(in_flight->status == 200 || in_flight->status == 503) << in_flight->status;
+  // The idle keep-alive connection was closed, and nothing listens any more.
+  Result<HttpResponse> after = idle->Send("GET", "/healthz");
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().code(), ErrorCode::kUnavailable);
+  client::ClientOptions options;
+  options.url = "https://127.0.0.1:" + std::to_string(port);
+  options.ca_file = dir_.path() + "/server.crt";
+  Result<std::unique_ptr<client::HttpClient>> again = client::HttpClient::Connect(options);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code(), ErrorCode::kUnavailable);
+  server_.reset();
+}
+
+TEST_F(LifecycleTest, ReloadedCertificatesServeNewConnections) {
+  StartServer();
+  const std::string dir = dir_.path();
+  std::filesystem::copy_file(dir + "/server.crt", dir + "/old.crt");
+  MakeCertificate(dir, "fresh");
+  std::filesystem::copy_file(dir + "/fresh.crt", dir + "/server.crt",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(dir + "/fresh.key", dir + "/server.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  ASSERT_TRUE(server_->ReloadTls().ok());
+  auto connect = [&](const std::string& ca) {
+    client::ClientOptions options;
+    options.url = Url();
+    options.ca_file = ca;
+    return client::HttpClient::Connect(options);
+  };
+  Result<std::unique_ptr<client::HttpClient>> old_trust = connect(dir + "/old.crt");
+  ASSERT_FALSE(old_trust.ok());
+  EXPECT_EQ(old_trust.error().code(), ErrorCode::kPermissionDenied);
+  Result<std::unique_ptr<client::HttpClient>> new_trust = connect(dir + "/fresh.crt");
+  ASSERT_TRUE(new_trust.ok()) << new_trust.error().ToString();
+  EXPECT_EQ((*new_trust)->Send("GET", "/healthz")->status, 200);
+
+  // A broken key file leaves the working certificate in place.
+  std::filesystem::resize_file(dir + "/server.key", 10);
+  EXPECT_FALSE(server_->ReloadTls().ok());
+  EXPECT_TRUE(connect(dir + "/fresh.crt").ok());
+}
+
+TEST_F(LifecycleTest, MutualTlsRequiresAClientCertificate) {
+  const std::string dir = dir_.path();
+  MakeCertificate(dir, "clientca");
+  MakeCertificate(dir, "client1", "clientca");
+  config.tls_client_ca = dir + "/clientca.crt";
+  StartServer();
+  auto request = [&](bool with_certificate) -> Result<HttpResponse> {
+    client::ClientOptions options;
+    options.url = Url();
+    options.ca_file = dir + "/server.crt";
+    options.api_key = keys_.at("platform");
+    if (with_certificate) {
+      options.client_cert_file = dir + "/client1.crt";
+      options.client_key_file = dir + "/client1.key";
+    }
+    Result<std::unique_ptr<client::HttpClient>> c = client::HttpClient::Connect(options);
+    if (!c.ok()) return c.error();
+    return (*c)->Send("GET", "/v1/index");
+  };
+  Result<HttpResponse> without = request(false);
+  EXPECT_FALSE(without.ok());
+  Result<HttpResponse> with = request(true);
+  ASSERT_TRUE(with.ok()) << with.error().ToString();
+  EXPECT_EQ(with->status, 200);
+}
+
+TEST_F(LifecycleTest, PlainHttpOnlyWhenAllowed) {
+  config.tls_cert.clear();
+  config.tls_key.clear();
+  EXPECT_FALSE(Server::Start(config).ok());
+  config.allow_plain_http = true;
+  StartServer();
+  client::ClientOptions options;
+  options.url = "http://127.0.0.1:" + std::to_string(server_->port());
+  options.api_key = keys_.at("platform");
+  Result<std::unique_ptr<client::HttpClient>> c = client::HttpClient::Connect(options);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  Result<HttpResponse> r = (*c)->Send("POST", "/v1/match", "application/json",
+                                      R"({"pdq":")" + ReferencePdq(kBridge) + R"("})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(LifecycleTest, NoQueryHashOrImageByteIsKept) {
+  StartServer();
+  // A picture that is not listed, sent as an image and as its hash.
+  const std::vector<uint8_t> image =
+      bantay::testing::ReadTestFile("pdq/reg-test-input/dih/bridge-3-rotate-180.jpg");
+  const std::string query_hash = FlipBits(ReferencePdq(kBridge), 120);
+  std::unique_ptr<client::HttpClient> c = Client("platform");
+  ASSERT_EQ(c->Send("POST", "/v1/match", "image/jpeg", image)->status, 200);
+  ASSERT_EQ(c->Send("POST", "/v1/match", "application/json",
+                    R"({"pdq":")" + query_hash + R"("})")
+                ->status,
+            200);
+  StopServer();  // flushes the access log
+
+  const std::string image_pdq =
+      bantay::testing::ReadExpectedCsv("pdq/expected-pdq.csv")
+          .at("reg-test-input/dih/bridge-3-rotate-180.jpg")
+          .at(0);
+  const std::string image_md5 = models::ToHex(models::Md5(image));
+  const std::vector<uint8_t> query_bytes = bantay::testing::FromHex(query_hash);
+  const std::vector<uint8_t> image_head(image.begin() + 200, image.begin() + 264);
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_.path())) {
+    if (!entry.is_regular_file()) continue;
+    files.push_back(entry.path().filename().string());
+    const std::string text = ReadText(entry.path().string());
+    for (const std::string& hex : {query_hash, image_pdq, image_md5}) {
+      EXPECT_EQ(text.find(hex), std::string::npos) << entry.path();
+    }
+    EXPECT_EQ(std::search(text.begin(), text.end(), query_bytes.begin(), query_bytes.end()),
+              text.end())
+        << entry.path();
+    EXPECT_EQ(std::search(text.begin(), text.end(), image_head.begin(), image_head.end()),
+              text.end())
+        << entry.path();
+  }
+  // The access log has one line per request: route, status, key, verdict.
+  const std::string log = ReadText(dir_.path() + "/access.log");
+  std::vector<json::value> lines;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) lines.push_back(ParseJson(line));
+  ASSERT_EQ(lines.size(), 2u) << log;
+  for (const json::value& line : lines) {
+    EXPECT_EQ(line.at("route"), "/v1/match");
+    EXPECT_EQ(line.at("status"), json::value(200));
+    EXPECT_EQ(line.at("key"), "platform");
+    EXPECT_EQ(line.at("verdict"), "no_match");
+  }
+}
+
+}  // namespace
+}  // namespace bantay::server::testing

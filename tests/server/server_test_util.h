@@ -1,0 +1,219 @@
+// The integration tests' fixture: a real bantay-server (the server library,
+// in process) on 127.0.0.1:0 with TLS (a self-signed certificate made by the
+// openssl command), a real store (a SQLite file, or a database of the shared
+// PostgreSQL test cluster) holding benign demo entries, an API key for each
+// role, and clients from the client library.
+#ifndef BANTAY_TESTS_SERVER_SERVER_TEST_UTIL_H_
+#define BANTAY_TESTS_SERVER_SERVER_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "bantay/client/http_client.h"
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/store.h"
+#include "bantay/models/digest.h"
+#include "bantay/models/hash256.h"
+#include "bantay/server/config.h"
+#include "bantay/server/server.h"
+#include "pg_cluster.h"
+#include "test_images.h"
+
+namespace bantay::server::testing {
+
+namespace json = boost::json;
+
+// Makes DIR/NAME.crt and DIR/NAME.key: a self-signed P-256 certificate for
+// 127.0.0.1 and localhost (1 day). With `ca` (a NAME of an earlier call),
+// the certificate is signed by that one instead (client certificates).
+inline void MakeCertificate(const std::string& dir, const std::string& name,
+                            const std::string& ca = "") {
+  const std::string base = dir + "/" + name;
+  std::string command;
+  if (ca.empty()) {
+    command = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+              "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
+              "-keyout " + base + ".key -out " + base + ".crt";
+  } else {
+    const std::string ca_base = dir + "/" + ca;
+    command = "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+              "-subj /CN=" + name + " -keyout " + base + ".key -out " + base + ".csr && "
+              "openssl x509 -req -days 1 -in " + base + ".csr -CA " + ca_base + ".crt -CAkey " +
+              ca_base + ".key -CAcreateserial -out " + base + ".crt";
+  }
+  command += " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+}
+
+inline std::string ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline json::value ParseJson(const std::string& text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  EXPECT_FALSE(ec) << "not JSON: " << text;
+  return v;
+}
+
+// The PDQ hash (hex) of a reference picture, as tests/data/pdq/expected-pdq.csv has it.
+inline std::string ReferencePdq(const std::string& relative_path) {
+  auto rows = bantay::testing::ReadExpectedCsv("pdq/expected-pdq.csv");
+  return rows.at(relative_path).at(0);
+}
+
+// The hash with its first `bits` bits (0..256) inverted: at that distance.
+inline std::string FlipBits(const std::string& hex, int bits) {
+  std::vector<uint8_t> bytes = bantay::testing::FromHex(hex);
+  for (int k = 0; k < bits; ++k) bytes[k / 8] ^= static_cast<uint8_t>(1u << (k % 8));
+  return models::ToHex(bytes);
+}
+
+struct RoleKey {
+  std::string id;
+  std::string key;
+};
+
+// Brings up the store and the server. Tests change `config` in their
+// SetUp before StartServer, or call it again after StopServer.
+class ServerFixture {
+ public:
+  static constexpr const char* kBridge = "reg-test-input/dih/bridge-1-original.jpg";
+  static constexpr const char* kBridgeRotated = "reg-test-input/dih/bridge-2-rotate-90.jpg";
+
+  // `backend`: "sqlite" or "postgres".
+  void SetUpStore(const std::string& backend) {
+    const std::string& dir = dir_.path();
+    if (backend == "sqlite") {
+      store_url_ = "sqlite:" + dir + "/store.db";
+    } else {
+      std::vector<uint8_t> id(6);
+      matcher::RandomBytes(id);
+      store_url_ =
+          bantay::testing::PgCluster::Shared().CreateDatabase("server_" + models::ToHex(id));
+    }
+    data_key_ = matcher::GenerateDataKey();
+    ASSERT_TRUE(matcher::WriteDataKeyFile(dir + "/data.key", data_key_).ok());
+    matcher::SigningKey signer = matcher::SigningKey::Generate();
+    public_key_ = signer.public_key();
+    ASSERT_TRUE(matcher::WriteSecretFile(dir + "/signing.pem", signer.ToPem()).ok());
+    MakeCertificate(dir, "server");
+
+    matcher::StoreKeys keys;
+    keys.data_keys = {data_key_};
+    keys.signing_key = std::move(signer);
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Init(store_url_, std::move(keys), {"setup", "test"});
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    std::vector<matcher::NewEntry> entries;
+    auto add = [&](std::string list, matcher::SignalType type,
+                   const std::array<uint8_t, 32>& value, std::string category,
+                   std::string reference) {
+      matcher::NewEntry e;
+      e.list = std::move(list);
+      e.type = type;
+      e.value = value;
+      e.category = std::move(category);
+      e.reference = std::move(reference);
+      entries.push_back(std::move(e));
+    };
+    add("demo", matcher::SignalType::kPdq,
+        models::Hash256::FromHex(ReferencePdq(kBridge))->bytes(), "test", "case-1");
+    std::array<uint8_t, 32> md5{};
+    const models::Md5Digest md5_digest = models::Md5(Bytes("known md5 text"));
+    std::copy(md5_digest.begin(), md5_digest.end(), md5.begin());
+    add("demo", matcher::SignalType::kMd5, md5, "test", "case-2");
+    add("other", matcher::SignalType::kSha256, models::Sha256(Bytes("known sha256 text")),
+        "other-cat", "case-3");
+    Result<uint64_t> version = (*store)->AddEntries(entries, {"setup", "test"}, "import");
+    ASSERT_TRUE(version.ok()) << version.error().ToString();
+    setup_version_ = *version;
+
+    config.listen = "127.0.0.1";
+    config.port = 0;
+    config.io_threads = 1;
+    config.compute_threads = 2;
+    config.tls_cert = dir + "/server.crt";
+    config.tls_key = dir + "/server.key";
+    config.store_url = store_url_;
+    config.data_key_file = dir + "/data.key";
+    config.signing_key_file = dir + "/signing.pem";
+    config.poll_interval_ms = 50;
+    config.access_log = dir + "/access.log";
+    config.max_body_bytes = 4 * 1024 * 1024;
+    config.read_timeout_ms = 2'000;
+    config.idle_timeout_ms = 5'000;
+    for (Role role : {Role::kPlatform, Role::kLab, Role::kOperator, Role::kAuditor}) {
+      AddKey(std::string(RoleName(role)), role, 1000.0, 1000.0);
+    }
+  }
+
+  // Adds an API key to the configuration and remembers its text.
+  void AddKey(const std::string& id, Role role, double rate, double burst) {
+    ApiKeyConfig key;
+    key.id = id;
+    key.role = role;
+    key.rate = rate;
+    key.burst = burst;
+    const std::string text = NewApiKey();
+    key.sha256 = ApiKeyDigest(text);
+    config.api_keys.push_back(key);
+    keys_[id] = text;
+  }
+
+  void StartServer() {
+    Result<std::unique_ptr<Server>> server = Server::Start(config);
+    ASSERT_TRUE(server.ok()) << server.error().ToString();
+    server_ = std::move(*server);
+    ASSERT_TRUE(server_->WaitUntilReady());
+  }
+
+  void StopServer() {
+    if (server_ == nullptr) return;
+    server_->Shutdown();
+    server_->Wait();
+    server_.reset();
+  }
+
+  std::string Url() const { return "https://127.0.0.1:" + std::to_string(server_->port()); }
+
+  // A client with the key `key_id` ("" for none), trusting the server's
+  // certificate.
+  std::unique_ptr<client::HttpClient> Client(const std::string& key_id) {
+    client::ClientOptions options;
+    options.url = Url();
+    options.ca_file = dir_.path() + "/server.crt";
+    if (!key_id.empty()) options.api_key = keys_.at(key_id);
+    Result<std::unique_ptr<client::HttpClient>> c = client::HttpClient::Connect(options);
+    EXPECT_TRUE(c.ok()) << c.error().ToString();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  static std::span<const uint8_t> Bytes(std::string_view text) {
+    return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+  }
+
+  ServerConfig config;
+  bantay::testing::TempDir dir_;
+  std::string store_url_;
+  matcher::DataKey data_key_;
+  matcher::PublicKey public_key_{};
+  uint64_t setup_version_ = 0;
+  std::map<std::string, std::string> keys_;
+  std::unique_ptr<Server> server_;
+};
+
+}  // namespace bantay::server::testing
+
+#endif  // BANTAY_TESTS_SERVER_SERVER_TEST_UTIL_H_
