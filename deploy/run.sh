@@ -4,7 +4,8 @@
 # bantay-server on 127.0.0.1 in the foreground (Ctrl-C stops it).
 #
 # The demo installation: an embedded SQLite store with a list "demo" made of
-# the benign sample pictures in tests/data/pdq/bridge-mods, fresh store keys,
+# benign sample pictures in tests/data/pdq (the labelme-subset photographs
+# and the original of the "bridge" picture), fresh store keys,
 # a self-signed certificate for 127.0.0.1, one API key per role
 # (build/demo/keys/ROLE.key, 0600), and build/demo/server.toml. A curl
 # command that gets a match back is printed before the server starts.
@@ -33,7 +34,8 @@ if [[ ! -f "$demo/server.toml" ]]; then
   export BANTAY_SIGNING_KEY_FILE="$demo/keys/signing.key"
   "$bantay" index init --actor demo >/dev/null
   # local_file lines: pdq HASH REFERENCE (the reference is the file name).
-  "$bantay" hash --csv tests/data/pdq/bridge-mods/*.jpg |
+  "$bantay" hash --csv tests/data/pdq/reg-test-input/labelme-subset/* \
+    tests/data/pdq/reg-test-input/dih/bridge-1-original.jpg |
     awk -F, 'NR > 1 && $2 != "" { n = split($1, p, "/"); print "pdq " $2 " " p[n] }' \
     >"$demo/demo-list.txt"
   "$bantay" index import "$demo/demo-list.txt" --list demo --category demo \
