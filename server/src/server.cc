@@ -10,6 +10,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <ctime>
+#include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -118,6 +120,23 @@ Result<std::shared_ptr<ssl::context>> MakeTlsContext(const ServerConfig& config)
   }
   return ctx;
 }
+
+// The read buffer holds request bytes (images) before the parser copies
+// them into the body: its memory is overwritten before it is returned.
+template <typename T>
+struct WipingAllocator {
+  using value_type = T;
+  WipingAllocator() = default;
+  template <typename U>
+  WipingAllocator(const WipingAllocator<U>&) {}  // NOLINT: allocator rebinding
+  T* allocate(size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, size_t n) {
+    explicit_bzero(p, n * sizeof(T));
+    std::allocator<T>().deallocate(p, n);
+  }
+  bool operator==(const WipingAllocator&) const { return true; }
+};
+using ReadBuffer = beast::basic_flat_buffer<WipingAllocator<char>>;
 
 std::string MediaType(std::string_view value) {
   value = value.substr(0, value.find(';'));
@@ -311,7 +330,21 @@ class Session : public SessionBase {
     api_request.authorization = std::string(request[http::field::authorization]);
     api_request.body = std::move(request.body());
     parser_.reset();
-
+    // The bytes of this request must not outlive it in the read buffer:
+    // a large buffer is given back (wiped by its allocator), a small one is
+    // wiped in place; what is left (the start of a pipelined request) is
+    // moved to fresh storage.
+    if (buffer_.size() > 0) {
+      ReadBuffer rest;
+      rest.commit(asio::buffer_copy(rest.prepare(buffer_.size()), buffer_.data()));
+      buffer_ = std::move(rest);
+    } else if (buffer_.capacity() > kKeptBufferBytes) {
+      buffer_ = ReadBuffer();
+    } else {
+      buffer_.clear();
+      const size_t capacity = buffer_.capacity();
+      explicit_bzero(buffer_.prepare(capacity).data(), capacity);
+    }
     server_->api.Dispatch(std::move(api_request), [self = Self()](ApiResponse response) {
       asio::post(self->stream_.get_executor(),
                  [self, response = std::move(response)]() mutable {
@@ -390,10 +423,14 @@ class Session : public SessionBase {
     Tcp().socket().close(ec);
   }
 
+  // A read buffer up to this size is kept between requests (and wiped in
+  // place); a larger one is given back.
+  static constexpr size_t kKeptBufferBytes = 64 * 1024;
+
   Server::Impl* server_;
   std::shared_ptr<ssl::context> tls_;  // outlives stream_, which refers to it
   Stream stream_;
-  beast::flat_buffer buffer_;
+  ReadBuffer buffer_;
   std::optional<http::request_parser<http::vector_body<uint8_t>>> parser_;
   std::optional<http::response<http::string_body>> response_;
   Clock::time_point start_ = Clock::now();

@@ -167,7 +167,7 @@ TEST_P(ApiTest, EveryBadInputGetsItsStatus) {
   {
     client::ClientOptions options;
     options.url = Url();
-    options.ca_file = dir_.path() + "/server.crt";
+    options.ca_file = dir_.path() + "/server.pem";
     options.api_key = NewApiKey();  // well formed, unknown
     auto c = client::HttpClient::Connect(options);
     ASSERT_TRUE(c.ok());

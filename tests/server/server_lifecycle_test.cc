@@ -46,7 +46,7 @@ TEST_F(LifecycleTest, ASlowClientIsCutOffAndOthersAreServed) {
   StartServer();
   asio::io_context ioc;
   ssl::context ctx(ssl::context::tls_client);
-  ctx.load_verify_file(dir_.path() + "/server.crt");
+  ctx.load_verify_file(dir_.path() + "/server.pem");
   ssl::stream<tcp::socket> slow(ioc, ctx);
   slow.next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
   slow.handshake(ssl::stream_base::client);
@@ -128,7 +128,7 @@ TEST_F(LifecycleTest, ShutdownFinishesRequestsInFlightAndRefusesNewOnes) {
   EXPECT_EQ(after.error().code(), ErrorCode::kUnavailable);
   client::ClientOptions options;
   options.url = "https://127.0.0.1:" + std::to_string(port);
-  options.ca_file = dir_.path() + "/server.crt";
+  options.ca_file = dir_.path() + "/server.pem";
   Result<std::unique_ptr<client::HttpClient>> again = client::HttpClient::Connect(options);
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code(), ErrorCode::kUnavailable);
@@ -138,9 +138,9 @@ TEST_F(LifecycleTest, ShutdownFinishesRequestsInFlightAndRefusesNewOnes) {
 TEST_F(LifecycleTest, ReloadedCertificatesServeNewConnections) {
   StartServer();
   const std::string dir = dir_.path();
-  std::filesystem::copy_file(dir + "/server.crt", dir + "/old.crt");
-  MakeCertificate(dir, "fresh");
-  std::filesystem::copy_file(dir + "/fresh.crt", dir + "/server.crt",
+  std::filesystem::copy_file(dir + "/server.pem", dir + "/old.pem");
+  ASSERT_FALSE(bantay::testing::MakeSelfSignedCertificate(dir, "fresh").cert.empty());
+  std::filesystem::copy_file(dir + "/fresh.pem", dir + "/server.pem",
                              std::filesystem::copy_options::overwrite_existing);
   std::filesystem::copy_file(dir + "/fresh.key", dir + "/server.key",
                              std::filesystem::copy_options::overwrite_existing);
@@ -151,33 +151,36 @@ TEST_F(LifecycleTest, ReloadedCertificatesServeNewConnections) {
     options.ca_file = ca;
     return client::HttpClient::Connect(options);
   };
-  Result<std::unique_ptr<client::HttpClient>> old_trust = connect(dir + "/old.crt");
+  Result<std::unique_ptr<client::HttpClient>> old_trust = connect(dir + "/old.pem");
   ASSERT_FALSE(old_trust.ok());
   EXPECT_EQ(old_trust.error().code(), ErrorCode::kPermissionDenied);
-  Result<std::unique_ptr<client::HttpClient>> new_trust = connect(dir + "/fresh.crt");
+  Result<std::unique_ptr<client::HttpClient>> new_trust = connect(dir + "/fresh.pem");
   ASSERT_TRUE(new_trust.ok()) << new_trust.error().ToString();
   EXPECT_EQ((*new_trust)->Send("GET", "/healthz")->status, 200);
 
   // A broken key file leaves the working certificate in place.
   std::filesystem::resize_file(dir + "/server.key", 10);
   EXPECT_FALSE(server_->ReloadTls().ok());
-  EXPECT_TRUE(connect(dir + "/fresh.crt").ok());
+  EXPECT_TRUE(connect(dir + "/fresh.pem").ok());
 }
 
 TEST_F(LifecycleTest, MutualTlsRequiresAClientCertificate) {
   const std::string dir = dir_.path();
-  MakeCertificate(dir, "clientca");
-  MakeCertificate(dir, "client1", "clientca");
-  config.tls_client_ca = dir + "/clientca.crt";
+  const bantay::testing::TestCertificate ca =
+      bantay::testing::MakeSelfSignedCertificate(dir, "clientca", "DNS:clientca");
+  const bantay::testing::TestCertificate client1 =
+      bantay::testing::MakeSignedCertificate(dir, "client1", ca, "/CN=client1", "");
+  ASSERT_FALSE(client1.cert.empty());
+  config.tls_client_ca = ca.cert;
   StartServer();
   auto request = [&](bool with_certificate) -> Result<HttpResponse> {
     client::ClientOptions options;
     options.url = Url();
-    options.ca_file = dir + "/server.crt";
+    options.ca_file = dir + "/server.pem";
     options.api_key = keys_.at("platform");
     if (with_certificate) {
-      options.client_cert_file = dir + "/client1.crt";
-      options.client_key_file = dir + "/client1.key";
+      options.client_cert_file = client1.cert;
+      options.client_key_file = client1.key;
     }
     Result<std::unique_ptr<client::HttpClient>> c = client::HttpClient::Connect(options);
     if (!c.ok()) return c.error();
@@ -188,6 +191,30 @@ TEST_F(LifecycleTest, MutualTlsRequiresAClientCertificate) {
   Result<HttpResponse> with = request(true);
   ASSERT_TRUE(with.ok()) << with.error().ToString();
   EXPECT_EQ(with->status, 200);
+}
+
+TEST_F(LifecycleTest, ConnectionsOverTheLimitAreClosed) {
+  config.max_connections = 2;
+  StartServer();
+  std::unique_ptr<client::HttpClient> first = Client("platform");
+  std::unique_ptr<client::HttpClient> second = Client("platform");
+  ASSERT_EQ(first->Send("GET", "/healthz")->status, 200);
+  ASSERT_EQ(second->Send("GET", "/healthz")->status, 200);
+  client::ClientOptions options;
+  options.url = Url();
+  options.ca_file = dir_.path() + "/server.pem";
+  EXPECT_FALSE(client::HttpClient::Connect(options).ok());
+  // A freed slot is given to the next connection (once the server has seen
+  // the close; bounded wait).
+  first.reset();
+  bool connected = false;
+  for (int i = 0; i < 500 && !connected; ++i) {
+    Result<std::unique_ptr<client::HttpClient>> c = client::HttpClient::Connect(options);
+    connected = c.ok() && (*c)->Send("GET", "/healthz").ok();
+    if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(connected);
+  EXPECT_EQ(second->Send("GET", "/healthz")->status, 200);
 }
 
 TEST_F(LifecycleTest, PlainHttpOnlyWhenAllowed) {

@@ -1,6 +1,6 @@
 // The integration tests' fixture: a real bantay-server (the server library,
 // in process) on 127.0.0.1:0 with TLS (a self-signed certificate made by the
-// openssl command), a real store (a SQLite file, or a database of the shared
+// openssl command, tests/client/tls_test_util.h), a real store (a SQLite file, or a database of the shared
 // PostgreSQL test cluster) holding benign demo entries, an API key for each
 // role, and clients from the client library.
 #ifndef BANTAY_TESTS_SERVER_SERVER_TEST_UTIL_H_
@@ -26,32 +26,11 @@
 #include "bantay/server/server.h"
 #include "pg_cluster.h"
 #include "test_images.h"
+#include "tls_test_util.h"
 
 namespace bantay::server::testing {
 
 namespace json = boost::json;
-
-// Makes DIR/NAME.crt and DIR/NAME.key: a self-signed P-256 certificate for
-// 127.0.0.1 and localhost (1 day). With `ca` (a NAME of an earlier call),
-// the certificate is signed by that one instead (client certificates).
-inline void MakeCertificate(const std::string& dir, const std::string& name,
-                            const std::string& ca = "") {
-  const std::string base = dir + "/" + name;
-  std::string command;
-  if (ca.empty()) {
-    command = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
-              "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
-              "-keyout " + base + ".key -out " + base + ".crt";
-  } else {
-    const std::string ca_base = dir + "/" + ca;
-    command = "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-              "-subj /CN=" + name + " -keyout " + base + ".key -out " + base + ".csr && "
-              "openssl x509 -req -days 1 -in " + base + ".csr -CA " + ca_base + ".crt -CAkey " +
-              ca_base + ".key -CAcreateserial -out " + base + ".crt";
-  }
-  command += " >/dev/null 2>&1";
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
-}
 
 inline std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -108,7 +87,7 @@ class ServerFixture {
     matcher::SigningKey signer = matcher::SigningKey::Generate();
     public_key_ = signer.public_key();
     ASSERT_TRUE(matcher::WriteSecretFile(dir + "/signing.pem", signer.ToPem()).ok());
-    MakeCertificate(dir, "server");
+    ASSERT_FALSE(bantay::testing::MakeSelfSignedCertificate(dir, "server").cert.empty());
 
     matcher::StoreKeys keys;
     keys.data_keys = {data_key_};
@@ -144,7 +123,7 @@ class ServerFixture {
     config.port = 0;
     config.io_threads = 1;
     config.compute_threads = 2;
-    config.tls_cert = dir + "/server.crt";
+    config.tls_cert = dir + "/server.pem";
     config.tls_key = dir + "/server.key";
     config.store_url = store_url_;
     config.data_key_file = dir + "/data.key";
@@ -193,7 +172,7 @@ class ServerFixture {
   std::unique_ptr<client::HttpClient> Client(const std::string& key_id) {
     client::ClientOptions options;
     options.url = Url();
-    options.ca_file = dir_.path() + "/server.crt";
+    options.ca_file = dir_.path() + "/server.pem";
     if (!key_id.empty()) options.api_key = keys_.at(key_id);
     Result<std::unique_ptr<client::HttpClient>> c = client::HttpClient::Connect(options);
     EXPECT_TRUE(c.ok()) << c.error().ToString();
