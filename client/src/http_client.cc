@@ -53,8 +53,9 @@ Error BadUrl(const std::string& why) {
 // The URL itself is never echoed: it could carry credentials.
 Result<ServerAddress> ParseServerUrl(std::string_view url) {
   const auto parsed = boost::urls::parse_uri(url);
-  if (!parsed)
+  if (!parsed) {
     return BadUrl("expected https://HOST[:PORT] or http://HOST[:PORT]");
+  }
   const boost::urls::url_view& u = *parsed;
   ServerAddress a;
   if (u.scheme_id() == boost::urls::scheme::https) {
@@ -274,9 +275,10 @@ struct HttpClient::Impl {
       }
     } else {
       tls_context->set_default_verify_paths(ec);
-      if (ec)
+      if (ec) {
         return Error(ErrorCode::kInternal,
                      "cannot load the system's trust store");
+      }
     }
     if (!options.client_cert_file.empty()) {
       if (Status s =
@@ -397,8 +399,9 @@ struct HttpClient::Impl {
                    "the certificate of " + where + " does not verify: " +
                        X509_verify_cert_error_string(result));
     }
-    if (Result<bool> refused = RefusedUs(ec); !refused.ok())
+    if (Result<bool> refused = RefusedUs(ec); !refused.ok()) {
       return refused.error();
+    }
     return Error(ErrorCode::kUnavailable,
                  "TLS handshake with " + where + " failed: " + Reason(ec));
   }
@@ -444,6 +447,17 @@ struct HttpClient::Impl {
     Close();
   }
 
+  static HttpResponse ToResponse(http::response<http::string_body> message) {
+    HttpResponse response;
+    response.status = static_cast<int>(message.result_int());
+    for (const auto& field : message) {
+      response.headers.emplace_back(std::string(field.name_string()),
+                                    std::string(field.value()));
+    }
+    response.body = std::move(message.body());
+    return response;
+  }
+
   struct Attempt {
     std::optional<HttpResponse> response;
     std::optional<Error> error;
@@ -456,7 +470,7 @@ struct HttpClient::Impl {
     const bool reused = requests_on_connection > 0;
     ++requests_on_connection;
     Tcp().expires_after(Timeout());
-    error_code ec = WithStream([&](auto& stream) {
+    const error_code write_error = WithStream([&](auto& stream) {
       return Run([&](auto handler) {
         http::async_write(stream, request, std::move(handler));
       });
@@ -465,24 +479,25 @@ struct HttpClient::Impl {
     parser.body_limit(kMaxResponseBodyBytes);
     parser.header_limit(kMaxResponseHeaderBytes);
     if (head) parser.skip(true);
-    if (!ec) {
+    error_code ec = write_error;
+    // A server may answer before it has read the whole body (413 for one
+    // over its limit) and close: the write fails, the answer is there.
+    if (!write_error || IsConnectionClosed(write_error)) {
       ec = WithStream([&](auto& stream) {
         return Run([&](auto handler) {
           http::async_read(stream, buffer, parser, std::move(handler));
         });
       });
+      if (write_error && !ec) {
+        attempt.response = ToResponse(parser.release());
+        Drop();
+        return attempt;
+      }
+      if (write_error) ec = write_error;
     }
     if (!ec) {
-      http::response<http::string_body> message = parser.release();
-      HttpResponse response;
-      response.status = static_cast<int>(message.result_int());
-      for (const auto& field : message) {
-        response.headers.emplace_back(std::string(field.name_string()),
-                                      std::string(field.value()));
-      }
-      const bool keep = message.keep_alive();
-      response.body = std::move(message.body());
-      attempt.response = std::move(response);
+      const bool keep = parser.get().keep_alive();
+      attempt.response = ToResponse(parser.release());
       if (!keep) Close();
       return attempt;
     }
@@ -504,8 +519,9 @@ struct HttpClient::Impl {
                    "request to " + where + " timed out after " + TimeoutText());
     }
     if (nothing_read) {
-      if (Result<bool> refused = RefusedUs(ec); !refused.ok())
+      if (Result<bool> refused = RefusedUs(ec); !refused.ok()) {
         return refused.error();
+      }
     }
     if (ec == http::error::body_limit) {
       return Error(ErrorCode::kTooLarge,
@@ -582,8 +598,9 @@ Result<HttpResponse> HttpClient::Send(std::string_view method,
   if (!impl_->options.api_key.empty()) {
     request.set(http::field::authorization, "Bearer " + impl_->options.api_key);
   }
-  if (!content_type.empty())
+  if (!content_type.empty()) {
     request.set(http::field::content_type, content_type);
+  }
   request.body() = {reinterpret_cast<const char*>(body.data()), body.size()};
   request.keep_alive(true);
   request.prepare_payload();

@@ -424,6 +424,29 @@ TEST(HttpClientTest, BrokenAnswersAreIoErrors) {
   }
 }
 
+TEST(HttpClientTest, AnAnswerBeforeTheWholeBodyWasSentIsRead) {
+  // The body is larger than what the socket buffers take, so the write is
+  // still going on when the peer answers and closes.
+  const std::string too_large =
+      "{\"error\":{\"code\":\"too_large\",\"message\":\"over 1 MiB\"}}";
+  Reply reply{ScriptedHttpPeer::Answer(413, too_large)};
+  reply.before_body = true;
+  ScriptedHttpPeer peer({reply, {ScriptedHttpPeer::Answer(200, "next")}});
+  Result<std::unique_ptr<HttpClient>> client =
+      HttpClient::Connect(Options(peer.url()));
+  ASSERT_TRUE(client.ok()) << client.error().ToString();
+  const std::string body(32 << 20, 'x');
+  Result<HttpResponse> r =
+      (*client)->Send("POST", "/v1/match", "image/png", body);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(r->body, too_large);
+  r = (*client)->Send("GET", "/");
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->body, "next");
+  EXPECT_EQ(peer.connections(), 2);
+}
+
 TEST(HttpClientTest, AnAnswerOver64MiBIsTooLarge) {
   ScriptedHttpPeer peer(
       {{"HTTP/1.1 200 OK\r\nContent-Length: 67108865\r\n\r\n"}});

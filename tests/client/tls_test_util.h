@@ -118,8 +118,9 @@ class ChildProcess {
                                      O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     std::vector<char*> args;
-    for (const std::string& a : argv)
+    for (const std::string& a : argv) {
       args.push_back(const_cast<char*>(a.c_str()));
+    }
     args.push_back(nullptr);
     const int rc =
         posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
@@ -318,6 +319,9 @@ class ScriptedHttpPeer {
     std::string bytes;         // written as they are; may be a partial answer
     bool close_after = false;  // then close the connection (without saying so)
     bool hold = false;         // write nothing, keep the connection open
+    // Answer as soon as the header is in, without reading the body, and
+    // close (as a server does with a body over its limit).
+    bool before_body = false;
   };
 
   // "HTTP/1.1 <status> X" with Content-Type and Content-Length.
@@ -375,8 +379,9 @@ class ScriptedHttpPeer {
     return false;
   }
 
-  // Reads one request; false when the connection ended (or stopping).
-  bool ReadRequest(int fd, std::string* request) {
+  // Reads one request (only its header when header_only); false when the
+  // connection ended (or stopping).
+  bool ReadRequest(int fd, bool header_only, std::string* request) {
     std::string data;
     size_t header_end = std::string::npos;
     size_t need = 0;
@@ -388,11 +393,13 @@ class ScriptedHttpPeer {
           header_end += 4;
           need = header_end;
           std::string lower = data.substr(0, header_end);
-          for (char& c : lower)
+          for (char& c : lower) {
             c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+          }
           const size_t at = lower.find("\r\ncontent-length:");
-          if (at != std::string::npos)
+          if (at != std::string::npos && !header_only) {
             need += std::stoul(lower.substr(at + 17));
+          }
         }
       }
       if (header_end != std::string::npos && data.size() >= need) {
@@ -420,9 +427,14 @@ class ScriptedHttpPeer {
     }
   }
 
+  bool NextIsBeforeBody() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return next_ < replies_.size() && replies_[next_].before_body;
+  }
+
   void ServeConnection(int fd) {
     std::string request;
-    while (ReadRequest(fd, &request)) {
+    while (ReadRequest(fd, NextIsBeforeBody(), &request)) {
       Reply reply;
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -443,7 +455,7 @@ class ScriptedHttpPeer {
         if (n <= 0) return;
         sent += static_cast<size_t>(n);
       }
-      if (reply.close_after) return;
+      if (reply.close_after || reply.before_body) return;
     }
   }
 
