@@ -13,7 +13,8 @@ Usage: bantay COMMAND [OPTIONS]
 
 Commands:
   hash     hash image files locally (PDQ, MD5, SHA-256); see `bantay hash --help`
-  match    match PDQ hashes against a hash list, store or snapshot offline;
+  match    match PDQ hashes against a hash list, store or snapshot offline,
+           or hashes and images against a bantay-server (--server);
            see `bantay match --help`
   index    administer the secure hash store; see `bantay index --help`
 

@@ -23,6 +23,8 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
 
 // bantay match --index (LIST | STORE-URL | SNAPSHOT) [--radius R] [--dihedral]
 //   [--threads N] (--pdq HEX | --pdq-file FILE)
+// bantay match --server URL [--api-key-file FILE] [--ca FILE] [--dihedral]
+//   (--pdq HEX | --pdq-file FILE | IMAGE...)
 int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
                     std::ostream& err);
 

@@ -52,7 +52,8 @@ class HttpClient {
   // One request; the connection is kept open. When the server has closed
   // the kept-alive connection before the request was sent, connects once
   // more. An HTTP error status is a response, not an error; errors are for
-  // transport failures (kUnavailable, kIo).
+  // transport failures (kUnavailable, kIo; kTooLarge for an answer over
+  // 64 MiB).
   Result<HttpResponse> Send(std::string_view method, std::string_view target,
                             std::string_view content_type, std::span<const uint8_t> body);
   Result<HttpResponse> Send(std::string_view method, std::string_view target,
