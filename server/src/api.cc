@@ -1,10 +1,12 @@
 #include "api.h"
 
+#include <string.h>
 #include <strings.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <sstream>
@@ -68,7 +70,17 @@ std::string_view ErrorCodeOf(int status, ErrorCode code) {
 
 ApiResponse ErrorResponse(const Error& error) {
   const int status = HttpStatusOf(error.code());
+  if (status == 500) {
+    // The details (a database's message, a path) are for the operator's
+    // log, not for the client.
+    std::fprintf(stderr, "bantay-server: internal error: %s\n", error.ToString().c_str());
+    return ErrorResponse(500, "internal", "internal error");
+  }
   return ErrorResponse(status, ErrorCodeOf(status, error.code()), error.message());
+}
+
+ApiRequest::~ApiRequest() {
+  if (!body.empty()) explicit_bzero(body.data(), body.size());
 }
 
 namespace {
@@ -255,15 +267,25 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
 
   // Routing: a route matches when its literal segments are equal and every
   // {parameter} segment is non-empty.
-  std::string allow;
-  for (const RouteSpec& spec : ApiRoutes()) {
-    std::vector<std::string_view> parts;
-    std::string_view path = spec.path.substr(1);
-    while (!path.empty()) {
-      const size_t slash = path.find('/');
-      parts.push_back(path.substr(0, slash));
-      path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+  // The templates' segments, split once.
+  static const std::vector<std::vector<std::string_view>> kRouteParts = [] {
+    std::vector<std::vector<std::string_view>> all;
+    for (const RouteSpec& spec : ApiRoutes()) {
+      std::vector<std::string_view> parts;
+      std::string_view path = spec.path.substr(1);
+      while (!path.empty()) {
+        const size_t slash = path.find('/');
+        parts.push_back(path.substr(0, slash));
+        path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+      }
+      all.push_back(std::move(parts));
     }
+    return all;
+  }();
+  std::string allow;
+  for (size_t r = 0; r < ApiRoutes().size(); ++r) {
+    const RouteSpec& spec = ApiRoutes()[r];
+    const std::vector<std::string_view>& parts = kRouteParts[r];
     if (parts.size() != segments.size()) continue;
     bool same = true;
     std::string list, id;
@@ -400,8 +422,9 @@ void Api::Run(std::shared_ptr<Call> call) {
 ApiResponse Api::HandleReadyz() {
   if (shutting_down()) return ErrorResponse(503, "unavailable", "shutting down");
   if (!index_->ready()) {
-    if (std::optional<Error> error = index_->load_error()) {
-      return ErrorResponse(503, "unavailable", "the index failed to load: " + error->message());
+    if (index_->load_error()) {
+      return ErrorResponse(503, "unavailable",
+                           "the index failed to load (retrying; see the server's log)");
     }
     return ErrorResponse(503, "unavailable", "the index is loading");
   }
@@ -625,6 +648,12 @@ ApiResponse Api::HandleBatch(Call& call) {
                          "at most " + std::to_string(config_.max_batch_items) +
                              " items in a batch");
   }
+  if (static_cast<double>(items.size()) > call.key->burst) {
+    return ErrorResponse(413, "too_large",
+                         "this key may send at most " +
+                             std::to_string(static_cast<uint64_t>(call.key->burst)) +
+                             " items in a batch (its rate limit's burst)");
+  }
   // The first item was paid for when the request came in.
   if (items.size() > 1) {
     const RateLimiter::Decision decision = limiter_->Take(
@@ -652,7 +681,9 @@ ApiResponse Api::HandleBatch(Call& call) {
                          "an image item is {\"image\": \"<base64>\"} alone");
         } else if (std::optional<std::vector<uint8_t>> bytes =
                        DecodeBase64(image->as_string())) {
-          image->as_string().clear();
+          json::string& text = image->as_string();
+          explicit_bzero(text.data(), text.size());
+          text.clear();
           answer = MatchOne(*snapshot, nullptr, &*bytes, *options, metrics_);
           Wipe(&*bytes);
         } else {

@@ -29,11 +29,17 @@ class Metrics;
 class RateLimiter;
 
 struct ApiRequest {
+  ApiRequest() = default;
+  ApiRequest(ApiRequest&&) = default;
+  ApiRequest& operator=(ApiRequest&&) = default;
+  // The body may hold an image: it is overwritten whatever the answer was.
+  ~ApiRequest();
+
   std::string method;  // upper case
   std::string target;  // path and query as received
   std::string content_type;  // media type, lower case, without parameters
   std::string authorization;
-  std::vector<uint8_t> body;  // wiped after use when it holds an image
+  std::vector<uint8_t> body;
 };
 
 struct ApiResponse {

@@ -29,6 +29,14 @@ size_t ComputePool::depth() const {
   return queue_.size();
 }
 
+void ComputePool::DropQueued() {
+  std::deque<std::function<void()>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    dropped.swap(queue_);
+  }
+}
+
 void ComputePool::Stop() {
   {
     std::lock_guard lock(mu_);

@@ -31,7 +31,10 @@ class ComputePool {
   bool TrySubmit(std::function<void()> job);
   // Jobs waiting (not running).
   size_t depth() const;
-  // Runs the jobs already queued, refuses new ones, joins the threads.
+  // Drops the jobs waiting (not the running ones); their closures are
+  // destroyed without being run.
+  void DropQueued();
+  // Runs the jobs still queued, refuses new ones, joins the threads.
   void Stop();
 
  private:

@@ -1,6 +1,8 @@
 #include "index_service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <utility>
 
 #include "bantay/matcher/store_index.h"
@@ -80,7 +82,7 @@ std::optional<Error> IndexService::load_error() const {
 
 std::shared_ptr<const matcher::IndexSnapshot> IndexService::Snapshot() const {
   if (!ready()) return nullptr;
-  return index_.Snapshot();
+  return index_->Snapshot();
 }
 
 std::shared_ptr<const IndexInfo> IndexService::Info() const {
@@ -89,16 +91,31 @@ std::shared_ptr<const IndexInfo> IndexService::Info() const {
 }
 
 void IndexService::Follow() {
-  {
-    std::lock_guard lock(sync_mu_);
-    Result<uint64_t> loaded = matcher::LoadIndexFromStore(*follower_, &index_);
-    if (!loaded.ok()) {
+  // A failed load (the database restarting while the replica boots) is
+  // retried every few seconds; /readyz says so meanwhile.
+  for (int attempt = 0;; ++attempt) {
+    {
+      std::lock_guard lock(sync_mu_);
+      // Into a new index each time: a failed load may have left a part.
+      index_ = std::make_unique<matcher::HashIndex>();
+      Result<uint64_t> loaded = matcher::LoadIndexFromStore(*follower_, index_.get());
+      if (loaded.ok()) {
+        applied_version_ = *loaded;
+        RefreshInfoLocked(applied_version_);
+        std::lock_guard state(state_mu_);
+        load_error_.reset();
+        break;
+      }
+      std::fprintf(stderr, "bantay-server: loading the index failed: %s\n",
+                   loaded.error().ToString().c_str());
       std::lock_guard state(state_mu_);
       load_error_ = loaded.error();
+    }
+    std::unique_lock lock(state_mu_);
+    if (wake_.wait_for(lock, std::chrono::seconds(std::min(1 << std::min(attempt, 4), 10)),
+                       [this] { return stop_; })) {
       return;
     }
-    applied_version_ = *loaded;
-    RefreshInfoLocked(applied_version_);
   }
   ready_.store(true, std::memory_order_release);
   const auto interval = std::chrono::milliseconds(config_.poll_interval_ms);
@@ -120,7 +137,7 @@ Status IndexService::SyncLocked() {
   if (*version == applied_version_) return Status();
   Result<matcher::ChangeSet> changes = follower_->ChangesSince(applied_version_);
   if (!changes.ok()) return changes.error();
-  Status applied = matcher::ApplyChangeSet(*changes, &index_);
+  Status applied = matcher::ApplyChangeSet(*changes, index_.get());
   if (!applied.ok()) return applied;
   applied_version_ = changes->to_version;
   RefreshInfoLocked(applied_version_);
@@ -130,7 +147,7 @@ Status IndexService::SyncLocked() {
 void IndexService::RefreshInfoLocked(uint64_t version) {
   auto info = std::make_shared<IndexInfo>();
   info->version = version;
-  std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_.Snapshot();
+  std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_->Snapshot();
   for (int t = 0; t < 3; ++t) {
     info->entries[t] = snapshot->size(static_cast<matcher::SignalType>(t));
   }
@@ -159,9 +176,11 @@ Result<uint64_t> IndexService::Change(
   }();
   if (!version.ok()) return version;
   if (ready()) {
+    // The change is committed whatever happens here: when the index cannot
+    // follow at once (the database went away), the poller catches up, and
+    // the caller must not be told to retry a change that was made.
     std::lock_guard lock(sync_mu_);
-    Status synced = SyncLocked();
-    if (!synced.ok()) return synced.error();
+    (void)SyncLocked();
   }
   return version;
 }

@@ -76,7 +76,9 @@ class IndexService {
 
   const ServerConfig& config_;
   Metrics* metrics_;
-  matcher::HashIndex index_;
+  // Replaced by each load attempt (before ready_, when nobody reads it);
+  // then fixed.
+  std::unique_ptr<matcher::HashIndex> index_;
   std::atomic<bool> ready_{false};
 
   std::mutex sync_mu_;  // the follower connection and index writes

@@ -100,6 +100,13 @@ Result<std::shared_ptr<ssl::context>> MakeTlsContext(const ServerConfig& config)
                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
                    ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  // Request bytes (images) are not left in OpenSSL's record buffers.
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_CLEANSE_PLAINTEXT);
+  // Resumed sessions need a context id when client certificates are
+  // verified (OpenSSL refuses the resumption otherwise).
+  static constexpr unsigned char kSessionContext[] = "bantay";
+  SSL_CTX_set_session_id_context(ctx->native_handle(), kSessionContext,
+                                 sizeof(kSessionContext) - 1);
   boost::system::error_code ec;
   ctx->use_certificate_chain_file(config.tls_cert, ec);
   if (ec) {
@@ -162,16 +169,15 @@ struct Server::Impl {
   explicit Impl(ServerConfig c)
       : config(std::move(c)),
         index(config, &metrics),
+        api(config, &index, &compute, &admin, &metrics, &limiter),
         compute(config.compute_threads > 0 ? config.compute_threads
                                            : static_cast<int>(std::max(
                                                  1u, std::thread::hardware_concurrency())),
                 config.queue_limit, [] { omp_set_num_threads(1); }),
         admin(1, config.admin_queue_limit, [] { omp_set_num_threads(1); }),
-        api(config, &index, &compute, &admin, &metrics, &limiter),
         log(config.access_log),
         ioc(config.io_threads),
-        work(asio::make_work_guard(ioc)),
-        acceptor(ioc) {}
+        work(asio::make_work_guard(ioc)) {}
 
   void Accept();
   void StartSession(tcp::socket socket);
@@ -192,9 +198,11 @@ struct Server::Impl {
   Metrics metrics;
   RateLimiter limiter;
   IndexService index;
+  // Declared before the pools so that it outlives their queued jobs, which
+  // refer to it.
+  Api api;
   ComputePool compute;
   ComputePool admin;
-  Api api;
   AccessLog log;
 
   uint16_t port = 0;
@@ -219,7 +227,11 @@ struct Server::Impl {
   // Keeps the threads running until Wait stops them, so that whatever is
   // posted while draining (a session's Drain) is still run.
   asio::executor_work_guard<asio::io_context::executor_type> work;
-  tcp::acceptor acceptor;
+  // The acceptor and its retry timer live on one strand (the close in Wait
+  // is posted to it).
+  asio::strand<asio::io_context::executor_type> accept_strand{ioc.get_executor()};
+  tcp::acceptor acceptor{accept_strand};
+  asio::steady_timer accept_retry{accept_strand};
 };
 
 namespace {
@@ -245,7 +257,7 @@ class Session : public SessionBase {
   void Drain() override {
     asio::post(stream_.get_executor(), [self = Self()] {
       self->draining_ = true;
-      if (self->waiting_) beast::get_lowest_layer(self->stream_).cancel();
+      if (self->waiting_ || self->lingering_) beast::get_lowest_layer(self->stream_).cancel();
     });
   }
 
@@ -379,9 +391,14 @@ class Session : public SessionBase {
       response_->set(http::field::retry_after, std::to_string(api_response.retry_after));
     }
     if (!api_response.allow.empty()) response_->set(http::field::allow, api_response.allow);
-    response_->body() = std::move(api_response.body);
     response_->keep_alive(keep_alive_ && !draining_);
-    response_->prepare_payload();
+    if (method_ == "HEAD") {
+      // The headers of the answer a GET would get, without its body.
+      response_->content_length(api_response.body.size());
+    } else {
+      response_->body() = std::move(api_response.body);
+      response_->prepare_payload();
+    }
     Tcp().expires_after(std::chrono::milliseconds(server_->config.read_timeout_ms));
     http::async_write(stream_, *response_,
                       [self = Self()](beast::error_code ec, size_t) {
@@ -395,14 +412,18 @@ class Session : public SessionBase {
   }
 
   // After refusing a request whose body is still arriving: reads and drops
-  // what the client sends for a while, so that it finishes writing and
-  // reads the answer instead of meeting a reset connection.
+  // what the client sends, for at most a second and a megabyte in all, so
+  // that a client that is simply sending its body finishes and reads the
+  // answer instead of meeting a reset connection (and a slow one cannot
+  // hold the connection).
   void Linger(size_t dropped) {
-    constexpr size_t kMaxDropped = 64 * 1024 * 1024;
-    if (dropped > kMaxDropped) return Abort();
-    Tcp().expires_after(std::chrono::seconds(1));
+    constexpr size_t kMaxDropped = 1024 * 1024;
+    if (dropped > kMaxDropped || draining_) return Abort();
+    if (dropped == 0) Tcp().expires_after(std::chrono::seconds(1));
+    lingering_ = true;
     stream_.async_read_some(buffer_.prepare(64 * 1024),
                             [self = Self(), dropped](beast::error_code ec, size_t n) {
+                              self->lingering_ = false;
                               if (ec) return self->Abort();
                               self->Linger(dropped + n);
                             });
@@ -440,6 +461,7 @@ class Session : public SessionBase {
   bool waiting_ = false;   // for the first byte of a request
   bool draining_ = false;
   bool linger_ = false;    // the request was refused before it was read whole
+  bool lingering_ = false;  // reading and dropping the rest of it
 };
 
 }  // namespace
@@ -447,7 +469,16 @@ class Session : public SessionBase {
 void Server::Impl::Accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) StartSession(std::move(socket));
+    if (ec) {
+      // Out of descriptors or memory: try again a little later rather than
+      // spinning on the error.
+      accept_retry.expires_after(std::chrono::milliseconds(100));
+      accept_retry.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec && acceptor.is_open()) Accept();
+      });
+      return;
+    }
+    StartSession(std::move(socket));
     Accept();
   });
 }
@@ -551,9 +582,10 @@ void Server::Wait() {
     s.stopped = true;
   }
   s.api.BeginShutdown();
-  asio::post(s.ioc, [&s] {
+  asio::post(s.accept_strand, [&s] {
     beast::error_code ec;
     s.acceptor.close(ec);
+    s.accept_retry.cancel();
   });
   {
     std::lock_guard lock(s.sessions_mu);
@@ -568,6 +600,10 @@ void Server::Wait() {
   s.ioc.stop();
   for (std::thread& t : s.threads) t.join();
   s.threads.clear();
+  // Nobody is left to receive the answers of queued jobs (and queued changes
+  // must not be committed unannounced): they are dropped, not run.
+  s.compute.DropQueued();
+  s.admin.DropQueued();
   s.compute.Stop();
   s.admin.Stop();
   s.index.Stop();

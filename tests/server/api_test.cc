@@ -155,9 +155,19 @@ TEST_P(ApiTest, BatchesAnswerEachItemInOrder) {
 
   config.max_batch_items = 3;
   StopServer();
+  AddKey("small-burst", Role::kPlatform, 1000.0, 2.0);
   StartServer();
   ExpectError(Send("platform", "POST", "/v1/match/batch", "application/json", body), 413,
               "too_large");
+  // A batch larger than the key's burst could never be paid for: 413 with
+  // the key's limit, not a 429 that no retry would cure.
+  HttpResponse over_burst =
+      Send("small-burst", "POST", "/v1/match/batch", "application/json",
+           R"({"items":[{"md5":")" + std::string(32, '0') + R"("},{"md5":")" +
+               std::string(32, '1') + R"("},{"md5":")" + std::string(32, '2') + R"("}]})");
+  ExpectError(over_burst, 413, "too_large");
+  EXPECT_EQ(ParseJson(over_burst.body).at("error").at("message"),
+            "this key may send at most 2 items in a batch (its rate limit's burst)");
 }
 
 TEST_P(ApiTest, EveryBadInputGetsItsStatus) {

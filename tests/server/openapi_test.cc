@@ -32,7 +32,7 @@ constexpr Role kRoles[] = {Role::kPlatform, Role::kLab, Role::kOperator,
 // 422 of an entry import that applied nothing).
 const std::set<std::string> kErrorCodes = {
     "invalid_argument", "unauthenticated",    "forbidden",
-    "not_found",        "method_not_allowed", "timeout",
+    "not_found",        "method_not_allowed",
     "too_large",        "unsupported_format", "corrupt_data",
     "invalid_entries",  "rate_limited",       "header_too_large",
     "internal",         "unavailable"};

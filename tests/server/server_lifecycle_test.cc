@@ -12,6 +12,8 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 #include "server_test_util.h"
 
@@ -68,6 +70,31 @@ TEST_F(LifecycleTest, ASlowClientIsCutOffAndOthersAreServed) {
       *Client("platform")->Send("POST", "/v1/match", "application/json",
                                 R"({"pdq":")" + ReferencePdq(kBridge) + R"("})");
   EXPECT_EQ(r.status, 200);
+}
+
+TEST_F(LifecycleTest, AnswersToHeadHaveNoBodyAndKeepTheConnectionInStep) {
+  StartServer();
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(dir_.path() + "/server.pem");
+  ssl::stream<tcp::socket> stream(ioc, ctx);
+  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+  stream.handshake(ssl::stream_base::client);
+  // Two requests in one write (pipelined): HEAD, then GET.
+  asio::write(stream, asio::buffer(std::string(
+                          "HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                          "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")));
+  boost::beast::flat_buffer buffer;
+  boost::beast::http::response_parser<boost::beast::http::string_body> head;
+  head.skip(true);  // what a client does for a HEAD request
+  boost::beast::http::read(stream, buffer, head);
+  EXPECT_EQ(head.get().result_int(), 405);
+  EXPECT_EQ(head.get()[boost::beast::http::field::allow], "GET");
+  EXPECT_TRUE(head.get().body().empty());
+  boost::beast::http::response<boost::beast::http::string_body> get;
+  boost::beast::http::read(stream, buffer, get);
+  EXPECT_EQ(get.result_int(), 200);
+  EXPECT_EQ(ParseJson(get.body()), json::parse(R"({"status":"ok"})"));
 }
 
 TEST_F(LifecycleTest, AFullComputeQueueAnswers503WithRetryAfter) {
