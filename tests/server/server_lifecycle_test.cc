@@ -102,6 +102,7 @@ TEST_F(LifecycleTest, AFullComputeQueueAnswers503WithRetryAfter) {
   config.queue_limit = 1;
   StartServer();
   constexpr int kClients = 8;
+  LargeJpeg();  // encoded once, before the threads
   std::vector<std::unique_ptr<client::HttpClient>> clients;
   for (int i = 0; i < kClients; ++i) clients.push_back(Client("platform"));
   std::vector<HttpResponse> answers(kClients);
@@ -138,6 +139,7 @@ TEST_F(LifecycleTest, ShutdownFinishesRequestsInFlightAndRefusesNewOnes) {
   std::unique_ptr<client::HttpClient> idle = Client("platform");
   ASSERT_EQ(idle->Send("GET", "/healthz")->status, 200);
   std::unique_ptr<client::HttpClient> busy = Client("platform");
+  LargeJpeg();  // encoded before the thread starts
   Result<HttpResponse> in_flight = Error(ErrorCode::kInternal, "not sent");
   std::thread request([&] { in_flight = MatchLarge(*busy); });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
