@@ -758,20 +758,38 @@ ApiResponse Api::HandleProof(Call& call) {
                                         {"root", Hex(proof->root)}});
 }
 
-ApiResponse Api::HandleAudit(Call& call) {
+namespace {
+
+// ?after=ID&limit=N of the paged routes (and nothing else).
+struct Page {
   uint64_t after = 0;
   size_t limit = 100;
-  for (const auto& [name, value] : call.query) {
+};
+Result<Page> ReadPage(const std::map<std::string, std::string, std::less<>>& query) {
+  Page page;
+  for (const auto& [name, value] : query) {
     if (name == "after") {
-      if (!ParseNumber(value, &after)) return BadRequest("after must be a number");
+      if (!ParseNumber(value, &page.after)) {
+        return Error(ErrorCode::kInvalidArgument, "after must be a number");
+      }
     } else if (name == "limit") {
-      if (!ParseNumber(value, &limit) || limit < 1 || limit > 1000) {
-        return BadRequest("limit must be 1..1000");
+      if (!ParseNumber(value, &page.limit) || page.limit < 1 || page.limit > 1000) {
+        return Error(ErrorCode::kInvalidArgument, "limit must be 1..1000");
       }
     } else {
-      return BadRequest("unknown query parameter \"" + name + "\"");
+      return Error(ErrorCode::kInvalidArgument, "unknown query parameter \"" + name + "\"");
     }
   }
+  return page;
+}
+
+}  // namespace
+
+ApiResponse Api::HandleAudit(Call& call) {
+  Result<Page> page = ReadPage(call.query);
+  if (!page.ok()) return ErrorResponse(page.error());
+  const uint64_t after = page->after;
+  const size_t limit = page->limit;
   Result<std::vector<matcher::AuditRecord>> records =
       index_->Read<Result<std::vector<matcher::AuditRecord>>>(
           [&](matcher::Store& store) { return store.Audit(after, limit); });
@@ -912,19 +930,10 @@ ApiResponse Api::HandleListPatch(Call& call) {
 }
 
 ApiResponse Api::HandleEntries(Call& call) {
-  uint64_t after = 0;
-  size_t limit = 100;
-  for (const auto& [name, value] : call.query) {
-    if (name == "after") {
-      if (!ParseNumber(value, &after)) return BadRequest("after must be a number");
-    } else if (name == "limit") {
-      if (!ParseNumber(value, &limit) || limit < 1 || limit > 1000) {
-        return BadRequest("limit must be 1..1000");
-      }
-    } else {
-      return BadRequest("unknown query parameter \"" + name + "\"");
-    }
-  }
+  Result<Page> page = ReadPage(call.query);
+  if (!page.ok()) return ErrorResponse(page.error());
+  const uint64_t after = page->after;
+  const size_t limit = page->limit;
   Result<std::vector<matcher::StoredEntry>> entries =
       index_->Read<Result<std::vector<matcher::StoredEntry>>>(
           [&](matcher::Store& store) -> Result<std::vector<matcher::StoredEntry>> {

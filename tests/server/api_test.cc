@@ -220,6 +220,15 @@ TEST_P(ApiTest, EveryBadInputGetsItsStatus) {
   std::vector<uint8_t> big(config.max_body_bytes + 1, 0xff);
   ExpectError(SendBytes("platform", "/v1/match", "image/jpeg", big), 413, "too_large");
 
+  // Paging parameters.
+  ExpectError(Send("auditor", "GET", "/v1/audit?limit=0"), 400, "invalid_argument");
+  ExpectError(Send("auditor", "GET", "/v1/audit?after=x"), 400, "invalid_argument");
+  ExpectError(Send("auditor", "GET", "/v1/lists/demo/entries?limit=1001"), 400,
+              "invalid_argument");
+  HttpResponse unknown = Send("auditor", "GET", "/v1/lists/demo/entries?page=2");
+  ExpectError(unknown, 400, "invalid_argument");
+  EXPECT_EQ(ParseJson(unknown.body).at("error").at("message"), "unknown query parameter \"page\"");
+
   // Headers over max_header_bytes.
   ExpectError(Send("platform", "GET", "/v1/index?" + std::string(20'000, 'a')), 431,
               "header_too_large");
