@@ -18,6 +18,10 @@
 // Run: build/bin/store_bench           (1M and 10M; ~10 min, ~8 GB of RAM,
 //                                       ~3 GB of disk in $TMPDIR)
 //      build/bin/store_bench --quick   (1M only)
+//      build/bin/store_bench --open-only --store-dir DIR [--runs N] [--no-baseline]
+//                                      (open-10M only, N runs (3); the 10M
+//                                       store and its key are kept in DIR and
+//                                       reused by later runs)
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -123,7 +127,8 @@ struct OpenFigures {
   double baseline = 0;  // build from memory
 };
 
-OpenFigures MeasureOpen(const std::string& url, const DataKey& data, int runs) {
+OpenFigures MeasureOpen(const std::string& url, const DataKey& data, int runs,
+                        bool baseline = true) {
   std::vector<double> open, base;
   for (int r = 0; r < runs; ++r) {
     {
@@ -136,7 +141,7 @@ OpenFigures MeasureOpen(const std::string& url, const DataKey& data, int runs) {
       Check(LoadIndexFromStore(**store, &index).ok(), "LoadIndexFromStore");
       open.push_back(Seconds(start));
     }
-    {
+    if (baseline) {
       StoreKeys keys;
       keys.data_keys.push_back(data);
       auto store = Store::Open(url, std::move(keys));
@@ -152,20 +157,91 @@ OpenFigures MeasureOpen(const std::string& url, const DataKey& data, int runs) {
       index.SetStoreVersion(version);
       base.push_back(Seconds(start));
     }
+    std::printf("  run %d: open+decrypt+build %.2f s, build from memory %.2f s\n", r + 1,
+                open.back(), baseline ? base.back() : 0.0);
+    std::fflush(stdout);
   }
-  return {Median(open), Median(base)};
+  return {Median(open), baseline ? Median(base) : 0.0};
+}
+
+// Builds the 10M store (10 imports of 1M) at path.
+void BuildTenMillion(const std::string& path, const DataKey& data, const SigningKey& signing,
+                     const ChangeContext& context) {
+  RemoveDb(path);
+  auto store = Store::Init("sqlite:" + path, Keys(data, signing), context);
+  Check(store.ok(), "Store::Init");
+  const auto start = Clock::now();
+  for (int i = 0; i < 10; ++i) {
+    Check((*store)->AddEntries(RandomEntries(1'000'000, 100 + i), context, "import").ok(),
+          "AddEntries");
+  }
+  std::printf("building the 10M store (10 imports of 1M): %.1f s\n", Seconds(start));
+}
+
+void PrintOpenTen(const OpenFigures& ten) {
+  std::printf("open-10M: open+decrypt+build %.2f s (target <= 20 s; HMA ~38 s); build from "
+              "memory %.2f s; ratio %.2fx\n",
+              ten.open, ten.baseline, ten.open / ten.baseline);
+}
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: store_bench [--quick]\n"
+               "       store_bench --open-only --store-dir DIR [--runs N] [--no-baseline]\n"
+               "  --quick       import-1M and open-1M only\n"
+               "  --open-only   open-10M only; the store and its key are kept in DIR\n"
+               "                (built on the first run, reused afterwards)\n"
+               "  --runs N      runs of open-10M (default 3)\n"
+               "  --no-baseline skip the build-from-memory baseline\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false, open_only = false, baseline = true;
+  std::string store_dir;
+  int runs = 3;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      quick = true;
+    } else if (arg == "--open-only") {
+      open_only = true;
+    } else if (arg == "--no-baseline") {
+      baseline = false;
+    } else if (arg == "--store-dir" && i + 1 < argc) {
+      store_dir = argv[++i];
+    } else if (arg == "--runs" && i + 1 < argc) {
+      runs = std::max(1, std::atoi(argv[++i]));
+    } else {
+      Usage();
+      return arg == "--help" || arg == "-h" ? 0 : 2;
+    }
+  }
+  const SigningKey signing = SigningKey::Generate();
+  const ChangeContext context{"bench", "store_bench"};
+  if (open_only) {
+    if (store_dir.empty()) {
+      Usage();
+      return 2;
+    }
+    std::filesystem::create_directories(store_dir);
+    const std::string key_path = store_dir + "/data.key";
+    const std::string path = store_dir + "/ten.db";
+    if (!std::filesystem::exists(key_path) || !std::filesystem::exists(path)) {
+      const DataKey key = GenerateDataKey();
+      BuildTenMillion(path, key, signing, context);
+      Check(WriteDataKeyFile(key_path, key).ok(), "WriteDataKeyFile");
+    }
+    auto key = ReadDataKeyFile(key_path);
+    Check(key.ok(), "ReadDataKeyFile");
+    PrintOpenTen(MeasureOpen("sqlite:" + path, *key, runs, baseline));
+    return 0;
+  }
   const std::string dir = std::filesystem::temp_directory_path() /
                           ("bantay-store-bench-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const DataKey data = GenerateDataKey();
-  const SigningKey signing = SigningKey::Generate();
-  const ChangeContext context{"bench", "store_bench"};
 
   // --- import-1M ---
   const std::vector<NewEntry> million = RandomEntries(1'000'000, 1);
@@ -199,20 +275,8 @@ int main(int argc, char** argv) {
   if (!quick) {
     // --- open-10M: 10 imports of 1M ---
     const std::string path = dir + "/ten.db";
-    RemoveDb(path);
-    auto store = Store::Init("sqlite:" + path, Keys(data, signing), context);
-    Check(store.ok(), "Store::Init");
-    const auto start = Clock::now();
-    for (int i = 0; i < 10; ++i) {
-      Check((*store)->AddEntries(RandomEntries(1'000'000, 100 + i), context, "import").ok(),
-            "AddEntries");
-    }
-    std::printf("building the 10M store (10 imports of 1M): %.1f s\n", Seconds(start));
-    store->reset();
-    const OpenFigures ten = MeasureOpen("sqlite:" + path, data, 3);
-    std::printf("open-10M: open+decrypt+build %.2f s (target <= 20 s; HMA ~38 s); build from "
-                "memory %.2f s; ratio %.2fx\n",
-                ten.open, ten.baseline, ten.open / ten.baseline);
+    BuildTenMillion(path, data, signing, context);
+    PrintOpenTen(MeasureOpen("sqlite:" + path, data, runs));
   }
   std::filesystem::remove_all(dir);
   return 0;

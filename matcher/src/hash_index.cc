@@ -1,6 +1,7 @@
 #include "bantay/matcher/hash_index.h"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 
 #include "segment.h"
@@ -137,6 +138,104 @@ void IndexSnapshot::MatchExact(SignalType type, const uint8_t* digest,
   std::sort(out->begin(), out->end(), ByDistanceThenId);
 }
 
+// --- IndexLoader ------------------------------------------------------------------
+
+struct IndexLoader::Impl {
+  struct Part {
+    size_t begin = 0;     // this part's first PDQ row in columns
+    size_t capacity = 0;  // entries announced
+    size_t count = 0;     // entries added
+    size_t pdq = 0;       // PDQ rows added
+    uint64_t first_id = 0;
+    uint64_t last_id = 0;
+    bool increasing = true;
+    std::vector<std::pair<std::string, std::string>> labels;  // (list, category)
+    std::unordered_map<std::string, uint32_t> label_ids;      // when labels are many
+    uint32_t last_label = UINT32_MAX;
+    std::string references;
+    std::vector<IndexEntry> exact;
+
+    uint32_t Label(std::string_view list, std::string_view category);
+  };
+  Segment::Columns columns;
+  std::array<Part, 2> parts;
+};
+
+uint32_t IndexLoader::Impl::Part::Label(std::string_view list, std::string_view category) {
+  // (list, category) pairs are few: a short scan finds them, a map once
+  // there are many.
+  auto same = [&](uint32_t i) {
+    return labels[i].first == list && labels[i].second == category;
+  };
+  if (last_label != UINT32_MAX && same(last_label)) return last_label;
+  constexpr size_t kScanUpTo = 16;
+  if (labels.size() <= kScanUpTo) {
+    for (uint32_t i = 0; i < labels.size(); ++i) {
+      if (same(i)) return last_label = i;
+    }
+  } else {
+    std::string key;
+    key.reserve(list.size() + category.size() + 1);
+    key.append(list).push_back('\0');
+    key.append(category);
+    if (auto it = label_ids.find(key); it != label_ids.end()) return last_label = it->second;
+  }
+  const auto label = static_cast<uint32_t>(labels.size());
+  labels.emplace_back(std::string(list), std::string(category));
+  if (labels.size() > kScanUpTo) {
+    if (label_ids.empty()) {
+      for (uint32_t i = 0; i < labels.size(); ++i) {
+        label_ids.try_emplace(labels[i].first + '\0' + labels[i].second, i);
+      }
+    } else {
+      label_ids.try_emplace(labels.back().first + '\0' + labels.back().second, label);
+    }
+  }
+  return last_label = label;
+}
+
+IndexLoader::IndexLoader(size_t part0_entries, size_t part1_entries)
+    : impl_(std::make_unique<Impl>()) {
+  const size_t total = part0_entries + part1_entries;
+  impl_->parts[0].capacity = part0_entries;
+  impl_->parts[1].begin = part0_entries;
+  impl_->parts[1].capacity = part1_entries;
+  impl_->columns.codes.resize(4 * total);
+  impl_->columns.pdq_meta.resize(total);
+}
+
+IndexLoader::~IndexLoader() = default;
+
+void IndexLoader::Add(int part, uint64_t id, std::string_view list, SignalType type,
+                      const std::array<uint8_t, 32>& value, std::string_view category,
+                      std::string_view reference) {
+  Impl::Part& p = impl_->parts[static_cast<size_t>(part)];
+  if (p.count++ >= p.capacity) return;  // reported by AddLoaded
+  if (p.count == 1) {
+    p.first_id = id;
+  } else if (id <= p.last_id) {
+    p.increasing = false;
+  }
+  p.last_id = id;
+  const uint32_t label = p.Label(list, category);
+  if (type == SignalType::kPdq) {
+    const size_t row = p.begin + p.pdq++;
+    std::memcpy(&impl_->columns.codes[4 * row], value.data(), 32);
+    impl_->columns.pdq_meta[row] = {id, label, static_cast<uint32_t>(reference.size()),
+                                    p.references.size()};
+    p.references.append(reference);
+    return;
+  }
+  IndexEntry& e = p.exact.emplace_back();
+  e.id = id;
+  e.list = list;
+  e.type = type;
+  e.value = value;
+  if (type == SignalType::kMd5) std::fill(e.value.begin() + 16, e.value.end(), 0);
+  e.category = category;
+  e.reference = reference;
+}
+
 // --- HashIndex --------------------------------------------------------------------
 
 HashIndex::HashIndex(HashIndexOptions options) : options_(options) {
@@ -227,6 +326,52 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
                          std::make_move_iterator(entries.end()));
   Publish();
   if (BackgroundWork()) work_.notify_one();
+  return {};
+}
+
+Status HashIndex::AddLoaded(IndexLoader& loader) {
+  std::unique_lock lock(mu_);
+  IndexLoader::Impl& im = *loader.impl_;
+  auto& [p0, p1] = im.parts;
+  if (base_->total() + delta_->total() + recent_->total() > 0 || !removed_.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "a loaded base needs an empty index");
+  }
+  if (p0.count > p0.capacity || p1.count > p1.capacity) {
+    return Error(ErrorCode::kInvalidArgument, "more entries loaded than announced");
+  }
+  if (!p0.increasing || !p1.increasing ||
+      (p0.count > 0 && p1.count > 0 && p0.last_id >= p1.first_id)) {
+    return Error(ErrorCode::kInvalidArgument, "loaded entry ids do not increase");
+  }
+  Segment::Columns& c = im.columns;
+  // Part 1's rows join part 0's: its labels renumbered, its references
+  // after part 0's, its PDQ rows moved down over any gap.
+  std::vector<uint32_t> relabel(p1.labels.size());
+  for (size_t i = 0; i < p1.labels.size(); ++i) {
+    relabel[i] = p0.Label(p1.labels[i].first, p1.labels[i].second);
+  }
+  const uint64_t shift = p0.references.size();
+  for (size_t r = p1.begin; r < p1.begin + p1.pdq; ++r) {
+    c.pdq_meta[r].label = relabel[c.pdq_meta[r].label];
+    c.pdq_meta[r].ref_offset += shift;
+  }
+  if (p0.pdq < p1.begin && p1.pdq > 0) {
+    std::memmove(&c.codes[4 * p0.pdq], &c.codes[4 * p1.begin], 32 * p1.pdq);
+    std::memmove(&c.pdq_meta[p0.pdq], &c.pdq_meta[p1.begin], sizeof(Segment::Meta) * p1.pdq);
+  }
+  const size_t n_pdq = p0.pdq + p1.pdq;
+  c.codes.resize(4 * n_pdq);
+  c.pdq_meta.resize(n_pdq);
+  c.labels = std::move(p0.labels);
+  c.references = std::move(p0.references);
+  c.references.append(p1.references);
+  p1.references = {};
+  c.exact = std::move(p0.exact);
+  c.exact.insert(c.exact.end(), std::make_move_iterator(p1.exact.begin()),
+                 std::make_move_iterator(p1.exact.end()));
+  base_ = Segment::FromColumns(std::move(c), options_.num_substrings);
+  im = IndexLoader::Impl();
+  Publish();
   return {};
 }
 

@@ -151,11 +151,16 @@ void IndexBinaryMIH::Rebuild() {
       t.bucket_start[b] += t.bucket_start[b - 1];
     }
     t.members.resize(static_cast<size_t>(ntotal));
-    std::vector<uint32_t> fill(t.bucket_start.begin(), t.bucket_start.end() - 1);
+    // The bucket starts serve as the fill cursors (no second array of 2^b
+    // words to allocate and touch): afterwards bucket_start[b] holds the
+    // start of bucket b+1, and one shift puts them back.
+    uint32_t* cursor = t.bucket_start.data();
     for (idx_t i = 0; i < ntotal; ++i) {
-      t.members[fill[Substring(&codes_[4 * i], t.bit_offset, t.bits)]++] =
+      t.members[cursor[Substring(&codes_[4 * i], t.bit_offset, t.bits)]++] =
           static_cast<uint32_t>(i);
     }
+    std::memmove(cursor + 1, cursor, (t.bucket_start.size() - 1) * sizeof(uint32_t));
+    cursor[0] = 0;
   };
   // The tables are independent: a large build (a replica loading its
   // index) uses a second core for every other table.

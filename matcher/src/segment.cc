@@ -4,18 +4,6 @@
 #include <unordered_map>
 
 namespace bantay::matcher {
-namespace {
-
-struct Pending {
-  uint64_t id;
-  SignalType type;
-  std::array<uint8_t, 32> value;
-  uint32_t label;
-  std::string_view reference;
-};
-
-}  // namespace
-
 std::shared_ptr<const Segment> Segment::Build(
     const std::vector<const Segment*>& from,
     const std::function<bool(uint64_t id)>& keep,
@@ -63,7 +51,8 @@ std::shared_ptr<const Segment> Segment::Build(
     }
     rows.push_back({e.id, e.type, e.value, label, e.reference});
   }
-  // PDQ rows by id (so Contains is a binary search), exact rows by value.
+  // PDQ rows by id (so Contains is a binary search), exact rows by value
+  // (AddExact).
   // (stable_partition copies every row through a buffer: skipped when the
   // rows are all PDQ, as large lists are.)
   auto is_pdq = [](const Pending& p) { return p.type == SignalType::kPdq; };
@@ -74,18 +63,9 @@ std::shared_ptr<const Segment> Segment::Build(
   auto by_id = [](const Pending& a, const Pending& b) { return a.id < b.id; };
   const bool rows_were_sorted = std::is_sorted(rows.begin(), pdq_end, by_id);
   if (!rows_were_sorted) std::sort(rows.begin(), pdq_end, by_id);
-  std::sort(pdq_end, rows.end(), [](const Pending& a, const Pending& b) {
-    return std::tie(a.type, a.value, a.id) < std::tie(b.type, b.value, b.id);
-  });
   size_t ref_bytes = 0;
   for (const Pending& p : rows) ref_bytes += p.reference.size();
   seg->references_.reserve(ref_bytes);
-  auto meta = [&](const Pending& p) {
-    Meta m{p.id, p.label, static_cast<uint32_t>(p.reference.size()),
-           seg->references_.size()};
-    seg->references_.append(p.reference);
-    return m;
-  };
   const size_t n_pdq = static_cast<size_t>(pdq_end - rows.begin());
   // The first segment's PDQ rows come first (stable partition, and only
   // sorted when not in id order): its tables can be extended.
@@ -96,7 +76,7 @@ std::shared_ptr<const Segment> Segment::Build(
   seg->pdq_meta_.reserve(n_pdq);
   for (size_t i = 0; i < n_pdq; ++i) {
     if (i >= n_kept) std::memcpy(&codes[32 * (i - n_kept)], rows[i].value.data(), 32);
-    seg->pdq_meta_.push_back(meta(rows[i]));
+    seg->pdq_meta_.push_back(seg->AppendMeta(rows[i]));
   }
   if (n_kept > 0) {
     seg->pdq_ = from[0]->pdq_->Appended(static_cast<faiss::Index::idx_t>(n_pdq - n_kept),
@@ -105,17 +85,60 @@ std::shared_ptr<const Segment> Segment::Build(
     seg->pdq_->add(static_cast<faiss::Index::idx_t>(n_pdq), codes.data());
   }
   seg->counts_[static_cast<int>(SignalType::kPdq)] = n_pdq;
-  for (auto it = pdq_end; it != rows.end(); ++it) {
-    const auto row = static_cast<uint32_t>(seg->exact_meta_.size());
-    seg->exact_meta_.push_back(meta(*it));
+  seg->AddExact(pdq_end, rows.end());
+  return seg;
+}
+
+Segment::Meta Segment::AppendMeta(const Pending& p) {
+  Meta m{p.id, p.label, static_cast<uint32_t>(p.reference.size()), references_.size()};
+  references_.append(p.reference);
+  return m;
+}
+
+void Segment::AddExact(std::vector<Pending>::iterator begin, std::vector<Pending>::iterator end) {
+  std::sort(begin, end, [](const Pending& a, const Pending& b) {
+    return std::tie(a.type, a.value, a.id) < std::tie(b.type, b.value, b.id);
+  });
+  for (auto it = begin; it != end; ++it) {
+    const auto row = static_cast<uint32_t>(exact_meta_.size());
+    exact_meta_.push_back(AppendMeta(*it));
     ExactKey key{it->value, it->type};
-    seg->exact_keys_.push_back(key);
-    auto [slot, inserted] = seg->exact_index_.try_emplace(key, row, row + 1);
+    exact_keys_.push_back(key);
+    auto [slot, inserted] = exact_index_.try_emplace(key, row, row + 1);
     if (!inserted) slot->second.second = row + 1;
-    seg->exact_ids_.emplace_back(it->id, it->type);
-    ++seg->counts_[static_cast<int>(it->type)];
+    exact_ids_.emplace_back(it->id, it->type);
+    ++counts_[static_cast<int>(it->type)];
   }
-  std::sort(seg->exact_ids_.begin(), seg->exact_ids_.end());
+  std::sort(exact_ids_.begin(), exact_ids_.end());
+}
+
+std::shared_ptr<const Segment> Segment::FromColumns(Columns columns, int num_substrings) {
+  std::shared_ptr<Segment> seg(new Segment(num_substrings));
+  const size_t n_pdq = columns.pdq_meta.size();
+  seg->labels_ = std::move(columns.labels);
+  seg->references_ = std::move(columns.references);
+  seg->pdq_meta_ = std::move(columns.pdq_meta);
+  if (n_pdq > 0) {
+    seg->pdq_->add(static_cast<faiss::Index::idx_t>(n_pdq),
+                   reinterpret_cast<const uint8_t*>(columns.codes.data()));
+  }
+  columns.codes = {};
+  seg->counts_[static_cast<int>(SignalType::kPdq)] = n_pdq;
+  if (columns.exact.empty()) return seg;
+  std::unordered_map<std::string, uint32_t> label_ids;
+  for (size_t i = 0; i < seg->labels_.size(); ++i) {
+    label_ids.try_emplace(seg->labels_[i].first + '\0' + seg->labels_[i].second,
+                          static_cast<uint32_t>(i));
+  }
+  std::vector<Pending> rows;
+  rows.reserve(columns.exact.size());
+  for (const IndexEntry& e : columns.exact) {
+    auto [it, inserted] = label_ids.try_emplace(e.list + '\0' + e.category,
+                                                static_cast<uint32_t>(seg->labels_.size()));
+    if (inserted) seg->labels_.emplace_back(e.list, e.category);
+    rows.push_back({e.id, e.type, e.value, it->second, e.reference});
+  }
+  seg->AddExact(rows.begin(), rows.end());
   return seg;
 }
 

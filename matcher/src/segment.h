@@ -31,6 +31,24 @@ class Segment {
     std::string_view reference;
   };
 
+  struct Meta {
+    uint64_t id;
+    uint32_t label;  // index into labels_
+    uint32_t ref_length;
+    uint64_t ref_offset;
+  };
+  // A segment's contents laid out as the segment holds them, filled by
+  // IndexLoader while a store is read (no IndexEntry per row).
+  struct Columns {
+    HugeVector<uint64_t> codes;  // PDQ codes, 4 words each, by increasing id
+    HugeVector<Meta> pdq_meta;   // the same rows
+    std::vector<std::pair<std::string, std::string>> labels;  // (list, category)
+    std::string references;
+    std::vector<IndexEntry> exact;  // MD5 (zero-padded) and SHA-256 entries
+  };
+  // A segment from columns (ids unique and increasing in pdq_meta).
+  static std::shared_ptr<const Segment> FromColumns(Columns columns, int num_substrings);
+
   // Builds from rows of existing segments (filtered by keep) and new
   // entries. Entries must have ids unique across all inputs. With
   // append_to_first (and no keep), the PDQ tables of from[0] are extended
@@ -60,11 +78,12 @@ class Segment {
   explicit Segment(int num_substrings)
       : pdq_(std::make_unique<IndexBinaryMIH>(num_substrings)) {}
 
-  struct Meta {
+  struct Pending {
     uint64_t id;
-    uint32_t label;  // index into labels_
-    uint32_t ref_length;
-    uint64_t ref_offset;
+    SignalType type;
+    std::array<uint8_t, 32> value;
+    uint32_t label;
+    std::string_view reference;
   };
   struct ExactKey {
     std::array<uint8_t, 32> value;
@@ -80,9 +99,12 @@ class Segment {
   };
 
   Row MakeRow(const Meta& m, SignalType type, const uint8_t* value) const;
+  Meta AppendMeta(const Pending& p);
+  // Adds exact rows (sorted here by type, value, id) to the exact tables.
+  void AddExact(std::vector<Pending>::iterator begin, std::vector<Pending>::iterator end);
 
   std::unique_ptr<IndexBinaryMIH> pdq_;
-  std::vector<Meta> pdq_meta_;  // by MIH position, sorted by id
+  HugeVector<Meta> pdq_meta_;  // by MIH position, sorted by id
   std::vector<Meta> exact_meta_;
   std::vector<ExactKey> exact_keys_;  // sorted by (key, id)
   std::unordered_map<ExactKey, std::pair<uint32_t, uint32_t>, ExactKeyHash> exact_index_;

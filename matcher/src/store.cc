@@ -975,15 +975,17 @@ Status Store::ForEachEntry(const std::function<void(StoredEntry&&)>& fn, uint64_
 
 namespace {
 
-// Reads the index columns of the entries with first <= id < last (ids in
-// order) into out[0..expected), decrypting with its own ciphers.
+// Reads the index columns of the `expected` entries with first <= id < last
+// (ids in order) and passes each to fn, decrypting with its own ciphers.
 Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
                       const std::array<uint8_t, 16>& store_id, int64_t first, int64_t last,
-                      IndexEntry* out, size_t expected, std::vector<uint64_t>* disabled) {
+                      const std::function<void(const IndexRow&)>& fn, size_t expected,
+                      std::vector<uint64_t>* disabled) {
   ValueCipher cipher(keys, store_id);
   size_t n = 0;
   Status failed;
   std::array<uint8_t, 16> salt{};
+  std::array<uint8_t, 32> value{};
   const std::array<Param, 2> range = {Param::Int(first), Param::Int(last)};
   Status s = conn.Execute(
       "SELECT id, list, type, key_id, sealed, category, reference, status FROM entries "
@@ -994,7 +996,8 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
           failed = Error(ErrorCode::kInternal, "more entries than counted");
           return;
         }
-        IndexEntry& e = out[n++];
+        ++n;
+        IndexRow e;
         e.id = static_cast<uint64_t>(row.Int(0));
         e.list = row.Text(1);
         const int64_t type = row.Int(2);
@@ -1006,9 +1009,13 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
         e.category = row.Text(5);
         e.reference = row.Text(6);
         if (row.Int(7) != 0) disabled->push_back(e.id);
-        failed = cipher.Open(e.id, e.type, row.Text(3), row.Blob(4), &e.value, &salt);
+        failed = cipher.Open(e.id, e.type, row.Text(3), row.Blob(4), &value, &salt);
+        if (!failed.ok()) return;
+        e.value = &value;
+        fn(e);
       });
   Wipe(salt);
+  Wipe(value);
   if (!s.ok()) return s;
   if (!failed.ok()) return failed;
   if (n != expected) return Error(ErrorCode::kInternal, "fewer entries than counted");
@@ -1019,6 +1026,29 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
 
 Status Store::ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uint64_t>* disabled,
                                uint64_t* version, std::vector<ListInfo>* lists) {
+  const size_t offset = entries->size();
+  std::array<size_t, 2> next{};
+  return ReadIndexRows(
+      [&](size_t part0, size_t part1) {
+        entries->resize(offset + part0 + part1);
+        next = {offset, offset + part0};
+      },
+      [&](int part, const IndexRow& row) {
+        IndexEntry& e = (*entries)[next[static_cast<size_t>(part)]++];
+        e.id = row.id;
+        e.list = row.list;
+        e.type = row.type;
+        e.value = *row.value;
+        e.category = row.category;
+        e.reference = row.reference;
+      },
+      disabled, version, lists);
+}
+
+Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
+                            const std::function<void(int, const IndexRow&)>& on_row,
+                            std::vector<uint64_t>* disabled, uint64_t* version,
+                            std::vector<ListInfo>* lists) {
   Impl& im = *impl_;
   // Large stores are read in two halves by two connections in parallel
   // (each half on its own core); both read transactions must see the same
@@ -1078,25 +1108,25 @@ Status Store::ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uin
     if (!s.ok()) return fail(s);
     const size_t total = static_cast<size_t>(*count);
     const size_t first_half = mid == *end ? total : total / 2;
-    const size_t offset = entries->size();
-    entries->resize(offset + total);
+    start(first_half, total - first_half);
     std::vector<uint64_t> disabled_second;
     Status second_status;
     std::thread reader;
     if (first_half < total) {
       reader = std::thread([&] {
         try {
-          second_status = ReadIndexRange(*second, im.keys.data_keys, im.store_id, mid, *end,
-                                         entries->data() + offset + first_half,
-                                         total - first_half, &disabled_second);
+          second_status = ReadIndexRange(
+              *second, im.keys.data_keys, im.store_id, mid, *end,
+              [&](const IndexRow& r) { on_row(1, r); }, total - first_half, &disabled_second);
         } catch (const std::exception& e) {  // std::bad_alloc on a huge store
           second_status = Error(ErrorCode::kInternal, std::string("reading failed: ") + e.what());
         }
       });
     }
     try {
-      s = ReadIndexRange(*im.conn, im.keys.data_keys, im.store_id, 0, mid,
-                         entries->data() + offset, first_half, disabled);
+      s = ReadIndexRange(
+          *im.conn, im.keys.data_keys, im.store_id, 0, mid,
+          [&](const IndexRow& r) { on_row(0, r); }, first_half, disabled);
     } catch (const std::exception& e) {
       s = Error(ErrorCode::kInternal, std::string("reading failed: ") + e.what());
     }

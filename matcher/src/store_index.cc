@@ -1,6 +1,7 @@
 #include "bantay/matcher/store_index.h"
 
 #include <algorithm>
+#include <memory>
 
 namespace bantay::matcher {
 
@@ -51,6 +52,35 @@ Status LoadIndexFromEntries(std::vector<StoredEntry> entries, const std::vector<
 }
 
 Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index) {
+  std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
+  if (snap->size(SignalType::kPdq) + snap->size(SignalType::kMd5) +
+          snap->size(SignalType::kSha256) ==
+      0) {
+    // The rows go straight into the index's layout while the store is read
+    // (on two threads for a large store): no IndexEntry per row, no copy.
+    std::unique_ptr<IndexLoader> loader;
+    std::vector<uint64_t> disabled;
+    std::vector<ListInfo> lists;
+    uint64_t version = 0;
+    Status s = store.ReadIndexRows(
+        [&](size_t part0, size_t part1) { loader = std::make_unique<IndexLoader>(part0, part1); },
+        [&](int part, const IndexRow& row) {
+          loader->Add(part, row.id, row.list, row.type, *row.value, row.category,
+                      row.reference);
+        },
+        &disabled, &version, &lists);
+    if (!s.ok()) return s.error();
+    for (const ListInfo& l : lists) {
+      if (!l.enabled) index->SetListEnabled(l.name, false);
+    }
+    if (!disabled.empty()) index->SetEntriesEnabled(disabled, false);
+    if (loader) {
+      s = index->AddLoaded(*loader);
+      if (!s.ok()) return s.error();
+    }
+    index->SetStoreVersion(version);
+    return version;
+  }
   std::vector<IndexEntry> entries;
   std::vector<uint64_t> disabled;
   std::vector<ListInfo> lists;

@@ -31,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -139,6 +140,32 @@ struct HashIndexOptions {
   int num_substrings = 0;
 };
 
+// Collects the entries of a first load (a replica reading its store) in
+// the layout of the index's base segment as they arrive, without an
+// IndexEntry and its strings per entry. The entries come in two parts of
+// announced sizes, part 0 with the smaller ids, each in increasing id
+// order. Thread safety: each part is filled by one thread at a time; the
+// two parts may be filled concurrently.
+class IndexLoader {
+ public:
+  IndexLoader(size_t part0_entries, size_t part1_entries);
+  ~IndexLoader();
+  IndexLoader(const IndexLoader&) = delete;
+  IndexLoader& operator=(const IndexLoader&) = delete;
+
+  // Adds an entry to part 0 or 1 (value as IndexEntry::value). Entries
+  // beyond the part's announced size, and ids out of order, are reported
+  // by HashIndex::AddLoaded.
+  void Add(int part, uint64_t id, std::string_view list, SignalType type,
+           const std::array<uint8_t, 32>& value, std::string_view category,
+           std::string_view reference);
+
+ private:
+  friend class HashIndex;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 class HashIndex {
  public:
   explicit HashIndex(HashIndexOptions options = {});
@@ -161,6 +188,12 @@ class HashIndex {
   // an id is active, repeated in the batch, or removed since the last merge
   // (ids are not to be reused).
   Status Add(std::vector<IndexEntry> entries);
+  // Makes the loaded entries the base of this empty index, as one change
+  // (the loader is left empty). kInvalidArgument (and nothing added) when
+  // the index is not empty (entries or removals), when a part received more
+  // entries than announced, or when ids do not increase through part 0
+  // then part 1.
+  Status AddLoaded(IndexLoader& loader);
   // Removes entries by id as one change. kNotFound (and nothing removed)
   // when an id is not active.
   Status Remove(const std::vector<uint64_t>& ids);

@@ -41,6 +41,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bantay/matcher/crypto.h"
@@ -71,6 +72,16 @@ struct ListInfo {
   std::string description;
   uint64_t active = 0;    // entries with status active
   uint64_t disabled = 0;  // entries with status disabled
+};
+
+// What the in-memory index needs of an entry (Store::ReadIndexRows).
+struct IndexRow {
+  uint64_t id = 0;
+  std::string_view list;
+  SignalType type = SignalType::kPdq;
+  const std::array<uint8_t, 32>* value = nullptr;  // as IndexEntry::value
+  std::string_view category;
+  std::string_view reference;
 };
 
 struct StoredEntry {
@@ -235,6 +246,16 @@ class Store {
   // allocation beyond the entry's own strings).
   Status ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uint64_t>* disabled,
                           uint64_t* version, std::vector<ListInfo>* lists);
+  // ReadIndexEntries without an IndexEntry per row: start(part0, part1)
+  // is called once with the number of entries in each of two parts (part 0
+  // holds the smaller ids; part 1 may be empty), then row(part, entry) for
+  // every entry, each part in id order on its own thread (so calls for the
+  // two parts run concurrently). The row's views and value are valid
+  // during the call only. Disabled ids go to `disabled` in id order.
+  Status ReadIndexRows(const std::function<void(size_t, size_t)>& start,
+                       const std::function<void(int, const IndexRow&)>& row,
+                       std::vector<uint64_t>* disabled, uint64_t* version,
+                       std::vector<ListInfo>* lists);
   Result<ChangeSet> ChangesSince(uint64_t version);
   Result<StoreStats> Stats();
 
