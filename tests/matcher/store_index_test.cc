@@ -165,6 +165,65 @@ TEST_P(StoreIndexTest, ALargeStoreLoadsInTwoHalvesWithEveryEntry) {
   EXPECT_TRUE(snap->EntryEnabled(105'000));
 }
 
+// The same path with every kind of row: exact hashes only in the first half
+// (so the halves differ in shape), a disabled list and disabled entries.
+TEST_P(StoreIndexTest, AMixedLargeStoreLoadsInTwoHalvesAsEntryByEntry) {
+  constexpr size_t kEntries = 210'000;
+  auto ref = [](uint64_t id) { return std::string("m").append(std::to_string(id)); };
+  auto type_of = [](size_t i) {
+    if (i < kEntries / 2 && i % 10 == 3) return SignalType::kMd5;
+    if (i < kEntries / 2 && i % 10 == 6) return SignalType::kSha256;
+    return SignalType::kPdq;
+  };
+  std::vector<NewEntry> entries;
+  entries.reserve(kEntries);
+  std::array<size_t, 3> by_type{};
+  for (size_t i = 0; i < kEntries; ++i) {
+    std::array<uint8_t, 32> value{};
+    for (size_t b = 0; b < 32; b += 8) {
+      const uint64_t word = (i + 7) * 0x9e3779b97f4a7c15ULL ^ (b * 0x2545f4914f6cdd1dULL);
+      std::memcpy(value.data() + b, &word, 8);
+    }
+    const SignalType type = type_of(i);
+    if (type == SignalType::kMd5) std::fill(value.begin() + 16, value.end(), 0);
+    ++by_type[static_cast<int>(type)];
+    entries.push_back(Entry(i % 50 == 0 ? "off" : (i % 3 ? "a" : "b"), type, value,
+                            i % 7 ? "A1" : "B2", ref(i + 1)));
+  }
+  STORE_ASSERT_OK(store_->AddEntries(entries, Ctx()));
+  STORE_ASSERT_OK(store_->SetListEnabled("off", false, Ctx()));
+  STORE_ASSERT_OK(store_->SetEntriesStatus({4, 7, 150'001}, EntryStatus::kDisabled, Ctx()));
+  std::unique_ptr<HashIndex> index = Load();
+  std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
+  EXPECT_EQ(snap->store_version(), 4u);
+  for (int t = 0; t < 3; ++t) {
+    EXPECT_EQ(snap->size(static_cast<SignalType>(t)), by_type[t]) << t;
+  }
+  std::vector<Match> matches;
+  for (size_t i = 0; i < kEntries; i += 331) {
+    const uint64_t id = i + 1;
+    const SignalType type = type_of(i);
+    if (type == SignalType::kPdq) {
+      snap->MatchPdq(models::Hash256(entries[i].value), 0, &matches);
+    } else {
+      snap->MatchExact(type, entries[i].value.data(), &matches);
+    }
+    const bool hidden = i % 50 == 0 || id == 4 || id == 7 || id == 150'001;
+    ASSERT_EQ(matches.size(), hidden ? 0u : 1u) << id;
+    if (hidden) continue;
+    EXPECT_EQ(matches[0].id, id);
+    EXPECT_EQ(matches[0].list, entries[i].list);
+    EXPECT_EQ(matches[0].category, entries[i].category);
+    EXPECT_EQ(matches[0].reference, ref(id));
+  }
+  for (uint64_t id : {uint64_t{4}, uint64_t{7}, uint64_t{150'001}}) {
+    EXPECT_TRUE(snap->Contains(id));
+    EXPECT_FALSE(snap->EntryEnabled(id));
+  }
+  EXPECT_FALSE(snap->ListEnabled("off"));
+  EXPECT_TRUE(snap->ListEnabled("a"));
+}
+
 TEST_P(StoreIndexTest, AChangeSetFromAnotherVersionIsRefused) {
   Add("hotline-a", SignalType::kPdq, pdq_[0], "case-1");
   Result<ChangeSet> old = store_->ChangesSince(1);  // 1 -> 2
