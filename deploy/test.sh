@@ -17,5 +17,5 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAY_TSAN=ON \
 cmake --build build-tsan -j"$(nproc)" --target matcher_test server_integration_test
 export TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp"
 build-tsan/bin/matcher_test \
-  --gtest_filter='HashIndexConcurrentTest.*:HashIndexTest.MergesKeepEveryChange:Backends/StoreTest.TwoWritersOnOneDatabase/sqlite:Backends/StoreIndexTest.ALargeStoreLoadsInTwoHalvesWithEveryEntry/sqlite'
+  --gtest_filter='HashIndexConcurrentTest.*:HashIndexTest.MergesKeepEveryChange:Backends/StoreTest.TwoWritersOnOneDatabase/sqlite:Backends/StoreIndexTest.ALargeStoreLoadsInTwoHalvesWithEveryEntry/sqlite:Backends/StoreIndexTest.AMixedLargeStoreLoadsInTwoHalvesAsEntryByEntry/sqlite'
 build-tsan/bin/server_integration_test --gtest_filter='Backends/ApiTest.*/sqlite:LifecycleTest.*:BinaryTest.*'
