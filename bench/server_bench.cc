@@ -20,26 +20,36 @@
 //             threads: the in-process rate the server is compared with.
 //   closed    closed loop (each connection sends its next request when the
 //             answer arrives) on 16/32/64 connections: requests/s.
-//   open      open loop at a fixed rate (--rate, 12,500/s): requests are
-//             scheduled at fixed times and latency runs from the scheduled
-//             time, so a stalled server shows as queueing (no coordinated
-//             omission); p50/p99/p99.9.
+//   open      open loop at a fixed rate (--rate, 12,500/s, and half the
+//             closed-loop capacity just measured): requests are scheduled
+//             at fixed times and latency runs from the scheduled time, so a
+//             stalled server shows as queueing (no coordinated omission);
+//             p50/p99/p99.9.
 //   jpeg      104 1080p JPEG frames (pdq_bench's workload: crops of the
 //             mate-backgrounds photographs) posted as image/jpeg on 8
 //             connections, against the single-core offline rate of
-//             ImageHasher with the server's options, in the same run.
+//             ImageHasher with the server's options (compatible mode, MD5
+//             and SHA-256), in the same run; ratio server / (2 x offline).
 //   soak      (--soak SECONDS) open loop at 70% of the closed-loop capacity
 //             measured in this run (or --soak-rate): errors, latency and the
 //             process's VmRSS after a 30 s warm-up and at the end.
 //
-// Run: build/bin/server_bench                       (~10 min)
-//      build/bin/server_bench --soak 600 --parts closed
-//      build/bin/server_bench --serve-only 120      (for wrk; see
-//      wrk_match.lua)
+// Each measurement also reports the cores used by the load generator, by
+// the server and by other processes (/proc/stat). The machine is shared: a
+// measurement during which other processes used more than --max-others
+// cores (0.15) is discarded and repeated after --quiet-wait seconds, at
+// most --attempts times; the summary says how many were.
+//
+// Run: build/bin/server_bench                       (~12 min on a quiet
+//                                                    machine)
+//      build/bin/server_bench --parts closed --io-threads 1 --soak 600
+//      build/bin/server_bench --serve-only 120      (for wrk: see
+//                                                    wrk_match.lua)
 // Flags: --entries N --reps N --seconds S --warmup S --io-threads 1,2
 //        --connections 16,32,64 --rate R --open-connections N
 //        --jpeg-connections N --parts baseline,closed,open,jpeg
-//        --soak S --soak-rate R
+//        --soak S --soak-rate R --max-others CORES --attempts N
+//        --quiet-wait S --serve-only S
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,6 +130,12 @@ struct Options {
   double soak = 0;
   double soak_rate = 0;
   double serve_only = 0;
+  // A measurement during which other processes used more than max_others
+  // cores is discarded and repeated after quiet_wait seconds, up to
+  // `attempts` times (then kept and counted as noisy).
+  double max_others = 0.15;
+  int attempts = 12;
+  double quiet_wait = 20;
 
   bool Part(const std::string& name) const {
     return std::find(parts.begin(), parts.end(), name) != parts.end();
@@ -159,6 +175,12 @@ Options ParseOptions(int argc, char** argv) {
       o.soak = std::stod(value);
     } else if (flag == "--soak-rate") {
       o.soak_rate = std::stod(value);
+    } else if (flag == "--max-others") {
+      o.max_others = std::stod(value);
+    } else if (flag == "--attempts") {
+      o.attempts = std::stoi(value);
+    } else if (flag == "--quiet-wait") {
+      o.quiet_wait = std::stod(value);
     } else if (flag == "--serve-only") {
       o.serve_only = std::stod(value);
     } else {
@@ -226,17 +248,27 @@ struct CpuTimes {
   }
 };
 
-// Cores used over `seconds` by the load generator, the server (the rest of
-// this process) and other processes.
-std::string CpuShare(const CpuTimes& a, const CpuTimes& b, double seconds) {
-  const double client = (b.thread - a.thread) / seconds;
-  const double server = (b.process - a.process) / seconds - client;
-  const double others = (b.machine - a.machine) / seconds - client - server;
-  char text[160];
-  std::snprintf(text, sizeof text,
-                "cores used: load generator %.2f, server %.2f, others %.2f",
-                client, server, std::max(0.0, others));
-  return text;
+// Cores used over a measurement by the load generator (this thread), the
+// rest of this process (the server, or a baseline's threads) and other
+// processes.
+struct CpuUse {
+  double client = 0, server = 0, others = 0;
+  std::string Text() const {
+    char text[160];
+    std::snprintf(text, sizeof text,
+                  "cores used: load generator %.2f, server %.2f, others %.2f",
+                  client, server, others);
+    return text;
+  }
+};
+
+CpuUse CpuShare(const CpuTimes& a, const CpuTimes& b, double seconds) {
+  CpuUse use;
+  use.client = (b.thread - a.thread) / seconds;
+  use.server = (b.process - a.process) / seconds - use.client;
+  use.others = std::max(
+      0.0, (b.machine - a.machine) / seconds - use.client - use.server);
+  return use;
 }
 
 // Latency histogram of fixed size (so that a long soak does not grow the
@@ -394,14 +426,17 @@ std::vector<std::vector<uint8_t>> MakeFrames() {
 
 // --- Load generator ----------------------------------------------------------
 
+// Errors of every run, including runs discarded because the machine was busy.
+uint64_t g_errors_all = 0;
+
 struct RunSpec {
   int connections = 32;
   double rate = 0;  // requests/s on a fixed schedule; 0: closed loop
   double warmup = 2;
   double seconds = 10;
   double report_every = 0;  // print progress (soak)
-  std::function<void()> on_measure_start =
-      nullptr;  // called once the warm-up is over
+  // Called once the warm-up is over.
+  std::function<void()> on_measure_start = nullptr;
 };
 
 struct RunResult {
@@ -413,9 +448,10 @@ struct RunResult {
   double seconds = 0;
   Histogram latency;
   std::string first_error;
-  std::string cpu;  // CpuShare over the measured window
-  double achieved =
-      0;  // open loop: answers/s from the end of the warm-up to the last answer
+  CpuUse cpu;  // over the measured window
+  // Answers/s from the end of the warm-up to the last answer (open loop:
+  // what the server kept up with).
+  double achieved = 0;
   double Rate() const { return static_cast<double>(completed) / seconds; }
 };
 
@@ -434,7 +470,8 @@ class LoadRun {
         requests_(requests),
         spec_(std::move(spec)),
         timer_(ioc_),
-        report_timer_(ioc_) {}
+        report_timer_(ioc_),
+        watchdog_(ioc_) {}
 
   RunResult Run() {
     for (int i = 0; i < spec_.connections; ++i) {
@@ -458,6 +495,7 @@ class LoadRun {
     report_timer_.expires_at(warm_end_);
     report_timer_.async_wait([this](beast::error_code) { OnReport(); });
     running_ = true;
+    Watchdog();
     if (spec_.rate > 0) {
       for (auto& c : conns_) idle_.push_back(c.get());
       Pump();
@@ -472,7 +510,8 @@ class LoadRun {
       }
     }
     result_.seconds = spec_.seconds;
-    if (result_.cpu.empty()) {
+    g_errors_all += result_.errors_total;
+    if (!cpu_taken_) {
       result_.cpu = CpuShare(cpu_start_, CpuTimes::Now(), Seconds(warm_end_));
     }
     result_.achieved =
@@ -489,6 +528,7 @@ class LoadRun {
     std::optional<http::response_parser<http::string_body>> parser;
     uint64_t request = 0;
     Clock::time_point sent;
+    bool busy = false;  // a request is out
   };
 
   static Clock::duration Dur(double seconds) {
@@ -509,12 +549,15 @@ class LoadRun {
           beast::get_lowest_layer(*c->stream)
               .socket()
               .set_option(tcp::no_delay(true));
-          c->stream->async_handshake(ssl::stream_base::client,
-                                     [this, c, then](beast::error_code hec) {
-                                       if (hec)
-                                         return ConnectFailed(c, hec, then);
-                                       if (then) then();
-                                     });
+          c->stream->async_handshake(
+              ssl::stream_base::client, [this, c, then](beast::error_code hec) {
+                if (hec) return ConnectFailed(c, hec, then);
+                // No timeout per read and write (each would arm and cancel
+                // a timer: a cost the generator would take from the
+                // server); the watchdog cuts a request after 10 s instead.
+                beast::get_lowest_layer(*c->stream).expires_never();
+                if (then) then();
+              });
         });
   }
   void ConnectFailed(Conn* c, beast::error_code ec,
@@ -535,8 +578,8 @@ class LoadRun {
   void Send(Conn* c, uint64_t i) {
     c->request = i;
     c->sent = Clock::now();
+    c->busy = true;
     const Request& r = requests_[i % requests_.size()];
-    beast::get_lowest_layer(*c->stream).expires_after(std::chrono::seconds(10));
     auto on_write = [this, c](beast::error_code ec, size_t) {
       if (ec) return Done(c, ec);
       c->parser.emplace();
@@ -556,6 +599,7 @@ class LoadRun {
 
   void Done(Conn* c, beast::error_code ec) {
     const Clock::time_point now = Clock::now();
+    c->busy = false;
     const uint64_t i = c->request;
     const Request& r = requests_[i % requests_.size()];
     std::string error;
@@ -638,6 +682,25 @@ class LoadRun {
     }
   }
 
+  // Closes a connection whose request has been out for over 10 s (its
+  // operation then fails and counts as an error); runs every second until
+  // the run is over.
+  void Watchdog() {
+    const Clock::time_point now = Clock::now();
+    bool busy = false;
+    for (auto& c : conns_) {
+      if (!c->busy) continue;
+      busy = true;
+      if (now - c->sent > std::chrono::seconds(10) && c->stream) {
+        beast::error_code ec;
+        beast::get_lowest_layer(*c->stream).socket().close(ec);
+      }
+    }
+    if (now >= end_ && !busy && next_ >= total_) return;
+    watchdog_.expires_after(std::chrono::seconds(1));
+    watchdog_.async_wait([this](beast::error_code) { Watchdog(); });
+  }
+
   void OnReport() {
     const Clock::time_point now = Clock::now();
     if (!measuring_) {
@@ -672,6 +735,7 @@ class LoadRun {
   std::vector<Conn*> idle_;
   asio::steady_timer timer_;
   asio::steady_timer report_timer_;
+  asio::steady_timer watchdog_;
   bool timer_armed_ = false;
   bool running_ = false;
   bool measuring_ = false;
@@ -852,18 +916,27 @@ double InProcessRate(const bantay::matcher::HashIndex& index, const Workload& w,
 // Frames/s of one thread hashing the frames as the server does (compatible
 // mode, MD5 and SHA-256 of the bytes).
 double OfflineJpegRate(const std::vector<std::vector<uint8_t>>& frames,
-                       double seconds, int64_t max_pixels) {
+                       double seconds, int64_t max_pixels, int threads = 1) {
   bantay::models::HashOptions options;
   options.max_pixels = max_pixels;
-  bantay::models::ImageHasher hasher(options);
+  std::atomic<size_t> total{0};
   const auto start = Clock::now();
-  size_t n = 0;
-  while (Seconds(start) < seconds) {
-    auto r = hasher.Hash(frames[n % frames.size()]);
-    if (!r.ok()) Die("ImageHasher: " + r.error().ToString());
-    ++n;
+  auto work = [&](size_t first) {
+    bantay::models::ImageHasher hasher(options);
+    size_t n = 0;
+    while (Seconds(start) < seconds) {
+      auto r = hasher.Hash(frames[(first + n) % frames.size()]);
+      if (!r.ok()) Die("ImageHasher: " + r.error().ToString());
+      ++n;
+    }
+    total += n;
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back(work, static_cast<size_t>(t) * frames.size() / 2);
   }
-  return static_cast<double>(n) / Seconds(start);
+  for (std::thread& t : pool) t.join();
+  return static_cast<double>(total) / Seconds(start);
 }
 
 std::string Join(const std::vector<double>& v, const char* format) {
@@ -875,6 +948,51 @@ std::string Join(const std::vector<double>& v, const char* format) {
     out += text;
   }
   return out;
+}
+
+int g_discarded = 0;  // measurements repeated because the machine was busy
+int g_noisy = 0;      // kept although it was
+
+// Runs `measure` (which returns something with a `cpu` CpuUse) until other
+// processes stayed under opt.max_others cores during it: this machine is
+// shared, and a neighbour's compilation halves what the server gets.
+template <typename Measure>
+auto UntilQuiet(const Options& opt, const std::string& what, Measure measure) {
+  for (int attempt = 1;; ++attempt) {
+    auto result = measure();
+    const double others = result.cpu.others;
+    if (others <= opt.max_others) return result;
+    if (attempt >= opt.attempts) {
+      ++g_noisy;
+      std::printf(
+          "  (%s kept after %d attempts although other processes "
+          "used %.2f cores)\n",
+          what.c_str(), attempt, others);
+      return result;
+    }
+    ++g_discarded;
+    std::printf(
+        "  (%s discarded: other processes used %.2f cores; again in "
+        "%.0f s)\n",
+        what.c_str(), others, opt.quiet_wait);
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::duration<double>(opt.quiet_wait));
+  }
+}
+
+struct Measured {
+  double value = 0;
+  CpuUse cpu;
+};
+
+template <typename F>
+Measured Measure(F f) {
+  const CpuTimes a = CpuTimes::Now();
+  const auto start = Clock::now();
+  Measured m;
+  m.value = f();
+  m.cpu = CpuShare(a, CpuTimes::Now(), Seconds(start));
+  return m;
 }
 
 }  // namespace
@@ -934,10 +1052,15 @@ int main(int argc, char** argv) {
     std::vector<double> rates;
     for (int r = 0; r < opt.reps; ++r) {
       uint64_t matches = 0;
-      rates.push_back(InProcessRate(*index, w, 3.0, &matches));
+      const Measured m = UntilQuiet(opt, "in-process run", [&] {
+        return Measure([&] { return InProcessRate(*index, w, 3.0, &matches); });
+      });
+      rates.push_back(m.value);
       std::printf(
-          "in-process MatchPdq, 2 threads, run %d: %.0f q/s (%llu matched)\n",
-          r + 1, rates.back(), static_cast<unsigned long long>(matches));
+          "in-process MatchPdq, 2 threads, run %d: %.0f q/s (%llu matched); "
+          "%s\n",
+          r + 1, rates.back(), static_cast<unsigned long long>(matches),
+          m.cpu.Text().c_str());
     }
     in_process = Median(rates);
     std::snprintf(text, sizeof text,
@@ -952,16 +1075,19 @@ int main(int argc, char** argv) {
   for (int io : opt.io_threads) {
     if (!opt.Part("closed") && !opt.Part("open")) break;
     auto server = StartServer(setup, io, tls, opt.entries);
+    double io_best = 0;  // the best closed-loop median of this setting
     if (opt.Part("closed")) {
       for (int conns : opt.connections) {
         std::vector<double> rates, p50, p99;
         uint64_t errors = 0;
         for (int r = 0; r < opt.reps; ++r) {
-          LoadRun run(server->port(), tls, hash_requests,
-                      {.connections = conns,
-                       .warmup = opt.warmup,
-                       .seconds = opt.seconds});
-          RunResult res = run.Run();
+          RunResult res = UntilQuiet(opt, "closed run", [&] {
+            LoadRun run(server->port(), tls, hash_requests,
+                        {.connections = conns,
+                         .warmup = opt.warmup,
+                         .seconds = opt.seconds});
+            return run.Run();
+          });
           rates.push_back(res.Rate());
           p50.push_back(res.latency.QuantileMs(0.5));
           p99.push_back(res.latency.QuantileMs(0.99));
@@ -974,11 +1100,13 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(res.errors_total),
               static_cast<unsigned long long>(res.matched),
               static_cast<unsigned long long>(res.expected_matches),
-              res.cpu.c_str(), res.first_error.empty() ? "" : "; first error: ",
+              res.cpu.Text().c_str(),
+              res.first_error.empty() ? "" : "; first error: ",
               res.first_error.substr(0, 200).c_str());
           std::fflush(stdout);
         }
         const double rate = Median(rates);
+        io_best = std::max(io_best, rate);
         if (rate > best_rate) {
           best_rate = rate;
           best_io = io;
@@ -994,40 +1122,48 @@ int main(int argc, char** argv) {
       }
     }
     if (opt.Part("open")) {
-      std::vector<double> p50, p99, p999, achieved;
-      uint64_t errors = 0;
-      for (int r = 0; r < opt.reps; ++r) {
-        LoadRun run(server->port(), tls, hash_requests,
-                    {.connections = opt.open_connections,
-                     .rate = opt.rate,
-                     .warmup = opt.warmup,
-                     .seconds = std::max(opt.seconds, 20.0)});
-        RunResult res = run.Run();
-        p50.push_back(res.latency.QuantileMs(0.5));
-        p99.push_back(res.latency.QuantileMs(0.99));
-        p999.push_back(res.latency.QuantileMs(0.999));
-        achieved.push_back(res.achieved);
-        errors += res.errors_total;
-        std::printf(
-            "open io=%d rate=%.0f conns=%d run %d: %llu answered (%.0f/s), p50 "
-            "%.3f ms, "
-            "p99 %.3f ms, p99.9 %.3f ms, %llu errors; %s%s%s\n",
-            io, opt.rate, opt.open_connections, r + 1,
-            static_cast<unsigned long long>(res.completed), res.achieved,
-            p50.back(), p99.back(), p999.back(),
-            static_cast<unsigned long long>(res.errors_total), res.cpu.c_str(),
-            res.first_error.empty() ? "" : "; first error: ",
-            res.first_error.substr(0, 200).c_str());
-        std::fflush(stdout);
+      // The target's rate, and half of the capacity measured just now (the
+      // latency of a server that is not overloaded, whatever its capacity).
+      std::vector<double> open_rates = {opt.rate};
+      if (io_best > 0) open_rates.push_back(std::round(io_best / 2));
+      for (double rate : open_rates) {
+        std::vector<double> p50, p99, p999, achieved;
+        uint64_t errors = 0;
+        for (int r = 0; r < opt.reps; ++r) {
+          RunResult res = UntilQuiet(opt, "open run", [&] {
+            LoadRun run(server->port(), tls, hash_requests,
+                        {.connections = opt.open_connections,
+                         .rate = rate,
+                         .warmup = opt.warmup,
+                         .seconds = std::max(opt.seconds, 20.0)});
+            return run.Run();
+          });
+          p50.push_back(res.latency.QuantileMs(0.5));
+          p99.push_back(res.latency.QuantileMs(0.99));
+          p999.push_back(res.latency.QuantileMs(0.999));
+          achieved.push_back(res.achieved);
+          errors += res.errors_total;
+          std::printf(
+              "open io=%d rate=%.0f conns=%d run %d: %llu answered (%.0f/s), "
+              "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %llu errors; %s%s%s\n",
+              io, rate, opt.open_connections, r + 1,
+              static_cast<unsigned long long>(res.completed), res.achieved,
+              p50.back(), p99.back(), p999.back(),
+              static_cast<unsigned long long>(res.errors_total),
+              res.cpu.Text().c_str(),
+              res.first_error.empty() ? "" : "; first error: ",
+              res.first_error.substr(0, 200).c_str());
+          std::fflush(stdout);
+        }
+        std::snprintf(text, sizeof text,
+                      "open loop, io_threads %d, %.0f req/s on %d conns: p50 "
+                      "%.3f ms, p99 %.3f ms [%s], p99.9 %.3f ms, answered "
+                      "%.0f/s, errors %llu",
+                      io, rate, opt.open_connections, Median(p50), Median(p99),
+                      Join(p99, "%.3f").c_str(), Median(p999), Median(achieved),
+                      static_cast<unsigned long long>(errors));
+        lines.push_back(text);
       }
-      std::snprintf(text, sizeof text,
-                    "open loop, io_threads %d, %.0f req/s on %d conns: p50 "
-                    "%.3f ms, p99 %.3f ms "
-                    "[%s], p99.9 %.3f ms, answered %.0f/s, errors %llu",
-                    io, opt.rate, opt.open_connections, Median(p50),
-                    Median(p99), Join(p99, "%.3f").c_str(), Median(p999),
-                    Median(achieved), static_cast<unsigned long long>(errors));
-      lines.push_back(text);
     }
     server.reset();
   }
@@ -1041,37 +1177,53 @@ int main(int argc, char** argv) {
           {RequestHead(setup.api_key, "image/jpeg", f.size()), &f, -1});
     }
     auto server = StartServer(setup, best_io, tls, opt.entries);
-    std::vector<double> offline, served, ratios;
+    std::vector<double> offline, offline2, served, ratios;
     uint64_t errors = 0;
     for (int r = 0; r < opt.reps; ++r) {
-      offline.push_back(OfflineJpegRate(frames, 5.0, setup.config.max_pixels));
-      LoadRun run(server->port(), tls, jpeg_requests,
-                  {.connections = opt.jpeg_connections,
-                   .warmup = opt.warmup,
-                   .seconds = std::max(opt.seconds, 15.0)});
-      RunResult res = run.Run();
+      const Measured one = UntilQuiet(opt, "offline run", [&] {
+        return Measure([&] {
+          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels);
+        });
+      });
+      const Measured two = UntilQuiet(opt, "offline run", [&] {
+        return Measure([&] {
+          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels, 2);
+        });
+      });
+      offline.push_back(one.value);
+      offline2.push_back(two.value);
+      RunResult res = UntilQuiet(opt, "jpeg run", [&] {
+        LoadRun run(server->port(), tls, jpeg_requests,
+                    {.connections = opt.jpeg_connections,
+                     .warmup = opt.warmup,
+                     .seconds = std::max(opt.seconds, 15.0)});
+        return run.Run();
+      });
       served.push_back(res.Rate());
       ratios.push_back(res.Rate() / (2 * offline.back()));
       errors += res.errors_total;
       std::printf(
-          "jpeg run %d: offline 1 core %.1f frames/s; server %.1f frames/s on "
-          "%d conns "
-          "(p50 %.1f ms, p99 %.1f ms), %llu errors; ratio %.3f; %s%s%s\n",
-          r + 1, offline.back(), served.back(), opt.jpeg_connections,
-          res.latency.QuantileMs(0.5), res.latency.QuantileMs(0.99),
+          "jpeg run %d: offline 1 core %.1f frames/s (2 threads %.1f); server "
+          "%.1f frames/s on %d conns (p50 %.1f ms, p99 %.1f ms), %llu errors; "
+          "ratio %.3f; %s%s%s\n",
+          r + 1, offline.back(), offline2.back(), served.back(),
+          opt.jpeg_connections, res.latency.QuantileMs(0.5),
+          res.latency.QuantileMs(0.99),
           static_cast<unsigned long long>(res.errors_total), ratios.back(),
-          res.cpu.c_str(), res.first_error.empty() ? "" : "; first error: ",
+          res.cpu.Text().c_str(),
+          res.first_error.empty() ? "" : "; first error: ",
           res.first_error.substr(0, 200).c_str());
       std::fflush(stdout);
     }
     std::snprintf(
         text, sizeof text,
         "1080p JPEG (%zu frames), io_threads %d: server %.1f frames/s [%s], "
-        "offline "
-        "1 core %.1f [%s], server/(2 x offline) = %.3f [%s], errors %llu",
+        "offline 1 core %.1f [%s] (2 threads %.1f), server/(2 x offline) = "
+        "%.3f [%s], errors %llu",
         frames.size(), best_io, Median(served), Join(served, "%.1f").c_str(),
-        Median(offline), Join(offline, "%.1f").c_str(), Median(ratios),
-        Join(ratios, "%.3f").c_str(), static_cast<unsigned long long>(errors));
+        Median(offline), Join(offline, "%.1f").c_str(), Median(offline2),
+        Median(ratios), Join(ratios, "%.3f").c_str(),
+        static_cast<unsigned long long>(errors));
     lines.push_back(text);
   }
 
@@ -1108,13 +1260,18 @@ int main(int argc, char** argv) {
         res.latency.QuantileMs(0.999), rss_start, rss_end,
         100.0 * static_cast<double>(rss_end - rss_start) /
             static_cast<double>(rss_start),
-        res.cpu.c_str(), res.first_error.empty() ? "" : "; first error: ",
+        res.cpu.Text().c_str(),
+        res.first_error.empty() ? "" : "; first error: ",
         res.first_error.substr(0, 200).c_str());
     lines.push_back(text);
   }
 
-  std::printf("\nsummary (%s; %d reps, medians [runs])\n", command.c_str(),
-              opt.reps);
+  std::printf(
+      "\nsummary (%s; %d reps, medians [runs]; %d runs repeated because other "
+      "processes used more than %.2f cores, %d kept although they did; "
+      "errors in all runs: %llu)\n",
+      command.c_str(), opt.reps, g_discarded, opt.max_others, g_noisy,
+      static_cast<unsigned long long>(g_errors_all));
   for (const std::string& line : lines) std::printf("  %s\n", line.c_str());
   std::filesystem::remove_all(setup.dir);
   return 0;
