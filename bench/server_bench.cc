@@ -283,6 +283,10 @@ class Histogram {
     ++total_;
   }
   uint64_t total() const { return total_; }
+  void Clear() {
+    std::fill(counts_.begin(), counts_.end(), 0);
+    total_ = 0;
+  }
   // The value (ms) at quantile q: the middle of its bucket.
   double QuantileMs(double q) const {
     if (total_ == 0) return 0;
@@ -632,9 +636,11 @@ class LoadRun {
         ++result_.completed;
         result_.matched += matched;
         result_.expected_matches += r.expect_match == 1;
-        result_.latency.Add(std::chrono::duration<double>(
-                                now - (spec_.rate > 0 ? Due(i) : c->sent))
-                                .count());
+        const double latency = std::chrono::duration<double>(
+                                   now - (spec_.rate > 0 ? Due(i) : c->sent))
+                                   .count();
+        result_.latency.Add(latency);
+        if (spec_.report_every > 0) interval_.Add(latency);
       } else {
         ++result_.errors;
       }
@@ -708,17 +714,25 @@ class LoadRun {
       cpu_start_ = CpuTimes::Now();
       if (spec_.on_measure_start) spec_.on_measure_start();
     } else {
+      // This interval's figures (so that a burst of queueing shows when it
+      // happened), the RSS and the totals so far.
       const double t = std::chrono::duration<double>(now - warm_end_).count();
+      const CpuTimes cpu = CpuTimes::Now();
+      const CpuUse use = CpuShare(interval_cpu_, cpu, Seconds(interval_start_));
       std::printf(
-          "  [%6.0f s] %llu answered (%.0f/s), %llu errors, p99 so far %.2f "
-          "ms, "
-          "VmRSS %ld kB\n",
-          t, static_cast<unsigned long long>(result_.completed),
-          static_cast<double>(result_.completed) / t,
-          static_cast<unsigned long long>(result_.errors),
-          result_.latency.QuantileMs(0.99), VmRssKb());
+          "  [%6.0f s] last %.0f s: %llu answered, p50 %.3f ms, p99 %.3f ms, "
+          "max %.1f ms, %s; total %llu answered, %llu errors; VmRSS %ld kB\n",
+          t, Seconds(interval_start_),
+          static_cast<unsigned long long>(interval_.total()),
+          interval_.QuantileMs(0.5), interval_.QuantileMs(0.99),
+          interval_.QuantileMs(1.0), use.Text().c_str(),
+          static_cast<unsigned long long>(result_.completed),
+          static_cast<unsigned long long>(result_.errors), VmRssKb());
       std::fflush(stdout);
     }
+    interval_.Clear();
+    interval_cpu_ = CpuTimes::Now();
+    interval_start_ = Clock::now();
     if (spec_.report_every <= 0) return;
     const Clock::time_point next = now + Dur(spec_.report_every);
     if (next >= end_) return;
@@ -744,6 +758,9 @@ class LoadRun {
   uint64_t total_ = 0;
   uint64_t warm_count_ = 0;
   CpuTimes cpu_start_;
+  Histogram interval_;  // latencies since the last progress line (soak)
+  CpuTimes interval_cpu_;
+  Clock::time_point interval_start_;
   bool cpu_taken_ = false;
   Clock::time_point last_done_;
   RunResult result_;
@@ -1241,7 +1258,7 @@ int main(int argc, char** argv) {
                  .rate = rate,
                  .warmup = 30,
                  .seconds = opt.soak,
-                 .report_every = 60,
+                 .report_every = std::min(60.0, opt.soak / 4),
                  .on_measure_start = [&] { rss_start = VmRssKb(); }});
     std::printf(
         "soak: %.0f req/s for %.0f s (30 s warm-up), io_threads %d, %d conns\n",
