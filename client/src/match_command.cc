@@ -22,6 +22,7 @@
 #include "bantay/matcher/store_index.h"
 #include "bantay/models/image_probe.h"
 #include "bantay/models/pdq.h"
+#include "command_util.h"
 #include "store_options.h"
 
 namespace bantay::client {
@@ -97,18 +98,6 @@ query line was bad or got an error answer; 2 usage error, an unreadable or
 invalid index, or a server that cannot be reached.
 )";
 
-bool ParseInt(std::string_view s, int* value) {
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *value);
-  return ec == std::errc() && end == s.data() + s.size();
-}
-
-std::string Trim(const std::string& s) {
-  const auto begin = s.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  const auto end = s.find_last_not_of(" \t\r\n");
-  return s.substr(begin, end - begin + 1);
-}
-
 struct OutputLine {
   std::string text;
   bool bad = false;
@@ -146,55 +135,6 @@ OutputLine MatchLine(const matcher::IndexSnapshot& snap,
   return {json::serialize(o), false};
 }
 
-// Loads a hash-list file, a store or a snapshot into an empty index.
-Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
-                 matcher::HashIndex* index) {
-  if (IsStoreUrl(index_path)) {
-    Result<matcher::DataKey> key = keys.DataKey();
-    if (!key.ok()) return key.error();
-    matcher::StoreKeys store_keys;
-    store_keys.data_keys.push_back(*key);
-    Result<std::unique_ptr<matcher::Store>> store =
-        matcher::Store::Open(index_path, std::move(store_keys));
-    if (!store.ok()) return store.error();
-    Result<uint64_t> version = matcher::LoadIndexFromStore(**store, index);
-    if (!version.ok()) return version.error();
-    return {};
-  }
-  if (matcher::IsSnapshotFile(index_path)) {
-    Result<matcher::DataKey> key = keys.DataKey();
-    if (!key.ok()) return key.error();
-    Result<std::optional<matcher::PublicKey>> trusted =
-        keys.PublicKey(/*required=*/true);
-    if (!trusted.ok()) return trusted.error();
-    Result<matcher::SnapshotContents> snap =
-        matcher::ReadSnapshot(index_path, *key, **trusted);
-    if (!snap.ok()) return snap.error();
-    return matcher::LoadIndexFromEntries(std::move(snap->entries), snap->lists,
-                                         snap->version.version, index);
-  }
-  std::ifstream index_file(index_path);
-  if (!index_file)
-    return Error(ErrorCode::kNotFound, "cannot read index " + index_path);
-  const std::string source =
-      std::filesystem::path(index_path).filename().string();
-  matcher::ParsedHashList list =
-      matcher::ParseHashList(index_file, source, source);
-  if (!list.errors.empty()) {
-    // One line per bad line; the caller prefixes the first.
-    std::string message;
-    for (const auto& e : list.errors) {
-      message += index_path + ":" + std::to_string(e.line) + ": " + e.message +
-                 "\nbantay match: ";
-    }
-    return Error(ErrorCode::kInvalidArgument,
-                 message + "the index has " +
-                     std::to_string(list.errors.size()) +
-                     " bad line(s); nothing matched");
-  }
-  return index->Add(std::move(list.entries));
-}
-
 // Reads one query a line (blank lines skipped) from a file or, for "-",
 // standard input.
 Status ReadQueryLines(const std::string& path,
@@ -211,76 +151,6 @@ Status ReadQueryLines(const std::string& path,
     if (!line.empty()) queries->push_back(line);
   }
   return {};
-}
-
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? std::string() : std::string(v);
-}
-
-bool IsApiKey(std::string_view key) {
-  return key.size() == 64 && std::all_of(key.begin(), key.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                  (c >= 'A' && c <= 'F');
-         });
-}
-
-// From --api-key-file, else BANTAY_API_KEY_FILE, else BANTAY_API_KEY. The
-// key is never part of a message.
-Result<std::string> ReadApiKey(std::string path) {
-  if (path.empty()) path = Env("BANTAY_API_KEY_FILE");
-  if (!path.empty()) {
-    Result<std::vector<uint8_t>> bytes =
-        ReadWholeFile(path, /*max_bytes=*/4096);
-    if (!bytes.ok()) {
-      return Error(bytes.error().code(), "cannot read the API key file " +
-                                             path + " (" +
-                                             bytes.error().message() + ")");
-    }
-    std::string key = Trim(std::string(bytes->begin(), bytes->end()));
-    std::fill(bytes->begin(), bytes->end(), 0);
-    if (!IsApiKey(key)) {
-      return Error(
-          ErrorCode::kInvalidArgument,
-          "the API key file " + path + " does not hold a key of 64 hex digits");
-    }
-    return key;
-  }
-  std::string key = Trim(Env("BANTAY_API_KEY"));
-  if (!key.empty()) {
-    if (!IsApiKey(key)) {
-      return Error(ErrorCode::kInvalidArgument,
-                   "BANTAY_API_KEY is not a key of 64 hex digits");
-    }
-    return key;
-  }
-  return Error(
-      ErrorCode::kInvalidArgument,
-      "no API key: give --api-key-file FILE (or set BANTAY_API_KEY_FILE or "
-      "BANTAY_API_KEY)");
-}
-
-std::string_view ImageContentType(models::ImageFormat format) {
-  switch (format) {
-    case models::ImageFormat::kJpeg:
-      return "image/jpeg";
-    case models::ImageFormat::kPng:
-      return "image/png";
-    case models::ImageFormat::kWebp:
-      return "image/webp";
-    case models::ImageFormat::kBmp:
-      return "image/bmp";
-    case models::ImageFormat::kTiff:
-      return "image/tiff";
-    case models::ImageFormat::kUnknown:
-      break;
-  }
-  // Sent anyway: the server is the one that says what it takes (415).
-  return "application/octet-stream";
-}
-
-json::object ErrorObject(std::string_view code, std::string_view message) {
-  return json::object{{"code", code}, {"message", message}};
 }
 
 // The output line of one server answer: the query, then the answer's
@@ -483,14 +353,7 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
         return kExitUsage;
       }
     }
-    if (server.client.ca_file.empty())
-      server.client.ca_file = Env("BANTAY_CA_FILE");
-    if (server.client.client_cert_file.empty()) {
-      server.client.client_cert_file = Env("BANTAY_CLIENT_CERT_FILE");
-    }
-    if (server.client.client_key_file.empty()) {
-      server.client.client_key_file = Env("BANTAY_CLIENT_KEY_FILE");
-    }
+    ClientFilesFromEnvironment(&server.client);
     server.target = "/v1/match";
     std::string query_string;
     if (dihedral) query_string += "&dihedral=true";

@@ -1,17 +1,10 @@
 #include "store_options.h"
 
+#include "command_util.h"
+
 #include <cstdlib>
 
 namespace bantay::client {
-namespace {
-
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? std::string() : std::string(v);
-}
-
-}  // namespace
-
 bool StoreOptions::Parse(const std::vector<std::string>& args, size_t* i, bool* missing_value) {
   const std::string& a = args[*i];
   std::string* target = a == "--store"         ? &store

@@ -1,0 +1,53 @@
+// Pieces shared by the `bantay` commands: number and text parsing, the
+// environment, loading an index for offline matching, the API key and the
+// server connection options, and error objects in the JSON output.
+#ifndef BANTAY_CLIENT_COMMAND_UTIL_H_
+#define BANTAY_CLIENT_COMMAND_UTIL_H_
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bantay/client/http_client.h"
+#include "bantay/matcher/hash_index.h"
+#include "bantay/models/image_probe.h"
+#include "bantay/models/status.h"
+#include "store_options.h"
+
+namespace bantay::client {
+
+// Whole-string decimal integers.
+bool ParseInt(std::string_view s, int* value);
+bool ParseInt64(std::string_view s, int64_t* value);
+
+// Without leading and trailing blanks (space, tab, CR, LF).
+std::string Trim(const std::string& s);
+
+// The variable's value, or "" when unset.
+std::string Env(const char* name);
+
+// Loads a hash-list file, a store (sqlite:PATH or postgresql://...) or a
+// signed snapshot (verified against the trusted public key before use) into
+// an empty index. Errors carry a message for the user.
+Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
+                 matcher::HashIndex* index);
+
+// The API key from the file (else BANTAY_API_KEY_FILE, else BANTAY_API_KEY):
+// 64 hex digits. The key is never part of a message.
+Result<std::string> ReadApiKey(std::string path);
+
+// Fills the CA and client-certificate files that were not given from
+// BANTAY_CA_FILE, BANTAY_CLIENT_CERT_FILE and BANTAY_CLIENT_KEY_FILE.
+void ClientFilesFromEnvironment(ClientOptions* options);
+
+// The Content-Type the server expects for an image of that format.
+std::string_view ImageContentType(models::ImageFormat format);
+
+// {"code": code, "message": message}
+boost::json::object ErrorObject(std::string_view code, std::string_view message);
+
+}  // namespace bantay::client
+
+#endif  // BANTAY_CLIENT_COMMAND_UTIL_H_
