@@ -1,9 +1,20 @@
 // `bantay hash`: local hashing of image files, one JSON (or CSV) record per
-// file. Nothing of an image is written anywhere: the bytes are read into
-// memory, hashed, and dropped.
+// file, or a hash list for `bantay index import` (--out); and of video
+// files, vPDQ frame hash lines (--video). Nothing of an image or video is
+// written anywhere: image bytes are read into memory, hashed and dropped,
+// and video frames are decoded from the file in memory.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -15,6 +26,7 @@
 #include "bantay/client/cli.h"
 #include "bantay/client/file_reader.h"
 #include "bantay/models/image_hasher.h"
+#include "bantay/models/video_hasher.h"
 
 namespace bantay::client {
 namespace {
@@ -26,6 +38,9 @@ using models::ImageHashes;
 
 constexpr std::string_view kHashUsage =
     R"(Usage: bantay hash [-r] [--dihedral] [--fast] [--csv] [--max-pixels N] PATH...
+       bantay hash [-r] [--max-pixels N] --out LIST PATH...
+       bantay hash --video [--every SECONDS] [--downscale N] [--max-frames N]
+                   [--max-pixels N] FILE...
 
 Hashes image files (JPEG, PNG, WebP, BMP, TIFF, told apart by content) with
 PDQ, bit-compatible with Meta's reference, and MD5/SHA-256 of their bytes.
@@ -36,6 +51,19 @@ A hash of quality under 50 is marked "low_quality":true and should not be
 matched. A file that cannot be read or decoded gives {"path":"...","error":"..."}
 and the run goes on.
 
+With --out LIST, nothing is printed on standard output: the PDQ hashes are
+written to LIST as a hash list that `bantay index import` reads, one
+`pdq <64 hex> <reference>` line per image, where the reference is the path
+relative to the directory walked (or the path given, for a file), with
+spaces, control characters and '%' written as %XX. Hashes of quality under
+50 are left out; they, failures and a summary are reported on standard error.
+
+With --video, each FILE is a video (MP4/QuickTime, Matroska/WebM, AVI,
+MPEG-TS/PS, FLV, ASF) whose frames are hashed as Meta's vPDQ does, one line
+per hashed frame, exactly as vPDQ's hash files:
+  frame_number,quality,pdq_hex,timestamp_seconds
+When several FILEs are given, each one's lines follow a line `# FILE`.
+
 Options:
   -r, --recursive   descend into directories; files that are not images are
                     skipped (symbolic links to directories are not followed)
@@ -45,21 +73,42 @@ Options:
   --fast            decode large JPEGs at reduced size (several times faster;
                     a few bits from the compatible hash, see bench/README.md)
   --csv             CSV with a header line instead of JSON lines
-  --max-pixels N    refuse images declaring more than N pixels
-                    (default 150000000), checked before decoding
+  --max-pixels N    refuse images, or videos whose frames, declare more than
+                    N pixels (default 150000000), checked before decoding
+  --out LIST        write a hash list for `bantay index import` (see above)
+  --video           hash video files (see above)
+  --every SECONDS   with --video: one frame every SECONDS of video time
+                    (vPDQ's seconds per hash; default: every frame)
+  --downscale N     with --video: scale frames to NxN before hashing (as
+                    vPDQ's -128x128 hash files, N = 128)
+  --max-frames N    with --video: stop after N decoded frames
   -h, --help        this text
 
-Exit status: 0 every file hashed, 1 some file failed, 2 usage error.
+Exit status: 0 every file hashed, 1 some file failed (for videos also: a file
+that ends before the frames it declares), 2 usage error.
 )";
 
 struct HashCommandOptions {
   bool recursive = false;
   bool csv = false;
   models::HashOptions hash;
+  std::string out_list;  // --out
+  bool video = false;
+  models::VideoHashOptions video_options;
   std::vector<std::string> paths;
 };
 
-class Printer {
+// Where the hashes of images go: printed records, or a hash list.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // reference: the image's name in a hash list (see ListReference).
+  virtual void Hashed(const std::string& path, const std::string& reference,
+                      const ImageHashes& hashes) = 0;
+  virtual void Failed(const std::string& path, const std::string& error) = 0;
+};
+
+class Printer : public Sink {
  public:
   Printer(std::ostream& out, bool csv, bool dihedral)
       : out_(out), csv_(csv), dihedral_(dihedral) {
@@ -74,7 +123,8 @@ class Printer {
     }
   }
 
-  void Hashed(const std::string& path, const ImageHashes& h) {
+  void Hashed(const std::string& path, const std::string& /*reference*/,
+              const ImageHashes& h) override {
     const std::string pdq = h.pdq.hash.ToHex();
     const std::string md5 = models::ToHex(h.digests.md5);
     const std::string sha256 = models::ToHex(h.digests.sha256);
@@ -105,7 +155,7 @@ class Printer {
     out_ << json::serialize(o) << '\n';
   }
 
-  void Failed(const std::string& path, const std::string& error) {
+  void Failed(const std::string& path, const std::string& error) override {
     if (csv_) {
       out_ << CsvField(path) << ",,,,,,,";
       if (dihedral_) out_ << std::string(models::kDihedralCount, ',');
@@ -135,12 +185,109 @@ class Printer {
   bool dihedral_;
 };
 
+// The store's import refuses references over 256 bytes and with control
+// characters or whitespace (they separate columns); see import_formats.h.
+constexpr size_t kMaxReferenceBytes = 256;
+
+bool ValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    int extra = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      extra = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      extra = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      extra = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + extra >= s.size()) return false;
+    for (int k = 1; k <= extra; ++k) {
+      const auto d = static_cast<uint8_t>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = cp << 6 | (d & 0x3f);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+// A path as one whitespace-free, printable UTF-8 token: bytes that are
+// spaces, control characters or '%' (and, in a name that is not UTF-8,
+// every byte over 0x7F) become %XX, so that the name can be recovered.
+std::string ListReference(std::string_view path) {
+  const bool utf8 = ValidUtf8(path);
+  std::string out;
+  for (char ch : path) {
+    const auto c = static_cast<uint8_t>(ch);
+    if (c <= 0x20 || c == 0x7f || c == '%' || (c >= 0x80 && !utf8)) {
+      char hex[4];
+      std::snprintf(hex, sizeof(hex), "%%%02X", c);
+      out += hex;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+// Writes `pdq <hex> <reference>` lines; reports on `err`.
+class ListWriter : public Sink {
+ public:
+  ListWriter(std::FILE* file, std::ostream& err) : file_(file), err_(err) {}
+
+  void Hashed(const std::string& path, const std::string& reference,
+              const ImageHashes& h) override {
+    if (h.pdq.low_quality()) {
+      ++low_quality_;
+      err_ << "bantay hash: " << path << ": quality " << h.pdq.quality << " is under "
+           << models::kPdqMinQuality << ", left out of the list\n";
+      return;
+    }
+    const std::string name = ListReference(reference);
+    if (name.size() > kMaxReferenceBytes) {
+      Failed(path, "the path is too long for a list reference (" + std::to_string(name.size()) +
+                       " bytes, at most " + std::to_string(kMaxReferenceBytes) + ")");
+      return;
+    }
+    const std::string line = "pdq " + h.pdq.hash.ToHex() + " " + name + "\n";
+    if (std::fputs(line.c_str(), file_) < 0) write_failed_ = true;
+    ++written_;
+  }
+
+  void Failed(const std::string& path, const std::string& error) override {
+    ++failed_;
+    err_ << "bantay hash: " << path << ": " << error << "\n";
+  }
+
+  int64_t written() const { return written_; }
+  int64_t low_quality() const { return low_quality_; }
+  int64_t failed() const { return failed_; }
+  bool write_failed() const { return write_failed_; }
+
+ private:
+  std::FILE* file_;
+  std::ostream& err_;
+  int64_t written_ = 0;
+  int64_t low_quality_ = 0;
+  int64_t failed_ = 0;
+  bool write_failed_ = false;
+};
+
 class HashRun {
  public:
-  HashRun(const HashCommandOptions& options, std::ostream& out)
-      : options_(options),
-        hasher_(options.hash),
-        printer_(out, options.csv, options.hash.dihedral) {}
+  HashRun(const HashCommandOptions& options, Sink& sink)
+      : options_(options), hasher_(options.hash), sink_(sink) {}
 
   void Path(const std::string& path) {
     std::error_code ec;
@@ -149,6 +296,7 @@ class HashRun {
       Fail(path, "no such file or directory");
     } else if (fs::is_directory(st)) {
       if (options_.recursive) {
+        root_ = path;
         Walk(path);
       } else {
         Fail(path, "is a directory (use -r to hash the images under it)");
@@ -212,17 +360,20 @@ class HashRun {
       Fail(path, hashes.error().message());
       return;
     }
-    printer_.Hashed(path, *hashes);
+    const std::string reference =
+        from_walk ? fs::path(path).lexically_relative(root_).generic_string() : path;
+    sink_.Hashed(path, reference, *hashes);
   }
 
   void Fail(const std::string& path, const std::string& error) {
     any_failed_ = true;
-    printer_.Failed(path, error);
+    sink_.Failed(path, error);
   }
 
   const HashCommandOptions& options_;
   models::ImageHasher hasher_;
-  Printer printer_;
+  Sink& sink_;
+  fs::path root_;  // the directory being walked
   bool any_failed_ = false;
 };
 
@@ -231,12 +382,75 @@ bool ParseInt64(std::string_view s, int64_t* value) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
+bool ParseDouble(std::string_view s, double* value) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *value);
+  return ec == std::errc() && end == s.data() + s.size() && std::isfinite(*value);
+}
+
+int RunVideos(const HashCommandOptions& options, std::ostream& out, std::ostream& err) {
+  bool any_failed = false;
+  for (const std::string& path : options.paths) {
+    Result<models::VideoHashes> hashes = models::HashVideoFile(path, options.video_options);
+    if (!hashes.ok()) {
+      any_failed = true;
+      err << "bantay hash: " << hashes.error().message() << "\n";
+      continue;
+    }
+    if (options.paths.size() > 1) out << "# " << path << "\n";
+    for (const models::VideoFrameHash& frame : hashes->frames) {
+      out << models::FormatVideoFrameHash(frame) << "\n";
+    }
+    out.flush();
+    if (hashes->incomplete) {
+      any_failed = true;
+      err << "bantay hash: " << path << ": decoding ended after " << hashes->frames_decoded
+          << " of the " << hashes->frames_declared
+          << " frames the file declares (truncated or damaged); the frames decoded are "
+             "hashed\n";
+    }
+    if (hashes->truncated) {
+      err << "bantay hash: " << path << ": stopped after " << hashes->frames_decoded
+          << " frames (--max-frames)\n";
+    }
+  }
+  return any_failed ? kExitSomeFailed : kExitOk;
+}
+
+int RunList(const HashCommandOptions& options, std::ostream& err) {
+  // Created private to the user: a hash list says which files a lab holds.
+  const int fd = open(options.out_list.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    err << "bantay hash: cannot write " << options.out_list << ": " << std::strerror(errno)
+        << "\n";
+    return kExitSomeFailed;
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(fdopen(fd, "w"), &std::fclose);
+  if (!file) {
+    close(fd);
+    err << "bantay hash: cannot write " << options.out_list << "\n";
+    return kExitSomeFailed;
+  }
+  ListWriter writer(file.get(), err);
+  HashRun run(options, writer);
+  for (const std::string& path : options.paths) run.Path(path);
+  const bool write_failed = writer.write_failed() || std::fclose(file.release()) != 0;
+  if (write_failed) {
+    err << "bantay hash: writing " << options.out_list << " failed\n";
+    return kExitSomeFailed;
+  }
+  err << "bantay hash: " << writer.written() << " hashes written to " << options.out_list
+      << " (" << writer.low_quality() << " of low quality left out, " << writer.failed()
+      << " files failed)\n";
+  return run.any_failed() || writer.failed() > 0 ? kExitSomeFailed : kExitOk;
+}
+
 }  // namespace
 
 int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
                    std::ostream& err) {
   HashCommandOptions options;
   bool only_paths = false;
+  std::string video_only;  // the last option that applies only to videos
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (only_paths || a.empty() || a[0] != '-' || a == "-") {
@@ -261,6 +475,40 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
         return kExitUsage;
       }
       options.hash.max_pixels = n;
+      options.video_options.max_pixels_per_frame = n;
+      ++i;
+    } else if (a == "--out") {
+      if (i + 1 >= args.size() || args[i + 1].empty()) {
+        err << "bantay hash: --out needs a file name\n";
+        return kExitUsage;
+      }
+      options.out_list = args[++i];
+    } else if (a == "--video") {
+      options.video = true;
+      video_only = a;
+    } else if (a == "--every") {
+      double seconds = 0;
+      if (i + 1 >= args.size() || !ParseDouble(args[i + 1], &seconds) || seconds <= 0) {
+        err << "bantay hash: --every needs a positive number of seconds\n";
+        return kExitUsage;
+      }
+      options.video_options.seconds_per_hash = seconds;
+      video_only = a;
+      ++i;
+    } else if (a == "--downscale" || a == "--max-frames") {
+      int64_t n = 0;
+      const int64_t most = a == "--downscale" ? 4096 : INT64_MAX;
+      if (i + 1 >= args.size() || !ParseInt64(args[i + 1], &n) || n <= 0 || n > most) {
+        err << "bantay hash: " << a << " needs a positive integer"
+            << (a == "--downscale" ? " (at most 4096)" : "") << "\n";
+        return kExitUsage;
+      }
+      if (a == "--downscale") {
+        options.video_options.downscale_to = static_cast<int>(n);
+      } else {
+        options.video_options.max_frames = n;
+      }
+      video_only = a;
       ++i;
     } else {
       err << "bantay hash: unknown option '" << a << "'\n" << kHashUsage;
@@ -271,7 +519,38 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
     err << "bantay hash: no PATH given\n" << kHashUsage;
     return kExitUsage;
   }
-  HashRun run(options, out);
+  if (options.video) {
+    const char* image_only = options.recursive        ? "-r"
+                             : options.hash.dihedral  ? "--dihedral"
+                             : options.hash.fast      ? "--fast"
+                             : options.csv            ? "--csv"
+                             : !options.out_list.empty() ? "--out"
+                                                         : nullptr;
+    if (image_only != nullptr) {
+      err << "bantay hash: " << image_only << " is for images, not with --video\n";
+      return kExitUsage;
+    }
+    return RunVideos(options, out, err);
+  }
+  if (!video_only.empty()) {
+    err << "bantay hash: " << video_only << " needs --video\n";
+    return kExitUsage;
+  }
+  if (!options.out_list.empty()) {
+    // A list holds the compatible hashes only, one per image.
+    const char* not_with_list = options.hash.dihedral ? "--dihedral"
+                                : options.hash.fast   ? "--fast"
+                                : options.csv         ? "--csv"
+                                                      : nullptr;
+    if (not_with_list != nullptr) {
+      err << "bantay hash: " << not_with_list << " cannot be used with --out\n";
+      return kExitUsage;
+    }
+    options.hash.digests = false;
+    return RunList(options, err);
+  }
+  Printer printer(out, options.csv, options.hash.dihedral);
+  HashRun run(options, printer);
   for (const std::string& path : options.paths) run.Path(path);
   out.flush();
   return run.any_failed() ? kExitSomeFailed : kExitOk;

@@ -3,10 +3,14 @@
 #include <boost/json.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <sys/wait.h>
 
 #include "bantay/client/cli.h"
+#include "bantay/matcher/import_formats.h"
+#include "bantay/models/hash256.h"
 #include "cli_run.h"
 #include "test_images.h"
 
@@ -183,6 +187,219 @@ TEST(HashCommandTest, UsageErrors) {
   EXPECT_EQ(help.out.rfind("Usage: bantay hash", 0), 0u);
 }
 
+// --- hash lists (--out) ------------------------------------------------------
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(HashCommandTest, OutWritesAListThatImportReadsBack) {
+  TempDir dir, out_dir;
+  const cv::Mat flat(64, 64, CV_8UC3, cv::Scalar(128, 128, 128));
+  dir.Write("a.png", Encode(MakePattern(300, 200), ".png"));
+  const auto cafe = Encode(MakePattern(200, 300), ".png");
+  dir.Write("caf\xe9.png", cafe);  // a name that is not UTF-8
+  dir.Write("flat.png", Encode(flat, ".png"));                       // quality 0
+  dir.Write("notes.txt", {'h', 'i'});
+  dir.Write("odd%name.png", Encode(MakePattern(256, 256), ".png"));
+  dir.Write("sub/with space.jpg", bantay::testing::ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"));
+  const std::string list = out_dir.path() + "/list.txt";
+  CliRun run = Hash({"-r", dir.path(), "--out", list});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "bantay hash: " + dir.path() +
+                         "/flat.png: quality 0 is under 50, left out of the list\n"
+                         "bantay hash: 4 hashes written to " + list +
+                         " (1 of low quality left out, 0 files failed)\n");
+  EXPECT_EQ(std::filesystem::status(list).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+
+  // The hashes the JSON mode prints for the same files (the one whose name
+  // is not UTF-8 through a copy, as JSON text needs UTF-8).
+  const std::string cafe_copy = out_dir.Write("cafe.png", cafe);
+  auto pdq_of = [&](const std::string& name) {
+    CliRun printed = Hash({name == "caf\xe9.png" ? cafe_copy : dir.path() + "/" + name});
+    EXPECT_EQ(printed.lines.size(), 1u) << name;
+    return printed.lines.empty() ? std::string()
+                                 : std::string(printed.lines[0].at("pdq").as_string());
+  };
+  EXPECT_EQ(pdq_of("sub/with space.jpg"), kAaaPdq);
+  EXPECT_EQ(ReadText(list), "pdq " + pdq_of("a.png") + " a.png\n" +
+                                "pdq " + pdq_of("caf\xe9.png") + " caf%E9.png\n" +
+                                "pdq " + pdq_of("odd%name.png") + " odd%25name.png\n" +
+                                "pdq " + std::string(kAaaPdq) + " sub/with%20space.jpg\n");
+
+  std::ifstream in(list);
+  matcher::ImportOptions options;
+  options.default_list = "lab";
+  options.source_name = "list.txt";
+  Result<matcher::ParsedImport> parsed = matcher::ParseImport(in, options);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().ToString();
+  EXPECT_TRUE(parsed->errors.empty());
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {pdq_of("a.png"), "a.png"},
+      {pdq_of("caf\xe9.png"), "caf%E9.png"},
+      {pdq_of("odd%name.png"), "odd%25name.png"},
+      {kAaaPdq, "sub/with%20space.jpg"}};
+  ASSERT_EQ(parsed->records.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const matcher::ImportRecord& r = parsed->records[i];
+    EXPECT_EQ(r.type, matcher::SignalType::kPdq);
+    EXPECT_EQ(r.value, models::Hash256::FromHex(expected[i].first)->bytes()) << i;
+    EXPECT_EQ(r.reference, expected[i].second);
+    EXPECT_EQ(r.list, "lab");
+    EXPECT_EQ(r.line, static_cast<int>(i) + 1);
+  }
+}
+
+TEST(HashCommandTest, OutReportsFailuresAndFilesGivenByPath) {
+  TempDir dir;
+  const std::string list = dir.path() + "/list.txt";
+  const std::string cut = dir.Write(
+      "cut.jpg", [] {
+        auto jpeg = bantay::testing::ReadTestFile("pdq/bridge-mods/aaa-orig.jpg");
+        jpeg.resize(5000);
+        return jpeg;
+      }());
+  CliRun run = Hash({"--out", list, kAaa, cut});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "bantay hash: " + cut + ": jpeg is truncated (no end-of-image marker)\n"
+                     "bantay hash: 1 hashes written to " + list +
+                     " (0 of low quality left out, 1 files failed)\n");
+  // A file given by path keeps that path as its reference.
+  EXPECT_EQ(ReadText(list), "pdq " + std::string(kAaaPdq) + " " + kAaa + "\n");
+
+  // A name too long for a reference (the store allows 256 bytes).
+  TempDir tree;
+  tree.Write(std::string(120, 'd') + "/" + std::string(140, 'f') + ".jpg",
+             bantay::testing::ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"));
+  run = Hash({"-r", tree.path(), "--out", list});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_NE(run.err.find(": the path is too long for a list reference (265 bytes, at most 256)\n"),
+            std::string::npos)
+      << run.err;
+  EXPECT_EQ(ReadText(list), "");
+
+  run = Hash({"--out", dir.path() + "/missing/list.txt", kAaa});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.err, "bantay hash: cannot write " + dir.path() +
+                         "/missing/list.txt: No such file or directory\n");
+}
+
+TEST(HashCommandTest, OutUsageErrors) {
+  for (const char* option : {"--dihedral", "--fast", "--csv"}) {
+    CliRun run = Hash({"--out", "/dev/null", option, kAaa});
+    EXPECT_EQ(run.status, kExitUsage) << option;
+    EXPECT_EQ(run.err, std::string("bantay hash: ") + option + " cannot be used with --out\n");
+  }
+  EXPECT_EQ(Hash({kAaa, "--out"}).status, kExitUsage);
+}
+
+// --- videos (--video) -------------------------------------------------------------
+
+const std::string kPadded = TestDataPath("vpdq/test-padded-dimensions.mp4");
+const std::string kDoorknob = TestDataPath("vpdq/doorknob-hd-no-bar.mp4");
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+TEST(HashCommandTest, VideoPrintsTheReferenceHashFileFormat) {
+  CliRun run = Hash({"--video", kPadded});
+  EXPECT_EQ(run.status, kExitOk);
+  EXPECT_EQ(run.err, "");
+  // On this video the decoded frames are the reference's pixels: the
+  // output is the reference vPDQ hash file, byte for byte.
+  EXPECT_EQ(run.out, ReadText(TestDataPath("vpdq/test-padded-dimensions.txt")));
+}
+
+TEST(HashCommandTest, VideoSamplingAndLimits) {
+  CliRun run = Hash({"--video", "--every", "1", kDoorknob});
+  EXPECT_EQ(run.status, kExitOk);
+  std::vector<std::string> lines = Lines(run.out);
+  ASSERT_EQ(lines.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(lines[i].substr(0, lines[i].find(',')), std::to_string(30 * i));
+    EXPECT_EQ(lines[i].substr(lines[i].rfind(',')), "," + std::to_string(i) + ".000");
+  }
+  run = Hash({"--video", "--downscale", "128", "--max-frames", "3", kDoorknob});
+  EXPECT_EQ(run.status, kExitOk);
+  EXPECT_EQ(Lines(run.out).size(), 3u);
+  EXPECT_EQ(run.err, "bantay hash: " + kDoorknob + ": stopped after 3 frames (--max-frames)\n");
+
+  run = Hash({"--video", "--max-pixels", "1000", kDoorknob});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "bantay hash: " + kDoorknob +
+                         ": video declares 1280x720 pixels a frame, over the limit of 1000\n");
+}
+
+TEST(HashCommandTest, SeveralVideosAndFailures) {
+  TempDir dir;
+  const auto bytes = bantay::testing::ReadTestFile("vpdq/doorknob-hd-no-bar.mp4");
+  const std::string half = dir.Write("half.mp4", {bytes.begin(), bytes.begin() + bytes.size() / 2});
+  const std::string missing = dir.path() + "/none.mp4";
+  const std::string text = dir.Write("notes.mp4", {'h', 'i'});
+  CliRun run = Hash({"--video", "--max-frames", "2", kPadded, missing, text, half});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  const std::vector<std::string> padded = Lines(ReadText(TestDataPath("vpdq/test-padded-dimensions.txt")));
+  const std::vector<std::string> lines = Lines(run.out);
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_EQ(lines[0], "# " + kPadded);
+  EXPECT_EQ(lines[1], padded[0]);
+  EXPECT_EQ(lines[2], padded[1]);
+  EXPECT_EQ(lines[3], "# " + half);
+  EXPECT_EQ(lines[4].substr(0, 2), "0,");
+  EXPECT_EQ(lines[5].substr(0, 2), "1,");
+  const std::vector<std::string> errors = Lines(run.err);
+  ASSERT_EQ(errors.size(), 4u) << run.err;
+  EXPECT_EQ(errors[0], "bantay hash: " + kPadded + ": stopped after 2 frames (--max-frames)");
+  EXPECT_EQ(errors[1], "bantay hash: " + missing + ": no such file");
+  EXPECT_EQ(errors[2], "bantay hash: " + text +
+                           ": not a video container Bantay reads (MP4/QuickTime, "
+                           "Matroska/WebM, AVI, MPEG-TS, MPEG-PS, FLV, ASF)");
+  EXPECT_EQ(errors[3], "bantay hash: " + half + ": stopped after 2 frames (--max-frames)");
+
+  // Without a limit, the cut file ends early: its 51 frames are printed
+  // and the run fails.
+  run = Hash({"--video", half});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(Lines(run.out).size(), 51u);
+  EXPECT_EQ(run.err, "bantay hash: " + half +
+                         ": decoding ended after 51 of the 120 frames the file declares "
+                         "(truncated or damaged); the frames decoded are hashed\n");
+}
+
+TEST(HashCommandTest, VideoUsageErrors) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--video", "--every", "0", kPadded}, "bantay hash: --every needs a positive number of seconds\n"},
+      {{"--video", "--every", "-1", kPadded}, "bantay hash: --every needs a positive number of seconds\n"},
+      {{"--video", "--every", "soon", kPadded}, "bantay hash: --every needs a positive number of seconds\n"},
+      {{"--video", "--every", "inf", kPadded}, "bantay hash: --every needs a positive number of seconds\n"},
+      {{"--video", "--every"}, "bantay hash: --every needs a positive number of seconds\n"},
+      {{"--video", "--downscale", "0", kPadded}, "bantay hash: --downscale needs a positive integer (at most 4096)\n"},
+      {{"--video", "--downscale", "4097", kPadded}, "bantay hash: --downscale needs a positive integer (at most 4096)\n"},
+      {{"--video", "--max-frames", "x", kPadded}, "bantay hash: --max-frames needs a positive integer\n"},
+      {{"--every", "1", kPadded}, "bantay hash: --every needs --video\n"},
+      {{"--downscale", "128", kPadded}, "bantay hash: --downscale needs --video\n"},
+      {{"--video", "-r", kPadded}, "bantay hash: -r is for images, not with --video\n"},
+      {{"--video", "--csv", kPadded}, "bantay hash: --csv is for images, not with --video\n"},
+      {{"--video", "--dihedral", kPadded}, "bantay hash: --dihedral is for images, not with --video\n"},
+      {{"--video", "--out", "/dev/null", kPadded}, "bantay hash: --out is for images, not with --video\n"},
+  };
+  for (const auto& [args, message] : cases) {
+    CliRun run = Hash(args);
+    EXPECT_EQ(run.status, kExitUsage) << message;
+    EXPECT_EQ(run.out, "");
+    EXPECT_EQ(run.err, message);
+  }
+}
+
 // The real executable: exit statuses, and nothing written to the working
 // or temporary directory.
 int RunBinary(const std::string& args, const std::string& cwd, const std::string& tmp,
@@ -212,6 +429,30 @@ TEST(HashBinaryTest, ExitStatusesAndNoFilesWritten) {
   EXPECT_EQ(RunBinary("nonsense", cwd.path(), tmp.path(), &out), 2);
   EXPECT_TRUE(std::filesystem::is_empty(cwd.path()));
   EXPECT_TRUE(std::filesystem::is_empty(tmp.path()));
+}
+
+TEST(HashBinaryTest, VideoAndListWriteNothingElse) {
+  TempDir cwd, tmp, lists;
+  std::string out;
+  EXPECT_EQ(RunBinary("hash --video '" + kPadded + "'", cwd.path(), tmp.path(), &out), 0);
+  EXPECT_EQ(out, ReadText(TestDataPath("vpdq/test-padded-dimensions.txt")));
+  out.clear();
+  const std::string list = lists.path() + "/list.txt";
+  EXPECT_EQ(RunBinary("hash -r '" + TestDataPath("pdq") + "' --out '" + list + "'", cwd.path(),
+                      tmp.path(), &out),
+            0);
+  EXPECT_EQ(out, "");
+  const std::string written = ReadText(list);
+  // 44 reference images, of which 3 (misc-images/small.jpg, labelme-subset
+  // q0003 and q0004) are of quality under 50 and left out.
+  EXPECT_EQ(std::count(written.begin(), written.end(), '\n'), 41);
+  EXPECT_NE(written.find("pdq " + std::string(kAaaPdq) + " bridge-mods/aaa-orig.jpg\n"),
+            std::string::npos);
+  EXPECT_TRUE(std::filesystem::is_empty(cwd.path()));
+  EXPECT_TRUE(std::filesystem::is_empty(tmp.path()));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(lists.path()),
+                          std::filesystem::directory_iterator()),
+            1);
 }
 
 }  // namespace
