@@ -292,6 +292,10 @@ Result<VideoHashes> Decode(const std::string& path, VideoFormat format,
   // metadata.
   capture.set(cv::CAP_PROP_ORIENTATION_AUTO, 0);
 
+  // The frame size the stream declares is checked before this function
+  // decodes any frame. (Opening has already let FFmpeg probe the stream,
+  // which for some codecs decodes a first frame; FFmpeg refuses frames over
+  // its own limit of about 2^28 pixels.)
   VideoHashes out;
   const double width = capture.get(cv::CAP_PROP_FRAME_WIDTH);
   const double height = capture.get(cv::CAP_PROP_FRAME_HEIGHT);
@@ -310,6 +314,9 @@ Result<VideoHashes> Decode(const std::string& path, VideoFormat format,
   if (!(out.fps > 0 && std::isfinite(out.fps))) {
     return Error(ErrorCode::kCorruptData, path + ": the video stream declares no frame rate");
   }
+  // MP4 counts its frames in its sample tables; for other containers
+  // OpenCV estimates the count from the duration, which says nothing about
+  // truncation.
   if (format == VideoFormat::kMp4) {
     const double declared = capture.get(cv::CAP_PROP_FRAME_COUNT);
     if (declared > 0 && declared < 9e18) out.frames_declared = static_cast<int64_t>(declared);

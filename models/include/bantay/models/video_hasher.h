@@ -78,7 +78,7 @@ struct VideoHashes {
   // damage are still hashed. (Other containers do not state an exact count;
   // for them this stays false.)
   bool incomplete = false;
-  int64_t frames_declared = 0;  // as the container states it (0: unknown)
+  int64_t frames_declared = 0;  // as an MP4 container states it (0: unknown)
   std::vector<VideoFrameHash> frames;
 };
 
