@@ -17,6 +17,9 @@ Commands:
            or hashes and images against a bantay-server (--server);
            see `bantay match --help`
   index    administer the secure hash store; see `bantay index --help`
+  scan     bulk scan of directory trees (images, videos, every file's MD5 and
+           SHA-256) against an index, store, snapshot or server, with a
+           resumable report; see `bantay scan --help`
 
 Options:
   --help     this text
@@ -44,6 +47,7 @@ int RunCli(int argc, char** argv) {
   if (command == "hash") return RunHashCommand(args, std::cout, std::cerr);
   if (command == "match") return RunMatchCommand(args, std::cout, std::cerr);
   if (command == "index") return RunIndexCommand(args, std::cout, std::cerr);
+  if (command == "scan") return RunScanCommand(args, std::cout, std::cerr);
   std::cerr << "bantay: unknown command '" << command << "'\n\n" << kUsage;
   return kExitUsage;
 }

@@ -41,6 +41,46 @@ ExactDigests ComputeDigests(std::span<const uint8_t> bytes) {
   return {Md5(bytes), Sha256(bytes)};
 }
 
+struct DigestStream::Contexts {
+  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> md5{EVP_MD_CTX_new()};
+  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> sha256{EVP_MD_CTX_new()};
+
+  void Init() {
+    if (!md5 || !sha256 ||
+        EVP_DigestInit_ex(md5.get(), EVP_md5(), nullptr) != 1 ||
+        EVP_DigestInit_ex(sha256.get(), EVP_sha256(), nullptr) != 1) {
+      std::abort();
+    }
+  }
+};
+
+DigestStream::DigestStream() : contexts_(std::make_unique<Contexts>()) {
+  contexts_->Init();
+}
+
+DigestStream::~DigestStream() = default;
+
+void DigestStream::Update(std::span<const uint8_t> bytes) {
+  if (EVP_DigestUpdate(contexts_->md5.get(), bytes.data(), bytes.size()) != 1 ||
+      EVP_DigestUpdate(contexts_->sha256.get(), bytes.data(), bytes.size()) !=
+          1) {
+    std::abort();
+  }
+}
+
+ExactDigests DigestStream::Finish() {
+  ExactDigests out{};
+  unsigned int md5_len = 0, sha_len = 0;
+  if (EVP_DigestFinal_ex(contexts_->md5.get(), out.md5.data(), &md5_len) != 1 ||
+      EVP_DigestFinal_ex(contexts_->sha256.get(), out.sha256.data(),
+                         &sha_len) != 1 ||
+      md5_len != out.md5.size() || sha_len != out.sha256.size()) {
+    std::abort();
+  }
+  contexts_->Init();
+  return out;
+}
+
 std::string ToHex(std::span<const uint8_t> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(bytes.size() * 2, '0');

@@ -32,6 +32,13 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
 int RunIndexCommand(const std::vector<std::string>& args, std::ostream& out,
                     std::ostream& err);
 
+// bantay scan PATH... (--index WHAT | --store URL | --server URL)
+//   [--report FILE | --csv FILE] [--resume] [--threads N] [--videos] ...
+// (bulk scans for labs; see --help). Installs SIGINT/SIGTERM handlers for
+// its duration (a first signal stops the scan cleanly).
+int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
+                   std::ostream& err);
+
 // Dispatches argv[1] to its command.
 int RunCli(int argc, char** argv);
 

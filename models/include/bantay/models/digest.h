@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -24,6 +25,25 @@ struct ExactDigests {
   Sha256Digest sha256;
 };
 ExactDigests ComputeDigests(std::span<const uint8_t> bytes);
+
+// Both digests of a byte stream fed in pieces (files too large to hold in
+// memory, such as videos). Not thread-safe; one per stream.
+class DigestStream {
+ public:
+  DigestStream();
+  ~DigestStream();
+  DigestStream(const DigestStream&) = delete;
+  DigestStream& operator=(const DigestStream&) = delete;
+
+  void Update(std::span<const uint8_t> bytes);
+  // The digests of everything fed since construction or the last Finish;
+  // the stream then starts over.
+  ExactDigests Finish();
+
+ private:
+  struct Contexts;
+  std::unique_ptr<Contexts> contexts_;
+};
 
 // Lower-case hexadecimal of any byte string.
 std::string ToHex(std::span<const uint8_t> bytes);

@@ -1,0 +1,1045 @@
+// `bantay scan`: bulk scans of seized media for labs. Walks directory trees
+// (one thread, in a fixed order), hashes files on worker threads (MD5 and
+// SHA-256 of every regular file, PDQ of images, vPDQ frame hashes of videos
+// with --videos), matches them against a local index or a server, and writes
+// one report record per entry, in walk order — so that the report of an
+// interrupted scan is a prefix of the full one and --resume completes it.
+//
+// Evidence is never modified: files are opened read-only with O_NOATIME
+// where allowed, and nothing of them is written anywhere but their hashes.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bantay/client/cli.h"
+#include "bantay/models/digest.h"
+#include "bantay/models/image_hasher.h"
+#include "bantay/models/image_probe.h"
+#include "bantay/models/video_hasher.h"
+#include "command_util.h"
+#include "scan_matcher.h"
+#include "scan_report.h"
+#include "scan_walker.h"
+#include "store_options.h"
+
+namespace bantay::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kExitStopped = 3;
+constexpr int kExitInterrupted = 130;
+
+constexpr std::string_view kScanUsage =
+    R"(Usage: bantay scan PATH... (--index WHAT | --store URL | --server URL)
+                 [--report FILE | --csv FILE] [--resume | --overwrite]
+                 [--threads N] [--videos] [--every SECONDS] [--dihedral]
+                 [--radius R] [--follow-symlinks] [--max-files N]
+                 [--max-pixels N] [--progress auto|bar|lines|none]
+
+Scans directory trees of seized media. Every regular file is read (read-only,
+without updating its access time where the system allows it) and gets its
+MD5 and SHA-256; images (JPEG, PNG, WebP, BMP, TIFF, told by content, not by
+name) get their PDQ hash; videos (MP4/QuickTime, Matroska/WebM, AVI, MPEG,
+FLV, ASF, told by content) get vPDQ frame hashes with --videos. All of them
+are matched exactly against the index: PDQ within the radius, MD5 and SHA-256
+by equality. Nothing but hashes is written, and nothing is written next to the
+evidence.
+
+The report has one record per entry, in a fixed order (depth first, names in
+byte order), as JSON lines (default, to standard output or --report FILE):
+  {"path":"...","kind":"image","format":"jpeg","size":N,"mtime":"...Z",
+   "md5":"...","sha256":"...","pdq":"...","quality":Q,"width":W,"height":H,
+   "pdq_checked":true,"verdict":"match","matches":[{"list":"...",
+   "category":"...","ref":"...","signal":"pdq","distance":D,
+   "variant":"original"}]}
+kind is image, video, other, symlink, special or unknown; verdict is match,
+no_match, skipped (links and special files, which are never opened) or error
+(with "error":{"code","message"}); a file that is damaged still gets its MD5
+and SHA-256 checked. Videos add frames_hashed, frames_matched, duration, and
+per match the number of frames and the first matching time. With --csv FILE
+the same fields are CSV columns (several matches joined with |).
+
+A scan stopped by Ctrl-C (or SIGTERM, or --max-files) leaves a report of the
+entries finished so far; the same command with --resume continues it without
+rehashing them, and the finished report is the same as that of a scan that
+was never stopped. Progress goes to standard error: a bar on a terminal,
+a line every 10 s otherwise, and a summary at the end.
+
+Where to match (one of):
+  --index WHAT      a hash list, a store URL or a snapshot file, as for
+                    bantay match (a snapshot's signature is verified against
+                    --public-key before it is used)
+  --store URL       a store, sqlite:PATH or postgresql://...
+  --key FILE        the data key of a store or snapshot (env
+                    BANTAY_DATA_KEY_FILE or BANTAY_DATA_KEY)
+  --public-key FILE the public key a snapshot must be signed with (env
+                    BANTAY_PUBLIC_KEY_FILE)
+  --server URL      a bantay-server: only hashes are sent (POST
+                    /v1/match/batch), with --api-key-file, --ca,
+                    --client-cert, --client-key as for bantay match
+
+Options:
+  --report FILE     write the JSON-lines report to FILE
+  --csv FILE        write a CSV report to FILE instead
+  --resume          continue the report FILE of an interrupted scan
+  --overwrite       replace an existing report FILE (without --resume or
+                    --overwrite an existing report is never touched)
+  --threads N       hashing threads (default: the number of cores)
+  --videos          hash the frames of videos (vPDQ); without it videos get
+                    their MD5 and SHA-256 only
+  --every SECONDS   with --videos, one frame every SECONDS of video time
+                    (default 1; 0 for every frame)
+  --dihedral        also match the 8 rotations and flips of each image
+  --radius R        PDQ match distance, 0..64 (default 31)
+  --follow-symlinks follow symbolic links (anywhere; loops are reported);
+                    by default links are reported with their target, not
+                    followed (reading a link's target may update the link's
+                    own access time: Linux has no O_NOATIME for links)
+  --max-files N     stop after N entries, as if interrupted
+  --max-pixels N    refuse images and video frames declaring more pixels
+                    (default 150000000), before decoding
+  --progress MODE   auto (default), bar, lines or none
+  -h, --help        this text
+
+Exit status: 0 all entries scanned without error; 1 all scanned, some with
+errors (each in the report); 2 usage error, an index that cannot be loaded,
+a server that cannot be reached, a report that cannot be written; 3 stopped
+by --max-files; 130 interrupted (Ctrl-C, SIGTERM). Matches do not change the
+exit status: read the report or the summary.
+)";
+
+enum class ProgressMode { kAuto, kBar, kLines, kNone };
+
+struct ScanOptions {
+  std::vector<std::string> roots;
+  std::string index;
+  StoreOptions keys;
+  ClientOptions client;
+  std::string api_key_file;
+  std::string report;
+  ReportFormat format = ReportFormat::kJsonLines;
+  bool resume = false;
+  bool overwrite = false;
+  int threads = 0;
+  bool videos = false;
+  double every = 1;
+  bool dihedral = false;
+  int radius = -1;  // -1: the default (local) or the server's
+  bool follow_symlinks = false;
+  int64_t max_files = 0;
+  int64_t max_pixels = models::kDefaultMaxPixels;
+  ProgressMode progress = ProgressMode::kAuto;
+};
+
+// SIGINT and SIGTERM ask the scan to stop; a second one kills the process
+// (the handlers reset themselves).
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void OnStopSignal(int sig) { g_stop_signal.store(sig); }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal.store(0);
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = OnStopSignal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  struct sigaction old_int_;
+  struct sigaction old_term_;
+};
+
+Error ErrnoError(int err, const std::string& what) {
+  switch (err) {
+    case ENOENT:
+      return Error(ErrorCode::kNotFound, what + ": no such file");
+    case EACCES:
+    case EPERM:
+      return Error(ErrorCode::kPermissionDenied, what + ": permission denied");
+    default:
+      return Error(ErrorCode::kIo, what + ": " + std::strerror(err));
+  }
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Read-only, never following a link put in place of the file since the walk
+// (unless links are followed), never blocking on a FIFO put there, without
+// access-time updates where the kernel allows it (the file's owner or root).
+int OpenEvidence(const std::string& path, bool follow_symlinks) {
+  const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK |
+                    (follow_symlinks ? 0 : O_NOFOLLOW);
+  int fd = open(path.c_str(), flags | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = open(path.c_str(), flags);
+  return fd;
+}
+
+// Reads [offset, offset + n) or up to the end of the file.
+Result<size_t> ReadAt(int fd, uint8_t* data, size_t n, int64_t offset) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t got = pread(fd, data + done, n - done,
+                              static_cast<off_t>(offset + done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, "read");
+    }
+    if (got == 0) break;
+    done += static_cast<size_t>(got);
+  }
+  return done;
+}
+
+// Images larger than this are not decoded (their digests still are).
+constexpr int64_t kMaxImageBytes = int64_t{1} << 30;
+constexpr size_t kStreamChunk = size_t{1} << 20;
+
+// What a worker keeps between files: its hasher and buffers.
+struct Worker {
+  explicit Worker(const models::HashOptions& options) : hasher(options) {}
+  models::ImageHasher hasher;
+  models::DigestStream digests;
+  std::vector<uint8_t> buffer;
+};
+
+class FileScanner {
+ public:
+  FileScanner(const ScanOptions& options, ScanMatcher* matcher)
+      : options_(options), matcher_(matcher) {}
+
+  // The record of one walk entry. An error return ends the scan.
+  Result<ScanRecord> Scan(const WalkEntry& entry, Worker& worker, int index) {
+    ScanRecord r;
+    r.path = entry.path;
+    switch (entry.kind) {
+      case WalkEntry::Kind::kError:
+        r.kind = "unknown";
+        r.error = entry.error;
+        return r;
+      case WalkEntry::Kind::kSymlink:
+        r.kind = "symlink";
+        r.mtime_ns = entry.mtime_ns;
+        r.link_target = entry.link_target;
+        r.note = "symbolic link, not followed (--follow-symlinks follows links)";
+        return r;
+      case WalkEntry::Kind::kSpecial:
+        r.kind = "special";
+        r.mtime_ns = entry.mtime_ns;
+        r.note = "not a regular file: not opened";
+        return r;
+      case WalkEntry::Kind::kFile:
+        break;
+    }
+    FileSignals signals;
+    ScanFile(entry, worker, &r, &signals);
+    if (!signals.has_digests && signals.pdq.empty()) return r;
+    Result<FileMatches> matched = matcher_->Match(signals, index);
+    if (!matched.ok()) return matched.error();
+    r.matches = std::move(matched->matches);
+    if (signals.video) r.frames_matched = matched->frames_matched;
+    return r;
+  }
+
+ private:
+  void ScanFile(const WalkEntry& entry, Worker& worker, ScanRecord* r,
+                FileSignals* signals) {
+    r->kind = "unknown";
+    r->size = entry.size;
+    r->mtime_ns = entry.mtime_ns;
+    const int raw_fd = OpenEvidence(entry.path, options_.follow_symlinks);
+    if (raw_fd < 0) {
+      r->error = ErrnoError(errno, "open");
+      return;
+    }
+    Fd fd(raw_fd);
+    struct stat st;
+    if (fstat(fd.get(), &st) != 0) {
+      r->error = ErrnoError(errno, "stat");
+      return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      r->kind = "special";
+      r->size.reset();
+      r->note = "not a regular file: not read";
+      return;
+    }
+    r->size = st.st_size;
+    r->mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 +
+                  st.st_mtim.tv_nsec;
+    std::array<uint8_t, models::kVideoProbeBytes> head{};
+    Result<size_t> head_size = ReadAt(fd.get(), head.data(), head.size(), 0);
+    if (!head_size.ok()) {
+      r->error = head_size.error();
+      return;
+    }
+    const std::span<const uint8_t> head_bytes(head.data(), *head_size);
+    if (const models::ImageFormat image = models::DetectImageFormat(head_bytes);
+        image != models::ImageFormat::kUnknown) {
+      r->kind = "image";
+      r->format = models::ImageFormatName(image);
+      if (st.st_size <= kMaxImageBytes) {
+        ScanImage(fd.get(), st.st_size, worker, r, signals);
+        return;
+      }
+      r->error = Error(ErrorCode::kTooLarge,
+                       "image file over " + std::to_string(kMaxImageBytes) +
+                           " bytes: not decoded");
+    } else if (const models::VideoFormat video =
+                   models::DetectVideoFormat(head_bytes);
+               video != models::VideoFormat::kUnknown) {
+      r->kind = "video";
+      r->format = models::VideoFormatName(video);
+    } else {
+      r->kind = "other";
+    }
+    if (Status digested = StreamDigests(fd.get(), worker, signals);
+        !digested.ok()) {
+      r->error = digested.error();
+      return;
+    }
+    SetDigests(*signals, r);
+    if (r->kind == "video") {
+      if (options_.videos) {
+        ScanVideo(entry.path, r, signals);
+      } else {
+        r->note = "video frames not hashed (--videos hashes them)";
+      }
+    }
+  }
+
+  void ScanImage(int fd, int64_t size, Worker& worker, ScanRecord* r,
+                 FileSignals* signals) {
+    std::vector<uint8_t>& bytes = worker.buffer;
+    bytes.resize(static_cast<size_t>(size));
+    Result<size_t> got = ReadAt(fd, bytes.data(), bytes.size(), 0);
+    if (!got.ok()) {
+      r->error = got.error();
+      std::fill(bytes.begin(), bytes.end(), 0);
+      return;
+    }
+    // A file that shrank while it was read is taken as it now is.
+    bytes.resize(*got);
+    Result<models::ImageHashes> hashed = worker.hasher.Hash(bytes);
+    if (!hashed.ok()) {
+      // A damaged image may still be on a list by its exact hash.
+      signals->digests = models::ComputeDigests(bytes);
+      signals->has_digests = true;
+      r->error = hashed.error();
+    } else {
+      signals->digests = hashed->digests;
+      signals->has_digests = true;
+      const models::PdqResult& pdq = hashed->pdq;
+      r->pdq = pdq.hash.ToHex();
+      r->quality = pdq.quality;
+      r->width = hashed->width;
+      r->height = hashed->height;
+      if (pdq.low_quality()) {
+        r->note = "PDQ quality under " + std::to_string(models::kPdqMinQuality) +
+                  ": the hash is not matched";
+      } else {
+        r->pdq_checked = true;
+        if (options_.dihedral) {
+          signals->dihedral = true;
+          for (int v = 0; v < models::kDihedralCount; ++v) {
+            signals->pdq.push_back({pdq.dihedral[static_cast<size_t>(v)],
+                                    pdq.quality, static_cast<models::Dihedral>(v),
+                                    -1});
+          }
+        } else {
+          signals->pdq.push_back({pdq.hash, pdq.quality,
+                                  models::Dihedral::kOriginal, -1});
+        }
+      }
+    }
+    std::fill(bytes.begin(), bytes.end(), 0);
+    SetDigests(*signals, r);
+  }
+
+  static Status StreamDigests(int fd, Worker& worker, FileSignals* signals) {
+    std::vector<uint8_t>& chunk = worker.buffer;
+    chunk.resize(kStreamChunk);
+    int64_t offset = 0;
+    for (;;) {
+      Result<size_t> got = ReadAt(fd, chunk.data(), chunk.size(), offset);
+      if (!got.ok()) {
+        worker.digests.Finish();
+        return got.error();
+      }
+      if (*got == 0) break;
+      worker.digests.Update({chunk.data(), *got});
+      offset += static_cast<int64_t>(*got);
+    }
+    std::fill(chunk.begin(), chunk.end(), 0);
+    signals->digests = worker.digests.Finish();
+    signals->has_digests = true;
+    return {};
+  }
+
+  void ScanVideo(const std::string& path, ScanRecord* r, FileSignals* signals) {
+    models::VideoHashOptions video;
+    video.seconds_per_hash = options_.every;
+    video.max_pixels_per_frame = options_.max_pixels;
+    Result<models::VideoHashes> hashed = models::HashVideoFile(path, video);
+    if (!hashed.ok()) {
+      r->error = hashed.error();
+      return;
+    }
+    r->width = hashed->width;
+    r->height = hashed->height;
+    r->frames_hashed = static_cast<int64_t>(hashed->frames.size());
+    if (hashed->fps > 0) {
+      r->duration = static_cast<double>(hashed->frames_decoded) / hashed->fps;
+    }
+    signals->video = true;
+    for (const models::VideoFrameHash& f : hashed->frames) {
+      if (f.quality < models::kPdqMinQuality) continue;
+      signals->pdq.push_back(
+          {f.pdq, f.quality, models::Dihedral::kOriginal, f.timestamp});
+    }
+    r->pdq_checked = !signals->pdq.empty();
+    if (!r->pdq_checked) {
+      r->note = "no frame of PDQ quality " +
+                std::to_string(models::kPdqMinQuality) +
+                " or more: frames not matched";
+    }
+  }
+
+  static void SetDigests(const FileSignals& signals, ScanRecord* r) {
+    if (!signals.has_digests) return;
+    r->md5 = models::ToHex(signals.digests.md5);
+    r->sha256 = models::ToHex(signals.digests.sha256);
+  }
+
+  const ScanOptions& options_;
+  ScanMatcher* matcher_;
+};
+
+struct Counters {
+  int64_t entries = 0;
+  int64_t bytes = 0;
+  int64_t matched = 0;
+  int64_t errors = 0;
+  int64_t images = 0;
+  int64_t videos = 0;
+  int64_t others = 0;
+  int64_t skipped = 0;
+};
+
+std::string WithCommas(int64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string Hms(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld",
+                static_cast<long long>(s / 3600),
+                static_cast<long long>(s / 60 % 60),
+                static_cast<long long>(s % 60));
+  return buf;
+}
+
+// The walk, the workers and the in-order writer.
+class ScanRun {
+ public:
+  ScanRun(const ScanOptions& options, ScanMatcher* matcher,
+          const std::unordered_set<std::string>* done, int report_fd,
+          std::ostream& out, std::ostream& err, bool bar, bool lines)
+      : options_(options),
+        scanner_(options, matcher),
+        done_(done),
+        report_fd_(report_fd),
+        out_(out),
+        err_(err),
+        bar_(bar),
+        lines_(lines) {}
+
+  // Returns the exit status.
+  int Run() {
+    start_ = Clock::now();
+    std::thread walker([this] { Walk(); });
+    std::vector<std::thread> workers;
+    const int n = options_.threads;
+    for (int i = 0; i < n; ++i) workers.emplace_back([this, i] { Work(i); });
+    const bool written = WriteInOrder();
+    for (auto& t : workers) t.join();
+    walker.join();
+    if (written) written_ok_ = Flush(/*sync=*/true);
+    Summary();
+    if (!written_ok_ || fatal_) return kExitUsage;
+    if (g_stop_signal.load() != 0 || interrupted_) return kExitInterrupted;
+    if (stopped_by_limit_) return kExitStopped;
+    return done_counts_.errors > 0 ? kExitSomeFailed : kExitOk;
+  }
+
+ private:
+  struct Task {
+    uint64_t seq;
+    WalkEntry entry;
+  };
+
+  static constexpr size_t kMaxQueued = 256;
+  static constexpr int64_t kMaxQueuedBytes = int64_t{256} << 20;
+  static constexpr uint64_t kMaxAhead = 4096;
+  static constexpr int64_t kPrefetchBytes = int64_t{64} << 20;
+
+  void Walk() {
+    int64_t emitted = 0;
+    WalkTrees(options_.roots, {options_.follow_symlinks},
+              [&](WalkEntry&& entry) {
+                if (done_ != nullptr && done_->count(entry.path) != 0) {
+                  return true;  // in the report already (--resume)
+                }
+                if (options_.max_files > 0 && emitted >= options_.max_files) {
+                  std::lock_guard lock(mu_);
+                  stopped_by_limit_ = true;
+                  return false;
+                }
+                ++emitted;
+                if (entry.kind == WalkEntry::Kind::kFile) Prefetch(entry);
+                return Push(std::move(entry));
+              });
+    std::lock_guard lock(mu_);
+    walk_done_ = true;
+    tasks_cv_.notify_all();
+    results_cv_.notify_all();
+  }
+
+  // Asks the kernel to start reading the file while the workers are busy
+  // with the ones before it (I/O overlapped with hashing on slow disks).
+  void Prefetch(const WalkEntry& entry) const {
+    const int fd = OpenEvidence(entry.path, options_.follow_symlinks);
+    if (fd < 0) return;
+    posix_fadvise(fd, 0, static_cast<off_t>(std::min(entry.size, kPrefetchBytes)),
+                  POSIX_FADV_WILLNEED);
+    close(fd);
+  }
+
+  bool Push(WalkEntry&& entry) {
+    std::unique_lock lock(mu_);
+    space_cv_.wait(lock, [&] {
+      return stopping_ || (tasks_.size() < kMaxQueued &&
+                           queued_bytes_ < kMaxQueuedBytes &&
+                           next_seq_ - next_write_ < kMaxAhead);
+    });
+    if (stopping_) return false;
+    total_.entries += 1;
+    total_.bytes += entry.size;
+    queued_bytes_ += entry.size;
+    tasks_.push_back({next_seq_++, std::move(entry)});
+    tasks_cv_.notify_one();
+    return true;
+  }
+
+  void Work(int index) {
+    models::HashOptions hash;
+    hash.dihedral = options_.dihedral;
+    hash.max_pixels = options_.max_pixels;
+    Worker worker(hash);
+    for (;;) {
+      Task task;
+      {
+        std::unique_lock lock(mu_);
+        tasks_cv_.wait(lock,
+                       [&] { return stopping_ || walk_done_ || !tasks_.empty(); });
+        if (stopping_ || tasks_.empty()) break;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+        queued_bytes_ -= task.entry.size;
+        space_cv_.notify_one();
+      }
+      Result<ScanRecord> record = scanner_.Scan(task.entry, worker, index);
+      std::lock_guard lock(mu_);
+      if (!record.ok()) {
+        if (!fatal_) {
+          fatal_ = true;
+          fatal_message_ = task.entry.path + ": " + record.error().message();
+        }
+        Stop();
+        break;
+      }
+      results_.emplace(task.seq, std::move(*record));
+      results_cv_.notify_one();
+    }
+    std::lock_guard lock(mu_);
+    ++workers_done_;
+    results_cv_.notify_all();
+  }
+
+  void Stop() {  // requires mu_
+    stopping_ = true;
+    tasks_cv_.notify_all();
+    space_cv_.notify_all();
+    results_cv_.notify_all();
+  }
+
+  // The main thread: writes the records in walk order as they complete,
+  // shows progress, and notices a stop signal. False when the report could
+  // not be written.
+  // Records are written as soon as they are next in order (one write for
+  // all that are ready), so that a killed scan loses only the files in
+  // progress.
+  bool WriteInOrder() {
+    const auto interval = bar_ ? std::chrono::milliseconds(200)
+                               : std::chrono::milliseconds(10'000);
+    auto next_progress = Clock::now() + interval;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      results_cv_.wait_until(lock, next_progress, [&] {
+        return results_.count(next_write_) != 0 ||
+               (walk_done_ && next_write_ == next_seq_) ||
+               workers_done_ == options_.threads ||
+               (g_stop_signal.load() != 0 && !stopping_);
+      });
+      if (g_stop_signal.load() != 0 && !stopping_) {
+        interrupted_ = true;
+        Stop();
+      }
+      for (auto it = results_.find(next_write_); it != results_.end();
+           it = results_.find(next_write_)) {
+        Count(it->second);
+        pending_ += FormatRecord(it->second, options_.format);
+        results_.erase(it);
+        ++next_write_;
+        space_cv_.notify_one();
+      }
+      const bool finished = (walk_done_ && next_write_ == next_seq_) ||
+                            workers_done_ == options_.threads;
+      if (!pending_.empty()) {
+        lock.unlock();
+        const bool ok = Flush(/*sync=*/false);
+        lock.lock();
+        if (!ok) {
+          Stop();
+          return false;
+        }
+      }
+      if (finished) break;
+      const auto now = Clock::now();
+      if (now >= next_progress) {
+        if (bar_ || lines_) Progress();
+        next_progress = now + interval;
+      }
+    }
+    return true;
+  }
+
+  void Count(const ScanRecord& r) {
+    ++done_counts_.entries;
+    done_counts_.bytes += r.size.value_or(0);
+    if (!r.matches.empty()) ++done_counts_.matched;
+    if (r.error) ++done_counts_.errors;
+    if (r.kind == "image") {
+      ++done_counts_.images;
+    } else if (r.kind == "video") {
+      ++done_counts_.videos;
+    } else if (r.kind == "other") {
+      ++done_counts_.others;
+    } else if (r.kind == "symlink" || r.kind == "special") {
+      ++done_counts_.skipped;
+    }
+  }
+
+  bool Flush(bool sync) {
+    if (!pending_.empty()) {
+      if (report_fd_ >= 0) {
+        size_t off = 0;
+        while (off < pending_.size()) {
+          const ssize_t n =
+              write(report_fd_, pending_.data() + off, pending_.size() - off);
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            write_error_ = std::strerror(errno);
+            written_ok_ = false;
+            return false;
+          }
+          off += static_cast<size_t>(n);
+        }
+      } else {
+        out_ << pending_;
+        out_.flush();
+      }
+      pending_.clear();
+    }
+    if (sync && report_fd_ >= 0 && fsync(report_fd_) != 0) {
+      write_error_ = std::strerror(errno);
+      written_ok_ = false;
+      return false;
+    }
+    return true;
+  }
+
+  void Progress() {  // requires mu_
+    const double elapsed =
+        std::chrono::duration<double>(Clock::now() - start_).count();
+    const Counters& d = done_counts_;
+    const double files_s = elapsed > 0 ? static_cast<double>(d.entries) / elapsed : 0;
+    const double mb_s =
+        elapsed > 0 ? static_cast<double>(d.bytes) / 1e6 / elapsed : 0;
+    char rates[96];
+    std::snprintf(rates, sizeof rates, "%.0f files/s, %.1f MB/s", files_s, mb_s);
+    std::string of = walk_done_ ? " of " + WithCommas(total_.entries) : "";
+    std::string eta;
+    if (walk_done_ && files_s > 0) {
+      eta = ", ETA " + Hms(static_cast<double>(total_.entries - d.entries) /
+                             files_s);
+    }
+    const std::string text = WithCommas(d.entries) + of + " entries, " + rates +
+                             ", " + WithCommas(d.matched) + " matched, " +
+                             WithCommas(d.errors) + " errors" + eta;
+    if (bar_) {
+      std::string bar;
+      if (walk_done_ && total_.entries > 0) {
+        const int filled = static_cast<int>(
+            30 * static_cast<double>(d.entries) / static_cast<double>(total_.entries));
+        bar = "[" + std::string(static_cast<size_t>(filled), '#') +
+              std::string(static_cast<size_t>(30 - filled), '.') + "] ";
+      }
+      err_ << "\r\033[K" << bar << text << std::flush;
+      bar_shown_ = true;
+    } else {
+      err_ << "bantay scan: " << text << ", " << Hms(elapsed) << "\n"
+           << std::flush;
+    }
+  }
+
+  void Summary() {
+    std::lock_guard lock(mu_);
+    if (bar_shown_) err_ << "\r\033[K";
+    const double elapsed =
+        std::chrono::duration<double>(Clock::now() - start_).count();
+    const Counters& d = done_counts_;
+    char rates[128];
+    std::snprintf(rates, sizeof rates, "%.1f s (%.0f files/s, %.1f MB/s)",
+                  elapsed,
+                  elapsed > 0 ? static_cast<double>(d.entries) / elapsed : 0.0,
+                  elapsed > 0 ? static_cast<double>(d.bytes) / 1e6 / elapsed : 0.0);
+    err_ << "bantay scan: " << WithCommas(d.entries) << " entries ("
+         << WithCommas(d.images) << " images, " << WithCommas(d.videos)
+         << " videos, " << WithCommas(d.others) << " other files, "
+         << WithCommas(d.skipped) << " links/special skipped), "
+         << WithCommas(d.bytes) << " bytes in " << rates << "; "
+         << WithCommas(d.matched) << " matched, " << WithCommas(d.errors)
+         << " with errors\n";
+    if (fatal_) err_ << "bantay scan: stopped: " << fatal_message_ << "\n";
+    if (!written_ok_) {
+      err_ << "bantay scan: cannot write the report: " << write_error_ << "\n";
+    }
+    if (fatal_ || interrupted_ || g_stop_signal.load() != 0 ||
+        stopped_by_limit_) {
+      err_ << "bantay scan: the report holds the entries finished so far; run "
+              "the same command with --resume to continue\n";
+    }
+  }
+
+  const ScanOptions& options_;
+  FileScanner scanner_;
+  const std::unordered_set<std::string>* done_;
+  const int report_fd_;
+  std::ostream& out_;
+  std::ostream& err_;
+  const bool bar_;
+  const bool lines_;
+  Clock::time_point start_;
+
+  std::mutex mu_;
+  std::condition_variable tasks_cv_;
+  std::condition_variable space_cv_;
+  std::condition_variable results_cv_;
+  std::deque<Task> tasks_;
+  int64_t queued_bytes_ = 0;
+  uint64_t next_seq_ = 0;
+  uint64_t next_write_ = 0;
+  std::map<uint64_t, ScanRecord> results_;
+  bool walk_done_ = false;
+  bool stopping_ = false;
+  bool stopped_by_limit_ = false;
+  bool interrupted_ = false;
+  bool fatal_ = false;
+  std::string fatal_message_;
+  int workers_done_ = 0;
+  Counters total_;
+  Counters done_counts_;
+  std::string pending_;  // records not yet written
+  bool written_ok_ = true;
+  std::string write_error_;
+  bool bar_shown_ = false;
+};
+
+// Opens (or creates) the report file; with --resume, reads what it holds
+// and cuts off a record that a killed scan left incomplete.
+Status OpenReport(const ScanOptions& options, ExistingReport* existing,
+                  int* report_fd) {
+  const std::string& path = options.report;
+  struct stat st;
+  const bool exists = stat(path.c_str(), &st) == 0;
+  if (exists && !options.resume && !options.overwrite) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "the report " + path +
+                     " exists: --resume continues it, --overwrite replaces it");
+  }
+  if (exists && options.resume) {
+    if (Status read = ReadExistingReport(path, options.format, existing);
+        !read.ok()) {
+      return read;
+    }
+  }
+  int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
+  if (!options.resume) flags |= O_TRUNC;
+  const int fd = open(path.c_str(), flags, 0640);
+  if (fd < 0) return ErrnoError(errno, "cannot open the report " + path);
+  if (options.resume && exists) {
+    if (ftruncate(fd, static_cast<off_t>(existing->complete_bytes)) != 0 ||
+        lseek(fd, 0, SEEK_END) < 0) {
+      const int e = errno;
+      close(fd);
+      return ErrnoError(e, "cannot continue the report " + path);
+    }
+  }
+  if (options.format == ReportFormat::kCsv && existing->complete_bytes == 0) {
+    const std::string header = CsvHeader();
+    if (write(fd, header.data(), header.size()) !=
+        static_cast<ssize_t>(header.size())) {
+      const int e = errno;
+      close(fd);
+      return ErrnoError(e, "cannot write the report " + path);
+    }
+  }
+  *report_fd = fd;
+  return {};
+}
+
+bool ParseDouble(const std::string& s, double* value) {
+  char* end = nullptr;
+  errno = 0;
+  *value = std::strtod(s.c_str(), &end);
+  return !s.empty() && end == s.c_str() + s.size() && errno == 0;
+}
+
+}  // namespace
+
+int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
+                   std::ostream& err) {
+  ScanOptions o;
+  std::string store_url, csv;
+  bool options_ended = false;
+  auto usage = [&](const std::string& message) {
+    err << "bantay scan: " << message << "\n";
+    return kExitUsage;
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (options_ended || (!a.starts_with("-") && !a.empty())) {
+      o.roots.push_back(a);
+      continue;
+    }
+    if (a == "--key" || a == "--public-key") {
+      bool missing = false;
+      o.keys.Parse(args, &i, &missing);
+      if (missing) return usage(a + " needs a value");
+      continue;
+    }
+    auto value = [&](std::string* target) {
+      if (i + 1 >= args.size()) return false;
+      *target = args[++i];
+      return true;
+    };
+    std::string text;
+    if (a == "-h" || a == "--help") {
+      out << kScanUsage;
+      return kExitOk;
+    } else if (a == "--") {
+      options_ended = true;
+    } else if (a == "--index" && value(&o.index)) {
+    } else if (a == "--store" && value(&store_url)) {
+    } else if (a == "--server" && value(&o.client.url)) {
+    } else if (a == "--api-key-file" && value(&o.api_key_file)) {
+    } else if (a == "--ca" && value(&o.client.ca_file)) {
+    } else if (a == "--client-cert" && value(&o.client.client_cert_file)) {
+    } else if (a == "--client-key" && value(&o.client.client_key_file)) {
+    } else if (a == "--report" && value(&o.report)) {
+    } else if (a == "--csv" && value(&csv)) {
+    } else if (a == "--resume") {
+      o.resume = true;
+    } else if (a == "--overwrite") {
+      o.overwrite = true;
+    } else if (a == "--videos") {
+      o.videos = true;
+    } else if (a == "--dihedral") {
+      o.dihedral = true;
+    } else if (a == "--follow-symlinks") {
+      o.follow_symlinks = true;
+    } else if (a == "--threads" && value(&text)) {
+      if (!ParseInt(text, &o.threads) || o.threads < 1 || o.threads > 256) {
+        return usage("--threads must be an integer from 1 to 256");
+      }
+    } else if (a == "--radius" && value(&text)) {
+      if (!ParseInt(text, &o.radius) || o.radius < 0 || o.radius > 64) {
+        return usage("--radius must be an integer from 0 to 64");
+      }
+    } else if (a == "--every" && value(&text)) {
+      if (!ParseDouble(text, &o.every) || !(o.every >= 0) || o.every > 3600) {
+        return usage("--every must be a number of seconds from 0 to 3600");
+      }
+    } else if (a == "--max-files" && value(&text)) {
+      if (!ParseInt64(text, &o.max_files) || o.max_files < 1) {
+        return usage("--max-files must be a positive integer");
+      }
+    } else if (a == "--max-pixels" && value(&text)) {
+      if (!ParseInt64(text, &o.max_pixels) || o.max_pixels < 1) {
+        return usage("--max-pixels must be a positive integer");
+      }
+    } else if (a == "--progress" && value(&text)) {
+      if (text == "auto") {
+        o.progress = ProgressMode::kAuto;
+      } else if (text == "bar") {
+        o.progress = ProgressMode::kBar;
+      } else if (text == "lines") {
+        o.progress = ProgressMode::kLines;
+      } else if (text == "none") {
+        o.progress = ProgressMode::kNone;
+      } else {
+        return usage("--progress must be auto, bar, lines or none");
+      }
+    } else {
+      err << "bantay scan: unknown or incomplete option '" << a << "'\n"
+          << kScanUsage;
+      return kExitUsage;
+    }
+  }
+
+  if (o.roots.empty()) return usage("no PATH to scan given");
+  if (!store_url.empty()) {
+    if (!IsStoreUrl(store_url)) {
+      return usage("--store takes sqlite:PATH or postgresql://...");
+    }
+    if (!o.index.empty()) return usage("give one of --index, --store, --server");
+    o.index = store_url;
+  }
+  if (o.index.empty() == o.client.url.empty()) {
+    return usage("give exactly one of --index, --store and --server");
+  }
+  if (!o.report.empty() && !csv.empty()) {
+    return usage("give --report or --csv, not both");
+  }
+  if (!csv.empty()) {
+    o.report = csv;
+    o.format = ReportFormat::kCsv;
+  }
+  if ((o.resume || o.overwrite) && o.report.empty()) {
+    return usage("--resume and --overwrite need --report FILE or --csv FILE");
+  }
+  if (o.resume && o.overwrite) return usage("give --resume or --overwrite, not both");
+  if (o.threads == 0) {
+    o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+
+  // The matcher first: a scan that cannot match is not started.
+  std::unique_ptr<ScanMatcher> matcher;
+  matcher::HashIndex index;
+  if (!o.index.empty()) {
+    o.keys.FromEnvironment();
+    if (Status loaded = LoadIndex(o.index, o.keys, &index); !loaded.ok()) {
+      return usage(loaded.error().message());
+    }
+    index.MergeNow();
+    index.WaitForMerge();
+    matcher = MakeLocalMatcher(
+        index.Snapshot(), o.radius >= 0 ? o.radius : models::kPdqMatchThreshold);
+  } else {
+    Result<std::string> key = ReadApiKey(o.api_key_file);
+    if (!key.ok()) return usage(key.error().message());
+    o.client.api_key = std::move(*key);
+    ClientFilesFromEnvironment(&o.client);
+    // Connecting once before the scan tells a wrong URL, certificate or key
+    // at once instead of at the first file.
+    Result<std::unique_ptr<HttpClient>> probe = HttpClient::Connect(o.client);
+    if (!probe.ok()) return usage(probe.error().message());
+    Result<HttpResponse> index_answer = (*probe)->Send("GET", "/v1/index");
+    if (!index_answer.ok()) return usage(index_answer.error().message());
+    if (index_answer->status == 401 || index_answer->status == 403) {
+      return usage("the server refused the API key (HTTP " +
+                   std::to_string(index_answer->status) + ")");
+    }
+    ServerMatcherOptions server;
+    server.client = o.client;
+    server.workers = o.threads;
+    server.radius = o.radius;
+    matcher = MakeServerMatcher(std::move(server));
+  }
+
+  ExistingReport existing;
+  int report_fd = -1;
+  if (!o.report.empty()) {
+    Status opened = OpenReport(o, &existing, &report_fd);
+    if (!opened.ok()) return usage(opened.error().message());
+    if (o.resume && existing.records > 0) {
+      err << "bantay scan: resuming: " << WithCommas(existing.records)
+          << " entries already in " << o.report << "\n";
+    }
+  }
+  const bool tty = isatty(STDERR_FILENO) == 1;
+  const bool bar = o.progress == ProgressMode::kBar ||
+                   (o.progress == ProgressMode::kAuto && tty);
+  const bool lines = o.progress == ProgressMode::kLines ||
+                     (o.progress == ProgressMode::kAuto && !tty);
+  int status;
+  {
+    StopSignals signals;
+    ScanRun run(o, matcher.get(), o.resume ? &existing.paths : nullptr,
+                report_fd, out, err, bar, lines);
+    status = run.Run();
+  }
+  if (report_fd >= 0) close(report_fd);
+  return status;
+}
+
+}  // namespace bantay::client

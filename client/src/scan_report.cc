@@ -1,0 +1,269 @@
+#include "scan_report.h"
+
+#include <time.h>
+
+#include <boost/json.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+namespace bantay::client {
+namespace {
+
+namespace json = boost::json;
+
+constexpr const char* kCsvColumns[] = {
+    "path",         "kind",          "format",         "size",
+    "mtime",        "md5",           "sha256",         "pdq",
+    "quality",      "width",         "height",         "pdq_checked",
+    "frames_hashed", "frames_matched", "verdict",      "match_count",
+    "lists",        "categories",    "references",     "signals",
+    "distances",    "error_code",    "error_message",  "note",
+    "link_target"};
+
+// UTC, with the nanoseconds the file system keeps.
+std::string IsoTime(int64_t ns) {
+  const time_t secs = static_cast<time_t>(ns / 1'000'000'000);
+  int64_t frac = ns % 1'000'000'000;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ",
+                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+  return buf;
+}
+
+// RFC 4180: quote a field holding a comma, quote or line break.
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string quoted = "\"";
+  for (char c : s) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  return quoted + '"';
+}
+
+std::string Seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", s);
+  return buf;
+}
+
+json::object MatchObject(const ScanMatch& m) {
+  json::object o;
+  o["list"] = m.list;
+  o["category"] = m.category;
+  o["ref"] = m.reference;
+  o["signal"] = m.signal;
+  if (m.distance >= 0) o["distance"] = m.distance;
+  if (!m.variant.empty()) o["variant"] = m.variant;
+  if (m.frames > 0) {
+    o["frames"] = m.frames;
+    o["first_timestamp"] = json::string(Seconds(m.first_timestamp));
+  }
+  return o;
+}
+
+std::string JsonLine(const ScanRecord& r) {
+  json::object o;
+  o["path"] = r.path;
+  o["kind"] = r.kind;
+  if (!r.format.empty()) o["format"] = r.format;
+  if (r.size) o["size"] = *r.size;
+  if (r.mtime_ns) o["mtime"] = IsoTime(*r.mtime_ns);
+  if (!r.link_target.empty()) o["link_target"] = r.link_target;
+  if (!r.md5.empty()) o["md5"] = r.md5;
+  if (!r.sha256.empty()) o["sha256"] = r.sha256;
+  if (!r.pdq.empty()) o["pdq"] = r.pdq;
+  if (r.quality) o["quality"] = *r.quality;
+  if (r.width > 0) {
+    o["width"] = r.width;
+    o["height"] = r.height;
+  }
+  if (r.frames_hashed) o["frames_hashed"] = *r.frames_hashed;
+  if (r.frames_matched) o["frames_matched"] = *r.frames_matched;
+  if (r.duration) o["duration"] = json::string(Seconds(*r.duration));
+  if (r.kind == "image" || r.kind == "video") o["pdq_checked"] = r.pdq_checked;
+  o["verdict"] = r.Verdict();
+  if (!r.matches.empty()) {
+    json::array matches;
+    for (const ScanMatch& m : r.matches) matches.push_back(MatchObject(m));
+    o["matches"] = std::move(matches);
+  }
+  if (!r.note.empty()) o["note"] = r.note;
+  if (r.error) {
+    o["error"] = json::object{{"code", ErrorCodeName(r.error->code())},
+                              {"message", r.error->message()}};
+  }
+  return json::serialize(o) + "\n";
+}
+
+std::string CsvLine(const ScanRecord& r) {
+  auto joined = [&](auto field) {
+    std::string s;
+    for (const ScanMatch& m : r.matches) {
+      if (!s.empty()) s += '|';
+      s += field(m);
+    }
+    return s;
+  };
+  auto opt = [](const auto& v) {
+    return v ? std::to_string(*v) : std::string();
+  };
+  const std::vector<std::string> fields = {
+      r.path,
+      r.kind,
+      r.format,
+      opt(r.size),
+      r.mtime_ns ? IsoTime(*r.mtime_ns) : "",
+      r.md5,
+      r.sha256,
+      r.pdq,
+      opt(r.quality),
+      r.width > 0 ? std::to_string(r.width) : "",
+      r.width > 0 ? std::to_string(r.height) : "",
+      r.kind == "image" || r.kind == "video"
+          ? (r.pdq_checked ? "true" : "false")
+          : "",
+      opt(r.frames_hashed),
+      opt(r.frames_matched),
+      r.Verdict(),
+      std::to_string(r.matches.size()),
+      joined([](const ScanMatch& m) { return m.list; }),
+      joined([](const ScanMatch& m) { return m.category; }),
+      joined([](const ScanMatch& m) { return m.reference; }),
+      joined([](const ScanMatch& m) { return m.signal; }),
+      joined([](const ScanMatch& m) {
+        return m.distance >= 0 ? std::to_string(m.distance) : std::string();
+      }),
+      r.error ? std::string(ErrorCodeName(r.error->code())) : "",
+      r.error ? r.error->message() : "",
+      r.note,
+      r.link_target};
+  std::string line;
+  for (const std::string& f : fields) {
+    if (!line.empty() || &f != &fields.front()) line += ',';
+    line += CsvField(f);
+  }
+  return line + "\n";
+}
+
+Result<std::string> ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error(ErrorCode::kIo, "cannot read the report " + path);
+  std::string data((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (in.bad()) return Error(ErrorCode::kIo, "cannot read the report " + path);
+  return data;
+}
+
+Status ReadJsonLines(const std::string& path, const std::string& data,
+                     ExistingReport* out) {
+  ExistingReport& report = *out;
+  size_t pos = 0;
+  int64_t line_number = 0;
+  while (pos < data.size()) {
+    const size_t end = data.find('\n', pos);
+    if (end == std::string::npos) break;  // cut off: dropped
+    ++line_number;
+    boost::system::error_code ec;
+    json::value v = json::parse(std::string_view(data).substr(pos, end - pos), ec);
+    const json::object* o = !ec ? v.if_object() : nullptr;
+    const json::value* p = o != nullptr ? o->if_contains("path") : nullptr;
+    if (p == nullptr || !p->is_string() || !o->contains("verdict")) {
+      return Error(ErrorCode::kInvalidArgument,
+                   path + ":" + std::to_string(line_number) +
+                       ": not a record of a bantay scan report");
+    }
+    report.paths.emplace(p->as_string());
+    ++report.records;
+    pos = end + 1;
+    report.complete_bytes = static_cast<int64_t>(pos);
+  }
+  return {};
+}
+
+// RFC 4180 records; only the first field (the path) is kept.
+Status ReadCsv(const std::string& path, const std::string& data,
+               ExistingReport* out) {
+  ExistingReport& report = *out;
+  const std::string header = CsvHeader();
+  if (data.size() < header.size() ||
+      data.compare(0, header.size(), header) != 0) {
+    if (header.compare(0, data.size(), data) == 0) return {};  // cut off
+    return Error(ErrorCode::kInvalidArgument,
+                 path + ": not a bantay scan report (another CSV header)");
+  }
+  report.complete_bytes = static_cast<int64_t>(header.size());
+  size_t pos = header.size();
+  while (pos < data.size()) {
+    std::string first;
+    bool in_first = true, quoted = false, complete = false;
+    size_t i = pos;
+    for (; i < data.size(); ++i) {
+      const char c = data[i];
+      if (quoted) {
+        if (c == '"') {
+          if (i + 1 < data.size() && data[i + 1] == '"') {
+            if (in_first) first += '"';
+            ++i;
+          } else {
+            quoted = false;
+          }
+        } else if (in_first) {
+          first += c;
+        }
+      } else if (c == '"') {
+        quoted = true;
+      } else if (c == ',') {
+        in_first = false;
+      } else if (c == '\n') {
+        complete = true;
+        break;
+      } else if (in_first) {
+        first += c;
+      }
+    }
+    if (!complete) break;  // cut off: dropped
+    report.paths.insert(std::move(first));
+    ++report.records;
+    pos = i + 1;
+    report.complete_bytes = static_cast<int64_t>(pos);
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string ScanRecord::Verdict() const {
+  if (!matches.empty()) return "match";
+  if (kind == "symlink" || kind == "special") return "skipped";
+  if (error) return "error";
+  return "no_match";
+}
+
+std::string FormatRecord(const ScanRecord& record, ReportFormat format) {
+  return format == ReportFormat::kCsv ? CsvLine(record) : JsonLine(record);
+}
+
+std::string CsvHeader() {
+  std::string line;
+  for (const char* c : kCsvColumns) {
+    if (!line.empty()) line += ',';
+    line += c;
+  }
+  return line + "\n";
+}
+
+Status ReadExistingReport(const std::string& path, ReportFormat format,
+                          ExistingReport* report) {
+  Result<std::string> data = ReadAll(path);
+  if (!data.ok()) return data.error();
+  return format == ReportFormat::kCsv ? ReadCsv(path, *data, report)
+                                      : ReadJsonLines(path, *data, report);
+}
+
+}  // namespace bantay::client

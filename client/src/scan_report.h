@@ -1,0 +1,81 @@
+// The report of `bantay scan`: one record per entry of the scanned trees, as
+// a JSON line or a CSV row, and the reading of an existing report to resume
+// an interrupted scan.
+#ifndef BANTAY_CLIENT_SCAN_REPORT_H_
+#define BANTAY_CLIENT_SCAN_REPORT_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "bantay/models/status.h"
+
+namespace bantay::client {
+
+struct ScanMatch {
+  std::string list;
+  std::string category;
+  std::string reference;
+  std::string signal;   // pdq, md5, sha256
+  int distance = -1;    // -1: not known (a platform key's answer)
+  std::string variant;  // pdq: the dihedral variant that matched
+  int64_t frames = 0;   // videos: frames that matched this entry
+  double first_timestamp = -1;  // videos: the first such frame, seconds
+};
+
+struct ScanRecord {
+  std::string path;
+  // image, video, other (a regular file of another type), symlink,
+  // special (FIFO, socket, device), unknown (could not be examined)
+  std::string kind;
+  std::string format;  // jpeg, png, ..., mp4, matroska, ...; "" otherwise
+  std::optional<int64_t> size;
+  std::optional<int64_t> mtime_ns;
+  std::string link_target;  // symlink
+  std::string md5;          // hex; "" when not computed
+  std::string sha256;
+  // Images: the PDQ hash, its quality and the picture's size.
+  std::string pdq;
+  std::optional<int> quality;
+  int width = 0;
+  int height = 0;
+  // Whether a PDQ hash (or, for videos, frame hashes) was matched: false for
+  // low-quality hashes, undecodable files, videos without --videos.
+  bool pdq_checked = false;
+  // Videos: frames hashed, and how many of them matched.
+  std::optional<int64_t> frames_hashed;
+  std::optional<int64_t> frames_matched;
+  std::optional<double> duration;
+  std::vector<ScanMatch> matches;
+  std::string note;  // why an entry was skipped
+  std::optional<Error> error;
+
+  // match, no_match, skipped (not a file that is scanned), error (nothing
+  // could be checked, or a check failed and nothing matched).
+  std::string Verdict() const;
+};
+
+enum class ReportFormat { kJsonLines, kCsv };
+
+// One line, with its line break.
+std::string FormatRecord(const ScanRecord& record, ReportFormat format);
+// The first line of a CSV report.
+std::string CsvHeader();
+
+// What an existing report already holds: the paths it has a record for, and
+// the byte length of its complete records (a record cut off by a killed
+// scan is dropped). Errors: kIo; kInvalidArgument when it is not a report of
+// that format (a line that does not parse before the end, another header).
+struct ExistingReport {
+  std::unordered_set<std::string> paths;
+  int64_t complete_bytes = 0;
+  int64_t records = 0;
+};
+Status ReadExistingReport(const std::string& path, ReportFormat format,
+                          ExistingReport* report);
+
+}  // namespace bantay::client
+
+#endif  // BANTAY_CLIENT_SCAN_REPORT_H_

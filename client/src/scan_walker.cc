@@ -1,0 +1,208 @@
+#include "scan_walker.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace bantay::client {
+namespace {
+
+Error ErrnoError(int err, const std::string& what) {
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+      return Error(ErrorCode::kNotFound, what + ": no such file or directory");
+    case EACCES:
+    case EPERM:
+      return Error(ErrorCode::kPermissionDenied, what + ": permission denied");
+    case ELOOP:
+      return Error(ErrorCode::kInvalidArgument,
+                   what + ": too many levels of symbolic links");
+    default:
+      return Error(ErrorCode::kIo, what + ": " + std::strerror(err));
+  }
+}
+
+int64_t MtimeNs(const struct stat& st) {
+  return int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+std::string Join(const std::string& dir, const std::string& name) {
+  if (!dir.empty() && dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+struct DirId {
+  dev_t dev;
+  ino_t ino;
+  bool operator==(const DirId&) const = default;
+};
+
+class Walker {
+ public:
+  Walker(const WalkOptions& options,
+         const std::function<bool(WalkEntry&&)>& visit)
+      : options_(options), visit_(visit) {}
+
+  // Returns false when the walk was stopped.
+  bool Root(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) {
+      // A dangling link named on the command line is still a link.
+      struct stat lst;
+      if (lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        return Entry(path, lst);
+      }
+      return Emit(ErrorEntry(path, ErrnoError(errno, "stat")));
+    }
+    return Entry(path, st);
+  }
+
+ private:
+  // One entry whose stat (of the link itself, unless it is followed) is st.
+  bool Entry(const std::string& path, const struct stat& st) {
+    if (S_ISLNK(st.st_mode)) {
+      if (options_.follow_symlinks) {
+        struct stat target;
+        if (stat(path.c_str(), &target) != 0) {
+          return Emit(ErrorEntry(path, ErrnoError(errno, "follow link")));
+        }
+        return Entry(path, target);
+      }
+      WalkEntry e;
+      e.kind = WalkEntry::Kind::kSymlink;
+      e.path = path;
+      e.mtime_ns = MtimeNs(st);
+      e.link_target = ReadLink(path);
+      return Emit(std::move(e));
+    }
+    if (S_ISDIR(st.st_mode)) return Directory(path, {st.st_dev, st.st_ino});
+    WalkEntry e;
+    e.path = path;
+    e.mtime_ns = MtimeNs(st);
+    if (S_ISREG(st.st_mode)) {
+      e.kind = WalkEntry::Kind::kFile;
+      e.size = st.st_size;
+    } else {
+      e.kind = WalkEntry::Kind::kSpecial;
+    }
+    return Emit(std::move(e));
+  }
+
+  bool Directory(const std::string& path, DirId id) {
+    if (std::find(ancestors_.begin(), ancestors_.end(), id) !=
+        ancestors_.end()) {
+      return Emit(ErrorEntry(
+          path, Error(ErrorCode::kInvalidArgument,
+                      "symbolic link loop: leads back into a directory "
+                      "being scanned")));
+    }
+    std::vector<Child> children;
+    if (Status read = ReadDirectory(path, &children); !read.ok()) {
+      return Emit(ErrorEntry(path, read.error()));
+    }
+    ancestors_.push_back(id);
+    bool go_on = true;
+    for (const Child& child : children) {
+      const std::string child_path = Join(path, child.name);
+      go_on = child.stat_errno != 0
+                  ? Emit(ErrorEntry(child_path,
+                                    ErrnoError(child.stat_errno, "stat")))
+                  : Entry(child_path, child.st);
+      if (!go_on) break;
+    }
+    ancestors_.pop_back();
+    return go_on;
+  }
+
+  // The entries of a directory with their lstat, sorted by name. The
+  // directory is closed before any child is visited, so that a deep tree
+  // holds one descriptor at a time.
+  struct Child {
+    std::string name;
+    struct stat st;
+    int stat_errno;
+  };
+
+  static Status ReadDirectory(const std::string& path,
+                              std::vector<Child>* children) {
+    int fd = open(path.c_str(),
+                  O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) {
+      fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (fd < 0) return ErrnoError(errno, "open directory");
+    DIR* dir = fdopendir(fd);
+    if (dir == nullptr) {
+      const int err = errno;
+      close(fd);
+      return ErrnoError(err, "open directory");
+    }
+    std::vector<std::string> names;
+    errno = 0;
+    while (struct dirent* d = readdir(dir)) {
+      const std::string_view name = d->d_name;
+      if (name != "." && name != "..") names.emplace_back(name);
+      errno = 0;
+    }
+    const int read_errno = errno;
+    std::sort(names.begin(), names.end());
+    Status result;
+    if (read_errno != 0) {
+      result = ErrnoError(read_errno, "read directory");
+    } else {
+      for (std::string& name : names) {
+        Child child{std::move(name), {}, 0};
+        if (fstatat(dirfd(dir), child.name.c_str(), &child.st,
+                    AT_SYMLINK_NOFOLLOW) != 0) {
+          // Vanished since it was listed: not an entry any more.
+          if (errno == ENOENT) continue;
+          child.stat_errno = errno;
+        }
+        children->push_back(std::move(child));
+      }
+    }
+    closedir(dir);
+    return result;
+  }
+
+  static std::string ReadLink(const std::string& path) {
+    std::string target(4096, '\0');
+    const ssize_t n = readlink(path.c_str(), target.data(), target.size());
+    if (n < 0) return "";
+    target.resize(static_cast<size_t>(n));
+    return target;
+  }
+
+  static WalkEntry ErrorEntry(const std::string& path, Error error) {
+    WalkEntry e;
+    e.kind = WalkEntry::Kind::kError;
+    e.path = path;
+    e.error = std::move(error);
+    return e;
+  }
+
+  bool Emit(WalkEntry&& e) { return visit_(std::move(e)); }
+
+  const WalkOptions& options_;
+  const std::function<bool(WalkEntry&&)>& visit_;
+  std::vector<DirId> ancestors_;
+};
+
+}  // namespace
+
+void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options,
+               const std::function<bool(WalkEntry&&)>& visit) {
+  Walker walker(options, visit);
+  for (const std::string& root : roots) {
+    if (!walker.Root(root)) return;
+  }
+}
+
+}  // namespace bantay::client

@@ -1,0 +1,53 @@
+// The directory walk of `bantay scan`: every entry under the given roots, in
+// a fixed order (depth first, names in byte order), so that two scans of the
+// same tree list the same entries in the same order — which is what lets an
+// interrupted scan be resumed into the same report.
+//
+// Evidence is not touched: directories are opened read-only with O_NOATIME
+// where the kernel allows it (the owner or root), entries are examined with
+// lstat-style calls, FIFOs and devices are never opened, and symbolic links
+// are reported rather than followed unless following is asked for; when it
+// is, a link back into a directory being walked is reported as a loop.
+#ifndef BANTAY_CLIENT_SCAN_WALKER_H_
+#define BANTAY_CLIENT_SCAN_WALKER_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bantay/models/status.h"
+
+namespace bantay::client {
+
+struct WalkEntry {
+  enum class Kind {
+    kFile,      // a regular file: to be scanned
+    kSymlink,   // a symbolic link that is not followed
+    kSpecial,   // FIFO, socket, device: never opened
+    kError,     // an entry that could not be examined or a directory that
+                // could not be read, or a loop
+  };
+  Kind kind = Kind::kFile;
+  std::string path;
+  int64_t size = 0;         // kFile: from the walk's stat
+  int64_t mtime_ns = 0;     // kFile, kSymlink, kSpecial
+  std::string link_target;  // kSymlink
+  Error error{ErrorCode::kInternal, ""};  // kError
+};
+
+struct WalkOptions {
+  bool follow_symlinks = false;
+};
+
+// Calls visit for each entry in order, on the calling thread. Roots named on
+// the command line are followed even when they are links (the user named
+// them). The walk stops early when visit returns false.
+void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options,
+               const std::function<bool(WalkEntry&&)>& visit);
+
+}  // namespace bantay::client
+
+#endif  // BANTAY_CLIENT_SCAN_WALKER_H_

@@ -1,0 +1,709 @@
+// `bantay scan` on a generated tree: images (by content, whatever their
+// names), a damaged image, non-media files, nested directories, a non-ASCII
+// name, a FIFO, a symbolic link loop, unreadable entries; record by record;
+// resume after --max-files, after a cut-off record, after SIGINT and SIGKILL;
+// evidence left untouched (access times included).
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bantay/client/cli.h"
+#include "bantay/models/digest.h"
+#include "cli_run.h"
+#include "test_images.h"
+#include "tls_test_util.h"
+
+namespace bantay::client {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using bantay::testing::CliRun;
+using bantay::testing::Encode;
+using bantay::testing::MakePattern;
+using bantay::testing::ReadTestFile;
+using bantay::testing::TempDir;
+
+CliRun Scan(const std::vector<std::string>& args) {
+  return bantay::testing::RunCommand(RunScanCommand, args);
+}
+
+constexpr char kAaaPdq[] =
+    "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22";
+constexpr char kAaaMd5[] = "d35c785545392755e7e4164457657269";
+constexpr char kAaaSha256[] =
+    "b5b0799616df52d475a3968dc7e54f1d0724c912244ffa6175bc786375dd7298";
+// bridge-mods/sharpen-a-lot.jpg: 14 bits from aaa-orig.
+constexpr char kSharpPdq[] =
+    "d0f8f0cec0f4a84f0e370a22238f67f0b36a2ef596231e1d73e6a39c4e9c9b22";
+constexpr char kSharpMd5[] = "b4606bb5c4b6f71ff9745cfd97bf070e";
+constexpr char kSharpSha256[] =
+    "ed086e12a054a9f8f32da1c60b8ccecc7954cfae78573f888a8b6ad8a1e78cdb";
+constexpr char kSmallMd5[] = "33d9a49e6f9a0c732182afa3e89ea841";
+constexpr char kSmallSha256[] =
+    "329479790610cd0a2668eea439374cf279ef58d7330400dbb4e3569429ef5e3d";
+
+// 2026-01-02T03:04:05.123456789Z, set on every generated entry so that the
+// records' mtime is known.
+constexpr time_t kMtimeSec = 1767323045;
+constexpr long kMtimeNsec = 123456789;
+constexpr char kMtimeText[] = "2026-01-02T03:04:05.123456789Z";
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+void SetMtime(const std::string& path) {
+  struct timespec times[2];
+  times[0].tv_sec = kMtimeSec - 86400;  // atime older than mtime: relatime
+  times[0].tv_nsec = 0;                 // would update it on a plain read
+  times[1].tv_sec = kMtimeSec;
+  times[1].tv_nsec = kMtimeNsec;
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW), 0)
+      << path;
+}
+
+std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> out(n);
+  for (auto& b : out) b = static_cast<uint8_t>(rng());
+  return out;
+}
+
+std::string Hex(const models::Md5Digest& d) { return models::ToHex(d); }
+std::string Hex(const models::Sha256Digest& d) { return models::ToHex(d); }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<json::object> JsonLines(const std::string& text) {
+  std::vector<json::object> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    out.push_back(json::parse(line).as_object());
+  }
+  return out;
+}
+
+// The scanned tree:
+//   aaa.jpg                 the reference photo, on the list (pdq)
+//   b/c.dat                 a JPEG under another name, 14 bits away
+//   b/deeper/pattern.png    a generated picture, not on any list
+//   corrupt.jpg             the first 20,000 bytes of aaa.jpg
+//   fifo                    a named pipe (never opened)
+//   loop -> .               a link back to the root
+//   notes.txt               text, on the list by its MD5
+//   random.jpg              random bytes under an image name
+//   ñandú é.png             the reference's low-quality JPEG, non-ASCII name
+class ScanTree {
+ public:
+  ScanTree() {
+    root_ = dir_.path() + "/evidence";
+    const auto aaa = ReadTestFile("pdq/bridge-mods/aaa-orig.jpg");
+    Put("aaa.jpg", aaa);
+    Put("b/c.dat", ReadTestFile("pdq/bridge-mods/sharpen-a-lot.jpg"));
+    pattern_ = Encode(MakePattern(320, 240), ".png");
+    Put("b/deeper/pattern.png", pattern_);
+    corrupt_.assign(aaa.begin(), aaa.begin() + 20000);
+    Put("corrupt.jpg", corrupt_);
+    EXPECT_EQ(mkfifo((root_ + "/fifo").c_str(), 0644), 0);
+    EXPECT_EQ(symlink(".", (root_ + "/loop").c_str()), 0);
+    notes_ = "benign case notes\n";
+    Put("notes.txt", {notes_.begin(), notes_.end()});
+    random_ = RandomBytes(5000, 7);
+    Put("random.jpg", random_);
+    Put("\xc3\xb1" "and\xc3\xba \xc3\xa9.png",
+        ReadTestFile("pdq/misc-images/small.jpg"));
+    for (const char* p : {"aaa.jpg", "b/c.dat", "b/deeper/pattern.png",
+                          "corrupt.jpg", "fifo", "loop", "notes.txt",
+                          "random.jpg", "\xc3\xb1" "and\xc3\xba \xc3\xa9.png"}) {
+      SetMtime(root_ + "/" + p);
+    }
+    // The list: aaa's PDQ, and the notes by MD5; plus an unrelated entry.
+    list_ = dir_.path() + "/known.txt";
+    std::ofstream list(list_);
+    list << "pdq " << kAaaPdq << " case-aaa\n"
+         << "md5 " << Hex(models::Md5(Bytes(notes_))) << " case-notes\n"
+         << "pdq " << std::string(64, '0') << " case-zero\n";
+  }
+
+  const std::string& root() const { return root_; }
+  const std::string& list() const { return list_; }
+  std::string dir() const { return dir_.path(); }
+  std::string Path(const std::string& relative) const {
+    return root_ + "/" + relative;
+  }
+
+  // The expected records of a scan with the default options, in walk order.
+  std::vector<std::string> Expected() const {
+    std::vector<std::string> lines;
+    auto add = [&](json::object o) { lines.push_back(json::serialize(o)); };
+    add({{"path", Path("aaa.jpg")},
+         {"kind", "image"},
+         {"format", "jpeg"},
+         {"size", 361182},
+         {"mtime", kMtimeText},
+         {"md5", kAaaMd5},
+         {"sha256", kAaaSha256},
+         {"pdq", kAaaPdq},
+         {"quality", 100},
+         {"width", 1600},
+         {"height", 1004},
+         {"pdq_checked", true},
+         {"verdict", "match"},
+         {"matches", json::array{json::object{{"list", "known.txt"},
+                                              {"category", ""},
+                                              {"ref", "case-aaa"},
+                                              {"signal", "pdq"},
+                                              {"distance", 0},
+                                              {"variant", "original"}}}}});
+    add({{"path", Path("b/c.dat")},
+         {"kind", "image"},
+         {"format", "jpeg"},
+         {"size", 571940},
+         {"mtime", kMtimeText},
+         {"md5", kSharpMd5},
+         {"sha256", kSharpSha256},
+         {"pdq", kSharpPdq},
+         {"quality", 100},
+         {"width", 1600},
+         {"height", 1004},
+         {"pdq_checked", true},
+         {"verdict", "match"},
+         {"matches", json::array{json::object{{"list", "known.txt"},
+                                              {"category", ""},
+                                              {"ref", "case-aaa"},
+                                              {"signal", "pdq"},
+                                              {"distance", 14},
+                                              {"variant", "original"}}}}});
+    const auto pattern_digests = models::ComputeDigests(pattern_);
+    add({{"path", Path("b/deeper/pattern.png")},
+         {"kind", "image"},
+         {"format", "png"},
+         {"size", static_cast<int64_t>(pattern_.size())},
+         {"mtime", kMtimeText},
+         {"md5", Hex(pattern_digests.md5)},
+         {"sha256", Hex(pattern_digests.sha256)},
+         {"pdq", PatternPdq()},
+         {"quality", 100},
+         {"width", 320},
+         {"height", 240},
+         {"pdq_checked", true},
+         {"verdict", "no_match"}});
+    const auto corrupt_digests = models::ComputeDigests(corrupt_);
+    add({{"path", Path("corrupt.jpg")},
+         {"kind", "image"},
+         {"format", "jpeg"},
+         {"size", 20000},
+         {"mtime", kMtimeText},
+         {"md5", Hex(corrupt_digests.md5)},
+         {"sha256", Hex(corrupt_digests.sha256)},
+         {"pdq_checked", false},
+         {"verdict", "error"},
+         {"error", json::object{{"code", "corrupt_data"},
+                                {"message", CorruptMessage()}}}});
+    add({{"path", Path("fifo")},
+         {"kind", "special"},
+         {"mtime", kMtimeText},
+         {"verdict", "skipped"},
+         {"note", "not a regular file: not opened"}});
+    add({{"path", Path("loop")},
+         {"kind", "symlink"},
+         {"mtime", kMtimeText},
+         {"link_target", "."},
+         {"verdict", "skipped"},
+         {"note",
+          "symbolic link, not followed (--follow-symlinks follows links)"}});
+    add({{"path", Path("notes.txt")},
+         {"kind", "other"},
+         {"size", static_cast<int64_t>(notes_.size())},
+         {"mtime", kMtimeText},
+         {"md5", Hex(models::Md5(Bytes(notes_)))},
+         {"sha256", Hex(models::Sha256(Bytes(notes_)))},
+         {"verdict", "match"},
+         {"matches", json::array{json::object{{"list", "known.txt"},
+                                              {"category", ""},
+                                              {"ref", "case-notes"},
+                                              {"signal", "md5"},
+                                              {"distance", 0}}}}});
+    const auto random_digests = models::ComputeDigests(random_);
+    add({{"path", Path("random.jpg")},
+         {"kind", "other"},
+         {"size", 5000},
+         {"mtime", kMtimeText},
+         {"md5", Hex(random_digests.md5)},
+         {"sha256", Hex(random_digests.sha256)},
+         {"verdict", "no_match"}});
+    add({{"path", Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png")},
+         {"kind", "image"},
+         {"format", "jpeg"},
+         {"size", 1756},
+         {"mtime", kMtimeText},
+         {"md5", kSmallMd5},
+         {"sha256", kSmallSha256},
+         {"pdq", "0007001f003f003f007f00ff00ff00ff01ff01ff01ff03ff03ff03ff03ff03ff"},
+         {"quality", 0},
+         {"width", 0},
+         {"height", 0},
+         {"pdq_checked", false},
+         {"verdict", "no_match"},
+         {"note", "PDQ quality under 50: the hash is not matched"}});
+    return lines;
+  }
+
+  // Filled in by the test from `bantay hash` (the PDQ module's own tests
+  // check its hashes; here only that the scan reports the same).
+  std::string pattern_pdq;
+  std::string corrupt_message;
+  int small_width = 0;
+  int small_height = 0;
+
+ private:
+  void Put(const std::string& relative, const std::vector<uint8_t>& bytes) {
+    dir_.Write("evidence/" + relative, bytes);
+  }
+  std::string PatternPdq() const { return pattern_pdq; }
+  std::string CorruptMessage() const { return corrupt_message; }
+
+  TempDir dir_;
+  std::string root_;
+  std::string list_;
+  std::vector<uint8_t> pattern_;
+  std::vector<uint8_t> corrupt_;
+  std::string notes_;
+  std::vector<uint8_t> random_;
+};
+
+class ScanCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CliRun hashed = bantay::testing::RunCommand(
+        RunHashCommand, {tree_.Path("b/deeper/pattern.png"),
+                         tree_.Path("corrupt.jpg"),
+                         tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png")});
+    ASSERT_EQ(hashed.lines.size(), 3u) << hashed.out << hashed.err;
+    tree_.pattern_pdq = std::string(hashed.lines[0].at("pdq").as_string());
+    tree_.corrupt_message = std::string(hashed.lines[1].at("error").as_string());
+    expected_ = tree_.Expected();
+    // The low-quality picture's size, as the hasher gives it.
+    json::object small = json::parse(expected_.back()).as_object();
+    small["width"] = hashed.lines[2].at("width");
+    small["height"] = hashed.lines[2].at("height");
+    expected_.back() = json::serialize(small);
+  }
+
+  std::string ExpectedReport() const {
+    std::string report;
+    for (const std::string& line : expected_) report += line + "\n";
+    return report;
+  }
+
+  ScanTree tree_;
+  std::vector<std::string> expected_;
+};
+
+TEST_F(ScanCommandTest, EveryEntryGetsItsExactRecordInWalkOrder) {
+  CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--threads", "2",
+                     "--progress", "none"});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;  // corrupt.jpg
+  const std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), expected_.size()) << run.out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(json::serialize(lines[i]), expected_[i]) << i;
+  }
+  EXPECT_EQ(run.out, ExpectedReport());
+  EXPECT_NE(run.err.find("bantay scan: 9 entries (5 images, 0 videos, 2 other "
+                         "files, 2 links/special skipped)"),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("; 3 matched, 1 with errors\n"), std::string::npos)
+      << run.err;
+}
+
+TEST_F(ScanCommandTest, OneThreadAndManyThreadsGiveTheSameReport) {
+  CliRun one = Scan({tree_.root(), "--index", tree_.list(), "--threads", "1",
+                     "--progress", "none"});
+  CliRun many = Scan({tree_.root(), "--index", tree_.list(), "--threads", "7",
+                      "--progress", "none"});
+  EXPECT_EQ(one.out, ExpectedReport());
+  EXPECT_EQ(many.out, ExpectedReport());
+}
+
+TEST_F(ScanCommandTest, SeveralRootsAndSingleFiles) {
+  CliRun run = Scan({tree_.Path("notes.txt"), tree_.Path("b"), "--index",
+                     tree_.list(), "--progress", "none"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(run.out, expected_[6] + "\n" + expected_[1] + "\n" + expected_[2] +
+                         "\n");
+}
+
+TEST_F(ScanCommandTest, FollowingLinksReportsTheLoop) {
+  CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--follow-symlinks",
+                     "--progress", "none"});
+  const std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), expected_.size());
+  EXPECT_EQ(json::serialize(lines[5]),
+            json::serialize(json::object{
+                {"path", tree_.Path("loop")},
+                {"kind", "unknown"},
+                {"verdict", "error"},
+                {"error",
+                 json::object{{"code", "invalid_argument"},
+                              {"message",
+                               "symbolic link loop: leads back into a "
+                               "directory being scanned"}}}}));
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i != 5) {
+      EXPECT_EQ(json::serialize(lines[i]), expected_[i]) << i;
+    }
+  }
+}
+
+TEST_F(ScanCommandTest, LinkToAFileOutsideTheTreeIsNotFollowed) {
+  TempDir outside;
+  const std::string target = outside.Write(
+      "photo.jpg", ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"));
+  ASSERT_EQ(symlink(target.c_str(), tree_.Path("b/outside.jpg").c_str()), 0);
+  CliRun run = Scan({tree_.Path("b"), "--index", tree_.list(), "--progress",
+                     "none"});
+  std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[2].at("path").as_string(), tree_.Path("b/outside.jpg"));
+  EXPECT_EQ(lines[2].at("kind").as_string(), "symlink");
+  EXPECT_EQ(lines[2].at("link_target").as_string(), target);
+  EXPECT_EQ(lines[2].at("verdict").as_string(), "skipped");
+  EXPECT_FALSE(lines[2].contains("md5"));
+
+  run = Scan({tree_.Path("b"), "--index", tree_.list(), "--follow-symlinks",
+              "--progress", "none"});
+  lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[2].at("kind").as_string(), "image");
+  EXPECT_EQ(lines[2].at("md5").as_string(), kAaaMd5);
+  EXPECT_EQ(lines[2].at("verdict").as_string(), "match");
+}
+
+TEST_F(ScanCommandTest, CsvReportHasOneRowPerEntry) {
+  const std::string report = tree_.dir() + "/report.csv";
+  CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--csv", report,
+                     "--progress", "none"});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  EXPECT_EQ(run.out, "");
+  const std::string csv = ReadFile(report);
+  std::istringstream in(csv);
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(line);
+  ASSERT_EQ(rows.size(), 1 + expected_.size()) << csv;
+  EXPECT_EQ(rows[0],
+            "path,kind,format,size,mtime,md5,sha256,pdq,quality,width,height,"
+            "pdq_checked,frames_hashed,frames_matched,verdict,match_count,"
+            "lists,categories,references,signals,distances,error_code,"
+            "error_message,note,link_target");
+  EXPECT_EQ(rows[1], tree_.Path("aaa.jpg") + ",image,jpeg,361182," +
+                         kMtimeText + "," + kAaaMd5 + "," + kAaaSha256 + "," +
+                         kAaaPdq +
+                         ",100,1600,1004,true,,,match,1,known.txt,,"
+                         "case-aaa,pdq,0,,,,");
+  EXPECT_EQ(rows[5], tree_.Path("fifo") + ",special,,," + kMtimeText +
+                         ",,,,,,,,,,skipped,0,,,,,,,,not a regular file: not "
+                         "opened,");
+  // The non-ASCII name, unquoted (no comma, quote or line break in it).
+  EXPECT_EQ(rows[9].substr(0, tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png").size()),
+            tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png"));
+}
+
+TEST_F(ScanCommandTest, ResumeAfterMaxFilesGivesTheUninterruptedReport) {
+  const std::string report = tree_.dir() + "/report.jsonl";
+  CliRun first = Scan({tree_.root(), "--index", tree_.list(), "--report",
+                       report, "--max-files", "4", "--progress", "none"});
+  EXPECT_EQ(first.status, 3) << first.err;
+  EXPECT_EQ(ReadFile(report), expected_[0] + "\n" + expected_[1] + "\n" +
+                                  expected_[2] + "\n" + expected_[3] + "\n");
+  EXPECT_NE(first.err.find("run the same command with --resume"),
+            std::string::npos);
+
+  // Without --resume (or --overwrite) the report is left alone.
+  CliRun refused = Scan({tree_.root(), "--index", tree_.list(), "--report",
+                         report, "--progress", "none"});
+  EXPECT_EQ(refused.status, kExitUsage);
+  EXPECT_EQ(refused.err, "bantay scan: the report " + report +
+                             " exists: --resume continues it, --overwrite "
+                             "replaces it\n");
+
+  CliRun second = Scan({tree_.root(), "--index", tree_.list(), "--report",
+                        report, "--resume", "--max-files", "2", "--progress",
+                        "none"});
+  EXPECT_EQ(second.status, 3) << second.err;
+  EXPECT_NE(second.err.find("resuming: 4 entries already in"), std::string::npos);
+  CliRun third = Scan({tree_.root(), "--index", tree_.list(), "--report",
+                       report, "--resume", "--progress", "none"});
+  EXPECT_EQ(third.status, kExitOk) << third.err;  // corrupt.jpg was earlier
+  EXPECT_EQ(ReadFile(report), ExpectedReport());
+  // Resuming a finished report scans nothing and changes nothing.
+  CliRun again = Scan({tree_.root(), "--index", tree_.list(), "--report",
+                       report, "--resume", "--progress", "none"});
+  EXPECT_EQ(again.status, kExitOk);
+  EXPECT_EQ(ReadFile(report), ExpectedReport());
+}
+
+TEST_F(ScanCommandTest, ResumeDropsARecordCutOffByAKill) {
+  const std::string report = tree_.dir() + "/report.jsonl";
+  const std::string full = ExpectedReport();
+  for (const size_t cut : {size_t{0}, expected_[0].size() / 2,
+                           expected_[0].size() + 1 + 17, full.size() - 1}) {
+    {
+      std::ofstream out(report, std::ios::binary | std::ios::trunc);
+      out << full.substr(0, cut);
+    }
+    CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--report",
+                       report, "--resume", "--progress", "none"});
+    EXPECT_EQ(ReadFile(report), full) << "cut at " << cut;
+  }
+}
+
+TEST_F(ScanCommandTest, CsvResumeGivesTheUninterruptedReport) {
+  const std::string whole = tree_.dir() + "/whole.csv";
+  const std::string parts = tree_.dir() + "/parts.csv";
+  // A comma and a line break in a name: a quoted CSV field over two lines.
+  std::ofstream(tree_.Path("b/odd,name\nx.txt")) << "x";
+  SetMtime(tree_.Path("b/odd,name\nx.txt"));
+  Scan({tree_.root(), "--index", tree_.list(), "--csv", whole, "--progress",
+        "none"});
+  for (int n = 0; n < 12; ++n) {
+    CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--csv", parts,
+                       n == 0 ? "--overwrite" : "--resume", "--max-files", "1",
+                       "--progress", "none"});
+    if (run.status != 3) break;
+  }
+  EXPECT_EQ(ReadFile(parts), ReadFile(whole));
+  EXPECT_NE(ReadFile(whole).find("\"" + tree_.Path("b/odd,name\nx.txt") + "\""),
+            std::string::npos);
+}
+
+TEST_F(ScanCommandTest, ResumeRefusesAFileThatIsNotAReport) {
+  const std::string report = tree_.dir() + "/report.jsonl";
+  std::ofstream(report) << "{\"path\":\"x\",\"verdict\":\"match\"}\nhello\n";
+  CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--report", report,
+                     "--resume"});
+  EXPECT_EQ(run.status, kExitUsage);
+  EXPECT_EQ(run.err, "bantay scan: " + report +
+                         ":2: not a record of a bantay scan report\n");
+  EXPECT_EQ(ReadFile(report), "{\"path\":\"x\",\"verdict\":\"match\"}\nhello\n");
+}
+
+TEST_F(ScanCommandTest, UsageErrors) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"--index", tree_.list()}, "no PATH to scan given"},
+      {{tree_.root()}, "give exactly one of --index, --store and --server"},
+      {{tree_.root(), "--index", tree_.list(), "--server", "https://x"},
+       "give exactly one of --index, --store and --server"},
+      {{tree_.root(), "--index", tree_.list(), "--resume"},
+       "--resume and --overwrite need --report FILE or --csv FILE"},
+      {{tree_.root(), "--index", tree_.list(), "--report", "a", "--csv", "b"},
+       "give --report or --csv, not both"},
+      {{tree_.root(), "--index", tree_.list(), "--threads", "0"},
+       "--threads must be an integer from 1 to 256"},
+      {{tree_.root(), "--index", tree_.list(), "--radius", "65"},
+       "--radius must be an integer from 0 to 64"},
+      {{tree_.root(), "--index", tree_.list(), "--every", "-1"},
+       "--every must be a number of seconds from 0 to 3600"},
+      {{tree_.root(), "--index", tree_.list(), "--progress", "loud"},
+       "--progress must be auto, bar, lines or none"},
+      {{tree_.root(), "--store", "file.db"},
+       "--store takes sqlite:PATH or postgresql://..."},
+      {{tree_.root(), "--index", tree_.dir() + "/missing.txt"},
+       "cannot read index " + tree_.dir() + "/missing.txt"},
+  };
+  for (const Case& c : cases) {
+    CliRun run = Scan(c.args);
+    EXPECT_EQ(run.status, kExitUsage) << c.message;
+    EXPECT_EQ(run.err, "bantay scan: " + c.message + "\n");
+    EXPECT_EQ(run.out, "");
+  }
+}
+
+TEST_F(ScanCommandTest, RadiusAndDihedral) {
+  // At radius 13 the sharpened copy (14 bits away) no longer matches.
+  CliRun run = Scan({tree_.Path("b/c.dat"), "--index", tree_.list(),
+                     "--radius", "13", "--progress", "none"});
+  std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("verdict").as_string(), "no_match");
+  // A left-right mirrored copy matches only with --dihedral, as the variant
+  // PDQ calls flipy (mirrored about the vertical axis).
+  cv::Mat photo = cv::imdecode(ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"),
+                               cv::IMREAD_COLOR);
+  cv::Mat mirrored;
+  cv::flip(photo, mirrored, 1);
+  TempDir dir;
+  const std::string path = dir.Write("mirrored.png", Encode(mirrored, ".png"));
+  run = Scan({path, "--index", tree_.list(), "--progress", "none"});
+  lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("verdict").as_string(), "no_match");
+  run = Scan({path, "--index", tree_.list(), "--dihedral", "--progress", "none"});
+  lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 1u);
+  ASSERT_EQ(lines[0].at("verdict").as_string(), "match");
+  const json::object& m = lines[0].at("matches").as_array()[0].as_object();
+  EXPECT_EQ(m.at("ref").as_string(), "case-aaa");
+  EXPECT_EQ(m.at("variant").as_string(), "flipy");
+  // Not 0: the mirrored copy was decoded, flipped and re-encoded.
+  EXPECT_EQ(m.at("distance").as_int64(), 12);
+}
+
+struct FileTimes {
+  struct timespec atime, mtime, ctime;
+};
+
+FileTimes TimesOf(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(lstat(path.c_str(), &st), 0) << path;
+  return {st.st_atim, st.st_mtim, st.st_ctim};
+}
+
+bool Same(const struct timespec& a, const struct timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+// Access times: the files' atimes are set older than their mtimes, so that
+// a relatime mount updates them on a plain read — shown on a control file.
+TEST_F(ScanCommandTest, EvidenceIsNotModifiedNotEvenItsAccessTimes) {
+  std::vector<std::string> paths;
+  for (const auto& entry : fs::recursive_directory_iterator(tree_.root())) {
+    paths.push_back(entry.path().string());
+  }
+  paths.push_back(tree_.root());
+  for (const auto& p : paths) SetMtime(p);
+  std::vector<FileTimes> before;
+  for (const auto& p : paths) before.push_back(TimesOf(p));
+
+  CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--threads", "2",
+                     "--progress", "none"});
+  EXPECT_EQ(run.out, ExpectedReport());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const FileTimes after = TimesOf(paths[i]);
+    // Linux reads a link's target only through readlink, which touches the
+    // link's own access time (there is no O_NOATIME for it): the one
+    // exception, documented in --help.
+    if (paths[i] != tree_.Path("loop")) {
+      EXPECT_TRUE(Same(after.atime, before[i].atime)) << paths[i];
+    }
+    EXPECT_TRUE(Same(after.mtime, before[i].mtime)) << paths[i];
+    EXPECT_TRUE(Same(after.ctime, before[i].ctime)) << paths[i];
+  }
+  // Nothing was added to the tree.
+  size_t count = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(tree_.root())) {
+    (void)entry;
+    ++count;
+  }
+  EXPECT_EQ(count + 1, paths.size());
+
+  // The control: a plain read of such a file does move its access time.
+  const std::string control = tree_.dir() + "/control.txt";
+  std::ofstream(control) << "x";
+  SetMtime(control);
+  const FileTimes c0 = TimesOf(control);
+  EXPECT_EQ(ReadFile(control), "x");
+  EXPECT_FALSE(Same(TimesOf(control).atime, c0.atime));
+}
+
+// The real binary, stopped by a real signal part-way, then resumed: the
+// report equals that of a scan that was never stopped.
+class ScanSignalTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(ScanSignalTest, StoppedBySignalThenResumedEqualsUninterrupted) {
+  const int sig = GetParam();
+  TempDir dir;
+  const auto jpeg = Encode(MakePattern(640, 480), ".jpg");
+  constexpr int kFiles = 120;
+  for (int i = 0; i < kFiles; ++i) {
+    dir.Write("tree/d" + std::to_string(i % 10) + "/f" + std::to_string(i) +
+                  ".jpg",
+              jpeg);
+  }
+  const std::string list = dir.path() + "/list.txt";
+  std::ofstream(list) << "pdq " << std::string(64, '0') << " zero\n";
+  const std::string whole = dir.path() + "/whole.jsonl";
+  const std::string parts = dir.path() + "/parts.jsonl";
+  ASSERT_EQ(bantay::testing::RunProgram(
+                {BANTAY_CLI, "scan", dir.path() + "/tree", "--index", list,
+                 "--report", whole, "--threads", "1", "--progress", "none"},
+                dir.path() + "/whole.log"),
+            kExitOk);
+  ASSERT_EQ(JsonLines(ReadFile(whole)).size(), static_cast<size_t>(kFiles));
+
+  bantay::testing::ChildProcess child;
+  ASSERT_TRUE(child.Start({BANTAY_CLI, "scan", dir.path() + "/tree", "--index",
+                           list, "--report", parts, "--threads", "1",
+                           "--progress", "none"},
+                          dir.path() + "/parts.log"));
+  // Stop it once a few records are written.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    const std::string text = ReadFile(parts);
+    if (std::count(text.begin(), text.end(), '\n') >= 3) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(kill(child.pid(), sig), 0);
+  const int status = child.Wait();
+  if (sig != SIGKILL) {
+    EXPECT_EQ(status, 130);
+    EXPECT_NE(bantay::testing::ReadTextFile(dir.path() + "/parts.log")
+                  .find("run the same command with --resume"),
+              std::string::npos);
+  } else {
+    EXPECT_EQ(status, -1);  // killed
+  }
+  const std::string stopped = ReadFile(parts);
+  const size_t stopped_lines = static_cast<size_t>(
+      std::count(stopped.begin(), stopped.end(), '\n'));
+  EXPECT_GE(stopped_lines, 3u);
+  EXPECT_LT(stopped_lines, static_cast<size_t>(kFiles));
+  // What was written is the start of the full report.
+  const std::string full = ReadFile(whole);
+  EXPECT_EQ(full.compare(0, stopped.size(), stopped), 0);
+
+  ASSERT_EQ(bantay::testing::RunProgram(
+                {BANTAY_CLI, "scan", dir.path() + "/tree", "--index", list,
+                 "--report", parts, "--resume", "--threads", "2",
+                 "--progress", "none"},
+                dir.path() + "/resume.log"),
+            kExitOk);
+  EXPECT_EQ(ReadFile(parts), full);
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, ScanSignalTest,
+                         ::testing::Values(SIGINT, SIGTERM, SIGKILL),
+                         [](const ::testing::TestParamInfo<int>& p) {
+                           return std::string(p.param == SIGINT    ? "SIGINT"
+                                              : p.param == SIGTERM ? "SIGTERM"
+                                                                   : "SIGKILL");
+                         });
+
+}  // namespace
+}  // namespace bantay::client
