@@ -439,6 +439,14 @@ class FileScanner {
           {f.pdq, f.quality, models::Dihedral::kOriginal, f.timestamp});
     }
     r->pdq_checked = !signals->pdq.empty();
+    if (hashed->incomplete) {
+      // The frames before the damage are still matched.
+      r->error = Error(ErrorCode::kCorruptData,
+                       "the video ends early: " +
+                           std::to_string(hashed->frames_decoded) + " of " +
+                           std::to_string(hashed->frames_declared) +
+                           " frames decoded");
+    }
     if (!r->pdq_checked) {
       r->note = "no frame of PDQ quality " +
                 std::to_string(models::kPdqMinQuality) +
@@ -1025,6 +1033,11 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
       err << "bantay scan: resuming: " << WithCommas(existing.records)
           << " entries already in " << o.report << "\n";
     }
+  }
+  if (o.videos) {
+    // FFmpeg reports damaged streams on standard error, through the progress
+    // display; the report has the error. (Unless the user asked otherwise.)
+    setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", /*overwrite=*/0);
   }
   const bool tty = isatty(STDERR_FILENO) == 1;
   const bool bar = o.progress == ProgressMode::kBar ||

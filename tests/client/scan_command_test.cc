@@ -631,6 +631,160 @@ TEST_F(ScanCommandTest, EvidenceIsNotModifiedNotEvenItsAccessTimes) {
   EXPECT_FALSE(Same(TimesOf(control).atime, c0.atime));
 }
 
+// Videos: told by content; with --videos their frames (one a second) are
+// matched, and a damaged video's frames before the damage still are.
+TEST(ScanVideoTest, VideoFramesMatchWithVideos) {
+  TempDir dir;
+  const auto doorknob = ReadTestFile("vpdq/doorknob-hd-no-bar.mp4");
+  const std::string clip = dir.Write("tree/clip.mp4", doorknob);
+  const std::string other = dir.Write(
+      "tree/other.bin", ReadTestFile("vpdq/test-padded-dimensions.mp4"));
+  const std::vector<uint8_t> cut_bytes(doorknob.begin(),
+                                       doorknob.begin() + 240000);
+  const std::string cut = dir.Write("tree/z-cut.mp4", cut_bytes);
+  const std::string list = dir.path() + "/list.txt";
+  // Frame 0 of the doorknob video, as the reference vPDQ hashed it.
+  std::ofstream(list)
+      << "pdq dadb999c25266273529cadac89cb52c22324ad3bce99726c38668d93c799f07c"
+         " doorknob-0\n";
+
+  CliRun plain = Scan({dir.path() + "/tree", "--index", list, "--progress",
+                       "none"});
+  EXPECT_EQ(plain.status, kExitOk) << plain.err;
+  std::vector<json::object> lines = JsonLines(plain.out);
+  ASSERT_EQ(lines.size(), 3u);
+  const auto clip_digests = models::ComputeDigests(doorknob);
+  EXPECT_EQ(json::serialize(lines[0]),
+            json::serialize(json::object{
+                {"path", clip},
+                {"kind", "video"},
+                {"format", "mp4"},
+                {"size", static_cast<int64_t>(doorknob.size())},
+                {"mtime", lines[0].at("mtime")},
+                {"md5", Hex(clip_digests.md5)},
+                {"sha256", Hex(clip_digests.sha256)},
+                {"pdq_checked", false},
+                {"verdict", "no_match"},
+                {"note", "video frames not hashed (--videos hashes them)"}}));
+  EXPECT_EQ(lines[1].at("kind").as_string(), "video");
+  EXPECT_EQ(lines[2].at("kind").as_string(), "video");
+
+  CliRun run = Scan({dir.path() + "/tree", "--index", list, "--videos",
+                     "--progress", "none"});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;  // the cut video
+  lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(json::serialize(lines[0]),
+            json::serialize(json::object{
+                {"path", clip},
+                {"kind", "video"},
+                {"format", "mp4"},
+                {"size", static_cast<int64_t>(doorknob.size())},
+                {"mtime", lines[0].at("mtime")},
+                {"md5", Hex(clip_digests.md5)},
+                {"sha256", Hex(clip_digests.sha256)},
+                {"width", 1280},
+                {"height", 720},
+                {"frames_hashed", 4},
+                {"frames_matched", 1},
+                {"duration", "4.000"},
+                {"pdq_checked", true},
+                {"verdict", "match"},
+                {"matches",
+                 json::array{json::object{{"list", "list.txt"},
+                                          {"category", ""},
+                                          {"ref", "doorknob-0"},
+                                          {"signal", "pdq"},
+                                          {"distance", 2},
+                                          {"variant", "original"},
+                                          {"frames", 1},
+                                          {"first_timestamp", "0.000"}}}}}));
+  EXPECT_EQ(lines[1].at("path").as_string(), other);
+  EXPECT_EQ(lines[1].at("frames_hashed").as_int64(), 5);
+  EXPECT_EQ(lines[1].at("frames_matched").as_int64(), 0);
+  EXPECT_EQ(lines[1].at("verdict").as_string(), "no_match");
+  // The cut copy: frames 0 and 30 were decoded before the damage; frame 0
+  // still matches, and the record says the video is damaged.
+  EXPECT_EQ(lines[2].at("path").as_string(), cut);
+  EXPECT_EQ(lines[2].at("frames_hashed").as_int64(), 2);
+  EXPECT_EQ(lines[2].at("frames_matched").as_int64(), 1);
+  EXPECT_EQ(lines[2].at("verdict").as_string(), "match");
+  EXPECT_EQ(json::serialize(lines[2].at("error")),
+            "{\"code\":\"corrupt_data\",\"message\":\"the video ends early: "
+            "52 of 120 frames decoded\"}");
+}
+
+// Runs the bantay binary with its standard output to out_path; as the user
+// nobody when the tests run as root (root reads every file).
+int RunBantayUnprivileged(const std::vector<std::string>& args,
+                          const std::string& out_path) {
+  const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (out < 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out, 1);
+    if (geteuid() == 0) {
+      if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
+          setuid(65534) != 0) {
+        _exit(120);
+      }
+    }
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(BANTAY_CLI));
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(BANTAY_CLI, argv.data());
+    _exit(121);
+  }
+  close(out);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(ScanPermissionTest, UnreadableEntriesAreReportedAndTheScanGoesOn) {
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);
+  const std::string readable =
+      dir.Write("tree/a.jpg", ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"));
+  const std::string locked = dir.Write("tree/locked.jpg", {1, 2, 3, 4});
+  const std::string closed = dir.path() + "/tree/closed";
+  dir.Write("tree/closed/x.jpg", {1, 2, 3});
+  ASSERT_EQ(chmod(locked.c_str(), 0), 0);
+  ASSERT_EQ(chmod(closed.c_str(), 0), 0);
+  const std::string list = dir.path() + "/list.txt";
+  std::ofstream(list) << "pdq " << kAaaPdq << " case-aaa\n";
+  ASSERT_EQ(chmod(list.c_str(), 0644), 0);
+
+  const std::string out = dir.path() + "/out.jsonl";
+  const int status = RunBantayUnprivileged(
+      {"scan", dir.path() + "/tree", "--index", list, "--progress", "none"},
+      out);
+  chmod(closed.c_str(), 0755);
+  EXPECT_EQ(status, kExitSomeFailed);
+  const std::vector<json::object> lines = JsonLines(ReadFile(out));
+  ASSERT_EQ(lines.size(), 3u) << ReadFile(out);
+  EXPECT_EQ(lines[0].at("path").as_string(), readable);
+  EXPECT_EQ(lines[0].at("verdict").as_string(), "match");
+  EXPECT_EQ(json::serialize(lines[1]),
+            json::serialize(json::object{
+                {"path", closed},
+                {"kind", "unknown"},
+                {"verdict", "error"},
+                {"error", json::object{{"code", "permission_denied"},
+                                       {"message",
+                                        "open directory: permission denied"}}}}));
+  EXPECT_EQ(json::serialize(lines[2]),
+            json::serialize(json::object{
+                {"path", locked},
+                {"kind", "unknown"},
+                {"size", 4},
+                {"mtime", lines[2].at("mtime")},
+                {"verdict", "error"},
+                {"error", json::object{{"code", "permission_denied"},
+                                       {"message", "open: permission denied"}}}}));
+}
+
 // The real binary, stopped by a real signal part-way, then resumed: the
 // report equals that of a scan that was never stopped.
 class ScanSignalTest : public ::testing::TestWithParam<int> {};
