@@ -12,7 +12,9 @@ constexpr std::string_view kUsage =
 Usage: bantay COMMAND [OPTIONS]
 
 Commands:
-  hash     hash image files locally (PDQ, MD5, SHA-256); see `bantay hash --help`
+  hash     hash image files locally (PDQ, MD5, SHA-256), videos (--video:
+           vPDQ frame hashes), or write a hash list (--out); see
+           `bantay hash --help`
   match    match PDQ hashes against a hash list, store or snapshot offline,
            or hashes and images against a bantay-server (--server);
            see `bantay match --help`

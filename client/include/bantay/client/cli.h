@@ -17,7 +17,8 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitSomeFailed = 1;
 inline constexpr int kExitUsage = 2;
 
-// bantay hash [-r] [--dihedral] [--fast] [--csv] [--max-pixels N] PATH...
+// bantay hash [-r] [--dihedral] [--fast] [--csv] [--max-pixels N] [--out LIST] PATH...
+// bantay hash --video FILE... [--every SECONDS] [--downscale N]
 int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
                    std::ostream& err);
 
