@@ -457,11 +457,18 @@ TEST_F(ScanCommandTest, ResumeAfterMaxFilesGivesTheUninterruptedReport) {
                        report, "--resume", "--progress", "none"});
   EXPECT_EQ(third.status, kExitOk) << third.err;  // corrupt.jpg was earlier
   EXPECT_EQ(ReadFile(report), ExpectedReport());
+  // Each run scanned only what the report did not hold yet.
+  EXPECT_NE(second.err.find("bantay scan: 2 entries ("), std::string::npos)
+      << second.err;
+  EXPECT_NE(third.err.find("bantay scan: 3 entries ("), std::string::npos)
+      << third.err;
   // Resuming a finished report scans nothing and changes nothing.
   CliRun again = Scan({tree_.root(), "--index", tree_.list(), "--report",
                        report, "--resume", "--progress", "none"});
   EXPECT_EQ(again.status, kExitOk);
   EXPECT_EQ(ReadFile(report), ExpectedReport());
+  EXPECT_NE(again.err.find("bantay scan: 0 entries ("), std::string::npos)
+      << again.err;
 }
 
 TEST_F(ScanCommandTest, ResumeDropsARecordCutOffByAKill) {
