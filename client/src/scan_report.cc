@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <boost/json.hpp>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -52,6 +53,92 @@ std::string Seconds(double s) {
   return buf;
 }
 
+// The length of the valid UTF-8 sequence at s[i], or 0.
+size_t Utf8SequenceAt(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  uint32_t min = 0;
+  if ((c & 0xE0) == 0xC0) {
+    n = 2;
+    min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3;
+    min = 0x800;
+  } else if ((c & 0xF8) == 0xF0) {
+    n = 4;
+    min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  uint32_t cp = c & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+bool ValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8SequenceAt(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+// JSON text must be UTF-8; file names need not be. Each byte that is not
+// part of a valid sequence becomes U+FFFD (the exact bytes go in *_hex).
+std::string Utf8Lossy(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8SequenceAt(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+std::string HexOf(std::string_view s) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+// The raw bytes of a path written as "path" (and "path_hex" when it is not
+// UTF-8); "" when *_hex is not hexadecimal.
+std::string PathOf(const json::object& o) {
+  const json::value* hex = o.if_contains("path_hex");
+  if (hex == nullptr || !hex->is_string()) {
+    return std::string(o.at("path").as_string());
+  }
+  const json::string& h = hex->as_string();
+  std::string out;
+  auto digit = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  if (h.size() % 2 != 0) return "";
+  for (size_t i = 0; i < h.size(); i += 2) {
+    const int hi = digit(h[i]), lo = digit(h[i + 1]);
+    if (hi < 0 || lo < 0) return "";
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
 json::object MatchObject(const ScanMatch& m) {
   json::object o;
   o["list"] = m.list;
@@ -69,12 +156,17 @@ json::object MatchObject(const ScanMatch& m) {
 
 std::string JsonLine(const ScanRecord& r) {
   json::object o;
-  o["path"] = r.path;
+  if (ValidUtf8(r.path)) {
+    o["path"] = r.path;
+  } else {
+    o["path"] = Utf8Lossy(r.path);
+    o["path_hex"] = HexOf(r.path);
+  }
   o["kind"] = r.kind;
   if (!r.format.empty()) o["format"] = r.format;
   if (r.size) o["size"] = *r.size;
   if (r.mtime_ns) o["mtime"] = IsoTime(*r.mtime_ns);
-  if (!r.link_target.empty()) o["link_target"] = r.link_target;
+  if (!r.link_target.empty()) o["link_target"] = Utf8Lossy(r.link_target);
   if (!r.md5.empty()) o["md5"] = r.md5;
   if (!r.sha256.empty()) o["sha256"] = r.sha256;
   if (!r.pdq.empty()) o["pdq"] = r.pdq;
@@ -178,7 +270,13 @@ Status ReadJsonLines(const std::string& path, const std::string& data,
                    path + ":" + std::to_string(line_number) +
                        ": not a record of a bantay scan report");
     }
-    report.paths.emplace(p->as_string());
+    std::string raw = PathOf(*o);
+    if (raw.empty()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   path + ":" + std::to_string(line_number) +
+                       ": not a record of a bantay scan report (bad path_hex)");
+    }
+    report.paths.insert(std::move(raw));
     ++report.records;
     pos = end + 1;
     report.complete_bytes = static_cast<int64_t>(pos);

@@ -505,6 +505,38 @@ TEST_F(ScanCommandTest, CsvResumeGivesTheUninterruptedReport) {
             std::string::npos);
 }
 
+// File names need not be UTF-8 (old Windows or camera media); JSON must be.
+// Such a name is written with U+FFFD for its bad bytes, and exactly as
+// "path_hex"; resuming reads the exact bytes back.
+TEST_F(ScanCommandTest, NamesThatAreNotUtf8AreKeptExactly) {
+  const std::string odd = tree_.Path("b/bad\xff" "name\xc3.txt");
+  std::ofstream(odd) << "x";
+  const std::string report = tree_.dir() + "/report.jsonl";
+  CliRun first = Scan({tree_.Path("b"), "--index", tree_.list(), "--report",
+                       report, "--max-files", "1", "--progress", "none"});
+  EXPECT_EQ(first.status, 3);
+  const std::vector<json::object> lines = JsonLines(ReadFile(report));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("path").as_string(),
+            tree_.Path("b/bad\xef\xbf\xbd" "name\xef\xbf\xbd.txt"));
+  std::string hex;
+  for (unsigned char c : odd) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    hex += kDigits[c >> 4];
+    hex += kDigits[c & 15];
+  }
+  EXPECT_EQ(lines[0].at("path_hex").as_string(), hex);
+  CliRun rest = Scan({tree_.Path("b"), "--index", tree_.list(), "--report",
+                      report, "--resume", "--progress", "none"});
+  EXPECT_EQ(rest.status, kExitOk) << rest.err;
+  EXPECT_NE(rest.err.find("bantay scan: 2 entries ("), std::string::npos)
+      << rest.err;
+  const std::vector<json::object> all = JsonLines(ReadFile(report));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(json::serialize(all[1]), expected_[1]);
+  EXPECT_EQ(json::serialize(all[2]), expected_[2]);
+}
+
 TEST_F(ScanCommandTest, ResumeRefusesAFileThatIsNotAReport) {
   const std::string report = tree_.dir() + "/report.jsonl";
   std::ofstream(report) << "{\"path\":\"x\",\"verdict\":\"match\"}\nhello\n";
