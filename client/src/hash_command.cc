@@ -25,6 +25,7 @@
 
 #include "bantay/client/cli.h"
 #include "bantay/client/file_reader.h"
+#include "command_util.h"
 #include "bantay/models/image_hasher.h"
 #include "bantay/models/video_hasher.h"
 
@@ -139,7 +140,7 @@ class Printer : public Sink {
       return;
     }
     json::object o;
-    o["path"] = path;
+    o["path"] = Utf8Lossy(path);
     o["pdq"] = pdq;
     o["quality"] = h.pdq.quality;
     o["md5"] = md5;
@@ -163,7 +164,7 @@ class Printer : public Sink {
       return;
     }
     json::object o;
-    o["path"] = path;
+    o["path"] = Utf8Lossy(path);
     o["error"] = error;
     out_ << json::serialize(o) << '\n';
   }
@@ -376,11 +377,6 @@ class HashRun {
   fs::path root_;  // the directory being walked
   bool any_failed_ = false;
 };
-
-bool ParseInt64(std::string_view s, int64_t* value) {
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *value);
-  return ec == std::errc() && end == s.data() + s.size();
-}
 
 bool ParseDouble(std::string_view s, double* value) {
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *value);
