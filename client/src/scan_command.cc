@@ -19,13 +19,13 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bantay/client/cli.h"
@@ -191,18 +191,26 @@ Error ErrnoError(int err, const std::string& what) {
   }
 }
 
+// An open descriptor (or none, -1), closed with its owner.
 class Fd {
  public:
+  Fd() = default;
   explicit Fd(int fd) : fd_(fd) {}
   ~Fd() {
     if (fd_ >= 0) close(fd_);
   }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) close(fd_);
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
   int get() const { return fd_; }
 
  private:
-  int fd_;
+  int fd_ = -1;
 };
 
 // Read-only, never following a link put in place of the file since the walk
@@ -236,6 +244,13 @@ Result<size_t> ReadAt(int fd, uint8_t* data, size_t n, int64_t offset) {
 constexpr int64_t kMaxImageBytes = int64_t{1} << 30;
 constexpr size_t kStreamChunk = size_t{1} << 20;
 
+// What the first read of a file gave: how many bytes (at the start of the
+// worker's buffer), and whether there may be more (the read was not short).
+struct Head {
+  size_t bytes = 0;
+  bool more = false;
+};
+
 // What a worker keeps between files: its hasher and buffers.
 struct Worker {
   explicit Worker(const models::HashOptions& options) : hasher(options) {}
@@ -249,8 +264,11 @@ class FileScanner {
   FileScanner(const ScanOptions& options, ScanMatcher* matcher)
       : options_(options), matcher_(matcher) {}
 
-  // The record of one walk entry. An error return ends the scan.
-  Result<ScanRecord> Scan(const WalkEntry& entry, Worker& worker, int index) {
+  // The record of one walk entry; `opened` is the file already opened by
+  // the walk (OpenEvidence), or no descriptor to open it here. An error
+  // return ends the scan.
+  Result<ScanRecord> Scan(const WalkEntry& entry, Fd opened, Worker& worker,
+                          int index) {
     ScanRecord r;
     r.path = entry.path;
     switch (entry.kind) {
@@ -273,7 +291,7 @@ class FileScanner {
         break;
     }
     FileSignals signals;
-    ScanFile(entry, worker, &r, &signals);
+    ScanFile(entry, std::move(opened), worker, &r, &signals);
     if (!signals.has_digests && signals.pdq.empty()) return r;
     Result<FileMatches> matched = matcher_->Match(signals, index);
     if (!matched.ok()) return matched.error();
@@ -283,17 +301,19 @@ class FileScanner {
   }
 
  private:
-  void ScanFile(const WalkEntry& entry, Worker& worker, ScanRecord* r,
+  void ScanFile(const WalkEntry& entry, Fd fd, Worker& worker, ScanRecord* r,
                 FileSignals* signals) {
     r->kind = "unknown";
     r->size = entry.size;
     r->mtime_ns = entry.mtime_ns;
-    const int raw_fd = OpenEvidence(entry.path, options_.follow_symlinks);
-    if (raw_fd < 0) {
-      r->error = ErrnoError(errno, "open");
-      return;
+    if (fd.get() < 0) {
+      const int raw_fd = OpenEvidence(entry.path, options_.follow_symlinks);
+      if (raw_fd < 0) {
+        r->error = ErrnoError(errno, "open");
+        return;
+      }
+      fd = Fd(raw_fd);
     }
-    Fd fd(raw_fd);
     struct stat st;
     if (fstat(fd.get(), &st) != 0) {
       r->error = ErrnoError(errno, "stat");
@@ -308,19 +328,29 @@ class FileScanner {
     r->size = st.st_size;
     r->mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 +
                   st.st_mtim.tv_nsec;
-    std::array<uint8_t, models::kVideoProbeBytes> head{};
-    Result<size_t> head_size = ReadAt(fd.get(), head.data(), head.size(), 0);
-    if (!head_size.ok()) {
-      r->error = head_size.error();
+    // One read tells the type and, for a file of up to kStreamChunk bytes,
+    // holds all of it: a byte more than the size is asked for, so that a
+    // short read shows the end.
+    const size_t first = static_cast<size_t>(std::clamp<int64_t>(
+        st.st_size + 1, static_cast<int64_t>(models::kVideoProbeBytes),
+        static_cast<int64_t>(kStreamChunk)));
+    std::vector<uint8_t>& buffer = worker.buffer;
+    if (buffer.size() < first) buffer.resize(first);
+    Result<size_t> got = ReadAt(fd.get(), buffer.data(), first, 0);
+    if (!got.ok()) {
+      r->error = got.error();
+      std::fill_n(buffer.begin(), first, 0);
       return;
     }
-    const std::span<const uint8_t> head_bytes(head.data(), *head_size);
+    Head head{*got, *got == first};
+    const std::span<const uint8_t> head_bytes(
+        buffer.data(), std::min(head.bytes, models::kVideoProbeBytes));
     if (const models::ImageFormat image = models::DetectImageFormat(head_bytes);
         image != models::ImageFormat::kUnknown) {
       r->kind = "image";
       r->format = models::ImageFormatName(image);
       if (st.st_size <= kMaxImageBytes) {
-        ScanImage(fd.get(), st.st_size, worker, r, signals);
+        ScanImage(fd.get(), st.st_size, head, worker, r, signals);
         return;
       }
       r->error = Error(ErrorCode::kTooLarge,
@@ -334,7 +364,7 @@ class FileScanner {
     } else {
       r->kind = "other";
     }
-    if (Status digested = StreamDigests(fd.get(), worker, signals);
+    if (Status digested = StreamDigests(fd.get(), head, worker, signals);
         !digested.ok()) {
       r->error = digested.error();
       return;
@@ -349,18 +379,27 @@ class FileScanner {
     }
   }
 
-  void ScanImage(int fd, int64_t size, Worker& worker, ScanRecord* r,
-                 FileSignals* signals) {
-    std::vector<uint8_t>& bytes = worker.buffer;
-    bytes.resize(static_cast<size_t>(size));
-    Result<size_t> got = ReadAt(fd, bytes.data(), bytes.size(), 0);
-    if (!got.ok()) {
-      r->error = got.error();
-      std::fill(bytes.begin(), bytes.end(), 0);
-      return;
+  // The image's `size` bytes (the size from fstat): the first head.bytes
+  // are in the worker's buffer already.
+  void ScanImage(int fd, int64_t size, const Head& head, Worker& worker,
+                 ScanRecord* r, FileSignals* signals) {
+    const size_t want = static_cast<size_t>(size);
+    std::vector<uint8_t>& buffer = worker.buffer;
+    size_t have = head.bytes;
+    if (head.more && have < want) {
+      if (buffer.size() < want) buffer.resize(want);
+      Result<size_t> got = ReadAt(fd, buffer.data() + have, want - have,
+                                  static_cast<int64_t>(have));
+      if (!got.ok()) {
+        r->error = got.error();
+        std::fill_n(buffer.begin(), want, 0);
+        return;
+      }
+      have += *got;
     }
-    // A file that shrank while it was read is taken as it now is.
-    bytes.resize(*got);
+    // A file that shrank while it was read is taken as it now is, one that
+    // grew as it was.
+    const std::span<const uint8_t> bytes(buffer.data(), std::min(have, want));
     Result<models::ImageHashes> hashed = worker.hasher.Hash(bytes);
     if (!hashed.ok()) {
       // A damaged image may still be on a list by its exact hash.
@@ -393,25 +432,35 @@ class FileScanner {
         }
       }
     }
-    std::fill(bytes.begin(), bytes.end(), 0);
+    std::fill_n(buffer.begin(), have, 0);
     SetDigests(*signals, r);
   }
 
-  static Status StreamDigests(int fd, Worker& worker, FileSignals* signals) {
+  // MD5 and SHA-256 of the whole file, to its end, in chunks; the first
+  // head.bytes are in the worker's buffer already.
+  static Status StreamDigests(int fd, const Head& head, Worker& worker,
+                              FileSignals* signals) {
     std::vector<uint8_t>& chunk = worker.buffer;
-    chunk.resize(kStreamChunk);
-    int64_t offset = 0;
-    for (;;) {
-      Result<size_t> got = ReadAt(fd, chunk.data(), chunk.size(), offset);
-      if (!got.ok()) {
-        worker.digests.Finish();
-        return got.error();
+    worker.digests.Update({chunk.data(), head.bytes});
+    // The buffer may be longer (an earlier image): only what was read is
+    // overwritten afterwards.
+    const size_t used = head.more ? kStreamChunk : head.bytes;
+    if (head.more) {
+      if (chunk.size() < kStreamChunk) chunk.resize(kStreamChunk);
+      int64_t offset = static_cast<int64_t>(head.bytes);
+      for (;;) {
+        Result<size_t> got = ReadAt(fd, chunk.data(), kStreamChunk, offset);
+        if (!got.ok()) {
+          worker.digests.Finish();
+          std::fill_n(chunk.begin(), used, 0);
+          return got.error();
+        }
+        if (*got == 0) break;
+        worker.digests.Update({chunk.data(), *got});
+        offset += static_cast<int64_t>(*got);
       }
-      if (*got == 0) break;
-      worker.digests.Update({chunk.data(), *got});
-      offset += static_cast<int64_t>(*got);
     }
-    std::fill(chunk.begin(), chunk.end(), 0);
+    std::fill_n(chunk.begin(), used, 0);
     signals->digests = worker.digests.Finish();
     signals->has_digests = true;
     return {};
@@ -517,10 +566,10 @@ class ScanRun {
     std::vector<std::thread> workers;
     const int n = options_.threads;
     for (int i = 0; i < n; ++i) workers.emplace_back([this, i] { Work(i); });
-    const bool written = WriteInOrder();
+    Supervise();
     for (auto& t : workers) t.join();
     walker.join();
-    if (written) written_ok_ = Flush(/*sync=*/true);
+    if (written_ok_) written_ok_ = Flush(/*sync=*/true);
     Summary();
     if (!written_ok_ || fatal_) return kExitUsage;
     if (g_stop_signal.load() != 0 || interrupted_) return kExitInterrupted;
@@ -532,12 +581,22 @@ class ScanRun {
   struct Task {
     uint64_t seq;
     WalkEntry entry;
+    Fd fd;  // opened by the walk, or none
+  };
+
+  // A finished entry waiting for its turn in the report.
+  struct Finished {
+    bool ready = false;
+    std::string line;
+    Counters counts;
   };
 
   static constexpr size_t kMaxQueued = 256;
   static constexpr int64_t kMaxQueuedBytes = int64_t{256} << 20;
   static constexpr uint64_t kMaxAhead = 4096;
   static constexpr int64_t kPrefetchBytes = int64_t{64} << 20;
+  // How soon the main thread notices a stop signal.
+  static constexpr std::chrono::milliseconds kSignalPoll{50};
 
   void Walk() {
     int64_t emitted = 0;
@@ -552,8 +611,9 @@ class ScanRun {
                   return false;
                 }
                 ++emitted;
-                if (entry.kind == WalkEntry::Kind::kFile) Prefetch(entry);
-                return Push(std::move(entry));
+                Fd fd;
+                if (entry.kind == WalkEntry::Kind::kFile) fd = Prefetch(entry);
+                return Push(std::move(entry), std::move(fd));
               });
     std::lock_guard lock(mu_);
     walk_done_ = true;
@@ -561,28 +621,48 @@ class ScanRun {
     results_cv_.notify_all();
   }
 
-  // Asks the kernel to start reading the file while the workers are busy
-  // with the ones before it (I/O overlapped with hashing on slow disks).
-  void Prefetch(const WalkEntry& entry) const {
+  // Opens the file for its worker and asks the kernel to start reading it
+  // while the workers are busy with the ones before it (I/O overlapped with
+  // hashing on slow disks). Opening it here rather than in the worker
+  // costs nothing more; a file that cannot be opened here is opened (and
+  // its error reported) by the worker.
+  Fd Prefetch(const WalkEntry& entry) const {
     const int fd = OpenEvidence(entry.path, options_.follow_symlinks);
-    if (fd < 0) return;
+    if (fd < 0) return Fd();
     posix_fadvise(fd, 0, static_cast<off_t>(std::min(entry.size, kPrefetchBytes)),
                   POSIX_FADV_WILLNEED);
-    close(fd);
+    return Fd(fd);
   }
 
-  bool Push(WalkEntry&& entry) {
+  bool Room() const {  // requires mu_
+    return tasks_.size() < kMaxQueued && queued_bytes_ < kMaxQueuedBytes &&
+           next_seq_ - next_write_ < kMaxAhead;
+  }
+
+  // A blocked walk resumes once the queue is half empty, not at every
+  // free place: one wake-up for many files.
+  bool RoomToResume() const {  // requires mu_
+    return tasks_.size() <= kMaxQueued / 2 &&
+           (queued_bytes_ <= kMaxQueuedBytes / 2 || tasks_.empty()) &&
+           next_seq_ - next_write_ <= kMaxAhead / 2;
+  }
+
+  void WakeWalkerIfRoom() {  // requires mu_
+    if (walker_waiting_ && RoomToResume()) space_cv_.notify_one();
+  }
+
+  bool Push(WalkEntry&& entry, Fd fd) {
     std::unique_lock lock(mu_);
-    space_cv_.wait(lock, [&] {
-      return stopping_ || (tasks_.size() < kMaxQueued &&
-                           queued_bytes_ < kMaxQueuedBytes &&
-                           next_seq_ - next_write_ < kMaxAhead);
-    });
+    if (!stopping_ && !Room()) {
+      walker_waiting_ = true;
+      space_cv_.wait(lock, [&] { return stopping_ || RoomToResume(); });
+      walker_waiting_ = false;
+    }
     if (stopping_) return false;
     total_.entries += 1;
     total_.bytes += entry.size;
     queued_bytes_ += entry.size;
-    tasks_.push_back({next_seq_++, std::move(entry)});
+    tasks_.push_back({next_seq_++, std::move(entry), std::move(fd)});
     tasks_cv_.notify_one();
     return true;
   }
@@ -602,11 +682,12 @@ class ScanRun {
         task = std::move(tasks_.front());
         tasks_.pop_front();
         queued_bytes_ -= task.entry.size;
-        space_cv_.notify_one();
+        WakeWalkerIfRoom();
       }
-      Result<ScanRecord> record = scanner_.Scan(task.entry, worker, index);
-      std::lock_guard lock(mu_);
+      Result<ScanRecord> record =
+          scanner_.Scan(task.entry, std::move(task.fd), worker, index);
       if (!record.ok()) {
+        std::lock_guard lock(mu_);
         if (!fatal_) {
           fatal_ = true;
           fatal_message_ = task.entry.path + ": " + record.error().message();
@@ -614,8 +695,8 @@ class ScanRun {
         Stop();
         break;
       }
-      results_.emplace(task.seq, std::move(*record));
-      results_cv_.notify_one();
+      // Formatted here, on the workers, in parallel.
+      Complete(task.seq, FormatRecord(*record, options_.format), Count(*record));
     }
     std::lock_guard lock(mu_);
     ++workers_done_;
@@ -629,71 +710,96 @@ class ScanRun {
     results_cv_.notify_all();
   }
 
-  // The main thread: writes the records in walk order as they complete,
-  // shows progress, and notices a stop signal. False when the report could
-  // not be written.
-  // Records are written as soon as they are next in order (one write for
-  // all that are ready), so that a killed scan loses only the files in
-  // progress.
-  bool WriteInOrder() {
+  // Records are written in walk order as soon as they are next in order
+  // (one write for all that are ready), so that a killed scan loses only
+  // the files in progress. The worker that completes the next record
+  // writes it, with those after it that are ready, while no other worker
+  // writes; a record completed meanwhile is taken by that writer before it
+  // lets go. No thread is woken to write a record.
+  void Complete(uint64_t seq, std::string line, const Counters& counts) {
+    std::unique_lock lock(mu_);
+    Finished& f = finished_[seq % kMaxAhead];
+    f.ready = true;
+    f.line = std::move(line);
+    f.counts = counts;
+    if (writing_ || seq != next_write_) return;
+    writing_ = true;
+    while (written_ok_ && finished_[next_write_ % kMaxAhead].ready) {
+      for (Finished* next = &finished_[next_write_ % kMaxAhead]; next->ready;
+           next = &finished_[next_write_ % kMaxAhead]) {
+        pending_ += next->line;
+        Add(next->counts);
+        next->ready = false;
+        next->line.clear();
+        ++next_write_;
+      }
+      WakeWalkerIfRoom();
+      lock.unlock();
+      const bool ok = Flush(/*sync=*/false);
+      lock.lock();
+      if (!ok) Stop();
+    }
+    writing_ = false;
+    if (AllWritten()) results_cv_.notify_all();
+  }
+
+  bool AllWritten() const {  // requires mu_
+    return (walk_done_ && next_write_ == next_seq_ && !writing_) ||
+           workers_done_ == options_.threads;
+  }
+
+  // The main thread: shows progress and notices a stop signal until every
+  // record is written or the workers have stopped.
+  void Supervise() {
     const auto interval = bar_ ? std::chrono::milliseconds(200)
                                : std::chrono::milliseconds(10'000);
     auto next_progress = Clock::now() + interval;
     std::unique_lock lock(mu_);
     for (;;) {
-      results_cv_.wait_until(lock, next_progress, [&] {
-        return results_.count(next_write_) != 0 ||
-               (walk_done_ && next_write_ == next_seq_) ||
-               workers_done_ == options_.threads ||
-               (g_stop_signal.load() != 0 && !stopping_);
+      const auto wake = std::min(next_progress, Clock::now() + kSignalPoll);
+      results_cv_.wait_until(lock, wake, [&] {
+        return AllWritten() || (g_stop_signal.load() != 0 && !stopping_);
       });
       if (g_stop_signal.load() != 0 && !stopping_) {
         interrupted_ = true;
         Stop();
       }
-      for (auto it = results_.find(next_write_); it != results_.end();
-           it = results_.find(next_write_)) {
-        Count(it->second);
-        pending_ += FormatRecord(it->second, options_.format);
-        results_.erase(it);
-        ++next_write_;
-        space_cv_.notify_one();
-      }
-      const bool finished = (walk_done_ && next_write_ == next_seq_) ||
-                            workers_done_ == options_.threads;
-      if (!pending_.empty()) {
-        lock.unlock();
-        const bool ok = Flush(/*sync=*/false);
-        lock.lock();
-        if (!ok) {
-          Stop();
-          return false;
-        }
-      }
-      if (finished) break;
+      if (AllWritten()) break;
       const auto now = Clock::now();
       if (now >= next_progress) {
         if (bar_ || lines_) Progress();
         next_progress = now + interval;
       }
     }
-    return true;
   }
 
-  void Count(const ScanRecord& r) {
-    ++done_counts_.entries;
-    done_counts_.bytes += r.size.value_or(0);
-    if (!r.matches.empty()) ++done_counts_.matched;
-    if (r.error) ++done_counts_.errors;
+  static Counters Count(const ScanRecord& r) {
+    Counters c;
+    c.entries = 1;
+    c.bytes = r.size.value_or(0);
+    if (!r.matches.empty()) c.matched = 1;
+    if (r.error) c.errors = 1;
     if (r.kind == "image") {
-      ++done_counts_.images;
+      c.images = 1;
     } else if (r.kind == "video") {
-      ++done_counts_.videos;
+      c.videos = 1;
     } else if (r.kind == "other") {
-      ++done_counts_.others;
+      c.others = 1;
     } else if (r.kind == "symlink" || r.kind == "special") {
-      ++done_counts_.skipped;
+      c.skipped = 1;
     }
+    return c;
+  }
+
+  void Add(const Counters& c) {  // requires mu_
+    done_counts_.entries += c.entries;
+    done_counts_.bytes += c.bytes;
+    done_counts_.matched += c.matched;
+    done_counts_.errors += c.errors;
+    done_counts_.images += c.images;
+    done_counts_.videos += c.videos;
+    done_counts_.others += c.others;
+    done_counts_.skipped += c.skipped;
   }
 
   bool Flush(bool sync) {
@@ -804,9 +910,13 @@ class ScanRun {
   std::condition_variable results_cv_;
   std::deque<Task> tasks_;
   int64_t queued_bytes_ = 0;
+  bool walker_waiting_ = false;
   uint64_t next_seq_ = 0;
   uint64_t next_write_ = 0;
-  std::map<uint64_t, ScanRecord> results_;
+  // Entry seq at seq % kMaxAhead (the walk stays fewer than kMaxAhead
+  // entries ahead of the report).
+  std::vector<Finished> finished_ = std::vector<Finished>(kMaxAhead);
+  bool writing_ = false;  // a worker is writing records
   bool walk_done_ = false;
   bool stopping_ = false;
   bool stopped_by_limit_ = false;
@@ -816,7 +926,7 @@ class ScanRun {
   int workers_done_ = 0;
   Counters total_;
   Counters done_counts_;
-  std::string pending_;  // records not yet written
+  std::string pending_;  // records not yet written; the writer's own
   bool written_ok_ = true;
   std::string write_error_;
   bool bar_shown_ = false;
