@@ -67,6 +67,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -271,6 +272,73 @@ CpuUse CpuShare(const CpuTimes& a, const CpuTimes& b, double seconds) {
   return use;
 }
 
+// CPU time and context switches of this process's threads by thread name
+// (the server names its threads bantay-io, bantay-compute, ...): where the
+// server's time per request goes, and how often its threads sleep and are
+// woken (each costs a few microseconds, more in a virtual machine).
+struct ThreadUse {
+  double cpu = 0;          // seconds
+  double voluntary = 0;    // context switches: went to sleep
+  double involuntary = 0;  // preempted
+  int threads = 0;
+};
+using ThreadUses = std::map<std::string, ThreadUse>;
+
+ThreadUses ThreadsByName() {
+  ThreadUses out;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    const std::string dir = task.path().string();
+    std::ifstream stat_in(dir + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat_in)),
+                     std::istreambuf_iterator<char>());
+    const size_t open = text.find('('), close = text.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    ThreadUse& use = out[text.substr(open + 1, close - open - 1)];
+    ++use.threads;
+    std::stringstream fields(text.substr(close + 2));
+    std::string field;
+    for (int k = 3; k <= 15 && fields >> field; ++k) {
+      if (k == 14 || k == 15) use.cpu += std::stod(field) / CpuTimes::Hz();
+    }
+    std::ifstream status(dir + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) {
+        use.voluntary += std::stod(line.substr(24));
+      } else if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+        use.involuntary += std::stod(line.substr(27));
+      }
+    }
+  }
+  return out;
+}
+
+// Per answered request, for the server's threads (bantay-*): "io 31.2 us
+// 0.6+0.1 cs, compute 60.3 us 1.1+0.2 cs" (voluntary+involuntary).
+std::string ThreadsPerRequest(const ThreadUses& a, const ThreadUses& b,
+                              uint64_t requests) {
+  if (requests == 0) return "";
+  const double n = static_cast<double>(requests);
+  std::string out;
+  for (const auto& [name, end] : b) {
+    if (name.rfind("bantay-", 0) != 0) continue;
+    ThreadUse start;
+    if (auto it = a.find(name); it != a.end()) start = it->second;
+    const double cpu_us = (end.cpu - start.cpu) / n * 1e6;
+    const double vol = (end.voluntary - start.voluntary) / n;
+    const double invol = (end.involuntary - start.involuntary) / n;
+    if (cpu_us < 0.05 && vol < 0.005) continue;
+    char text[128];
+    std::snprintf(text, sizeof text, "%s%s %.1f us %.2f+%.2f cs",
+                  out.empty() ? "" : ", ", name.substr(7).c_str(), cpu_us, vol,
+                  invol);
+    out += text;
+  }
+  return out;
+}
+
 // Latency histogram of fixed size (so that a long soak does not grow the
 // process): 1 us buckets below 2,048 us, then 128 buckets per doubling
 // (under 0.8% wide).
@@ -453,6 +521,8 @@ struct RunResult {
   Histogram latency;
   std::string first_error;
   CpuUse cpu;  // over the measured window
+  // The server's threads per answered request (ThreadsPerRequest).
+  std::string threads;
   // Answers/s from the end of the warm-up to the last answer (open loop:
   // what the server kept up with).
   double achieved = 0;
@@ -517,7 +587,10 @@ class LoadRun {
     g_errors_all += result_.errors_total;
     if (!cpu_taken_) {
       result_.cpu = CpuShare(cpu_start_, CpuTimes::Now(), Seconds(warm_end_));
+      threads_end_ = ThreadsByName();
     }
+    result_.threads =
+        ThreadsPerRequest(threads_start_, threads_end_, result_.completed);
     result_.achieved =
         static_cast<double>(result_.completed) /
         std::max(spec_.seconds,
@@ -627,6 +700,7 @@ class LoadRun {
       result_.cpu =
           CpuShare(cpu_start_, CpuTimes::Now(),
                    std::chrono::duration<double>(now - warm_end_).count());
+      threads_end_ = ThreadsByName();
     }
     const bool counted =
         spec_.rate > 0 ? i >= warm_count_ : (now >= warm_end_ && now < end_);
@@ -712,6 +786,7 @@ class LoadRun {
     if (!measuring_) {
       measuring_ = true;
       cpu_start_ = CpuTimes::Now();
+      threads_start_ = ThreadsByName();
       if (spec_.on_measure_start) spec_.on_measure_start();
     } else {
       // This interval's figures (so that a burst of queueing shows when it
@@ -758,6 +833,7 @@ class LoadRun {
   uint64_t total_ = 0;
   uint64_t warm_count_ = 0;
   CpuTimes cpu_start_;
+  ThreadUses threads_start_, threads_end_;
   Histogram interval_;  // latencies since the last progress line (soak)
   CpuTimes interval_cpu_;
   Clock::time_point interval_start_;
@@ -765,6 +841,14 @@ class LoadRun {
   Clock::time_point last_done_;
   RunResult result_;
 };
+
+// Server CPU time per answered request over the measured window: much less
+// sensitive to a busy machine than requests/s.
+double ServerMicrosPerRequest(const RunResult& res) {
+  return res.completed == 0 ? 0.0
+                            : res.cpu.server * res.seconds * 1e6 /
+                                  static_cast<double>(res.completed);
+}
 
 // One synchronous GET (set-up checks).
 std::string Get(uint16_t port, ssl::context& tls, const std::string& target,
@@ -1066,23 +1150,26 @@ int main(int argc, char** argv) {
   if (opt.Part("baseline")) {
     const std::unique_ptr<bantay::matcher::HashIndex> index =
         LoadBaselineIndex(setup);
-    std::vector<double> rates;
+    std::vector<double> rates, cpu_us;
     for (int r = 0; r < opt.reps; ++r) {
       uint64_t matches = 0;
       const Measured m = UntilQuiet(opt, "in-process run", [&] {
         return Measure([&] { return InProcessRate(*index, w, 3.0, &matches); });
       });
       rates.push_back(m.value);
+      // The search threads are this process's; the calling thread waits.
+      cpu_us.push_back((m.cpu.server + m.cpu.client) / m.value * 1e6);
       std::printf(
-          "in-process MatchPdq, 2 threads, run %d: %.0f q/s (%llu matched); "
-          "%s\n",
+          "in-process MatchPdq, 2 threads, run %d: %.0f q/s (%llu matched), "
+          "%.1f us CPU/query; %s\n",
           r + 1, rates.back(), static_cast<unsigned long long>(matches),
-          m.cpu.Text().c_str());
+          cpu_us.back(), m.cpu.Text().c_str());
     }
     in_process = Median(rates);
     std::snprintf(text, sizeof text,
-                  "in-process MatchPdq (2 threads): %.0f q/s [%s]", in_process,
-                  Join(rates, "%.0f").c_str());
+                  "in-process MatchPdq (2 threads): %.0f q/s [%s], %.1f us "
+                  "CPU/query",
+                  in_process, Join(rates, "%.0f").c_str(), Median(cpu_us));
     lines.push_back(text);
   }
 
@@ -1095,7 +1182,7 @@ int main(int argc, char** argv) {
     double io_best = 0;  // the best closed-loop median of this setting
     if (opt.Part("closed")) {
       for (int conns : opt.connections) {
-        std::vector<double> rates, p50, p99;
+        std::vector<double> rates, p50, p99, cpu_us;
         uint64_t errors = 0;
         for (int r = 0; r < opt.reps; ++r) {
           RunResult res = UntilQuiet(opt, "closed run", [&] {
@@ -1108,12 +1195,14 @@ int main(int argc, char** argv) {
           rates.push_back(res.Rate());
           p50.push_back(res.latency.QuantileMs(0.5));
           p99.push_back(res.latency.QuantileMs(0.99));
+          cpu_us.push_back(ServerMicrosPerRequest(res));
           errors += res.errors_total;
           std::printf(
               "closed io=%d conns=%d run %d: %.0f req/s, p50 %.2f ms, p99 %.2f "
-              "ms, "
+              "ms, server CPU %.1f us/req (%s), "
               "%llu errors, %llu/%llu planted matched; %s%s%s\n",
-              io, conns, r + 1, res.Rate(), p50.back(), p99.back(),
+              io, conns, r + 1, res.Rate(), p50.back(), p99.back(), cpu_us.back(),
+              res.threads.c_str(),
               static_cast<unsigned long long>(res.errors_total),
               static_cast<unsigned long long>(res.matched),
               static_cast<unsigned long long>(res.expected_matches),
@@ -1131,9 +1220,11 @@ int main(int argc, char** argv) {
         std::snprintf(text, sizeof text,
                       "closed loop, io_threads %d, %2d conns: %.0f req/s [%s], "
                       "p50 %.2f ms, "
-                      "p99 %.2f ms, errors %llu, %.3fx in-process",
+                      "p99 %.2f ms, server CPU %.1f us/req [%s], errors %llu, "
+                      "%.3fx in-process",
                       io, conns, rate, Join(rates, "%.0f").c_str(), Median(p50),
-                      Median(p99), static_cast<unsigned long long>(errors),
+                      Median(p99), Median(cpu_us), Join(cpu_us, "%.1f").c_str(),
+                      static_cast<unsigned long long>(errors),
                       in_process > 0 ? rate / in_process : 0.0);
         lines.push_back(text);
       }

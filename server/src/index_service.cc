@@ -1,5 +1,7 @@
 #include "index_service.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -62,7 +64,10 @@ Status IndexService::Start() {
     if (!store.ok()) return store.error();
     writer_ = std::move(*store);
   }
-  follower_thread_ = std::thread([this] { Follow(); });
+  follower_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "bantay-index");
+    Follow();
+  });
   return Status();
 }
 

@@ -4,13 +4,16 @@
 #include "bantay/server/server.h"
 
 #include <omp.h>
+#include <pthread.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <ctime>
 #include <cstring>
+#include <ctime>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,7 +25,6 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
 #include <openssl/ssl.h>
 
@@ -154,15 +156,90 @@ std::string MediaType(std::string_view value) {
   return out;
 }
 
+void AppendHeader(std::string* out, std::string_view name, std::string_view value) {
+  out->append(name);
+  out->append(": ");
+  out->append(value);
+  out->append("\r\n");
+}
+
+void AppendNumber(std::string* out, uint64_t value) {
+  char digits[20];
+  const auto result = std::to_chars(digits, digits + sizeof digits, value);
+  out->append(digits, result.ptr);
+}
+
+// The whole HTTP/1.x answer into *out (whose storage is reused): status
+// line, headers, and the body unless the request was HEAD (whose answer
+// carries the Content-Length a GET would get). `keep_alive` as Beast's
+// message::keep_alive writes it: "Connection: close" in HTTP/1.1,
+// "Connection: keep-alive" in HTTP/1.0.
+void FormatResponse(const ApiResponse& response, unsigned version, bool keep_alive, bool head,
+                    std::string* out) {
+  out->clear();
+  out->append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  AppendNumber(out, static_cast<uint64_t>(response.status));
+  out->push_back(' ');
+  const std::string_view reason =
+      http::obsolete_reason(static_cast<http::status>(response.status));
+  out->append(reason.data(), reason.size());
+  out->append("\r\n");
+  AppendHeader(out, "Server", "bantay");
+  AppendHeader(out, "Content-Type", response.content_type);
+  AppendHeader(out, "Cache-Control", "no-store");
+  AppendHeader(out, "X-Content-Type-Options", "nosniff");
+  if (response.retry_after > 0) {
+    out->append("Retry-After: ");
+    AppendNumber(out, static_cast<uint64_t>(response.retry_after));
+    out->append("\r\n");
+  }
+  if (!response.allow.empty()) AppendHeader(out, "Allow", response.allow);
+  if (version == 10 && keep_alive) AppendHeader(out, "Connection", "keep-alive");
+  if (version != 10 && !keep_alive) AppendHeader(out, "Connection", "close");
+  out->append("Content-Length: ");
+  AppendNumber(out, response.body.size());
+  out->append("\r\n\r\n");
+  if (!head) out->append(response.body);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
+
+// Timeouts: a session sets a deadline for what it waits for (the TLS
+// handshake, the next request, a request's bytes, the client reading the
+// answer) and clears it while the request is being computed; one timer per
+// server sweeps the sessions every kSweepInterval and closes those whose
+// deadline has passed. (A timer per session operation, as beast::tcp_stream
+// arms, costs a timer queue insertion, a cancellation and a completion per
+// read and per write.)
+constexpr auto kSweepInterval = std::chrono::milliseconds(50);
+constexpr Clock::rep kNoDeadline = std::numeric_limits<Clock::rep>::max();
 
 class SessionBase : public std::enable_shared_from_this<SessionBase> {
  public:
   virtual ~SessionBase() = default;
   // Close when idle, or after the answer in flight (on the session's strand).
   virtual void Drain() = 0;
+  // Closes the connection if its deadline has passed (on the session's
+  // strand: the deadline may have moved meanwhile).
+  virtual void Expire() = 0;
+
+  bool Expired(Clock::time_point now) const {
+    return deadline_.load(std::memory_order_relaxed) <= now.time_since_epoch().count();
+  }
+
+ protected:
+  void SetDeadline(std::chrono::milliseconds timeout) {
+    deadline_.store((Clock::now() + timeout).time_since_epoch().count(),
+                    std::memory_order_relaxed);
+  }
+  void ClearDeadline() { deadline_.store(kNoDeadline, std::memory_order_relaxed); }
+
+ private:
+  // Clock::time_point::rep; written on the session's strand, read by the
+  // sweep.
+  std::atomic<Clock::rep> deadline_{kNoDeadline};
 };
 
 struct Server::Impl {
@@ -173,14 +250,23 @@ struct Server::Impl {
         compute(config.compute_threads > 0 ? config.compute_threads
                                            : static_cast<int>(std::max(
                                                  1u, std::thread::hardware_concurrency())),
-                config.queue_limit, [] { omp_set_num_threads(1); }),
-        admin(1, config.admin_queue_limit, [] { omp_set_num_threads(1); }),
+                config.queue_limit,
+                [] {
+                  pthread_setname_np(pthread_self(), "bantay-compute");
+                  omp_set_num_threads(1);
+                }),
+        admin(1, config.admin_queue_limit,
+              [] {
+                pthread_setname_np(pthread_self(), "bantay-admin");
+                omp_set_num_threads(1);
+              }),
         log(config.access_log),
         ioc(config.io_threads),
         work(asio::make_work_guard(ioc)) {}
 
   void Accept();
   void StartSession(tcp::socket socket);
+  void Sweep();
   void Register(SessionBase* session, std::weak_ptr<SessionBase> weak) {
     std::lock_guard lock(sessions_mu);
     sessions.emplace(session, std::move(weak));
@@ -232,14 +318,16 @@ struct Server::Impl {
   asio::strand<asio::io_context::executor_type> accept_strand{ioc.get_executor()};
   tcp::acceptor acceptor{accept_strand};
   asio::steady_timer accept_retry{accept_strand};
+  asio::steady_timer sweep_timer{accept_strand};
 };
 
 namespace {
 
+// Stream: ssl::stream<tcp::socket> or tcp::socket (plain HTTP).
 template <typename Stream>
 class Session : public SessionBase {
  public:
-  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  static constexpr bool kTls = !std::is_same_v<Stream, tcp::socket>;
 
   Session(Server::Impl* server, tcp::socket socket, std::shared_ptr<ssl::context> tls)
       : server_(server), tls_(std::move(tls)), stream_(MakeStream(std::move(socket))) {}
@@ -257,7 +345,16 @@ class Session : public SessionBase {
   void Drain() override {
     asio::post(stream_.get_executor(), [self = Self()] {
       self->draining_ = true;
-      if (self->waiting_ || self->lingering_) beast::get_lowest_layer(self->stream_).cancel();
+      if (self->waiting_ || self->lingering_) {
+        beast::error_code ec;
+        self->Socket().cancel(ec);
+      }
+    });
+  }
+
+  void Expire() override {
+    asio::post(stream_.get_executor(), [self = Self()] {
+      if (self->Expired(Clock::now())) self->Abort();
     });
   }
 
@@ -266,17 +363,23 @@ class Session : public SessionBase {
     if constexpr (kTls) {
       return Stream(std::move(socket), *tls_);
     } else {
-      return Stream(std::move(socket));
+      return socket;
     }
   }
   std::shared_ptr<Session> Self() {
     return std::static_pointer_cast<Session>(shared_from_this());
   }
-  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+  tcp::socket& Socket() {
+    if constexpr (kTls) {
+      return stream_.next_layer();
+    } else {
+      return stream_;
+    }
+  }
 
   void Begin() {
     if constexpr (kTls) {
-      Tcp().expires_after(std::chrono::milliseconds(server_->config.read_timeout_ms));
+      SetDeadline(std::chrono::milliseconds(server_->config.read_timeout_ms));
       stream_.async_handshake(ssl::stream_base::server,
                               [self = Self()](beast::error_code ec) {
                                 if (ec) return self->Abort();
@@ -297,8 +400,8 @@ class Session : public SessionBase {
     parser_->body_limit(server_->config.max_body_bytes);
     if (buffer_.size() > 0) return ReadRequest();
     waiting_ = true;
-    Tcp().expires_after(std::chrono::milliseconds(server_->config.idle_timeout_ms));
-    stream_.async_read_some(buffer_.prepare(4096),
+    SetDeadline(std::chrono::milliseconds(server_->config.idle_timeout_ms));
+    stream_.async_read_some(buffer_.prepare(kFirstRead),
                             [self = Self()](beast::error_code ec, size_t n) {
                               self->waiting_ = false;
                               if (ec || self->draining_) return self->Close();
@@ -308,12 +411,13 @@ class Session : public SessionBase {
   }
 
   void ReadRequest() {
-    Tcp().expires_after(std::chrono::milliseconds(server_->config.read_timeout_ms));
+    SetDeadline(std::chrono::milliseconds(server_->config.read_timeout_ms));
     http::async_read(stream_, buffer_, *parser_,
                      [self = Self()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
+    ClearDeadline();
     start_ = Clock::now();
     if (ec == http::error::body_limit) {
       return Fail(413, "too_large",
@@ -334,6 +438,7 @@ class Session : public SessionBase {
     auto& request = parser_->get();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
+    head_ = request.method() == http::verb::head;
     method_ = std::string(request.method_string());
     ApiRequest api_request;
     api_request.method = method_;
@@ -370,6 +475,7 @@ class Session : public SessionBase {
     keep_alive_ = false;
     linger_ = true;
     version_ = 11;
+    head_ = false;
     method_ = parser_ && parser_->is_header_done()
                   ? std::string(parser_->get().method_string())
                   : std::string("-");
@@ -377,38 +483,23 @@ class Session : public SessionBase {
     Write(ErrorResponse(status, code, message));
   }
 
+  // The answer is formatted here into one buffer (status line, headers and
+  // body) and written with one TLS record write where it fits.
   void Write(ApiResponse api_response) {
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     server_->metrics.RecordRequest(api_response.route, api_response.status, seconds);
     server_->log.Write(method_, api_response, seconds);
 
-    response_.emplace(static_cast<http::status>(api_response.status), version_);
-    response_->set(http::field::server, "bantay");
-    response_->set(http::field::content_type, api_response.content_type);
-    response_->set(http::field::cache_control, "no-store");
-    response_->set("X-Content-Type-Options", "nosniff");
-    if (api_response.retry_after > 0) {
-      response_->set(http::field::retry_after, std::to_string(api_response.retry_after));
-    }
-    if (!api_response.allow.empty()) response_->set(http::field::allow, api_response.allow);
-    response_->keep_alive(keep_alive_ && !draining_);
-    if (method_ == "HEAD") {
-      // The headers of the answer a GET would get, without its body.
-      response_->content_length(api_response.body.size());
-    } else {
-      response_->body() = std::move(api_response.body);
-      response_->prepare_payload();
-    }
-    Tcp().expires_after(std::chrono::milliseconds(server_->config.read_timeout_ms));
-    http::async_write(stream_, *response_,
-                      [self = Self()](beast::error_code ec, size_t) {
-                        const bool keep = self->response_->keep_alive();
-                        self->response_.reset();
-                        if (ec) return self->Abort();
-                        if (self->linger_) return self->Linger(0);
-                        if (!keep) return self->Close();
-                        self->ReadNext();
-                      });
+    keep_open_ = keep_alive_ && !draining_;
+    FormatResponse(api_response, version_, keep_open_, head_, &out_);
+    SetDeadline(std::chrono::milliseconds(server_->config.read_timeout_ms));
+    asio::async_write(stream_, asio::buffer(out_), [self = Self()](beast::error_code ec, size_t) {
+      self->ClearDeadline();
+      if (ec) return self->Abort();
+      if (self->linger_) return self->Linger(0);
+      if (!self->keep_open_) return self->Close();
+      self->ReadNext();
+    });
   }
 
   // After refusing a request whose body is still arriving: reads and drops
@@ -419,7 +510,7 @@ class Session : public SessionBase {
   void Linger(size_t dropped) {
     constexpr size_t kMaxDropped = 1024 * 1024;
     if (dropped > kMaxDropped || draining_) return Abort();
-    if (dropped == 0) Tcp().expires_after(std::chrono::seconds(1));
+    if (dropped == 0) SetDeadline(std::chrono::seconds(1));
     lingering_ = true;
     stream_.async_read_some(buffer_.prepare(64 * 1024),
                             [self = Self(), dropped](beast::error_code ec, size_t n) {
@@ -432,18 +523,20 @@ class Session : public SessionBase {
   // Orderly close (TLS close_notify first).
   void Close() {
     if constexpr (kTls) {
-      Tcp().expires_after(std::chrono::seconds(2));
+      SetDeadline(std::chrono::seconds(2));
       stream_.async_shutdown([self = Self()](beast::error_code) { self->Abort(); });
     } else {
       beast::error_code ec;
-      Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+      Socket().shutdown(tcp::socket::shutdown_send, ec);
     }
   }
   void Abort() {
     beast::error_code ec;
-    Tcp().socket().close(ec);
+    Socket().close(ec);
   }
 
+  // The first read of a request (most requests are smaller).
+  static constexpr size_t kFirstRead = 4096;
   // A read buffer up to this size is kept between requests (and wiped in
   // place); a larger one is given back.
   static constexpr size_t kKeptBufferBytes = 64 * 1024;
@@ -453,11 +546,13 @@ class Session : public SessionBase {
   Stream stream_;
   ReadBuffer buffer_;
   std::optional<http::request_parser<http::vector_body<uint8_t>>> parser_;
-  std::optional<http::response<http::string_body>> response_;
+  std::string out_;  // the answer being written (its storage is reused)
   Clock::time_point start_ = Clock::now();
   std::string method_ = "-";
   unsigned version_ = 11;
-  bool keep_alive_ = true;
+  bool keep_alive_ = true;  // what the request asked for
+  bool keep_open_ = true;   // what the answer being written says
+  bool head_ = false;
   bool waiting_ = false;   // for the first byte of a request
   bool draining_ = false;
   bool linger_ = false;    // the request was refused before it was read whole
@@ -495,15 +590,33 @@ void Server::Impl::StartSession(tcp::socket socket) {
   metrics.AddConnections(1);
   std::shared_ptr<ssl::context> context = Tls();
   if (context != nullptr) {
-    auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+    auto session = std::make_shared<Session<ssl::stream<tcp::socket>>>(
         this, std::move(socket), std::move(context));
     Register(session.get(), session);
     session->Start();
   } else {
-    auto session = std::make_shared<Session<beast::tcp_stream>>(this, std::move(socket), nullptr);
+    auto session = std::make_shared<Session<tcp::socket>>(this, std::move(socket), nullptr);
     Register(session.get(), session);
     session->Start();
   }
+}
+
+void Server::Impl::Sweep() {
+  const Clock::time_point now = Clock::now();
+  {
+    std::lock_guard lock(sessions_mu);
+    for (auto& [raw, weak] : sessions) {
+      // A session being destroyed waits for sessions_mu to unregister: its
+      // members are still there, and lock() refuses it.
+      if (!raw->Expired(now)) continue;
+      if (std::shared_ptr<SessionBase> session = weak.lock()) session->Expire();
+    }
+  }
+  sweep_timer.expires_after(kSweepInterval);
+  // Also while draining (until Wait stops the threads).
+  sweep_timer.async_wait([this](beast::error_code ec) {
+    if (!ec) Sweep();
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -546,8 +659,12 @@ Result<std::unique_ptr<Server>> Server::Start(ServerConfig config) {
   }
   s.port = s.acceptor.local_endpoint().port();
   s.Accept();
+  asio::post(s.accept_strand, [&s] { s.Sweep(); });
   for (int i = 0; i < s.config.io_threads; ++i) {
-    s.threads.emplace_back([&s] { s.ioc.run(); });
+    s.threads.emplace_back([&s] {
+      pthread_setname_np(pthread_self(), "bantay-io");
+      s.ioc.run();
+    });
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
