@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -15,6 +16,7 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
+#include <openssl/evp.h>
 
 #include "bantay/matcher/crypto.h"
 #include "bantay/matcher/import_formats.h"
@@ -202,6 +204,27 @@ std::optional<std::string> UnknownMember(const json::object& object,
   return std::nullopt;
 }
 
+struct MdCtxFree {
+  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+};
+
+// ApiKeyDigest, with SHA-256 fetched once and a digest context per thread:
+// OpenSSL 3 otherwise looks the algorithm up and allocates a context on
+// every call, which costs more than the digest of a key.
+std::array<uint8_t, 32> KeyDigest(std::string_view key) {
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local const std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  std::array<uint8_t, 32> digest;
+  unsigned int size = 0;
+  if (kSha256 == nullptr || ctx == nullptr ||
+      EVP_DigestInit_ex(ctx.get(), kSha256, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), key.data(), key.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), digest.data(), &size) != 1 || size != digest.size()) {
+    return ApiKeyDigest(key);
+  }
+  return digest;
+}
+
 Result<json::object> ParseObject(const std::vector<uint8_t>& body) {
   boost::system::error_code ec;
   json::value value =
@@ -216,6 +239,12 @@ Result<json::object> ParseObject(const std::vector<uint8_t>& body) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
+
+size_t Api::DigestHash::operator()(const std::array<uint8_t, 32>& digest) const {
+  size_t hash;
+  std::memcpy(&hash, digest.data(), sizeof hash);
+  return hash;
+}
 
 struct Api::Call {
   ApiRequest request;
@@ -247,7 +276,7 @@ Api::Api(const ServerConfig& config, IndexService* index, ComputePool* compute,
       metrics_(metrics),
       limiter_(limiter) {
   for (const ApiKeyConfig& key : config_.api_keys) {
-    keys_.emplace(std::string(key.sha256.begin(), key.sha256.end()), &key);
+    keys_.emplace(key.sha256, &key);
   }
 }
 
@@ -347,8 +376,7 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
                                         "an API key is required (Authorization: Bearer KEY)"));
     }
     auth.remove_prefix(kBearer.size());
-    const std::array<uint8_t, 32> digest = ApiKeyDigest(auth);
-    auto it = keys_.find(std::string(digest.begin(), digest.end()));
+    auto it = keys_.find(KeyDigest(auth));
     if (it == keys_.end()) {
       return call->Finish(ErrorResponse(401, "unauthenticated", "unknown API key"));
     }

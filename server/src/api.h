@@ -7,6 +7,7 @@
 #ifndef BANTAY_SERVER_API_H_
 #define BANTAY_SERVER_API_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -101,8 +102,11 @@ class Api {
   ComputePool* admin_;
   Metrics* metrics_;
   RateLimiter* limiter_;
-  // SHA-256 of a key (32 bytes as a string) -> its configuration.
-  std::unordered_map<std::string, const ApiKeyConfig*> keys_;
+  struct DigestHash {
+    size_t operator()(const std::array<uint8_t, 32>& digest) const;
+  };
+  // SHA-256 of a key -> its configuration.
+  std::unordered_map<std::array<uint8_t, 32>, const ApiKeyConfig*, DigestHash> keys_;
   std::atomic<bool> shutting_down_{false};
 };
 
