@@ -473,11 +473,35 @@ struct MatchOptions {
   bool lab = false;
 };
 
-// One query (an image or a hash) against a snapshot, as the answer object
-// (without index_version). Errors are for the query itself.
-Result<json::object> MatchOne(const matcher::IndexSnapshot& snapshot, const json::object* hashes,
-                              std::vector<uint8_t>* image, const MatchOptions& options,
-                              Metrics* metrics) {
+// What one query found.
+struct MatchResult {
+  std::vector<std::pair<Match, SignalType>> found;
+  std::optional<int> quality;
+  bool has_pdq = false;
+  bool pdq_checked = false;
+};
+
+// The search of one query whose PDQ hash (and quality, when the client gave
+// it) is known.
+void SearchPdq(const matcher::IndexSnapshot& snapshot, const models::Hash256& pdq,
+               const std::array<models::Hash256, 8>* variants, const MatchOptions& options,
+               MatchResult* result, std::vector<Match>* matches) {
+  result->has_pdq = true;
+  if (result->quality && *result->quality < options.min_quality) return;
+  result->pdq_checked = true;
+  matches->clear();
+  if (variants != nullptr) {
+    snapshot.MatchPdqDihedral(*variants, options.radius, matches);
+  } else {
+    snapshot.MatchPdq(pdq, options.radius, matches);
+  }
+  for (const Match& m : *matches) result->found.emplace_back(m, SignalType::kPdq);
+}
+
+// One query (an image or a hash) against a snapshot. Errors are for the
+// query itself.
+Result<MatchResult> MatchOne(const matcher::IndexSnapshot& snapshot, const json::object* hashes,
+                             std::vector<uint8_t>* image, const MatchOptions& options) {
   std::optional<models::Hash256> pdq;
   std::array<models::Hash256, 8> variants{};
   bool have_variants = false;
@@ -551,47 +575,107 @@ Result<json::object> MatchOne(const matcher::IndexSnapshot& snapshot, const json
     }
   }
 
-  std::vector<std::pair<Match, SignalType>> found;
+  MatchResult result;
+  result.quality = quality;
   std::vector<Match> matches;
-  bool pdq_checked = false;
-  if (pdq && (!quality || *quality >= options.min_quality)) {
-    pdq_checked = true;
-    if (have_variants) {
-      snapshot.MatchPdqDihedral(variants, options.radius, &matches);
-    } else {
-      snapshot.MatchPdq(*pdq, options.radius, &matches);
-    }
-    for (const Match& m : matches) found.emplace_back(m, SignalType::kPdq);
-  }
+  if (pdq) SearchPdq(snapshot, *pdq, have_variants ? &variants : nullptr, options, &result, &matches);
   if (md5) {
     matches.clear();
     snapshot.MatchExact(SignalType::kMd5, md5->data(), &matches);
-    for (const Match& m : matches) found.emplace_back(m, SignalType::kMd5);
+    for (const Match& m : matches) result.found.emplace_back(m, SignalType::kMd5);
   }
   if (sha256) {
     matches.clear();
     snapshot.MatchExact(SignalType::kSha256, sha256->data(), &matches);
-    for (const Match& m : matches) found.emplace_back(m, SignalType::kSha256);
+    for (const Match& m : matches) result.found.emplace_back(m, SignalType::kSha256);
   }
+  return result;
+}
 
-  json::array list;
-  for (const auto& [m, type] : found) {
-    json::object item{{"list", m.list}, {"category", m.category}, {"ref", m.reference}};
-    if (options.lab) {
-      item["id"] = m.id;
-      item["signal"] = matcher::SignalTypeName(type);
-      item["distance"] = m.distance;
-      item["variant"] = models::DihedralName(m.variant);
+// The body of the most common query, {"pdq":"<64 hex digits>"} (JSON
+// whitespace allowed between tokens), read without building a DOM; nullopt
+// for anything else, which then takes the general path (with the same
+// answer for this form).
+std::optional<models::Hash256> PlainPdqQuery(std::string_view body) {
+  size_t i = 0;
+  auto skip_space = [&] {
+    while (i < body.size() &&
+           (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r')) {
+      ++i;
     }
-    list.push_back(std::move(item));
-    if (metrics != nullptr) metrics->RecordMatch(std::string(m.list));
+  };
+  auto expect = [&](std::string_view token) {
+    skip_space();
+    if (body.substr(i, token.size()) != token) return false;
+    i += token.size();
+    return true;
+  };
+  if (!expect("{") || !expect("\"pdq\"") || !expect(":") || !expect("\"")) return std::nullopt;
+  const std::string_view hex = body.substr(i, 64);
+  i += 64;
+  if (hex.size() != 64 || !expect("\"") || !expect("}")) return std::nullopt;
+  skip_space();
+  if (i != body.size()) return std::nullopt;
+  Result<models::Hash256> hash = models::Hash256::FromHex(hex);
+  if (!hash.ok()) return std::nullopt;
+  return *hash;
+}
+
+json::object MatchItemJson(const Match& m, SignalType type, const MatchOptions& options) {
+  json::object item{{"list", m.list}, {"category", m.category}, {"ref", m.reference}};
+  if (options.lab) {
+    item["id"] = m.id;
+    item["signal"] = matcher::SignalTypeName(type);
+    item["distance"] = m.distance;
+    item["variant"] = models::DihedralName(m.variant);
   }
+  return item;
+}
+
+// The answer object of one query (without index_version).
+json::object AnswerJson(const MatchResult& result, const MatchOptions& options) {
+  json::array list;
+  for (const auto& [m, type] : result.found) list.push_back(MatchItemJson(m, type, options));
   json::object answer;
-  answer["match"] = !found.empty();
+  answer["match"] = !result.found.empty();
   answer["matches"] = std::move(list);
-  if (quality) answer["quality"] = *quality;
-  if (pdq) answer["pdq_checked"] = pdq_checked;
+  if (result.quality) answer["quality"] = *result.quality;
+  if (result.has_pdq) answer["pdq_checked"] = result.pdq_checked;
   return answer;
+}
+
+template <typename T>
+void AppendNumber(std::string* out, T value) {
+  char digits[24];
+  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  out->append(digits, end);
+}
+
+// The text of AnswerJson plus index_version, as json::serialize writes it,
+// written directly (a hash-only query is answered without a DOM).
+std::string AnswerText(const MatchResult& result, const MatchOptions& options,
+                       uint64_t index_version) {
+  std::string out;
+  out.reserve(128);
+  out += result.found.empty() ? "{\"match\":false,\"matches\":[" : "{\"match\":true,\"matches\":[";
+  for (size_t i = 0; i < result.found.size(); ++i) {
+    if (i > 0) out += ',';
+    out += json::serialize(MatchItemJson(result.found[i].first, result.found[i].second, options));
+  }
+  out += ']';
+  if (result.quality) {
+    out += ",\"quality\":";
+    AppendNumber(&out, *result.quality);
+  }
+  if (result.has_pdq) out += result.pdq_checked ? ",\"pdq_checked\":true" : ",\"pdq_checked\":false";
+  out += ",\"index_version\":";
+  AppendNumber(&out, index_version);
+  out += '}';
+  return out;
+}
+
+void RecordMatches(const MatchResult& result, Metrics* metrics) {
+  for (const auto& [m, type] : result.found) metrics->RecordMatch(std::string(m.list));
 }
 
 // Reads dihedral= and radius= (radius only for lab keys).
@@ -635,22 +719,32 @@ ApiResponse Api::HandleMatch(Call& call) {
   if (snapshot == nullptr) return ErrorResponse(503, "unavailable", "the index is loading");
 
   const std::string& type = call.request.content_type;
-  Result<json::object> answer = json::object();
+  Result<MatchResult> result = MatchResult();
   if (type == "application/json") {
-    Result<json::object> body = ParseObject(call.request.body);
-    if (!body.ok()) return ErrorResponse(body.error());
-    answer = MatchOne(*snapshot, &*body, nullptr, *options, metrics_);
+    const std::string_view text(reinterpret_cast<const char*>(call.request.body.data()),
+                                call.request.body.size());
+    if (std::optional<models::Hash256> pdq = PlainPdqQuery(text)) {
+      std::optional<std::array<models::Hash256, 8>> variants;
+      if (options->dihedral) variants = models::DihedralFromHash(*pdq);
+      std::vector<Match> matches;
+      SearchPdq(*snapshot, *pdq, variants ? &*variants : nullptr, *options, &*result, &matches);
+    } else {
+      Result<json::object> body = ParseObject(call.request.body);
+      if (!body.ok()) return ErrorResponse(body.error());
+      result = MatchOne(*snapshot, &*body, nullptr, *options);
+    }
   } else if (IsImageType(type)) {
-    answer = MatchOne(*snapshot, nullptr, &call.request.body, *options, metrics_);
+    result = MatchOne(*snapshot, nullptr, &call.request.body, *options);
   } else {
     return ErrorResponse(415, "unsupported_format",
                          "send an image (image/jpeg, image/png, image/webp, image/bmp, "
                          "image/tiff) or application/json");
   }
-  if (!answer.ok()) return ErrorResponse(answer.error());
-  answer->emplace("index_version", snapshot->store_version());
-  ApiResponse response = JsonResponse(200, *answer);
-  response.verdict = answer->at("match").as_bool() ? "match" : "no_match";
+  if (!result.ok()) return ErrorResponse(result.error());
+  RecordMatches(*result, metrics_);
+  ApiResponse response;
+  response.body = AnswerText(*result, *options, snapshot->store_version());
+  response.verdict = result->found.empty() ? "no_match" : "match";
   return response;
 }
 
@@ -697,6 +791,11 @@ ApiResponse Api::HandleBatch(Call& call) {
   std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_->Snapshot();
   if (snapshot == nullptr) return ErrorResponse(503, "unavailable", "the index is loading");
 
+  auto to_answer = [&](Result<MatchResult> result) -> Result<json::object> {
+    if (!result.ok()) return result.error();
+    RecordMatches(*result, metrics_);
+    return AnswerJson(*result, *options);
+  };
   json::array results;
   bool any_match = false;
   for (json::value& item : items) {
@@ -712,13 +811,13 @@ ApiResponse Api::HandleBatch(Call& call) {
           json::string& text = image->as_string();
           explicit_bzero(text.data(), text.size());
           text.clear();
-          answer = MatchOne(*snapshot, nullptr, &*bytes, *options, metrics_);
+          answer = to_answer(MatchOne(*snapshot, nullptr, &*bytes, *options));
           Wipe(&*bytes);
         } else {
           answer = Error(ErrorCode::kInvalidArgument, "image is not base64");
         }
       } else {
-        answer = MatchOne(*snapshot, &object, nullptr, *options, metrics_);
+        answer = to_answer(MatchOne(*snapshot, &object, nullptr, *options));
       }
     }
     if (answer.ok()) {

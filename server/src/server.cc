@@ -1,6 +1,7 @@
 // The transport: one io_context run by io_threads threads, a listener, and a
-// session per connection on its own strand (after the Beast examples), over
-// TLS or, when the configuration allows it, plain TCP.
+// session per connection whose handlers run one at a time (on a strand of its
+// own when there are several I/O threads, after the Beast examples), over TLS
+// or, when the configuration allows it, plain TCP.
 #include "bantay/server/server.h"
 
 #include <omp.h>
@@ -219,10 +220,11 @@ constexpr Clock::rep kNoDeadline = std::numeric_limits<Clock::rep>::max();
 class SessionBase : public std::enable_shared_from_this<SessionBase> {
  public:
   virtual ~SessionBase() = default;
-  // Close when idle, or after the answer in flight (on the session's strand).
+  // Close when idle, or after the answer in flight (on the session's
+  // executor).
   virtual void Drain() = 0;
   // Closes the connection if its deadline has passed (on the session's
-  // strand: the deadline may have moved meanwhile).
+  // executor: the deadline may have moved meanwhile).
   virtual void Expire() = 0;
 
   bool Expired(Clock::time_point now) const {
@@ -237,7 +239,7 @@ class SessionBase : public std::enable_shared_from_this<SessionBase> {
   void ClearDeadline() { deadline_.store(kNoDeadline, std::memory_order_relaxed); }
 
  private:
-  // Clock::time_point::rep; written on the session's strand, read by the
+  // Clock::time_point::rep; written by the session's handlers, read by the
   // sweep.
   std::atomic<Clock::rep> deadline_{kNoDeadline};
 };
@@ -571,7 +573,13 @@ class Session : public SessionBase {
 }  // namespace
 
 void Server::Impl::Accept() {
-  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+  // A session's handlers run one at a time: on a strand of its own when
+  // several threads run the io_context, and with one thread (the usual
+  // case) on the io_context itself, without a strand's queue and lock.
+  const asio::any_io_executor executor =
+      config.io_threads > 1 ? asio::any_io_executor(asio::make_strand(ioc))
+                            : asio::any_io_executor(ioc.get_executor());
+  acceptor.async_accept(executor, [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
     if (ec) {
       // Out of descriptors or memory: try again a little later rather than

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "bantay/matcher/store.h"
@@ -97,6 +98,47 @@ TEST_P(ApiTest, LabKeysSeeDistanceSignalAndId) {
   // Platform keys may not move the radius.
   ExpectError(MatchPdq("platform", ReferencePdq(kBridge), "?radius=40"), 403, "forbidden");
   ExpectError(MatchPdq("lab", ReferencePdq(kBridge), "?radius=65"), 400, "invalid_argument");
+}
+
+// {"pdq":"<hex>"} is read and answered without a JSON DOM; any other
+// spelling of the same query (here an escaped first digit) takes the general
+// path. Both give the same bytes, which are those of the batch route's
+// answer object for the query (built as a DOM) with index_version added.
+TEST_P(ApiTest, ThePlainHashQueryIsAnsweredLikeAnyOtherSpellingOfIt) {
+  const std::string near = FlipBits(ReferencePdq(kBridge), 3);
+  const std::string far = FlipBits(ReferencePdq(kBridge), 100);
+  for (const std::string& key : {std::string("platform"), std::string("lab")}) {
+    for (const std::string& hex : {near, far}) {
+      for (std::string_view query : {"", "?dihedral=true"}) {
+        const HttpResponse plain = MatchPdq(key, hex, query);
+        ASSERT_EQ(plain.status, 200) << plain.body;
+        const std::string target = "/v1/match" + std::string(query);
+        const HttpResponse spaced = Send(key, "POST", target, "application/json",
+                                         " {\n\"pdq\" :\t\"" + hex + "\" } ");
+        char escaped[8];
+        std::snprintf(escaped, sizeof escaped, "\\u%04x", hex[0]);
+        const HttpResponse general =
+            Send(key, "POST", target, "application/json",
+                 R"({"pdq":")" + std::string(escaped) + hex.substr(1) + R"("})");
+        EXPECT_EQ(spaced.body, plain.body);
+        EXPECT_EQ(general.body, plain.body) << key << " " << query;
+        const HttpResponse batch =
+            Send(key, "POST", "/v1/match/batch" + std::string(query), "application/json",
+                 R"({"items":[{"pdq":")" + hex + R"("}]})");
+        ASSERT_EQ(batch.status, 200) << batch.body;
+        const json::value batch_answer = ParseJson(batch.body);
+        json::object expected = batch_answer.at("results").at(0).as_object();
+        expected["index_version"] = batch_answer.at("index_version");
+        EXPECT_EQ(plain.body, json::serialize(expected));
+        EXPECT_EQ(ParseJson(plain.body).at("match"), json::value(hex == near));
+      }
+    }
+  }
+  // Not quite the plain form: the general path's errors.
+  ExpectError(MatchPdq("platform", near.substr(1)), 400, "invalid_argument");
+  ExpectError(Send("platform", "POST", "/v1/match", "application/json",
+                   R"({"pdq":")" + near + R"("} x)"),
+              400, "invalid_argument");
 }
 
 TEST_P(ApiTest, ExactHashesMatch) {
