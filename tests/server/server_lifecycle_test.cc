@@ -66,9 +66,11 @@ TEST_F(LifecycleTest, ASlowClientIsCutOffAndOthersAreServed) {
   EXPECT_TRUE(ec) << "the server read a trickled header to the end";
   EXPECT_LT(sent, request.size());
   // Meanwhile and after, other clients are served.
+  std::unique_ptr<client::HttpClient> other = Client("platform");
+  ASSERT_NE(other, nullptr);
   HttpResponse r =
-      *Client("platform")->Send("POST", "/v1/match", "application/json",
-                                R"({"pdq":")" + ReferencePdq(kBridge) + R"("})");
+      *other->Send("POST", "/v1/match", "application/json",
+                   R"({"pdq":")" + ReferencePdq(kBridge) + R"("})");
   EXPECT_EQ(r.status, 200);
 }
 
