@@ -156,8 +156,8 @@ Options ParseOptions(int argc, char** argv) {
       Die("unknown flag " + flag);
     }
   }
-  if (o.reps < 1 || o.streams.empty() || o.frames < static_cast<int>(kPlanted) * 2 ||
-      o.seconds <= 0) {
+  if (o.reps < 1 || o.streams.empty() ||
+      o.frames < static_cast<int>(kPlanted) * 2 || o.seconds <= 0) {
     Die("bad flags");
   }
   for (int n : o.streams) {
@@ -172,8 +172,10 @@ std::vector<std::vector<uint8_t>> MakeFrames(int count) {
   std::vector<std::string> sources;
   const std::string dir = "/usr/share/backgrounds/mate/";
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir + "nature", ec)) {
-    if (entry.path().extension() == ".jpg") sources.push_back(entry.path().string());
+  for (const auto& entry :
+       std::filesystem::directory_iterator(dir + "nature", ec)) {
+    if (entry.path().extension() == ".jpg")
+      sources.push_back(entry.path().string());
   }
   sources.push_back(dir + "abstract/Elephants_3840x2160.jpg");
   std::sort(sources.begin(), sources.end());
@@ -182,7 +184,8 @@ std::vector<std::vector<uint8_t>> MakeFrames(int count) {
     cv::Mat photo = cv::imread(path, cv::IMREAD_COLOR);
     if (!photo.empty()) photos.push_back(std::move(photo));
   }
-  if (photos.empty()) Die("no photographs under " + dir + " (install mate-backgrounds)");
+  if (photos.empty())
+    Die("no photographs under " + dir + " (install mate-backgrounds)");
   std::mt19937 rng(20261204);
   std::vector<std::vector<uint8_t>> jpegs;
   for (int i = 0; i < count; ++i) {
@@ -190,10 +193,13 @@ std::vector<std::vector<uint8_t>> MakeFrames(int count) {
     const int max_w = std::min(photo.cols, photo.rows * 16 / 9);
     const int w = max_w * (30 + static_cast<int>(rng() % 71)) / 100;
     const int h = w * 9 / 16;
-    const int x = static_cast<int>(rng() % static_cast<unsigned>(photo.cols - w + 1));
-    const int y = static_cast<int>(rng() % static_cast<unsigned>(photo.rows - h + 1));
+    const int x =
+        static_cast<int>(rng() % static_cast<unsigned>(photo.cols - w + 1));
+    const int y =
+        static_cast<int>(rng() % static_cast<unsigned>(photo.rows - h + 1));
     cv::Mat frame;
-    cv::resize(photo(cv::Rect(x, y, w, h)), frame, cv::Size(640, 360), 0, 0, cv::INTER_AREA);
+    cv::resize(photo(cv::Rect(x, y, w, h)), frame, cv::Size(640, 360), 0, 0,
+               cv::INTER_AREA);
     std::vector<uint8_t> jpeg;
     cv::imencode(".jpg", frame, jpeg,
                  {cv::IMWRITE_JPEG_QUALITY, 80 + static_cast<int>(rng() % 11)});
@@ -209,7 +215,8 @@ bantay::models::HashOptions StreamHashOptions() {
 }
 
 // The PDQ hashes of the planted frames, as a stream session computes them.
-std::vector<std::array<uint8_t, 32>> PlantedValues(const std::vector<std::vector<uint8_t>>& frames) {
+std::vector<std::array<uint8_t, 32>> PlantedValues(
+    const std::vector<std::vector<uint8_t>>& frames) {
   bantay::models::ImageHasher hasher(StreamHashOptions());
   std::vector<std::array<uint8_t, 32>> out;
   for (size_t i = 0; i < kPlanted; ++i) {
@@ -223,7 +230,8 @@ std::vector<std::array<uint8_t, 32>> PlantedValues(const std::vector<std::vector
 }
 
 // Frames/s of one thread decoding and hashing the frames as a stream does.
-double OfflineRate(const std::vector<std::vector<uint8_t>>& frames, double seconds) {
+double OfflineRate(const std::vector<std::vector<uint8_t>>& frames,
+                   double seconds) {
   bantay::models::ImageHasher hasher(StreamHashOptions());
   size_t n = 0;
   const auto start = Clock::now();
@@ -235,7 +243,8 @@ double OfflineRate(const std::vector<std::vector<uint8_t>>& frames, double secon
   return static_cast<double>(n) / Seconds(start);
 }
 
-// --- Session set-up over HTTPS (synchronous, one keep-alive connection) -------
+// --- Session set-up over HTTPS (synchronous, one keep-alive connection)
+// -------
 
 class HttpsConnection {
  public:
@@ -246,12 +255,14 @@ class HttpsConnection {
     stream_.handshake(ssl::stream_base::client);
   }
 
-  http::response<http::string_body> Call(http::verb verb, const std::string& target,
+  http::response<http::string_body> Call(http::verb verb,
+                                         const std::string& target,
                                          const std::string& body) {
     http::request<http::string_body> request(verb, target, 11);
     request.set(http::field::host, "127.0.0.1");
     request.set(http::field::authorization, "Bearer " + key_);
-    if (!body.empty()) request.set(http::field::content_type, "application/json");
+    if (!body.empty())
+      request.set(http::field::content_type, "application/json");
     request.body() = body;
     request.prepare_payload();
     http::write(stream_, request);
@@ -275,7 +286,8 @@ struct RunResult {
   uint64_t errors_total = 0;
   uint64_t dropped = 0;
   uint64_t matched = 0;
-  uint64_t late_sends = 0;  // a frame due while the last was still being written
+  uint64_t late_sends =
+      0;  // a frame due while the last was still being written
   double seconds = 0;
   Histogram latency;
   std::string first_error;
@@ -288,8 +300,8 @@ struct RunResult {
 class StreamLoad {
  public:
   StreamLoad(uint16_t port, ssl::context& tls, std::string key,
-             const std::vector<std::vector<uint8_t>>& frames, std::vector<std::string> ids,
-             double warmup, double seconds)
+             const std::vector<std::vector<uint8_t>>& frames,
+             std::vector<std::string> ids, double warmup, double seconds)
       : endpoint_(asio::ip::make_address("127.0.0.1"), port),
         tls_(tls),
         key_(std::move(key)),
@@ -310,14 +322,17 @@ class StreamLoad {
     ioc_.run();  // until every WebSocket is open
     ioc_.restart();
     for (auto& s : streams_) {
-      if (!s->open) Die("a stream's WebSocket did not open: " + result_.first_error);
+      if (!s->open)
+        Die("a stream's WebSocket did not open: " + result_.first_error);
     }
     result_ = RunResult();
     t0_ = Clock::now();
     const double n = static_cast<double>(streams_.size());
     for (auto& s : streams_) {
-      s->first_due = t0_ + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(static_cast<double>(s->index) / n));
+      s->first_due =
+          t0_ +
+          std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double>(static_cast<double>(s->index) / n));
       ScheduleNext(s.get());
       Read(s.get());
     }
@@ -340,12 +355,15 @@ class StreamLoad {
 
   // Called (on Run's thread) when the first frame of the measured window is
   // due: where the CPU accounting starts.
-  void OnMeasureStart(std::function<void()> f) { on_measure_start_ = std::move(f); }
+  void OnMeasureStart(std::function<void()> f) {
+    on_measure_start_ = std::move(f);
+  }
 
  private:
   using Ws = websocket::stream<ssl::stream<beast::tcp_stream>>;
   struct StreamConn {
-    StreamConn(asio::io_context& ioc, ssl::context& tls) : ws(ioc, tls), timer(ioc) {}
+    StreamConn(asio::io_context& ioc, ssl::context& tls)
+        : ws(ioc, tls), timer(ioc) {}
     Ws ws;
     asio::steady_timer timer;
     size_t index = 0;
@@ -361,7 +379,8 @@ class StreamLoad {
   };
 
   static Clock::duration Dur(double seconds) {
-    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    return std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(seconds));
   }
   bool InWindow(Clock::time_point due) const {
     return due >= t0_ + Dur(warmup_) && due < t0_ + Dur(warmup_ + seconds_);
@@ -373,21 +392,26 @@ class StreamLoad {
   }
 
   void Connect(StreamConn* s) {
-    beast::get_lowest_layer(s->ws).async_connect(endpoint_, [this, s](beast::error_code ec) {
-      if (ec) return Error("connect: " + ec.message());
-      s->ws.next_layer().async_handshake(ssl::stream_base::client, [this, s](beast::error_code ec) {
-        if (ec) return Error("TLS handshake: " + ec.message());
-        s->ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& r) {
-          r.set(http::field::authorization, "Bearer " + key_);
-        }));
-        s->ws.binary(true);
-        s->ws.async_handshake("127.0.0.1", "/v1/streams/" + s->id + "/ws",
-                              [this, s](beast::error_code ec) {
-                                if (ec) return Error("WebSocket handshake: " + ec.message());
-                                s->open = true;
-                              });
-      });
-    });
+    beast::get_lowest_layer(s->ws).async_connect(
+        endpoint_, [this, s](beast::error_code ec) {
+          if (ec) return Error("connect: " + ec.message());
+          s->ws.next_layer().async_handshake(
+              ssl::stream_base::client, [this, s](beast::error_code tls_ec) {
+                if (tls_ec) return Error("TLS handshake: " + tls_ec.message());
+                s->ws.set_option(websocket::stream_base::decorator(
+                    [this](websocket::request_type& r) {
+                      r.set(http::field::authorization, "Bearer " + key_);
+                    }));
+                s->ws.binary(true);
+                s->ws.async_handshake(
+                    "127.0.0.1", "/v1/streams/" + s->id + "/ws",
+                    [this, s](beast::error_code ws_ec) {
+                      if (ws_ec)
+                        return Error("WebSocket handshake: " + ws_ec.message());
+                      s->open = true;
+                    });
+              });
+        });
   }
 
   void ScheduleNext(StreamConn* s) {
@@ -409,24 +433,26 @@ class StreamLoad {
   void Send(StreamConn* s, Clock::time_point due) {
     if (s->writing) {  // the last frame is still going out: skip this one
       ++result_.late_sends;
-      if (InWindow(due)) Error("a frame was due while the last was still being written");
+      if (InWindow(due))
+        Error("a frame was due while the last was still being written");
       return;
     }
     const uint32_t seq = s->next;
     const std::vector<uint8_t>& jpeg = FrameOf(*s, seq);
     const uint64_t t_ms = uint64_t{seq} * 1000;
     s->message.assign(kHeaderBytes, 0);
-    s->message[0] = 1;  // version
-    s->message[1] = 0;  // encoded image
+    s->message[0] = 1;                             // version
+    s->message[1] = 0;                             // encoded image
     std::memcpy(s->message.data() + 12, &seq, 4);  // little-endian machine
     std::memcpy(s->message.data() + 16, &t_ms, 8);
     s->message.insert(s->message.end(), jpeg.begin(), jpeg.end());
     s->pending.emplace_back(seq, due);
     s->writing = true;
-    s->ws.async_write(asio::buffer(s->message), [this, s](beast::error_code ec, size_t) {
-      s->writing = false;
-      if (ec && sending_) Error("write: " + ec.message());
-    });
+    s->ws.async_write(asio::buffer(s->message),
+                      [this, s](beast::error_code ec, size_t) {
+                        s->writing = false;
+                        if (ec && sending_) Error("write: " + ec.message());
+                      });
   }
 
   const std::vector<uint8_t>& FrameOf(const StreamConn& s, uint32_t n) const {
@@ -449,16 +475,19 @@ class StreamLoad {
   void OnEvent(StreamConn* s, const std::string& text) {
     boost::system::error_code ec;
     const json::value event = json::parse(text, ec);
-    if (ec || !event.is_object()) return Error("not JSON: " + text.substr(0, 80));
+    if (ec || !event.is_object())
+      return Error("not JSON: " + text.substr(0, 80));
     const json::object& o = event.as_object();
     const json::value* type = o.if_contains("type");
-    if (type == nullptr || !type->is_string()) return Error("no type: " + text.substr(0, 80));
+    if (type == nullptr || !type->is_string())
+      return Error("no type: " + text.substr(0, 80));
     if (*type == "verdict") return;  // a stream verdict change
     if (*type != "frame") return Error("event: " + text.substr(0, 160));
     const json::value* seq_value = o.if_contains("seq");
     const json::value* verdict = o.if_contains("verdict");
     if (seq_value == nullptr || verdict == nullptr || !verdict->is_string())
-      return Error("frame event without seq or verdict: " + text.substr(0, 160));
+      return Error("frame event without seq or verdict: " +
+                   text.substr(0, 160));
     const uint32_t seq = static_cast<uint32_t>(seq_value->to_number<int64_t>());
     auto it = std::find_if(s->pending.begin(), s->pending.end(),
                            [seq](const auto& p) { return p.first == seq; });
@@ -473,19 +502,22 @@ class StreamLoad {
     }
     if (verdict->as_string() != expected) {
       if (measured) ++result_.errors;
-      return Error("frame " + std::to_string(frame) + ": " + text.substr(0, 160));
+      return Error("frame " + std::to_string(frame) + ": " +
+                   text.substr(0, 160));
     }
     if (!measured) return;
     ++result_.answered;
     result_.matched += frame < kPlanted;
-    result_.latency.Add(std::chrono::duration<double>(Clock::now() - due).count());
+    result_.latency.Add(
+        std::chrono::duration<double>(Clock::now() - due).count());
   }
 
   void CloseAll() {
     for (auto& s : streams_) {
       s->timer.cancel();
       beast::error_code ignored;
-      beast::get_lowest_layer(s->ws).socket().shutdown(tcp::socket::shutdown_both, ignored);
+      beast::get_lowest_layer(s->ws).socket().shutdown(
+          tcp::socket::shutdown_both, ignored);
       beast::get_lowest_layer(s->ws).close();
     }
   }
@@ -510,7 +542,8 @@ class StreamLoad {
 int main(int argc, char** argv) {
   const Options opt = ParseOptions(argc, argv);
   std::string command;
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 0; i < argc; ++i)
+    command += (i ? " " : "") + std::string(argv[i]);
   std::printf("command: %s\nmachine: %u CPUs (nproc), %s\n", command.c_str(),
               std::thread::hardware_concurrency(), CpuModel().c_str());
   std::fflush(stdout);
@@ -518,9 +551,12 @@ int main(int argc, char** argv) {
   const std::vector<std::vector<uint8_t>> frames = MakeFrames(opt.frames);
   size_t bytes = 0;
   for (const auto& f : frames) bytes += f.size();
-  std::printf("frames: %zu JPEGs of 640x360, mean %.1f KB; %zu of them planted in the store\n",
-              frames.size(), static_cast<double>(bytes) / 1e3 / static_cast<double>(frames.size()),
-              kPlanted);
+  std::printf(
+      "frames: %zu JPEGs of 640x360, mean %.1f KB; %zu of them planted in the "
+      "store\n",
+      frames.size(),
+      static_cast<double>(bytes) / 1e3 / static_cast<double>(frames.size()),
+      kPlanted);
 
   std::vector<std::array<uint8_t, 32>> values;
   {
@@ -557,13 +593,14 @@ int main(int argc, char** argv) {
       return out;
     });
     offline.push_back(m.rate);
-    std::printf("offline decode+hash, 1 core, run %d: %.1f frames/s; %s\n", r + 1, m.rate,
-                m.cpu.Text().c_str());
+    std::printf("offline decode+hash, 1 core, run %d: %.1f frames/s; %s\n",
+                r + 1, m.rate, m.cpu.Text().c_str());
     std::fflush(stdout);
   }
   const double offline_rate = Median(offline);
   std::snprintf(text, sizeof text,
-                "baseline: decode + PDQ (trimming on) of the 640x360 frames, 1 core: %.1f "
+                "baseline: decode + PDQ (trimming on) of the 640x360 frames, 1 "
+                "core: %.1f "
                 "frames/s [%s]",
                 offline_rate, Join(offline, "%.1f").c_str());
   lines.push_back(text);
@@ -580,11 +617,14 @@ int main(int argc, char** argv) {
         for (int i = 0; i < n; ++i) {
           auto answer = http.Call(http::verb::post, "/v1/streams", kPolicy);
           if (answer.result_int() != 201)
-            Die("POST /v1/streams: " + std::to_string(answer.result_int()) + " " + answer.body());
-          ids.push_back(json::parse(answer.body()).at("id").as_string().c_str());
+            Die("POST /v1/streams: " + std::to_string(answer.result_int()) +
+                " " + answer.body());
+          ids.push_back(
+              json::parse(answer.body()).at("id").as_string().c_str());
         }
         const std::vector<std::string> kept = ids;
-        StreamLoad load(server->port(), tls, setup.api_key, frames, ids, opt.warmup, opt.seconds);
+        StreamLoad load(server->port(), tls, setup.api_key, frames, ids,
+                        opt.warmup, opt.seconds);
         CpuTimes a;
         bantay::bench::ThreadUses threads_a;
         Clock::time_point start;
@@ -600,7 +640,8 @@ int main(int argc, char** argv) {
         const double elapsed = Seconds(start);
         out.cpu = CpuShare(a, CpuTimes::Now(), elapsed);
         out.cpu_seconds = elapsed;
-        out.threads = ThreadsPerRequest(threads_a, ThreadsByName(), out.answered);
+        out.threads =
+            ThreadsPerRequest(threads_a, ThreadsByName(), out.answered);
         for (const std::string& id : kept) {
           auto answer = http.Call(http::verb::delete_, "/v1/streams/" + id, "");
           if (answer.result_int() != 200)
@@ -608,10 +649,10 @@ int main(int argc, char** argv) {
         }
         return out;
       });
-      const double server_us =
-          res.answered == 0 ? 0
-                            : res.cpu.server * res.cpu_seconds * 1e6 /
-                                  static_cast<double>(res.answered);
+      const double server_us = res.answered == 0
+                                   ? 0
+                                   : res.cpu.server * res.cpu_seconds * 1e6 /
+                                         static_cast<double>(res.answered);
       p50.push_back(res.latency.QuantileMs(0.5));
       p99.push_back(res.latency.QuantileMs(0.99));
       p999.push_back(res.latency.QuantileMs(0.999));
@@ -621,34 +662,42 @@ int main(int argc, char** argv) {
       dropped += res.dropped;
       if (first_error.empty()) first_error = res.first_error;
       std::printf(
-          "%d streams, run %d: %.1f frames/s answered (%llu, %llu matched), p50 %.1f ms, p99 "
-          "%.1f ms, p99.9 %.1f ms, %llu errors, %llu dropped, server %.0f us CPU a frame (%s); "
+          "%d streams, run %d: %.1f frames/s answered (%llu, %llu matched), "
+          "p50 %.1f ms, p99 "
+          "%.1f ms, p99.9 %.1f ms, %llu errors, %llu dropped, server %.0f us "
+          "CPU a frame (%s); "
           "%s%s%s\n",
           n, r + 1, rate.back(), static_cast<unsigned long long>(res.answered),
-          static_cast<unsigned long long>(res.matched), p50.back(), p99.back(), p999.back(),
-          static_cast<unsigned long long>(res.errors_total),
-          static_cast<unsigned long long>(res.dropped), server_us, res.threads.c_str(),
-          res.cpu.Text().c_str(), res.first_error.empty() ? "" : "; first error: ",
+          static_cast<unsigned long long>(res.matched), p50.back(), p99.back(),
+          p999.back(), static_cast<unsigned long long>(res.errors_total),
+          static_cast<unsigned long long>(res.dropped), server_us,
+          res.threads.c_str(), res.cpu.Text().c_str(),
+          res.first_error.empty() ? "" : "; first error: ",
           res.first_error.c_str());
       std::fflush(stdout);
     }
     std::snprintf(
         text, sizeof text,
-        "%d streams at 1 frame/s (load %.2f of 2 x baseline): %.1f frames/s, p50 %.1f ms, p99 "
-        "%.1f ms [%s], p99.9 %.1f ms, server %.0f us CPU a frame (offline %.0f), errors %llu, "
+        "%d streams at 1 frame/s (load %.2f of 2 x baseline): %.1f frames/s, "
+        "p50 %.1f ms, p99 "
+        "%.1f ms [%s], p99.9 %.1f ms, server %.0f us CPU a frame (offline "
+        "%.0f), errors %llu, "
         "dropped %llu%s%s",
         n, n / (2 * offline_rate), Median(rate), Median(p50), Median(p99),
-        Join(p99, "%.1f").c_str(), Median(p999), Median(cpu_us), 1e6 / offline_rate,
-        static_cast<unsigned long long>(errors), static_cast<unsigned long long>(dropped),
+        Join(p99, "%.1f").c_str(), Median(p999), Median(cpu_us),
+        1e6 / offline_rate, static_cast<unsigned long long>(errors),
+        static_cast<unsigned long long>(dropped),
         first_error.empty() ? "" : "; first error: ", first_error.c_str());
     lines.push_back(text);
   }
 
   server.reset();
   std::filesystem::remove_all(setup.dir);
-  std::printf("\nsummary (%s; medians of %d runs; %d runs repeated because other processes used "
-              "more than %.2f cores, %d kept although they did):\n",
-              command.c_str(), opt.reps, g_discarded, opt.max_others, g_noisy);
+  std::printf(
+      "\nsummary (%s; medians of %d runs; %d runs repeated because other "
+      "processes used "
+      "more than %.2f cores, %d kept although they did):\n",
+      command.c_str(), opt.reps, g_discarded, opt.max_others, g_noisy);
   for (const std::string& line : lines) std::printf("  %s\n", line.c_str());
   return 0;
 }
