@@ -10,7 +10,8 @@
 // kPlanted frames of the workload, so that those frames must match.
 //
 // Frames: --frames (240) JPEGs of 640x360, quality 80..90, random 16:9
-// crops of the mate-backgrounds photographs (as pdq_bench's frames, smaller);
+// crops of the mate-backgrounds photographs (as pdq_bench's frames, smaller)
+// whose PDQ quality is at least 70 (the stream's gate is 50);
 // stream i sends frame (7 i + n) mod F as its n-th frame, so that no stream
 // sends the same picture twice in a row and 1 frame in F/kPlanted matches.
 //
@@ -168,6 +169,12 @@ Options ParseOptions(int argc, char** argv) {
 
 // --- Workload ----------------------------------------------------------------
 
+bantay::models::HashOptions StreamHashOptions() {
+  bantay::models::HashOptions options;
+  options.trim_borders = true;  // the default policy's
+  return options;
+}
+
 std::vector<std::vector<uint8_t>> MakeFrames(int count) {
   std::vector<std::string> sources;
   const std::string dir = "/usr/share/backgrounds/mate/";
@@ -188,8 +195,11 @@ std::vector<std::vector<uint8_t>> MakeFrames(int count) {
     Die("no photographs under " + dir + " (install mate-backgrounds)");
   std::mt19937 rng(20261204);
   std::vector<std::vector<uint8_t>> jpegs;
-  for (int i = 0; i < count; ++i) {
-    const cv::Mat& photo = photos[static_cast<size_t>(i) % photos.size()];
+  // Only frames that pass the stream's quality gate (50) with a margin: a
+  // crop of sky or water has too little texture to be matched at all.
+  bantay::models::ImageHasher hasher(StreamHashOptions());
+  for (size_t i = 0; static_cast<int>(jpegs.size()) < count; ++i) {
+    const cv::Mat& photo = photos[i % photos.size()];
     const int max_w = std::min(photo.cols, photo.rows * 16 / 9);
     const int w = max_w * (30 + static_cast<int>(rng() % 71)) / 100;
     const int h = w * 9 / 16;
@@ -203,15 +213,11 @@ std::vector<std::vector<uint8_t>> MakeFrames(int count) {
     std::vector<uint8_t> jpeg;
     cv::imencode(".jpg", frame, jpeg,
                  {cv::IMWRITE_JPEG_QUALITY, 80 + static_cast<int>(rng() % 11)});
-    jpegs.push_back(std::move(jpeg));
+    auto hashes = hasher.Hash(jpeg);
+    if (!hashes.ok()) Die("ImageHasher: " + hashes.error().ToString());
+    if (hashes->pdq.quality >= 70) jpegs.push_back(std::move(jpeg));
   }
   return jpegs;
-}
-
-bantay::models::HashOptions StreamHashOptions() {
-  bantay::models::HashOptions options;
-  options.trim_borders = true;  // the default policy's
-  return options;
 }
 
 // The PDQ hashes of the planted frames, as a stream session computes them.
@@ -395,6 +401,11 @@ class StreamLoad {
     beast::get_lowest_layer(s->ws).async_connect(
         endpoint_, [this, s](beast::error_code ec) {
           if (ec) return Error("connect: " + ec.message());
+          // Each WebSocket message goes out as a frame header and a payload:
+          // without this, Nagle's algorithm holds the payload back until the
+          // peer's delayed acknowledgement (40 ms).
+          beast::get_lowest_layer(s->ws).socket().set_option(
+              tcp::no_delay(true), ec);
           s->ws.next_layer().async_handshake(
               ssl::stream_base::client, [this, s](beast::error_code tls_ec) {
                 if (tls_ec) return Error("TLS handshake: " + tls_ec.message());
