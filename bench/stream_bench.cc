@@ -11,7 +11,8 @@
 //
 // Frames: --frames (240) JPEGs of 640x360, quality 80..90, random 16:9
 // crops of the mate-backgrounds photographs (as pdq_bench's frames, smaller)
-// whose PDQ quality is at least 70 (the stream's gate is 50);
+// whose PDQ quality is at least 70 (the stream's gate is 50) and which are
+// more than 62 bits from each other in all dihedral variants;
 // stream i sends frame (7 i + n) mod F as its n-th frame, so that no stream
 // sends the same picture twice in a row and 1 frame in F/kPlanted matches.
 //
@@ -197,8 +198,17 @@ std::vector<std::vector<uint8_t>> MakeFrames(int count) {
   std::vector<std::vector<uint8_t>> jpegs;
   // Only frames that pass the stream's quality gate (50) with a margin: a
   // crop of sky or water has too little texture to be matched at all.
-  bantay::models::ImageHasher hasher(StreamHashOptions());
+  // And only frames farther than 2 x 31 bits from every frame kept before,
+  // in all 8 dihedral variants (the stream matches them): crops of one
+  // photograph can be near-duplicates, and a frame must match exactly when
+  // it is planted.
+  bantay::models::HashOptions options = StreamHashOptions();
+  options.dihedral = true;
+  bantay::models::ImageHasher hasher(options);
+  std::vector<bantay::models::Hash256> kept;
   for (size_t i = 0; static_cast<int>(jpegs.size()) < count; ++i) {
+    if (i > static_cast<size_t>(count) * 20)
+      Die("too few distinct frames of quality >= 70");
     const cv::Mat& photo = photos[i % photos.size()];
     const int max_w = std::min(photo.cols, photo.rows * 16 / 9);
     const int w = max_w * (30 + static_cast<int>(rng() % 71)) / 100;
@@ -215,7 +225,18 @@ std::vector<std::vector<uint8_t>> MakeFrames(int count) {
                  {cv::IMWRITE_JPEG_QUALITY, 80 + static_cast<int>(rng() % 11)});
     auto hashes = hasher.Hash(jpeg);
     if (!hashes.ok()) Die("ImageHasher: " + hashes.error().ToString());
-    if (hashes->pdq.quality >= 70) jpegs.push_back(std::move(jpeg));
+    if (hashes->pdq.quality < 70) continue;
+    const auto& variants = hashes->pdq.dihedral;
+    const bool near =
+        std::any_of(kept.begin(), kept.end(), [&](const auto& other) {
+          return std::any_of(
+              variants.begin(), variants.end(), [&](const auto& v) {
+                return bantay::models::HammingDistance(v, other) <= 2 * 31;
+              });
+        });
+    if (near) continue;
+    kept.push_back(hashes->pdq.hash);
+    jpegs.push_back(std::move(jpeg));
   }
   return jpegs;
 }
