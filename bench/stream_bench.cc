@@ -674,8 +674,12 @@ int main(int argc, char** argv) {
         out.cpu_seconds = elapsed;
         out.threads =
             ThreadsPerRequest(threads_a, ThreadsByName(), out.answered);
+        // A new connection: the server has closed the first one, idle
+        // during the run.
+        HttpsConnection cleanup(server->port(), tls, setup.api_key);
         for (const std::string& id : kept) {
-          auto answer = http.Call(http::verb::delete_, "/v1/streams/" + id, "");
+          auto answer =
+              cleanup.Call(http::verb::delete_, "/v1/streams/" + id, "");
           if (answer.result_int() != 200)
             Die("DELETE /v1/streams: " + std::to_string(answer.result_int()));
         }
