@@ -15,9 +15,6 @@ namespace {
 // and this bounds the cost per line.
 constexpr int kMaxSamplesPerLine = 1024;
 
-// Lines past a border searched for the edge that ends it.
-constexpr int kEdgeLines = 3;
-
 enum class Side { kTop, kBottom, kLeft, kRight };
 
 using Colour = std::array<int, 3>;
@@ -60,8 +57,13 @@ class Scanner {
     }
     const int thickness = last + 1;
     if (thickness < min_border || thickness > max_thickness) return 0;
+    // The edge is looked for within min_border lines past the border (JPEG
+    // ringing blurs it over a few). No further: a gradient whose first
+    // min_border lines are within tolerance of the border colour changes by
+    // at most `tolerance` over the next min_border lines, so it shows no
+    // edge as long as edge_contrast >= 2 * tolerance.
     const int lines = LinesAcross(rect, side);
-    for (int i = thickness; i < std::min(thickness + kEdgeLines, lines); ++i) {
+    for (int i = thickness; i < std::min(thickness + min_border, lines); ++i) {
       if (BeyondFraction(LineAt(rect, side, i), *colour) >= opt_.edge_fraction) {
         return thickness;
       }

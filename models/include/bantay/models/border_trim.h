@@ -20,11 +20,11 @@
 // Guards, so that real content is not trimmed away:
 //   - a border must be at least min_border lines thick (a thin frame line
 //     drawn around a picture is left alone);
-//   - it must end at an edge: within the three lines after it, some line has
-//     at least edge_fraction of its pixels further than edge_contrast from
-//     the border colour (a gradient that fades to black, or a dark scene
-//     where a small bright object sits on a dark background, has no such
-//     edge and is left whole);
+//   - it must end at an edge: within min_border lines after it, some line
+//     has at least edge_fraction of its pixels further than edge_contrast
+//     from the border colour (a gradient that fades to black, or a dark
+//     scene where a small bright object sits on a dark background, has no
+//     such edge and is left whole);
 //   - borders are trimmed in pairs: top and bottom together, left and right
 //     together, both sides at least min_border thick and of the same colour
 //     (within tolerance); a bar on one side only is left alone;
