@@ -80,11 +80,14 @@ Options:
                     frame; see models/include/bantay/models/border_trim.h),
                     so that a bordered copy hashes as its original does.
                     Images then also print "content":{"x":..,"y":..,
-                    "width":..,"height":..}, the part hashed (CSV: columns
-                    content_x, content_y, content_width, content_height);
-                    videos print the same hash lines, and on standard error
-                    how many frames had borders removed. Hash lists are made
-                    without it, so not with --out
+                    "width":..,"height":..}, the part hashed, and when that
+                    is not the whole image "pdq_untrimmed", the hash of the
+                    whole image (lists made from bordered copies match that
+                    one; CSV: columns content_x, content_y, content_width,
+                    content_height, pdq_untrimmed). Videos print the same
+                    hash lines, and on standard error how many frames had
+                    borders removed. Hash lists are made without it, so not
+                    with --out
   --max-pixels N    refuse images, or videos whose frames, declare more than
                     N pixels (default 150000000), checked before decoding
   --out LIST        write a hash list for `bantay index import` (see above)
@@ -131,7 +134,7 @@ class Printer : public Sink {
           out_ << ",pdq_" << models::DihedralName(static_cast<Dihedral>(v));
         }
       }
-      if (content_) out_ << ",content_x,content_y,content_width,content_height";
+      if (content_) out_ << ",content_x,content_y,content_width,content_height,pdq_untrimmed";
       out_ << ",error\n";
     }
   }
@@ -150,7 +153,7 @@ class Printer : public Sink {
       }
       if (content_) {
         out_ << ',' << h.content.x << ',' << h.content.y << ',' << h.content.width << ','
-             << h.content.height;
+             << h.content.height << ',' << (h.has_untrimmed ? h.untrimmed.hash.ToHex() : "");
       }
       out_ << ",\n";
       return;
@@ -173,6 +176,7 @@ class Printer : public Sink {
                       {"y", h.content.y},
                       {"width", h.content.width},
                       {"height", h.content.height}};
+      if (h.has_untrimmed) o["pdq_untrimmed"] = h.untrimmed.hash.ToHex();
     }
     o["low_quality"] = h.pdq.low_quality();
     out_ << json::serialize(o) << '\n';
@@ -182,7 +186,7 @@ class Printer : public Sink {
     if (csv_) {
       out_ << CsvField(path) << ",,,,,,,";
       if (dihedral_) out_ << std::string(models::kDihedralCount, ',');
-      if (content_) out_ << ",,,,";
+      if (content_) out_ << ",,,,,";
       out_ << ',' << CsvField(error) << '\n';
       return;
     }

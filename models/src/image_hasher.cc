@@ -131,6 +131,9 @@ Result<ImageHashes> ImageHasher::Hash(std::span<const uint8_t> bytes) {
   if (options_.trim_borders) {
     const ContentRect rect = FindContentRect(view);
     if (rect != ContentRect{0, 0, view.width, view.height}) {
+      out.has_untrimmed = true;
+      out.untrimmed = scale > 1 ? pdq_.HashReduced(view, out.width, out.height)
+                                : pdq_.Hash(view);
       view = CropPixelView(view, rect);
       // In fast mode the rectangle is in reduced pixels; the part of the
       // full-size image it stands for is `scale` times larger (clipped where

@@ -33,6 +33,9 @@ namespace {
 // unbordered picture.
 constexpr int kUntrimmedDistance = 92;
 constexpr int kFastTrimmedDistance = 4;
+// Of the first 90 frames of pattern-sd-grey-bar, trimmed and scaled to
+// 128x128, how many match the full-size hashes of its original.
+constexpr int kDownscaledTrimmedMatching = 86;
 
 using testing::Encode;
 using testing::MakePattern;
@@ -398,6 +401,7 @@ TEST(BorderTrimTest, ImageHasherHashesTheContentOnly) {
   Result<ImageHashes> untrimmed = plain.Hash(png);
   ASSERT_TRUE(content_hash.ok() && untrimmed.ok());
   EXPECT_EQ(untrimmed->content, (ContentRect{0, 0, 640, 480}));
+  EXPECT_FALSE(untrimmed->has_untrimmed);
 
   HashOptions options;
   options.trim_borders = true;
@@ -411,12 +415,17 @@ TEST(BorderTrimTest, ImageHasherHashesTheContentOnly) {
   EXPECT_EQ(trimmed->pdq.hash, content_hash->pdq.hash);
   EXPECT_EQ(trimmed->pdq.quality, content_hash->pdq.quality);
   EXPECT_EQ(HammingDistance(untrimmed->pdq.hash, content_hash->pdq.hash), kUntrimmedDistance);
+  // The whole image's hash comes along, for lists made from bordered copies.
+  EXPECT_TRUE(trimmed->has_untrimmed);
+  EXPECT_EQ(trimmed->untrimmed.hash, untrimmed->pdq.hash);
+  EXPECT_EQ(trimmed->untrimmed.quality, untrimmed->pdq.quality);
 
   // A picture without bars hashes as without the option.
   Result<ImageHashes> again = trimming.Hash(Encode(content, ".png"));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->content, (ContentRect{0, 0, 640, 360}));
   EXPECT_EQ(again->pdq.hash, content_hash->pdq.hash);
+  EXPECT_FALSE(again->has_untrimmed);
 }
 
 TEST(BorderTrimTest, FastModeTrimsInReducedPixels) {
@@ -432,10 +441,139 @@ TEST(BorderTrimTest, FastModeTrimsInReducedPixels) {
   EXPECT_EQ(h->decode_scale, 2);  // 2000x900 -> 1000x450
   // 100 reduced pixels of bar on each side, in full-size pixels.
   EXPECT_EQ(h->content, (ContentRect{200, 0, 1600, 900}));
+  ASSERT_TRUE(h->has_untrimmed);
+  options.trim_borders = false;
+  ImageHasher fast_whole(options);
+  Result<ImageHashes> whole = fast_whole.Hash(jpeg);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(h->untrimmed.hash, whole->pdq.hash);
   ImageHasher compatible;
   Result<ImageHashes> reference = compatible.Hash(Encode(content, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 90}));
   ASSERT_TRUE(reference.ok());
   EXPECT_EQ(HammingDistance(h->pdq.hash, reference->pdq.hash), kFastTrimmedDistance);
+}
+
+// --- the reference videos ----------------------------------------------------------------
+//
+// Pillarboxed edits of the reference's chair and pattern videos (480x720,
+// 32-pixel black bars left and right) hashed with and without trimming,
+// against the frame hashes of their unbordered 720x1280 originals
+// (tests/data/vpdq, see its README). A frame matches a video when it is
+// within distance 31 of some frame of it; all frames count, whatever their
+// quality. Decoding is deterministic, so the counts are exact.
+
+std::vector<VideoFrameHash> HashFile(const std::string& name) {
+  std::ifstream in(TestDataPath("vpdq/" + name));
+  EXPECT_TRUE(in.good()) << name;
+  std::vector<VideoFrameHash> frames;
+  for (std::string line; std::getline(in, line);) {
+    Result<VideoFrameHash> f = ParseVideoFrameHash(line);
+    EXPECT_TRUE(f.ok()) << line;
+    if (f.ok()) frames.push_back(*f);
+  }
+  return frames;
+}
+
+int FramesMatching(const std::vector<VideoFrameHash>& query,
+                   const std::vector<VideoFrameHash>& video) {
+  int n = 0;
+  for (const VideoFrameHash& q : query) {
+    n += std::any_of(video.begin(), video.end(), [&](const VideoFrameHash& v) {
+      return HammingDistance(q.pdq, v.pdq) <= kPdqMatchThreshold;
+    });
+  }
+  return n;
+}
+
+struct ReferenceVideo {
+  const char* video;
+  const char* original;                // hash file of the unbordered original
+  std::vector<const char*> unrelated;  // hash files of unrelated videos
+  int frames;
+  int frames_trimmed;
+  int matching_untrimmed;  // frames matching the original
+  int matching_trimmed;
+};
+
+class ReferenceVideoTest : public ::testing::TestWithParam<ReferenceVideo> {};
+
+TEST_P(ReferenceVideoTest, MatchRatesWithAndWithoutTrimming) {
+  const ReferenceVideo& c = GetParam();
+  VideoHashOptions options;
+  Result<VideoHashes> untrimmed = HashVideoFile(TestDataPath(std::string("vpdq/") + c.video), options);
+  options.trim_borders = true;
+  Result<VideoHashes> trimmed = HashVideoFile(TestDataPath(std::string("vpdq/") + c.video), options);
+  ASSERT_TRUE(untrimmed.ok() && trimmed.ok());
+  ASSERT_EQ(untrimmed->frames.size(), static_cast<size_t>(c.frames));
+  ASSERT_EQ(trimmed->frames.size(), static_cast<size_t>(c.frames));
+  EXPECT_EQ(untrimmed->frames_trimmed, 0);
+  EXPECT_EQ(trimmed->frames_trimmed, c.frames_trimmed);
+  const std::vector<VideoFrameHash> original = HashFile(c.original);
+  EXPECT_EQ(FramesMatching(untrimmed->frames, original), c.matching_untrimmed);
+  EXPECT_EQ(FramesMatching(trimmed->frames, original), c.matching_trimmed);
+  // No frame matches an unrelated video, trimmed or not.
+  for (const char* other : c.unrelated) {
+    const std::vector<VideoFrameHash> unrelated = HashFile(other);
+    EXPECT_EQ(FramesMatching(untrimmed->frames, unrelated), 0) << other;
+    EXPECT_EQ(FramesMatching(trimmed->frames, unrelated), 0) << other;
+  }
+}
+
+constexpr char kChairOriginal[] = "chair-orig-22-hd-no-bar.txt";
+constexpr char kPatternOriginal[] = "pattern-hd-no-bar.txt";
+constexpr char kDoorknob[] = "doorknob-hd-no-bar.txt";
+
+INSTANTIATE_TEST_SUITE_P(
+    Vpdq, ReferenceVideoTest,
+    ::testing::Values(
+        // Every frame of the bordered edits matches once trimmed, none before.
+        ReferenceVideo{"chair-22-sd-grey-bar.mp4", kChairOriginal, {kPatternOriginal, kDoorknob},
+                       673, 673, 0, 673},
+        ReferenceVideo{"chair-19-sd-bar.mp4", kChairOriginal, {kPatternOriginal, kDoorknob},
+                       564, 564, 0, 564},
+        ReferenceVideo{"pattern-sd-grey-bar.mp4", kPatternOriginal, {kChairOriginal, kDoorknob},
+                       206, 206, 0, 206},
+        // A video without bars is not trimmed (its own reference hashes
+        // match 87 of its 120 frames either way).
+        ReferenceVideo{"doorknob-hd-no-bar.mp4", kDoorknob, {kChairOriginal, kPatternOriginal},
+                       120, 0, 87, 87},
+        // The cost: a test card whose picture has uniformly black sides
+        // (1080x1080, black columns 0-235 and 844-1079) is trimmed too, and
+        // then no longer matches hashes made of the whole frame.
+        ReferenceVideo{"test-padded-dimensions.mp4", "test-padded-dimensions.txt",
+                       {kChairOriginal, kPatternOriginal, kDoorknob}, 150, 150, 150, 0}),
+    [](const ::testing::TestParamInfo<ReferenceVideo>& param) {
+      std::string name = param.param.video;
+      name = name.substr(0, name.find('.'));
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
+
+TEST(BorderTrimTest, TrimmedFramesNoLongerMatchListsMadeFromBorderedCopies) {
+  // The chair original as the reference also published it with its bars
+  // (chair-orig-22-sd-bar): the bordered edit matches it untrimmed, and
+  // trimmed does not. Hence ImageHashes::untrimmed.
+  VideoHashOptions options;
+  options.max_frames = 60;
+  Result<VideoHashes> untrimmed = HashVideoFile(TestDataPath("vpdq/chair-22-sd-grey-bar.mp4"), options);
+  options.trim_borders = true;
+  Result<VideoHashes> trimmed = HashVideoFile(TestDataPath("vpdq/chair-22-sd-grey-bar.mp4"), options);
+  ASSERT_TRUE(untrimmed.ok() && trimmed.ok());
+  const std::vector<VideoFrameHash> bordered = HashFile("chair-orig-22-sd-bar.txt");
+  EXPECT_EQ(FramesMatching(untrimmed->frames, bordered), 60);
+  EXPECT_EQ(FramesMatching(trimmed->frames, bordered), 0);
+}
+
+TEST(BorderTrimTest, TrimmingThenDownscaling) {
+  // vPDQ's 128x128 hashes of the trimmed content match the original's.
+  VideoHashOptions options;
+  options.trim_borders = true;
+  options.downscale_to = 128;
+  options.max_frames = 90;
+  Result<VideoHashes> h = HashVideoFile(TestDataPath("vpdq/pattern-sd-grey-bar.mp4"), options);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->frames_trimmed, 90);
+  EXPECT_EQ(FramesMatching(h->frames, HashFile(kPatternOriginal)), kDownscaledTrimmedMatching);
 }
 
 }  // namespace

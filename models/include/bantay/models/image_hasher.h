@@ -48,7 +48,10 @@ struct HashOptions {
   int fast_min_side = 256;
   // Hash only the content rectangle, after removing letterbox/pillarbox
   // borders (FindContentRect with default options, see border_trim.h). For
-  // frames of streams and re-encoded video; hash lists are made without it.
+  // frames of streams and re-encoded video. Hash lists are made without it,
+  // from originals that may themselves have had borders, so when borders
+  // are found the whole image is hashed too (ImageHashes::untrimmed) and a
+  // matcher should try both.
   bool trim_borders = false;
 };
 
@@ -60,6 +63,10 @@ struct ImageHashes {
   // The part of the image that was hashed, in full-size pixels: the whole
   // image unless trim_borders found borders.
   ContentRect content;
+  // When trim_borders found borders: the hash of the whole image (without
+  // dihedral variants), as it would be without the option.
+  bool has_untrimmed = false;
+  PdqResult untrimmed;
   PdqResult pdq;
   bool has_digests = false;
   ExactDigests digests{};
