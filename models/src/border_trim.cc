@@ -30,25 +30,28 @@ struct Line {
 class Scanner {
  public:
   Scanner(const PixelView& pixels, const BorderTrimOptions& options)
-      : px_(pixels), opt_(options), colour_channels_(pixels.channels >= 3 ? 3 : 1) {}
+      : px_(pixels),
+        opt_(options),
+        colour_channels_(pixels.channels >= 3 ? 3 : 1) {}
 
   // The thickness of the border on `side` of `rect`, and its colour, or 0
   // when there is none that passes the single-side guards. A border may be
   // at most max_thickness lines thick (else 0: the side is uniform too far).
-  int Border(const ContentRect& rect, Side side, int full_dimension, int max_thickness,
-             Colour* colour) const {
-    const int min_border =
-        std::max(opt_.min_border_pixels,
-                 static_cast<int>(std::ceil(opt_.min_border_fraction * full_dimension)));
-    const int max_gap =
-        std::max(opt_.max_gap_pixels,
-                 static_cast<int>(std::ceil(opt_.max_gap_fraction * full_dimension)));
+  int Border(const ContentRect& rect, Side side, int full_dimension,
+             int max_thickness, Colour* colour) const {
+    const int min_border = std::max(
+        opt_.min_border_pixels,
+        static_cast<int>(std::ceil(opt_.min_border_fraction * full_dimension)));
+    const int max_gap = std::max(
+        opt_.max_gap_pixels,
+        static_cast<int>(std::ceil(opt_.max_gap_fraction * full_dimension)));
     if (min_border < 1 || min_border > max_thickness) return 0;
     *colour = MedianColour(rect, side, min_border);
     int last = -1;  // the innermost line found to belong to the border
     int gap = 0;
     for (int i = 0; i <= max_thickness; ++i) {
-      if (WithinFraction(LineAt(rect, side, i), *colour) >= opt_.line_fraction) {
+      if (WithinFraction(LineAt(rect, side, i), *colour) >=
+          opt_.line_fraction) {
         last = i;
         gap = 0;
       } else if (++gap > max_gap) {
@@ -64,7 +67,8 @@ class Scanner {
     // edge as long as edge_contrast >= 2 * tolerance.
     const int lines = LinesAcross(rect, side);
     for (int i = thickness; i < std::min(thickness + min_border, lines); ++i) {
-      if (BeyondFraction(LineAt(rect, side, i), *colour) >= opt_.edge_fraction) {
+      if (BeyondFraction(LineAt(rect, side, i), *colour) >=
+          opt_.edge_fraction) {
         return thickness;
       }
     }
@@ -80,7 +84,9 @@ class Scanner {
   }
 
  private:
-  static bool Horizontal(Side side) { return side == Side::kTop || side == Side::kBottom; }
+  static bool Horizontal(Side side) {
+    return side == Side::kTop || side == Side::kBottom;
+  }
 
   // How many lines of this orientation the rectangle holds.
   static int LinesAcross(const ContentRect& rect, Side side) {
@@ -116,7 +122,8 @@ class Scanner {
       length = rect.height;
       along = stride;
     }
-    const int sample_stride = (length + kMaxSamplesPerLine - 1) / kMaxSamplesPerLine;
+    const int sample_stride =
+        (length + kMaxSamplesPerLine - 1) / kMaxSamplesPerLine;
     Line line;
     line.first = px_.data + y * stride + x * channels;
     line.step = along * sample_stride;
@@ -180,16 +187,19 @@ class Scanner {
 
 bool ValidOptions(const BorderTrimOptions& o) {
   return o.tolerance >= 0 && o.tolerance <= 255 && o.line_fraction > 0 &&
-         o.line_fraction <= 1 && o.min_border_pixels >= 1 && o.min_border_fraction >= 0 &&
-         o.min_border_fraction <= 1 && o.max_gap_pixels >= 0 && o.max_gap_fraction >= 0 &&
-         o.max_gap_fraction <= 1 && o.edge_contrast >= 0 && o.edge_contrast <= 255 &&
-         o.edge_fraction > 0 && o.edge_fraction <= 1 && o.min_content_fraction > 0 &&
+         o.line_fraction <= 1 && o.min_border_pixels >= 1 &&
+         o.min_border_fraction >= 0 && o.min_border_fraction <= 1 &&
+         o.max_gap_pixels >= 0 && o.max_gap_fraction >= 0 &&
+         o.max_gap_fraction <= 1 && o.edge_contrast >= 0 &&
+         o.edge_contrast <= 255 && o.edge_fraction > 0 &&
+         o.edge_fraction <= 1 && o.min_content_fraction > 0 &&
          o.min_content_fraction <= 1;
 }
 
 }  // namespace
 
-ContentRect FindContentRect(const PixelView& pixels, const BorderTrimOptions& options) {
+ContentRect FindContentRect(const PixelView& pixels,
+                            const BorderTrimOptions& options) {
   ContentRect rect{0, 0, std::max(pixels.width, 0), std::max(pixels.height, 0)};
   if (pixels.data == nullptr || pixels.width <= 0 || pixels.height <= 0 ||
       (pixels.channels != 1 && pixels.channels != 3 && pixels.channels != 4) ||
@@ -199,19 +209,24 @@ ContentRect FindContentRect(const PixelView& pixels, const BorderTrimOptions& op
   }
   const Scanner scanner(pixels, options);
   const int min_height =
-      std::max(1, static_cast<int>(std::ceil(options.min_content_fraction * pixels.height)));
-  const int min_width =
-      std::max(1, static_cast<int>(std::ceil(options.min_content_fraction * pixels.width)));
+      std::max(1, static_cast<int>(
+                      std::ceil(options.min_content_fraction * pixels.height)));
+  const int min_width = std::max(
+      1,
+      static_cast<int>(std::ceil(options.min_content_fraction * pixels.width)));
   // Rows, then columns, then rows again if the columns changed (and so on):
   // the second time finds bars whose lines first crossed bars of another
   // colour (windowbox).
   const auto trim_rows = [&] {
     const int room = rect.height - min_height;
     Colour top_colour{}, bottom_colour{};
-    const int top = scanner.Border(rect, Side::kTop, pixels.height, room, &top_colour);
+    const int top =
+        scanner.Border(rect, Side::kTop, pixels.height, room, &top_colour);
     if (top == 0) return false;
-    const int bottom = scanner.Border(rect, Side::kBottom, pixels.height, room, &bottom_colour);
-    if (bottom == 0 || top + bottom > room || !scanner.SameColour(top_colour, bottom_colour)) {
+    const int bottom = scanner.Border(rect, Side::kBottom, pixels.height, room,
+                                      &bottom_colour);
+    if (bottom == 0 || top + bottom > room ||
+        !scanner.SameColour(top_colour, bottom_colour)) {
       return false;
     }
     rect.y += top;
@@ -221,10 +236,13 @@ ContentRect FindContentRect(const PixelView& pixels, const BorderTrimOptions& op
   const auto trim_columns = [&] {
     const int room = rect.width - min_width;
     Colour left_colour{}, right_colour{};
-    const int left = scanner.Border(rect, Side::kLeft, pixels.width, room, &left_colour);
+    const int left =
+        scanner.Border(rect, Side::kLeft, pixels.width, room, &left_colour);
     if (left == 0) return false;
-    const int right = scanner.Border(rect, Side::kRight, pixels.width, room, &right_colour);
-    if (right == 0 || left + right > room || !scanner.SameColour(left_colour, right_colour)) {
+    const int right =
+        scanner.Border(rect, Side::kRight, pixels.width, room, &right_colour);
+    if (right == 0 || left + right > room ||
+        !scanner.SameColour(left_colour, right_colour)) {
       return false;
     }
     rect.x += left;

@@ -2,14 +2,13 @@
 
 #include <gtest/gtest.h>
 
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <ostream>
 #include <random>
 #include <string>
@@ -22,7 +21,8 @@
 namespace bantay::models {
 
 void PrintTo(const ContentRect& r, std::ostream* os) {
-  *os << "{x " << r.x << ", y " << r.y << ", " << r.width << "x" << r.height << "}";
+  *os << "{x " << r.x << ", y " << r.y << ", " << r.width << "x" << r.height
+      << "}";
 }
 
 namespace {
@@ -55,7 +55,8 @@ ContentRect Whole(const cv::Mat& m) { return {0, 0, m.cols, m.rows}; }
 cv::Mat Framed(const cv::Mat& content, int top, int bottom, int left, int right,
                cv::Scalar colour) {
   cv::Mat out;
-  cv::copyMakeBorder(content, out, top, bottom, left, right, cv::BORDER_CONSTANT, colour);
+  cv::copyMakeBorder(content, out, top, bottom, left, right,
+                     cv::BORDER_CONSTANT, colour);
   return out;
 }
 
@@ -76,7 +77,8 @@ cv::Mat Textured(int width, int height, uint32_t seed) {
   cv::theRNG().state = seed;
   cv::randn(grain, cv::Scalar::all(0), cv::Scalar::all(12));
   cv::Mat out = smooth + grain;
-  cv::circle(out, {width / 3, height / 2}, std::min(width, height) / 6, {40, 80, 200}, 3);
+  cv::circle(out, {width / 3, height / 2}, std::min(width, height) / 6,
+             {40, 80, 200}, 3);
   return out;
 }
 
@@ -106,10 +108,12 @@ void ExpectAround(const ContentRect& found, const ContentRect& truth, int slack,
   EXPECT_LE(found.y + found.height, truth.y + truth.height + slack) << what;
 }
 
-// --- bars found exactly ---------------------------------------------------------------
+// --- bars found exactly
+// ---------------------------------------------------------------
 
 TEST(BorderTrimTest, BlackLetterboxExact) {
-  const cv::Mat frame = Framed(MakePattern(640, 360), 60, 60, 0, 0, cv::Scalar::all(0));
+  const cv::Mat frame =
+      Framed(MakePattern(640, 360), 60, 60, 0, 0, cv::Scalar::all(0));
   EXPECT_EQ(Find(frame), (ContentRect{0, 60, 640, 360}));
 }
 
@@ -117,15 +121,17 @@ TEST(BorderTrimTest, PillarboxOfAnyColourExact) {
   const cv::Mat content = Textured(480, 480, 1);
   // B, G, R: black, grey, sepia, white, red, dark blue.
   for (const cv::Scalar& colour :
-       {cv::Scalar(0, 0, 0), cv::Scalar(128, 128, 128), cv::Scalar(94, 126, 158),
-        cv::Scalar(255, 255, 255), cv::Scalar(0, 0, 200), cv::Scalar(60, 10, 10)}) {
+       {cv::Scalar(0, 0, 0), cv::Scalar(128, 128, 128),
+        cv::Scalar(94, 126, 158), cv::Scalar(255, 255, 255),
+        cv::Scalar(0, 0, 200), cv::Scalar(60, 10, 10)}) {
     const cv::Mat frame = Framed(content, 0, 0, 80, 80, colour);
     EXPECT_EQ(Find(frame), (ContentRect{80, 0, 480, 480})) << colour;
   }
 }
 
 TEST(BorderTrimTest, UnequalOppositeBarsExact) {
-  const cv::Mat frame = Framed(MakePattern(500, 300), 37, 52, 21, 14, cv::Scalar::all(16));
+  const cv::Mat frame =
+      Framed(MakePattern(500, 300), 37, 52, 21, 14, cv::Scalar::all(16));
   EXPECT_EQ(Find(frame), (ContentRect{21, 37, 500, 300}));
 }
 
@@ -135,13 +141,15 @@ TEST(BorderTrimTest, WindowboxAllFourSides) {
             (ContentRect{60, 40, 400, 240}));
   // Letterbox bars of one colour inside pillarbox bars of another: found
   // on the second look at the rows, once the columns are gone.
-  const cv::Mat inner = Framed(content, 40, 40, 0, 0, cv::Scalar(128, 128, 128));
+  const cv::Mat inner =
+      Framed(content, 40, 40, 0, 0, cv::Scalar(128, 128, 128));
   const cv::Mat frame = Framed(inner, 0, 0, 120, 120, cv::Scalar::all(0));
   EXPECT_EQ(Find(frame), (ContentRect{120, 40, 400, 240}));
 }
 
 TEST(BorderTrimTest, GreyAndFourChannelViews) {
-  const cv::Mat frame = Framed(Textured(320, 240, 3), 30, 30, 40, 40, cv::Scalar::all(0));
+  const cv::Mat frame =
+      Framed(Textured(320, 240, 3), 30, 30, 40, 40, cv::Scalar::all(0));
   cv::Mat grey, bgra;
   cv::cvtColor(frame, grey, cv::COLOR_BGR2GRAY);
   cv::cvtColor(frame, bgra, cv::COLOR_BGR2BGRA);
@@ -159,16 +167,20 @@ TEST(BorderTrimTest, GreyAndFourChannelViews) {
 
 TEST(BorderTrimTest, LargeFramesAreSampledButExact) {
   // 1920 px rows are read every second pixel; bars still found exactly.
-  const cv::Mat frame = Framed(Textured(1440, 1080, 4), 0, 0, 240, 240, cv::Scalar::all(0));
+  const cv::Mat frame =
+      Framed(Textured(1440, 1080, 4), 0, 0, 240, 240, cv::Scalar::all(0));
   EXPECT_EQ(Find(frame), (ContentRect{240, 0, 1440, 1080}));
 }
 
-// --- noise, compression, logos and lines in the bars ------------------------------------
+// --- noise, compression, logos and lines in the bars
+// ------------------------------------
 
 TEST(BorderTrimTest, VideoGrainInBarsAndContent) {
-  const cv::Mat frame = Framed(Textured(480, 360, 5), 60, 60, 0, 0, cv::Scalar::all(8));
+  const cv::Mat frame =
+      Framed(Textured(480, 360, 5), 60, 60, 0, 0, cv::Scalar::all(8));
   for (double sd : {1.0, 3.0, 5.0}) {
-    EXPECT_EQ(Find(WithNoise(frame, sd, 7)), (ContentRect{0, 60, 480, 360})) << sd;
+    EXPECT_EQ(Find(WithNoise(frame, sd, 7)), (ContentRect{0, 60, 480, 360}))
+        << sd;
   }
 }
 
@@ -181,15 +193,19 @@ TEST(BorderTrimTest, JpegCompressionWithinTwoPixels) {
   struct Case {
     int top, bottom, left, right;
   };
-  for (const Case c : {Case{64, 64, 0, 0}, Case{61, 59, 0, 0}, Case{0, 0, 80, 80},
-                       Case{0, 0, 77, 83}, Case{45, 43, 67, 70}}) {
-    for (const cv::Scalar& colour : {cv::Scalar::all(0), cv::Scalar(94, 126, 158)}) {
-      const cv::Mat frame = Framed(MakePattern(480, 352), c.top, c.bottom, c.left, c.right, colour);
+  for (const Case c :
+       {Case{64, 64, 0, 0}, Case{61, 59, 0, 0}, Case{0, 0, 80, 80},
+        Case{0, 0, 77, 83}, Case{45, 43, 67, 70}}) {
+    for (const cv::Scalar& colour :
+         {cv::Scalar::all(0), cv::Scalar(94, 126, 158)}) {
+      const cv::Mat frame = Framed(MakePattern(480, 352), c.top, c.bottom,
+                                   c.left, c.right, colour);
       for (int quality : {95, 75, 50, 30}) {
-        const std::string what = "bars " + std::to_string(c.top) + "/" + std::to_string(c.bottom) +
-                                 "/" + std::to_string(c.left) + "/" + std::to_string(c.right) +
-                                 " q" + std::to_string(quality) + " colour " +
-                                 std::to_string(static_cast<int>(colour[0]));
+        const std::string what =
+            "bars " + std::to_string(c.top) + "/" + std::to_string(c.bottom) +
+            "/" + std::to_string(c.left) + "/" + std::to_string(c.right) +
+            " q" + std::to_string(quality) + " colour " +
+            std::to_string(static_cast<int>(colour[0]));
         ExpectAround(Find(Jpeg(frame, quality)), {c.left, c.top, 480, 352},
                      quality >= 50 ? 2 : 5, what);
       }
@@ -198,12 +214,14 @@ TEST(BorderTrimTest, JpegCompressionWithinTwoPixels) {
 }
 
 TEST(BorderTrimTest, LogoInTheBarIsPassedOver) {
-  cv::Mat frame = Framed(Textured(640, 360, 6), 60, 60, 0, 0, cv::Scalar::all(0));
+  cv::Mat frame =
+      Framed(Textured(640, 360, 6), 60, 60, 0, 0, cv::Scalar::all(0));
   // A channel logo (56 px, under a tenth of the row) in the top bar, a
   // caption in the bottom bar.
   cv::rectangle(frame, {560, 10}, {615, 45}, {255, 255, 255}, cv::FILLED);
   cv::circle(frame, {587, 27}, 12, {0, 0, 200}, cv::FILLED);
-  cv::putText(frame, "BANTAY", {250, 465}, cv::FONT_HERSHEY_SIMPLEX, 0.6, {230, 230, 230}, 1);
+  cv::putText(frame, "BANTAY", {250, 465}, cv::FONT_HERSHEY_SIMPLEX, 0.6,
+              {230, 230, 230}, 1);
   EXPECT_EQ(Find(frame), (ContentRect{0, 60, 640, 360}));
   // Were every pixel of a bar line required, the bar would end at the logo.
   BorderTrimOptions every_pixel;
@@ -212,7 +230,8 @@ TEST(BorderTrimTest, LogoInTheBarIsPassedOver) {
 }
 
 TEST(BorderTrimTest, ThinLinesInTheBarArePassedOver) {
-  cv::Mat frame = Framed(Textured(640, 360, 8), 60, 60, 0, 0, cv::Scalar::all(0));
+  cv::Mat frame =
+      Framed(Textured(640, 360, 8), 60, 60, 0, 0, cv::Scalar::all(0));
   // A line along the bar (two rows, the whole width) and lines across it.
   cv::line(frame, {0, 20}, {639, 20}, {128, 128, 128}, 1);
   cv::line(frame, {0, 21}, {639, 21}, {128, 128, 128}, 1);
@@ -229,11 +248,13 @@ TEST(BorderTrimTest, ThinLinesInTheBarArePassedOver) {
   EXPECT_EQ(Find(frame), (ContentRect{0, 60, 640, 360}));
 }
 
-// --- content left whole ---------------------------------------------------------------
+// --- content left whole
+// ---------------------------------------------------------------
 
 TEST(BorderTrimTest, PicturesWithoutBarsAreLeftWhole) {
-  for (const cv::Mat& m : {MakePattern(640, 480), MakePattern(300, 500), Textured(512, 512, 9),
-                           Jpeg(MakePattern(640, 480), 50)}) {
+  for (const cv::Mat& m :
+       {MakePattern(640, 480), MakePattern(300, 500), Textured(512, 512, 9),
+        Jpeg(MakePattern(640, 480), 50)}) {
     EXPECT_EQ(Find(m), Whole(m));
   }
   cv::Mat random(240, 320, CV_8UC3);
@@ -242,8 +263,9 @@ TEST(BorderTrimTest, PicturesWithoutBarsAreLeftWhole) {
 }
 
 TEST(BorderTrimTest, SolidImagesAreLeftWhole) {
-  for (const cv::Scalar& colour : {cv::Scalar::all(0), cv::Scalar::all(255),
-                                   cv::Scalar::all(128), cv::Scalar(30, 90, 200)}) {
+  for (const cv::Scalar& colour :
+       {cv::Scalar::all(0), cv::Scalar::all(255), cv::Scalar::all(128),
+        cv::Scalar(30, 90, 200)}) {
     const cv::Mat solid(360, 640, CV_8UC3, colour);
     EXPECT_EQ(Find(solid), Whole(solid)) << colour;
     EXPECT_EQ(Find(WithNoise(solid, 3, 11)), Whole(solid)) << colour;
@@ -257,19 +279,22 @@ TEST(BorderTrimTest, SolidImagesAreLeftWhole) {
 }
 
 TEST(BorderTrimTest, GradientsAreLeftWhole) {
-  cv::Mat vertical(480, 640, CV_8UC3), across(480, 640, CV_8UC3), valley(480, 640, CV_8UC3),
-      radial(480, 640, CV_8UC3);
+  cv::Mat vertical(480, 640, CV_8UC3), across(480, 640, CV_8UC3),
+      valley(480, 640, CV_8UC3), radial(480, 640, CV_8UC3);
   for (int y = 0; y < 480; ++y) {
     for (int x = 0; x < 640; ++x) {
-      vertical.at<cv::Vec3b>(y, x) = cv::Vec3b::all(static_cast<uint8_t>(y * 255 / 479));
-      across.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<uint8_t>(x * 255 / 639), 100,
-                                             static_cast<uint8_t>(255 - x * 255 / 639));
+      vertical.at<cv::Vec3b>(y, x) =
+          cv::Vec3b::all(static_cast<uint8_t>(y * 255 / 479));
+      across.at<cv::Vec3b>(y, x) =
+          cv::Vec3b(static_cast<uint8_t>(x * 255 / 639), 100,
+                    static_cast<uint8_t>(255 - x * 255 / 639));
       // Black at both ends, bright in the middle: rows fade to the same
       // colour at the top and the bottom, with no edge.
-      valley.at<cv::Vec3b>(y, x) =
-          cv::Vec3b::all(static_cast<uint8_t>(255 * std::sin(3.14159 * y / 479)));
+      valley.at<cv::Vec3b>(y, x) = cv::Vec3b::all(
+          static_cast<uint8_t>(255 * std::sin(3.14159 * y / 479)));
       const double r = std::hypot(x - 320.0, y - 240.0) / 400.0;
-      radial.at<cv::Vec3b>(y, x) = cv::Vec3b::all(static_cast<uint8_t>(255 * (1 - std::min(r, 1.0))));
+      radial.at<cv::Vec3b>(y, x) =
+          cv::Vec3b::all(static_cast<uint8_t>(255 * (1 - std::min(r, 1.0))));
     }
   }
   for (const cv::Mat& m : {vertical, across, valley, radial}) {
@@ -292,7 +317,8 @@ TEST(BorderTrimTest, DarkScenesAreLeftWhole) {
   const cv::Mat grainy = WithNoise(dark, 2, 13);
   EXPECT_EQ(Find(grainy), Whole(grainy));
   cv::Mat lamp = grainy.clone();
-  cv::ellipse(lamp, {320, 240}, {64, 90}, 0, 0, 360, {180, 220, 240}, cv::FILLED);
+  cv::ellipse(lamp, {320, 240}, {64, 90}, 0, 0, 360, {180, 220, 240},
+              cv::FILLED);
   EXPECT_EQ(Find(lamp), Whole(lamp));
   EXPECT_EQ(Find(Jpeg(lamp, 70)), Whole(lamp));
   // What keeps it whole is the edge guard: the lamp covers under a quarter
@@ -309,7 +335,8 @@ TEST(BorderTrimTest, ThinFrameLineIsLeftAlone) {
     cv::rectangle(framed, {0, 0}, {639, 479}, {0, 0, 0}, 2 * thickness - 1);
     // Drawn centred on the outline: `thickness` pixels inside the image.
     EXPECT_EQ(Find(framed), Whole(framed)) << thickness;
-    cv::rectangle(framed, {0, 0}, {639, 479}, {255, 255, 255}, 2 * thickness - 1);
+    cv::rectangle(framed, {0, 0}, {639, 479}, {255, 255, 255},
+                  2 * thickness - 1);
     EXPECT_EQ(Find(framed), Whole(framed)) << thickness;
   }
 }
@@ -357,9 +384,11 @@ TEST(BorderTrimTest, ThicknessAndContentGuards) {
 
 TEST(BorderTrimTest, DegenerateInputsGiveTheWholeImage) {
   EXPECT_EQ(FindContentRect(PixelView{}), (ContentRect{0, 0, 0, 0}));
-  const cv::Mat tiny = Framed(MakePattern(4, 4), 2, 2, 2, 2, cv::Scalar::all(0));
+  const cv::Mat tiny =
+      Framed(MakePattern(4, 4), 2, 2, 2, 2, cv::Scalar::all(0));
   EXPECT_EQ(Find(tiny), Whole(tiny));
-  const cv::Mat frame = Framed(MakePattern(320, 200), 20, 20, 0, 0, cv::Scalar::all(0));
+  const cv::Mat frame =
+      Framed(MakePattern(320, 200), 20, 20, 0, 0, cv::Scalar::all(0));
   PixelView two_channels = View(frame);
   two_channels.channels = 2;
   EXPECT_EQ(FindContentRect(two_channels), Whole(frame));
@@ -379,7 +408,8 @@ TEST(BorderTrimTest, DegenerateInputsGiveTheWholeImage) {
 }
 
 TEST(BorderTrimTest, CropPixelView) {
-  const cv::Mat frame = Framed(MakePattern(320, 200), 20, 20, 30, 30, cv::Scalar::all(0));
+  const cv::Mat frame =
+      Framed(MakePattern(320, 200), 20, 20, 30, 30, cv::Scalar::all(0));
   const PixelView view = View(frame);
   const PixelView crop = CropPixelView(view, {30, 20, 320, 200});
   EXPECT_EQ(crop.data, frame.ptr<uint8_t>(20) + 30 * 3);
@@ -389,7 +419,8 @@ TEST(BorderTrimTest, CropPixelView) {
   EXPECT_EQ(crop.row_stride, view.row_stride);
 }
 
-// --- in image hashing ------------------------------------------------------------------
+// --- in image hashing
+// ------------------------------------------------------------------
 
 TEST(BorderTrimTest, ImageHasherHashesTheContentOnly) {
   const cv::Mat content = MakePattern(640, 360);
@@ -414,7 +445,8 @@ TEST(BorderTrimTest, ImageHasherHashesTheContentOnly) {
   // The same pixels as the unbordered picture: the same hash, bit for bit.
   EXPECT_EQ(trimmed->pdq.hash, content_hash->pdq.hash);
   EXPECT_EQ(trimmed->pdq.quality, content_hash->pdq.quality);
-  EXPECT_EQ(HammingDistance(untrimmed->pdq.hash, content_hash->pdq.hash), kUntrimmedDistance);
+  EXPECT_EQ(HammingDistance(untrimmed->pdq.hash, content_hash->pdq.hash),
+            kUntrimmedDistance);
   // The whole image's hash comes along, for lists made from bordered copies.
   EXPECT_TRUE(trimmed->has_untrimmed);
   EXPECT_EQ(trimmed->untrimmed.hash, untrimmed->pdq.hash);
@@ -431,7 +463,8 @@ TEST(BorderTrimTest, ImageHasherHashesTheContentOnly) {
 TEST(BorderTrimTest, FastModeTrimsInReducedPixels) {
   const cv::Mat content = MakePattern(1600, 900);
   const cv::Mat frame = Framed(content, 0, 0, 200, 200, cv::Scalar::all(0));
-  const std::vector<uint8_t> jpeg = Encode(frame, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 90});
+  const std::vector<uint8_t> jpeg =
+      Encode(frame, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 90});
   HashOptions options;
   options.fast = true;
   options.trim_borders = true;
@@ -448,12 +481,15 @@ TEST(BorderTrimTest, FastModeTrimsInReducedPixels) {
   ASSERT_TRUE(whole.ok());
   EXPECT_EQ(h->untrimmed.hash, whole->pdq.hash);
   ImageHasher compatible;
-  Result<ImageHashes> reference = compatible.Hash(Encode(content, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 90}));
+  Result<ImageHashes> reference =
+      compatible.Hash(Encode(content, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 90}));
   ASSERT_TRUE(reference.ok());
-  EXPECT_EQ(HammingDistance(h->pdq.hash, reference->pdq.hash), kFastTrimmedDistance);
+  EXPECT_EQ(HammingDistance(h->pdq.hash, reference->pdq.hash),
+            kFastTrimmedDistance);
 }
 
-// --- the reference videos ----------------------------------------------------------------
+// --- the reference videos
+// ----------------------------------------------------------------
 //
 // Pillarboxed edits of the reference's chair and pattern videos (480x720,
 // 32-pixel black bars left and right) hashed with and without trimming,
@@ -500,9 +536,11 @@ class ReferenceVideoTest : public ::testing::TestWithParam<ReferenceVideo> {};
 TEST_P(ReferenceVideoTest, MatchRatesWithAndWithoutTrimming) {
   const ReferenceVideo& c = GetParam();
   VideoHashOptions options;
-  Result<VideoHashes> untrimmed = HashVideoFile(TestDataPath(std::string("vpdq/") + c.video), options);
+  Result<VideoHashes> untrimmed =
+      HashVideoFile(TestDataPath(std::string("vpdq/") + c.video), options);
   options.trim_borders = true;
-  Result<VideoHashes> trimmed = HashVideoFile(TestDataPath(std::string("vpdq/") + c.video), options);
+  Result<VideoHashes> trimmed =
+      HashVideoFile(TestDataPath(std::string("vpdq/") + c.video), options);
   ASSERT_TRUE(untrimmed.ok() && trimmed.ok());
   ASSERT_EQ(untrimmed->frames.size(), static_cast<size_t>(c.frames));
   ASSERT_EQ(trimmed->frames.size(), static_cast<size_t>(c.frames));
@@ -527,21 +565,46 @@ INSTANTIATE_TEST_SUITE_P(
     Vpdq, ReferenceVideoTest,
     ::testing::Values(
         // Every frame of the bordered edits matches once trimmed, none before.
-        ReferenceVideo{"chair-22-sd-grey-bar.mp4", kChairOriginal, {kPatternOriginal, kDoorknob},
-                       673, 673, 0, 673},
-        ReferenceVideo{"chair-19-sd-bar.mp4", kChairOriginal, {kPatternOriginal, kDoorknob},
-                       564, 564, 0, 564},
-        ReferenceVideo{"pattern-sd-grey-bar.mp4", kPatternOriginal, {kChairOriginal, kDoorknob},
-                       206, 206, 0, 206},
+        ReferenceVideo{"chair-22-sd-grey-bar.mp4",
+                       kChairOriginal,
+                       {kPatternOriginal, kDoorknob},
+                       673,
+                       673,
+                       0,
+                       673},
+        ReferenceVideo{"chair-19-sd-bar.mp4",
+                       kChairOriginal,
+                       {kPatternOriginal, kDoorknob},
+                       564,
+                       564,
+                       0,
+                       564},
+        ReferenceVideo{"pattern-sd-grey-bar.mp4",
+                       kPatternOriginal,
+                       {kChairOriginal, kDoorknob},
+                       206,
+                       206,
+                       0,
+                       206},
         // A video without bars is not trimmed (its own reference hashes
         // match 87 of its 120 frames either way).
-        ReferenceVideo{"doorknob-hd-no-bar.mp4", kDoorknob, {kChairOriginal, kPatternOriginal},
-                       120, 0, 87, 87},
+        ReferenceVideo{"doorknob-hd-no-bar.mp4",
+                       kDoorknob,
+                       {kChairOriginal, kPatternOriginal},
+                       120,
+                       0,
+                       87,
+                       87},
         // The cost: a test card whose picture has uniformly black sides
         // (1080x1080, black columns 0-235 and 844-1079) is trimmed too, and
         // then no longer matches hashes made of the whole frame.
-        ReferenceVideo{"test-padded-dimensions.mp4", "test-padded-dimensions.txt",
-                       {kChairOriginal, kPatternOriginal, kDoorknob}, 150, 150, 150, 0}),
+        ReferenceVideo{"test-padded-dimensions.mp4",
+                       "test-padded-dimensions.txt",
+                       {kChairOriginal, kPatternOriginal, kDoorknob},
+                       150,
+                       150,
+                       150,
+                       0}),
     [](const ::testing::TestParamInfo<ReferenceVideo>& param) {
       std::string name = param.param.video;
       name = name.substr(0, name.find('.'));
@@ -555,11 +618,14 @@ TEST(BorderTrimTest, TrimmedFramesNoLongerMatchListsMadeFromBorderedCopies) {
   // trimmed does not. Hence ImageHashes::untrimmed.
   VideoHashOptions options;
   options.max_frames = 60;
-  Result<VideoHashes> untrimmed = HashVideoFile(TestDataPath("vpdq/chair-22-sd-grey-bar.mp4"), options);
+  Result<VideoHashes> untrimmed =
+      HashVideoFile(TestDataPath("vpdq/chair-22-sd-grey-bar.mp4"), options);
   options.trim_borders = true;
-  Result<VideoHashes> trimmed = HashVideoFile(TestDataPath("vpdq/chair-22-sd-grey-bar.mp4"), options);
+  Result<VideoHashes> trimmed =
+      HashVideoFile(TestDataPath("vpdq/chair-22-sd-grey-bar.mp4"), options);
   ASSERT_TRUE(untrimmed.ok() && trimmed.ok());
-  const std::vector<VideoFrameHash> bordered = HashFile("chair-orig-22-sd-bar.txt");
+  const std::vector<VideoFrameHash> bordered =
+      HashFile("chair-orig-22-sd-bar.txt");
   EXPECT_EQ(FramesMatching(untrimmed->frames, bordered), 60);
   EXPECT_EQ(FramesMatching(trimmed->frames, bordered), 0);
 }
@@ -570,10 +636,12 @@ TEST(BorderTrimTest, TrimmingThenDownscaling) {
   options.trim_borders = true;
   options.downscale_to = 128;
   options.max_frames = 90;
-  Result<VideoHashes> h = HashVideoFile(TestDataPath("vpdq/pattern-sd-grey-bar.mp4"), options);
+  Result<VideoHashes> h =
+      HashVideoFile(TestDataPath("vpdq/pattern-sd-grey-bar.mp4"), options);
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(h->frames_trimmed, 90);
-  EXPECT_EQ(FramesMatching(h->frames, HashFile(kPatternOriginal)), kDownscaledTrimmedMatching);
+  EXPECT_EQ(FramesMatching(h->frames, HashFile(kPatternOriginal)),
+            kDownscaledTrimmedMatching);
 }
 
 }  // namespace

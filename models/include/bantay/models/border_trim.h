@@ -35,10 +35,18 @@
 //
 // What it cannot tell apart: content that itself looks like bars, e.g. an
 // object photographed against a perfectly uniform background with sharp
-// margins on two opposite sides, is trimmed like a letterboxed frame. Hash
-// lists are made from unbordered originals, so trimming is opt-in
-// (HashOptions::trim_borders, VideoHashOptions::trim_borders) for frames
-// where bars are expected (streams, re-encoded video).
+// margins on two opposite sides, or a test card with black sides (the
+// reference's test-padded-dimensions video), is trimmed like a letterboxed
+// frame. And a hash list may hold hashes of bordered copies (the reference
+// publishes chair-orig-22-sd-bar with its bars): a trimmed frame no longer
+// matches those. So trimming is opt-in (HashOptions::trim_borders,
+// VideoHashOptions::trim_borders), for frames where bars are expected
+// (streams, re-encoded video), and a matcher should query the untrimmed hash
+// as well (ImageHashes::untrimmed).
+//
+// Cost (one core, -O3): 0.2 ms for a letterboxed 640x360 frame, 0.8 ms at
+// 1920x1080, 25-110 us for frames without bars; a uniform frame (a camera
+// that is off) is the worst case, 1 ms at 640x360 and 2.8 ms at 1080p.
 //
 // Thread safety: FindContentRect is a pure function of its arguments.
 #ifndef BANTAY_MODELS_BORDER_TRIM_H_
