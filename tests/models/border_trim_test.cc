@@ -262,6 +262,24 @@ TEST(BorderTrimTest, PicturesWithoutBarsAreLeftWhole) {
   EXPECT_EQ(Find(random), Whole(random));
 }
 
+TEST(BorderTrimTest, ReferencePhotographsAreLeftWhole) {
+  // The 44 images of the PDQ reference set (photographs, edits of them,
+  // every colour mode): none has bars, and none is trimmed.
+  const auto expected = testing::ReadExpectedCsv("pdq/expected-pdq.csv");
+  ASSERT_EQ(expected.size(), 44u);
+  HashOptions options;
+  options.trim_borders = true;
+  options.digests = false;
+  ImageHasher hasher(options);
+  for (const auto& [path, columns] : expected) {
+    Result<ImageHashes> h = hasher.Hash(testing::ReadTestFile("pdq/" + path));
+    ASSERT_TRUE(h.ok()) << path;
+    EXPECT_EQ(h->content, (ContentRect{0, 0, h->width, h->height})) << path;
+    EXPECT_FALSE(h->has_untrimmed) << path;
+    EXPECT_EQ(h->pdq.hash.ToHex(), columns[0]) << path;
+  }
+}
+
 TEST(BorderTrimTest, SolidImagesAreLeftWhole) {
   for (const cv::Scalar& colour :
        {cv::Scalar::all(0), cv::Scalar::all(255), cv::Scalar::all(128),
