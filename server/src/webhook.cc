@@ -113,7 +113,8 @@ std::optional<Destination> ParseUrl(std::string_view url, bool allow_plain) {
     d.target += "?";
     d.target += u.encoded_query();
   }
-  d.key = std::string(d.tls ? "https://" : "http://") + bracketed + ":" + d.port;
+  d.key =
+      std::string(d.tls ? "https://" : "http://") + bracketed + ":" + d.port;
   return d;
 }
 
@@ -210,7 +211,8 @@ struct WebhookSender::Impl {
     event->body = std::move(body);
     event->event_id = NewEventId();
     std::lock_guard<std::mutex> lock(mutex);
-    if (stopped || held.load(std::memory_order_relaxed) >= options.queue_limit) {
+    if (stopped ||
+        held.load(std::memory_order_relaxed) >= options.queue_limit) {
       dropped.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
@@ -306,8 +308,8 @@ class WebhookSender::Impl::Attempt
                                     tcp::resolver::results_type results) {
           self->resolve_timer_.cancel();
           if (ec) return self->Done(Outcome::kRetry);
-          self->Connect(std::vector<tcp::endpoint>(results.begin(),
-                                                   results.end()));
+          self->Connect(
+              std::vector<tcp::endpoint>(results.begin(), results.end()));
         });
   }
 
@@ -318,10 +320,10 @@ class WebhookSender::Impl::Attempt
 
   void BuildRequest() {
     const Destination& d = event_->destination;
-    const std::string timestamp = std::to_string(
-        std::chrono::duration_cast<std::chrono::seconds>(
-            std::chrono::system_clock::now().time_since_epoch())
-            .count());
+    const std::string timestamp =
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count());
     request_.method(http::verb::post);
     request_.target(d.target);
     request_.version(11);
@@ -341,7 +343,7 @@ class WebhookSender::Impl::Attempt
     endpoints_ = std::move(endpoints);
     Tcp().expires_at(deadline_);
     Tcp().async_connect(endpoints_, [self = shared_from_this()](
-                                     error_code ec, const tcp::endpoint&) {
+                                        error_code ec, const tcp::endpoint&) {
       if (ec) return self->Done(Outcome::kRetry);
       if (self->secure_) return self->Handshake();
       self->Write();
@@ -389,12 +391,11 @@ class WebhookSender::Impl::Attempt
     parser_.header_limit(kMaxAnswerHeaderBytes);
     // Only the status line and header matter; the connection is closed
     // afterwards without reading the body.
-    http::async_read_header(
-        stream, buffer_, parser_,
-        [self = shared_from_this()](error_code ec, size_t) {
-          if (ec) return self->Done(Outcome::kRetry);
-          self->Classify();
-        });
+    http::async_read_header(stream, buffer_, parser_,
+                            [self = shared_from_this()](error_code ec, size_t) {
+                              if (ec) return self->Done(Outcome::kRetry);
+                              self->Classify();
+                            });
   }
 
   void Write() {
@@ -444,6 +445,9 @@ class WebhookSender::Impl::Attempt
 };
 
 void WebhookSender::Impl::Pump() {
+  // Chosen first, started afterwards: an attempt that fails at once
+  // re-enters Pump through Finish, which must not meet a loop over `ready`.
+  std::vector<std::shared_ptr<Event>> starting;
   for (auto it = ready.begin();
        it != ready.end() && in_flight < WebhookSender::kMaxInFlight;) {
     int& busy = in_flight_by_destination[(*it)->destination.key];
@@ -453,9 +457,11 @@ void WebhookSender::Impl::Pump() {
     }
     ++busy;
     ++in_flight;
-    std::shared_ptr<Event> event = std::move(*it);
+    ++(*it)->attempts;
+    starting.push_back(std::move(*it));
     it = ready.erase(it);
-    ++event->attempts;
+  }
+  for (std::shared_ptr<Event>& event : starting) {
     std::make_shared<Attempt>(*this, std::move(event))->Run();
   }
 }
@@ -481,11 +487,9 @@ void WebhookSender::Impl::Finish(
       break;
     case Outcome::kRetry: {
       retries.fetch_add(1, std::memory_order_relaxed);
-      const int doublings =
-          std::min(event->attempts - 1, kMaxBackoffDoublings);
-      std::chrono::milliseconds delay =
-          std::min(options.first_backoff * (int64_t{1} << doublings),
-                   kMaxBackoff);
+      const int doublings = std::min(event->attempts - 1, kMaxBackoffDoublings);
+      std::chrono::milliseconds delay = std::min(
+          options.first_backoff * (int64_t{1} << doublings), kMaxBackoff);
       if (retry_after) {
         delay = std::max<std::chrono::milliseconds>(
             delay, std::min(*retry_after, WebhookSender::kMaxRetryAfter));

@@ -2,8 +2,9 @@
 //
 // The server POSTs each event with the headers
 //   Bantay-Timestamp: <unix seconds, decimal>
-//   Bantay-Signature: v1=<lower-case hex HMAC-SHA256(secret, "<timestamp>.<body>")>
-//   Bantay-Event-Id:  <32 hex, the same for every retry of one event>
+//   Bantay-Signature: v1=<lower-case hex HMAC-SHA256(secret,
+//   "<timestamp>.<body>")> Bantay-Event-Id:  <32 hex, the same for every retry
+//   of one event>
 // A receiver recomputes the HMAC over the exact body bytes it received and
 // rejects timestamps outside a replay window (5 minutes by default), so that
 // a captured request cannot be replayed later. Within the window, receivers
