@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -147,6 +148,17 @@ std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value) {
 
 enum class Outcome { kDelivered, kRetry, kFail };
 
+// Name lookups in progress at once (each on a thread); more fail the attempt
+// (retried later).
+constexpr int kMaxResolverThreads = 64;
+
+// How lookup threads reach the delivery thread; cut by Stop.
+struct ResolverLink {
+  std::mutex mutex;
+  boost::asio::io_context* ioc = nullptr;  // protected by mutex
+  std::atomic<int> threads{0};
+};
+
 }  // namespace
 
 struct WebhookSender::Impl {
@@ -195,6 +207,7 @@ struct WebhookSender::Impl {
   }
 
   void Start() {
+    resolver_link->ioc = &ioc;
     thread = std::thread([this] { ioc.run(); });
   }
 
@@ -230,6 +243,10 @@ struct WebhookSender::Impl {
       if (stopped) return;
       stopped = true;
     }
+    {
+      std::lock_guard<std::mutex> lock(resolver_link->mutex);
+      resolver_link->ioc = nullptr;
+    }
     work.reset();
     ioc.stop();
     if (thread.joinable()) thread.join();
@@ -252,6 +269,8 @@ struct WebhookSender::Impl {
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work{
       ioc.get_executor()};
   std::thread thread;
+  const std::shared_ptr<ResolverLink> resolver_link =
+      std::make_shared<ResolverLink>();
 
   std::atomic<uint64_t> delivered{0};
   std::atomic<uint64_t> failed{0};
@@ -277,10 +296,7 @@ class WebhookSender::Impl::Attempt
     : public std::enable_shared_from_this<Attempt> {
  public:
   Attempt(Impl& owner, std::shared_ptr<Event> event)
-      : owner_(owner),
-        event_(std::move(event)),
-        resolver_(owner.ioc),
-        resolve_timer_(owner.ioc) {}
+      : owner_(owner), event_(std::move(event)), resolve_timer_(owner.ioc) {}
 
   void Run() {
     const Destination& d = event_->destination;
@@ -298,19 +314,63 @@ class WebhookSender::Impl::Attempt
       return Connect({tcp::endpoint(
           address, static_cast<unsigned short>(std::stoul(d.port)))});
     }
+    Resolve();
+  }
+
+ private:
+  // Name lookups run on a thread of their own per lookup (getaddrinfo cannot
+  // be cancelled): Asio's resolver would run them one after another on a
+  // single hidden thread, so that one destination with a dead name server
+  // delayed every other, and destroying the io_context would wait for it.
+  // The thread holds only a weak reference to the attempt and posts the
+  // answer through the link, which Stop cuts; a lookup still running then
+  // ends on its own and its answer is dropped.
+  void Resolve() {
     resolve_timer_.expires_at(deadline_);
     resolve_timer_.async_wait([self = shared_from_this()](error_code ec) {
-      if (!ec) self->resolver_.cancel();
+      if (ec || self->resolved_) return;
+      self->resolved_ = true;
+      self->Done(Outcome::kRetry);
     });
-    resolver_.async_resolve(
-        d.host, d.port, tcp::resolver::numeric_service,
-        [self = shared_from_this()](error_code ec,
-                                    tcp::resolver::results_type results) {
-          self->resolve_timer_.cancel();
-          if (ec) return self->Done(Outcome::kRetry);
-          self->Connect(
-              std::vector<tcp::endpoint>(results.begin(), results.end()));
-        });
+    std::shared_ptr<ResolverLink> link = owner_.resolver_link;
+    if (link->threads.fetch_add(1) >= kMaxResolverThreads) {
+      link->threads.fetch_sub(1);
+      return Resolved(net::error::no_buffer_space, {});
+    }
+    try {
+      std::thread([link, host = event_->destination.host,
+                   port = event_->destination.port, weak = weak_from_this()] {
+        net::io_context local;
+        tcp::resolver resolver(local);
+        error_code ec;
+        const auto results =
+            resolver.resolve(host, port, tcp::resolver::numeric_service, ec);
+        std::vector<tcp::endpoint> endpoints(results.begin(), results.end());
+        {
+          std::lock_guard<std::mutex> lock(link->mutex);
+          if (link->ioc != nullptr) {
+            net::post(*link->ioc,
+                      [weak, ec, endpoints = std::move(endpoints)]() mutable {
+                        if (auto self = weak.lock()) {
+                          self->Resolved(ec, std::move(endpoints));
+                        }
+                      });
+          }
+        }
+        link->threads.fetch_sub(1);
+      }).detach();
+    } catch (const std::system_error&) {
+      link->threads.fetch_sub(1);
+      Resolved(net::error::no_buffer_space, {});
+    }
+  }
+
+  void Resolved(error_code ec, std::vector<tcp::endpoint> endpoints) {
+    if (resolved_) return;  // timed out already
+    resolved_ = true;
+    resolve_timer_.cancel();
+    if (ec || endpoints.empty()) return Done(Outcome::kRetry);
+    Connect(std::move(endpoints));
   }
 
  private:
@@ -433,8 +493,8 @@ class WebhookSender::Impl::Attempt
 
   Impl& owner_;
   std::shared_ptr<Event> event_;
-  tcp::resolver resolver_;
   net::steady_timer resolve_timer_;
+  bool resolved_ = false;
   std::optional<beast::tcp_stream> plain_;
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure_;
   std::chrono::steady_clock::time_point deadline_;

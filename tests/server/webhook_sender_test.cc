@@ -418,6 +418,22 @@ TEST_F(WebhookSenderTest, GivesUpOnADeadPortAfterMaxAttempts) {
   EXPECT_EQ(s.in_queue, 0u);
 }
 
+TEST_F(WebhookSenderTest, RetriesANameThatDoesNotResolveThenGivesUp) {
+  WebhookOptions o = TestOptions();
+  o.max_attempts = 2;
+  o.timeout = milliseconds(3000);
+  auto sender = MakeSender(o);
+  ASSERT_NE(sender, nullptr);
+  // RFC 6761: names under .invalid never resolve.
+  ASSERT_TRUE(
+      sender->Enqueue("https://bantay-test.invalid/hook", kSecret, kBody));
+  ASSERT_TRUE(WaitFor([&] { return sender->stats().failed == 1; }));
+  const WebhookSender::Stats s = sender->stats();
+  EXPECT_EQ(s.retries, 1u);
+  EXPECT_EQ(s.delivered, 0u);
+  EXPECT_EQ(s.in_queue, 0u);
+}
+
 TEST_F(WebhookSenderTest, TimesOutAndRetriesASilentReceiver) {
   Receiver receiver(pki_->server, {Receiver::Hold(), Receiver::Respond(200)});
   WebhookOptions o = TestOptions();
