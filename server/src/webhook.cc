@@ -215,7 +215,7 @@ struct WebhookSender::Impl {
     std::optional<Destination> destination =
         ParseUrl(url, options.allow_plain_http);
     if (!destination || secret.empty()) {
-      rejected.fetch_add(1, std::memory_order_relaxed);
+      rejected.fetch_add(1);
       return false;
     }
     auto event = std::make_shared<Event>();
@@ -224,12 +224,11 @@ struct WebhookSender::Impl {
     event->body = std::move(body);
     event->event_id = NewEventId();
     std::lock_guard<std::mutex> lock(mutex);
-    if (stopped ||
-        held.load(std::memory_order_relaxed) >= options.queue_limit) {
-      dropped.fetch_add(1, std::memory_order_relaxed);
+    if (stopped || held.load() >= options.queue_limit) {
+      dropped.fetch_add(1);
       return false;
     }
-    held.fetch_add(1, std::memory_order_relaxed);
+    held.fetch_add(1);
     net::post(ioc, [this, event = std::move(event)]() mutable {
       ready.push_back(std::move(event));
       Pump();
@@ -252,7 +251,7 @@ struct WebhookSender::Impl {
     if (thread.joinable()) thread.join();
     // Handlers that did not run (queued events, retry timers, attempts in
     // flight) are destroyed with the io_context; their events end here.
-    abandoned.fetch_add(held.exchange(0), std::memory_order_relaxed);
+    abandoned.fetch_add(held.exchange(0));
   }
 
   // On the delivery thread: starts waiting events while slots are free.
@@ -279,7 +278,8 @@ struct WebhookSender::Impl {
   std::atomic<uint64_t> retries{0};
   std::atomic<uint64_t> abandoned{0};
   // Incremented under mutex (checked against queue_limit), decremented by
-  // the delivery thread.
+  // the delivery thread. All counters are sequentially consistent (see
+  // Finish and stats).
   std::atomic<uint64_t> held{0};
 
   std::mutex mutex;
@@ -537,16 +537,18 @@ void WebhookSender::Impl::Finish(
     outcome = Outcome::kFail;
   }
   switch (outcome) {
+    // held first: stats() reads it last, so that a reader who sees the
+    // event counted as ended also sees it gone from the queue.
     case Outcome::kDelivered:
-      delivered.fetch_add(1, std::memory_order_relaxed);
-      held.fetch_sub(1, std::memory_order_relaxed);
+      held.fetch_sub(1);
+      delivered.fetch_add(1);
       break;
     case Outcome::kFail:
-      failed.fetch_add(1, std::memory_order_relaxed);
-      held.fetch_sub(1, std::memory_order_relaxed);
+      held.fetch_sub(1);
+      failed.fetch_add(1);
       break;
     case Outcome::kRetry: {
-      retries.fetch_add(1, std::memory_order_relaxed);
+      retries.fetch_add(1);
       const int doublings = std::min(event->attempts - 1, kMaxBackoffDoublings);
       std::chrono::milliseconds delay = std::min(
           options.first_backoff * (int64_t{1} << doublings), kMaxBackoff);
@@ -593,13 +595,13 @@ bool WebhookSender::Enqueue(std::string url, std::string secret,
 
 WebhookSender::Stats WebhookSender::stats() const {
   Stats s;
-  s.delivered = impl_->delivered.load(std::memory_order_relaxed);
-  s.failed = impl_->failed.load(std::memory_order_relaxed);
-  s.dropped = impl_->dropped.load(std::memory_order_relaxed);
-  s.rejected = impl_->rejected.load(std::memory_order_relaxed);
-  s.retries = impl_->retries.load(std::memory_order_relaxed);
-  s.abandoned = impl_->abandoned.load(std::memory_order_relaxed);
-  s.in_queue = impl_->held.load(std::memory_order_relaxed);
+  s.delivered = impl_->delivered.load();
+  s.failed = impl_->failed.load();
+  s.dropped = impl_->dropped.load();
+  s.rejected = impl_->rejected.load();
+  s.retries = impl_->retries.load();
+  s.abandoned = impl_->abandoned.load();
+  s.in_queue = impl_->held.load();
   return s;
 }
 

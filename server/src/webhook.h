@@ -29,6 +29,10 @@
 // with the host name (or IP address) of the URL; http:// URLs are accepted
 // only with allow_plain_http (tests, loopback receivers).
 //
+// Host names are looked up on a short-lived thread per lookup (getaddrinfo
+// cannot be cancelled), so a dead name server costs its destination the
+// attempt's timeout and nothing else; Stop does not wait for lookups.
+//
 // Webhook URLs come from the server's configuration, not from requests, so
 // no address is refused as private or loopback.
 //
