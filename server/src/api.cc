@@ -305,6 +305,7 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
   }
   if (id == RouteId::kMetrics) {
     metrics_->SetQueueDepth(static_cast<int64_t>(compute_->depth()));
+    if (before_metrics_) before_metrics_();
     ApiResponse response;
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     response.body = metrics_->Render();

@@ -94,6 +94,10 @@ class Api {
   // rate limit; false (and *retry_after) when the bucket is empty.
   bool TakeFrameToken(const ApiKeyConfig& key, int* retry_after);
 
+  // Called before each GET /metrics renders (to copy in counters kept
+  // elsewhere). Set before serving.
+  void SetBeforeMetrics(std::function<void()> fn) { before_metrics_ = std::move(fn); }
+
   // From now on, answer 503 to everything but health checks.
   void BeginShutdown() { shutting_down_.store(true); }
   bool shutting_down() const { return shutting_down_.load(); }
@@ -133,6 +137,7 @@ class Api {
   Metrics* metrics_;
   RateLimiter* limiter_;
   StreamRegistry* streams_;
+  std::function<void()> before_metrics_;
   struct DigestHash {
     size_t operator()(const std::array<uint8_t, 32>& digest) const;
   };
