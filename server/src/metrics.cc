@@ -136,6 +136,36 @@ void Metrics::AddConnections(int64_t delta) {
   connections_.fetch_add(delta, std::memory_order_relaxed);
 }
 
+namespace {
+
+// In the order of the exposition (sorted).
+constexpr std::string_view kStreamFrameVerdicts[] = {
+    "dropped", "error", "low_quality", "match", "no_match", "not_sampled", "skipped"};
+
+}  // namespace
+
+void Metrics::SetStreamsActive(int64_t count) {
+  streams_active_.store(count, std::memory_order_relaxed);
+}
+
+void Metrics::RecordStreamFrame(std::string_view verdict) {
+  for (size_t i = 0; i < std::size(kStreamFrameVerdicts); ++i) {
+    if (kStreamFrameVerdicts[i] == verdict) {
+      stream_frames_[i].fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+}
+
+void Metrics::SetWebhookCounts(const WebhookCounts& counts) {
+  std::lock_guard lock(webhook_mu_);
+  webhook_ = counts;
+}
+
+void Metrics::RecordStreamVerdictChange() {
+  stream_verdict_changes_.fetch_add(1, std::memory_order_relaxed);
+}
+
 std::string Metrics::Render() const {
   std::string out;
   out.reserve(4096);
@@ -213,6 +243,45 @@ std::string Metrics::Render() const {
                      std::to_string(key.second) + "\"",
                  counter->value.load(relaxed));
   }
+
+  AppendHeader(&out, "bantay_stream_frames_total", "counter",
+               "Stream frames, by frame verdict (dropped: replaced by a newer "
+               "frame or refused by a full compute queue).");
+  for (size_t i = 0; i < std::size(kStreamFrameVerdicts); ++i) {
+    AppendSample(&out, "bantay_stream_frames_total",
+                 "verdict=\"" + std::string(kStreamFrameVerdicts[i]) + "\"",
+                 stream_frames_[i].load(relaxed));
+  }
+
+  AppendHeader(&out, "bantay_stream_verdict_changes_total", "counter",
+               "Stream verdict changes (clean, suspect, match).");
+  AppendSample(&out, "bantay_stream_verdict_changes_total", "",
+               stream_verdict_changes_.load(relaxed));
+
+  AppendHeader(&out, "bantay_streams_active", "gauge",
+               "Stream sessions open.");
+  AppendSample(&out, "bantay_streams_active", "", streams_active_.load(relaxed));
+
+  WebhookCounts webhook;
+  {
+    std::lock_guard webhook_lock(webhook_mu_);
+    webhook = webhook_;
+  }
+  AppendHeader(&out, "bantay_webhook_events_total", "counter",
+               "Webhook events (stream verdict changes) by outcome: delivered, "
+               "failed (refused or out of attempts), dropped (queue full), "
+               "rejected (URL or secret refused), abandoned (at shutdown).");
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"abandoned\"", webhook.abandoned);
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"delivered\"", webhook.delivered);
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"dropped\"", webhook.dropped);
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"failed\"", webhook.failed);
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"rejected\"", webhook.rejected);
+  AppendHeader(&out, "bantay_webhook_queue", "gauge",
+               "Webhook events held (waiting, in flight or waiting for a retry).");
+  AppendSample(&out, "bantay_webhook_queue", "", webhook.in_queue);
+  AppendHeader(&out, "bantay_webhook_retries_total", "counter",
+               "Webhook delivery attempts after the first.");
+  AppendSample(&out, "bantay_webhook_retries_total", "", webhook.retries);
   return out;
 }
 

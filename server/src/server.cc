@@ -8,11 +8,14 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <ctime>
 #include <limits>
 #include <memory>
@@ -26,6 +29,8 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/json.hpp>
 #include <openssl/ssl.h>
 
@@ -34,12 +39,15 @@
 #include "index_service.h"
 #include "metrics.h"
 #include "rate_limiter.h"
+#include "streams.h"
+#include "webhook.h"
 
 namespace bantay::server {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
@@ -248,7 +256,8 @@ struct Server::Impl {
   explicit Impl(ServerConfig c)
       : config(std::move(c)),
         index(config, &metrics),
-        api(config, &index, &compute, &admin, &metrics, &limiter),
+        streams(config, &index, &compute, &metrics),
+        api(config, &index, &compute, &admin, &metrics, &limiter, &streams),
         compute(config.compute_threads > 0 ? config.compute_threads
                                            : static_cast<int>(std::max(
                                                  1u, std::thread::hardware_concurrency())),
@@ -286,6 +295,12 @@ struct Server::Impl {
   Metrics metrics;
   RateLimiter limiter;
   IndexService index;
+  // Before the pools too: their jobs refer to them.
+  StreamRegistry streams;
+  // Stream verdict changes of keys with a webhook_url; null when no key has
+  // one. Secrets by key id (read at start).
+  std::unique_ptr<WebhookSender> webhooks;
+  std::unordered_map<std::string, std::string> webhook_secrets;
   // Declared before the pools so that it outlives their queued jobs, which
   // refer to it.
   Api api;
@@ -321,6 +336,7 @@ struct Server::Impl {
   tcp::acceptor acceptor{accept_strand};
   asio::steady_timer accept_retry{accept_strand};
   asio::steady_timer sweep_timer{accept_strand};
+  Clock::time_point last_stream_sweep = Clock::now();  // on accept_strand
 };
 
 namespace {
@@ -356,6 +372,7 @@ class Session : public SessionBase {
   void Drain() override {
     asio::post(stream_.get_executor(), [self = Self()] {
       self->draining_ = true;
+      if (self->ws_) return self->CloseSocket(websocket::close_code::going_away);
       if (self->waiting_ || self->lingering_) {
         beast::error_code ec;
         self->Socket().cancel(ec);
@@ -447,6 +464,7 @@ class Session : public SessionBase {
     if (ec) return Abort();
 
     auto& request = parser_->get();
+    if (websocket::is_upgrade(request)) return Upgrade();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
     head_ = request.method() == http::verb::head;
@@ -531,6 +549,260 @@ class Session : public SessionBase {
                             });
   }
 
+  // -------------------------------------------------------------------------
+  // WebSocket: GET /v1/streams/{id}/ws upgraded on this connection (RFC
+  // 6455), after the same routing, authentication and rate limit as any
+  // request. Frames in, JSON events out; the session's deadline is off and
+  // the WebSocket's own timeouts (and pings) apply.
+
+  void Upgrade() {
+    auto& request = parser_->get();
+    version_ = request.version();
+    head_ = false;
+    method_ = std::string(request.method_string());
+    ApiRequest api_request;
+    api_request.method = method_;
+    api_request.target = std::string(request.target());
+    api_request.authorization = std::string(request[http::field::authorization]);
+    Api::SocketGrant grant = server_->api.OpenStreamSocket(api_request);
+    if (grant.stream == nullptr) {
+      keep_alive_ = false;
+      parser_.reset();
+      return Write(std::move(grant.error));
+    }
+    ws_stream_ = std::move(grant.stream);
+    ws_key_ = grant.key;
+    upgrade_ = parser_->release();
+    parser_.reset();
+    ws_.emplace(stream_);
+    ws_->read_message_max(server_->config.max_body_bytes);
+    ws_->auto_fragment(false);
+    websocket::stream_base::timeout timeout;
+    timeout.handshake_timeout = std::chrono::milliseconds(server_->config.read_timeout_ms);
+    timeout.idle_timeout = std::chrono::milliseconds(server_->config.idle_timeout_ms);
+    timeout.keep_alive_pings = true;
+    ws_->set_option(timeout);
+    ws_->set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& response) { response.set(http::field::server, "bantay"); }));
+    ClearDeadline();
+    ws_->async_accept(*upgrade_, [self = Self()](beast::error_code ec) {
+      self->upgrade_.reset();
+      ApiResponse logged;
+      logged.status = ec ? 400 : 101;
+      logged.route = "/v1/streams/{id}/ws";
+      logged.key_id = self->ws_key_->id;
+      const double seconds = std::chrono::duration<double>(Clock::now() - self->start_).count();
+      self->server_->metrics.RecordRequest(logged.route, logged.status, seconds);
+      self->server_->log.Write(self->method_, logged, seconds);
+      if (ec) return self->EndSocket();
+      self->OnSocketOpen();
+    });
+  }
+
+  void OnSocketOpen() {
+    ws_open_ = true;
+    std::weak_ptr<Session> weak = Self();
+    auto executor = stream_.get_executor();
+    const bool open = ws_stream_->SetListeners(
+        [weak, executor](std::string event) {
+          asio::post(executor, [weak, event = std::move(event)]() mutable {
+            if (auto self = weak.lock()) self->Send(std::move(event));
+          });
+        },
+        [weak, executor](bool shutdown) {
+          asio::post(executor, [weak, shutdown] {
+            if (auto self = weak.lock()) {
+              self->CloseSocket(shutdown ? websocket::close_code::going_away
+                                         : websocket::close_code::normal);
+            }
+          });
+        });
+    if (close_pending_) return CloseSocket(close_code_);
+    if (!open || draining_) {
+      return CloseSocket(draining_ ? websocket::close_code::going_away
+                                   : websocket::close_code::normal);
+    }
+    ReadMessage();
+  }
+
+  void ReadMessage() {
+    if (ws_closing_) return;
+    if (out_queue_.size() >= kMaxQueuedEvents) {
+      // The client does not read its events: stop reading its frames
+      // until it does (Send resumes).
+      read_paused_ = true;
+      return;
+    }
+    reading_ = true;
+    ws_->async_read(ws_buffer_, [self = Self()](beast::error_code ec, size_t) {
+      self->reading_ = false;
+      if (ec) return self->EndSocket();
+      self->OnMessage();
+      self->ReadMessage();
+    });
+  }
+
+  void OnMessage() {
+    const bool binary = ws_->got_binary();
+    const auto data = ws_buffer_.data();
+    const std::span<const uint8_t> bytes(static_cast<const uint8_t*>(data.data()), data.size());
+    StreamFrame frame;
+    std::optional<Error> error;
+    if (binary) {
+      Status read = ReadBinaryFrame(bytes, &frame);
+      if (!read.ok()) error = read.error();
+    } else {
+      bool has_t = false;
+      Status read = ParseHashFrameMessage(
+          std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), &frame,
+          &has_t);
+      if (!read.ok()) {
+        error = read.error();
+      } else if (!has_t) {
+        frame.t_ms = ws_stream_->StreamTimeNow();
+      }
+    }
+    // The message (an image) does not stay in the read buffer.
+    explicit_bzero(ws_buffer_.data().data(), ws_buffer_.size());
+    ws_buffer_.consume(ws_buffer_.size());
+    if (ws_buffer_.capacity() > kKeptBufferBytes) ws_buffer_ = ReadBuffer();
+    if (error) return SendError(frame.seq, ErrorCodeName(error->code()), error->message());
+    int retry_after = 0;
+    if (!server_->api.TakeFrameToken(*ws_key_, &retry_after)) {
+      return SendError(frame.seq, "rate_limited",
+                       "rate limit exceeded; retry after " + std::to_string(retry_after) + " s");
+    }
+    const std::optional<uint32_t> seq = frame.seq;
+    std::weak_ptr<Session> weak = Self();
+    auto executor = stream_.get_executor();
+    server_->streams.Submit(
+        ws_stream_, *ws_key_, std::move(frame), [weak, executor, seq](FrameResult result) {
+          asio::post(executor, [weak, seq, result = std::move(result)]() mutable {
+            auto self = weak.lock();
+            if (self == nullptr) return;
+            if (!result.outcome.frame_event.empty()) {
+              self->Send(std::move(result.outcome.frame_event));
+            } else if (result.error) {
+              self->SendError(seq, result.error_code, result.error->message());
+            }
+          });
+        });
+  }
+
+  // The 24-byte header (little-endian) and the payload of a binary frame.
+  Status ReadBinaryFrame(std::span<const uint8_t> bytes, StreamFrame* frame) {
+    auto u32 = [&](size_t at) {
+      return uint32_t{bytes[at]} | uint32_t{bytes[at + 1]} << 8 | uint32_t{bytes[at + 2]} << 16 |
+             uint32_t{bytes[at + 3]} << 24;
+    };
+    if (bytes.size() < kFrameHeaderBytes) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "a binary message is a 24-byte header and a payload");
+    }
+    frame->seq = u32(12);
+    const uint64_t t = uint64_t{u32(16)} | uint64_t{u32(20)} << 32;
+    if (bytes[0] != 1) return Error(ErrorCode::kInvalidArgument, "the header's version must be 1");
+    if (bytes[2] != 0 || bytes[3] != 0) {
+      return Error(ErrorCode::kInvalidArgument, "the header's reserved bytes must be 0");
+    }
+    if (t > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Error(ErrorCode::kInvalidArgument, "t_ms is out of range");
+    }
+    frame->t_ms = static_cast<int64_t>(t);
+    const uint8_t kind = bytes[1];
+    const uint32_t width = u32(4);
+    const uint32_t height = u32(8);
+    const std::span<const uint8_t> payload = bytes.subspan(kFrameHeaderBytes);
+    if (payload.empty()) return Error(ErrorCode::kInvalidArgument, "the payload is empty");
+    if (kind == 0) {
+      frame->kind = StreamFrame::Kind::kEncoded;
+    } else if (kind <= 5) {
+      // 1 grey, 2 RGB, 3 BGR, 4 RGBA, 5 BGRA.
+      static constexpr int kChannels[] = {0, 1, 3, 3, 4, 4};
+      frame->kind = StreamFrame::Kind::kRaw;
+      frame->channels = kChannels[kind];
+      frame->rgb = kind == 2 || kind == 4;
+      const uint64_t pixels = uint64_t{width} * height;
+      if (width == 0 || height == 0 || width > 65535 || height > 65535) {
+        return Error(ErrorCode::kInvalidArgument, "raw frames need a width and height 1..65535");
+      }
+      if (pixels > static_cast<uint64_t>(server_->config.max_pixels)) {
+        return Error(ErrorCode::kTooLarge, "the frame is over limits.max_pixels");
+      }
+      if (payload.size() != pixels * static_cast<uint64_t>(frame->channels)) {
+        return Error(ErrorCode::kInvalidArgument,
+                     "the payload must be width * height * " + std::to_string(frame->channels) +
+                         " bytes");
+      }
+      frame->width = static_cast<int>(width);
+      frame->height = static_cast<int>(height);
+    } else {
+      return Error(ErrorCode::kInvalidArgument, "unknown kind " + std::to_string(kind));
+    }
+    frame->bytes.assign(payload.begin(), payload.end());
+    return {};
+  }
+
+  void SendError(std::optional<uint32_t> seq, std::string_view code, const std::string& message) {
+    boost::json::object event{{"type", "error"}};
+    if (seq) event["seq"] = *seq;
+    event["error"] = boost::json::object{{"code", code}, {"message", message}};
+    Send(boost::json::serialize(event));
+  }
+
+  // Events are written one at a time, in order.
+  void Send(std::string event) {
+    if (!ws_ || ws_closing_ || ws_ended_) return;
+    out_queue_.push_back(std::move(event));
+    if (!writing_) WriteEvent();
+  }
+
+  void WriteEvent() {
+    if (out_queue_.empty() || ws_ended_) {
+      if (close_pending_) return CloseSocket(close_code_);
+      return;
+    }
+    writing_ = true;
+    ws_->text(true);
+    ws_->async_write(asio::buffer(out_queue_.front()),
+                     [self = Self()](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       self->out_queue_.pop_front();
+                       if (ec) return self->EndSocket();
+                       if (self->read_paused_ && self->out_queue_.size() < kMaxQueuedEvents / 2) {
+                         self->read_paused_ = false;
+                         self->ReadMessage();
+                       }
+                       self->WriteEvent();
+                     });
+  }
+
+  // The close handshake, after the events being written (a read in
+  // progress then ends with websocket::error::closed).
+  void CloseSocket(websocket::close_code code) {
+    if (!ws_ || ws_closing_ || ws_ended_) return;
+    // Before the handshake is over, or while an event is being written: as
+    // soon as that is done.
+    if (!ws_open_ || writing_) {
+      close_pending_ = true;
+      close_code_ = code;
+      return;
+    }
+    ws_closing_ = true;
+    ws_->async_close(code, [self = Self()](beast::error_code) {
+      if (!self->reading_) self->EndSocket();
+    });
+  }
+
+  // The WebSocket is over (closed, failed, timed out): the connection goes.
+  void EndSocket() {
+    if (ws_ended_) return;
+    ws_ended_ = true;
+    if (ws_stream_) ws_stream_->ClearListeners();
+    explicit_bzero(ws_buffer_.data().data(), ws_buffer_.size());
+    Abort();
+  }
+
   // Orderly close (TLS close_notify first).
   void Close() {
     if constexpr (kTls) {
@@ -568,6 +840,26 @@ class Session : public SessionBase {
   bool draining_ = false;
   bool linger_ = false;    // the request was refused before it was read whole
   bool lingering_ = false;  // reading and dropping the rest of it
+
+  // The WebSocket, once upgraded.
+  static constexpr size_t kFrameHeaderBytes = 24;
+  // Events waiting to be written beyond which the client's frames are no
+  // longer read.
+  static constexpr size_t kMaxQueuedEvents = 64;
+  std::optional<http::request<http::vector_body<uint8_t>>> upgrade_;
+  std::optional<websocket::stream<Stream&>> ws_;
+  std::shared_ptr<bantay::server::Stream> ws_stream_;
+  const ApiKeyConfig* ws_key_ = nullptr;
+  ReadBuffer ws_buffer_;
+  std::deque<std::string> out_queue_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool read_paused_ = false;
+  bool ws_open_ = false;  // the upgrade handshake is done
+  bool ws_closing_ = false;
+  bool close_pending_ = false;
+  websocket::close_code close_code_ = websocket::close_code::normal;
+  bool ws_ended_ = false;
 };
 
 }  // namespace
@@ -629,6 +921,11 @@ void Server::Impl::Sweep() {
       if (std::shared_ptr<SessionBase> session = weak.lock()) session->Expire();
     }
   }
+  // Idle stream sessions, once a second.
+  if (now - last_stream_sweep >= std::chrono::seconds(1)) {
+    last_stream_sweep = now;
+    streams.Sweep();
+  }
   sweep_timer.expires_after(kSweepInterval);
   // Also while draining (until Wait stops the threads).
   sweep_timer.async_wait([this](beast::error_code ec) {
@@ -637,6 +934,69 @@ void Server::Impl::Sweep() {
 }
 
 // ---------------------------------------------------------------------------
+
+namespace {
+
+// The secret of a webhook: the file's bytes without trailing white space.
+Result<std::string> ReadWebhookSecret(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rbe");
+  if (file == nullptr) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "webhook_secret_file " + path + ": " + std::strerror(errno));
+  }
+  std::string secret;
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) secret.append(buffer, n);
+  explicit_bzero(buffer, sizeof buffer);
+  std::fclose(file);
+  while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back()))) {
+    secret.pop_back();
+  }
+  if (secret.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "webhook_secret_file " + path + " is empty");
+  }
+  return secret;
+}
+
+// Reads the keys' webhook secrets, starts the sender, and hooks it to the
+// stream verdict changes (and its counters to /metrics).
+Status StartWebhooks(Server::Impl& s) {
+  for (const ApiKeyConfig& key : s.config.api_keys) {
+    if (key.webhook_url.empty()) continue;
+    Result<std::string> secret = ReadWebhookSecret(key.webhook_secret_file);
+    if (!secret.ok()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "api key " + key.id + ": " + secret.error().message());
+    }
+    s.webhook_secrets.emplace(key.id, std::move(*secret));
+  }
+  if (s.webhook_secrets.empty()) return {};
+  WebhookOptions options;
+  options.allow_plain_http = s.config.allow_plain_http_webhooks;
+  Result<std::unique_ptr<WebhookSender>> sender = WebhookSender::Create(options);
+  if (!sender.ok()) return sender.error();
+  s.webhooks = std::move(*sender);
+  s.streams.SetVerdictHook([&s](const ApiKeyConfig& key, const std::string& event) {
+    auto it = s.webhook_secrets.find(key.id);
+    if (it == s.webhook_secrets.end()) return;
+    // Never blocks; a full queue is counted by the sender.
+    s.webhooks->Enqueue(key.webhook_url, it->second, event);
+  });
+  s.api.SetBeforeMetrics([&s] {
+    const WebhookSender::Stats stats = s.webhooks->stats();
+    s.metrics.SetWebhookCounts({.delivered = stats.delivered,
+                                .failed = stats.failed,
+                                .dropped = stats.dropped,
+                                .rejected = stats.rejected,
+                                .abandoned = stats.abandoned,
+                                .retries = stats.retries,
+                                .in_queue = stats.in_queue});
+  });
+  return {};
+}
+
+}  // namespace
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -659,6 +1019,7 @@ Result<std::unique_ptr<Server>> Server::Start(ServerConfig config) {
     return Error(ErrorCode::kIo, "log.access_log " + s.config.access_log + ": cannot open");
   }
   s.tls = std::move(tls);
+  if (Status webhooks = StartWebhooks(s); !webhooks.ok()) return webhooks.error();
   if (Status started = s.index.Start(); !started.ok()) return started.error();
 
   beast::error_code ec;
@@ -716,6 +1077,8 @@ void Server::Wait() {
     s.stopped = true;
   }
   s.api.BeginShutdown();
+  // Stream sessions end with the server (their WebSockets are closed).
+  s.streams.CloseAll();
   asio::post(s.accept_strand, [&s] {
     beast::error_code ec;
     s.acceptor.close(ec);
@@ -740,6 +1103,8 @@ void Server::Wait() {
   s.admin.DropQueued();
   s.compute.Stop();
   s.admin.Stop();
+  // Events not delivered by now are abandoned (counted).
+  if (s.webhooks != nullptr) s.webhooks->Stop();
   s.index.Stop();
   s.log.Flush();
 }
