@@ -24,6 +24,7 @@
 #include "bantay/models/pdq.h"
 #include "command_util.h"
 #include "store_options.h"
+#include "video_match_command.h"
 
 namespace bantay::client {
 namespace {
@@ -37,6 +38,8 @@ constexpr std::string_view kMatchUsage =
        bantay match --server URL [--api-key-file FILE] [--ca FILE]
                     [--client-cert FILE --client-key FILE] [--radius R]
                     [--dihedral] (--pdq HEX | --pdq-file FILE | IMAGE...)
+       bantay match (--video FILE | --video-hashes FILE) --vpdq REF...
+                    (whole videos, vPDQ: see bantay match --video --help)
 
 With --index, matches PDQ hashes exactly (every entry within the radius, none
 missed) against
@@ -251,6 +254,7 @@ int MatchOnServer(ServerMatchOptions options,
 
 int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
                     std::ostream& err) {
+  if (IsVideoMatch(args)) return RunVideoMatch(args, out, err);
   std::string index_path, pdq, pdq_file;
   bool have_pdq = false, have_file = false, dihedral = false,
        have_radius = false;
