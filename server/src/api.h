@@ -67,9 +67,13 @@ std::string_view ErrorCodeOf(int status, ErrorCode code);
 ApiResponse ErrorResponse(const Error& error);
 
 struct StreamFrame;
+// The JSON bodies of the stream routes (a policy, a hash frame) are read on
+// the I/O thread, so they are kept small: 413 beyond.
+inline constexpr size_t kMaxStreamJsonBytes = 16 * 1024;
 // Reads a hash frame, {"pdq":"<64 hex>","quality":q,"t":ms,"seq":n} (all
 // but pdq optional), as POST /v1/streams/{id}/frames and the WebSocket's
-// text messages take it; *has_t tells whether t was given.
+// text messages take it; *has_t tells whether t was given. kTooLarge over
+// kMaxStreamJsonBytes.
 Status ParseHashFrameMessage(std::string_view text, StreamFrame* frame, bool* has_t);
 
 class Api {

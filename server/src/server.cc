@@ -781,6 +781,9 @@ class Session : public SessionBase {
   // progress then ends with websocket::error::closed).
   void CloseSocket(websocket::close_code code) {
     if (!ws_ || ws_closing_ || ws_ended_) return;
+    // A client that reads nothing (a write that never completes) is cut
+    // off by the sweep.
+    SetDeadline(std::chrono::milliseconds(server_->config.read_timeout_ms));
     // Before the handshake is over, or while an event is being written: as
     // soon as that is done.
     if (!ws_open_ || writing_) {

@@ -413,14 +413,12 @@ void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyC
     }
     if (!result.outcome.verdict_event.empty()) on_verdict = stream->on_verdict_;
   }
-  Finish(*stream, key, std::move(pending.done), std::move(result), std::move(on_verdict));
+  Finish(key, std::move(pending.done), std::move(result), std::move(on_verdict));
   if (next) StartJob(stream, key, std::move(*next));
 }
 
-void StreamRegistry::Finish(Stream& stream, const ApiKeyConfig& key,
-                            std::function<void(FrameResult)> done, FrameResult result,
-                            std::function<void(std::string)> on_verdict) {
-  (void)stream;
+void StreamRegistry::Finish(const ApiKeyConfig& key, std::function<void(FrameResult)> done,
+                            FrameResult result, std::function<void(std::string)> on_verdict) {
   metrics_->RecordStreamFrame(FrameVerdictName(result.outcome.verdict));
   const std::string verdict_event = result.outcome.verdict_event;
   if (done) done(std::move(result));

@@ -180,6 +180,9 @@ TEST_F(StreamApiTest, EveryErrorStatus) {
             "radius must be an integer 0..31");
   ExpectError(Send("platform", "POST", "/v1/streams", "text/plain", "{}"), 415,
               "unsupported_format");
+  ExpectError(Send("platform", "POST", "/v1/streams", "application/json",
+                   R"({"label":")" + std::string(16 * 1024, 'a') + R"("})"),
+              413, "too_large");
   ExpectError(Send("", "POST", "/v1/streams", "application/json", "{}"), 401, "unauthenticated");
   ExpectError(Send("operator", "POST", "/v1/streams", "application/json", "{}"), 403,
               "forbidden");
@@ -201,6 +204,10 @@ TEST_F(StreamApiTest, EveryErrorStatus) {
   ExpectError(Send("platform", "POST", frames, "text/plain", "hi"), 415, "unsupported_format");
   ExpectError(Send("platform", "POST", frames, "application/json", R"({"pdq":"00"})"), 400,
               "invalid_argument");
+  ExpectError(Send("platform", "POST", frames, "application/json",
+                   R"({"pdq":")" + ReferencePdq(kBridge) + R"(")" + std::string(16 * 1024, ' ') +
+                       "}"),
+              413, "too_large");
   ExpectError(Send("platform", "POST", frames, "application/json", R"({"pdq":")" +
                    ReferencePdq(kBridge) + R"(","colour":1})"),
               400, "invalid_argument");
