@@ -26,6 +26,8 @@
 #include "index_service.h"
 #include "metrics.h"
 #include "rate_limiter.h"
+#include "stream_session.h"
+#include "streams.h"
 
 namespace bantay::server {
 
@@ -268,13 +270,14 @@ struct Api::Call {
 };
 
 Api::Api(const ServerConfig& config, IndexService* index, ComputePool* compute,
-         ComputePool* admin, Metrics* metrics, RateLimiter* limiter)
+         ComputePool* admin, Metrics* metrics, RateLimiter* limiter, StreamRegistry* streams)
     : config_(config),
       index_(index),
       compute_(compute),
       admin_(admin),
       metrics_(metrics),
-      limiter_(limiter) {
+      limiter_(limiter),
+      streams_(streams) {
   for (const ApiKeyConfig& key : config_.api_keys) {
     keys_.emplace(key.sha256, &key);
   }
@@ -283,13 +286,52 @@ Api::Api(const ServerConfig& config, IndexService* index, ComputePool* compute,
 void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
   auto call = std::make_shared<Call>();
   call->done = std::move(done);
+  call->request = std::move(request);
+  ApiResponse refusal;
+  if (!Admit(*call, &refusal)) {
+    if (call->route == nullptr) return call->done(std::move(refusal));
+    return call->Finish(std::move(refusal));
+  }
+  const RouteId id = call->route->id;
+  if (id == RouteId::kHealthz) {
+    return call->Finish(JsonResponse(200, json::object{{"status", "ok"}}));
+  }
+  if (id == RouteId::kReadyz) return call->Finish(HandleReadyz());
 
+  if (id == RouteId::kOpenApi) {
+    ApiResponse response;
+    response.body = std::string(OpenApiDocument());
+    return call->Finish(std::move(response));
+  }
+  if (id == RouteId::kMetrics) {
+    metrics_->SetQueueDepth(static_cast<int64_t>(compute_->depth()));
+    ApiResponse response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = metrics_->Render();
+    return call->Finish(std::move(response));
+  }
+  if (id == RouteId::kStreamsPost || id == RouteId::kStreamGet ||
+      id == RouteId::kStreamDelete || id == RouteId::kStreamFrames ||
+      id == RouteId::kStreamSocket) {
+    return HandleStream(call);
+  }
+
+  const bool change = call->route->method != "GET";
+  const bool is_match = id == RouteId::kMatch || id == RouteId::kMatchBatch;
+  ComputePool* pool = change && !is_match ? admin_ : compute_;
+  if (!pool->TrySubmit([this, call] { Run(call); })) {
+    metrics_->RecordOverloaded();
+    return call->Finish(ErrorResponse(503, "unavailable", "the server is busy; retry later"));
+  }
+}
+
+bool Api::Admit(Call& call, ApiResponse* response) {
+  const ApiRequest& request = call.request;
   boost::system::result<boost::urls::url_view> url =
       boost::urls::parse_origin_form(request.target);
   if (!url) {
-    ApiResponse response = BadRequest("the request target is not a valid path");
-    call->done(std::move(response));
-    return;
+    *response = BadRequest("the request target is not a valid path");
+    return false;
   }
   std::vector<std::string> segments;
   for (auto segment : url->segments()) segments.push_back(segment);
@@ -337,85 +379,61 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
       }
       continue;
     }
-    call->route = &spec;
-    call->list = std::move(list);
-    call->id_text = std::move(id);
+    call.route = &spec;
+    call.list = std::move(list);
+    call.id_text = std::move(id);
     break;
   }
-  if (call->route == nullptr) {
-    ApiResponse response =
-        allow.empty() ? ErrorResponse(404, "not_found", "no such route")
-                      : ErrorResponse(405, "method_not_allowed",
-                                      "this path takes " + allow);
-    response.allow = allow;
-    call->done(std::move(response));
-    return;
+  if (call.route == nullptr) {
+    *response = allow.empty() ? ErrorResponse(404, "not_found", "no such route")
+                              : ErrorResponse(405, "method_not_allowed",
+                                              "this path takes " + allow);
+    response->allow = allow;
+    return false;
   }
   for (auto param : url->params()) {
-    call->query.insert_or_assign(std::string(param.key), std::string(param.value));
+    call.query.insert_or_assign(std::string(param.key), std::string(param.value));
   }
-  call->request = std::move(request);
-  const RouteId id = call->route->id;
-
-  if (id == RouteId::kHealthz) {
-    return call->Finish(JsonResponse(200, json::object{{"status", "ok"}}));
-  }
-  if (id == RouteId::kReadyz) return call->Finish(HandleReadyz());
+  const RouteId id = call.route->id;
+  if (id == RouteId::kHealthz || id == RouteId::kReadyz) return true;
   if (shutting_down()) {
-    return call->Finish(ErrorResponse(503, "unavailable", "the server is shutting down"));
+    *response = ErrorResponse(503, "unavailable", "the server is shutting down");
+    return false;
   }
 
-  const bool needs_key = call->route->roles != 0 &&
+  const bool needs_key = call.route->roles != 0 &&
                          !(id == RouteId::kMetrics && config_.metrics_public);
-  if (needs_key) {
-    std::string_view auth = call->request.authorization;
-    constexpr std::string_view kBearer = "Bearer ";
-    if (auth.size() <= kBearer.size() ||
-        strncasecmp(auth.data(), kBearer.data(), kBearer.size()) != 0) {
-      return call->Finish(ErrorResponse(401, "unauthenticated",
-                                        "an API key is required (Authorization: Bearer KEY)"));
-    }
-    auth.remove_prefix(kBearer.size());
-    auto it = keys_.find(KeyDigest(auth));
-    if (it == keys_.end()) {
-      return call->Finish(ErrorResponse(401, "unauthenticated", "unknown API key"));
-    }
-    call->key = it->second;
-    if (!call->route->Allows(call->key->role)) {
-      return call->Finish(ErrorResponse(
-          403, "forbidden",
-          "the " + std::string(RoleName(call->key->role)) + " role may not use this route"));
-    }
-    const RateLimiter::Decision decision =
-        limiter_->Take(call->key->id, call->key->rate, call->key->burst, 1.0);
-    if (!decision.allowed) {
-      metrics_->RecordRateLimited();
-      ApiResponse response = ErrorResponse(429, "rate_limited", "rate limit exceeded");
-      response.retry_after = decision.retry_after_seconds;
-      return call->Finish(std::move(response));
-    }
+  if (!needs_key) return true;
+  std::string_view auth = request.authorization;
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.size() <= kBearer.size() ||
+      strncasecmp(auth.data(), kBearer.data(), kBearer.size()) != 0) {
+    *response = ErrorResponse(401, "unauthenticated",
+                              "an API key is required (Authorization: Bearer KEY)");
+    return false;
   }
-
-  if (id == RouteId::kOpenApi) {
-    ApiResponse response;
-    response.body = std::string(OpenApiDocument());
-    return call->Finish(std::move(response));
+  auth.remove_prefix(kBearer.size());
+  auto it = keys_.find(KeyDigest(auth));
+  if (it == keys_.end()) {
+    *response = ErrorResponse(401, "unauthenticated", "unknown API key");
+    return false;
   }
-  if (id == RouteId::kMetrics) {
-    metrics_->SetQueueDepth(static_cast<int64_t>(compute_->depth()));
-    ApiResponse response;
-    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    response.body = metrics_->Render();
-    return call->Finish(std::move(response));
+  call.key = it->second;
+  if (!call.route->Allows(call.key->role)) {
+    *response = ErrorResponse(
+        403, "forbidden",
+        "the " + std::string(RoleName(call.key->role)) + " role may not use this route");
+    return false;
   }
-
-  const bool change = call->route->method != "GET";
-  const bool is_match = id == RouteId::kMatch || id == RouteId::kMatchBatch;
-  ComputePool* pool = change && !is_match ? admin_ : compute_;
-  if (!pool->TrySubmit([this, call] { Run(call); })) {
-    metrics_->RecordOverloaded();
-    return call->Finish(ErrorResponse(503, "unavailable", "the server is busy; retry later"));
+  const RateLimiter::Decision decision =
+      limiter_->Take(call.key->id, call.key->rate, call.key->burst, 1.0);
+  if (!decision.allowed) {
+    metrics_->RecordRateLimited();
+    *response = ErrorResponse(429, "rate_limited", "rate limit exceeded");
+    response->retry_after = decision.retry_after_seconds;
+    return false;
   }
+  return true;
 }
 
 void Api::Run(std::shared_ptr<Call> call) {
@@ -1265,6 +1283,215 @@ ApiResponse Api::HandleEntryDelete(Call& call) {
   });
   if (!version.ok()) return ErrorResponse(version.error());
   return VersionResponse(200, *version);
+}
+
+// ---------------------------------------------------------------------------
+// Stream sessions
+
+namespace {
+
+ApiResponse FrameErrorResponse(const FrameResult& result) {
+  const Error& error = *result.error;
+  const int status = result.error_code == "out_of_order" ? 400 : HttpStatusOf(error.code());
+  if (status == 500) return ErrorResponse(error);
+  return ErrorResponse(status, result.error_code, error.message());
+}
+
+// Reads {"pdq":"<64 hex>","quality":q,"t":ms,"seq":n} (every member but
+// pdq optional) into *frame; *has_t tells whether t was given.
+Status ReadHashFrame(std::string_view text, StreamFrame* frame, bool* has_t) {
+  boost::system::error_code ec;
+  json::value value = json::parse(text, ec);
+  if (ec) return Error(ErrorCode::kInvalidArgument, "the body is not JSON: " + ec.message());
+  if (!value.is_object()) {
+    return Error(ErrorCode::kInvalidArgument, "a hash frame is a JSON object");
+  }
+  const json::object& object = value.as_object();
+  if (std::optional<std::string> unknown = UnknownMember(object, {"pdq", "quality", "t", "seq"})) {
+    return Error(ErrorCode::kInvalidArgument, "unknown member \"" + *unknown + "\"");
+  }
+  const json::value* pdq = object.if_contains("pdq");
+  if (pdq == nullptr || !pdq->is_string()) {
+    return Error(ErrorCode::kInvalidArgument, "pdq must be 64 hex digits");
+  }
+  Result<models::Hash256> hash = models::Hash256::FromHex(pdq->as_string());
+  if (!hash.ok()) return Error(ErrorCode::kInvalidArgument, "pdq must be 64 hex digits");
+  frame->kind = StreamFrame::Kind::kHash;
+  frame->pdq = *hash;
+  frame->quality = 100;
+  if (const json::value* q = object.if_contains("quality")) {
+    if (!q->is_int64() || q->as_int64() < 0 || q->as_int64() > 100) {
+      return Error(ErrorCode::kInvalidArgument, "quality must be an integer 0..100");
+    }
+    frame->quality = static_cast<int>(q->as_int64());
+  }
+  *has_t = false;
+  if (const json::value* t = object.if_contains("t")) {
+    if (!t->is_int64() || t->as_int64() < 0) {
+      return Error(ErrorCode::kInvalidArgument, "t must be a non-negative integer (ms)");
+    }
+    frame->t_ms = t->as_int64();
+    *has_t = true;
+  }
+  if (const json::value* seq = object.if_contains("seq")) {
+    if (!seq->is_int64() || seq->as_int64() < 0 || seq->as_int64() > UINT32_MAX) {
+      return Error(ErrorCode::kInvalidArgument, "seq must be an integer 0..4294967295");
+    }
+    frame->seq = static_cast<uint32_t>(seq->as_int64());
+  }
+  return {};
+}
+
+}  // namespace
+
+Status ParseHashFrameMessage(std::string_view text, StreamFrame* frame, bool* has_t) {
+  return ReadHashFrame(text, frame, has_t);
+}
+
+void Api::HandleStream(const std::shared_ptr<Call>& call) {
+  const RouteId id = call->route->id;
+  if (id == RouteId::kStreamsPost) return call->Finish(HandleStreamsPost(*call));
+  if (id == RouteId::kStreamFrames) return HandleStreamFrame(call);
+  if (id == RouteId::kStreamSocket) {
+    ApiResponse response = ErrorResponse(
+        426, "upgrade_required", "this route is a WebSocket (Connection: Upgrade, Upgrade: websocket)");
+    return call->Finish(std::move(response));
+  }
+  if (!call->query.empty()) {
+    return call->Finish(BadRequest("unknown query parameter \"" + call->query.begin()->first + "\""));
+  }
+  std::shared_ptr<Stream> stream = id == RouteId::kStreamGet
+                                       ? streams_->Find(call->id_text, *call->key)
+                                       : streams_->Remove(call->id_text, *call->key);
+  if (stream == nullptr) {
+    return call->Finish(ErrorResponse(404, "not_found", "no such stream"));
+  }
+  ApiResponse response;
+  response.body = stream->StateJson();
+  call->Finish(std::move(response));
+}
+
+ApiResponse Api::HandleStreamsPost(Call& call) {
+  if (!call.query.empty()) {
+    return BadRequest("unknown query parameter \"" + call.query.begin()->first + "\"");
+  }
+  const std::vector<uint8_t>& body = call.request.body;
+  if (!body.empty() && call.request.content_type != "application/json") {
+    return ErrorResponse(415, "unsupported_format", "the policy is application/json");
+  }
+  Result<StreamPolicy> policy = ParseStreamPolicy(
+      std::string_view(reinterpret_cast<const char*>(body.data()), body.size()), config_.radius);
+  if (!policy.ok()) return ErrorResponse(policy.error());
+  StreamRegistry::CreateError error = StreamRegistry::CreateError::kNone;
+  std::shared_ptr<Stream> stream = streams_->Create(*call.key, *policy, &error);
+  if (stream == nullptr) {
+    ApiResponse response = ErrorResponse(
+        429, "too_many_streams",
+        error == StreamRegistry::CreateError::kTooManyForKey
+            ? "this key has " + std::to_string(config_.streams_max_per_key) +
+                  " streams open (streams.max_per_key); close one first"
+            : "the server has " + std::to_string(config_.streams_max_total) +
+                  " streams open (streams.max_total)");
+    // An abandoned stream is gone after the idle timeout.
+    response.retry_after = static_cast<int>(config_.streams_idle_timeout_s);
+    return response;
+  }
+  json::object answer;
+  answer["id"] = stream->id();
+  answer["policy"] = json::parse(StreamPolicyJson(stream->policy()));
+  answer["expires_after_s"] = config_.streams_idle_timeout_s;
+  answer["ws"] = "/v1/streams/" + stream->id() + "/ws";
+  return JsonResponse(201, answer);
+}
+
+void Api::HandleStreamFrame(const std::shared_ptr<Call>& call) {
+  std::shared_ptr<Stream> stream = streams_->Find(call->id_text, *call->key);
+  if (stream == nullptr) return call->Finish(ErrorResponse(404, "not_found", "no such stream"));
+  StreamFrame frame;
+  bool has_t = false;
+  for (const auto& [name, value] : call->query) {
+    if (name != "t") return call->Finish(BadRequest("unknown query parameter \"" + name + "\""));
+    if (!ParseNumber(value, &frame.t_ms) || frame.t_ms < 0) {
+      return call->Finish(BadRequest("t must be a non-negative integer (ms of stream time)"));
+    }
+    has_t = true;
+  }
+  const std::string& type = call->request.content_type;
+  if (type == "application/json") {
+    bool json_t = false;
+    const int64_t query_t = frame.t_ms;
+    Status read = ReadHashFrame(
+        std::string_view(reinterpret_cast<const char*>(call->request.body.data()),
+                         call->request.body.size()),
+        &frame, &json_t);
+    if (!read.ok()) return call->Finish(ErrorResponse(read.error()));
+    if (json_t && has_t && frame.t_ms != query_t) {
+      return call->Finish(BadRequest("t is given twice, with different values"));
+    }
+    has_t = has_t || json_t;
+  } else if (IsImageType(type)) {
+    if (call->request.body.empty()) return call->Finish(BadRequest("the body is empty"));
+    frame.kind = StreamFrame::Kind::kEncoded;
+    frame.bytes = std::move(call->request.body);
+    call->request.body.clear();
+  } else {
+    return call->Finish(ErrorResponse(415, "unsupported_format",
+                                      "send an image (image/jpeg, image/png, ...) or "
+                                      "application/json {\"pdq\": ...}"));
+  }
+  if (!has_t) frame.t_ms = stream->StreamTimeNow();
+  streams_->Submit(stream, *call->key, std::move(frame), [call](FrameResult result) {
+    // Out of order, undecodable, or refused by a full compute queue (503,
+    // counted as dropped).
+    if (result.error) return call->Finish(FrameErrorResponse(result));
+    ApiResponse response;
+    response.body = std::move(result.outcome.frame_event);
+    response.verdict = std::string(FrameVerdictName(result.outcome.verdict));
+    call->Finish(std::move(response));
+  });
+}
+
+Api::SocketGrant Api::OpenStreamSocket(const ApiRequest& request) {
+  SocketGrant grant;
+  Call call;
+  call.request.method = request.method;
+  call.request.target = request.target;
+  call.request.authorization = request.authorization;
+  if (!Admit(call, &grant.error)) {
+    if (call.route != nullptr) grant.error.route = std::string(call.route->path);
+    return grant;
+  }
+  grant.error.route = std::string(call.route->path);
+  if (call.key != nullptr) grant.error.key_id = call.key->id;
+  if (call.route->id != RouteId::kStreamSocket) {
+    grant.error = ErrorResponse(400, "invalid_argument",
+                                "only /v1/streams/{id}/ws takes a WebSocket upgrade");
+    grant.error.route = std::string(call.route->path);
+    return grant;
+  }
+  if (!call.query.empty()) {
+    grant.error = BadRequest("unknown query parameter \"" + call.query.begin()->first + "\"");
+    grant.error.route = std::string(call.route->path);
+    return grant;
+  }
+  grant.stream = streams_->Find(call.id_text, *call.key);
+  if (grant.stream == nullptr) {
+    grant.error = ErrorResponse(404, "not_found", "no such stream");
+    grant.error.route = std::string(call.route->path);
+    grant.error.key_id = call.key->id;
+    return grant;
+  }
+  grant.key = call.key;
+  return grant;
+}
+
+bool Api::TakeFrameToken(const ApiKeyConfig& key, int* retry_after) {
+  const RateLimiter::Decision decision = limiter_->Take(key.id, key.rate, key.burst, 1.0);
+  if (!decision.allowed) {
+    metrics_->RecordRateLimited();
+    *retry_after = decision.retry_after_seconds;
+  }
+  return decision.allowed;
 }
 
 }  // namespace bantay::server

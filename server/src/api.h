@@ -28,6 +28,8 @@ class ComputePool;
 class IndexService;
 class Metrics;
 class RateLimiter;
+class Stream;
+class StreamRegistry;
 
 struct ApiRequest {
   ApiRequest() = default;
@@ -64,14 +66,33 @@ int HttpStatusOf(ErrorCode code);
 std::string_view ErrorCodeOf(int status, ErrorCode code);
 ApiResponse ErrorResponse(const Error& error);
 
+struct StreamFrame;
+// Reads a hash frame, {"pdq":"<64 hex>","quality":q,"t":ms,"seq":n} (all
+// but pdq optional), as POST /v1/streams/{id}/frames and the WebSocket's
+// text messages take it; *has_t tells whether t was given.
+Status ParseHashFrameMessage(std::string_view text, StreamFrame* frame, bool* has_t);
+
 class Api {
  public:
   Api(const ServerConfig& config, IndexService* index, ComputePool* compute,
-      ComputePool* admin, Metrics* metrics, RateLimiter* limiter);
+      ComputePool* admin, Metrics* metrics, RateLimiter* limiter, StreamRegistry* streams);
 
   // Routes, authenticates, checks the role and the rate limit, then runs the
   // handler. `done` is called exactly once, on whatever thread finished.
   void Dispatch(ApiRequest request, std::function<void(ApiResponse)> done);
+
+  // A WebSocket upgrade request for GET /v1/streams/{id}/ws: routed,
+  // authenticated, role- and rate-checked like any request. Either
+  // `stream` and `key` are set (upgrade), or `error` is the answer.
+  struct SocketGrant {
+    std::shared_ptr<Stream> stream;
+    const ApiKeyConfig* key = nullptr;
+    ApiResponse error;
+  };
+  SocketGrant OpenStreamSocket(const ApiRequest& request);
+  // One frame message of a stream's WebSocket costs a token of the key's
+  // rate limit; false (and *retry_after) when the bucket is empty.
+  bool TakeFrameToken(const ApiKeyConfig& key, int* retry_after);
 
   // From now on, answer 503 to everything but health checks.
   void BeginShutdown() { shutting_down_.store(true); }
@@ -95,6 +116,15 @@ class Api {
   ApiResponse HandleEntryPatch(Call& call);
   ApiResponse HandleEntryDelete(Call& call);
   ApiResponse HandleReadyz();
+  // The stream routes: sessions are created, read and removed on the
+  // calling (I/O) thread, which only touches the registry; frames go to the
+  // compute pool through the registry.
+  void HandleStream(const std::shared_ptr<Call>& call);
+  ApiResponse HandleStreamsPost(Call& call);
+  void HandleStreamFrame(const std::shared_ptr<Call>& call);
+  // Routing, authentication, role and rate limit of `call` (whose request
+  // is set); false when *response holds the refusal.
+  bool Admit(Call& call, ApiResponse* response);
 
   const ServerConfig& config_;
   IndexService* index_;
@@ -102,6 +132,7 @@ class Api {
   ComputePool* admin_;
   Metrics* metrics_;
   RateLimiter* limiter_;
+  StreamRegistry* streams_;
   struct DigestHash {
     size_t operator()(const std::array<uint8_t, 32>& digest) const;
   };

@@ -99,10 +99,18 @@ constexpr Field kFields[] = {
     {"log", "access_log", &ServerConfig::access_log,
      "one JSON line per request: \"-\" standard error, \"\" off, else a file "
      "appended to"},
+    {"streams", "max_per_key", &ServerConfig::streams_max_per_key,
+     "stream sessions one API key may hold open (429 too_many_streams beyond)"},
+    {"streams", "max_total", &ServerConfig::streams_max_total,
+     "stream sessions open in all (429 too_many_streams beyond)"},
+    {"streams", "idle_timeout_s", &ServerConfig::streams_idle_timeout_s,
+     "a stream session without a frame for this long is removed"},
+    {"streams", "allow_plain_http_webhooks", &ServerConfig::allow_plain_http_webhooks,
+     "allow http:// webhook URLs (tests, a receiver on the same host)"},
 };
 
-constexpr std::string_view kSections[] = {"server", "tls",   "limits",
-                                          "match",  "store", "log"};
+constexpr std::string_view kSections[] = {"server", "tls", "limits",  "match",
+                                          "store",  "log", "streams"};
 
 constexpr std::string_view kRoleNames[] = {"platform", "lab", "operator",
                                            "auditor"};
@@ -267,7 +275,11 @@ Status ParseApiKey(const toml::table& table, size_t index,
     const std::string_view field = name.str();
     const std::string where =
         Where(origin, node.source()) + ": " + prefix + std::string(field);
-    if (field == "id" || field == "role" || field == "sha256") {
+    if (field == "webhook_url" || field == "webhook_secret_file") {
+      const toml::value<std::string>* text = node.as_string();
+      if (text == nullptr) return Invalid(where + " must be a string");
+      (field == "webhook_url" ? key->webhook_url : key->webhook_secret_file) = text->get();
+    } else if (field == "id" || field == "role" || field == "sha256") {
       const toml::value<std::string>* text = node.as_string();
       if (text == nullptr) return Invalid(where + " must be a string");
       if (field == "id") {
@@ -401,6 +413,11 @@ constexpr char kUsageTail[] = R"(
   rate    requests per second (default 100.0)
   burst   requests at once, the bucket size (default 200.0); a batch costs
           one per item
+  webhook_url          where this key's stream verdict changes are POSTed
+                       (https://; http:// only with
+                       streams.allow_plain_http_webhooks = true)
+  webhook_secret_file  file holding the webhook's HMAC-SHA256 key (with
+                       webhook_url)
 
 Clients send `Authorization: Bearer <key>`. Secrets are never in the file or
 the environment in clear: API keys are their digests, the store's keys are
@@ -521,6 +538,11 @@ Status ServerConfig::Validate() const {
   if (store_url.empty()) return Invalid("store.url is required");
   if (poll_interval_ms < 10)
     return Invalid("store.poll_interval_ms must be at least 10");
+  if (streams_max_per_key < 1) return Invalid("streams.max_per_key must be at least 1");
+  if (streams_max_total < 1) return Invalid("streams.max_total must be at least 1");
+  if (streams_idle_timeout_s < 1 || streams_idle_timeout_s > 86'400) {
+    return Invalid("streams.idle_timeout_s must be between 1 and 86400");
+  }
 
   std::set<std::string_view> ids;
   std::set<std::array<uint8_t, 32>> digests;
@@ -547,6 +569,22 @@ Status ServerConfig::Validate() const {
     }
     if (!(key.burst >= 1) || !std::isfinite(key.burst)) {
       return Invalid(name + "burst must be at least 1 and finite");
+    }
+    if (key.webhook_url.empty() != key.webhook_secret_file.empty()) {
+      return Invalid(name + "webhook_url and webhook_secret_file go together");
+    }
+    if (!key.webhook_url.empty()) {
+      const std::string_view url = key.webhook_url;
+      const bool https = url.starts_with("https://") && url.size() > 8;
+      const bool http = url.starts_with("http://") && url.size() > 7;
+      if (!https && !(http && allow_plain_http_webhooks)) {
+        return Invalid(name + (http ? "webhook_url is http://, which needs "
+                                      "streams.allow_plain_http_webhooks = true"
+                                    : "webhook_url must be an https:// URL"));
+      }
+      if (key.role != Role::kPlatform && key.role != Role::kLab) {
+        return Invalid(name + "webhook_url is for platform and lab keys (which open streams)");
+      }
     }
   }
   return {};

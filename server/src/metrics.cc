@@ -136,6 +136,31 @@ void Metrics::AddConnections(int64_t delta) {
   connections_.fetch_add(delta, std::memory_order_relaxed);
 }
 
+namespace {
+
+// In the order of the exposition (sorted).
+constexpr std::string_view kStreamFrameVerdicts[] = {
+    "dropped", "error", "low_quality", "match", "no_match", "not_sampled", "skipped"};
+
+}  // namespace
+
+void Metrics::SetStreamsActive(int64_t count) {
+  streams_active_.store(count, std::memory_order_relaxed);
+}
+
+void Metrics::RecordStreamFrame(std::string_view verdict) {
+  for (size_t i = 0; i < std::size(kStreamFrameVerdicts); ++i) {
+    if (kStreamFrameVerdicts[i] == verdict) {
+      stream_frames_[i].fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+}
+
+void Metrics::RecordStreamVerdictChange() {
+  stream_verdict_changes_.fetch_add(1, std::memory_order_relaxed);
+}
+
 std::string Metrics::Render() const {
   std::string out;
   out.reserve(4096);
@@ -213,6 +238,24 @@ std::string Metrics::Render() const {
                      std::to_string(key.second) + "\"",
                  counter->value.load(relaxed));
   }
+
+  AppendHeader(&out, "bantay_stream_frames_total", "counter",
+               "Stream frames, by frame verdict (dropped: replaced by a newer "
+               "frame or refused by a full compute queue).");
+  for (size_t i = 0; i < std::size(kStreamFrameVerdicts); ++i) {
+    AppendSample(&out, "bantay_stream_frames_total",
+                 "verdict=\"" + std::string(kStreamFrameVerdicts[i]) + "\"",
+                 stream_frames_[i].load(relaxed));
+  }
+
+  AppendHeader(&out, "bantay_stream_verdict_changes_total", "counter",
+               "Stream verdict changes (clean, suspect, match).");
+  AppendSample(&out, "bantay_stream_verdict_changes_total", "",
+               stream_verdict_changes_.load(relaxed));
+
+  AppendHeader(&out, "bantay_streams_active", "gauge",
+               "Stream sessions open.");
+  AppendSample(&out, "bantay_streams_active", "", streams_active_.load(relaxed));
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <memory>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace bantay::server {
@@ -34,6 +35,12 @@ class Metrics {
   void SetIndex(uint64_t version, uint64_t pdq, uint64_t md5, uint64_t sha256);
   void SetQueueDepth(int64_t depth);
   void AddConnections(int64_t delta);
+  // Stream sessions: how many are open, each frame's verdict ("match",
+  // "no_match", "skipped", "low_quality", "not_sampled", "dropped",
+  // "error"), and stream verdict changes.
+  void SetStreamsActive(int64_t count);
+  void RecordStreamFrame(std::string_view verdict);
+  void RecordStreamVerdictChange();
 
   // The whole exposition text:
   //   bantay_requests_total{route="...",status="200"} N
@@ -47,6 +54,9 @@ class Metrics {
   //   bantay_connections N
   //   bantay_rate_limited_total N
   //   bantay_overloaded_total N
+  //   bantay_stream_frames_total{verdict="..."} N   (every verdict, from 0)
+  //   bantay_stream_verdict_changes_total N
+  //   bantay_streams_active N
   // each family with its # HELP and # TYPE lines; label values escaped
   // (backslash, double quote, newline); families and label sets sorted.
   std::string Render() const;
@@ -72,6 +82,9 @@ class Metrics {
   std::atomic<int64_t> connections_{0};
   std::atomic<uint64_t> rate_limited_{0};
   std::atomic<uint64_t> overloaded_{0};
+  std::atomic<int64_t> streams_active_{0};
+  std::atomic<uint64_t> stream_frames_[7] = {};  // by kStreamFrameVerdicts
+  std::atomic<uint64_t> stream_verdict_changes_{0};
 };
 
 }  // namespace bantay::server

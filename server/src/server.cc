@@ -34,6 +34,7 @@
 #include "index_service.h"
 #include "metrics.h"
 #include "rate_limiter.h"
+#include "streams.h"
 
 namespace bantay::server {
 
@@ -248,7 +249,8 @@ struct Server::Impl {
   explicit Impl(ServerConfig c)
       : config(std::move(c)),
         index(config, &metrics),
-        api(config, &index, &compute, &admin, &metrics, &limiter),
+        streams(config, &index, &compute, &metrics),
+        api(config, &index, &compute, &admin, &metrics, &limiter, &streams),
         compute(config.compute_threads > 0 ? config.compute_threads
                                            : static_cast<int>(std::max(
                                                  1u, std::thread::hardware_concurrency())),
@@ -286,6 +288,8 @@ struct Server::Impl {
   Metrics metrics;
   RateLimiter limiter;
   IndexService index;
+  // Before the pools too: their jobs refer to it.
+  StreamRegistry streams;
   // Declared before the pools so that it outlives their queued jobs, which
   // refer to it.
   Api api;
@@ -321,6 +325,7 @@ struct Server::Impl {
   tcp::acceptor acceptor{accept_strand};
   asio::steady_timer accept_retry{accept_strand};
   asio::steady_timer sweep_timer{accept_strand};
+  Clock::time_point last_stream_sweep = Clock::now();  // on accept_strand
 };
 
 namespace {
@@ -629,6 +634,11 @@ void Server::Impl::Sweep() {
       if (std::shared_ptr<SessionBase> session = weak.lock()) session->Expire();
     }
   }
+  // Idle stream sessions, once a second.
+  if (now - last_stream_sweep >= std::chrono::seconds(1)) {
+    last_stream_sweep = now;
+    streams.Sweep();
+  }
   sweep_timer.expires_after(kSweepInterval);
   // Also while draining (until Wait stops the threads).
   sweep_timer.async_wait([this](beast::error_code ec) {
@@ -716,6 +726,8 @@ void Server::Wait() {
     s.stopped = true;
   }
   s.api.BeginShutdown();
+  // Stream sessions end with the server (their WebSockets are closed).
+  s.streams.CloseAll();
   asio::post(s.accept_strand, [&s] {
     beast::error_code ec;
     s.acceptor.close(ec);

@@ -67,9 +67,9 @@ ServerConfig ValidConfig() {
   c.tls_cert = "/etc/bantay/server.crt";
   c.tls_key = "/etc/bantay/server.key";
   c.store_url = "sqlite:/var/lib/bantay/store.db";
-  c.api_keys.push_back({"ops", Role::kOperator, Digest(1), 10.0, 20.0});
+  c.api_keys.push_back({"ops", Role::kOperator, Digest(1), 10.0, 20.0, "", ""});
   c.api_keys.push_back(
-      {"platform-1", Role::kPlatform, Digest(2), 100.0, 200.0});
+      {"platform-1", Role::kPlatform, Digest(2), 100.0, 200.0, "", ""});
   return c;
 }
 

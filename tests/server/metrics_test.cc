@@ -50,7 +50,25 @@ TEST(MetricsTest, EmptyRender) {
       "# TYPE bantay_request_duration_seconds histogram\n"
       "# HELP bantay_requests_total Requests answered, by route template and "
       "HTTP status.\n"
-      "# TYPE bantay_requests_total counter\n");
+      "# TYPE bantay_requests_total counter\n"
+      "# HELP bantay_stream_frames_total Stream frames, by frame verdict "
+      "(dropped: replaced by a newer frame or refused by a full compute "
+      "queue).\n"
+      "# TYPE bantay_stream_frames_total counter\n"
+      "bantay_stream_frames_total{verdict=\"dropped\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"error\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"low_quality\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"match\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"no_match\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"not_sampled\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"skipped\"} 0\n"
+      "# HELP bantay_stream_verdict_changes_total Stream verdict changes "
+      "(clean, suspect, match).\n"
+      "# TYPE bantay_stream_verdict_changes_total counter\n"
+      "bantay_stream_verdict_changes_total 0\n"
+      "# HELP bantay_streams_active Stream sessions open.\n"
+      "# TYPE bantay_streams_active gauge\n"
+      "bantay_streams_active 0\n");
 }
 
 TEST(MetricsTest, RenderOfAFewRecordings) {
@@ -170,8 +188,27 @@ TEST(MetricsTest, RenderOfAFewRecordings) {
       "# TYPE bantay_requests_total counter\n"
       "bantay_requests_total{route=\"/healthz\",status=\"200\"} 1\n"
       "bantay_requests_total{route=\"/v1/match\",status=\"200\"} 2\n"
-      "bantay_requests_total{route=\"/v1/match\",status=\"429\"} 1\n");
+      "bantay_requests_total{route=\"/v1/match\",status=\"429\"} 1\n"
+      "# HELP bantay_stream_frames_total Stream frames, by frame verdict "
+      "(dropped: replaced by a newer frame or refused by a full compute "
+      "queue).\n"
+      "# TYPE bantay_stream_frames_total counter\n"
+      "bantay_stream_frames_total{verdict=\"dropped\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"error\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"low_quality\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"match\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"no_match\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"not_sampled\"} 0\n"
+      "bantay_stream_frames_total{verdict=\"skipped\"} 0\n"
+      "# HELP bantay_stream_verdict_changes_total Stream verdict changes "
+      "(clean, suspect, match).\n"
+      "# TYPE bantay_stream_verdict_changes_total counter\n"
+      "bantay_stream_verdict_changes_total 0\n"
+      "# HELP bantay_streams_active Stream sessions open.\n"
+      "# TYPE bantay_streams_active gauge\n"
+      "bantay_streams_active 0\n");
 }
+
 
 // Lines of one family, without its # HELP and # TYPE lines.
 std::string Samples(const std::string& text, const std::string& family) {
@@ -328,6 +365,30 @@ TEST(MetricsTest, ConcurrentRecordingGivesExactCounts) {
   EXPECT_EQ(Samples(text, "bantay_rate_limited_total "),
             "bantay_rate_limited_total 40000\n");
   EXPECT_EQ(Samples(text, "bantay_connections "), "bantay_connections 40000\n");
+}
+
+TEST(MetricsTest, StreamFramesByVerdictAndActiveStreams) {
+  Metrics metrics;
+  metrics.RecordStreamFrame("match");
+  metrics.RecordStreamFrame("match");
+  metrics.RecordStreamFrame("dropped");
+  metrics.RecordStreamFrame("not_sampled");
+  metrics.RecordStreamFrame("no such verdict");  // ignored
+  metrics.RecordStreamVerdictChange();
+  metrics.SetStreamsActive(3);
+  metrics.SetStreamsActive(2);
+  const std::string text = metrics.Render();
+  EXPECT_EQ(Samples(text, "bantay_stream_frames_total{"),
+            "bantay_stream_frames_total{verdict=\"dropped\"} 1\n"
+            "bantay_stream_frames_total{verdict=\"error\"} 0\n"
+            "bantay_stream_frames_total{verdict=\"low_quality\"} 0\n"
+            "bantay_stream_frames_total{verdict=\"match\"} 2\n"
+            "bantay_stream_frames_total{verdict=\"no_match\"} 0\n"
+            "bantay_stream_frames_total{verdict=\"not_sampled\"} 1\n"
+            "bantay_stream_frames_total{verdict=\"skipped\"} 0\n");
+  EXPECT_EQ(Samples(text, "bantay_stream_verdict_changes_total "),
+            "bantay_stream_verdict_changes_total 1\n");
+  EXPECT_EQ(Samples(text, "bantay_streams_active "), "bantay_streams_active 2\n");
 }
 
 }  // namespace

@@ -35,7 +35,9 @@ const std::set<std::string> kErrorCodes = {
     "not_found",        "method_not_allowed",
     "too_large",        "unsupported_format", "corrupt_data",
     "invalid_entries",  "rate_limited",       "header_too_large",
-    "internal",         "unavailable"};
+    "internal",         "unavailable",
+    // The stream routes'.
+    "too_many_streams", "out_of_order",       "upgrade_required"};
 
 std::string Upper(std::string_view text) {
   std::string out(text);
@@ -302,7 +304,8 @@ Problems ResponseProblems(const json::value& doc) {
     bool success = false;
     for (const auto& member : *responses) {
       const std::string code(member.key());
-      success = success || (code.size() == 3 && code[0] == '2');
+      // 101: a WebSocket upgrade's success.
+      success = success || (code.size() == 3 && code[0] == '2') || code == "101";
       const json::object* response = Deref(doc, member.value());
       if (response == nullptr) {
         problems.push_back(op.name + ": response " + code +
@@ -452,12 +455,12 @@ TEST_F(OpenApiTest, MissingAndUnroutedOperationsAreNamed) {
   PathItem(doc, "/v1/match/batch").erase("post");
   PathItem(doc, "/v1/lists/{list}").erase("patch");
   PathItem(doc, "/v1/audit")["delete"] = PathItem(doc, "/v1/audit").at("get");
-  doc.at("paths").as_object()["/v1/streams"] =
+  doc.at("paths").as_object()["/v1/videos"] =
       json::object{{"post", json::object()}};
   EXPECT_EQ(MissingOperations(doc),
             (Problems{"POST /v1/match/batch", "PATCH /v1/lists/{list}"}));
   EXPECT_EQ(UnroutedOperations(doc),
-            (Problems{"DELETE /v1/audit", "POST /v1/streams"}));
+            (Problems{"DELETE /v1/audit", "POST /v1/videos"}));
 }
 
 TEST_F(OpenApiTest, WrongRolesAreNamed) {

@@ -12,7 +12,10 @@
 //   [match]   radius, min_quality
 //   [store]   url, data_key_file, signing_key_file, poll_interval_ms
 //   [log]     access_log            ("-" standard error, "" off, else a file)
-//   [[api_keys]]  id, role, sha256, rate, burst   (one table per key)
+//   [streams] max_per_key, max_total, idle_timeout_s,
+//             allow_plain_http_webhooks
+//   [[api_keys]]  id, role, sha256, rate, burst, webhook_url,
+//                 webhook_secret_file   (one table per key)
 //
 // Environment: BANTAY_<SECTION>_<KEY> in upper case overrides a scalar
 // (BANTAY_SERVER_PORT=9443, BANTAY_TLS_CERT=..., BANTAY_STORE_URL=...).
@@ -46,6 +49,11 @@ struct ApiKeyConfig {
   std::array<uint8_t, 32> sha256{};  // of the key's 64-hex-digit text
   double rate = 100.0;              // tokens per second
   double burst = 200.0;             // bucket size
+  // Stream verdict changes of this key's streams are POSTed here (https://,
+  // or http:// with streams.allow_plain_http_webhooks), signed with the key
+  // held by webhook_secret_file (both or neither).
+  std::string webhook_url;
+  std::string webhook_secret_file;
 };
 
 struct ServerConfig {
@@ -86,6 +94,12 @@ struct ServerConfig {
 
   // [log]
   std::string access_log = "-";
+
+  // [streams]
+  size_t streams_max_per_key = 100;
+  size_t streams_max_total = 1000;
+  int64_t streams_idle_timeout_s = 60;
+  bool allow_plain_http_webhooks = false;
 
   std::vector<ApiKeyConfig> api_keys;
 

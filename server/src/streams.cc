@@ -1,0 +1,406 @@
+#include "streams.h"
+
+#include <chrono>
+#include <utility>
+
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/hash_index.h"
+#include "bantay/models/digest.h"
+#include "bantay/models/image_hasher.h"
+#include "bantay/models/pdq.h"
+#include "compute_pool.h"
+#include "index_service.h"
+#include "metrics.h"
+
+namespace bantay::server {
+
+namespace {
+
+int64_t UnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// One hasher per compute thread and mode (they reuse their buffers).
+models::ImageHasher& StreamHasher(bool dihedral, int64_t max_pixels) {
+  thread_local std::unique_ptr<models::ImageHasher> hashers[2];
+  std::unique_ptr<models::ImageHasher>& hasher = hashers[dihedral ? 1 : 0];
+  if (hasher == nullptr || hasher->options().max_pixels != max_pixels) {
+    models::HashOptions options;
+    options.dihedral = dihedral;
+    options.max_pixels = max_pixels;
+    options.digests = false;  // frames are matched by PDQ only
+    hasher = std::make_unique<models::ImageHasher>(options);
+  }
+  return *hasher;
+}
+
+struct HashedFrame {
+  models::Hash256 pdq;
+  int quality = 0;
+  std::array<models::Hash256, 8> variants{};
+};
+
+Result<HashedFrame> HashFrame(StreamFrame& frame, const StreamPolicy& policy,
+                              int64_t max_pixels) {
+  HashedFrame out;
+  switch (frame.kind) {
+    case StreamFrame::Kind::kHash:
+      out.pdq = frame.pdq;
+      out.quality = frame.quality;
+      if (policy.dihedral) out.variants = models::DihedralFromHash(frame.pdq);
+      return out;
+    case StreamFrame::Kind::kEncoded: {
+      Result<models::ImageHashes> hashed =
+          StreamHasher(policy.dihedral, max_pixels).Hash(frame.bytes);
+      if (!hashed.ok()) return hashed.error();
+      out.pdq = hashed->pdq.hash;
+      out.quality = hashed->pdq.quality;
+      if (policy.dihedral) out.variants = hashed->pdq.dihedral;
+      return out;
+    }
+    case StreamFrame::Kind::kRaw: {
+      thread_local models::PdqHasher pdq;
+      models::PixelView view;
+      view.data = frame.bytes.data();
+      view.width = frame.width;
+      view.height = frame.height;
+      view.channels = frame.channels;
+      view.row_stride = static_cast<size_t>(frame.width) * static_cast<size_t>(frame.channels);
+      view.rgb = frame.rgb;
+      const models::PdqResult result = pdq.Hash(view, policy.dihedral);
+      out.pdq = result.hash;
+      out.quality = result.quality;
+      if (policy.dihedral) out.variants = result.dihedral;
+      return out;
+    }
+  }
+  return Error(ErrorCode::kInternal, "unknown frame kind");
+}
+
+FrameResult ErrorResult(ErrorCode code, std::string_view api_code, std::string message) {
+  FrameResult result;
+  result.error = Error(code, std::move(message));
+  result.error_code = std::string(api_code);
+  return result;
+}
+
+std::string_view ApiCodeOf(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInternal:
+    case ErrorCode::kIo: return "internal";
+    case ErrorCode::kPermissionDenied: return "forbidden";
+    default: return ErrorCodeName(code);
+  }
+}
+
+}  // namespace
+
+StreamFrame::~StreamFrame() {
+  if (!bytes.empty()) matcher::Wipe(std::span<uint8_t>(bytes));
+}
+
+Stream::Stream(std::string id, std::string owner, StreamPolicy policy, bool lab,
+               int64_t now_unix_ms, int64_t now_steady_ms)
+    : id_(id),
+      owner_(std::move(owner)),
+      policy_(policy),
+      created_steady_ms_(now_steady_ms),
+      last_activity_ms_(now_steady_ms),
+      state_(std::move(id), std::move(policy), lab, now_unix_ms) {}
+
+std::string Stream::StateJson() const {
+  std::lock_guard lock(mu_);
+  return state_.StateJson();
+}
+
+int64_t Stream::StreamTimeNow() const { return SteadyMs() - created_steady_ms_; }
+
+bool Stream::SetListeners(std::function<void(std::string)> on_verdict,
+                          std::function<void()> on_close) {
+  std::lock_guard lock(mu_);
+  if (closed_) return false;
+  on_verdict_ = std::move(on_verdict);
+  on_close_ = std::move(on_close);
+  return true;
+}
+
+void Stream::ClearListeners() {
+  std::lock_guard lock(mu_);
+  on_verdict_ = nullptr;
+  on_close_ = nullptr;
+}
+
+StreamRegistry::StreamRegistry(const ServerConfig& config, IndexService* index,
+                               ComputePool* compute, Metrics* metrics)
+    : config_(config), index_(index), compute_(compute), metrics_(metrics) {}
+
+std::shared_ptr<Stream> StreamRegistry::Create(const ApiKeyConfig& key, StreamPolicy policy,
+                                               CreateError* error) {
+  std::array<uint8_t, 16> random;
+  matcher::RandomBytes(random);
+  const std::string id = models::ToHex(random);
+  auto stream = std::make_shared<Stream>(id, key.id, std::move(policy), key.role == Role::kLab,
+                                         UnixMs(), SteadyMs());
+  std::lock_guard lock(mu_);
+  size_t& mine = per_key_[key.id];
+  if (mine >= config_.streams_max_per_key) {
+    *error = CreateError::kTooManyForKey;
+    if (mine == 0) per_key_.erase(key.id);
+    return nullptr;
+  }
+  if (streams_.size() >= config_.streams_max_total) {
+    *error = CreateError::kTooManyInAll;
+    if (mine == 0) per_key_.erase(key.id);
+    return nullptr;
+  }
+  ++mine;
+  streams_.emplace(id, stream);
+  metrics_->SetStreamsActive(static_cast<int64_t>(streams_.size()));
+  *error = CreateError::kNone;
+  return stream;
+}
+
+std::shared_ptr<Stream> StreamRegistry::Find(std::string_view id, const ApiKeyConfig& key) {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(std::string(id));
+  if (it == streams_.end() || it->second->owner() != key.id) return nullptr;
+  return it->second;
+}
+
+std::shared_ptr<Stream> StreamRegistry::Remove(std::string_view id, const ApiKeyConfig& key) {
+  std::shared_ptr<Stream> stream;
+  {
+    std::lock_guard lock(mu_);
+    auto it = streams_.find(std::string(id));
+    if (it == streams_.end() || it->second->owner() != key.id) return nullptr;
+    stream = std::move(it->second);
+    streams_.erase(it);
+    if (--per_key_[key.id] == 0) per_key_.erase(key.id);
+    metrics_->SetStreamsActive(static_cast<int64_t>(streams_.size()));
+  }
+  Close(stream);
+  return stream;
+}
+
+void StreamRegistry::Close(const std::shared_ptr<Stream>& stream) {
+  std::function<void()> on_close;
+  std::optional<Stream::Pending> waiting;
+  {
+    std::lock_guard lock(stream->mu_);
+    stream->closed_ = true;
+    on_close = std::move(stream->on_close_);
+    stream->on_close_ = nullptr;
+    stream->on_verdict_ = nullptr;
+    waiting = std::move(stream->waiting_);
+    stream->waiting_.reset();
+  }
+  if (waiting) {
+    waiting->done(ErrorResult(ErrorCode::kNotFound, "not_found", "the stream was closed"));
+  }
+  if (on_close) on_close();
+}
+
+int64_t StreamRegistry::IdleTimeoutMs() const { return config_.streams_idle_timeout_s * 1000; }
+
+size_t StreamRegistry::Sweep() {
+  const int64_t now = SteadyMs();
+  std::vector<std::shared_ptr<Stream>> expired;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      if (now - it->second->last_activity_ms_.load(std::memory_order_relaxed) > IdleTimeoutMs()) {
+        if (--per_key_[it->second->owner()] == 0) per_key_.erase(it->second->owner());
+        expired.push_back(std::move(it->second));
+        it = streams_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!expired.empty()) metrics_->SetStreamsActive(static_cast<int64_t>(streams_.size()));
+  }
+  for (const std::shared_ptr<Stream>& stream : expired) Close(stream);
+  return expired.size();
+}
+
+void StreamRegistry::CloseAll() {
+  std::unordered_map<std::string, std::shared_ptr<Stream>> all;
+  {
+    std::lock_guard lock(mu_);
+    all.swap(streams_);
+    per_key_.clear();
+    metrics_->SetStreamsActive(0);
+  }
+  for (auto& [id, stream] : all) Close(stream);
+}
+
+size_t StreamRegistry::active() const {
+  std::lock_guard lock(mu_);
+  return streams_.size();
+}
+
+void StreamRegistry::Submit(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
+                            StreamFrame frame, std::function<void(FrameResult)> done) {
+  stream->last_activity_ms_.store(SteadyMs(), std::memory_order_relaxed);
+  FrameResult immediate;
+  std::optional<Stream::Pending> dropped;
+  FrameResult dropped_result;
+  std::optional<Stream::Pending> start;
+  {
+    std::lock_guard lock(stream->mu_);
+    if (stream->closed_) {
+      immediate = ErrorResult(ErrorCode::kNotFound, "not_found", "no such stream");
+    } else {
+      uint64_t index = 0;
+      switch (stream->state_.Arrive(frame.t_ms, frame.seq, UnixMs(), &index, &immediate.outcome)) {
+        case StreamState::Arrival::kOutOfOrder:
+          immediate = ErrorResult(ErrorCode::kInvalidArgument, "out_of_order",
+                                  "t " + std::to_string(frame.t_ms) +
+                                      " is before the stream time of an earlier frame");
+          break;
+        case StreamState::Arrival::kNotSampled:
+          break;
+        case StreamState::Arrival::kSample: {
+          Stream::Pending pending{std::move(frame), index, std::move(done)};
+          if (!stream->busy_) {
+            stream->busy_ = true;
+            start = std::move(pending);
+          } else {
+            if (stream->waiting_) {
+              dropped = std::move(stream->waiting_);
+              dropped_result.outcome = stream->state_.Dropped(
+                  dropped->index, dropped->frame.t_ms, dropped->frame.seq, UnixMs());
+            }
+            stream->waiting_ = std::move(pending);
+          }
+          break;
+        }
+      }
+    }
+  }
+  if (dropped) {
+    metrics_->RecordStreamFrame("dropped");
+    dropped->done(std::move(dropped_result));
+  }
+  if (start) return StartJob(stream, key, std::move(*start));
+  if (done) {
+    // Not sampled, out of order, or closed.
+    if (!immediate.error) metrics_->RecordStreamFrame(FrameVerdictName(immediate.outcome.verdict));
+    done(std::move(immediate));
+  }
+}
+
+void StreamRegistry::StartJob(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
+                              Stream::Pending pending) {
+  // The closure owns the frame; when the pool refuses it, the frame comes
+  // back through `holder`.
+  auto holder = std::make_shared<Stream::Pending>(std::move(pending));
+  const bool queued = compute_->TrySubmit([this, stream, &key, holder] {
+    RunJob(stream, key, std::move(*holder));
+  });
+  if (queued) return;
+  metrics_->RecordOverloaded();
+  std::optional<Stream::Pending> next;
+  FrameResult result;
+  {
+    std::lock_guard lock(stream->mu_);
+    result.outcome = stream->state_.Dropped(holder->index, holder->frame.t_ms, holder->frame.seq,
+                                            UnixMs());
+    // The waiting frame gets its chance when the next frame arrives.
+    stream->busy_ = false;
+    if (stream->waiting_) {
+      next = std::move(stream->waiting_);
+      stream->waiting_.reset();
+      stream->busy_ = true;
+    }
+  }
+  metrics_->RecordStreamFrame("dropped");
+  result.error = Error(ErrorCode::kUnavailable, "the server is busy; retry later");
+  result.error_code = "unavailable";
+  holder->done(std::move(result));
+  if (next) StartJob(stream, key, std::move(*next));
+}
+
+void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
+                            Stream::Pending pending) {
+  Result<HashedFrame> hashed = HashFrame(pending.frame, stream->policy(), config_.max_pixels);
+  if (!pending.frame.bytes.empty()) {
+    matcher::Wipe(std::span<uint8_t>(pending.frame.bytes));
+    pending.frame.bytes.clear();
+    pending.frame.bytes.shrink_to_fit();
+  }
+  std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_->Snapshot();
+  FrameResult result;
+  std::optional<Stream::Pending> next;
+  std::function<void(std::string)> on_verdict;
+  {
+    std::lock_guard lock(stream->mu_);
+    if (!hashed.ok()) {
+      result.outcome = stream->state_.Failed(pending.index, pending.frame.t_ms, pending.frame.seq,
+                                             hashed.error(), UnixMs());
+      result.error = hashed.error();
+      result.error_code = std::string(ApiCodeOf(hashed.error().code()));
+    } else if (snapshot == nullptr) {
+      const Error error(ErrorCode::kUnavailable, "the index is loading");
+      result.outcome = stream->state_.Failed(pending.index, pending.frame.t_ms, pending.frame.seq,
+                                             error, UnixMs());
+      result.error = error;
+      result.error_code = "unavailable";
+    } else {
+      const StreamPolicy& policy = stream->policy();
+      const HashedFrame& frame = *hashed;
+      std::vector<matcher::Match> found;
+      result.outcome = stream->state_.Evaluate(
+          pending.index, pending.frame.t_ms, pending.frame.seq, frame.pdq, frame.quality,
+          [&](const models::Hash256& hash) {
+            found.clear();
+            if (policy.dihedral) {
+              snapshot->MatchPdqDihedral(frame.variants, policy.radius, &found);
+            } else {
+              snapshot->MatchPdq(hash, policy.radius, &found);
+            }
+            std::vector<StreamMatch> out;
+            out.reserve(found.size());
+            for (const matcher::Match& m : found) {
+              out.push_back({std::string(m.list), std::string(m.category),
+                             std::string(m.reference), m.distance});
+              metrics_->RecordMatch(std::string(m.list));
+            }
+            return out;
+          },
+          UnixMs());
+    }
+    if (stream->waiting_ && !stream->closed_) {
+      next = std::move(stream->waiting_);
+      stream->waiting_.reset();
+    } else {
+      stream->busy_ = false;
+    }
+    if (!result.outcome.verdict_event.empty()) on_verdict = stream->on_verdict_;
+  }
+  Finish(*stream, key, std::move(pending.done), std::move(result), std::move(on_verdict));
+  if (next) StartJob(stream, key, std::move(*next));
+}
+
+void StreamRegistry::Finish(Stream& stream, const ApiKeyConfig& key,
+                            std::function<void(FrameResult)> done, FrameResult result,
+                            std::function<void(std::string)> on_verdict) {
+  (void)stream;
+  metrics_->RecordStreamFrame(FrameVerdictName(result.outcome.verdict));
+  const std::string verdict_event = result.outcome.verdict_event;
+  if (done) done(std::move(result));
+  if (!verdict_event.empty()) {
+    metrics_->RecordStreamVerdictChange();
+    if (on_verdict) on_verdict(verdict_event);
+    if (verdict_hook_) verdict_hook_(key, verdict_event);
+  }
+}
+
+}  // namespace bantay::server

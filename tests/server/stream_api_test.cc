@@ -1,0 +1,266 @@
+// Integration tests of the stream routes over HTTP: the real server on
+// 127.0.0.1:0 with TLS and a SQLite store, called with the client library.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server_test_util.h"
+
+namespace bantay::server::testing {
+namespace {
+
+using client::HttpResponse;
+
+class StreamApiTest : public ::testing::Test, public ServerFixture {
+ protected:
+  void SetUp() override { SetUpStore("sqlite"); }
+  void TearDown() override { StopServer(); }
+
+  HttpResponse Send(const std::string& key, std::string_view method, std::string_view target,
+                    std::string_view type = {}, std::string_view body = {}) {
+    std::unique_ptr<client::HttpClient> c = Client(key);
+    if (c == nullptr) return {};
+    Result<HttpResponse> r = c->Send(method, target, type, body);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return r.ok() ? std::move(*r) : HttpResponse{};
+  }
+  HttpResponse SendImage(const std::string& key, std::string_view target,
+                         const std::vector<uint8_t>& image, std::string_view type = "image/jpeg") {
+    std::unique_ptr<client::HttpClient> c = Client(key);
+    if (c == nullptr) return {};
+    Result<HttpResponse> r = c->Send("POST", target, type, image);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return r.ok() ? std::move(*r) : HttpResponse{};
+  }
+  // Opens a stream; its id ("" on failure).
+  std::string Open(const std::string& key, std::string_view policy) {
+    HttpResponse r = Send(key, "POST", "/v1/streams", "application/json", policy);
+    EXPECT_EQ(r.status, 201) << r.body;
+    if (r.status != 201) return "";
+    return std::string(ParseJson(r.body).at("id").as_string());
+  }
+  HttpResponse Frame(const std::string& key, const std::string& id, int64_t t,
+                     const std::vector<uint8_t>& image) {
+    return SendImage(key, "/v1/streams/" + id + "/frames?t=" + std::to_string(t), image,
+                     image.size() > 4 && image[1] == 'P' ? "image/png" : "image/jpeg");
+  }
+  static std::vector<uint8_t> Picture(const char* path) {
+    return bantay::testing::ReadTestFile(std::string("pdq/") + path);
+  }
+  static void ExpectError(const HttpResponse& r, int status, std::string_view code) {
+    EXPECT_EQ(r.status, status) << r.body;
+    json::value v = ParseJson(r.body);
+    ASSERT_TRUE(v.is_object()) << r.body;
+    EXPECT_EQ(v.at("error").at("code").as_string(), code) << r.body;
+  }
+  static json::value Event(const HttpResponse& r) {
+    EXPECT_EQ(r.status, 200) << r.body;
+    return ParseJson(r.body);
+  }
+  static constexpr const char* kUnrelated = "reg-test-input/pen-and-coaster.png";
+};
+
+TEST_F(StreamApiTest, AStreamOfAListedImageReachesMatchAndIsDeleted) {
+  StartServer();
+  HttpResponse created = Send("platform", "POST", "/v1/streams", "application/json",
+                              R"({"sample_interval_ms":500,"window":3,"k":2,"label":"cam-7"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const json::value answer = ParseJson(created.body);
+  const std::string id(answer.at("id").as_string());
+  ASSERT_EQ(id.size(), 32u);
+  EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(answer, json::parse(R"({"id":")" + id +
+                                R"(","policy":{"sample_interval_ms":500,"quality_min":50,)"
+                                R"("window":3,"k":2,"skip_distance":8,"trim_borders":true,)"
+                                R"("dihedral":true,"radius":31,"label":"cam-7"},)"
+                                R"("expires_after_s":60,"ws":"/v1/streams/)" +
+                                id + R"(/ws"})"));
+
+  const std::vector<uint8_t> bridge = Picture(kBridge);
+  // t=0: matched (suspect); t=200: not sampled; t=500: the same picture,
+  // skipped, repeats the match: 2 of 3 -> match.
+  EXPECT_EQ(Event(Frame("platform", id, 0, bridge)),
+            json::parse(R"({"type":"frame","t":0,"frame":0,"verdict":"match","quality":100,)"
+                        R"("stream":"suspect"})"));
+  EXPECT_EQ(Event(Frame("platform", id, 200, bridge)),
+            json::parse(R"({"type":"frame","t":200,"frame":1,"verdict":"not_sampled",)"
+                        R"("stream":"suspect"})"));
+  EXPECT_EQ(Event(Frame("platform", id, 500, bridge)),
+            json::parse(R"({"type":"frame","t":500,"frame":2,"verdict":"skipped","quality":100,)"
+                        R"("stream":"match"})"));
+  // The rotated picture is matched through the dihedral query.
+  HttpResponse rotated = Frame("platform", id, 1000, Picture(kBridgeRotated));
+  EXPECT_EQ(Event(rotated).at("verdict"), "match");
+  EXPECT_EQ(rotated.body.find("distance"), std::string::npos);
+
+  HttpResponse state = Send("platform", "GET", "/v1/streams/" + id);
+  ASSERT_EQ(state.status, 200) << state.body;
+  json::object s = ParseJson(state.body).as_object();
+  EXPECT_TRUE(s.at("created_at").as_string().ends_with("Z"));
+  s.erase("created_at");
+  s.erase("updated_at");
+  EXPECT_EQ(json::value(s),
+            json::parse(R"({"type":"verdict","id":")" + id +
+                        R"(","label":"cam-7","stream":"match","previous":"suspect",)"
+                        R"("first_match_t":0,"last_match_t":1000,)"
+                        R"("frames":{"received":4,"hashed":3,"matched":2,"skipped":1,)"
+                        R"("low_quality":0,"not_sampled":1,"dropped":0},)"
+                        R"("matches":[{"list":"demo","category":"test","ref":"case-1"}]})"));
+  EXPECT_EQ(state.body.find(ReferencePdq(kBridge)), std::string::npos);
+
+  HttpResponse deleted = Send("platform", "DELETE", "/v1/streams/" + id);
+  ASSERT_EQ(deleted.status, 200) << deleted.body;
+  EXPECT_EQ(ParseJson(deleted.body).at("stream"), "match");
+  ExpectError(Send("platform", "GET", "/v1/streams/" + id), 404, "not_found");
+  ExpectError(Frame("platform", id, 2000, bridge), 404, "not_found");
+  ExpectError(Send("platform", "DELETE", "/v1/streams/" + id), 404, "not_found");
+}
+
+TEST_F(StreamApiTest, AStreamOfAnUnlistedImageStaysClean) {
+  StartServer();
+  const std::string id = Open("platform", R"({"sample_interval_ms":0,"skip_distance":-1})");
+  ASSERT_FALSE(id.empty());
+  const std::vector<uint8_t> picture = Picture(kUnrelated);
+  for (int t = 0; t < 4; ++t) {
+    const json::value event = Event(Frame("platform", id, t * 40, picture));
+    EXPECT_EQ(event.at("verdict"), "no_match");
+    EXPECT_EQ(event.at("stream"), "clean");
+  }
+  const json::value state = ParseJson(Send("platform", "GET", "/v1/streams/" + id).body);
+  EXPECT_EQ(state.at("stream"), "clean");
+  EXPECT_EQ(state.at("first_match_t"), nullptr);
+  EXPECT_EQ(state.at("matches"), json::array());
+  EXPECT_EQ(state.at("frames").at("hashed"), 4);
+}
+
+TEST_F(StreamApiTest, HashFramesAndLabDistances) {
+  StartServer();
+  const std::string near = FlipBits(ReferencePdq(kBridge), 3);
+  for (const std::string key : {"platform", "lab"}) {
+    const std::string id = Open(key, R"({"sample_interval_ms":0,"k":1,"dihedral":false})");
+    ASSERT_FALSE(id.empty());
+    const json::value event = Event(Send(key, "POST", "/v1/streams/" + id + "/frames",
+                                         "application/json",
+                                         R"({"pdq":")" + near + R"(","quality":90,"t":5})"));
+    json::object expected = json::parse(R"({"type":"frame","t":5,"frame":0,"verdict":"match",)"
+                                        R"("quality":90,"stream":"match"})")
+                                .as_object();
+    if (key == "lab") expected["distance"] = 3;
+    EXPECT_EQ(event, json::value(expected)) << key;
+    // Under the quality gate: not matched, not in the window.
+    EXPECT_EQ(Event(Send(key, "POST", "/v1/streams/" + id + "/frames?t=6", "application/json",
+                         R"({"pdq":")" + near + R"(","quality":49})"))
+                  .at("verdict"),
+              "low_quality");
+  }
+}
+
+TEST_F(StreamApiTest, EveryErrorStatus) {
+  StartServer();
+  const std::string id = Open("platform", R"({"sample_interval_ms":0})");
+  ASSERT_FALSE(id.empty());
+  const std::string frames = "/v1/streams/" + id + "/frames";
+  // Creation.
+  ExpectError(Send("platform", "POST", "/v1/streams", "application/json", R"({"window":0})"), 400,
+              "invalid_argument");
+  EXPECT_EQ(ParseJson(Send("platform", "POST", "/v1/streams", "application/json",
+                           R"({"radius":32})")
+                          .body)
+                .at("error")
+                .at("message"),
+            "radius must be an integer 0..31");
+  ExpectError(Send("platform", "POST", "/v1/streams", "text/plain", "{}"), 415,
+              "unsupported_format");
+  ExpectError(Send("", "POST", "/v1/streams", "application/json", "{}"), 401, "unauthenticated");
+  ExpectError(Send("operator", "POST", "/v1/streams", "application/json", "{}"), 403,
+              "forbidden");
+  ExpectError(Send("auditor", "GET", "/v1/streams/" + id), 403, "forbidden");
+  ExpectError(Send("platform", "PUT", "/v1/streams/" + id), 405, "method_not_allowed");
+  // Frames.
+  ExpectError(Send("platform", "GET", "/v1/streams/0123456789abcdef0123456789abcdef"), 404,
+              "not_found");
+  EXPECT_EQ(Event(SendImage("platform", frames + "?t=100", Picture(kBridge))).at("frame"), 0);
+  ExpectError(SendImage("platform", frames + "?t=99", Picture(kBridge)), 400, "out_of_order");
+  ExpectError(SendImage("platform", frames + "?t=-1", Picture(kBridge)), 400, "invalid_argument");
+  ExpectError(SendImage("platform", frames + "?t=100&x=1", Picture(kBridge)), 400,
+              "invalid_argument");
+  std::vector<uint8_t> broken = Picture(kBridge);
+  broken.resize(broken.size() / 3);
+  ExpectError(SendImage("platform", frames + "?t=101", broken), 422, "corrupt_data");
+  ExpectError(SendImage("platform", frames + "?t=102", {'h', 'i'}, "image/jpeg"), 415,
+              "unsupported_format");
+  ExpectError(Send("platform", "POST", frames, "text/plain", "hi"), 415, "unsupported_format");
+  ExpectError(Send("platform", "POST", frames, "application/json", R"({"pdq":"00"})"), 400,
+              "invalid_argument");
+  ExpectError(Send("platform", "POST", frames, "application/json", R"({"pdq":")" +
+                   ReferencePdq(kBridge) + R"(","colour":1})"),
+              400, "invalid_argument");
+  // The WebSocket route without an upgrade.
+  ExpectError(Send("platform", "GET", "/v1/streams/" + id + "/ws"), 426, "upgrade_required");
+  // The frames the server took, and the out-of-order one it did not count.
+  const json::value state = ParseJson(Send("platform", "GET", "/v1/streams/" + id).body);
+  EXPECT_EQ(state.at("frames").at("received"), 3);
+  EXPECT_EQ(state.at("frames").at("hashed"), 1);
+}
+
+TEST_F(StreamApiTest, StreamsPerKeyAndInAllAreLimitedAndPrivateToTheirKey) {
+  config.streams_max_per_key = 2;
+  config.streams_max_total = 3;
+  StartServer();
+  const std::string a = Open("platform", "{}");
+  const std::string b = Open("platform", "");
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  HttpResponse third = Send("platform", "POST", "/v1/streams", "application/json", "{}");
+  ExpectError(third, 429, "too_many_streams");
+  EXPECT_EQ(third.Header("Retry-After"), "60");
+  const std::string c = Open("lab", "{}");
+  ASSERT_FALSE(c.empty());
+  ExpectError(Send("lab", "POST", "/v1/streams", "application/json", "{}"), 429,
+              "too_many_streams");
+
+  // Another key's stream does not exist for the lab key.
+  ExpectError(Send("lab", "GET", "/v1/streams/" + a), 404, "not_found");
+  ExpectError(Frame("lab", a, 0, Picture(kBridge)), 404, "not_found");
+  ExpectError(Send("lab", "DELETE", "/v1/streams/" + a), 404, "not_found");
+  EXPECT_EQ(Send("platform", "GET", "/v1/streams/" + a).status, 200);
+
+  ASSERT_EQ(Send("platform", "DELETE", "/v1/streams/" + a).status, 200);
+  EXPECT_FALSE(Open("platform", "{}").empty());
+  const std::string metrics = Send("operator", "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("\nbantay_streams_active 3\n"), std::string::npos) << metrics;
+}
+
+TEST_F(StreamApiTest, IdleStreamsExpire) {
+  config.streams_idle_timeout_s = 1;
+  StartServer();
+  const std::string idle = Open("platform", "{}");
+  const std::string busy = Open("platform", R"({"sample_interval_ms":0})");
+  ASSERT_FALSE(idle.empty());
+  ASSERT_FALSE(busy.empty());
+  const auto start = std::chrono::steady_clock::now();
+  // Frames keep `busy` alive; `idle` goes within the timeout plus the
+  // sweep's second.
+  int status = 200;
+  for (int t = 0; status == 200 && std::chrono::steady_clock::now() - start < std::chrono::seconds(4);
+       ++t) {
+    EXPECT_EQ(Send("platform", "POST", "/v1/streams/" + busy + "/frames?t=" + std::to_string(t),
+                   "application/json", R"({"pdq":")" + ReferencePdq(kBridge) + R"("})")
+                  .status,
+              200);
+    status = Send("platform", "GET", "/v1/streams/" + idle).status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(status, 404);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(seconds, 0.9);
+  EXPECT_LE(seconds, 3.5);
+  EXPECT_EQ(Send("platform", "GET", "/v1/streams/" + busy).status, 200);
+}
+
+}  // namespace
+}  // namespace bantay::server::testing
