@@ -37,6 +37,8 @@ enum class FrameKind : uint8_t {
   kRawGray = 1,  // width*height bytes
   kRawRgb = 2,   // width*height*3 bytes, R, G, B
   kRawBgr = 3,   // width*height*3 bytes, B, G, R
+  kRawRgba = 4,  // width*height*4 bytes
+  kRawBgra = 5,  // width*height*4 bytes
 };
 
 struct FrameHeader {
