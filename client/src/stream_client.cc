@@ -474,7 +474,7 @@ Result<std::optional<std::string>> StreamClient::ReadEvent(int64_t timeout_ms) {
   Impl& d = *impl_;
   std::unique_lock lock(d.mu);
   if (!d.read_pending) {
-    if (d.closed || !d.work) return Error(ErrorCode::kUnavailable, d.close_reason);
+    if (d.closed) return Error(ErrorCode::kUnavailable, d.close_reason);
     d.read_pending = true;
     d.read_done = false;
     net::post(d.ioc, [&d] { d.StartRead(); });

@@ -174,12 +174,12 @@ class StreamRun {
     Result<std::unique_ptr<VideoFrameSource>> video =
         VideoFrameSource::Open(o_.file, models::kDefaultMaxPixels);
     if (!video.ok()) return Fail(video.error().message());
+    StopSignals signals;
     Result<std::unique_ptr<StreamClient>> client =
         StreamClient::Open(o_.client, o_.policy);
     if (!client.ok()) return Fail(client.error().message());
     client_ = std::move(*client);
 
-    StopSignals signals;
     std::thread reader([this] { Read(); });
     const bool sent_all = Send(**video);
     WaitForAnswers();

@@ -8,8 +8,9 @@
 // server's JSON events, and reads or ends the session (GET / DELETE).
 //
 // Thread safety: one thread may send (SendFrame, SendHash) while another
-// reads (ReadEvent); every other call, and Close, from one thread at a time
-// that is neither sending nor reading. The WebSocket runs on a thread of the
+// reads (ReadEvent). Close may be called by the sending thread while the
+// reader waits (its ReadEvent then returns kUnavailable). GetState and
+// Delete from one thread at a time. The WebSocket runs on a thread of the
 // client's own; the HTTP calls use a separate kept-alive connection.
 #ifndef BANTAY_CLIENT_STREAM_CLIENT_H_
 #define BANTAY_CLIENT_STREAM_CLIENT_H_
