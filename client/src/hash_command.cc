@@ -38,10 +38,11 @@ using models::Dihedral;
 using models::ImageHashes;
 
 constexpr std::string_view kHashUsage =
-    R"(Usage: bantay hash [-r] [--dihedral] [--fast] [--csv] [--max-pixels N] PATH...
+    R"(Usage: bantay hash [-r] [--dihedral] [--fast] [--csv] [--trim-borders]
+                   [--max-pixels N] PATH...
        bantay hash [-r] [--max-pixels N] --out LIST PATH...
        bantay hash --video [--every SECONDS] [--downscale N] [--max-frames N]
-                   [--max-pixels N] FILE...
+                   [--trim-borders] [--max-pixels N] FILE...
 
 Hashes image files (JPEG, PNG, WebP, BMP, TIFF, told apart by content) with
 PDQ, bit-compatible with Meta's reference, and MD5/SHA-256 of their bytes.
@@ -74,6 +75,19 @@ Options:
   --fast            decode large JPEGs at reduced size (several times faster;
                     a few bits from the compatible hash, see bench/README.md)
   --csv             CSV with a header line instead of JSON lines
+  --trim-borders    hash only the picture inside letterbox/pillarbox borders
+                    (uniform bars of any colour, found on each image or video
+                    frame; see models/include/bantay/models/border_trim.h),
+                    so that a bordered copy hashes as its original does.
+                    Images then also print "content":{"x":..,"y":..,
+                    "width":..,"height":..}, the part hashed, and when that
+                    is not the whole image "pdq_untrimmed", the hash of the
+                    whole image (lists made from bordered copies match that
+                    one; CSV: columns content_x, content_y, content_width,
+                    content_height, pdq_untrimmed). Videos print the same
+                    hash lines, and on standard error how many frames had
+                    borders removed. Hash lists are made without it, so not
+                    with --out
   --max-pixels N    refuse images, or videos whose frames, declare more than
                     N pixels (default 150000000), checked before decoding
   --out LIST        write a hash list for `bantay index import` (see above)
@@ -111,8 +125,8 @@ class Sink {
 
 class Printer : public Sink {
  public:
-  Printer(std::ostream& out, bool csv, bool dihedral)
-      : out_(out), csv_(csv), dihedral_(dihedral) {
+  Printer(std::ostream& out, bool csv, bool dihedral, bool content)
+      : out_(out), csv_(csv), dihedral_(dihedral), content_(content) {
     if (csv_) {
       out_ << "path,pdq,quality,md5,sha256,width,height,low_quality";
       if (dihedral_) {
@@ -120,6 +134,7 @@ class Printer : public Sink {
           out_ << ",pdq_" << models::DihedralName(static_cast<Dihedral>(v));
         }
       }
+      if (content_) out_ << ",content_x,content_y,content_width,content_height,pdq_untrimmed";
       out_ << ",error\n";
     }
   }
@@ -135,6 +150,10 @@ class Printer : public Sink {
            << (h.pdq.low_quality() ? "true" : "false");
       if (dihedral_) {
         for (const auto& d : h.pdq.dihedral) out_ << ',' << d.ToHex();
+      }
+      if (content_) {
+        out_ << ',' << h.content.x << ',' << h.content.y << ',' << h.content.width << ','
+             << h.content.height << ',' << (h.has_untrimmed ? h.untrimmed.hash.ToHex() : "");
       }
       out_ << ",\n";
       return;
@@ -152,6 +171,13 @@ class Printer : public Sink {
       for (const auto& d : h.pdq.dihedral) variants.emplace_back(d.ToHex());
       o["pdq_dihedral"] = std::move(variants);
     }
+    if (content_) {
+      o["content"] = {{"x", h.content.x},
+                      {"y", h.content.y},
+                      {"width", h.content.width},
+                      {"height", h.content.height}};
+      if (h.has_untrimmed) o["pdq_untrimmed"] = h.untrimmed.hash.ToHex();
+    }
     o["low_quality"] = h.pdq.low_quality();
     out_ << json::serialize(o) << '\n';
   }
@@ -160,6 +186,7 @@ class Printer : public Sink {
     if (csv_) {
       out_ << CsvField(path) << ",,,,,,,";
       if (dihedral_) out_ << std::string(models::kDihedralCount, ',');
+      if (content_) out_ << ",,,,,";
       out_ << ',' << CsvField(error) << '\n';
       return;
     }
@@ -184,6 +211,7 @@ class Printer : public Sink {
   std::ostream& out_;
   bool csv_;
   bool dihedral_;
+  bool content_;
 };
 
 // The store's import refuses references over 256 bytes and with control
@@ -408,6 +436,10 @@ int RunVideos(const HashCommandOptions& options, std::ostream& out, std::ostream
       err << "bantay hash: " << path << ": stopped after " << hashes->frames_decoded
           << " frames (--max-frames)\n";
     }
+    if (options.video_options.trim_borders) {
+      err << "bantay hash: " << path << ": borders removed from " << hashes->frames_trimmed
+          << " of " << hashes->frames.size() << " hashed frames\n";
+    }
   }
   return any_failed ? kExitSomeFailed : kExitOk;
 }
@@ -464,6 +496,9 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
       options.hash.fast = true;
     } else if (a == "--csv") {
       options.csv = true;
+    } else if (a == "--trim-borders") {
+      options.hash.trim_borders = true;
+      options.video_options.trim_borders = true;
     } else if (a == "--max-pixels") {
       int64_t n = 0;
       if (i + 1 >= args.size() || !ParseInt64(args[i + 1], &n) || n <= 0) {
@@ -534,10 +569,11 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
   }
   if (!options.out_list.empty()) {
     // A list holds the compatible hashes only, one per image.
-    const char* not_with_list = options.hash.dihedral ? "--dihedral"
-                                : options.hash.fast   ? "--fast"
-                                : options.csv         ? "--csv"
-                                                      : nullptr;
+    const char* not_with_list = options.hash.dihedral       ? "--dihedral"
+                                : options.hash.fast         ? "--fast"
+                                : options.csv               ? "--csv"
+                                : options.hash.trim_borders ? "--trim-borders"
+                                                            : nullptr;
     if (not_with_list != nullptr) {
       err << "bantay hash: " << not_with_list << " cannot be used with --out\n";
       return kExitUsage;
@@ -545,7 +581,7 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
     options.hash.digests = false;
     return RunList(options, err);
   }
-  Printer printer(out, options.csv, options.hash.dihedral);
+  Printer printer(out, options.csv, options.hash.dihedral, options.hash.trim_borders);
   HashRun run(options, printer);
   for (const std::string& path : options.paths) run.Path(path);
   out.flush();

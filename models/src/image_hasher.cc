@@ -3,6 +3,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -124,7 +125,28 @@ Result<ImageHashes> ImageHasher::Hash(std::span<const uint8_t> bytes) {
   out.width = static_cast<int>(info->width);
   out.height = static_cast<int>(info->height);
   out.decode_scale = scale;
-  out.pdq = scale > 1 ? pdq_.HashReduced(view, out.width, out.height,
+  out.content = {0, 0, out.width, out.height};
+  int hashed_width = out.width;
+  int hashed_height = out.height;
+  if (options_.trim_borders) {
+    const ContentRect rect = FindContentRect(view);
+    if (rect != ContentRect{0, 0, view.width, view.height}) {
+      out.has_untrimmed = true;
+      out.untrimmed = scale > 1 ? pdq_.HashReduced(view, out.width, out.height)
+                                : pdq_.Hash(view);
+      view = CropPixelView(view, rect);
+      // In fast mode the rectangle is in reduced pixels; the part of the
+      // full-size image it stands for is `scale` times larger (clipped where
+      // the reduced image's last pixel covers less).
+      out.content.x = rect.x * scale;
+      out.content.y = rect.y * scale;
+      out.content.width = std::min(rect.width * scale, out.width - out.content.x);
+      out.content.height = std::min(rect.height * scale, out.height - out.content.y);
+      hashed_width = out.content.width;
+      hashed_height = out.content.height;
+    }
+  }
+  out.pdq = scale > 1 ? pdq_.HashReduced(view, hashed_width, hashed_height,
                                          options_.dihedral)
                       : pdq_.Hash(view, options_.dihedral);
   if (options_.wipe) Wipe(decoded_->mat);

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "bantay/models/border_trim.h"
 #include "bantay/models/pdq.h"
 
 namespace bantay::models {
@@ -181,12 +182,24 @@ Taps LanczosTaps(int from, int to) {
 // Hashes one frame at a time, keeping its buffers between frames.
 class FrameHasher {
  public:
-  explicit FrameHasher(int downscale_to) : side_(downscale_to) {}
+  FrameHasher(int downscale_to, bool trim_borders)
+      : side_(downscale_to), trim_borders_(trim_borders) {}
   ~FrameHasher() { WipeBuffers(); }
 
   // frame: 8-bit B, G, R as VideoCapture delivers it. Every copy of the
-  // frame made here is overwritten before returning.
-  PdqResult Hash(const cv::Mat& frame) {
+  // frame made here is overwritten before returning. *trimmed: whether
+  // borders were removed (trim_borders).
+  PdqResult Hash(const cv::Mat& whole, bool* trimmed) {
+    *trimmed = false;
+    cv::Mat frame = whole;
+    if (trim_borders_) {
+      const PixelView view{whole.data, whole.cols, whole.rows, 3, whole.step[0], false};
+      const ContentRect rect = FindContentRect(view);
+      if (rect != ContentRect{0, 0, whole.cols, whole.rows}) {
+        frame = whole(cv::Rect(rect.x, rect.y, rect.width, rect.height));
+        *trimmed = true;
+      }
+    }
     const int rows = frame.rows;
     const int cols = frame.cols;
     luma_.resize(static_cast<size_t>(rows) * cols);
@@ -259,6 +272,7 @@ class FrameHasher {
   }
 
   int side_;
+  bool trim_borders_;
   PdqHasher pdq_;
   std::vector<float> luma_;         // the frame's luminance
   std::vector<float> across_rows_;  // scaled along rows: rows x side_
@@ -330,7 +344,7 @@ Result<VideoHashes> Decode(const std::string& path, VideoFormat format,
   }
   const float fps = static_cast<float>(out.fps);
 
-  FrameHasher hasher(options.downscale_to);
+  FrameHasher hasher(options.downscale_to, options.trim_borders);
   cv::Mat frame;
   while (true) {
     if (options.max_frames > 0 && out.frames_decoded == options.max_frames) {
@@ -352,8 +366,10 @@ Result<VideoHashes> Decode(const std::string& path, VideoFormat format,
                        Size(frame.cols, frame.rows) + " pixels, over the limit of " +
                        std::to_string(options.max_pixels_per_frame));
     }
-    const PdqResult pdq = hasher.Hash(frame);
+    bool trimmed = false;
+    const PdqResult pdq = hasher.Hash(frame, &trimmed);
     Wipe(frame);
+    out.frames_trimmed += trimmed;
     VideoFrameHash& f = out.frames.emplace_back();
     f.frame_number = number;
     f.quality = pdq.quality;

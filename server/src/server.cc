@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <ctime>
 #include <limits>
 #include <memory>
@@ -26,6 +27,8 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/json.hpp>
 #include <openssl/ssl.h>
 
@@ -41,6 +44,7 @@ namespace bantay::server {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
@@ -361,6 +365,7 @@ class Session : public SessionBase {
   void Drain() override {
     asio::post(stream_.get_executor(), [self = Self()] {
       self->draining_ = true;
+      if (self->ws_) return self->CloseSocket(websocket::close_code::going_away);
       if (self->waiting_ || self->lingering_) {
         beast::error_code ec;
         self->Socket().cancel(ec);
@@ -452,6 +457,7 @@ class Session : public SessionBase {
     if (ec) return Abort();
 
     auto& request = parser_->get();
+    if (websocket::is_upgrade(request)) return Upgrade();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
     head_ = request.method() == http::verb::head;
@@ -536,6 +542,260 @@ class Session : public SessionBase {
                             });
   }
 
+  // -------------------------------------------------------------------------
+  // WebSocket: GET /v1/streams/{id}/ws upgraded on this connection (RFC
+  // 6455), after the same routing, authentication and rate limit as any
+  // request. Frames in, JSON events out; the session's deadline is off and
+  // the WebSocket's own timeouts (and pings) apply.
+
+  void Upgrade() {
+    auto& request = parser_->get();
+    version_ = request.version();
+    head_ = false;
+    method_ = std::string(request.method_string());
+    ApiRequest api_request;
+    api_request.method = method_;
+    api_request.target = std::string(request.target());
+    api_request.authorization = std::string(request[http::field::authorization]);
+    Api::SocketGrant grant = server_->api.OpenStreamSocket(api_request);
+    if (grant.stream == nullptr) {
+      keep_alive_ = false;
+      parser_.reset();
+      return Write(std::move(grant.error));
+    }
+    ws_stream_ = std::move(grant.stream);
+    ws_key_ = grant.key;
+    upgrade_ = parser_->release();
+    parser_.reset();
+    ws_.emplace(stream_);
+    ws_->read_message_max(server_->config.max_body_bytes);
+    ws_->auto_fragment(false);
+    websocket::stream_base::timeout timeout;
+    timeout.handshake_timeout = std::chrono::milliseconds(server_->config.read_timeout_ms);
+    timeout.idle_timeout = std::chrono::milliseconds(server_->config.idle_timeout_ms);
+    timeout.keep_alive_pings = true;
+    ws_->set_option(timeout);
+    ws_->set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& response) { response.set(http::field::server, "bantay"); }));
+    ClearDeadline();
+    ws_->async_accept(*upgrade_, [self = Self()](beast::error_code ec) {
+      self->upgrade_.reset();
+      ApiResponse logged;
+      logged.status = ec ? 400 : 101;
+      logged.route = "/v1/streams/{id}/ws";
+      logged.key_id = self->ws_key_->id;
+      const double seconds = std::chrono::duration<double>(Clock::now() - self->start_).count();
+      self->server_->metrics.RecordRequest(logged.route, logged.status, seconds);
+      self->server_->log.Write(self->method_, logged, seconds);
+      if (ec) return self->EndSocket();
+      self->OnSocketOpen();
+    });
+  }
+
+  void OnSocketOpen() {
+    ws_open_ = true;
+    std::weak_ptr<Session> weak = Self();
+    auto executor = stream_.get_executor();
+    const bool open = ws_stream_->SetListeners(
+        [weak, executor](std::string event) {
+          asio::post(executor, [weak, event = std::move(event)]() mutable {
+            if (auto self = weak.lock()) self->Send(std::move(event));
+          });
+        },
+        [weak, executor](bool shutdown) {
+          asio::post(executor, [weak, shutdown] {
+            if (auto self = weak.lock()) {
+              self->CloseSocket(shutdown ? websocket::close_code::going_away
+                                         : websocket::close_code::normal);
+            }
+          });
+        });
+    if (close_pending_) return CloseSocket(close_code_);
+    if (!open || draining_) {
+      return CloseSocket(draining_ ? websocket::close_code::going_away
+                                   : websocket::close_code::normal);
+    }
+    ReadMessage();
+  }
+
+  void ReadMessage() {
+    if (ws_closing_) return;
+    if (out_queue_.size() >= kMaxQueuedEvents) {
+      // The client does not read its events: stop reading its frames
+      // until it does (Send resumes).
+      read_paused_ = true;
+      return;
+    }
+    reading_ = true;
+    ws_->async_read(ws_buffer_, [self = Self()](beast::error_code ec, size_t) {
+      self->reading_ = false;
+      if (ec) return self->EndSocket();
+      self->OnMessage();
+      self->ReadMessage();
+    });
+  }
+
+  void OnMessage() {
+    const bool binary = ws_->got_binary();
+    const auto data = ws_buffer_.data();
+    const std::span<const uint8_t> bytes(static_cast<const uint8_t*>(data.data()), data.size());
+    StreamFrame frame;
+    std::optional<Error> error;
+    if (binary) {
+      Status read = ReadBinaryFrame(bytes, &frame);
+      if (!read.ok()) error = read.error();
+    } else {
+      bool has_t = false;
+      Status read = ParseHashFrameMessage(
+          std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), &frame,
+          &has_t);
+      if (!read.ok()) {
+        error = read.error();
+      } else if (!has_t) {
+        frame.t_ms = ws_stream_->StreamTimeNow();
+      }
+    }
+    // The message (an image) does not stay in the read buffer.
+    explicit_bzero(ws_buffer_.data().data(), ws_buffer_.size());
+    ws_buffer_.consume(ws_buffer_.size());
+    if (ws_buffer_.capacity() > kKeptBufferBytes) ws_buffer_ = ReadBuffer();
+    if (error) return SendError(frame.seq, ErrorCodeName(error->code()), error->message());
+    int retry_after = 0;
+    if (!server_->api.TakeFrameToken(*ws_key_, &retry_after)) {
+      return SendError(frame.seq, "rate_limited",
+                       "rate limit exceeded; retry after " + std::to_string(retry_after) + " s");
+    }
+    const std::optional<uint32_t> seq = frame.seq;
+    std::weak_ptr<Session> weak = Self();
+    auto executor = stream_.get_executor();
+    server_->streams.Submit(
+        ws_stream_, *ws_key_, std::move(frame), [weak, executor, seq](FrameResult result) {
+          asio::post(executor, [weak, seq, result = std::move(result)]() mutable {
+            auto self = weak.lock();
+            if (self == nullptr) return;
+            if (!result.outcome.frame_event.empty()) {
+              self->Send(std::move(result.outcome.frame_event));
+            } else if (result.error) {
+              self->SendError(seq, result.error_code, result.error->message());
+            }
+          });
+        });
+  }
+
+  // The 24-byte header (little-endian) and the payload of a binary frame.
+  Status ReadBinaryFrame(std::span<const uint8_t> bytes, StreamFrame* frame) {
+    auto u32 = [&](size_t at) {
+      return uint32_t{bytes[at]} | uint32_t{bytes[at + 1]} << 8 | uint32_t{bytes[at + 2]} << 16 |
+             uint32_t{bytes[at + 3]} << 24;
+    };
+    if (bytes.size() < kFrameHeaderBytes) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "a binary message is a 24-byte header and a payload");
+    }
+    frame->seq = u32(12);
+    const uint64_t t = uint64_t{u32(16)} | uint64_t{u32(20)} << 32;
+    if (bytes[0] != 1) return Error(ErrorCode::kInvalidArgument, "the header's version must be 1");
+    if (bytes[2] != 0 || bytes[3] != 0) {
+      return Error(ErrorCode::kInvalidArgument, "the header's reserved bytes must be 0");
+    }
+    if (t > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Error(ErrorCode::kInvalidArgument, "t_ms is out of range");
+    }
+    frame->t_ms = static_cast<int64_t>(t);
+    const uint8_t kind = bytes[1];
+    const uint32_t width = u32(4);
+    const uint32_t height = u32(8);
+    const std::span<const uint8_t> payload = bytes.subspan(kFrameHeaderBytes);
+    if (payload.empty()) return Error(ErrorCode::kInvalidArgument, "the payload is empty");
+    if (kind == 0) {
+      frame->kind = StreamFrame::Kind::kEncoded;
+    } else if (kind <= 5) {
+      // 1 grey, 2 RGB, 3 BGR, 4 RGBA, 5 BGRA.
+      static constexpr int kChannels[] = {0, 1, 3, 3, 4, 4};
+      frame->kind = StreamFrame::Kind::kRaw;
+      frame->channels = kChannels[kind];
+      frame->rgb = kind == 2 || kind == 4;
+      const uint64_t pixels = uint64_t{width} * height;
+      if (width == 0 || height == 0 || width > 65535 || height > 65535) {
+        return Error(ErrorCode::kInvalidArgument, "raw frames need a width and height 1..65535");
+      }
+      if (pixels > static_cast<uint64_t>(server_->config.max_pixels)) {
+        return Error(ErrorCode::kTooLarge, "the frame is over limits.max_pixels");
+      }
+      if (payload.size() != pixels * static_cast<uint64_t>(frame->channels)) {
+        return Error(ErrorCode::kInvalidArgument,
+                     "the payload must be width * height * " + std::to_string(frame->channels) +
+                         " bytes");
+      }
+      frame->width = static_cast<int>(width);
+      frame->height = static_cast<int>(height);
+    } else {
+      return Error(ErrorCode::kInvalidArgument, "unknown kind " + std::to_string(kind));
+    }
+    frame->bytes.assign(payload.begin(), payload.end());
+    return {};
+  }
+
+  void SendError(std::optional<uint32_t> seq, std::string_view code, const std::string& message) {
+    boost::json::object event{{"type", "error"}};
+    if (seq) event["seq"] = *seq;
+    event["error"] = boost::json::object{{"code", code}, {"message", message}};
+    Send(boost::json::serialize(event));
+  }
+
+  // Events are written one at a time, in order.
+  void Send(std::string event) {
+    if (!ws_ || ws_closing_ || ws_ended_) return;
+    out_queue_.push_back(std::move(event));
+    if (!writing_) WriteEvent();
+  }
+
+  void WriteEvent() {
+    if (out_queue_.empty() || ws_ended_) {
+      if (close_pending_) return CloseSocket(close_code_);
+      return;
+    }
+    writing_ = true;
+    ws_->text(true);
+    ws_->async_write(asio::buffer(out_queue_.front()),
+                     [self = Self()](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       self->out_queue_.pop_front();
+                       if (ec) return self->EndSocket();
+                       if (self->read_paused_ && self->out_queue_.size() < kMaxQueuedEvents / 2) {
+                         self->read_paused_ = false;
+                         self->ReadMessage();
+                       }
+                       self->WriteEvent();
+                     });
+  }
+
+  // The close handshake, after the events being written (a read in
+  // progress then ends with websocket::error::closed).
+  void CloseSocket(websocket::close_code code) {
+    if (!ws_ || ws_closing_ || ws_ended_) return;
+    // Before the handshake is over, or while an event is being written: as
+    // soon as that is done.
+    if (!ws_open_ || writing_) {
+      close_pending_ = true;
+      close_code_ = code;
+      return;
+    }
+    ws_closing_ = true;
+    ws_->async_close(code, [self = Self()](beast::error_code) {
+      if (!self->reading_) self->EndSocket();
+    });
+  }
+
+  // The WebSocket is over (closed, failed, timed out): the connection goes.
+  void EndSocket() {
+    if (ws_ended_) return;
+    ws_ended_ = true;
+    if (ws_stream_) ws_stream_->ClearListeners();
+    explicit_bzero(ws_buffer_.data().data(), ws_buffer_.size());
+    Abort();
+  }
+
   // Orderly close (TLS close_notify first).
   void Close() {
     if constexpr (kTls) {
@@ -573,6 +833,26 @@ class Session : public SessionBase {
   bool draining_ = false;
   bool linger_ = false;    // the request was refused before it was read whole
   bool lingering_ = false;  // reading and dropping the rest of it
+
+  // The WebSocket, once upgraded.
+  static constexpr size_t kFrameHeaderBytes = 24;
+  // Events waiting to be written beyond which the client's frames are no
+  // longer read.
+  static constexpr size_t kMaxQueuedEvents = 64;
+  std::optional<http::request<http::vector_body<uint8_t>>> upgrade_;
+  std::optional<websocket::stream<Stream&>> ws_;
+  std::shared_ptr<bantay::server::Stream> ws_stream_;
+  const ApiKeyConfig* ws_key_ = nullptr;
+  ReadBuffer ws_buffer_;
+  std::deque<std::string> out_queue_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool read_paused_ = false;
+  bool ws_open_ = false;  // the upgrade handshake is done
+  bool ws_closing_ = false;
+  bool close_pending_ = false;
+  websocket::close_code close_code_ = websocket::close_code::normal;
+  bool ws_ended_ = false;
 };
 
 }  // namespace

@@ -124,7 +124,7 @@ std::string Stream::StateJson() const {
 int64_t Stream::StreamTimeNow() const { return SteadyMs() - created_steady_ms_; }
 
 bool Stream::SetListeners(std::function<void(std::string)> on_verdict,
-                          std::function<void()> on_close) {
+                          std::function<void(bool)> on_close) {
   std::lock_guard lock(mu_);
   if (closed_) return false;
   on_verdict_ = std::move(on_verdict);
@@ -186,12 +186,12 @@ std::shared_ptr<Stream> StreamRegistry::Remove(std::string_view id, const ApiKey
     if (--per_key_[key.id] == 0) per_key_.erase(key.id);
     metrics_->SetStreamsActive(static_cast<int64_t>(streams_.size()));
   }
-  Close(stream);
+  Close(stream, false);
   return stream;
 }
 
-void StreamRegistry::Close(const std::shared_ptr<Stream>& stream) {
-  std::function<void()> on_close;
+void StreamRegistry::Close(const std::shared_ptr<Stream>& stream, bool shutdown) {
+  std::function<void(bool)> on_close;
   std::optional<Stream::Pending> waiting;
   {
     std::lock_guard lock(stream->mu_);
@@ -205,7 +205,7 @@ void StreamRegistry::Close(const std::shared_ptr<Stream>& stream) {
   if (waiting) {
     waiting->done(ErrorResult(ErrorCode::kNotFound, "not_found", "the stream was closed"));
   }
-  if (on_close) on_close();
+  if (on_close) on_close(shutdown);
 }
 
 int64_t StreamRegistry::IdleTimeoutMs() const { return config_.streams_idle_timeout_s * 1000; }
@@ -226,7 +226,7 @@ size_t StreamRegistry::Sweep() {
     }
     if (!expired.empty()) metrics_->SetStreamsActive(static_cast<int64_t>(streams_.size()));
   }
-  for (const std::shared_ptr<Stream>& stream : expired) Close(stream);
+  for (const std::shared_ptr<Stream>& stream : expired) Close(stream, false);
   return expired.size();
 }
 
@@ -238,7 +238,7 @@ void StreamRegistry::CloseAll() {
     per_key_.clear();
     metrics_->SetStreamsActive(0);
   }
-  for (auto& [id, stream] : all) Close(stream);
+  for (auto& [id, stream] : all) Close(stream, true);
 }
 
 size_t StreamRegistry::active() const {

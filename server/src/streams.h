@@ -84,10 +84,13 @@ class Stream {
   // sent without one).
   int64_t StreamTimeNow() const;
 
-  // Called with each verdict event (JSON text) after it happened; one
-  // listener (the WebSocket connection), replaced by the next. Returns
-  // false when the stream is closed already (the listener is not kept).
-  bool SetListeners(std::function<void(std::string)> on_verdict, std::function<void()> on_close);
+  // `on_verdict` is called with each verdict event (JSON text) after it
+  // happened, `on_close` once when the session ends (true: the server is
+  // shutting down; false: deleted or expired); one pair of listeners (the
+  // WebSocket connection), replaced by the next. Returns false when the
+  // stream is closed already (the listeners are not kept).
+  bool SetListeners(std::function<void(std::string)> on_verdict,
+                    std::function<void(bool shutdown)> on_close);
   void ClearListeners();
 
  private:
@@ -110,7 +113,7 @@ class Stream {
   std::optional<Pending> waiting_;           // mu_
   bool closed_ = false;                      // mu_
   std::function<void(std::string)> on_verdict_;  // mu_
-  std::function<void()> on_close_;               // mu_
+  std::function<void(bool)> on_close_;           // mu_
 };
 
 class StreamRegistry {
@@ -150,7 +153,7 @@ class StreamRegistry {
                 Stream::Pending pending);
   void RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
               Stream::Pending pending);
-  void Close(const std::shared_ptr<Stream>& stream);
+  void Close(const std::shared_ptr<Stream>& stream, bool shutdown);
   void Finish(Stream& stream, const ApiKeyConfig& key, std::function<void(FrameResult)> done,
               FrameResult result, std::function<void(std::string)> on_verdict);
   int64_t IdleTimeoutMs() const;

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <opencv2/imgproc.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include "bantay/client/cli.h"
 #include "bantay/matcher/import_formats.h"
 #include "bantay/models/hash256.h"
+#include "bantay/models/video_hasher.h"
 #include "cli_run.h"
 #include "test_images.h"
 
@@ -289,7 +291,7 @@ TEST(HashCommandTest, OutReportsFailuresAndFilesGivenByPath) {
 }
 
 TEST(HashCommandTest, OutUsageErrors) {
-  for (const char* option : {"--dihedral", "--fast", "--csv"}) {
+  for (const char* option : {"--dihedral", "--fast", "--csv", "--trim-borders"}) {
     CliRun run = Hash({"--out", "/dev/null", option, kAaa});
     EXPECT_EQ(run.status, kExitUsage) << option;
     EXPECT_EQ(run.err, std::string("bantay hash: ") + option + " cannot be used with --out\n");
@@ -398,6 +400,82 @@ TEST(HashCommandTest, VideoUsageErrors) {
     EXPECT_EQ(run.out, "");
     EXPECT_EQ(run.err, message);
   }
+}
+
+// --- letterbox/pillarbox trimming (--trim-borders) ----------------------------------
+
+TEST(HashCommandTest, TrimBordersHashesThePictureInsideTheBars) {
+  // The reference photograph, decoded, with 200-pixel black bars left and
+  // right, stored losslessly: trimmed, it hashes exactly as the photograph.
+  TempDir dir;
+  const cv::Mat photo = cv::imread(kAaa, cv::IMREAD_COLOR);
+  ASSERT_EQ(photo.cols, 1600);
+  cv::Mat pillarboxed;
+  cv::copyMakeBorder(photo, pillarboxed, 0, 0, 200, 200, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  const std::string bordered = dir.Write("pillarboxed.png", Encode(pillarboxed, ".png"));
+
+  const CliRun plain = Hash({bordered});
+  ASSERT_EQ(plain.status, kExitOk);
+  ASSERT_EQ(plain.lines.size(), 1u);
+  const std::string untrimmed_pdq(plain.lines[0].at("pdq").as_string());
+  EXPECT_NE(untrimmed_pdq, kAaaPdq);
+  EXPECT_FALSE(plain.lines[0].contains("content"));
+
+  CliRun run = Hash({"--trim-borders", bordered, kAaa});
+  EXPECT_EQ(run.status, kExitOk);
+  EXPECT_EQ(run.err, "");
+  ASSERT_EQ(run.lines.size(), 2u);
+  EXPECT_EQ(run.lines[0].at("pdq").as_string(), kAaaPdq);
+  EXPECT_EQ(run.lines[0].at("width").as_int64(), 2000);
+  EXPECT_EQ(json::serialize(run.lines[0].at("content")),
+            R"({"x":200,"y":0,"width":1600,"height":1004})");
+  EXPECT_EQ(run.lines[0].at("pdq_untrimmed").as_string(), untrimmed_pdq);
+  // A picture without bars: the whole of it, and no second hash.
+  EXPECT_EQ(run.lines[1].at("pdq").as_string(), kAaaPdq);
+  EXPECT_EQ(json::serialize(run.lines[1].at("content")),
+            R"({"x":0,"y":0,"width":1600,"height":1004})");
+  EXPECT_FALSE(run.lines[1].contains("pdq_untrimmed"));
+
+  run = Hash({"--csv", "--trim-borders", bordered, kAaa});
+  EXPECT_EQ(run.status, kExitOk);
+  const std::vector<std::string> lines = Lines(run.out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0],
+            "path,pdq,quality,md5,sha256,width,height,low_quality,content_x,content_y,"
+            "content_width,content_height,pdq_untrimmed,error");
+  EXPECT_EQ(lines[1].substr(lines[1].find(",2000,1004,")),
+            ",2000,1004,false,200,0,1600,1004," + untrimmed_pdq + ",");
+  EXPECT_EQ(lines[2].substr(lines[2].find(",1600,1004,")), ",1600,1004,false,0,0,1600,1004,,");
+}
+
+TEST(HashCommandTest, TrimBordersOnVideoFrames) {
+  const std::string chair = TestDataPath("vpdq/chair-19-sd-bar.mp4");
+  const CliRun plain = Hash({"--video", "--max-frames", "3", chair});
+  CliRun run = Hash({"--video", "--trim-borders", "--max-frames", "3", chair});
+  EXPECT_EQ(run.status, kExitOk);
+  EXPECT_EQ(run.err, "bantay hash: " + chair + ": stopped after 3 frames (--max-frames)\n" +
+                         "bantay hash: " + chair + ": borders removed from 3 of 3 hashed frames\n");
+  const std::vector<std::string> trimmed = Lines(run.out);
+  const std::vector<std::string> untrimmed = Lines(plain.out);
+  ASSERT_EQ(trimmed.size(), 3u);
+  ASSERT_EQ(untrimmed.size(), 3u);
+  // Same frame numbers, qualities and timestamps; other hashes (the frames
+  // without their 32-pixel bars; models/border_trim_test.cc shows them
+  // matching the unbordered original).
+  models::VideoHashOptions options;
+  options.trim_borders = true;
+  options.max_frames = 3;
+  Result<models::VideoHashes> expected = models::HashVideoFile(chair, options);
+  ASSERT_TRUE(expected.ok());
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(trimmed[i], models::FormatVideoFrameHash(expected->frames[i]));
+    EXPECT_NE(trimmed[i], untrimmed[i]);
+  }
+  // A video without bars: the same lines as without the option.
+  run = Hash({"--video", "--trim-borders", "--max-frames", "3", kDoorknob});
+  EXPECT_EQ(run.err, "bantay hash: " + kDoorknob + ": stopped after 3 frames (--max-frames)\n" +
+                         "bantay hash: " + kDoorknob + ": borders removed from 0 of 3 hashed frames\n");
+  EXPECT_EQ(run.out, Hash({"--video", "--max-frames", "3", kDoorknob}).out);
 }
 
 // The real executable: exit statuses, and nothing written to the working

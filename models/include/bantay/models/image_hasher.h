@@ -25,6 +25,7 @@
 #include <memory>
 #include <span>
 
+#include "bantay/models/border_trim.h"
 #include "bantay/models/digest.h"
 #include "bantay/models/image_probe.h"
 #include "bantay/models/pdq.h"
@@ -45,6 +46,13 @@ struct HashOptions {
   // Fast mode shrinks a JPEG by the largest of 8, 4, 2 that keeps both
   // sides at least this long.
   int fast_min_side = 256;
+  // Hash only the content rectangle, after removing letterbox/pillarbox
+  // borders (FindContentRect with default options, see border_trim.h). For
+  // frames of streams and re-encoded video. Hash lists are made without it,
+  // from originals that may themselves have had borders, so when borders
+  // are found the whole image is hashed too (ImageHashes::untrimmed) and a
+  // matcher should try both.
+  bool trim_borders = false;
 };
 
 struct ImageHashes {
@@ -52,6 +60,13 @@ struct ImageHashes {
   int width = 0;   // of the decoded image (full size, even in fast mode)
   int height = 0;
   int decode_scale = 1;  // 1, or the JPEG reduction used by fast mode
+  // The part of the image that was hashed, in full-size pixels: the whole
+  // image unless trim_borders found borders.
+  ContentRect content;
+  // When trim_borders found borders: the hash of the whole image (without
+  // dihedral variants), as it would be without the option.
+  bool has_untrimmed = false;
+  PdqResult untrimmed;
   PdqResult pdq;
   bool has_digests = false;
   ExactDigests digests{};

@@ -57,6 +57,12 @@ struct VideoHashOptions {
   // 0: hash frames at their own size; otherwise frames are first scaled to
   // this many pixels square (the reference's `-128x128` hash files).
   int downscale_to = 0;
+  // Hash only each frame's content rectangle, after removing letterbox/
+  // pillarbox borders (FindContentRect with default options, see
+  // border_trim.h), found frame by frame; scaling to a square, if asked,
+  // comes after. Not part of vPDQ: hashes of a bordered video then match
+  // those of its unbordered original.
+  bool trim_borders = false;
 };
 
 // One line of a vPDQ hash file: `frame_number,quality,pdq_hex,timestamp`.
@@ -79,6 +85,8 @@ struct VideoHashes {
   // for them this stays false.)
   bool incomplete = false;
   int64_t frames_declared = 0;  // as an MP4 container states it (0: unknown)
+  // With trim_borders: how many of the hashed frames had borders removed.
+  int64_t frames_trimmed = 0;
   std::vector<VideoFrameHash> frames;
 };
 
