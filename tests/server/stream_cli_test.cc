@@ -139,9 +139,14 @@ TEST_F(StreamCliTest, TheGreyBarChairReachesMatch) {
   EXPECT_EQ(match.at("first_match_t").as_int64(), 0);
   // The second sampled frame (t = 1 s) is the k-th match.
   EXPECT_EQ(match.at("last_match_t").as_int64(), 1000);
-  EXPECT_EQ(json::serialize(match.at("frames")),
-            R"({"received":2,"hashed":2,"matched":2,"skipped":0,"low_quality":0,)"
-            R"("not_sampled":0,"dropped":0})");
+  // Hashed and matched: the first two frames. With 2 frames in flight, the
+  // third may have arrived already (the fourth waits for the second's answer).
+  const json::object& counts = match.at("frames").as_object();
+  EXPECT_EQ(counts.at("hashed").as_int64(), 2);
+  EXPECT_EQ(counts.at("matched").as_int64(), 2);
+  EXPECT_EQ(counts.at("dropped").as_int64(), 0);
+  const int64_t received = counts.at("received").as_int64();
+  EXPECT_TRUE(received == 2 || received == 3) << received;
   for (const json::value& m : match.at("matches").as_array()) {
     EXPECT_EQ(m.at("list").as_string(), "videos");
     EXPECT_TRUE(m.at("ref").as_string().starts_with("chair-orig@")) << m;
