@@ -254,8 +254,8 @@ Status SetUpTlsContext(const ClientOptions& options, ssl::context* context) {
                    "client certificate file " + options.client_cert_file +
                        " holds no usable PEM certificate");
     }
-    context->use_private_key_file(options.client_key_file,
-                                      ssl::context::pem, ec);
+    context->use_private_key_file(options.client_key_file, ssl::context::pem,
+                                  ec);
     if (ec || SSL_CTX_check_private_key(ctx) != 1) {
       return Error(ErrorCode::kInvalidArgument,
                    "client key file " + options.client_key_file +
@@ -300,7 +300,8 @@ Status PrepareHandshake(const ServerAddress& address,
 }
 
 Status CheckRefusedUs(const error_code& ec, SSL* ssl,
-                      const ClientOptions& options, const ServerAddress& address) {
+                      const ClientOptions& options,
+                      const ServerAddress& address) {
   if (options.client_cert_file.empty() &&
       SSL_get_ex_data(ssl, CertRequestedIndex()) != nullptr) {
     return Error(ErrorCode::kPermissionDenied,
@@ -314,7 +315,8 @@ Status CheckRefusedUs(const error_code& ec, SSL* ssl,
   return {};
 }
 
-Error HandshakeError(const error_code& ec, SSL* ssl, const ClientOptions& options,
+Error HandshakeError(const error_code& ec, SSL* ssl,
+                     const ClientOptions& options,
                      const ServerAddress& address) {
   const std::string where = address.display;
   if (ec == beast::error::timeout) {
@@ -329,7 +331,8 @@ Error HandshakeError(const error_code& ec, SSL* ssl, const ClientOptions& option
                  "the certificate of " + where + " does not verify: " +
                      X509_verify_cert_error_string(result));
   }
-  if (Status refused = CheckRefusedUs(ec, ssl, options, address); !refused.ok()) {
+  if (Status refused = CheckRefusedUs(ec, ssl, options, address);
+      !refused.ok()) {
     return refused.error();
   }
   return Error(ErrorCode::kUnavailable,
@@ -407,8 +410,9 @@ struct HttpClient::Impl {
     const tcp::resolver::results_type endpoints =
         resolver.resolve(address.host, address.port, flags, ec);
     if (ec) {
-      return Error(ErrorCode::kUnavailable,
-                   "cannot connect to " + address.display + ": " + internal::Reason(ec));
+      return Error(
+          ErrorCode::kUnavailable,
+          "cannot connect to " + address.display + ": " + internal::Reason(ec));
     }
     if (tls_context) {
       secure.emplace(ioc, *tls_context);
@@ -568,8 +572,8 @@ struct HttpClient::Impl {
       return Error(ErrorCode::kIo,
                    "bad HTTP answer from " + where + ": " + ec.message());
     }
-    return Error(ErrorCode::kIo,
-                 "the connection to " + where + " broke: " + internal::Reason(ec));
+    return Error(ErrorCode::kIo, "the connection to " + where +
+                                     " broke: " + internal::Reason(ec));
   }
 };
 

@@ -13,8 +13,8 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/json.hpp>
 #include <chrono>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -41,7 +41,8 @@ constexpr auto kCloseWait = std::chrono::milliseconds(1000);
 constexpr char kUserAgent[] = "bantay/0.1";
 
 void PutLe(uint8_t* out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) out[i] = static_cast<uint8_t>(value >> (8 * i));
+  for (int i = 0; i < bytes; ++i)
+    out[i] = static_cast<uint8_t>(value >> (8 * i));
 }
 
 uint64_t GetLe(const uint8_t* in, int bytes) {
@@ -58,7 +59,8 @@ bool IsHex32(std::string_view s) {
 
 }  // namespace
 
-std::array<uint8_t, kFrameHeaderBytes> EncodeFrameHeader(const FrameHeader& header) {
+std::array<uint8_t, kFrameHeaderBytes> EncodeFrameHeader(
+    const FrameHeader& header) {
   std::array<uint8_t, kFrameHeaderBytes> out{};
   out[0] = kFrameProtocolVersion;
   out[1] = static_cast<uint8_t>(header.kind);
@@ -74,11 +76,13 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t> bytes) {
     return Error(ErrorCode::kInvalidArgument, "a frame header has 24 bytes");
   }
   if (bytes[0] != kFrameProtocolVersion) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "frame header version " + std::to_string(bytes[0]) + ", expected 1");
+    return Error(
+        ErrorCode::kInvalidArgument,
+        "frame header version " + std::to_string(bytes[0]) + ", expected 1");
   }
   if (bytes[2] != 0 || bytes[3] != 0) {
-    return Error(ErrorCode::kInvalidArgument, "the frame header's reserved field is not 0");
+    return Error(ErrorCode::kInvalidArgument,
+                 "the frame header's reserved field is not 0");
   }
   FrameHeader h;
   h.kind = static_cast<FrameKind>(bytes[1]);
@@ -91,7 +95,8 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t> bytes) {
 
 std::string StreamPolicyJson(const StreamPolicy& policy) {
   json::object o;
-  if (policy.sample_interval_ms) o["sample_interval_ms"] = *policy.sample_interval_ms;
+  if (policy.sample_interval_ms)
+    o["sample_interval_ms"] = *policy.sample_interval_ms;
   if (policy.quality_min) o["quality_min"] = *policy.quality_min;
   if (policy.window) o["window"] = *policy.window;
   if (policy.k) o["k"] = *policy.k;
@@ -126,18 +131,22 @@ Error ServerAnswerError(const HttpResponse& response, std::string_view what) {
     default:
       break;
   }
-  std::string message = std::string(what) + ": HTTP " + std::to_string(response.status);
+  std::string message =
+      std::string(what) + ": HTTP " + std::to_string(response.status);
   error_code ec;
   const json::value body = json::parse(response.body, ec);
   const json::object* error = nullptr;
   if (!ec && body.is_object()) {
-    if (const json::value* e = body.as_object().if_contains("error")) error = e->if_object();
+    if (const json::value* e = body.as_object().if_contains("error"))
+      error = e->if_object();
   }
   if (error != nullptr) {
     const json::value* c = error->if_contains("code");
     const json::value* m = error->if_contains("message");
-    if (c != nullptr && c->is_string()) message += " " + std::string(c->as_string());
-    if (m != nullptr && m->is_string()) message += ": " + std::string(m->as_string());
+    if (c != nullptr && c->is_string())
+      message += " " + std::string(c->as_string());
+    if (m != nullptr && m->is_string())
+      message += ": " + std::string(m->as_string());
   }
   return Error(code, message);
 }
@@ -180,7 +189,8 @@ struct StreamClient::Impl {
   }
 
   beast::tcp_stream& Tcp() {
-    return secure ? beast::get_lowest_layer(*secure) : beast::get_lowest_layer(*plain);
+    return secure ? beast::get_lowest_layer(*secure)
+                  : beast::get_lowest_layer(*plain);
   }
 
   template <typename F>
@@ -203,38 +213,47 @@ struct StreamClient::Impl {
   Status Connect() {
     tcp::resolver resolver(ioc);
     error_code ec;
-    const auto flags = address.host_is_ip
-                           ? tcp::resolver::numeric_host | tcp::resolver::numeric_service
-                           : tcp::resolver::numeric_service;
-    const auto endpoints = resolver.resolve(address.host, address.port, flags, ec);
+    const auto flags = address.host_is_ip ? tcp::resolver::numeric_host |
+                                                tcp::resolver::numeric_service
+                                          : tcp::resolver::numeric_service;
+    const auto endpoints =
+        resolver.resolve(address.host, address.port, flags, ec);
     if (ec) {
-      return Error(ErrorCode::kUnavailable,
-                   "cannot connect to " + address.display + ": " + internal::Reason(ec));
+      return Error(
+          ErrorCode::kUnavailable,
+          "cannot connect to " + address.display + ": " + internal::Reason(ec));
     }
     if (address.tls) {
       tls_context.emplace(ssl::context::tls_client);
-      if (Status s = internal::SetUpTlsContext(options, &*tls_context); !s.ok()) return s;
+      if (Status s = internal::SetUpTlsContext(options, &*tls_context); !s.ok())
+        return s;
       secure.emplace(ioc, *tls_context);
     } else {
       plain.emplace(ioc);
     }
     Tcp().expires_after(Timeout());
-    ec = Run([&](auto handler) { Tcp().async_connect(endpoints, std::move(handler)); });
+    ec = Run([&](auto handler) {
+      Tcp().async_connect(endpoints, std::move(handler));
+    });
     if (ec) {
       return Error(ErrorCode::kUnavailable,
                    "cannot connect to " + address.display + ": " +
                        (ec == beast::error::timeout
-                            ? "timed out after " + std::to_string(options.timeout_ms) + " ms"
+                            ? "timed out after " +
+                                  std::to_string(options.timeout_ms) + " ms"
                             : internal::Reason(ec)));
     }
     if (secure) {
       auto& tls = secure->next_layer();
-      if (Status s = internal::PrepareHandshake(address, &tls); !s.ok()) return s;
+      if (Status s = internal::PrepareHandshake(address, &tls); !s.ok())
+        return s;
       Tcp().expires_after(Timeout());
       ec = Run([&](auto handler) {
         tls.async_handshake(ssl::stream_base::client, std::move(handler));
       });
-      if (ec) return internal::HandshakeError(ec, tls.native_handle(), options, address);
+      if (ec)
+        return internal::HandshakeError(ec, tls.native_handle(), options,
+                                        address);
     }
     return Upgrade();
   }
@@ -242,10 +261,12 @@ struct StreamClient::Impl {
   Status Upgrade() {
     const std::string key = options.api_key;
     WithWs([&](auto& ws) {
-      ws.set_option(websocket::stream_base::decorator([key](websocket::request_type& req) {
-        req.set(http::field::user_agent, kUserAgent);
-        if (!key.empty()) req.set(http::field::authorization, "Bearer " + key);
-      }));
+      ws.set_option(websocket::stream_base::decorator(
+          [key](websocket::request_type& req) {
+            req.set(http::field::user_agent, kUserAgent);
+            if (!key.empty())
+              req.set(http::field::authorization, "Bearer " + key);
+          }));
       ws.read_message_max(kMaxEventBytes);
     });
     websocket::response_type response;
@@ -263,10 +284,13 @@ struct StreamClient::Impl {
       return ServerAnswerError(answer, "opening the stream's WebSocket");
     }
     if (ec) {
-      return Error(ec == beast::error::timeout ? ErrorCode::kUnavailable : ErrorCode::kIo,
-                   "opening the stream's WebSocket on " + address.display + " failed: " +
+      return Error(ec == beast::error::timeout ? ErrorCode::kUnavailable
+                                               : ErrorCode::kIo,
+                   "opening the stream's WebSocket on " + address.display +
+                       " failed: " +
                        (ec == beast::error::timeout
-                            ? "timed out after " + std::to_string(options.timeout_ms) + " ms"
+                            ? "timed out after " +
+                                  std::to_string(options.timeout_ms) + " ms"
                             : internal::Reason(ec)));
     }
     // From here on, the WebSocket's own rules: no idle limit (a stream may
@@ -296,18 +320,21 @@ struct StreamClient::Impl {
                const char* what) {
     {
       std::lock_guard lock(mu);
-      if (closed) return Error(ErrorCode::kUnavailable, "the stream's WebSocket is closed");
+      if (closed)
+        return Error(ErrorCode::kUnavailable,
+                     "the stream's WebSocket is closed");
       write_done = false;
     }
     net::post(ioc, [this, message, binary] {
       WithWs([&](auto& ws) {
         ws.binary(binary);
-        ws.async_write(net::buffer(*message), [this, message](error_code ec, size_t) {
-          std::lock_guard lock(mu);
-          write_ec = ec;
-          write_done = true;
-          changed.notify_all();
-        });
+        ws.async_write(net::buffer(*message),
+                       [this, message](error_code ec, size_t) {
+                         std::lock_guard lock(mu);
+                         write_ec = ec;
+                         write_done = true;
+                         changed.notify_all();
+                       });
       });
     });
     std::unique_lock lock(mu);
@@ -322,11 +349,14 @@ struct StreamClient::Impl {
     if (write_ec) {
       if (!closed) {
         closed = true;
-        close_reason = "the stream's WebSocket broke: " + internal::Reason(write_ec);
+        close_reason =
+            "the stream's WebSocket broke: " + internal::Reason(write_ec);
       }
-      return Error(write_ec == websocket::error::closed ? ErrorCode::kUnavailable
-                                                        : ErrorCode::kIo,
-                   std::string("sending ") + what + " failed: " + internal::Reason(write_ec));
+      return Error(write_ec == websocket::error::closed
+                       ? ErrorCode::kUnavailable
+                       : ErrorCode::kIo,
+                   std::string("sending ") + what +
+                       " failed: " + internal::Reason(write_ec));
     }
     return {};
   }
@@ -344,9 +374,13 @@ struct StreamClient::Impl {
         if (ec == websocket::error::closed) {
           const websocket::close_reason& why = ws.reason();
           if (!closed) {
-            close_reason = "the server closed the stream's WebSocket (code " +
-                           std::to_string(why.code) +
-                           (why.reason.empty() ? std::string() : ": " + std::string(why.reason.data(), why.reason.size())) + ")";
+            close_reason =
+                "the server closed the stream's WebSocket (code " +
+                std::to_string(why.code) +
+                (why.reason.empty() ? std::string()
+                                    : ": " + std::string(why.reason.data(),
+                                                         why.reason.size())) +
+                ")";
           }
         }
         changed.notify_all();
@@ -390,30 +424,35 @@ struct StreamClient::Impl {
   }
 };
 
-StreamClient::StreamClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StreamClient::StreamClient(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
 
 StreamClient::~StreamClient() { impl_->CloseWebSocket(); }
 
 const StreamSession& StreamClient::session() const { return impl_->session; }
 
-Result<std::unique_ptr<StreamClient>> StreamClient::Open(ClientOptions options,
-                                                         const StreamPolicy& policy) {
-  Result<internal::ServerAddress> address = internal::CheckClientOptions(options);
+Result<std::unique_ptr<StreamClient>> StreamClient::Open(
+    ClientOptions options, const StreamPolicy& policy) {
+  Result<internal::ServerAddress> address =
+      internal::CheckClientOptions(options);
   if (!address.ok()) return address.error();
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->address = std::move(*address);
-  Result<std::unique_ptr<HttpClient>> http = HttpClient::Connect(std::move(options));
+  Result<std::unique_ptr<HttpClient>> http =
+      HttpClient::Connect(std::move(options));
   if (!http.ok()) return http.error();
   impl->http = std::move(*http);
 
-  Result<HttpResponse> created =
-      impl->http->Send("POST", "/v1/streams", "application/json", StreamPolicyJson(policy));
+  Result<HttpResponse> created = impl->http->Send(
+      "POST", "/v1/streams", "application/json", StreamPolicyJson(policy));
   if (!created.ok()) return created.error();
-  if (created->status != 201) return ServerAnswerError(*created, "creating the stream session");
-  const Error bad_answer(ErrorCode::kIo,
-                         "creating the stream session: the server's answer is not the "
-                         "protocol's (no id, ws path or sampling interval)");
+  if (created->status != 201)
+    return ServerAnswerError(*created, "creating the stream session");
+  const Error bad_answer(
+      ErrorCode::kIo,
+      "creating the stream session: the server's answer is not the "
+      "protocol's (no id, ws path or sampling interval)");
   error_code ec;
   const json::value answer = json::parse(created->body, ec);
   if (ec || !answer.is_object()) return bad_answer;
@@ -421,19 +460,23 @@ Result<std::unique_ptr<StreamClient>> StreamClient::Open(ClientOptions options,
   const json::value* id = o.if_contains("id");
   const json::value* ws = o.if_contains("ws");
   const json::value* resolved = o.if_contains("policy");
-  if (id == nullptr || !id->is_string() || !IsHex32(id->as_string()) || ws == nullptr ||
-      !ws->is_string() || resolved == nullptr || !resolved->is_object()) {
+  if (id == nullptr || !id->is_string() || !IsHex32(id->as_string()) ||
+      ws == nullptr || !ws->is_string() || resolved == nullptr ||
+      !resolved->is_object()) {
     return bad_answer;
   }
   StreamSession& session = impl->session;
   session.id = std::string(id->as_string());
   session.ws_path = std::string(ws->as_string());
-  if (!session.ws_path.starts_with('/') || !internal::IsPrintable(session.ws_path) ||
+  if (!session.ws_path.starts_with('/') ||
+      !internal::IsPrintable(session.ws_path) ||
       session.ws_path.find(' ') != std::string::npos) {
     return bad_answer;
   }
-  const json::value* interval = resolved->as_object().if_contains("sample_interval_ms");
-  if (interval == nullptr || !interval->is_int64() || interval->as_int64() < 0) {
+  const json::value* interval =
+      resolved->as_object().if_contains("sample_interval_ms");
+  if (interval == nullptr || !interval->is_int64() ||
+      interval->as_int64() < 0) {
     return bad_answer;
   }
   session.sample_interval_ms = interval->as_int64();
@@ -452,9 +495,11 @@ Result<std::unique_ptr<StreamClient>> StreamClient::Open(ClientOptions options,
   return std::unique_ptr<StreamClient>(new StreamClient(std::move(impl)));
 }
 
-Status StreamClient::SendFrame(const FrameHeader& header, std::span<const uint8_t> payload) {
+Status StreamClient::SendFrame(const FrameHeader& header,
+                               std::span<const uint8_t> payload) {
   const auto head = EncodeFrameHeader(header);
-  auto message = std::make_shared<std::vector<uint8_t>>(head.size() + payload.size());
+  auto message =
+      std::make_shared<std::vector<uint8_t>>(head.size() + payload.size());
   std::memcpy(message->data(), head.data(), head.size());
   if (!payload.empty()) {
     std::memcpy(message->data() + head.size(), payload.data(), payload.size());
@@ -462,11 +507,12 @@ Status StreamClient::SendFrame(const FrameHeader& header, std::span<const uint8_
   return impl_->Write(std::move(message), /*binary=*/true, "a frame");
 }
 
-Status StreamClient::SendHash(std::string_view pdq_hex, int quality, uint64_t t_ms,
-                              uint32_t seq) {
-  const std::string text = json::serialize(
-      json::object{{"pdq", pdq_hex}, {"quality", quality}, {"t", t_ms}, {"seq", seq}});
-  auto message = std::make_shared<std::vector<uint8_t>>(text.begin(), text.end());
+Status StreamClient::SendHash(std::string_view pdq_hex, int quality,
+                              uint64_t t_ms, uint32_t seq) {
+  const std::string text = json::serialize(json::object{
+      {"pdq", pdq_hex}, {"quality", quality}, {"t", t_ms}, {"seq", seq}});
+  auto message =
+      std::make_shared<std::vector<uint8_t>>(text.begin(), text.end());
   return impl_->Write(std::move(message), /*binary=*/false, "a hash");
 }
 
@@ -482,7 +528,8 @@ Result<std::optional<std::string>> StreamClient::ReadEvent(int64_t timeout_ms) {
   auto done = [&d] { return d.read_done; };
   if (timeout_ms < 0) {
     d.changed.wait(lock, done);
-  } else if (!d.changed.wait_for(lock, std::chrono::milliseconds(timeout_ms), done)) {
+  } else if (!d.changed.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                                 done)) {
     return std::optional<std::string>();
   }
   d.read_pending = false;
@@ -493,10 +540,12 @@ Result<std::optional<std::string>> StreamClient::ReadEvent(int64_t timeout_ms) {
     if (!d.closed) {
       d.closed = true;
       if (d.close_reason.empty()) {
-        d.close_reason = "the stream's WebSocket broke: " + internal::Reason(d.read_ec);
+        d.close_reason =
+            "the stream's WebSocket broke: " + internal::Reason(d.read_ec);
       }
     }
-    return Error(normal ? ErrorCode::kUnavailable : ErrorCode::kIo, d.close_reason);
+    return Error(normal ? ErrorCode::kUnavailable : ErrorCode::kIo,
+                 d.close_reason);
   }
   if (!d.read_text) {
     return Error(ErrorCode::kIo, "the server sent a binary WebSocket message");
@@ -507,16 +556,20 @@ Result<std::optional<std::string>> StreamClient::ReadEvent(int64_t timeout_ms) {
 void StreamClient::Close() { impl_->CloseWebSocket(); }
 
 Result<std::string> StreamClient::GetState() {
-  Result<HttpResponse> r = impl_->http->Send("GET", "/v1/streams/" + impl_->session.id);
+  Result<HttpResponse> r =
+      impl_->http->Send("GET", "/v1/streams/" + impl_->session.id);
   if (!r.ok()) return r.error();
-  if (r->status != 200) return ServerAnswerError(*r, "reading the stream's state");
+  if (r->status != 200)
+    return ServerAnswerError(*r, "reading the stream's state");
   return std::move(r->body);
 }
 
 Result<std::string> StreamClient::Delete() {
-  Result<HttpResponse> r = impl_->http->Send("DELETE", "/v1/streams/" + impl_->session.id);
+  Result<HttpResponse> r =
+      impl_->http->Send("DELETE", "/v1/streams/" + impl_->session.id);
   if (!r.ok()) return r.error();
-  if (r->status != 200) return ServerAnswerError(*r, "ending the stream session");
+  if (r->status != 200)
+    return ServerAnswerError(*r, "ending the stream session");
   return std::move(r->body);
 }
 

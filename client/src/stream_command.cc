@@ -143,7 +143,8 @@ bool ParseSeconds(const std::string& s, double* value) {
   char* end = nullptr;
   errno = 0;
   *value = std::strtod(s.c_str(), &end);
-  return !s.empty() && end == s.c_str() + s.size() && errno == 0 && std::isfinite(*value);
+  return !s.empty() && end == s.c_str() + s.size() && errno == 0 &&
+         std::isfinite(*value);
 }
 
 struct StreamOptions {
@@ -159,10 +160,10 @@ struct StreamOptions {
 // What the reader saw; protected by Run::mu.
 struct ReaderState {
   int in_flight = 0;
-  bool ended = false;    // the reader stopped (WebSocket closed or broke)
-  bool failed = false;   // an error event, a frame in error, a broken connection
+  bool ended = false;   // the reader stopped (WebSocket closed or broke)
+  bool failed = false;  // an error event, a frame in error, a broken connection
   std::string stream = "clean";  // the last stream verdict seen
-  std::string error;     // why the reader stopped, when it broke
+  std::string error;             // why the reader stopped, when it broke
 };
 
 class StreamRun {
@@ -227,15 +228,17 @@ class StreamRun {
           first_t = t;
           start = Clock::now();
         }
-        const Clock::time_point due = start + std::chrono::milliseconds(t - *first_t);
+        const Clock::time_point due =
+            start + std::chrono::milliseconds(t - *first_t);
         while (Clock::now() < due && !Stopping()) {
-          std::this_thread::sleep_for(std::min<Clock::duration>(kPoll, due - Clock::now()));
+          std::this_thread::sleep_for(
+              std::min<Clock::duration>(kPoll, due - Clock::now()));
         }
       }
       {
         std::unique_lock lock(mu_);
-        while (!o_.realtime && state_.in_flight >= kMaxInFlight && !state_.ended &&
-               !Stopping()) {
+        while (!o_.realtime && state_.in_flight >= kMaxInFlight &&
+               !state_.ended && !Stopping()) {
           changed_.wait_for(lock, kPoll);
         }
         if (state_.ended || Stopping()) return false;
@@ -275,8 +278,9 @@ class StreamRun {
         progress = Clock::now();
       } else if (Clock::now() - progress > timeout) {
         out_.flush();
-        err_ << "bantay stream: " << state_.in_flight << " frame(s) not answered within "
-             << o_.client.timeout_ms << " ms\n";
+        err_ << "bantay stream: " << state_.in_flight
+             << " frame(s) not answered within " << o_.client.timeout_ms
+             << " ms\n";
         state_.failed = true;
         return;
       }
@@ -320,23 +324,27 @@ class StreamRun {
     const json::value* type = o != nullptr ? o->if_contains("type") : nullptr;
     if (type == nullptr || !type->is_string()) {
       out_.flush();
-      err_ << "bantay stream: the server sent an event that is not the protocol's\n";
+      err_ << "bantay stream: the server sent an event that is not the "
+              "protocol's\n";
       state_.failed = true;
       return;
     }
     const json::string& kind = type->as_string();
     auto string_field = [&](const char* name) -> std::string {
       const json::value* f = o->if_contains(name);
-      return f != nullptr && f->is_string() ? std::string(f->as_string()) : std::string();
+      return f != nullptr && f->is_string() ? std::string(f->as_string())
+                                            : std::string();
     };
     if (kind == "frame") {
       if (state_.in_flight > 0) --state_.in_flight;
       const std::string verdict = string_field("verdict");
-      if (!string_field("stream").empty()) state_.stream = string_field("stream");
+      if (!string_field("stream").empty())
+        state_.stream = string_field("stream");
       if (verdict == "error") state_.failed = true;
       if (o_.verbose || verdict == "error") out_ << text << '\n';
     } else if (kind == "verdict") {
-      if (!string_field("stream").empty()) state_.stream = string_field("stream");
+      if (!string_field("stream").empty())
+        state_.stream = string_field("stream");
       out_ << text << '\n';
     } else if (kind == "error") {
       if (o->contains("seq") && state_.in_flight > 0) --state_.in_flight;
@@ -361,7 +369,8 @@ class StreamRun {
     for (const auto& field : v.as_object()) {
       if (field.key() != "type") final_state[field.key()] = field.value();
     }
-    if (const json::value* s = final_state.if_contains("stream"); s != nullptr && s->is_string()) {
+    if (const json::value* s = final_state.if_contains("stream");
+        s != nullptr && s->is_string()) {
       state_.stream = std::string(s->as_string());
     }
     out_ << json::serialize(final_state) << '\n';
@@ -373,7 +382,7 @@ class StreamRun {
   std::unique_ptr<StreamClient> client_;
   std::mutex mu_;
   std::condition_variable changed_;
-  ReaderState state_;    // protected by mu_
+  ReaderState state_;     // protected by mu_
   bool closing_ = false;  // protected by mu_
 };
 
@@ -400,8 +409,8 @@ int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
       std::string text;
       int n = 0;
       if (!value(&text) || !ParseInt(text, &n) || n < low || n > high) {
-        err << "bantay stream: " << a << " must be an integer from " << low << " to "
-            << high << "\n";
+        err << "bantay stream: " << a << " must be an integer from " << low
+            << " to " << high << "\n";
         return false;
       }
       *target = n;
@@ -425,8 +434,10 @@ int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
       o.verbose = true;
     } else if (a == "--every") {
       double seconds = 0;
-      if (!value(&text) || !ParseSeconds(text, &seconds) || seconds < 0 || seconds > 3600) {
-        err << "bantay stream: --every must be a number of seconds from 0 to 3600\n";
+      if (!value(&text) || !ParseSeconds(text, &seconds) || seconds < 0 ||
+          seconds > 3600) {
+        err << "bantay stream: --every must be a number of seconds from 0 to "
+               "3600\n";
         return kExitUsage;
       }
       o.policy.sample_interval_ms = std::llround(seconds * 1000);
@@ -450,12 +461,14 @@ int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
     } else if (a == "--label" && value(&text)) {
       o.policy.label = text;
     } else {
-      err << "bantay stream: unknown or incomplete option '" << a << "'\n" << kStreamUsage;
+      err << "bantay stream: unknown or incomplete option '" << a << "'\n"
+          << kStreamUsage;
       return kExitUsage;
     }
   }
   if (files.size() != 1 || o.client.url.empty()) {
-    err << "bantay stream: give one video FILE and --server URL\n" << kStreamUsage;
+    err << "bantay stream: give one video FILE and --server URL\n"
+        << kStreamUsage;
     return kExitUsage;
   }
   if (o.policy.k && o.policy.window && *o.policy.k > *o.policy.window) {

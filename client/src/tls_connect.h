@@ -46,19 +46,22 @@ Status SetUpTlsContext(const ClientOptions& options,
                        boost::asio::ssl::context* context);
 
 // SNI and the host-name (or IP address) check, before the handshake.
-Status PrepareHandshake(const ServerAddress& address,
-                        boost::asio::ssl::stream<boost::beast::tcp_stream>* stream);
+Status PrepareHandshake(
+    const ServerAddress& address,
+    boost::asio::ssl::stream<boost::beast::tcp_stream>* stream);
 
 // The error a failed handshake is reported with (kPermissionDenied for a
 // certificate that does not verify or a refused client certificate,
 // kUnavailable otherwise).
 Error HandshakeError(const boost::system::error_code& ec, SSL* ssl,
-                     const ClientOptions& options, const ServerAddress& address);
+                     const ClientOptions& options,
+                     const ServerAddress& address);
 
 // An error when the server refused our certificate (or wanted one we did
 // not have); otherwise ok.
 Status CheckRefusedUs(const boost::system::error_code& ec, SSL* ssl,
-                      const ClientOptions& options, const ServerAddress& address);
+                      const ClientOptions& options,
+                      const ServerAddress& address);
 
 // "connection refused", "unknown host", the OpenSSL reason, or the message.
 std::string Reason(const boost::system::error_code& ec);

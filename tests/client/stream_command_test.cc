@@ -4,12 +4,11 @@
 // command line. Against the real server: tests/server/stream_cli_test.cc.
 #include <gtest/gtest.h>
 
-#include <opencv2/imgcodecs.hpp>
-
 #include <array>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
 #include <string>
 #include <vector>
 
@@ -27,7 +26,8 @@ using bantay::testing::RunCommand;
 using bantay::testing::TempDir;
 using bantay::testing::TestDataPath;
 
-constexpr char kKey[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+constexpr char kKey[] =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 TEST(FrameHeaderTest, LittleEndianFieldsAtTheirOffsets) {
   FrameHeader h;
@@ -37,11 +37,11 @@ TEST(FrameHeaderTest, LittleEndianFieldsAtTheirOffsets) {
   h.sequence = 0xdeadbeef;
   h.t_ms = 0x1122334455667788ull;
   const std::array<uint8_t, 24> expected = {
-      0x01, 0x02, 0x00, 0x00,                          // version, kind, reserved
-      0x04, 0x03, 0x02, 0x01,                          // width
-      0x0d, 0x0c, 0x0b, 0x0a,                          // height
-      0xef, 0xbe, 0xad, 0xde,                          // sequence
-      0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11}; // t_ms
+      0x01, 0x02, 0x00, 0x00,  // version, kind, reserved
+      0x04, 0x03, 0x02, 0x01,  // width
+      0x0d, 0x0c, 0x0b, 0x0a,  // height
+      0xef, 0xbe, 0xad, 0xde,  // sequence
+      0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11};  // t_ms
   EXPECT_EQ(EncodeFrameHeader(h), expected);
 
   Result<FrameHeader> back = DecodeFrameHeader(expected);
@@ -57,14 +57,16 @@ TEST(FrameHeaderTest, AnEncodedFrameHasNoSize) {
   FrameHeader h;
   h.sequence = 7;
   h.t_ms = 1000;
-  const std::array<uint8_t, 24> expected = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                            7, 0, 0, 0, 0xe8, 0x03, 0, 0, 0, 0, 0, 0};
+  const std::array<uint8_t, 24> expected = {1,    0,    0, 0, 0, 0, 0, 0,
+                                            0,    0,    0, 0, 7, 0, 0, 0,
+                                            0xe8, 0x03, 0, 0, 0, 0, 0, 0};
   EXPECT_EQ(EncodeFrameHeader(h), expected);
 }
 
 TEST(FrameHeaderTest, BadHeadersAreRefused) {
   std::array<uint8_t, 24> bytes = EncodeFrameHeader(FrameHeader{});
-  Result<FrameHeader> r = DecodeFrameHeader(std::span<const uint8_t>(bytes).first(23));
+  Result<FrameHeader> r =
+      DecodeFrameHeader(std::span<const uint8_t>(bytes).first(23));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(r.error().message(), "a frame header has 24 bytes");
@@ -91,22 +93,26 @@ TEST(StreamPolicyTest, OnlyTheFieldsSetAreSent) {
   p.dihedral = true;
   p.radius = 20;
   p.label = "cam \"7\"";
-  EXPECT_EQ(StreamPolicyJson(p),
-            R"({"sample_interval_ms":500,"quality_min":60,"window":5,"k":3,)"
-            R"("skip_distance":-1,"trim_borders":false,"dihedral":true,"radius":20,)"
-            R"("label":"cam \"7\""})");
+  EXPECT_EQ(
+      StreamPolicyJson(p),
+      R"({"sample_interval_ms":500,"quality_min":60,"window":5,"k":3,)"
+      R"("skip_distance":-1,"trim_borders":false,"dihedral":true,"radius":20,)"
+      R"("label":"cam \"7\""})");
 }
 
 TEST(ServerAnswerErrorTest, StatusAndTheServersErrorCode) {
   HttpResponse r;
   r.status = 400;
-  r.body = R"({"error":{"code":"bad_request","message":"window: must be 1 to 100"}})";
+  r.body =
+      R"({"error":{"code":"bad_request","message":"window: must be 1 to 100"}})";
   Error e = ServerAnswerError(r, "creating the stream session");
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(e.message(),
-            "creating the stream session: HTTP 400 bad_request: window: must be 1 to 100");
+            "creating the stream session: HTTP 400 bad_request: window: must "
+            "be 1 to 100");
   r.status = 401;
-  r.body = R"({"error":{"code":"unauthorized","message":"a valid API key is required"}})";
+  r.body =
+      R"({"error":{"code":"unauthorized","message":"a valid API key is required"}})";
   EXPECT_EQ(ServerAnswerError(r, "x").code(), ErrorCode::kPermissionDenied);
   r.status = 404;
   EXPECT_EQ(ServerAnswerError(r, "x").code(), ErrorCode::kNotFound);
@@ -124,7 +130,8 @@ TEST(ServerAnswerErrorTest, StatusAndTheServersErrorCode) {
 TEST(FrameSamplerTest, FirstFrameThenOnePerInterval) {
   FrameSampler s(1000);
   std::vector<int64_t> taken;
-  for (int64_t t : {0, 33, 967, 1000, 1033, 1999, 2000, 2001, 3500, 4499, 4500}) {
+  for (int64_t t :
+       {0, 33, 967, 1000, 1033, 1999, 2000, 2001, 3500, 4499, 4500}) {
     if (s.Take(t)) taken.push_back(t);
   }
   EXPECT_EQ(taken, (std::vector<int64_t>{0, 1000, 2000, 3500, 4500}));
@@ -202,7 +209,8 @@ TEST(VideoFrameSourceTest, WhatIsNotAVideoIsRefused) {
   ASSERT_FALSE(v.ok());
   EXPECT_EQ(v.error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(v.error().message(), dir.path() + "/missing.mp4: no such file");
-  v = VideoFrameSource::Open(TestDataPath("vpdq/doorknob-hd-no-bar.mp4"), 1280 * 720 - 1);
+  v = VideoFrameSource::Open(TestDataPath("vpdq/doorknob-hd-no-bar.mp4"),
+                             1280 * 720 - 1);
   ASSERT_FALSE(v.ok());
   EXPECT_EQ(v.error().code(), ErrorCode::kTooLarge);
 }
@@ -214,12 +222,14 @@ TEST(StreamClientTest, BadUrlsAndUnreachableServers) {
   Result<std::unique_ptr<StreamClient>> c = StreamClient::Open(o, {});
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(c.error().message(), "bad server URL: the scheme must be https or http");
+  EXPECT_EQ(c.error().message(),
+            "bad server URL: the scheme must be https or http");
   o.url = "https://127.0.0.1:1";
   c = StreamClient::Open(o, {});
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code(), ErrorCode::kUnavailable);
-  EXPECT_EQ(c.error().message(), "cannot connect to 127.0.0.1:1: connection refused");
+  EXPECT_EQ(c.error().message(),
+            "cannot connect to 127.0.0.1:1: connection refused");
   o.api_key = "abc";
   c = StreamClient::Open(o, {});
   ASSERT_FALSE(c.ok());
@@ -229,15 +239,19 @@ TEST(StreamClientTest, BadUrlsAndUnreachableServers) {
 class StreamCommandTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* name : {"BANTAY_API_KEY", "BANTAY_API_KEY_FILE", "BANTAY_CA_FILE",
-                             "BANTAY_CLIENT_CERT_FILE", "BANTAY_CLIENT_KEY_FILE"}) {
+    for (const char* name :
+         {"BANTAY_API_KEY", "BANTAY_API_KEY_FILE", "BANTAY_CA_FILE",
+          "BANTAY_CLIENT_CERT_FILE", "BANTAY_CLIENT_KEY_FILE"}) {
       unsetenv(name);
     }
     std::ofstream(dir_.path() + "/key") << kKey << "\n";
   }
-  CliRun Stream(std::vector<std::string> args) { return RunCommand(RunStreamCommand, args); }
+  CliRun Stream(std::vector<std::string> args) {
+    return RunCommand(RunStreamCommand, args);
+  }
   std::vector<std::string> With(std::vector<std::string> args) {
-    for (const char* a : {"--server", "https://127.0.0.1:1", "--api-key-file"}) {
+    for (const char* a :
+         {"--server", "https://127.0.0.1:1", "--api-key-file"}) {
       args.push_back(a);
     }
     args.push_back(dir_.path() + "/key");
@@ -249,7 +263,8 @@ class StreamCommandTest : public ::testing::Test {
 TEST_F(StreamCommandTest, Help) {
   CliRun run = Stream({"--help"});
   EXPECT_EQ(run.status, kExitOk);
-  EXPECT_TRUE(run.out.starts_with("Usage: bantay stream FILE --server URL")) << run.out;
+  EXPECT_TRUE(run.out.starts_with("Usage: bantay stream FILE --server URL"))
+      << run.out;
   EXPECT_NE(run.out.find("4 it reached \"match\""), std::string::npos);
   EXPECT_EQ(run.err, "");
 }
@@ -263,11 +278,14 @@ TEST_F(StreamCommandTest, UsageErrors) {
   const std::vector<Case> cases = {
       {{video}, "bantay stream: give one video FILE and --server URL"},
       {With({}), "bantay stream: give one video FILE and --server URL"},
-      {With({video, video}), "bantay stream: give one video FILE and --server URL"},
-      {With({video, "--k", "0"}), "bantay stream: --k must be an integer from 1 to 100"},
+      {With({video, video}),
+       "bantay stream: give one video FILE and --server URL"},
+      {With({video, "--k", "0"}),
+       "bantay stream: --k must be an integer from 1 to 100"},
       {With({video, "--window", "101"}),
        "bantay stream: --window must be an integer from 1 to 100"},
-      {With({video, "--quality", "x"}), "bantay stream: --quality must be an integer from 0 to 100"},
+      {With({video, "--quality", "x"}),
+       "bantay stream: --quality must be an integer from 0 to 100"},
       {With({video, "--skip-distance", "-2"}),
        "bantay stream: --skip-distance must be an integer from -1 to 256"},
       {With({video, "--jpeg-quality", "0"}),
@@ -276,12 +294,15 @@ TEST_F(StreamCommandTest, UsageErrors) {
        "bantay stream: --every must be a number of seconds from 0 to 3600"},
       {With({video, "--every", "1s"}),
        "bantay stream: --every must be a number of seconds from 0 to 3600"},
-      {With({video, "--k", "3", "--window", "2"}), "bantay stream: --k must not be over --window"},
-      {With({video, "--fast"}), "bantay stream: unknown or incomplete option '--fast'"},
+      {With({video, "--k", "3", "--window", "2"}),
+       "bantay stream: --k must not be over --window"},
+      {With({video, "--fast"}),
+       "bantay stream: unknown or incomplete option '--fast'"},
       {{video, "--server", "https://127.0.0.1:1", "--label"},
        "bantay stream: unknown or incomplete option '--label'"},
       {{video, "--server", "https://127.0.0.1:1"},
-       "bantay stream: no API key: give --api-key-file FILE (or set BANTAY_API_KEY_FILE or "
+       "bantay stream: no API key: give --api-key-file FILE (or set "
+       "BANTAY_API_KEY_FILE or "
        "BANTAY_API_KEY)"},
   };
   for (const Case& c : cases) {
@@ -295,18 +316,24 @@ TEST_F(StreamCommandTest, UsageErrors) {
 TEST_F(StreamCommandTest, InputAndConnectionErrorsExitOne) {
   CliRun run = Stream(With({dir_.path() + "/missing.mp4"}));
   EXPECT_EQ(run.status, kExitSomeFailed);
-  EXPECT_EQ(run.err, "bantay stream: " + dir_.path() + "/missing.mp4: no such file\n");
+  EXPECT_EQ(run.err,
+            "bantay stream: " + dir_.path() + "/missing.mp4: no such file\n");
   EXPECT_EQ(run.out, "");
 
   run = Stream(With({TestDataPath("vpdq/doorknob-hd-no-bar.mp4")}));
   EXPECT_EQ(run.status, kExitSomeFailed);
-  EXPECT_EQ(run.err, "bantay stream: cannot connect to 127.0.0.1:1: connection refused\n");
+  EXPECT_EQ(
+      run.err,
+      "bantay stream: cannot connect to 127.0.0.1:1: connection refused\n");
   EXPECT_EQ(run.out, "");
 
-  run = Stream({TestDataPath("vpdq/doorknob-hd-no-bar.mp4"), "--server", "https://127.0.0.1:1/v1",
-                "--api-key-file", dir_.path() + "/key"});
+  run = Stream({TestDataPath("vpdq/doorknob-hd-no-bar.mp4"), "--server",
+                "https://127.0.0.1:1/v1", "--api-key-file",
+                dir_.path() + "/key"});
   EXPECT_EQ(run.status, kExitSomeFailed);
-  EXPECT_EQ(run.err, "bantay stream: bad server URL: no path, query or fragment is allowed\n");
+  EXPECT_EQ(
+      run.err,
+      "bantay stream: bad server URL: no path, query or fragment is allowed\n");
 }
 
 }  // namespace

@@ -31,7 +31,8 @@ using bantay::testing::RunCommand;
 // The reference frame hashes (frame,quality,hex,seconds) as the vPDQ JSON
 // document the import takes: [{"frame_number","quality","hash","timestamp"}].
 std::string VpdqDocument(const std::string& reference_file) {
-  std::istringstream lines(ReadText(bantay::testing::TestDataPath(reference_file)));
+  std::istringstream lines(
+      ReadText(bantay::testing::TestDataPath(reference_file)));
   json::array frames;
   for (std::string line; std::getline(lines, line);) {
     if (line.empty()) continue;
@@ -44,8 +45,10 @@ std::string VpdqDocument(const std::string& reference_file) {
                                   {"timestamp", f->timestamp}});
   }
   return json::serialize(
-      json::array{json::object{{"reference", "chair-orig"}, {"list", "videos"},
-                               {"category", "test"}, {"frames", std::move(frames)}}});
+      json::array{json::object{{"reference", "chair-orig"},
+                               {"list", "videos"},
+                               {"category", "test"},
+                               {"frames", std::move(frames)}}});
 }
 
 class StreamCliTest : public ::testing::Test, public ServerFixture {
@@ -57,7 +60,8 @@ class StreamCliTest : public ::testing::Test, public ServerFixture {
     if (::testing::Test::HasFatalFailure()) return;
     StartServer();
     for (const char* role : {"platform", "lab"}) {
-      std::ofstream(dir_.path() + "/" + role + ".key") << keys_.at(role) << "\n";
+      std::ofstream(dir_.path() + "/" + role + ".key")
+          << keys_.at(role) << "\n";
     }
     std::ofstream(dir_.path() + "/wrong.key") << std::string(64, 'a') << "\n";
   }
@@ -88,13 +92,16 @@ class StreamCliTest : public ::testing::Test, public ServerFixture {
         matcher::SigningKey::ReadPemFile(dir_.path() + "/signing.pem");
     ASSERT_TRUE(signer.ok()) << signer.error().ToString();
     keys.signing_key = std::move(*signer);
-    Result<std::unique_ptr<matcher::Store>> store = matcher::Store::Open(store_url_, std::move(keys));
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(store_url_, std::move(keys));
     ASSERT_TRUE(store.ok()) << store.error().ToString();
-    Result<uint64_t> version = (*store)->AddEntries(entries, {"setup", "test"}, "import");
+    Result<uint64_t> version =
+        (*store)->AddEntries(entries, {"setup", "test"}, "import");
     ASSERT_TRUE(version.ok()) << version.error().ToString();
   }
 
-  std::vector<std::string> Args(const std::string& video, const std::string& role) {
+  std::vector<std::string> Args(const std::string& video,
+                                const std::string& role) {
     return {bantay::testing::TestDataPath("vpdq/" + video),
             "--server",
             Url(),
@@ -118,17 +125,21 @@ class StreamCliTest : public ::testing::Test, public ServerFixture {
 // The lines of a run: each a JSON object with a "type".
 std::vector<std::string> Types(const CliRun& run) {
   std::vector<std::string> types;
-  for (const json::object& line : run.lines) types.emplace_back(line.at("type").as_string());
+  for (const json::object& line : run.lines)
+    types.emplace_back(line.at("type").as_string());
   return types;
 }
 
 TEST_F(StreamCliTest, TheGreyBarChairReachesMatch) {
   // Default policy: 1 frame a second of stream time, 2 of the last 10
   // matching, borders trimmed, dihedral.
-  CliRun run = RunCommand(client::RunStreamCommand, Args("chair-22-sd-grey-bar.mp4", "platform"));
+  CliRun run = RunCommand(client::RunStreamCommand,
+                          Args("chair-22-sd-grey-bar.mp4", "platform"));
   EXPECT_EQ(run.status, client::kExitStreamMatch) << run.err;
   EXPECT_EQ(run.err, "");
-  ASSERT_EQ(Types(run), (std::vector<std::string>{"verdict", "verdict", "final"})) << run.out;
+  ASSERT_EQ(Types(run),
+            (std::vector<std::string>{"verdict", "verdict", "final"}))
+      << run.out;
   const json::object& suspect = run.lines[0];
   EXPECT_EQ(suspect.at("stream").as_string(), "suspect");
   EXPECT_EQ(suspect.at("previous").as_string(), "clean");
@@ -158,13 +169,14 @@ TEST_F(StreamCliTest, TheGreyBarChairReachesMatch) {
   EXPECT_EQ(final_state.at("stream").as_string(), "match");
   EXPECT_EQ(final_state.at("first_match_t").as_int64(), 0);
   EXPECT_EQ(final_state.at("last_match_t").as_int64(), 22000);
-  EXPECT_EQ(json::serialize(final_state.at("frames")),
-            R"({"received":23,"hashed":23,"matched":23,"skipped":0,"low_quality":0,)"
-            R"("not_sampled":0,"dropped":0})");
+  EXPECT_EQ(
+      json::serialize(final_state.at("frames")),
+      R"({"received":23,"hashed":23,"matched":23,"skipped":0,"low_quality":0,)"
+      R"("not_sampled":0,"dropped":0})");
   std::unique_ptr<client::HttpClient> http = Client("platform");
   ASSERT_NE(http, nullptr);
-  Result<client::HttpResponse> gone =
-      http->Send("GET", "/v1/streams/" + std::string(final_state.at("id").as_string()));
+  Result<client::HttpResponse> gone = http->Send(
+      "GET", "/v1/streams/" + std::string(final_state.at("id").as_string()));
   ASSERT_TRUE(gone.ok());
   EXPECT_EQ(gone->status, 404);
 }
@@ -172,12 +184,14 @@ TEST_F(StreamCliTest, TheGreyBarChairReachesMatch) {
 TEST_F(StreamCliTest, TheGreyBarChairFrameByFrame) {
   // Every frame event with --verbose; k = 3 of 5 and one frame each 2 s.
   std::vector<std::string> args = Args("chair-22-sd-grey-bar.mp4", "lab");
-  for (const char* a : {"--verbose", "--every", "2", "--k", "3", "--window", "5"}) {
+  for (const char* a :
+       {"--verbose", "--every", "2", "--k", "3", "--window", "5"}) {
     args.push_back(a);
   }
   CliRun run = RunCommand(client::RunStreamCommand, args);
   EXPECT_EQ(run.status, client::kExitStreamMatch) << run.err;
-  std::vector<std::string> expected_types = {"frame", "verdict", "frame", "frame", "verdict"};
+  std::vector<std::string> expected_types = {"frame", "verdict", "frame",
+                                             "frame", "verdict"};
   for (int i = 3; i < 12; ++i) expected_types.push_back("frame");
   expected_types.push_back("final");
   ASSERT_EQ(Types(run), expected_types) << run.out;
@@ -189,10 +203,11 @@ TEST_F(StreamCliTest, TheGreyBarChairFrameByFrame) {
     EXPECT_EQ(line.at("seq").as_int64(), static_cast<int64_t>(t.size()) - 1);
     EXPECT_TRUE(line.contains("distance"));  // a lab key
   }
-  EXPECT_EQ(t, (std::vector<int64_t>{0, 2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000,
-                                     18000, 20000, 22000}));
+  EXPECT_EQ(t, (std::vector<int64_t>{0, 2000, 4000, 6000, 8000, 10000, 12000,
+                                     14000, 16000, 18000, 20000, 22000}));
   EXPECT_EQ(run.lines[4].at("stream").as_string(), "match");
-  EXPECT_EQ(run.lines[4].at("last_match_t").as_int64(), 4000);  // the third sampled frame
+  EXPECT_EQ(run.lines[4].at("last_match_t").as_int64(),
+            4000);  // the third sampled frame
 }
 
 TEST_F(StreamCliTest, TheDoorknobStaysClean) {
@@ -201,7 +216,8 @@ TEST_F(StreamCliTest, TheDoorknobStaysClean) {
   CliRun run = RunCommand(client::RunStreamCommand, args);
   EXPECT_EQ(run.status, client::kExitOk) << run.err;
   EXPECT_EQ(run.err, "");
-  ASSERT_EQ(Types(run), (std::vector<std::string>{"frame", "frame", "frame", "frame", "final"}))
+  ASSERT_EQ(Types(run), (std::vector<std::string>{"frame", "frame", "frame",
+                                                  "frame", "final"}))
       << run.out;
   std::vector<std::string> verdicts;
   std::vector<int64_t> quality;
@@ -212,15 +228,16 @@ TEST_F(StreamCliTest, TheDoorknobStaysClean) {
     quality.push_back(run.lines[i].at("quality").as_int64());
   }
   // The last two seconds of the video are too dark and flat to hash well.
-  EXPECT_EQ(verdicts,
-            (std::vector<std::string>{"no_match", "no_match", "low_quality", "low_quality"}));
+  EXPECT_EQ(verdicts, (std::vector<std::string>{"no_match", "no_match",
+                                                "low_quality", "low_quality"}));
   EXPECT_EQ(quality, (std::vector<int64_t>{100, 69, 0, 24}));
   const json::object& final_state = run.lines[4];
   EXPECT_EQ(final_state.at("stream").as_string(), "clean");
   EXPECT_TRUE(final_state.at("first_match_t").is_null());
-  EXPECT_EQ(json::serialize(final_state.at("frames")),
-            R"({"received":4,"hashed":4,"matched":0,"skipped":0,"low_quality":2,)"
-            R"("not_sampled":0,"dropped":0})");
+  EXPECT_EQ(
+      json::serialize(final_state.at("frames")),
+      R"({"received":4,"hashed":4,"matched":0,"skipped":0,"low_quality":2,)"
+      R"("not_sampled":0,"dropped":0})");
   EXPECT_EQ(json::serialize(final_state.at("matches")), "[]");
 }
 
@@ -228,8 +245,10 @@ TEST_F(StreamCliTest, CtrlCEndsTheSessionCleanly) {
   // The program itself, paced to stream time: frames at 0 and 3 s; Ctrl-C
   // once the first frame is answered.
   std::vector<std::string> argv = {BANTAY_CLI, "stream"};
-  for (const std::string& a : Args("doorknob-hd-no-bar.mp4", "platform")) argv.push_back(a);
-  for (const char* a : {"--realtime", "--verbose", "--every", "3"}) argv.push_back(a);
+  for (const std::string& a : Args("doorknob-hd-no-bar.mp4", "platform"))
+    argv.push_back(a);
+  for (const char* a : {"--realtime", "--verbose", "--every", "3"})
+    argv.push_back(a);
   bantay::testing::ChildProcess child;
   const std::string log = dir_.path() + "/stream.log";
   ASSERT_TRUE(child.Start(argv, log));
@@ -243,15 +262,16 @@ TEST_F(StreamCliTest, CtrlCEndsTheSessionCleanly) {
   EXPECT_EQ(child.Wait(), 130);
   std::istringstream lines(ReadText(log));
   std::vector<json::object> out;
-  for (std::string line; std::getline(lines, line);) out.push_back(ParseJson(line).as_object());
+  for (std::string line; std::getline(lines, line);)
+    out.push_back(ParseJson(line).as_object());
   ASSERT_EQ(out.size(), 2u) << ReadText(log);
   EXPECT_EQ(out[0].at("t").as_int64(), 0);
   EXPECT_EQ(out[1].at("type").as_string(), "final");
   EXPECT_EQ(out[1].at("frames").at("received").as_int64(), 1);
   std::unique_ptr<client::HttpClient> http = Client("platform");
   ASSERT_NE(http, nullptr);
-  Result<client::HttpResponse> gone =
-      http->Send("GET", "/v1/streams/" + std::string(out[1].at("id").as_string()));
+  Result<client::HttpResponse> gone = http->Send(
+      "GET", "/v1/streams/" + std::string(out[1].at("id").as_string()));
   ASSERT_TRUE(gone.ok());
   EXPECT_EQ(gone->status, 404);
 }
@@ -261,15 +281,17 @@ TEST_F(StreamCliTest, ClientRefusedKeyAndBadPolicy) {
       client::StreamClient::Open(Options("wrong"), {});
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code(), ErrorCode::kPermissionDenied);
-  EXPECT_EQ(c.error().message(),
-            "creating the stream session: HTTP 401 unauthenticated: unknown API key");
+  EXPECT_EQ(
+      c.error().message(),
+      "creating the stream session: HTTP 401 unauthenticated: unknown API key");
 
   client::StreamPolicy policy;
   policy.window = 0;
   c = client::StreamClient::Open(Options("platform"), policy);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code(), ErrorCode::kInvalidArgument);
-  EXPECT_TRUE(c.error().message().starts_with("creating the stream session: HTTP 400 "))
+  EXPECT_TRUE(
+      c.error().message().starts_with("creating the stream session: HTTP 400 "))
       << c.error().message();
 
   // Operators do not stream.
@@ -282,7 +304,8 @@ TEST_F(StreamCliTest, ClientRefusedKeyAndBadPolicy) {
   c = client::StreamClient::Open(bad, {});
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(c.error().message(), "bad server URL: no path, query or fragment is allowed");
+  EXPECT_EQ(c.error().message(),
+            "bad server URL: no path, query or fragment is allowed");
 
   // The server's certificate is checked: without --ca it is not trusted.
   bad = Options("platform");
@@ -306,7 +329,8 @@ TEST_F(StreamCliTest, ClientSessionLifeAndUnknownSession) {
 
   // One hash frame of a chair frame (text message) and one JPEG frame of
   // a generated picture (binary message): a match, then no match.
-  std::istringstream lines(ReadText(bantay::testing::TestDataPath("vpdq/chair-orig-22-sd-bar.txt")));
+  std::istringstream lines(
+      ReadText(bantay::testing::TestDataPath("vpdq/chair-orig-22-sd-bar.txt")));
   std::string first;
   std::getline(lines, first);
   Result<models::VideoFrameHash> frame = models::ParseVideoFrameHash(first);
@@ -390,7 +414,8 @@ TEST_F(StreamCliTest, ClientSessionLifeAndUnknownSession) {
   state = c.GetState();
   ASSERT_FALSE(state.ok());
   EXPECT_EQ(state.error().code(), ErrorCode::kNotFound);
-  EXPECT_TRUE(state.error().message().starts_with("reading the stream's state: HTTP 404 not_found"))
+  EXPECT_TRUE(state.error().message().starts_with(
+      "reading the stream's state: HTTP 404 not_found"))
       << state.error().message();
   final_state = c.Delete();
   ASSERT_FALSE(final_state.ok());

@@ -52,7 +52,8 @@ struct FrameHeader {
 
 // The 24 bytes: u8 version, u8 kind, u16 reserved 0, u32 width, u32 height,
 // u32 sequence, u64 t_ms, all little-endian.
-std::array<uint8_t, kFrameHeaderBytes> EncodeFrameHeader(const FrameHeader& header);
+std::array<uint8_t, kFrameHeaderBytes> EncodeFrameHeader(
+    const FrameHeader& header);
 
 // The reverse; kInvalidArgument for fewer than 24 bytes, another version or
 // a reserved field that is not 0.
@@ -77,12 +78,12 @@ std::string StreamPolicyJson(const StreamPolicy& policy);
 
 // What POST /v1/streams answered.
 struct StreamSession {
-  std::string id;              // 32 hex digits
-  std::string ws_path;         // /v1/streams/<id>/ws
+  std::string id;                  // 32 hex digits
+  std::string ws_path;             // /v1/streams/<id>/ws
   int64_t sample_interval_ms = 0;  // as resolved by the server
   int64_t expires_after_s = 0;
-  std::string policy_json;     // the resolved policy, as the server sent it
-  std::string answer;          // the whole 201 answer
+  std::string policy_json;  // the resolved policy, as the server sent it
+  std::string answer;       // the whole 201 answer
 };
 
 class StreamClient {
@@ -107,7 +108,8 @@ class StreamClient {
 
   // Sends a hash computed by the client as a text message
   // {"pdq":"<hex>","quality":q,"t":ms,"seq":n}.
-  Status SendHash(std::string_view pdq_hex, int quality, uint64_t t_ms, uint32_t seq);
+  Status SendHash(std::string_view pdq_hex, int quality, uint64_t t_ms,
+                  uint32_t seq);
 
   // The next event (one JSON text message), waiting at most timeout_ms
   // (< 0: no limit); nullopt when nothing came in time (the read goes on:
