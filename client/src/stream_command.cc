@@ -223,23 +223,24 @@ class StreamRun {
     Clock::time_point start;
     for (int64_t t = 0; video.Next(&t);) {
       if (!sampler.Take(t)) continue;
-      if (o_.realtime) {
-        if (!first_t) {
-          first_t = t;
-          start = Clock::now();
-        }
-        const Clock::time_point due =
-            start + std::chrono::milliseconds(t - *first_t);
-        while (Clock::now() < due && !Stopping()) {
-          std::this_thread::sleep_for(
-              std::min<Clock::duration>(kPoll, due - Clock::now()));
-        }
+      if (o_.realtime && !first_t) {
+        first_t = t;
+        start = Clock::now();
       }
       {
+        // Until the frame is due (--realtime) or fewer frames are in
+        // flight (otherwise), the reader ends, or a signal comes.
         std::unique_lock lock(mu_);
-        while (!o_.realtime && state_.in_flight >= kMaxInFlight &&
-               !state_.ended && !Stopping()) {
-          changed_.wait_for(lock, kPoll);
+        while (!state_.ended && !Stopping()) {
+          if (o_.realtime) {
+            const Clock::time_point due =
+                start + std::chrono::milliseconds(t - *first_t);
+            if (Clock::now() >= due) break;
+            changed_.wait_until(lock, std::min(due, Clock::now() + kPoll));
+          } else {
+            if (state_.in_flight < kMaxInFlight) break;
+            changed_.wait_for(lock, kPoll);
+          }
         }
         if (state_.ended || Stopping()) return false;
       }

@@ -276,6 +276,29 @@ TEST_F(StreamCliTest, CtrlCEndsTheSessionCleanly) {
   EXPECT_EQ(gone->status, 404);
 }
 
+TEST_F(StreamCliTest, AServerThatGoesAwayIsAnError) {
+  // Paced to stream time (frames at 0 and 3 s); the server stops after the
+  // first frame was answered.
+  std::vector<std::string> args = Args("doorknob-hd-no-bar.mp4", "platform");
+  for (const char* a : {"--realtime", "--verbose", "--every", "3"}) {
+    args.push_back(a);
+  }
+  const int port = server_->port();
+  CliRun run;
+  std::thread streaming(
+      [&] { run = RunCommand(client::RunStreamCommand, args); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  StopServer();
+  streaming.join();
+  EXPECT_EQ(run.status, client::kExitSomeFailed);
+  ASSERT_EQ(Types(run), std::vector<std::string>{"frame"}) << run.out;
+  // Then the session cannot be ended: the server is gone.
+  EXPECT_EQ(run.err,
+            "bantay stream: the server closed the stream's WebSocket (code "
+            "1001)\nbantay stream: cannot connect to 127.0.0.1:" +
+                std::to_string(port) + ": connection refused\n");
+}
+
 TEST_F(StreamCliTest, ClientRefusedKeyAndBadPolicy) {
   Result<std::unique_ptr<client::StreamClient>> c =
       client::StreamClient::Open(Options("wrong"), {});
