@@ -585,6 +585,7 @@ Sample ReadRate(const TreeFiles& files) {
   s.seconds = wall;
   s.files_per_s = static_cast<double>(files.paths.size()) / wall;
   s.mb_per_s = static_cast<double>(bytes) / 1e6 / wall;
+  s.cpu_ms_per_file = 1e3 * (SelfCpu() - self0) / static_cast<double>(files.paths.size());
   s.own_cores = (SelfCpu() - self0) / wall;
   s.others = std::max(0.0, (MachineBusy() - busy0) / wall - s.own_cores);
   return s;
@@ -748,19 +749,19 @@ void RunSet(const Options& o, const std::string& name, const std::string& tmp) {
     const Sample base = UntilQuiet(o, "baseline", [] {}, [&] {
       return Baseline(files, hashes, step, 1);
     });
-    std::printf("  attempt %d baseline 1 core  %s\n", rep, Describe(base).c_str());
+    std::printf("  rep %d baseline 1 core  %s\n", rep, Describe(base).c_str());
     std::fflush(stdout);
     const Sample multi = UntilQuiet(o, "in-memory run", [] {}, [&] {
       return Baseline(files, hashes, step, o.threads);
     });
-    std::printf("  attempt %d in memory %d thr %s = %.3fx\n", rep, o.threads,
+    std::printf("  rep %d in memory %d thr %s = %.3fx\n", rep, o.threads,
                 Describe(multi).c_str(), multi.files_per_s / (o.threads * base.files_per_s));
     std::fflush(stdout);
     const Sample warm = UntilQuiet(o, "warm scan", [&] { WarmUp(files); }, [&] {
       return RunScan(o, spec.Root(o.dir), list, tmp, files, expected);
     });
     const double wr = warm.files_per_s / (o.threads * base.files_per_s);
-    std::printf("  attempt %d warm scan       %s = %.3fx\n", rep, Describe(warm).c_str(), wr);
+    std::printf("  rep %d warm scan       %s = %.3fx\n", rep, Describe(warm).c_str(), wr);
     std::fflush(stdout);
     base_rate.push_back(base.files_per_s);
     base_mb.push_back(base.mb_per_s);
@@ -779,7 +780,7 @@ void RunSet(const Options& o, const std::string& name, const std::string& tmp) {
     const Sample disk = UntilQuiet(o, "cold read", [&] { Evict(files); }, [&] {
       return ReadRate(files);
     });
-    std::printf("  attempt %d cold read 1 thr %s\n", rep, Describe(disk).c_str());
+    std::printf("  rep %d cold read 1 thr %s\n", rep, Describe(disk).c_str());
     const Sample cs = UntilQuiet(
         o, "cold scan",
         [&] {
@@ -788,7 +789,7 @@ void RunSet(const Options& o, const std::string& name, const std::string& tmp) {
         },
         [&] { return RunScan(o, spec.Root(o.dir), list, tmp, files, expected); });
     const double cr = cs.files_per_s / (o.threads * base.files_per_s);
-    std::printf("  attempt %d cold scan       %s = %.3fx (%.1f%% cached before)\n", rep,
+    std::printf("  rep %d cold scan       %s = %.3fx (%.1f%% cached before)\n", rep,
                 Describe(cs).c_str(), cr, 100 * residency);
     std::fflush(stdout);
     disk_mb.push_back(disk.mb_per_s);
@@ -800,7 +801,7 @@ void RunSet(const Options& o, const std::string& name, const std::string& tmp) {
     others.back() = std::max({others.back(), disk.others, cs.others});
   }
 
-  std::printf("\n%s, medians of %d attempts [each attempt]:\n", name.c_str(), o.reps);
+  std::printf("\n%s, medians of %d repetitions [each one]:\n", name.c_str(), o.reps);
   std::printf("  baseline, 1 core, in memory: %.1f files/s, %.1f MB/s [%s]\n", Median(base_rate),
               Median(base_mb), Figures(base_rate, "%.1f").c_str());
   std::printf("  in memory, %d threads:        %.1f files/s [%s] = %.3fx (%d x baseline)\n",
@@ -829,7 +830,7 @@ void RunSet(const Options& o, const std::string& name, const std::string& tmp) {
     std::printf("                 cold scan %.3f [%s]\n", Median(cold_cpu),
                 Figures(cold_cpu, "%.3f").c_str());
   }
-  std::printf("  other processes, most in an attempt: [%s] cores\n",
+  std::printf("  other processes, most in a repetition: [%s] cores\n",
               Figures(others, "%.2f").c_str());
   if (name == "big") {
     std::printf("  target scan >= 0.90 x (%d x baseline): warm %s%s\n", o.threads,
@@ -850,8 +851,9 @@ int main(int argc, char** argv) {
   if (access(o.bantay.c_str(), X_OK) != 0) Die("no executable " + o.bantay);
   char tmp_template[] = "/tmp/scan_bench-XXXXXX";
   if (mkdtemp(tmp_template) == nullptr) Die("cannot create a temporary directory");
-  const std::string tmp = tmp_template;
-  std::printf("scan_bench: %s, trees in %s, %d attempts, others <= %.2f cores\n",
+  static const std::string tmp = tmp_template;
+  std::atexit([] { fs::remove_all(tmp); });  // also after Die
+  std::printf("scan_bench: %s, trees in %s, %d repetitions, others <= %.2f cores\n",
               o.bantay.c_str(), o.dir.c_str(), o.reps, o.max_others);
   for (const std::string& name : o.sets) {
     if (o.generate_only) {
@@ -860,7 +862,6 @@ int main(int argc, char** argv) {
       RunSet(o, name, tmp);
     }
   }
-  fs::remove_all(tmp);
   std::printf("\nmeasurements discarded because the machine was busy: %d; kept although "
               "noisy: %d\n",
               g_discarded, g_noisy);

@@ -305,6 +305,7 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
   }
   if (id == RouteId::kMetrics) {
     metrics_->SetQueueDepth(static_cast<int64_t>(compute_->depth()));
+    if (before_metrics_) before_metrics_();
     ApiResponse response;
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     response.body = metrics_->Render();
@@ -1345,6 +1346,10 @@ Status ReadHashFrame(std::string_view text, StreamFrame* frame, bool* has_t) {
 }  // namespace
 
 Status ParseHashFrameMessage(std::string_view text, StreamFrame* frame, bool* has_t) {
+  if (text.size() > kMaxStreamJsonBytes) {
+    return Error(ErrorCode::kTooLarge, "a hash frame is at most " +
+                                           std::to_string(kMaxStreamJsonBytes) + " bytes");
+  }
   return ReadHashFrame(text, frame, has_t);
 }
 
@@ -1378,6 +1383,11 @@ ApiResponse Api::HandleStreamsPost(Call& call) {
   const std::vector<uint8_t>& body = call.request.body;
   if (!body.empty() && call.request.content_type != "application/json") {
     return ErrorResponse(415, "unsupported_format", "the policy is application/json");
+  }
+  // Parsed here, on the I/O thread: small.
+  if (body.size() > kMaxStreamJsonBytes) {
+    return ErrorResponse(413, "too_large",
+                         "a policy is at most " + std::to_string(kMaxStreamJsonBytes) + " bytes");
   }
   Result<StreamPolicy> policy = ParseStreamPolicy(
       std::string_view(reinterpret_cast<const char*>(body.data()), body.size()), config_.radius);
@@ -1420,7 +1430,7 @@ void Api::HandleStreamFrame(const std::shared_ptr<Call>& call) {
   if (type == "application/json") {
     bool json_t = false;
     const int64_t query_t = frame.t_ms;
-    Status read = ReadHashFrame(
+    Status read = ParseHashFrameMessage(
         std::string_view(reinterpret_cast<const char*>(call->request.body.data()),
                          call->request.body.size()),
         &frame, &json_t);

@@ -67,9 +67,13 @@ std::string_view ErrorCodeOf(int status, ErrorCode code);
 ApiResponse ErrorResponse(const Error& error);
 
 struct StreamFrame;
+// The JSON bodies of the stream routes (a policy, a hash frame) are read on
+// the I/O thread, so they are kept small: 413 beyond.
+inline constexpr size_t kMaxStreamJsonBytes = 16 * 1024;
 // Reads a hash frame, {"pdq":"<64 hex>","quality":q,"t":ms,"seq":n} (all
 // but pdq optional), as POST /v1/streams/{id}/frames and the WebSocket's
-// text messages take it; *has_t tells whether t was given.
+// text messages take it; *has_t tells whether t was given. kTooLarge over
+// kMaxStreamJsonBytes.
 Status ParseHashFrameMessage(std::string_view text, StreamFrame* frame, bool* has_t);
 
 class Api {
@@ -93,6 +97,10 @@ class Api {
   // One frame message of a stream's WebSocket costs a token of the key's
   // rate limit; false (and *retry_after) when the bucket is empty.
   bool TakeFrameToken(const ApiKeyConfig& key, int* retry_after);
+
+  // Called before each GET /metrics renders (to copy in counters kept
+  // elsewhere). Set before serving.
+  void SetBeforeMetrics(std::function<void()> fn) { before_metrics_ = std::move(fn); }
 
   // From now on, answer 503 to everything but health checks.
   void BeginShutdown() { shutting_down_.store(true); }
@@ -133,6 +141,7 @@ class Api {
   Metrics* metrics_;
   RateLimiter* limiter_;
   StreamRegistry* streams_;
+  std::function<void()> before_metrics_;
   struct DigestHash {
     size_t operator()(const std::array<uint8_t, 32>& digest) const;
   };

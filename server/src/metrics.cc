@@ -157,6 +157,11 @@ void Metrics::RecordStreamFrame(std::string_view verdict) {
   }
 }
 
+void Metrics::SetWebhookCounts(const WebhookCounts& counts) {
+  std::lock_guard lock(webhook_mu_);
+  webhook_ = counts;
+}
+
 void Metrics::RecordStreamVerdictChange() {
   stream_verdict_changes_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -256,6 +261,27 @@ std::string Metrics::Render() const {
   AppendHeader(&out, "bantay_streams_active", "gauge",
                "Stream sessions open.");
   AppendSample(&out, "bantay_streams_active", "", streams_active_.load(relaxed));
+
+  WebhookCounts webhook;
+  {
+    std::lock_guard webhook_lock(webhook_mu_);
+    webhook = webhook_;
+  }
+  AppendHeader(&out, "bantay_webhook_events_total", "counter",
+               "Webhook events (stream verdict changes) by outcome: delivered, "
+               "failed (refused or out of attempts), dropped (queue full), "
+               "rejected (URL or secret refused), abandoned (at shutdown).");
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"abandoned\"", webhook.abandoned);
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"delivered\"", webhook.delivered);
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"dropped\"", webhook.dropped);
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"failed\"", webhook.failed);
+  AppendSample(&out, "bantay_webhook_events_total", "outcome=\"rejected\"", webhook.rejected);
+  AppendHeader(&out, "bantay_webhook_queue", "gauge",
+               "Webhook events held (waiting, in flight or waiting for a retry).");
+  AppendSample(&out, "bantay_webhook_queue", "", webhook.in_queue);
+  AppendHeader(&out, "bantay_webhook_retries_total", "counter",
+               "Webhook delivery attempts after the first.");
+  AppendSample(&out, "bantay_webhook_retries_total", "", webhook.retries);
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -41,6 +42,12 @@ class Metrics {
   void SetStreamsActive(int64_t count);
   void RecordStreamFrame(std::string_view verdict);
   void RecordStreamVerdictChange();
+  // The webhook sender's counters (copied in before each rendering).
+  struct WebhookCounts {
+    uint64_t delivered = 0, failed = 0, dropped = 0, rejected = 0, abandoned = 0, retries = 0,
+             in_queue = 0;
+  };
+  void SetWebhookCounts(const WebhookCounts& counts);
 
   // The whole exposition text:
   //   bantay_requests_total{route="...",status="200"} N
@@ -57,6 +64,10 @@ class Metrics {
   //   bantay_stream_frames_total{verdict="..."} N   (every verdict, from 0)
   //   bantay_stream_verdict_changes_total N
   //   bantay_streams_active N
+  //   bantay_webhook_events_total{outcome="delivered"|"failed"|"dropped"|
+  //                               "rejected"|"abandoned"} N
+  //   bantay_webhook_queue N
+  //   bantay_webhook_retries_total N
   // each family with its # HELP and # TYPE lines; label values escaped
   // (backslash, double quote, newline); families and label sets sorted.
   std::string Render() const;
@@ -85,6 +96,8 @@ class Metrics {
   std::atomic<int64_t> streams_active_{0};
   std::atomic<uint64_t> stream_frames_[7] = {};  // by kStreamFrameVerdicts
   std::atomic<uint64_t> stream_verdict_changes_{0};
+  mutable std::mutex webhook_mu_;
+  WebhookCounts webhook_;  // guarded by webhook_mu_
 };
 
 }  // namespace bantay::server

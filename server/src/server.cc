@@ -8,6 +8,8 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -38,6 +40,7 @@
 #include "metrics.h"
 #include "rate_limiter.h"
 #include "streams.h"
+#include "webhook.h"
 
 namespace bantay::server {
 
@@ -292,8 +295,12 @@ struct Server::Impl {
   Metrics metrics;
   RateLimiter limiter;
   IndexService index;
-  // Before the pools too: their jobs refer to it.
+  // Before the pools too: their jobs refer to them.
   StreamRegistry streams;
+  // Stream verdict changes of keys with a webhook_url; null when no key has
+  // one. Secrets by key id (read at start).
+  std::unique_ptr<WebhookSender> webhooks;
+  std::unordered_map<std::string, std::string> webhook_secrets;
   // Declared before the pools so that it outlives their queued jobs, which
   // refer to it.
   Api api;
@@ -774,6 +781,9 @@ class Session : public SessionBase {
   // progress then ends with websocket::error::closed).
   void CloseSocket(websocket::close_code code) {
     if (!ws_ || ws_closing_ || ws_ended_) return;
+    // A client that reads nothing (a write that never completes) is cut
+    // off by the sweep.
+    SetDeadline(std::chrono::milliseconds(server_->config.read_timeout_ms));
     // Before the handshake is over, or while an event is being written: as
     // soon as that is done.
     if (!ws_open_ || writing_) {
@@ -928,6 +938,69 @@ void Server::Impl::Sweep() {
 
 // ---------------------------------------------------------------------------
 
+namespace {
+
+// The secret of a webhook: the file's bytes without trailing white space.
+Result<std::string> ReadWebhookSecret(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rbe");
+  if (file == nullptr) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "webhook_secret_file " + path + ": " + std::strerror(errno));
+  }
+  std::string secret;
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) secret.append(buffer, n);
+  explicit_bzero(buffer, sizeof buffer);
+  std::fclose(file);
+  while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back()))) {
+    secret.pop_back();
+  }
+  if (secret.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "webhook_secret_file " + path + " is empty");
+  }
+  return secret;
+}
+
+// Reads the keys' webhook secrets, starts the sender, and hooks it to the
+// stream verdict changes (and its counters to /metrics).
+Status StartWebhooks(Server::Impl& s) {
+  for (const ApiKeyConfig& key : s.config.api_keys) {
+    if (key.webhook_url.empty()) continue;
+    Result<std::string> secret = ReadWebhookSecret(key.webhook_secret_file);
+    if (!secret.ok()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "api key " + key.id + ": " + secret.error().message());
+    }
+    s.webhook_secrets.emplace(key.id, std::move(*secret));
+  }
+  if (s.webhook_secrets.empty()) return {};
+  WebhookOptions options;
+  options.allow_plain_http = s.config.allow_plain_http_webhooks;
+  Result<std::unique_ptr<WebhookSender>> sender = WebhookSender::Create(options);
+  if (!sender.ok()) return sender.error();
+  s.webhooks = std::move(*sender);
+  s.streams.SetVerdictHook([&s](const ApiKeyConfig& key, const std::string& event) {
+    auto it = s.webhook_secrets.find(key.id);
+    if (it == s.webhook_secrets.end()) return;
+    // Never blocks; a full queue is counted by the sender.
+    s.webhooks->Enqueue(key.webhook_url, it->second, event);
+  });
+  s.api.SetBeforeMetrics([&s] {
+    const WebhookSender::Stats stats = s.webhooks->stats();
+    s.metrics.SetWebhookCounts({.delivered = stats.delivered,
+                                .failed = stats.failed,
+                                .dropped = stats.dropped,
+                                .rejected = stats.rejected,
+                                .abandoned = stats.abandoned,
+                                .retries = stats.retries,
+                                .in_queue = stats.in_queue});
+  });
+  return {};
+}
+
+}  // namespace
+
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
@@ -949,6 +1022,7 @@ Result<std::unique_ptr<Server>> Server::Start(ServerConfig config) {
     return Error(ErrorCode::kIo, "log.access_log " + s.config.access_log + ": cannot open");
   }
   s.tls = std::move(tls);
+  if (Status webhooks = StartWebhooks(s); !webhooks.ok()) return webhooks.error();
   if (Status started = s.index.Start(); !started.ok()) return started.error();
 
   beast::error_code ec;
@@ -1032,6 +1106,8 @@ void Server::Wait() {
   s.admin.DropQueued();
   s.compute.Stop();
   s.admin.Stop();
+  // Events not delivered by now are abandoned (counted).
+  if (s.webhooks != nullptr) s.webhooks->Stop();
   s.index.Stop();
   s.log.Flush();
 }

@@ -1,10 +1,12 @@
 #include "streams.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
 #include "bantay/matcher/crypto.h"
 #include "bantay/matcher/hash_index.h"
+#include "bantay/models/border_trim.h"
 #include "bantay/models/digest.h"
 #include "bantay/models/image_hasher.h"
 #include "bantay/models/pdq.h"
@@ -29,12 +31,14 @@ int64_t SteadyMs() {
 }
 
 // One hasher per compute thread and mode (they reuse their buffers).
-models::ImageHasher& StreamHasher(bool dihedral, int64_t max_pixels) {
-  thread_local std::unique_ptr<models::ImageHasher> hashers[2];
-  std::unique_ptr<models::ImageHasher>& hasher = hashers[dihedral ? 1 : 0];
+models::ImageHasher& StreamHasher(bool dihedral, bool trim_borders, int64_t max_pixels) {
+  thread_local std::unique_ptr<models::ImageHasher> hashers[4];
+  std::unique_ptr<models::ImageHasher>& hasher =
+      hashers[(dihedral ? 1 : 0) + (trim_borders ? 2 : 0)];
   if (hasher == nullptr || hasher->options().max_pixels != max_pixels) {
     models::HashOptions options;
     options.dihedral = dihedral;
+    options.trim_borders = trim_borders;
     options.max_pixels = max_pixels;
     options.digests = false;  // frames are matched by PDQ only
     hasher = std::make_unique<models::ImageHasher>(options);
@@ -43,9 +47,14 @@ models::ImageHasher& StreamHasher(bool dihedral, int64_t max_pixels) {
 }
 
 struct HashedFrame {
+  // Of the content after border trimming (when asked for): compared with
+  // the last searched frame, and searched.
   models::Hash256 pdq;
   int quality = 0;
   std::array<models::Hash256, 8> variants{};
+  // When trimming removed borders: the whole frame's hash, searched too
+  // (lists hold hashes of originals that may have had borders).
+  std::optional<models::Hash256> untrimmed;
 };
 
 Result<HashedFrame> HashFrame(StreamFrame& frame, const StreamPolicy& policy,
@@ -59,11 +68,12 @@ Result<HashedFrame> HashFrame(StreamFrame& frame, const StreamPolicy& policy,
       return out;
     case StreamFrame::Kind::kEncoded: {
       Result<models::ImageHashes> hashed =
-          StreamHasher(policy.dihedral, max_pixels).Hash(frame.bytes);
+          StreamHasher(policy.dihedral, policy.trim_borders, max_pixels).Hash(frame.bytes);
       if (!hashed.ok()) return hashed.error();
       out.pdq = hashed->pdq.hash;
       out.quality = hashed->pdq.quality;
       if (policy.dihedral) out.variants = hashed->pdq.dihedral;
+      if (hashed->has_untrimmed) out.untrimmed = hashed->untrimmed.hash;
       return out;
     }
     case StreamFrame::Kind::kRaw: {
@@ -75,10 +85,15 @@ Result<HashedFrame> HashFrame(StreamFrame& frame, const StreamPolicy& policy,
       view.channels = frame.channels;
       view.row_stride = static_cast<size_t>(frame.width) * static_cast<size_t>(frame.channels);
       view.rgb = frame.rgb;
-      const models::PdqResult result = pdq.Hash(view, policy.dihedral);
+      const models::ContentRect whole{0, 0, view.width, view.height};
+      const models::ContentRect content =
+          policy.trim_borders ? models::FindContentRect(view) : whole;
+      const models::PdqResult result =
+          pdq.Hash(content == whole ? view : models::CropPixelView(view, content), policy.dihedral);
       out.pdq = result.hash;
       out.quality = result.quality;
       if (policy.dihedral) out.variants = result.dihedral;
+      if (content != whole) out.untrimmed = pdq.Hash(view, false).hash;
       return out;
     }
   }
@@ -366,6 +381,19 @@ void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyC
             } else {
               snapshot->MatchPdq(hash, policy.radius, &found);
             }
+            if (frame.untrimmed) {
+              std::vector<matcher::Match> whole;
+              snapshot->MatchPdq(*frame.untrimmed, policy.radius, &whole);
+              for (const matcher::Match& m : whole) {
+                auto same = std::find_if(found.begin(), found.end(),
+                                         [&](const matcher::Match& f) { return f.id == m.id; });
+                if (same == found.end()) {
+                  found.push_back(m);
+                } else if (m.distance < same->distance) {
+                  *same = m;
+                }
+              }
+            }
             std::vector<StreamMatch> out;
             out.reserve(found.size());
             for (const matcher::Match& m : found) {
@@ -385,14 +413,12 @@ void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyC
     }
     if (!result.outcome.verdict_event.empty()) on_verdict = stream->on_verdict_;
   }
-  Finish(*stream, key, std::move(pending.done), std::move(result), std::move(on_verdict));
+  Finish(key, std::move(pending.done), std::move(result), std::move(on_verdict));
   if (next) StartJob(stream, key, std::move(*next));
 }
 
-void StreamRegistry::Finish(Stream& stream, const ApiKeyConfig& key,
-                            std::function<void(FrameResult)> done, FrameResult result,
-                            std::function<void(std::string)> on_verdict) {
-  (void)stream;
+void StreamRegistry::Finish(const ApiKeyConfig& key, std::function<void(FrameResult)> done,
+                            FrameResult result, std::function<void(std::string)> on_verdict) {
   metrics_->RecordStreamFrame(FrameVerdictName(result.outcome.verdict));
   const std::string verdict_event = result.outcome.verdict_event;
   if (done) done(std::move(result));

@@ -154,8 +154,10 @@ class StreamRegistry {
   void RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
               Stream::Pending pending);
   void Close(const std::shared_ptr<Stream>& stream, bool shutdown);
-  void Finish(Stream& stream, const ApiKeyConfig& key, std::function<void(FrameResult)> done,
-              FrameResult result, std::function<void(std::string)> on_verdict);
+  // Answers a frame that ran, then tells the listener and the hook about a
+  // verdict change (after the frame's own event).
+  void Finish(const ApiKeyConfig& key, std::function<void(FrameResult)> done, FrameResult result,
+              std::function<void(std::string)> on_verdict);
   int64_t IdleTimeoutMs() const;
 
   const ServerConfig& config_;

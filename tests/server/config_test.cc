@@ -46,6 +46,10 @@ const std::vector<std::string> kAllKeys = {
     "store.signing_key_file",
     "store.poll_interval_ms",
     "log.access_log",
+    "streams.max_per_key",
+    "streams.max_total",
+    "streams.idle_timeout_s",
+    "streams.allow_plain_http_webhooks",
 };
 
 std::string EnvName(const std::string& key) {
@@ -335,6 +339,80 @@ TEST(ValidateTest, ApiKeys) {
        "api_keys[1].burst must be at least 1 and finite"},
       {"burst 1", [](ServerConfig* c) { c->api_keys[1].burst = 1; }, nullptr},
   });
+}
+
+TEST(ValidateTest, StreamsAndWebhooks) {
+  RunCases({
+      {"max_per_key 0", [](ServerConfig* c) { c->streams_max_per_key = 0; },
+       "streams.max_per_key must be at least 1"},
+      {"max_total 0", [](ServerConfig* c) { c->streams_max_total = 0; },
+       "streams.max_total must be at least 1"},
+      {"idle 0", [](ServerConfig* c) { c->streams_idle_timeout_s = 0; },
+       "streams.idle_timeout_s must be between 1 and 86400"},
+      {"idle a day", [](ServerConfig* c) { c->streams_idle_timeout_s = 86'400; }, nullptr},
+      {"idle over a day", [](ServerConfig* c) { c->streams_idle_timeout_s = 86'401; },
+       "streams.idle_timeout_s must be between 1 and 86400"},
+      {"https webhook",
+       [](ServerConfig* c) {
+         c->api_keys[1].webhook_url = "https://hooks.example/bantay";
+         c->api_keys[1].webhook_secret_file = "/etc/bantay/hook.secret";
+       },
+       nullptr},
+      {"url without secret",
+       [](ServerConfig* c) { c->api_keys[1].webhook_url = "https://hooks.example/bantay"; },
+       "api_keys[1].webhook_url and webhook_secret_file go together"},
+      {"secret without url",
+       [](ServerConfig* c) { c->api_keys[1].webhook_secret_file = "/etc/bantay/hook.secret"; },
+       "api_keys[1].webhook_url and webhook_secret_file go together"},
+      {"plain http refused",
+       [](ServerConfig* c) {
+         c->api_keys[1].webhook_url = "http://127.0.0.1:9000/hook";
+         c->api_keys[1].webhook_secret_file = "/etc/bantay/hook.secret";
+       },
+       "api_keys[1].webhook_url is http://, which needs "
+       "streams.allow_plain_http_webhooks = true"},
+      {"plain http allowed",
+       [](ServerConfig* c) {
+         c->allow_plain_http_webhooks = true;
+         c->api_keys[1].webhook_url = "http://127.0.0.1:9000/hook";
+         c->api_keys[1].webhook_secret_file = "/etc/bantay/hook.secret";
+       },
+       nullptr},
+      {"not a url",
+       [](ServerConfig* c) {
+         c->api_keys[1].webhook_url = "ftp://hooks.example/";
+         c->api_keys[1].webhook_secret_file = "/etc/bantay/hook.secret";
+       },
+       "api_keys[1].webhook_url must be an https:// URL"},
+      {"operator key",
+       [](ServerConfig* c) {
+         c->api_keys[0].webhook_url = "https://hooks.example/bantay";
+         c->api_keys[0].webhook_secret_file = "/etc/bantay/hook.secret";
+       },
+       "api_keys[0].webhook_url is for platform and lab keys (which open streams)"},
+  });
+}
+
+TEST(ParseConfigTest, StreamsSectionAndWebhookKeys) {
+  Result<ServerConfig> c = ParseConfig(
+      "[streams]\nmax_per_key = 5\nmax_total = 50\nidle_timeout_s = 30\n"
+      "allow_plain_http_webhooks = true\n"
+      "[[api_keys]]\nid = \"p\"\nrole = \"platform\"\nsha256 = \"" +
+          std::string(64, 'a') +
+          "\"\nwebhook_url = \"https://h.example/x\"\n"
+          "webhook_secret_file = \"/s\"\n",
+      "s.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  EXPECT_EQ(c->streams_max_per_key, 5u);
+  EXPECT_EQ(c->streams_max_total, 50u);
+  EXPECT_EQ(c->streams_idle_timeout_s, 30);
+  EXPECT_TRUE(c->allow_plain_http_webhooks);
+  EXPECT_EQ(c->api_keys.at(0).webhook_url, "https://h.example/x");
+  EXPECT_EQ(c->api_keys.at(0).webhook_secret_file, "/s");
+  ExpectInvalid(ParseConfig("[[api_keys]]\nwebhook_url = 1\n", "s.toml"),
+                "s.toml:2:15: api_keys[0].webhook_url must be a string");
+  ExpectInvalid(ParseConfig("[streams]\nmax_total = \"x\"\n", "s.toml"),
+                "s.toml:2:13: streams.max_total must be an integer");
 }
 
 TEST(ValidateTest, FirstProblemIsReported) {
@@ -653,6 +731,10 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
       {"store.signing_key_file", "s.pem"},
       {"store.poll_interval_ms", "31"},
       {"log.access_log", ""},
+      {"streams.max_per_key", "33"},
+      {"streams.max_total", "35"},
+      {"streams.idle_timeout_s", "37"},
+      {"streams.allow_plain_http_webhooks", "true"},
   };
   ASSERT_EQ(values.size(), kAllKeys.size());
   std::map<std::string, std::string> env;
@@ -689,6 +771,10 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
   EXPECT_EQ(c.signing_key_file, "s.pem");
   EXPECT_EQ(c.poll_interval_ms, 31);
   EXPECT_EQ(c.access_log, "");  // set empty (off), not left at "-"
+  EXPECT_EQ(c.streams_max_per_key, 33u);
+  EXPECT_EQ(c.streams_max_total, 35u);
+  EXPECT_EQ(c.streams_idle_timeout_s, 37);
+  EXPECT_TRUE(c.allow_plain_http_webhooks);
 }
 
 TEST(ApplyEnvironmentTest, UnsetVariablesLeaveValues) {
@@ -849,7 +935,8 @@ TEST_F(CommandLineTest, SetTakesEveryKeyAndValuesWithEquals) {
   for (const std::string& key : kAllKeys) {
     SCOPED_TRACE(key);
     Result<ServerConfig> one = Run({"--set", key + "=1"});
-    if (key == "server.allow_plain_http" || key == "server.metrics_public") {
+    if (key == "server.allow_plain_http" || key == "server.metrics_public" ||
+        key == "streams.allow_plain_http_webhooks") {
       ExpectInvalid(one,
                     "--set: " + key + " must be true or false (got \"1\")");
     } else {
@@ -1012,6 +1099,10 @@ TEST(ExampleConfigTest, ShowsTheDefaults) {
   EXPECT_EQ(e->signing_key_file, d.signing_key_file);
   EXPECT_EQ(e->poll_interval_ms, d.poll_interval_ms);
   EXPECT_EQ(e->access_log, d.access_log);
+  EXPECT_EQ(e->streams_max_per_key, d.streams_max_per_key);
+  EXPECT_EQ(e->streams_max_total, d.streams_max_total);
+  EXPECT_EQ(e->streams_idle_timeout_s, d.streams_idle_timeout_s);
+  EXPECT_EQ(e->allow_plain_http_webhooks, d.allow_plain_http_webhooks);
   EXPECT_FALSE(e->tls_cert.empty());
   EXPECT_FALSE(e->tls_key.empty());
   EXPECT_FALSE(e->store_url.empty());

@@ -68,7 +68,25 @@ TEST(MetricsTest, EmptyRender) {
       "bantay_stream_verdict_changes_total 0\n"
       "# HELP bantay_streams_active Stream sessions open.\n"
       "# TYPE bantay_streams_active gauge\n"
-      "bantay_streams_active 0\n");
+      "bantay_streams_active 0\n"
+      "# HELP bantay_webhook_events_total Webhook events (stream verdict "
+      "changes) by outcome: delivered, failed (refused or out of attempts), "
+      "dropped (queue full), rejected (URL or secret refused), abandoned (at "
+      "shutdown).\n"
+      "# TYPE bantay_webhook_events_total counter\n"
+      "bantay_webhook_events_total{outcome=\"abandoned\"} 0\n"
+      "bantay_webhook_events_total{outcome=\"delivered\"} 0\n"
+      "bantay_webhook_events_total{outcome=\"dropped\"} 0\n"
+      "bantay_webhook_events_total{outcome=\"failed\"} 0\n"
+      "bantay_webhook_events_total{outcome=\"rejected\"} 0\n"
+      "# HELP bantay_webhook_queue Webhook events held (waiting, in flight or "
+      "waiting for a retry).\n"
+      "# TYPE bantay_webhook_queue gauge\n"
+      "bantay_webhook_queue 0\n"
+      "# HELP bantay_webhook_retries_total Webhook delivery attempts after the "
+      "first.\n"
+      "# TYPE bantay_webhook_retries_total counter\n"
+      "bantay_webhook_retries_total 0\n");
 }
 
 TEST(MetricsTest, RenderOfAFewRecordings) {
@@ -206,7 +224,25 @@ TEST(MetricsTest, RenderOfAFewRecordings) {
       "bantay_stream_verdict_changes_total 0\n"
       "# HELP bantay_streams_active Stream sessions open.\n"
       "# TYPE bantay_streams_active gauge\n"
-      "bantay_streams_active 0\n");
+      "bantay_streams_active 0\n"
+      "# HELP bantay_webhook_events_total Webhook events (stream verdict "
+      "changes) by outcome: delivered, failed (refused or out of attempts), "
+      "dropped (queue full), rejected (URL or secret refused), abandoned (at "
+      "shutdown).\n"
+      "# TYPE bantay_webhook_events_total counter\n"
+      "bantay_webhook_events_total{outcome=\"abandoned\"} 0\n"
+      "bantay_webhook_events_total{outcome=\"delivered\"} 0\n"
+      "bantay_webhook_events_total{outcome=\"dropped\"} 0\n"
+      "bantay_webhook_events_total{outcome=\"failed\"} 0\n"
+      "bantay_webhook_events_total{outcome=\"rejected\"} 0\n"
+      "# HELP bantay_webhook_queue Webhook events held (waiting, in flight or "
+      "waiting for a retry).\n"
+      "# TYPE bantay_webhook_queue gauge\n"
+      "bantay_webhook_queue 0\n"
+      "# HELP bantay_webhook_retries_total Webhook delivery attempts after the "
+      "first.\n"
+      "# TYPE bantay_webhook_retries_total counter\n"
+      "bantay_webhook_retries_total 0\n");
 }
 
 
@@ -389,6 +425,17 @@ TEST(MetricsTest, StreamFramesByVerdictAndActiveStreams) {
   EXPECT_EQ(Samples(text, "bantay_stream_verdict_changes_total "),
             "bantay_stream_verdict_changes_total 1\n");
   EXPECT_EQ(Samples(text, "bantay_streams_active "), "bantay_streams_active 2\n");
+  metrics.SetWebhookCounts({.delivered = 4, .failed = 1, .dropped = 2, .rejected = 0,
+                            .abandoned = 0, .retries = 3, .in_queue = 5});
+  const std::string after = metrics.Render();
+  EXPECT_EQ(Samples(after, "bantay_webhook_events_total{"),
+            "bantay_webhook_events_total{outcome=\"abandoned\"} 0\n"
+            "bantay_webhook_events_total{outcome=\"delivered\"} 4\n"
+            "bantay_webhook_events_total{outcome=\"dropped\"} 2\n"
+            "bantay_webhook_events_total{outcome=\"failed\"} 1\n"
+            "bantay_webhook_events_total{outcome=\"rejected\"} 0\n");
+  EXPECT_EQ(Samples(after, "bantay_webhook_queue "), "bantay_webhook_queue 5\n");
+  EXPECT_EQ(Samples(after, "bantay_webhook_retries_total "), "bantay_webhook_retries_total 3\n");
 }
 
 }  // namespace

@@ -3,10 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "bantay/models/webhook_signature.h"
 #include "server_test_util.h"
 
 namespace bantay::server::testing {
@@ -174,6 +180,9 @@ TEST_F(StreamApiTest, EveryErrorStatus) {
             "radius must be an integer 0..31");
   ExpectError(Send("platform", "POST", "/v1/streams", "text/plain", "{}"), 415,
               "unsupported_format");
+  ExpectError(Send("platform", "POST", "/v1/streams", "application/json",
+                   R"({"label":")" + std::string(16 * 1024, 'a') + R"("})"),
+              413, "too_large");
   ExpectError(Send("", "POST", "/v1/streams", "application/json", "{}"), 401, "unauthenticated");
   ExpectError(Send("operator", "POST", "/v1/streams", "application/json", "{}"), 403,
               "forbidden");
@@ -195,6 +204,10 @@ TEST_F(StreamApiTest, EveryErrorStatus) {
   ExpectError(Send("platform", "POST", frames, "text/plain", "hi"), 415, "unsupported_format");
   ExpectError(Send("platform", "POST", frames, "application/json", R"({"pdq":"00"})"), 400,
               "invalid_argument");
+  ExpectError(Send("platform", "POST", frames, "application/json",
+                   R"({"pdq":")" + ReferencePdq(kBridge) + R"(")" + std::string(16 * 1024, ' ') +
+                       "}"),
+              413, "too_large");
   ExpectError(Send("platform", "POST", frames, "application/json", R"({"pdq":")" +
                    ReferencePdq(kBridge) + R"(","colour":1})"),
               400, "invalid_argument");
@@ -260,6 +273,116 @@ TEST_F(StreamApiTest, IdleStreamsExpire) {
   EXPECT_GE(seconds, 0.9);
   EXPECT_LE(seconds, 3.5);
   EXPECT_EQ(Send("platform", "GET", "/v1/streams/" + busy).status, 200);
+}
+
+// A receiver of one webhook delivery on 127.0.0.1 (plain HTTP), answering
+// 200; it waits at most 10 s.
+class WebhookReceiver {
+ public:
+  WebhookReceiver() : acceptor_(ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
+    acceptor_.async_accept([this](boost::system::error_code ec,
+                                  boost::asio::ip::tcp::socket socket) {
+      if (ec) return;
+      boost::beast::flat_buffer buffer;
+      boost::beast::http::read(socket, buffer, request_, ec);
+      if (ec) return;
+      boost::beast::http::response<boost::beast::http::string_body> response(
+          boost::beast::http::status::ok, 11);
+      response.body() = "ok";
+      response.prepare_payload();
+      boost::beast::http::write(socket, response, ec);
+      received_ = true;
+    });
+    thread_ = std::thread([this] { ioc_.run_for(std::chrono::seconds(10)); });
+  }
+  ~WebhookReceiver() { Join(); }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  bool received() const { return received_; }
+  const boost::beast::http::request<boost::beast::http::string_body>& request() const {
+    return request_;
+  }
+
+ private:
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::beast::http::request<boost::beast::http::string_body> request_;
+  bool received_ = false;
+  std::thread thread_;
+};
+
+TEST_F(StreamApiTest, AVerdictChangeIsPostedToTheKeysWebhookSigned) {
+  WebhookReceiver receiver;
+  const std::string secret = "a webhook secret of the platform";
+  const std::string secret_file = dir_.path() + "/webhook.secret";
+  std::ofstream(secret_file) << secret << "\n";
+  config.allow_plain_http_webhooks = true;
+  for (ApiKeyConfig& key : config.api_keys) {
+    if (key.id != "platform") continue;
+    key.webhook_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook?k=1";
+    key.webhook_secret_file = secret_file;
+  }
+  StartServer();
+  const std::string id = Open("platform", R"({"sample_interval_ms":0,"window":1,"k":1})");
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(Event(Send("platform", "POST", "/v1/streams/" + id + "/frames?t=40",
+                       "application/json", R"({"pdq":")" + ReferencePdq(kBridge) + R"("})"))
+                .at("stream"),
+            "match");
+  receiver.Join();
+  ASSERT_TRUE(receiver.received());
+  const auto& request = receiver.request();
+  EXPECT_EQ(request.method(), boost::beast::http::verb::post);
+  EXPECT_EQ(request.target(), "/hook?k=1");
+  EXPECT_EQ(request[boost::beast::http::field::content_type], "application/json");
+  const std::string timestamp(request[models::kWebhookTimestampHeader]);
+  const std::string signature(request[models::kWebhookSignatureHeader]);
+  const std::string event_id(request[models::kWebhookEventIdHeader]);
+  EXPECT_EQ(event_id.size(), 32u);
+  Result<std::chrono::sys_seconds> verified = models::VerifyWebhook(
+      secret, timestamp, signature, request.body(), std::chrono::system_clock::now());
+  EXPECT_TRUE(verified.ok()) << verified.error().ToString();
+  EXPECT_FALSE(models::VerifyWebhook("another secret", timestamp, signature, request.body(),
+                                     std::chrono::system_clock::now())
+                   .ok());
+  // The body is the verdict event, as the state reads after it.
+  json::object body = ParseJson(request.body()).as_object();
+  json::object state = ParseJson(Send("platform", "GET", "/v1/streams/" + id).body).as_object();
+  EXPECT_EQ(body.at("type"), "verdict");
+  EXPECT_EQ(body.at("stream"), "match");
+  EXPECT_EQ(body.at("previous"), "clean");
+  EXPECT_EQ(body.at("first_match_t"), 40);
+  body.erase("updated_at");
+  state.erase("updated_at");
+  EXPECT_EQ(body, state);
+  EXPECT_EQ(request.body().find(ReferencePdq(kBridge)), std::string::npos);
+  // Counted as delivered once the answer is read.
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = Send("operator", "GET", "/metrics").body;
+    if (metrics.find("bantay_webhook_events_total{outcome=\"delivered\"} 1\n") !=
+        std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(metrics.find("bantay_webhook_events_total{outcome=\"delivered\"} 1\n"),
+            std::string::npos)
+      << metrics;
+}
+
+TEST_F(StreamApiTest, AnUnreadableWebhookSecretStopsTheStart) {
+  config.api_keys[0].webhook_url = "https://hooks.example/x";
+  config.api_keys[0].webhook_secret_file = dir_.path() + "/missing.secret";
+  config.api_keys[0].role = Role::kPlatform;
+  Result<std::unique_ptr<Server>> server = Server::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(server.error().message(), "api key " + config.api_keys[0].id +
+                                          ": webhook_secret_file " + dir_.path() +
+                                          "/missing.secret: No such file or directory");
 }
 
 }  // namespace

@@ -383,5 +383,29 @@ TEST_F(StreamWsTest, PlainTcpWhenConfigured) {
   EXPECT_EQ(ws.Read().at("stream"), "match");
 }
 
+// trim_borders: a frame with black bars above and below hashes as the same
+// frame without them (so it is skipped as a repeat); without trimming it is
+// another picture.
+TEST_F(StreamWsTest, TrimBordersRemovesLetterboxBarsBeforeHashing) {
+  StartServer();
+  std::vector<uint8_t> bars(128 * 32, 0);
+  const std::vector<uint8_t> content = Noise(1);
+  std::vector<uint8_t> letterboxed = bars;
+  letterboxed.insert(letterboxed.end(), content.begin(), content.end());
+  letterboxed.insert(letterboxed.end(), bars.begin(), bars.end());
+  for (const bool trim : {true, false}) {
+    const std::string id =
+        Open("platform", std::string(R"({"sample_interval_ms":0,"skip_distance":0,)") +
+                             R"("trim_borders":)" + (trim ? "true" : "false") + "}");
+    int status = 0;
+    std::unique_ptr<TlsWs> ws = Connect(id, "platform", &status);
+    ASSERT_EQ(status, 101);
+    ws->SendBinary(BinaryFrame(1, 128, 96, 1, 0, content));
+    EXPECT_EQ(ws->Read().at("verdict"), "no_match");
+    ws->SendBinary(BinaryFrame(1, 128, 160, 2, 1, letterboxed));
+    EXPECT_EQ(ws->Read().at("verdict"), trim ? "skipped" : "no_match") << trim;
+  }
+}
+
 }  // namespace
 }  // namespace bantay::server::testing

@@ -1,0 +1,178 @@
+// The stream registry's frame pipeline with a real compute pool whose only
+// thread is held, so that what waits, what is dropped and what runs is
+// exact; and its limits and ownership.
+#include "streams.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "compute_pool.h"
+#include "index_service.h"
+#include "metrics.h"
+
+namespace bantay::server {
+namespace {
+
+namespace json = boost::json;
+
+class StreamsTest : public ::testing::Test {
+ protected:
+  StreamsTest() {
+    platform_.id = "platform";
+    platform_.role = Role::kPlatform;
+    lab_.id = "lab";
+    lab_.role = Role::kLab;
+  }
+
+  // A failed assertion must not leave the pool's thread held (its
+  // destructor would wait for it).
+  ~StreamsTest() override { Release(); }
+
+  // Holds the pool's thread until Release; returns once it runs the held
+  // job (so the queue is empty).
+  void Hold() {
+    std::promise<void> started;
+    ASSERT_TRUE(pool_.TrySubmit([this, &started] {
+      started.set_value();
+      release_.get_future().wait();
+    }));
+    started.get_future().wait();
+  }
+  void Release() {
+    if (released_) return;
+    released_ = true;
+    release_.set_value();
+  }
+
+  StreamFrame HashFrame(int64_t t, uint32_t seq) {
+    StreamFrame frame;
+    frame.kind = StreamFrame::Kind::kHash;
+    frame.t_ms = t;
+    frame.seq = seq;
+    return frame;
+  }
+
+  ServerConfig config_;
+  Metrics metrics_;
+  // Never started: frames that reach the search find no index (an "error"
+  // frame event, "unavailable").
+  IndexService index_{config_, &metrics_};
+  ComputePool pool_{1, 2};
+  StreamRegistry registry_{config_, &index_, &pool_, &metrics_};
+  ApiKeyConfig platform_;
+  ApiKeyConfig lab_;
+  std::promise<void> release_;
+  bool released_ = false;
+};
+
+TEST_F(StreamsTest, AFrameArrivingWhenTwoAreHeldReplacesTheWaitingOne) {
+  StreamPolicy policy;
+  policy.sample_interval_ms = 0;
+  StreamRegistry::CreateError error;
+  std::shared_ptr<Stream> stream = registry_.Create(platform_, policy, &error);
+  ASSERT_NE(stream, nullptr);
+  Hold();
+  std::vector<FrameResult> results(4);
+  std::vector<std::promise<void>> done(4);
+  for (uint32_t i = 0; i < 4; ++i) {
+    registry_.Submit(stream, platform_, HashFrame(i * 10, i), [&, i](FrameResult result) {
+      results[i] = std::move(result);
+      done[i].set_value();
+    });
+  }
+  // 0 is in the pool (behind the held job), 3 waits; 1 and 2 were dropped,
+  // each when the next one came.
+  using namespace std::chrono_literals;
+  ASSERT_EQ(done[1].get_future().wait_for(0s), std::future_status::ready);
+  ASSERT_EQ(done[2].get_future().wait_for(0s), std::future_status::ready);
+  auto first = done[0].get_future();
+  auto last = done[3].get_future();
+  EXPECT_EQ(first.wait_for(50ms), std::future_status::timeout);
+  EXPECT_EQ(last.wait_for(0s), std::future_status::timeout);
+  EXPECT_EQ(json::parse(results[1].outcome.frame_event),
+            json::parse(R"({"type":"frame","seq":1,"t":10,"frame":1,"verdict":"dropped",)"
+                        R"("stream":"clean"})"));
+  EXPECT_FALSE(results[1].error.has_value());
+  EXPECT_EQ(json::parse(results[2].outcome.frame_event).at("frame"), 2);
+  Release();
+  ASSERT_EQ(first.wait_for(10s), std::future_status::ready);
+  ASSERT_EQ(last.wait_for(10s), std::future_status::ready);
+  for (int i : {0, 3}) {
+    EXPECT_EQ(results[i].outcome.verdict, FrameVerdict::kError);
+    ASSERT_TRUE(results[i].error.has_value());
+    EXPECT_EQ(results[i].error_code, "unavailable");
+  }
+  EXPECT_EQ(json::parse(stream->StateJson()).at("frames"),
+            json::parse(R"({"received":4,"hashed":0,"matched":0,"skipped":0,)"
+                        R"("low_quality":0,"not_sampled":0,"dropped":2})"));
+}
+
+TEST_F(StreamsTest, AFullComputeQueueAnswersUnavailableAndCountsTheFrameDropped) {
+  StreamPolicy policy;
+  policy.sample_interval_ms = 0;
+  StreamRegistry::CreateError error;
+  std::shared_ptr<Stream> stream = registry_.Create(platform_, policy, &error);
+  Hold();
+  // Fill the queue (2) behind the held job.
+  ASSERT_TRUE(pool_.TrySubmit([] {}));
+  ASSERT_TRUE(pool_.TrySubmit([] {}));
+  FrameResult result;
+  bool called = false;
+  registry_.Submit(stream, platform_, HashFrame(0, 9), [&](FrameResult r) {
+    result = std::move(r);
+    called = true;
+  });
+  ASSERT_TRUE(called);
+  ASSERT_TRUE(result.error.has_value());
+  EXPECT_EQ(result.error_code, "unavailable");
+  EXPECT_EQ(result.outcome.verdict, FrameVerdict::kDropped);
+  Release();
+  while (pool_.depth() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // The next frame goes through.
+  std::promise<FrameResult> next;
+  registry_.Submit(stream, platform_, HashFrame(1, 10),
+                   [&](FrameResult r) { next.set_value(std::move(r)); });
+  EXPECT_EQ(next.get_future().get().outcome.verdict, FrameVerdict::kError);
+}
+
+TEST_F(StreamsTest, LimitsOwnershipAndRemoval) {
+  config_.streams_max_per_key = 2;
+  config_.streams_max_total = 3;
+  StreamRegistry::CreateError error;
+  std::shared_ptr<Stream> a = registry_.Create(platform_, {}, &error);
+  std::shared_ptr<Stream> b = registry_.Create(platform_, {}, &error);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a->id(), b->id());
+  EXPECT_EQ(a->id().size(), 32u);
+  EXPECT_EQ(registry_.Create(platform_, {}, &error), nullptr);
+  EXPECT_EQ(error, StreamRegistry::CreateError::kTooManyForKey);
+  ASSERT_NE(registry_.Create(lab_, {}, &error), nullptr);
+  EXPECT_EQ(registry_.Create(lab_, {}, &error), nullptr);
+  EXPECT_EQ(error, StreamRegistry::CreateError::kTooManyInAll);
+  EXPECT_EQ(registry_.Find(a->id(), lab_), nullptr);
+  EXPECT_EQ(registry_.Remove(a->id(), lab_), nullptr);
+  EXPECT_EQ(registry_.Find(a->id(), platform_), a);
+
+  bool closed = false;
+  ASSERT_TRUE(a->SetListeners([](std::string) {}, [&](bool shutdown) { closed = !shutdown; }));
+  EXPECT_EQ(registry_.Remove(a->id(), platform_), a);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(registry_.Find(a->id(), platform_), nullptr);
+  EXPECT_FALSE(a->SetListeners([](std::string) {}, [](bool) {}));
+  EXPECT_EQ(registry_.active(), 2u);
+  ASSERT_NE(registry_.Create(platform_, {}, &error), nullptr);
+  EXPECT_EQ(registry_.active(), 3u);
+  EXPECT_EQ(registry_.Sweep(), 0u);  // nothing idle for a minute
+  registry_.CloseAll();
+  EXPECT_EQ(registry_.active(), 0u);
+}
+
+}  // namespace
+}  // namespace bantay::server
