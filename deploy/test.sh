@@ -11,7 +11,8 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 # Many readers with one writer on the live index, two writers on one store,
 # a store read on two connections at once, and the server (sessions, pools,
 # index service, shutdown) under load and administration, and bulk scans
-# (walker, workers, in-order writer) against it, under
+# (walker, workers, in-order writer) and `bantay stream` (a sender and a
+# reader thread on one WebSocket) against it, under
 # ThreadSanitizer (suppressions: third-party code only, see the file).
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAY_TSAN=ON \
   -DBANTAY_BUILD_BENCH=OFF -DBANTAY_WERROR=ON
@@ -19,4 +20,4 @@ cmake --build build-tsan -j"$(nproc)" --target matcher_test server_integration_t
 export TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp"
 build-tsan/bin/matcher_test \
   --gtest_filter='HashIndexConcurrentTest.*:HashIndexTest.MergesKeepEveryChange:Backends/StoreTest.TwoWritersOnOneDatabase/sqlite:Backends/StoreIndexTest.ALargeStoreLoadsInTwoHalvesWithEveryEntry/sqlite:Backends/StoreIndexTest.AMixedLargeStoreLoadsInTwoHalvesAsEntryByEntry/sqlite'
-build-tsan/bin/server_integration_test --gtest_filter='Backends/ApiTest.*/sqlite:LifecycleTest.*:BinaryTest.*:ScanServerTest.*'
+build-tsan/bin/server_integration_test --gtest_filter='Backends/ApiTest.*/sqlite:LifecycleTest.*:BinaryTest.*:ScanServerTest.*:StreamCliTest.*'

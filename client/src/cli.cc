@@ -22,6 +22,8 @@ Commands:
   scan     bulk scan of directory trees (images, videos, every file's MD5 and
            SHA-256) against an index, store, snapshot or server, with a
            resumable report; see `bantay scan --help`
+  stream   play a video file into a live-stream session of a server over
+           WebSocket and print its verdict events; see `bantay stream --help`
 
 Options:
   --help     this text
@@ -50,6 +52,7 @@ int RunCli(int argc, char** argv) {
   if (command == "match") return RunMatchCommand(args, std::cout, std::cerr);
   if (command == "index") return RunIndexCommand(args, std::cout, std::cerr);
   if (command == "scan") return RunScanCommand(args, std::cout, std::cerr);
+  if (command == "stream") return RunStreamCommand(args, std::cout, std::cerr);
   std::cerr << "bantay: unknown command '" << command << "'\n\n" << kUsage;
   return kExitUsage;
 }

@@ -20,6 +20,8 @@
 #include <filesystem>
 #include <optional>
 
+#include "tls_connect.h"
+
 namespace bantay::client {
 namespace {
 
@@ -29,6 +31,7 @@ namespace net = boost::asio;
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 using boost::system::error_code;
+using internal::ServerAddress;
 
 constexpr uint64_t kMaxResponseBodyBytes = uint64_t{64} << 20;
 constexpr uint32_t kMaxResponseHeaderBytes = 64 << 10;
@@ -37,78 +40,8 @@ constexpr char kUserAgent[] = "bantay/0.1";
 // caller for long when the server does not answer it.
 constexpr int64_t kMaxShutdownMs = 1000;
 
-struct ServerAddress {
-  bool tls = true;
-  std::string host;  // without brackets: a name, IPv4 or IPv6 address
-  bool host_is_ip = false;
-  std::string port;         // decimal
-  std::string host_header;  // Host: value
-  std::string display;      // host:port for messages
-};
-
 Error BadUrl(const std::string& why) {
   return Error(ErrorCode::kInvalidArgument, "bad server URL: " + why);
-}
-
-// The URL itself is never echoed: it could carry credentials.
-Result<ServerAddress> ParseServerUrl(std::string_view url) {
-  const auto parsed = boost::urls::parse_uri(url);
-  if (!parsed) {
-    return BadUrl("expected https://HOST[:PORT] or http://HOST[:PORT]");
-  }
-  const boost::urls::url_view& u = *parsed;
-  ServerAddress a;
-  if (u.scheme_id() == boost::urls::scheme::https) {
-    a.tls = true;
-  } else if (u.scheme_id() == boost::urls::scheme::http) {
-    a.tls = false;
-  } else {
-    return BadUrl("the scheme must be https or http");
-  }
-  if (!u.has_authority() || u.encoded_host().empty()) {
-    return BadUrl("expected https://HOST[:PORT] or http://HOST[:PORT]");
-  }
-  if (u.has_userinfo()) return BadUrl("user information is not allowed");
-  if ((!u.encoded_path().empty() && u.encoded_path() != "/") || u.has_query() ||
-      u.has_fragment()) {
-    return BadUrl("no path, query or fragment is allowed");
-  }
-  switch (u.host_type()) {
-    case boost::urls::host_type::name:
-      if (u.encoded_host().find('%') != std::string_view::npos) {
-        return BadUrl("percent-encoded host names are not allowed");
-      }
-      a.host = u.host_name();
-      break;
-    case boost::urls::host_type::ipv4:
-    case boost::urls::host_type::ipv6:
-      a.host = u.host_address();
-      a.host_is_ip = true;
-      break;
-    default:
-      return BadUrl("expected https://HOST[:PORT] or http://HOST[:PORT]");
-  }
-  const std::string default_port = a.tls ? "443" : "80";
-  if (u.has_port()) {
-    // port_number() wraps values over 65535 around.
-    const std::string_view digits = u.port();
-    unsigned port = 0;
-    const auto [end, ec] =
-        std::from_chars(digits.data(), digits.data() + digits.size(), port);
-    if (ec != std::errc() || end != digits.data() + digits.size() ||
-        port == 0 || port > 65535) {
-      return BadUrl("the port must be 1 to 65535");
-    }
-    a.port = std::to_string(port);
-  } else {
-    a.port = default_port;
-  }
-  const std::string bracketed = u.host_type() == boost::urls::host_type::ipv6
-                                    ? "[" + a.host + "]"
-                                    : a.host;
-  a.display = bracketed + ":" + a.port;
-  a.host_header = a.port == default_port ? bracketed : a.display;
-  return a;
 }
 
 bool IsApiKey(std::string_view key) {
@@ -116,12 +49,6 @@ bool IsApiKey(std::string_view key) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
                   (c >= 'A' && c <= 'F');
          });
-}
-
-// A request line target or header value must not smuggle in another line.
-bool IsPrintable(std::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return c >= 0x20 && c < 0x7f; });
 }
 
 Status CheckFile(const std::string& path, const char* what) {
@@ -184,6 +111,77 @@ bool IsConnectionClosed(const error_code& ec) {
          ec == http::error::end_of_stream;
 }
 
+}  // namespace
+
+namespace internal {
+
+// The URL itself is never echoed: it could carry credentials.
+Result<ServerAddress> ParseServerUrl(std::string_view url) {
+  const auto parsed = boost::urls::parse_uri(url);
+  if (!parsed) {
+    return BadUrl("expected https://HOST[:PORT] or http://HOST[:PORT]");
+  }
+  const boost::urls::url_view& u = *parsed;
+  ServerAddress a;
+  if (u.scheme_id() == boost::urls::scheme::https) {
+    a.tls = true;
+  } else if (u.scheme_id() == boost::urls::scheme::http) {
+    a.tls = false;
+  } else {
+    return BadUrl("the scheme must be https or http");
+  }
+  if (!u.has_authority() || u.encoded_host().empty()) {
+    return BadUrl("expected https://HOST[:PORT] or http://HOST[:PORT]");
+  }
+  if (u.has_userinfo()) return BadUrl("user information is not allowed");
+  if ((!u.encoded_path().empty() && u.encoded_path() != "/") || u.has_query() ||
+      u.has_fragment()) {
+    return BadUrl("no path, query or fragment is allowed");
+  }
+  switch (u.host_type()) {
+    case boost::urls::host_type::name:
+      if (u.encoded_host().find('%') != std::string_view::npos) {
+        return BadUrl("percent-encoded host names are not allowed");
+      }
+      a.host = u.host_name();
+      break;
+    case boost::urls::host_type::ipv4:
+    case boost::urls::host_type::ipv6:
+      a.host = u.host_address();
+      a.host_is_ip = true;
+      break;
+    default:
+      return BadUrl("expected https://HOST[:PORT] or http://HOST[:PORT]");
+  }
+  const std::string default_port = a.tls ? "443" : "80";
+  if (u.has_port()) {
+    // port_number() wraps values over 65535 around.
+    const std::string_view digits = u.port();
+    unsigned port = 0;
+    const auto [end, ec] =
+        std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec != std::errc() || end != digits.data() + digits.size() ||
+        port == 0 || port > 65535) {
+      return BadUrl("the port must be 1 to 65535");
+    }
+    a.port = std::to_string(port);
+  } else {
+    a.port = default_port;
+  }
+  const std::string bracketed = u.host_type() == boost::urls::host_type::ipv6
+                                    ? "[" + a.host + "]"
+                                    : a.host;
+  a.display = bracketed + ":" + a.port;
+  a.host_header = a.port == default_port ? bracketed : a.display;
+  return a;
+}
+
+// A request line target or header value must not smuggle in another line.
+bool IsPrintable(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
 std::string Reason(const error_code& ec) {
   if (ec == net::error::connection_refused) return "connection refused";
   if (ec == net::error::host_not_found ||
@@ -198,7 +196,150 @@ std::string Reason(const error_code& ec) {
   return ec.message();
 }
 
-}  // namespace
+Result<ServerAddress> CheckClientOptions(const ClientOptions& options) {
+  Result<ServerAddress> address = ParseServerUrl(options.url);
+  if (!address.ok()) return address.error();
+  if (!options.api_key.empty() && !IsApiKey(options.api_key)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "the API key must be 64 hexadecimal digits");
+  }
+  if (options.client_cert_file.empty() != options.client_key_file.empty()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "give both a client certificate and its key, or neither");
+  }
+  if (options.timeout_ms <= 0) {
+    return Error(ErrorCode::kInvalidArgument, "the timeout must be positive");
+  }
+  if (!address->tls && !options.client_cert_file.empty()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "a client certificate needs an https:// URL");
+  }
+  return address;
+}
+
+Status SetUpTlsContext(const ClientOptions& options, ssl::context* context) {
+  SSL_CTX* ctx = context->native_handle();
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+    return Error(ErrorCode::kInternal, "cannot require TLS 1.2");
+  }
+  context->set_verify_mode(ssl::verify_peer);
+  error_code ec;
+  if (!options.ca_file.empty()) {
+    if (Status s = CheckFile(options.ca_file, "CA file"); !s.ok()) return s;
+    context->load_verify_file(options.ca_file, ec);
+    if (ec) {
+      return Error(
+          ErrorCode::kInvalidArgument,
+          "CA file " + options.ca_file + " holds no usable PEM certificate");
+    }
+  } else {
+    context->set_default_verify_paths(ec);
+    if (ec) {
+      return Error(ErrorCode::kInternal,
+                   "cannot load the system's trust store");
+    }
+  }
+  if (!options.client_cert_file.empty()) {
+    if (Status s =
+            CheckFile(options.client_cert_file, "client certificate file");
+        !s.ok()) {
+      return s;
+    }
+    if (Status s = CheckFile(options.client_key_file, "client key file");
+        !s.ok())
+      return s;
+    context->use_certificate_chain_file(options.client_cert_file, ec);
+    if (ec) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "client certificate file " + options.client_cert_file +
+                       " holds no usable PEM certificate");
+    }
+    context->use_private_key_file(options.client_key_file, ssl::context::pem,
+                                  ec);
+    if (ec || SSL_CTX_check_private_key(ctx) != 1) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "client key file " + options.client_key_file +
+                       " holds no PEM private key of the client certificate");
+    }
+  } else {
+    SSL_CTX_set_client_cert_cb(ctx, RecordCertificateRequest);
+  }
+  ERR_clear_error();
+  return {};
+}
+
+Status PrepareHandshake(const ServerAddress& address,
+                        ssl::stream<beast::tcp_stream>* stream) {
+  SSL* ssl_handle = stream->native_handle();
+  if (!address.host_is_ip &&
+      SSL_set_tlsext_host_name(ssl_handle, address.host.c_str()) != 1) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "bad server URL: the host name is not usable");
+  }
+  const bool is_ip = address.host_is_ip;
+  error_code ec;
+  // host_name_verification refuses a mismatch without saying why; the
+  // error set here is what the handshake failure then reports.
+  stream->set_verify_callback(
+      [check = ssl::host_name_verification(address.host), is_ip](
+          bool preverified, ssl::verify_context& ctx) {
+        if (check(preverified, ctx)) return true;
+        if (preverified) {
+          X509_STORE_CTX_set_error(ctx.native_handle(),
+                                   is_ip ? X509_V_ERR_IP_ADDRESS_MISMATCH
+                                         : X509_V_ERR_HOSTNAME_MISMATCH);
+        }
+        return false;
+      },
+      ec);
+  if (ec) {
+    return Error(ErrorCode::kInternal,
+                 "cannot set the certificate check: " + ec.message());
+  }
+  return {};
+}
+
+Status CheckRefusedUs(const error_code& ec, SSL* ssl,
+                      const ClientOptions& options,
+                      const ServerAddress& address) {
+  if (options.client_cert_file.empty() &&
+      SSL_get_ex_data(ssl, CertRequestedIndex()) != nullptr) {
+    return Error(ErrorCode::kPermissionDenied,
+                 address.display + " requires a client certificate");
+  }
+  if (IsClientCertificateAlert(ec)) {
+    return Error(
+        ErrorCode::kPermissionDenied,
+        address.display + " refused the client certificate: " + Reason(ec));
+  }
+  return {};
+}
+
+Error HandshakeError(const error_code& ec, SSL* ssl,
+                     const ClientOptions& options,
+                     const ServerAddress& address) {
+  const std::string where = address.display;
+  if (ec == beast::error::timeout) {
+    return Error(ErrorCode::kUnavailable,
+                 "TLS handshake with " + where + " timed out after " +
+                     std::to_string(options.timeout_ms) + " ms");
+  }
+  if (IsSslError(ec) && ERR_GET_REASON(static_cast<unsigned long>(
+                            ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+    const long result = SSL_get_verify_result(ssl);
+    return Error(ErrorCode::kPermissionDenied,
+                 "the certificate of " + where + " does not verify: " +
+                     X509_verify_cert_error_string(result));
+  }
+  if (Status refused = CheckRefusedUs(ec, ssl, options, address);
+      !refused.ok()) {
+    return refused.error();
+  }
+  return Error(ErrorCode::kUnavailable,
+               "TLS handshake with " + where + " failed: " + Reason(ec));
+}
+
+}  // namespace internal
 
 std::string HttpResponse::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
@@ -228,12 +369,6 @@ struct HttpClient::Impl {
     return std::to_string(options.timeout_ms) + " ms";
   }
 
-  bool ServerWantedOurCertificate() {
-    return secure.has_value() && options.client_cert_file.empty() &&
-           SSL_get_ex_data(secure->native_handle(), CertRequestedIndex()) !=
-               nullptr;
-  }
-
   beast::tcp_stream& Tcp() {
     return secure ? beast::get_lowest_layer(*secure) : *plain;
   }
@@ -259,54 +394,7 @@ struct HttpClient::Impl {
 
   Status SetUpTls() {
     tls_context.emplace(ssl::context::tls_client);
-    SSL_CTX* ctx = tls_context->native_handle();
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-      return Error(ErrorCode::kInternal, "cannot require TLS 1.2");
-    }
-    tls_context->set_verify_mode(ssl::verify_peer);
-    error_code ec;
-    if (!options.ca_file.empty()) {
-      if (Status s = CheckFile(options.ca_file, "CA file"); !s.ok()) return s;
-      tls_context->load_verify_file(options.ca_file, ec);
-      if (ec) {
-        return Error(
-            ErrorCode::kInvalidArgument,
-            "CA file " + options.ca_file + " holds no usable PEM certificate");
-      }
-    } else {
-      tls_context->set_default_verify_paths(ec);
-      if (ec) {
-        return Error(ErrorCode::kInternal,
-                     "cannot load the system's trust store");
-      }
-    }
-    if (!options.client_cert_file.empty()) {
-      if (Status s =
-              CheckFile(options.client_cert_file, "client certificate file");
-          !s.ok()) {
-        return s;
-      }
-      if (Status s = CheckFile(options.client_key_file, "client key file");
-          !s.ok())
-        return s;
-      tls_context->use_certificate_chain_file(options.client_cert_file, ec);
-      if (ec) {
-        return Error(ErrorCode::kInvalidArgument,
-                     "client certificate file " + options.client_cert_file +
-                         " holds no usable PEM certificate");
-      }
-      tls_context->use_private_key_file(options.client_key_file,
-                                        ssl::context::pem, ec);
-      if (ec || SSL_CTX_check_private_key(ctx) != 1) {
-        return Error(ErrorCode::kInvalidArgument,
-                     "client key file " + options.client_key_file +
-                         " holds no PEM private key of the client certificate");
-      }
-    } else {
-      SSL_CTX_set_client_cert_cb(ctx, RecordCertificateRequest);
-    }
-    ERR_clear_error();
-    return {};
+    return internal::SetUpTlsContext(options, &*tls_context);
   }
 
   // A fresh connection: TCP, then the TLS handshake.
@@ -322,8 +410,9 @@ struct HttpClient::Impl {
     const tcp::resolver::results_type endpoints =
         resolver.resolve(address.host, address.port, flags, ec);
     if (ec) {
-      return Error(ErrorCode::kUnavailable,
-                   "cannot connect to " + address.display + ": " + Reason(ec));
+      return Error(
+          ErrorCode::kUnavailable,
+          "cannot connect to " + address.display + ": " + internal::Reason(ec));
     }
     if (tls_context) {
       secure.emplace(ioc, *tls_context);
@@ -340,85 +429,26 @@ struct HttpClient::Impl {
           ErrorCode::kUnavailable,
           "cannot connect to " + address.display + ": " +
               (ec == beast::error::timeout ? "timed out after " + TimeoutText()
-                                           : Reason(ec)));
+                                           : internal::Reason(ec)));
     }
     if (!secure) return {};
     return Handshake();
   }
 
   Status Handshake() {
-    SSL* ssl_handle = secure->native_handle();
-    if (!address.host_is_ip &&
-        SSL_set_tlsext_host_name(ssl_handle, address.host.c_str()) != 1) {
+    if (Status s = internal::PrepareHandshake(address, &*secure); !s.ok()) {
       Close();
-      return Error(ErrorCode::kInvalidArgument,
-                   "bad server URL: the host name is not usable");
-    }
-    const bool is_ip = address.host_is_ip;
-    error_code ec;
-    // host_name_verification refuses a mismatch without saying why; the
-    // error set here is what the handshake failure then reports.
-    secure->set_verify_callback(
-        [check = ssl::host_name_verification(address.host), is_ip](
-            bool preverified, ssl::verify_context& ctx) {
-          if (check(preverified, ctx)) return true;
-          if (preverified) {
-            X509_STORE_CTX_set_error(ctx.native_handle(),
-                                     is_ip ? X509_V_ERR_IP_ADDRESS_MISMATCH
-                                           : X509_V_ERR_HOSTNAME_MISMATCH);
-          }
-          return false;
-        },
-        ec);
-    if (ec) {
-      Close();
-      return Error(ErrorCode::kInternal,
-                   "cannot set the certificate check: " + ec.message());
+      return s;
     }
     Tcp().expires_after(Timeout());
-    ec = Run([&](auto handler) {
+    const error_code ec = Run([&](auto handler) {
       secure->async_handshake(ssl::stream_base::client, std::move(handler));
     });
     if (!ec) return {};
-    Status status = HandshakeError(ec);
+    Error error =
+        internal::HandshakeError(ec, secure->native_handle(), options, address);
     Close();
-    return status;
-  }
-
-  Error HandshakeError(const error_code& ec) {
-    const std::string where = address.display;
-    if (ec == beast::error::timeout) {
-      return Error(
-          ErrorCode::kUnavailable,
-          "TLS handshake with " + where + " timed out after " + TimeoutText());
-    }
-    if (IsSslError(ec) && ERR_GET_REASON(static_cast<unsigned long>(
-                              ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-      const long result = SSL_get_verify_result(secure->native_handle());
-      return Error(ErrorCode::kPermissionDenied,
-                   "the certificate of " + where + " does not verify: " +
-                       X509_verify_cert_error_string(result));
-    }
-    if (Result<bool> refused = RefusedUs(ec); !refused.ok()) {
-      return refused.error();
-    }
-    return Error(ErrorCode::kUnavailable,
-                 "TLS handshake with " + where + " failed: " + Reason(ec));
-  }
-
-  // An error when the server refused our certificate (or wanted one we did
-  // not have); false otherwise.
-  Result<bool> RefusedUs(const error_code& ec) {
-    if (ServerWantedOurCertificate()) {
-      return Error(ErrorCode::kPermissionDenied,
-                   address.display + " requires a client certificate");
-    }
-    if (IsClientCertificateAlert(ec)) {
-      return Error(
-          ErrorCode::kPermissionDenied,
-          address.display + " refused the client certificate: " + Reason(ec));
-    }
-    return false;
+    return error;
   }
 
   void Close() {
@@ -518,8 +548,10 @@ struct HttpClient::Impl {
       return Error(ErrorCode::kUnavailable,
                    "request to " + where + " timed out after " + TimeoutText());
     }
-    if (nothing_read) {
-      if (Result<bool> refused = RefusedUs(ec); !refused.ok()) {
+    if (nothing_read && secure) {
+      if (Status refused = internal::CheckRefusedUs(ec, secure->native_handle(),
+                                                    options, address);
+          !refused.ok()) {
         return refused.error();
       }
     }
@@ -540,8 +572,8 @@ struct HttpClient::Impl {
       return Error(ErrorCode::kIo,
                    "bad HTTP answer from " + where + ": " + ec.message());
     }
-    return Error(ErrorCode::kIo,
-                 "the connection to " + where + " broke: " + Reason(ec));
+    return Error(ErrorCode::kIo, "the connection to " + where +
+                                     " broke: " + internal::Reason(ec));
   }
 };
 
@@ -550,27 +582,13 @@ HttpClient::HttpClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpClient::~HttpClient() { impl_->Close(); }
 
 Result<std::unique_ptr<HttpClient>> HttpClient::Connect(ClientOptions options) {
-  Result<ServerAddress> address = ParseServerUrl(options.url);
+  Result<ServerAddress> address = internal::CheckClientOptions(options);
   if (!address.ok()) return address.error();
-  if (!options.api_key.empty() && !IsApiKey(options.api_key)) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "the API key must be 64 hexadecimal digits");
-  }
-  if (options.client_cert_file.empty() != options.client_key_file.empty()) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "give both a client certificate and its key, or neither");
-  }
-  if (options.timeout_ms <= 0) {
-    return Error(ErrorCode::kInvalidArgument, "the timeout must be positive");
-  }
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->address = std::move(*address);
   if (impl->address.tls) {
     if (Status s = impl->SetUpTls(); !s.ok()) return s.error();
-  } else if (!impl->options.client_cert_file.empty()) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "a client certificate needs an https:// URL");
   }
   if (Status s = impl->Open(); !s.ok()) return s.error();
   return std::unique_ptr<HttpClient>(new HttpClient(std::move(impl)));
@@ -584,12 +602,12 @@ Result<HttpResponse> HttpClient::Send(std::string_view method,
   if (verb == http::verb::unknown) {
     return Error(ErrorCode::kInvalidArgument, "unknown HTTP method");
   }
-  if (!target.starts_with('/') || !IsPrintable(target) ||
+  if (!target.starts_with('/') || !internal::IsPrintable(target) ||
       target.find(' ') != std::string_view::npos) {
     return Error(ErrorCode::kInvalidArgument,
                  "the request target must be a path from /");
   }
-  if (!IsPrintable(content_type)) {
+  if (!internal::IsPrintable(content_type)) {
     return Error(ErrorCode::kInvalidArgument, "bad Content-Type");
   }
   http::request<http::span_body<const char>> request(verb, target, 11);

@@ -3,7 +3,7 @@
 // returning the process exit status, so that tests can run it in-process.
 //
 // Exit statuses: 0 success, 1 some inputs failed (each reported), 2 usage
-// error.
+// error; `bantay stream` also 3 (stream verdict suspect) and 4 (match).
 #ifndef BANTAY_CLIENT_CLI_H_
 #define BANTAY_CLIENT_CLI_H_
 
@@ -16,6 +16,8 @@ namespace bantay::client {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitSomeFailed = 1;
 inline constexpr int kExitUsage = 2;
+inline constexpr int kExitStreamSuspect = 3;
+inline constexpr int kExitStreamMatch = 4;
 
 // bantay hash [-r] [--dihedral] [--fast] [--csv] [--max-pixels N] [--out LIST] PATH...
 // bantay hash --video FILE... [--every SECONDS] [--downscale N]
@@ -39,6 +41,13 @@ int RunIndexCommand(const std::vector<std::string>& args, std::ostream& out,
 // its duration (a first signal stops the scan cleanly).
 int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
                    std::ostream& err);
+
+// bantay stream FILE --server URL [--realtime] [--every S] [--k K --window N]
+//   ... (plays a video into a live-stream session over WebSocket and prints
+// the verdict events; see --help). Installs SIGINT/SIGTERM handlers for its
+// duration (a first signal ends the session cleanly).
+int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
+                     std::ostream& err);
 
 // Dispatches argv[1] to its command.
 int RunCli(int argc, char** argv);
