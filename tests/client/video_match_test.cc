@@ -111,15 +111,23 @@ TEST(VideoMatchTest, ThresholdsAreInclusiveAndBothMustBeReached) {
 }
 
 TEST(VideoMatchTest, NothingComparableIsNoMatch) {
-  // Above every frame's quality, no hash is left on either side: vPDQ says
-  // 0 and 0, and a threshold of 0 must not turn that into a match.
-  const std::string q = kDir + "doorknob-hd-no-bar.txt";
-  const CliRun run = Match({"--video-hashes", q, "--vpdq", q, "--quality",
-                            "100", "--query-threshold", "0"});
+  // Every frame under the quality threshold: no hash is left on either side,
+  // vPDQ says 0 and 0, and thresholds of 0 must not turn that into a match.
+  TempDir dir;
+  const std::string q =
+      dir.Write("dim.txt", Text("0,10,"
+                                "25ad26b96f58d2491a79f80f07f2c9936fe6083dfb4983"
+                                "d8a4a36db40034df54,0.000\n"
+                                "1,49,"
+                                "a5ad26b96f58d2491a79f80f07f2c1936fe6083dfb4983"
+                                "d8a4a36db40034df54,0.033\n"));
+  CliRun run =
+      Match({"--video-hashes", q, "--vpdq", q, "--query-threshold", "0"});
   EXPECT_EQ(run.status, kExitOk) << run.err;
-  ASSERT_EQ(run.lines.size(), 1u);
-  EXPECT_EQ(run.lines[0].at("query_hashes"), 0);
-  EXPECT_EQ(run.lines[0].at("match"), false);
+  EXPECT_EQ(run.out, Line(q, q, 0, 0, "0", "0", false));
+  // At quality 49 one hash on each side is comparable, and matches.
+  run = Match({"--video-hashes", q, "--vpdq", q, "--quality", "49"});
+  EXPECT_EQ(run.out, Line(q, q, 1, 1, "100", "100", true));
 }
 
 TEST(VideoMatchTest,
@@ -138,16 +146,18 @@ TEST(VideoMatchTest,
                             good, "--vpdq", dir.path() + "/missing.txt"});
   EXPECT_EQ(run.status, kExitSomeFailed);
   ASSERT_EQ(run.lines.size(), 4u) << run.out;
-  EXPECT_EQ(run.lines[0].at("compared"), dir.path() + "/a-empty.txt");
+  EXPECT_EQ(run.lines[0].at("compared").as_string(),
+            dir.path() + "/a-empty.txt");
   EXPECT_EQ(run.lines[0].at("compared_hashes"), 0);
   EXPECT_EQ(run.lines[0].at("match"), false);
-  EXPECT_EQ(run.lines[1].at("compared"), dir.path() + "/b-bad.txt");
+  EXPECT_EQ(run.lines[1].at("compared").as_string(), dir.path() + "/b-bad.txt");
   EXPECT_EQ(run.lines[1].at("error").at("code"), "invalid_argument");
   const std::string message(run.lines[1].at("error").at("message").as_string());
   EXPECT_EQ(message.rfind(dir.path() + "/b-bad.txt:3: ", 0), 0u) << message;
-  EXPECT_EQ(run.lines[2].at("compared"), good);
+  EXPECT_EQ(run.lines[2].at("compared").as_string(), good);
   EXPECT_EQ(run.lines[2].at("match"), false);
-  EXPECT_EQ(run.lines[3].at("compared"), dir.path() + "/missing.txt");
+  EXPECT_EQ(run.lines[3].at("compared").as_string(),
+            dir.path() + "/missing.txt");
   EXPECT_EQ(run.lines[3].at("error").at("code"), "not_found");
 }
 
