@@ -28,9 +28,12 @@ using bantay::testing::CliRun;
 using bantay::testing::TempDir;
 
 // Benign reference hashes (tests/data/pdq/expected-pdq.csv).
-constexpr char kOriginal[] = "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22";
-constexpr char kRotate90[] = "30a10efdf1c83f429013d48d0ffffc52e34e0e35ada952a9d29605215aa9e5af";
-constexpr char kSharpenALot[] = "d0f8f0cec0f4a84f0e370a22238f67f0b36a2ef596231e1d73e6a39c4e9c9b22";
+constexpr char kOriginal[] =
+    "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22";
+constexpr char kRotate90[] =
+    "30a10efdf1c83f429013d48d0ffffc52e34e0e35ada952a9d29605215aa9e5af";
+constexpr char kSharpenALot[] =
+    "d0f8f0cec0f4a84f0e370a22238f67f0b36a2ef596231e1d73e6a39c4e9c9b22";
 constexpr char kMd5[] = "0123456789abcdef0123456789abcdef";
 
 std::vector<uint8_t> Text(const std::string& s) { return {s.begin(), s.end()}; }
@@ -54,7 +57,8 @@ class IndexCli {
   }
 
   void Create() const {
-    CliRun gen = bantay::testing::RunCommand(RunIndexCommand, {"keygen", "--out", keys_});
+    CliRun gen = bantay::testing::RunCommand(RunIndexCommand,
+                                             {"keygen", "--out", keys_});
     ASSERT_EQ(gen.status, kExitOk) << gen.err;
     CliRun init = Run({"init"});
     ASSERT_EQ(init.status, kExitOk) << init.err;
@@ -79,7 +83,8 @@ class IndexCli {
 TEST(IndexCommandTest, KeygenWritesPrivateFilesAndNeverOverwrites) {
   TempDir dir;
   const std::string out = dir.path() + "/k";
-  CliRun gen = bantay::testing::RunCommand(RunIndexCommand, {"keygen", "--out", out});
+  CliRun gen =
+      bantay::testing::RunCommand(RunIndexCommand, {"keygen", "--out", out});
   ASSERT_EQ(gen.status, kExitOk) << gen.err;
   for (const char* name : {"/data.key", "/signing.key"}) {
     struct stat st {};
@@ -93,36 +98,44 @@ TEST(IndexCommandTest, KeygenWritesPrivateFilesAndNeverOverwrites) {
   std::string key;
   key_file >> key;
   EXPECT_EQ(gen.out.find(key), std::string::npos);
-  CliRun again = bantay::testing::RunCommand(RunIndexCommand, {"keygen", "--out", out});
+  CliRun again =
+      bantay::testing::RunCommand(RunIndexCommand, {"keygen", "--out", out});
   EXPECT_EQ(again.status, kExitSomeFailed);
-  EXPECT_EQ(again.err, "bantay index keygen: " + out +
-                           "/data.key already exists; keys are never overwritten\n");
+  EXPECT_EQ(again.err,
+            "bantay index keygen: " + out +
+                "/data.key already exists; keys are never overwritten\n");
 }
 
 TEST(IndexCommandTest, ImportIsAllOrNothingAndReportsEveryBadLine) {
   IndexCli cli;
   cli.Create();
-  const std::string list = cli.Write(
-      "list.txt", std::string("pdq ") + kOriginal + " case-1\n" + "pdq 12345\n" + kRotate90 +
-                      " case-2\n" + "phash " + kOriginal + " x\n");
+  const std::string list =
+      cli.Write("list.txt", std::string("pdq ") + kOriginal + " case-1\n" +
+                                "pdq 12345\n" + kRotate90 + " case-2\n" +
+                                "phash " + kOriginal + " x\n");
   CliRun run = cli.Run({"import", list, "--list", "hotline-a"});
   EXPECT_EQ(run.status, kExitSomeFailed);
   EXPECT_EQ(run.out, "");
   EXPECT_EQ(run.err,
             "bantay index import: " + list +
                 ":2: a PDQ hash is 64 hexadecimal digits, got 5 characters\n"
-                "bantay index import: " + list + ":4: unknown signal type 'phash' (pdq, md5 or sha256)\n"
-                "bantay index import: 2 line(s) rejected; nothing imported (--skip-invalid "
+                "bantay index import: " +
+                list +
+                ":4: unknown signal type 'phash' (pdq, md5 or sha256)\n"
+                "bantay index import: 2 line(s) rejected; nothing imported "
+                "(--skip-invalid "
                 "imports the valid lines)\n");
   CliRun stats = cli.Run({"stats"});
   ASSERT_EQ(stats.status, kExitOk) << stats.err;
   EXPECT_EQ(stats.lines[0].at("version").as_int64(), 1);
   EXPECT_EQ(stats.lines[0].at("active").at("pdq").as_int64(), 0);
 
-  CliRun skip = cli.Run({"import", list, "--list", "hotline-a", "--skip-invalid"});
+  CliRun skip =
+      cli.Run({"import", list, "--list", "hotline-a", "--skip-invalid"});
   EXPECT_EQ(skip.status, kExitSomeFailed);  // some lines were rejected
   ASSERT_EQ(skip.lines.size(), 1u);
-  EXPECT_EQ(json::serialize(skip.lines[0]), R"({"version":2,"added":2,"rejected":2})");
+  EXPECT_EQ(json::serialize(skip.lines[0]),
+            R"({"version":2,"added":2,"rejected":2})");
   CliRun entries = cli.Run({"list", "--list", "hotline-a", "--show-values"});
   ASSERT_EQ(entries.status, kExitOk) << entries.err;
   ASSERT_EQ(entries.lines.size(), 2u);
@@ -143,14 +156,16 @@ TEST(IndexCommandTest, CsvAndBareHashImports) {
   IndexCli cli;
   cli.Create();
   const std::string csv = cli.Write(
-      "list.csv", std::string("type,value,list,category,reference\n") + "pdq," + kOriginal +
-                      ",ngo-b,A1,\"case, 7\"\n" + "md5," + kMd5 + ",,B2,case-8\n");
+      "list.csv", std::string("type,value,list,category,reference\n") + "pdq," +
+                      kOriginal + ",ngo-b,A1,\"case, 7\"\n" + "md5," + kMd5 +
+                      ",,B2,case-8\n");
   CliRun run = cli.Run({"import", csv, "--list", "default-list"});
   ASSERT_EQ(run.status, kExitOk) << run.err;
   const std::string bare = cli.Write("bare.txt", std::string(kMd5) + "\n");
   CliRun md5 = cli.Run({"import", bare, "--list", "md5s", "--type", "md5"});
   ASSERT_EQ(md5.status, kExitOk) << md5.err;
-  CliRun described = cli.Run({"add", "--list", "ngo-b", "--description", "NGO B, weekly"});
+  CliRun described =
+      cli.Run({"add", "--list", "ngo-b", "--description", "NGO B, weekly"});
   ASSERT_EQ(described.status, kExitOk) << described.err;
   EXPECT_EQ(json::serialize(described.lines[0]),
             R"({"list":"ngo-b","description":"NGO B, weekly","version":4})");
@@ -158,8 +173,9 @@ TEST(IndexCommandTest, CsvAndBareHashImports) {
   ASSERT_EQ(lists.status, kExitOk) << lists.err;
   ASSERT_EQ(lists.lines.size(), 3u);
   EXPECT_EQ(lists.lines[2].at("description").as_string(), "NGO B, weekly");
-  EXPECT_EQ(json::serialize(lists.lines[0]),
-            R"({"list":"default-list","enabled":true,"description":"","active":1,"disabled":0})");
+  EXPECT_EQ(
+      json::serialize(lists.lines[0]),
+      R"({"list":"default-list","enabled":true,"description":"","active":1,"disabled":0})");
   EXPECT_EQ(lists.lines[1].at("list").as_string(), "md5s");
   EXPECT_EQ(lists.lines[2].at("list").as_string(), "ngo-b");
   CliRun entries = cli.Run({"list", "--list", "ngo-b"});
@@ -171,22 +187,26 @@ TEST(IndexCommandTest, CsvAndBareHashImports) {
 TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
   IndexCli cli;
   cli.Create();
-  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--reference", "r1",
-                     "--category", "c1"})
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--reference",
+                     "r1", "--category", "c1"})
                 .status,
             kExitOk);
-  ASSERT_EQ(cli.Run({"add", "--list", "b", "--pdq", kSharpenALot, "--md5", kMd5}).status,
-            kExitOk);
+  ASSERT_EQ(
+      cli.Run({"add", "--list", "b", "--pdq", kSharpenALot, "--md5", kMd5})
+          .status,
+      kExitOk);
   auto match = [&](const std::string& query) {
     return bantay::testing::RunCommand(
-        RunMatchCommand, {"--index", cli.store(), "--key", cli.keys() + "/data.key", "--pdq",
-                          query, "--radius", "31"});
+        RunMatchCommand,
+        {"--index", cli.store(), "--key", cli.keys() + "/data.key", "--pdq",
+         query, "--radius", "31"});
   };
   CliRun m = match(kOriginal);
   ASSERT_EQ(m.status, kExitOk) << m.err;
   ASSERT_EQ(m.lines[0].at("matches").as_array().size(), 2u);
-  EXPECT_EQ(json::serialize(m.lines[0].at("matches").as_array()[0]),
-            R"({"list":"a","category":"c1","ref":"r1","distance":0,"variant":"original"})");
+  EXPECT_EQ(
+      json::serialize(m.lines[0].at("matches").as_array()[0]),
+      R"({"list":"a","category":"c1","ref":"r1","distance":0,"variant":"original"})");
 
   CliRun disable = cli.Run({"disable", "--list", "b"});
   ASSERT_EQ(disable.status, kExitOk) << disable.err;
@@ -206,16 +226,20 @@ TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
   CliRun audit = cli.Run({"audit"});
   ASSERT_EQ(audit.status, kExitOk) << audit.err;
   std::vector<std::string> actions;
-  for (const auto& line : audit.lines) actions.push_back(std::string(line.at("action").as_string()));
-  EXPECT_EQ(actions, (std::vector<std::string>{"init", "add", "add", "disable_list", "disable",
-                                               "enable", "enable_list", "remove"}));
+  for (const auto& line : audit.lines)
+    actions.push_back(std::string(line.at("action").as_string()));
+  EXPECT_EQ(actions, (std::vector<std::string>{
+                         "init", "add", "add", "disable_list", "disable",
+                         "enable", "enable_list", "remove"}));
   EXPECT_EQ(audit.lines[1].at("actor").as_string(), "tester");
   EXPECT_EQ(audit.lines[1].at("prev_digest"), audit.lines[0].at("digest"));
 
-  CliRun verify = cli.Run({"verify", "--public-key", cli.keys() + "/signing.pub"});
+  CliRun verify =
+      cli.Run({"verify", "--public-key", cli.keys() + "/signing.pub"});
   EXPECT_EQ(verify.status, kExitOk) << verify.err;
-  EXPECT_EQ(json::serialize(verify.lines[0]),
-            R"({"ok":true,"version":8,"audit_records":8,"entries":2,"key":"given","problems":[]})");
+  EXPECT_EQ(
+      json::serialize(verify.lines[0]),
+      R"({"ok":true,"version":8,"audit_records":8,"entries":2,"key":"given","problems":[]})");
 
   CliRun root = cli.Run({"root", "--public-key", cli.keys() + "/signing.pub"});
   ASSERT_EQ(root.status, kExitOk) << root.err;
@@ -232,11 +256,12 @@ TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
 TEST(IndexCommandTest, WrongKeysAreRefusedClearly) {
   IndexCli cli;
   cli.Create();
-  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal}).status, kExitOk);
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal}).status,
+            kExitOk);
   // A change without the signing key.
   CliRun unsigned_change = bantay::testing::RunCommand(
-      RunIndexCommand, {"add", "--list", "a", "--pdq", kRotate90, "--store", cli.store(),
-                        "--key", cli.keys() + "/data.key"});
+      RunIndexCommand, {"add", "--list", "a", "--pdq", kRotate90, "--store",
+                        cli.store(), "--key", cli.keys() + "/data.key"});
   EXPECT_EQ(unsigned_change.status, kExitSomeFailed);
   EXPECT_EQ(unsigned_change.err,
             "bantay index add: no signing key: give --signing-key FILE (or set "
@@ -249,17 +274,22 @@ TEST(IndexCommandTest, WrongKeysAreRefusedClearly) {
       RunIndexCommand, {"list", "--list", "a", "--store", cli.store(), "--key",
                         cli.dir().path() + "/other/data.key"});
   EXPECT_EQ(other.status, kExitSomeFailed);
-  EXPECT_NE(other.err.find("which was not given"), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find("which was not given"), std::string::npos)
+      << other.err;
   // Another public key does not verify the versions.
-  CliRun verify = cli.Run({"verify", "--public-key", cli.dir().path() + "/other/signing.pub"});
+  CliRun verify = cli.Run(
+      {"verify", "--public-key", cli.dir().path() + "/other/signing.pub"});
   EXPECT_EQ(verify.status, kExitSomeFailed);
-  EXPECT_EQ(verify.lines[0].at("problems").as_array().size(), 2u);  // versions 1 and 2
+  EXPECT_EQ(verify.lines[0].at("problems").as_array().size(),
+            2u);  // versions 1 and 2
 }
 
 TEST(IndexCommandTest, RekeyThenOnlyTheNewKeyReads) {
   IndexCli cli;
   cli.Create();
-  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--md5", kMd5}).status, kExitOk);
+  ASSERT_EQ(
+      cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--md5", kMd5}).status,
+      kExitOk);
   CliRun gen = bantay::testing::RunCommand(
       RunIndexCommand, {"keygen", "--out", cli.dir().path() + "/new"});
   ASSERT_EQ(gen.status, kExitOk);
@@ -272,12 +302,13 @@ TEST(IndexCommandTest, RekeyThenOnlyTheNewKeyReads) {
   ASSERT_EQ(stats.status, kExitOk) << stats.err;
   json::object by_key = stats.lines[0].at("values_by_key").as_object();
   ASSERT_EQ(by_key.size(), 1u);
-  EXPECT_EQ(by_key.at(gen.lines[0].at("data_key_id").as_string()).as_int64(), 2);
+  EXPECT_EQ(by_key.at(gen.lines[0].at("data_key_id").as_string()).as_int64(),
+            2);
   CliRun old = cli.Run({"list", "--list", "a"});
   EXPECT_EQ(old.status, kExitSomeFailed);
   CliRun fresh = bantay::testing::RunCommand(
-      RunIndexCommand, {"list", "--list", "a", "--store", cli.store(), "--key", new_key,
-                        "--show-values"});
+      RunIndexCommand, {"list", "--list", "a", "--store", cli.store(), "--key",
+                        new_key, "--show-values"});
   ASSERT_EQ(fresh.status, kExitOk) << fresh.err;
   EXPECT_EQ(fresh.lines[0].at("value").as_string(), kOriginal);
   EXPECT_EQ(fresh.lines[1].at("value").as_string(), kMd5);
@@ -286,20 +317,25 @@ TEST(IndexCommandTest, RekeyThenOnlyTheNewKeyReads) {
 TEST(IndexCommandTest, SnapshotExportMatchesOfflineAndRefusesTampering) {
   IndexCli cli;
   cli.Create();
-  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--reference", "r1"}).status,
-            kExitOk);
+  ASSERT_EQ(
+      cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--reference", "r1"})
+          .status,
+      kExitOk);
   const std::string snap = cli.dir().path() + "/index.snap";
   CliRun exported = cli.Run({"export", "--out", snap});
   ASSERT_EQ(exported.status, kExitOk) << exported.err;
   EXPECT_EQ(exported.lines[0].at("version").as_int64(), 2);
-  const std::vector<std::string> base = {"--index", snap, "--key", cli.keys() + "/data.key",
-                                         "--public-key", cli.keys() + "/signing.pub",
-                                         "--pdq", kSharpenALot};
+  const std::vector<std::string> base = {
+      "--index",      snap,
+      "--key",        cli.keys() + "/data.key",
+      "--public-key", cli.keys() + "/signing.pub",
+      "--pdq",        kSharpenALot};
   CliRun m = bantay::testing::RunCommand(RunMatchCommand, base);
   ASSERT_EQ(m.status, kExitOk) << m.err;
   ASSERT_EQ(m.lines[0].at("matches").as_array().size(), 1u);
   EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("ref").as_string(), "r1");
-  EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("distance").as_int64(), 14);
+  EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("distance").as_int64(),
+            14);
 
   // One flipped byte in the middle of the encrypted payload.
   std::fstream f(snap, std::ios::in | std::ios::out | std::ios::binary);
@@ -314,8 +350,9 @@ TEST(IndexCommandTest, SnapshotExportMatchesOfflineAndRefusesTampering) {
   f.close();
   CliRun tampered = bantay::testing::RunCommand(RunMatchCommand, base);
   EXPECT_EQ(tampered.status, kExitUsage);
-  EXPECT_EQ(tampered.err, "bantay match: snapshot " + snap +
-                              ": the signature does not verify (the file was modified)\n");
+  EXPECT_EQ(tampered.err,
+            "bantay match: snapshot " + snap +
+                ": the signature does not verify (the file was modified)\n");
   EXPECT_EQ(tampered.out, "");
 }
 
@@ -330,29 +367,35 @@ TEST(IndexCommandTest, ANewSqliteStoreIsPrivateToItsOwner) {
 TEST(IndexCommandTest, AProofIsCheckedAgainstATrustedSignature) {
   IndexCli cli;
   cli.Create();
-  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal}).status, kExitOk);
-  CliRun good = cli.Run({"root", "--prove", "1", "--public-key", cli.keys() + "/signing.pub"});
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal}).status,
+            kExitOk);
+  CliRun good = cli.Run(
+      {"root", "--prove", "1", "--public-key", cli.keys() + "/signing.pub"});
   ASSERT_EQ(good.status, kExitOk) << good.err;
   EXPECT_EQ(good.lines[0].at("signature_valid").as_bool(), true);
-  ASSERT_EQ(bantay::testing::RunCommand(RunIndexCommand,
-                                        {"keygen", "--out", cli.dir().path() + "/other"})
-                .status,
-            kExitOk);
+  ASSERT_EQ(
+      bantay::testing::RunCommand(
+          RunIndexCommand, {"keygen", "--out", cli.dir().path() + "/other"})
+          .status,
+      kExitOk);
   CliRun bad = cli.Run({"root", "--prove", "1", "--public-key",
                         cli.dir().path() + "/other/signing.pub"});
   EXPECT_EQ(bad.status, kExitSomeFailed);
   EXPECT_EQ(bad.lines[0].at("included").as_bool(), true);
   EXPECT_EQ(bad.lines[0].at("signature_valid").as_bool(), false);
   EXPECT_EQ(bad.err,
-            "bantay index root: the root's signature does not verify with the given key\n");
-  EXPECT_EQ(cli.Run({"root", "--prove", "1", "--version", "1"}).status, kExitUsage);
+            "bantay index root: the root's signature does not verify with the "
+            "given key\n");
+  EXPECT_EQ(cli.Run({"root", "--prove", "1", "--version", "1"}).status,
+            kExitUsage);
 }
 
 TEST(IndexCommandTest, UnknownSubcommandsAndStrayArgumentsAreUsageErrors) {
   CliRun unknown = bantay::testing::RunCommand(RunIndexCommand, {"frobnicate"});
   EXPECT_EQ(unknown.status, kExitUsage);
   EXPECT_EQ(unknown.err, "bantay index: unknown subcommand 'frobnicate'\n");
-  CliRun stray = bantay::testing::RunCommand(RunIndexCommand, {"list", "hotline-a"});
+  CliRun stray =
+      bantay::testing::RunCommand(RunIndexCommand, {"list", "hotline-a"});
   EXPECT_EQ(stray.status, kExitUsage);
   EXPECT_EQ(stray.err, "bantay index: list takes no argument 'hotline-a'\n");
 }
@@ -361,9 +404,10 @@ TEST(IndexCommandTest, AnActorWithControlCharactersIsRefused) {
   IndexCli cli;
   cli.Create();
   CliRun run = bantay::testing::RunCommand(
-      RunIndexCommand, {"add", "--list", "a", "--pdq", kOriginal, "--store", cli.store(), "--key",
-                        cli.keys() + "/data.key", "--signing-key", cli.keys() + "/signing.key",
-                        "--actor", "eve\nforged line"});
+      RunIndexCommand,
+      {"add", "--list", "a", "--pdq", kOriginal, "--store", cli.store(),
+       "--key", cli.keys() + "/data.key", "--signing-key",
+       cli.keys() + "/signing.key", "--actor", "eve\nforged line"});
   EXPECT_EQ(run.status, kExitSomeFailed);
   EXPECT_EQ(run.err, "bantay index add: actor contains a control character\n");
 }
@@ -372,7 +416,8 @@ TEST(IndexCommandTest, AStoreUrlIsRequired) {
   CliRun run = bantay::testing::RunCommand(RunIndexCommand, {"stats"});
   EXPECT_EQ(run.status, kExitUsage);
   EXPECT_EQ(run.err,
-            "bantay index: no store: give --store sqlite:PATH or --store postgresql://... (or "
+            "bantay index: no store: give --store sqlite:PATH or --store "
+            "postgresql://... (or "
             "set BANTAY_STORE)\n");
 }
 
@@ -380,21 +425,25 @@ TEST(IndexCommandTest, PostgresStoreThroughTheCli) {
   IndexCli cli(bantay::testing::PgCluster::Shared().CreateDatabase(
       "cli_" + std::to_string(::getpid())));
   cli.Create();
-  const std::string list = cli.Write(
-      "list.txt", std::string("pdq ") + kOriginal + " case-1\n" + kRotate90 + " case-2\n");
+  const std::string list =
+      cli.Write("list.txt", std::string("pdq ") + kOriginal + " case-1\n" +
+                                kRotate90 + " case-2\n");
   CliRun run = cli.Run({"import", list, "--list", "hotline-a"});
   ASSERT_EQ(run.status, kExitOk) << run.err;
-  EXPECT_EQ(json::serialize(run.lines[0]), R"({"version":2,"added":2,"rejected":0})");
+  EXPECT_EQ(json::serialize(run.lines[0]),
+            R"({"version":2,"added":2,"rejected":0})");
   CliRun verify = cli.Run({"verify"});
   EXPECT_EQ(verify.status, kExitOk) << verify.err;
   CliRun m = bantay::testing::RunCommand(
-      RunMatchCommand,
-      {"--index", cli.store(), "--key", cli.keys() + "/data.key", "--pdq", kRotate90});
+      RunMatchCommand, {"--index", cli.store(), "--key",
+                        cli.keys() + "/data.key", "--pdq", kRotate90});
   ASSERT_EQ(m.status, kExitOk) << m.err;
-  EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("ref").as_string(), "case-2");
+  EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("ref").as_string(),
+            "case-2");
 }
 
-// --- Crash safety -------------------------------------------------------------
+// --- Crash safety
+// -------------------------------------------------------------
 
 // Runs `bantay ARGS...` as a child process; returns its pid.
 pid_t Spawn(const std::vector<std::string>& args) {
@@ -403,7 +452,8 @@ pid_t Spawn(const std::vector<std::string>& args) {
     std::vector<char*> argv;
     static std::string cli = BANTAY_CLI;
     argv.push_back(cli.data());
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    for (const std::string& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     const int devnull = ::open("/dev/null", O_WRONLY);
     ::dup2(devnull, 1);
@@ -420,7 +470,8 @@ pid_t Spawn(const std::vector<std::string>& args) {
 TEST(IndexCrashTest, KilledImportsLeaveTheOldOrTheNewVersion) {
   IndexCli cli;
   cli.Create();
-  ASSERT_EQ(cli.Run({"add", "--list", "seed", "--pdq", kOriginal}).status, kExitOk);
+  ASSERT_EQ(cli.Run({"add", "--list", "seed", "--pdq", kOriginal}).status,
+            kExitOk);
   const std::string db = cli.dir().path() + "/store.db";
 
   // 1M distinct random PDQ hashes (benign: random bits).
@@ -432,26 +483,37 @@ TEST(IndexCrashTest, KilledImportsLeaveTheOldOrTheNewVersion) {
     char line[80];
     for (int i = 1; i <= 1'000'000; ++i) {
       std::snprintf(line, sizeof line, "pdq %016llx%016llx%016llx%016llx\n",
-                    static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()),
-                    static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()));
+                    static_cast<unsigned long long>(rng()),
+                    static_cast<unsigned long long>(rng()),
+                    static_cast<unsigned long long>(rng()),
+                    static_cast<unsigned long long>(rng()));
       list << line;
       if (i == 600'000) probe = std::string(line + 4, 64);
     }
   }
   auto import_args = [&](const std::string& store_path) {
-    return std::vector<std::string>{"index", "import", list_path, "--list", "bulk",
-                                    "--store", "sqlite:" + store_path,
-                                    "--key", cli.keys() + "/data.key",
-                                    "--signing-key", cli.keys() + "/signing.key"};
+    return std::vector<std::string>{"index",
+                                    "import",
+                                    list_path,
+                                    "--list",
+                                    "bulk",
+                                    "--store",
+                                    "sqlite:" + store_path,
+                                    "--key",
+                                    cli.keys() + "/data.key",
+                                    "--signing-key",
+                                    cli.keys() + "/signing.key"};
   };
   auto copy_base = [&](const std::string& to) {
-    std::filesystem::copy_file(db, to, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(
+        db, to, std::filesystem::copy_options::overwrite_existing);
     std::filesystem::remove(to + "-wal");
     std::filesystem::remove(to + "-shm");
   };
   auto open_store = [&](const std::string& path) {
     matcher::StoreKeys keys;
-    keys.data_keys.push_back(*matcher::ReadDataKeyFile(cli.keys() + "/data.key"));
+    keys.data_keys.push_back(
+        *matcher::ReadDataKeyFile(cli.keys() + "/data.key"));
     return matcher::Store::Open("sqlite:" + path, std::move(keys));
   };
   const matcher::PublicKey public_key =
@@ -466,7 +528,8 @@ TEST(IndexCrashTest, KilledImportsLeaveTheOldOrTheNewVersion) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   const double full_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   {
     auto store = open_store(full);
     ASSERT_TRUE(store.ok());
@@ -475,23 +538,38 @@ TEST(IndexCrashTest, KilledImportsLeaveTheOldOrTheNewVersion) {
   }
   // The imported store loads (in two halves, on two connections) and matches.
   CliRun found = bantay::testing::RunCommand(
-      RunMatchCommand, {"--index", "sqlite:" + full, "--key", cli.keys() + "/data.key",
-                        "--pdq", probe, "--radius", "0"});
+      RunMatchCommand,
+      {"--index", "sqlite:" + full, "--key", cli.keys() + "/data.key", "--pdq",
+       probe, "--radius", "0"});
   ASSERT_EQ(found.status, kExitOk) << found.err;
-  EXPECT_EQ(json::serialize(found.lines[0].at("matches")),
-            R"([{"list":"bulk","category":"","ref":"million.txt:600000","distance":0,)"
-            R"("variant":"original"}])");
+  EXPECT_EQ(
+      json::serialize(found.lines[0].at("matches")),
+      R"([{"list":"bulk","category":"","ref":"million.txt:600000","distance":0,)"
+      R"("variant":"original"}])");
 
+  // Kill times are spread over the length of an import, which changes with
+  // the machine's load: an import that finished before its kill shortens
+  // the estimate to its own length, so that most attempts still kill.
   int kills = 0, old_version = 0, new_version = 0;
-  std::uniform_real_distribution<double> when(0.0, full_seconds * 1.1);
-  for (int attempt = 0; attempt < 40 && kills < 20; ++attempt) {
+  double length = full_seconds;
+  for (int attempt = 0; attempt < 80 && kills < 20; ++attempt) {
     const std::string path = cli.dir().path() + "/crash.db";
     copy_base(path);
+    const auto spawned = std::chrono::steady_clock::now();
     const pid_t child = Spawn(import_args(path));
-    std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
-    const bool killed = ::kill(child, SIGKILL) == 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    if (killed && WIFSIGNALED(status)) ++kills;
+    std::this_thread::sleep_for(std::chrono::duration<double>(
+        std::uniform_real_distribution<double>(0.0, length * 1.1)(rng)));
+    // Reap a child that has exited: kill() succeeds on a zombie too.
+    const bool done = ::waitpid(child, &status, WNOHANG) == child;
+    if (done) {
+      length = std::min(length, std::chrono::duration<double>(
+                                    std::chrono::steady_clock::now() - spawned)
+                                    .count());
+    } else {
+      ASSERT_EQ(::kill(child, SIGKILL), 0);
+      ASSERT_EQ(::waitpid(child, &status, 0), child);
+    }
+    if (!done && WIFSIGNALED(status)) ++kills;
     auto store = open_store(path);
     ASSERT_TRUE(store.ok()) << store.error().ToString();
     const uint64_t version = *(*store)->Version();
@@ -506,11 +584,13 @@ TEST(IndexCrashTest, KilledImportsLeaveTheOldOrTheNewVersion) {
     }
     Result<matcher::VerifyReport> report = (*store)->Verify(public_key);
     ASSERT_TRUE(report.ok());
-    EXPECT_TRUE(report->ok()) << "attempt " << attempt << ": " << report->problems.front();
+    EXPECT_TRUE(report->ok())
+        << "attempt " << attempt << ": " << report->problems.front();
   }
   EXPECT_GE(kills, 20);
-  std::cout << "killed " << kills << " imports (" << old_version << " at the old version, "
-            << new_version << " at the new); a full import took " << full_seconds << " s\n";
+  std::cout << "killed " << kills << " imports (" << old_version
+            << " at the old version, " << new_version
+            << " at the new); a full import took " << full_seconds << " s\n";
 }
 
 }  // namespace
