@@ -12,12 +12,16 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 # a store read on two connections at once, and the server (sessions, pools,
 # index service, shutdown) under load and administration, and bulk scans
 # (walker, workers, in-order writer) and `bantay stream` (a sender and a
-# reader thread on one WebSocket) against it, under
+# reader thread on one WebSocket) against it, stream sessions (registry,
+# compute pipeline, WebSocket) and webhook deliveries, under
 # ThreadSanitizer (suppressions: third-party code only, see the file).
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAY_TSAN=ON \
   -DBANTAY_BUILD_BENCH=OFF -DBANTAY_WERROR=ON
-cmake --build build-tsan -j"$(nproc)" --target matcher_test server_integration_test
+cmake --build build-tsan -j"$(nproc)" --target matcher_test server_integration_test \
+  server_test webhook_test
 export TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp"
 build-tsan/bin/matcher_test \
   --gtest_filter='HashIndexConcurrentTest.*:HashIndexTest.MergesKeepEveryChange:Backends/StoreTest.TwoWritersOnOneDatabase/sqlite:Backends/StoreIndexTest.ALargeStoreLoadsInTwoHalvesWithEveryEntry/sqlite:Backends/StoreIndexTest.AMixedLargeStoreLoadsInTwoHalvesAsEntryByEntry/sqlite'
-build-tsan/bin/server_integration_test --gtest_filter='Backends/ApiTest.*/sqlite:LifecycleTest.*:BinaryTest.*:ScanServerTest.*:StreamCliTest.*'
+build-tsan/bin/server_integration_test --gtest_filter='Backends/ApiTest.*/sqlite:LifecycleTest.*:BinaryTest.*:ScanServerTest.*:StreamCliTest.*:StreamApiTest.*:StreamWsTest.*'
+build-tsan/bin/server_test --gtest_filter='StreamsTest.*:StreamStateTest.*'
+build-tsan/bin/webhook_test
