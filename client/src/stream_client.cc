@@ -243,6 +243,11 @@ struct StreamClient::Impl {
                                   std::to_string(options.timeout_ms) + " ms"
                             : internal::Reason(ec)));
     }
+    // A binary message goes out as a WebSocket frame header and a payload:
+    // without this, Nagle's algorithm holds the payload until the server's
+    // delayed acknowledgement, 40 ms a frame.
+    beast::error_code nodelay_ec;
+    Tcp().socket().set_option(tcp::no_delay(true), nodelay_ec);
     if (secure) {
       auto& tls = secure->next_layer();
       if (Status s = internal::PrepareHandshake(address, &tls); !s.ok())
