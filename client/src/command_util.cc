@@ -1,8 +1,10 @@
 #include "command_util.h"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -23,7 +25,6 @@ bool IsApiKey(std::string_view key) {
                   (c >= 'A' && c <= 'F');
          });
 }
-
 
 // The length of the valid UTF-8 sequence at s[i], or 0.
 size_t Utf8SequenceAt(std::string_view s, size_t i) {
@@ -121,7 +122,6 @@ std::string Env(const char* name) {
   return v == nullptr ? std::string() : std::string(v);
 }
 
-
 Result<std::string> ReadApiKey(std::string path) {
   if (path.empty()) path = Env("BANTAY_API_KEY_FILE");
   if (!path.empty()) {
@@ -174,7 +174,8 @@ std::string_view ImageContentType(models::ImageFormat format) {
   return "application/octet-stream";
 }
 
-boost::json::object ErrorObject(std::string_view code, std::string_view message) {
+boost::json::object ErrorObject(std::string_view code,
+                                std::string_view message) {
   return boost::json::object{{"code", code}, {"message", message}};
 }
 
@@ -216,5 +217,31 @@ std::string Utf8Lossy(std::string_view s) {
   }
   return out;
 }
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void OnStopSignal(int sig) { g_stop_signal.store(sig); }
+
+}  // namespace
+
+StopSignals::StopSignals() {
+  g_stop_signal.store(0);
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = OnStopSignal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int_);
+  sigaction(SIGTERM, &sa, &old_term_);
+}
+
+StopSignals::~StopSignals() {
+  sigaction(SIGINT, &old_int_, nullptr);
+  sigaction(SIGTERM, &old_term_, nullptr);
+}
+
+int StopSignalReceived() { return g_stop_signal.load(); }
 
 }  // namespace bantay::client

@@ -4,6 +4,8 @@
 #ifndef BANTAY_CLIENT_COMMAND_UTIL_H_
 #define BANTAY_CLIENT_COMMAND_UTIL_H_
 
+#include <signal.h>
+
 #include <boost/json.hpp>
 #include <cstdint>
 #include <string>
@@ -51,7 +53,27 @@ void ClientFilesFromEnvironment(ClientOptions* options);
 std::string_view ImageContentType(models::ImageFormat format);
 
 // {"code": code, "message": message}
-boost::json::object ErrorObject(std::string_view code, std::string_view message);
+boost::json::object ErrorObject(std::string_view code,
+                                std::string_view message);
+
+// SIGINT and SIGTERM ask a long command (scan, stream) to stop: while a
+// StopSignals lives, either one sets StopSignalReceived(); a second one
+// kills the process (the handlers reset themselves). The handlers before it
+// come back when it is destroyed.
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  struct sigaction old_int_;
+  struct sigaction old_term_;
+};
+
+// The signal that asked to stop, or 0.
+int StopSignalReceived();
 
 }  // namespace bantay::client
 

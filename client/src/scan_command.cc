@@ -149,36 +149,6 @@ struct ScanOptions {
   ProgressMode progress = ProgressMode::kAuto;
 };
 
-// SIGINT and SIGTERM ask the scan to stop; a second one kills the process
-// (the handlers reset themselves).
-std::atomic<int> g_stop_signal{0};
-
-extern "C" void OnStopSignal(int sig) { g_stop_signal.store(sig); }
-
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal.store(0);
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = OnStopSignal;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  struct sigaction old_int_;
-  struct sigaction old_term_;
-};
-
 Error ErrnoError(int err, const std::string& what) {
   switch (err) {
     case ENOENT:
@@ -572,7 +542,7 @@ class ScanRun {
     if (written_ok_) written_ok_ = Flush(/*sync=*/true);
     Summary();
     if (!written_ok_ || fatal_) return kExitUsage;
-    if (g_stop_signal.load() != 0 || interrupted_) return kExitInterrupted;
+    if (StopSignalReceived() != 0 || interrupted_) return kExitInterrupted;
     if (stopped_by_limit_) return kExitStopped;
     return done_counts_.errors > 0 ? kExitSomeFailed : kExitOk;
   }
@@ -758,9 +728,9 @@ class ScanRun {
     for (;;) {
       const auto wake = std::min(next_progress, Clock::now() + kSignalPoll);
       results_cv_.wait_until(lock, wake, [&] {
-        return AllWritten() || (g_stop_signal.load() != 0 && !stopping_);
+        return AllWritten() || (StopSignalReceived() != 0 && !stopping_);
       });
-      if (g_stop_signal.load() != 0 && !stopping_) {
+      if (StopSignalReceived() != 0 && !stopping_) {
         interrupted_ = true;
         Stop();
       }
@@ -887,7 +857,7 @@ class ScanRun {
     if (!written_ok_) {
       err_ << "bantay scan: cannot write the report: " << write_error_ << "\n";
     }
-    if (fatal_ || interrupted_ || g_stop_signal.load() != 0 ||
+    if (fatal_ || interrupted_ || StopSignalReceived() != 0 ||
         stopped_by_limit_) {
       err_ << "bantay scan: the report holds the entries finished so far; run "
               "the same command with --resume to continue\n";

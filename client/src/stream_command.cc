@@ -107,37 +107,7 @@ reached or refused the session, the connection broke, a frame could not be
 matched); 2 usage error; 130 interrupted before the end of the video.
 )";
 
-// SIGINT and SIGTERM end the stream cleanly; a second one kills the process
-// (the handlers reset themselves).
-std::atomic<int> g_stop_signal{0};
-
-extern "C" void OnStreamStopSignal(int sig) { g_stop_signal.store(sig); }
-
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal.store(0);
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = OnStreamStopSignal;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  struct sigaction old_int_;
-  struct sigaction old_term_;
-};
-
-bool Stopping() { return g_stop_signal.load() != 0; }
+bool Stopping() { return StopSignalReceived() != 0; }
 
 bool ParseSeconds(const std::string& s, double* value) {
   char* end = nullptr;
