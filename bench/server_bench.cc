@@ -112,6 +112,7 @@ using bantay::bench::MakeSetup;
 using bantay::bench::Measure;
 using bantay::bench::Measured;
 using bantay::bench::Median;
+using bantay::bench::ParseList;
 using bantay::bench::QuietGate;
 using bantay::bench::RandomCode;
 using bantay::bench::Seconds;
@@ -126,14 +127,6 @@ using bantay::models::Hash256;
 
 constexpr int kRadius = 31;  // the server's default match.radius
 constexpr size_t kQueries = 100'000;
-
-std::vector<int> ParseList(const std::string& text) {
-  std::vector<int> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
-  return out;
-}
 
 struct Options : QuietGate {
   size_t entries = 1'000'000;

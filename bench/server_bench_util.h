@@ -377,6 +377,15 @@ inline std::unique_ptr<bantay::server::Server> StartServer(const Setup& s,
   return std::move(*server);
 }
 
+// "16,32,64" -> {16, 32, 64} (list-valued flags).
+inline std::vector<int> ParseList(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
+  return out;
+}
+
 inline std::string Join(const std::vector<double>& v, const char* format) {
   std::string out;
   char text[64];

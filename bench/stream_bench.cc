@@ -100,6 +100,7 @@ using bantay::bench::Histogram;
 using bantay::bench::Join;
 using bantay::bench::MakeSetup;
 using bantay::bench::Median;
+using bantay::bench::ParseList;
 using bantay::bench::QuietGate;
 using bantay::bench::RandomCode;
 using bantay::bench::Seconds;
@@ -112,14 +113,6 @@ using bantay::bench::UntilQuiet;
 constexpr size_t kPlanted = 8;  // frames whose hashes are in the store
 constexpr size_t kHeaderBytes = 24;
 constexpr char kPolicy[] = R"({"sample_interval_ms":1000,"skip_distance":-1})";
-
-std::vector<int> ParseList(const std::string& text) {
-  std::vector<int> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
-  return out;
-}
 
 struct Options : QuietGate {
   size_t entries = 1'000'000;

@@ -179,6 +179,18 @@ class ServerFixture {
     return c.ok() ? std::move(*c) : nullptr;
   }
 
+  // One request on a fresh connection with the key `key` ("" for none); a
+  // request that could not be made fails the test and answers status 0.
+  client::HttpResponse Send(const std::string& key, std::string_view method,
+                            std::string_view target, std::string_view type = {},
+                            std::string_view body = {}) {
+    std::unique_ptr<client::HttpClient> c = Client(key);
+    if (c == nullptr) return {};
+    Result<client::HttpResponse> r = c->Send(method, target, type, body);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return r.ok() ? std::move(*r) : client::HttpResponse{};
+  }
+
   static std::span<const uint8_t> Bytes(std::string_view text) {
     return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
   }

@@ -25,14 +25,6 @@ class StreamApiTest : public ::testing::Test, public ServerFixture {
   void SetUp() override { SetUpStore("sqlite"); }
   void TearDown() override { StopServer(); }
 
-  HttpResponse Send(const std::string& key, std::string_view method, std::string_view target,
-                    std::string_view type = {}, std::string_view body = {}) {
-    std::unique_ptr<client::HttpClient> c = Client(key);
-    if (c == nullptr) return {};
-    Result<HttpResponse> r = c->Send(method, target, type, body);
-    EXPECT_TRUE(r.ok()) << r.error().ToString();
-    return r.ok() ? std::move(*r) : HttpResponse{};
-  }
   HttpResponse SendImage(const std::string& key, std::string_view target,
                          const std::vector<uint8_t>& image, std::string_view type = "image/jpeg") {
     std::unique_ptr<client::HttpClient> c = Client(key);

@@ -113,14 +113,6 @@ class StreamWsTest : public ::testing::Test, public ServerFixture {
   }
   void TearDown() override { StopServer(); }
 
-  HttpResponse Send(const std::string& key, std::string_view method, std::string_view target,
-                    std::string_view type = {}, std::string_view body = {}) {
-    std::unique_ptr<client::HttpClient> c = Client(key);
-    if (c == nullptr) return {};
-    Result<HttpResponse> r = c->Send(method, target, type, body);
-    EXPECT_TRUE(r.ok()) << r.error().ToString();
-    return r.ok() ? std::move(*r) : HttpResponse{};
-  }
   std::string Open(const std::string& key, std::string_view policy) {
     HttpResponse r = Send(key, "POST", "/v1/streams", "application/json", policy);
     EXPECT_EQ(r.status, 201) << r.body;
