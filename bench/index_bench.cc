@@ -18,11 +18,18 @@
 //
 // Run: build/bin/index_bench            (everything, ~15 min, ~9 GB of RAM)
 //      build/bin/index_bench --quick    (1M only, no HMA at 10M)
-//      build/bin/index_bench --live     (only the live-update part)
+//      build/bin/index_bench --live     (only the live-update part: 3 cycles
+//                                        of 5 s idle, then 1M entries added in
+//                                        batches of 10k and merged; HashIndex
+//                                        options from LIVE_MERGE, LIVE_RECENT,
+//                                        LIVE_BACKLOG when set)
+//      build/bin/index_bench --tiers    (query CPU against a 10M base with a
+//                                        delta tier of 0..1M entries)
 #include <faiss/IndexBinaryHash.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,7 +37,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <filesystem>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -266,8 +276,40 @@ void ExactLookups() {
               rate / 1e6, hits / 3);
 }
 
+// CPU seconds (user + system) of each of this process's threads, by tid.
+std::map<int, double> ThreadCpu() {
+  std::map<int, double> cpu;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // Fields after the command name (in parentheses): state is field 3,
+    // utime 14, stime 15.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int f = 3; f <= 15 && rest >> field; ++f) {
+      if (f == 14) utime = std::stod(field);
+      if (f == 15) stime = std::stod(field);
+    }
+    cpu[std::stoi(task.path().filename())] = (utime + stime) / tick;
+  }
+  return cpu;
+}
+
+double ThreadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 void LiveUpdates(const Dataset& d) {
-  HashIndex index;
+  bantay::matcher::HashIndexOptions options;
+  if (const char* v = std::getenv("LIVE_MERGE")) options.merge_threshold = std::stoul(v);
+  if (const char* v = std::getenv("LIVE_RECENT")) options.recent_limit = std::stoul(v);
+  if (const char* v = std::getenv("LIVE_BACKLOG")) options.recent_backlog = std::stoul(v);
+  HashIndex index(options);
   {
     std::vector<IndexEntry> entries;
     entries.reserve(static_cast<size_t>(d.n()));
@@ -286,58 +328,164 @@ void LiveUpdates(const Dataset& d) {
   }
   // Let the machine settle after the load (gigabytes were just freed).
   std::this_thread::sleep_for(std::chrono::seconds(5));
-  std::atomic<bool> stop{false}, writing{false}, settled{false};
-  std::vector<double> idle, busy, after;
+  // One reader queries all along; the phase (0 idle, 1 adding) and the
+  // cycle are read before and after each window of 500 queries, and a
+  // window that spans a change is dropped.
+  constexpr int kCycles = 3;
+  std::atomic<int> phase{0}, cycle{0};
+  std::atomic<bool> stop{false};
+  struct Window { double qps, cpu_us; };
+  std::vector<Window> windows[kCycles][2];
+  std::atomic<int> reader_tid{0};
   std::thread reader([&] {
+    reader_tid = static_cast<int>(gettid());
     std::vector<bantay::matcher::Match> m;
     size_t i = 0;
     while (!stop) {
+      const int p = phase, c = cycle;
       const auto start = Clock::now();
-      const bool during = writing, later = settled;
+      const double cpu = ThreadCpuSeconds();
       for (int k = 0; k < 500; ++k, ++i) {
         index.Snapshot()->MatchPdq(Hash256(*reinterpret_cast<const std::array<uint8_t, 32>*>(
                                        d.query(i % d.nq()))),
                                    31, &m);
       }
-      if (later && settled) {
-        after.push_back(500 / Seconds(start));
-      } else if (during && writing) {
-        busy.push_back(500 / Seconds(start));
-      } else if (!during && !writing && !later && !settled) {
-        idle.push_back(500 / Seconds(start));
-      }
+      const Window w{500 / Seconds(start), (ThreadCpuSeconds() - cpu) / 500 * 1e6};
+      if (p == phase && c == cycle && c < kCycles) windows[c][p].push_back(w);
     }
   });
-  std::this_thread::sleep_for(std::chrono::seconds(5));
-  writing = true;
   std::mt19937_64 rng(7);
-  double max_add = 0;
-  const auto start = Clock::now();
-  for (int batch = 0; batch < 100; ++batch) {
-    std::vector<IndexEntry> entries;
-    for (int k = 0; k < 10'000; ++k) {
-      const uint64_t id = static_cast<uint64_t>(d.n()) + 1 + static_cast<uint64_t>(batch) * 10'000 +
-                          static_cast<uint64_t>(k);
-      entries.push_back(MakeEntry(id, SignalType::kPdq, RandomValue(rng), "new"));
+  uint64_t next_id = static_cast<uint64_t>(d.n()) + 1;
+  std::vector<double> ratios;
+  for (int c = 0; c < kCycles; ++c) {
+    std::this_thread::sleep_for(std::chrono::seconds(5));  // idle
+    const size_t rss_idle = RssBytes();
+    const std::map<int, double> cpu_before = ThreadCpu();
+    phase = 1;
+    // Visibility: a watcher polls (every 0.5 ms) for the first entry of
+    // the batch being added; Add may return later than that (it waits when
+    // the background work is behind).
+    double max_visible = 0, max_add = 0;
+    std::atomic<uint64_t> watched{0};
+    std::atomic<double> visible_after{0};
+    std::atomic<Clock::rep> call_time{0};
+    std::atomic<bool> watching{true};
+    std::thread watcher([&] {
+      uint64_t done = 0;
+      while (watching) {
+        const uint64_t id = watched;
+        if (id != done && index.Snapshot()->Contains(id)) {
+          visible_after = std::chrono::duration<double>(
+                              Clock::now() - Clock::time_point(Clock::duration(call_time.load())))
+                              .count();
+          done = id;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+      }
+    });
+    const auto start = Clock::now();
+    for (int batch = 0; batch < 100; ++batch) {
+      std::vector<IndexEntry> entries;
+      for (int k = 0; k < 10'000; ++k) {
+        entries.push_back(MakeEntry(next_id++, SignalType::kPdq, RandomValue(rng), "new"));
+      }
+      const auto t = Clock::now();
+      call_time = t.time_since_epoch().count();
+      visible_after = -1;
+      watched = entries.front().id;
+      (void)index.Add(std::move(entries));
+      max_add = std::max(max_add, Seconds(t));
+      while (visible_after.load() < 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      max_visible = std::max(max_visible, visible_after.load());
     }
-    const auto t = Clock::now();
-    (void)index.Add(std::move(entries));
-    max_add = std::max(max_add, Seconds(t));
+    watching = false;
+    watcher.join();
+    const double add_s = Seconds(start);
+    index.WaitForMerge();  // the background work of these adds, too
+    const double busy_s = Seconds(start);
+    const size_t rss_busy = RssBytes();
+    const std::map<int, double> cpu_after = ThreadCpu();
+    phase = 0;
+    cycle = c + 1;
+    double writer_cpu = 0, reader_cpu = 0, background_cpu = 0;
+    for (const auto& [tid, seconds] : cpu_after) {
+      const double used = seconds - (cpu_before.count(tid) ? cpu_before.at(tid) : 0.0);
+      if (tid == static_cast<int>(getpid())) {
+        writer_cpu += used;
+      } else if (tid == reader_tid) {
+        reader_cpu += used;
+      } else {
+        background_cpu += used;
+      }
+    }
+    auto median_of = [](const std::vector<Window>& ws, double Window::*field) {
+      std::vector<double> v;
+      for (const Window& w : ws) v.push_back(w.*field);
+      return v.empty() ? 0.0 : Median(v);
+    };
+    const double idle = median_of(windows[c][0], &Window::qps);
+    const double busy = median_of(windows[c][1], &Window::qps);
+    ratios.push_back(busy / idle);
+    std::printf("  [live] cycle %d: 1M added in 100 batches in %.1f s (slowest batch visible after "
+                "%.3f s, slowest Add call %.3f s), merged by %.1f s; index now %zu entries; "
+                "resident memory %.2f GB before, %.2f GB after\n",
+                c + 1, add_s, max_visible, max_add, busy_s, index.Snapshot()->size(SignalType::kPdq),
+                static_cast<double>(rss_idle) / 1e9, static_cast<double>(rss_busy) / 1e9);
+    std::printf("  [live] cycle %d: query rate idle %.0f q/s, while adding and merging %.0f q/s = "
+                "%.2fx; reader CPU a query %.1f / %.1f us; cores used meanwhile: reader %.2f, "
+                "writer %.2f, background %.2f\n",
+                c + 1, idle, busy, busy / idle, median_of(windows[c][0], &Window::cpu_us),
+                median_of(windows[c][1], &Window::cpu_us), reader_cpu / busy_s,
+                writer_cpu / busy_s, background_cpu / busy_s);
   }
-  const double add_s = Seconds(start);
-  std::this_thread::sleep_for(std::chrono::seconds(2));
-  writing = false;
-  index.WaitForMerge();  // the 1M now sit in the delta tier
-  settled = true;
-  std::this_thread::sleep_for(std::chrono::seconds(5));
   stop = true;
   reader.join();
-  std::printf("  [live] 1M entries added in 100 batches in %.1f s (slowest batch visible after %.3f s)\n",
-              add_s, max_add);
-  std::printf("  [live] query rate idle %.0f q/s, while adding %.0f q/s = %.2fx (target >= 0.80)\n",
-              Median(idle), Median(busy), Median(busy) / Median(idle));
-  std::printf("  [live] after the adds, background idle (11M entries): %.0f q/s = %.2fx idle\n",
-              Median(after), Median(after) / Median(idle));
+  std::printf("  [live] query rate while adding / idle: median %.2fx of %d cycles (target >= 0.80)\n",
+              Median(ratios), kCycles);
+  // Memory kept for the next merge is given back once unused for 10 s.
+  std::this_thread::sleep_for(std::chrono::seconds(22));
+  std::printf("  [live] resident memory 22 s after the last merge: %.2f GB (index %.2f GB)\n",
+              static_cast<double>(RssBytes()) / 1e9,
+              static_cast<double>(index.Snapshot()->MemoryBytes()) / 1e9);
+}
+
+// Query cost (CPU of the querying thread) against a 10M base plus a delta
+// tier of growing size.
+void TierCosts(const Dataset& d) {
+  bantay::matcher::HashIndexOptions options;
+  options.merge_threshold = 100'000'000;
+  HashIndex index(options);
+  {
+    std::vector<IndexEntry> entries;
+    for (idx_t i = 0; i < d.n(); ++i) {
+      std::array<uint8_t, 32> value;
+      std::memcpy(value.data(), &d.codes[4 * i], 32);
+      entries.push_back(MakeEntry(static_cast<uint64_t>(i) + 1, SignalType::kPdq, value, "r"));
+    }
+    (void)index.Add(std::move(entries));
+  }
+  std::mt19937_64 rng(7);
+  uint64_t next_id = static_cast<uint64_t>(d.n()) + 1;
+  size_t delta = 0;
+  for (size_t target : {0, 100'000, 200'000, 500'000, 1'000'000}) {
+    while (delta < target) {
+      std::vector<IndexEntry> entries;
+      for (int k = 0; k < 10'000; ++k) entries.push_back(MakeEntry(next_id++, SignalType::kPdq, RandomValue(rng), "new"));
+      (void)index.Add(std::move(entries));
+      delta += 10'000;
+    }
+    index.WaitForMerge();
+    std::vector<bantay::matcher::Match> m;
+    std::vector<double> per;
+    for (int rep = 0; rep < 5; ++rep) {
+      const double c0 = ThreadCpuSeconds();
+      for (size_t i = 0; i < 2000; ++i) {
+        index.Snapshot()->MatchPdq(Hash256(*reinterpret_cast<const std::array<uint8_t, 32>*>(d.query(i % d.nq()))), 31, &m);
+      }
+      per.push_back((ThreadCpuSeconds() - c0) / 2000 * 1e6);
+    }
+    std::printf("  [tiers] delta %zu: %.1f us CPU a query (median of 5 x 2000)\n", delta, Median(per));
+  }
 }
 
 }  // namespace
@@ -346,6 +494,10 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   const bool live_only = argc > 1 && std::string(argv[1]) == "--live";
   omp_set_num_threads(1);
+  if (argc > 1 && std::string(argv[1]) == "--tiers") {
+    TierCosts(Random(10'000'000, 2000, 3));
+    return 0;
+  }
   if (live_only) {
     LiveUpdates(Random(10'000'000, 2000, 3));
     return 0;

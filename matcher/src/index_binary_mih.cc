@@ -6,9 +6,17 @@
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/IDSelector.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <unordered_map>
+#include <mutex>
+#include <new>
 #include <queue>
 #include <thread>
 
@@ -83,7 +91,148 @@ Scratch& ThreadScratch() {
   return scratch;
 }
 
+// Blocks in use (their mapped sizes) and freed blocks kept for reuse.
+struct BlockPool {
+  struct Kept {
+    void* p;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::mutex mu;
+  std::unordered_map<void*, size_t> live;  // guarded by mu
+  std::multimap<size_t, Kept> kept;        // by size; guarded by mu
+  size_t kept_bytes = 0;                   // guarded by mu
+};
+
+BlockPool& Pool() {
+  static auto* pool = new BlockPool;  // never destroyed: blocks may be freed during exit
+  return *pool;
+}
+
+// Sorts (bucket, code number) pairs of increasing code numbers by bucket,
+// stably (so numbers stay increasing within a bucket): an LSD radix sort on
+// the bucket's `bits` bits, in passes of up to 12 bits (std::sort of the
+// pairs of a fold cost more than the rest of the fold).
+void SortByBucket(HugeVector<std::pair<uint32_t, uint32_t>>& v, int bits,
+                  HugeVector<std::pair<uint32_t, uint32_t>>* buffer) {
+  buffer->resize(v.size());
+  const int passes = (bits + 11) / 12;
+  const int pass_bits = (bits + passes - 1) / passes;
+  std::vector<uint32_t> count((size_t{1} << pass_bits) + 1);
+  for (int pass = 0; pass < passes; ++pass) {
+    const int shift = pass * pass_bits;
+    const uint32_t mask = (1u << pass_bits) - 1;
+    std::fill(count.begin(), count.end(), 0);
+    for (const auto& e : v) ++count[((e.first >> shift) & mask) + 1];
+    for (size_t b = 1; b < count.size(); ++b) count[b] += count[b - 1];
+    for (const auto& e : v) (*buffer)[count[(e.first >> shift) & mask]++] = e;
+    v.swap(*buffer);
+  }
+}
+
+constexpr size_t kPage = 4096;
+
+size_t RoundUp(size_t bytes, size_t unit) { return (bytes + unit - 1) / unit * unit; }
+
+// A new mapping of `size` bytes (a multiple of 4 KB; of 2 MB from 2 MB on,
+// then aligned to 2 MB with huge pages asked for).
+void* MapBlock(size_t size) {
+  const size_t align = size >= kHugeBlock ? kHugeBlock : kPage;
+  void* raw = mmap(nullptr, size + align - kPage, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  auto* p = static_cast<char*>(raw);
+  char* aligned = reinterpret_cast<char*>(RoundUp(reinterpret_cast<uintptr_t>(p), align));
+  if (aligned > p) munmap(p, static_cast<size_t>(aligned - p));
+  const size_t tail = static_cast<size_t>(p + size + align - kPage - (aligned + size));
+  if (tail > 0) munmap(aligned + size, tail);
+  if (align == kHugeBlock) madvise(aligned, size, MADV_HUGEPAGE);  // advice only
+  return aligned;
+}
+
 }  // namespace
+
+void* AllocateBlock(size_t bytes) {
+  BlockPool& pool = Pool();
+  {
+    std::lock_guard lock(pool.mu);
+    // The smallest kept block that holds `bytes`: whole when it would not
+    // waste half of itself; a large request is cut from the front of a
+    // larger block (at a 2 MB boundary, the rest stays kept).
+    auto it = pool.kept.lower_bound(bytes);
+    if (it != pool.kept.end()) {
+      const size_t size = it->first;
+      const BlockPool::Kept block = it->second;
+      const size_t cut = RoundUp(bytes + bytes / 4, kHugeBlock);
+      if (size <= bytes + bytes / 2) {
+        pool.kept.erase(it);
+        pool.kept_bytes -= size;
+        pool.live.emplace(block.p, size);
+        return block.p;
+      }
+      if (bytes >= kHugeBlock && cut < size) {
+        pool.kept.erase(it);
+        pool.kept.emplace(size - cut, BlockPool::Kept{static_cast<char*>(block.p) + cut, block.since});
+        pool.kept_bytes -= cut;
+        pool.live.emplace(block.p, cut);
+        return block.p;
+      }
+    }
+  }
+  // A quarter more than asked: the next, larger copy of a growing segment
+  // fits into this block once it is freed. Pages never written cost nothing.
+  size_t size = RoundUp(bytes + bytes / 4, kPage);
+  if (size >= kHugeBlock) size = RoundUp(size, kHugeBlock);
+  void* p = MapBlock(size);
+  std::lock_guard lock(pool.mu);
+  pool.live.emplace(p, size);
+  return p;
+}
+
+void FreeBlock(void* p) {
+  BlockPool& pool = Pool();
+  std::vector<std::pair<void*, size_t>> unmap;
+  {
+    std::lock_guard lock(pool.mu);
+    auto live = pool.live.find(p);
+    const size_t size = live->second;
+    pool.live.erase(live);
+    pool.kept.emplace(size, BlockPool::Kept{p, std::chrono::steady_clock::now()});
+    pool.kept_bytes += size;
+    // Over the bound: the oldest blocks go first.
+    while (pool.kept_bytes > kMaxKeptBytes) {
+      auto oldest = pool.kept.begin();
+      for (auto it = pool.kept.begin(); it != pool.kept.end(); ++it) {
+        if (it->second.since < oldest->second.since) oldest = it;
+      }
+      unmap.emplace_back(oldest->second.p, oldest->first);
+      pool.kept_bytes -= oldest->first;
+      pool.kept.erase(oldest);
+    }
+  }
+  for (const auto& [q, size] : unmap) munmap(q, size);  // outside the lock
+}
+
+size_t ReleaseIdleBlocks(double idle_seconds) {
+  BlockPool& pool = Pool();
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<void*, size_t>> unmap;
+  size_t kept_bytes;
+  {
+    std::lock_guard lock(pool.mu);
+    for (auto it = pool.kept.begin(); it != pool.kept.end();) {
+      if (std::chrono::duration<double>(now - it->second.since).count() >= idle_seconds) {
+        unmap.emplace_back(it->second.p, it->first);
+        pool.kept_bytes -= it->first;
+        it = pool.kept.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    kept_bytes = pool.kept_bytes;
+  }
+  for (const auto& [q, size] : unmap) munmap(q, size);
+  return kept_bytes;
+}
 
 IndexBinaryMIH::IndexBinaryMIH(int num_substrings)
     : faiss::IndexBinary(kDimension), requested_substrings_(num_substrings) {
@@ -190,32 +339,44 @@ std::unique_ptr<IndexBinaryMIH> IndexBinaryMIH::Appended(idx_t n, const uint8_t*
     return out;
   }
   out->tables_.resize(tables_.size());
-  std::vector<uint32_t> sub(static_cast<size_t>(n));
+  // The new codes of one table, by (bucket, code number).
+  HugeVector<std::pair<uint32_t, uint32_t>> added(static_cast<size_t>(n)), sort_buffer;
   for (size_t k = 0; k < tables_.size(); ++k) {
     const Table& old = tables_[k];
     Table& t = out->tables_[k];
     t.bit_offset = old.bit_offset;
     t.bits = old.bits;
-    // Where the new codes go: after the old members of their bucket.
-    t.bucket_start.assign(old.bucket_start.size(), 0);
     for (idx_t j = 0; j < n; ++j) {
-      sub[j] = Substring(&out->codes_[4 * static_cast<size_t>(ntotal + j)], t.bit_offset, t.bits);
-      ++t.bucket_start[sub[j] + 1];
+      const auto number = static_cast<uint32_t>(ntotal + j);
+      added[static_cast<size_t>(j)] = {
+          Substring(&out->codes_[4 * static_cast<size_t>(number)], t.bit_offset, t.bits), number};
     }
-    for (size_t b = 1; b < t.bucket_start.size(); ++b) {
-      t.bucket_start[b] += t.bucket_start[b - 1];  // new codes before bucket b
-    }
-    for (size_t b = 0; b < t.bucket_start.size(); ++b) t.bucket_start[b] += old.bucket_start[b];
+    SortByBucket(added, t.bits, &sort_buffer);
+    // Bucket b starts after the old members of buckets < b and the new
+    // codes of buckets < b; the new codes of a bucket follow its old ones.
+    // Between two buckets that receive new codes, old members and bucket
+    // starts move as whole runs.
+    const size_t buckets = old.bucket_start.size() - 1;
+    t.bucket_start.resize(buckets + 1);
     t.members.resize(static_cast<size_t>(out->ntotal));
-    const size_t buckets = t.bucket_start.size() - 1;
-    std::vector<uint32_t> fill(buckets);
-    for (size_t b = 0; b < buckets; ++b) {
-      const uint32_t begin = old.bucket_start[b], end = old.bucket_start[b + 1];
-      std::copy(old.members.begin() + begin, old.members.begin() + end,
-                t.members.begin() + t.bucket_start[b]);
-      fill[b] = t.bucket_start[b] + (end - begin);
+    size_t next_bucket = 0;  // bucket starts set below this
+    uint32_t copied = 0;     // old members copied
+    uint32_t* dst = t.members.data();
+    for (size_t a = 0; a < added.size();) {
+      const uint32_t bucket = added[a].first;
+      const auto shift = static_cast<uint32_t>(a);  // new codes before this bucket
+      for (; next_bucket <= bucket; ++next_bucket) {
+        t.bucket_start[next_bucket] = old.bucket_start[next_bucket] + shift;
+      }
+      const uint32_t end = old.bucket_start[bucket + 1];
+      dst = std::copy(old.members.begin() + copied, old.members.begin() + end, dst);
+      copied = end;
+      for (; a < added.size() && added[a].first == bucket; ++a) *dst++ = added[a].second;
     }
-    for (idx_t j = 0; j < n; ++j) t.members[fill[sub[j]]++] = static_cast<uint32_t>(ntotal + j);
+    for (; next_bucket <= buckets; ++next_bucket) {
+      t.bucket_start[next_bucket] = old.bucket_start[next_bucket] + static_cast<uint32_t>(n);
+    }
+    std::copy(old.members.begin() + copied, old.members.end(), dst);
   }
   return out;
 }

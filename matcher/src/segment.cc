@@ -20,10 +20,37 @@ std::shared_ptr<const Segment> Segment::Build(
     if (inserted) seg->labels_.emplace_back(std::string(list), std::string(category));
     return it->second;
   };
+  // With append_to_first (and no filter), the first segment's PDQ rows
+  // keep their positions, metadata and references: they are copied as
+  // whole arrays, and only the other rows go through `rows`. That needs
+  // every other PDQ row to follow the first segment's by id (a merge of
+  // newer entries always does); otherwise everything is rebuilt.
+  const Segment* first =
+      append_to_first && !keep && !from.empty() && !from[0]->pdq_meta_.empty() ? from[0] : nullptr;
+  if (first != nullptr) {
+    const uint64_t last = first->pdq_meta_.back().id;
+    auto earlier = [last](uint64_t id) { return id <= last; };
+    for (size_t k = 1; k < from.size() && first != nullptr; ++k) {
+      if (!from[k]->pdq_meta_.empty() && earlier(from[k]->pdq_meta_.front().id)) first = nullptr;
+    }
+    for (const IndexEntry& e : added) {
+      if (first != nullptr && e.type == SignalType::kPdq && earlier(e.id)) first = nullptr;
+    }
+  }
   size_t total = added.size();
   for (const Segment* s : from) total += s->pdq_meta_.size() + s->exact_meta_.size();
-  std::vector<Pending> rows;
-  rows.reserve(total);
+  const size_t n_kept = first != nullptr ? first->pdq_meta_.size() : 0;
+  HugeVector<Pending> rows;
+  rows.reserve(total - n_kept);
+  size_t ref_bytes = 0;
+  if (first != nullptr) {
+    // The first segment's labels are interned first, so they keep their
+    // numbers.
+    for (const auto& [list, category] : first->labels_) intern(list, category);
+    seg->pdq_meta_.reserve(total);
+    seg->pdq_meta_ = first->pdq_meta_;
+    ref_bytes = first->references_.size();
+  }
   for (const Segment* s : from) {
     std::vector<uint32_t> relabel(s->labels_.size());
     for (size_t i = 0; i < s->labels_.size(); ++i) {
@@ -33,11 +60,16 @@ std::shared_ptr<const Segment> Segment::Build(
       if (keep && !keep(m.id)) return;
       Pending p{m.id, type, {}, relabel[m.label],
                 std::string_view(s->references_).substr(m.ref_offset, m.ref_length)};
+      // The first segment's references are copied with it: its other
+      // rows keep their offsets.
+      if (s == first) p.ref_offset = m.ref_offset;
       std::memcpy(p.value.data(), value, 32);
       rows.push_back(p);
     };
-    for (size_t i = 0; i < s->pdq_meta_.size(); ++i) {
-      take(s->pdq_meta_[i], SignalType::kPdq, s->pdq_->code(static_cast<int64_t>(i)));
+    if (s != first) {
+      for (size_t i = 0; i < s->pdq_meta_.size(); ++i) {
+        take(s->pdq_meta_[i], SignalType::kPdq, s->pdq_->code(static_cast<int64_t>(i)));
+      }
     }
     for (size_t i = 0; i < s->exact_meta_.size(); ++i) {
       take(s->exact_meta_[i], s->exact_keys_[i].type, s->exact_keys_[i].value.data());
@@ -61,41 +93,39 @@ std::shared_ptr<const Segment> Segment::Build(
                      : std::stable_partition(rows.begin(), rows.end(), is_pdq);
   // Merged segments arrive sorted by id already.
   auto by_id = [](const Pending& a, const Pending& b) { return a.id < b.id; };
-  const bool rows_were_sorted = std::is_sorted(rows.begin(), pdq_end, by_id);
-  if (!rows_were_sorted) std::sort(rows.begin(), pdq_end, by_id);
-  size_t ref_bytes = 0;
-  for (const Pending& p : rows) ref_bytes += p.reference.size();
+  if (!std::is_sorted(rows.begin(), pdq_end, by_id)) std::sort(rows.begin(), pdq_end, by_id);
+  for (const Pending& p : rows) {
+    if (p.ref_offset == Pending::kAppend) ref_bytes += p.reference.size();
+  }
   seg->references_.reserve(ref_bytes);
-  const size_t n_pdq = static_cast<size_t>(pdq_end - rows.begin());
-  // The first segment's PDQ rows come first (stable partition, and only
-  // sorted when not in id order): its tables can be extended.
-  const size_t n_kept = append_to_first && !keep && !from.empty() && rows_were_sorted
-                            ? from[0]->pdq_meta_.size()
-                            : 0;
-  std::vector<uint8_t> codes((n_pdq - n_kept) * 32);
-  seg->pdq_meta_.reserve(n_pdq);
-  for (size_t i = 0; i < n_pdq; ++i) {
-    if (i >= n_kept) std::memcpy(&codes[32 * (i - n_kept)], rows[i].value.data(), 32);
+  if (first != nullptr) seg->references_ = first->references_;
+  const size_t n_new = static_cast<size_t>(pdq_end - rows.begin());
+  HugeVector<uint8_t> codes(n_new * 32);
+  seg->pdq_meta_.reserve(n_kept + n_new);
+  for (size_t i = 0; i < n_new; ++i) {
+    std::memcpy(&codes[32 * i], rows[i].value.data(), 32);
     seg->pdq_meta_.push_back(seg->AppendMeta(rows[i]));
   }
-  if (n_kept > 0) {
-    seg->pdq_ = from[0]->pdq_->Appended(static_cast<faiss::Index::idx_t>(n_pdq - n_kept),
-                                        codes.data());
-  } else if (n_pdq > 0) {
-    seg->pdq_->add(static_cast<faiss::Index::idx_t>(n_pdq), codes.data());
+  if (first != nullptr) {
+    seg->pdq_ = first->pdq_->Appended(static_cast<faiss::Index::idx_t>(n_new), codes.data());
+  } else if (n_new > 0) {
+    seg->pdq_->add(static_cast<faiss::Index::idx_t>(n_new), codes.data());
   }
-  seg->counts_[static_cast<int>(SignalType::kPdq)] = n_pdq;
+  seg->counts_[static_cast<int>(SignalType::kPdq)] = n_kept + n_new;
   seg->AddExact(pdq_end, rows.end());
   return seg;
 }
 
 Segment::Meta Segment::AppendMeta(const Pending& p) {
+  if (p.ref_offset != Pending::kAppend) {
+    return {p.id, p.label, static_cast<uint32_t>(p.reference.size()), p.ref_offset};
+  }
   Meta m{p.id, p.label, static_cast<uint32_t>(p.reference.size()), references_.size()};
   references_.append(p.reference);
   return m;
 }
 
-void Segment::AddExact(std::vector<Pending>::iterator begin, std::vector<Pending>::iterator end) {
+void Segment::AddExact(HugeVector<Pending>::iterator begin, HugeVector<Pending>::iterator end) {
   std::sort(begin, end, [](const Pending& a, const Pending& b) {
     return std::tie(a.type, a.value, a.id) < std::tie(b.type, b.value, b.id);
   });
@@ -130,7 +160,7 @@ std::shared_ptr<const Segment> Segment::FromColumns(Columns columns, int num_sub
     label_ids.try_emplace(seg->labels_[i].first + '\0' + seg->labels_[i].second,
                           static_cast<uint32_t>(i));
   }
-  std::vector<Pending> rows;
+  HugeVector<Pending> rows;
   rows.reserve(columns.exact.size());
   for (const IndexEntry& e : columns.exact) {
     auto [it, inserted] = label_ids.try_emplace(e.list + '\0' + e.category,

@@ -84,6 +84,10 @@ class Segment {
     std::array<uint8_t, 32> value;
     uint32_t label;
     std::string_view reference;
+    // Where the reference already is in the new segment's arena (a row of
+    // an appended-to segment), or kAppend.
+    static constexpr uint64_t kAppend = UINT64_MAX;
+    uint64_t ref_offset = kAppend;
   };
   struct ExactKey {
     std::array<uint8_t, 32> value;
@@ -101,7 +105,7 @@ class Segment {
   Row MakeRow(const Meta& m, SignalType type, const uint8_t* value) const;
   Meta AppendMeta(const Pending& p);
   // Adds exact rows (sorted here by type, value, id) to the exact tables.
-  void AddExact(std::vector<Pending>::iterator begin, std::vector<Pending>::iterator end);
+  void AddExact(HugeVector<Pending>::iterator begin, HugeVector<Pending>::iterator end);
 
   std::unique_ptr<IndexBinaryMIH> pdq_;
   HugeVector<Meta> pdq_meta_;  // by MIH position, sorted by id

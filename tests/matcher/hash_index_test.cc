@@ -230,6 +230,65 @@ TEST(HashIndexTest, MergesKeepEveryChange) {
   }
 }
 
+// Small tiers, so that folds and merges (appends and, with removals past 5%
+// of the base, full rebuilds) run all the time beside the writer, with the
+// delta frozen while later folds go on: every change is visible when Add or
+// Remove returns, and the answers equal brute force at every step.
+TEST(HashIndexTest, ConcurrentFoldsAndMergesKeepEveryChange) {
+  std::mt19937_64 rng(12);
+  HashIndex index({.recent_limit = 64, .recent_backlog = 128, .merge_threshold = 256});
+  std::map<uint64_t, Hash256> active;
+  std::vector<Hash256> queries;
+  for (int i = 0; i < 8; ++i) queries.push_back(RandomHash(rng));
+  uint64_t next_id = 1;
+  std::vector<Match> m;
+  for (int batch = 0; batch < 150; ++batch) {
+    std::vector<IndexEntry> entries;
+    for (int i = 0; i < 40; ++i) {
+      const Hash256 h = i % 4 == 0 ? Flip(queries[rng() % queries.size()], static_cast<int>(rng() % 40))
+                                   : RandomHash(rng);
+      entries.push_back(Pdq(next_id, h));
+      active[next_id++] = h;
+    }
+    ASSERT_TRUE(index.Add(std::move(entries)).ok());
+    auto snap = index.Snapshot();
+    for (uint64_t id = next_id - 40; id < next_id; ++id) ASSERT_TRUE(snap->Contains(id)) << id;
+    // Removals among the newest entries (recent tier, delta) and older ones.
+    std::vector<uint64_t> gone = {next_id - 1 - rng() % 40, next_id - 41 - rng() % 200};
+    for (int i = 0; i < 3; ++i) {
+      auto it = active.begin();
+      std::advance(it, static_cast<long>(rng() % active.size()));
+      gone.push_back(it->first);
+    }
+    std::sort(gone.begin(), gone.end());
+    gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+    std::erase_if(gone, [&](uint64_t id) { return !active.count(id); });
+    ASSERT_TRUE(index.Remove(gone).ok());
+    for (uint64_t id : gone) active.erase(id);
+    snap = index.Snapshot();
+    for (uint64_t id : gone) ASSERT_FALSE(snap->Contains(id)) << id;
+    ASSERT_EQ(snap->size(SignalType::kPdq), active.size()) << batch;
+    if (batch % 10 == 0) {
+      for (const Hash256& q : queries) {
+        snap->MatchPdq(q, 31, &m);
+        ASSERT_EQ(Ids(m), Expected(active, q, 31)) << batch;
+      }
+    }
+  }
+  for (bool merged : {false, true}) {
+    if (merged) {
+      index.MergeNow();
+      index.WaitForMerge();
+    }
+    auto snap = index.Snapshot();
+    EXPECT_EQ(snap->size(SignalType::kPdq), active.size());
+    for (const Hash256& q : queries) {
+      snap->MatchPdq(q, 31, &m);
+      EXPECT_EQ(Ids(m), Expected(active, q, 31)) << merged;
+    }
+  }
+}
+
 TEST(HashIndexTest, FirstLoadAndLaterChangesThroughEveryTier) {
   std::mt19937_64 rng(8);
   const Hash256 q = RandomHash(rng);

@@ -112,6 +112,38 @@ void ExpectExact(const IndexBinaryMIH& index, const Data& data,
   EXPECT_GT(total, 0u);
 }
 
+// Appended merges new codes into copies of the tables (a radix sort by
+// bucket, then runs of old members): the result must answer exactly as an
+// index built over all the codes at once, for table layouts of 16 bits (two
+// sort passes of 8), 21-22 bits (two of 11) and 23-24 bits (two of 12).
+TEST(IndexBinaryMIHTest, AppendedAnswersAsARebuild) {
+  for (int m : {16, 12, 11}) {
+    const Data data = RandomWithPlanted(12'000, 6, 40 + static_cast<uint64_t>(m));
+    const idx_t first = 7'000;  // the planted codes are split between the parts
+    IndexBinaryMIH base(m);
+    base.add(first, data.codes.data());
+    std::unique_ptr<IndexBinaryMIH> appended =
+        base.Appended(data.n() - first, data.codes.data() + 32 * first);
+    ASSERT_EQ(appended->ntotal, data.n());
+    ASSERT_EQ(appended->num_substrings(), m);
+    for (idx_t i = 0; i < data.n(); i += 997) {
+      EXPECT_EQ(std::memcmp(appended->code(i), &data.codes[32 * static_cast<size_t>(i)], 32), 0);
+    }
+    ExpectExact(*appended, data, {0, 1, 15, 16, 31, 32, 64});
+    // And appending again, to the appended index (its tables were made by
+    // Appended, not by a build).
+    Data more = data;
+    std::mt19937_64 rng(9);
+    for (int k = 0; k < 500; ++k) {
+      const Code c = Flip(data.queries[k % data.queries.size()], k % 41, rng);
+      more.codes.insert(more.codes.end(), c.begin(), c.end());
+    }
+    std::unique_ptr<IndexBinaryMIH> twice =
+        appended->Appended(more.n() - data.n(), more.codes.data() + 32 * data.n());
+    ExpectExact(*twice, more, {0, 31, 32});
+  }
+}
+
 TEST(IndexBinaryMIHTest, ExactAgainstBruteForceOnRandomData) {
   const Data data = RandomWithPlanted(200'000, 40, 1);
   IndexBinaryMIH index;
@@ -229,6 +261,43 @@ TEST(IndexBinaryMIHTest, KnnFallsBackToScanBeyondTheMatchRadius) {
   flat.search(1, q.data(), 3, db, lb);
   EXPECT_EQ(std::vector<int32_t>(da, da + 3), std::vector<int32_t>(db, db + 3));
   EXPECT_GT(da[0], 31);
+}
+
+// Freed blocks are kept and handed out again (a merge reuses the memory of
+// the copy before it instead of faulting in fresh pages); large requests
+// are cut from larger kept blocks; idle ones are unmapped.
+TEST(BlockPoolTest, FreedBlocksAreReusedCutAndReleased) {
+  constexpr size_t kMB = size_t{1} << 20;
+  ReleaseIdleBlocks(0);  // whatever earlier tests left
+  void* a = AllocateBlock(3 * kMB);
+  std::memset(a, 0x5A, 3 * kMB);
+  FreeBlock(a);
+  // Mapped a quarter larger (3.75 MB), rounded to 2 MB: 4 MB kept.
+  EXPECT_EQ(ReleaseIdleBlocks(3600), 4 * kMB);
+  void* b = AllocateBlock(3 * kMB + 1);
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b) % kHugeBlock, 0u);
+  EXPECT_EQ(ReleaseIdleBlocks(3600), 0u);
+  FreeBlock(b);
+  // 100 MB -> a 126 MB block; 10 MB cut from its front (12.5 MB rounded
+  // to 14 MB), the remaining 112 MB stay kept.
+  void* big = AllocateBlock(100 * kMB);
+  FreeBlock(big);
+  EXPECT_EQ(ReleaseIdleBlocks(3600), 130 * kMB);
+  void* cut = AllocateBlock(10 * kMB);
+  EXPECT_EQ(cut, big);
+  EXPECT_EQ(ReleaseIdleBlocks(3600), 116 * kMB);
+  void* next = AllocateBlock(50 * kMB);  // from the 112 MB rest, at 14 MB in
+  EXPECT_EQ(next, static_cast<char*>(big) + 14 * kMB);
+  std::memset(next, 1, 50 * kMB);
+  EXPECT_EQ(ReleaseIdleBlocks(3600), 4 * kMB + 48 * kMB);  // 112 - 64 (62.5 rounded up)
+  // A small request never takes a block twice its size.
+  void* small = AllocateBlock(kBlockMin);
+  EXPECT_NE(small, a);
+  FreeBlock(small);
+  FreeBlock(cut);
+  FreeBlock(next);
+  EXPECT_EQ(ReleaseIdleBlocks(0), 0u);
 }
 
 TEST(IndexBinaryMIHTest, RemoveIdsShiftsLabels) {
