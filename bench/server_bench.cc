@@ -50,6 +50,7 @@
 //        --jpeg-connections N --parts baseline,closed,open,jpeg
 //        --soak S --soak-rate R --max-others CORES --attempts N
 //        --quiet-wait S --serve-only S
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,6 +70,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <optional>
@@ -697,15 +699,27 @@ double InProcessRate(const bantay::matcher::HashIndex& index, const Workload& w,
   return static_cast<double>(done) / elapsed;
 }
 
+// What the offline threads spent per frame: CPU time and minor page faults
+// (getrusage of each thread).
+struct OfflineCost {
+  double cpu_ms = 0;
+  double faults = 0;
+};
+
 // Frames/s of one thread hashing the frames as the server does (compatible
 // mode, MD5 and SHA-256 of the bytes).
 double OfflineJpegRate(const std::vector<std::vector<uint8_t>>& frames,
-                       double seconds, int64_t max_pixels, int threads = 1) {
+                       double seconds, int64_t max_pixels, int threads = 1,
+                       OfflineCost* cost = nullptr) {
   bantay::models::HashOptions options;
   options.max_pixels = max_pixels;
   std::atomic<size_t> total{0};
+  std::mutex mu;
+  double cpu = 0, faults = 0;
   const auto start = Clock::now();
   auto work = [&](size_t first) {
+    struct rusage before {};
+    ::getrusage(RUSAGE_THREAD, &before);
     bantay::models::ImageHasher hasher(options);
     size_t n = 0;
     while (Seconds(start) < seconds) {
@@ -713,6 +727,13 @@ double OfflineJpegRate(const std::vector<std::vector<uint8_t>>& frames,
       if (!r.ok()) Die("ImageHasher: " + r.error().ToString());
       ++n;
     }
+    struct rusage after {};
+    ::getrusage(RUSAGE_THREAD, &after);
+    auto secs = [](const timeval& t) { return t.tv_sec + t.tv_usec * 1e-6; };
+    std::lock_guard lock(mu);
+    cpu += secs(after.ru_utime) - secs(before.ru_utime) +
+           secs(after.ru_stime) - secs(before.ru_stime);
+    faults += static_cast<double>(after.ru_minflt - before.ru_minflt);
     total += n;
   };
   std::vector<std::thread> pool;
@@ -720,6 +741,10 @@ double OfflineJpegRate(const std::vector<std::vector<uint8_t>>& frames,
     pool.emplace_back(work, static_cast<size_t>(t) * frames.size() / 2);
   }
   for (std::thread& t : pool) t.join();
+  if (cost != nullptr && total > 0) {
+    cost->cpu_ms = cpu * 1e3 / static_cast<double>(total);
+    cost->faults = faults / static_cast<double>(total);
+  }
   return static_cast<double>(total) / Seconds(start);
 }
 
@@ -915,14 +940,17 @@ int main(int argc, char** argv) {
     std::vector<double> offline, offline2, served, ratios;
     uint64_t errors = 0;
     for (int r = 0; r < opt.reps; ++r) {
+      OfflineCost cost, cost2;
       const Measured one = UntilQuiet(opt, "offline run", [&] {
         return Measure([&] {
-          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels);
+          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels, 1,
+                                 &cost);
         });
       });
       const Measured two = UntilQuiet(opt, "offline run", [&] {
         return Measure([&] {
-          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels, 2);
+          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels, 2,
+                                 &cost2);
         });
       });
       offline.push_back(one.value);
@@ -938,15 +966,16 @@ int main(int argc, char** argv) {
       ratios.push_back(res.Rate() / (2 * offline.back()));
       errors += res.errors_total;
       std::printf(
-          "jpeg run %d: offline 1 core %.1f frames/s (2 threads %.1f); server "
-          "%.1f frames/s on %d conns (p50 %.1f ms, p99 %.1f ms), %llu errors; "
-          "ratio %.3f; %s%s%s\n",
-          r + 1, offline.back(), offline2.back(), served.back(),
-          opt.jpeg_connections, res.latency.QuantileMs(0.5),
+          "jpeg run %d: offline 1 core %.1f frames/s (%.2f CPU ms, %.1f "
+          "faults a frame; 2 threads %.1f, %.2f CPU ms a frame); server %.1f "
+          "frames/s on %d conns (p50 %.1f ms, p99 %.1f ms), %llu errors; "
+          "ratio %.3f; %s; per frame: server %.2f CPU ms: %s%s%s\n",
+          r + 1, offline.back(), cost.cpu_ms, cost.faults, offline2.back(),
+          cost2.cpu_ms, served.back(), opt.jpeg_connections, res.latency.QuantileMs(0.5),
           res.latency.QuantileMs(0.99),
           static_cast<unsigned long long>(res.errors_total), ratios.back(),
-          res.cpu.Text().c_str(),
-          res.first_error.empty() ? "" : "; first error: ",
+          res.cpu.Text().c_str(), res.cpu.server * 1e3 / served.back(),
+          res.threads.c_str(), res.first_error.empty() ? "" : "; first error: ",
           res.first_error.substr(0, 200).c_str());
       std::fflush(stdout);
     }

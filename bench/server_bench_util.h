@@ -137,6 +137,7 @@ struct ThreadUse {
   double cpu = 0;          // seconds
   double voluntary = 0;    // context switches: went to sleep
   double involuntary = 0;  // preempted
+  double faults = 0;       // minor page faults
   int threads = 0;
 };
 using ThreadUses = std::map<std::string, ThreadUse>;
@@ -157,6 +158,7 @@ inline ThreadUses ThreadsByName() {
     std::stringstream fields(text.substr(close + 2));
     std::string field;
     for (int k = 3; k <= 15 && fields >> field; ++k) {
+      if (k == 10) use.faults += std::stod(field);
       if (k == 14 || k == 15) use.cpu += std::stod(field) / CpuTimes::Hz();
     }
     std::ifstream status(dir + "/status");
@@ -173,7 +175,8 @@ inline ThreadUses ThreadsByName() {
 }
 
 // Per answered request, for the server's threads (bantay-*): "io 31.2 us
-// 0.6+0.1 cs, compute 60.3 us 1.1+0.2 cs" (voluntary+involuntary).
+// 0.6+0.1 cs, compute 60.3 us 1.1+0.2 cs" (voluntary+involuntary), and
+// minor page faults ("12.0 flt") where there are any.
 inline std::string ThreadsPerRequest(const ThreadUses& a, const ThreadUses& b,
                                      uint64_t requests) {
   if (requests == 0) return "";
@@ -186,12 +189,17 @@ inline std::string ThreadsPerRequest(const ThreadUses& a, const ThreadUses& b,
     const double cpu_us = (end.cpu - start.cpu) / n * 1e6;
     const double vol = (end.voluntary - start.voluntary) / n;
     const double invol = (end.involuntary - start.involuntary) / n;
+    const double faults = (end.faults - start.faults) / n;
     if (cpu_us < 0.05 && vol < 0.005) continue;
-    char text[128];
+    char text[160];
     std::snprintf(text, sizeof text, "%s%s %.1f us %.2f+%.2f cs",
                   out.empty() ? "" : ", ", name.substr(7).c_str(), cpu_us, vol,
                   invol);
     out += text;
+    if (faults >= 0.05) {
+      std::snprintf(text, sizeof text, " %.1f flt", faults);
+      out += text;
+    }
   }
   return out;
 }
