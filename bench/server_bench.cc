@@ -29,7 +29,12 @@
 //             mate-backgrounds photographs) posted as image/jpeg on 8
 //             connections, against the single-core offline rate of
 //             ImageHasher with the server's options (compatible mode, MD5
-//             and SHA-256), in the same run; ratio server / (2 x offline).
+//             and SHA-256), measured right before and right after each
+//             server run and averaged; ratio server / (2 x offline). Also
+//             printed: offline CPU time per frame / the server's (how much
+//             more the server spends on a frame than hashing it costs),
+//             and the ratio against the cores the load generator left
+//             (server / ((2 - generator cores) x offline)).
 //   soak      (--soak SECONDS) open loop at 70% of the closed-loop capacity
 //             measured in this run (or --soak-rate): errors, latency and the
 //             process's VmRSS after a 30 s warm-up and at the end.
@@ -937,24 +942,25 @@ int main(int argc, char** argv) {
           {RequestHead(setup.api_key, "image/jpeg", f.size()), &f, -1});
     }
     auto server = StartServer(setup, best_io, tls, opt.entries);
-    std::vector<double> offline, offline2, served, ratios;
+    std::vector<double> offline, offline2, served, ratios, cpu_ratios,
+        share_ratios;
     uint64_t errors = 0;
+    auto offline_run = [&](int threads, OfflineCost* cost) {
+      return UntilQuiet(opt, "offline run", [&] {
+        return Measure([&] {
+          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels,
+                                 threads, cost);
+        });
+      });
+    };
     for (int r = 0; r < opt.reps; ++r) {
-      OfflineCost cost, cost2;
-      const Measured one = UntilQuiet(opt, "offline run", [&] {
-        return Measure([&] {
-          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels, 1,
-                                 &cost);
-        });
-      });
-      const Measured two = UntilQuiet(opt, "offline run", [&] {
-        return Measure([&] {
-          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels, 2,
-                                 &cost2);
-        });
-      });
-      offline.push_back(one.value);
-      offline2.push_back(two.value);
+      // The single-core rate is measured right before and right after the
+      // server's run and averaged: this machine's speed drifts over tens of
+      // seconds (other virtual machines on the host), which one window
+      // measured earlier mistook for a change in the ratio.
+      OfflineCost cost2, cost_before, cost_after;
+      const Measured two = offline_run(2, &cost2);
+      const Measured before = offline_run(1, &cost_before);
       RunResult res = UntilQuiet(opt, "jpeg run", [&] {
         LoadRun run(server->port(), tls, jpeg_requests,
                     {.connections = opt.jpeg_connections,
@@ -962,20 +968,32 @@ int main(int argc, char** argv) {
                      .seconds = std::max(opt.seconds, 15.0)});
         return run.Run();
       });
+      const Measured after = offline_run(1, &cost_after);
+      const double single = (before.value + after.value) / 2;
+      const double single_ms = (cost_before.cpu_ms + cost_after.cpu_ms) / 2;
+      offline.push_back(single);
+      offline2.push_back(two.value);
       served.push_back(res.Rate());
-      ratios.push_back(res.Rate() / (2 * offline.back()));
+      ratios.push_back(res.Rate() / (2 * single));
+      const double server_ms = res.cpu.server * 1e3 / res.Rate();
+      cpu_ratios.push_back(single_ms / server_ms);
+      share_ratios.push_back(res.Rate() / ((2 - res.cpu.client) * single));
       errors += res.errors_total;
       std::printf(
-          "jpeg run %d: offline 1 core %.1f frames/s (%.2f CPU ms, %.1f "
-          "faults a frame; 2 threads %.1f, %.2f CPU ms a frame); server %.1f "
-          "frames/s on %d conns (p50 %.1f ms, p99 %.1f ms), %llu errors; "
-          "ratio %.3f; %s; per frame: server %.2f CPU ms: %s%s%s\n",
-          r + 1, offline.back(), cost.cpu_ms, cost.faults, offline2.back(),
-          cost2.cpu_ms, served.back(), opt.jpeg_connections, res.latency.QuantileMs(0.5),
-          res.latency.QuantileMs(0.99),
+          "jpeg run %d: offline 1 core %.1f frames/s [before %.1f, after "
+          "%.1f] (%.2f CPU ms, %.1f faults a frame); 2 threads %.1f (%.2f "
+          "CPU ms a frame); server %.1f frames/s on %d conns (p50 %.1f ms, "
+          "p99 %.1f ms), %llu errors; ratio %.3f (offline CPU / server CPU "
+          "per frame %.3f; of the cores the generator left %.3f); %s; per "
+          "frame: server %.2f CPU ms: %s%s%s\n",
+          r + 1, single, before.value, after.value, single_ms,
+          (cost_before.faults + cost_after.faults) / 2, two.value,
+          cost2.cpu_ms, served.back(), opt.jpeg_connections,
+          res.latency.QuantileMs(0.5), res.latency.QuantileMs(0.99),
           static_cast<unsigned long long>(res.errors_total), ratios.back(),
-          res.cpu.Text().c_str(), res.cpu.server * 1e3 / served.back(),
-          res.threads.c_str(), res.first_error.empty() ? "" : "; first error: ",
+          cpu_ratios.back(), share_ratios.back(), res.cpu.Text().c_str(),
+          server_ms, res.threads.c_str(),
+          res.first_error.empty() ? "" : "; first error: ",
           res.first_error.substr(0, 200).c_str());
       std::fflush(stdout);
     }
@@ -983,10 +1001,13 @@ int main(int argc, char** argv) {
         text, sizeof text,
         "1080p JPEG (%zu frames), io_threads %d: server %.1f frames/s [%s], "
         "offline 1 core %.1f [%s] (2 threads %.1f), server/(2 x offline) = "
-        "%.3f [%s], errors %llu",
+        "%.3f [%s]; offline CPU / server CPU per frame %.3f [%s]; of the "
+        "cores the generator left %.3f [%s]; errors %llu",
         frames.size(), best_io, Median(served), Join(served, "%.1f").c_str(),
         Median(offline), Join(offline, "%.1f").c_str(), Median(offline2),
-        Median(ratios), Join(ratios, "%.3f").c_str(),
+        Median(ratios), Join(ratios, "%.3f").c_str(), Median(cpu_ratios),
+        Join(cpu_ratios, "%.3f").c_str(), Median(share_ratios),
+        Join(share_ratios, "%.3f").c_str(),
         static_cast<unsigned long long>(errors));
     lines.push_back(text);
   }
