@@ -29,7 +29,12 @@
 //             mate-backgrounds photographs) posted as image/jpeg on 8
 //             connections, against the single-core offline rate of
 //             ImageHasher with the server's options (compatible mode, MD5
-//             and SHA-256), in the same run; ratio server / (2 x offline).
+//             and SHA-256), measured right before and right after each
+//             server run and averaged; ratio server / (2 x offline). Also
+//             printed: offline CPU time per frame / the server's (how much
+//             more the server spends on a frame than hashing it costs),
+//             and the ratio against the cores the load generator left
+//             (server / ((2 - generator cores) x offline)).
 //   soak      (--soak SECONDS) open loop at 70% of the closed-loop capacity
 //             measured in this run (or --soak-rate): errors, latency and the
 //             process's VmRSS after a 30 s warm-up and at the end.
@@ -50,6 +55,7 @@
 //        --jpeg-connections N --parts baseline,closed,open,jpeg
 //        --soak S --soak-rate R --max-others CORES --attempts N
 //        --quiet-wait S --serve-only S
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,6 +75,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <optional>
@@ -697,15 +704,27 @@ double InProcessRate(const bantay::matcher::HashIndex& index, const Workload& w,
   return static_cast<double>(done) / elapsed;
 }
 
+// What the offline threads spent per frame: CPU time and minor page faults
+// (getrusage of each thread).
+struct OfflineCost {
+  double cpu_ms = 0;
+  double faults = 0;
+};
+
 // Frames/s of one thread hashing the frames as the server does (compatible
 // mode, MD5 and SHA-256 of the bytes).
 double OfflineJpegRate(const std::vector<std::vector<uint8_t>>& frames,
-                       double seconds, int64_t max_pixels, int threads = 1) {
+                       double seconds, int64_t max_pixels, int threads = 1,
+                       OfflineCost* cost = nullptr) {
   bantay::models::HashOptions options;
   options.max_pixels = max_pixels;
   std::atomic<size_t> total{0};
+  std::mutex mu;
+  double cpu = 0, faults = 0;
   const auto start = Clock::now();
   auto work = [&](size_t first) {
+    struct rusage before {};
+    ::getrusage(RUSAGE_THREAD, &before);
     bantay::models::ImageHasher hasher(options);
     size_t n = 0;
     while (Seconds(start) < seconds) {
@@ -713,6 +732,13 @@ double OfflineJpegRate(const std::vector<std::vector<uint8_t>>& frames,
       if (!r.ok()) Die("ImageHasher: " + r.error().ToString());
       ++n;
     }
+    struct rusage after {};
+    ::getrusage(RUSAGE_THREAD, &after);
+    auto secs = [](const timeval& t) { return t.tv_sec + t.tv_usec * 1e-6; };
+    std::lock_guard lock(mu);
+    cpu += secs(after.ru_utime) - secs(before.ru_utime) +
+           secs(after.ru_stime) - secs(before.ru_stime);
+    faults += static_cast<double>(after.ru_minflt - before.ru_minflt);
     total += n;
   };
   std::vector<std::thread> pool;
@@ -720,6 +746,10 @@ double OfflineJpegRate(const std::vector<std::vector<uint8_t>>& frames,
     pool.emplace_back(work, static_cast<size_t>(t) * frames.size() / 2);
   }
   for (std::thread& t : pool) t.join();
+  if (cost != nullptr && total > 0) {
+    cost->cpu_ms = cpu * 1e3 / static_cast<double>(total);
+    cost->faults = faults / static_cast<double>(total);
+  }
   return static_cast<double>(total) / Seconds(start);
 }
 
@@ -912,21 +942,25 @@ int main(int argc, char** argv) {
           {RequestHead(setup.api_key, "image/jpeg", f.size()), &f, -1});
     }
     auto server = StartServer(setup, best_io, tls, opt.entries);
-    std::vector<double> offline, offline2, served, ratios;
+    std::vector<double> offline, offline2, served, ratios, cpu_ratios,
+        share_ratios;
     uint64_t errors = 0;
+    auto offline_run = [&](int threads, OfflineCost* cost) {
+      return UntilQuiet(opt, "offline run", [&] {
+        return Measure([&] {
+          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels,
+                                 threads, cost);
+        });
+      });
+    };
     for (int r = 0; r < opt.reps; ++r) {
-      const Measured one = UntilQuiet(opt, "offline run", [&] {
-        return Measure([&] {
-          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels);
-        });
-      });
-      const Measured two = UntilQuiet(opt, "offline run", [&] {
-        return Measure([&] {
-          return OfflineJpegRate(frames, 5.0, setup.config.max_pixels, 2);
-        });
-      });
-      offline.push_back(one.value);
-      offline2.push_back(two.value);
+      // The single-core rate is measured right before and right after the
+      // server's run and averaged: this machine's speed drifts over tens of
+      // seconds (other virtual machines on the host), which one window
+      // measured earlier mistook for a change in the ratio.
+      OfflineCost cost2, cost_before, cost_after;
+      const Measured two = offline_run(2, &cost2);
+      const Measured before = offline_run(1, &cost_before);
       RunResult res = UntilQuiet(opt, "jpeg run", [&] {
         LoadRun run(server->port(), tls, jpeg_requests,
                     {.connections = opt.jpeg_connections,
@@ -934,18 +968,31 @@ int main(int argc, char** argv) {
                      .seconds = std::max(opt.seconds, 15.0)});
         return run.Run();
       });
+      const Measured after = offline_run(1, &cost_after);
+      const double single = (before.value + after.value) / 2;
+      const double single_ms = (cost_before.cpu_ms + cost_after.cpu_ms) / 2;
+      offline.push_back(single);
+      offline2.push_back(two.value);
       served.push_back(res.Rate());
-      ratios.push_back(res.Rate() / (2 * offline.back()));
+      ratios.push_back(res.Rate() / (2 * single));
+      const double server_ms = res.cpu.server * 1e3 / res.Rate();
+      cpu_ratios.push_back(single_ms / server_ms);
+      share_ratios.push_back(res.Rate() / ((2 - res.cpu.client) * single));
       errors += res.errors_total;
       std::printf(
-          "jpeg run %d: offline 1 core %.1f frames/s (2 threads %.1f); server "
-          "%.1f frames/s on %d conns (p50 %.1f ms, p99 %.1f ms), %llu errors; "
-          "ratio %.3f; %s%s%s\n",
-          r + 1, offline.back(), offline2.back(), served.back(),
-          opt.jpeg_connections, res.latency.QuantileMs(0.5),
-          res.latency.QuantileMs(0.99),
+          "jpeg run %d: offline 1 core %.1f frames/s [before %.1f, after "
+          "%.1f] (%.2f CPU ms, %.1f faults a frame); 2 threads %.1f (%.2f "
+          "CPU ms a frame); server %.1f frames/s on %d conns (p50 %.1f ms, "
+          "p99 %.1f ms), %llu errors; ratio %.3f (offline CPU / server CPU "
+          "per frame %.3f; of the cores the generator left %.3f); %s; per "
+          "frame: server %.2f CPU ms: %s%s%s\n",
+          r + 1, single, before.value, after.value, single_ms,
+          (cost_before.faults + cost_after.faults) / 2, two.value,
+          cost2.cpu_ms, served.back(), opt.jpeg_connections,
+          res.latency.QuantileMs(0.5), res.latency.QuantileMs(0.99),
           static_cast<unsigned long long>(res.errors_total), ratios.back(),
-          res.cpu.Text().c_str(),
+          cpu_ratios.back(), share_ratios.back(), res.cpu.Text().c_str(),
+          server_ms, res.threads.c_str(),
           res.first_error.empty() ? "" : "; first error: ",
           res.first_error.substr(0, 200).c_str());
       std::fflush(stdout);
@@ -954,10 +1001,13 @@ int main(int argc, char** argv) {
         text, sizeof text,
         "1080p JPEG (%zu frames), io_threads %d: server %.1f frames/s [%s], "
         "offline 1 core %.1f [%s] (2 threads %.1f), server/(2 x offline) = "
-        "%.3f [%s], errors %llu",
+        "%.3f [%s]; offline CPU / server CPU per frame %.3f [%s]; of the "
+        "cores the generator left %.3f [%s]; errors %llu",
         frames.size(), best_io, Median(served), Join(served, "%.1f").c_str(),
         Median(offline), Join(offline, "%.1f").c_str(), Median(offline2),
-        Median(ratios), Join(ratios, "%.3f").c_str(),
+        Median(ratios), Join(ratios, "%.3f").c_str(), Median(cpu_ratios),
+        Join(cpu_ratios, "%.3f").c_str(), Median(share_ratios),
+        Join(share_ratios, "%.3f").c_str(),
         static_cast<unsigned long long>(errors));
     lines.push_back(text);
   }

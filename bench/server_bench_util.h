@@ -135,8 +135,10 @@ inline CpuUse CpuShare(const CpuTimes& a, const CpuTimes& b, double seconds) {
 // woken (each costs a few microseconds, more in a virtual machine).
 struct ThreadUse {
   double cpu = 0;          // seconds
+  double sys = 0;          // of which in the kernel
   double voluntary = 0;    // context switches: went to sleep
   double involuntary = 0;  // preempted
+  double faults = 0;       // minor page faults
   int threads = 0;
 };
 using ThreadUses = std::map<std::string, ThreadUse>;
@@ -157,7 +159,9 @@ inline ThreadUses ThreadsByName() {
     std::stringstream fields(text.substr(close + 2));
     std::string field;
     for (int k = 3; k <= 15 && fields >> field; ++k) {
+      if (k == 10) use.faults += std::stod(field);
       if (k == 14 || k == 15) use.cpu += std::stod(field) / CpuTimes::Hz();
+      if (k == 15) use.sys += std::stod(field) / CpuTimes::Hz();
     }
     std::ifstream status(dir + "/status");
     std::string line;
@@ -173,7 +177,9 @@ inline ThreadUses ThreadsByName() {
 }
 
 // Per answered request, for the server's threads (bantay-*): "io 31.2 us
-// 0.6+0.1 cs, compute 60.3 us 1.1+0.2 cs" (voluntary+involuntary).
+// (sys 10.1) 0.6+0.1 cs, compute 60.3 us (sys 0.4) 1.1+0.2 cs": CPU time,
+// of which in the kernel, context switches (voluntary+involuntary), and
+// minor page faults ("12.0 flt") where there are any.
 inline std::string ThreadsPerRequest(const ThreadUses& a, const ThreadUses& b,
                                      uint64_t requests) {
   if (requests == 0) return "";
@@ -184,14 +190,20 @@ inline std::string ThreadsPerRequest(const ThreadUses& a, const ThreadUses& b,
     ThreadUse start;
     if (auto it = a.find(name); it != a.end()) start = it->second;
     const double cpu_us = (end.cpu - start.cpu) / n * 1e6;
+    const double sys_us = (end.sys - start.sys) / n * 1e6;
     const double vol = (end.voluntary - start.voluntary) / n;
     const double invol = (end.involuntary - start.involuntary) / n;
+    const double faults = (end.faults - start.faults) / n;
     if (cpu_us < 0.05 && vol < 0.005) continue;
-    char text[128];
-    std::snprintf(text, sizeof text, "%s%s %.1f us %.2f+%.2f cs",
-                  out.empty() ? "" : ", ", name.substr(7).c_str(), cpu_us, vol,
-                  invol);
+    char text[160];
+    std::snprintf(text, sizeof text, "%s%s %.1f us (sys %.1f) %.2f+%.2f cs",
+                  out.empty() ? "" : ", ", name.substr(7).c_str(), cpu_us,
+                  sys_us, vol, invol);
     out += text;
+    if (faults >= 0.05) {
+      std::snprintf(text, sizeof text, " %.1f flt", faults);
+      out += text;
+    }
   }
   return out;
 }

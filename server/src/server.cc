@@ -440,8 +440,34 @@ class Session : public SessionBase {
 
   void ReadRequest() {
     SetDeadline(std::chrono::milliseconds(server_->config.read_timeout_ms));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = Self()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = Self()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  // A body of known length (an image, typically) is read straight into the
+  // request's body, which is sized once from Content-Length (already
+  // checked against max_body_bytes by the parser). Through the parser each
+  // body byte would be read into buffer_ first, then copied into the body as
+  // it grows. Chunked bodies take the parser's way.
+  void OnHeader(beast::error_code header_ec) {
+    if (header_ec || parser_->is_done()) return OnRead(header_ec);
+    if (parser_->chunked() || !parser_->content_length()) {
+      http::async_read(stream_, buffer_, *parser_,
+                       [self = Self()](beast::error_code ec, size_t) { self->OnRead(ec); });
+      return;
+    }
+    const size_t length = static_cast<size_t>(*parser_->content_length());
+    std::vector<uint8_t>& body = parser_->get().body();
+    body.resize(length);
+    const size_t have = std::min(buffer_.size(), length);
+    asio::buffer_copy(asio::buffer(body.data(), have), buffer_.data());
+    buffer_.consume(have);  // its storage is wiped in OnRead
+    asio::async_read(stream_, asio::buffer(body.data() + have, length - have),
+                     [self = Self()](beast::error_code ec, size_t) {
+                       // The body is whole: the parser, which saw only the
+                       // header, is not asked to finish.
+                       self->OnRead(ec == asio::error::eof ? http::error::partial_message : ec);
+                     });
   }
 
   void OnRead(beast::error_code ec) {

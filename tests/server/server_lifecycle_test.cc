@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 
@@ -97,6 +98,101 @@ TEST_F(LifecycleTest, AnswersToHeadHaveNoBodyAndKeepTheConnectionInStep) {
   boost::beast::http::read(stream, buffer, get);
   EXPECT_EQ(get.result_int(), 200);
   EXPECT_EQ(ParseJson(get.body()), json::parse(R"({"status":"ok"})"));
+}
+
+// An image body is read whole and exactly, whether it comes with a
+// Content-Length (read straight into the request's body) or chunked
+// (through the parser), shares reads with the next pipelined request, or
+// trickles in pieces; a body cut short gets no answer.
+TEST_F(LifecycleTest, AnImageBodyIsReadWholeWhateverItsFraming) {
+  StartServer();
+  const std::vector<uint8_t> image = bantay::testing::ReadTestFile(std::string("pdq/") + kBridge);
+  const std::string body(image.begin(), image.end());
+  ASSERT_GT(body.size(), 20'000u);  // several TLS records
+  // The image's SHA-256 is listed too, so that a single wrong byte shows
+  // (the PDQ hash alone might not change). The expected answer is the one
+  // the client library gets.
+  const models::Sha256Digest sha256 = models::Sha256(image);
+  HttpResponse added =
+      Send("operator", "POST", "/v1/lists/demo/entries", "application/json",
+           R"({"entries":[{"type":"sha256","value":")" + models::ToHex(sha256) +
+               R"(","category":"exact","reference":"case-bytes"}]})");
+  ASSERT_EQ(added.status, 201) << added.body;
+  HttpResponse reference = Send("platform", "POST", "/v1/match", "image/jpeg", body);
+  ASSERT_EQ(reference.status, 200) << reference.body;
+  const json::value expected = ParseJson(reference.body);
+  ASSERT_EQ(expected.at("matches"),
+            json::parse(R"([{"list":"demo","category":"test","ref":"case-1"},)"
+                        R"({"list":"demo","category":"exact","ref":"case-bytes"}])"))
+      << reference.body;
+  const std::string head = "POST /v1/match HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
+                           keys_.at("platform") + "\r\nContent-Type: image/jpeg\r\n";
+  const std::string sized = head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  auto hex = [](size_t n) {
+    char text[20];
+    std::snprintf(text, sizeof text, "%zx", n);
+    return std::string(text);
+  };
+  const size_t half = body.size() / 2;
+  const std::string chunked = head + "Transfer-Encoding: chunked\r\n\r\n" + hex(half) + "\r\n" +
+                              body.substr(0, half) + "\r\n" + hex(body.size() - half) + "\r\n" +
+                              body.substr(half) + "\r\n0\r\n\r\n";
+
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(dir_.path() + "/server.pem");
+  auto connect = [&] {
+    auto stream = std::make_unique<ssl::stream<tcp::socket>>(ioc, ctx);
+    stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+    stream->handshake(ssl::stream_base::client);
+    return stream;
+  };
+  namespace http = boost::beast::http;
+  boost::beast::flat_buffer buffer;
+  auto read_answer = [&](ssl::stream<tcp::socket>& stream) {
+    http::response<http::string_body> answer;
+    http::read(stream, buffer, answer);
+    return answer;
+  };
+
+  // Sized, chunked, sized again and a GET, all in one write.
+  std::unique_ptr<ssl::stream<tcp::socket>> stream = connect();
+  asio::write(*stream, asio::buffer(sized + body + chunked + sized + body +
+                                    "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  for (int i = 0; i < 3; ++i) {
+    http::response<http::string_body> answer = read_answer(*stream);
+    ASSERT_EQ(answer.result_int(), 200) << i << ": " << answer.body();
+    EXPECT_EQ(ParseJson(answer.body()), expected) << i;
+  }
+  http::response<http::string_body> health = read_answer(*stream);
+  EXPECT_EQ(health.result_int(), 200);
+  EXPECT_EQ(ParseJson(health.body()), json::parse(R"({"status":"ok"})"));
+
+  // The header with one body byte, then the rest in three pieces, with
+  // pauses, on the same connection.
+  const std::string trickled = sized + body;
+  const size_t first = sized.size() + 1;
+  const size_t piece = (trickled.size() - first) / 3;
+  asio::write(*stream, asio::buffer(trickled.data(), first));
+  for (size_t at = first; at < trickled.size(); at += piece) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    asio::write(*stream, asio::buffer(trickled.data() + at, std::min(piece, trickled.size() - at)));
+  }
+  http::response<http::string_body> answer = read_answer(*stream);
+  ASSERT_EQ(answer.result_int(), 200) << answer.body();
+  EXPECT_EQ(ParseJson(answer.body()), expected);
+
+  // A body one byte short, then the client stops sending: no answer, and
+  // the connection is closed.
+  stream = connect();
+  buffer.clear();
+  asio::write(*stream, asio::buffer(sized + body.substr(0, body.size() - 1)));
+  stream->next_layer().shutdown(tcp::socket::shutdown_send);
+  http::response<http::string_body> none;
+  boost::system::error_code ec;
+  http::read(*stream, buffer, none, ec);
+  EXPECT_TRUE(ec) << "an answer to a truncated body: " << none.result_int();
+  EXPECT_EQ(buffer.size(), 0u);
 }
 
 TEST_F(LifecycleTest, AFullComputeQueueAnswers503WithRetryAfter) {
