@@ -21,6 +21,7 @@ bool ByDistanceThenId(const Match& a, const Match& b) {
 }
 
 constexpr std::chrono::seconds kReleaseAfter{10};
+constexpr std::chrono::seconds kReleaseBetweenMerges{3};
 
 // Folds and merges run at a lower priority than the threads that query and
 // the writer: they only make later snapshots cheaper to search, and when
@@ -536,10 +537,10 @@ void HashIndex::Merger() {
     force_merge_ = false;
     if (delta_->total() > 0 || (full && !removed_.empty())) {
       MergeBase(lock, full);
-      // Blocks not reused by the last merges go back (a stream of merges
-      // reuses the same ones).
+      // Blocks not reused by the last merges go back (back-to-back merges
+      // reuse the blocks the one before freed, within a second or two).
       lock.unlock();
-      ReleaseIdleBlocks(std::chrono::duration<double>(kReleaseAfter).count());
+      ReleaseIdleBlocks(std::chrono::duration<double>(kReleaseBetweenMerges).count());
       lock.lock();
     }
   }
