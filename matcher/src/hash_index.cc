@@ -360,7 +360,7 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
   const size_t backlog = std::max(options_.recent_backlog, options_.recent_limit);
   auto behind = [&] {
     return recent_entries_.size() >= backlog ||
-           (merging_ && delta_->total() >= options_.merge_threshold);
+           (merging_ && delta_->total() >= MergeThreshold());
   };
   folded_.wait(lock, [&] { return stop_ || !behind(); });
   return {};
@@ -469,20 +469,28 @@ void HashIndex::SetStoreVersion(uint64_t version) {
 }
 
 bool HashIndex::FoldWork() const {
-  return recent_entries_.size() >= options_.recent_limit ||
-         (force_merge_ && !recent_entries_.empty());
+  return !recent_entries_.empty() &&
+         (recent_entries_.size() >= options_.recent_limit || force_merge_);
+}
+
+size_t HashIndex::MergeThreshold() const {
+  return std::max<size_t>(options_.merge_threshold, 1);
 }
 
 bool HashIndex::FreezeDue() const {
-  // A forced merge waits for the folder to have emptied the recent tier.
-  return !merging_ && (force_merge_ ? recent_entries_.empty()
-                                    : delta_->total() >= options_.merge_threshold);
+  // A forced merge waits for the folds that take the entries added before
+  // MergeNow (later ones may go on arriving: they go to the next delta).
+  return !merging_ && (force_merge_ ? folds_ >= force_after_folds_
+                                    : delta_->total() >= MergeThreshold());
 }
 
 void HashIndex::MergeNow() {
   {
     std::lock_guard lock(mu_);
     force_merge_ = true;
+    // The fold running now, if any, and the one that takes the recent
+    // entries, if any.
+    force_after_folds_ = folds_ + (folding_ ? 1 : 0) + (recent_entries_.empty() ? 0 : 1);
   }
   fold_work_.notify_one();
   merge_work_.notify_one();
@@ -492,7 +500,7 @@ void HashIndex::WaitForMerge() {
   std::unique_lock lock(mu_);
   idle_.wait(lock, [this] {
     return !folding_ && !merging_ && !FoldWork() && !force_merge_ &&
-           delta_->total() < options_.merge_threshold;
+           delta_->total() < MergeThreshold();
   });
 }
 
@@ -563,6 +571,7 @@ void HashIndex::FoldRecent(std::unique_lock<std::mutex>& lock) {
   recent_entries_.erase(recent_entries_.begin(),
                         recent_entries_.begin() + static_cast<ptrdiff_t>(taken));
   recent_ = Segment::Build({}, nullptr, recent_entries_, 0);
+  ++folds_;
   Publish();
   folded_.notify_all();
 }

@@ -289,6 +289,57 @@ TEST(HashIndexTest, ConcurrentFoldsAndMergesKeepEveryChange) {
   }
 }
 
+// MergeNow while another thread keeps adding: the forced merge takes what
+// was added before it (it must not wait for a moment with nothing new),
+// and WaitForMerge returns.
+TEST(HashIndexTest, MergeNowCompletesWhileAddsGoOn) {
+  std::mt19937_64 rng(13);
+  const Hash256 q = RandomHash(rng);
+  HashIndex index({.recent_limit = 32, .recent_backlog = 64, .merge_threshold = 1'000'000});
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> added{0};
+  std::thread writer([&] {
+    std::mt19937_64 wrng(14);
+    for (uint64_t id = 1; !done; id += 8) {
+      std::vector<IndexEntry> batch;
+      for (uint64_t k = id; k < id + 8; ++k) batch.push_back(Pdq(k, Flip(q, static_cast<int>(k % 20))));
+      ASSERT_TRUE(index.Add(std::move(batch)).ok());
+      added = id + 7;
+    }
+  });
+  while (added < 400) std::this_thread::yield();
+  for (int i = 0; i < 3; ++i) {
+    index.MergeNow();
+    index.WaitForMerge();
+  }
+  done = true;
+  writer.join();
+  index.MergeNow();
+  index.WaitForMerge();
+  std::vector<Match> m;
+  index.Snapshot()->MatchPdq(q, 31, &m);
+  EXPECT_EQ(m.size(), added.load());
+}
+
+// A merge threshold of 0 merges every fold (it must not spin holding the
+// index's lock).
+TEST(HashIndexTest, ZeroMergeThresholdStillWorks) {
+  std::mt19937_64 rng(15);
+  const Hash256 q = RandomHash(rng);
+  HashIndex index({.recent_limit = 0, .merge_threshold = 0});
+  for (uint64_t id = 1; id <= 50; id += 10) {
+    std::vector<IndexEntry> batch;
+    for (uint64_t k = id; k < id + 10; ++k) batch.push_back(Pdq(k, Flip(q, static_cast<int>(k))));
+    ASSERT_TRUE(index.Add(std::move(batch)).ok());
+  }
+  index.WaitForMerge();
+  std::vector<Match> m;
+  index.Snapshot()->MatchPdq(q, 31, &m);
+  EXPECT_EQ(Ids(m), (std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                            17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+                                            30, 31}));
+}
+
 TEST(HashIndexTest, FirstLoadAndLaterChangesThroughEveryTier) {
   std::mt19937_64 rng(8);
   const Hash256 q = RandomHash(rng);

@@ -218,7 +218,8 @@ class HashIndex {
 
   // Blocks until the background threads have nothing left to do.
   void WaitForMerge();
-  // Asks for everything to be merged into one base now (then WaitForMerge).
+  // Asks for everything added so far to be merged into one base now, with
+  // removed entries dropped (then WaitForMerge).
   void MergeNow();
 
  private:
@@ -229,6 +230,7 @@ class HashIndex {
   void MergeBase(std::unique_lock<std::mutex>& lock, bool full);
   bool FoldWork() const;   // requires mu_
   bool FreezeDue() const;  // requires mu_
+  size_t MergeThreshold() const;
   std::optional<SignalType> TypeOf(uint64_t id) const;  // requires mu_
 
   const HashIndexOptions options_;
@@ -253,6 +255,8 @@ class HashIndex {
   uint64_t store_version_ = 0;
   uint64_t max_id_ = 0;  // the largest id ever added
   bool force_merge_ = false;
+  uint64_t folds_ = 0;              // folds done
+  uint64_t force_after_folds_ = 0;  // a forced merge freezes once folds_ reaches this
   bool folding_ = false;
   bool merging_ = false;
   bool stop_ = false;
