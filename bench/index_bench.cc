@@ -40,7 +40,6 @@
 #include <filesystem>
 #include <functional>
 #include <map>
-#include <sstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -63,6 +62,7 @@ using idx_t = faiss::Index::idx_t;
 using bantay::bench::Clock;
 using bantay::bench::Median;
 using bantay::bench::Seconds;
+using bantay::bench::StatCpuSeconds;
 
 size_t RssBytes() {
   std::ifstream status("/proc/self/statm");
@@ -279,21 +279,8 @@ void ExactLookups() {
 // CPU seconds (user + system) of each of this process's threads, by tid.
 std::map<int, double> ThreadCpu() {
   std::map<int, double> cpu;
-  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream stat(task.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    // Fields after the command name (in parentheses): state is field 3,
-    // utime 14, stime 15.
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    std::string field;
-    double utime = 0, stime = 0;
-    for (int f = 3; f <= 15 && rest >> field; ++f) {
-      if (f == 14) utime = std::stod(field);
-      if (f == 15) stime = std::stod(field);
-    }
-    cpu[std::stoi(task.path().filename())] = (utime + stime) / tick;
+    cpu[std::stoi(task.path().filename())] = StatCpuSeconds(task.path() / "stat");
   }
   return cpu;
 }

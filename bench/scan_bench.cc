@@ -90,6 +90,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using bantay::bench::Clock;
+using bantay::bench::Join;
 using bantay::bench::Median;
 using bantay::bench::Seconds;
 using bantay::models::Hash256;
@@ -703,17 +704,6 @@ Sample RunScan(const Options& o, const std::string& tree, const std::string& lis
   return s;
 }
 
-std::string Figures(const std::vector<double>& v, const char* format) {
-  std::string out;
-  char text[64];
-  for (double x : v) {
-    std::snprintf(text, sizeof text, format, x);
-    if (!out.empty()) out += " ";
-    out += text;
-  }
-  return out;
-}
-
 std::string Describe(const Sample& s) {
   char text[200];
   std::snprintf(text, sizeof text,
@@ -803,35 +793,35 @@ void RunSet(const Options& o, const std::string& name, const std::string& tmp) {
 
   std::printf("\n%s, medians of %d repetitions [each one]:\n", name.c_str(), o.reps);
   std::printf("  baseline, 1 core, in memory: %.1f files/s, %.1f MB/s [%s]\n", Median(base_rate),
-              Median(base_mb), Figures(base_rate, "%.1f").c_str());
+              Median(base_mb), Join(base_rate, "%.1f").c_str());
   std::printf("  in memory, %d threads:        %.1f files/s [%s] = %.3fx (%d x baseline)\n",
-              o.threads, Median(multi_rate), Figures(multi_rate, "%.1f").c_str(),
+              o.threads, Median(multi_rate), Join(multi_rate, "%.1f").c_str(),
               Median(multi_ratio), o.threads);
   std::printf("  scan, warm page cache:       %.1f files/s, %.1f MB/s [%s], %.2f cores\n",
-              Median(warm_rate), Median(warm_mb), Figures(warm_rate, "%.1f").c_str(),
+              Median(warm_rate), Median(warm_mb), Join(warm_rate, "%.1f").c_str(),
               Median(warm_cores));
   std::printf("    scan / (%d x baseline):    %.3f [%s]\n", o.threads, Median(warm_ratio),
-              Figures(warm_ratio, "%.3f").c_str());
+              Join(warm_ratio, "%.3f").c_str());
   std::printf("    scan / in memory %d thr:    %.3f [%s]\n", o.threads, Median(warm_of_multi),
-              Figures(warm_of_multi, "%.3f").c_str());
+              Join(warm_of_multi, "%.3f").c_str());
   if (cold) {
     std::printf("  one-thread read, cold:       %.1f MB/s [%s]\n", Median(disk_mb),
-                Figures(disk_mb, "%.1f").c_str());
+                Join(disk_mb, "%.1f").c_str());
     std::printf("  scan, cold page cache:       %.1f files/s, %.1f MB/s [%s], %.2f cores\n",
-                Median(cold_rate), Median(cold_mb), Figures(cold_rate, "%.1f").c_str(),
+                Median(cold_rate), Median(cold_mb), Join(cold_rate, "%.1f").c_str(),
                 Median(cold_cores));
     std::printf("    scan / (%d x baseline):    %.3f [%s]\n", o.threads, Median(cold_ratio),
-                Figures(cold_ratio, "%.3f").c_str());
+                Join(cold_ratio, "%.3f").c_str());
   }
   std::printf("  CPU ms a file: baseline %.3f [%s], warm scan %.3f [%s] = %.3fx\n",
-              Median(base_cpu), Figures(base_cpu, "%.3f").c_str(), Median(warm_cpu),
-              Figures(warm_cpu, "%.3f").c_str(), Median(warm_cpu) / Median(base_cpu));
+              Median(base_cpu), Join(base_cpu, "%.3f").c_str(), Median(warm_cpu),
+              Join(warm_cpu, "%.3f").c_str(), Median(warm_cpu) / Median(base_cpu));
   if (cold) {
     std::printf("                 cold scan %.3f [%s]\n", Median(cold_cpu),
-                Figures(cold_cpu, "%.3f").c_str());
+                Join(cold_cpu, "%.3f").c_str());
   }
   std::printf("  other processes, most in a repetition: [%s] cores\n",
-              Figures(others, "%.2f").c_str());
+              Join(others, "%.2f").c_str());
   if (name == "big") {
     std::printf("  target scan >= 0.90 x (%d x baseline): warm %s%s\n", o.threads,
                 Median(warm_ratio) >= 0.9 ? "met" : "NOT MET",

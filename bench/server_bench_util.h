@@ -79,8 +79,8 @@ struct CpuTimes {
 
   static CpuTimes Now() {
     CpuTimes t;
-    t.thread = StatSeconds("/proc/thread-self/stat");
-    t.process = StatSeconds("/proc/self/stat");
+    t.thread = StatCpuSeconds("/proc/thread-self/stat");
+    t.process = StatCpuSeconds("/proc/self/stat");
     std::ifstream in("/proc/stat");
     std::string cpu;
     in >> cpu;
@@ -90,20 +90,6 @@ struct CpuTimes {
     return t;
   }
   static double Hz() { return static_cast<double>(::sysconf(_SC_CLK_TCK)); }
-  // utime + stime of a /proc/.../stat line (fields 14 and 15).
-  static double StatSeconds(const char* path) {
-    std::ifstream in(path);
-    std::string text((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-    std::stringstream fields(text.substr(text.rfind(')') + 2));
-    std::string field;
-    double utime = 0, stime = 0;
-    for (int k = 3; k <= 15 && fields >> field; ++k) {
-      if (k == 14) utime = std::stod(field);
-      if (k == 15) stime = std::stod(field);
-    }
-    return (utime + stime) / Hz();
-  }
 };
 
 // Cores used over a measurement by the load generator (this thread), the
@@ -395,17 +381,6 @@ inline std::vector<int> ParseList(const std::string& text) {
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
-  return out;
-}
-
-inline std::string Join(const std::vector<double>& v, const char* format) {
-  std::string out;
-  char text[64];
-  for (double x : v) {
-    std::snprintf(text, sizeof text, format, x);
-    if (!out.empty()) out += " ";
-    out += text;
-  }
   return out;
 }
 
