@@ -30,6 +30,10 @@ constexpr faiss::Index::idx_t kMinCodesForTables = 4096;
 // Builds from this many codes use two threads.
 constexpr faiss::Index::idx_t kParallelBuildFrom = 1'000'000;
 constexpr int kPrefetchAhead = 12;
+// Inline tables: runs prefetched ahead, and at most this many entries of a
+// run (the hardware prefetcher follows a long run).
+constexpr size_t kPrefetchRunsAhead = 16;
+constexpr uint32_t kPrefetchEntries = 32;
 
 inline int Distance(const uint64_t* a, const uint64_t* b) {
   return __builtin_popcountll(a[0] ^ b[0]) + __builtin_popcountll(a[1] ^ b[1]) +
@@ -82,8 +86,16 @@ void ForEachKeyWithin(uint32_t key, int bits, int radius, F&& f) {
   }
 }
 
+// The members [begin, end) of a probed bucket of tables_[table].
+struct Run {
+  uint32_t table;
+  uint32_t begin;
+  uint32_t end;
+};
 struct Scratch {
-  std::vector<uint32_t> keys;        // probe keys of one substring
+  std::vector<uint32_t> keys;        // probe keys
+  std::vector<uint32_t> tables;      // the table of each probe key
+  std::vector<Run> runs;             // non-empty probed buckets
   std::vector<uint32_t> candidates;  // code numbers to verify
 };
 Scratch& ThreadScratch() {
@@ -127,6 +139,39 @@ void SortByBucket(HugeVector<std::pair<uint32_t, uint32_t>>& v, int bits,
     for (const auto& e : v) (*buffer)[count[(e.first >> shift) & mask]++] = e;
     v.swap(*buffer);
   }
+}
+
+// A copy of a table's bucket starts and members with new codes merged in:
+// `added` holds (bucket, code number) sorted by bucket, `make` turns a number
+// into a member. Bucket b starts after the old members of buckets < b and
+// the new codes of buckets < b; the new codes of a bucket follow its old
+// ones. Between two buckets that receive new codes, old members and bucket
+// starts move as whole runs.
+template <typename T, typename Make>
+void MergeIntoCopy(const HugeVector<uint32_t>& old_start, const HugeVector<T>& old_members,
+                   const HugeVector<std::pair<uint32_t, uint32_t>>& added,
+                   HugeVector<uint32_t>* start, HugeVector<T>* members, Make make) {
+  const size_t buckets = old_start.size() - 1;
+  start->resize(buckets + 1);
+  members->resize(old_members.size() + added.size());
+  size_t next_bucket = 0;  // bucket starts set below this
+  uint32_t copied = 0;     // old members copied
+  T* dst = members->data();
+  for (size_t a = 0; a < added.size();) {
+    const uint32_t bucket = added[a].first;
+    const auto shift = static_cast<uint32_t>(a);  // new codes before this bucket
+    for (; next_bucket <= bucket; ++next_bucket) {
+      (*start)[next_bucket] = old_start[next_bucket] + shift;
+    }
+    const uint32_t end = old_start[bucket + 1];
+    dst = std::copy(old_members.begin() + copied, old_members.begin() + end, dst);
+    copied = end;
+    for (; a < added.size() && added[a].first == bucket; ++a) *dst++ = make(added[a].second);
+  }
+  for (; next_bucket <= buckets; ++next_bucket) {
+    (*start)[next_bucket] = old_start[next_bucket] + static_cast<uint32_t>(added.size());
+  }
+  std::copy(old_members.begin() + copied, old_members.end(), dst);
 }
 
 constexpr size_t kPage = 4096;
@@ -234,8 +279,9 @@ size_t ReleaseIdleBlocks(double idle_seconds) {
   return kept_bytes;
 }
 
-IndexBinaryMIH::IndexBinaryMIH(int num_substrings)
-    : faiss::IndexBinary(kDimension), requested_substrings_(num_substrings) {
+IndexBinaryMIH::IndexBinaryMIH(int num_substrings, Layout layout)
+    : faiss::IndexBinary(kDimension), requested_substrings_(num_substrings),
+      requested_layout_(layout) {
   FAISS_THROW_IF_NOT_MSG(num_substrings == 0 ||
                              (num_substrings >= 11 && num_substrings <= 32),
                          "num_substrings must be 0 (automatic) or 11..32 (substrings of at most 24 bits)");
@@ -253,6 +299,7 @@ void IndexBinaryMIH::add(idx_t n, const uint8_t* x) {
 void IndexBinaryMIH::reset() {
   codes_.clear();
   tables_.clear();
+  inline_ = false;
   ntotal = 0;
 }
 
@@ -275,20 +322,37 @@ void IndexBinaryMIH::reconstruct(idx_t key, uint8_t* recons) const {
   std::memcpy(recons, code(key), kCodeBytes);
 }
 
+IndexBinaryMIH::Shape IndexBinaryMIH::ChooseShape(idx_t n) const {
+  Shape shape;
+  if (n < kMinCodesForTables) return shape;
+  shape.inline_members = requested_layout_ == Layout::kInline ||
+                         (requested_layout_ == Layout::kAuto && n <= kInlineMaxCodes);
+  shape.m = requested_substrings_;
+  if (shape.m == 0 && shape.inline_members) {
+    // Candidates cost little when inline, probes (a random read each) much:
+    // 16 substrings of 16 bits need 17 probes each at radius 31.
+    shape.m = 16;
+  } else if (shape.m == 0) {
+    shape.m = static_cast<int>(std::lround(kCodeBits / std::log2(static_cast<double>(n))));
+    shape.m = std::clamp(shape.m, 11, 16);
+  }
+  return shape;
+}
+
 void IndexBinaryMIH::Rebuild() {
   tables_.clear();
-  if (ntotal < kMinCodesForTables) return;
-  int m = requested_substrings_;
-  if (m == 0) {
-    m = static_cast<int>(std::lround(kCodeBits / std::log2(static_cast<double>(ntotal))));
-    m = std::clamp(m, 11, 16);
-  }
+  const Shape shape = ChooseShape(ntotal);
+  inline_ = shape.inline_members;
+  const int m = shape.m;
+  if (m == 0) return;
   tables_.resize(m);
   int offset = 0;
   for (int k = 0; k < m; ++k) {
-    tables_[k].bit_offset = offset;
-    tables_[k].bits = kCodeBits / m + (k < kCodeBits % m ? 1 : 0);
-    offset += tables_[k].bits;
+    Table& t = tables_[k];
+    t.bit_offset = offset;
+    t.bits = kCodeBits / m + (k < kCodeBits % m ? 1 : 0);
+    offset += t.bits;
+    t.high_word = ((t.bit_offset + t.bits - 1) / 64 + 1) % 4;
   }
   auto build_table = [this](Table& t) {
     // Counting sort of the code numbers by substring value.
@@ -299,14 +363,23 @@ void IndexBinaryMIH::Rebuild() {
     for (size_t b = 1; b < t.bucket_start.size(); ++b) {
       t.bucket_start[b] += t.bucket_start[b - 1];
     }
-    t.members.resize(static_cast<size_t>(ntotal));
     // The bucket starts serve as the fill cursors (no second array of 2^b
     // words to allocate and touch): afterwards bucket_start[b] holds the
     // start of bucket b+1, and one shift puts them back.
     uint32_t* cursor = t.bucket_start.data();
-    for (idx_t i = 0; i < ntotal; ++i) {
-      t.members[cursor[Substring(&codes_[4 * i], t.bit_offset, t.bits)]++] =
-          static_cast<uint32_t>(i);
+    if (inline_) {
+      t.entries.resize(static_cast<size_t>(ntotal));
+      for (idx_t i = 0; i < ntotal; ++i) {
+        const uint64_t* c = &codes_[4 * i];
+        t.entries[cursor[Substring(c, t.bit_offset, t.bits)]++] =
+            t.MakeEntry(c, static_cast<uint32_t>(i));
+      }
+    } else {
+      t.members.resize(static_cast<size_t>(ntotal));
+      for (idx_t i = 0; i < ntotal; ++i) {
+        t.members[cursor[Substring(&codes_[4 * i], t.bit_offset, t.bits)]++] =
+            static_cast<uint32_t>(i);
+      }
     }
     std::memmove(cursor + 1, cursor, (t.bucket_start.size() - 1) * sizeof(uint32_t));
     cursor[0] = 0;
@@ -325,7 +398,7 @@ void IndexBinaryMIH::Rebuild() {
 }
 
 std::unique_ptr<IndexBinaryMIH> IndexBinaryMIH::Appended(idx_t n, const uint8_t* x) const {
-  auto out = std::make_unique<IndexBinaryMIH>(requested_substrings_);
+  auto out = std::make_unique<IndexBinaryMIH>(requested_substrings_, requested_layout_);
   out->codes_.reserve(codes_.size() + 4 * static_cast<size_t>(n));
   out->codes_ = codes_;
   out->codes_.resize(codes_.size() + 4 * static_cast<size_t>(n));
@@ -334,10 +407,14 @@ std::unique_ptr<IndexBinaryMIH> IndexBinaryMIH::Appended(idx_t n, const uint8_t*
   }
   out->ntotal = ntotal + n;
   FAISS_THROW_IF_NOT_MSG(out->ntotal <= UINT32_MAX, "too many codes");
-  if (tables_.empty()) {
+  // A new size that calls for another shape (more or fewer substrings,
+  // another layout) is built anew; that happens once in a while as an index
+  // grows (at 2^21 codes, and when round(256 / log2 N) changes).
+  if (tables_.empty() || ChooseShape(out->ntotal) != Shape{num_substrings(), inline_}) {
     out->Rebuild();
     return out;
   }
+  out->inline_ = inline_;
   out->tables_.resize(tables_.size());
   // The new codes of one table, by (bucket, code number).
   HugeVector<std::pair<uint32_t, uint32_t>> added(static_cast<size_t>(n)), sort_buffer;
@@ -346,37 +423,22 @@ std::unique_ptr<IndexBinaryMIH> IndexBinaryMIH::Appended(idx_t n, const uint8_t*
     Table& t = out->tables_[k];
     t.bit_offset = old.bit_offset;
     t.bits = old.bits;
+    t.high_word = old.high_word;
     for (idx_t j = 0; j < n; ++j) {
       const auto number = static_cast<uint32_t>(ntotal + j);
       added[static_cast<size_t>(j)] = {
           Substring(&out->codes_[4 * static_cast<size_t>(number)], t.bit_offset, t.bits), number};
     }
     SortByBucket(added, t.bits, &sort_buffer);
-    // Bucket b starts after the old members of buckets < b and the new
-    // codes of buckets < b; the new codes of a bucket follow its old ones.
-    // Between two buckets that receive new codes, old members and bucket
-    // starts move as whole runs.
-    const size_t buckets = old.bucket_start.size() - 1;
-    t.bucket_start.resize(buckets + 1);
-    t.members.resize(static_cast<size_t>(out->ntotal));
-    size_t next_bucket = 0;  // bucket starts set below this
-    uint32_t copied = 0;     // old members copied
-    uint32_t* dst = t.members.data();
-    for (size_t a = 0; a < added.size();) {
-      const uint32_t bucket = added[a].first;
-      const auto shift = static_cast<uint32_t>(a);  // new codes before this bucket
-      for (; next_bucket <= bucket; ++next_bucket) {
-        t.bucket_start[next_bucket] = old.bucket_start[next_bucket] + shift;
-      }
-      const uint32_t end = old.bucket_start[bucket + 1];
-      dst = std::copy(old.members.begin() + copied, old.members.begin() + end, dst);
-      copied = end;
-      for (; a < added.size() && added[a].first == bucket; ++a) *dst++ = added[a].second;
+    if (inline_) {
+      MergeIntoCopy(old.bucket_start, old.entries, added, &t.bucket_start, &t.entries,
+                    [&](uint32_t number) {
+                      return t.MakeEntry(&out->codes_[4 * static_cast<size_t>(number)], number);
+                    });
+    } else {
+      MergeIntoCopy(old.bucket_start, old.members, added, &t.bucket_start, &t.members,
+                    [](uint32_t number) { return number; });
     }
-    for (; next_bucket <= buckets; ++next_bucket) {
-      t.bucket_start[next_bucket] = old.bucket_start[next_bucket] + static_cast<uint32_t>(n);
-    }
-    std::copy(old.members.begin() + copied, old.members.end(), dst);
   }
   return out;
 }
@@ -384,7 +446,8 @@ std::unique_ptr<IndexBinaryMIH> IndexBinaryMIH::Appended(idx_t n, const uint8_t*
 size_t IndexBinaryMIH::MemoryBytes() const {
   size_t bytes = codes_.capacity() * sizeof(uint64_t);
   for (const Table& t : tables_) {
-    bytes += (t.bucket_start.capacity() + t.members.capacity()) * sizeof(uint32_t);
+    bytes += (t.bucket_start.capacity() + t.members.capacity()) * sizeof(uint32_t) +
+             t.entries.capacity() * sizeof(Entry);
   }
   return bytes;
 }
@@ -429,24 +492,67 @@ void IndexBinaryMIH::RangeSearchLeq(const uint8_t* query, int radius,
   Scratch& scratch = ThreadScratch();
   std::vector<uint32_t>& candidates = scratch.candidates;
   std::vector<uint32_t>& keys = scratch.keys;
+  std::vector<uint32_t>& tables = scratch.tables;
+  std::vector<Run>& runs = scratch.runs;
   candidates.clear();
+  keys.clear();
+  tables.clear();
+  runs.clear();
+  // First the bucket runs of every probe (bucket starts prefetched ahead),
+  // then their members (each run prefetched ahead: a run is a random place
+  // in a large array, so reading runs one after the other would wait for
+  // memory at every probe).
   for (int k = 0; k < m; ++k) {
     const int rk = k <= a ? s : s - 1;
     if (rk < 0) continue;
     const Table& t = tables_[k];
-    keys.clear();
     ForEachKeyWithin(Substring(q, t.bit_offset, t.bits), t.bits, rk,
                      [&](uint32_t key) { keys.push_back(key); });
-    const uint32_t* starts = t.bucket_start.data();
-    const size_t n_keys = keys.size();
-    for (size_t i = 0; i < n_keys; ++i) {
-      if (i + kPrefetchAhead < n_keys) {
-        __builtin_prefetch(starts + keys[i + kPrefetchAhead]);
+    tables.resize(keys.size(), static_cast<uint32_t>(k));
+  }
+  // Over all tables' probes at once: a table may have only 17 of them.
+  const size_t n_keys = keys.size();
+  for (size_t i = 0; i < n_keys; ++i) {
+    if (i + kPrefetchAhead < n_keys) {
+      __builtin_prefetch(tables_[tables[i + kPrefetchAhead]].bucket_start.data() +
+                         keys[i + kPrefetchAhead]);
+    }
+    const uint32_t* starts = tables_[tables[i]].bucket_start.data();
+    const uint32_t begin = starts[keys[i]];
+    const uint32_t end = starts[keys[i] + 1];
+    if (begin != end) runs.push_back({tables[i], begin, end});
+  }
+  const size_t n_runs = runs.size();
+  if (inline_) {
+    // (Written out in the loop: GCC takes a function that only prefetches
+    // for one without effects and drops its calls.)
+    for (size_t i = 0; i < n_runs + kPrefetchRunsAhead; ++i) {
+      if (i < n_runs) {
+        const Run& r = runs[i];
+        const Entry* e = tables_[r.table].entries.data() + r.begin;
+        const uint32_t n = std::min(r.end - r.begin, kPrefetchEntries);
+        for (uint32_t j = 0; j < n; j += 4) __builtin_prefetch(e + j);
+        __builtin_prefetch(e + n - 1);
       }
-      const uint32_t begin = starts[keys[i]];
-      const uint32_t end = starts[keys[i] + 1];
-      candidates.insert(candidates.end(), t.members.begin() + begin,
-                        t.members.begin() + end);
+      if (i < kPrefetchRunsAhead) continue;
+      const Run& run = runs[i - kPrefetchRunsAhead];
+      const Table& t = tables_[run.table];
+      const uint64_t high = q[t.high_word];
+      const auto low = static_cast<uint32_t>(q[(t.high_word + 1) % 4]);
+      const Entry* e = t.entries.data();
+      for (uint32_t j = run.begin, end = run.end; j < end; ++j) {
+        const int bound = __builtin_popcountll(e[j].high ^ high) + __builtin_popcount(e[j].low ^ low);
+        if (bound <= radius) candidates.push_back(e[j].number);
+      }
+    }
+  } else {
+    for (size_t i = 0; i < n_runs; ++i) {
+      if (i + kPrefetchAhead < n_runs) {
+        const Run& r = runs[i + kPrefetchAhead];
+        __builtin_prefetch(tables_[r.table].members.data() + r.begin);
+      }
+      const uint32_t* members = tables_[runs[i].table].members.data();
+      candidates.insert(candidates.end(), members + runs[i].begin, members + runs[i].end);
     }
   }
   const size_t n_candidates = candidates.size();

@@ -112,61 +112,114 @@ void ExpectExact(const IndexBinaryMIH& index, const Data& data,
   EXPECT_GT(total, 0u);
 }
 
+using Layout = IndexBinaryMIH::Layout;
+
 // Appended merges new codes into copies of the tables (a radix sort by
 // bucket, then runs of old members): the result must answer exactly as an
 // index built over all the codes at once, for table layouts of 16 bits (two
-// sort passes of 8), 21-22 bits (two of 11) and 23-24 bits (two of 12).
+// sort passes of 8), 21-22 bits (two of 11) and 23-24 bits (two of 12), with
+// code numbers or inline entries.
 TEST(IndexBinaryMIHTest, AppendedAnswersAsARebuild) {
-  for (int m : {16, 12, 11}) {
-    const Data data = RandomWithPlanted(12'000, 6, 40 + static_cast<uint64_t>(m));
-    const idx_t first = 7'000;  // the planted codes are split between the parts
-    IndexBinaryMIH base(m);
-    base.add(first, data.codes.data());
-    std::unique_ptr<IndexBinaryMIH> appended =
-        base.Appended(data.n() - first, data.codes.data() + 32 * first);
-    ASSERT_EQ(appended->ntotal, data.n());
-    ASSERT_EQ(appended->num_substrings(), m);
-    for (idx_t i = 0; i < data.n(); i += 997) {
-      EXPECT_EQ(std::memcmp(appended->code(i), &data.codes[32 * static_cast<size_t>(i)], 32), 0);
+  for (Layout layout : {Layout::kNumbers, Layout::kInline}) {
+    for (int m : {16, 12, 11}) {
+      SCOPED_TRACE(::testing::Message() << "m " << m << " inline " << (layout == Layout::kInline));
+      const Data data = RandomWithPlanted(12'000, 6, 40 + static_cast<uint64_t>(m));
+      const idx_t first = 7'000;  // the planted codes are split between the parts
+      IndexBinaryMIH base(m, layout);
+      base.add(first, data.codes.data());
+      std::unique_ptr<IndexBinaryMIH> appended =
+          base.Appended(data.n() - first, data.codes.data() + 32 * first);
+      ASSERT_EQ(appended->ntotal, data.n());
+      ASSERT_EQ(appended->num_substrings(), m);
+      ASSERT_EQ(appended->layout(), layout);
+      for (idx_t i = 0; i < data.n(); i += 997) {
+        EXPECT_EQ(std::memcmp(appended->code(i), &data.codes[32 * static_cast<size_t>(i)], 32), 0);
+      }
+      ExpectExact(*appended, data, {0, 1, 15, 16, 31, 32, 64});
+      // And appending again, to the appended index (its tables were made by
+      // Appended, not by a build).
+      Data more = data;
+      std::mt19937_64 rng(9);
+      for (int k = 0; k < 500; ++k) {
+        const Code c = Flip(data.queries[k % data.queries.size()], k % 41, rng);
+        more.codes.insert(more.codes.end(), c.begin(), c.end());
+      }
+      std::unique_ptr<IndexBinaryMIH> twice =
+          appended->Appended(more.n() - data.n(), more.codes.data() + 32 * data.n());
+      ExpectExact(*twice, more, {0, 31, 32});
     }
-    ExpectExact(*appended, data, {0, 1, 15, 16, 31, 32, 64});
-    // And appending again, to the appended index (its tables were made by
-    // Appended, not by a build).
-    Data more = data;
-    std::mt19937_64 rng(9);
-    for (int k = 0; k < 500; ++k) {
-      const Code c = Flip(data.queries[k % data.queries.size()], k % 41, rng);
-      more.codes.insert(more.codes.end(), c.begin(), c.end());
-    }
-    std::unique_ptr<IndexBinaryMIH> twice =
-        appended->Appended(more.n() - data.n(), more.codes.data() + 32 * data.n());
-    ExpectExact(*twice, more, {0, 31, 32});
   }
+}
+
+// An index that grows into another shape is built anew rather than keeping
+// tables cut for its old size: 5,000 codes take 16 substrings (256 / 12.3,
+// at most 16), 100,000 take 15 (256 / 16.6).
+TEST(IndexBinaryMIHTest, AppendedTakesTheShapeOfItsNewSize) {
+  const Data data = RandomWithPlanted(100'000, 10, 44);
+  IndexBinaryMIH base(0, Layout::kNumbers);
+  base.add(5'000, data.codes.data());
+  ASSERT_EQ(base.num_substrings(), 16);
+  std::unique_ptr<IndexBinaryMIH> grown =
+      base.Appended(data.n() - 5'000, data.codes.data() + 32 * 5'000);
+  EXPECT_EQ(grown->num_substrings(), 15);
+  EXPECT_EQ(grown->layout(), Layout::kNumbers);
+  ExpectExact(*grown, data, {0, 31, 32});
+  // Below 4096 codes there are no tables; appending past it makes them.
+  IndexBinaryMIH tiny;
+  tiny.add(4'000, data.codes.data());
+  ASSERT_EQ(tiny.num_substrings(), 0);
+  std::unique_ptr<IndexBinaryMIH> with_tables = tiny.Appended(1'000, data.codes.data() + 32 * 4'000);
+  EXPECT_EQ(with_tables->num_substrings(), 16);
+  EXPECT_EQ(with_tables->layout(), Layout::kInline);
 }
 
 TEST(IndexBinaryMIHTest, ExactAgainstBruteForceOnRandomData) {
   const Data data = RandomWithPlanted(200'000, 40, 1);
   IndexBinaryMIH index;
   index.add(data.n(), data.codes.data());
-  EXPECT_EQ(index.num_substrings(), 15);  // round(256 / log2(200000)) = round(14.5)
+  // Up to kInlineMaxCodes codes: inline entries in 16 tables.
+  EXPECT_EQ(index.layout(), Layout::kInline);
+  EXPECT_EQ(index.num_substrings(), 16);
   ExpectExact(index, data, {0, 1, 15, 16, 31, 32, 64});
+  IndexBinaryMIH numbers(0, Layout::kNumbers);
+  numbers.add(data.n(), data.codes.data());
+  EXPECT_EQ(numbers.num_substrings(), 15);  // round(256 / log2(200000)) = round(14.5)
+  ExpectExact(numbers, data, {0, 1, 15, 16, 31, 32, 64});
+}
+
+// Inline tables hold 16 bytes a code (the numbers layout 4), beside the
+// bucket starts and the codes.
+TEST(IndexBinaryMIHTest, MemoryOfEachLayout) {
+  const Data data = RandomWithPlanted(50'000, 0, 45);
+  IndexBinaryMIH numbers(16, Layout::kNumbers), inlined(16, Layout::kInline);
+  numbers.add(data.n(), data.codes.data());
+  inlined.add(data.n(), data.codes.data());
+  const size_t codes = 50'000 * 32, starts = 16 * ((1 << 16) + 1) * 4;
+  EXPECT_EQ(numbers.MemoryBytes(), codes + starts + 16 * 50'000 * 4);
+  EXPECT_EQ(inlined.MemoryBytes(), codes + starts + 16 * 50'000 * 16);
 }
 
 TEST(IndexBinaryMIHTest, ExactWithEveryTableCount) {
   const Data data = RandomWithPlanted(100'000, 15, 2);
-  for (int m : {11, 13, 16, 23, 32}) {
-    IndexBinaryMIH index(m);
-    index.add(data.n(), data.codes.data());
-    EXPECT_EQ(index.num_substrings(), m);
-    ExpectExact(index, data, {0, 1, 15, 16, 31, 32});
+  for (Layout layout : {Layout::kNumbers, Layout::kInline}) {
+    for (int m : {11, 13, 16, 23, 32}) {
+      SCOPED_TRACE(::testing::Message() << "m " << m << " inline " << (layout == Layout::kInline));
+      IndexBinaryMIH index(m, layout);
+      index.add(data.n(), data.codes.data());
+      EXPECT_EQ(index.num_substrings(), m);
+      EXPECT_EQ(index.layout(), layout);
+      ExpectExact(index, data, {0, 1, 15, 16, 31, 32});
+    }
   }
 }
 
 TEST(IndexBinaryMIHTest, ExactOnClusteredData) {
   const Data data = Clustered(150'000, 40, 3);
-  IndexBinaryMIH index;
-  index.add(data.n(), data.codes.data());
-  ExpectExact(index, data, {0, 1, 15, 16, 31, 32, 64});
+  for (Layout layout : {Layout::kNumbers, Layout::kInline}) {
+    IndexBinaryMIH index(0, layout);
+    index.add(data.n(), data.codes.data());
+    ExpectExact(index, data, {0, 1, 15, 16, 31, 32, 64});
+  }
 }
 
 TEST(IndexBinaryMIHTest, SmallIndexScans) {

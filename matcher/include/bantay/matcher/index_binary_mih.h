@@ -92,9 +92,26 @@ class IndexBinaryMIH : public faiss::IndexBinary {
  public:
   static constexpr int kDimension = 256;  // bits a code
 
-  // num_substrings 0 chooses m = round(256 / log2(ntotal)), within 11..16, at
-  // each build; otherwise 11..32 (a substring of b bits costs 2^b * 4 bytes).
-  explicit IndexBinaryMIH(int num_substrings = 0);
+  // How a table holds the codes of a bucket:
+  // - kNumbers: their code numbers (4 bytes a code a table); each candidate's
+  //   code is then read at a random place to be checked;
+  // - kInline: the number with 96 bits of the code from outside the table's
+  //   substring (16 bytes a code a table). The distance on those bits is a
+  //   lower bound of the full distance, so nearly every candidate farther
+  //   than the radius is dropped while the bucket's run is read in order
+  //   (a random 96-bit string is within 31 bits of another with probability
+  //   ~3e-4); only the rest are checked against their full codes.
+  // kAuto: kInline up to kInlineMaxCodes codes (it is about twice as fast at
+  // 1M codes, where the numbers layout spends its time waiting for
+  // candidates' codes), kNumbers above (where it would not fit the memory
+  // budget: 10M codes in 16 tables would take 2.6 GB).
+  enum class Layout { kAuto, kNumbers, kInline };
+  static constexpr idx_t kInlineMaxCodes = idx_t{1} << 21;
+
+  // num_substrings 0 chooses m at each build: round(256 / log2(ntotal)) within
+  // 11..16 for the numbers layout, 16 for the inline one; otherwise 11..32 (a
+  // substring of b bits costs 2^b * 4 bytes).
+  explicit IndexBinaryMIH(int num_substrings = 0, Layout layout = Layout::kAuto);
 
   void add(idx_t n, const uint8_t* x) override;
   void reset() override;
@@ -123,22 +140,43 @@ class IndexBinaryMIH : public faiss::IndexBinary {
   // Bytes held by codes and tables.
   size_t MemoryBytes() const;
   int num_substrings() const { return static_cast<int>(tables_.size()); }
+  // The layout of the tables (kNumbers when there are none).
+  Layout layout() const { return inline_ ? Layout::kInline : Layout::kNumbers; }
   const uint8_t* code(idx_t i) const {
     return reinterpret_cast<const uint8_t*>(&codes_[4 * static_cast<size_t>(i)]);
   }
 
  private:
+  // A member of an inline table: bits of its code and its number.
+  struct Entry {
+    uint64_t high;    // word high_word of the code
+    uint32_t low;     // low half of word (high_word + 1) % 4
+    uint32_t number;
+  };
   struct Table {
     int bit_offset = 0;
     int bits = 0;
+    int high_word = 0;                  // inline: the first word after the substring's
     HugeVector<uint32_t> bucket_start;  // 2^bits + 1
-    HugeVector<uint32_t> members;       // code numbers, by bucket
+    HugeVector<uint32_t> members;       // numbers layout: code numbers, by bucket
+    HugeVector<Entry> entries;          // inline layout: entries, by bucket
+    Entry MakeEntry(const uint64_t* code, uint32_t number) const {
+      return {code[high_word], static_cast<uint32_t>(code[(high_word + 1) % 4]), number};
+    }
   };
+  struct Shape {
+    int m = 0;  // 0: no tables
+    bool inline_members = false;
+    bool operator==(const Shape&) const = default;
+  };
+  Shape ChooseShape(idx_t n) const;
   void Rebuild();
   void ScanLeq(const uint64_t* q, int radius,
                std::vector<std::pair<idx_t, int>>* out) const;
 
   int requested_substrings_;
+  Layout requested_layout_;
+  bool inline_ = false;
   HugeVector<uint64_t> codes_;  // 4 words a code
   std::vector<Table> tables_;    // empty: linear scan
 };
