@@ -11,10 +11,12 @@
 // and a full-code popcount keeps only those within r.
 //
 // Tables are compact: for each substring, one array of bucket starts (2^b+1
-// offsets) and one array of code numbers sorted by bucket (a counting
-// sort), so a probe is two reads and a contiguous run, with no hash maps or
-// per-bucket vectors. Bucket starts and candidate codes are prefetched ahead
-// of use. Small indexes (under 4096 codes) and radii whose probe count
+// offsets) and one array of members sorted by bucket (a counting sort), so a
+// probe is two reads and a contiguous run, with no hash maps or per-bucket
+// vectors. Members are code numbers, or (up to 2^21 codes) code numbers with
+// 96 more bits of the code, which drop nearly all candidates without reading
+// their codes (see Layout). Bucket starts, runs and candidate codes are
+// prefetched ahead of use. Small indexes (under 4096 codes) and radii whose probe count
 // would exceed a scan are answered by a linear popcount scan instead.
 //
 // FAISS conventions: labels are positions 0..ntotal-1 (add_with_ids is not
