@@ -480,7 +480,10 @@ size_t HashIndex::MergeThreshold() const {
 bool HashIndex::FreezeDue() const {
   // A forced merge waits for the folds that take the entries added before
   // MergeNow (later ones may go on arriving: they go to the next delta).
-  return !merging_ && (force_merge_ ? folds_ >= force_after_folds_
+  // With nothing folding and nothing left to fold, every entry is in the
+  // delta already, whatever the count says.
+  return !merging_ && (force_merge_ ? folds_ >= force_after_folds_ ||
+                                          (!folding_ && recent_entries_.empty())
                                     : delta_->total() >= MergeThreshold());
 }
 
@@ -489,8 +492,11 @@ void HashIndex::MergeNow() {
     std::lock_guard lock(mu_);
     force_merge_ = true;
     // The fold running now, if any, and the one that takes the recent
-    // entries, if any.
-    force_after_folds_ = folds_ + (folding_ ? 1 : 0) + (recent_entries_.empty() ? 0 : 1);
+    // entries it did not take, if any. (Counting the running fold's own
+    // entries again asked for a fold that never came once the writer
+    // stopped: a forced merge then never started.)
+    const size_t waiting = recent_entries_.size() - (folding_ ? fold_taken_ : 0);
+    force_after_folds_ = folds_ + (folding_ ? 1 : 0) + (waiting > 0 ? 1 : 0);
   }
   fold_work_.notify_one();
   merge_work_.notify_one();
@@ -556,6 +562,7 @@ void HashIndex::Merger() {
 
 void HashIndex::FoldRecent(std::unique_lock<std::mutex>& lock) {
   const size_t taken = recent_entries_.size();
+  fold_taken_ = taken;
   // The writer only appends to recent_entries_ meanwhile: the taken ones
   // can be moved out (their husks are erased below).
   std::vector<IndexEntry> entries(std::make_move_iterator(recent_entries_.begin()),

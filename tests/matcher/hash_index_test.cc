@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -319,6 +321,50 @@ TEST(HashIndexTest, MergeNowCompletesWhileAddsGoOn) {
   std::vector<Match> m;
   index.Snapshot()->MatchPdq(q, 31, &m);
   EXPECT_EQ(m.size(), added.load());
+}
+
+// MergeNow while a fold runs that took every entry there was (nothing is
+// being added any more) must still merge. It used to count that fold's
+// entries twice and wait for a second fold that never came: WaitForMerge
+// hung (seen under ThreadSanitizer in MergeNowCompletesWhileAddsGoOn). Each
+// round fills the recent tier, which starts a fold (of 5,000 entries: a
+// millisecond or more), and asks for a merge 0..1 ms later, so that some
+// rounds ask while the fold runs; a watchdog turns a hang into a failure.
+TEST(HashIndexTest, MergeNowDuringTheLastFoldCompletes) {
+  std::mt19937_64 rng(16);
+  const Hash256 q = RandomHash(rng);
+  HashIndex index({.recent_limit = 4096, .merge_threshold = 1'000'000});
+  std::atomic<bool> finished{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 1200 && !finished; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (!finished) {
+      std::fprintf(stderr, "MergeNow/WaitForMerge did not return within 120 s\n");
+      std::abort();
+    }
+  });
+  constexpr int kRounds = 40, kBatch = 5000;
+  uint64_t id = 1;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<IndexEntry> batch;
+    for (int k = 0; k < kBatch; ++k, ++id) {
+      batch.push_back(Pdq(id, k < 10 ? Flip(q, k) : RandomHash(rng)));
+    }
+    if (!index.Add(std::move(batch)).ok()) {
+      ADD_FAILURE() << "Add failed in round " << round;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(125 * (round % 9)));
+    index.MergeNow();
+    index.WaitForMerge();
+  }
+  finished = true;
+  watchdog.join();
+  EXPECT_EQ(index.Snapshot()->size(SignalType::kPdq), static_cast<size_t>(kRounds) * kBatch);
+  std::vector<Match> m;
+  index.Snapshot()->MatchPdq(q, 9, &m);
+  EXPECT_EQ(m.size(), static_cast<size_t>(kRounds) * 10);
 }
 
 // A merge threshold of 0 merges every fold (it must not spin holding the

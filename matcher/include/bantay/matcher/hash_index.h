@@ -258,6 +258,7 @@ class HashIndex {
   uint64_t folds_ = 0;              // folds done
   uint64_t force_after_folds_ = 0;  // a forced merge freezes once folds_ reaches this
   bool folding_ = false;
+  size_t fold_taken_ = 0;  // recent entries the running fold took (the first ones)
   bool merging_ = false;
   bool stop_ = false;
   std::condition_variable fold_work_;
