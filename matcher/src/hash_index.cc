@@ -480,10 +480,7 @@ size_t HashIndex::MergeThreshold() const {
 bool HashIndex::FreezeDue() const {
   // A forced merge waits for the folds that take the entries added before
   // MergeNow (later ones may go on arriving: they go to the next delta).
-  // With nothing folding and nothing left to fold, every entry is in the
-  // delta already, whatever the count says.
-  return !merging_ && (force_merge_ ? folds_ >= force_after_folds_ ||
-                                          (!folding_ && recent_entries_.empty())
+  return !merging_ && (force_merge_ ? folds_ >= force_after_folds_
                                     : delta_->total() >= MergeThreshold());
 }
 

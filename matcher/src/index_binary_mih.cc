@@ -367,19 +367,17 @@ void IndexBinaryMIH::Rebuild() {
     // words to allocate and touch): afterwards bucket_start[b] holds the
     // start of bucket b+1, and one shift puts them back.
     uint32_t* cursor = t.bucket_start.data();
-    if (inline_) {
-      t.entries.resize(static_cast<size_t>(ntotal));
+    auto fill = [&](auto& members, auto make) {
+      members.resize(static_cast<size_t>(ntotal));
       for (idx_t i = 0; i < ntotal; ++i) {
         const uint64_t* c = &codes_[4 * i];
-        t.entries[cursor[Substring(c, t.bit_offset, t.bits)]++] =
-            t.MakeEntry(c, static_cast<uint32_t>(i));
+        members[cursor[Substring(c, t.bit_offset, t.bits)]++] = make(c, static_cast<uint32_t>(i));
       }
+    };
+    if (inline_) {
+      fill(t.entries, [&t](const uint64_t* c, uint32_t i) { return t.MakeEntry(c, i); });
     } else {
-      t.members.resize(static_cast<size_t>(ntotal));
-      for (idx_t i = 0; i < ntotal; ++i) {
-        t.members[cursor[Substring(&codes_[4 * i], t.bit_offset, t.bits)]++] =
-            static_cast<uint32_t>(i);
-      }
+      fill(t.members, [](const uint64_t*, uint32_t i) { return i; });
     }
     std::memmove(cursor + 1, cursor, (t.bucket_start.size() - 1) * sizeof(uint32_t));
     cursor[0] = 0;

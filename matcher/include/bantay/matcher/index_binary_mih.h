@@ -16,8 +16,9 @@
 // vectors. Members are code numbers, or (up to 2^21 codes) code numbers with
 // 96 more bits of the code, which drop nearly all candidates without reading
 // their codes (see Layout). Bucket starts, runs and candidate codes are
-// prefetched ahead of use. Small indexes (under 4096 codes) and radii whose probe count
-// would exceed a scan are answered by a linear popcount scan instead.
+// prefetched ahead of use. Small indexes (under 4096 codes) and radii whose
+// probe count would exceed a scan are answered by a linear popcount scan
+// instead.
 //
 // FAISS conventions: labels are positions 0..ntotal-1 (add_with_ids is not
 // supported: wrap in faiss::IndexBinaryIDMap2 for ids), range_search
