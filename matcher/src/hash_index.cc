@@ -281,7 +281,8 @@ HashIndex::~HashIndex() {
 
 void HashIndex::Publish() {
   std::vector<std::shared_ptr<const Segment>> segments;
-  for (const auto& seg : {base_, frozen_, delta_, recent_}) {
+  // (frozen_ is not searched: its entries are in delta_ too.)
+  for (const auto& seg : {base_, delta_, recent_}) {
     if (seg->total() > 0) segments.push_back(seg);
   }
   auto next = std::make_shared<const IndexSnapshot>(++version_, std::move(segments),
@@ -295,7 +296,7 @@ void HashIndex::Publish() {
 }
 
 std::optional<SignalType> HashIndex::TypeOf(uint64_t id) const {
-  for (const auto& seg : {base_, frozen_, delta_, recent_}) {
+  for (const auto& seg : {base_, delta_, recent_}) {
     if (std::optional<SignalType> type = seg->TypeOf(id)) return type;
   }
   return std::nullopt;
@@ -326,7 +327,7 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
       return Error(ErrorCode::kInvalidArgument,
                    "entry id " + std::to_string(e.id) + " was removed; ids are not reused");
     }
-    if (recent_ids_.count(e.id) || base_->Contains(e.id) || frozen_->Contains(e.id) ||
+    if (recent_ids_.count(e.id) || base_->Contains(e.id) ||
         delta_->Contains(e.id)) {
       return Error(ErrorCode::kInvalidArgument,
                    "entry id " + std::to_string(e.id) + " is already in the index");
@@ -336,7 +337,7 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
     if (e.type == SignalType::kMd5) std::fill(e.value.begin() + 16, e.value.end(), 0);
     max_id_ = std::max(max_id_, e.id);
   }
-  if (base_->total() + frozen_->total() + delta_->total() + recent_->total() == 0 &&
+  if (base_->total() + delta_->total() + recent_->total() == 0 &&
       removed_.empty() &&
       entries.size() >= options_.recent_limit) {
     // The first load of an empty index (a replica starting) becomes the
@@ -354,13 +355,12 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
   Publish();
   if (FoldWork()) fold_work_.notify_one();
   // A writer that outpaces the background work waits for it, once its
-  // entries are visible: the recent tier is copied by every Add, and each
-  // tier beside the base costs every query about 0.12 us an entry at
-  // radius 31 (ten times what an entry costs in the base).
+  // entries are visible: the recent tier is copied by every Add, and the
+  // tiers beside the base cost every query (see the header).
   const size_t backlog = std::max(options_.recent_backlog, options_.recent_limit);
   auto behind = [&] {
     return recent_entries_.size() >= backlog ||
-           (merging_ && delta_->total() >= MergeThreshold());
+           (merging_ && delta_->total() - frozen_->total() >= MergeThreshold());
   };
   folded_.wait(lock, [&] { return stop_ || !behind(); });
   return {};
@@ -370,7 +370,7 @@ Status HashIndex::AddLoaded(IndexLoader& loader) {
   std::unique_lock lock(mu_);
   IndexLoader::Impl& im = *loader.impl_;
   auto& [p0, p1] = im.parts;
-  if (base_->total() + frozen_->total() + delta_->total() + recent_->total() > 0 ||
+  if (base_->total() + delta_->total() + recent_->total() > 0 ||
       !removed_.empty()) {
     return Error(ErrorCode::kInvalidArgument, "a loaded base needs an empty index");
   }
@@ -515,8 +515,10 @@ void HashIndex::Folder() {
     idle_.notify_all();
     // A due freeze goes first (the merger waits for folds to end, and a
     // folder that kept folding would never let it in).
-    if (FreezeDue()) merge_work_.notify_one();
-    fold_work_.wait(lock, [this] { return stop_ || (FoldWork() && !FreezeDue()); });
+    // A merger waiting to trim the delta goes first too.
+    if (FreezeDue() || trimming_) merge_work_.notify_one();
+    fold_work_.wait(lock,
+                    [this] { return stop_ || (FoldWork() && !FreezeDue() && !trimming_); });
     if (stop_) return;
     folding_ = true;
     FoldRecent(lock);
@@ -569,7 +571,8 @@ void HashIndex::FoldRecent(std::unique_lock<std::mutex>& lock) {
   std::shared_ptr<const Segment> folded = Segment::Build(
       {delta.get()}, nullptr, entries, options_.num_substrings, /*append_to_first=*/true);
   lock.lock();
-  // delta_ is still `delta`: the merger freezes it only while no fold runs.
+  // delta_ is still `delta`: the merger freezes and trims it only while no
+  // fold runs.
   delta_ = std::move(folded);
   for (const IndexEntry& e : entries) recent_ids_.erase(e.id);
   recent_entries_.erase(recent_entries_.begin(),
@@ -581,10 +584,12 @@ void HashIndex::FoldRecent(std::unique_lock<std::mutex>& lock) {
 }
 
 void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock, bool full) {
-  // The delta is frozen: later folds start a new one, searched beside it,
-  // so the recent tier stays small however long the merge takes.
+  // The delta is frozen: its entries are merged into a new base while later
+  // folds go on extending the delta (so the recent tier stays small however
+  // long the merge takes). The delta keeps the frozen entries until the new
+  // base comes in: queries search one tier beside the base, not two (each
+  // tier costs a query some 10-15 us at 10M, whatever its size).
   frozen_ = delta_;
-  delta_ = Segment::Build({}, nullptr, {}, options_.num_substrings);
   fold_work_.notify_one();
   std::shared_ptr<const Segment> base = base_, frozen = frozen_;
   std::unordered_set<uint64_t> removed;
@@ -596,10 +601,27 @@ void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock, bool full) {
       {base.get(), frozen.get()}, keep, {}, options_.num_substrings, /*append_to_first=*/!full);
   std::shared_ptr<const Segment> empty = Segment::Build({}, nullptr, {}, options_.num_substrings);
   lock.lock();
-  // Only this thread replaces base_ and frozen_. Tombstones go only for the
-  // entries the merge dropped: ids removed while merging, and removed
-  // entries among those added since the freeze, keep theirs.
+  // The frozen entries leave the delta as the merged base comes in: folds
+  // wait (the running one ends first) while the delta is rebuilt without
+  // them, so that no entry is in two tiers of a snapshot.
+  trimming_ = true;
+  merge_work_.wait(lock, [this] { return !folding_; });
+  std::shared_ptr<const Segment> delta = delta_;
+  lock.unlock();
+  std::shared_ptr<const Segment> trimmed = frozen->total() == 0 ? delta : empty;
+  if (frozen->total() > 0 && delta->total() > frozen->total()) {
+    trimmed = Segment::Build({delta.get()}, [&](uint64_t id) { return !frozen->Contains(id); },
+                             {}, options_.num_substrings);
+  }
+  lock.lock();
+  trimming_ = false;
+  fold_work_.notify_one();
+  // Only this thread replaces base_ and frozen_ (and delta_ while
+  // trimming_). Tombstones go only for the entries the merge dropped: ids
+  // removed while merging, and removed entries among those added since the
+  // freeze, keep theirs.
   base_ = std::move(merged);
+  delta_ = std::move(trimmed);
   frozen_ = std::move(empty);
   for (uint64_t id : removed) {
     if (!recent_ids_.count(id) && !delta_->Contains(id)) removed_.erase(id);

@@ -291,6 +291,48 @@ TEST(HashIndexTest, ConcurrentFoldsAndMergesKeepEveryChange) {
   }
 }
 
+// While a merge runs, the entries being merged stay in the delta (one tier
+// beside the base, not two) until the merged base replaces it: a query never
+// searches more than base, delta and recent entries, and never finds an
+// entry twice.
+TEST(HashIndexTest, QueriesSearchAtMostThreeTiersWhileMerging) {
+  std::mt19937_64 rng(21);
+  HashIndex index({.recent_limit = 64, .recent_backlog = 128, .merge_threshold = 256});
+  std::map<uint64_t, Hash256> active;
+  std::vector<IndexEntry> load;
+  for (uint64_t id = 1; id <= 200'000; ++id) {
+    const Hash256 h = RandomHash(rng);
+    load.push_back(Pdq(id, h));
+    active[id] = h;
+  }
+  ASSERT_TRUE(index.Add(std::move(load)).ok());  // the base (merges take a while)
+  const Hash256 q = RandomHash(rng);
+  uint64_t next_id = 200'001;
+  size_t most = 0;
+  std::vector<Match> m;
+  for (int batch = 0; batch < 400; ++batch) {
+    std::vector<IndexEntry> entries;
+    for (int i = 0; i < 40; ++i) {
+      const Hash256 h = i % 8 == 0 ? Flip(q, static_cast<int>(rng() % 32)) : RandomHash(rng);
+      entries.push_back(Pdq(next_id, h));
+      active[next_id++] = h;
+    }
+    ASSERT_TRUE(index.Add(std::move(entries)).ok());
+    auto snap = index.Snapshot();
+    most = std::max(most, snap->tiers());
+    ASSERT_LE(snap->tiers(), 3u) << batch;
+    ASSERT_EQ(snap->size(SignalType::kPdq), active.size()) << batch;
+    snap->MatchPdq(q, 31, &m);
+    ASSERT_EQ(Ids(m), Expected(active, q, 31)) << batch;
+  }
+  EXPECT_EQ(most, 3u);
+  index.MergeNow();
+  index.WaitForMerge();
+  EXPECT_EQ(index.Snapshot()->tiers(), 1u);
+  index.Snapshot()->MatchPdq(q, 31, &m);
+  EXPECT_EQ(Ids(m), Expected(active, q, 31));
+}
+
 // MergeNow while another thread keeps adding: the forced merge takes what
 // was added before it (it must not wait for a moment with nothing new),
 // and WaitForMerge returns.

@@ -8,26 +8,28 @@
 // removes and list enabling/disabling are visible to the next query as soon
 // as the call returns.
 //
-// Layout of a snapshot (tiers of immutable segments): a large base; the
-// delta being merged into it (frozen); a delta of entries added since;
-// the recent entries, extended by each Add (so it is kept small); the ids
-// removed since the base was built (tombstones); and the set of disabled
-// lists. Two background threads keep the tiers small: the folder folds the
-// recent entries into the delta when they pass recent_limit; the merger
-// freezes the delta when it passes merge_threshold and merges it into a new
-// base, by appending it to the base's tables (one linear pass), or, when
-// tombstones pass 5% of the base or MergeNow asks, by a full rebuild that
-// drops removed entries; folds go on meanwhile. Each result is swapped in
-// with whatever changed meanwhile.
+// Layout of a snapshot (tiers of immutable segments): a large base; a
+// delta; the recent entries, extended by each Add (so it is kept small);
+// the ids removed since the base was built (tombstones); and the set of
+// disabled lists. Two background threads keep the tiers few and small: the
+// folder folds the recent entries into the delta when they pass
+// recent_limit; the merger freezes the delta when it passes merge_threshold
+// and merges it into a new base, by appending it to the base's tables (one
+// linear pass), or, when tombstones pass 5% of the base or MergeNow asks,
+// by a full rebuild that drops removed entries. Folds go on meanwhile,
+// extending the delta, which keeps the frozen entries until the new base
+// is swapped in (then they leave it): a query searches at most three
+// tiers.
 //
-// Queries come first: each tier beside the base costs every query about
-// 0.12 us an entry at radius 31 (ten times what an entry costs in the
-// base), so the tiers are kept small, and the background threads run at a
-// lower priority (nice 10). When they fall behind (the recent tier past
-// recent_backlog, or the delta full while a merge runs), Add returns only
-// once they have caught up, its entries already visible: a stream of adds
-// slows down rather than the queries. PDQ codes are searched exactly with
-// IndexBinaryMIH; MD5 and SHA-256 values with hash tables.
+// Queries come first: each tier beside the base costs every query some
+// 10-15 us at radius 31 whatever its size (its probes), plus about 0.02 us
+// an entry, so the tiers are kept few and small, and the background
+// threads run at a lower priority (nice 10). When they fall behind (the
+// recent tier past recent_backlog, or merge_threshold entries added to the
+// delta while a merge runs), Add returns only once they have caught up,
+// its entries already visible: a stream of adds slows down rather than the
+// queries. PDQ codes are searched exactly with IndexBinaryMIH; MD5 and
+// SHA-256 values with hash tables.
 #ifndef BANTAY_MATCHER_HASH_INDEX_H_
 #define BANTAY_MATCHER_HASH_INDEX_H_
 
@@ -106,6 +108,9 @@ class IndexSnapshot {
   bool EntryEnabled(uint64_t id) const { return !disabled_ids_->count(id); }
   // Bytes held by the segments (codes, tables, metadata).
   size_t MemoryBytes() const;
+  // Tiers (non-empty segments) each query searches: the base, the delta and
+  // the recent entries at most.
+  size_t tiers() const { return segments_.size(); }
 
   // Every active PDQ entry of an enabled list within `radius` (0..256) of
   // the query, sorted by distance, then entry id.
@@ -240,7 +245,9 @@ class HashIndex {
   std::mutex mu_;  // serialises writers; protects everything below
   uint64_t version_ = 0;
   std::shared_ptr<const Segment> base_;
-  std::shared_ptr<const Segment> frozen_;  // the delta being merged into the base
+  // The delta being merged into the base (a prefix of delta_, which keeps
+  // its entries until the merged base is published; not searched itself).
+  std::shared_ptr<const Segment> frozen_;
   std::shared_ptr<const Segment> delta_;
   std::vector<IndexEntry> recent_entries_;
   std::unordered_set<uint64_t> recent_ids_;
@@ -260,6 +267,7 @@ class HashIndex {
   bool folding_ = false;
   size_t fold_taken_ = 0;  // recent entries the running fold took (the first ones)
   bool merging_ = false;
+  bool trimming_ = false;  // the merger is taking the frozen entries out of delta_
   bool stop_ = false;
   std::condition_variable fold_work_;
   std::condition_variable merge_work_;
