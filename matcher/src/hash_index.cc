@@ -258,7 +258,7 @@ HashIndex::HashIndex(HashIndexOptions options) : options_(options) {
   {
     std::lock_guard lock(mu_);
     base_ = Segment::Build({}, nullptr, {}, options_.num_substrings);
-    frozen_ = delta_ = recent_ = base_;
+    delta_ = recent_ = base_;
     removed_shared_ = std::make_shared<const std::unordered_set<uint64_t>>();
     disabled_shared_ = std::make_shared<const std::unordered_set<std::string>>();
     disabled_ids_shared_ = std::make_shared<const std::unordered_set<uint64_t>>();
@@ -281,7 +281,6 @@ HashIndex::~HashIndex() {
 
 void HashIndex::Publish() {
   std::vector<std::shared_ptr<const Segment>> segments;
-  // (frozen_ is not searched: its entries are in delta_ too.)
   for (const auto& seg : {base_, delta_, recent_}) {
     if (seg->total() > 0) segments.push_back(seg);
   }
@@ -360,7 +359,7 @@ Status HashIndex::Add(std::vector<IndexEntry> entries) {
   const size_t backlog = std::max(options_.recent_backlog, options_.recent_limit);
   auto behind = [&] {
     return recent_entries_.size() >= backlog ||
-           (merging_ && delta_->total() - frozen_->total() >= MergeThreshold());
+           (merging_ && delta_->total() - frozen_entries_ >= MergeThreshold());
   };
   folded_.wait(lock, [&] { return stop_ || !behind(); });
   return {};
@@ -589,9 +588,9 @@ void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock, bool full) {
   // long the merge takes). The delta keeps the frozen entries until the new
   // base comes in: queries search one tier beside the base, not two (a
   // tier costs a query 6-15 us, mostly for its probes, whatever its size).
-  frozen_ = delta_;
+  std::shared_ptr<const Segment> base = base_, frozen = delta_;
+  frozen_entries_ = frozen->total();
   fold_work_.notify_one();
-  std::shared_ptr<const Segment> base = base_, frozen = frozen_;
   std::unordered_set<uint64_t> removed;
   if (full) removed = removed_;  // an append keeps removed entries (and their tombstones)
   lock.unlock();
@@ -599,7 +598,6 @@ void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock, bool full) {
   if (!removed.empty()) keep = [&](uint64_t id) { return !removed.count(id); };
   std::shared_ptr<const Segment> merged = Segment::Build(
       {base.get(), frozen.get()}, keep, {}, options_.num_substrings, /*append_to_first=*/!full);
-  std::shared_ptr<const Segment> empty = Segment::Build({}, nullptr, {}, options_.num_substrings);
   lock.lock();
   // The frozen entries leave the delta as the merged base comes in: folds
   // wait (the running one ends first) while the delta is rebuilt without
@@ -608,21 +606,22 @@ void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock, bool full) {
   merge_work_.wait(lock, [this] { return !folding_; });
   std::shared_ptr<const Segment> delta = delta_;
   lock.unlock();
-  std::shared_ptr<const Segment> trimmed = frozen->total() == 0 ? delta : empty;
-  if (frozen->total() > 0 && delta->total() > frozen->total()) {
-    trimmed = Segment::Build({delta.get()}, [&](uint64_t id) { return !frozen->Contains(id); },
-                             {}, options_.num_substrings);
+  // (Nothing frozen: a full merge for removals only.)
+  std::shared_ptr<const Segment> trimmed = delta;
+  if (frozen->total() > 0) {
+    trimmed = Segment::Build(
+        {delta.get()}, [&](uint64_t id) { return !frozen->Contains(id); }, {},
+        options_.num_substrings);
   }
   lock.lock();
   trimming_ = false;
   fold_work_.notify_one();
-  // Only this thread replaces base_ and frozen_ (and delta_ while
-  // trimming_). Tombstones go only for the entries the merge dropped: ids
+  // Only this thread replaces base_ (and delta_ while trimming_). Tombstones go only for the entries the merge dropped: ids
   // removed while merging, and removed entries among those added since the
   // freeze, keep theirs.
   base_ = std::move(merged);
   delta_ = std::move(trimmed);
-  frozen_ = std::move(empty);
+  frozen_entries_ = 0;
   for (uint64_t id : removed) {
     if (!recent_ids_.count(id) && !delta_->Contains(id)) removed_.erase(id);
   }

@@ -28,8 +28,9 @@
 // When they fall behind (the recent tier past recent_backlog, or
 // merge_threshold entries added to the delta while a merge runs), Add
 // returns only once they have caught up, its entries already visible: a
-// stream of adds slows down rather than the queries. PDQ codes are searched exactly with IndexBinaryMIH; MD5 and
-// SHA-256 values with hash tables.
+// stream of adds slows down rather than the queries. PDQ codes are
+// searched exactly with IndexBinaryMIH; MD5 and SHA-256 values with hash
+// tables.
 #ifndef BANTAY_MATCHER_HASH_INDEX_H_
 #define BANTAY_MATCHER_HASH_INDEX_H_
 
@@ -245,10 +246,10 @@ class HashIndex {
   std::mutex mu_;  // serialises writers; protects everything below
   uint64_t version_ = 0;
   std::shared_ptr<const Segment> base_;
-  // The delta being merged into the base (a prefix of delta_, which keeps
-  // its entries until the merged base is published; not searched itself).
-  std::shared_ptr<const Segment> frozen_;
   std::shared_ptr<const Segment> delta_;
+  // Entries of delta_ being merged into the base (frozen; 0 when no merge
+  // runs): delta_ keeps them until the merged base is published.
+  size_t frozen_entries_ = 0;
   std::vector<IndexEntry> recent_entries_;
   std::unordered_set<uint64_t> recent_ids_;
   std::shared_ptr<const Segment> recent_;
