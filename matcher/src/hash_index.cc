@@ -254,7 +254,34 @@ void IndexLoader::Add(int part, uint64_t id, std::string_view list, SignalType t
 
 // --- HashIndex --------------------------------------------------------------------
 
-HashIndex::HashIndex(HashIndexOptions options) : options_(options) {
+struct HashIndex::Graveyard {
+  std::mutex mu;
+  std::condition_variable changed;
+  std::vector<const IndexSnapshot*> dead;  // guarded by mu
+  bool destroying = false;                 // guarded by mu
+  bool stopped = false;                    // guarded by mu: the index is gone
+  uint64_t released = 0;                   // guarded by mu
+
+  // The deleter of published snapshots: a reader dropping the last
+  // reference only queues the snapshot.
+  struct Deleter {
+    std::shared_ptr<Graveyard> graveyard;
+    void operator()(const IndexSnapshot* snapshot) const {
+      {
+        std::lock_guard lock(graveyard->mu);
+        if (!graveyard->stopped) {
+          graveyard->dead.push_back(snapshot);
+          graveyard->changed.notify_all();
+          return;
+        }
+      }
+      delete snapshot;
+    }
+  };
+};
+
+HashIndex::HashIndex(HashIndexOptions options)
+    : options_(options), graveyard_(std::make_shared<Graveyard>()) {
   {
     std::lock_guard lock(mu_);
     base_ = Segment::Build({}, nullptr, {}, options_.num_substrings);
@@ -264,6 +291,7 @@ HashIndex::HashIndex(HashIndexOptions options) : options_(options) {
     disabled_ids_shared_ = std::make_shared<const std::unordered_set<uint64_t>>();
     Publish();
   }
+  releaser_ = std::thread([this] { Releaser(); });
   folder_ = std::thread([this] { Folder(); });
   merger_ = std::thread([this] { Merger(); });
 }
@@ -277,6 +305,36 @@ HashIndex::~HashIndex() {
   merge_work_.notify_all();
   merger_.join();
   folder_.join();
+  {
+    std::lock_guard lock(graveyard_->mu);
+    graveyard_->stopped = true;
+  }
+  graveyard_->changed.notify_all();
+  releaser_.join();  // destroys what is queued; later releases happen in place
+}
+
+void HashIndex::Releaser() {
+  YieldToQueries();
+  std::unique_lock lock(graveyard_->mu);
+  while (true) {
+    graveyard_->changed.wait(lock,
+                             [&] { return graveyard_->stopped || !graveyard_->dead.empty(); });
+    if (graveyard_->dead.empty()) return;  // stopped
+    std::vector<const IndexSnapshot*> dead;
+    dead.swap(graveyard_->dead);
+    graveyard_->destroying = true;
+    lock.unlock();
+    for (const IndexSnapshot* snapshot : dead) delete snapshot;
+    lock.lock();
+    graveyard_->destroying = false;
+    graveyard_->released += dead.size();
+    graveyard_->changed.notify_all();
+  }
+}
+
+uint64_t HashIndex::released_snapshots() const {
+  std::lock_guard lock(graveyard_->mu);
+  return graveyard_->released;
 }
 
 void HashIndex::Publish() {
@@ -284,10 +342,10 @@ void HashIndex::Publish() {
   for (const auto& seg : {base_, delta_, recent_}) {
     if (seg->total() > 0) segments.push_back(seg);
   }
-  auto next = std::make_shared<const IndexSnapshot>(++version_, std::move(segments),
-                                                    removed_shared_, removed_by_type_,
-                                                    disabled_shared_, disabled_ids_shared_,
-                                                    store_version_);
+  std::shared_ptr<const IndexSnapshot> next(
+      new IndexSnapshot(++version_, std::move(segments), removed_shared_, removed_by_type_,
+                        disabled_shared_, disabled_ids_shared_, store_version_),
+      Graveyard::Deleter{graveyard_});
   std::shared_ptr<const IndexSnapshot> previous;  // released outside the lock
   std::lock_guard lock(current_mu_);
   previous = std::move(current_);
@@ -504,6 +562,11 @@ void HashIndex::WaitForMerge() {
     return !folding_ && !merging_ && !FoldWork() && !force_merge_ &&
            delta_->total() < MergeThreshold();
   });
+  lock.unlock();
+  std::unique_lock released(graveyard_->mu);
+  graveyard_->changed.wait(released, [this] {
+    return graveyard_->dead.empty() && !graveyard_->destroying;
+  });
 }
 
 void HashIndex::Folder() {
@@ -616,9 +679,10 @@ void HashIndex::MergeBase(std::unique_lock<std::mutex>& lock, bool full) {
   lock.lock();
   trimming_ = false;
   fold_work_.notify_one();
-  // Only this thread replaces base_ (and delta_ while trimming_). Tombstones go only for the entries the merge dropped: ids
-  // removed while merging, and removed entries among those added since the
-  // freeze, keep theirs.
+  // Only this thread replaces base_ (and delta_ while trimming_).
+  // Tombstones go only for the entries the merge dropped: ids removed while
+  // merging, and removed entries among those added since the freeze, keep
+  // theirs.
   base_ = std::move(merged);
   delta_ = std::move(trimmed);
   frozen_entries_ = 0;

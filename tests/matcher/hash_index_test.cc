@@ -333,6 +333,41 @@ TEST(HashIndexTest, QueriesSearchAtMostThreeTiersWhileMerging) {
   EXPECT_EQ(Ids(m), Expected(active, q, 31));
 }
 
+// A reader dropping the last reference to a replaced snapshot only hands it
+// to the index's release thread (destroying a replaced base would cost the
+// query milliseconds); a snapshot that outlives the index stays usable and
+// is destroyed by its last holder.
+TEST(HashIndexTest, ReplacedSnapshotsAreDestroyedByTheIndex) {
+  std::mt19937_64 rng(5);
+  const Hash256 q = RandomHash(rng);
+  std::shared_ptr<const IndexSnapshot> outlives;
+  {
+    HashIndex index({.recent_limit = 1'000});
+    ASSERT_TRUE(index.Add({Pdq(1, Flip(q, 3))}).ok());
+    index.WaitForMerge();
+    const uint64_t before = index.released_snapshots();
+    EXPECT_GE(before, 1u);  // the empty first snapshot, replaced by the Add
+    std::shared_ptr<const IndexSnapshot> held = index.Snapshot();
+    ASSERT_TRUE(index.Add({Pdq(2, Flip(q, 5))}).ok());
+    index.WaitForMerge();
+    EXPECT_EQ(index.released_snapshots(), before);  // still held here
+    std::vector<Match> m;
+    held->MatchPdq(q, 31, &m);
+    EXPECT_EQ(Ids(m), std::vector<uint64_t>({1}));
+    held.reset();
+    index.WaitForMerge();
+    EXPECT_EQ(index.released_snapshots(), before + 1);
+    outlives = index.Snapshot();
+    ASSERT_TRUE(index.Add({Pdq(3, Flip(q, 7))}).ok());
+    index.WaitForMerge();
+    EXPECT_EQ(index.released_snapshots(), before + 1);
+  }
+  std::vector<Match> m;
+  outlives->MatchPdq(q, 31, &m);
+  EXPECT_EQ(Ids(m), std::vector<uint64_t>({1, 2}));
+  outlives.reset();  // destroyed here: the index and its thread are gone
+}
+
 // MergeNow while another thread keeps adding: the forced merge takes what
 // was added before it (it must not wait for a moment with nothing new),
 // and WaitForMerge returns.

@@ -25,6 +25,9 @@
 // 6 us at radius 31 for its probes, whatever its size, and a little more
 // as it grows (~14 us at 130k entries), so the tiers are kept few and
 // small, and the background threads run at a lower priority (nice 10).
+// Nor does a query pay for replaced snapshots: the reader that drops the
+// last reference to one hands it to a third background thread, which
+// destroys it (freeing a replaced 10M-entry base takes milliseconds).
 // When they fall behind (the recent tier past recent_backlog, or
 // merge_threshold entries added to the delta while a merge runs), Add
 // returns only once they have caught up, its entries already visible: a
@@ -222,14 +225,21 @@ class HashIndex {
   // Labels the next snapshots with the store version they reflect.
   void SetStoreVersion(uint64_t version);
 
-  // Blocks until the background threads have nothing left to do.
+  // Blocks until the background threads have nothing left to do (replaced
+  // snapshots no longer held are destroyed, too).
   void WaitForMerge();
+  // Replaced snapshots destroyed by the release thread so far.
+  uint64_t released_snapshots() const;
   // Asks for everything added so far to be merged into one base now, with
   // removed entries dropped (then WaitForMerge).
   void MergeNow();
 
  private:
+  // Replaced snapshots whose last reference is gone, to be destroyed by
+  // releaser_ (or by their last holder once the index is gone).
+  struct Graveyard;
   void Publish();  // requires mu_
+  void Releaser();
   void Folder();
   void Merger();
   void FoldRecent(std::unique_lock<std::mutex>& lock);
@@ -240,6 +250,7 @@ class HashIndex {
   std::optional<SignalType> TypeOf(uint64_t id) const;  // requires mu_
 
   const HashIndexOptions options_;
+  const std::shared_ptr<Graveyard> graveyard_;  // shared with the snapshots' deleters
   mutable std::mutex current_mu_;
   std::shared_ptr<const IndexSnapshot> current_;  // guarded by current_mu_
 
@@ -274,6 +285,7 @@ class HashIndex {
   std::condition_variable merge_work_;
   std::condition_variable idle_;
   std::condition_variable folded_;
+  std::thread releaser_;
   std::thread folder_;  // started last, joined first
   std::thread merger_;
 };
