@@ -347,6 +347,11 @@ void LiveUpdates(const Dataset& d) {
       if (p == phase && c == cycle && c <= kCycles) windows[c][p].push_back(w);
     }
   });
+  auto median_of = [](const std::vector<Window>& ws, double Window::*field) {
+    std::vector<double> v;
+    for (const Window& w : ws) v.push_back(w.*field);
+    return v.empty() ? 0.0 : Median(v);
+  };
   std::mt19937_64 rng(7);
   uint64_t next_id = static_cast<uint64_t>(d.n()) + 1;
   std::vector<double> ratios;
@@ -411,11 +416,6 @@ void LiveUpdates(const Dataset& d) {
         background_cpu += used;
       }
     }
-    auto median_of = [](const std::vector<Window>& ws, double Window::*field) {
-      std::vector<double> v;
-      for (const Window& w : ws) v.push_back(w.*field);
-      return v.empty() ? 0.0 : Median(v);
-    };
     const double idle = median_of(windows[c][0], &Window::qps);
     const double busy = median_of(windows[c][1], &Window::qps);
     ratios.push_back(busy / idle);
@@ -436,12 +436,9 @@ void LiveUpdates(const Dataset& d) {
   reader.join();
   std::vector<double> bracketed;
   for (int c = 0; c < kCycles; ++c) {
-    auto qps_of = [&](int k, int p) {
-      std::vector<double> v;
-      for (const Window& w : windows[k][p]) v.push_back(w.qps);
-      return v.empty() ? 0.0 : Median(v);
-    };
-    const double before = qps_of(c, 0), after = qps_of(c + 1, 0), busy = qps_of(c, 1);
+    const double before = median_of(windows[c][0], &Window::qps);
+    const double after = median_of(windows[c + 1][0], &Window::qps);
+    const double busy = median_of(windows[c][1], &Window::qps);
     bracketed.push_back(busy / ((before + after) / 2));
     std::printf("  [live] cycle %d: idle %.0f q/s before, %.0f after; while adding %.0f q/s = "
                 "%.2fx the idle before, %.2fx the mean of before and after\n",
