@@ -496,10 +496,18 @@ void TierCosts(const Dataset& d) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  const bool live_only = argc > 1 && std::string(argv[1]) == "--live";
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (argc > 2 || (!mode.empty() && mode != "--quick" && mode != "--live" && mode != "--tiers")) {
+    std::fprintf(mode == "--help" ? stdout : stderr,
+                 "usage: index_bench [--quick | --live | --tiers]\n"
+                 "  (no option: every part, ~15 min, ~9 GB of RAM; see the top of "
+                 "bench/index_bench.cc)\n");
+    return mode == "--help" ? 0 : 2;
+  }
+  const bool quick = mode == "--quick";
+  const bool live_only = mode == "--live";
   omp_set_num_threads(1);
-  if (argc > 1 && std::string(argv[1]) == "--tiers") {
+  if (mode == "--tiers") {
     TierCosts(Random(10'000'000, 2000, 3));
     return 0;
   }
