@@ -139,6 +139,15 @@ Options ParseOptions(int argc, char** argv) {
   o.bantay = (fs::read_symlink("/proc/self/exe").parent_path() / "bantay").string();
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--help") {
+      std::printf(
+          "usage: scan_bench [--dir DIR] [--sets LIST] [--reps N] [--threads N]\n"
+          "  [--big-files N] [--small-files N] [--small-sample N] [--max-others CORES]\n"
+          "  [--attempts N] [--quiet-wait S] [--bantay PATH] [--gen-threads N]\n"
+          "  [--no-cold] [--generate-only]\n"
+          "(what it measures: the top of bench/scan_bench.cc)\n");
+      std::exit(0);
+    }
     if (flag == "--no-cold") {
       o.cold = false;
       continue;

@@ -158,6 +158,16 @@ Options ParseOptions(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--help") {
+      std::printf(
+          "usage: server_bench [--entries N] [--reps N] [--seconds S] [--warmup S]\n"
+          "  [--io-threads 1,2] [--connections 16,32,64] [--rate R] [--open-connections N]\n"
+          "  [--jpeg-connections N] [--parts baseline,closed,open,jpeg] [--soak S]\n"
+          "  [--soak-rate R] [--max-others CORES] [--attempts N] [--quiet-wait S]\n"
+          "  [--serve-only S]\n"
+          "(what each part measures: the top of bench/server_bench.cc)\n");
+      std::exit(0);
+    }
     if (i + 1 >= argc) Die("flag " + flag + " needs a value");
     const std::string value = argv[++i];
     if (flag == "--entries") {

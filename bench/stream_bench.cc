@@ -127,6 +127,13 @@ Options ParseOptions(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--help") {
+      std::printf(
+          "usage: stream_bench [--entries N] [--streams N] [--frames N] [--seconds S]\n"
+          "  [--warmup S] [--reps N] [--max-others CORES] [--attempts N] [--quiet-wait S]\n"
+          "(what it measures: the top of bench/stream_bench.cc)\n");
+      std::exit(0);
+    }
     if (i + 1 >= argc) Die("flag " + flag + " needs a value");
     const std::string value = argv[++i];
     if (flag == "--entries") {
