@@ -65,9 +65,9 @@ TEST(ComputePoolTest, JobsRunOnEveryWorkerAtOnce) {
 
 TEST(ComputePoolTest, AFullQueueRefusesAndStopRunsWhatWaits) {
   Gate gate;
+  std::atomic<int> ran{0};  // before the pool: queued jobs may run until it is gone
   auto pool = std::make_unique<ComputePool>(1, 2);
   const OpenAtEnd open_at_end{gate};
-  std::atomic<int> ran{0};
   ASSERT_TRUE(pool->TrySubmit([&] { gate.Pass(); ++ran; }));
   ASSERT_TRUE(gate.WaitFor(1, 0));
   EXPECT_TRUE(pool->TrySubmit([&] { ++ran; }));
@@ -84,12 +84,12 @@ TEST(ComputePoolTest, AFullQueueRefusesAndStopRunsWhatWaits) {
 
 TEST(ComputePoolTest, DroppedJobsNeverRunAndTheirClosuresAreDestroyed) {
   Gate gate;
+  std::atomic<int> ran{0};
   ComputePool pool(1, 8);
   const OpenAtEnd open_at_end{gate};
   ASSERT_TRUE(pool.TrySubmit([&] { gate.Pass(); }));
   ASSERT_TRUE(gate.WaitFor(1, 0));
   auto owned = std::make_shared<int>(7);
-  std::atomic<int> ran{0};
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(pool.TrySubmit([&ran, owned] { ran += *owned; }));
   }
