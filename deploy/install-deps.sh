@@ -19,6 +19,9 @@ packages=(
   libtomlplusplus-dev
   # tests and benchmarks; the tests start their own PostgreSQL server
   libgtest-dev libgmock-dev libbenchmark-dev postgresql
+  # the fuzz targets: clang with libFuzzer and the sanitizer runtimes (a
+  # recommendation of clang's, so named), and clang's OpenMP runtime
+  clang libclang-rt-14-dev libomp-dev
   # the server benchmark drives HTTPS load with wrk; certificates for tests and
   # the demo come from the openssl command
   wrk openssl

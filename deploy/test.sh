@@ -25,3 +25,24 @@ build-tsan/bin/matcher_test \
 build-tsan/bin/server_integration_test --gtest_filter='Backends/ApiTest.*/sqlite:LifecycleTest.*:BinaryTest.*:ScanServerTest.*:StreamCliTest.*:StreamApiTest.*:StreamWsTest.*'
 build-tsan/bin/server_test --gtest_filter='StreamsTest.*:StreamStateTest.*:ComputePoolTest.*'
 build-tsan/bin/webhook_test
+
+# The fuzz targets (tests/fuzz) under libFuzzer with AddressSanitizer and
+# UBSan, each from a fixed seed for a fixed number of inputs starting from the
+# checked-in corpus (which the ctest run above replays as it is), so that the
+# result depends on the code alone. New inputs go to a scratch directory; an
+# input that breaks a property is left there and named in the output.
+CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAY_FUZZ=ON \
+  -DBANTAY_BUILD_TESTS=OFF -DBANTAY_BUILD_BENCH=OFF -DBANTAY_WERROR=ON
+cmake --build build-fuzz -j"$(nproc)" --target image_fuzz import_fuzz request_body_fuzz
+fuzz_work=$(mktemp -d)
+for target_runs in image_fuzz:200000 import_fuzz:1000000 request_body_fuzz:2000000; do
+  target=${target_runs%%:*}
+  mkdir "$fuzz_work/$target"
+  cp tests/fuzz/corpus/"$target"/* "$fuzz_work/$target"/
+  OPENCV_LOG_LEVEL=SILENT build-fuzz/bin/"$target" -seed=1 -runs="${target_runs##*:}" \
+    -max_len=4096 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$fuzz_work/$target-" "$fuzz_work/$target" 2>"$fuzz_work/$target.log" ||
+    { tail -n 60 "$fuzz_work/$target.log"; exit 1; }
+  grep -E '^(Done|stat::number_of_executed_units)' "$fuzz_work/$target.log"
+done
+rm -rf "$fuzz_work"

@@ -66,9 +66,21 @@ Result<ImageInfo> ImageHasher::Decode(std::span<const uint8_t> bytes,
                      std::to_string(info.height) + " pixels, over the limit of " +
                      std::to_string(options_.max_pixels));
   }
+  if (info.tile_width > 0 && info.tile_width > options_.max_pixels / info.tile_height) {
+    return Error(ErrorCode::kTooLarge,
+                 "image declares tiles of " + std::to_string(info.tile_width) + "x" +
+                     std::to_string(info.tile_height) + " pixels, over the limit of " +
+                     std::to_string(options_.max_pixels));
+  }
   if (info.format == ImageFormat::kJpeg) {
     if (Status complete = CheckJpegComplete(bytes); !complete.ok()) {
       return complete.error();
+    }
+    if (const size_t scans = CountJpegScans(bytes);
+        scans > static_cast<size_t>(options_.max_jpeg_scans)) {
+      return Error(ErrorCode::kTooLarge, "jpeg has " + std::to_string(scans) +
+                                             " scans, over the limit of " +
+                                             std::to_string(options_.max_jpeg_scans));
     }
   }
   *scale = 1;

@@ -1,6 +1,8 @@
 #include "bantay/models/image_probe.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 namespace bantay::models {
@@ -110,8 +112,12 @@ Result<ImageInfo> ProbeBmp(std::span<const uint8_t> b) {
                  height < 0 ? -int64_t{height} : int64_t{height});
 }
 
-// First IFD of a classic TIFF: tags 256 (ImageWidth) and 257 (ImageLength),
-// SHORT or LONG. BigTIFF is not supported by OpenCV's memory decoder either.
+// First IFD of a classic TIFF (TIFF 6.0, section 2): ImageWidth (256),
+// ImageLength (257) and, when tiled, TileWidth (322) and TileLength (323).
+// libtiff takes the first of two entries with the same tag and reads a
+// field of type LONG8 from elsewhere in the file, so a size given twice or
+// in any type but one SHORT or LONG could be decoded larger than it reads
+// here: refused. BigTIFF is not supported by OpenCV's memory decoder either.
 Result<ImageInfo> ProbeTiff(std::span<const uint8_t> b) {
   if (b.size() < 8) return Truncated(ImageFormat::kTiff);
   const bool le = b[0] == 'I';
@@ -120,17 +126,36 @@ Result<ImageInfo> ProbeTiff(std::span<const uint8_t> b) {
   const size_t ifd = u32(4);
   if (ifd + 2 > b.size()) return Truncated(ImageFormat::kTiff);
   const size_t count = u16(ifd);
-  int64_t width = 0, height = 0;
+  static constexpr uint32_t kTags[] = {256, 257, 322, 323};
+  int64_t values[4] = {0, 0, 0, 0};
+  bool seen[4] = {false, false, false, false};
   for (size_t i = 0; i < count; ++i) {
     const size_t entry = ifd + 2 + 12 * i;
     if (entry + 12 > b.size()) return Truncated(ImageFormat::kTiff);
     const uint32_t tag = u16(entry);
+    const auto* known = std::find(std::begin(kTags), std::end(kTags), tag);
+    if (known == std::end(kTags)) continue;
+    const size_t k = static_cast<size_t>(known - std::begin(kTags));
     const uint32_t type = u16(entry + 2);
-    if (tag != 256 && tag != 257) continue;
-    const int64_t value = type == 3 ? u16(entry + 8) : u32(entry + 8);
-    (tag == 256 ? width : height) = value;
+    if (seen[k]) {
+      return Error(ErrorCode::kCorruptData,
+                   "tiff gives field " + std::to_string(tag) + " twice");
+    }
+    if ((type != 3 && type != 4) || u32(entry + 4) != 1) {
+      return Error(ErrorCode::kCorruptData,
+                   "tiff field " + std::to_string(tag) + " is not one SHORT or LONG");
+    }
+    seen[k] = true;
+    values[k] = type == 3 ? u16(entry + 8) : u32(entry + 8);
   }
-  return Checked(ImageFormat::kTiff, width, height);
+  Result<ImageInfo> info = Checked(ImageFormat::kTiff, values[0], values[1]);
+  if (!info.ok() || (!seen[2] && !seen[3])) return info;
+  if (values[2] <= 0 || values[3] <= 0) {
+    return Error(ErrorCode::kCorruptData, "tiff declares an empty tile size");
+  }
+  info->tile_width = values[2];
+  info->tile_height = values[3];
+  return info;
 }
 
 // Offset of the first start-of-scan segment, or 0 when there is none.
@@ -170,6 +195,21 @@ Status CheckJpegComplete(std::span<const uint8_t> b) {
   }
   return Error(ErrorCode::kCorruptData,
                "jpeg is truncated (no end-of-image marker)");
+}
+
+size_t CountJpegScans(std::span<const uint8_t> b) {
+  const size_t first = FirstScanOffset(b);
+  if (first == 0) return 0;
+  size_t scans = 0;
+  const uint8_t* p = b.data() + first;
+  const uint8_t* const end = b.data() + b.size();
+  while (p + 1 < end) {
+    p = static_cast<const uint8_t*>(std::memchr(p, 0xFF, static_cast<size_t>(end - p - 1)));
+    if (p == nullptr) break;
+    scans += p[1] == 0xDA;
+    ++p;
+  }
+  return scans;
 }
 
 std::string_view ImageFormatName(ImageFormat format) {

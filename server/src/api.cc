@@ -158,13 +158,15 @@ void Wipe(std::vector<uint8_t>* bytes) {
 }
 
 // One image hasher per compute thread and mode (they reuse their buffers).
-models::ImageHasher& HasherFor(bool dihedral, int64_t max_pixels) {
+models::ImageHasher& HasherFor(bool dihedral, int64_t max_pixels, int max_jpeg_scans) {
   thread_local std::unique_ptr<models::ImageHasher> hashers[2];
   std::unique_ptr<models::ImageHasher>& hasher = hashers[dihedral ? 1 : 0];
-  if (hasher == nullptr || hasher->options().max_pixels != max_pixels) {
+  if (hasher == nullptr || hasher->options().max_pixels != max_pixels ||
+      hasher->options().max_jpeg_scans != max_jpeg_scans) {
     models::HashOptions options;
     options.dihedral = dihedral;
     options.max_pixels = max_pixels;
+    options.max_jpeg_scans = max_jpeg_scans;
     hasher = std::make_unique<models::ImageHasher>(options);
   }
   return *hasher;
@@ -489,6 +491,7 @@ struct MatchOptions {
   int radius = 31;
   int min_quality = 50;
   int64_t max_pixels = 0;
+  int max_jpeg_scans = 0;
   bool lab = false;
 };
 
@@ -529,7 +532,8 @@ Result<MatchResult> MatchOne(const matcher::IndexSnapshot& snapshot, const json:
   std::optional<models::Sha256Digest> sha256;
 
   if (image != nullptr) {
-    models::ImageHasher& hasher = HasherFor(options.dihedral, options.max_pixels);
+    models::ImageHasher& hasher =
+        HasherFor(options.dihedral, options.max_pixels, options.max_jpeg_scans);
     Result<models::ImageHashes> hashed = hasher.Hash(*image);
     Wipe(image);
     if (!hashed.ok()) return hashed.error();
@@ -611,35 +615,6 @@ Result<MatchResult> MatchOne(const matcher::IndexSnapshot& snapshot, const json:
   return result;
 }
 
-// The body of the most common query, {"pdq":"<64 hex digits>"} (JSON
-// whitespace allowed between tokens), read without building a DOM; nullopt
-// for anything else, which then takes the general path (with the same
-// answer for this form).
-std::optional<models::Hash256> PlainPdqQuery(std::string_view body) {
-  size_t i = 0;
-  auto skip_space = [&] {
-    while (i < body.size() &&
-           (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r')) {
-      ++i;
-    }
-  };
-  auto expect = [&](std::string_view token) {
-    skip_space();
-    if (body.substr(i, token.size()) != token) return false;
-    i += token.size();
-    return true;
-  };
-  if (!expect("{") || !expect("\"pdq\"") || !expect(":") || !expect("\"")) return std::nullopt;
-  const std::string_view hex = body.substr(i, 64);
-  i += 64;
-  if (hex.size() != 64 || !expect("\"") || !expect("}")) return std::nullopt;
-  skip_space();
-  if (i != body.size()) return std::nullopt;
-  Result<models::Hash256> hash = models::Hash256::FromHex(hex);
-  if (!hash.ok()) return std::nullopt;
-  return *hash;
-}
-
 json::object MatchItemJson(const Match& m, SignalType type, const MatchOptions& options) {
   json::object item{{"list", m.list}, {"category", m.category}, {"ref", m.reference}};
   if (options.lab) {
@@ -705,6 +680,7 @@ Result<MatchOptions> ReadMatchOptions(
   options.radius = config.radius;
   options.min_quality = config.min_quality;
   options.max_pixels = config.max_pixels;
+  options.max_jpeg_scans = config.max_jpeg_scans;
   options.lab = key.role == Role::kLab;
   for (const auto& [name, value] : query) {
     if (name == "dihedral") {
@@ -1351,6 +1327,31 @@ Status ParseHashFrameMessage(std::string_view text, StreamFrame* frame, bool* ha
                                            std::to_string(kMaxStreamJsonBytes) + " bytes");
   }
   return ReadHashFrame(text, frame, has_t);
+}
+
+std::optional<models::Hash256> PlainPdqQuery(std::string_view body) {
+  size_t i = 0;
+  auto skip_space = [&] {
+    while (i < body.size() &&
+           (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r')) {
+      ++i;
+    }
+  };
+  auto expect = [&](std::string_view token) {
+    skip_space();
+    if (body.substr(i, token.size()) != token) return false;
+    i += token.size();
+    return true;
+  };
+  if (!expect("{") || !expect("\"pdq\"") || !expect(":") || !expect("\"")) return std::nullopt;
+  const std::string_view hex = body.substr(i, 64);
+  i += 64;
+  if (hex.size() != 64 || !expect("\"") || !expect("}")) return std::nullopt;
+  skip_space();
+  if (i != body.size()) return std::nullopt;
+  Result<models::Hash256> hash = models::Hash256::FromHex(hex);
+  if (!hash.ok()) return std::nullopt;
+  return *hash;
 }
 
 void Api::HandleStream(const std::shared_ptr<Call>& call) {

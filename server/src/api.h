@@ -13,11 +13,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "bantay/models/hash256.h"
 #include "bantay/models/status.h"
 #include "bantay/server/config.h"
 #include "bantay/server/routes.h"
@@ -75,6 +77,12 @@ inline constexpr size_t kMaxStreamJsonBytes = 16 * 1024;
 // text messages take it; *has_t tells whether t was given. kTooLarge over
 // kMaxStreamJsonBytes.
 Status ParseHashFrameMessage(std::string_view text, StreamFrame* frame, bool* has_t);
+
+// The body of the most common query, {"pdq":"<64 hex digits>"} (JSON
+// whitespace allowed between tokens), read without building a DOM. nullopt
+// for anything else, which then takes the general JSON path; for a body it
+// reads, that path would read the same hash.
+std::optional<models::Hash256> PlainPdqQuery(std::string_view body);
 
 class Api {
  public:

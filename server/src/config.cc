@@ -74,6 +74,9 @@ constexpr Field kFields[] = {
     {"limits", "max_pixels", &ServerConfig::max_pixels,
      "largest image in pixels, read from its header before decoding (413 "
      "beyond)"},
+    {"limits", "max_jpeg_scans", &ServerConfig::max_jpeg_scans,
+     "most scans a JPEG may have, counted before decoding: each costs the "
+     "decoder a pass over the picture (413 beyond)"},
     {"limits", "read_timeout_ms", &ServerConfig::read_timeout_ms,
      "time to read one whole request (408 beyond)"},
     {"limits", "idle_timeout_ms", &ServerConfig::idle_timeout_ms,
@@ -521,6 +524,7 @@ Status ServerConfig::Validate() const {
       {"limits.max_body_bytes", max_body_bytes > 0},
       {"limits.max_header_bytes", max_header_bytes > 0},
       {"limits.max_pixels", max_pixels > 0},
+      {"limits.max_jpeg_scans", max_jpeg_scans > 0},
       {"limits.read_timeout_ms", read_timeout_ms > 0},
       {"limits.idle_timeout_ms", idle_timeout_ms > 0},
       {"limits.max_connections", max_connections > 0},

@@ -31,15 +31,18 @@ int64_t SteadyMs() {
 }
 
 // One hasher per compute thread and mode (they reuse their buffers).
-models::ImageHasher& StreamHasher(bool dihedral, bool trim_borders, int64_t max_pixels) {
+models::ImageHasher& StreamHasher(bool dihedral, bool trim_borders, int64_t max_pixels,
+                                  int max_jpeg_scans) {
   thread_local std::unique_ptr<models::ImageHasher> hashers[4];
   std::unique_ptr<models::ImageHasher>& hasher =
       hashers[(dihedral ? 1 : 0) + (trim_borders ? 2 : 0)];
-  if (hasher == nullptr || hasher->options().max_pixels != max_pixels) {
+  if (hasher == nullptr || hasher->options().max_pixels != max_pixels ||
+      hasher->options().max_jpeg_scans != max_jpeg_scans) {
     models::HashOptions options;
     options.dihedral = dihedral;
     options.trim_borders = trim_borders;
     options.max_pixels = max_pixels;
+    options.max_jpeg_scans = max_jpeg_scans;
     options.digests = false;  // frames are matched by PDQ only
     hasher = std::make_unique<models::ImageHasher>(options);
   }
@@ -58,7 +61,7 @@ struct HashedFrame {
 };
 
 Result<HashedFrame> HashFrame(StreamFrame& frame, const StreamPolicy& policy,
-                              int64_t max_pixels) {
+                              int64_t max_pixels, int max_jpeg_scans) {
   HashedFrame out;
   switch (frame.kind) {
     case StreamFrame::Kind::kHash:
@@ -68,7 +71,8 @@ Result<HashedFrame> HashFrame(StreamFrame& frame, const StreamPolicy& policy,
       return out;
     case StreamFrame::Kind::kEncoded: {
       Result<models::ImageHashes> hashed =
-          StreamHasher(policy.dihedral, policy.trim_borders, max_pixels).Hash(frame.bytes);
+          StreamHasher(policy.dihedral, policy.trim_borders, max_pixels, max_jpeg_scans)
+              .Hash(frame.bytes);
       if (!hashed.ok()) return hashed.error();
       out.pdq = hashed->pdq.hash;
       out.quality = hashed->pdq.quality;
@@ -345,7 +349,8 @@ void StreamRegistry::StartJob(const std::shared_ptr<Stream>& stream, const ApiKe
 
 void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
                             Stream::Pending pending) {
-  Result<HashedFrame> hashed = HashFrame(pending.frame, stream->policy(), config_.max_pixels);
+  Result<HashedFrame> hashed =
+      HashFrame(pending.frame, stream->policy(), config_.max_pixels, config_.max_jpeg_scans);
   if (!pending.frame.bytes.empty()) {
     matcher::Wipe(std::span<uint8_t>(pending.frame.bytes));
     pending.frame.bytes.clear();

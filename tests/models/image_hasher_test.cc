@@ -204,6 +204,56 @@ TEST(ImageHasherBadInputTest, BombPastAHighLimitStillFailsCleanly) {
               "png could not be decoded", {.max_pixels = int64_t{1} << 40});
 }
 
+TEST(ImageHasherBadInputTest, TiffTileBombIsRefusedFromTheHeader) {
+  // A 4x3 TIFF of one 16384x16384 tile: the decoder allocates the whole tile
+  // (1 GB) before it finds that the file holds 256 bytes of it.
+  std::vector<testing::TiffField> fields = {{256, 3, 1, 4}, {257, 3, 1, 3}};
+  for (const testing::TiffField& f : testing::GreyTiffFields(3, 256, 16384, 16384)) {
+    fields.push_back(f);
+  }
+  ExpectError(testing::MakeTiff(fields, std::vector<uint8_t>(256, 0x40)), ErrorCode::kTooLarge,
+              "image declares tiles of 16384x16384 pixels, over the limit of 150000000");
+}
+
+TEST(ImageHasherTest, TiledTiffHashesAsItsPixels) {
+  // 40x24 grey in one 48x32 tile (tiles are multiples of 16), Deflate-
+  // compressed (zlib, level 9) from tile[y][x] = (5x + 40 (y / 4)) mod 256.
+  const std::vector<uint8_t> tile = testing::FromHex(
+      "78da6360e5e217919453d6d03532b77174f30e088d8a4fc9cc2baea86d6aef99386df682a5abd66fd9b9"
+      "eff089b397aedf79f8ec35c320534facba0f5f7ffd67e1e4131e6cea89552721aba4ae6368663dd8d413"
+      "abcec1d5cb3f24322e79b0a927565d466e51794d635bf760534facba095367cd5fb272dde6c1a69e5875"
+      "3bf61e3a7ee6e2b5db834d3db1ea1e3c7df5fecbcf7fcc834d3d00b01e052e");
+  cv::Mat grey(24, 40, CV_8UC1);
+  for (int y = 0; y < grey.rows; ++y) {
+    for (int x = 0; x < grey.cols; ++x) {
+      grey.at<uint8_t>(y, x) = static_cast<uint8_t>((5 * x + 40 * (y / 4)) % 256);
+    }
+  }
+  std::vector<testing::TiffField> fields = {{256, 3, 1, 40}, {257, 3, 1, 24}};
+  for (testing::TiffField f :
+       testing::GreyTiffFields(24, static_cast<uint32_t>(tile.size()), 48, 32)) {
+    if (f.tag == 259) f.value = 8;  // Compression: Deflate
+    fields.push_back(f);
+  }
+  Result<ImageHashes> h = ImageHasher().Hash(testing::MakeTiff(fields, tile));
+  ASSERT_TRUE(h.ok()) << h.error().ToString();
+  EXPECT_EQ(h->width, 40);
+  EXPECT_EQ(h->height, 24);
+  EXPECT_EQ(h->pdq.hash, PixelHash(grey));
+}
+
+TEST(ImageHasherBadInputTest, JpegScanBombIsRefusedBeforeDecoding) {
+  const auto bomb = testing::JpegWithScans(501);
+  EXPECT_EQ(CountJpegScans(bomb), 501u);
+  ExpectError(bomb, ErrorCode::kTooLarge, "jpeg has 501 scans, over the limit of 500");
+  EXPECT_TRUE(ImageHasher().Hash(testing::JpegWithScans(500)).ok());
+  // Configurable: the 10 scans of an ordinary progressive JPEG.
+  const auto progressive = testing::JpegWithScans(10);
+  EXPECT_TRUE(ImageHasher({.max_jpeg_scans = 10}).Hash(progressive).ok());
+  ExpectError(progressive, ErrorCode::kTooLarge, "jpeg has 10 scans, over the limit of 9",
+              {.max_jpeg_scans = 9});
+}
+
 TEST(ImageHasherBadInputTest, PixelLimitIsConfigurable) {
   const auto png = Encode(MakePattern(100, 50), ".png");
   ExpectError(png, ErrorCode::kTooLarge,

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <opencv2/imgproc.hpp>
+
 #include "test_images.h"
 
 namespace bantay::models {
@@ -104,6 +106,101 @@ TEST(ProbeTest, HugeDeclaredSizeIsReadWithoutDecoding) {
   EXPECT_EQ(info->height, 100000);
 }
 
+// A 4x3 grey TIFF whose size fields are `size_fields`, with its one strip.
+std::vector<uint8_t> GreyTiff(std::vector<testing::TiffField> size_fields, bool big_endian = false) {
+  std::vector<testing::TiffField> fields = std::move(size_fields);
+  for (const testing::TiffField& f : testing::GreyTiffFields(3, 12)) fields.push_back(f);
+  std::vector<uint8_t> pixels(12);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(20 * i);
+  return testing::MakeTiff(fields, pixels, big_endian);
+}
+
+void SetField(std::vector<testing::TiffField>* fields, uint16_t tag, uint32_t value) {
+  for (testing::TiffField& f : *fields) {
+    if (f.tag == tag) f.value = value;
+  }
+}
+
+cv::Mat Decoded(const std::vector<uint8_t>& bytes) {
+  return cv::imdecode(bytes, cv::IMREAD_ANYCOLOR | cv::IMREAD_IGNORE_ORIENTATION);
+}
+
+TEST(ProbeTiffTest, ReadsShortAndLongSizesInBothByteOrders) {
+  for (bool big_endian : {false, true}) {
+    const auto bytes = GreyTiff({{256, 3, 1, 4}, {257, 4, 1, 3}}, big_endian);
+    Result<ImageInfo> info = ProbeImage(bytes);
+    ASSERT_TRUE(info.ok()) << info.error().ToString();
+    EXPECT_EQ(info->format, ImageFormat::kTiff);
+    EXPECT_EQ(info->width, 4);
+    EXPECT_EQ(info->height, 3);
+    EXPECT_EQ(info->tile_width, 0);
+    EXPECT_EQ(info->tile_height, 0);
+    const cv::Mat decoded = Decoded(bytes);
+    EXPECT_EQ(decoded.cols, 4);
+    EXPECT_EQ(decoded.rows, 3);
+  }
+}
+
+TEST(ProbeTiffTest, ASizeGivenTwiceIsRefused) {
+  // libtiff decodes the first of the two widths: a header read by the last
+  // one would let a wide picture pass as a narrow one.
+  const auto bytes = GreyTiff({{256, 3, 1, 4}, {256, 3, 1, 2}, {257, 3, 1, 3}});
+  EXPECT_EQ(Decoded(bytes).cols, 4);
+  Result<ImageInfo> info = ProbeImage(bytes);
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(info.error().message(), "tiff gives field 256 twice");
+
+  info = ProbeImage(GreyTiff({{256, 3, 1, 4}, {257, 3, 1, 3}, {257, 4, 1, 3}}));
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().message(), "tiff gives field 257 twice");
+}
+
+TEST(ProbeTiffTest, ASizeOfAnotherTypeOrCountIsRefused) {
+  // LONG8 (type 16) in a classic TIFF: libtiff reads the 8-byte value at the
+  // offset in the value field (the data: 6), where the value field itself
+  // reads 122 (that offset).
+  std::vector<testing::TiffField> fields = {{256, 16, 1, testing::kTiffDataOffset},
+                                            {257, 3, 1, 3}};
+  for (const testing::TiffField& f : testing::GreyTiffFields(3, 18)) fields.push_back(f);
+  const auto data_offset = static_cast<uint32_t>(8 + 2 + 12 * fields.size() + 4);
+  ASSERT_EQ(data_offset, 122u);
+  SetField(&fields, 273, data_offset + 8);  // StripOffsets: the pixels after the LONG8
+  std::vector<uint8_t> data = {6, 0, 0, 0, 0, 0, 0, 0};
+  data.resize(8 + 18, 0x80);
+  const std::vector<uint8_t> bytes = testing::MakeTiff(fields, data);
+  EXPECT_EQ(Decoded(bytes).cols, 6);
+  Result<ImageInfo> info = ProbeImage(bytes);
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(info.error().message(), "tiff field 256 is not one SHORT or LONG");
+
+  for (const testing::TiffField& odd : {testing::TiffField{256, 1, 1, 4},    // BYTE
+                                        testing::TiffField{256, 9, 1, 4},    // SLONG
+                                        testing::TiffField{256, 4, 2, 4}}) {  // two LONGs
+    info = ProbeImage(GreyTiff({odd, {257, 3, 1, 3}}));
+    ASSERT_FALSE(info.ok());
+    EXPECT_EQ(info.error().message(), "tiff field 256 is not one SHORT or LONG");
+  }
+}
+
+TEST(ProbeTiffTest, TilesAreReadWithTheImageSize) {
+  std::vector<testing::TiffField> fields = {{256, 3, 1, 4}, {257, 3, 1, 3}};
+  for (const testing::TiffField& f : testing::GreyTiffFields(3, 256, 16, 16)) fields.push_back(f);
+  const auto bytes = testing::MakeTiff(fields, std::vector<uint8_t>(256, 0x40));
+  Result<ImageInfo> info = ProbeImage(bytes);
+  ASSERT_TRUE(info.ok()) << info.error().ToString();
+  EXPECT_EQ(info->width, 4);
+  EXPECT_EQ(info->height, 3);
+  EXPECT_EQ(info->tile_width, 16);
+  EXPECT_EQ(info->tile_height, 16);
+
+  SetField(&fields, 322, 0);  // TileWidth
+  info = ProbeImage(testing::MakeTiff(fields, std::vector<uint8_t>(256, 0x40)));
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().message(), "tiff declares an empty tile size");
+}
+
 TEST(JpegCompleteTest, CompleteAndTruncated) {
   const auto jpeg = testing::ReadTestFile("pdq/bridge-mods/aaa-orig.jpg");
   EXPECT_TRUE(CheckJpegComplete(jpeg).ok());
@@ -118,6 +215,19 @@ TEST(JpegCompleteTest, CompleteAndTruncated) {
   Status no_scan = CheckJpegComplete(std::span(jpeg).first(100));
   ASSERT_FALSE(no_scan.ok());
   EXPECT_EQ(no_scan.error().message(), "jpeg has no image data (no scan)");
+}
+
+TEST(JpegScansTest, CountsTheScansAfterTheHeaders) {
+  const cv::Mat image = MakePattern(64, 48);
+  EXPECT_EQ(CountJpegScans(Encode(image, ".jpg")), 1u);
+  // libjpeg's progressive script: 10 scans for colour, 6 for grey.
+  EXPECT_EQ(CountJpegScans(Encode(image, ".jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1})), 10u);
+  cv::Mat grey;
+  cv::cvtColor(image, grey, cv::COLOR_BGR2GRAY);
+  EXPECT_EQ(CountJpegScans(Encode(grey, ".jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1})), 6u);
+  const auto jpeg = Encode(image, ".jpg");
+  EXPECT_EQ(CountJpegScans(std::span(jpeg).first(100)), 0u);  // headers only
+  EXPECT_EQ(CountJpegScans({}), 0u);
 }
 
 }  // namespace

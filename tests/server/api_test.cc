@@ -250,6 +250,22 @@ TEST_P(ApiTest, EveryBadInputGetsItsStatus) {
   bomb.resize(bomb.size() + 4, 0);  // the (unchecked) header CRC
   ExpectError(SendBytes("platform", "/v1/match", "image/png", bomb), 413, "too_large");
 
+  // A JPEG of 501 scans (a decoding-time bomb): counted, not decoded.
+  HttpResponse scans =
+      SendBytes("platform", "/v1/match", "image/jpeg", bantay::testing::JpegWithScans(501));
+  ExpectError(scans, 413, "too_large");
+  EXPECT_EQ(ParseJson(scans.body).at("error").at("message"),
+            "jpeg has 501 scans, over the limit of 500");
+
+  // A TIFF giving its width twice: libtiff would decode another size than
+  // the first one read.
+  std::vector<bantay::testing::TiffField> fields = {{256, 3, 1, 4}, {256, 3, 1, 2}, {257, 3, 1, 3}};
+  for (const auto& f : bantay::testing::GreyTiffFields(3, 12)) fields.push_back(f);
+  HttpResponse twice = SendBytes("platform", "/v1/match", "image/tiff",
+                                 bantay::testing::MakeTiff(fields, std::vector<uint8_t>(12, 9)));
+  ExpectError(twice, 422, "corrupt_data");
+  EXPECT_EQ(ParseJson(twice.body).at("error").at("message"), "tiff gives field 256 twice");
+
   // A body over max_body_bytes (4 MiB here), refused from its Content-Length.
   std::vector<uint8_t> big(config.max_body_bytes + 1, 0xff);
   ExpectError(SendBytes("platform", "/v1/match", "image/jpeg", big), 413, "too_large");

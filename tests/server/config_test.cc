@@ -35,6 +35,7 @@ const std::vector<std::string> kAllKeys = {
     "limits.max_body_bytes",
     "limits.max_header_bytes",
     "limits.max_pixels",
+    "limits.max_jpeg_scans",
     "limits.read_timeout_ms",
     "limits.idle_timeout_ms",
     "limits.max_connections",
@@ -255,6 +256,8 @@ TEST(ValidateTest, LimitsSection) {
        "limits.max_pixels must be positive"},
       {"pixels -1", [](ServerConfig* c) { c->max_pixels = -1; },
        "limits.max_pixels must be positive"},
+      {"scans 0", [](ServerConfig* c) { c->max_jpeg_scans = 0; },
+       "limits.max_jpeg_scans must be positive"},
       {"read", [](ServerConfig* c) { c->read_timeout_ms = 0; },
        "limits.read_timeout_ms must be positive"},
       {"idle", [](ServerConfig* c) { c->idle_timeout_ms = -5; },
@@ -268,6 +271,7 @@ TEST(ValidateTest, LimitsSection) {
          c->max_body_bytes = c->max_header_bytes = c->max_connections =
              c->max_batch_items = 1;
          c->max_pixels = c->read_timeout_ms = c->idle_timeout_ms = 1;
+         c->max_jpeg_scans = 1;
        },
        nullptr},
   });
@@ -444,6 +448,7 @@ client_ca = "/srv/tls/ca.pem"
 max_body_bytes = 1048576
 max_header_bytes = 8192
 max_pixels = 1000000
+max_jpeg_scans = 40
 read_timeout_ms = 5000
 idle_timeout_ms = 60000
 max_connections = 100
@@ -494,6 +499,7 @@ TEST(ParseConfigTest, FullFileGivesExactValues) {
   EXPECT_EQ(c.max_body_bytes, 1048576u);
   EXPECT_EQ(c.max_header_bytes, 8192u);
   EXPECT_EQ(c.max_pixels, 1000000);
+  EXPECT_EQ(c.max_jpeg_scans, 40);
   EXPECT_EQ(c.read_timeout_ms, 5000);
   EXPECT_EQ(c.idle_timeout_ms, 60000);
   EXPECT_EQ(c.max_connections, 100u);
@@ -720,6 +726,7 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
       {"limits.max_body_bytes", "13"},
       {"limits.max_header_bytes", "15"},
       {"limits.max_pixels", "17"},
+      {"limits.max_jpeg_scans", "18"},
       {"limits.read_timeout_ms", "19"},
       {"limits.idle_timeout_ms", "21"},
       {"limits.max_connections", "23"},
@@ -760,6 +767,7 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
   EXPECT_EQ(c.max_body_bytes, 13u);
   EXPECT_EQ(c.max_header_bytes, 15u);
   EXPECT_EQ(c.max_pixels, 17);
+  EXPECT_EQ(c.max_jpeg_scans, 18);
   EXPECT_EQ(c.read_timeout_ms, 19);
   EXPECT_EQ(c.idle_timeout_ms, 21);
   EXPECT_EQ(c.max_connections, 23u);
@@ -1090,6 +1098,7 @@ TEST(ExampleConfigTest, ShowsTheDefaults) {
   EXPECT_EQ(e->max_body_bytes, d.max_body_bytes);
   EXPECT_EQ(e->max_header_bytes, d.max_header_bytes);
   EXPECT_EQ(e->max_pixels, d.max_pixels);
+  EXPECT_EQ(e->max_jpeg_scans, d.max_jpeg_scans);
   EXPECT_EQ(e->read_timeout_ms, d.read_timeout_ms);
   EXPECT_EQ(e->idle_timeout_ms, d.idle_timeout_ms);
   EXPECT_EQ(e->max_connections, d.max_connections);

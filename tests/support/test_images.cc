@@ -3,6 +3,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -45,6 +46,86 @@ std::vector<uint8_t> Encode(const cv::Mat& image, const std::string& ext,
 
 std::string TestDataPath(const std::string& relative_path) {
   return std::string(BANTAY_TEST_DATA) + "/" + relative_path;
+}
+
+std::vector<uint8_t> JpegWithScans(size_t scans) {
+  const auto jpeg = Encode(MakePattern(64, 48), ".jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  size_t last = 0, have = 0;
+  for (size_t i = 0; i + 1 < jpeg.size(); ++i) {
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xDA) {
+      last = i;
+      ++have;
+    }
+  }
+  const size_t eoi = jpeg.size() - 2;
+  std::vector<uint8_t> out(jpeg.begin(), jpeg.begin() + static_cast<long>(eoi));
+  for (; have < scans; ++have) {
+    out.insert(out.end(), jpeg.begin() + static_cast<long>(last),
+               jpeg.begin() + static_cast<long>(eoi));
+  }
+  out.push_back(0xFF);
+  out.push_back(0xD9);
+  return out;
+}
+
+std::vector<uint8_t> MakeTiff(const std::vector<TiffField>& fields,
+                              const std::vector<uint8_t>& data, bool big_endian) {
+  std::vector<uint8_t> out;
+  auto put = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) {
+      const int shift = big_endian ? 8 * (bytes - 1 - i) : 8 * i;
+      out.push_back(static_cast<uint8_t>(v >> shift));
+    }
+  };
+  const uint8_t order = big_endian ? 'M' : 'I';
+  out.push_back(order);
+  out.push_back(order);
+  put(42, 2);
+  put(8, 4);  // the IFD follows the header
+  const uint32_t data_offset = static_cast<uint32_t>(8 + 2 + 12 * fields.size() + 4);
+  put(fields.size(), 2);
+  for (const TiffField& f : fields) {
+    const uint32_t value = f.value == kTiffDataOffset ? data_offset : f.value;
+    put(f.tag, 2);
+    put(f.type, 2);
+    put(f.count, 4);
+    if (f.type == 3) {
+      put(value, 2);
+      put(0, 2);
+    } else if (f.type == 1) {
+      put(value, 1);
+      put(0, 3);
+    } else {
+      put(value, 4);
+    }
+  }
+  put(0, 4);  // no next IFD
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+std::vector<TiffField> GreyTiffFields(uint32_t rows, uint32_t data_bytes, uint32_t tile_width,
+                                      uint32_t tile_height) {
+  std::vector<TiffField> fields = {
+      {258, 3, 1, 8},  // BitsPerSample
+      {259, 3, 1, 1},  // Compression: none
+      {262, 3, 1, 1},  // PhotometricInterpretation: black is zero
+      {277, 3, 1, 1},  // SamplesPerPixel
+  };
+  if (tile_width > 0) {
+    fields.push_back({322, 4, 1, tile_width});
+    fields.push_back({323, 4, 1, tile_height});
+    fields.push_back({324, 4, 1, kTiffDataOffset});  // TileOffsets
+    fields.push_back({325, 4, 1, data_bytes});       // TileByteCounts
+  } else {
+    fields.push_back({273, 4, 1, kTiffDataOffset});  // StripOffsets
+    fields.push_back({278, 4, 1, rows});             // RowsPerStrip
+    fields.push_back({279, 4, 1, data_bytes});       // StripByteCounts
+  }
+  // In ascending tag order, as the format asks.
+  std::sort(fields.begin(), fields.end(),
+            [](const TiffField& a, const TiffField& b) { return a.tag < b.tag; });
+  return fields;
 }
 
 std::vector<uint8_t> FromHex(std::string_view hex) {

@@ -22,6 +22,31 @@ cv::Mat MakePattern(int width, int height);
 std::vector<uint8_t> Encode(const cv::Mat& image, const std::string& ext,
                             const std::vector<int>& params = {});
 
+// One entry of a TIFF image file directory (TIFF 6.0, section 2): type 1
+// BYTE, 3 SHORT, 4 LONG, 16 LONG8, ...
+struct TiffField {
+  uint16_t tag;
+  uint16_t type;
+  uint32_t count;
+  uint32_t value;  // kTiffDataOffset: the offset of the data after the IFD
+};
+inline constexpr uint32_t kTiffDataOffset = 0xFFFFFFFF;
+
+// A classic TIFF with one IFD of `fields`, in the order given (SHORT and
+// BYTE values left-justified in the value field, as the format stores
+// them), followed by `data`.
+std::vector<uint8_t> MakeTiff(const std::vector<TiffField>& fields,
+                              const std::vector<uint8_t>& data, bool big_endian = false);
+// The fields of an 8-bit grey, uncompressed image (all but its size): one
+// strip of `data_bytes` at the data, or, when tile_width > 0, one tile.
+std::vector<TiffField> GreyTiffFields(uint32_t rows, uint32_t data_bytes,
+                                      uint32_t tile_width = 0, uint32_t tile_height = 0);
+
+// A progressive JPEG of MakePattern(64, 48) whose last scan is repeated
+// until it has `scans` scans (at least its own 10): libjpeg decodes it (it
+// only warns of the odd progression), one pass over the picture a scan.
+std::vector<uint8_t> JpegWithScans(size_t scans);
+
 // Bytes of a hexadecimal string (test vectors; the input is trusted).
 std::vector<uint8_t> FromHex(std::string_view hex);
 

@@ -3,7 +3,8 @@
 //
 // Decoding is done in memory with OpenCV for JPEG, PNG, WebP, BMP and TIFF,
 // told apart by content. The header is read first and an image declaring
-// more than max_pixels is refused before anything is allocated for it.
+// more than max_pixels is refused before anything is allocated for it, as
+// is a JPEG of more scans than max_jpeg_scans (a decoding-time bomb).
 // Nothing is written to disk (only formats that OpenCV decodes from memory
 // are passed to it, so it never spills to a temporary file), and the pixel
 // buffers are overwritten after hashing.
@@ -36,6 +37,10 @@ namespace bantay::models {
 // 150 megapixels: larger than any camera sensor a lab is likely to meet,
 // far under what would exhaust memory (3 bytes a pixel, about 450 MB).
 inline constexpr int64_t kDefaultMaxPixels = 150'000'000;
+// Scans of a JPEG (see CountJpegScans): libjpeg's own progressive mode
+// writes 10, jpegtran's most elaborate scripts some dozens; 500 is the
+// limit libjpeg-turbo's TurboJPEG API applies against scan bombs.
+inline constexpr int kDefaultMaxJpegScans = 500;
 
 struct HashOptions {
   bool dihedral = false;  // also compute the 8 dihedral hashes
@@ -43,6 +48,7 @@ struct HashOptions {
   bool digests = true;    // MD5 and SHA-256 of the bytes
   bool wipe = true;       // overwrite decoded pixels after hashing
   int64_t max_pixels = kDefaultMaxPixels;
+  int max_jpeg_scans = kDefaultMaxJpegScans;
   // Fast mode shrinks a JPEG by the largest of 8, 4, 2 that keeps both
   // sides at least this long.
   int fast_min_side = 256;
@@ -80,8 +86,9 @@ class ImageHasher {
   ImageHasher& operator=(const ImageHasher&) = delete;
 
   // Errors: kUnsupportedFormat (not one of the five formats),
-  // kTooLarge (more than max_pixels declared), kCorruptData (truncated or
-  // undecodable).
+  // kTooLarge (more than max_pixels declared, for the image or a TIFF
+  // tile; a JPEG of more than max_jpeg_scans scans), kCorruptData
+  // (truncated, undecodable, or a header that could be read two ways).
   Result<ImageHashes> Hash(std::span<const uint8_t> bytes);
 
   // Decodes only, as Hash would, and returns the decoded size (for

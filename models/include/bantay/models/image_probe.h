@@ -9,6 +9,7 @@
 #ifndef BANTAY_MODELS_IMAGE_PROBE_H_
 #define BANTAY_MODELS_IMAGE_PROBE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -29,11 +30,18 @@ struct ImageInfo {
   ImageFormat format = ImageFormat::kUnknown;
   int64_t width = 0;   // as stored, before any EXIF orientation
   int64_t height = 0;
+  // A tiled TIFF's tile size (0 otherwise). The decoder allocates a whole
+  // tile, whatever the image's size, so a pixel limit applies to it too.
+  int64_t tile_width = 0;
+  int64_t tile_height = 0;
 };
 
-// Reads the format and the stored dimensions from the header. Errors:
-// kUnsupportedFormat (unknown signature), kCorruptData (a header that is
-// truncated or declares zero or negative dimensions).
+// Reads the format and the stored dimensions from the header, as the
+// decoder will read them: where a header could be read two ways (a TIFF
+// field given twice, or in a type that the decoder reads from elsewhere in
+// the file), it is refused, so that the size checked is the size decoded.
+// Errors: kUnsupportedFormat (unknown signature), kCorruptData (a header
+// that is truncated, declares zero or negative dimensions, or is ambiguous).
 Result<ImageInfo> ProbeImage(std::span<const uint8_t> bytes);
 
 // A JPEG is complete when an end-of-image marker follows its first scan.
@@ -41,6 +49,16 @@ Result<ImageInfo> ProbeImage(std::span<const uint8_t> bytes);
 // part with grey and warns), so truncation is checked here. kCorruptData
 // when the marker is missing.
 Status CheckJpegComplete(std::span<const uint8_t> bytes);
+
+// The number of scans of a JPEG: start-of-scan markers (FF DA) from the
+// first scan on, counted without decoding (0 when there is no scan). A
+// progressive (or multi-scan) JPEG may repeat scans without limit and each
+// costs the decoder a pass over the whole picture, so a file of a few
+// kilobytes can keep a decoder busy for minutes; libjpeg itself sets no
+// limit (libjpeg-turbo's TurboJPEG API refuses more than 500 scans when
+// asked to). An FF DA pair in a table segment between scans is counted too:
+// the count may be high for an odd file, never low.
+size_t CountJpegScans(std::span<const uint8_t> bytes);
 
 }  // namespace bantay::models
 

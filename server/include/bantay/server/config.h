@@ -7,8 +7,8 @@
 //             admin_queue_limit, allow_plain_http, metrics_public,
 //             shutdown_grace_ms
 //   [tls]     cert, key, client_ca
-//   [limits]  max_body_bytes, max_header_bytes, max_pixels, read_timeout_ms,
-//             idle_timeout_ms, max_connections, max_batch_items
+//   [limits]  max_body_bytes, max_header_bytes, max_pixels, max_jpeg_scans,
+//             read_timeout_ms, idle_timeout_ms, max_connections, max_batch_items
 //   [match]   radius, min_quality
 //   [store]   url, data_key_file, signing_key_file, poll_interval_ms
 //   [log]     access_log            ("-" standard error, "" off, else a file)
@@ -77,6 +77,7 @@ struct ServerConfig {
   size_t max_body_bytes = 32 * 1024 * 1024;
   size_t max_header_bytes = 16 * 1024;
   int64_t max_pixels = 50'000'000;
+  int max_jpeg_scans = 500;  // models::kDefaultMaxJpegScans
   int64_t read_timeout_ms = 10'000;
   int64_t idle_timeout_ms = 30'000;
   size_t max_connections = 10'000;

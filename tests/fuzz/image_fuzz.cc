@@ -1,0 +1,66 @@
+// Fuzz target: the bytes of an image, as a match request, a stream frame or
+// a file of seized media brings them (untrusted in every case).
+//
+// Properties, besides no crash, leak or undefined behaviour (the libFuzzer
+// build runs with AddressSanitizer and UBSan):
+// - ImageHasher either hashes or answers one of the documented errors
+//   (unsupported format, corrupt data, too large);
+// - it hashes only what ProbeImage accepts, within the pixel limit;
+// - the decoded picture has exactly the size the header declared. The
+//   limit against decompression bombs is applied to the header's size before
+//   decoding: a file whose decoder sees a larger picture than ProbeImage
+//   reads would walk around it.
+// The hashing options vary with the input's length, so every option meets
+// every kind of input.
+#include <cstdint>
+#include <span>
+
+#include "bantay/models/image_hasher.h"
+#include "bantay/models/image_probe.h"
+#include "fuzz_check.h"
+
+namespace {
+
+namespace models = bantay::models;
+using bantay::ErrorCode;
+
+// Small enough that a run stays fast; the property does not depend on it.
+constexpr int64_t kMaxPixels = int64_t{1} << 20;
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::span<const uint8_t> bytes(data, size);
+  const bantay::Result<models::ImageInfo> probed = models::ProbeImage(bytes);
+  if (probed.ok() && probed->format == models::ImageFormat::kJpeg) {
+    (void)models::CheckJpegComplete(bytes);
+  }
+
+  models::HashOptions options;
+  options.max_pixels = kMaxPixels;
+  options.dihedral = (size & 1) != 0;
+  options.trim_borders = (size & 2) != 0;
+  options.fast = (size & 4) != 0;
+  options.fast_min_side = 16;
+  models::ImageHasher hasher(options);
+  const bantay::Result<models::ImageHashes> hashed = hasher.Hash(bytes);
+  if (!hashed.ok()) {
+    const ErrorCode code = hashed.error().code();
+    FUZZ_CHECK(code == ErrorCode::kUnsupportedFormat || code == ErrorCode::kCorruptData ||
+                   code == ErrorCode::kTooLarge,
+               "%s", hashed.error().ToString().c_str());
+    return 0;
+  }
+  FUZZ_CHECK(probed.ok(), "hashed bytes the probe refused: %s",
+             probed.error().ToString().c_str());
+  FUZZ_CHECK(probed->width * probed->height <= kMaxPixels, "%lldx%lld",
+             static_cast<long long>(probed->width), static_cast<long long>(probed->height));
+  FUZZ_CHECK(hashed->format == probed->format, "format");
+  FUZZ_CHECK(hashed->width == probed->width && hashed->height == probed->height,
+             "decoded %dx%d, header %lldx%lld (%s)", hashed->width, hashed->height,
+             static_cast<long long>(probed->width), static_cast<long long>(probed->height),
+             std::string(models::ImageFormatName(probed->format)).c_str());
+  FUZZ_CHECK(hashed->pdq.quality >= 0 && hashed->pdq.quality <= 100, "quality %d",
+             hashed->pdq.quality);
+  return 0;
+}
