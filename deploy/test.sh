@@ -30,7 +30,9 @@ build-tsan/bin/webhook_test
 # UBSan, each from a fixed seed for a fixed number of inputs starting from the
 # checked-in corpus (which the ctest run above replays as it is), so that the
 # result depends on the code alone. New inputs go to a scratch directory; an
-# input that breaks a property is left there and named in the output.
+# input that breaks a property is left there and named in the output. Any
+# single allocation over 2 GB counts as a finding (a decompression bomb); the
+# process as a whole may grow to 8 GB (OpenCV, the sanitizers' own memory).
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAY_FUZZ=ON \
   -DBANTAY_BUILD_TESTS=OFF -DBANTAY_BUILD_BENCH=OFF -DBANTAY_WERROR=ON
 cmake --build build-fuzz -j"$(nproc)" --target image_fuzz import_fuzz request_body_fuzz
@@ -40,7 +42,7 @@ for target_runs in image_fuzz:200000 import_fuzz:1000000 request_body_fuzz:20000
   mkdir "$fuzz_work/$target"
   cp tests/fuzz/corpus/"$target"/* "$fuzz_work/$target"/
   OPENCV_LOG_LEVEL=SILENT build-fuzz/bin/"$target" -seed=1 -runs="${target_runs##*:}" \
-    -max_len=4096 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_len=4096 -timeout=20 -rss_limit_mb=8192 -malloc_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$fuzz_work/$target-" "$fuzz_work/$target" 2>"$fuzz_work/$target.log" ||
     { tail -n 60 "$fuzz_work/$target.log"; exit 1; }
   grep -E '^(Done|stat::number_of_executed_units)' "$fuzz_work/$target.log"

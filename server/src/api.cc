@@ -1346,7 +1346,11 @@ std::optional<models::Hash256> PlainPdqQuery(std::string_view body) {
   if (!expect("{") || !expect("\"pdq\"") || !expect(":") || !expect("\"")) return std::nullopt;
   const std::string_view hex = body.substr(i, 64);
   i += 64;
-  if (hex.size() != 64 || !expect("\"") || !expect("}")) return std::nullopt;
+  // The closing quote right after the digits: a space there would be part
+  // of the string, which is then not a hash.
+  if (hex.size() != 64 || i >= body.size() || body[i] != '"') return std::nullopt;
+  ++i;
+  if (!expect("}")) return std::nullopt;
   skip_space();
   if (i != body.size()) return std::nullopt;
   Result<models::Hash256> hash = models::Hash256::FromHex(hex);

@@ -1,6 +1,7 @@
 #include "stream_session.h"
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <utility>
 
@@ -29,10 +30,15 @@ Status ReadInteger(const json::object& object, std::string_view name, int64_t lo
     number = value->as_int64();
   } else if (value->is_uint64()) {
     return bounds();
-  } else if (value->is_double() && value->as_double() == static_cast<double>(static_cast<int64_t>(
-                                                             value->as_double()))) {
-    // 1e3 is an integer written as a double; 1.5 is not.
-    number = static_cast<int64_t>(value->as_double());
+  } else if (value->is_double()) {
+    // 1e3 is an integer written as a double; 1.5 is not. The bounds are
+    // checked on the double first: converting one outside int64_t's range
+    // (2e99) is undefined.
+    const double d = value->as_double();
+    if (!(d >= static_cast<double>(low) && d <= static_cast<double>(high)) || d != std::trunc(d)) {
+      return bounds();
+    }
+    number = static_cast<int64_t>(d);
   } else {
     return bounds();
   }

@@ -131,6 +131,12 @@ TEST_P(ApiTest, ThePlainHashQueryIsAnsweredLikeAnyOtherSpellingOfIt) {
   ExpectError(Send("platform", "POST", "/v1/match", "application/json",
                    R"({"pdq":")" + near + R"("} x)"),
               400, "invalid_argument");
+  // A space inside the string after the digits (request_body_fuzz found the
+  // plain path taking it for the hash).
+  HttpResponse inside = Send("platform", "POST", "/v1/match", "application/json",
+                             R"({"pdq":")" + near + R"( "})");
+  ExpectError(inside, 400, "invalid_argument");
+  EXPECT_EQ(ParseJson(inside.body).at("error").at("message"), "pdq must be 64 hex digits");
 }
 
 TEST_P(ApiTest, ExactHashesMatch) {

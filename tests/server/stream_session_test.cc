@@ -324,6 +324,11 @@ TEST(StreamPolicyTest, BoundsAreCheckedAndTheMemberNamed) {
       {R"({"quality_min":101})", "quality_min must be an integer 0..100"},
       {R"({"quality_min":"50"})", "quality_min must be an integer 0..100"},
       {R"({"quality_min":50.5})", "quality_min must be an integer 0..100"},
+      // Doubles beyond int64_t (found by request_body_fuzz: converting one
+      // was undefined behaviour).
+      {R"({"radius":20e99})", "radius must be an integer 0..31"},
+      {R"({"sample_interval_ms":-1e300})", "sample_interval_ms must be an integer 0..3600000"},
+      {R"({"window":9.3e18})", "window must be an integer 1..100"},
       {R"({"window":0})", "window must be an integer 1..100"},
       {R"({"window":101})", "window must be an integer 1..100"},
       {R"({"window":3,"k":4})", "k must be an integer 1..window (3)"},
@@ -347,6 +352,16 @@ TEST(StreamPolicyTest, BoundsAreCheckedAndTheMemberNamed) {
   EXPECT_TRUE(ParseStreamPolicy(R"({"label":")" + std::string(128, 'a') + R"("})", 31).ok());
   EXPECT_FALSE(ParseStreamPolicy(R"({"label":")" + std::string(129, 'a') + R"("})", 31).ok());
   EXPECT_TRUE(ParseStreamPolicy(R"({"window":100,"k":100,"skip_distance":256})", 31).ok());
+  // An integer written as a double, and minus zero, are integers.
+  Result<StreamPolicy> doubles =
+      ParseStreamPolicy(R"({"sample_interval_ms":1.5e3,"window":-0.0e0,"radius":2e1})", 31);
+  ASSERT_FALSE(doubles.ok());
+  EXPECT_EQ(doubles.error().message(), "window must be an integer 1..100");
+  doubles = ParseStreamPolicy(R"({"sample_interval_ms":1.5e3,"skip_distance":-0.0,"radius":2e1})", 31);
+  ASSERT_TRUE(doubles.ok()) << doubles.error().ToString();
+  EXPECT_EQ(doubles->sample_interval_ms, 1500);
+  EXPECT_EQ(doubles->skip_distance, 0);
+  EXPECT_EQ(doubles->radius, 20);
 }
 
 TEST(StreamPolicyTest, Rfc3339) {
