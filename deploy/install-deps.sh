@@ -19,6 +19,9 @@ packages=(
   libtomlplusplus-dev
   # tests and benchmarks; the tests start their own PostgreSQL server
   libgtest-dev libgmock-dev libbenchmark-dev postgresql
+  # a test that hangs is stopped by the tests' watchdog, which prints where
+  # it hangs with gdb
+  gdb
   # the fuzz targets: clang with libFuzzer and the sanitizer runtimes (a
   # recommendation of clang's, so named), and clang's OpenMP runtime
   clang libclang-rt-14-dev libomp-dev

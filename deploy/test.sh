@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBANTAY_WERROR=ON
 cmake --build build -j"$(nproc)"
-ctest --test-dir build --output-on-failure -j"$(nproc)"
+# A test that hangs is stopped by the watchdog in each test binary after 600 s
+# (tests/support/test_main.cc), which prints where it hangs; ctest's timeout
+# is the backstop for anything outside a test.
+ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900
 
 # Many readers with one writer on the live index, two writers on one store,
 # a store read on two connections at once, and the server (sessions, pools,

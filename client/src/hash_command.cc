@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -39,8 +40,8 @@ using models::ImageHashes;
 
 constexpr std::string_view kHashUsage =
     R"(Usage: bantay hash [-r] [--dihedral] [--fast] [--csv] [--trim-borders]
-                   [--max-pixels N] PATH...
-       bantay hash [-r] [--max-pixels N] --out LIST PATH...
+                   [--max-pixels N] [--max-jpeg-scans N] PATH...
+       bantay hash [-r] [--max-pixels N] [--max-jpeg-scans N] --out LIST PATH...
        bantay hash --video [--every SECONDS] [--downscale N] [--max-frames N]
                    [--trim-borders] [--max-pixels N] FILE...
 
@@ -90,6 +91,8 @@ Options:
                     with --out
   --max-pixels N    refuse images, or videos whose frames, declare more than
                     N pixels (default 150000000), checked before decoding
+  --max-jpeg-scans N  refuse JPEGs of more than N scans (default 500; each
+                    scan is a pass over the whole picture), before decoding
   --out LIST        write a hash list for `bantay index import` (see above)
   --video           hash video files (see above)
   --every SECONDS   with --video: one frame every SECONDS of video time
@@ -507,6 +510,15 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
       }
       options.hash.max_pixels = n;
       options.video_options.max_pixels_per_frame = n;
+      ++i;
+    } else if (a == "--max-jpeg-scans") {
+      int64_t n = 0;
+      if (i + 1 >= args.size() || !ParseInt64(args[i + 1], &n) || n <= 0 ||
+          n > std::numeric_limits<int>::max()) {
+        err << "bantay hash: --max-jpeg-scans needs a positive integer\n";
+        return kExitUsage;
+      }
+      options.hash.max_jpeg_scans = static_cast<int>(n);
       ++i;
     } else if (a == "--out") {
       if (i + 1 >= args.size() || args[i + 1].empty()) {

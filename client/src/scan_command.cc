@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -52,7 +53,8 @@ constexpr std::string_view kScanUsage =
                  [--report FILE | --csv FILE] [--resume | --overwrite]
                  [--threads N] [--videos] [--every SECONDS] [--dihedral]
                  [--radius R] [--follow-symlinks] [--max-files N]
-                 [--max-pixels N] [--progress auto|bar|lines|none]
+                 [--max-pixels N] [--max-jpeg-scans N]
+                 [--progress auto|bar|lines|none]
 
 Scans directory trees of seized media. Every regular file is read (read-only,
 without updating its access time where the system allows it) and gets its
@@ -116,6 +118,8 @@ Options:
   --max-files N     stop after N entries, as if interrupted
   --max-pixels N    refuse images and video frames declaring more pixels
                     (default 150000000), before decoding
+  --max-jpeg-scans N  refuse JPEGs of more than N scans (default 500; each
+                    scan is a pass over the whole picture), before decoding
   --progress MODE   auto (default), bar, lines or none
   -h, --help        this text
 
@@ -146,6 +150,7 @@ struct ScanOptions {
   bool follow_symlinks = false;
   int64_t max_files = 0;
   int64_t max_pixels = models::kDefaultMaxPixels;
+  int64_t max_jpeg_scans = models::kDefaultMaxJpegScans;
   ProgressMode progress = ProgressMode::kAuto;
 };
 
@@ -641,6 +646,7 @@ class ScanRun {
     models::HashOptions hash;
     hash.dihedral = options_.dihedral;
     hash.max_pixels = options_.max_pixels;
+    hash.max_jpeg_scans = static_cast<int>(options_.max_jpeg_scans);
     Worker worker(hash);
     for (;;) {
       Task task;
@@ -1024,6 +1030,11 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
     } else if (a == "--max-pixels" && value(&text)) {
       if (!ParseInt64(text, &o.max_pixels) || o.max_pixels < 1) {
         return usage("--max-pixels must be a positive integer");
+      }
+    } else if (a == "--max-jpeg-scans" && value(&text)) {
+      if (!ParseInt64(text, &o.max_jpeg_scans) || o.max_jpeg_scans < 1 ||
+          o.max_jpeg_scans > std::numeric_limits<int>::max()) {
+        return usage("--max-jpeg-scans must be a positive integer");
       }
     } else if (a == "--progress" && value(&text)) {
       if (text == "auto") {

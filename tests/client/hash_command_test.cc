@@ -108,6 +108,31 @@ TEST(HashCommandTest, DecompressionBombIsAnErrorLine) {
             "image declares 1600x1004 pixels, over the limit of 40");
 }
 
+// A JPEG of many scans costs a pass over the picture each: refused before
+// decoding over --max-jpeg-scans (default 500), hashed as its pixels under.
+TEST(HashCommandTest, JpegScanLimit) {
+  TempDir dir;
+  const std::string many = dir.Write("many-scans.jpg", bantay::testing::JpegWithScans(501));
+  CliRun run = Hash({many});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  ASSERT_EQ(run.lines.size(), 1u);
+  EXPECT_EQ(run.lines[0].at("error").as_string(), "jpeg has 501 scans, over the limit of 500");
+  run = Hash({"--max-jpeg-scans", "501", many});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  ASSERT_EQ(run.lines.size(), 1u);
+  const std::string few = dir.Write("few-scans.jpg", bantay::testing::JpegWithScans(20));
+  CliRun reference = Hash({few});
+  ASSERT_EQ(reference.status, kExitOk) << reference.err;
+  EXPECT_EQ(run.lines[0].at("pdq"), reference.lines[0].at("pdq"));
+  run = Hash({"--max-jpeg-scans", "19", few});
+  EXPECT_EQ(run.lines[0].at("error").as_string(), "jpeg has 20 scans, over the limit of 19");
+  for (const char* bad : {"0", "-1", "many", "2147483648"}) {
+    CliRun usage = Hash({"--max-jpeg-scans", bad, few});
+    EXPECT_EQ(usage.status, kExitUsage) << bad;
+    EXPECT_EQ(usage.err, "bantay hash: --max-jpeg-scans needs a positive integer\n");
+  }
+}
+
 TEST(HashCommandTest, DirectoryNeedsRecursion) {
   TempDir dir;
   dir.Write("a.png", Encode(MakePattern(64, 64), ".png"));

@@ -568,6 +568,8 @@ TEST_F(ScanCommandTest, UsageErrors) {
        "--radius must be an integer from 0 to 64"},
       {{tree_.root(), "--index", tree_.list(), "--every", "-1"},
        "--every must be a number of seconds from 0 to 3600"},
+      {{tree_.root(), "--index", tree_.list(), "--max-jpeg-scans", "0"},
+       "--max-jpeg-scans must be a positive integer"},
       {{tree_.root(), "--index", tree_.list(), "--progress", "loud"},
        "--progress must be auto, bar, lines or none"},
       {{tree_.root(), "--store", "file.db"},
@@ -581,6 +583,31 @@ TEST_F(ScanCommandTest, UsageErrors) {
     EXPECT_EQ(run.err, "bantay scan: " + c.message + "\n");
     EXPECT_EQ(run.out, "");
   }
+}
+
+// A JPEG of more scans than --max-jpeg-scans (default 500) gets an error
+// record (too_large, before decoding) and its digests; the scan goes on.
+TEST(ScanJpegScansTest, AJpegOfTooManyScansIsAnErrorRecord) {
+  TempDir dir;
+  const std::vector<uint8_t> jpeg = bantay::testing::JpegWithScans(501);
+  dir.Write("evidence/many-scans.jpg", jpeg);
+  const std::string line = std::string("pdq ") + kAaaPdq + "\n";
+  const std::string list = dir.Write("known.txt", std::vector<uint8_t>(line.begin(), line.end()));
+  const std::string root = dir.path() + "/evidence";
+  CliRun run = Scan({root, "--index", list, "--progress", "none"});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 1u) << run.out;
+  EXPECT_EQ(lines[0].at("verdict"), "error");
+  EXPECT_EQ(json::serialize(lines[0].at("error")),
+            R"({"code":"too_large","message":"jpeg has 501 scans, over the limit of 500"})");
+  EXPECT_EQ(lines[0].at("md5").as_string(), Hex(models::Md5(jpeg)));
+  run = Scan({root, "--index", list, "--progress", "none", "--max-jpeg-scans", "501"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 1u) << run.out;
+  EXPECT_EQ(lines[0].at("verdict"), "no_match") << run.out;
+  EXPECT_TRUE(lines[0].contains("pdq")) << run.out;
 }
 
 TEST_F(ScanCommandTest, RadiusAndDihedral) {

@@ -1,0 +1,303 @@
+// Fuzz target: whole requests of API v1 through Api::Dispatch (routing,
+// query strings, authentication, roles, the handlers and their JSON and
+// image bodies) against a real SQLite store and index, as the HTTP session
+// hands them over after parsing.
+//
+// Input: byte 0 chooses the key (none, an unknown one, or one of each
+// role), byte 1 the method, byte 2 the content type; then the target up to
+// the first newline, then the body. Properties, besides no crash, leak or
+// undefined behaviour:
+// - every request is answered exactly once, within 10 s;
+// - the status is one the OpenAPI document (server/openapi.json) lists for
+//   the route and method (404 for no route, 400 for a target that is not a
+//   path; 405, with an Allow header that
+//   leaves out the method, for a route without the method); never 500;
+// - an error is the documented JSON error, its code one of the documented
+//   codes; a JSON answer is JSON;
+// - a platform key's answer never holds a distance or a reference hash.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api.h"
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/store.h"
+#include "bantay/models/digest.h"
+#include "bantay/models/hash256.h"
+#include "bantay/server/config.h"
+#include "bantay/server/routes.h"
+#include "compute_pool.h"
+#include "fuzz_check.h"
+#include "index_service.h"
+#include "metrics.h"
+#include "rate_limiter.h"
+#include "streams.h"
+
+namespace {
+
+namespace json = boost::json;
+namespace matcher = bantay::matcher;
+namespace models = bantay::models;
+namespace server = bantay::server;
+
+// The reference hashes of the store (random bits, benign).
+constexpr std::string_view kListedPdq =
+    "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+constexpr std::string_view kListedMd5Text = "known md5 text";
+constexpr std::string_view kListedSha256Text = "known sha256 text";
+
+std::span<const uint8_t> Bytes(std::string_view text) {
+  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+}
+
+// The server's parts around one Api, on a store in a fresh directory
+// (removed at exit). Built once; never destroyed (threads keep running
+// until the process ends).
+struct Env {
+  std::string dir;
+  server::ServerConfig config;
+  std::vector<std::string> key_texts;  // by role: platform, lab, operator, auditor
+  std::vector<std::string> references;  // hex of every listed value
+  server::Metrics metrics;
+  server::RateLimiter limiter;
+  std::unique_ptr<server::IndexService> index;
+  std::unique_ptr<server::ComputePool> compute;
+  std::unique_ptr<server::ComputePool> admin;
+  std::unique_ptr<server::StreamRegistry> streams;
+  std::unique_ptr<server::Api> api;
+  json::value openapi;
+};
+
+Env* g_env = nullptr;
+
+void RemoveDir() {
+  std::error_code ec;
+  if (g_env != nullptr) std::filesystem::remove_all(g_env->dir, ec);
+}
+
+Env* MakeEnv() {
+  auto* env = new Env;
+  char dir_template[] = "/tmp/bantay-api-fuzz-XXXXXX";
+  FUZZ_CHECK(mkdtemp(dir_template) != nullptr, "mkdtemp");
+  env->dir = dir_template;
+  g_env = env;
+  std::atexit(RemoveDir);
+
+  const matcher::DataKey data_key = matcher::GenerateDataKey();
+  FUZZ_CHECK(matcher::WriteDataKeyFile(env->dir + "/data.key", data_key).ok(), "data key");
+  matcher::SigningKey signer = matcher::SigningKey::Generate();
+  FUZZ_CHECK(matcher::WriteSecretFile(env->dir + "/signing.pem", signer.ToPem()).ok(),
+             "signing key");
+  const std::string url = "sqlite:" + env->dir + "/store.db";
+  matcher::StoreKeys keys;
+  keys.data_keys = {data_key};
+  keys.signing_key = std::move(signer);
+  bantay::Result<std::unique_ptr<matcher::Store>> store =
+      matcher::Store::Init(url, std::move(keys), {"setup", "fuzz"});
+  FUZZ_CHECK(store.ok(), "%s", store.ok() ? "" : store.error().ToString().c_str());
+
+  std::vector<matcher::NewEntry> entries(3);
+  entries[0].list = "demo";
+  entries[0].type = matcher::SignalType::kPdq;
+  entries[0].value = models::Hash256::FromHex(kListedPdq)->bytes();
+  entries[0].category = "test";
+  entries[0].reference = "case-1";
+  const models::Md5Digest md5 = models::Md5(Bytes(kListedMd5Text));
+  entries[1].list = "demo";
+  entries[1].type = matcher::SignalType::kMd5;
+  std::copy(md5.begin(), md5.end(), entries[1].value.begin());
+  entries[1].category = "test";
+  entries[1].reference = "case-2";
+  entries[2].list = "other";
+  entries[2].type = matcher::SignalType::kSha256;
+  entries[2].value = models::Sha256(Bytes(kListedSha256Text));
+  entries[2].category = "other-cat";
+  entries[2].reference = "case-3";
+  FUZZ_CHECK((*store)->AddEntries(entries, {"setup", "fuzz"}, "import").ok(), "entries");
+  env->references = {std::string(kListedPdq), models::ToHex(md5),
+                     models::ToHex(entries[2].value)};
+  store->reset();
+
+  server::ServerConfig& c = env->config;
+  c.compute_threads = 1;
+  c.store_url = url;
+  c.data_key_file = env->dir + "/data.key";
+  c.signing_key_file = env->dir + "/signing.pem";
+  c.poll_interval_ms = 50;
+  c.max_batch_items = 16;
+  c.streams_max_per_key = 4;
+  c.streams_max_total = 8;
+  for (server::Role role : {server::Role::kPlatform, server::Role::kLab,
+                            server::Role::kOperator, server::Role::kAuditor}) {
+    server::ApiKeyConfig key;
+    key.id = std::string(server::RoleName(role));
+    key.role = role;
+    key.rate = 1e9;
+    key.burst = 1e9;
+    env->key_texts.push_back(server::NewApiKey());
+    key.sha256 = server::ApiKeyDigest(env->key_texts.back());
+    c.api_keys.push_back(key);
+  }
+
+  env->index = std::make_unique<server::IndexService>(c, &env->metrics);
+  const bantay::Status started = env->index->Start();
+  FUZZ_CHECK(started.ok(), "%s", started.ok() ? "" : started.error().ToString().c_str());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!env->index->ready()) {
+    FUZZ_CHECK(std::chrono::steady_clock::now() < deadline, "the index did not load");
+    usleep(10'000);
+  }
+  env->compute = std::make_unique<server::ComputePool>(1, c.queue_limit);
+  env->admin = std::make_unique<server::ComputePool>(1, c.admin_queue_limit);
+  env->streams = std::make_unique<server::StreamRegistry>(c, env->index.get(),
+                                                           env->compute.get(), &env->metrics);
+  env->api = std::make_unique<server::Api>(c, env->index.get(), env->compute.get(),
+                                           env->admin.get(), &env->metrics, &env->limiter,
+                                           env->streams.get());
+  env->openapi = json::parse(server::OpenApiDocument());
+  return env;
+}
+
+// One answer: how many times `done` was called, and the last response.
+struct Answer {
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  server::ApiResponse response;
+};
+
+const std::set<std::string>& DocumentedErrorCodes(const json::value& doc) {
+  static const std::set<std::string> codes = [&doc] {
+    std::set<std::string> out;
+    const json::value& detail = doc.at("components").at("schemas").at("ErrorDetail");
+    for (const json::value& name :
+         detail.at("properties").at("code").at("enum").as_array()) {
+      out.emplace(name.as_string());
+    }
+    return out;
+  }();
+  return codes;
+}
+
+std::string Lower(std::string_view text) {
+  std::string out(text);
+  for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+void CheckAnswer(const Env& env, const server::ApiRequest& request, int key_choice,
+                 const server::ApiResponse& r) {
+  const std::string what = request.method + " " + request.target + " -> " +
+                           std::to_string(r.status) + " (" + r.route + "): " + r.body;
+  FUZZ_CHECK(r.status != 500, "%s", what.c_str());
+  if (r.status == 405) {
+    FUZZ_CHECK(!r.allow.empty() && r.allow.find(request.method) == std::string::npos, "%s",
+               what.c_str());
+  } else if (r.route == "unmatched") {
+    // No route, or a target that is not a path at all.
+    FUZZ_CHECK(r.status == 404 || r.status == 400, "%s", what.c_str());
+  } else {
+    const json::object& paths = env.openapi.at("paths").as_object();
+    const json::value* item = paths.if_contains(r.route);
+    FUZZ_CHECK(item != nullptr, "route not documented: %s", what.c_str());
+    const json::value* op = item->as_object().if_contains(Lower(request.method));
+    FUZZ_CHECK(op != nullptr, "method not documented: %s", what.c_str());
+    FUZZ_CHECK(op->at("responses").as_object().contains(std::to_string(r.status)),
+               "status not documented: %s", what.c_str());
+  }
+  if (r.content_type == "application/json") {
+    boost::system::error_code ec;
+    const json::value body = json::parse(r.body, ec);
+    FUZZ_CHECK(!ec, "not JSON: %s", what.c_str());
+    if (r.status >= 400) {
+      const json::object* object = body.if_object();
+      const json::value* error = object ? object->if_contains("error") : nullptr;
+      const json::object* detail = error ? error->if_object() : nullptr;
+      FUZZ_CHECK(detail != nullptr && detail->size() == 2 && detail->contains("message") &&
+                     detail->at("message").is_string() && detail->contains("code") &&
+                     detail->at("code").is_string(),
+                 "not the error schema: %s", what.c_str());
+      FUZZ_CHECK(DocumentedErrorCodes(env.openapi).contains(
+                     std::string(detail->at("code").as_string())),
+                 "undocumented code: %s", what.c_str());
+    }
+  }
+  if (r.status == 429 || r.status == 503) {
+    FUZZ_CHECK(r.retry_after >= 1, "no Retry-After: %s", what.c_str());
+  }
+  if (key_choice == 2) {  // platform
+    FUZZ_CHECK(r.body.find("\"distance\"") == std::string::npos, "distance: %s", what.c_str());
+    for (const std::string& reference : env.references) {
+      FUZZ_CHECK(r.body.find(reference) == std::string::npos, "reference hash: %s",
+                 what.c_str());
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Env* const env = MakeEnv();
+  // Answers of earlier inputs: a second call of their `done` is a finding.
+  static std::deque<std::shared_ptr<Answer>> earlier;
+  for (const std::shared_ptr<Answer>& a : earlier) {
+    std::lock_guard lock(a->mu);
+    FUZZ_CHECK(a->calls == 1, "an earlier request was answered %d times", a->calls);
+  }
+  if (size < 3) return 0;
+  static constexpr std::string_view kMethods[] = {"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"};
+  static constexpr std::string_view kTypes[] = {"application/json", "image/jpeg", "image/png",
+                                                "application/octet-stream", "text/plain", ""};
+  const int key_choice = data[0] % 6;
+  server::ApiRequest request;
+  request.method = std::string(kMethods[data[1] % std::size(kMethods)]);
+  request.content_type = std::string(kTypes[data[2] % std::size(kTypes)]);
+  if (key_choice == 1) {
+    request.authorization = "Bearer " + std::string(64, 'a');
+  } else if (key_choice >= 2) {
+    request.authorization = "Bearer " + env->key_texts[static_cast<size_t>(key_choice - 2)];
+  }
+  const std::string_view rest(reinterpret_cast<const char*>(data) + 3, size - 3);
+  const size_t newline = rest.find('\n');
+  request.target = std::string(rest.substr(0, newline));
+  if (newline != std::string_view::npos) {
+    const std::string_view body = rest.substr(newline + 1);
+    request.body.assign(body.begin(), body.end());
+  }
+  // Kept for the checks (Dispatch takes the request).
+  server::ApiRequest copy;
+  copy.method = request.method;
+  copy.target = request.target;
+
+  auto answer = std::make_shared<Answer>();
+  env->api->Dispatch(std::move(request), [answer](server::ApiResponse response) {
+    std::lock_guard lock(answer->mu);
+    ++answer->calls;
+    answer->response = std::move(response);
+    answer->cv.notify_all();
+  });
+  server::ApiResponse response;
+  {
+    std::unique_lock lock(answer->mu);
+    FUZZ_CHECK(answer->cv.wait_for(lock, std::chrono::seconds(10),
+                                   [&] { return answer->calls > 0; }),
+               "%s %s: no answer within 10 s", copy.method.c_str(), copy.target.c_str());
+    response = answer->response;
+  }
+  CheckAnswer(*env, copy, key_choice, response);
+  earlier.push_back(answer);
+  if (earlier.size() > 64) earlier.pop_front();
+  return 0;
+}
