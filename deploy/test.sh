@@ -38,9 +38,11 @@ build-tsan/bin/webhook_test
 # process as a whole may grow to 8 GB (OpenCV, the sanitizers' own memory).
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAY_FUZZ=ON \
   -DBANTAY_BUILD_TESTS=OFF -DBANTAY_BUILD_BENCH=OFF -DBANTAY_WERROR=ON
-cmake --build build-fuzz -j"$(nproc)" --target image_fuzz import_fuzz request_body_fuzz
+cmake --build build-fuzz -j"$(nproc)" --target image_fuzz import_fuzz request_body_fuzz \
+  api_fuzz
 fuzz_work=$(mktemp -d)
-for target_runs in image_fuzz:200000 import_fuzz:1000000 request_body_fuzz:2000000; do
+for target_runs in image_fuzz:200000 import_fuzz:1000000 request_body_fuzz:2000000 \
+  api_fuzz:20000; do
   target=${target_runs%%:*}
   mkdir "$fuzz_work/$target"
   cp tests/fuzz/corpus/"$target"/* "$fuzz_work/$target"/
