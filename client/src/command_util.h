@@ -27,11 +27,6 @@ bool ParseInt64(std::string_view s, int64_t* value);
 // Without leading and trailing blanks (space, tab, CR, LF).
 std::string Trim(const std::string& s);
 
-// JSON text must be UTF-8; file names need not be. Utf8Lossy replaces each
-// byte that is not part of a valid sequence with U+FFFD.
-bool ValidUtf8(std::string_view s);
-std::string Utf8Lossy(std::string_view s);
-
 // The variable's value, or "" when unset.
 std::string Env(const char* name);
 

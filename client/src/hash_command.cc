@@ -24,6 +24,7 @@
 
 #include <boost/json.hpp>
 
+#include "bantay/models/text.h"
 #include "bantay/client/cli.h"
 #include "bantay/client/file_reader.h"
 #include "command_util.h"
@@ -162,7 +163,7 @@ class Printer : public Sink {
       return;
     }
     json::object o;
-    o["path"] = Utf8Lossy(path);
+    o["path"] = models::Utf8Lossy(path);
     o["pdq"] = pdq;
     o["quality"] = h.pdq.quality;
     o["md5"] = md5;
@@ -194,7 +195,7 @@ class Printer : public Sink {
       return;
     }
     json::object o;
-    o["path"] = Utf8Lossy(path);
+    o["path"] = models::Utf8Lossy(path);
     o["error"] = error;
     out_ << json::serialize(o) << '\n';
   }
@@ -221,44 +222,11 @@ class Printer : public Sink {
 // characters or whitespace (they separate columns); see import_formats.h.
 constexpr size_t kMaxReferenceBytes = 256;
 
-bool ValidUtf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<uint8_t>(s[i]);
-    int extra = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      extra = 1;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      extra = 2;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      extra = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + extra >= s.size()) return false;
-    for (int k = 1; k <= extra; ++k) {
-      const auto d = static_cast<uint8_t>(s[i + k]);
-      if ((d & 0xc0) != 0x80) return false;
-      cp = cp << 6 | (d & 0x3f);
-    }
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += extra + 1;
-  }
-  return true;
-}
-
 // A path as one whitespace-free, printable UTF-8 token: bytes that are
 // spaces, control characters or '%' (and, in a name that is not UTF-8,
 // every byte over 0x7F) become %XX, so that the name can be recovered.
 std::string ListReference(std::string_view path) {
-  const bool utf8 = ValidUtf8(path);
+  const bool utf8 = models::IsValidUtf8(path);
   std::string out;
   for (char ch : path) {
     const auto c = static_cast<uint8_t>(ch);

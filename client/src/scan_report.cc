@@ -1,5 +1,6 @@
 #include "scan_report.h"
 
+#include "bantay/models/text.h"
 #include "command_util.h"
 
 #include <time.h>
@@ -103,17 +104,17 @@ json::object MatchObject(const ScanMatch& m) {
 
 std::string JsonLine(const ScanRecord& r) {
   json::object o;
-  if (ValidUtf8(r.path)) {
+  if (models::IsValidUtf8(r.path)) {
     o["path"] = r.path;
   } else {
-    o["path"] = Utf8Lossy(r.path);
+    o["path"] = models::Utf8Lossy(r.path);
     o["path_hex"] = HexOf(r.path);
   }
   o["kind"] = r.kind;
   if (!r.format.empty()) o["format"] = r.format;
   if (r.size) o["size"] = *r.size;
   if (r.mtime_ns) o["mtime"] = IsoTime(*r.mtime_ns);
-  if (!r.link_target.empty()) o["link_target"] = Utf8Lossy(r.link_target);
+  if (!r.link_target.empty()) o["link_target"] = models::Utf8Lossy(r.link_target);
   if (!r.md5.empty()) o["md5"] = r.md5;
   if (!r.sha256.empty()) o["sha256"] = r.sha256;
   if (!r.pdq.empty()) o["pdq"] = r.pdq;

@@ -14,6 +14,7 @@
 
 #include "bantay/client/cli.h"
 #include "bantay/models/video_hasher.h"
+#include "bantay/models/text.h"
 #include "command_util.h"
 
 namespace bantay::client {
@@ -150,7 +151,7 @@ std::string PercentText(double percent) {
 
 json::object ErrorLine(const std::string& compared, const Error& error) {
   return json::object{
-      {"compared", Utf8Lossy(compared)},
+      {"compared", models::Utf8Lossy(compared)},
       {"error", ErrorObject(ErrorCodeName(error.code()), error.message())}};
 }
 
@@ -285,8 +286,8 @@ int RunVideoMatch(const std::vector<std::string>& args, std::ostream& out,
                          c.query_match_percent >= o.query_threshold &&
                          c.compared_match_percent >= o.compared_threshold;
       out << "{\"query\":"
-          << json::serialize(json::string(Utf8Lossy(query_name)))
-          << ",\"compared\":" << json::serialize(json::string(Utf8Lossy(file)))
+          << json::serialize(json::string(models::Utf8Lossy(query_name)))
+          << ",\"compared\":" << json::serialize(json::string(models::Utf8Lossy(file)))
           << ",\"query_hashes\":" << query_count
           << ",\"compared_hashes\":" << ComparableCount(*compared, o.quality)
           << ",\"query_match_percent\":" << PercentText(c.query_match_percent)

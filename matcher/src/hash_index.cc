@@ -8,6 +8,7 @@
 #include <functional>
 #include <chrono>
 
+#include "bantay/models/text.h"
 #include "segment.h"
 
 namespace bantay::matcher {
@@ -53,7 +54,7 @@ Result<SignalType> ParseSignalType(std::string_view name) {
   if (name == "md5") return SignalType::kMd5;
   if (name == "sha256") return SignalType::kSha256;
   return Error(ErrorCode::kInvalidArgument,
-               "unknown signal type '" + std::string(name) + "' (pdq, md5 or sha256)");
+               "unknown signal type '" + models::PrintableText(name) + "' (pdq, md5 or sha256)");
 }
 
 // --- IndexSnapshot ------------------------------------------------------------

@@ -9,6 +9,8 @@
 #include <set>
 #include <string_view>
 
+#include "bantay/models/text.h"
+
 namespace bantay::matcher {
 namespace {
 
@@ -46,43 +48,6 @@ Result<SignalType> ParseTypeName(std::string_view name) {
   return ParseSignalType(name);  // fails too, with the name as written
 }
 
-// Strict UTF-8 (RFC 3629): no overlong forms, surrogates or code points
-// above U+10FFFF.
-bool ValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<uint8_t>(s[i]);
-    int n = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;
-    for (int k = 1; k <= n; ++k) {
-      const auto d = static_cast<uint8_t>(s[i + k]);
-      if ((d & 0xc0) != 0x80) return false;
-      cp = cp << 6 | (d & 0x3f);
-    }
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += n + 1;
-  }
-  return true;
-}
-
 // Text fields end up in verdicts, audit lines and operators' terminals, so
 // they are kept short and printable.
 std::optional<std::string> TextProblem(std::string_view field,
@@ -100,7 +65,7 @@ std::optional<std::string> TextProblem(std::string_view field,
       return std::string(field) + " contains a control character (" + hex + ")";
     }
   }
-  if (!ValidUtf8(text)) return std::string(field) + " is not valid UTF-8";
+  if (!models::IsValidUtf8(text)) return std::string(field) + " is not valid UTF-8";
   return std::nullopt;
 }
 
@@ -124,7 +89,7 @@ std::optional<std::string> Complete(ImportRecord& r,
 }
 
 std::string QualityError(std::string_view got) {
-  return "quality must be an integer from 0 to 100, got '" + std::string(got) +
+  return "quality must be an integer from 0 to 100, got '" + models::PrintableText(got) +
          "'";
 }
 
@@ -312,13 +277,13 @@ Result<ParsedImport> ParseCsv(std::istream& in, const ImportOptions& options) {
     while (column < kColumns && kColumnNames[column] != name) ++column;
     if (column == kColumns) {
       return Error(ErrorCode::kInvalidArgument,
-                   "unknown column '" + name +
+                   "unknown column '" + models::PrintableText(name) +
                        "' in the CSV header (type, value, list, category, "
                        "reference, quality)");
     }
     if (at[column] >= 0) {
       return Error(ErrorCode::kInvalidArgument,
-                   "column '" + name + "' appears twice in the CSV header");
+                   "column '" + models::PrintableText(name) + "' appears twice in the CSV header");
     }
     at[column] = static_cast<int>(i);
   }

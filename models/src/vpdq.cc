@@ -10,6 +10,7 @@
 #include <system_error>
 #include <vector>
 
+#include "bantay/models/text.h"
 #include "bantay/models/video_hasher.h"
 
 namespace bantay::models {
@@ -91,11 +92,11 @@ Result<VideoFrameHash> ParseVideoFrameHash(std::string_view line) {
   }
   VideoFrameHash f;
   if (!ParseNonNegative(fields[0], &f.frame_number)) {
-    return BadLine("frame number '" + std::string(fields[0]) + "'");
+    return BadLine("frame number '" + PrintableText(fields[0]) + "'");
   }
   int64_t quality = 0;
   if (!ParseNonNegative(fields[1], &quality) || quality > 100) {
-    return BadLine("quality '" + std::string(fields[1]) + "' is not 0..100");
+    return BadLine("quality '" + PrintableText(fields[1]) + "' is not 0..100");
   }
   f.quality = static_cast<int>(quality);
   Result<Hash256> hash = Hash256::FromHex(fields[2]);
@@ -106,7 +107,7 @@ Result<VideoFrameHash> ParseVideoFrameHash(std::string_view line) {
                                          std::chars_format::fixed);
   if (ts.empty() || ts[0] < '0' || ts[0] > '9' || ec != std::errc() ||
       end != ts.data() + ts.size() || !std::isfinite(f.timestamp)) {
-    return BadLine("timestamp '" + std::string(ts) + "'");
+    return BadLine("timestamp '" + PrintableText(ts) + "'");
   }
   return f;
 }

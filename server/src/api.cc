@@ -22,6 +22,7 @@
 #include "bantay/matcher/import_formats.h"
 #include "bantay/models/digest.h"
 #include "bantay/models/image_hasher.h"
+#include "bantay/models/text.h"
 #include "compute_pool.h"
 #include "index_service.h"
 #include "metrics.h"
@@ -43,7 +44,9 @@ ApiResponse ErrorResponse(int status, std::string_view code, std::string_view me
   response.status = status;
   json::object error;
   error["code"] = code;
-  error["message"] = message;
+  // Messages may quote the request (a query parameter, a list name, a
+  // line of a hash list): as printable UTF-8, so that the answer is JSON.
+  error["message"] = models::PrintableText(message);
   response.body = json::serialize(json::object{{"error", std::move(error)}});
   if (status == 503) response.retry_after = 1;
   return response;
@@ -1208,7 +1211,8 @@ ApiResponse Api::HandleEntriesPost(Call& call) {
 
   json::array rejected_json;
   for (const matcher::LineError& e : rejected) {
-    rejected_json.push_back(json::object{{"line", e.line}, {"message", e.message}});
+    rejected_json.push_back(
+        json::object{{"line", e.line}, {"message", models::PrintableText(e.message)}});
   }
   if ((!rejected.empty() && !skip_invalid) || entries.empty()) {
     json::object error{{"code", "invalid_entries"},

@@ -193,6 +193,25 @@ TEST(LocalFileImportTest, GoodLines) {
         "caf\xc3\xa9-\xf0\x9f\x8e\xa5", -1}});
 }
 
+// An error quotes what it could not read as printable UTF-8 (\xNN for a
+// byte that is not, and for a control character), so that a JSON answer or
+// report line holding it is valid JSON and a terminal shows it as it is.
+TEST(LocalFileImportTest, QuotedInputIsPrintable) {
+  const std::string pdq = std::string(kPdq1);
+  ParsedImport p = Parse("\xd4pdq " + pdq + "\n\x1b[2Jpdq " + pdq + "\ncaf\xc3\xa9 " + pdq +
+                             "\n",
+                         Options(ImportFormat::kLocalFile));
+  ExpectErrors(p.errors,
+               {
+                   {1, "unknown signal type '\\xd4pdq' (pdq, md5 or sha256)"},
+                   {2, "unknown signal type '\\x1b[2Jpdq' (pdq, md5 or sha256)"},
+                   {3, "unknown signal type 'caf\xc3\xa9' (pdq, md5 or sha256)"},
+               });
+  EXPECT_EQ(ParseError("type,val\xffue\n", Options(ImportFormat::kCsv)).message(),
+            "unknown column 'val\\xffue' in the CSV header (type, value, list, category, "
+            "reference, quality)");
+}
+
 TEST(LocalFileImportTest, BareValuesTakeTheBareType) {
   ImportOptions o = Options(ImportFormat::kLocalFile, "md5s.txt");
   o.bare_type = SignalType::kMd5;

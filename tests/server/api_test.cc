@@ -284,6 +284,13 @@ TEST_P(ApiTest, EveryBadInputGetsItsStatus) {
   HttpResponse unknown = Send("auditor", "GET", "/v1/lists/demo/entries?page=2");
   ExpectError(unknown, 400, "invalid_argument");
   EXPECT_EQ(ParseJson(unknown.body).at("error").at("message"), "unknown query parameter \"page\"");
+  // A parameter that decodes to bytes that are not UTF-8 is quoted as
+  // printable text: the answer stays JSON (api_fuzz found an answer that
+  // was not).
+  HttpResponse not_utf8 = Send("auditor", "GET", "/v1/lists/demo/entries?p%FF%1Bge=2");
+  ExpectError(not_utf8, 400, "invalid_argument");
+  EXPECT_EQ(ParseJson(not_utf8.body).at("error").at("message"),
+            "unknown query parameter \"p\\xff\\x1bge\"");
 
   // Headers over max_header_bytes.
   ExpectError(Send("platform", "GET", "/v1/index?" + std::string(20'000, 'a')), 431,
@@ -394,6 +401,13 @@ TEST_P(ApiTest, ListAdministrationChangesMatchingAtOnce) {
   EXPECT_EQ(ParseJson(bad.body).at("error").at("code"), "invalid_entries");
   EXPECT_EQ(ParseJson(bad.body).at("rejected").as_array().size(), 1u);
   EXPECT_EQ(ParseJson(bad.body).at("rejected").at(0).at("line"), json::value(2));
+  // A rejected line quotes what it could not read as printable UTF-8.
+  HttpResponse quoted = Send(op, "POST", "/v1/lists/hotline/entries", "text/plain",
+                             "\xd4pdq " + fresh + " ref-a\n");
+  EXPECT_EQ(quoted.status, 422) << quoted.body;
+  EXPECT_EQ(ParseJson(quoted.body).at("rejected"),
+            json::parse(
+                R"j([{"line":1,"message":"unknown signal type '\\xd4pdq' (pdq, md5 or sha256)"}])j"));
   EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
 
   HttpResponse added =
