@@ -2,8 +2,8 @@
 // runs longer than BANTAY_TEST_WATCHDOG_SECONDS (default 600; the longest
 // test takes about 210 s here) is taken for a hang: the watchdog names the
 // test, prints the backtraces of every thread of this process and of its
-// child processes (the CLI or server a test started) through gdb, and
-// aborts. ctest then reports a failed test with where it stood, instead of
+// child processes (the CLI or server a test started) through gdb, kills
+// the children and aborts. ctest then reports a failed test with where it stood, instead of
 // waiting until the CI's own time runs out with nothing to show.
 #include <gtest/gtest.h>
 #include <fcntl.h>
@@ -136,8 +136,12 @@ class Watchdog : public testing::EmptyTestEventListener {
       lock.unlock();
       std::fprintf(stderr, "\nwatchdog: %s still runs after %lld s: taken for a hang\n",
                    test.c_str(), static_cast<long long>(limit_.count()));
-      for (pid_t child : ChildPids()) PrintBacktraces(child);
+      const std::vector<pid_t> children = ChildPids();
+      for (pid_t child : children) PrintBacktraces(child);
       PrintBacktraces(::getpid());
+      // The children would outlive the abort (and may hold ctest's output
+      // pipe open).
+      for (pid_t child : children) ::kill(child, SIGKILL);
       std::fflush(stdout);
       std::fflush(stderr);
       std::abort();

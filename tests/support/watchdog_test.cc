@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iterator>
@@ -37,11 +38,26 @@ TEST(WatchdogTest, AHungTestIsStoppedWithWhereItHangs) {
   std::ifstream in(log);
   const std::string out{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 
-  // The child the probe started is orphaned by the abort: stop it.
+  // The watchdog killed the child the probe started (else the abort would
+  // leave it running).
   std::smatch child;
   ASSERT_TRUE(std::regex_search(out, child, std::regex("probe child ([0-9]+)"))) << out;
   const pid_t child_pid = std::stoi(child[1]);
-  kill(child_pid, SIGKILL);
+  // Dead: no longer in /proc, or a zombie until whoever inherited it reaps it.
+  auto dead = [child_pid] {
+    std::ifstream stat("/proc/" + std::to_string(child_pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    const size_t close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+  };
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = dead();
+    if (!gone) usleep(10'000);
+  }
+  if (!gone) kill(child_pid, SIGKILL);
+  EXPECT_TRUE(gone) << "the probe's child " << child_pid << " still runs";
 
   ASSERT_TRUE(WIFSIGNALED(status)) << out;
   EXPECT_EQ(WTERMSIG(status), SIGABRT) << out;
