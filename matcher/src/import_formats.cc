@@ -540,7 +540,7 @@ Result<ImportFormat> ParseImportFormat(std::string_view name) {
     if (name == ImportFormatName(f)) return f;
   }
   return Error(ErrorCode::kInvalidArgument, "unknown import format '" +
-                                                std::string(name) +
+                                                models::PrintableText(name) +
                                                 "' (local_file, csv or vpdq)");
 }
 

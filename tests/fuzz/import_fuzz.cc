@@ -9,6 +9,8 @@
 //   quality of -1 (not given) or min_quality..100, a line number, and an MD5
 //   value padded with zeros;
 // - accepted records and rejected ones come in file order;
+// - every error message (they reach JSON answers, report lines and
+//   terminals, quoting the file) is valid UTF-8 without control characters;
 // - the local_file reader of `bantay match` (ParseHashList) agrees with the
 //   import on which lines are entries, and gives ids 1, 2, ...
 #include <cstdint>
@@ -62,14 +64,18 @@ bool IsUtf8(std::string_view s) {
   return true;
 }
 
-bool PrintableText(std::string_view s) {
-  if (s.size() > 256 || !IsUtf8(s)) return false;
+// Valid UTF-8 without control characters.
+bool Printable(std::string_view s) {
+  if (!IsUtf8(s)) return false;
   for (char ch : s) {
     const auto c = static_cast<uint8_t>(ch);
     if (c < 0x20 || c == 0x7f) return false;
   }
   return true;
 }
+
+// A text field as the import keeps it: printable, at most 256 bytes.
+bool PrintableText(std::string_view s) { return s.size() <= 256 && Printable(s); }
 
 }  // namespace
 
@@ -94,6 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!parsed.ok()) {
     FUZZ_CHECK(parsed.error().code() == bantay::ErrorCode::kInvalidArgument, "%s",
                parsed.error().ToString().c_str());
+    FUZZ_CHECK(Printable(parsed.error().message()), "message not printable: %s",
+               parsed.error().message().c_str());
     return 0;
   }
   int last_line = 0;
@@ -116,6 +124,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const matcher::LineError& e : parsed->errors) {
     FUZZ_CHECK(e.line >= last_error && !e.message.empty(), "error line %d after %d", e.line,
                last_error);
+    FUZZ_CHECK(Printable(e.message), "line %d: message not printable: %s", e.line,
+               e.message.c_str());
     last_error = e.line;
   }
 
