@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -24,9 +23,9 @@
 
 #include <boost/json.hpp>
 
-#include "bantay/models/text.h"
 #include "bantay/client/cli.h"
 #include "bantay/client/file_reader.h"
+#include "bantay/models/text.h"
 #include "command_util.h"
 #include "bantay/models/image_hasher.h"
 #include "bantay/models/video_hasher.h"
@@ -480,13 +479,12 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
       options.video_options.max_pixels_per_frame = n;
       ++i;
     } else if (a == "--max-jpeg-scans") {
-      int64_t n = 0;
-      if (i + 1 >= args.size() || !ParseInt64(args[i + 1], &n) || n <= 0 ||
-          n > std::numeric_limits<int>::max()) {
+      int n = 0;
+      if (i + 1 >= args.size() || !ParseInt(args[i + 1], &n) || n <= 0) {
         err << "bantay hash: --max-jpeg-scans needs a positive integer\n";
         return kExitUsage;
       }
-      options.hash.max_jpeg_scans = static_cast<int>(n);
+      options.hash.max_jpeg_scans = n;
       ++i;
     } else if (a == "--out") {
       if (i + 1 >= args.size() || args[i + 1].empty()) {

@@ -19,7 +19,6 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -150,7 +149,7 @@ struct ScanOptions {
   bool follow_symlinks = false;
   int64_t max_files = 0;
   int64_t max_pixels = models::kDefaultMaxPixels;
-  int64_t max_jpeg_scans = models::kDefaultMaxJpegScans;
+  int max_jpeg_scans = models::kDefaultMaxJpegScans;
   ProgressMode progress = ProgressMode::kAuto;
 };
 
@@ -646,7 +645,7 @@ class ScanRun {
     models::HashOptions hash;
     hash.dihedral = options_.dihedral;
     hash.max_pixels = options_.max_pixels;
-    hash.max_jpeg_scans = static_cast<int>(options_.max_jpeg_scans);
+    hash.max_jpeg_scans = options_.max_jpeg_scans;
     Worker worker(hash);
     for (;;) {
       Task task;
@@ -1032,8 +1031,7 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
         return usage("--max-pixels must be a positive integer");
       }
     } else if (a == "--max-jpeg-scans" && value(&text)) {
-      if (!ParseInt64(text, &o.max_jpeg_scans) || o.max_jpeg_scans < 1 ||
-          o.max_jpeg_scans > std::numeric_limits<int>::max()) {
+      if (!ParseInt(text, &o.max_jpeg_scans) || o.max_jpeg_scans < 1) {
         return usage("--max-jpeg-scans must be a positive integer");
       }
     } else if (a == "--progress" && value(&text)) {

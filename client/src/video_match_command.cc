@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "bantay/client/cli.h"
-#include "bantay/models/video_hasher.h"
 #include "bantay/models/text.h"
+#include "bantay/models/video_hasher.h"
 #include "command_util.h"
 
 namespace bantay::client {

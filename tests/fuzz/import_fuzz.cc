@@ -75,7 +75,7 @@ bool Printable(std::string_view s) {
 }
 
 // A text field as the import keeps it: printable, at most 256 bytes.
-bool PrintableText(std::string_view s) { return s.size() <= 256 && Printable(s); }
+bool StoredText(std::string_view s) { return s.size() <= 256 && Printable(s); }
 
 }  // namespace
 
@@ -106,9 +106,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   int last_line = 0;
   for (const matcher::ImportRecord& r : parsed->records) {
-    FUZZ_CHECK(!r.list.empty() && PrintableText(r.list), "list '%s'", r.list.c_str());
-    FUZZ_CHECK(PrintableText(r.category), "category '%s'", r.category.c_str());
-    FUZZ_CHECK(!r.reference.empty() && PrintableText(r.reference), "reference '%s'",
+    FUZZ_CHECK(!r.list.empty() && StoredText(r.list), "list '%s'", r.list.c_str());
+    FUZZ_CHECK(StoredText(r.category), "category '%s'", r.category.c_str());
+    FUZZ_CHECK(!r.reference.empty() && StoredText(r.reference), "reference '%s'",
                r.reference.c_str());
     FUZZ_CHECK(r.quality == -1 || (r.quality >= options.min_quality && r.quality <= 100),
                "quality %d", r.quality);
