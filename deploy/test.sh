@@ -32,7 +32,9 @@ build-tsan/bin/webhook_test
 # The fuzz targets (tests/fuzz) under libFuzzer with AddressSanitizer and
 # UBSan, each from a fixed seed for a fixed number of inputs starting from the
 # checked-in corpus (which the ctest run above replays as it is), so that the
-# result depends on the code alone. New inputs go to a scratch directory; an
+# result depends on the code alone (api_fuzz's less so: its requests run on
+# thread pools, so timing steers which inputs it keeps; a finding names its
+# input, which replays exactly). New inputs go to a scratch directory; an
 # input that breaks a property is left there and named in the output. Any
 # single allocation over 2 GB counts as a finding (a decompression bomb); the
 # process as a whole may grow to 8 GB (OpenCV, the sanitizers' own memory).
