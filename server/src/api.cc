@@ -1288,6 +1288,13 @@ Status ReadHashFrame(std::string_view text, StreamFrame* frame, bool* has_t) {
     return Error(ErrorCode::kInvalidArgument, "a hash frame is a JSON object");
   }
   const json::object& object = value.as_object();
+  // First, so that an error about another member names the frame.
+  if (const json::value* seq = object.if_contains("seq")) {
+    if (!seq->is_int64() || seq->as_int64() < 0 || seq->as_int64() > UINT32_MAX) {
+      return Error(ErrorCode::kInvalidArgument, "seq must be an integer 0..4294967295");
+    }
+    frame->seq = static_cast<uint32_t>(seq->as_int64());
+  }
   if (std::optional<std::string> unknown = UnknownMember(object, {"pdq", "quality", "t", "seq"})) {
     return Error(ErrorCode::kInvalidArgument, "unknown member \"" + *unknown + "\"");
   }
@@ -1313,12 +1320,6 @@ Status ReadHashFrame(std::string_view text, StreamFrame* frame, bool* has_t) {
     }
     frame->t_ms = t->as_int64();
     *has_t = true;
-  }
-  if (const json::value* seq = object.if_contains("seq")) {
-    if (!seq->is_int64() || seq->as_int64() < 0 || seq->as_int64() > UINT32_MAX) {
-      return Error(ErrorCode::kInvalidArgument, "seq must be an integer 0..4294967295");
-    }
-    frame->seq = static_cast<uint32_t>(seq->as_int64());
   }
   return {};
 }

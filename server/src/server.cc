@@ -35,6 +35,7 @@
 #include <openssl/ssl.h>
 
 #include "api.h"
+#include "bantay/models/text.h"
 #include "compute_pool.h"
 #include "index_service.h"
 #include "metrics.h"
@@ -772,7 +773,9 @@ class Session : public SessionBase {
   void SendError(std::optional<uint32_t> seq, std::string_view code, const std::string& message) {
     boost::json::object event{{"type", "error"}};
     if (seq) event["seq"] = *seq;
-    event["error"] = boost::json::object{{"code", code}, {"message", message}};
+    // As printable UTF-8, as in every API error (a text frame must be UTF-8).
+    event["error"] =
+        boost::json::object{{"code", code}, {"message", bantay::models::PrintableText(message)}};
     Send(boost::json::serialize(event));
   }
 

@@ -17,7 +17,6 @@
 // - a platform key's answer never holds a distance, nor a reference hash
 //   outside the text that requests wrote (names, references, messages).
 // BANTAY_FUZZ_VERBOSE=1 prints each request's answer (to check a corpus).
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -26,24 +25,19 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <set>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "api.h"
-#include "bantay/matcher/crypto.h"
-#include "bantay/matcher/store.h"
-#include "bantay/models/digest.h"
-#include "bantay/models/hash256.h"
 #include "bantay/server/config.h"
 #include "bantay/server/routes.h"
 #include "compute_pool.h"
 #include "fuzz_check.h"
+#include "fuzz_store.h"
 #include "index_service.h"
 #include "metrics.h"
 #include "rate_limiter.h"
@@ -52,28 +46,13 @@
 namespace {
 
 namespace json = boost::json;
-namespace matcher = bantay::matcher;
-namespace models = bantay::models;
 namespace server = bantay::server;
 
-// The reference hashes of the store (random bits, benign).
-constexpr std::string_view kListedPdq =
-    "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
-constexpr std::string_view kListedMd5Text = "known md5 text";
-constexpr std::string_view kListedSha256Text = "known sha256 text";
-
-std::span<const uint8_t> Bytes(std::string_view text) {
-  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
-}
-
-// The server's parts around one Api, on a store in a fresh directory
-// (removed at exit). Built once; never destroyed (threads keep running
-// until the process ends).
+// The server's parts around one Api, on the shared fuzz store. Built once;
+// never destroyed (threads keep running until the process ends).
 struct Env {
-  std::string dir;
+  const bantay::fuzz::FuzzStore* store = nullptr;
   server::ServerConfig config;
-  std::vector<std::string> key_texts;  // by role: platform, lab, operator, auditor
-  std::vector<std::string> references;  // hex of every listed value
   server::Metrics metrics;
   server::RateLimiter limiter;
   std::unique_ptr<server::IndexService> index;
@@ -84,76 +63,16 @@ struct Env {
   json::value openapi;
 };
 
-Env* g_env = nullptr;
-
-void RemoveDir() {
-  std::error_code ec;
-  if (g_env != nullptr) std::filesystem::remove_all(g_env->dir, ec);
-}
-
 Env* MakeEnv() {
   auto* env = new Env;
-  char dir_template[] = "/tmp/bantay-api-fuzz-XXXXXX";
-  FUZZ_CHECK(mkdtemp(dir_template) != nullptr, "mkdtemp");
-  env->dir = dir_template;
-  g_env = env;
-  std::atexit(RemoveDir);
-
-  const matcher::DataKey data_key = matcher::GenerateDataKey();
-  FUZZ_CHECK(matcher::WriteDataKeyFile(env->dir + "/data.key", data_key).ok(), "data key");
-  matcher::SigningKey signer = matcher::SigningKey::Generate();
-  FUZZ_CHECK(matcher::WriteSecretFile(env->dir + "/signing.pem", signer.ToPem()).ok(),
-             "signing key");
-  const std::string url = "sqlite:" + env->dir + "/store.db";
-  matcher::StoreKeys keys;
-  keys.data_keys = {data_key};
-  keys.signing_key = std::move(signer);
-  bantay::Result<std::unique_ptr<matcher::Store>> store =
-      matcher::Store::Init(url, std::move(keys), {"setup", "fuzz"});
-  FUZZ_CHECK(store.ok(), "%s", store.ok() ? "" : store.error().ToString().c_str());
-
-  std::vector<matcher::NewEntry> entries(3);
-  entries[0].list = "demo";
-  entries[0].type = matcher::SignalType::kPdq;
-  entries[0].value = models::Hash256::FromHex(kListedPdq)->bytes();
-  entries[0].category = "test";
-  entries[0].reference = "case-1";
-  const models::Md5Digest md5 = models::Md5(Bytes(kListedMd5Text));
-  entries[1].list = "demo";
-  entries[1].type = matcher::SignalType::kMd5;
-  std::copy(md5.begin(), md5.end(), entries[1].value.begin());
-  entries[1].category = "test";
-  entries[1].reference = "case-2";
-  entries[2].list = "other";
-  entries[2].type = matcher::SignalType::kSha256;
-  entries[2].value = models::Sha256(Bytes(kListedSha256Text));
-  entries[2].category = "other-cat";
-  entries[2].reference = "case-3";
-  FUZZ_CHECK((*store)->AddEntries(entries, {"setup", "fuzz"}, "import").ok(), "entries");
-  env->references = {std::string(kListedPdq), models::ToHex(md5),
-                     models::ToHex(entries[2].value)};
-  store->reset();
-
+  env->store = &bantay::fuzz::MakeFuzzStore("api-fuzz");
   server::ServerConfig& c = env->config;
+  c = env->store->config;
   c.compute_threads = 1;
-  c.store_url = url;
-  c.data_key_file = env->dir + "/data.key";
-  c.signing_key_file = env->dir + "/signing.pem";
   c.poll_interval_ms = 50;
   c.max_batch_items = 16;
   c.streams_max_per_key = 4;
   c.streams_max_total = 8;
-  for (server::Role role : {server::Role::kPlatform, server::Role::kLab,
-                            server::Role::kOperator, server::Role::kAuditor}) {
-    server::ApiKeyConfig key;
-    key.id = std::string(server::RoleName(role));
-    key.role = role;
-    key.rate = 1e9;
-    key.burst = 1e9;
-    env->key_texts.push_back(server::NewApiKey());
-    key.sha256 = server::ApiKeyDigest(env->key_texts.back());
-    c.api_keys.push_back(key);
-  }
 
   env->index = std::make_unique<server::IndexService>(c, &env->metrics);
   const bantay::Status started = env->index->Start();
@@ -215,7 +134,7 @@ void CheckNoReference(const Env& env, const json::value& value, std::string_view
   } else if (const json::array* a = value.if_array()) {
     for (const json::value& v : *a) CheckNoReference(env, v, key, what);
   } else if (const json::string* text = value.if_string(); text != nullptr && !RequestText(key)) {
-    for (const std::string& reference : env.references) {
+    for (const std::string& reference : env.store->references) {
       FUZZ_CHECK(std::string_view(*text).find(reference) == std::string_view::npos,
                  "reference hash in \"%s\": %s", std::string(key).c_str(), what.c_str());
     }
@@ -298,7 +217,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (key_choice == 1) {
     request.authorization = "Bearer " + std::string(64, 'a');
   } else if (key_choice >= 2) {
-    request.authorization = "Bearer " + env->key_texts[static_cast<size_t>(key_choice - 2)];
+    request.authorization =
+        "Bearer " + env->store->key_texts[static_cast<size_t>(key_choice - 2)];
   }
   const std::string_view rest(reinterpret_cast<const char*>(data) + 3, size - 3);
   const size_t newline = rest.find('\n');

@@ -201,9 +201,13 @@ TEST_F(StreamWsTest, FramesInEventsOutAndVerdictChanges) {
   EXPECT_EQ(ws->Read().at("error").at("message"), "the payload must be width * height * 3 bytes");
   ws->SendBinary(BinaryFrame(9, 1, 1, 33, 100, {0}));
   EXPECT_EQ(ws->Read().at("error").at("message"), "unknown kind 9");
+  // The error names the frame whatever member is wrong.
   ws->SendText(R"({"pdq":"00","seq":34})");
-  error = ws->Read();
-  EXPECT_EQ(error.at("error").at("code"), "invalid_argument");
+  EXPECT_EQ(ws->Read(), json::parse(R"({"type":"error","seq":34,"error":{"code":)"
+                                    R"("invalid_argument","message":"pdq must be 64 hex digits"}})"));
+  ws->SendText(R"({"seq":34,"colour":1})");
+  EXPECT_EQ(ws->Read(), json::parse(R"({"type":"error","seq":34,"error":{"code":)"
+                                    R"("invalid_argument","message":"unknown member \"colour\""}})"));
   ws->SendText(R"({"pdq":")" + ReferencePdq(kBridge) + R"(","t":5,"seq":35})");
   error = ws->Read();
   EXPECT_EQ(error, json::parse(R"({"type":"error","seq":35,"error":{"code":"out_of_order",)"

@@ -1,0 +1,436 @@
+// Fuzz target: raw bytes on a connection to a running bantay-server
+// (in-process, plain HTTP on 127.0.0.1, over the shared fuzz store): Beast's
+// request parser under the configured limits, keep-alive and pipelining,
+// the session's own answers (400, 413, 431), the routes behind them, and
+// WebSocket upgrades and frames on a live stream.
+//
+// Input: the bytes the client sends; then it ends its side
+// (shutdown(SHUT_WR)) and reads until the server closes. In the bytes, @P,
+// @L, @O and @A stand for the API keys of the platform, lab, operator and
+// auditor roles, @S for the id of a live stream of the platform key (made
+// again when it has ended), and @W cuts the bytes: the client waits until
+// the server has sent something (at most a second) before it sends the
+// rest (a WebSocket client sends its frames after the 101). Properties, besides no crash, leak or
+// undefined behaviour:
+// - the server ends the connection within 15 s of the client's end;
+// - what it sent is a sequence of whole HTTP/1.x responses, at most one
+//   more than the requests sent (the answer to bytes that were not one);
+//   each status one that server/openapi.json documents (or 405 with Allow),
+//   never 500; 429 and 503 with Retry-After; JSON bodies are JSON; errors in
+//   the Error schema;
+// - after a 101, WebSocket frames as a server sends them: unmasked, whole,
+//   known opcodes; text frames are UTF-8 JSON objects with a "type";
+//   nothing after a close frame;
+// - every access log line is a JSON object of the documented members, its
+//   route a route template or "unmatched" (never the raw target);
+// - every 16 inputs, on a new connection: /healthz answers 200, and no
+//   other connection is left open (bantay_connections in /metrics is 1
+//   within 5 s).
+// BANTAY_FUZZ_VERBOSE=1 prints the start of what each input got.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bantay/models/text.h"
+#include "bantay/server/config.h"
+#include "bantay/server/routes.h"
+#include "bantay/server/server.h"
+#include "fuzz_check.h"
+#include "fuzz_store.h"
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+namespace server = bantay::server;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxHeaderBytes = 1024;
+constexpr size_t kMaxBodyBytes = 3000;
+constexpr std::string_view kStreamBody = R"({"sample_interval_ms":0,"window":3,"k":1})";
+
+struct Env {
+  const bantay::fuzz::FuzzStore* store = nullptr;
+  std::unique_ptr<server::Server> server;
+  uint16_t port = 0;
+  std::string access_log;
+  size_t log_offset = 0;  // of the first line not yet checked
+  std::string stream_id = std::string(32, '0');
+  std::set<std::string> statuses;  // documented for some route
+  std::set<std::string> routes;    // documented templates
+  uint64_t inputs = 0;
+};
+
+Env* MakeEnv() {
+  auto* env = new Env;
+  env->store = &bantay::fuzz::MakeFuzzStore("http-fuzz");
+  server::ServerConfig c = env->store->config;
+  c.port = 0;
+  c.allow_plain_http = true;
+  c.metrics_public = true;
+  c.io_threads = 1;
+  c.compute_threads = 1;
+  c.max_header_bytes = kMaxHeaderBytes;
+  c.max_body_bytes = kMaxBodyBytes;
+  c.read_timeout_ms = 2000;
+  c.idle_timeout_ms = 2000;
+  c.max_batch_items = 16;
+  c.poll_interval_ms = 50;
+  c.streams_max_per_key = 8;
+  c.streams_max_total = 16;
+  c.streams_idle_timeout_s = 5;
+  c.shutdown_grace_ms = 1000;
+  env->access_log = env->store->dir + "/access.log";
+  c.access_log = env->access_log;
+  auto started = server::Server::Start(std::move(c));
+  FUZZ_CHECK(started.ok(), "%s", started.ok() ? "" : started.error().ToString().c_str());
+  env->server = std::move(*started);
+  FUZZ_CHECK(env->server->WaitUntilReady(), "the index did not load");
+  env->port = env->server->port();
+
+  const json::value doc = json::parse(server::OpenApiDocument());
+  for (const auto& path : doc.at("paths").as_object()) {
+    env->routes.emplace(path.key());
+    for (const auto& op : path.value().as_object()) {
+      if (const json::object* o = op.value().if_object(); o && o->contains("responses")) {
+        for (const auto& response : o->at("responses").as_object()) {
+          env->statuses.emplace(response.key());
+        }
+      }
+    }
+  }
+  env->statuses.erase("500");
+  env->statuses.emplace("405");
+  return env;
+}
+
+// Reads what is there within `wait` (appended to *received); false when
+// the server has ended the connection (a close or a reset).
+bool ReadFor(int fd, std::chrono::milliseconds wait, std::string* received) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(wait.count())) <= 0) return true;
+  char chunk[64 * 1024];
+  const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+  if (n <= 0) return false;
+  received->append(chunk, static_cast<size_t>(n));
+  return true;
+}
+
+// Sends `parts` on a new connection, waiting between two parts until the
+// server has sent something (at most a second: a WebSocket client sends
+// frames after the 101), ends the client's side and reads until the server
+// closes (nullopt if it has not within `limit`).
+std::optional<std::string> Converse(uint16_t port, const std::vector<std::string>& parts,
+                                    std::chrono::seconds limit) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  FUZZ_CHECK(fd >= 0, "socket");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  FUZZ_CHECK(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0,
+             "connect to the server");
+  std::string received;
+  bool open = true;
+  for (size_t i = 0; i < parts.size() && open; ++i) {
+    if (i > 0) {
+      const size_t before = received.size();
+      const auto until = Clock::now() + std::chrono::seconds(1);
+      while (open && received.size() == before && Clock::now() < until) {
+        open = ReadFor(fd, std::chrono::milliseconds(10), &received);
+      }
+    }
+    // The server may close early (after a 413 or 431): the rest is not sent.
+    for (size_t sent = 0; open && sent < parts[i].size();) {
+      const ssize_t n = send(fd, parts[i].data() + sent, parts[i].size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+  }
+  shutdown(fd, SHUT_WR);
+  const auto deadline = Clock::now() + limit;
+  while (open && Clock::now() < deadline) {
+    open = ReadFor(fd, std::chrono::milliseconds(100), &received);
+  }
+  close(fd);
+  if (open) return std::nullopt;
+  return received;
+}
+
+// One request of the harness's own (no fuzz input): its response.
+http::response<http::string_body> Ask(const Env& env, std::string_view request) {
+  const std::optional<std::string> raw =
+      Converse(env.port, {std::string(request)}, std::chrono::seconds(10));
+  FUZZ_CHECK(raw.has_value(), "no answer to the harness's request %.*s",
+             static_cast<int>(request.size()), request.data());
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(boost::none);
+  parser.eager(true);
+  beast::error_code ec;
+  parser.put(boost::asio::buffer(*raw), ec);
+  FUZZ_CHECK(!ec && parser.is_done(), "the harness's request got no whole answer: %s",
+             raw->c_str());
+  return parser.release();
+}
+
+std::string Authorization(const Env& env, size_t role) {
+  return "Authorization: Bearer " + env.store->key_texts[role] + "\r\n";
+}
+
+// Makes a new platform stream for @S when the last one has ended (the
+// fuzzer's requests may delete it, it expires when idle). When none can be
+// made (the fuzzer's streams fill the quota), @S names the ended one.
+void EnsureStream(Env* env) {
+  const std::string auth = Authorization(*env, 0);
+  const auto got = Ask(*env, "GET /v1/streams/" + env->stream_id +
+                                 " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth + "\r\n");
+  if (got.result_int() == 200) return;
+  const auto made = Ask(*env, "POST /v1/streams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                                  auth + "Content-Type: application/json\r\nContent-Length: " +
+                                  std::to_string(kStreamBody.size()) + "\r\n\r\n" +
+                                  std::string(kStreamBody));
+  if (made.result_int() != 201) return;
+  env->stream_id = std::string(json::parse(made.body()).at("id").as_string());
+}
+
+// The input with its tokens replaced, cut at each @W.
+std::vector<std::string> Expand(Env* env, std::string_view input) {
+  bool stream_ensured = false;
+  std::vector<std::string> parts(1);
+  for (size_t i = 0; i < input.size(); ++i) {
+    if (input[i] == '@' && i + 1 < input.size()) {
+      const char c = input[i + 1];
+      const size_t role = c == 'P' ? 0 : c == 'L' ? 1 : c == 'O' ? 2 : c == 'A' ? 3 : 4;
+      if (role < 4) {
+        parts.back() += env->store->key_texts[role];
+        ++i;
+        continue;
+      }
+      if (c == 'S') {
+        if (!stream_ensured) EnsureStream(env);
+        stream_ensured = true;
+        parts.back() += env->stream_id;
+        ++i;
+        continue;
+      }
+      if (c == 'W') {
+        parts.emplace_back();
+        ++i;
+        continue;
+      }
+    }
+    parts.back() += input[i];
+  }
+  return parts;
+}
+
+// The methods of the requests in `bytes` as the server's parser reads them
+// (same limits), in order, up to the first that is not a request and up to
+// an upgrade (frames follow it).
+std::vector<std::string> RequestMethods(std::string_view bytes) {
+  std::vector<std::string> methods;
+  while (!bytes.empty()) {
+    http::request_parser<http::vector_body<uint8_t>> parser;
+    parser.header_limit(kMaxHeaderBytes);
+    parser.body_limit(kMaxBodyBytes);
+    parser.eager(true);
+    beast::error_code ec;
+    const size_t used = parser.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
+    if (ec || !parser.is_done()) break;
+    methods.emplace_back(parser.get().method_string());
+    bytes.remove_prefix(used);
+    if (beast::websocket::is_upgrade(parser.get())) break;
+  }
+  return methods;
+}
+
+void CheckJsonBody(int status, std::string_view body, const std::string& what) {
+  boost::system::error_code ec;
+  const json::value value = json::parse(body, ec);
+  FUZZ_CHECK(!ec, "not JSON: %s", what.c_str());
+  if (status < 400) return;
+  const json::object* object = value.if_object();
+  const json::value* error = object ? object->if_contains("error") : nullptr;
+  const json::object* detail = error ? error->if_object() : nullptr;
+  FUZZ_CHECK(detail != nullptr && detail->size() == 2 && detail->contains("code") &&
+                 detail->at("code").is_string() && detail->contains("message") &&
+                 detail->at("message").is_string(),
+             "not the error schema: %s", what.c_str());
+}
+
+// The server's WebSocket frames after a 101.
+void CheckFrames(std::string_view bytes, const std::string& what) {
+  bool closed = false;
+  while (!bytes.empty()) {
+    FUZZ_CHECK(!closed, "a frame after the close frame: %s", what.c_str());
+    FUZZ_CHECK(bytes.size() >= 2, "a partial frame header: %s", what.c_str());
+    const auto b0 = static_cast<uint8_t>(bytes[0]);
+    const auto b1 = static_cast<uint8_t>(bytes[1]);
+    const int opcode = b0 & 0x0f;
+    FUZZ_CHECK((b0 & 0x70) == 0, "reserved bits set: %s", what.c_str());
+    FUZZ_CHECK((b1 & 0x80) == 0, "a masked server frame: %s", what.c_str());
+    FUZZ_CHECK(opcode == 1 || opcode == 8 || opcode == 9 || opcode == 10,
+               "opcode %d: %s", opcode, what.c_str());
+    FUZZ_CHECK((b0 & 0x80) != 0, "a fragmented message: %s", what.c_str());
+    uint64_t length = b1 & 0x7f;
+    size_t header = 2;
+    if (length >= 126) {
+      const size_t extra = length == 126 ? 2 : 8;
+      FUZZ_CHECK(bytes.size() >= 2 + extra, "a partial frame header: %s", what.c_str());
+      length = 0;
+      for (size_t i = 0; i < extra; ++i) length = length << 8 | static_cast<uint8_t>(bytes[2 + i]);
+      header += extra;
+    }
+    FUZZ_CHECK(bytes.size() - header >= length, "a partial frame: %s", what.c_str());
+    const std::string_view payload = bytes.substr(header, static_cast<size_t>(length));
+    if (opcode == 1) {
+      FUZZ_CHECK(bantay::models::IsValidUtf8(payload), "a text frame not UTF-8: %s",
+                 what.c_str());
+      boost::system::error_code ec;
+      const json::value event = json::parse(payload, ec);
+      FUZZ_CHECK(!ec && event.is_object() && event.as_object().contains("type") &&
+                     event.at("type").is_string(),
+                 "an event that is not a JSON object with a type: %.*s: %s",
+                 static_cast<int>(payload.size()), payload.data(), what.c_str());
+    } else if (opcode == 8) {
+      FUZZ_CHECK(payload.size() != 1, "a one-byte close payload: %s", what.c_str());
+      closed = true;
+    }
+    bytes.remove_prefix(header + static_cast<size_t>(length));
+  }
+}
+
+void CheckResponses(const Env& env, std::string_view input, std::string_view received) {
+  const std::vector<std::string> methods = RequestMethods(input);
+  const std::string what = "sent " + bantay::models::PrintableText(input) + "\ngot " +
+                           bantay::models::PrintableText(received);
+  size_t count = 0;
+  while (!received.empty()) {
+    FUZZ_CHECK(count <= methods.size(), "more answers than requests: %s", what.c_str());
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(boost::none);
+    parser.header_limit(64 * 1024);
+    parser.eager(true);
+    parser.skip(count < methods.size() && methods[count] == "HEAD");
+    beast::error_code ec;
+    const size_t used = parser.put(boost::asio::buffer(received.data(), received.size()), ec);
+    FUZZ_CHECK(!ec && parser.is_done(), "not a whole HTTP response (%s): %s",
+               ec.message().c_str(), what.c_str());
+    const auto& response = parser.get();
+    const int status = response.result_int();
+    FUZZ_CHECK(status == 101 || parser.content_length().has_value(),
+               "no Content-Length: %s", what.c_str());
+    FUZZ_CHECK(response.version() == 11 || response.version() == 10, "version %u: %s",
+               response.version(), what.c_str());
+    FUZZ_CHECK(status == 101 || env.statuses.contains(std::to_string(status)),
+               "status %d: %s", status, what.c_str());
+    if (status == 405) {
+      FUZZ_CHECK(!response[http::field::allow].empty(), "405 without Allow: %s", what.c_str());
+    }
+    if (status == 429 || status == 503) {
+      FUZZ_CHECK(!response[http::field::retry_after].empty(), "no Retry-After: %s",
+                 what.c_str());
+    }
+    if (response[http::field::content_type] == "application/json" && !parser.skip() &&
+        status != 101) {
+      CheckJsonBody(status, response.body(), what);
+    }
+    received.remove_prefix(used);
+    ++count;
+    if (status == 101) {
+      FUZZ_CHECK(count == methods.size(), "101 to no upgrade: %s", what.c_str());
+      return CheckFrames(received, what);
+    }
+  }
+}
+
+void CheckAccessLog(Env* env) {
+  std::ifstream file(env->access_log, std::ios::binary);
+  FUZZ_CHECK(file.good(), "the access log %s", env->access_log.c_str());
+  file.seekg(static_cast<std::streamoff>(env->log_offset));
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  static const std::set<std::string> members = {"time",       "method", "route",  "status",
+                                                "latency_us", "key",    "verdict"};
+  size_t start = 0;
+  for (size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+    const std::string_view line(text.data() + start, end - start);
+    const std::string quoted = bantay::models::PrintableText(line);
+    boost::system::error_code ec;
+    const json::value value = json::parse(line, ec);
+    FUZZ_CHECK(!ec && value.is_object(), "an access log line that is not JSON: %s",
+               quoted.c_str());
+    for (const auto& member : value.as_object()) {
+      FUZZ_CHECK(members.contains(std::string(member.key())), "member %s in the log: %s",
+                 std::string(member.key()).c_str(), quoted.c_str());
+    }
+    const json::value* route = value.as_object().if_contains("route");
+    FUZZ_CHECK(route != nullptr && route->is_string() &&
+                   (route->as_string() == "unmatched" ||
+                    env->routes.contains(std::string(route->as_string()))),
+               "a route that is not a template: %s", quoted.c_str());
+    const json::value* status = value.as_object().if_contains("status");
+    FUZZ_CHECK(status != nullptr && status->is_int64(), "no status: %s", quoted.c_str());
+  }
+  env->log_offset += start;
+}
+
+// /healthz on a new connection, and that connection is the only one open.
+void CheckServerHealth(const Env& env) {
+  const auto health =
+      Ask(env, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  FUZZ_CHECK(health.result_int() == 200, "/healthz answered %d", health.result_int());
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    // The connection asking is open (and counted) while /metrics is made.
+    const auto metrics =
+        Ask(env, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    FUZZ_CHECK(metrics.result_int() == 200, "/metrics answered %d", metrics.result_int());
+    const std::string& body = metrics.body();
+    const size_t at = body.find("\nbantay_connections ");
+    FUZZ_CHECK(at != std::string::npos, "no bantay_connections in /metrics");
+    const long open = std::strtol(body.c_str() + at + 20, nullptr, 10);
+    if (open == 1) return;
+    FUZZ_CHECK(Clock::now() < deadline, "%ld connections open after the clients closed", open);
+    usleep(20'000);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Env* const env = MakeEnv();
+  static const bool verbose = std::getenv("BANTAY_FUZZ_VERBOSE") != nullptr;
+  const std::vector<std::string> parts =
+      Expand(env, {reinterpret_cast<const char*>(data), size});
+  std::string input;
+  for (const std::string& part : parts) input += part;
+  const std::optional<std::string> received =
+      Converse(env->port, parts, std::chrono::seconds(15));
+  FUZZ_CHECK(received.has_value(), "the server did not end the connection within 15 s: %s",
+             bantay::models::PrintableText(input).c_str());
+  if (verbose) {
+    std::fprintf(stderr, "%zu bytes sent, %zu received: %s\n", input.size(), received->size(),
+                 bantay::models::PrintableText(std::string_view(*received).substr(0, 600)).c_str());
+  }
+  CheckResponses(*env, input, *received);
+  CheckAccessLog(env);
+  if (++env->inputs % 16 == 0) CheckServerHealth(*env);
+  return 0;
+}
