@@ -333,9 +333,15 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
 
 bool Api::Admit(Call& call, ApiResponse* response) {
   const ApiRequest& request = call.request;
+  // The origin form ("/v1/match?dihedral=true"), or the absolute form a
+  // server must accept too (RFC 9112 section 3.2.2: "https://host/v1/match"),
+  // whose path and query are routed (the authority is not checked: the
+  // connection has already reached this server).
   boost::system::result<boost::urls::url_view> url =
       boost::urls::parse_origin_form(request.target);
-  if (!url) {
+  if (!url) url = boost::urls::parse_absolute_uri(request.target);
+  if (!url || (url->has_scheme() && url->scheme_id() != boost::urls::scheme::http &&
+               url->scheme_id() != boost::urls::scheme::https)) {
     *response = BadRequest("the request target is not a valid path");
     return false;
   }

@@ -100,6 +100,49 @@ TEST_F(LifecycleTest, AnswersToHeadHaveNoBodyAndKeepTheConnectionInStep) {
   EXPECT_EQ(ParseJson(get.body()), json::parse(R"({"status":"ok"})"));
 }
 
+// A target in the absolute form (RFC 9112 section 3.2.2) is routed by its
+// path and query; other schemes and targets that are not paths are 400.
+TEST_F(LifecycleTest, TargetsInTheAbsoluteFormAreRouted) {
+  StartServer();
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(dir_.path() + "/server.pem");
+  ssl::stream<tcp::socket> stream(ioc, ctx);
+  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+  stream.handshake(ssl::stream_base::client);
+  const std::string auditor = "Authorization: Bearer " + keys_.at("auditor") + "\r\n";
+  asio::write(stream,
+              asio::buffer("GET https://localhost/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                           "GET http://other.example:8080/v1/audit?limit=1 HTTP/1.1\r\n"
+                           "Host: localhost\r\n" + auditor + "\r\n"
+                           "GET https://localhost/v1/audit?limit=0 HTTP/1.1\r\n"
+                           "Host: localhost\r\n" + auditor + "\r\n"
+                           "GET ftp://localhost/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                           "GET healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  boost::beast::flat_buffer buffer;
+  auto read = [&] {
+    boost::beast::http::response<boost::beast::http::string_body> response;
+    boost::beast::http::read(stream, buffer, response);
+    return response;
+  };
+  const auto health = read();
+  EXPECT_EQ(health.result_int(), 200);
+  EXPECT_EQ(ParseJson(health.body()), json::parse(R"({"status":"ok"})"));
+  const auto audit = read();
+  EXPECT_EQ(audit.result_int(), 200);
+  EXPECT_EQ(ParseJson(audit.body()).at("records").as_array().size(), 1u) << audit.body();
+  const auto bad_limit = read();
+  EXPECT_EQ(bad_limit.result_int(), 400);
+  EXPECT_EQ(ParseJson(bad_limit.body()).at("error").at("code"), "invalid_argument");
+  for (int i = 0; i < 2; ++i) {
+    const auto refused = read();
+    EXPECT_EQ(refused.result_int(), 400);
+    EXPECT_EQ(ParseJson(refused.body()),
+              json::parse(R"({"error":{"code":"invalid_argument",)"
+                          R"("message":"the request target is not a valid path"}})"));
+  }
+}
+
 // An image body is read whole and exactly, whether it comes with a
 // Content-Length (read straight into the request's body) or chunked
 // (through the parser), shares reads with the next pipelined request, or
