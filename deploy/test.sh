@@ -32,19 +32,19 @@ build-tsan/bin/webhook_test
 # The fuzz targets (tests/fuzz) under libFuzzer with AddressSanitizer and
 # UBSan, each from a fixed seed for a fixed number of inputs starting from the
 # checked-in corpus (which the ctest run above replays as it is), so that the
-# result depends on the code alone (api_fuzz's less so: its requests run on
-# thread pools, so timing steers which inputs it keeps; a finding names its
-# input, which replays exactly). New inputs go to a scratch directory; an
+# result depends on the code alone (api_fuzz's and http_fuzz's less so: their
+# requests run on thread pools, so timing steers which inputs they keep; a
+# finding names its input, which replays exactly). New inputs go to a scratch directory; an
 # input that breaks a property is left there and named in the output. Any
 # single allocation over 2 GB counts as a finding (a decompression bomb); the
 # process as a whole may grow to 8 GB (OpenCV, the sanitizers' own memory).
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAY_FUZZ=ON \
   -DBANTAY_BUILD_TESTS=OFF -DBANTAY_BUILD_BENCH=OFF -DBANTAY_WERROR=ON
 cmake --build build-fuzz -j"$(nproc)" --target image_fuzz import_fuzz request_body_fuzz \
-  api_fuzz
+  api_fuzz http_fuzz
 fuzz_work=$(mktemp -d)
 for target_runs in image_fuzz:200000 import_fuzz:1000000 request_body_fuzz:2000000 \
-  api_fuzz:20000; do
+  api_fuzz:20000 http_fuzz:5000; do
   target=${target_runs%%:*}
   mkdir "$fuzz_work/$target"
   cp tests/fuzz/corpus/"$target"/* "$fuzz_work/$target"/

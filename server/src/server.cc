@@ -140,6 +140,12 @@ Result<std::shared_ptr<ssl::context>> MakeTlsContext(const ServerConfig& config)
   return ctx;
 }
 
+// Overwrites `size` bytes (an empty buffer's data may be null, which
+// explicit_bzero must not be given).
+void Wipe(void* data, size_t size) {
+  if (size > 0) explicit_bzero(data, size);
+}
+
 // The read buffer holds request bytes (images) before the parser copies
 // them into the body: its memory is overwritten before it is returned.
 template <typename T>
@@ -150,7 +156,7 @@ struct WipingAllocator {
   WipingAllocator(const WipingAllocator<U>&) {}  // NOLINT: allocator rebinding
   T* allocate(size_t n) { return std::allocator<T>().allocate(n); }
   void deallocate(T* p, size_t n) {
-    explicit_bzero(p, n * sizeof(T));
+    Wipe(p, n * sizeof(T));
     std::allocator<T>().deallocate(p, n);
   }
   bool operator==(const WipingAllocator&) const { return true; }
@@ -516,7 +522,7 @@ class Session : public SessionBase {
     } else {
       buffer_.clear();
       const size_t capacity = buffer_.capacity();
-      explicit_bzero(buffer_.prepare(capacity).data(), capacity);
+      Wipe(buffer_.prepare(capacity).data(), capacity);
     }
     server_->api.Dispatch(std::move(api_request), [self = Self()](ApiResponse response) {
       asio::post(self->stream_.get_executor(),
@@ -690,7 +696,7 @@ class Session : public SessionBase {
       }
     }
     // The message (an image) does not stay in the read buffer.
-    explicit_bzero(ws_buffer_.data().data(), ws_buffer_.size());
+    Wipe(ws_buffer_.data().data(), ws_buffer_.size());
     ws_buffer_.consume(ws_buffer_.size());
     if (ws_buffer_.capacity() > kKeptBufferBytes) ws_buffer_ = ReadBuffer();
     if (error) return SendError(frame.seq, ErrorCodeName(error->code()), error->message());
@@ -831,7 +837,7 @@ class Session : public SessionBase {
     if (ws_ended_) return;
     ws_ended_ = true;
     if (ws_stream_) ws_stream_->ClearListeners();
-    explicit_bzero(ws_buffer_.data().data(), ws_buffer_.size());
+    Wipe(ws_buffer_.data().data(), ws_buffer_.size());
     Abort();
   }
 
