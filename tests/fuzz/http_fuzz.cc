@@ -9,7 +9,7 @@
 // @L, @O and @A stand for the API keys of the platform, lab, operator and
 // auditor roles, @S for the id of a live stream of the platform key (made
 // again when it has ended), and @W cuts the bytes: the client waits until
-// the server has sent something (at most a second) before it sends the
+// the server has sent something (at most 250 ms) before it sends the
 // rest (a WebSocket client sends its frames after the 101). Properties, besides no crash, leak or
 // undefined behaviour:
 // - the server ends the connection within 15 s of the client's end;
@@ -134,7 +134,7 @@ bool ReadFor(int fd, std::chrono::milliseconds wait, std::string* received) {
 }
 
 // Sends `parts` on a new connection, waiting between two parts until the
-// server has sent something (at most a second: a WebSocket client sends
+// server has sent something (at most 250 ms: a WebSocket client sends
 // frames after the 101), ends the client's side and reads until the server
 // closes (nullopt if it has not within `limit`).
 std::optional<std::string> Converse(uint16_t port, const std::vector<std::string>& parts,
@@ -152,7 +152,7 @@ std::optional<std::string> Converse(uint16_t port, const std::vector<std::string
   for (size_t i = 0; i < parts.size() && open; ++i) {
     if (i > 0) {
       const size_t before = received.size();
-      const auto until = Clock::now() + std::chrono::seconds(1);
+      const auto until = Clock::now() + std::chrono::milliseconds(250);
       while (open && received.size() == before && Clock::now() < until) {
         open = ReadFor(fd, std::chrono::milliseconds(10), &received);
       }
