@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include <boost/asio.hpp>
@@ -42,17 +44,31 @@ class LifecycleTest : public ::testing::Test, public ServerFixture {
   Result<HttpResponse> MatchLarge(client::HttpClient& c) {
     return c.Send("POST", "/v1/match", "image/jpeg", LargeJpeg());
   }
+
+  // A TLS connection to the server without the client library, for bytes
+  // it would not send (pipelined, trickled, malformed).
+  std::unique_ptr<ssl::stream<tcp::socket>> RawConnection() {
+    if (!raw_tls_) {
+      raw_tls_.emplace(ssl::context::tls_client);
+      raw_tls_->load_verify_file(dir_.path() + "/server.pem");
+    }
+    auto stream = std::make_unique<ssl::stream<tcp::socket>>(raw_ioc_, *raw_tls_);
+    stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+    stream->handshake(ssl::stream_base::client);
+    return stream;
+  }
+
+ private:
+  asio::io_context raw_ioc_;
+  // Made on first use: the certificate is written in SetUp (SetUpStore).
+  std::optional<ssl::context> raw_tls_;
 };
 
 TEST_F(LifecycleTest, ASlowClientIsCutOffAndOthersAreServed) {
   config.read_timeout_ms = 300;
   StartServer();
-  asio::io_context ioc;
-  ssl::context ctx(ssl::context::tls_client);
-  ctx.load_verify_file(dir_.path() + "/server.pem");
-  ssl::stream<tcp::socket> slow(ioc, ctx);
-  slow.next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-  slow.handshake(ssl::stream_base::client);
+  std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+  ssl::stream<tcp::socket>& slow = *connection;
   // One byte every 20 ms: 400 bytes would take 8 s; the server must hang up
   // long before the header is complete, although bytes keep coming.
   const std::string request = "POST /v1/match HTTP/1.1\r\nHost: localhost\r\nX-Pad: " +
@@ -77,12 +93,8 @@ TEST_F(LifecycleTest, ASlowClientIsCutOffAndOthersAreServed) {
 
 TEST_F(LifecycleTest, AnswersToHeadHaveNoBodyAndKeepTheConnectionInStep) {
   StartServer();
-  asio::io_context ioc;
-  ssl::context ctx(ssl::context::tls_client);
-  ctx.load_verify_file(dir_.path() + "/server.pem");
-  ssl::stream<tcp::socket> stream(ioc, ctx);
-  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-  stream.handshake(ssl::stream_base::client);
+  std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+  ssl::stream<tcp::socket>& stream = *connection;
   // Two requests in one write (pipelined): HEAD, then GET.
   asio::write(stream, asio::buffer(std::string(
                           "HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -104,12 +116,8 @@ TEST_F(LifecycleTest, AnswersToHeadHaveNoBodyAndKeepTheConnectionInStep) {
 // path and query; other schemes and targets that are not paths are 400.
 TEST_F(LifecycleTest, TargetsInTheAbsoluteFormAreRouted) {
   StartServer();
-  asio::io_context ioc;
-  ssl::context ctx(ssl::context::tls_client);
-  ctx.load_verify_file(dir_.path() + "/server.pem");
-  ssl::stream<tcp::socket> stream(ioc, ctx);
-  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-  stream.handshake(ssl::stream_base::client);
+  std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+  ssl::stream<tcp::socket>& stream = *connection;
   const std::string auditor = "Authorization: Bearer " + keys_.at("auditor") + "\r\n";
   asio::write(stream,
               asio::buffer("GET https://localhost/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -181,15 +189,7 @@ TEST_F(LifecycleTest, AnImageBodyIsReadWholeWhateverItsFraming) {
                               body.substr(0, half) + "\r\n" + hex(body.size() - half) + "\r\n" +
                               body.substr(half) + "\r\n0\r\n\r\n";
 
-  asio::io_context ioc;
-  ssl::context ctx(ssl::context::tls_client);
-  ctx.load_verify_file(dir_.path() + "/server.pem");
-  auto connect = [&] {
-    auto stream = std::make_unique<ssl::stream<tcp::socket>>(ioc, ctx);
-    stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-    stream->handshake(ssl::stream_base::client);
-    return stream;
-  };
+  auto connect = [&] { return RawConnection(); };
   namespace http = boost::beast::http;
   boost::beast::flat_buffer buffer;
   auto read_answer = [&](ssl::stream<tcp::socket>& stream) {
