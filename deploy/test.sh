@@ -34,24 +34,29 @@ build-tsan/bin/webhook_test
 # checked-in corpus (which the ctest run above replays as it is), so that the
 # result depends on the code alone (api_fuzz's and http_fuzz's less so: their
 # requests run on thread pools, so timing steers which inputs they keep; a
-# finding names its input, which replays exactly). New inputs go to a scratch directory; an
-# input that breaks a property is left there and named in the output. Any
-# single allocation over 2 GB counts as a finding (a decompression bomb); the
-# process as a whole may grow to 8 GB (OpenCV, the sanitizers' own memory).
+# finding names its input, which replays exactly). http_fuzz runs twice: over
+# plain HTTP, and over TLS (BANTAY_FUZZ_TLS=1). New inputs go to a scratch
+# directory; an input that breaks a property is left there and named in the
+# output. Any single allocation over 2 GB counts as a finding (a
+# decompression bomb); the process as a whole may grow to 8 GB (OpenCV, the
+# sanitizers' own memory).
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBANTAY_FUZZ=ON \
   -DBANTAY_BUILD_TESTS=OFF -DBANTAY_BUILD_BENCH=OFF -DBANTAY_WERROR=ON
 cmake --build build-fuzz -j"$(nproc)" --target image_fuzz import_fuzz request_body_fuzz \
   api_fuzz http_fuzz
 fuzz_work=$(mktemp -d)
-for target_runs in image_fuzz:200000 import_fuzz:1000000 request_body_fuzz:2000000 \
-  api_fuzz:20000 http_fuzz:5000; do
-  target=${target_runs%%:*}
-  mkdir "$fuzz_work/$target"
-  cp tests/fuzz/corpus/"$target"/* "$fuzz_work/$target"/
-  OPENCV_LOG_LEVEL=SILENT build-fuzz/bin/"$target" -seed=1 -runs="${target_runs##*:}" \
+for run in image_fuzz:200000 import_fuzz:1000000 request_body_fuzz:2000000 \
+  api_fuzz:20000 http_fuzz:5000 http_fuzz:3000:tls; do
+  IFS=: read -r target runs transport <<<"$run"
+  name=$target${transport:+_$transport}
+  mkdir "$fuzz_work/$name"
+  cp tests/fuzz/corpus/"$target"/* "$fuzz_work/$name"/
+  BANTAY_FUZZ_TLS=$([ "$transport" = tls ] && echo 1 || echo 0) OPENCV_LOG_LEVEL=SILENT \
+    build-fuzz/bin/"$target" -seed=1 -runs="$runs" \
     -max_len=4096 -timeout=20 -rss_limit_mb=8192 -malloc_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$fuzz_work/$target-" "$fuzz_work/$target" 2>"$fuzz_work/$target.log" ||
-    { tail -n 60 "$fuzz_work/$target.log"; exit 1; }
-  grep -E '^(Done|stat::number_of_executed_units)' "$fuzz_work/$target.log"
+    -artifact_prefix="$fuzz_work/$name-" "$fuzz_work/$name" 2>"$fuzz_work/$name.log" ||
+    { tail -n 60 "$fuzz_work/$name.log"; exit 1; }
+  echo "$name:"
+  grep -E '^(Done|stat::number_of_executed_units)' "$fuzz_work/$name.log"
 done
 rm -rf "$fuzz_work"

@@ -1,11 +1,12 @@
 // Fuzz target: raw bytes on a connection to a running bantay-server
-// (in-process, plain HTTP on 127.0.0.1, over the shared fuzz store): Beast's
-// request parser under the configured limits, keep-alive and pipelining,
-// the session's own answers (400, 413, 431), the routes behind them, and
-// WebSocket upgrades and frames on a live stream.
+// (in-process on 127.0.0.1, over the shared fuzz store; plain HTTP, or TLS
+// with BANTAY_FUZZ_TLS=1): Beast's request parser under the configured
+// limits, keep-alive and pipelining, the session's own answers (400, 413,
+// 431), the routes behind them, and WebSocket upgrades and frames on a live
+// stream.
 //
-// Input: the bytes the client sends; then it ends its side
-// (shutdown(SHUT_WR)) and reads until the server closes. In the bytes, @P,
+// Input: the bytes the client sends; then it ends its side (close_notify
+// over TLS, and shutdown(SHUT_WR)) and reads until the server closes. In the bytes, @P,
 // @L, @O and @A stand for the API keys of the platform, lab, operator and
 // auditor roles, @S for the id of a live stream of the platform key (made
 // again when it has ended), and @W cuts the bytes: the client waits until
@@ -27,7 +28,9 @@
 //   other connection is left open (bantay_connections in /metrics is 1
 //   within 5 s).
 // BANTAY_FUZZ_VERBOSE=1 prints the start of what each input got.
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,7 +38,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/json.hpp>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -76,6 +81,7 @@ struct Env {
   std::set<std::string> statuses;  // documented for some route
   std::set<std::string> routes;    // documented templates
   uint64_t inputs = 0;
+  SSL_CTX* client_tls = nullptr;   // with BANTAY_FUZZ_TLS=1
 };
 
 Env* MakeEnv() {
@@ -99,6 +105,27 @@ Env* MakeEnv() {
   c.shutdown_grace_ms = 1000;
   env->access_log = env->store->dir + "/access.log";
   c.access_log = env->access_log;
+  if (const char* tls = std::getenv("BANTAY_FUZZ_TLS"); tls != nullptr && tls == std::string("1")) {
+    // A self-signed certificate made with the openssl command line.
+    const std::string& dir = env->store->dir;
+    const std::string command =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        "-subj /CN=localhost -keyout " + dir + "/server.key -out " + dir +
+        "/server.pem 2>" + dir + "/openssl.log";
+    FUZZ_CHECK(std::system(command.c_str()) == 0, "%s failed", command.c_str());
+    c.allow_plain_http = false;
+    c.tls_cert = dir + "/server.pem";
+    c.tls_key = dir + "/server.key";
+    // OpenSSL writes with write(): a server that has closed must not
+    // stop the harness with SIGPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
+    env->client_tls = SSL_CTX_new(TLS_client_method());
+    FUZZ_CHECK(env->client_tls != nullptr &&
+                   SSL_CTX_load_verify_locations(env->client_tls, c.tls_cert.c_str(), nullptr) ==
+                       1,
+               "the client's TLS context");
+    SSL_CTX_set_verify(env->client_tls, SSL_VERIFY_PEER, nullptr);
+  }
   auto started = server::Server::Start(std::move(c));
   FUZZ_CHECK(started.ok(), "%s", started.ok() ? "" : started.error().ToString().c_str());
   env->server = std::move(*started);
@@ -121,32 +148,114 @@ Env* MakeEnv() {
   return env;
 }
 
-// Reads what is there within `wait` (appended to *received); false when
-// the server has ended the connection (a close or a reset).
-bool ReadFor(int fd, std::chrono::milliseconds wait, std::string* received) {
-  pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, static_cast<int>(wait.count())) <= 0) return true;
-  char chunk[64 * 1024];
-  const ssize_t n = recv(fd, chunk, sizeof chunk, 0);
-  if (n <= 0) return false;
-  received->append(chunk, static_cast<size_t>(n));
-  return true;
-}
+// The client's end of one connection, plain or TLS, on a non-blocking
+// socket.
+class Connection {
+ public:
+  Connection(uint16_t port, SSL_CTX* tls) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    FUZZ_CHECK(fd_ >= 0, "socket");
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    FUZZ_CHECK(connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0,
+               "connect to the server");
+    FUZZ_CHECK(fcntl(fd_, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK");
+    if (tls == nullptr) return;
+    ssl_ = SSL_new(tls);
+    FUZZ_CHECK(ssl_ != nullptr && SSL_set_fd(ssl_, fd_) == 1, "SSL_new");
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      const int r = SSL_connect(ssl_);
+      if (r == 1) break;
+      const int error = SSL_get_error(ssl_, r);
+      FUZZ_CHECK(error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE,
+                 "the TLS handshake failed (%d)", error);
+      FUZZ_CHECK(Clock::now() < deadline, "the TLS handshake took over 10 s");
+      Wait(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, std::chrono::milliseconds(100));
+    }
+  }
+  ~Connection() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+    close(fd_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends all of `bytes`; false when the server has closed (the rest is
+  // not sent) or 10 s passed.
+  bool Send(std::string_view bytes) {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (!bytes.empty() && Clock::now() < deadline) {
+      if (ssl_ != nullptr) {
+        const int n = SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size()));
+        if (n > 0) {
+          bytes.remove_prefix(static_cast<size_t>(n));
+          continue;
+        }
+        const int error = SSL_get_error(ssl_, n);
+        if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) return false;
+        Wait(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, std::chrono::milliseconds(100));
+      } else {
+        const ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+          bytes.remove_prefix(static_cast<size_t>(n));
+          continue;
+        }
+        if (n < 0 && errno != EAGAIN) return false;
+        Wait(POLLOUT, std::chrono::milliseconds(100));
+      }
+    }
+    return bytes.empty();
+  }
+
+  // The client's end: close_notify over TLS, then the socket's end.
+  void EndSending() {
+    if (ssl_ != nullptr) SSL_shutdown(ssl_);
+    shutdown(fd_, SHUT_WR);
+  }
+
+  // Reads what arrives within `wait` (appended to *received); false when
+  // the server has ended the connection (close_notify, a close or a reset).
+  bool ReadFor(std::chrono::milliseconds wait, std::string* received) {
+    const bool pending = ssl_ != nullptr && SSL_pending(ssl_) > 0;
+    if (!pending && !Wait(POLLIN, wait)) return true;
+    char chunk[64 * 1024];
+    if (ssl_ == nullptr) {
+      const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EAGAIN) return true;
+      if (n <= 0) return false;
+      received->append(chunk, static_cast<size_t>(n));
+      return true;
+    }
+    const int n = SSL_read(ssl_, chunk, sizeof chunk);
+    if (n > 0) {
+      received->append(chunk, static_cast<size_t>(n));
+      return true;
+    }
+    // WANT_READ: a record not yet whole, or no application data in it (a
+    // session ticket).
+    return SSL_get_error(ssl_, n) == SSL_ERROR_WANT_READ;
+  }
+
+ private:
+  bool Wait(short events, std::chrono::milliseconds wait) {
+    pollfd p{fd_, events, 0};
+    return poll(&p, 1, static_cast<int>(wait.count())) > 0;
+  }
+
+  int fd_ = -1;
+  SSL* ssl_ = nullptr;
+};
 
 // Sends `parts` on a new connection, waiting between two parts until the
 // server has sent something (at most 250 ms: a WebSocket client sends
 // frames after the 101), ends the client's side and reads until the server
 // closes (nullopt if it has not within `limit`).
-std::optional<std::string> Converse(uint16_t port, const std::vector<std::string>& parts,
+std::optional<std::string> Converse(const Env& env, const std::vector<std::string>& parts,
                                     std::chrono::seconds limit) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  FUZZ_CHECK(fd >= 0, "socket");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  FUZZ_CHECK(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0,
-             "connect to the server");
+  Connection connection(env.port, env.client_tls);
   std::string received;
   bool open = true;
   for (size_t i = 0; i < parts.size() && open; ++i) {
@@ -154,22 +263,17 @@ std::optional<std::string> Converse(uint16_t port, const std::vector<std::string
       const size_t before = received.size();
       const auto until = Clock::now() + std::chrono::milliseconds(250);
       while (open && received.size() == before && Clock::now() < until) {
-        open = ReadFor(fd, std::chrono::milliseconds(10), &received);
+        open = connection.ReadFor(std::chrono::milliseconds(10), &received);
       }
     }
     // The server may close early (after a 413 or 431): the rest is not sent.
-    for (size_t sent = 0; open && sent < parts[i].size();) {
-      const ssize_t n = send(fd, parts[i].data() + sent, parts[i].size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
+    if (open && !connection.Send(parts[i])) break;
   }
-  shutdown(fd, SHUT_WR);
+  connection.EndSending();
   const auto deadline = Clock::now() + limit;
   while (open && Clock::now() < deadline) {
-    open = ReadFor(fd, std::chrono::milliseconds(100), &received);
+    open = connection.ReadFor(std::chrono::milliseconds(100), &received);
   }
-  close(fd);
   if (open) return std::nullopt;
   return received;
 }
@@ -177,7 +281,7 @@ std::optional<std::string> Converse(uint16_t port, const std::vector<std::string
 // One request of the harness's own (no fuzz input): its response.
 http::response<http::string_body> Ask(const Env& env, std::string_view request) {
   const std::optional<std::string> raw =
-      Converse(env.port, {std::string(request)}, std::chrono::seconds(10));
+      Converse(env, {std::string(request)}, std::chrono::seconds(10));
   FUZZ_CHECK(raw.has_value(), "no answer to the harness's request %.*s",
              static_cast<int>(request.size()), request.data());
   http::response_parser<http::string_body> parser;
@@ -422,7 +526,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string input;
   for (const std::string& part : parts) input += part;
   const std::optional<std::string> received =
-      Converse(env->port, parts, std::chrono::seconds(15));
+      Converse(*env, parts, std::chrono::seconds(15));
   FUZZ_CHECK(received.has_value(), "the server did not end the connection within 15 s: %s",
              bantay::models::PrintableText(input).c_str());
   if (verbose) {
