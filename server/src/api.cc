@@ -339,9 +339,17 @@ bool Api::Admit(Call& call, ApiResponse* response) {
   // connection has already reached this server).
   boost::system::result<boost::urls::url_view> url =
       boost::urls::parse_origin_form(request.target);
-  if (!url) url = boost::urls::parse_absolute_uri(request.target);
-  if (!url || (url->has_scheme() && url->scheme_id() != boost::urls::scheme::http &&
-               url->scheme_id() != boost::urls::scheme::https)) {
+  bool valid = url.has_value();
+  if (!valid) {
+    url = boost::urls::parse_absolute_uri(request.target);
+    // An http(s) URI has a host (RFC 9110 section 4.2.1); its path, if
+    // any, starts with "/".
+    valid = url && (url->scheme_id() == boost::urls::scheme::http ||
+                    url->scheme_id() == boost::urls::scheme::https) &&
+            url->has_authority() && !url->host().empty() &&
+            (url->path().empty() || url->is_path_absolute());
+  }
+  if (!valid) {
     *response = BadRequest("the request target is not a valid path");
     return false;
   }

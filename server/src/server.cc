@@ -497,6 +497,12 @@ class Session : public SessionBase {
     if (ec) return Abort();
 
     auto& request = parser_->get();
+    // RFC 9112 section 3.2: one Host field in HTTP/1.1 (and at most one
+    // in HTTP/1.0), else 400.
+    const size_t hosts = request.count(http::field::host);
+    if (hosts > 1 || (hosts == 0 && request.version() >= 11)) {
+      return Fail(400, "invalid_argument", "a request needs exactly one Host header");
+    }
     if (websocket::is_upgrade(request)) return Upgrade();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
@@ -509,10 +515,20 @@ class Session : public SessionBase {
     api_request.authorization = std::string(request[http::field::authorization]);
     api_request.body = std::move(request.body());
     parser_.reset();
-    // The bytes of this request must not outlive it in the read buffer:
-    // a large buffer is given back (wiped by its allocator), a small one is
-    // wiped in place; what is left (the start of a pipelined request) is
-    // moved to fresh storage.
+    ForgetRequestBytes();
+    server_->api.Dispatch(std::move(api_request), [self = Self()](ApiResponse response) {
+      asio::post(self->stream_.get_executor(),
+                 [self, response = std::move(response)]() mutable {
+                   self->Write(std::move(response));
+                 });
+    });
+  }
+
+  // The bytes of the request just read must not outlive it in the read
+  // buffer: a large buffer is given back (wiped by its allocator), a small
+  // one is wiped in place; what is left (the start of a pipelined request)
+  // is moved to fresh storage.
+  void ForgetRequestBytes() {
     if (buffer_.size() > 0) {
       ReadBuffer rest;
       rest.commit(asio::buffer_copy(rest.prepare(buffer_.size()), buffer_.data()));
@@ -524,18 +540,12 @@ class Session : public SessionBase {
       const size_t capacity = buffer_.capacity();
       Wipe(buffer_.prepare(capacity).data(), capacity);
     }
-    server_->api.Dispatch(std::move(api_request), [self = Self()](ApiResponse response) {
-      asio::post(self->stream_.get_executor(),
-                 [self, response = std::move(response)]() mutable {
-                   self->Write(std::move(response));
-                 });
-    });
   }
 
-  // Answers a request that could not be read whole, then closes.
+  // Answers a request that could not be read whole or is malformed, then
+  // closes.
   void Fail(int status, std::string_view code, const std::string& message) {
     keep_alive_ = false;
-    linger_ = true;
     version_ = 11;
     head_ = false;
     method_ = parser_ && parser_->is_header_done()
@@ -558,28 +568,9 @@ class Session : public SessionBase {
     asio::async_write(stream_, asio::buffer(out_), [self = Self()](beast::error_code ec, size_t) {
       self->ClearDeadline();
       if (ec) return self->Abort();
-      if (self->linger_) return self->Linger(0);
       if (!self->keep_open_) return self->Close();
       self->ReadNext();
     });
-  }
-
-  // After refusing a request whose body is still arriving: reads and drops
-  // what the client sends, for at most a second and a megabyte in all, so
-  // that a client that is simply sending its body finishes and reads the
-  // answer instead of meeting a reset connection (and a slow one cannot
-  // hold the connection).
-  void Linger(size_t dropped) {
-    constexpr size_t kMaxDropped = 1024 * 1024;
-    if (dropped > kMaxDropped || draining_) return Abort();
-    if (dropped == 0) SetDeadline(std::chrono::seconds(1));
-    lingering_ = true;
-    stream_.async_read_some(buffer_.prepare(64 * 1024),
-                            [self = Self(), dropped](beast::error_code ec, size_t n) {
-                              self->lingering_ = false;
-                              if (ec) return self->Abort();
-                              self->Linger(dropped + n);
-                            });
   }
 
   // -------------------------------------------------------------------------
@@ -607,6 +598,10 @@ class Session : public SessionBase {
     ws_key_ = grant.key;
     upgrade_ = parser_->release();
     parser_.reset();
+    // The handshake's bytes (its key) go, wiped by the allocator; so do
+    // bytes read beyond it: frames sent before the 101, which RFC 6455
+    // section 4.1 forbids.
+    buffer_ = ReadBuffer();
     ws_.emplace(stream_);
     ws_->read_message_max(server_->config.max_body_bytes);
     ws_->auto_fragment(false);
@@ -621,7 +616,9 @@ class Session : public SessionBase {
     ws_->async_accept(*upgrade_, [self = Self()](beast::error_code ec) {
       self->upgrade_.reset();
       ApiResponse logged;
-      logged.status = ec ? 400 : 101;
+      // Beast answers a bad Sec-WebSocket-Version 426, other bad
+      // handshakes 400.
+      logged.status = !ec ? 101 : ec == websocket::error::bad_sec_version ? 426 : 400;
       logged.route = "/v1/streams/{id}/ws";
       logged.key_id = self->ws_key_->id;
       const double seconds = std::chrono::duration<double>(Clock::now() - self->start_).count();
@@ -841,15 +838,37 @@ class Session : public SessionBase {
     Abort();
   }
 
-  // Orderly close (TLS close_notify first).
+  // Orderly close: TLS close_notify first, then the end of the sending
+  // side, then what the client still sends is read and dropped until it
+  // closes too (RFC 9112 section 9.6: closing a socket with unread bytes
+  // resets the connection, which can destroy the answer still on its way).
+  // So a client whose request was refused while it was still sending the
+  // body (413) finishes sending and reads the answer.
   void Close() {
     if constexpr (kTls) {
       SetDeadline(std::chrono::seconds(2));
-      stream_.async_shutdown([self = Self()](beast::error_code) { self->Abort(); });
+      stream_.async_shutdown([self = Self()](beast::error_code) { self->DropUntilClosed(0); });
     } else {
+      DropUntilClosed(0);
+    }
+  }
+  // For at most a second and a megabyte, and not while the server shuts
+  // down (it cuts what is left after its grace period anyway).
+  void DropUntilClosed(size_t dropped) {
+    constexpr size_t kMaxDropped = 1024 * 1024;
+    if (dropped == 0) {
       beast::error_code ec;
       Socket().shutdown(tcp::socket::shutdown_send, ec);
+      SetDeadline(std::chrono::seconds(1));
     }
+    if (dropped > kMaxDropped || draining_) return Abort();
+    lingering_ = true;
+    Socket().async_read_some(buffer_.prepare(64 * 1024),
+                             [self = Self(), dropped](beast::error_code ec, size_t n) {
+                               self->lingering_ = false;
+                               if (ec) return self->Abort();
+                               self->DropUntilClosed(dropped + n);
+                             });
   }
   void Abort() {
     beast::error_code ec;
@@ -876,8 +895,7 @@ class Session : public SessionBase {
   bool head_ = false;
   bool waiting_ = false;   // for the first byte of a request
   bool draining_ = false;
-  bool linger_ = false;    // the request was refused before it was read whole
-  bool lingering_ = false;  // reading and dropping the rest of it
+  bool lingering_ = false;  // closing: reading and dropping what the client sends
 
   // The WebSocket, once upgraded.
   static constexpr size_t kFrameHeaderBytes = 24;

@@ -18,6 +18,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "bantay/server/routes.h"
 #include "server_test_util.h"
 
 namespace bantay::server::testing {
@@ -126,7 +127,11 @@ TEST_F(LifecycleTest, TargetsInTheAbsoluteFormAreRouted) {
                            "GET https://localhost/v1/audit?limit=0 HTTP/1.1\r\n"
                            "Host: localhost\r\n" + auditor + "\r\n"
                            "GET ftp://localhost/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
-                           "GET healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+                           "GET healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                           // No host (RFC 9110 section 4.2.1).
+                           "GET http:/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                           "GET https:///healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                           "GET http:healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   boost::beast::flat_buffer buffer;
   auto read = [&] {
     boost::beast::http::response<boost::beast::http::string_body> response;
@@ -142,12 +147,86 @@ TEST_F(LifecycleTest, TargetsInTheAbsoluteFormAreRouted) {
   const auto bad_limit = read();
   EXPECT_EQ(bad_limit.result_int(), 400);
   EXPECT_EQ(ParseJson(bad_limit.body()).at("error").at("code"), "invalid_argument");
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 5; ++i) {
     const auto refused = read();
     EXPECT_EQ(refused.result_int(), 400);
     EXPECT_EQ(ParseJson(refused.body()),
               json::parse(R"({"error":{"code":"invalid_argument",)"
                           R"("message":"the request target is not a valid path"}})"));
+  }
+}
+
+// RFC 9112 section 3.2: an HTTP/1.1 request without a Host field, or any
+// request with two, is answered 400 and the connection closed; HTTP/1.0
+// needs none.
+TEST_F(LifecycleTest, ARequestNeedsExactlyOneHost) {
+  StartServer();
+  namespace http = boost::beast::http;
+  const std::string kError =
+      R"({"error":{"code":"invalid_argument","message":"a request needs exactly one Host header"}})";
+  for (const std::string request :
+       {"GET /healthz HTTP/1.1\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: other\r\n\r\n",
+        "GET /healthz HTTP/1.0\r\nHost: localhost\r\nHost: other\r\n\r\n"}) {
+    std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+    // A second request behind it is not answered.
+    asio::write(*connection, asio::buffer(request + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> refused;
+    http::read(*connection, buffer, refused);
+    EXPECT_EQ(refused.result_int(), 400) << request;
+    EXPECT_EQ(ParseJson(refused.body()), json::parse(kError)) << request;
+    EXPECT_FALSE(refused.keep_alive());
+    http::response<http::string_body> next;
+    boost::system::error_code ec;
+    http::read(*connection, buffer, next, ec);
+    EXPECT_EQ(ec, http::error::end_of_stream) << request;
+  }
+  std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+  asio::write(*connection, asio::buffer(std::string("GET /healthz HTTP/1.0\r\n\r\n")));
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> answer;
+  http::read(*connection, buffer, answer);
+  EXPECT_EQ(answer.result_int(), 200);
+  EXPECT_EQ(answer.version(), 10u);
+}
+
+// The server closes a connection (Connection: close here) without
+// resetting it when the client has sent bytes it never read: the answer
+// arrives whole (RFC 9112 section 9.6: a reset can destroy it on the way),
+// over TLS and over plain HTTP.
+TEST_F(LifecycleTest, AClosedConnectionDeliversItsAnswerWhole) {
+  namespace http = boost::beast::http;
+  // The answer (the OpenAPI document, ~90 kB) is larger than what the
+  // socket buffers take at once, and 128 kB follow the request unread.
+  const std::string request = "GET /openapi.json HTTP/1.1\r\nHost: localhost\r\n"
+                              "Connection: close\r\n\r\n" + std::string(128 * 1024, 'x');
+  auto exchange = [&](auto& stream, int attempt) {
+    boost::system::error_code ec;
+    asio::write(stream, asio::buffer(request), ec);
+    ASSERT_FALSE(ec) << ec.message() << " (attempt " << attempt << ")";
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> answer;
+    http::read(stream, buffer, answer, ec);
+    ASSERT_FALSE(ec) << ec.message() << " (attempt " << attempt << ")";
+    EXPECT_EQ(answer.result_int(), 200);
+    EXPECT_EQ(answer.body(), std::string(OpenApiDocument()));
+  };
+  StartServer();
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+    exchange(*connection, attempt);
+  }
+  StopServer();
+  config.tls_cert.clear();
+  config.tls_key.clear();
+  config.allow_plain_http = true;
+  StartServer();
+  asio::io_context ioc;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    tcp::socket socket(ioc);
+    socket.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+    exchange(socket, attempt);
   }
 }
 
