@@ -6,24 +6,29 @@
 // stream.
 //
 // Input: the bytes the client sends; then it ends its side (close_notify
-// over TLS, and shutdown(SHUT_WR)) and reads until the server closes. In the bytes, @P,
-// @L, @O and @A stand for the API keys of the platform, lab, operator and
-// auditor roles, @S for the id of a live stream of the platform key (made
-// again when it has ended), and @W cuts the bytes: the client waits until
-// the server has sent something (at most 250 ms) before it sends the
-// rest (a WebSocket client sends its frames after the 101). Properties, besides no crash, leak or
-// undefined behaviour:
+// over TLS, and shutdown(SHUT_WR)) and reads until the server closes. In
+// the bytes, @P, @L, @O and @A stand for the API keys of the platform, lab,
+// operator and auditor roles, @S for the id of a live stream of the
+// platform key (made again when it has ended), and @W cuts the bytes: the
+// client waits until the server has sent something (at most 250 ms, and a
+// second for all the waits of an input) before it sends the rest (a
+// WebSocket client sends its frames after the 101). Properties, besides no
+// crash, leak or undefined behaviour:
 // - the server ends the connection within 15 s of the client's end;
-// - what it sent is a sequence of whole HTTP/1.x responses, at most one
-//   more than the requests sent (the answer to bytes that were not one);
+// - what it sent is a sequence of whole HTTP/1.x responses: at most one
+//   more than the requests sent (the answer to bytes that were not one),
+//   and at least one for each request up to the first after which the
+//   server closes (Connection: close, HTTP/1.0 without keep-alive, an
+//   upgrade, a Host error);
 //   each status one that server/openapi.json documents (or 405 with Allow),
-//   never 500; 429 and 503 with Retry-After; JSON bodies are JSON; errors in
-//   the Error schema;
+//   never 500; a Content-Length; 429 and 503 with Retry-After; JSON bodies
+//   are JSON; errors in the Error schema;
 // - after a 101, WebSocket frames as a server sends them: unmasked, whole,
 //   known opcodes; text frames are UTF-8 JSON objects with a "type";
 //   nothing after a close frame;
-// - every access log line is a JSON object of the documented members, its
-//   route a route template or "unmatched" (never the raw target);
+// - every access log line (as the log is flushed: it is buffered for up to
+//   a second) is a JSON object of the documented members, its route a
+//   route template or "unmatched" (never the raw target);
 // - every 16 inputs, on a new connection: /healthz answers 200, and no
 //   other connection is left open (bantay_connections in /metrics is 1
 //   within 5 s).
@@ -38,6 +43,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/json.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -95,8 +101,8 @@ Env* MakeEnv() {
   c.compute_threads = 1;
   c.max_header_bytes = kMaxHeaderBytes;
   c.max_body_bytes = kMaxBodyBytes;
-  c.read_timeout_ms = 2000;
-  c.idle_timeout_ms = 2000;
+  c.read_timeout_ms = 5000;
+  c.idle_timeout_ms = 5000;
   c.max_batch_items = 16;
   c.poll_interval_ms = 50;
   c.streams_max_per_key = 8;
@@ -250,18 +256,21 @@ class Connection {
 };
 
 // Sends `parts` on a new connection, waiting between two parts until the
-// server has sent something (at most 250 ms: a WebSocket client sends
-// frames after the 101), ends the client's side and reads until the server
+// server has sent something (at most 250 ms, and a second in all: a
+// WebSocket client sends frames after the 101), ends the client's side and reads until the server
 // closes (nullopt if it has not within `limit`).
 std::optional<std::string> Converse(const Env& env, const std::vector<std::string>& parts,
                                     std::chrono::seconds limit) {
   Connection connection(env.port, env.client_tls);
   std::string received;
   bool open = true;
+  // The waits of one input take at most a second in all (well within the
+  // server's read timeout).
+  const auto waits_end = Clock::now() + std::chrono::seconds(1);
   for (size_t i = 0; i < parts.size() && open; ++i) {
     if (i > 0) {
       const size_t before = received.size();
-      const auto until = Clock::now() + std::chrono::milliseconds(250);
+      const auto until = std::min(waits_end, Clock::now() + std::chrono::milliseconds(250));
       while (open && received.size() == before && Clock::now() < until) {
         open = connection.ReadFor(std::chrono::milliseconds(10), &received);
       }
@@ -345,11 +354,21 @@ std::vector<std::string> Expand(Env* env, std::string_view input) {
   return parts;
 }
 
-// The methods of the requests in `bytes` as the server's parser reads them
-// (same limits), in order, up to the first that is not a request and up to
-// an upgrade (frames follow it).
-std::vector<std::string> RequestMethods(std::string_view bytes) {
+// The requests in `bytes` as the server's parser reads them (same limits),
+// in order, up to the first that is not a request and up to an upgrade
+// (frames follow it).
+struct Requests {
   std::vector<std::string> methods;
+  // How many the server must answer: up to and including the first after
+  // which it closes (not keep-alive, an upgrade, or not exactly one Host
+  // in HTTP/1.1, at most one in HTTP/1.0), or all of them.
+  size_t must_answer = 0;
+  bool last_is_upgrade = false;
+};
+
+Requests ReadRequests(std::string_view bytes) {
+  Requests out;
+  bool closing = false;
   while (!bytes.empty()) {
     http::request_parser<http::vector_body<uint8_t>> parser;
     parser.header_limit(kMaxHeaderBytes);
@@ -358,17 +377,36 @@ std::vector<std::string> RequestMethods(std::string_view bytes) {
     beast::error_code ec;
     const size_t used = parser.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
     if (ec || !parser.is_done()) break;
-    methods.emplace_back(parser.get().method_string());
+    const auto& request = parser.get();
+    out.methods.emplace_back(request.method_string());
     bytes.remove_prefix(used);
-    if (beast::websocket::is_upgrade(parser.get())) break;
+    out.last_is_upgrade = beast::websocket::is_upgrade(request);
+    const size_t hosts = request.count(http::field::host);
+    if (!closing) {
+      ++out.must_answer;
+      closing = !request.keep_alive() || out.last_is_upgrade || hosts > 1 ||
+                (hosts == 0 && request.version() == 11);
+    }
+    if (out.last_is_upgrade) break;
   }
-  return methods;
+  return out;
 }
 
-void CheckJsonBody(int status, std::string_view body, const std::string& what) {
+// What one input sent and got, as printable text for a finding's message
+// (made only then: it can be megabytes).
+struct Exchange {
+  std::string_view sent;
+  std::string_view received;
+  std::string Text() const {
+    return "sent " + bantay::models::PrintableText(sent) + "\ngot " +
+           bantay::models::PrintableText(received);
+  }
+};
+
+void CheckJsonBody(int status, std::string_view body, const Exchange& what) {
   boost::system::error_code ec;
   const json::value value = json::parse(body, ec);
-  FUZZ_CHECK(!ec, "not JSON: %s", what.c_str());
+  FUZZ_CHECK(!ec, "not JSON: %s", what.Text().c_str());
   if (status < 400) return;
   const json::object* object = value.if_object();
   const json::value* error = object ? object->if_contains("error") : nullptr;
@@ -376,45 +414,45 @@ void CheckJsonBody(int status, std::string_view body, const std::string& what) {
   FUZZ_CHECK(detail != nullptr && detail->size() == 2 && detail->contains("code") &&
                  detail->at("code").is_string() && detail->contains("message") &&
                  detail->at("message").is_string(),
-             "not the error schema: %s", what.c_str());
+             "not the error schema: %s", what.Text().c_str());
 }
 
 // The server's WebSocket frames after a 101.
-void CheckFrames(std::string_view bytes, const std::string& what) {
+void CheckFrames(std::string_view bytes, const Exchange& what) {
   bool closed = false;
   while (!bytes.empty()) {
-    FUZZ_CHECK(!closed, "a frame after the close frame: %s", what.c_str());
-    FUZZ_CHECK(bytes.size() >= 2, "a partial frame header: %s", what.c_str());
+    FUZZ_CHECK(!closed, "a frame after the close frame: %s", what.Text().c_str());
+    FUZZ_CHECK(bytes.size() >= 2, "a partial frame header: %s", what.Text().c_str());
     const auto b0 = static_cast<uint8_t>(bytes[0]);
     const auto b1 = static_cast<uint8_t>(bytes[1]);
     const int opcode = b0 & 0x0f;
-    FUZZ_CHECK((b0 & 0x70) == 0, "reserved bits set: %s", what.c_str());
-    FUZZ_CHECK((b1 & 0x80) == 0, "a masked server frame: %s", what.c_str());
+    FUZZ_CHECK((b0 & 0x70) == 0, "reserved bits set: %s", what.Text().c_str());
+    FUZZ_CHECK((b1 & 0x80) == 0, "a masked server frame: %s", what.Text().c_str());
     FUZZ_CHECK(opcode == 1 || opcode == 8 || opcode == 9 || opcode == 10,
-               "opcode %d: %s", opcode, what.c_str());
-    FUZZ_CHECK((b0 & 0x80) != 0, "a fragmented message: %s", what.c_str());
+               "opcode %d: %s", opcode, what.Text().c_str());
+    FUZZ_CHECK((b0 & 0x80) != 0, "a fragmented message: %s", what.Text().c_str());
     uint64_t length = b1 & 0x7f;
     size_t header = 2;
     if (length >= 126) {
       const size_t extra = length == 126 ? 2 : 8;
-      FUZZ_CHECK(bytes.size() >= 2 + extra, "a partial frame header: %s", what.c_str());
+      FUZZ_CHECK(bytes.size() >= 2 + extra, "a partial frame header: %s", what.Text().c_str());
       length = 0;
       for (size_t i = 0; i < extra; ++i) length = length << 8 | static_cast<uint8_t>(bytes[2 + i]);
       header += extra;
     }
-    FUZZ_CHECK(bytes.size() - header >= length, "a partial frame: %s", what.c_str());
+    FUZZ_CHECK(bytes.size() - header >= length, "a partial frame: %s", what.Text().c_str());
     const std::string_view payload = bytes.substr(header, static_cast<size_t>(length));
     if (opcode == 1) {
       FUZZ_CHECK(bantay::models::IsValidUtf8(payload), "a text frame not UTF-8: %s",
-                 what.c_str());
+                 what.Text().c_str());
       boost::system::error_code ec;
       const json::value event = json::parse(payload, ec);
       FUZZ_CHECK(!ec && event.is_object() && event.as_object().contains("type") &&
                      event.at("type").is_string(),
                  "an event that is not a JSON object with a type: %.*s: %s",
-                 static_cast<int>(payload.size()), payload.data(), what.c_str());
+                 static_cast<int>(payload.size()), payload.data(), what.Text().c_str());
     } else if (opcode == 8) {
-      FUZZ_CHECK(payload.size() != 1, "a one-byte close payload: %s", what.c_str());
+      FUZZ_CHECK(payload.size() != 1, "a one-byte close payload: %s", what.Text().c_str());
       closed = true;
     }
     bytes.remove_prefix(header + static_cast<size_t>(length));
@@ -422,12 +460,12 @@ void CheckFrames(std::string_view bytes, const std::string& what) {
 }
 
 void CheckResponses(const Env& env, std::string_view input, std::string_view received) {
-  const std::vector<std::string> methods = RequestMethods(input);
-  const std::string what = "sent " + bantay::models::PrintableText(input) + "\ngot " +
-                           bantay::models::PrintableText(received);
+  const Requests requests = ReadRequests(input);
+  const std::vector<std::string>& methods = requests.methods;
+  const Exchange what{input, received};
   size_t count = 0;
   while (!received.empty()) {
-    FUZZ_CHECK(count <= methods.size(), "more answers than requests: %s", what.c_str());
+    FUZZ_CHECK(count <= methods.size(), "more answers than requests: %s", what.Text().c_str());
     http::response_parser<http::string_body> parser;
     parser.body_limit(boost::none);
     parser.header_limit(64 * 1024);
@@ -436,21 +474,21 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
     beast::error_code ec;
     const size_t used = parser.put(boost::asio::buffer(received.data(), received.size()), ec);
     FUZZ_CHECK(!ec && parser.is_done(), "not a whole HTTP response (%s): %s",
-               ec.message().c_str(), what.c_str());
+               ec.message().c_str(), what.Text().c_str());
     const auto& response = parser.get();
     const int status = response.result_int();
     FUZZ_CHECK(status == 101 || parser.content_length().has_value(),
-               "no Content-Length: %s", what.c_str());
+               "no Content-Length: %s", what.Text().c_str());
     FUZZ_CHECK(response.version() == 11 || response.version() == 10, "version %u: %s",
-               response.version(), what.c_str());
+               response.version(), what.Text().c_str());
     FUZZ_CHECK(status == 101 || env.statuses.contains(std::to_string(status)),
-               "status %d: %s", status, what.c_str());
+               "status %d: %s", status, what.Text().c_str());
     if (status == 405) {
-      FUZZ_CHECK(!response[http::field::allow].empty(), "405 without Allow: %s", what.c_str());
+      FUZZ_CHECK(!response[http::field::allow].empty(), "405 without Allow: %s", what.Text().c_str());
     }
     if (status == 429 || status == 503) {
       FUZZ_CHECK(!response[http::field::retry_after].empty(), "no Retry-After: %s",
-                 what.c_str());
+                 what.Text().c_str());
     }
     if (response[http::field::content_type] == "application/json" && !parser.skip() &&
         status != 101) {
@@ -459,10 +497,13 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
     received.remove_prefix(used);
     ++count;
     if (status == 101) {
-      FUZZ_CHECK(count == methods.size(), "101 to no upgrade: %s", what.c_str());
+      FUZZ_CHECK(requests.last_is_upgrade && count == methods.size(), "101 to no upgrade: %s",
+                 what.Text().c_str());
       return CheckFrames(received, what);
     }
   }
+  FUZZ_CHECK(count >= requests.must_answer, "%zu answers to %zu requests: %s", count,
+             requests.must_answer, what.Text().c_str());
 }
 
 void CheckAccessLog(Env* env) {
