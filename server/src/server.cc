@@ -547,10 +547,10 @@ class Session : public SessionBase {
   void Fail(int status, std::string_view code, const std::string& message) {
     keep_alive_ = false;
     version_ = 11;
-    head_ = false;
-    method_ = parser_ && parser_->is_header_done()
-                  ? std::string(parser_->get().method_string())
-                  : std::string("-");
+    // An answer to HEAD has no body, whatever its status.
+    const bool header = parser_ && parser_->is_header_done();
+    head_ = header && parser_->get().method() == http::verb::head;
+    method_ = header ? std::string(parser_->get().method_string()) : std::string("-");
     parser_.reset();
     Write(ErrorResponse(status, code, message));
   }

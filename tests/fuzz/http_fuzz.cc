@@ -355,8 +355,8 @@ std::vector<std::string> Expand(Env* env, std::string_view input) {
 }
 
 // The requests in `bytes` as the server's parser reads them (same limits),
-// in order, up to the first that is not a request and up to an upgrade
-// (frames follow it).
+// in order, up to the first that is not a request (included when its
+// header was read: it is answered) and up to an upgrade (frames follow it).
 struct Requests {
   std::vector<std::string> methods;
   // How many the server must answer: up to and including the first after
@@ -376,6 +376,12 @@ Requests ReadRequests(std::string_view bytes) {
     parser.eager(true);
     beast::error_code ec;
     const size_t used = parser.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
+    if (ec && ec != http::error::need_more && parser.is_header_done()) {
+      // Refused after its header (413, a malformed body): answered, as a
+      // HEAD without a body.
+      out.methods.emplace_back(parser.get().method_string());
+      break;
+    }
     if (ec || !parser.is_done()) break;
     const auto& request = parser.get();
     out.methods.emplace_back(request.method_string());

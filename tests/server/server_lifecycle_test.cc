@@ -182,6 +182,25 @@ TEST_F(LifecycleTest, ARequestNeedsExactlyOneHost) {
     http::read(*connection, buffer, next, ec);
     EXPECT_EQ(ec, http::error::end_of_stream) << request;
   }
+  {
+    // The refusal of a HEAD request has no body (its Content-Length is
+    // the one a GET would get).
+    std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+    asio::write(*connection, asio::buffer(std::string("HEAD /healthz HTTP/1.1\r\n\r\n")));
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> head;
+    head.skip(true);
+    http::read(*connection, buffer, head);
+    EXPECT_EQ(head.get().result_int(), 400);
+    ASSERT_TRUE(head.content_length().has_value());
+    EXPECT_EQ(*head.content_length(), kError.size());
+    EXPECT_TRUE(head.get().body().empty());
+    char byte = 0;
+    boost::system::error_code ec;
+    EXPECT_EQ(connection->read_some(asio::buffer(&byte, 1), ec), 0u);
+    EXPECT_TRUE(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
+        << ec.message();
+  }
   std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
   asio::write(*connection, asio::buffer(std::string("GET /healthz HTTP/1.0\r\n\r\n")));
   boost::beast::flat_buffer buffer;
