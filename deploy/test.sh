@@ -46,7 +46,7 @@ cmake --build build-fuzz -j"$(nproc)" --target image_fuzz import_fuzz request_bo
   api_fuzz http_fuzz
 fuzz_work=$(mktemp -d)
 for run in image_fuzz:200000 import_fuzz:1000000 request_body_fuzz:2000000 \
-  api_fuzz:20000 http_fuzz:5000 http_fuzz:3000:tls; do
+  api_fuzz:20000 http_fuzz:20000 http_fuzz:10000:tls; do
   IFS=: read -r target runs transport <<<"$run"
   name=$target${transport:+_$transport}
   mkdir "$fuzz_work/$name"
