@@ -335,8 +335,8 @@ bool Api::Admit(Call& call, ApiResponse* response) {
   const ApiRequest& request = call.request;
   // The origin form ("/v1/match?dihedral=true"), or the absolute form a
   // server must accept too (RFC 9112 section 3.2.2: "https://host/v1/match"),
-  // whose path and query are routed (the authority is not checked: the
-  // connection has already reached this server).
+  // whose path and query are routed (its host is not compared with this
+  // server's names: the connection has already reached it).
   boost::system::result<boost::urls::url_view> url =
       boost::urls::parse_origin_form(request.target);
   bool valid = url.has_value();

@@ -166,13 +166,8 @@ void CheckAnswer(const Env& env, const server::ApiRequest& request, int key_choi
     const json::value body = json::parse(r.body, ec);
     FUZZ_CHECK(!ec, "not JSON: %s", what.c_str());
     if (r.status >= 400) {
-      const json::object* object = body.if_object();
-      const json::value* error = object ? object->if_contains("error") : nullptr;
-      const json::object* detail = error ? error->if_object() : nullptr;
-      FUZZ_CHECK(detail != nullptr && detail->size() == 2 && detail->contains("message") &&
-                     detail->at("message").is_string() && detail->contains("code") &&
-                     detail->at("code").is_string(),
-                 "not the error schema: %s", what.c_str());
+      const json::object* detail = bantay::fuzz::ErrorDetail(body);
+      FUZZ_CHECK(detail != nullptr, "not the error schema: %s", what.c_str());
       FUZZ_CHECK(DocumentedErrorCodes(env.openapi).contains(
                      std::string(detail->at("code").as_string())),
                  "undocumented code: %s", what.c_str());

@@ -1,10 +1,12 @@
 // What the server fuzz targets share: a real SQLite store in a fresh
 // directory (removed at exit) with a data key, a signing key and three
-// listed values (a PDQ hash, an MD5 and a SHA-256, random and benign), and
-// a server configuration over it with one API key of each role.
+// listed values (a PDQ hash, an MD5 and a SHA-256, random and benign), a
+// server configuration over it with one API key of each role, and the
+// reading of an API error.
 #ifndef BANTAY_TESTS_FUZZ_FUZZ_STORE_H_
 #define BANTAY_TESTS_FUZZ_FUZZ_STORE_H_
 
+#include <boost/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +34,20 @@ struct FuzzStore {
 // the process exits. Aborts (a fuzz finding) when it cannot be set up.
 // Never destroyed: the fuzz targets' servers use it until the process ends.
 const FuzzStore& MakeFuzzStore(std::string_view name);
+
+// The `error` member of an answer in the API's Error schema
+// ({"error":{"code":"...","message":"..."}}, nothing else in it), or null.
+inline const boost::json::object* ErrorDetail(const boost::json::value& body) {
+  const boost::json::object* object = body.if_object();
+  const boost::json::value* error = object ? object->if_contains("error") : nullptr;
+  const boost::json::object* detail = error ? error->if_object() : nullptr;
+  if (detail == nullptr || detail->size() != 2) return nullptr;
+  const boost::json::value* code = detail->if_contains("code");
+  const boost::json::value* message = detail->if_contains("message");
+  return code != nullptr && code->is_string() && message != nullptr && message->is_string()
+             ? detail
+             : nullptr;
+}
 
 }  // namespace bantay::fuzz
 

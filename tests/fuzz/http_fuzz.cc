@@ -257,8 +257,8 @@ class Connection {
 
 // Sends `parts` on a new connection, waiting between two parts until the
 // server has sent something (at most 250 ms, and a second in all: a
-// WebSocket client sends frames after the 101), ends the client's side and reads until the server
-// closes (nullopt if it has not within `limit`).
+// WebSocket client sends frames after the 101), ends the client's side and
+// reads until the server closes (nullopt if it has not within `limit`).
 std::optional<std::string> Converse(const Env& env, const std::vector<std::string>& parts,
                                     std::chrono::seconds limit) {
   Connection connection(env.port, env.client_tls);
@@ -414,13 +414,8 @@ void CheckJsonBody(int status, std::string_view body, const Exchange& what) {
   const json::value value = json::parse(body, ec);
   FUZZ_CHECK(!ec, "not JSON: %s", what.Text().c_str());
   if (status < 400) return;
-  const json::object* object = value.if_object();
-  const json::value* error = object ? object->if_contains("error") : nullptr;
-  const json::object* detail = error ? error->if_object() : nullptr;
-  FUZZ_CHECK(detail != nullptr && detail->size() == 2 && detail->contains("code") &&
-                 detail->at("code").is_string() && detail->contains("message") &&
-                 detail->at("message").is_string(),
-             "not the error schema: %s", what.Text().c_str());
+  FUZZ_CHECK(bantay::fuzz::ErrorDetail(value) != nullptr, "not the error schema: %s",
+             what.Text().c_str());
 }
 
 // The server's WebSocket frames after a 101.
@@ -496,7 +491,8 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
     FUZZ_CHECK(status == 101 || env.statuses.contains(std::to_string(status)),
                "status %d: %s", status, what.Text().c_str());
     if (status == 405) {
-      FUZZ_CHECK(!response[http::field::allow].empty(), "405 without Allow: %s", what.Text().c_str());
+      FUZZ_CHECK(!response[http::field::allow].empty(), "405 without Allow: %s",
+                 what.Text().c_str());
     }
     if (status == 429 || status == 503) {
       FUZZ_CHECK(!response[http::field::retry_after].empty(), "no Retry-After: %s",
@@ -528,22 +524,23 @@ void CheckAccessLog(Env* env) {
   size_t start = 0;
   for (size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
     const std::string_view line(text.data() + start, end - start);
-    const std::string quoted = bantay::models::PrintableText(line);
+    // Quoted for a finding's message only.
+    auto quoted = [line] { return bantay::models::PrintableText(line); };
     boost::system::error_code ec;
     const json::value value = json::parse(line, ec);
     FUZZ_CHECK(!ec && value.is_object(), "an access log line that is not JSON: %s",
-               quoted.c_str());
+               quoted().c_str());
     for (const auto& member : value.as_object()) {
       FUZZ_CHECK(members.contains(std::string(member.key())), "member %s in the log: %s",
-                 std::string(member.key()).c_str(), quoted.c_str());
+                 std::string(member.key()).c_str(), quoted().c_str());
     }
     const json::value* route = value.as_object().if_contains("route");
     FUZZ_CHECK(route != nullptr && route->is_string() &&
                    (route->as_string() == "unmatched" ||
                     env->routes.contains(std::string(route->as_string()))),
-               "a route that is not a template: %s", quoted.c_str());
+               "a route that is not a template: %s", quoted().c_str());
     const json::value* status = value.as_object().if_contains("status");
-    FUZZ_CHECK(status != nullptr && status->is_int64(), "no status: %s", quoted.c_str());
+    FUZZ_CHECK(status != nullptr && status->is_int64(), "no status: %s", quoted().c_str());
   }
   env->log_offset += start;
 }

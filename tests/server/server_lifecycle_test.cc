@@ -163,7 +163,8 @@ TEST_F(LifecycleTest, ARequestNeedsExactlyOneHost) {
   StartServer();
   namespace http = boost::beast::http;
   const std::string kError =
-      R"({"error":{"code":"invalid_argument","message":"a request needs exactly one Host header"}})";
+      R"({"error":{"code":"invalid_argument",)"
+      R"("message":"a request needs exactly one Host header"}})";
   for (const std::string request :
        {"GET /healthz HTTP/1.1\r\n\r\n",
         "GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: other\r\n\r\n",
