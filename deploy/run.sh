@@ -56,6 +56,8 @@ if [[ ! -f "$demo/server.toml" ]]; then
     keys_toml+=$(grep -v '^#' <<<"$table" | sed "s/^id = .*/id = \"$role\"/")$'\n\n'
   done
 
+  # Absolute paths: the server may be started from another directory.
+  dir=$(realpath "$demo")
   cat >"$demo/server.toml" <<EOF
 # Demo configuration written by deploy/run.sh (see deploy/bantay-server.example.toml).
 [server]
@@ -63,13 +65,13 @@ listen = "127.0.0.1"
 port = $port
 
 [tls]
-cert = "$PWD/$demo/server.crt"
-key = "$PWD/$demo/keys/server.key"
+cert = "$dir/server.crt"
+key = "$dir/keys/server.key"
 
 [store]
-url = "sqlite:$PWD/$demo/store.db"
-data_key_file = "$PWD/$demo/keys/data.key"
-signing_key_file = "$PWD/$demo/keys/signing.key"
+url = "sqlite:$dir/store.db"
+data_key_file = "$dir/keys/data.key"
+signing_key_file = "$dir/keys/signing.key"
 
 [log]
 access_log = "-"

@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -50,6 +51,34 @@ ApiResponse ErrorResponse(int status, std::string_view code, std::string_view me
   response.body = json::serialize(json::object{{"error", std::move(error)}});
   if (status == 503) response.retry_after = 1;
   return response;
+}
+
+std::optional<ApiResponse> CheckWebSocketHandshake(const WebSocketHandshake& handshake) {
+  if (handshake.keys.size() != 1) {
+    return ErrorResponse(400, "invalid_argument",
+                         "a WebSocket upgrade needs exactly one Sec-WebSocket-Key header");
+  }
+  // 16 bytes in base64: 22 digits, then the padding "==".
+  const std::string_view key = handshake.keys.front();
+  auto digit = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/';
+  };
+  if (key.size() != 24 || !std::all_of(key.begin(), key.begin() + 22, digit) ||
+      key.substr(22) != "==") {
+    return ErrorResponse(400, "invalid_argument",
+                         "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455)");
+  }
+  if (handshake.versions.empty()) {
+    return ErrorResponse(400, "invalid_argument",
+                         "a WebSocket upgrade needs a Sec-WebSocket-Version header");
+  }
+  if (handshake.versions.size() != 1 || handshake.versions.front() != "13") {
+    ApiResponse refusal =
+        ErrorResponse(426, "upgrade_required", "this server speaks WebSocket version 13 only");
+    refusal.upgrade = "websocket";
+    return refusal;
+  }
+  return std::nullopt;
 }
 
 int HttpStatusOf(ErrorCode code) {
@@ -1384,6 +1413,7 @@ void Api::HandleStream(const std::shared_ptr<Call>& call) {
   if (id == RouteId::kStreamSocket) {
     ApiResponse response = ErrorResponse(
         426, "upgrade_required", "this route is a WebSocket (Connection: Upgrade, Upgrade: websocket)");
+    response.upgrade = "websocket";
     return call->Finish(std::move(response));
   }
   if (!call->query.empty()) {

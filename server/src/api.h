@@ -53,6 +53,10 @@ struct ApiResponse {
   std::string body;
   int retry_after = 0;  // seconds; 0: no Retry-After header
   std::string allow;    // for 405
+  // For 426: the protocol to switch to (an Upgrade header, and for
+  // "websocket" Sec-WebSocket-Version: 13; RFC 9110 section 15.5.22, RFC
+  // 6455 section 4.2.2).
+  std::string upgrade;
   // For the access log and metrics: the route template ("unmatched" when
   // none), the key id ("" when none) and the verdict ("match", "no_match"
   // or "" when the request was not a match).
@@ -67,6 +71,18 @@ ApiResponse ErrorResponse(int status, std::string_view code, std::string_view me
 int HttpStatusOf(ErrorCode code);
 std::string_view ErrorCodeOf(int status, ErrorCode code);
 ApiResponse ErrorResponse(const Error& error);
+
+// The fields of a WebSocket opening handshake (RFC 6455 section 4.2.1)
+// that an upgrade request (GET, HTTP/1.1, one Host, Connection: Upgrade,
+// Upgrade: websocket: checked before) may still get wrong: exactly one
+// Sec-WebSocket-Key, the base64 of 16 bytes, and Sec-WebSocket-Version 13.
+// The refusal (400 invalid_argument; 426 upgrade_required for another
+// version) when the handshake is bad.
+struct WebSocketHandshake {
+  std::vector<std::string_view> keys;      // the Sec-WebSocket-Key fields
+  std::vector<std::string_view> versions;  // the Sec-WebSocket-Version fields
+};
+std::optional<ApiResponse> CheckWebSocketHandshake(const WebSocketHandshake& handshake);
 
 struct StreamFrame;
 // The JSON bodies of the stream routes (a policy, a hash frame) are read on

@@ -210,8 +210,18 @@ void FormatResponse(const ApiResponse& response, unsigned version, bool keep_ali
     out->append("\r\n");
   }
   if (!response.allow.empty()) AppendHeader(out, "Allow", response.allow);
-  if (version == 10 && keep_alive) AppendHeader(out, "Connection", "keep-alive");
-  if (version != 10 && !keep_alive) AppendHeader(out, "Connection", "close");
+  std::string_view connection;
+  if (version == 10 && keep_alive) connection = "keep-alive";
+  if (version != 10 && !keep_alive) connection = "close";
+  if (!response.upgrade.empty()) {
+    // An Upgrade header comes with the upgrade option in Connection (RFC
+    // 9110 section 7.8).
+    AppendHeader(out, "Upgrade", response.upgrade);
+    if (response.upgrade == "websocket") AppendHeader(out, "Sec-WebSocket-Version", "13");
+    connection = connection.empty() ? "upgrade" : connection == "close" ? "close, upgrade"
+                                                                        : "keep-alive, upgrade";
+  }
+  if (!connection.empty()) AppendHeader(out, "Connection", connection);
   out->append("Content-Length: ");
   AppendNumber(out, response.body.size());
   out->append("\r\n\r\n");
@@ -451,13 +461,38 @@ class Session : public SessionBase {
                             [self = Self()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
+  void OnHeader(beast::error_code header_ec) {
+    if (header_ec || parser_->is_done()) return OnRead(header_ec);
+    if (WantsContinue()) {
+      // The client waits for this before it sends the body (curl does for
+      // bodies over 1 MB, for a second; RFC 9110 section 10.1.1). Under the
+      // request's read deadline.
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = Self()](beast::error_code ec, size_t) {
+                          if (ec) return self->OnRead(ec);
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  // Expect: 100-continue in an HTTP/1.1 request whose body has not started
+  // to come (a client that sent some already does not wait).
+  bool WantsContinue() const {
+    const auto& request = parser_->get();
+    if (request.version() != 11 || buffer_.size() > 0) return false;
+    const auto expect = request.find(http::field::expect);
+    return expect != request.end() && beast::iequals(expect->value(), "100-continue");
+  }
+
   // A body of known length (an image, typically) is read straight into the
   // request's body, which is sized once from Content-Length (already
   // checked against max_body_bytes by the parser). Through the parser each
   // body byte would be read into buffer_ first, then copied into the body as
   // it grows. Chunked bodies take the parser's way.
-  void OnHeader(beast::error_code header_ec) {
-    if (header_ec || parser_->is_done()) return OnRead(header_ec);
+  void ReadBody() {
     if (parser_->chunked() || !parser_->content_length()) {
       http::async_read(stream_, buffer_, *parser_,
                        [self = Self()](beast::error_code ec, size_t) { self->OnRead(ec); });
@@ -594,9 +629,27 @@ class Session : public SessionBase {
       parser_.reset();
       return Write(std::move(grant.error));
     }
+    WebSocketHandshake handshake;
+    for (const auto& field : request) {
+      if (field.name() == http::field::sec_websocket_key) handshake.keys.push_back(field.value());
+      if (field.name() == http::field::sec_websocket_version) {
+        handshake.versions.push_back(field.value());
+      }
+    }
+    // Refused here, with the API's JSON error, rather than by Beast's
+    // accept (a text/plain answer).
+    if (std::optional<ApiResponse> refusal = CheckWebSocketHandshake(handshake)) {
+      refusal->route = std::move(grant.error.route);
+      refusal->key_id = grant.key->id;
+      keep_alive_ = false;
+      parser_.reset();
+      return Write(std::move(*refusal));
+    }
     ws_stream_ = std::move(grant.stream);
     ws_key_ = grant.key;
     upgrade_ = parser_->release();
+    // A GET has no body to wait for: no interim 100 before the 101.
+    upgrade_->erase(http::field::expect);
     parser_.reset();
     // The handshake's bytes (its key) go, wiped by the allocator; so do
     // bytes read beyond it: frames sent before the 101, which RFC 6455
@@ -616,9 +669,9 @@ class Session : public SessionBase {
     ws_->async_accept(*upgrade_, [self = Self()](beast::error_code ec) {
       self->upgrade_.reset();
       ApiResponse logged;
-      // Beast answers a bad Sec-WebSocket-Version 426, other bad
-      // handshakes 400.
-      logged.status = !ec ? 101 : ec == websocket::error::bad_sec_version ? 426 : 400;
+      // The handshake was checked before: an error here is the connection's
+      // (a reset, a timeout while the 101 is written).
+      logged.status = !ec ? 101 : 400;
       logged.route = "/v1/streams/{id}/ws";
       logged.key_id = self->ws_key_->id;
       const double seconds = std::chrono::duration<double>(Clock::now() - self->start_).count();

@@ -19,10 +19,11 @@
 //   more than the requests sent (the answer to bytes that were not one),
 //   and at least one for each request up to the first after which the
 //   server closes (Connection: close, HTTP/1.0 without keep-alive, an
-//   upgrade, a Host error), interim 100 answers aside;
+//   upgrade, a Host error); an interim 100 only to an HTTP/1.1 request
+//   with Expect: 100-continue, once;
 //   each status one that server/openapi.json documents (or 405 with Allow),
-//   never 500; a Content-Length; 429 and 503 with Retry-After; JSON bodies
-//   are JSON; errors in the Error schema;
+//   never 500; a Content-Length; 429 and 503 with Retry-After; every body
+//   JSON (application/json) but /metrics's; errors in the Error schema;
 // - after a 101, WebSocket frames as a server sends them: unmasked, whole,
 //   known opcodes; text frames are UTF-8 JSON objects with a "type";
 //   nothing after a close frame;
@@ -359,6 +360,9 @@ std::vector<std::string> Expand(Env* env, std::string_view input) {
 // header was read: it is answered) and up to an upgrade (frames follow it).
 struct Requests {
   std::vector<std::string> methods;
+  std::vector<std::string> targets;
+  // HTTP/1.1 with Expect: 100-continue: may get an interim 100 first.
+  std::vector<bool> expect_continue;
   // How many the server must answer: up to and including the first after
   // which it closes (not keep-alive, an upgrade, or not exactly one Host
   // in HTTP/1.1, at most one in HTTP/1.0), or all of them.
@@ -376,15 +380,22 @@ Requests ReadRequests(std::string_view bytes) {
     parser.eager(true);
     beast::error_code ec;
     const size_t used = parser.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
+    auto add = [&out](const auto& request) {
+      out.methods.emplace_back(request.method_string());
+      out.targets.emplace_back(request.target());
+      const auto expect = request.find(http::field::expect);
+      out.expect_continue.push_back(request.version() == 11 && expect != request.end() &&
+                                    beast::iequals(expect->value(), "100-continue"));
+    };
     if (ec && ec != http::error::need_more && parser.is_header_done()) {
       // Refused after its header (413, a malformed body): answered, as a
       // HEAD without a body.
-      out.methods.emplace_back(parser.get().method_string());
+      add(parser.get());
       break;
     }
     if (ec || !parser.is_done()) break;
     const auto& request = parser.get();
-    out.methods.emplace_back(request.method_string());
+    add(request);
     bytes.remove_prefix(used);
     out.last_is_upgrade = beast::websocket::is_upgrade(request);
     const size_t hosts = request.count(http::field::host);
@@ -465,6 +476,7 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
   const std::vector<std::string>& methods = requests.methods;
   const Exchange what{input, received};
   size_t count = 0;
+  bool interim = false;  // the last answer was a 100
   while (!received.empty()) {
     FUZZ_CHECK(count <= methods.size(), "more answers than requests: %s", what.Text().c_str());
     http::response_parser<http::string_body> parser;
@@ -479,11 +491,15 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
     const auto& response = parser.get();
     const int status = response.result_int();
     if (status == 100) {
-      // An interim answer (Beast's WebSocket handshake sends one for
-      // Expect: 100-continue); the final one follows.
+      // An interim answer, to a request that asked for it, once; the final
+      // one follows.
+      FUZZ_CHECK(count < methods.size() && requests.expect_continue[count] && !interim,
+                 "a 100 to a request not expecting it: %s", what.Text().c_str());
+      interim = true;
       received.remove_prefix(used);
       continue;
     }
+    interim = false;
     FUZZ_CHECK(status == 101 || parser.content_length().has_value(),
                "no Content-Length: %s", what.Text().c_str());
     FUZZ_CHECK(response.version() == 11 || response.version() == 10, "version %u: %s",
@@ -498,9 +514,14 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
       FUZZ_CHECK(!response[http::field::retry_after].empty(), "no Retry-After: %s",
                  what.Text().c_str());
     }
-    if (response[http::field::content_type] == "application/json" && !parser.skip() &&
-        status != 101) {
-      CheckJsonBody(status, response.body(), what);
+    // Every answer is JSON, but /metrics (Prometheus text).
+    const bool metrics = status == 200 && count < methods.size() &&
+                         requests.targets[count].find("/metrics") != std::string::npos;
+    if (status != 101 && !metrics) {
+      FUZZ_CHECK(response[http::field::content_type] == "application/json",
+                 "Content-Type %s: %s", std::string(response[http::field::content_type]).c_str(),
+                 what.Text().c_str());
+      if (!parser.skip()) CheckJsonBody(status, response.body(), what);
     }
     received.remove_prefix(used);
     ++count;

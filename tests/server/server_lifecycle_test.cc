@@ -3,6 +3,7 @@
 // and what it leaves behind (privacy). SQLite store; the API itself is
 // covered on both backends in api_test.cc.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -46,23 +47,6 @@ class LifecycleTest : public ::testing::Test, public ServerFixture {
     return c.Send("POST", "/v1/match", "image/jpeg", LargeJpeg());
   }
 
-  // A TLS connection to the server without the client library, for bytes
-  // it would not send (pipelined, trickled, malformed).
-  std::unique_ptr<ssl::stream<tcp::socket>> RawConnection() {
-    if (!raw_tls_) {
-      raw_tls_.emplace(ssl::context::tls_client);
-      raw_tls_->load_verify_file(dir_.path() + "/server.pem");
-    }
-    auto stream = std::make_unique<ssl::stream<tcp::socket>>(raw_ioc_, *raw_tls_);
-    stream->next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-    stream->handshake(ssl::stream_base::client);
-    return stream;
-  }
-
- private:
-  asio::io_context raw_ioc_;
-  // Made on first use: the certificate is written in SetUp (SetUpStore).
-  std::optional<ssl::context> raw_tls_;
 };
 
 TEST_F(LifecycleTest, ASlowClientIsCutOffAndOthersAreServed) {
@@ -215,6 +199,65 @@ TEST_F(LifecycleTest, ARequestNeedsExactlyOneHost) {
 // resetting it when the client has sent bytes it never read: the answer
 // arrives whole (RFC 9112 section 9.6: a reset can destroy it on the way),
 // over TLS and over plain HTTP.
+// RFC 9110 section 10.1.1: a client that sends Expect: 100-continue waits
+// for the interim 100 before it sends the body (curl for bodies over 1 MB,
+// a second at most). Not when the body came along already, not to
+// HTTP/1.0, and not when the request is refused from its header (413).
+TEST_F(LifecycleTest, ARequestExpectingContinueGetsA100BeforeItsBody) {
+  config.max_body_bytes = 1000;
+  StartServer();
+  const std::string body = R"({"pdq":")" + ReferencePdq(kBridge) + R"("})";
+  auto header = [&](std::string_view version, size_t length) {
+    return "POST /v1/match HTTP/" + std::string(version) +
+           "\r\nHost: localhost\r\nAuthorization: Bearer " + keys_.at("platform") +
+           "\r\nContent-Type: application/json\r\nExpect: 100-Continue\r\nContent-Length: " +
+           std::to_string(length) + "\r\n\r\n";
+  };
+  const std::string match =
+      R"({"match":true,"matches":[{"list":"demo","category":"test","ref":"case-1"}],)"
+      R"("pdq_checked":true,"index_version":)" + std::to_string(setup_version_) + "}";
+  std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+  ssl::stream<tcp::socket>& stream = *connection;
+  boost::beast::flat_buffer buffer;
+  // The header alone: the 100 comes, then the body is sent and answered.
+  asio::write(stream, asio::buffer(header("1.1", body.size())));
+  // (A server that sends no 100 would leave the read below waiting.)
+  pollfd readable{stream.next_layer().native_handle(), POLLIN, 0};
+  ASSERT_EQ(poll(&readable, 1, 10'000), 1) << "no answer to the header within 10 s";
+  boost::beast::http::response<boost::beast::http::string_body> interim;
+  boost::beast::http::read(stream, buffer, interim);
+  EXPECT_EQ(interim.result_int(), 100);
+  EXPECT_EQ(interim.version(), 11);
+  asio::write(stream, asio::buffer(body));
+  boost::beast::http::response<boost::beast::http::string_body> answer;
+  boost::beast::http::read(stream, buffer, answer);
+  EXPECT_EQ(answer.result_int(), 200);
+  EXPECT_EQ(ParseJson(answer.body()), json::parse(match));
+  // Header and body in one write: no 100, the answer only.
+  asio::write(stream, asio::buffer(header("1.1", body.size()) + body));
+  answer = {};
+  boost::beast::http::read(stream, buffer, answer);
+  EXPECT_EQ(answer.result_int(), 200);
+  EXPECT_EQ(ParseJson(answer.body()), json::parse(match));
+  // HTTP/1.0 has no 100 (the client sends the body anyway).
+  asio::write(stream, asio::buffer(header("1.0", body.size())));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  asio::write(stream, asio::buffer(body));
+  answer = {};
+  boost::beast::http::read(stream, buffer, answer);
+  EXPECT_EQ(answer.result_int(), 200);
+  EXPECT_EQ(answer.version(), 10);
+  EXPECT_EQ(ParseJson(answer.body()), json::parse(match));
+
+  // A body over the limit is refused from the header, without a 100.
+  connection = RawConnection();
+  asio::write(*connection, asio::buffer(header("1.1", 1001)));
+  answer = {};
+  boost::beast::http::read(*connection, buffer, answer);
+  EXPECT_EQ(answer.result_int(), 413);
+  EXPECT_EQ(ParseJson(answer.body()).at("error").at("code"), "too_large");
+}
+
 TEST_F(LifecycleTest, AClosedConnectionDeliversItsAnswerWhole) {
   namespace http = boost::beast::http;
   // The answer (the OpenAPI document, ~90 kB) is larger than what the

@@ -11,10 +11,13 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/json.hpp>
 
 #include "bantay/client/http_client.h"
@@ -191,6 +194,21 @@ class ServerFixture {
     return r.ok() ? std::move(*r) : client::HttpResponse{};
   }
 
+  // A TLS connection to the server without the client library, for bytes
+  // it would not send (pipelined, trickled, malformed).
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> RawConnection() {
+    namespace ssl = boost::asio::ssl;
+    if (!raw_tls_) {
+      raw_tls_.emplace(ssl::context::tls_client);
+      raw_tls_->load_verify_file(dir_.path() + "/server.pem");
+    }
+    auto stream =
+        std::make_unique<ssl::stream<boost::asio::ip::tcp::socket>>(raw_ioc_, *raw_tls_);
+    stream->next_layer().connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+    stream->handshake(ssl::stream_base::client);
+    return stream;
+  }
+
   static std::span<const uint8_t> Bytes(std::string_view text) {
     return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
   }
@@ -203,6 +221,11 @@ class ServerFixture {
   uint64_t setup_version_ = 0;
   std::map<std::string, std::string> keys_;
   std::unique_ptr<Server> server_;
+
+ private:
+  boost::asio::io_context raw_ioc_;
+  // Made on first use: the certificate is written by SetUpStore.
+  std::optional<boost::asio::ssl::context> raw_tls_;
 };
 
 }  // namespace bantay::server::testing

@@ -204,7 +204,12 @@ TEST_F(StreamApiTest, EveryErrorStatus) {
                    ReferencePdq(kBridge) + R"(","colour":1})"),
               400, "invalid_argument");
   // The WebSocket route without an upgrade.
-  ExpectError(Send("platform", "GET", "/v1/streams/" + id + "/ws"), 426, "upgrade_required");
+  const HttpResponse plain_get = Send("platform", "GET", "/v1/streams/" + id + "/ws");
+  ExpectError(plain_get, 426, "upgrade_required");
+  // RFC 9110 section 15.5.22: a 426 names the protocol to upgrade to.
+  EXPECT_EQ(plain_get.Header("Upgrade"), "websocket");
+  EXPECT_EQ(plain_get.Header("Connection"), "upgrade");
+  EXPECT_EQ(plain_get.Header("Sec-WebSocket-Version"), "13");
   // The frames the server took, and the out-of-order one it did not count.
   const json::value state = ParseJson(Send("platform", "GET", "/v1/streams/" + id).body);
   EXPECT_EQ(state.at("frames").at("received"), 3);

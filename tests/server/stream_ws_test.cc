@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -242,6 +243,93 @@ TEST_F(StreamWsTest, TheUpgradeIsAuthenticatedLikeAnyRoute) {
   EXPECT_EQ(status, 404);
   Connect(id, "platform", &status);
   EXPECT_EQ(status, 101);
+}
+
+// What Beast's upgrade check (GET, HTTP/1.1, Connection: Upgrade, Upgrade:
+// websocket) leaves to the server: the key and the version. Each bad
+// handshake gets the API's JSON error and the connection closes; a good one
+// with Expect: 100-continue gets the 101 at once (a GET has no body).
+TEST_F(StreamWsTest, AMalformedHandshakeGetsTheApiError) {
+  StartServer();
+  const std::string id = Open("platform", "{}");
+  ASSERT_FALSE(id.empty());
+  const std::string head = "GET /v1/streams/" + id +
+                           "/ws HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " +
+                           keys_.at("platform") +
+                           "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n";
+  const std::string good_key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+  const std::string version = "Sec-WebSocket-Version: 13\r\n";
+  struct Case {
+    std::string fields;
+    int status;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {version, 400, "a WebSocket upgrade needs exactly one Sec-WebSocket-Key header"},
+      {good_key + good_key + version, 400,
+       "a WebSocket upgrade needs exactly one Sec-WebSocket-Key header"},
+      {"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\n" + version, 400,
+       "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455)"},
+      {"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZ===\r\n" + version, 400,
+       "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455)"},
+      {"Sec-WebSocket-Key: dGhlIHNhbXBsZS-ub25jZQ==\r\n" + version, 400,
+       "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455)"},
+      {"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==x\r\n" + version, 400,
+       "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455)"},
+      {good_key, 400, "a WebSocket upgrade needs a Sec-WebSocket-Version header"},
+      {good_key + "Sec-WebSocket-Version: 8\r\n", 426,
+       "this server speaks WebSocket version 13 only"},
+      {good_key + version + "Sec-WebSocket-Version: 12\r\n", 426,
+       "this server speaks WebSocket version 13 only"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.fields);
+    auto connection = RawConnection();
+    asio::write(*connection, asio::buffer(head + c.fields + "\r\n"));
+    beast::flat_buffer buffer;
+    beast::http::response<beast::http::string_body> response;
+    beast::http::read(*connection, buffer, response);
+    EXPECT_EQ(response.result_int(), c.status);
+    EXPECT_EQ(response[beast::http::field::content_type], "application/json");
+    const std::string code = c.status == 426 ? "upgrade_required" : "invalid_argument";
+    EXPECT_EQ(ParseJson(response.body()),
+              json::parse(R"({"error":{"code":")" + code + R"(","message":")" + c.message +
+                          R"("}})"));
+    if (c.status == 426) {
+      EXPECT_EQ(response[beast::http::field::upgrade], "websocket");
+      EXPECT_EQ(response[beast::http::field::sec_websocket_version], "13");
+      EXPECT_EQ(response[beast::http::field::connection], "close, upgrade");
+    } else {
+      EXPECT_EQ(response[beast::http::field::connection], "close");
+    }
+    // Then the server closes.
+    beast::error_code ec;
+    beast::http::read(*connection, buffer, response, ec);
+    EXPECT_TRUE(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
+                ec == beast::http::error::end_of_stream)
+        << ec.message();
+  }
+  // A good handshake asking for 100-continue: the 101 comes first.
+  auto connection = RawConnection();
+  asio::write(*connection,
+              asio::buffer(head + good_key + version + "Expect: 100-continue\r\n\r\n"));
+  beast::flat_buffer buffer;
+  beast::http::response<beast::http::string_body> response;
+  beast::http::read(*connection, buffer, response);
+  EXPECT_EQ(response.result_int(), 101);
+  EXPECT_EQ(response[beast::http::field::sec_websocket_accept], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  connection.reset();
+  StopServer();  // the access log is whole
+  // The access log has each refusal with its status and key.
+  std::istringstream log(ReadText(config.access_log));
+  std::vector<int> statuses;
+  for (std::string line; std::getline(log, line);) {
+    const json::value entry = ParseJson(line);
+    if (entry.at("route") != "/v1/streams/{id}/ws") continue;
+    EXPECT_EQ(entry.at("key"), "platform");
+    statuses.push_back(static_cast<int>(entry.at("status").as_int64()));
+  }
+  EXPECT_EQ(statuses, (std::vector<int>{400, 400, 400, 400, 400, 400, 400, 426, 426, 101}));
 }
 
 TEST_F(StreamWsTest, DeletingTheStreamClosesItsSocket) {
