@@ -360,7 +360,19 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
   }
 }
 
-bool Api::Admit(Call& call, ApiResponse* response) {
+std::optional<ApiResponse> Api::Precheck(const ApiRequest& header) {
+  Call call;
+  call.request.method = header.method;
+  call.request.target = header.target;
+  call.request.authorization = header.authorization;
+  ApiResponse refusal;
+  if (Admit(call, &refusal, /*take_token=*/false)) return std::nullopt;
+  if (call.route != nullptr) refusal.route = std::string(call.route->path);
+  if (call.key != nullptr) refusal.key_id = call.key->id;
+  return refusal;
+}
+
+bool Api::Admit(Call& call, ApiResponse* response, bool take_token) {
   const ApiRequest& request = call.request;
   // The origin form ("/v1/match?dihedral=true"), or the absolute form a
   // server must accept too (RFC 9112 section 3.2.2: "https://host/v1/match"),
@@ -474,6 +486,7 @@ bool Api::Admit(Call& call, ApiResponse* response) {
         "the " + std::string(RoleName(call.key->role)) + " role may not use this route");
     return false;
   }
+  if (!take_token) return true;
   const RateLimiter::Decision decision =
       limiter_->Take(call.key->id, call.key->rate, call.key->burst, 1.0);
   if (!decision.allowed) {

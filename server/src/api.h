@@ -108,6 +108,12 @@ class Api {
   // Routes, authenticates, checks the role and the rate limit, then runs the
   // handler. `done` is called exactly once, on whatever thread finished.
   void Dispatch(ApiRequest request, std::function<void(ApiResponse)> done);
+  // For a request whose client waits for 100 Continue before it sends the
+  // body: the refusal Dispatch would answer from the header alone (route,
+  // method, key, role, shutting down), so that no body is sent for
+  // nothing; nullopt when the body is worth reading. The rate limit is left
+  // to Dispatch (one token a request).
+  std::optional<ApiResponse> Precheck(const ApiRequest& header);
 
   // A WebSocket upgrade request for GET /v1/streams/{id}/ws: routed,
   // authenticated, role- and rate-checked like any request. Either
@@ -154,9 +160,9 @@ class Api {
   void HandleStream(const std::shared_ptr<Call>& call);
   ApiResponse HandleStreamsPost(Call& call);
   void HandleStreamFrame(const std::shared_ptr<Call>& call);
-  // Routing, authentication, role and rate limit of `call` (whose request
-  // is set); false when *response holds the refusal.
-  bool Admit(Call& call, ApiResponse* response);
+  // Routing, authentication, role and (when `take_token`) rate limit of
+  // `call` (whose request is set); false when *response holds the refusal.
+  bool Admit(Call& call, ApiResponse* response, bool take_token = true);
 
   const ServerConfig& config_;
   IndexService* index_;

@@ -466,7 +466,23 @@ class Session : public SessionBase {
     if (WantsContinue()) {
       // The client waits for this before it sends the body (curl does for
       // bodies over 1 MB, for a second; RFC 9110 section 10.1.1). Under the
-      // request's read deadline.
+      // request's read deadline. A request refused from its header alone
+      // gets its answer instead, and the body is not read: the connection
+      // closes (after dropping what the client sends anyway).
+      const auto& request = parser_->get();
+      ApiRequest header;
+      header.method = std::string(request.method_string());
+      header.target = std::string(request.target());
+      header.authorization = std::string(request[http::field::authorization]);
+      if (std::optional<ApiResponse> refusal = server_->api.Precheck(header)) {
+        keep_alive_ = false;
+        version_ = request.version();
+        start_ = Clock::now();
+        head_ = request.method() == http::verb::head;
+        method_ = std::move(header.method);
+        parser_.reset();
+        return Write(std::move(*refusal));
+      }
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
                         [self = Self()](beast::error_code ec, size_t) {

@@ -364,8 +364,9 @@ struct Requests {
   // HTTP/1.1 with Expect: 100-continue: may get an interim 100 first.
   std::vector<bool> expect_continue;
   // How many the server must answer: up to and including the first after
-  // which it closes (not keep-alive, an upgrade, or not exactly one Host
-  // in HTTP/1.1, at most one in HTTP/1.0), or all of them.
+  // which it closes (not keep-alive, an upgrade, not exactly one Host in
+  // HTTP/1.1 or more than one in HTTP/1.0, or a body after Expect:
+  // 100-continue: it may be refused unread), or all of them.
   size_t must_answer = 0;
   bool last_is_upgrade = false;
 };
@@ -401,8 +402,12 @@ Requests ReadRequests(std::string_view bytes) {
     const size_t hosts = request.count(http::field::host);
     if (!closing) {
       ++out.must_answer;
+      // A request expecting 100-continue may be refused from its header
+      // (a key, a route), its body left unread: the connection closes.
+      const bool body = request.chunked() || request.has_content_length();
       closing = !request.keep_alive() || out.last_is_upgrade || hosts > 1 ||
-                (hosts == 0 && request.version() == 11);
+                (hosts == 0 && request.version() == 11) ||
+                (out.expect_continue.back() && body);
     }
     if (out.last_is_upgrade) break;
   }

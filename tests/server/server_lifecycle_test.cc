@@ -249,13 +249,35 @@ TEST_F(LifecycleTest, ARequestExpectingContinueGetsA100BeforeItsBody) {
   EXPECT_EQ(answer.version(), 10);
   EXPECT_EQ(ParseJson(answer.body()), json::parse(match));
 
-  // A body over the limit is refused from the header, without a 100.
-  connection = RawConnection();
-  asio::write(*connection, asio::buffer(header("1.1", 1001)));
-  answer = {};
-  boost::beast::http::read(*connection, buffer, answer);
-  EXPECT_EQ(answer.result_int(), 413);
-  EXPECT_EQ(ParseJson(answer.body()).at("error").at("code"), "too_large");
+  // Refused from the header, without a 100 (the body is not sent for
+  // nothing), and the connection closes: a body over the limit, a wrong
+  // key, a route that does not exist, a role that may not.
+  auto refused = [&](const std::string& request, int status, std::string_view code) {
+    SCOPED_TRACE(request);
+    connection = RawConnection();
+    asio::write(*connection, asio::buffer(request));
+    boost::beast::flat_buffer fresh;
+    answer = {};
+    boost::beast::http::read(*connection, fresh, answer);
+    EXPECT_EQ(answer.result_int(), status);
+    EXPECT_EQ(ParseJson(answer.body()).at("error").at("code").as_string(), code);
+    EXPECT_EQ(answer[boost::beast::http::field::connection], "close");
+    boost::beast::error_code ec;
+    boost::beast::http::read(*connection, fresh, answer, ec);
+    EXPECT_TRUE(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
+                ec == boost::beast::http::error::end_of_stream)
+        << ec.message();
+  };
+  const std::string platform = keys_.at("platform");
+  refused(header("1.1", 1001), 413, "too_large");
+  std::string request = header("1.1", body.size());
+  refused(request.replace(request.find(platform), platform.size(), std::string(64, '0')), 401,
+          "unauthenticated");
+  request = header("1.1", body.size());
+  refused(request.replace(request.find("/v1/match"), 9, "/v1/nothing"), 404, "not_found");
+  request = header("1.1", body.size());
+  refused(request.replace(request.find(platform), platform.size(), keys_.at("auditor")), 403,
+          "forbidden");
 }
 
 TEST_F(LifecycleTest, AClosedConnectionDeliversItsAnswerWhole) {
