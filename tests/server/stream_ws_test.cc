@@ -3,7 +3,6 @@
 // WebSocket client, frames in as the protocol's binary and text messages,
 // JSON events out.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cstring>
@@ -51,8 +50,10 @@ std::vector<uint8_t> BinaryFrame(uint8_t kind, uint32_t width, uint32_t height, 
   return out;
 }
 
-// A synchronous WebSocket client; reads time out after 10 s (SO_RCVTIMEO),
-// so that a missing event fails the test instead of hanging it.
+// A WebSocket client for tests: synchronous but for reads, which give up
+// after 10 s so that a missing event fails the test instead of hanging it
+// (SO_RCVTIMEO would not do: after its EAGAIN, asio's blocking read polls
+// the socket without a time limit).
 template <typename Next>
 class WsClient {
  public:
@@ -67,8 +68,6 @@ class WsClient {
     tcp::socket& socket = beast::get_lowest_layer(ws_);
     socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
     if (ec) return -1;
-    timeval timeout{10, 0};
-    setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     if constexpr (!std::is_same_v<Next, tcp::socket>) {
       ws_.next_layer().handshake(ssl::stream_base::client, ec);
       if (ec) return -2;
@@ -88,11 +87,26 @@ class WsClient {
     ws_.text(true);
     ws_.write(asio::buffer(message));
   }
-  // The next event; null (and *error) when the connection ended.
+  // The next event; null (and *error) when the connection ended, or
+  // beast::error::timeout after 10 s without one.
   json::value Read(beast::error_code* error = nullptr) {
     beast::flat_buffer buffer;
     beast::error_code ec;
-    ws_.read(buffer, ec);
+    bool done = false;
+    ws_.async_read(buffer, [&](beast::error_code e, size_t) {
+      ec = e;
+      done = true;
+    });
+    auto& context = static_cast<asio::io_context&>(
+        asio::query(ws_.get_executor(), asio::execution::context));
+    context.restart();
+    context.run_for(std::chrono::seconds(10));
+    if (!done) {
+      beast::get_lowest_layer(ws_).cancel();
+      context.restart();
+      context.run();
+      ec = beast::error::timeout;
+    }
     if (error != nullptr) *error = ec;
     if (ec) return nullptr;
     EXPECT_TRUE(ws_.got_text());
