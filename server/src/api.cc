@@ -360,40 +360,24 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
   }
 }
 
-std::optional<ApiResponse> Api::Precheck(const ApiRequest& header) {
-  Call call;
-  call.request.method = header.method;
-  call.request.target = header.target;
-  call.request.authorization = header.authorization;
-  ApiResponse refusal;
-  if (Admit(call, &refusal, /*take_token=*/false)) return std::nullopt;
-  if (call.route != nullptr) refusal.route = std::string(call.route->path);
-  if (call.key != nullptr) refusal.key_id = call.key->id;
-  return refusal;
-}
-
-bool Api::Admit(Call& call, ApiResponse* response, bool take_token) {
-  const ApiRequest& request = call.request;
+RouteMatch MatchRoute(std::string_view method, std::string_view target) {
+  RouteMatch match;
   // The origin form ("/v1/match?dihedral=true"), or the absolute form a
   // server must accept too (RFC 9112 section 3.2.2: "https://host/v1/match"),
   // whose path and query are routed (its host is not compared with this
   // server's names: the connection has already reached it).
-  boost::system::result<boost::urls::url_view> url =
-      boost::urls::parse_origin_form(request.target);
-  bool valid = url.has_value();
-  if (!valid) {
-    url = boost::urls::parse_absolute_uri(request.target);
+  boost::system::result<boost::urls::url_view> url = boost::urls::parse_origin_form(target);
+  match.valid = url.has_value();
+  if (!match.valid) {
+    url = boost::urls::parse_absolute_uri(target);
     // An http(s) URI has a host (RFC 9110 section 4.2.1); its path, if
     // any, starts with "/".
-    valid = url && (url->scheme_id() == boost::urls::scheme::http ||
-                    url->scheme_id() == boost::urls::scheme::https) &&
-            url->has_authority() && !url->host().empty() &&
-            (url->path().empty() || url->is_path_absolute());
+    match.valid = url && (url->scheme_id() == boost::urls::scheme::http ||
+                          url->scheme_id() == boost::urls::scheme::https) &&
+                  url->has_authority() && !url->host().empty() &&
+                  (url->path().empty() || url->is_path_absolute());
   }
-  if (!valid) {
-    *response = BadRequest("the request target is not a valid path");
-    return false;
-  }
+  if (!match.valid) return match;
   std::vector<std::string> segments;
   for (auto segment : url->segments()) segments.push_back(segment);
 
@@ -414,7 +398,6 @@ bool Api::Admit(Call& call, ApiResponse* response, bool take_token) {
     }
     return all;
   }();
-  std::string allow;
   for (size_t r = 0; r < ApiRoutes().size(); ++r) {
     const RouteSpec& spec = ApiRoutes()[r];
     const std::vector<std::string_view>& parts = kRouteParts[r];
@@ -433,28 +416,55 @@ bool Api::Admit(Call& call, ApiResponse* response, bool take_token) {
       }
     }
     if (!same) continue;
-    if (spec.method != request.method) {
-      if (allow.find(spec.method) == std::string::npos) {
-        if (!allow.empty()) allow += ", ";
-        allow += spec.method;
+    if (spec.method != method) {
+      if (match.allow.find(spec.method) == std::string::npos) {
+        if (!match.allow.empty()) match.allow += ", ";
+        match.allow += spec.method;
       }
       continue;
     }
-    call.route = &spec;
-    call.list = std::move(list);
-    call.id_text = std::move(id);
+    match.route = &spec;
+    match.list = std::move(list);
+    match.id = std::move(id);
     break;
   }
-  if (call.route == nullptr) {
-    *response = allow.empty() ? ErrorResponse(404, "not_found", "no such route")
-                              : ErrorResponse(405, "method_not_allowed",
-                                              "this path takes " + allow);
-    response->allow = allow;
+  if (match.route == nullptr) return match;
+  for (auto param : url->params()) {
+    match.query.insert_or_assign(std::string(param.key), std::string(param.value));
+  }
+  return match;
+}
+
+std::optional<ApiResponse> Api::Precheck(const ApiRequest& header) {
+  Call call;
+  call.request.method = header.method;
+  call.request.target = header.target;
+  call.request.authorization = header.authorization;
+  ApiResponse refusal;
+  if (Admit(call, &refusal, /*take_token=*/false)) return std::nullopt;
+  if (call.route != nullptr) refusal.route = std::string(call.route->path);
+  if (call.key != nullptr) refusal.key_id = call.key->id;
+  return refusal;
+}
+
+bool Api::Admit(Call& call, ApiResponse* response, bool take_token) {
+  const ApiRequest& request = call.request;
+  RouteMatch match = MatchRoute(request.method, request.target);
+  if (!match.valid) {
+    *response = BadRequest("the request target is not a valid path");
     return false;
   }
-  for (auto param : url->params()) {
-    call.query.insert_or_assign(std::string(param.key), std::string(param.value));
+  if (match.route == nullptr) {
+    *response = match.allow.empty() ? ErrorResponse(404, "not_found", "no such route")
+                                    : ErrorResponse(405, "method_not_allowed",
+                                                    "this path takes " + match.allow);
+    response->allow = match.allow;
+    return false;
   }
+  call.route = match.route;
+  call.list = std::move(match.list);
+  call.id_text = std::move(match.id);
+  call.query = std::move(match.query);
   const RouteId id = call.route->id;
   if (id == RouteId::kHealthz || id == RouteId::kReadyz) return true;
   if (shutting_down()) {

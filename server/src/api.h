@@ -72,6 +72,23 @@ int HttpStatusOf(ErrorCode code);
 std::string_view ErrorCodeOf(int status, ErrorCode code);
 ApiResponse ErrorResponse(const Error& error);
 
+// Where a request goes. The target is in the origin form
+// ("/v1/match?dihedral=true") or the absolute form (RFC 9112 section 3.2.2:
+// "https://host/v1/match", routed by path and query); `valid` is false for
+// anything else (400). `route` is the route of that path and method, with
+// its {list} and {id} segments and query parameters; nullptr when there is
+// none: then `allow` names the methods the path takes (405), or is empty
+// (404).
+struct RouteMatch {
+  bool valid = false;
+  const RouteSpec* route = nullptr;
+  std::string allow;
+  std::string list;
+  std::string id;
+  std::map<std::string, std::string, std::less<>> query;
+};
+RouteMatch MatchRoute(std::string_view method, std::string_view target);
+
 // The fields of a WebSocket opening handshake (RFC 6455 section 4.2.1)
 // that an upgrade request (GET, HTTP/1.1, one Host, Connection: Upgrade,
 // Upgrade: websocket: checked before) may still get wrong: exactly one

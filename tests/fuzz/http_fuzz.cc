@@ -21,7 +21,8 @@
 //   server closes (Connection: close, HTTP/1.0 without keep-alive, an
 //   upgrade, a Host error); an interim 100 only to an HTTP/1.1 request
 //   with Expect: 100-continue, once;
-//   each status one that server/openapi.json documents (or 405 with Allow),
+//   each status one that server/openapi.json documents for the request's
+//   operation (405 with the path's methods in Allow, 404 for no route),
 //   never 500; a Content-Length; 429 and 503 with Retry-After; every body
 //   JSON (application/json) but /metrics's; errors in the Error schema;
 // - after a 101, WebSocket frames as a server sends them: unmasked, whole,
@@ -45,6 +46,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/json.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -52,6 +54,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -59,6 +62,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api.h"
 #include "bantay/models/text.h"
 #include "bantay/server/config.h"
 #include "bantay/server/routes.h"
@@ -85,7 +89,8 @@ struct Env {
   std::string access_log;
   size_t log_offset = 0;  // of the first line not yet checked
   std::string stream_id = std::string(32, '0');
-  std::set<std::string> statuses;  // documented for some route
+  // The statuses documented for each operation ("GET /healthz"), but 500.
+  std::map<std::string, std::set<int>> statuses;
   std::set<std::string> routes;    // documented templates
   uint64_t inputs = 0;
   SSL_CTX* client_tls = nullptr;   // with BANTAY_FUZZ_TLS=1
@@ -144,14 +149,15 @@ Env* MakeEnv() {
     env->routes.emplace(path.key());
     for (const auto& op : path.value().as_object()) {
       if (const json::object* o = op.value().if_object(); o && o->contains("responses")) {
+        std::string method(op.key());
+        for (char& ch : method) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        std::set<int>& statuses = env->statuses[method + " " + std::string(path.key())];
         for (const auto& response : o->at("responses").as_object()) {
-          env->statuses.emplace(response.key());
+          if (response.key() != "500") statuses.insert(std::stoi(std::string(response.key())));
         }
       }
     }
   }
-  env->statuses.erase("500");
-  env->statuses.emplace("405");
   return env;
 }
 
@@ -476,6 +482,41 @@ void CheckFrames(std::string_view bytes, const Exchange& what) {
   }
 }
 
+// The status of answer `count`: one its operation documents (server.cc's
+// own refusals, 400, 413 and 431, are documented for every operation); for
+// a path without that method 405 with the path's methods in Allow; for no
+// route 404, or 400 for a target that is not a path; for bytes that were
+// not a request, 400, 413 or 431.
+void CheckStatus(const Env& env, const Requests& requests, size_t count,
+                 const http::response<http::string_body>& response, const Exchange& what) {
+  const int status = response.result_int();
+  if (count == requests.methods.size()) {
+    FUZZ_CHECK(status == 400 || status == 413 || status == 431, "status %d to no request: %s",
+               status, what.Text().c_str());
+    return;
+  }
+  const std::string& method = requests.methods[count];
+  const server::RouteMatch match = server::MatchRoute(method, requests.targets[count]);
+  if (match.route != nullptr) {
+    const std::string operation = method + " " + std::string(match.route->path);
+    const auto documented = env.statuses.find(operation);
+    FUZZ_CHECK(documented != env.statuses.end() && documented->second.contains(status),
+               "status %d to %s: %s", status, operation.c_str(), what.Text().c_str());
+  } else if (!match.allow.empty()) {
+    // The connection's own refusals come before routing.
+    FUZZ_CHECK(status == 405 || status == 400 || status == 413, "status %d to %s %s: %s",
+               status, method.c_str(), requests.targets[count].c_str(), what.Text().c_str());
+    if (status == 405) {
+      FUZZ_CHECK(response[http::field::allow] == match.allow, "405 with Allow %s, not %s: %s",
+                 std::string(response[http::field::allow]).c_str(), match.allow.c_str(),
+                 what.Text().c_str());
+    }
+  } else {
+    FUZZ_CHECK(status == 404 || status == 400 || status == 413, "status %d to %s %s: %s",
+               status, method.c_str(), requests.targets[count].c_str(), what.Text().c_str());
+  }
+}
+
 void CheckResponses(const Env& env, std::string_view input, std::string_view received) {
   const Requests requests = ReadRequests(input);
   const std::vector<std::string>& methods = requests.methods;
@@ -509,12 +550,7 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
                "no Content-Length: %s", what.Text().c_str());
     FUZZ_CHECK(response.version() == 11 || response.version() == 10, "version %u: %s",
                response.version(), what.Text().c_str());
-    FUZZ_CHECK(status == 101 || env.statuses.contains(std::to_string(status)),
-               "status %d: %s", status, what.Text().c_str());
-    if (status == 405) {
-      FUZZ_CHECK(!response[http::field::allow].empty(), "405 without Allow: %s",
-                 what.Text().c_str());
-    }
+    CheckStatus(env, requests, count, response, what);
     if (status == 429 || status == 503) {
       FUZZ_CHECK(!response[http::field::retry_after].empty(), "no Retry-After: %s",
                  what.Text().c_str());

@@ -329,6 +329,13 @@ Problems ResponseProblems(const json::value& doc) {
       }
     }
     if (!success) problems.push_back(op.name + ": no 2xx response");
+    // What the connection answers for any request, whatever its route: a
+    // malformed request, a body or a header over the limits.
+    for (std::string_view code : {"400", "413", "431"}) {
+      if (!responses->contains(code)) {
+        problems.push_back(op.name + ": no " + std::string(code) + " response");
+      }
+    }
     if (Keyed(op)) {
       for (std::string_view code : {"401", "403", "429"}) {
         if (!responses->contains(code)) {
@@ -528,14 +535,17 @@ TEST_F(OpenApiTest, MissingResponsesAreNamed) {
   json::object& match =
       PathItem(doc, "/v1/match").at("post").at("responses").as_object();
   match["503"] = json::object{{"description", "busy"}};
-  PathItem(doc, "/healthz").at("get").at("responses").as_object().erase("200");
+  json::object& health = PathItem(doc, "/healthz").at("get").at("responses").as_object();
+  health.erase("200");
+  health.erase("413");
   EXPECT_EQ(
       ResponseProblems(doc),
       (Problems{"POST /v1/match: 503 without a Retry-After header",
                 "POST /v1/match: 503 does not answer with the Error schema",
                 "GET /v1/index: no 2xx response",
                 "GET /v1/index: no 429 response",
-                "GET /healthz: no 2xx response"}));
+                "GET /healthz: no 2xx response",
+                "GET /healthz: no 413 response"}));
 }
 
 }  // namespace
