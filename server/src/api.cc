@@ -68,11 +68,12 @@ std::optional<ApiResponse> CheckWebSocketHandshake(const WebSocketHandshake& han
     return ErrorResponse(400, "invalid_argument",
                          "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455)");
   }
-  if (handshake.versions.empty()) {
+  // RFC 6455 section 11.3.5: the field appears once in a request.
+  if (handshake.versions.size() != 1) {
     return ErrorResponse(400, "invalid_argument",
-                         "a WebSocket upgrade needs a Sec-WebSocket-Version header");
+                         "a WebSocket upgrade needs exactly one Sec-WebSocket-Version header");
   }
-  if (handshake.versions.size() != 1 || handshake.versions.front() != "13") {
+  if (handshake.versions.front() != "13") {
     ApiResponse refusal =
         ErrorResponse(426, "upgrade_required", "this server speaks WebSocket version 13 only");
     refusal.upgrade = "websocket";

@@ -92,9 +92,9 @@ RouteMatch MatchRoute(std::string_view method, std::string_view target);
 // The fields of a WebSocket opening handshake (RFC 6455 section 4.2.1)
 // that an upgrade request (GET, HTTP/1.1, one Host, Connection: Upgrade,
 // Upgrade: websocket: checked before) may still get wrong: exactly one
-// Sec-WebSocket-Key, the base64 of 16 bytes, and Sec-WebSocket-Version 13.
-// The refusal (400 invalid_argument; 426 upgrade_required for another
-// version) when the handshake is bad.
+// Sec-WebSocket-Key, the base64 of 16 bytes, and exactly one
+// Sec-WebSocket-Version, 13. The refusal (400 invalid_argument; 426
+// upgrade_required for one other version) when the handshake is bad.
 struct WebSocketHandshake {
   std::vector<std::string_view> keys;      // the Sec-WebSocket-Key fields
   std::vector<std::string_view> versions;  // the Sec-WebSocket-Version fields

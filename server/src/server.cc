@@ -462,7 +462,16 @@ class Session : public SessionBase {
   }
 
   void OnHeader(beast::error_code header_ec) {
-    if (header_ec || parser_->is_done()) return OnRead(header_ec);
+    if (header_ec) return OnRead(header_ec);
+    // RFC 9112 section 3.2: one Host field in HTTP/1.1 (and at most one in
+    // HTTP/1.0), else 400; from the header, before any body is read.
+    const size_t hosts = parser_->get().count(http::field::host);
+    if (hosts > 1 || (hosts == 0 && parser_->get().version() >= 11)) {
+      ClearDeadline();
+      start_ = Clock::now();
+      return Fail(400, "invalid_argument", "a request needs exactly one Host header");
+    }
+    if (parser_->is_done()) return OnRead(header_ec);
     if (WantsContinue()) {
       // The client waits for this before it sends the body (curl does for
       // bodies over 1 MB, for a second; RFC 9110 section 10.1.1). Under the
@@ -475,6 +484,11 @@ class Session : public SessionBase {
       header.target = std::string(request.target());
       header.authorization = std::string(request[http::field::authorization]);
       if (std::optional<ApiResponse> refusal = server_->api.Precheck(header)) {
+        // A client that sends its body anyway (RFC 9110 lets it, after a
+        // while) has all of it dropped before the close, so that the
+        // answer is not lost to a reset.
+        drop_limit_ = std::max(kMaxDropped, static_cast<size_t>(
+                                                parser_->content_length().value_or(0)));
         keep_alive_ = false;
         version_ = request.version();
         start_ = Clock::now();
@@ -548,12 +562,6 @@ class Session : public SessionBase {
     if (ec) return Abort();
 
     auto& request = parser_->get();
-    // RFC 9112 section 3.2: one Host field in HTTP/1.1 (and at most one
-    // in HTTP/1.0), else 400.
-    const size_t hosts = request.count(http::field::host);
-    if (hosts > 1 || (hosts == 0 && request.version() >= 11)) {
-      return Fail(400, "invalid_argument", "a request needs exactly one Host header");
-    }
     if (websocket::is_upgrade(request)) return Upgrade();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
@@ -664,7 +672,9 @@ class Session : public SessionBase {
     ws_stream_ = std::move(grant.stream);
     ws_key_ = grant.key;
     upgrade_ = parser_->release();
-    // A GET has no body to wait for: no interim 100 before the 101.
+    // Beast's accept would answer Expect: 100-continue with a 100 before
+    // the 101 (the session has sent one already if the request had a
+    // body to wait for).
     upgrade_->erase(http::field::expect);
     parser_.reset();
     // The handshake's bytes (its key) go, wiped by the allocator; so do
@@ -685,9 +695,10 @@ class Session : public SessionBase {
     ws_->async_accept(*upgrade_, [self = Self()](beast::error_code ec) {
       self->upgrade_.reset();
       ApiResponse logged;
-      // The handshake was checked before: an error here is the connection's
-      // (a reset, a timeout while the 101 is written).
-      logged.status = !ec ? 101 : 400;
+      // The handshake was checked before: the answer is the 101 (an error
+      // here is the connection's, while it was written; logged as any
+      // answer whose write failed).
+      logged.status = 101;
       logged.route = "/v1/streams/{id}/ws";
       logged.key_id = self->ws_key_->id;
       const double seconds = std::chrono::duration<double>(Clock::now() - self->start_).count();
@@ -921,16 +932,15 @@ class Session : public SessionBase {
       DropUntilClosed(0);
     }
   }
-  // For at most a second and a megabyte, and not while the server shuts
-  // down (it cuts what is left after its grace period anyway).
+  // For at most a second and drop_limit_ bytes, and not while the server
+  // shuts down (it cuts what is left after its grace period anyway).
   void DropUntilClosed(size_t dropped) {
-    constexpr size_t kMaxDropped = 1024 * 1024;
     if (dropped == 0) {
       beast::error_code ec;
       Socket().shutdown(tcp::socket::shutdown_send, ec);
       SetDeadline(std::chrono::seconds(1));
     }
-    if (dropped > kMaxDropped || draining_) return Abort();
+    if (dropped > drop_limit_ || draining_) return Abort();
     lingering_ = true;
     Socket().async_read_some(buffer_.prepare(64 * 1024),
                              [self = Self(), dropped](beast::error_code ec, size_t n) {
@@ -965,6 +975,10 @@ class Session : public SessionBase {
   bool waiting_ = false;   // for the first byte of a request
   bool draining_ = false;
   bool lingering_ = false;  // closing: reading and dropping what the client sends
+  // What Close reads and drops at most: a megabyte, or the whole body of a
+  // request refused before its body was asked for.
+  static constexpr size_t kMaxDropped = 1024 * 1024;
+  size_t drop_limit_ = kMaxDropped;
 
   // The WebSocket, once upgraded.
   static constexpr size_t kFrameHeaderBytes = 24;

@@ -362,8 +362,9 @@ std::vector<std::string> Expand(Env* env, std::string_view input) {
 }
 
 // The requests in `bytes` as the server's parser reads them (same limits),
-// in order, up to the first that is not a request (included when its
-// header was read: it is answered) and up to an upgrade (frames follow it).
+// in order, up to the first that is not a whole request (included when its
+// header was read: it may be answered) and up to an upgrade (frames follow
+// it).
 struct Requests {
   std::vector<std::string> methods;
   std::vector<std::string> targets;
@@ -394,9 +395,10 @@ Requests ReadRequests(std::string_view bytes) {
       out.expect_continue.push_back(request.version() == 11 && expect != request.end() &&
                                     beast::iequals(expect->value(), "100-continue"));
     };
-    if (ec && ec != http::error::need_more && parser.is_header_done()) {
+    if ((ec || !parser.is_done()) && parser.is_header_done()) {
       // Refused after its header (413, a malformed body): answered, as a
-      // HEAD without a body.
+      // HEAD without a body. Or its body was cut short: it may be answered
+      // (100 Continue, a refusal from its header) or not.
       add(parser.get());
       break;
     }
@@ -410,7 +412,7 @@ Requests ReadRequests(std::string_view bytes) {
       ++out.must_answer;
       // A request expecting 100-continue may be refused from its header
       // (a key, a route), its body left unread: the connection closes.
-      const bool body = request.chunked() || request.has_content_length();
+      const bool body = request.chunked() || request.payload_size().value_or(0) > 0;
       closing = !request.keep_alive() || out.last_is_upgrade || hosts > 1 ||
                 (hosts == 0 && request.version() == 11) ||
                 (out.expect_continue.back() && body);
@@ -484,9 +486,11 @@ void CheckFrames(std::string_view bytes, const Exchange& what) {
 
 // The status of answer `count`: one its operation documents (server.cc's
 // own refusals, 400, 413 and 431, are documented for every operation); for
-// a path without that method 405 with the path's methods in Allow; for no
-// route 404, or 400 for a target that is not a path; for bytes that were
-// not a request, 400, 413 or 431.
+// a path without that method 405 with Allow (the path's methods, without
+// the request's), or a refusal of the connection (400, 413); for no route
+// 404, or 400 for a target that is not a path, or 413; for bytes that were
+// not a request, 400, 413 or 431. (The request is routed by the server's
+// own MatchRoute; openapi_test checks its routes against the document.)
 void CheckStatus(const Env& env, const Requests& requests, size_t count,
                  const http::response<http::string_body>& response, const Exchange& what) {
   const int status = response.result_int();
@@ -507,8 +511,9 @@ void CheckStatus(const Env& env, const Requests& requests, size_t count,
     FUZZ_CHECK(status == 405 || status == 400 || status == 413, "status %d to %s %s: %s",
                status, method.c_str(), requests.targets[count].c_str(), what.Text().c_str());
     if (status == 405) {
-      FUZZ_CHECK(response[http::field::allow] == match.allow, "405 with Allow %s, not %s: %s",
-                 std::string(response[http::field::allow]).c_str(), match.allow.c_str(),
+      const std::string allow(response[http::field::allow]);
+      FUZZ_CHECK(!allow.empty() && allow.find(method) == std::string::npos,
+                 "405 with Allow %s to %s: %s", allow.c_str(), method.c_str(),
                  what.Text().c_str());
     }
   } else {
@@ -556,8 +561,10 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
                  what.Text().c_str());
     }
     // Every answer is JSON, but /metrics (Prometheus text).
-    const bool metrics = status == 200 && count < methods.size() &&
-                         requests.targets[count].find("/metrics") != std::string::npos;
+    const bool metrics = status == 200 && count < methods.size() && [&] {
+      const server::RouteMatch match = server::MatchRoute(methods[count], requests.targets[count]);
+      return match.route != nullptr && match.route->id == server::RouteId::kMetrics;
+    }();
     if (status != 101 && !metrics) {
       FUZZ_CHECK(response[http::field::content_type] == "application/json",
                  "Content-Type %s: %s", std::string(response[http::field::content_type]).c_str(),

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -18,6 +19,8 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
 #include "bantay/client/http_client.h"
@@ -207,6 +210,31 @@ class ServerFixture {
     stream->next_layer().connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
     stream->handshake(ssl::stream_base::client);
     return stream;
+  }
+
+  // Reads one HTTP message (a response, or a response parser) from a
+  // RawConnection; boost::beast::error::timeout after 10 s, so that a
+  // missing answer fails the test instead of hanging it.
+  template <typename Message>
+  boost::system::error_code ReadWithin(
+      boost::asio::ssl::stream<boost::asio::ip::tcp::socket>& stream,
+      boost::beast::flat_buffer& buffer, Message& message) {
+    boost::system::error_code ec;
+    bool done = false;
+    boost::beast::http::async_read(stream, buffer, message,
+                                   [&](boost::system::error_code e, size_t) {
+                                     ec = e;
+                                     done = true;
+                                   });
+    raw_ioc_.restart();
+    raw_ioc_.run_for(std::chrono::seconds(10));
+    if (!done) {
+      stream.next_layer().cancel();
+      raw_ioc_.restart();
+      raw_ioc_.run();
+      ec = boost::beast::error::timeout;
+    }
+    return ec;
   }
 
   static std::span<const uint8_t> Bytes(std::string_view text) {

@@ -290,10 +290,12 @@ TEST_F(StreamWsTest, AMalformedHandshakeGetsTheApiError) {
        "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455)"},
       {"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==x\r\n" + version, 400,
        "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455)"},
-      {good_key, 400, "a WebSocket upgrade needs a Sec-WebSocket-Version header"},
+      {good_key, 400, "a WebSocket upgrade needs exactly one Sec-WebSocket-Version header"},
+      {good_key + version + "Sec-WebSocket-Version: 12\r\n", 400,
+       "a WebSocket upgrade needs exactly one Sec-WebSocket-Version header"},
       {good_key + "Sec-WebSocket-Version: 8\r\n", 426,
        "this server speaks WebSocket version 13 only"},
-      {good_key + version + "Sec-WebSocket-Version: 12\r\n", 426,
+      {good_key + "Sec-WebSocket-Version: 14\r\n", 426,
        "this server speaks WebSocket version 13 only"},
   };
   for (const Case& c : cases) {
@@ -302,7 +304,7 @@ TEST_F(StreamWsTest, AMalformedHandshakeGetsTheApiError) {
     asio::write(*connection, asio::buffer(head + c.fields + "\r\n"));
     beast::flat_buffer buffer;
     beast::http::response<beast::http::string_body> response;
-    beast::http::read(*connection, buffer, response);
+    ASSERT_FALSE(ReadWithin(*connection, buffer, response));
     EXPECT_EQ(response.result_int(), c.status);
     EXPECT_EQ(response[beast::http::field::content_type], "application/json");
     const std::string code = c.status == 426 ? "upgrade_required" : "invalid_argument";
@@ -317,8 +319,7 @@ TEST_F(StreamWsTest, AMalformedHandshakeGetsTheApiError) {
       EXPECT_EQ(response[beast::http::field::connection], "close");
     }
     // Then the server closes.
-    beast::error_code ec;
-    beast::http::read(*connection, buffer, response, ec);
+    const beast::error_code ec = ReadWithin(*connection, buffer, response);
     EXPECT_TRUE(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
                 ec == beast::http::error::end_of_stream)
         << ec.message();
@@ -329,7 +330,7 @@ TEST_F(StreamWsTest, AMalformedHandshakeGetsTheApiError) {
               asio::buffer(head + good_key + version + "Expect: 100-continue\r\n\r\n"));
   beast::flat_buffer buffer;
   beast::http::response<beast::http::string_body> response;
-  beast::http::read(*connection, buffer, response);
+  ASSERT_FALSE(ReadWithin(*connection, buffer, response));
   EXPECT_EQ(response.result_int(), 101);
   EXPECT_EQ(response[beast::http::field::sec_websocket_accept], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
   connection.reset();
@@ -343,7 +344,8 @@ TEST_F(StreamWsTest, AMalformedHandshakeGetsTheApiError) {
     EXPECT_EQ(entry.at("key"), "platform");
     statuses.push_back(static_cast<int>(entry.at("status").as_int64()));
   }
-  EXPECT_EQ(statuses, (std::vector<int>{400, 400, 400, 400, 400, 400, 400, 426, 426, 101}));
+  EXPECT_EQ(statuses,
+            (std::vector<int>{400, 400, 400, 400, 400, 400, 400, 400, 426, 426, 101}));
 }
 
 TEST_F(StreamWsTest, DeletingTheStreamClosesItsSocket) {
