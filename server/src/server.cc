@@ -486,9 +486,9 @@ class Session : public SessionBase {
       if (std::optional<ApiResponse> refusal = server_->api.Precheck(header)) {
         // A client that sends its body anyway (RFC 9110 lets it, after a
         // while) has all of it dropped before the close, so that the
-        // answer is not lost to a reset.
-        drop_limit_ = std::max(kMaxDropped, static_cast<size_t>(
-                                                parser_->content_length().value_or(0)));
+        // answer is not lost to a reset (what is dropped is what comes
+        // on the socket: with TLS's framing, a little more than the body).
+        drop_limit_ = kMaxDropped + static_cast<size_t>(parser_->content_length().value_or(0));
         keep_alive_ = false;
         version_ = request.version();
         start_ = Clock::now();
@@ -975,7 +975,7 @@ class Session : public SessionBase {
   bool waiting_ = false;   // for the first byte of a request
   bool draining_ = false;
   bool lingering_ = false;  // closing: reading and dropping what the client sends
-  // What Close reads and drops at most: a megabyte, or the whole body of a
+  // What Close reads and drops at most: a megabyte, and the whole body of a
   // request refused before its body was asked for.
   static constexpr size_t kMaxDropped = 1024 * 1024;
   size_t drop_limit_ = kMaxDropped;
