@@ -436,11 +436,9 @@ RouteMatch MatchRoute(std::string_view method, std::string_view target) {
   return match;
 }
 
-std::optional<ApiResponse> Api::Precheck(const ApiRequest& header) {
+std::optional<ApiResponse> Api::Precheck(ApiRequest header) {
   Call call;
-  call.request.method = header.method;
-  call.request.target = header.target;
-  call.request.authorization = header.authorization;
+  call.request = std::move(header);
   ApiResponse refusal;
   if (Admit(call, &refusal, /*take_token=*/false)) return std::nullopt;
   if (call.route != nullptr) refusal.route = std::string(call.route->path);

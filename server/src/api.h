@@ -130,7 +130,7 @@ class Api {
   // method, key, role, shutting down), so that no body is sent for
   // nothing; nullopt when the body is worth reading. The rate limit is left
   // to Dispatch (one token a request).
-  std::optional<ApiResponse> Precheck(const ApiRequest& header);
+  std::optional<ApiResponse> Precheck(ApiRequest header);
 
   // A WebSocket upgrade request for GET /v1/streams/{id}/ws: routed,
   // authenticated, role- and rate-checked like any request. Either

@@ -483,7 +483,7 @@ class Session : public SessionBase {
       header.method = std::string(request.method_string());
       header.target = std::string(request.target());
       header.authorization = std::string(request[http::field::authorization]);
-      if (std::optional<ApiResponse> refusal = server_->api.Precheck(header)) {
+      if (std::optional<ApiResponse> refusal = server_->api.Precheck(std::move(header))) {
         // A client that sends its body anyway (RFC 9110 lets it, after a
         // while) has all of it dropped before the close, so that the
         // answer is not lost to a reset (what is dropped is what comes
@@ -493,7 +493,7 @@ class Session : public SessionBase {
         version_ = request.version();
         start_ = Clock::now();
         head_ = request.method() == http::verb::head;
-        method_ = std::move(header.method);
+        method_ = std::string(request.method_string());
         parser_.reset();
         return Write(std::move(*refusal));
       }

@@ -22,7 +22,8 @@
 //   upgrade, a Host error); an interim 100 only to an HTTP/1.1 request
 //   with Expect: 100-continue, once;
 //   each status one that server/openapi.json documents for the request's
-//   operation (405 with the path's methods in Allow, 404 for no route),
+//   operation (405 with an Allow that lacks the request's method; 404 or
+//   400 for no route),
 //   never 500; a Content-Length; 429 and 503 with Retry-After; every body
 //   JSON (application/json) but /metrics's; errors in the Error schema;
 // - after a 101, WebSocket frames as a server sends them: unmasked, whole,
@@ -368,6 +369,9 @@ std::vector<std::string> Expand(Env* env, std::string_view input) {
 struct Requests {
   std::vector<std::string> methods;
   std::vector<std::string> targets;
+  // Where each goes (the server's own MatchRoute: openapi_test checks its
+  // routes against the document).
+  std::vector<server::RouteMatch> routes;
   // HTTP/1.1 with Expect: 100-continue: may get an interim 100 first.
   std::vector<bool> expect_continue;
   // How many the server must answer: up to and including the first after
@@ -391,6 +395,7 @@ Requests ReadRequests(std::string_view bytes) {
     auto add = [&out](const auto& request) {
       out.methods.emplace_back(request.method_string());
       out.targets.emplace_back(request.target());
+      out.routes.push_back(server::MatchRoute(out.methods.back(), out.targets.back()));
       const auto expect = request.find(http::field::expect);
       out.expect_continue.push_back(request.version() == 11 && expect != request.end() &&
                                     beast::iequals(expect->value(), "100-continue"));
@@ -489,8 +494,7 @@ void CheckFrames(std::string_view bytes, const Exchange& what) {
 // a path without that method 405 with Allow (the path's methods, without
 // the request's), or a refusal of the connection (400, 413); for no route
 // 404, or 400 for a target that is not a path, or 413; for bytes that were
-// not a request, 400, 413 or 431. (The request is routed by the server's
-// own MatchRoute; openapi_test checks its routes against the document.)
+// not a request, 400, 413 or 431.
 void CheckStatus(const Env& env, const Requests& requests, size_t count,
                  const http::response<http::string_body>& response, const Exchange& what) {
   const int status = response.result_int();
@@ -500,7 +504,7 @@ void CheckStatus(const Env& env, const Requests& requests, size_t count,
     return;
   }
   const std::string& method = requests.methods[count];
-  const server::RouteMatch match = server::MatchRoute(method, requests.targets[count]);
+  const server::RouteMatch& match = requests.routes[count];
   if (match.route != nullptr) {
     const std::string operation = method + " " + std::string(match.route->path);
     const auto documented = env.statuses.find(operation);
@@ -562,10 +566,9 @@ void CheckResponses(const Env& env, std::string_view input, std::string_view rec
                  what.Text().c_str());
     }
     // Every answer is JSON, but /metrics (Prometheus text).
-    const bool metrics = status == 200 && count < methods.size() && [&] {
-      const server::RouteMatch match = server::MatchRoute(methods[count], requests.targets[count]);
-      return match.route != nullptr && match.route->id == server::RouteId::kMetrics;
-    }();
+    const bool metrics = status == 200 && count < methods.size() &&
+                         requests.routes[count].route != nullptr &&
+                         requests.routes[count].route->id == server::RouteId::kMetrics;
     if (status != 101 && !metrics) {
       FUZZ_CHECK(response[http::field::content_type] == "application/json",
                  "Content-Type %s: %s", std::string(response[http::field::content_type]).c_str(),

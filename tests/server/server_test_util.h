@@ -70,6 +70,32 @@ struct RoleKey {
   std::string key;
 };
 
+// Runs on `context` the asynchronous read that `start` begins (it is given
+// the completion handler) for at most 10 s; after that `cancel` stops it and
+// the result is boost::beast::error::timeout. For tests that read what the
+// server should send: a missing answer fails them instead of hanging them
+// (a blocking read cannot be bounded: SO_RCVTIMEO does not do it, since
+// after its EAGAIN asio's blocking read polls without a time limit).
+template <typename Start, typename Cancel>
+boost::system::error_code RunWithin(boost::asio::io_context& context, Start start,
+                                    Cancel cancel) {
+  boost::system::error_code ec;
+  bool done = false;
+  start([&](boost::system::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  context.restart();
+  context.run_for(std::chrono::seconds(10));
+  if (!done) {
+    cancel();
+    context.restart();
+    context.run();
+    ec = boost::beast::error::timeout;
+  }
+  return ec;
+}
+
 // Brings up the store and the server. Tests change `config` in their
 // SetUp before StartServer, or call it again after StopServer.
 class ServerFixture {
@@ -219,22 +245,10 @@ class ServerFixture {
   boost::system::error_code ReadWithin(
       boost::asio::ssl::stream<boost::asio::ip::tcp::socket>& stream,
       boost::beast::flat_buffer& buffer, Message& message) {
-    boost::system::error_code ec;
-    bool done = false;
-    boost::beast::http::async_read(stream, buffer, message,
-                                   [&](boost::system::error_code e, size_t) {
-                                     ec = e;
-                                     done = true;
-                                   });
-    raw_ioc_.restart();
-    raw_ioc_.run_for(std::chrono::seconds(10));
-    if (!done) {
-      stream.next_layer().cancel();
-      raw_ioc_.restart();
-      raw_ioc_.run();
-      ec = boost::beast::error::timeout;
-    }
-    return ec;
+    return RunWithin(
+        raw_ioc_,
+        [&](auto handler) { boost::beast::http::async_read(stream, buffer, message, handler); },
+        [&] { stream.next_layer().cancel(); });
   }
 
   static std::span<const uint8_t> Bytes(std::string_view text) {

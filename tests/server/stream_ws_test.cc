@@ -51,9 +51,8 @@ std::vector<uint8_t> BinaryFrame(uint8_t kind, uint32_t width, uint32_t height, 
 }
 
 // A WebSocket client for tests: synchronous but for reads, which give up
-// after 10 s so that a missing event fails the test instead of hanging it
-// (SO_RCVTIMEO would not do: after its EAGAIN, asio's blocking read polls
-// the socket without a time limit).
+// after 10 s (RunWithin) so that a missing event fails the test instead of
+// hanging it.
 template <typename Next>
 class WsClient {
  public:
@@ -91,22 +90,11 @@ class WsClient {
   // beast::error::timeout after 10 s without one.
   json::value Read(beast::error_code* error = nullptr) {
     beast::flat_buffer buffer;
-    beast::error_code ec;
-    bool done = false;
-    ws_.async_read(buffer, [&](beast::error_code e, size_t) {
-      ec = e;
-      done = true;
-    });
     auto& context = static_cast<asio::io_context&>(
         asio::query(ws_.get_executor(), asio::execution::context));
-    context.restart();
-    context.run_for(std::chrono::seconds(10));
-    if (!done) {
-      beast::get_lowest_layer(ws_).cancel();
-      context.restart();
-      context.run();
-      ec = beast::error::timeout;
-    }
+    const beast::error_code ec = RunWithin(
+        context, [&](auto handler) { ws_.async_read(buffer, handler); },
+        [&] { beast::get_lowest_layer(ws_).cancel(); });
     if (error != nullptr) *error = ec;
     if (ec) return nullptr;
     EXPECT_TRUE(ws_.got_text());
