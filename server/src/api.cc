@@ -209,6 +209,48 @@ bool IsImageType(std::string_view type) {
   return type.starts_with("image/") || type == "application/octet-stream";
 }
 
+// The media types of the bodies a route takes (routes not named take any,
+// or no body); others are refused 415 by Api::Admit, before the handler —
+// from the header alone when the client waits for 100 Continue. A stream's
+// policy is optional: an empty body of any type is no policy.
+bool TakesBodyType(RouteId id, std::string_view type, bool body_may_be_empty) {
+  switch (id) {
+    case RouteId::kMatch:
+    case RouteId::kStreamFrames:
+      return type == "application/json" || IsImageType(type);
+    case RouteId::kMatchBatch:
+      return type == "application/json";
+    case RouteId::kStreamsPost:
+      return body_may_be_empty || type == "application/json";
+    case RouteId::kEntriesPost:
+      return type == "application/json" || type == "text/plain" || type == "text/csv" ||
+             type == "application/x-vpdq+json";
+    default:
+      return true;
+  }
+}
+
+ApiResponse UnsupportedType(RouteId id) {
+  std::string_view message = "unsupported content type";
+  switch (id) {
+    case RouteId::kMatch:
+      message = "send an image (image/jpeg, image/png, image/webp, image/bmp, image/tiff) "
+                "or application/json";
+      break;
+    case RouteId::kStreamFrames:
+      message = "send an image (image/jpeg, image/png, ...) or application/json {\"pdq\": ...}";
+      break;
+    case RouteId::kMatchBatch: message = "a batch is application/json"; break;
+    case RouteId::kStreamsPost: message = "the policy is application/json"; break;
+    case RouteId::kEntriesPost:
+      message = "entries come as application/json, text/plain (local_file), text/csv or "
+                "application/x-vpdq+json";
+      break;
+    default: break;
+  }
+  return ErrorResponse(415, "unsupported_format", std::string(message));
+}
+
 json::object ListJson(const matcher::ListInfo& list) {
   return {{"name", list.name},
           {"enabled", list.enabled},
@@ -436,17 +478,19 @@ RouteMatch MatchRoute(std::string_view method, std::string_view target) {
   return match;
 }
 
-std::optional<ApiResponse> Api::Precheck(ApiRequest header) {
+std::optional<ApiResponse> Api::Precheck(ApiRequest header,
+                                         std::optional<uint64_t> content_length) {
   Call call;
   call.request = std::move(header);
   ApiResponse refusal;
-  if (Admit(call, &refusal, /*take_token=*/false)) return std::nullopt;
+  if (Admit(call, &refusal, Stage::kHeader, content_length)) return std::nullopt;
   if (call.route != nullptr) refusal.route = std::string(call.route->path);
   if (call.key != nullptr) refusal.key_id = call.key->id;
   return refusal;
 }
 
-bool Api::Admit(Call& call, ApiResponse* response, bool take_token) {
+bool Api::Admit(Call& call, ApiResponse* response, Stage stage,
+                std::optional<uint64_t> content_length) {
   const ApiRequest& request = call.request;
   RouteMatch match = MatchRoute(request.method, request.target);
   if (!match.valid) {
@@ -495,13 +539,22 @@ bool Api::Admit(Call& call, ApiResponse* response, bool take_token) {
         "the " + std::string(RoleName(call.key->role)) + " role may not use this route");
     return false;
   }
-  if (!take_token) return true;
+  // From the header, the bucket is looked at: the token is taken when the
+  // whole request comes.
   const RateLimiter::Decision decision =
-      limiter_->Take(call.key->id, call.key->rate, call.key->burst, 1.0);
+      stage == Stage::kHeader
+          ? limiter_->Peek(call.key->id, call.key->rate, call.key->burst, 1.0)
+          : limiter_->Take(call.key->id, call.key->rate, call.key->burst, 1.0);
   if (!decision.allowed) {
     metrics_->RecordRateLimited();
     *response = ErrorResponse(429, "rate_limited", "rate limit exceeded");
     response->retry_after = decision.retry_after_seconds;
+    return false;
+  }
+  const bool body_may_be_empty =
+      stage == Stage::kHeader ? content_length.value_or(0) == 0 : request.body.empty();
+  if (!TakesBodyType(id, request.content_type, body_may_be_empty)) {
+    *response = UnsupportedType(id);
     return false;
   }
   return true;
@@ -796,12 +849,8 @@ ApiResponse Api::HandleMatch(Call& call) {
       if (!body.ok()) return ErrorResponse(body.error());
       result = MatchOne(*snapshot, &*body, nullptr, *options);
     }
-  } else if (IsImageType(type)) {
+  } else {  // an image type (Admit checked the type)
     result = MatchOne(*snapshot, nullptr, &call.request.body, *options);
-  } else {
-    return ErrorResponse(415, "unsupported_format",
-                         "send an image (image/jpeg, image/png, image/webp, image/bmp, "
-                         "image/tiff) or application/json");
   }
   if (!result.ok()) return ErrorResponse(result.error());
   RecordMatches(*result, metrics_);
@@ -814,9 +863,6 @@ ApiResponse Api::HandleMatch(Call& call) {
 ApiResponse Api::HandleBatch(Call& call) {
   Result<MatchOptions> options = ReadMatchOptions(call.query, *call.key, config_);
   if (!options.ok()) return ErrorResponse(options.error());
-  if (call.request.content_type != "application/json") {
-    return ErrorResponse(415, "unsupported_format", "a batch is application/json");
-  }
   Result<json::object> body = ParseObject(call.request.body);
   Wipe(&call.request.body);
   if (!body.ok()) return ErrorResponse(body.error());
@@ -1242,12 +1288,8 @@ ApiResponse Api::HandleEntriesPost(Call& call) {
       options.format = matcher::ImportFormat::kLocalFile;
     } else if (type == "text/csv") {
       options.format = matcher::ImportFormat::kCsv;
-    } else if (type == "application/x-vpdq+json") {
+    } else {  // application/x-vpdq+json (Admit checked the type)
       options.format = matcher::ImportFormat::kVpdq;
-    } else {
-      return ErrorResponse(415, "unsupported_format",
-                           "entries come as application/json, text/plain (local_file), "
-                           "text/csv or application/x-vpdq+json");
     }
     std::istringstream in(std::string(
         reinterpret_cast<const char*>(call.request.body.data()), call.request.body.size()));
@@ -1457,9 +1499,6 @@ ApiResponse Api::HandleStreamsPost(Call& call) {
     return BadRequest("unknown query parameter \"" + call.query.begin()->first + "\"");
   }
   const std::vector<uint8_t>& body = call.request.body;
-  if (!body.empty() && call.request.content_type != "application/json") {
-    return ErrorResponse(415, "unsupported_format", "the policy is application/json");
-  }
   // Parsed here, on the I/O thread: small.
   if (body.size() > kMaxStreamJsonBytes) {
     return ErrorResponse(413, "too_large",
@@ -1515,15 +1554,11 @@ void Api::HandleStreamFrame(const std::shared_ptr<Call>& call) {
       return call->Finish(BadRequest("t is given twice, with different values"));
     }
     has_t = has_t || json_t;
-  } else if (IsImageType(type)) {
+  } else {  // an image type (Admit checked the type)
     if (call->request.body.empty()) return call->Finish(BadRequest("the body is empty"));
     frame.kind = StreamFrame::Kind::kEncoded;
     frame.bytes = std::move(call->request.body);
     call->request.body.clear();
-  } else {
-    return call->Finish(ErrorResponse(415, "unsupported_format",
-                                      "send an image (image/jpeg, image/png, ...) or "
-                                      "application/json {\"pdq\": ...}"));
   }
   if (!has_t) frame.t_ms = stream->StreamTimeNow();
   streams_->Submit(stream, *call->key, std::move(frame), [call](FrameResult result) {

@@ -127,10 +127,13 @@ class Api {
   void Dispatch(ApiRequest request, std::function<void(ApiResponse)> done);
   // For a request whose client waits for 100 Continue before it sends the
   // body: the refusal Dispatch would answer from the header alone (route,
-  // method, key, role, shutting down), so that no body is sent for
-  // nothing; nullopt when the body is worth reading. The rate limit is left
-  // to Dispatch (one token a request).
-  std::optional<ApiResponse> Precheck(ApiRequest header);
+  // method, key, role, shutting down, an empty rate-limit bucket, a media
+  // type the route does not take), so that no body is sent for nothing;
+  // nullopt when the body is worth reading. No token is taken (Dispatch
+  // takes one a request). `content_length`: the header's, if it has one
+  // (a chunked body may be empty).
+  std::optional<ApiResponse> Precheck(ApiRequest header,
+                                      std::optional<uint64_t> content_length);
 
   // A WebSocket upgrade request for GET /v1/streams/{id}/ws: routed,
   // authenticated, role- and rate-checked like any request. Either
@@ -177,9 +180,13 @@ class Api {
   void HandleStream(const std::shared_ptr<Call>& call);
   ApiResponse HandleStreamsPost(Call& call);
   void HandleStreamFrame(const std::shared_ptr<Call>& call);
-  // Routing, authentication, role and (when `take_token`) rate limit of
+  // Routing, authentication, role, rate limit and body media type of
   // `call` (whose request is set); false when *response holds the refusal.
-  bool Admit(Call& call, ApiResponse* response, bool take_token = true);
+  // kHeader: only the header has come (see Precheck): the rate limit is
+  // looked at, not taken, and the body's length is `content_length`.
+  enum class Stage { kRequest, kHeader };
+  bool Admit(Call& call, ApiResponse* response, Stage stage = Stage::kRequest,
+             std::optional<uint64_t> content_length = std::nullopt);
 
   const ServerConfig& config_;
   IndexService* index_;

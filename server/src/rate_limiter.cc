@@ -27,6 +27,18 @@ int RetryAfterSeconds(double missing, double rate) {
 RateLimiter::Decision RateLimiter::Take(const std::string& key_id, double rate,
                                         double burst, double cost,
                                         Clock::time_point now) {
+  return Decide(key_id, rate, burst, cost, now, /*take=*/true);
+}
+
+RateLimiter::Decision RateLimiter::Peek(const std::string& key_id, double rate,
+                                        double burst, double cost,
+                                        Clock::time_point now) {
+  return Decide(key_id, rate, burst, cost, now, /*take=*/false);
+}
+
+RateLimiter::Decision RateLimiter::Decide(const std::string& key_id, double rate,
+                                          double burst, double cost,
+                                          Clock::time_point now, bool take) {
   std::lock_guard lock(mu_);
   auto [it, created] = buckets_.try_emplace(key_id);
   Bucket& bucket = it->second;
@@ -47,7 +59,7 @@ RateLimiter::Decision RateLimiter::Take(const std::string& key_id, double rate,
 
   if (cost > burst) return {false, RetryAfterSeconds(burst, rate)};
   if (bucket.tokens + kSlack >= cost) {
-    bucket.tokens = std::max(0.0, bucket.tokens - cost);
+    if (take) bucket.tokens = std::max(0.0, bucket.tokens - cost);
     return {true, 0};
   }
   return {false, RetryAfterSeconds(cost - bucket.tokens, rate)};

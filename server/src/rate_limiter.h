@@ -36,12 +36,21 @@ class RateLimiter {
   Decision Take(const std::string& key_id, double rate, double burst, double cost) {
     return Take(key_id, rate, burst, cost, Clock::now());
   }
+  // The decision Take would make, without taking anything (a request
+  // refused from its header, before its body is read, gets the same 429).
+  Decision Peek(const std::string& key_id, double rate, double burst, double cost,
+                Clock::time_point now);
+  Decision Peek(const std::string& key_id, double rate, double burst, double cost) {
+    return Peek(key_id, rate, burst, cost, Clock::now());
+  }
 
  private:
   struct Bucket {
     double tokens = 0;
     Clock::time_point updated;
   };
+  Decision Decide(const std::string& key_id, double rate, double burst, double cost,
+                  Clock::time_point now, bool take);
   std::mutex mu_;
   std::unordered_map<std::string, Bucket> buckets_;  // guarded by mu_
 };

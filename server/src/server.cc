@@ -483,7 +483,10 @@ class Session : public SessionBase {
       header.method = std::string(request.method_string());
       header.target = std::string(request.target());
       header.authorization = std::string(request[http::field::authorization]);
-      if (std::optional<ApiResponse> refusal = server_->api.Precheck(std::move(header))) {
+      header.content_type = MediaType(request[http::field::content_type]);
+      std::optional<uint64_t> length;
+      if (parser_->content_length()) length = *parser_->content_length();
+      if (std::optional<ApiResponse> refusal = server_->api.Precheck(std::move(header), length)) {
         // A client that sends its body anyway (RFC 9110 lets it, after a
         // while) has all of it dropped before the close, so that the
         // answer is not lost to a reset (what is dropped is what comes

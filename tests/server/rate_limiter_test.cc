@@ -115,6 +115,25 @@ TEST(RateLimiterTest, RefusalTakesNothing) {
   EXPECT_FALSE(limiter.Take("k", 1.0, 2.0, 1.0, kT0).allowed);
 }
 
+// Peek answers what Take would, and takes nothing.
+TEST(RateLimiterTest, PeekTakesNothing) {
+  RateLimiter limiter;
+  // A bucket not seen before is full.
+  EXPECT_TRUE(limiter.Peek("k", 2.0, 2.0, 1.0, kT0).allowed);
+  ASSERT_TRUE(limiter.Take("k", 2.0, 2.0, 1.0, kT0).allowed);
+  EXPECT_TRUE(limiter.Peek("k", 2.0, 2.0, 1.0, kT0).allowed);
+  EXPECT_TRUE(limiter.Peek("k", 2.0, 2.0, 1.0, kT0).allowed);
+  ASSERT_TRUE(limiter.Take("k", 2.0, 2.0, 1.0, kT0).allowed);
+  RateLimiter::Decision peeked = limiter.Peek("k", 2.0, 2.0, 1.0, At(100));
+  EXPECT_FALSE(peeked.allowed);
+  EXPECT_EQ(peeked.retry_after_seconds, 1);  // ceil(0.8 / 2)
+  // The refill is the same whether it was looked at or not.
+  EXPECT_FALSE(limiter.Peek("k", 2.0, 2.0, 1.0, At(499)).allowed);
+  EXPECT_TRUE(limiter.Peek("k", 2.0, 2.0, 1.0, At(500)).allowed);
+  EXPECT_TRUE(limiter.Take("k", 2.0, 2.0, 1.0, At(500)).allowed);
+  EXPECT_FALSE(limiter.Take("k", 2.0, 2.0, 1.0, At(500)).allowed);
+}
+
 TEST(RateLimiterTest, CostAboveBurstIsNeverPaid) {
   RateLimiter limiter;
   RateLimiter::Decision d = limiter.Take("k", 2.0, 5.0, 6.0, kT0);

@@ -204,11 +204,14 @@ TEST_F(LifecycleTest, ARequestNeedsExactlyOneHost) {
 TEST_F(LifecycleTest, ARequestExpectingContinueGetsA100BeforeItsBody) {
   namespace http = boost::beast::http;
   config.max_body_bytes = 32 * 1024 * 1024;
+  // One token, refilled in 1000 s.
+  AddKey("one-token", Role::kPlatform, 0.001, 1.0);
   StartServer();
   const std::string body = R"({"pdq":")" + ReferencePdq(kBridge) + R"("})";
-  auto header = [&](std::string_view version, size_t length) {
+  auto header = [&](std::string_view version, size_t length,
+                    const std::string& key = "platform") {
     return "POST /v1/match HTTP/" + std::string(version) +
-           "\r\nHost: localhost\r\nAuthorization: Bearer " + keys_.at("platform") +
+           "\r\nHost: localhost\r\nAuthorization: Bearer " + keys_.at(key) +
            "\r\nContent-Type: application/json\r\nExpect: 100-Continue\r\nContent-Length: " +
            std::to_string(length) + "\r\n\r\n";
   };
@@ -251,7 +254,7 @@ TEST_F(LifecycleTest, ARequestExpectingContinueGetsA100BeforeItsBody) {
   // that sends the body anyway (`late_body` bytes, without reading first)
   // still gets the answer whole: what it sends is read and dropped.
   auto refused = [&](const std::string& request, int status, std::string_view code,
-                     size_t late_body = 0) {
+                     size_t late_body = 0, std::string_view retry_after = "") {
     SCOPED_TRACE(request.substr(0, 80));
     connection = RawConnection();
     asio::write(*connection, asio::buffer(request));
@@ -269,6 +272,7 @@ TEST_F(LifecycleTest, ARequestExpectingContinueGetsA100BeforeItsBody) {
     EXPECT_EQ(answer.result_int(), status);
     EXPECT_EQ(ParseJson(answer.body()).at("error").at("code").as_string(), code);
     EXPECT_EQ(answer[http::field::connection], "close");
+    EXPECT_EQ(answer[http::field::retry_after], retry_after);
     const boost::system::error_code ec = ReadWithin(*connection, fresh, answer);
     EXPECT_TRUE(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
                 ec == http::error::end_of_stream)
@@ -287,6 +291,26 @@ TEST_F(LifecycleTest, ARequestExpectingContinueGetsA100BeforeItsBody) {
   request = header("1.1", body.size());
   refused(request.replace(request.find(platform), platform.size(), keys_.at("auditor")), 403,
           "forbidden");
+  // A media type the route does not take (curl's default for --data is
+  // application/x-www-form-urlencoded).
+  request = header("1.1", body.size());
+  refused(request.replace(request.find("application/json"), 16,
+                          "application/x-www-form-urlencoded"),
+          415, "unsupported_format");
+  // An empty rate-limit bucket. Looking at it from the header takes no
+  // token: the key's one token pays for the request once its body comes.
+  connection = RawConnection();
+  asio::write(*connection, asio::buffer(header("1.1", body.size(), "one-token")));
+  interim = {};
+  buffer.clear();
+  ASSERT_FALSE(ReadWithin(*connection, buffer, interim));
+  EXPECT_EQ(interim.result_int(), 100);
+  asio::write(*connection, asio::buffer(body));
+  answer = {};
+  ASSERT_FALSE(ReadWithin(*connection, buffer, answer));
+  EXPECT_EQ(answer.result_int(), 200);
+  EXPECT_EQ(ParseJson(answer.body()), json::parse(match));
+  refused(header("1.1", body.size(), "one-token"), 429, "rate_limited", 0, "1000");
   // More than the megabyte dropped otherwise, and than the sockets' buffers
   // hold (loopback: a few megabytes each way).
   constexpr size_t kLateBody = 24 * 1024 * 1024;
