@@ -9,8 +9,89 @@
 
 namespace bantay::models {
 
+namespace {
+
+// Gives OpenCV the same block for every decode: each decode starts from an
+// empty cv::Mat (so that a decoder that fails before allocating leaves it
+// empty, not holding the previous image), yet no frame pays for the page
+// faults of a fresh allocation. One block is kept (the largest asked for
+// so far); a Mat using this allocator must not outlive it.
+class RecyclingAllocator : public cv::MatAllocator {
+ public:
+  ~RecyclingAllocator() override { cv::fastFree(block_); }
+
+  cv::UMatData* allocate(int dims, const int* sizes, int type, void* data, size_t* step,
+                         cv::AccessFlag, cv::UMatUsageFlags) const override {
+    // Dense layout, last dimension fastest (what cv::Mat::create asks for).
+    size_t total = CV_ELEM_SIZE(type);
+    for (int i = dims - 1; i >= 0; --i) {
+      if (step != nullptr) {
+        if (data != nullptr && step[i] != cv::Mat::AUTO_STEP) {
+          total = step[i];
+        } else {
+          step[i] = total;
+        }
+      }
+      total *= static_cast<size_t>(sizes[i]);
+    }
+    auto* u = new cv::UMatData(this);
+    u->size = total;
+    if (data != nullptr) {
+      u->data = u->origdata = static_cast<uchar*>(data);
+      u->flags |= cv::UMatData::USER_ALLOCATED;
+      return u;
+    }
+    if (block_ == nullptr || block_size_ < total || lent_) {
+      if (!lent_) cv::fastFree(block_);
+      uchar* fresh = static_cast<uchar*>(cv::fastMalloc(total));
+      if (lent_) {  // a second Mat at once: not recycled
+        u->data = u->origdata = fresh;
+        return u;
+      }
+      block_ = fresh;
+      block_size_ = total;
+    }
+    lent_ = true;
+    u->data = u->origdata = block_;
+    return u;
+  }
+
+  bool allocate(cv::UMatData* u, cv::AccessFlag, cv::UMatUsageFlags) const override {
+    return u != nullptr;
+  }
+
+  void deallocate(cv::UMatData* u) const override {
+    if (u == nullptr) return;
+    CV_Assert(u->urefcount == 0 && u->refcount == 0);
+    if (!(u->flags & cv::UMatData::USER_ALLOCATED)) {
+      if (u->origdata == block_) {
+        lent_ = false;
+      } else {
+        cv::fastFree(u->origdata);
+      }
+    }
+    delete u;
+  }
+
+  // Overwrites the kept block (after a decoder failed part way: what it
+  // decoded was not wiped).
+  void WipeBlock() const {
+    if (block_ != nullptr && !lent_) explicit_bzero(block_, block_size_);
+  }
+
+ private:
+  // allocate/deallocate are const in the interface; the allocator belongs
+  // to one ImageHasher, used by one thread at a time.
+  mutable uchar* block_ = nullptr;
+  mutable size_t block_size_ = 0;
+  mutable bool lent_ = false;
+};
+
+}  // namespace
+
 struct ImageHasher::Decoded {
-  cv::Mat mat;  // reused between calls so that no frame pays for page faults
+  RecyclingAllocator allocator;  // declared first: outlives `mat`
+  cv::Mat mat;
 };
 
 namespace {
@@ -90,22 +171,32 @@ Result<ImageInfo> ImageHasher::Decode(std::span<const uint8_t> bytes,
     if (*scale > 1) flags = ReducedGreyFlag(*scale) | cv::IMREAD_IGNORE_ORIENTATION;
   }
   cv::Mat& mat = decoded_->mat;
+  // Empty before decoding: a decoder that fails on the header leaves the Mat
+  // as it was, and one that still held the previous image would pass for a
+  // decoded picture (of the previous image's size, its pixels wiped or not).
+  // The block goes back to the allocator, which hands it out again.
+  mat.release();
+  mat.allocator = &decoded_->allocator;
+  auto failed = [&] {
+    // A decoder that failed after allocating has released the Mat itself,
+    // with what it had decoded in it.
+    Wipe(mat);
+    mat.release();
+    decoded_->allocator.WipeBlock();
+    return Error(ErrorCode::kCorruptData,
+                 std::string(ImageFormatName(info.format)) + " could not be decoded");
+  };
   try {
     // The const_cast is for cv::Mat's constructor only: imdecode reads.
     const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
                           const_cast<uint8_t*>(bytes.data()));
     cv::imdecode(encoded, flags, &mat);
   } catch (const cv::Exception& e) {
-    Wipe(mat);
-    return Error(ErrorCode::kCorruptData,
-                 std::string(ImageFormatName(info.format)) +
-                     " could not be decoded");
+    return failed();
   }
   if (mat.empty() || mat.depth() != CV_8U ||
       (mat.channels() != 1 && mat.channels() != 3)) {
-    return Error(ErrorCode::kCorruptData,
-                 std::string(ImageFormatName(info.format)) +
-                     " could not be decoded");
+    return failed();
   }
   ImageInfo decoded = info;
   decoded.width = *scale > 1 ? info.width : mat.cols;

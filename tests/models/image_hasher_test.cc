@@ -262,6 +262,59 @@ TEST(ImageHasherBadInputTest, PixelLimitIsConfigurable) {
   EXPECT_TRUE(ImageHasher({.max_pixels = 5000}).Hash(png).ok());
 }
 
+// What a hasher answers for an image does not depend on what it hashed
+// before: a file its decoder fails on is an error, not the previous
+// picture (OpenCV's decoders leave the output as it was when the header
+// fails, and the hasher keeps its decode buffer between calls).
+TEST(ImageHasherBadInputTest, AFailedDecodeIsNotThePreviousImage) {
+  for (bool wipe : {true, false}) {
+    HashOptions options;
+    options.wipe = wipe;
+    ImageHasher reused(options);
+    for (const char* ext : {".png", ".webp", ".jpg", ".bmp", ".tiff"}) {
+      SCOPED_TRACE(std::string(ext) + (wipe ? " wiped" : " not wiped"));
+      // The previous image: of the size the damaged file declares, and of
+      // another size.
+      const auto good = Encode(MakePattern(64, 48), ext);
+      const Result<ImageHashes> good_hash = reused.Hash(good);
+      ASSERT_TRUE(good_hash.ok()) << good_hash.error().ToString();
+      for (const auto& previous : {good, Encode(MakePattern(90, 70), ext)}) {
+        for (size_t keep : {size_t{30}, size_t{60}, good.size() / 3, good.size() - 10}) {
+          if (keep >= good.size()) continue;
+          ASSERT_TRUE(reused.Hash(previous).ok());
+          const std::span<const uint8_t> cut(good.data(), keep);
+          const Result<ImageHashes> again = reused.Hash(cut);
+          ImageHasher fresh(options);
+          const Result<ImageHashes> alone = fresh.Hash(cut);
+          ASSERT_EQ(again.ok(), alone.ok()) << keep << " bytes";
+          if (alone.ok()) {
+            EXPECT_EQ(again->pdq.hash, alone->pdq.hash) << keep << " bytes";
+            EXPECT_EQ(again->width, alone->width);
+          } else {
+            EXPECT_EQ(again.error().ToString(), alone.error().ToString()) << keep << " bytes";
+          }
+        }
+      }
+      // And the buffer is still good for the next picture.
+      const Result<ImageHashes> after = reused.Hash(good);
+      ASSERT_TRUE(after.ok());
+      EXPECT_EQ(after->pdq.hash, good_hash->pdq.hash);
+    }
+  }
+  // The audit's cases: 60 bytes of a PNG and 30 of a WebP, after a good
+  // image of another size.
+  ImageHasher hasher;
+  for (const char* ext : {".png", ".webp"}) {
+    ASSERT_TRUE(hasher.Hash(Encode(MakePattern(34, 42), ext)).ok());
+    const auto bytes = Encode(MakePattern(640, 480), ext);
+    const size_t keep = std::string(ext) == ".png" ? 60 : 30;
+    const Result<ImageHashes> h = hasher.Hash(std::span<const uint8_t>(bytes.data(), keep));
+    ASSERT_FALSE(h.ok()) << ext << ": " << h->width << "x" << h->height;
+    EXPECT_EQ(h.error().code(), ErrorCode::kCorruptData);
+    EXPECT_EQ(h.error().message(), std::string(ext + 1) + " could not be decoded");
+  }
+}
+
 TEST(ImageHasherBadInputTest, MangledFilesNeverCrash) {
   // Cuts and byte flips of every format: each gives a hash or a clean error.
   std::mt19937 rng(12345);
@@ -279,8 +332,14 @@ TEST(ImageHasherBadInputTest, MangledFilesNeverCrash) {
         }
       }
       Result<ImageHashes> h = hasher.Hash(mangled);
+      ImageHasher fresh;
+      Result<ImageHashes> alone = fresh.Hash(mangled);
+      ASSERT_EQ(h.ok(), alone.ok()) << ext << " trial " << trial;
       if (!h.ok()) {
         EXPECT_NE(h.error().code(), ErrorCode::kInternal) << ext;
+        EXPECT_EQ(h.error().ToString(), alone.error().ToString()) << ext << " trial " << trial;
+      } else {
+        EXPECT_EQ(h->pdq.hash, alone->pdq.hash) << ext << " trial " << trial;
       }
     }
   }
