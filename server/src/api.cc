@@ -1504,8 +1504,12 @@ ApiResponse Api::HandleStreamsPost(Call& call) {
     return ErrorResponse(413, "too_large",
                          "a policy is at most " + std::to_string(kMaxStreamJsonBytes) + " bytes");
   }
+  PolicyLimits limits;
+  limits.max_radius = config_.radius;
+  limits.min_quality = config_.min_quality;
+  limits.lab = call.key->role == Role::kLab;
   Result<StreamPolicy> policy = ParseStreamPolicy(
-      std::string_view(reinterpret_cast<const char*>(body.data()), body.size()), config_.radius);
+      std::string_view(reinterpret_cast<const char*>(body.data()), body.size()), limits);
   if (!policy.ok()) return ErrorResponse(policy.error());
   StreamRegistry::CreateError error = StreamRegistry::CreateError::kNone;
   std::shared_ptr<Stream> stream = streams_->Create(*call.key, *policy, &error);

@@ -57,9 +57,11 @@ Status ReadBool(const json::object& object, std::string_view name, bool* out) {
 
 }  // namespace
 
-Result<StreamPolicy> ParseStreamPolicy(std::string_view body, int max_radius) {
+Result<StreamPolicy> ParseStreamPolicy(std::string_view body, const PolicyLimits& limits) {
+  const int max_radius = limits.max_radius;
   StreamPolicy policy;
   policy.radius = max_radius;
+  policy.quality_min = limits.min_quality;
   const bool blank = std::all_of(body.begin(), body.end(), [](char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
   });
@@ -86,6 +88,11 @@ Result<StreamPolicy> ParseStreamPolicy(std::string_view body, int max_radius) {
   if (status = ReadInteger(object, "quality_min", 0, 100, &policy.quality_min); !status.ok()) {
     return status.error();
   }
+  if (!limits.lab && policy.quality_min < limits.min_quality) {
+    return Error(ErrorCode::kPermissionDenied,
+                 "only lab keys may set quality_min under the server's (" +
+                     std::to_string(limits.min_quality) + ")");
+  }
   if (status = ReadInteger(object, "window", 1, StreamPolicy::kMaxWindow, &policy.window);
       !status.ok()) {
     return status.error();
@@ -110,6 +117,9 @@ Result<StreamPolicy> ParseStreamPolicy(std::string_view body, int max_radius) {
   }
   if (status = ReadInteger(object, "radius", 0, max_radius, &policy.radius); !status.ok()) {
     return status.error();
+  }
+  if (!limits.lab && policy.radius != max_radius) {
+    return Error(ErrorCode::kPermissionDenied, "only lab keys may set the radius");
   }
   if (const json::value* label = object.if_contains("label")) {
     if (!label->is_string() || label->as_string().size() > StreamPolicy::kMaxLabelBytes) {

@@ -54,11 +54,23 @@ struct StreamPolicy {
   static constexpr int64_t kMaxSampleIntervalMs = 3'600'000;
 };
 
+// What the server and the caller's key allow a policy.
+struct PolicyLimits {
+  int max_radius = 31;   // the server's [match] radius: the default and the maximum
+  int min_quality = 50;  // the server's [match] min_quality: the default quality_min
+  // Lab keys may narrow the radius and lower quality_min, as on
+  // /v1/match; for other keys either would make the stream an oracle for
+  // a reference hash's distance (bisecting the radius), which their match
+  // answers never give.
+  bool lab = false;
+};
+
 // Reads the JSON body of POST /v1/streams (an empty body: every default).
 // Members are optional; unknown members, wrong types and values out of
-// bounds are kInvalidArgument naming the member. The default radius is
-// max_radius (the server's [match] radius), which also bounds it.
-Result<StreamPolicy> ParseStreamPolicy(std::string_view body, int max_radius);
+// bounds are kInvalidArgument naming the member; a radius other than the
+// server's, or a quality_min under the server's min_quality, from a key
+// that is not a lab's is kPermissionDenied.
+Result<StreamPolicy> ParseStreamPolicy(std::string_view body, const PolicyLimits& limits);
 // The policy with every member resolved, as a JSON object's text.
 std::string StreamPolicyJson(const StreamPolicy& policy);
 

@@ -9,8 +9,10 @@
 // - a hash frame (ParseHashFrameMessage) is read with its values in their
 //   documented ranges, or refused with kInvalidArgument (kTooLarge over 16 KB);
 // - a stream policy (ParseStreamPolicy) is read with its values in their
-//   documented ranges, or refused with kInvalidArgument, and the policy's
-//   own JSON text reads back as the same policy.
+//   documented ranges, or refused with kInvalidArgument (or, for a key
+//   that is not a lab's, kPermissionDenied); a policy that is not a lab's
+//   has the server's radius and at least its min_quality; the policy's own
+//   JSON text reads back as the same policy.
 #include <boost/json.hpp>
 #include <cstdint>
 #include <string>
@@ -64,13 +66,19 @@ bool operator==(const server::StreamPolicy& a, const server::StreamPolicy& b) {
          a.label == b.label;
 }
 
-void CheckStreamPolicy(std::string_view body, int max_radius) {
-  const bantay::Result<server::StreamPolicy> policy = server::ParseStreamPolicy(body, max_radius);
+void CheckStreamPolicy(std::string_view body, const server::PolicyLimits& limits) {
+  const int max_radius = limits.max_radius;
+  const bantay::Result<server::StreamPolicy> policy = server::ParseStreamPolicy(body, limits);
   if (!policy.ok()) {
-    FUZZ_CHECK(policy.error().code() == ErrorCode::kInvalidArgument, "%s",
-               policy.error().ToString().c_str());
+    FUZZ_CHECK(policy.error().code() == ErrorCode::kInvalidArgument ||
+                   (!limits.lab && policy.error().code() == ErrorCode::kPermissionDenied),
+               "%s", policy.error().ToString().c_str());
     return;
   }
+  FUZZ_CHECK(limits.lab || (policy->radius == max_radius &&
+                            policy->quality_min >= limits.min_quality),
+             "a policy that is not a lab's narrows the search: radius %d, quality_min %d",
+             policy->radius, policy->quality_min);
   const server::StreamPolicy& p = *policy;
   FUZZ_CHECK(p.sample_interval_ms >= 0 &&
                  p.sample_interval_ms <= server::StreamPolicy::kMaxSampleIntervalMs,
@@ -85,7 +93,7 @@ void CheckStreamPolicy(std::string_view body, int max_radius) {
   FUZZ_CHECK(p.label.size() <= server::StreamPolicy::kMaxLabelBytes, "label of %zu bytes",
              p.label.size());
   const std::string text = server::StreamPolicyJson(p);
-  const bantay::Result<server::StreamPolicy> again = server::ParseStreamPolicy(text, max_radius);
+  const bantay::Result<server::StreamPolicy> again = server::ParseStreamPolicy(text, limits);
   FUZZ_CHECK(again.ok() && *again == p, "the policy's JSON does not read back: %s",
              text.c_str());
 }
@@ -102,9 +110,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 1:
       CheckHashFrame(body);
       break;
-    default:
-      CheckStreamPolicy(body, 20 + data[0] % 45);
+    default: {
+      server::PolicyLimits limits;
+      limits.max_radius = 20 + data[0] % 45;
+      limits.min_quality = (data[0] * 7) % 101;
+      limits.lab = (data[0] & 8) != 0;
+      CheckStreamPolicy(body, limits);
       break;
+    }
   }
   return 0;
 }

@@ -172,6 +172,22 @@ TEST_F(StreamApiTest, EveryErrorStatus) {
             "radius must be an integer 0..31");
   ExpectError(Send("platform", "POST", "/v1/streams", "text/plain", "{}"), 415,
               "unsupported_format");
+  // A platform key may not narrow the radius or lower the quality gate (a
+  // stream would tell it a reference's distance by bisection); a lab key may.
+  HttpResponse narrowed =
+      Send("platform", "POST", "/v1/streams", "application/json", R"({"radius":4})");
+  ExpectError(narrowed, 403, "forbidden");
+  EXPECT_EQ(ParseJson(narrowed.body).at("error").at("message"), "only lab keys may set the radius");
+  HttpResponse lowered =
+      Send("platform", "POST", "/v1/streams", "application/json", R"({"quality_min":5})");
+  ExpectError(lowered, 403, "forbidden");
+  EXPECT_EQ(ParseJson(lowered.body).at("error").at("message"),
+            "only lab keys may set quality_min under the server's (50)");
+  HttpResponse lab = Send("lab", "POST", "/v1/streams", "application/json",
+                          R"({"radius":4,"quality_min":5})");
+  ASSERT_EQ(lab.status, 201) << lab.body;
+  EXPECT_EQ(ParseJson(lab.body).at("policy").at("radius"), 4);
+  EXPECT_EQ(ParseJson(lab.body).at("policy").at("quality_min"), 5);
   ExpectError(Send("platform", "POST", "/v1/streams", "application/json",
                    R"({"label":")" + std::string(16 * 1024, 'a') + R"("})"),
               413, "too_large");

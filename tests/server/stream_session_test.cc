@@ -288,9 +288,17 @@ TEST_F(StreamStateTest, TheStateHasEveryMemberOfTheProtocol) {
 // ---------------------------------------------------------------------------
 // The policy
 
+// As a lab key's policy (which may narrow the radius and lower quality_min).
+Result<StreamPolicy> ParseLabPolicy(std::string_view body, int max_radius) {
+  PolicyLimits limits;
+  limits.max_radius = max_radius;
+  limits.lab = true;
+  return ParseStreamPolicy(body, limits);
+}
+
 TEST(StreamPolicyTest, AnEmptyBodyOrObjectGivesTheDefaults) {
   for (std::string_view body : {"", " \n", "{}"}) {
-    Result<StreamPolicy> policy = ParseStreamPolicy(body, 31);
+    Result<StreamPolicy> policy = ParseLabPolicy(body, 31);
     ASSERT_TRUE(policy.ok()) << policy.error().ToString();
     EXPECT_EQ(json::parse(StreamPolicyJson(*policy)),
               json::parse(R"({"sample_interval_ms":1000,"quality_min":50,"window":10,"k":2,)"
@@ -298,11 +306,49 @@ TEST(StreamPolicyTest, AnEmptyBodyOrObjectGivesTheDefaults) {
                           R"("radius":31,"label":""})"));
   }
   // The default radius is the server's.
-  EXPECT_EQ(ParseStreamPolicy("{}", 20)->radius, 20);
+  EXPECT_EQ(ParseLabPolicy("{}", 20)->radius, 20);
+}
+
+// A key that is not a lab's gets the server's radius and at least its
+// min_quality: a stream must not let it bisect the radius to learn a
+// reference hash's distance, which /v1/match never tells it.
+TEST(StreamPolicyTest, OnlyLabKeysNarrowTheRadiusOrLowerTheQualityGate) {
+  PolicyLimits platform;
+  platform.max_radius = 31;
+  platform.min_quality = 60;
+  Result<StreamPolicy> defaults = ParseStreamPolicy("{}", platform);
+  ASSERT_TRUE(defaults.ok()) << defaults.error().ToString();
+  EXPECT_EQ(defaults->radius, 31);
+  EXPECT_EQ(defaults->quality_min, 60);  // the server's, by default
+  Result<StreamPolicy> same = ParseStreamPolicy(R"({"radius":31,"quality_min":95})", platform);
+  ASSERT_TRUE(same.ok()) << same.error().ToString();
+  EXPECT_EQ(same->quality_min, 95);
+  for (std::string_view body : {R"({"radius":30})", R"({"radius":0})"}) {
+    Result<StreamPolicy> policy = ParseStreamPolicy(body, platform);
+    ASSERT_FALSE(policy.ok()) << body;
+    EXPECT_EQ(policy.error().code(), ErrorCode::kPermissionDenied);
+    EXPECT_EQ(policy.error().message(), "only lab keys may set the radius");
+  }
+  for (std::string_view body : {R"({"quality_min":59})", R"({"quality_min":0})"}) {
+    Result<StreamPolicy> policy = ParseStreamPolicy(body, platform);
+    ASSERT_FALSE(policy.ok()) << body;
+    EXPECT_EQ(policy.error().code(), ErrorCode::kPermissionDenied);
+    EXPECT_EQ(policy.error().message(), "only lab keys may set quality_min under the server's (60)");
+  }
+  // Out of bounds is still a bad request, whoever asks.
+  Result<StreamPolicy> over = ParseStreamPolicy(R"({"radius":32})", platform);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code(), ErrorCode::kInvalidArgument);
+  PolicyLimits lab = platform;
+  lab.lab = true;
+  Result<StreamPolicy> narrowed = ParseStreamPolicy(R"({"radius":4,"quality_min":0})", lab);
+  ASSERT_TRUE(narrowed.ok()) << narrowed.error().ToString();
+  EXPECT_EQ(narrowed->radius, 4);
+  EXPECT_EQ(narrowed->quality_min, 0);
 }
 
 TEST(StreamPolicyTest, EveryMemberIsRead) {
-  Result<StreamPolicy> policy = ParseStreamPolicy(
+  Result<StreamPolicy> policy = ParseLabPolicy(
       R"({"sample_interval_ms":0,"quality_min":0,"window":1,"k":1,"skip_distance":-1,)"
       R"("trim_borders":false,"dihedral":false,"radius":0,"label":"x"})",
       31);
@@ -343,21 +389,21 @@ TEST(StreamPolicyTest, BoundsAreCheckedAndTheMemberNamed) {
       {R"([1])", "the policy must be a JSON object"},
   };
   for (const Case& c : cases) {
-    Result<StreamPolicy> policy = ParseStreamPolicy(c.body, 31);
+    Result<StreamPolicy> policy = ParseLabPolicy(c.body, 31);
     ASSERT_FALSE(policy.ok()) << c.body;
     EXPECT_EQ(policy.error().code(), ErrorCode::kInvalidArgument) << c.body;
     EXPECT_EQ(policy.error().message(), c.message) << c.body;
   }
-  EXPECT_FALSE(ParseStreamPolicy("{", 31).ok());
-  EXPECT_TRUE(ParseStreamPolicy(R"({"label":")" + std::string(128, 'a') + R"("})", 31).ok());
-  EXPECT_FALSE(ParseStreamPolicy(R"({"label":")" + std::string(129, 'a') + R"("})", 31).ok());
-  EXPECT_TRUE(ParseStreamPolicy(R"({"window":100,"k":100,"skip_distance":256})", 31).ok());
+  EXPECT_FALSE(ParseLabPolicy("{", 31).ok());
+  EXPECT_TRUE(ParseLabPolicy(R"({"label":")" + std::string(128, 'a') + R"("})", 31).ok());
+  EXPECT_FALSE(ParseLabPolicy(R"({"label":")" + std::string(129, 'a') + R"("})", 31).ok());
+  EXPECT_TRUE(ParseLabPolicy(R"({"window":100,"k":100,"skip_distance":256})", 31).ok());
   // An integer written as a double, and minus zero, are integers.
   Result<StreamPolicy> doubles =
-      ParseStreamPolicy(R"({"sample_interval_ms":1.5e3,"window":-0.0e0,"radius":2e1})", 31);
+      ParseLabPolicy(R"({"sample_interval_ms":1.5e3,"window":-0.0e0,"radius":2e1})", 31);
   ASSERT_FALSE(doubles.ok());
   EXPECT_EQ(doubles.error().message(), "window must be an integer 1..100");
-  doubles = ParseStreamPolicy(R"({"sample_interval_ms":1.5e3,"skip_distance":-0.0,"radius":2e1})", 31);
+  doubles = ParseLabPolicy(R"({"sample_interval_ms":1.5e3,"skip_distance":-0.0,"radius":2e1})", 31);
   ASSERT_TRUE(doubles.ok()) << doubles.error().ToString();
   EXPECT_EQ(doubles->sample_interval_ms, 1500);
   EXPECT_EQ(doubles->skip_distance, 0);
