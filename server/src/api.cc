@@ -622,7 +622,24 @@ struct MatchResult {
   std::optional<int> quality;
   bool has_pdq = false;
   bool pdq_checked = false;
+  // An image that could not be hashed as a picture but whose exact digests
+  // matched: why it has no PDQ hash.
+  std::optional<Error> image_error;
 };
+
+void MatchDigests(const matcher::IndexSnapshot& snapshot, const models::Md5Digest* md5,
+                  const models::Sha256Digest* sha256, MatchResult* result) {
+  std::vector<Match> matches;
+  if (md5 != nullptr) {
+    snapshot.MatchExact(SignalType::kMd5, md5->data(), &matches);
+    for (const Match& m : matches) result->found.emplace_back(m, SignalType::kMd5);
+  }
+  if (sha256 != nullptr) {
+    matches.clear();
+    snapshot.MatchExact(SignalType::kSha256, sha256->data(), &matches);
+    for (const Match& m : matches) result->found.emplace_back(m, SignalType::kSha256);
+  }
+}
 
 // The search of one query whose PDQ hash (and quality, when the client gave
 // it) is known.
@@ -656,8 +673,21 @@ Result<MatchResult> MatchOne(const matcher::IndexSnapshot& snapshot, const json:
     models::ImageHasher& hasher =
         HasherFor(options.dihedral, options.max_pixels, options.max_jpeg_scans);
     Result<models::ImageHashes> hashed = hasher.Hash(*image);
+    if (!hashed.ok()) {
+      // Bytes that cannot be hashed as a picture (damaged, a format Bantay
+      // does not decode, over the pixel limit) are still looked up by their
+      // exact digests: a listed file must not pass for a mere error. A match
+      // is answered (with why there is no PDQ hash); otherwise the error.
+      const models::ExactDigests digests = models::ComputeDigests(*image);
+      Wipe(image);
+      MatchResult result;
+      MatchDigests(snapshot, &digests.md5, &digests.sha256, &result);
+      if (result.found.empty()) return hashed.error();
+      result.has_pdq = true;  // pdq_checked: false
+      result.image_error = hashed.error();
+      return result;
+    }
     Wipe(image);
-    if (!hashed.ok()) return hashed.error();
     pdq = hashed->pdq.hash;
     quality = hashed->pdq.quality;
     if (options.dihedral) {
@@ -723,16 +753,7 @@ Result<MatchResult> MatchOne(const matcher::IndexSnapshot& snapshot, const json:
   result.quality = quality;
   std::vector<Match> matches;
   if (pdq) SearchPdq(snapshot, *pdq, have_variants ? &variants : nullptr, options, &result, &matches);
-  if (md5) {
-    matches.clear();
-    snapshot.MatchExact(SignalType::kMd5, md5->data(), &matches);
-    for (const Match& m : matches) result.found.emplace_back(m, SignalType::kMd5);
-  }
-  if (sha256) {
-    matches.clear();
-    snapshot.MatchExact(SignalType::kSha256, sha256->data(), &matches);
-    for (const Match& m : matches) result.found.emplace_back(m, SignalType::kSha256);
-  }
+  MatchDigests(snapshot, md5 ? &*md5 : nullptr, sha256 ? &*sha256 : nullptr, &result);
   return result;
 }
 
@@ -747,6 +768,11 @@ json::object MatchItemJson(const Match& m, SignalType type, const MatchOptions& 
   return item;
 }
 
+json::object ImageErrorJson(const Error& error) {
+  return {{"code", ErrorCodeOf(HttpStatusOf(error.code()), error.code())},
+          {"message", error.message()}};
+}
+
 // The answer object of one query (without index_version).
 json::object AnswerJson(const MatchResult& result, const MatchOptions& options) {
   json::array list;
@@ -756,6 +782,7 @@ json::object AnswerJson(const MatchResult& result, const MatchOptions& options) 
   answer["matches"] = std::move(list);
   if (result.quality) answer["quality"] = *result.quality;
   if (result.has_pdq) answer["pdq_checked"] = result.pdq_checked;
+  if (result.image_error) answer["image_error"] = ImageErrorJson(*result.image_error);
   return answer;
 }
 
@@ -783,6 +810,10 @@ std::string AnswerText(const MatchResult& result, const MatchOptions& options,
     AppendNumber(&out, *result.quality);
   }
   if (result.has_pdq) out += result.pdq_checked ? ",\"pdq_checked\":true" : ",\"pdq_checked\":false";
+  if (result.image_error) {
+    out += ",\"image_error\":";
+    out += json::serialize(ImageErrorJson(*result.image_error));
+  }
   out += ",\"index_version\":";
   AppendNumber(&out, index_version);
   out += '}';

@@ -51,6 +51,24 @@ class ApiTest : public ::testing::TestWithParam<std::string>, public ServerFixtu
 INSTANTIATE_TEST_SUITE_P(Backends, ApiTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& param) { return param.param; });
 
+// base64 with the standard alphabet (written here, independently of the
+// server's decoder).
+std::string Base64(const std::vector<uint8_t>& bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string b64;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = bytes[i] << 16;
+    if (i + 1 < bytes.size()) n |= bytes[i + 1] << 8;
+    if (i + 2 < bytes.size()) n |= bytes[i + 2];
+    b64 += kAlphabet[n >> 18 & 63];
+    b64 += kAlphabet[n >> 12 & 63];
+    b64 += i + 1 < bytes.size() ? kAlphabet[n >> 6 & 63] : '=';
+    b64 += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
+  }
+  return b64;
+}
+
 TEST_P(ApiTest, AListedImageMatchesWithAVerdictOnly) {
   const std::vector<uint8_t> image = bantay::testing::ReadTestFile(std::string("pdq/") + kBridge);
   HttpResponse r = SendBytes("platform", "/v1/match", "image/jpeg", image);
@@ -154,6 +172,57 @@ TEST_P(ApiTest, ExactHashesMatch) {
                         R"("signal":"sha256","distance":0,"variant":"original"}])"));
 }
 
+// Bytes that cannot be hashed as a picture are still looked up by MD5 and
+// SHA-256: a listed file that is damaged, or in a format Bantay does not
+// decode, is a match (saying why there is no PDQ hash), not an error.
+TEST_P(ApiTest, AListedFileThatIsNotAPictureStillMatchesByItsExactHashes) {
+  const std::string version = std::to_string(setup_version_);
+  HttpResponse r = Send("platform", "POST", "/v1/match", "image/gif", "known md5 text");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body),
+            json::parse(R"({"match":true,"matches":[{"list":"demo","category":"test",)"
+                        R"("ref":"case-2"}],"pdq_checked":false,"image_error":)"
+                        R"({"code":"unsupported_format","message":)"
+                        R"("not a JPEG, PNG, WebP, BMP or TIFF image"},"index_version":)" +
+                        version + "}"));
+  r = Send("lab", "POST", "/v1/match", "image/png", "known sha256 text");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body),
+            json::parse(R"({"match":true,"matches":[{"list":"other","category":"other-cat",)"
+                        R"("ref":"case-3","id":3,"signal":"sha256","distance":0,)"
+                        R"("variant":"original"}],"pdq_checked":false,"image_error":)"
+                        R"({"code":"unsupported_format","message":)"
+                        R"("not a JPEG, PNG, WebP, BMP or TIFF image"},"index_version":)" +
+                        version + "}"));
+  // Unlisted: the error, as before.
+  ExpectError(Send("platform", "POST", "/v1/match", "image/gif", "unlisted text"), 415,
+              "unsupported_format");
+
+  // A damaged JPEG whose SHA-256 is listed, alone and as a batch item.
+  std::vector<uint8_t> jpeg = bantay::testing::ReadTestFile(std::string("pdq/") + kBridge);
+  jpeg.resize(jpeg.size() / 2);
+  const std::string damaged(jpeg.begin(), jpeg.end());
+  ExpectError(Send("platform", "POST", "/v1/match", "image/jpeg", damaged), 422, "corrupt_data");
+  HttpResponse added =
+      Send("operator", "POST", "/v1/lists/demo/entries", "application/json",
+           R"({"entries":[{"type":"sha256","value":")" + models::ToHex(models::Sha256(jpeg)) +
+               R"(","category":"exact","reference":"case-damaged"}]})");
+  ASSERT_EQ(added.status, 201) << added.body;
+  const std::string now = std::to_string(ParseJson(added.body).at("version").as_int64());
+  const std::string answer =
+      R"({"match":true,"matches":[{"list":"demo","category":"exact","ref":"case-damaged"}],)"
+      R"("pdq_checked":false,"image_error":{"code":"corrupt_data",)"
+      R"x("message":"jpeg is truncated (no end-of-image marker)"})x";
+  r = Send("platform", "POST", "/v1/match", "image/jpeg", damaged);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body), json::parse(answer + R"(,"index_version":)" + now + "}"));
+  r = Send("platform", "POST", "/v1/match/batch", "application/json",
+           R"({"items":[{"image":")" + Base64(jpeg) + R"("}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body),
+            json::parse(R"({"results":[)" + answer + R"(}],"index_version":)" + now + "}"));
+}
+
 TEST_P(ApiTest, LowQualityHashesAreNotMatched) {
   HttpResponse r = Send("platform", "POST", "/v1/match", "application/json",
                         R"({"pdq":")" + ReferencePdq(kBridge) + R"(","quality":49})");
@@ -165,19 +234,7 @@ TEST_P(ApiTest, LowQualityHashesAreNotMatched) {
 
 TEST_P(ApiTest, BatchesAnswerEachItemInOrder) {
   const std::vector<uint8_t> image = bantay::testing::ReadTestFile(std::string("pdq/") + kBridge);
-  // base64 of the image, with the standard alphabet.
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string b64;
-  for (size_t i = 0; i < image.size(); i += 3) {
-    uint32_t n = image[i] << 16;
-    if (i + 1 < image.size()) n |= image[i + 1] << 8;
-    if (i + 2 < image.size()) n |= image[i + 2];
-    b64 += kAlphabet[n >> 18 & 63];
-    b64 += kAlphabet[n >> 12 & 63];
-    b64 += i + 1 < image.size() ? kAlphabet[n >> 6 & 63] : '=';
-    b64 += i + 2 < image.size() ? kAlphabet[n & 63] : '=';
-  }
+  const std::string b64 = Base64(image);
   const std::string body = R"({"items":[{"pdq":")" + ReferencePdq(kBridge) +
                            R"("},{"pdq":"zz"},{"image":")" + b64 + R"("},)" +
                            R"({"md5":")" + std::string(32, '0') + R"("}]})";
