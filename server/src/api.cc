@@ -598,6 +598,18 @@ ApiResponse Api::HandleReadyz() {
     }
     return ErrorResponse(503, "unavailable", "the index is loading");
   }
+  if (const std::optional<IndexService::Lag> lag = index_->lag();
+      lag && config_.stale_after_ms > 0) {
+    const auto behind = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - lag->since);
+    if (behind.count() >= config_.stale_after_ms) {
+      return ErrorResponse(503, "unavailable",
+                           "the index has not followed the store for " +
+                               std::to_string(behind.count() / 1000) + " s (it serves version " +
+                               std::to_string(index_->Info()->version) +
+                               "; see the server's log)");
+    }
+  }
   return JsonResponse(200, json::object{{"status", "ready"},
                                         {"index_version", index_->Info()->version}});
 }

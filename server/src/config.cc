@@ -78,7 +78,7 @@ constexpr Field kFields[] = {
      "most scans a JPEG may have, counted before decoding: each costs the "
      "decoder a pass over the picture (413 beyond)"},
     {"limits", "read_timeout_ms", &ServerConfig::read_timeout_ms,
-     "time to read one whole request (408 beyond)"},
+     "time to read one whole request (the connection is closed beyond)"},
     {"limits", "idle_timeout_ms", &ServerConfig::idle_timeout_ms,
      "an idle keep-alive connection is closed after this"},
     {"limits", "max_connections", &ServerConfig::max_connections,
@@ -97,8 +97,15 @@ constexpr Field kFields[] = {
     {"store", "signing_key_file", &ServerConfig::signing_key_file,
      "PEM Ed25519 key signing index versions; without it the API makes no "
      "changes"},
+    {"store", "public_key_file", &ServerConfig::public_key_file,
+     "PEM Ed25519 public key the store must verify against before its index "
+     "is served (default: the public half of signing_key_file, else the key "
+     "the store holds)"},
     {"store", "poll_interval_ms", &ServerConfig::poll_interval_ms,
      "how often the store is read for changes made elsewhere (at least 10)"},
+    {"store", "stale_after_ms", &ServerConfig::stale_after_ms,
+     "/readyz answers 503 once the index has failed to follow the store for "
+     "this long (0: never)"},
     {"log", "access_log", &ServerConfig::access_log,
      "one JSON line per request: \"-\" standard error, \"\" off, else a file "
      "appended to"},
@@ -542,6 +549,7 @@ Status ServerConfig::Validate() const {
   if (store_url.empty()) return Invalid("store.url is required");
   if (poll_interval_ms < 10)
     return Invalid("store.poll_interval_ms must be at least 10");
+  if (stale_after_ms < 0) return Invalid("store.stale_after_ms must be at least 0");
   if (streams_max_per_key < 1) return Invalid("streams.max_per_key must be at least 1");
   if (streams_max_total < 1) return Invalid("streams.max_total must be at least 1");
   if (streams_idle_timeout_s < 1 || streams_idle_timeout_s > 86'400) {

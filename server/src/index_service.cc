@@ -54,6 +54,23 @@ Result<std::unique_ptr<Store>> OpenStore(const ServerConfig& config, bool signin
 }  // namespace
 
 Status IndexService::Start() {
+  if (!config_.public_key_file.empty()) {
+    Result<matcher::PublicKey> key = matcher::ReadPublicKeyPemFile(config_.public_key_file);
+    if (!key.ok()) {
+      return Error(key.error().code(), "store.public_key_file: " + key.error().message());
+    }
+    trusted_key_ = *key;
+  } else if (!config_.signing_key_file.empty()) {
+    Result<matcher::SigningKey> key = matcher::SigningKey::ReadPemFile(config_.signing_key_file);
+    if (!key.ok()) {
+      return Error(key.error().code(), "store.signing_key_file: " + key.error().message());
+    }
+    trusted_key_ = key->public_key();
+  } else {
+    std::fprintf(stderr,
+                 "bantay-server: neither store.public_key_file nor store.signing_key_file is "
+                 "set: the store's signatures are checked against the key it holds itself\n");
+  }
   for (auto* slot : {&follower_, &reader_}) {
     Result<std::unique_ptr<Store>> store = OpenStore(config_, false);
     if (!store.ok()) return store.error();
@@ -85,6 +102,44 @@ std::optional<Error> IndexService::load_error() const {
   return load_error_;
 }
 
+std::optional<IndexService::Lag> IndexService::lag() const {
+  std::lock_guard lock(state_mu_);
+  return lag_;
+}
+
+Status IndexService::VerifyStoreLocked() {
+  Result<matcher::VerifyReport> report = follower_->Verify(trusted_key_);
+  if (!report.ok()) return report.error();
+  if (report->ok()) return Status();
+  const std::vector<std::string>& problems = report->problems;
+  std::string message = "the store does not verify: " + problems.front();
+  if (problems.size() > 1) message += " (and " + std::to_string(problems.size() - 1) + " more)";
+  return Error(ErrorCode::kCorruptData, message + "; see bantay index verify");
+}
+
+void IndexService::NoteSyncLocked(const Status& synced) {
+  std::lock_guard lock(state_mu_);
+  if (synced.ok()) {
+    if (lag_) {
+      std::fprintf(stderr, "bantay-server: the index follows the store again (version %llu)\n",
+                   static_cast<unsigned long long>(applied_version_));
+    }
+    lag_.reset();
+    if (metrics_ != nullptr) metrics_->RecordIndexSync(true);
+    return;
+  }
+  if (!lag_ || lag_->error.ToString() != synced.error().ToString()) {
+    std::fprintf(stderr,
+                 "bantay-server: the index cannot follow the store (it serves version %llu): "
+                 "%s\n",
+                 static_cast<unsigned long long>(applied_version_),
+                 synced.error().ToString().c_str());
+  }
+  const auto since = lag_ ? lag_->since : std::chrono::steady_clock::now();
+  lag_ = Lag{since, synced.error()};
+  if (metrics_ != nullptr) metrics_->RecordIndexSync(false);
+}
+
 std::shared_ptr<const matcher::IndexSnapshot> IndexService::Snapshot() const {
   if (!ready()) return nullptr;
   return index_->Snapshot();
@@ -103,10 +158,16 @@ void IndexService::Follow() {
       std::lock_guard lock(sync_mu_);
       // Into a new index each time: a failed load may have left a part.
       index_ = std::make_unique<matcher::HashIndex>();
-      Result<uint64_t> loaded = matcher::LoadIndexFromStore(*follower_, index_.get());
+      Result<uint64_t> loaded = 0;
+      if (Status verified = VerifyStoreLocked(); !verified.ok()) {
+        loaded = verified.error();
+      } else {
+        loaded = matcher::LoadIndexFromStore(*follower_, index_.get());
+      }
       if (loaded.ok()) {
         applied_version_ = *loaded;
         RefreshInfoLocked(applied_version_);
+        if (metrics_ != nullptr) metrics_->RecordIndexSync(true);
         std::lock_guard state(state_mu_);
         load_error_.reset();
         break;
@@ -131,8 +192,9 @@ void IndexService::Follow() {
     }
     std::lock_guard lock(sync_mu_);
     // A failed poll (database restarting) is retried at the next tick; the
-    // index keeps serving the version it has.
-    (void)SyncLocked();
+    // index keeps serving the version it has (logged, counted, and /readyz
+    // turns 503 after store.stale_after_ms).
+    NoteSyncLocked(SyncLocked());
   }
 }
 
@@ -183,9 +245,10 @@ Result<uint64_t> IndexService::Change(
   if (ready()) {
     // The change is committed whatever happens here: when the index cannot
     // follow at once (the database went away), the poller catches up, and
-    // the caller must not be told to retry a change that was made.
+    // the caller must not be told to retry a change that was made (the lag
+    // is logged and counted, and shows in /readyz).
     std::lock_guard lock(sync_mu_);
-    (void)SyncLocked();
+    NoteSyncLocked(SyncLocked());
   }
   return version;
 }

@@ -14,6 +14,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -54,6 +55,14 @@ class IndexService {
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   // A load failure after Start (the server stays unready and says why).
   std::optional<Error> load_error() const;
+  // Since when (steady clock) the index has failed to follow the store —
+  // every poll and every post-change sync failing since — and the last
+  // error; nullopt while it follows.
+  struct Lag {
+    std::chrono::steady_clock::time_point since;
+    Error error;
+  };
+  std::optional<Lag> lag() const;
   // The snapshot to query; null until ready.
   std::shared_ptr<const matcher::IndexSnapshot> Snapshot() const;
   std::shared_ptr<const IndexInfo> Info() const;
@@ -72,6 +81,12 @@ class IndexService {
  private:
   void Follow();
   Status SyncLocked();  // requires sync_mu_
+  // Records how a sync went: the lag, the metrics, and a log line when
+  // following stops, its error changes, or it resumes. Requires sync_mu_.
+  void NoteSyncLocked(const Status& synced);
+  // The store verifies (audit chain, signatures against trusted_key_,
+  // values, the current root against the entries) before it is served.
+  Status VerifyStoreLocked();  // requires sync_mu_
   void RefreshInfoLocked(uint64_t version);  // requires sync_mu_
 
   const ServerConfig& config_;
@@ -94,6 +109,10 @@ class IndexService {
   mutable std::mutex state_mu_;
   std::shared_ptr<const IndexInfo> info_;  // guarded by state_mu_
   std::optional<Error> load_error_;        // guarded by state_mu_
+  std::optional<Lag> lag_;                 // guarded by state_mu_
+  // Set in Start: store.public_key_file, else the signing key's public
+  // half, else nullopt (the key the store holds).
+  std::optional<matcher::PublicKey> trusted_key_;
   bool stop_ = false;                      // guarded by state_mu_
   std::condition_variable wake_;
   std::thread follower_thread_;

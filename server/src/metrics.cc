@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <mutex>
 #include <string_view>
@@ -120,6 +121,16 @@ void Metrics::RecordOverloaded() {
   overloaded_.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::RecordIndexSync(bool ok) {
+  if (!ok) {
+    sync_failures_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  last_sync_unix_s_.store(std::chrono::duration_cast<std::chrono::seconds>(now).count(),
+                          std::memory_order_relaxed);
+}
+
 void Metrics::SetIndex(uint64_t version, uint64_t pdq, uint64_t md5,
                        uint64_t sha256) {
   index_version_.store(version, std::memory_order_relaxed);
@@ -188,6 +199,15 @@ std::string Metrics::Render() const {
                entries_[0].load(relaxed));
   AppendSample(&out, "bantay_index_entries", "type=\"sha256\"",
                entries_[2].load(relaxed));
+
+  AppendHeader(&out, "bantay_index_last_sync_timestamp_seconds", "gauge",
+               "Unix time of the last successful check of the store for changes.");
+  AppendSample(&out, "bantay_index_last_sync_timestamp_seconds", "",
+               last_sync_unix_s_.load(relaxed));
+
+  AppendHeader(&out, "bantay_index_sync_failures_total", "counter",
+               "Failed attempts to bring the index up to the store's version.");
+  AppendSample(&out, "bantay_index_sync_failures_total", "", sync_failures_.load(relaxed));
 
   AppendHeader(&out, "bantay_index_version", "gauge",
                "Store version of the serving index.");

@@ -34,6 +34,9 @@ class Metrics {
   void RecordRateLimited();
   void RecordOverloaded();
   void SetIndex(uint64_t version, uint64_t pdq, uint64_t md5, uint64_t sha256);
+  // One attempt to bring the index up to the store's version (a poll, or
+  // the sync after a change): a success sets the time of the last one.
+  void RecordIndexSync(bool ok);
   void SetQueueDepth(int64_t depth);
   void AddConnections(int64_t delta);
   // Stream sessions: how many are open, each frame's verdict ("match",
@@ -55,6 +58,8 @@ class Metrics {
   //   bantay_request_duration_seconds_sum{route="..."} S
   //   bantay_request_duration_seconds_count{route="..."} N
   //   bantay_matches_total{list="..."} N
+  //   bantay_index_last_sync_timestamp_seconds T   (0 before the first)
+  //   bantay_index_sync_failures_total N
   //   bantay_index_version N
   //   bantay_index_entries{type="pdq"|"md5"|"sha256"} N
   //   bantay_compute_queue_depth N
@@ -89,6 +94,8 @@ class Metrics {
   std::map<std::string, std::unique_ptr<Counter>> matches_;                   // mu_
   std::atomic<uint64_t> index_version_{0};
   std::atomic<uint64_t> entries_[3] = {};
+  std::atomic<int64_t> last_sync_unix_s_{0};
+  std::atomic<uint64_t> sync_failures_{0};
   std::atomic<int64_t> queue_depth_{0};
   std::atomic<int64_t> connections_{0};
   std::atomic<uint64_t> rate_limited_{0};

@@ -9,6 +9,7 @@
 
 #include "bantay/matcher/store.h"
 #include "bantay/server/routes.h"
+#include "database.h"
 #include "server_test_util.h"
 
 namespace bantay::server::testing {
@@ -553,6 +554,90 @@ TEST_P(ApiTest, ChangesMadeElsewhereArePickedUpByPolling) {
     if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(seen);
+}
+
+// A store edited behind its back (a row deleted with SQL: the signed root no
+// longer covers the entries) is not served: the index loads only after the
+// store verifies, as `bantay index verify` checks it.
+TEST_P(ApiTest, AStoreEditedBehindItsBackIsNotServed) {
+  StopServer();
+  {
+    Result<std::unique_ptr<matcher::db::Connection>> raw =
+        matcher::db::Connection::Open(store_url_, false);
+    ASSERT_TRUE(raw.ok()) << raw.error().ToString();
+    ASSERT_TRUE((*raw)->Execute("DELETE FROM entries WHERE reference = 'case-1'", {}).ok());
+  }
+  Result<std::unique_ptr<Server>> server = Server::Start(config);
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  server_ = std::move(*server);
+  HttpResponse ready;
+  for (int i = 0; i < 1000; ++i) {
+    ready = Send("", "GET", "/readyz");
+    if (ParseJson(ready.body).at("error").at("message") != "the index is loading") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ExpectError(ready, 503, "unavailable");
+  EXPECT_EQ(ParseJson(ready.body).at("error").at("message"),
+            "the index failed to load (retrying; see the server's log)");
+  HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
+  ExpectError(match, 503, "unavailable");
+  EXPECT_EQ(ParseJson(match.body).at("error").at("message"), "the index is loading");
+}
+
+// An index that cannot follow the store (here: the store's data key was
+// rotated, and the server still has the old one, so new values do not
+// open) keeps serving what it has, counts the failures, and /readyz turns
+// 503 once that has lasted store.stale_after_ms.
+TEST_P(ApiTest, AnIndexThatCannotFollowTheStoreTurnsUnready) {
+  StopServer();
+  config.stale_after_ms = 300;
+  StartServer();
+  EXPECT_EQ(Send("", "GET", "/readyz").status, 200);
+  const std::string fresh = FlipBits(ReferencePdq(kBridge), 80);
+  {
+    const matcher::DataKey new_key = matcher::GenerateDataKey();
+    matcher::StoreKeys keys;
+    keys.data_keys = {new_key, data_key_};  // the first seals
+    Result<matcher::SigningKey> signer =
+        matcher::SigningKey::ReadPemFile(dir_.path() + "/signing.pem");
+    ASSERT_TRUE(signer.ok());
+    keys.signing_key = std::move(*signer);
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(store_url_, std::move(keys));
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    ASSERT_TRUE((*store)->Rekey({"cli-user", "cli"}).ok());
+    matcher::NewEntry e;
+    e.list = "cli";
+    e.value = models::Hash256::FromHex(fresh)->bytes();
+    e.reference = "after-the-rekey";
+    ASSERT_TRUE((*store)->AddEntries({e}, {"cli-user", "cli"}).ok());
+  }
+  HttpResponse ready;
+  for (int i = 0; i < 1000; ++i) {
+    ready = Send("", "GET", "/readyz");
+    if (ready.status != 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ExpectError(ready, 503, "unavailable");
+  const std::string message(ParseJson(ready.body).at("error").at("message").as_string());
+  EXPECT_TRUE(message.starts_with("the index has not followed the store for ")) << message;
+  EXPECT_TRUE(message.ends_with(" s (it serves version " + std::to_string(setup_version_) +
+                                "; see the server's log)"))
+      << message;
+  // It still answers, from the version it has.
+  HttpResponse match = MatchPdq("platform", fresh);
+  ASSERT_EQ(match.status, 200) << match.body;
+  EXPECT_EQ(ParseJson(match.body),
+            json::parse(R"({"match":false,"matches":[],"pdq_checked":true,"index_version":)" +
+                        std::to_string(setup_version_) + "}"));
+  const std::string metrics = Send("operator", "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("\nbantay_index_version " + std::to_string(setup_version_) + "\n"),
+            std::string::npos);
+  const std::string failures = "\nbantay_index_sync_failures_total ";
+  const size_t at = metrics.find(failures);
+  ASSERT_NE(at, std::string::npos);
+  // At least the polls of the 300 ms (every 50 ms here).
+  EXPECT_GE(std::stoll(metrics.substr(at + failures.size())), 5) << metrics.substr(at, 60);
 }
 
 TEST_P(ApiTest, AdministrationAndMatchingAtTheSameTime) {

@@ -45,7 +45,9 @@ const std::vector<std::string> kAllKeys = {
     "store.url",
     "store.data_key_file",
     "store.signing_key_file",
+    "store.public_key_file",
     "store.poll_interval_ms",
+    "store.stale_after_ms",
     "log.access_log",
     "streams.max_per_key",
     "streams.max_total",
@@ -296,6 +298,9 @@ TEST(ValidateTest, MatchAndStoreSections) {
       {"poll 9", [](ServerConfig* c) { c->poll_interval_ms = 9; },
        "store.poll_interval_ms must be at least 10"},
       {"poll 10", [](ServerConfig* c) { c->poll_interval_ms = 10; }, nullptr},
+      {"stale -1", [](ServerConfig* c) { c->stale_after_ms = -1; },
+       "store.stale_after_ms must be at least 0"},
+      {"stale 0", [](ServerConfig* c) { c->stale_after_ms = 0; }, nullptr},
   });
 }
 
@@ -736,7 +741,9 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
       {"store.url", "sqlite:s.db"},
       {"store.data_key_file", "d.key"},
       {"store.signing_key_file", "s.pem"},
+      {"store.public_key_file", "p.pem"},
       {"store.poll_interval_ms", "31"},
+      {"store.stale_after_ms", "32"},
       {"log.access_log", ""},
       {"streams.max_per_key", "33"},
       {"streams.max_total", "35"},
@@ -777,7 +784,9 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
   EXPECT_EQ(c.store_url, "sqlite:s.db");
   EXPECT_EQ(c.data_key_file, "d.key");
   EXPECT_EQ(c.signing_key_file, "s.pem");
+  EXPECT_EQ(c.public_key_file, "p.pem");
   EXPECT_EQ(c.poll_interval_ms, 31);
+  EXPECT_EQ(c.stale_after_ms, 32);
   EXPECT_EQ(c.access_log, "");  // set empty (off), not left at "-"
   EXPECT_EQ(c.streams_max_per_key, 33u);
   EXPECT_EQ(c.streams_max_total, 35u);
@@ -1106,7 +1115,9 @@ TEST(ExampleConfigTest, ShowsTheDefaults) {
   EXPECT_EQ(e->radius, d.radius);
   EXPECT_EQ(e->min_quality, d.min_quality);
   EXPECT_EQ(e->signing_key_file, d.signing_key_file);
+  EXPECT_EQ(e->public_key_file, d.public_key_file);
   EXPECT_EQ(e->poll_interval_ms, d.poll_interval_ms);
+  EXPECT_EQ(e->stale_after_ms, d.stale_after_ms);
   EXPECT_EQ(e->access_log, d.access_log);
   EXPECT_EQ(e->streams_max_per_key, d.streams_max_per_key);
   EXPECT_EQ(e->streams_max_total, d.streams_max_total);

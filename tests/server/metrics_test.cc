@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <limits>
 #include <string>
 #include <thread>
@@ -13,6 +15,28 @@ namespace {
 constexpr char kFamiliesBeforeMatches[] =
     "# HELP bantay_compute_queue_depth Tasks waiting for the compute pool.\n"
     "# TYPE bantay_compute_queue_depth gauge\n";
+
+// A successful sync sets the time of the last one (Unix seconds, read
+// from the clock between the two bounds).
+TEST(MetricsTest, ASuccessfulSyncSetsItsTime) {
+  Metrics metrics;
+  auto unix_now = [] {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const int64_t before = unix_now();
+  metrics.RecordIndexSync(true);
+  const int64_t after = unix_now();
+  const std::string text = metrics.Render();
+  const std::string name = "\nbantay_index_last_sync_timestamp_seconds ";
+  const size_t at = text.find(name);
+  ASSERT_NE(at, std::string::npos);
+  const int64_t value = std::stoll(text.substr(at + name.size()));
+  EXPECT_GE(value, before);
+  EXPECT_LE(value, after);
+  EXPECT_NE(text.find("\nbantay_index_sync_failures_total 0\n"), std::string::npos);
+}
 
 TEST(MetricsTest, EmptyRender) {
   Metrics metrics;
@@ -30,6 +54,14 @@ TEST(MetricsTest, EmptyRender) {
       "bantay_index_entries{type=\"md5\"} 0\n"
       "bantay_index_entries{type=\"pdq\"} 0\n"
       "bantay_index_entries{type=\"sha256\"} 0\n"
+      "# HELP bantay_index_last_sync_timestamp_seconds Unix time of the last successful "
+      "check of the store for changes.\n"
+      "# TYPE bantay_index_last_sync_timestamp_seconds gauge\n"
+      "bantay_index_last_sync_timestamp_seconds 0\n"
+      "# HELP bantay_index_sync_failures_total Failed attempts to bring the index up to the "
+      "store's version.\n"
+      "# TYPE bantay_index_sync_failures_total counter\n"
+      "bantay_index_sync_failures_total 0\n"
       "# HELP bantay_index_version Store version of the serving index.\n"
       "# TYPE bantay_index_version gauge\n"
       "bantay_index_version 0\n"
@@ -105,6 +137,8 @@ TEST(MetricsTest, RenderOfAFewRecordings) {
   metrics.RecordOverloaded();
   metrics.RecordOverloaded();
   metrics.SetIndex(7, 100, 20, 30);
+  metrics.RecordIndexSync(false);
+  metrics.RecordIndexSync(false);
   metrics.SetQueueDepth(4);
   metrics.AddConnections(5);
   metrics.AddConnections(-2);
@@ -123,6 +157,14 @@ TEST(MetricsTest, RenderOfAFewRecordings) {
       "bantay_index_entries{type=\"md5\"} 20\n"
       "bantay_index_entries{type=\"pdq\"} 100\n"
       "bantay_index_entries{type=\"sha256\"} 30\n"
+      "# HELP bantay_index_last_sync_timestamp_seconds Unix time of the last successful "
+      "check of the store for changes.\n"
+      "# TYPE bantay_index_last_sync_timestamp_seconds gauge\n"
+      "bantay_index_last_sync_timestamp_seconds 0\n"
+      "# HELP bantay_index_sync_failures_total Failed attempts to bring the index up to the "
+      "store's version.\n"
+      "# TYPE bantay_index_sync_failures_total counter\n"
+      "bantay_index_sync_failures_total 2\n"
       "# HELP bantay_index_version Store version of the serving index.\n"
       "# TYPE bantay_index_version gauge\n"
       "bantay_index_version 7\n"

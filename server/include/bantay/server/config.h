@@ -10,7 +10,8 @@
 //   [limits]  max_body_bytes, max_header_bytes, max_pixels, max_jpeg_scans,
 //             read_timeout_ms, idle_timeout_ms, max_connections, max_batch_items
 //   [match]   radius, min_quality
-//   [store]   url, data_key_file, signing_key_file, poll_interval_ms
+//   [store]   url, data_key_file, signing_key_file, public_key_file,
+//             poll_interval_ms, stale_after_ms
 //   [log]     access_log            ("-" standard error, "" off, else a file)
 //   [streams] max_per_key, max_total, idle_timeout_s,
 //             allow_plain_http_webhooks
@@ -91,7 +92,14 @@ struct ServerConfig {
   std::string store_url;  // sqlite:PATH or postgresql://...
   std::string data_key_file;
   std::string signing_key_file;  // needed for changes through the API
+  // The key the store's signed versions are checked against when the index
+  // loads (default: the public half of signing_key_file, else the key the
+  // store holds).
+  std::string public_key_file;
   int64_t poll_interval_ms = 250;
+  // /readyz answers 503 once the index has failed to follow the store for
+  // this long (0: never).
+  int64_t stale_after_ms = 60'000;
 
   // [log]
   std::string access_log = "-";
