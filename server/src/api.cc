@@ -930,9 +930,14 @@ ApiResponse Api::HandleBatch(Call& call) {
   }
   // The first item was paid for when the request came in.
   if (items.size() > 1) {
-    const RateLimiter::Decision decision = limiter_->Take(
+    RateLimiter::Decision decision = limiter_->Take(
         call.key->id, call.key->rate, call.key->burst, static_cast<double>(items.size() - 1));
     if (!decision.allowed) {
+      // A refused request costs nothing: its first token is given back, and
+      // Retry-After is the wait for the whole batch's tokens.
+      limiter_->Refund(call.key->id, call.key->burst, 1.0);
+      decision = limiter_->Peek(call.key->id, call.key->rate, call.key->burst,
+                                static_cast<double>(items.size()));
       metrics_->RecordRateLimited();
       ApiResponse response = ErrorResponse(
           429, "rate_limited", "rate limit exceeded (a batch costs one token per item)");

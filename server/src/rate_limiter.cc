@@ -36,6 +36,13 @@ RateLimiter::Decision RateLimiter::Peek(const std::string& key_id, double rate,
   return Decide(key_id, rate, burst, cost, now, /*take=*/false);
 }
 
+void RateLimiter::Refund(const std::string& key_id, double burst, double amount) {
+  std::lock_guard lock(mu_);
+  auto it = buckets_.find(key_id);
+  if (it == buckets_.end()) return;  // nothing was taken
+  it->second.tokens = std::min(burst, it->second.tokens + amount);
+}
+
 RateLimiter::Decision RateLimiter::Decide(const std::string& key_id, double rate,
                                           double burst, double cost,
                                           Clock::time_point now, bool take) {

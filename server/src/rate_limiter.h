@@ -44,6 +44,11 @@ class RateLimiter {
     return Peek(key_id, rate, burst, cost, Clock::now());
   }
 
+  // Gives back `amount` tokens taken earlier (capped at `burst`): a request
+  // that took its first token when it came in and is then refused for the
+  // rest of its cost.
+  void Refund(const std::string& key_id, double burst, double amount);
+
  private:
   struct Bucket {
     double tokens = 0;

@@ -369,6 +369,26 @@ TEST_P(ApiTest, EachKeyHasItsOwnRateLimit) {
   EXPECT_EQ(MatchPdq("platform", pdq).status, 200);
 }
 
+// A batch refused for its rate limit costs nothing (its first token, taken
+// when it came in, is given back), and Retry-After is the wait for all of
+// its items: a client that obeys it is not refused again.
+TEST_P(ApiTest, ARefusedBatchCostsNoToken) {
+  StopServer();
+  AddKey("slow", Role::kPlatform, 0.01, 3.0);
+  StartServer();
+  const std::string pdq = ReferencePdq(kBridge);
+  ASSERT_EQ(MatchPdq("slow", pdq).status, 200);  // 2 tokens left
+  const std::string item = R"({"pdq":")" + pdq + R"("})";
+  HttpResponse limited = Send("slow", "POST", "/v1/match/batch", "application/json",
+                              R"({"items":[)" + item + "," + item + "," + item + "]}");
+  ExpectError(limited, 429, "rate_limited");
+  EXPECT_EQ(limited.Header("Retry-After"), "100");  // the third token, at 0.01/s
+  // The two tokens are still there.
+  EXPECT_EQ(MatchPdq("slow", pdq).status, 200);
+  EXPECT_EQ(MatchPdq("slow", pdq).status, 200);
+  ExpectError(MatchPdq("slow", pdq), 429, "rate_limited");
+}
+
 TEST_P(ApiTest, HealthReadinessOpenApiAndMetrics) {
   HttpResponse health = Send("", "GET", "/healthz");
   EXPECT_EQ(health.status, 200);

@@ -159,6 +159,19 @@ TEST(RateLimiterTest, BatchCostsSeveralTokens) {
   EXPECT_TRUE(limiter.Take("k", 1.0, 10.0, 7.0, At(4000)).allowed);
 }
 
+TEST(RateLimiterTest, RefundGivesTokensBackUpToTheBurst) {
+  RateLimiter limiter;
+  limiter.Refund("unseen", 5.0, 1.0);  // nothing taken: no bucket made
+  EXPECT_TRUE(limiter.Take("unseen", 1.0, 5.0, 5.0, kT0).allowed);  // created full
+  EXPECT_FALSE(limiter.Take("unseen", 1.0, 5.0, 1.0, kT0).allowed);
+  limiter.Refund("unseen", 5.0, 2.0);
+  EXPECT_TRUE(limiter.Take("unseen", 1.0, 5.0, 2.0, kT0).allowed);
+  EXPECT_FALSE(limiter.Take("unseen", 1.0, 5.0, 1.0, kT0).allowed);
+  limiter.Refund("unseen", 5.0, 9.0);  // capped at the burst
+  EXPECT_TRUE(limiter.Take("unseen", 1.0, 5.0, 5.0, kT0).allowed);
+  EXPECT_FALSE(limiter.Take("unseen", 1.0, 5.0, 1.0, kT0).allowed);
+}
+
 TEST(RateLimiterTest, KeysAreIndependent) {
   RateLimiter limiter;
   for (int i = 0; i < 2; ++i)
