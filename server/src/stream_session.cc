@@ -206,6 +206,7 @@ StreamState::Arrival StreamState::Arrive(int64_t t_ms, std::optional<uint32_t> s
     outcome->verdict_event.clear();
     return Arrival::kNotSampled;
   }
+  before_last_sampled_t_ = last_sampled_t_;
   last_sampled_t_ = t_ms;
   return Arrival::kSample;
 }
@@ -291,6 +292,8 @@ FrameOutcome StreamState::Dropped(uint64_t frame, int64_t t_ms, std::optional<ui
 FrameOutcome StreamState::Failed(uint64_t frame, int64_t t_ms, std::optional<uint32_t> seq,
                                  const Error& error, int64_t now_unix_ms) {
   updated_unix_ms_ = now_unix_ms;
+  ++counters_.errors;
+  if (last_sampled_t_ == t_ms) last_sampled_t_ = before_last_sampled_t_;
   FrameOutcome outcome;
   outcome.verdict = FrameVerdict::kError;
   outcome.frame_event =
@@ -342,7 +345,8 @@ std::string StreamState::StateJson(StreamVerdict previous) const {
                               {"skipped", counters_.skipped},
                               {"low_quality", counters_.low_quality},
                               {"not_sampled", counters_.not_sampled},
-                              {"dropped", counters_.dropped}}},
+                              {"dropped", counters_.dropped},
+                              {"errors", counters_.errors}}},
       {"matches", std::move(matches)},
       {"created_at", Rfc3339(created_unix_ms_)},
       {"updated_at", Rfc3339(updated_unix_ms_)}};

@@ -126,6 +126,8 @@ class StreamState {
   FrameOutcome Dropped(uint64_t frame, int64_t t_ms, std::optional<uint32_t> seq,
                        int64_t now_unix_ms);
   // A sampled frame that could not be hashed (undecodable, too large...).
+  // It does not use up its sampling interval: the next frame is sampled
+  // (unless a later one has been already).
   FrameOutcome Failed(uint64_t frame, int64_t t_ms, std::optional<uint32_t> seq,
                       const Error& error, int64_t now_unix_ms);
 
@@ -135,7 +137,7 @@ class StreamState {
   // Counters (also in StateJson).
   struct Counters {
     uint64_t received = 0, hashed = 0, matched = 0, skipped = 0, low_quality = 0,
-             not_sampled = 0, dropped = 0;
+             not_sampled = 0, dropped = 0, errors = 0;
   };
   const Counters& counters() const { return counters_; }
 
@@ -156,6 +158,7 @@ class StreamState {
   int64_t updated_unix_ms_;
   std::optional<int64_t> last_t_;          // last accepted stream time
   std::optional<int64_t> last_sampled_t_;  // last sampled stream time
+  std::optional<int64_t> before_last_sampled_t_;  // its value before that sample
   // The last frame that was searched: its hash, whether it matched, what.
   std::optional<models::Hash256> last_hash_;
   bool last_matched_ = false;

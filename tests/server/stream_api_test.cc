@@ -105,7 +105,7 @@ TEST_F(StreamApiTest, AStreamOfAListedImageReachesMatchAndIsDeleted) {
                         R"(","label":"cam-7","stream":"match","previous":"suspect",)"
                         R"("first_match_t":0,"last_match_t":1000,)"
                         R"("frames":{"received":4,"hashed":3,"matched":2,"skipped":1,)"
-                        R"("low_quality":0,"not_sampled":1,"dropped":0},)"
+                        R"("low_quality":0,"not_sampled":1,"dropped":0,"errors":0},)"
                         R"("matches":[{"list":"demo","category":"test","ref":"case-1"}]})"));
   EXPECT_EQ(state.body.find(ReferencePdq(kBridge)), std::string::npos);
 

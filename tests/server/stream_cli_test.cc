@@ -172,7 +172,7 @@ TEST_F(StreamCliTest, TheGreyBarChairReachesMatch) {
   EXPECT_EQ(
       json::serialize(final_state.at("frames")),
       R"({"received":23,"hashed":23,"matched":23,"skipped":0,"low_quality":0,)"
-      R"("not_sampled":0,"dropped":0})");
+      R"("not_sampled":0,"dropped":0,"errors":0})");
   std::unique_ptr<client::HttpClient> http = Client("platform");
   ASSERT_NE(http, nullptr);
   Result<client::HttpResponse> gone = http->Send(
@@ -246,7 +246,7 @@ TEST_F(StreamCliTest, TheDoorknobStaysClean) {
   EXPECT_EQ(
       json::serialize(final_state.at("frames")),
       R"({"received":4,"hashed":4,"matched":0,"skipped":0,"low_quality":2,)"
-      R"("not_sampled":0,"dropped":0})");
+      R"("not_sampled":0,"dropped":0,"errors":0})");
   EXPECT_EQ(json::serialize(final_state.at("matches")), "[]");
 }
 

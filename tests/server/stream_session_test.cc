@@ -131,7 +131,7 @@ TEST_F(StreamStateTest, SuspectGoesBackToCleanWhenTheMatchLeavesTheWindow) {
   EXPECT_EQ(last.at("previous"), "suspect");
   EXPECT_EQ(last.at("frames"),
             json::parse(R"({"received":4,"hashed":4,"matched":1,"skipped":0,)"
-                        R"("low_quality":0,"not_sampled":0,"dropped":0})"));
+                        R"("low_quality":0,"not_sampled":0,"dropped":0,"errors":0})"));
   EXPECT_EQ(last.at("matches"), json::parse(R"([{"list":"demo","category":"test","ref":"case-25"}])"));
 }
 
@@ -235,7 +235,45 @@ TEST_F(StreamStateTest, DroppedAndFailedFramesAreCountedOutsideTheWindow) {
   EXPECT_TRUE(outcome.verdict_event.empty());
   EXPECT_EQ(json::parse(state.StateJson()).at("frames"),
             json::parse(R"({"received":2,"hashed":0,"matched":0,"skipped":0,)"
-                        R"("low_quality":0,"not_sampled":0,"dropped":1})"));
+                        R"("low_quality":0,"not_sampled":0,"dropped":1,"errors":1})"));
+}
+
+// A sampled frame that fails does not use up its sampling interval: the
+// next frame is sampled, so that a damaged frame cannot hide the good one
+// right after it (found by an audit: 3 failed frames, 3 good ones
+// not_sampled, the stream clean).
+TEST_F(StreamStateTest, AFailedFrameDoesNotUseUpItsSamplingInterval) {
+  StreamPolicy policy = EveryFrame(10, 1);
+  policy.sample_interval_ms = 1000;
+  StreamState state("id", policy, false, 0);
+  uint64_t frame = 0;
+  FrameOutcome outcome;
+  auto search = [](const models::Hash256&) { return std::vector<StreamMatch>{{"l", "c", "r", 0}}; };
+  ASSERT_EQ(state.Arrive(0, std::nullopt, 1, &frame, &outcome), StreamState::Arrival::kSample);
+  state.Evaluate(frame, 0, std::nullopt, models::Hash256(), 100, search, 2);
+  // 1000: sampled, and fails; 1500 is sampled in its place.
+  ASSERT_EQ(state.Arrive(1000, std::nullopt, 3, &frame, &outcome),
+            StreamState::Arrival::kSample);
+  state.Failed(frame, 1000, std::nullopt, Error(ErrorCode::kCorruptData, "bad JPEG"), 4);
+  ASSERT_EQ(state.Arrive(1500, std::nullopt, 5, &frame, &outcome),
+            StreamState::Arrival::kSample);
+  state.Evaluate(frame, 1500, std::nullopt, models::Hash256(), 100, search, 6);
+  // The interval now counts from 1500.
+  EXPECT_EQ(state.Arrive(2499, std::nullopt, 7, &frame, &outcome),
+            StreamState::Arrival::kNotSampled);
+  ASSERT_EQ(state.Arrive(2500, std::nullopt, 8, &frame, &outcome),
+            StreamState::Arrival::kSample);
+  // A frame that fails after a later one was sampled gives nothing back:
+  // 2500 is in flight, 3600 sampled, then 2500 fails; 4000 is not sampled.
+  const uint64_t in_flight = frame;
+  ASSERT_EQ(state.Arrive(3600, std::nullopt, 9, &frame, &outcome),
+            StreamState::Arrival::kSample);
+  state.Failed(in_flight, 2500, std::nullopt, Error(ErrorCode::kCorruptData, "bad JPEG"), 10);
+  EXPECT_EQ(state.Arrive(4000, std::nullopt, 11, &frame, &outcome),
+            StreamState::Arrival::kNotSampled);
+  EXPECT_EQ(json::parse(state.StateJson()).at("frames"),
+            json::parse(R"({"received":7,"hashed":2,"matched":2,"skipped":0,)"
+                        R"("low_quality":0,"not_sampled":2,"dropped":0,"errors":2})"));
 }
 
 TEST_F(StreamStateTest, OnlyLabKeysSeeTheDistanceAndNeverAHash) {
@@ -280,7 +318,7 @@ TEST_F(StreamStateTest, TheStateHasEveryMemberOfTheProtocol) {
                         R"("label":"room-7","stream":"clean","previous":"clean",)"
                         R"("first_match_t":null,"last_match_t":null,)"
                         R"("frames":{"received":0,"hashed":0,"matched":0,"skipped":0,)"
-                        R"("low_quality":0,"not_sampled":0,"dropped":0},"matches":[],)"
+                        R"("low_quality":0,"not_sampled":0,"dropped":0,"errors":0},"matches":[],)"
                         R"("created_at":"2023-11-14T22:13:20.123Z",)"
                         R"("updated_at":"2023-11-14T22:13:20.123Z"})"));
 }

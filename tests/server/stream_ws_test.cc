@@ -227,7 +227,7 @@ TEST_F(StreamWsTest, FramesInEventsOutAndVerdictChanges) {
   const json::value state = ParseJson(Send("platform", "GET", "/v1/streams/" + id).body);
   EXPECT_EQ(state.at("frames"),
             json::parse(R"({"received":9,"hashed":8,"matched":3,"skipped":0,"low_quality":0,)"
-                        R"("not_sampled":0,"dropped":0})"));
+                        R"("not_sampled":0,"dropped":0,"errors":1})"));  // the broken JPEG
 }
 
 TEST_F(StreamWsTest, TheUpgradeIsAuthenticatedLikeAnyRoute) {

@@ -110,7 +110,7 @@ TEST_F(StreamsTest, AFrameArrivingWhenTwoAreHeldReplacesTheWaitingOne) {
   }
   EXPECT_EQ(json::parse(stream->StateJson()).at("frames"),
             json::parse(R"({"received":4,"hashed":0,"matched":0,"skipped":0,)"
-                        R"("low_quality":0,"not_sampled":0,"dropped":2})"));
+                        R"("low_quality":0,"not_sampled":0,"dropped":2,"errors":2})"));
 }
 
 TEST_F(StreamsTest, AFullComputeQueueAnswersUnavailableAndCountsTheFrameDropped) {
