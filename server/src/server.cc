@@ -716,20 +716,26 @@ class Session : public SessionBase {
     ws_open_ = true;
     std::weak_ptr<Session> weak = Self();
     auto executor = stream_.get_executor();
-    const bool open = ws_stream_->SetListeners(
+    ws_listeners_ = ws_stream_->SetListeners(
         [weak, executor](std::string event) {
           asio::post(executor, [weak, event = std::move(event)]() mutable {
             if (auto self = weak.lock()) self->Send(std::move(event));
           });
         },
-        [weak, executor](bool shutdown) {
-          asio::post(executor, [weak, shutdown] {
+        [weak, executor](server::Stream::CloseReason reason) {
+          asio::post(executor, [weak, reason] {
             if (auto self = weak.lock()) {
-              self->CloseSocket(shutdown ? websocket::close_code::going_away
-                                         : websocket::close_code::normal);
+              // Replaced: another WebSocket to this stream took over (the
+              // events go there): 1008.
+              self->CloseSocket(reason == server::Stream::CloseReason::kShutdown
+                                    ? websocket::close_code::going_away
+                                : reason == server::Stream::CloseReason::kReplaced
+                                    ? websocket::close_code::policy_error
+                                    : websocket::close_code::normal);
             }
           });
         });
+    const bool open = ws_listeners_ != 0;
     if (close_pending_) return CloseSocket(close_code_);
     if (!open || draining_) {
       return CloseSocket(draining_ ? websocket::close_code::going_away
@@ -916,7 +922,7 @@ class Session : public SessionBase {
   void EndSocket() {
     if (ws_ended_) return;
     ws_ended_ = true;
-    if (ws_stream_) ws_stream_->ClearListeners();
+    if (ws_stream_) ws_stream_->ClearListeners(ws_listeners_);
     Wipe(ws_buffer_.data().data(), ws_buffer_.size());
     Abort();
   }
@@ -1000,6 +1006,7 @@ class Session : public SessionBase {
   bool ws_open_ = false;  // the upgrade handshake is done
   bool ws_closing_ = false;
   bool close_pending_ = false;
+  uint64_t ws_listeners_ = 0;  // ws_stream_'s listeners' number (0: none)
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool ws_ended_ = false;
 };

@@ -142,17 +142,25 @@ std::string Stream::StateJson() const {
 
 int64_t Stream::StreamTimeNow() const { return SteadyMs() - created_steady_ms_; }
 
-bool Stream::SetListeners(std::function<void(std::string)> on_verdict,
-                          std::function<void(bool)> on_close) {
-  std::lock_guard lock(mu_);
-  if (closed_) return false;
-  on_verdict_ = std::move(on_verdict);
-  on_close_ = std::move(on_close);
-  return true;
+uint64_t Stream::SetListeners(std::function<void(std::string)> on_verdict,
+                              std::function<void(CloseReason)> on_close) {
+  std::function<void(CloseReason)> replaced;
+  uint64_t number = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return 0;
+    replaced = std::move(on_close_);
+    on_verdict_ = std::move(on_verdict);
+    on_close_ = std::move(on_close);
+    number = ++listeners_;
+  }
+  if (replaced) replaced(CloseReason::kReplaced);
+  return number;
 }
 
-void Stream::ClearListeners() {
+void Stream::ClearListeners(uint64_t number) {
   std::lock_guard lock(mu_);
+  if (number != listeners_) return;
   on_verdict_ = nullptr;
   on_close_ = nullptr;
 }
@@ -210,7 +218,7 @@ std::shared_ptr<Stream> StreamRegistry::Remove(std::string_view id, const ApiKey
 }
 
 void StreamRegistry::Close(const std::shared_ptr<Stream>& stream, bool shutdown) {
-  std::function<void(bool)> on_close;
+  std::function<void(Stream::CloseReason)> on_close;
   std::optional<Stream::Pending> waiting;
   {
     std::lock_guard lock(stream->mu_);
@@ -224,7 +232,7 @@ void StreamRegistry::Close(const std::shared_ptr<Stream>& stream, bool shutdown)
   if (waiting) {
     waiting->done(ErrorResult(ErrorCode::kNotFound, "not_found", "the stream was closed"));
   }
-  if (on_close) on_close(shutdown);
+  if (on_close) on_close(shutdown ? Stream::CloseReason::kShutdown : Stream::CloseReason::kEnded);
 }
 
 int64_t StreamRegistry::IdleTimeoutMs() const { return config_.streams_idle_timeout_s * 1000; }

@@ -84,14 +84,19 @@ class Stream {
   // sent without one).
   int64_t StreamTimeNow() const;
 
+  // Why a stream's listeners are told to close.
+  enum class CloseReason { kEnded, kShutdown, kReplaced };
   // `on_verdict` is called with each verdict event (JSON text) after it
-  // happened, `on_close` once when the session ends (true: the server is
-  // shutting down; false: deleted or expired); one pair of listeners (the
-  // WebSocket connection), replaced by the next. Returns false when the
-  // stream is closed already (the listeners are not kept).
-  bool SetListeners(std::function<void(std::string)> on_verdict,
-                    std::function<void(bool shutdown)> on_close);
-  void ClearListeners();
+  // happened, `on_close` once when the session ends (deleted or expired,
+  // or the server shutting down) or when another pair of listeners takes
+  // over (kReplaced: a second WebSocket to the same stream). Returns the
+  // listeners' number for ClearListeners, or 0 when the stream is closed
+  // already (the listeners are not kept).
+  uint64_t SetListeners(std::function<void(std::string)> on_verdict,
+                        std::function<void(CloseReason)> on_close);
+  // Removes the listeners numbered `number`, if they are still the
+  // stream's (a replaced connection that ends leaves its successor's).
+  void ClearListeners(uint64_t number);
 
  private:
   friend class StreamRegistry;
@@ -113,7 +118,8 @@ class Stream {
   std::optional<Pending> waiting_;           // mu_
   bool closed_ = false;                      // mu_
   std::function<void(std::string)> on_verdict_;  // mu_
-  std::function<void(bool)> on_close_;           // mu_
+  std::function<void(CloseReason)> on_close_;     // mu_
+  uint64_t listeners_ = 0;                        // their number; mu_
 };
 
 class StreamRegistry {

@@ -352,6 +352,37 @@ TEST_F(StreamWsTest, DeletingTheStreamClosesItsSocket) {
   EXPECT_EQ(ws->ws().reason().code, websocket::close_code::normal);
 }
 
+// A second WebSocket to the same stream takes over (a client reconnecting
+// before the server noticed the old connection was gone): the first is
+// closed with 1008, the verdict events go to the second, and the first's
+// end leaves the second's listeners in place (found by an audit: the
+// verdict went to the other socket, and only one of them was closed).
+TEST_F(StreamWsTest, ASecondSocketTakesTheStreamOver) {
+  StartServer();
+  const std::string id = Open("platform", R"({"sample_interval_ms":0,"k":2})");
+  int status = 0;
+  std::unique_ptr<TlsWs> first = Connect(id, "platform", &status);
+  ASSERT_EQ(status, 101);
+  std::unique_ptr<TlsWs> second = Connect(id, "platform", &status);
+  ASSERT_EQ(status, 101);
+  beast::error_code ec;
+  EXPECT_EQ(first->Read(&ec), nullptr);
+  EXPECT_EQ(ec, websocket::error::closed) << ec.message();
+  EXPECT_EQ(first->ws().reason().code, websocket::close_code::policy_error);
+  first.reset();
+  second->SendText(R"({"pdq":")" + ReferencePdq(kBridge) + R"(","t":1,"seq":1})");
+  json::value frame = second->Read();
+  EXPECT_EQ(frame.at("type"), "frame");
+  EXPECT_EQ(frame.at("verdict"), "match");
+  json::value verdict = second->Read();
+  EXPECT_EQ(verdict.at("type"), "verdict");
+  EXPECT_EQ(verdict.at("stream"), "suspect");
+  ASSERT_EQ(Send("platform", "DELETE", "/v1/streams/" + id).status, 200);
+  EXPECT_EQ(second->Read(&ec), nullptr);
+  EXPECT_EQ(ec, websocket::error::closed) << ec.message();
+  EXPECT_EQ(second->ws().reason().code, websocket::close_code::normal);
+}
+
 TEST_F(StreamWsTest, AnIdleStreamExpiresAndClosesItsSocket) {
   config.streams_idle_timeout_s = 1;
   StartServer();

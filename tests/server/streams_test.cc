@@ -160,12 +160,24 @@ TEST_F(StreamsTest, LimitsOwnershipAndRemoval) {
   EXPECT_EQ(registry_.Remove(a->id(), lab_), nullptr);
   EXPECT_EQ(registry_.Find(a->id(), platform_), a);
 
-  bool closed = false;
-  ASSERT_TRUE(a->SetListeners([](std::string) {}, [&](bool shutdown) { closed = !shutdown; }));
+  using Reason = Stream::CloseReason;
+  std::vector<Reason> first, second;
+  const uint64_t one =
+      a->SetListeners([](std::string) {}, [&](Reason r) { first.push_back(r); });
+  ASSERT_NE(one, 0u);
+  // A second pair takes over: the first is told, once.
+  const uint64_t two =
+      a->SetListeners([](std::string) {}, [&](Reason r) { second.push_back(r); });
+  ASSERT_NE(two, 0u);
+  EXPECT_NE(two, one);
+  EXPECT_EQ(first, std::vector<Reason>{Reason::kReplaced});
+  // The replaced listeners' end does not remove their successor.
+  a->ClearListeners(one);
   EXPECT_EQ(registry_.Remove(a->id(), platform_), a);
-  EXPECT_TRUE(closed);
+  EXPECT_EQ(first, std::vector<Reason>{Reason::kReplaced});
+  EXPECT_EQ(second, std::vector<Reason>{Reason::kEnded});
   EXPECT_EQ(registry_.Find(a->id(), platform_), nullptr);
-  EXPECT_FALSE(a->SetListeners([](std::string) {}, [](bool) {}));
+  EXPECT_EQ(a->SetListeners([](std::string) {}, [](Reason) {}), 0u);
   EXPECT_EQ(registry_.active(), 2u);
   ASSERT_NE(registry_.Create(platform_, {}, &error), nullptr);
   EXPECT_EQ(registry_.active(), 3u);
