@@ -33,10 +33,11 @@ if [[ ! -f "$demo/server.toml" ]]; then
   export BANTAY_DATA_KEY_FILE="$demo/keys/data.key"
   export BANTAY_SIGNING_KEY_FILE="$demo/keys/signing.key"
   "$bantay" index init --actor demo >/dev/null
-  # local_file lines: pdq HASH REFERENCE (the reference is the file name).
+  # local_file lines: pdq HASH REFERENCE (the reference is the file name;
+  # hashes of quality under 50 are left out, as the reference matches none).
   "$bantay" hash --csv tests/data/pdq/reg-test-input/labelme-subset/* \
     tests/data/pdq/reg-test-input/dih/bridge-1-original.jpg |
-    awk -F, 'NR > 1 && $2 != "" { n = split($1, p, "/"); print "pdq " $2 " " p[n] }' \
+    awk -F, 'NR > 1 && $2 != "" && $3 >= 50 { n = split($1, p, "/"); print "pdq " $2 " " p[n] }' \
     >"$demo/demo-list.txt"
   "$bantay" index import "$demo/demo-list.txt" --list demo --category demo \
     --actor demo >/dev/null
@@ -90,7 +91,7 @@ Bantay is starting on https://127.0.0.1:$port (Ctrl-C stops it). In another shel
        --data-binary @tests/data/pdq/bridge-mods/aaa-orig.jpg \\
        https://127.0.0.1:$port/v1/match
 
-answers {"match":true,"matches":[{"list":"demo","category":"demo","ref":"aaa-orig.jpg"}],...}.
+answers {"match":true,"matches":[{"list":"demo","category":"demo","ref":"bridge-1-original.jpg"}],...}.
 Keys for the other roles (lab, operator, auditor) are in $demo/keys/.
 
 EOF

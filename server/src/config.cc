@@ -389,6 +389,7 @@ std::string DefaultText(const Field& field) {
 constexpr char kUsageHead[] =
     R"(Usage: bantay-server [--config FILE] [--listen ADDR] [--port N] [--store URL] [--set SECTION.KEY=VALUE]...
        bantay-server --new-api-key ROLE
+       bantay-server --version
        bantay-server -h | --help
 
 Serves the Bantay HTTPS API v1 (server/README.md; the OpenAPI document is at
@@ -404,6 +405,7 @@ Flags:
                            operator, auditor) and the [[api_keys]] table to
                            paste into the configuration (which holds only the
                            key's SHA-256), then exits
+  --version                prints the version, then exits
   -h, --help               prints this text
 
 Precedence: the file, then BANTAY_<SECTION>_<KEY> environment variables

@@ -40,6 +40,10 @@ int NewApiKey(const std::string& role_name) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 2 && args[0] == "--new-api-key") return NewApiKey(args[1]);
+  if (args.size() == 1 && args[0] == "--version") {
+    std::cout << "bantay-server " << BANTAY_VERSION << "\n";
+    return 0;
+  }
 
   bool help = false;
   bantay::Result<bantay::server::ServerConfig> config =

@@ -210,6 +210,8 @@ void FormatResponse(const ApiResponse& response, unsigned version, bool keep_ali
     out->append("\r\n");
   }
   if (!response.allow.empty()) AppendHeader(out, "Allow", response.allow);
+  // RFC 9110 section 11.6.1: a 401 names the scheme (RFC 6750: Bearer).
+  if (response.status == 401) AppendHeader(out, "WWW-Authenticate", "Bearer realm=\"bantay\"");
   std::string_view connection;
   if (version == 10 && keep_alive) connection = "keep-alive";
   if (version != 10 && !keep_alive) connection = "close";

@@ -270,8 +270,10 @@ TEST_P(ApiTest, BatchesAnswerEachItemInOrder) {
 
 TEST_P(ApiTest, EveryBadInputGetsItsStatus) {
   const std::string pdq = ReferencePdq(kBridge);
-  ExpectError(Send("", "POST", "/v1/match", "application/json", R"({"pdq":")" + pdq + R"("})"),
-              401, "unauthenticated");
+  HttpResponse anonymous =
+      Send("", "POST", "/v1/match", "application/json", R"({"pdq":")" + pdq + R"("})");
+  ExpectError(anonymous, 401, "unauthenticated");
+  EXPECT_EQ(anonymous.Header("WWW-Authenticate"), "Bearer realm=\"bantay\"");
   {
     client::ClientOptions options;
     options.url = Url();

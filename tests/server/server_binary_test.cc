@@ -62,6 +62,8 @@ TEST_F(BinaryTest, HelpAndUsageErrors) {
   EXPECT_EQ(out, std::string(ServerUsage()));
   EXPECT_EQ(RunProgram({BANTAY_SERVER, "--no-such-flag"}, dir_.path() + "/bad.log", &out), 2);
   EXPECT_NE(out.find("--no-such-flag"), std::string::npos) << out;
+  EXPECT_EQ(RunProgram({BANTAY_SERVER, "--version"}, dir_.path() + "/version.log", &out), 0);
+  EXPECT_EQ(out, "bantay-server 0.1.0\n");
 }
 
 TEST_F(BinaryTest, NewApiKeyPrintsTheKeyAndItsDigestOnly) {
