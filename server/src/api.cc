@@ -780,6 +780,20 @@ json::object MatchItemJson(const Match& m, SignalType type, const MatchOptions& 
   return item;
 }
 
+// A platform answer names each (list, category, ref) once: entries listed
+// twice (the same value added twice, or a file matched by PDQ and by MD5)
+// would otherwise repeat it, and the ids and signals that tell them apart
+// are for lab keys only.
+bool RepeatsAnEarlierItem(const MatchResult& result, size_t i, const MatchOptions& options) {
+  if (options.lab) return false;
+  const Match& m = result.found[i].first;
+  for (size_t j = 0; j < i; ++j) {
+    const Match& e = result.found[j].first;
+    if (e.list == m.list && e.category == m.category && e.reference == m.reference) return true;
+  }
+  return false;
+}
+
 json::object ImageErrorJson(const Error& error) {
   return {{"code", ErrorCodeOf(HttpStatusOf(error.code()), error.code())},
           {"message", error.message()}};
@@ -788,7 +802,10 @@ json::object ImageErrorJson(const Error& error) {
 // The answer object of one query (without index_version).
 json::object AnswerJson(const MatchResult& result, const MatchOptions& options) {
   json::array list;
-  for (const auto& [m, type] : result.found) list.push_back(MatchItemJson(m, type, options));
+  for (size_t i = 0; i < result.found.size(); ++i) {
+    if (RepeatsAnEarlierItem(result, i, options)) continue;
+    list.push_back(MatchItemJson(result.found[i].first, result.found[i].second, options));
+  }
   json::object answer;
   answer["match"] = !result.found.empty();
   answer["matches"] = std::move(list);
@@ -812,8 +829,11 @@ std::string AnswerText(const MatchResult& result, const MatchOptions& options,
   std::string out;
   out.reserve(128);
   out += result.found.empty() ? "{\"match\":false,\"matches\":[" : "{\"match\":true,\"matches\":[";
+  bool first = true;
   for (size_t i = 0; i < result.found.size(); ++i) {
-    if (i > 0) out += ',';
+    if (RepeatsAnEarlierItem(result, i, options)) continue;
+    if (!first) out += ',';
+    first = false;
     out += json::serialize(MatchItemJson(result.found[i].first, result.found[i].second, options));
   }
   out += ']';

@@ -5,7 +5,10 @@
 #include "bantay/server/server.h"
 
 #include <omp.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cctype>
@@ -65,7 +68,10 @@ class AccessLog {
     if (where == "-") {
       file_ = stderr;
     } else {
-      file_ = std::fopen(where.c_str(), "ae");
+      // 0640 when created: it tells which key got matches when.
+      const int fd = ::open(where.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+      file_ = fd >= 0 ? ::fdopen(fd, "a") : nullptr;
+      if (fd >= 0 && file_ == nullptr) ::close(fd);
       owned_ = file_ != nullptr;
     }
   }

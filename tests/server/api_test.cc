@@ -224,6 +224,25 @@ TEST_P(ApiTest, AListedFileThatIsNotAPictureStillMatchesByItsExactHashes) {
             json::parse(R"({"results":[)" + answer + R"(}],"index_version":)" + now + "}"));
 }
 
+// The same value listed twice (added twice to one list) is one item in a
+// platform answer, two (with their ids) in a lab's.
+TEST_P(ApiTest, APlatformAnswerNamesAnEntryOnce) {
+  const std::string entry = R"({"entries":[{"type":"pdq","value":")" + ReferencePdq(kBridge) +
+                            R"(","category":"test","reference":"case-1"}]})";
+  HttpResponse added = Send("operator", "POST", "/v1/lists/demo/entries", "application/json", entry);
+  ASSERT_EQ(added.status, 201) << added.body;
+  const std::string version = std::to_string(ParseJson(added.body).at("version").as_int64());
+  HttpResponse platform = MatchPdq("platform", ReferencePdq(kBridge));
+  ASSERT_EQ(platform.status, 200) << platform.body;
+  EXPECT_EQ(ParseJson(platform.body),
+            json::parse(R"({"match":true,"matches":[{"list":"demo","category":"test",)"
+                        R"("ref":"case-1"}],"pdq_checked":true,"index_version":)" +
+                        version + "}"));
+  HttpResponse lab = MatchPdq("lab", ReferencePdq(kBridge));
+  ASSERT_EQ(lab.status, 200) << lab.body;
+  EXPECT_EQ(ParseJson(lab.body).at("matches").as_array().size(), 2u) << lab.body;
+}
+
 TEST_P(ApiTest, LowQualityHashesAreNotMatched) {
   HttpResponse r = Send("platform", "POST", "/v1/match", "application/json",
                         R"({"pdq":")" + ReferencePdq(kBridge) + R"(","quality":49})");

@@ -3,6 +3,7 @@
 // and what it leaves behind (privacy). SQLite store; the API itself is
 // covered on both backends in api_test.cc.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -644,6 +645,11 @@ TEST_F(LifecycleTest, NoQueryHashOrImageByteIsKept) {
         << entry.path();
   }
   // The access log has one line per request: route, status, key, verdict.
+  // It is created readable by its owner and group only (it tells which key
+  // got matches when).
+  struct stat info {};
+  ASSERT_EQ(::stat((dir_.path() + "/access.log").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0640u);
   const std::string log = ReadText(dir_.path() + "/access.log");
   std::vector<json::value> lines;
   std::istringstream in(log);
