@@ -63,6 +63,8 @@ struct ApiResponse {
   std::string route = "unmatched";
   std::string key_id;
   std::string verdict;
+  // The client's X-Request-Id, echoed and logged (set by the connection).
+  std::string request_id;
 };
 
 // The JSON error body of API v1.

@@ -418,7 +418,7 @@ Configuration keys, as section.key = default (environment variable):
 
 constexpr char kUsageTail[] = R"(
 [[api_keys]]  one table per API key; only in the file
-  id      name shown in logs, metrics and audit records (unique; letters,
+  id      name shown in the access log and audit records (unique; letters,
           digits and . _ : @ -)
   role    platform | lab | operator | auditor
   sha256  SHA-256 of the key's 64-hex-digit text (64 hex digits)

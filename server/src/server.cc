@@ -89,6 +89,7 @@ class AccessLog {
                              {"latency_us", static_cast<int64_t>(seconds * 1e6)}};
     if (!response.key_id.empty()) line["key"] = response.key_id;
     if (!response.verdict.empty()) line["verdict"] = response.verdict;
+    if (!response.request_id.empty()) line["request_id"] = response.request_id;
     std::string text = boost::json::serialize(line);
     text += '\n';
     std::lock_guard lock(mu_);
@@ -216,6 +217,7 @@ void FormatResponse(const ApiResponse& response, unsigned version, bool keep_ali
     out->append("\r\n");
   }
   if (!response.allow.empty()) AppendHeader(out, "Allow", response.allow);
+  if (!response.request_id.empty()) AppendHeader(out, "X-Request-Id", response.request_id);
   // RFC 9110 section 11.6.1: a 401 names the scheme (RFC 6750: Bearer).
   if (response.status == 401) AppendHeader(out, "WWW-Authenticate", "Bearer realm=\"bantay\"");
   std::string_view connection;
@@ -234,6 +236,19 @@ void FormatResponse(const ApiResponse& response, unsigned version, bool keep_ali
   AppendNumber(out, response.body.size());
   out->append("\r\n\r\n");
   if (!head) out->append(response.body);
+}
+
+// A client's X-Request-Id, to correlate its records with the server's log:
+// 1 to 128 characters of letters, digits and . _ ~ : @ / + = - (anything
+// else is ignored: it goes into a header and a log line).
+std::string RequestId(std::string_view value) {
+  if (value.empty() || value.size() > 128) return {};
+  for (char c : value) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
+                    std::string_view("._~:@/+=-").find(c) != std::string_view::npos;
+    if (!ok) return {};
+  }
+  return std::string(value);
 }
 
 }  // namespace
@@ -448,6 +463,7 @@ class Session : public SessionBase {
   // request is cut off after read_timeout_ms whatever it sends.
   void ReadNext() {
     if (draining_ || server_->api.shutting_down()) return Close();
+    request_id_.clear();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->config.max_header_bytes));
     parser_->body_limit(server_->config.max_body_bytes);
@@ -471,6 +487,7 @@ class Session : public SessionBase {
 
   void OnHeader(beast::error_code header_ec) {
     if (header_ec) return OnRead(header_ec);
+    request_id_ = RequestId(parser_->get()["X-Request-Id"]);
     // RFC 9112 section 3.2: one Host field in HTTP/1.1 (and at most one in
     // HTTP/1.0), else 400; from the header, before any body is read.
     const size_t hosts = parser_->get().count(http::field::host);
@@ -628,6 +645,7 @@ class Session : public SessionBase {
   // The answer is formatted here into one buffer (status line, headers and
   // body) and written with one TLS record write where it fits.
   void Write(ApiResponse api_response) {
+    api_response.request_id = request_id_;
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     server_->metrics.RecordRequest(api_response.route, api_response.status, seconds);
     server_->log.Write(method_, api_response, seconds);
@@ -1014,6 +1032,7 @@ class Session : public SessionBase {
   bool ws_open_ = false;  // the upgrade handshake is done
   bool ws_closing_ = false;
   bool close_pending_ = false;
+  std::string request_id_;  // the current request's X-Request-Id (valid ones)
   uint64_t ws_listeners_ = 0;  // ws_stream_'s listeners' number (0: none)
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool ws_ended_ = false;

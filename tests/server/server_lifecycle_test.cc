@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <sstream>
 #include <thread>
 
 #include <boost/asio.hpp>
@@ -318,6 +319,50 @@ TEST_F(LifecycleTest, ARequestExpectingContinueGetsA100BeforeItsBody) {
   request = header("1.1", kLateBody);
   refused(request.replace(request.find(platform), platform.size(), std::string(64, '0')), 401,
           "unauthenticated", kLateBody);
+}
+
+// A client's X-Request-Id (letters, digits, ._~:@/+=-, at most 128) comes
+// back on the answer and goes into the access log line, errors included;
+// anything else is ignored.
+TEST_F(LifecycleTest, AValidRequestIdIsEchoedAndLogged) {
+  namespace http = boost::beast::http;
+  StartServer();
+  std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+  boost::beast::flat_buffer buffer;
+  auto exchange = [&](const std::string& target, const std::string& id_header) {
+    asio::write(*connection, asio::buffer("GET " + target + " HTTP/1.1\r\nHost: localhost\r\n" +
+                                          id_header + "\r\n"));
+    http::response<http::string_body> answer;
+    EXPECT_FALSE(ReadWithin(*connection, buffer, answer));
+    return answer;
+  };
+  http::response<http::string_body> answer =
+      exchange("/healthz", "X-Request-Id: frame-42:cam/7\r\n");
+  EXPECT_EQ(answer.result_int(), 200);
+  EXPECT_EQ(answer["X-Request-Id"], "frame-42:cam/7");
+  answer = exchange("/v1/nothing", "x-request-id: " + std::string(128, 'a') + "\r\n");
+  EXPECT_EQ(answer.result_int(), 404);
+  EXPECT_EQ(answer["X-Request-Id"], std::string(128, 'a'));
+  // None, too long, a character that is not allowed: no header.
+  for (const std::string& header :
+       {std::string(), "X-Request-Id: " + std::string(129, 'a') + "\r\n",
+        std::string("X-Request-Id: a b\r\n"), std::string("X-Request-Id: a\"b\r\n")}) {
+    answer = exchange("/healthz", header);
+    EXPECT_EQ(answer.result_int(), 200);
+    EXPECT_EQ(answer.count("X-Request-Id"), 0u) << header;
+  }
+  connection.reset();
+  StopServer();  // flushes the access log
+  std::vector<std::string> ids;
+  std::istringstream log(ReadText(dir_.path() + "/access.log"));
+  for (std::string line; std::getline(log, line);) {
+    const json::value entry = ParseJson(line);
+    ids.push_back(entry.as_object().contains("request_id")
+                      ? std::string(entry.at("request_id").as_string())
+                      : "-");
+  }
+  EXPECT_EQ(ids, (std::vector<std::string>{"frame-42:cam/7", std::string(128, 'a'), "-", "-",
+                                           "-", "-"}));
 }
 
 TEST_F(LifecycleTest, AClosedConnectionDeliversItsAnswerWhole) {
