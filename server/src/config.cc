@@ -101,6 +101,10 @@ constexpr Field kFields[] = {
      "PEM Ed25519 public key the store must verify against before its index "
      "is served (default: the public half of signing_key_file, else the key "
      "the store holds)"},
+    {"store", "verify_on_load", &ServerConfig::verify_on_load,
+     "verify the store (signatures, audit chain, values, the signed root "
+     "against the entries) before its index is served; ~10 s a million "
+     "entries"},
     {"store", "poll_interval_ms", &ServerConfig::poll_interval_ms,
      "how often the store is read for changes made elsewhere (at least 10)"},
     {"store", "stale_after_ms", &ServerConfig::stale_after_ms,

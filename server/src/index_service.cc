@@ -159,7 +159,8 @@ void IndexService::Follow() {
       // Into a new index each time: a failed load may have left a part.
       index_ = std::make_unique<matcher::HashIndex>();
       Result<uint64_t> loaded = 0;
-      if (Status verified = VerifyStoreLocked(); !verified.ok()) {
+      if (Status verified = config_.verify_on_load ? VerifyStoreLocked() : Status();
+          !verified.ok()) {
         loaded = verified.error();
       } else {
         loaded = matcher::LoadIndexFromStore(*follower_, index_.get());

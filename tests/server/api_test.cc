@@ -623,6 +623,13 @@ TEST_P(ApiTest, AStoreEditedBehindItsBackIsNotServed) {
   HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
   ExpectError(match, 503, "unavailable");
   EXPECT_EQ(ParseJson(match.body).at("error").at("message"), "the index is loading");
+  // store.verify_on_load = false: served as it is (the deleted entry is gone).
+  StopServer();
+  config.verify_on_load = false;
+  StartServer();
+  match = MatchPdq("platform", ReferencePdq(kBridge));
+  ASSERT_EQ(match.status, 200) << match.body;
+  EXPECT_EQ(ParseJson(match.body).at("match"), false);
 }
 
 // An index that cannot follow the store (here: the store's data key was

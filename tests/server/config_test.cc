@@ -46,6 +46,7 @@ const std::vector<std::string> kAllKeys = {
     "store.data_key_file",
     "store.signing_key_file",
     "store.public_key_file",
+    "store.verify_on_load",
     "store.poll_interval_ms",
     "store.stale_after_ms",
     "log.access_log",
@@ -742,6 +743,7 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
       {"store.data_key_file", "d.key"},
       {"store.signing_key_file", "s.pem"},
       {"store.public_key_file", "p.pem"},
+      {"store.verify_on_load", "false"},
       {"store.poll_interval_ms", "31"},
       {"store.stale_after_ms", "32"},
       {"log.access_log", ""},
@@ -785,6 +787,7 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
   EXPECT_EQ(c.data_key_file, "d.key");
   EXPECT_EQ(c.signing_key_file, "s.pem");
   EXPECT_EQ(c.public_key_file, "p.pem");
+  EXPECT_FALSE(c.verify_on_load);
   EXPECT_EQ(c.poll_interval_ms, 31);
   EXPECT_EQ(c.stale_after_ms, 32);
   EXPECT_EQ(c.access_log, "");  // set empty (off), not left at "-"
@@ -953,7 +956,7 @@ TEST_F(CommandLineTest, SetTakesEveryKeyAndValuesWithEquals) {
     SCOPED_TRACE(key);
     Result<ServerConfig> one = Run({"--set", key + "=1"});
     if (key == "server.allow_plain_http" || key == "server.metrics_public" ||
-        key == "streams.allow_plain_http_webhooks") {
+        key == "store.verify_on_load" || key == "streams.allow_plain_http_webhooks") {
       ExpectInvalid(one,
                     "--set: " + key + " must be true or false (got \"1\")");
     } else {
@@ -1116,6 +1119,7 @@ TEST(ExampleConfigTest, ShowsTheDefaults) {
   EXPECT_EQ(e->min_quality, d.min_quality);
   EXPECT_EQ(e->signing_key_file, d.signing_key_file);
   EXPECT_EQ(e->public_key_file, d.public_key_file);
+  EXPECT_EQ(e->verify_on_load, d.verify_on_load);
   EXPECT_EQ(e->poll_interval_ms, d.poll_interval_ms);
   EXPECT_EQ(e->stale_after_ms, d.stale_after_ms);
   EXPECT_EQ(e->access_log, d.access_log);

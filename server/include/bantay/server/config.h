@@ -11,7 +11,7 @@
 //             read_timeout_ms, idle_timeout_ms, max_connections, max_batch_items
 //   [match]   radius, min_quality
 //   [store]   url, data_key_file, signing_key_file, public_key_file,
-//             poll_interval_ms, stale_after_ms
+//             verify_on_load, poll_interval_ms, stale_after_ms
 //   [log]     access_log            ("-" standard error, "" off, else a file)
 //   [streams] max_per_key, max_total, idle_timeout_s,
 //             allow_plain_http_webhooks
@@ -96,6 +96,9 @@ struct ServerConfig {
   // loads (default: the public half of signing_key_file, else the key the
   // store holds).
   std::string public_key_file;
+  // Verify the store before its index is served (~10 s a million entries
+  // here; off for a store whose database is trusted and too large to wait).
+  bool verify_on_load = true;
   int64_t poll_interval_ms = 250;
   // /readyz answers 503 once the index has failed to follow the store for
   // this long (0: never).
