@@ -33,6 +33,27 @@ bool ParseInt(std::string_view s, int* value) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
+std::string RepeatedOption(const std::vector<std::string>& args,
+                           std::initializer_list<std::string_view> single,
+                           std::initializer_list<std::string_view> repeated) {
+  auto has = [](const auto& names, std::string_view a) {
+    return std::find(names.begin(), names.end(), a) != names.end();
+  };
+  std::vector<std::string_view> seen;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (has(repeated, a)) {
+      ++i;  // its value
+    } else if (has(single, a)) {
+      if (has(seen, a)) return a + " is given twice; it takes one value";
+      seen.push_back(a);
+      ++i;
+    }
+  }
+  return "";
+}
+
 std::string Trim(const std::string& s) {
   const auto begin = s.find_first_not_of(" \t\r\n");
   if (begin == std::string::npos) return "";

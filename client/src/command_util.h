@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,19 @@ namespace bantay::client {
 // Whole-string decimal integers.
 bool ParseInt(std::string_view s, int* value);
 bool ParseInt64(std::string_view s, int64_t* value);
+
+// The usage message for the first option of `single` given more than once
+// in args ("--index is given twice; it takes one value"), or "" when there
+// is none. `single` and `repeated` are all the options of a command that
+// take a value: those of `single` once at most (given twice, the second
+// would silently replace the first, and an examiner would believe both were
+// used), those of `repeated` as often as wanted (each value is used). Reads
+// args as the commands do: an option's value is the next argument, and "--"
+// ends the options. Every command checks its arguments with it first.
+std::string RepeatedOption(
+    const std::vector<std::string>& args,
+    std::initializer_list<std::string_view> single,
+    std::initializer_list<std::string_view> repeated = {});
 
 // Without leading and trailing blanks (space, tab, CR, LF).
 std::string Trim(const std::string& s);

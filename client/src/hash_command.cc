@@ -449,6 +449,13 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
   HashCommandOptions options;
   bool only_paths = false;
   std::string video_only;  // the last option that applies only to videos
+  if (std::string repeated =
+          RepeatedOption(args, {"--max-pixels", "--max-jpeg-scans", "--out",
+                                "--every", "--downscale", "--max-frames"});
+      !repeated.empty()) {
+    err << "bantay hash: " << repeated << "\n";
+    return kExitUsage;
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (only_paths || a.empty() || a[0] != '-' || a == "-") {

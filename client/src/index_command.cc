@@ -17,6 +17,7 @@
 #include "bantay/matcher/snapshot.h"
 #include "bantay/matcher/store.h"
 #include "bantay/models/digest.h"
+#include "command_util.h"
 #include "store_options.h"
 
 namespace bantay::client {
@@ -124,6 +125,16 @@ class IndexCommand {
       return kExitOk;
     }
     a_.sub = argv[0];
+    if (std::string repeated = RepeatedOption(
+            argv,
+            {"--store", "--key", "--signing-key", "--public-key", "--actor",
+             "--list", "--category", "--reference", "--format", "--type",
+             "--out", "--new-key", "--after", "--limit", "--version", "--prove",
+             "--description", "--min-quality"},
+            {"--pdq", "--md5", "--sha256"});
+        !repeated.empty()) {
+      return Usage(repeated);
+    }
     for (size_t i = 1; i < argv.size(); ++i) {
       const std::string& o = argv[i];
       bool missing = false;

@@ -255,6 +255,14 @@ int MatchOnServer(ServerMatchOptions options,
 int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
                     std::ostream& err) {
   if (IsVideoMatch(args)) return RunVideoMatch(args, out, err);
+  if (std::string repeated = RepeatedOption(
+          args, {"--index", "--server", "--api-key-file", "--ca",
+                 "--client-cert", "--client-key", "--key", "--public-key",
+                 "--pdq", "--pdq-file", "--radius", "--threads"});
+      !repeated.empty()) {
+    err << "bantay match: " << repeated << "\n";
+    return kExitUsage;
+  }
   std::string index_path, pdq, pdq_file;
   bool have_pdq = false, have_file = false, dihedral = false,
        have_radius = false;

@@ -968,6 +968,15 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
     err << "bantay scan: " << message << "\n";
     return kExitUsage;
   };
+  if (std::string repeated = RepeatedOption(
+          args,
+          {"--index", "--store", "--server", "--api-key-file", "--ca",
+           "--client-cert", "--client-key", "--key", "--public-key", "--report",
+           "--csv", "--threads", "--radius", "--every", "--max-files",
+           "--max-pixels", "--max-jpeg-scans", "--progress"});
+      !repeated.empty()) {
+    return usage(repeated);
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (options_ended || (!a.starts_with("-") && !a.empty())) {

@@ -364,6 +364,14 @@ int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
   StreamOptions o;
   std::vector<std::string> files;
   bool options_ended = false;
+  if (std::string repeated = RepeatedOption(
+          args, {"--server", "--api-key-file", "--ca", "--client-cert",
+                 "--client-key", "--every", "--k", "--window", "--quality",
+                 "--skip-distance", "--radius", "--jpeg-quality", "--label"});
+      !repeated.empty()) {
+    err << "bantay stream: " << repeated << "\n";
+    return kExitUsage;
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (options_ended || (!a.starts_with("-") && !a.empty())) {

@@ -176,6 +176,14 @@ int RunVideoMatch(const std::vector<std::string>& args, std::ostream& out,
     out << kVideoMatchUsage;
     return kExitOk;
   }
+  if (std::string repeated = RepeatedOption(
+          args,
+          {"--video", "--video-hashes", "--every", "--max-frames", "--distance",
+           "--quality", "--query-threshold", "--compared-threshold"},
+          {"--vpdq"});
+      !repeated.empty()) {
+    return usage(repeated);
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--trim-borders") {

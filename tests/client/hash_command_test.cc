@@ -209,6 +209,10 @@ TEST(HashCommandTest, UsageErrors) {
   EXPECT_EQ(unknown.err.rfind("bantay hash: unknown option '--bogus'\n", 0), 0u);
   EXPECT_EQ(Hash({"--max-pixels", "many", kAaa}).status, kExitUsage);
   EXPECT_EQ(Hash({"--max-pixels"}).status, kExitUsage);
+  CliRun twice = Hash({"--max-pixels", "10", "--max-pixels", "2000000", kAaa});
+  EXPECT_EQ(twice.status, kExitUsage);
+  EXPECT_EQ(twice.err, "bantay hash: --max-pixels is given twice; it takes one value\n");
+  EXPECT_EQ(twice.out, "");
   CliRun help = Hash({"--help"});
   EXPECT_EQ(help.status, kExitOk);
   EXPECT_EQ(help.out.rfind("Usage: bantay hash", 0), 0u);

@@ -400,6 +400,22 @@ TEST(IndexCommandTest, UnknownSubcommandsAndStrayArgumentsAreUsageErrors) {
   EXPECT_EQ(stray.err, "bantay index: list takes no argument 'hotline-a'\n");
 }
 
+TEST(IndexCommandTest, ARepeatedSingleValuedOptionIsRefused) {
+  IndexCli cli;
+  cli.Create();
+  CliRun run = cli.Run({"add", "--list", "a", "--list", "b", "--pdq", kOriginal});
+  EXPECT_EQ(run.status, kExitUsage);
+  EXPECT_EQ(run.err, "bantay index: --list is given twice; it takes one value\n");
+  CliRun store = cli.Run({"stats", "--store", "sqlite:" + cli.dir().path() + "/other.db"});
+  EXPECT_EQ(store.status, kExitUsage);
+  EXPECT_EQ(store.err, "bantay index: --store is given twice; it takes one value\n");
+  // Hashes to add repeat, as documented.
+  CliRun added = cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--pdq", kRotate90});
+  EXPECT_EQ(added.status, kExitOk) << added.err;
+  CliRun listed = cli.Run({"list", "--list", "a"});
+  EXPECT_EQ(listed.lines.size(), 2u) << listed.out;
+}
+
 TEST(IndexCommandTest, AnActorWithControlCharactersIsRefused) {
   IndexCli cli;
   cli.Create();

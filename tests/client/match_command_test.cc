@@ -97,6 +97,27 @@ TEST(MatchCommandTest, BadIndexIsRefusedWithLineNumbers) {
             "bantay match: the index has 2 bad line(s); nothing matched\n");
 }
 
+TEST(MatchCommandTest, ARepeatedSingleValuedOptionIsRefused) {
+  TempDir dir;
+  const std::string list = ListFile(dir);
+  const std::string other = dir.Write("other.txt", Text("pdq " + std::string(64, '1') + "\n"));
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--index", list, "--index", other, "--pdq", kOriginal}, "--index"},
+      {{"--index", list, "--pdq", kOriginal, "--pdq", kRotate90}, "--pdq"},
+      {{"--index", list, "--pdq", kOriginal, "--radius", "3", "--radius", "30"},
+       "--radius"},
+      {{"--server", "https://127.0.0.1:1", "--server", "https://127.0.0.1:2", "--pdq",
+        kOriginal},
+       "--server"},
+  };
+  for (const auto& [args, option] : cases) {
+    CliRun run = Match(args);
+    EXPECT_EQ(run.status, kExitUsage) << option;
+    EXPECT_EQ(run.err, "bantay match: " + option + " is given twice; it takes one value\n");
+    EXPECT_EQ(run.out, "");
+  }
+}
+
 TEST(MatchCommandTest, UsageErrors) {
   TempDir dir;
   const std::string list = ListFile(dir);

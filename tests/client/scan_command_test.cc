@@ -585,6 +585,47 @@ TEST_F(ScanCommandTest, UsageErrors) {
   }
 }
 
+// An option that takes one value, given twice: the second would silently
+// replace the first (an examiner would believe both lists were checked).
+TEST_F(ScanCommandTest, ARepeatedSingleValuedOptionIsRefused) {
+  const std::string other = tree_.dir() + "/other.txt";
+  std::ofstream(other) << "pdq " << std::string(64, '1') << " case-one\n";
+  const std::string report = tree_.dir() + "/r.jsonl";
+  struct Case {
+    std::vector<std::string> args;
+    std::string option;
+  };
+  const std::vector<Case> cases = {
+      {{tree_.root(), "--index", tree_.list(), "--index", other}, "--index"},
+      {{tree_.root(), "--index", tree_.list(), "--report", report, "--report",
+        tree_.dir() + "/s.jsonl"},
+       "--report"},
+      {{tree_.root(), "--index", tree_.list(), "--csv", report, "--csv",
+        report},
+       "--csv"},
+      {{tree_.root(), "--index", tree_.list(), "--threads", "2", "--threads",
+        "2"},
+       "--threads"},
+      {{tree_.root(), "--store", "sqlite:a.db", "--store", "sqlite:b.db"},
+       "--store"},
+      {{tree_.root(), "--index", "s.snap", "--key", "a", "--key", "b"},
+       "--key"},
+  };
+  for (const Case& c : cases) {
+    CliRun run = Scan(c.args);
+    EXPECT_EQ(run.status, kExitUsage) << c.option;
+    EXPECT_EQ(run.err,
+              "bantay scan: " + c.option + " is given twice; it takes one value\n");
+    EXPECT_EQ(run.out, "");
+  }
+  EXPECT_FALSE(fs::exists(report));
+  // After "--" the same words are paths.
+  CliRun paths = Scan({"--index", tree_.list(), "--progress", "none", "--",
+                       tree_.Path("notes.txt"), tree_.Path("notes.txt")});
+  EXPECT_EQ(paths.status, kExitOk) << paths.err;
+  EXPECT_EQ(paths.out, expected_[6] + "\n" + expected_[6] + "\n");
+}
+
 // A JPEG of more scans than --max-jpeg-scans (default 500) gets an error
 // record (too_large, before decoding) and its digests; the scan goes on.
 TEST(ScanJpegScansTest, AJpegOfTooManyScansIsAnErrorRecord) {

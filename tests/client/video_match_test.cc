@@ -179,6 +179,11 @@ TEST(VideoMatchTest, UsageErrors) {
       {{"--video", v, "--vpdq", q, "--compared-threshold", "x"},
        "--compared-threshold must be a percentage from 0 to 100"},
       {{"--video", v, "--vpdq"}, "unknown or incomplete option '--vpdq'"},
+      {{"--video", v, "--video", v, "--vpdq", q},
+       "--video is given twice; it takes one value"},
+      {{"--video-hashes", q, "--vpdq", q, "--distance", "3", "--distance",
+        "31"},
+       "--distance is given twice; it takes one value"},
   };
   for (const auto& [args, message] : cases) {
     const CliRun run = Match(args);
