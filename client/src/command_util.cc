@@ -61,6 +61,19 @@ std::string Trim(const std::string& s) {
   return s.substr(begin, end - begin + 1);
 }
 
+namespace {
+
+// An index with nothing to match gives a clean-looking result: a false
+// negative, so it is refused.
+Error EmptyIndex(const std::string& index_path, bool active) {
+  return Error(ErrorCode::kInvalidArgument,
+               "the index " + index_path + " has no " +
+                   (active ? "active " : "") +
+                   "entries; matching against it would find nothing");
+}
+
+}  // namespace
+
 Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
                  matcher::HashIndex* index) {
   if (IsStoreUrl(index_path)) {
@@ -73,6 +86,10 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
     if (!store.ok()) return store.error();
     Result<uint64_t> version = matcher::LoadIndexFromStore(**store, index);
     if (!version.ok()) return version.error();
+    // The count of the version loaded (entries active, lists enabled).
+    Result<matcher::VersionRecord> record = (*store)->Root(*version);
+    if (!record.ok()) return record.error();
+    if (record->active_count == 0) return EmptyIndex(index_path, true);
     return {};
   }
   if (matcher::IsSnapshotFile(index_path)) {
@@ -84,6 +101,8 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
     Result<matcher::SnapshotContents> snap =
         matcher::ReadSnapshot(index_path, *key, **trusted);
     if (!snap.ok()) return snap.error();
+    // Signed with the snapshot and checked by ReadSnapshot.
+    if (snap->version.active_count == 0) return EmptyIndex(index_path, true);
     return matcher::LoadIndexFromEntries(std::move(snap->entries), snap->lists,
                                          snap->version.version, index);
   }
@@ -106,6 +125,7 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
                      std::to_string(list.errors.size()) +
                      " bad line(s); nothing matched");
   }
+  if (list.entries.empty()) return EmptyIndex(index_path, false);
   return index->Add(std::move(list.entries));
 }
 

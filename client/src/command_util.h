@@ -46,7 +46,10 @@ std::string Env(const char* name);
 
 // Loads a hash-list file, a store (sqlite:PATH or postgresql://...) or a
 // signed snapshot (verified against the trusted public key before use) into
-// an empty index. Errors carry a message for the user.
+// an empty index. Errors carry a message for the user; an index without an
+// active entry (an empty list, a store or snapshot whose entries are all
+// removed or disabled) is kInvalidArgument: matching against it would give
+// a clean result that means nothing.
 Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
                  matcher::HashIndex* index);
 

@@ -213,7 +213,12 @@ TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
   EXPECT_EQ(disable.lines[0].at("version").as_int64(), 4);
   EXPECT_EQ(match(kOriginal).lines[0].at("matches").as_array().size(), 1u);
   ASSERT_EQ(cli.Run({"disable", "1"}).status, kExitOk);
-  EXPECT_EQ(match(kOriginal).lines[0].at("matches").as_array().size(), 0u);
+  // No active entry left: matching would find nothing, whatever the query.
+  CliRun none = match(kOriginal);
+  EXPECT_EQ(none.status, kExitUsage);
+  EXPECT_EQ(none.err, "bantay match: the index " + cli.store() +
+                          " has no active entries; matching against it would find nothing\n");
+  EXPECT_EQ(none.out, "");
   ASSERT_EQ(cli.Run({"enable", "1"}).status, kExitOk);
   ASSERT_EQ(cli.Run({"enable", "--list", "b"}).status, kExitOk);
   CliRun removed = cli.Run({"remove", "2"});
@@ -354,6 +359,50 @@ TEST(IndexCommandTest, SnapshotExportMatchesOfflineAndRefusesTampering) {
             "bantay match: snapshot " + snap +
                 ": the signature does not verify (the file was modified)\n");
   EXPECT_EQ(tampered.out, "");
+}
+
+TEST(IndexCommandTest, AStoreOrSnapshotWithoutActiveEntriesIsRefusedForMatching) {
+  IndexCli cli;
+  cli.Create();
+  TempDir evidence;
+  evidence.Write("a.txt", Text("x"));
+  const std::string data_key = cli.keys() + "/data.key";
+  const std::string public_key = cli.keys() + "/signing.pub";
+  const std::string snap = cli.dir().path() + "/empty.snap";
+  ASSERT_EQ(cli.Run({"export", "--out", snap}).status, kExitOk);
+  CliRun store_match = bantay::testing::RunCommand(
+      RunMatchCommand, {"--index", cli.store(), "--key", data_key, "--pdq", kOriginal});
+  EXPECT_EQ(store_match.status, kExitUsage);
+  EXPECT_EQ(store_match.err, "bantay match: the index " + cli.store() +
+                                 " has no active entries; matching against it would find nothing\n");
+  CliRun snap_match = bantay::testing::RunCommand(
+      RunMatchCommand,
+      {"--index", snap, "--key", data_key, "--public-key", public_key, "--pdq", kOriginal});
+  EXPECT_EQ(snap_match.status, kExitUsage);
+  EXPECT_EQ(snap_match.err, "bantay match: the index " + snap +
+                                " has no active entries; matching against it would find nothing\n");
+  CliRun snap_scan = bantay::testing::RunCommand(
+      RunScanCommand, {evidence.path(), "--index", snap, "--key", data_key, "--public-key",
+                       public_key, "--progress", "none"});
+  EXPECT_EQ(snap_scan.status, kExitUsage);
+  EXPECT_EQ(snap_scan.err, "bantay scan: the index " + snap +
+                               " has no active entries; matching against it would find nothing\n");
+  EXPECT_EQ(snap_scan.out, "");
+  // Entries of a disabled list are not active either.
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal}).status, kExitOk);
+  ASSERT_EQ(cli.Run({"disable", "--list", "a"}).status, kExitOk);
+  CliRun store_scan = bantay::testing::RunCommand(
+      RunScanCommand,
+      {evidence.path(), "--store", cli.store(), "--key", data_key, "--progress", "none"});
+  EXPECT_EQ(store_scan.status, kExitUsage);
+  EXPECT_EQ(store_scan.err, "bantay scan: the index " + cli.store() +
+                                " has no active entries; matching against it would find nothing\n");
+  ASSERT_EQ(cli.Run({"enable", "--list", "a"}).status, kExitOk);
+  CliRun enabled = bantay::testing::RunCommand(
+      RunScanCommand,
+      {evidence.path(), "--store", cli.store(), "--key", data_key, "--progress", "none"});
+  EXPECT_EQ(enabled.status, kExitOk) << enabled.err;
+  EXPECT_EQ(enabled.lines.size(), 1u);
 }
 
 TEST(IndexCommandTest, ANewSqliteStoreIsPrivateToItsOwner) {

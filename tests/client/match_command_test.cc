@@ -97,6 +97,18 @@ TEST(MatchCommandTest, BadIndexIsRefusedWithLineNumbers) {
             "bantay match: the index has 2 bad line(s); nothing matched\n");
 }
 
+TEST(MatchCommandTest, AnEmptyIndexIsRefused) {
+  TempDir dir;
+  const std::string empty = dir.Write("empty.txt", Text(""));
+  for (const std::string& index : {std::string("/dev/null"), empty}) {
+    CliRun run = Match({"--index", index, "--pdq", kOriginal});
+    EXPECT_EQ(run.status, kExitUsage) << index;
+    EXPECT_EQ(run.err, "bantay match: the index " + index +
+                           " has no entries; matching against it would find nothing\n");
+    EXPECT_EQ(run.out, "");
+  }
+}
+
 TEST(MatchCommandTest, ARepeatedSingleValuedOptionIsRefused) {
   TempDir dir;
   const std::string list = ListFile(dir);

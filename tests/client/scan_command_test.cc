@@ -585,6 +585,25 @@ TEST_F(ScanCommandTest, UsageErrors) {
   }
 }
 
+// An index with nothing in it would give a clean-looking report of no
+// matches: a false negative. It is refused before anything is scanned.
+TEST_F(ScanCommandTest, AnEmptyIndexIsRefused) {
+  const std::string empty = tree_.dir() + "/empty.txt";
+  std::ofstream(empty).close();
+  const std::string comments = tree_.dir() + "/comments.txt";
+  std::ofstream(comments) << "# nothing yet\n\n";
+  for (const std::string& index : {std::string("/dev/null"), empty, comments}) {
+    const std::string report = tree_.dir() + "/r.jsonl";
+    CliRun run = Scan({tree_.root(), "--index", index, "--report", report,
+                       "--progress", "none"});
+    EXPECT_EQ(run.status, kExitUsage) << index;
+    EXPECT_EQ(run.err, "bantay scan: the index " + index +
+                           " has no entries; matching against it would find nothing\n");
+    EXPECT_EQ(run.out, "");
+    EXPECT_FALSE(fs::exists(report));
+  }
+}
+
 // An option that takes one value, given twice: the second would silently
 // replace the first (an examiner would believe both lists were checked).
 TEST_F(ScanCommandTest, ARepeatedSingleValuedOptionIsRefused) {
