@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -950,6 +951,29 @@ Status OpenReport(const ScanOptions& options, ExistingReport* existing,
   return {};
 }
 
+// The scanned PATH that holds the report (or is it), compared resolved
+// (links followed; the report's directory when the report does not exist
+// yet), or "" when none does. A report among the evidence would be scanned
+// as evidence, and --overwrite would replace an evidence file.
+std::string RootHoldingReport(const std::vector<std::string>& roots,
+                              const std::string& report) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(report, ec);
+  if (ec) return "";
+  const fs::path resolved = fs::weakly_canonical(absolute, ec);
+  if (ec) return "";
+  for (const std::string& root : roots) {
+    const fs::path resolved_root = fs::canonical(root, ec);
+    if (ec) continue;  // the walk reports it
+    const auto [in_root, in_report] =
+        std::mismatch(resolved_root.begin(), resolved_root.end(),
+                      resolved.begin(), resolved.end());
+    if (in_root == resolved_root.end()) return root;
+  }
+  return "";
+}
+
 bool ParseDouble(const std::string& s, double* value) {
   char* end = nullptr;
   errno = 0;
@@ -1084,6 +1108,13 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
     return usage("--resume and --overwrite need --report FILE or --csv FILE");
   }
   if (o.resume && o.overwrite) return usage("give --resume or --overwrite, not both");
+  if (!o.report.empty()) {
+    if (const std::string root = RootHoldingReport(o.roots, o.report);
+        !root.empty()) {
+      return usage("the report " + o.report + " is inside the scanned path " +
+                   root + "; write it outside the evidence");
+    }
+  }
   if (o.threads == 0) {
     o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }

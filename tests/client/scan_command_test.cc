@@ -604,6 +604,55 @@ TEST_F(ScanCommandTest, AnEmptyIndexIsRefused) {
   }
 }
 
+// A report written into the scanned tree would be scanned as evidence, and
+// with --overwrite it would replace an evidence file. Compared resolved.
+TEST_F(ScanCommandTest, AReportInsideAScannedPathIsRefused) {
+  const std::string photo = tree_.Path("aaa.jpg");
+  ASSERT_EQ(chmod(photo.c_str(), 0444), 0);
+  const std::string photo_bytes = ReadFile(photo);
+  const std::string alias = tree_.dir() + "/alias";
+  ASSERT_EQ(symlink(tree_.root().c_str(), alias.c_str()), 0);
+  struct Case {
+    std::vector<std::string> args;
+    std::string report;
+    std::string root;
+  };
+  const std::vector<Case> cases = {
+      {{tree_.root(), "--report", photo, "--overwrite"}, photo, tree_.root()},
+      {{tree_.root(), "--report", photo}, photo, tree_.root()},
+      {{tree_.root(), "--csv", tree_.Path("b/new.csv")}, tree_.Path("b/new.csv"),
+       tree_.root()},
+      {{tree_.Path("notes.txt"), tree_.Path("b"), "--report",
+        tree_.Path("b/deeper/../new.jsonl")},
+       tree_.Path("b/deeper/../new.jsonl"), tree_.Path("b")},
+      {{tree_.root(), "--report", alias + "/new.jsonl"}, alias + "/new.jsonl",
+       tree_.root()},
+      {{tree_.Path("notes.txt"), "--report", tree_.Path("notes.txt"),
+        "--overwrite"},
+       tree_.Path("notes.txt"), tree_.Path("notes.txt")},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = c.args;
+    args.insert(args.end(), {"--index", tree_.list(), "--progress", "none"});
+    CliRun run = Scan(args);
+    EXPECT_EQ(run.status, kExitUsage) << c.report;
+    EXPECT_EQ(run.err, "bantay scan: the report " + c.report +
+                           " is inside the scanned path " + c.root +
+                           "; write it outside the evidence\n");
+    EXPECT_EQ(run.out, "");
+  }
+  EXPECT_EQ(ReadFile(photo), photo_bytes);
+  EXPECT_FALSE(fs::exists(tree_.Path("b/new.csv")));
+  EXPECT_FALSE(fs::exists(tree_.Path("b/new.jsonl")));
+  EXPECT_FALSE(fs::exists(tree_.Path("new.jsonl")));
+  // Beside the tree is outside it, even when its name starts like it.
+  const std::string beside = tree_.root() + ".jsonl";
+  CliRun ok = Scan({tree_.Path("b"), "--index", tree_.list(), "--report",
+                    beside, "--progress", "none"});
+  EXPECT_EQ(ok.status, kExitOk) << ok.err;
+  EXPECT_EQ(ReadFile(beside), expected_[1] + "\n" + expected_[2] + "\n");
+}
+
 // An option that takes one value, given twice: the second would silently
 // replace the first (an examiner would believe both lists were checked).
 TEST_F(ScanCommandTest, ARepeatedSingleValuedOptionIsRefused) {
