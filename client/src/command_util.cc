@@ -54,6 +54,14 @@ std::string RepeatedOption(const std::vector<std::string>& args,
   return "";
 }
 
+bool FlushOutput(std::ostream& out, std::ostream& err,
+                 std::string_view command) {
+  out.flush();
+  if (out) return true;
+  err << "bantay " << command << ": cannot write standard output\n";
+  return false;
+}
+
 std::string Trim(const std::string& s) {
   const auto begin = s.find_first_not_of(" \t\r\n");
   if (begin == std::string::npos) return "";

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <cstdint>
 #include <initializer_list>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,12 @@ std::string RepeatedOption(
 
 // Without leading and trailing blanks (space, tab, CR, LF).
 std::string Trim(const std::string& s);
+
+// Flushes the command's standard output. False, with "bantay COMMAND: cannot
+// write standard output" on err, when a write to it failed (a full disk,
+// /dev/full): what the command printed is lost, so it must not exit 0.
+bool FlushOutput(std::ostream& out, std::ostream& err,
+                 std::string_view command);
 
 // The variable's value, or "" when unset.
 std::string Env(const char* name);

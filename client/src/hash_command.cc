@@ -411,6 +411,7 @@ int RunVideos(const HashCommandOptions& options, std::ostream& out, std::ostream
           << " of " << hashes->frames.size() << " hashed frames\n";
     }
   }
+  if (!FlushOutput(out, err, "hash")) return kExitUsage;
   return any_failed ? kExitSomeFailed : kExitOk;
 }
 
@@ -569,7 +570,7 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
   Printer printer(out, options.csv, options.hash.dihedral, options.hash.trim_borders);
   HashRun run(options, printer);
   for (const std::string& path : options.paths) run.Path(path);
-  out.flush();
+  if (!FlushOutput(out, err, "hash")) return kExitUsage;
   return run.any_failed() ? kExitSomeFailed : kExitOk;
 }
 

@@ -246,7 +246,7 @@ int MatchOnServer(ServerMatchOptions options,
     if (!response.ok()) return failed(response.error());
     print(AnswerLine(std::move(line), *response));
   }
-  out.flush();
+  if (!FlushOutput(out, err, "match")) return kExitUsage;
   return any_bad ? kExitSomeFailed : kExitOk;
 }
 
@@ -424,7 +424,7 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
     any_bad |= line.bad;
     out << line.text << '\n';
   }
-  out.flush();
+  if (!FlushOutput(out, err, "match")) return kExitUsage;
   return any_bad ? kExitSomeFailed : kExitOk;
 }
 

@@ -796,6 +796,10 @@ class ScanRun {
       } else {
         out_ << pending_;
         out_.flush();
+        if (!out_) {
+          written_ok_ = false;
+          return false;
+        }
       }
       pending_.clear();
     }
@@ -860,7 +864,9 @@ class ScanRun {
          << WithCommas(d.matched) << " matched, " << WithCommas(d.errors)
          << " with errors\n";
     if (fatal_) err_ << "bantay scan: stopped: " << fatal_message_ << "\n";
-    if (!written_ok_) {
+    if (!written_ok_ && report_fd_ < 0) {
+      err_ << "bantay scan: cannot write standard output\n";
+    } else if (!written_ok_) {
       err_ << "bantay scan: cannot write the report: " << write_error_ << "\n";
     }
     if (fatal_ || interrupted_ || StopSignalReceived() != 0 ||

@@ -6,6 +6,7 @@
 #include <functional>
 #include <iosfwd>
 #include <sstream>
+#include <streambuf>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,26 @@ inline CliRun RunCommand(const Command& command, const std::vector<std::string>&
     boost::json::value v = boost::json::parse(line, ec);  // help text is not JSON
     if (!ec && v.is_object()) run.lines.push_back(v.as_object());
   }
+  return run;
+}
+
+// A stream buffer that refuses every write, as a full disk (/dev/full) or a
+// closed pipe does.
+class FailingStreamBuf : public std::streambuf {
+ protected:
+  int_type overflow(int_type) override { return traits_type::eof(); }
+  std::streamsize xsputn(const char*, std::streamsize) override { return 0; }
+};
+
+// RunCommand with a standard output where every write fails (out stays "").
+inline CliRun RunCommandWithFailingOutput(const Command& command,
+                                          const std::vector<std::string>& args) {
+  FailingStreamBuf failing;
+  std::ostream out(&failing);
+  std::ostringstream err;
+  CliRun run;
+  run.status = command(args, out, err);
+  run.err = err.str();
   return run;
 }
 

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <opencv2/imgproc.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -216,6 +217,16 @@ TEST(HashCommandTest, UsageErrors) {
   CliRun help = Hash({"--help"});
   EXPECT_EQ(help.status, kExitOk);
   EXPECT_EQ(help.out.rfind("Usage: bantay hash", 0), 0u);
+}
+
+TEST(HashCommandTest, AFailedWriteOfStandardOutputIsAnError) {
+  CliRun run = bantay::testing::RunCommandWithFailingOutput(RunHashCommand, {kAaa});
+  EXPECT_EQ(run.status, kExitUsage);
+  EXPECT_EQ(run.err, "bantay hash: cannot write standard output\n");
+  CliRun video = bantay::testing::RunCommandWithFailingOutput(
+      RunHashCommand, {"--video", "--max-frames", "2", TestDataPath("vpdq/doorknob-hd-no-bar.mp4")});
+  EXPECT_EQ(video.status, kExitUsage);
+  EXPECT_TRUE(video.err.ends_with("bantay hash: cannot write standard output\n")) << video.err;
 }
 
 // --- hash lists (--out) ------------------------------------------------------
@@ -536,6 +547,19 @@ TEST(HashBinaryTest, ExitStatusesAndNoFilesWritten) {
   EXPECT_EQ(RunBinary("nonsense", cwd.path(), tmp.path(), &out), 2);
   EXPECT_TRUE(std::filesystem::is_empty(cwd.path()));
   EXPECT_TRUE(std::filesystem::is_empty(tmp.path()));
+}
+
+// The real executable with its standard output on /dev/full: the write fails
+// when the buffered output is flushed.
+TEST(HashBinaryTest, StandardOutputOnAFullDeviceIsAnError) {
+  TempDir dir;
+  const std::string err = dir.path() + "/err.txt";
+  const std::string command =
+      std::string(BANTAY_CLI) + " hash '" + kAaa + "' >/dev/full 2>'" + err + "'";
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_EQ(ReadText(err), "bantay hash: cannot write standard output\n");
 }
 
 TEST(HashBinaryTest, VideoAndListWriteNothingElse) {

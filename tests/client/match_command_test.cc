@@ -109,6 +109,14 @@ TEST(MatchCommandTest, AnEmptyIndexIsRefused) {
   }
 }
 
+TEST(MatchCommandTest, AFailedWriteOfStandardOutputIsAnError) {
+  TempDir dir;
+  CliRun run = bantay::testing::RunCommandWithFailingOutput(
+      RunMatchCommand, {"--index", ListFile(dir), "--pdq", kOriginal});
+  EXPECT_EQ(run.status, kExitUsage);
+  EXPECT_EQ(run.err, "bantay match: cannot write standard output\n");
+}
+
 TEST(MatchCommandTest, ARepeatedSingleValuedOptionIsRefused) {
   TempDir dir;
   const std::string list = ListFile(dir);

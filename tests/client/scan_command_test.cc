@@ -653,6 +653,15 @@ TEST_F(ScanCommandTest, AReportInsideAScannedPathIsRefused) {
   EXPECT_EQ(ReadFile(beside), expected_[1] + "\n" + expected_[2] + "\n");
 }
 
+// Standard output that cannot be written (a full disk, /dev/full) is an
+// error: the records are lost, and exit 0 would say they were not.
+TEST_F(ScanCommandTest, AFailedWriteOfStandardOutputIsAnError) {
+  CliRun run = bantay::testing::RunCommandWithFailingOutput(
+      RunScanCommand, {tree_.Path("b"), "--index", tree_.list(), "--progress", "none"});
+  EXPECT_EQ(run.status, kExitUsage);
+  EXPECT_TRUE(run.err.ends_with("bantay scan: cannot write standard output\n")) << run.err;
+}
+
 // An option that takes one value, given twice: the second would silently
 // replace the first (an examiner would believe both lists were checked).
 TEST_F(ScanCommandTest, ARepeatedSingleValuedOptionIsRefused) {
