@@ -40,10 +40,14 @@ Error ErrnoError(int err, const std::string& what) {
 }
 
 // O_NOATIME is allowed only to the file's owner (or root); others open
-// without it.
+// without it. O_NONBLOCK: a FIFO that takes the place of a file between the
+// caller's check and the open does not block it (reads of regular files
+// ignore the flag).
 Result<int> OpenReadOnly(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+  if (fd < 0 && errno == EPERM) {
+    fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  }
   if (fd < 0) return ErrnoError(errno, "open");
   return fd;
 }

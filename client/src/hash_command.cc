@@ -283,6 +283,11 @@ class ListWriter : public Sink {
   bool write_failed_ = false;
 };
 
+// Opening a FIFO waits for a writer (for ever), opening a device may act on
+// it: neither is ever opened.
+constexpr char kNotRegular[] =
+    "not a regular file (a FIFO, socket or device is never opened)";
+
 class HashRun {
  public:
   HashRun(const HashCommandOptions& options, Sink& sink)
@@ -300,6 +305,8 @@ class HashRun {
       } else {
         Fail(path, "is a directory (use -r to hash the images under it)");
       }
+    } else if (!fs::is_regular_file(st)) {
+      Fail(path, kNotRegular);
     } else {
       File(path, /*from_walk=*/false);
     }
@@ -328,8 +335,14 @@ class HashRun {
     for (const auto& entry : entries) {
       std::error_code type_ec;
       if (entry.is_symlink(type_ec)) {
-        if (entry.is_regular_file(type_ec)) File(entry.path().string(), true);
-        continue;  // links to directories are not followed
+        // Links are not followed (their targets may be outside the tree):
+        // one to a file is reported, not hashed; others are skipped.
+        if (entry.is_regular_file(type_ec)) {
+          Fail(entry.path().string(),
+               "symbolic link, not followed (name it as a PATH to hash its "
+               "target)");
+        }
+        continue;
       }
       if (entry.is_directory(type_ec)) {
         Walk(entry.path());
@@ -384,6 +397,13 @@ bool ParseDouble(std::string_view s, double* value) {
 int RunVideos(const HashCommandOptions& options, std::ostream& out, std::ostream& err) {
   bool any_failed = false;
   for (const std::string& path : options.paths) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (!ec && fs::exists(st) && !fs::is_regular_file(st) && !fs::is_directory(st)) {
+      any_failed = true;
+      err << "bantay hash: " << path << ": " << kNotRegular << "\n";
+      continue;
+    }
     Result<models::VideoHashes> hashes = models::HashVideoFile(path, options.video_options);
     if (!hashes.ok()) {
       any_failed = true;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "bantay/client/cli.h"
@@ -162,6 +163,29 @@ TEST(HashCommandTest, RecursiveWalkHashesImagesInNameOrderAndSkipsOthers) {
   EXPECT_EQ(run.lines[2].at("path").as_string(), a);
   // Lossless PNG and WebP of one picture: the same hash.
   EXPECT_EQ(run.lines[0].at("pdq"), run.lines[2].at("pdq"));
+}
+
+// A walk does not follow links: a link to a file (here to an image outside
+// the tree) is an error record, its target not hashed; a link to a
+// directory is skipped, as before.
+TEST(HashCommandTest, RecursiveWalkReportsLinksToFilesWithoutFollowingThem) {
+  TempDir dir, outside;
+  const std::string target = outside.Write("photo.jpg", bantay::testing::ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"));
+  const std::string b = dir.Write("b.png", Encode(MakePattern(300, 200), ".png"));
+  const std::string link = dir.path() + "/a-link.jpg";
+  std::filesystem::create_symlink(target, link);
+  std::filesystem::create_directory_symlink(outside.path(), dir.path() + "/c-dir-link");
+  CliRun run = Hash({"-r", dir.path()});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.out;
+  ASSERT_EQ(run.lines.size(), 2u) << run.out;
+  EXPECT_EQ(json::serialize(run.lines[0]),
+            "{\"path\":\"" + link + "\",\"error\":\"symbolic link, not followed (name it as a PATH to hash its target)\"}");
+  EXPECT_EQ(run.lines[1].at("path").as_string(), b);
+  // Named as a PATH, the link is followed.
+  CliRun named = Hash({link});
+  EXPECT_EQ(named.status, kExitOk) << named.out;
+  ASSERT_EQ(named.lines.size(), 1u);
+  EXPECT_EQ(named.lines[0].at("pdq").as_string(), kAaaPdq);
 }
 
 TEST(HashCommandTest, CsvOutput) {
@@ -521,8 +545,9 @@ TEST(HashCommandTest, TrimBordersOnVideoFrames) {
 // The real executable: exit statuses, and nothing written to the working
 // or temporary directory.
 int RunBinary(const std::string& args, const std::string& cwd, const std::string& tmp,
-              std::string* out) {
+              std::string* out, const std::string& timeout_s = "") {
   const std::string command = "cd '" + cwd + "' && TMPDIR='" + tmp + "' " +
+                              (timeout_s.empty() ? "" : "timeout " + timeout_s + " ") +
                               BANTAY_CLI + " " + args + " 2>/dev/null";
   FILE* pipe = popen(command.c_str(), "r");
   char buffer[4096];
@@ -560,6 +585,34 @@ TEST(HashBinaryTest, StandardOutputOnAFullDeviceIsAnError) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
   EXPECT_EQ(ReadText(err), "bantay hash: cannot write standard output\n");
+}
+
+// A FIFO (or device, or socket) is never opened: opening a FIFO waits for a
+// writer, for ever. `timeout` only bounds the test should that come back.
+TEST(HashBinaryTest, AFifoIsAnErrorRecordNotOpened) {
+  TempDir dir;
+  const std::string fifo = dir.path() + "/fifo.jpg";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+  std::string out;
+  EXPECT_EQ(RunBinary("hash '" + fifo + "' '" + kAaa + "'", dir.path(), dir.path(), &out, "60"),
+            1);
+  std::istringstream lines(out);
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  EXPECT_EQ(first, "{\"path\":\"" + fifo +
+                       "\",\"error\":\"not a regular file (a FIFO, socket or device is never "
+                       "opened)\"}");
+  EXPECT_NE(second.find(kAaaPdq), std::string::npos) << out;
+  const std::string err = dir.path() + "/err.txt";
+  const int status = std::system(("timeout 60 " + std::string(BANTAY_CLI) + " hash --video '" +
+                                  fifo + "' >/dev/null 2>'" + err + "'")
+                                     .c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_EQ(ReadText(err), "bantay hash: " + fifo +
+                               ": not a regular file (a FIFO, socket or device is never "
+                               "opened)\n");
 }
 
 TEST(HashBinaryTest, VideoAndListWriteNothingElse) {
