@@ -522,12 +522,16 @@ std::string Hms(double seconds) {
 // The walk, the workers and the in-order writer.
 class ScanRun {
  public:
+  // kept: the records of the report resumed (counted in the summary and
+  // the exit status with those written now).
   ScanRun(const ScanOptions& options, ScanMatcher* matcher,
-          const std::unordered_set<std::string>* done, int report_fd,
-          std::ostream& out, std::ostream& err, bool bar, bool lines)
+          const std::unordered_set<std::string>* done, const Counters& kept,
+          int report_fd, std::ostream& out, std::ostream& err, bool bar,
+          bool lines)
       : options_(options),
         scanner_(options, matcher),
         done_(done),
+        kept_(kept),
         report_fd_(report_fd),
         out_(out),
         err_(err),
@@ -549,7 +553,7 @@ class ScanRun {
     if (!written_ok_ || fatal_) return kExitUsage;
     if (StopSignalReceived() != 0 || interrupted_) return kExitInterrupted;
     if (stopped_by_limit_) return kExitStopped;
-    return done_counts_.errors > 0 ? kExitSomeFailed : kExitOk;
+    return done_counts_.errors + kept_.errors > 0 ? kExitSomeFailed : kExitOk;
   }
 
  private:
@@ -851,18 +855,25 @@ class ScanRun {
     const double elapsed =
         std::chrono::duration<double>(Clock::now() - start_).count();
     const Counters& d = done_counts_;
+    const Counters& k = kept_;
     char rates[128];
     std::snprintf(rates, sizeof rates, "%.1f s (%.0f files/s, %.1f MB/s)",
                   elapsed,
                   elapsed > 0 ? static_cast<double>(d.entries) / elapsed : 0.0,
                   elapsed > 0 ? static_cast<double>(d.bytes) / 1e6 / elapsed : 0.0);
-    err_ << "bantay scan: " << WithCommas(d.entries) << " entries ("
-         << WithCommas(d.images) << " images, " << WithCommas(d.videos)
-         << " videos, " << WithCommas(d.others) << " other files, "
-         << WithCommas(d.skipped) << " links/special skipped), "
-         << WithCommas(d.bytes) << " bytes in " << rates << "; "
-         << WithCommas(d.matched) << " matched, " << WithCommas(d.errors)
-         << " with errors\n";
+    // The whole report; bytes and rates are this run's.
+    err_ << "bantay scan: " << WithCommas(k.entries + d.entries) << " entries ("
+         << WithCommas(k.images + d.images) << " images, "
+         << WithCommas(k.videos + d.videos) << " videos, "
+         << WithCommas(k.others + d.others) << " other files, "
+         << WithCommas(k.skipped + d.skipped) << " links/special skipped";
+    if (k.entries > 0) {
+      err_ << "; " << WithCommas(k.entries) << " kept from the report, "
+           << WithCommas(d.entries) << " scanned now";
+    }
+    err_ << "), " << WithCommas(d.bytes) << " bytes in " << rates << "; "
+         << WithCommas(k.matched + d.matched) << " matched, "
+         << WithCommas(k.errors + d.errors) << " with errors\n";
     if (fatal_) err_ << "bantay scan: stopped: " << fatal_message_ << "\n";
     if (!written_ok_ && report_fd_ < 0) {
       err_ << "bantay scan: cannot write standard output\n";
@@ -879,6 +890,7 @@ class ScanRun {
   const ScanOptions& options_;
   FileScanner scanner_;
   const std::unordered_set<std::string>* done_;
+  const Counters kept_;
   const int report_fd_;
   std::ostream& out_;
   std::ostream& err_;
@@ -1182,7 +1194,15 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
   int status;
   {
     StopSignals signals;
-    ScanRun run(o, matcher.get(), o.resume ? &existing.paths : nullptr,
+    Counters kept;
+    kept.entries = existing.records;
+    kept.images = existing.images;
+    kept.videos = existing.videos;
+    kept.others = existing.others;
+    kept.skipped = existing.skipped;
+    kept.matched = existing.matched;
+    kept.errors = existing.errors;
+    ScanRun run(o, matcher.get(), o.resume ? &existing.paths : nullptr, kept,
                 report_fd, out, err, bar, lines);
     status = run.Run();
   }

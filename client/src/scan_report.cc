@@ -5,12 +5,14 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <string_view>
 
 namespace bantay::client {
 namespace {
@@ -200,6 +202,31 @@ Result<std::string> ReadAll(const std::string& path) {
   return data;
 }
 
+// Counts a record kept from an existing report, as the scan counts the
+// records it writes.
+void CountKept(std::string_view kind, bool matched, bool error,
+               ExistingReport* report) {
+  ++report->records;
+  if (kind == "image") {
+    ++report->images;
+  } else if (kind == "video") {
+    ++report->videos;
+  } else if (kind == "other") {
+    ++report->others;
+  } else if (kind == "symlink" || kind == "special") {
+    ++report->skipped;
+  }
+  if (matched) ++report->matched;
+  if (error) ++report->errors;
+}
+
+// The index of a column of the CSV report.
+size_t CsvColumn(std::string_view name) {
+  return static_cast<size_t>(
+      std::find(std::begin(kCsvColumns), std::end(kCsvColumns), name) -
+      std::begin(kCsvColumns));
+}
+
 Status ReadJsonLines(const std::string& path, const std::string& data,
                      ExistingReport* out) {
   ExistingReport& report = *out;
@@ -225,16 +252,25 @@ Status ReadJsonLines(const std::string& path, const std::string& data,
                        ": not a record of a bantay scan report (bad path_hex)");
     }
     report.paths.insert(std::move(raw));
-    ++report.records;
+    const json::value* kind = o->if_contains("kind");
+    const json::value* matches = o->if_contains("matches");
+    CountKept(kind != nullptr && kind->is_string() ? kind->as_string() : "",
+              matches != nullptr && matches->is_array() &&
+                  !matches->as_array().empty(),
+              o->contains("error"), &report);
     pos = end + 1;
     report.complete_bytes = static_cast<int64_t>(pos);
   }
   return {};
 }
 
-// RFC 4180 records; only the first field (the path) is kept.
+// RFC 4180 records; the path is kept, the kind, match count and error code
+// counted.
 Status ReadCsv(const std::string& path, const std::string& data,
                ExistingReport* out) {
+  static const size_t kKind = CsvColumn("kind");
+  static const size_t kMatchCount = CsvColumn("match_count");
+  static const size_t kErrorCode = CsvColumn("error_code");
   ExistingReport& report = *out;
   const std::string header = CsvHeader();
   if (data.size() < header.size() ||
@@ -246,36 +282,41 @@ Status ReadCsv(const std::string& path, const std::string& data,
   report.complete_bytes = static_cast<int64_t>(header.size());
   size_t pos = header.size();
   while (pos < data.size()) {
-    std::string first;
-    bool in_first = true, quoted = false, complete = false;
+    std::vector<std::string> fields(1);
+    bool quoted = false, complete = false;
     size_t i = pos;
     for (; i < data.size(); ++i) {
       const char c = data[i];
       if (quoted) {
         if (c == '"') {
           if (i + 1 < data.size() && data[i + 1] == '"') {
-            if (in_first) first += '"';
+            fields.back() += '"';
             ++i;
           } else {
             quoted = false;
           }
-        } else if (in_first) {
-          first += c;
+        } else {
+          fields.back() += c;
         }
       } else if (c == '"') {
         quoted = true;
       } else if (c == ',') {
-        in_first = false;
+        fields.emplace_back();
       } else if (c == '\n') {
         complete = true;
         break;
-      } else if (in_first) {
-        first += c;
+      } else {
+        fields.back() += c;
       }
     }
     if (!complete) break;  // cut off: dropped
-    report.paths.insert(std::move(first));
-    ++report.records;
+    auto field = [&](size_t column) -> std::string_view {
+      return column < fields.size() ? fields[column] : std::string_view();
+    };
+    CountKept(field(kKind),
+              !field(kMatchCount).empty() && field(kMatchCount) != "0",
+              !field(kErrorCode).empty(), &report);
+    report.paths.insert(std::move(fields.front()));
     pos = i + 1;
     report.complete_bytes = static_cast<int64_t>(pos);
   }

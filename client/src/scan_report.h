@@ -72,6 +72,14 @@ struct ExistingReport {
   std::unordered_set<std::string> paths;
   int64_t complete_bytes = 0;
   int64_t records = 0;
+  // Of the complete records: by kind (image, video, other; symlink and
+  // special together), with matches, with an error.
+  int64_t images = 0;
+  int64_t videos = 0;
+  int64_t others = 0;
+  int64_t skipped = 0;
+  int64_t matched = 0;
+  int64_t errors = 0;
 };
 Status ReadExistingReport(const std::string& path, ReportFormat format,
                           ExistingReport* report);
