@@ -260,6 +260,7 @@ class FileScanner {
       case WalkEntry::Kind::kSpecial:
         r.kind = "special";
         r.mtime_ns = entry.mtime_ns;
+        r.link_target = entry.link_target;
         r.note = "not a regular file: not opened";
         return r;
       case WalkEntry::Kind::kFile:
@@ -281,8 +282,10 @@ class FileScanner {
     r->kind = "unknown";
     r->size = entry.size;
     r->mtime_ns = entry.mtime_ns;
+    r->link_target = entry.link_target;
     if (fd.get() < 0) {
-      const int raw_fd = OpenEvidence(entry.path, options_.follow_symlinks);
+      const int raw_fd = OpenEvidence(
+          entry.path, options_.follow_symlinks || entry.through_link);
       if (raw_fd < 0) {
         r->error = ErrnoError(errno, "open");
         return;
@@ -606,7 +609,8 @@ class ScanRun {
   // costs nothing more; a file that cannot be opened here is opened (and
   // its error reported) by the worker.
   Fd Prefetch(const WalkEntry& entry) const {
-    const int fd = OpenEvidence(entry.path, options_.follow_symlinks);
+    const int fd = OpenEvidence(entry.path,
+                                options_.follow_symlinks || entry.through_link);
     if (fd < 0) return Fd();
     posix_fadvise(fd, 0, static_cast<off_t>(std::min(entry.size, kPrefetchBytes)),
                   POSIX_FADV_WILLNEED);

@@ -21,8 +21,8 @@ Error ErrnoError(int err, const std::string& what) {
     case EACCES:
     case EPERM:
       return Error(ErrorCode::kPermissionDenied, what + ": permission denied");
-    case ELOOP:
-      return Error(ErrorCode::kInvalidArgument,
+    case ELOOP:  // a loop of links: the path cannot be resolved
+      return Error(ErrorCode::kIo,
                    what + ": too many levels of symbolic links");
     default:
       return Error(ErrorCode::kIo, what + ": " + std::strerror(err));
@@ -61,6 +61,14 @@ class Walker {
       }
       return Emit(ErrorEntry(path, ErrnoError(errno, "stat")));
     }
+    struct stat lst;
+    if (!S_ISDIR(st.st_mode) && lstat(path.c_str(), &lst) == 0 &&
+        S_ISLNK(lst.st_mode)) {
+      WalkEntry e = NotDirectory(path, st);
+      e.link_target = ReadLink(path);
+      e.through_link = true;
+      return Emit(std::move(e));
+    }
     return Entry(path, st);
   }
 
@@ -83,6 +91,12 @@ class Walker {
       return Emit(std::move(e));
     }
     if (S_ISDIR(st.st_mode)) return Directory(path, {st.st_dev, st.st_ino});
+    return Emit(NotDirectory(path, st));
+  }
+
+  // A regular file or a special one (FIFO, socket, device) whose stat is st.
+  static WalkEntry NotDirectory(const std::string& path,
+                                const struct stat& st) {
     WalkEntry e;
     e.path = path;
     e.mtime_ns = MtimeNs(st);
@@ -92,7 +106,7 @@ class Walker {
     } else {
       e.kind = WalkEntry::Kind::kSpecial;
     }
-    return Emit(std::move(e));
+    return e;
   }
 
   bool Directory(const std::string& path, DirId id) {

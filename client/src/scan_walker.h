@@ -34,7 +34,10 @@ struct WalkEntry {
   std::string path;
   int64_t size = 0;         // kFile: from the walk's stat
   int64_t mtime_ns = 0;     // kFile, kSymlink, kSpecial
-  std::string link_target;  // kSymlink
+  // kSymlink; kFile and kSpecial when reached through a symbolic link
+  // named as a root (followed, as find -H does)
+  std::string link_target;
+  bool through_link = false;  // that link: to be followed when opened
   Error error{ErrorCode::kInternal, ""};  // kError
 };
 
@@ -44,7 +47,8 @@ struct WalkOptions {
 
 // Calls visit for each entry in order, on the calling thread. Roots named on
 // the command line are followed even when they are links (the user named
-// them). The walk stops early when visit returns false.
+// them), to a file as to a directory; a file reached so has the link's
+// target in link_target. The walk stops early when visit returns false.
 void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options,
                const std::function<bool(WalkEntry&&)>& visit);
 

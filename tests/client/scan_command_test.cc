@@ -401,6 +401,39 @@ TEST_F(ScanCommandTest, LinkToAFileOutsideTheTreeIsNotFollowed) {
   EXPECT_EQ(lines[2].at("verdict").as_string(), "match");
 }
 
+// A link named as a PATH is followed, to a file as to a directory (as
+// find -H does), and the record says so with its link_target.
+TEST_F(ScanCommandTest, ALinkNamedAsAPathIsFollowedAndRecorded) {
+  const std::string link = tree_.dir() + "/to-file.jpg";
+  ASSERT_EQ(symlink(tree_.Path("aaa.jpg").c_str(), link.c_str()), 0);
+  CliRun run = Scan({link, "--index", tree_.list(), "--progress", "none"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  const std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 1u) << run.out;
+  json::object expected = json::parse(expected_[0]).as_object();
+  expected["path"] = link;
+  expected["link_target"] = tree_.Path("aaa.jpg");
+  EXPECT_EQ(json::value(lines[0]), json::value(expected)) << run.out;
+}
+
+// A link that cannot be resolved (a loop of links) is an I/O error of that
+// entry, not an invalid argument.
+TEST(ScanLinkLoopTest, ALoopOfLinksIsAnIoError) {
+  TempDir dir;
+  const std::string root = dir.path() + "/tree";
+  std::filesystem::create_directory(root);
+  ASSERT_EQ(symlink("self", (root + "/self").c_str()), 0);
+  const std::string list = dir.path() + "/list.txt";
+  std::ofstream(list) << "pdq " << kAaaPdq << " case-aaa\n";
+  CliRun run = Scan({root, "--index", list, "--follow-symlinks", "--progress", "none"});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  EXPECT_EQ(run.out,
+            "{\"path\":\"" + root +
+                "/self\",\"kind\":\"unknown\",\"verdict\":\"error\",\"error\":{"
+                "\"code\":\"io_error\",\"message\":\"follow link: too many levels of "
+                "symbolic links\"}}\n");
+}
+
 TEST_F(ScanCommandTest, CsvReportHasOneRowPerEntry) {
   const std::string report = tree_.dir() + "/report.csv";
   CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--csv", report,
