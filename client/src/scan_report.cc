@@ -41,8 +41,23 @@ std::string IsoTime(int64_t ns) {
   return buf;
 }
 
-// RFC 4180: quote a field holding a comma, quote or line break.
-std::string CsvField(const std::string& s) {
+// A cell a spreadsheet would run as a formula (OWASP, "CSV Injection")
+// starts with one of these; a file name or link target on seized media is
+// chosen by whoever made it. Such a cell gets a leading apostrophe, and so
+// does one that starts with an apostrophe, so that reading it back
+// (Unneutralise) is unambiguous.
+bool NeedsApostrophe(std::string_view s) {
+  return !s.empty() && std::string_view("=+-@\t\r'").find(s.front()) !=
+                           std::string_view::npos;
+}
+
+// RFC 4180: quote a field holding a comma, quote or line break; neutralised
+// first (NeedsApostrophe).
+std::string CsvField(const std::string& field) {
+  std::string s;
+  s.reserve(field.size() + 1);
+  if (NeedsApostrophe(field)) s += '\'';
+  s += field;
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
   std::string quoted = "\"";
   for (char c : s) {
@@ -50,6 +65,24 @@ std::string CsvField(const std::string& s) {
     quoted += c;
   }
   return quoted + '"';
+}
+
+// Gives back the cell as it was before CsvField neutralised it.
+void Unneutralise(std::string* cell) {
+  const std::string_view c = *cell;
+  if (c.size() > 1 && c[0] == '\'' && NeedsApostrophe(c.substr(1))) {
+    cell->erase(0, 1);
+  }
+}
+
+// One value of a match in a '|'-joined cell: '\\' and '|' escaped with '\\'.
+std::string JoinedValue(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '|' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
 }
 
 std::string Seconds(double s) {
@@ -146,9 +179,9 @@ std::string JsonLine(const ScanRecord& r) {
 std::string CsvLine(const ScanRecord& r) {
   auto joined = [&](auto field) {
     std::string s;
-    for (const ScanMatch& m : r.matches) {
-      if (!s.empty()) s += '|';
-      s += field(m);
+    for (size_t i = 0; i < r.matches.size(); ++i) {
+      if (i > 0) s += '|';
+      s += JoinedValue(field(r.matches[i]));
     }
     return s;
   };
@@ -316,6 +349,7 @@ Status ReadCsv(const std::string& path, const std::string& data,
     CountKept(field(kKind),
               !field(kMatchCount).empty() && field(kMatchCount) != "0",
               !field(kErrorCode).empty(), &report);
+    Unneutralise(&fields.front());
     report.paths.insert(std::move(fields.front()));
     pos = i + 1;
     report.complete_bytes = static_cast<int64_t>(pos);

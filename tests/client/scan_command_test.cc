@@ -14,6 +14,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <filesystem>
@@ -461,6 +462,54 @@ TEST_F(ScanCommandTest, CsvReportHasOneRowPerEntry) {
   // The non-ASCII name, unquoted (no comma, quote or line break in it).
   EXPECT_EQ(rows[9].substr(0, tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png").size()),
             tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png"));
+}
+
+// Who made the seized media chose its names and link targets, and a list's
+// references come from elsewhere: a CSV cell a spreadsheet would run as a
+// formula (= + - @ tab CR) gets a leading apostrophe (as does one that
+// starts with an apostrophe, so that the reading is unambiguous), and the
+// '|' (and '\\') inside a joined match value is escaped with a '\\'.
+TEST(ScanCsvTest, CellsASpreadsheetWouldRunAreNeutralised) {
+  TempDir dir;
+  const std::string root = dir.path() + "/ev";
+  dir.Write("ev/a.txt", {'a'});
+  dir.Write("ev/b.txt", {'b'});
+  ASSERT_EQ(symlink("+1+cmd", (root + "/c-link").c_str()), 0);
+  ASSERT_EQ(symlink("'quoted", (root + "/d-link").c_str()), 0);
+  const std::string a_md5 = Hex(models::Md5(Bytes("a")));
+  const std::string b_md5 = Hex(models::Md5(Bytes("b")));
+  const std::string list = dir.path() + "/list.txt";
+  std::ofstream(list) << "md5 " << a_md5 << " =cmd|x\n"
+                      << "md5 " << a_md5 << " back\\slash\n"
+                      << "md5 " << b_md5 << " @SUM(1)\n";
+  const std::string report = dir.path() + "/r.csv";
+  CliRun run = Scan({root, "--index", list, "--csv", report, "--progress", "none"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  std::istringstream in(ReadFile(report));
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(line);
+  ASSERT_EQ(rows.size(), 5u);
+  const std::string a_sha = Hex(models::Sha256(Bytes("a")));
+  const std::string b_sha = Hex(models::Sha256(Bytes("b")));
+  const std::string a_mtime = rows[1].substr(root.size() + 16, 30);
+  EXPECT_EQ(rows[1], root + "/a.txt,other,,1," + a_mtime + "," + a_md5 + "," + a_sha +
+                         ",,,,,,,,match,2,list.txt|list.txt,|,'=cmd\\|x|back\\\\slash,"
+                         "md5|md5,0|0,,,,");
+  const std::string b_mtime = rows[2].substr(root.size() + 16, 30);
+  EXPECT_EQ(rows[2], root + "/b.txt,other,,1," + b_mtime + "," + b_md5 + "," + b_sha +
+                         ",,,,,,,,match,1,list.txt,,'@SUM(1),md5,0,,,,");
+  EXPECT_TRUE(rows[3].ends_with(",'+1+cmd")) << rows[3];
+  EXPECT_TRUE(rows[4].ends_with(",''quoted")) << rows[4];
+
+  // A PATH that starts like a formula; resuming reads its cell back.
+  dir.Write("=HYPERLINK(1).txt", {'a'});
+  const std::string cli = std::string(BANTAY_CLI) + " scan '=HYPERLINK(1).txt' --index '" +
+                          list + "' --csv f.csv --progress none 2>/dev/null";
+  ASSERT_EQ(std::system(("cd '" + dir.path() + "' && " + cli).c_str()), 0);
+  const std::string written = ReadFile(dir.path() + "/f.csv");
+  EXPECT_NE(written.find("\n'=HYPERLINK(1).txt,other,"), std::string::npos) << written;
+  ASSERT_EQ(std::system(("cd '" + dir.path() + "' && " + cli + " --resume").c_str()), 0);
+  EXPECT_EQ(ReadFile(dir.path() + "/f.csv"), written);
 }
 
 TEST_F(ScanCommandTest, ResumeAfterMaxFilesGivesTheUninterruptedReport) {
