@@ -20,6 +20,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,6 +38,7 @@
 #include "command_util.h"
 #include "scan_matcher.h"
 #include "scan_report.h"
+#include "scan_testing.h"
 #include "scan_walker.h"
 #include "store_options.h"
 
@@ -191,6 +193,11 @@ class Fd {
 // Read-only, never following a link put in place of the file since the walk
 // (unless links are followed), never blocking on a FIFO put there, without
 // access-time updates where the kernel allows it (the file's owner or root).
+std::function<void(const std::string&)>& AfterReadHook() {
+  static std::function<void(const std::string&)> hook;
+  return hook;
+}
+
 int OpenEvidence(const std::string& path, bool follow_symlinks) {
   const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK |
                     (follow_symlinks ? 0 : O_NOFOLLOW);
@@ -306,6 +313,33 @@ class FileScanner {
     r->size = st.st_size;
     r->mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 +
                   st.st_mtim.tv_nsec;
+    ReadContents(entry, fd.get(), st, worker, r, signals);
+    if (AfterReadHook()) AfterReadHook()(entry.path);
+    // The size and time reported are from before the reading: a file that
+    // changed meanwhile (still being written, or tampered with) has hashes
+    // of neither version, perhaps.
+    struct stat after;
+    if (fstat(fd.get(), &after) != 0) {
+      r->error = ErrnoError(errno, "stat");
+    } else if (after.st_size != st.st_size ||
+               after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+               after.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
+      const std::string what =
+          after.st_size != st.st_size
+              ? "size " + std::to_string(st.st_size) + " -> " +
+                    std::to_string(after.st_size) + " bytes"
+              : "modification time";
+      r->error = Error(ErrorCode::kIo,
+                       "changed while it was read (" + what +
+                           "): the hashes may be of neither version; scan it "
+                           "again");
+    }
+  }
+
+  // The file's contents: type, digests, PDQ hash or frame hashes. st: its
+  // fstat before reading.
+  void ReadContents(const WalkEntry& entry, int fd, const struct stat& st,
+                    Worker& worker, ScanRecord* r, FileSignals* signals) {
     // One read tells the type and, for a file of up to kStreamChunk bytes,
     // holds all of it: a byte more than the size is asked for, so that a
     // short read shows the end.
@@ -314,7 +348,7 @@ class FileScanner {
         static_cast<int64_t>(kStreamChunk)));
     std::vector<uint8_t>& buffer = worker.buffer;
     if (buffer.size() < first) buffer.resize(first);
-    Result<size_t> got = ReadAt(fd.get(), buffer.data(), first, 0);
+    Result<size_t> got = ReadAt(fd, buffer.data(), first, 0);
     if (!got.ok()) {
       r->error = got.error();
       std::fill_n(buffer.begin(), first, 0);
@@ -328,7 +362,7 @@ class FileScanner {
       r->kind = "image";
       r->format = models::ImageFormatName(image);
       if (st.st_size <= kMaxImageBytes) {
-        ScanImage(fd.get(), st.st_size, head, worker, r, signals);
+        ScanImage(fd, st.st_size, head, worker, r, signals);
         return;
       }
       r->error = Error(ErrorCode::kTooLarge,
@@ -342,7 +376,7 @@ class FileScanner {
     } else {
       r->kind = "other";
     }
-    if (Status digested = StreamDigests(fd.get(), head, worker, signals);
+    if (Status digested = StreamDigests(fd, head, worker, signals);
         !digested.ok()) {
       r->error = digested.error();
       return;
@@ -1004,6 +1038,11 @@ bool ParseDouble(const std::string& s, double* value) {
 }
 
 }  // namespace
+
+void SetScanAfterReadHookForTesting(
+    std::function<void(const std::string&)> hook) {
+  AfterReadHook() = std::move(hook);
+}
 
 int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
                    std::ostream& err) {

@@ -5,20 +5,19 @@
 // evidence left untouched (access times included).
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdlib>
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <filesystem>
 #include <fstream>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <string>
 #include <thread>
@@ -27,6 +26,7 @@
 #include "bantay/client/cli.h"
 #include "bantay/models/digest.h"
 #include "cli_run.h"
+#include "scan_testing.h"
 #include "test_images.h"
 #include "tls_test_util.h"
 
@@ -400,6 +400,29 @@ TEST_F(ScanCommandTest, LinkToAFileOutsideTheTreeIsNotFollowed) {
   EXPECT_EQ(lines[2].at("kind").as_string(), "image");
   EXPECT_EQ(lines[2].at("md5").as_string(), kAaaMd5);
   EXPECT_EQ(lines[2].at("verdict").as_string(), "match");
+}
+
+// A file that grows while it is read: its record keeps the size and time
+// from before, and hashes that may be of neither version, so it is marked.
+TEST_F(ScanCommandTest, AFileThatChangesWhileItIsReadIsMarked) {
+  const std::string photo = tree_.Path("aaa.jpg");
+  SetScanAfterReadHookForTesting([&](const std::string& path) {
+    if (path == photo) std::ofstream(photo, std::ios::app) << "grown";
+  });
+  CliRun run = Scan({photo, tree_.Path("notes.txt"), "--index", tree_.list(),
+                     "--progress", "none"});
+  SetScanAfterReadHookForTesting(nullptr);
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  const std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 2u) << run.out;
+  json::object expected = json::parse(expected_[0]).as_object();
+  expected["error"] = json::object{
+      {"code", "io_error"},
+      {"message",
+       "changed while it was read (size 361182 -> 361187 bytes): the hashes "
+       "may be of neither version; scan it again"}};
+  EXPECT_EQ(json::value(lines[0]), json::value(expected)) << run.out;
+  EXPECT_EQ(json::serialize(lines[1]), expected_[6]);
 }
 
 // A link named as a PATH is followed, to a file as to a directory (as

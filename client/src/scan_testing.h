@@ -1,0 +1,20 @@
+// Failure injection for the tests of `bantay scan`; nothing is set in a
+// normal run.
+#ifndef BANTAY_CLIENT_SCAN_TESTING_H_
+#define BANTAY_CLIENT_SCAN_TESTING_H_
+
+#include <functional>
+#include <string>
+
+namespace bantay::client {
+
+// Called by the scan with a file's path after it has read the file and
+// before it checks whether the file changed meanwhile (a test changes it
+// there); an empty function: nothing. Set it before a scan starts, not
+// while one runs (the workers read it without a lock).
+void SetScanAfterReadHookForTesting(
+    std::function<void(const std::string&)> hook);
+
+}  // namespace bantay::client
+
+#endif  // BANTAY_CLIENT_SCAN_TESTING_H_
