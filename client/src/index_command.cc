@@ -1,4 +1,5 @@
 // `bantay index`: administration of the secure hash store.
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -323,14 +324,27 @@ class IndexCommand {
       if (!parsed.ok()) {
         return Fail(Error(parsed.error().code(), path + ": " + parsed.error().message()));
       }
-      for (const matcher::LineError& e : parsed->errors) {
-        err_ << "bantay index import: " << path << ":" << e.line << ": " << e.message << "\n";
-      }
-      rejected += parsed->errors.size();
+      std::vector<matcher::LineError> errors = std::move(parsed->errors);
       for (matcher::ImportRecord& r : parsed->records) {
+        // As the server's import: with --list, a record of another list is
+        // refused, never a list created that the operator did not name.
+        if (!a_.list.empty() && r.list != a_.list) {
+          errors.push_back(
+              {r.line, "the record names list \"" + r.list + "\", not \"" + a_.list + "\""});
+          matcher::Wipe(r.value);
+          continue;
+        }
         entries.push_back({std::move(r.list), r.type, r.value, std::move(r.category),
                            std::move(r.reference)});
       }
+      std::stable_sort(errors.begin(), errors.end(),
+                       [](const matcher::LineError& a, const matcher::LineError& b) {
+                         return a.line < b.line;
+                       });
+      for (const matcher::LineError& e : errors) {
+        err_ << "bantay index import: " << path << ":" << e.line << ": " << e.message << "\n";
+      }
+      rejected += errors.size();
       sources += (sources.empty() ? "" : ",") + name;
     }
     // File names go into entries and the audit log: no control characters,

@@ -152,14 +152,43 @@ TEST(IndexCommandTest, ImportIsAllOrNothingAndReportsEveryBadLine) {
   EXPECT_FALSE(hidden.lines[0].contains("value"));
 }
 
+// With --list, a record naming another list is rejected, as the server's
+// import refuses it: an import never creates a list it was not told of.
+TEST(IndexCommandTest, ImportWithListRefusesRecordsOfAnotherList) {
+  IndexCli cli;
+  cli.Create();
+  const std::string csv = cli.Write(
+      "b.csv", std::string("type,value,list,category,reference\n") + "pdq," + kOriginal +
+                   ",csvl,,case-1\n" + "pdq," + kRotate90 + ",otherlist,,case-2\n" + "md5," +
+                   kMd5 + ",,,case-3\n");
+  CliRun run = cli.Run({"import", csv, "--list", "csvl"});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "bantay index import: " + csv +
+                         ":3: the record names list \"otherlist\", not \"csvl\"\n"
+                         "bantay index import: 1 line(s) rejected; nothing imported "
+                         "(--skip-invalid imports the valid lines)\n");
+  CliRun none = cli.Run({"list"});
+  EXPECT_EQ(none.out, "");
+  CliRun skip = cli.Run({"import", csv, "--list", "csvl", "--skip-invalid"});
+  EXPECT_EQ(skip.status, kExitSomeFailed);
+  ASSERT_EQ(skip.lines.size(), 1u);
+  EXPECT_EQ(json::serialize(skip.lines[0]), R"({"version":2,"added":2,"rejected":1})");
+  CliRun lists = cli.Run({"list"});
+  ASSERT_EQ(lists.lines.size(), 1u) << lists.out;
+  EXPECT_EQ(json::serialize(lists.lines[0]),
+            R"({"list":"csvl","enabled":true,"description":"","active":2,"disabled":0})");
+}
+
 TEST(IndexCommandTest, CsvAndBareHashImports) {
   IndexCli cli;
   cli.Create();
   const std::string csv = cli.Write(
       "list.csv", std::string("type,value,list,category,reference\n") + "pdq," +
                       kOriginal + ",ngo-b,A1,\"case, 7\"\n" + "md5," + kMd5 +
-                      ",,B2,case-8\n");
-  CliRun run = cli.Run({"import", csv, "--list", "default-list"});
+                      ",default-list,B2,case-8\n");
+  // Without --list, each record goes to the list it names.
+  CliRun run = cli.Run({"import", csv});
   ASSERT_EQ(run.status, kExitOk) << run.err;
   const std::string bare = cli.Write("bare.txt", std::string(kMd5) + "\n");
   CliRun md5 = cli.Run({"import", bare, "--list", "md5s", "--type", "md5"});
