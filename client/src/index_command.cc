@@ -1,6 +1,7 @@
 // `bantay index`: administration of the secure hash store.
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -51,7 +52,9 @@ Subcommands:
   disable (ID... | --list NAME), enable (ID... | --list NAME)
   list [--list NAME [--after ID] [--limit N] [--show-values]]
                               the lists, or one list's entries (values only
-                              with --show-values)
+                              with --show-values), N at most (default 1000;
+                              a cut output says so, and --after the last ID
+                              shown continues it)
   stats                       version, counts, values per key id
   export --out FILE           a signed, encrypted snapshot of the current
                               version (for a replica or an offline lab)
@@ -78,6 +81,9 @@ Options for all subcommands:
 Output is JSON (one object a line). Exit status: 0 success, 1 the operation
 failed or found problems (each reported), 2 usage error.
 )";
+
+// Entries `list --list NAME` prints unless --limit says otherwise.
+constexpr uint64_t kDefaultListLimit = 1000;
 
 std::string Hex(std::span<const uint8_t> bytes) { return models::ToHex(bytes); }
 
@@ -453,13 +459,26 @@ class IndexCommand {
       }
       return kExitOk;
     }
-    uint64_t after = 0, limit = 1000;
+    uint64_t after = 0, limit = kDefaultListLimit;
     if ((!a_.after.empty() && !ParseU64(a_.after, &after)) ||
         (!a_.limit.empty() && (!ParseU64(a_.limit, &limit) || limit == 0))) {
       return Usage("--after and --limit take positive integers");
     }
-    Result<std::vector<matcher::StoredEntry>> entries = (*store)->Entries(a_.list, after, limit);
+    Result<std::vector<matcher::ListInfo>> lists = (*store)->Lists();
+    if (!lists.ok()) return Fail(lists.error());
+    if (std::none_of(lists->begin(), lists->end(),
+                     [&](const matcher::ListInfo& l) { return l.name == a_.list; })) {
+      return Fail(Error(ErrorCode::kNotFound, "no list named '" + a_.list + "'"));
+    }
+    // One more than the limit tells whether the output is cut.
+    Result<std::vector<matcher::StoredEntry>> entries =
+        (*store)->Entries(a_.list, after, limit == UINT64_MAX ? limit : limit + 1);
     if (!entries.ok()) return Fail(entries.error());
+    const bool cut = entries->size() > limit;
+    if (cut) {
+      for (size_t i = limit; i < entries->size(); ++i) matcher::Wipe((*entries)[i].value);
+      entries->resize(limit);
+    }
     for (matcher::StoredEntry& e : *entries) {
       json::object o{{"id", e.id},
                      {"list", e.list},
@@ -474,6 +493,11 @@ class IndexCommand {
       if (a_.show_values) o["value"] = ValueHex(e);
       matcher::Wipe(e.value);
       Print(o);
+    }
+    if (cut) {
+      err_ << "bantay index list: cut at " << limit
+           << " entries (the limit; --limit N changes it); --after " << entries->back().id
+           << " lists the next ones\n";
     }
     return kExitOk;
   }

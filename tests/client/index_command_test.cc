@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -178,6 +179,45 @@ TEST(IndexCommandTest, ImportWithListRefusesRecordsOfAnotherList) {
   ASSERT_EQ(lists.lines.size(), 1u) << lists.out;
   EXPECT_EQ(json::serialize(lists.lines[0]),
             R"({"list":"csvl","enabled":true,"description":"","active":2,"disabled":0})");
+}
+
+// A list's entries are listed 1,000 at a time by default: the cut is said,
+// with how to go on. A list that does not exist is an error.
+TEST(IndexCommandTest, ListingSaysWhereItWasCutAndRefusesAnUnknownList) {
+  IndexCli cli;
+  cli.Create();
+  std::string md5s;
+  for (int i = 1; i <= 1001; ++i) {
+    char hex[33];
+    std::snprintf(hex, sizeof hex, "%032x", i);
+    md5s += std::string("md5 ") + hex + "\n";
+  }
+  ASSERT_EQ(cli.Run({"import", cli.Write("bulk.txt", md5s), "--list", "bulk"}).status, kExitOk);
+  CliRun first = cli.Run({"list", "--list", "bulk"});
+  EXPECT_EQ(first.status, kExitOk) << first.err;
+  ASSERT_EQ(first.lines.size(), 1000u);
+  EXPECT_EQ(first.lines.back().at("id").as_int64(), 1000);
+  EXPECT_EQ(first.err,
+            "bantay index list: cut at 1000 entries (the limit; --limit N changes it); "
+            "--after 1000 lists the next ones\n");
+  CliRun values = cli.Run({"list", "--list", "bulk", "--show-values", "--limit", "2"});
+  EXPECT_EQ(values.lines.size(), 2u);
+  EXPECT_EQ(values.err,
+            "bantay index list: cut at 2 entries (the limit; --limit N changes it); "
+            "--after 2 lists the next ones\n");
+  CliRun rest = cli.Run({"list", "--list", "bulk", "--after", "1000"});
+  EXPECT_EQ(rest.status, kExitOk);
+  ASSERT_EQ(rest.lines.size(), 1u);
+  EXPECT_EQ(rest.lines[0].at("id").as_int64(), 1001);
+  EXPECT_EQ(rest.err, "");
+  CliRun all = cli.Run({"list", "--list", "bulk", "--limit", "1001"});
+  EXPECT_EQ(all.lines.size(), 1001u);
+  EXPECT_EQ(all.err, "");
+
+  CliRun nosuch = cli.Run({"list", "--list", "nosuch"});
+  EXPECT_EQ(nosuch.status, kExitSomeFailed);
+  EXPECT_EQ(nosuch.out, "");
+  EXPECT_EQ(nosuch.err, "bantay index list: no list named 'nosuch'\n");
 }
 
 TEST(IndexCommandTest, CsvAndBareHashImports) {
