@@ -1,9 +1,12 @@
 #include "bantay/matcher/snapshot.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -104,6 +107,10 @@ Error Corrupt(const std::string& path, const std::string& what) {
 
 Result<uint64_t> ExportSnapshot(Store& store, const DataKey& key, const SigningKey& signer,
                                 const std::string& path) {
+  struct stat existing;
+  if (::lstat(path.c_str(), &existing) == 0) {
+    return Error(ErrorCode::kInvalidArgument, path + " already exists");
+  }
   // The payload, read in one transaction with the version it belongs to.
   std::vector<uint8_t> plain;
   Writer body(&plain);
@@ -168,10 +175,13 @@ Result<uint64_t> ExportSnapshot(Store& store, const DataKey& key, const SigningK
   const std::vector<uint8_t> signed_part = SignedMessage(header, sealed);
   const Signature signature = signer.Sign(signed_part);
 
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  // Written under a temporary name in the same directory, then renamed into
+  // place: a process killed meanwhile leaves no `path` (at most the
+  // temporary file), so that the export can be run again.
+  std::string temp = path + ".partial-XXXXXX";
+  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);  // mode 0600
   if (fd < 0) {
-    if (errno == EEXIST) return Error(ErrorCode::kInvalidArgument, path + " already exists");
-    return Error(ErrorCode::kIo, "cannot create " + path + ": " + std::strerror(errno));
+    return Error(ErrorCode::kIo, "cannot create " + temp + ": " + std::strerror(errno));
   }
   std::vector<uint8_t> file(kSnapshotMagic.begin(), kSnapshotMagic.end());
   Writer f(&file);
@@ -186,14 +196,35 @@ Result<uint64_t> ExportSnapshot(Store& store, const DataKey& key, const SigningK
     if (n <= 0) {
       const std::string why = std::strerror(errno);
       ::close(fd);
-      ::unlink(path.c_str());
-      return Error(ErrorCode::kIo, "cannot write " + path + ": " + why);
+      ::unlink(temp.c_str());
+      return Error(ErrorCode::kIo, "cannot write " + temp + ": " + why);
     }
     written += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(path.c_str());
-    return Error(ErrorCode::kIo, "cannot write " + path);
+    ::unlink(temp.c_str());
+    return Error(ErrorCode::kIo, "cannot write " + temp);
+  }
+  // Never over an existing file, also one created since the check above.
+  int renamed = ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
+  if (renamed != 0 && (errno == EINVAL || errno == ENOSYS)) {
+    // A file system without RENAME_NOREPLACE: link() refuses an existing
+    // name too.
+    renamed = ::link(temp.c_str(), path.c_str());
+    if (renamed == 0) ::unlink(temp.c_str());
+  }
+  if (renamed != 0) {
+    const int e = errno;
+    ::unlink(temp.c_str());
+    if (e == EEXIST) return Error(ErrorCode::kInvalidArgument, path + " already exists");
+    return Error(ErrorCode::kIo, "cannot create " + path + ": " + std::strerror(e));
+  }
+  // The rename itself made durable.
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
   }
   return record->version;
 }

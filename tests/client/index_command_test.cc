@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -596,6 +597,60 @@ pid_t Spawn(const std::vector<std::string>& args) {
     ::_exit(127);
   }
   return pid;
+}
+
+// An export killed while it writes (here by SIGXFSZ: the child may write
+// files of 40,000 bytes at most, more than SQLite's 32 KiB shared-memory
+// file and less than the snapshot of 500 entries) leaves no FILE:
+// it is written under a temporary name and renamed into place at the end,
+// so that the export can be run again; an existing FILE is still refused.
+TEST(IndexCrashTest, AnExportKilledWhileWritingLeavesNoFile) {
+  IndexCli cli;
+  cli.Create();
+  std::string md5s;
+  for (int i = 1; i <= 500; ++i) {
+    char hex[33];
+    std::snprintf(hex, sizeof hex, "%032x", i);
+    md5s += std::string("md5 ") + hex + "\n";
+  }
+  ASSERT_EQ(cli.Run({"import", cli.Write("bulk.txt", md5s), "--list", "bulk"}).status, kExitOk);
+  TempDir out;
+  const std::string snap = out.path() + "/index.snap";
+  const std::vector<std::string> args = {
+      "index", "export", "--out", snap, "--store", cli.store(), "--key",
+      cli.keys() + "/data.key", "--signing-key", cli.keys() + "/signing.key"};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    struct rlimit limit = {40000, 40000};
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(126);
+    std::vector<char*> argv;
+    static std::string binary = BANTAY_CLI;
+    argv.push_back(binary.data());
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGXFSZ);
+  EXPECT_FALSE(std::filesystem::exists(snap));
+
+  CliRun again = cli.Run({"export", "--out", snap});
+  ASSERT_EQ(again.status, kExitOk) << again.err;
+  EXPECT_EQ(again.lines[0].at("version").as_int64(), 2);
+  EXPECT_GT(std::filesystem::file_size(snap), 40000u);
+  CliRun m = bantay::testing::RunCommand(
+      RunMatchCommand, {"--index", snap, "--key", cli.keys() + "/data.key", "--public-key",
+                        cli.keys() + "/signing.pub", "--pdq", kOriginal});
+  EXPECT_EQ(m.status, kExitOk) << m.err;
+  CliRun refused = cli.Run({"export", "--out", snap});
+  EXPECT_EQ(refused.status, kExitSomeFailed);
+  EXPECT_EQ(refused.err, "bantay index export: " + snap + " already exists\n");
 }
 
 // Kills an importing process (SIGKILL) at random moments of a 1M-entry

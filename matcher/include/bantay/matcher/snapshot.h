@@ -43,7 +43,9 @@ struct SnapshotContents {
 };
 
 // Writes the store's current version to `path` (a new file, mode 0600;
-// kInvalidArgument if it exists), encrypted under `key` and signed with
+// kInvalidArgument if it exists; written as `path`.partial-XXXXXX and
+// renamed into place when complete, so that a process killed meanwhile
+// leaves no `path`), encrypted under `key` and signed with
 // the store's signing key (kPermissionDenied without one). Returns the
 // version written.
 Result<uint64_t> ExportSnapshot(Store& store, const DataKey& key, const SigningKey& signer,
