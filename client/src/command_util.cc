@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "bantay/client/file_reader.h"
@@ -173,6 +175,21 @@ Result<std::string> ReadApiKey(std::string path) {
       ErrorCode::kInvalidArgument,
       "no API key: give --api-key-file FILE (or set BANTAY_API_KEY_FILE or "
       "BANTAY_API_KEY)");
+}
+
+Result<HttpResponse> SendWhileBusy(
+    const std::function<Result<HttpResponse>()>& send) {
+  for (int attempt = 0;; ++attempt) {
+    Result<HttpResponse> response = send();
+    if (!response.ok() ||
+        (response->status != 429 && response->status != 503) || attempt >= 30) {
+      return response;
+    }
+    int wait_s = 1;
+    ParseInt(response->Header("Retry-After"), &wait_s);
+    std::this_thread::sleep_for(
+        std::chrono::seconds(std::clamp(wait_s, 1, 10)));
+  }
 }
 
 std::string_view ImageContentType(models::ImageFormat format) {

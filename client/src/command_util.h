@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <ostream>
 #include <string>
@@ -67,6 +68,14 @@ Result<std::string> ReadApiKey(std::string path);
 // Fills the CA and client-certificate files that were not given from
 // BANTAY_CA_FILE, BANTAY_CLIENT_CERT_FILE and BANTAY_CLIENT_KEY_FILE.
 void ClientFilesFromEnvironment(ClientOptions* options);
+
+// Calls `send` (one request) again while the server answers 429 or 503
+// (busy, rate-limited), waiting the Retry-After seconds between tries (1 to
+// 10; 1 without the header), at most 30 times; returns the first other
+// answer or error, or the last busy answer. Shared by bantay scan and
+// bantay match, which send to the same server.
+Result<HttpResponse> SendWhileBusy(
+    const std::function<Result<HttpResponse>()>& send);
 
 // The Content-Type the server expects for an image of that format.
 std::string_view ImageContentType(models::ImageFormat format);

@@ -226,8 +226,9 @@ int MatchOnServer(ServerMatchOptions options,
       continue;
     }
     const std::string body = json::serialize(json::object{{"pdq", query}});
-    Result<HttpResponse> response =
-        (*client)->Send("POST", options.target, "application/json", body);
+    Result<HttpResponse> response = SendWhileBusy([&] {
+      return (*client)->Send("POST", options.target, "application/json", body);
+    });
     if (!response.ok()) return failed(response.error());
     print(AnswerLine(std::move(line), *response));
   }
@@ -240,9 +241,11 @@ int MatchOnServer(ServerMatchOptions options,
       print({json::serialize(line), true});
       continue;
     }
-    Result<HttpResponse> response = (*client)->Send(
-        "POST", options.target,
-        ImageContentType(models::DetectImageFormat(*bytes)), *bytes);
+    Result<HttpResponse> response = SendWhileBusy([&] {
+      return (*client)->Send(
+          "POST", options.target,
+          ImageContentType(models::DetectImageFormat(*bytes)), *bytes);
+    });
     if (!response.ok()) return failed(response.error());
     print(AnswerLine(std::move(line), *response));
   }

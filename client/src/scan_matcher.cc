@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <chrono>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -205,11 +203,10 @@ class ServerMatcher : public ScanMatcher {
   }
 
  private:
-  // One request, waiting out 429 and 503 answers (Retry-After) a limited
-  // number of times.
+  // One request, waiting out 429 and 503 answers (SendWhileBusy).
   Result<HttpResponse> Send(int worker, const std::string& body) {
     std::unique_ptr<HttpClient>& client = clients_[static_cast<size_t>(worker)];
-    for (int attempt = 0;; ++attempt) {
+    return SendWhileBusy([&]() -> Result<HttpResponse> {
       if (client == nullptr) {
         Result<std::unique_ptr<HttpClient>> connected =
             HttpClient::Connect(options_.client);
@@ -218,19 +215,9 @@ class ServerMatcher : public ScanMatcher {
       }
       Result<HttpResponse> response =
           client->Send("POST", target_, "application/json", body);
-      if (!response.ok()) {
-        client.reset();
-        return response.error();
-      }
-      if ((response->status != 429 && response->status != 503) ||
-          attempt >= 30) {
-        return response;
-      }
-      int wait_s = 1;
-      ParseInt(response->Header("Retry-After"), &wait_s);
-      std::this_thread::sleep_for(
-          std::chrono::seconds(std::clamp(wait_s, 1, 10)));
-    }
+      if (!response.ok()) client.reset();
+      return response;
+    });
   }
 
   static Result<json::array> Results(const HttpResponse& response, size_t n) {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 
@@ -640,13 +641,22 @@ TEST(MatchServerTest, AQueryFileGivesOneLineEachAndErrorsExitOne) {
       "\"case-1\"}],\"quality\":100,\"index_version\":7}";
   const std::string limited =
       "{\"error\":{\"code\":\"rate_limited\",\"message\":\"slow down\"}}";
+  const std::string busy =
+      "{\"error\":{\"code\":\"unavailable\",\"message\":\"busy\"}}";
+  // A 429 or 503 is waited out (Retry-After) and the query sent again, as
+  // bantay scan does.
   ScriptedHttpPeer peer(
       {{ScriptedHttpPeer::Answer(200, match)},
        {ScriptedHttpPeer::Answer(429, limited, "application/json",
-                                 "Retry-After: 1\r\n")}});
+                                 "Retry-After: 1\r\n")},
+       {ScriptedHttpPeer::Answer(503, busy, "application/json",
+                                 "Retry-After: 1\r\n")},
+       {ScriptedHttpPeer::Answer(200, kNoMatch)}});
+  const auto start = std::chrono::steady_clock::now();
   const CliRun run = Match({"--server", peer.url(), "--api-key-file", key_file,
                             "--radius", "12", "--pdq-file", queries});
-  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;  // not-a-hash
   const std::string q = std::string("{\"query\":\"") + kHash + "\",";
   EXPECT_EQ(
       run.out,
@@ -654,11 +664,14 @@ TEST(MatchServerTest, AQueryFileGivesOneLineEachAndErrorsExitOne) {
           "{\"query\":\"not-a-hash\",\"error\":{\"code\":\"invalid_argument\","
           "\"message\":\"a PDQ hash is 64 hexadecimal digits, got 10 "
           "characters\"}}\n" +
-          q + "\"status\":429," + limited.substr(1) + "\n");
+          q + kNoMatch.substr(1) + "\n");
   const std::vector<std::string> requests = peer.requests();
-  ASSERT_EQ(requests.size(), 2u);
+  ASSERT_EQ(requests.size(), 4u);
   EXPECT_TRUE(requests[0].starts_with("POST /v1/match?radius=12 HTTP/1.1\r\n"));
+  EXPECT_EQ(requests[3], requests[1]);
   EXPECT_EQ(peer.connections(), 1);
+  // Retry-After: 1, twice.
+  EXPECT_GE(elapsed, std::chrono::seconds(2));
 }
 
 TEST(MatchServerTest, ImagesAreSentWithTheirTypeFromTheirContent) {
