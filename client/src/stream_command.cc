@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -104,7 +105,8 @@ Exit status: 0 the stream stayed clean; 3 it ended "suspect" (a frame of the
 last window matched, fewer than K); 4 it reached "match" (whatever else
 happened); 1 an error (the video could not be read, the server could not be
 reached or refused the session, the connection broke, a frame could not be
-matched); 2 usage error; 130 interrupted before the end of the video.
+matched, the video ended early: truncated or damaged, also reported in the
+final line as "error"); 2 usage error; 130 interrupted before the end of the video.
 )";
 
 bool Stopping() { return StopSignalReceived() != 0; }
@@ -153,6 +155,13 @@ class StreamRun {
 
     std::thread reader([this] { Read(); });
     const bool sent_all = Send(**video);
+    // A damaged or truncated video: what was sent is not the whole video,
+    // and a clean verdict would say more than was seen.
+    if (Status end = (*video)->EndStatus(); sent_all && !end.ok()) {
+      Report(end.error().message());
+      std::lock_guard lock(mu_);
+      video_error_ = end.error();
+    }
     WaitForAnswers();
     {
       std::lock_guard lock(mu_);
@@ -340,6 +349,10 @@ class StreamRun {
     for (const auto& field : v.as_object()) {
       if (field.key() != "type") final_state[field.key()] = field.value();
     }
+    if (video_error_) {
+      final_state["error"] = ErrorObject(ErrorCodeName(video_error_->code()),
+                                         video_error_->message());
+    }
     if (const json::value* s = final_state.if_contains("stream");
         s != nullptr && s->is_string()) {
       state_.stream = std::string(s->as_string());
@@ -348,6 +361,7 @@ class StreamRun {
   }
 
   const StreamOptions o_;
+  std::optional<Error> video_error_;  // protected by mu_
   std::ostream& out_;
   std::ostream& err_;
   std::unique_ptr<StreamClient> client_;

@@ -11,6 +11,19 @@
 #include "bantay/models/video_hasher.h"
 
 namespace bantay::client {
+namespace {
+
+// Whether the file's content is an MP4/QuickTime container.
+bool IsMp4(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> head(models::kVideoProbeBytes);
+  in.read(reinterpret_cast<char*>(head.data()),
+          static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  return models::DetectVideoFormat(head) == models::VideoFormat::kMp4;
+}
+
+}  // namespace
 
 struct VideoFrameSource::Impl {
   cv::VideoCapture capture;
@@ -84,6 +97,15 @@ Result<std::unique_ptr<VideoFrameSource>> VideoFrameSource::Open(
       return Error(ErrorCode::kCorruptData,
                    path + ": the video stream declares no frame rate");
     }
+    // As bantay hash --video: MP4 counts its frames in its sample tables;
+    // for other containers OpenCV estimates the count from the duration.
+    source->path_ = path;
+    if (IsMp4(path)) {
+      const double declared = capture.get(cv::CAP_PROP_FRAME_COUNT);
+      if (declared > 0 && declared < 9e18) {
+        source->frames_declared_ = static_cast<int64_t>(declared);
+      }
+    }
   } catch (const cv::Exception& e) {
     return Error(ErrorCode::kUnsupportedFormat, path + ": " + e.what());
   }
@@ -108,8 +130,24 @@ bool VideoFrameSource::Next(int64_t* t_ms) {
     *t_ms = t;
     return true;
   } catch (const cv::Exception&) {
+    decode_failed_ = true;
     return false;
   }
+}
+
+Status VideoFrameSource::EndStatus() const {
+  if (frames_declared_ > 0 && frames_read_ < frames_declared_) {
+    return Error(
+        ErrorCode::kCorruptData,
+        path_ + ": the video ends early: " + std::to_string(frames_read_) +
+            " of " + std::to_string(frames_declared_) + " frames decoded");
+  }
+  if (decode_failed_) {
+    return Error(ErrorCode::kCorruptData, path_ + ": decoding failed after " +
+                                              std::to_string(frames_read_) +
+                                              " frames");
+  }
+  return {};
 }
 
 Result<std::vector<uint8_t>> VideoFrameSource::EncodeJpeg(int quality) {

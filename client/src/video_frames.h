@@ -57,6 +57,12 @@ class VideoFrameSource {
   bool Next(int64_t* t_ms);
   int64_t frames_read() const { return frames_read_; }
 
+  // Once Next has returned false: kCorruptData when the video ended before
+  // its end ("the video ends early: N of M frames decoded": fewer frames
+  // than an MP4's sample tables declare, or a decoding failure), else OK.
+  // (Other containers do not state an exact count of frames.)
+  Status EndStatus() const;
+
   // Decodes the current frame and encodes it as JPEG of that quality
   // (1..100). The pixel buffer is overwritten afterwards. Errors:
   // kCorruptData (the frame does not decode), kInternal (encoding failed).
@@ -73,6 +79,9 @@ class VideoFrameSource {
   double fps_ = 0;
   int64_t frames_read_ = 0;
   int64_t last_t_ms_ = 0;
+  std::string path_;
+  int64_t frames_declared_ = 0;  // MP4 only; 0: not known
+  bool decode_failed_ = false;
 };
 
 }  // namespace bantay::client

@@ -198,6 +198,37 @@ TEST(VideoFrameSourceTest, DoorknobFramesWithTheirTimestamps) {
   EXPECT_EQ(first.rows, 720);
 }
 
+// A truncated MP4 (its sample tables declare 120 frames) ends early: the
+// source says so once its frames run out, so that bantay stream does not
+// call a stream of 52 frames clean as if it had seen the whole video.
+TEST(VideoFrameSourceTest, ATruncatedVideoEndsEarly) {
+  TempDir dir;
+  const std::vector<uint8_t> doorknob =
+      bantay::testing::ReadTestFile("vpdq/doorknob-hd-no-bar.mp4");
+  const std::string cut = dir.Write(
+      "cut.mp4",
+      std::vector<uint8_t>(doorknob.begin(), doorknob.begin() + 240000));
+  Result<std::unique_ptr<VideoFrameSource>> video =
+      VideoFrameSource::Open(cut, 1 << 24);
+  ASSERT_TRUE(video.ok()) << video.error().ToString();
+  for (int64_t t = 0; (*video)->Next(&t);) {
+  }
+  EXPECT_EQ((*video)->frames_read(), 52);
+  const Status end = (*video)->EndStatus();
+  ASSERT_FALSE(end.ok());
+  EXPECT_EQ(end.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(end.error().message(),
+            cut + ": the video ends early: 52 of 120 frames decoded");
+
+  Result<std::unique_ptr<VideoFrameSource>> whole = VideoFrameSource::Open(
+      TestDataPath("vpdq/doorknob-hd-no-bar.mp4"), 1 << 24);
+  ASSERT_TRUE(whole.ok());
+  for (int64_t t = 0; (*whole)->Next(&t);) {
+  }
+  EXPECT_EQ((*whole)->frames_read(), 120);
+  EXPECT_TRUE((*whole)->EndStatus().ok());
+}
+
 TEST(VideoFrameSourceTest, WhatIsNotAVideoIsRefused) {
   TempDir dir;
   dir.Write("notes.txt", std::vector<uint8_t>(100, 'a'));

@@ -219,6 +219,30 @@ TEST_F(StreamCliTest, TheGreyBarChairFrameByFrame) {
   EXPECT_EQ(run.lines.size(), 15u);
 }
 
+// A truncated copy of the doorknob (52 of its 120 frames decode): the frames
+// before the damage are played, and the end says the video ended early — in
+// the final line and in the exit status — instead of calling it clean.
+TEST_F(StreamCliTest, ATruncatedVideoIsAnErrorNotClean) {
+  const std::vector<uint8_t> doorknob =
+      bantay::testing::ReadTestFile("vpdq/doorknob-hd-no-bar.mp4");
+  const std::string cut = dir_.path() + "/cut.mp4";
+  std::ofstream(cut, std::ios::binary)
+      .write(reinterpret_cast<const char*>(doorknob.data()), 240000);
+  std::vector<std::string> args = Args("doorknob-hd-no-bar.mp4", "platform");
+  args[0] = cut;
+  CliRun run = RunCommand(client::RunStreamCommand, args);
+  EXPECT_EQ(run.status, client::kExitSomeFailed) << run.err;
+  EXPECT_EQ(run.err, "bantay stream: " + cut +
+                         ": the video ends early: 52 of 120 frames decoded\n");
+  ASSERT_EQ(Types(run), (std::vector<std::string>{"final"})) << run.out;
+  const json::object& final_state = run.lines[0];
+  EXPECT_EQ(final_state.at("stream").as_string(), "clean");
+  EXPECT_EQ(final_state.at("frames").at("received").as_int64(), 2);
+  EXPECT_EQ(json::serialize(final_state.at("error")),
+            "{\"code\":\"corrupt_data\",\"message\":\"" + cut +
+                ": the video ends early: 52 of 120 frames decoded\"}");
+}
+
 TEST_F(StreamCliTest, TheDoorknobStaysClean) {
   std::vector<std::string> args = Args("doorknob-hd-no-bar.mp4", "platform");
   args.push_back("--verbose");
