@@ -87,10 +87,12 @@ Options:
                     sample_interval_ms; server default 1 s; 0: every frame)
   --k K, --window N the stream matches once K of the last N sampled frames
                     matched (server default 2 of 10)
-  --quality Q       frames of PDQ quality below Q are not matched (default 50)
+  --quality Q       frames of PDQ quality below Q are not matched (default:
+                    the server's; only lab keys may go below it)
   --skip-distance D a frame within D bits of the last hashed one repeats its
                     verdict without a search (default 8; -1: never)
-  --radius R        match distance (default and maximum: the server's)
+  --radius R        match distance (default and maximum: the server's; only
+                    lab keys may set another)
   --trim-borders, --no-trim-borders
                     remove uniform borders (letterbox, pillarbox) before
                     hashing (server default: on)

@@ -15,10 +15,18 @@ namespace {
 // empty cv::Mat (so that a decoder that fails before allocating leaves it
 // empty, not holding the previous image), yet no frame pays for the page
 // faults of a fresh allocation. One block is kept (the largest asked for
-// so far); a Mat using this allocator must not outlive it.
+// so far, up to kMaxKept: a larger picture gets its own, freed after it);
+// a Mat using this allocator must not outlive it.
 class RecyclingAllocator : public cv::MatAllocator {
  public:
+  // A 4K frame of 3 channels is 24.9 MB.
+  static constexpr size_t kMaxKept = 32u << 20;
+
   ~RecyclingAllocator() override { cv::fastFree(block_); }
+
+  // Called before each decode: what WipeBlock wipes is what this decode
+  // was lent.
+  void BeginDecode() const { lent_this_decode_ = 0; }
 
   cv::UMatData* allocate(int dims, const int* sizes, int type, void* data, size_t* step,
                          cv::AccessFlag, cv::UMatUsageFlags) const override {
@@ -41,6 +49,10 @@ class RecyclingAllocator : public cv::MatAllocator {
       u->flags |= cv::UMatData::USER_ALLOCATED;
       return u;
     }
+    if (total > kMaxKept) {  // not recycled
+      u->data = u->origdata = static_cast<uchar*>(cv::fastMalloc(total));
+      return u;
+    }
     if (block_ == nullptr || block_size_ < total || lent_) {
       if (!lent_) cv::fastFree(block_);
       uchar* fresh = static_cast<uchar*>(cv::fastMalloc(total));
@@ -52,6 +64,7 @@ class RecyclingAllocator : public cv::MatAllocator {
       block_size_ = total;
     }
     lent_ = true;
+    lent_this_decode_ = std::max(lent_this_decode_, total);
     u->data = u->origdata = block_;
     return u;
   }
@@ -67,16 +80,23 @@ class RecyclingAllocator : public cv::MatAllocator {
       if (u->origdata == block_) {
         lent_ = false;
       } else {
+        // Not recycled (over kMaxKept, or a second Mat at once): wiped
+        // here, since a decoder that fails releases it unwiped.
+        explicit_bzero(u->origdata, u->size);
         cv::fastFree(u->origdata);
       }
     }
     delete u;
   }
 
-  // Overwrites the kept block (after a decoder failed part way: what it
-  // decoded was not wiped).
+  // Overwrites what this decode was lent of the kept block (after a
+  // decoder failed part way: what it decoded was not wiped). Nothing when
+  // the decoder failed before allocating (a bad header costs no wipe).
   void WipeBlock() const {
-    if (block_ != nullptr && !lent_) explicit_bzero(block_, block_size_);
+    if (block_ != nullptr && !lent_ && lent_this_decode_ > 0) {
+      explicit_bzero(block_, lent_this_decode_);
+    }
+    lent_this_decode_ = 0;
   }
 
  private:
@@ -85,6 +105,7 @@ class RecyclingAllocator : public cv::MatAllocator {
   mutable uchar* block_ = nullptr;
   mutable size_t block_size_ = 0;
   mutable bool lent_ = false;
+  mutable size_t lent_this_decode_ = 0;
 };
 
 }  // namespace
@@ -177,6 +198,7 @@ Result<ImageInfo> ImageHasher::Decode(std::span<const uint8_t> bytes,
   // The block goes back to the allocator, which hands it out again.
   mat.release();
   mat.allocator = &decoded_->allocator;
+  decoded_->allocator.BeginDecode();
   auto failed = [&] {
     // A decoder that failed after allocating has released the Mat itself,
     // with what it had decoded in it.

@@ -12,7 +12,10 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <string>
+#include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -783,15 +786,23 @@ json::object MatchItemJson(const Match& m, SignalType type, const MatchOptions& 
 // A platform answer names each (list, category, ref) once: entries listed
 // twice (the same value added twice, or a file matched by PDQ and by MD5)
 // would otherwise repeat it, and the ids and signals that tell them apart
-// are for lab keys only.
-bool RepeatsAnEarlierItem(const MatchResult& result, size_t i, const MatchOptions& options) {
-  if (options.lab) return false;
-  const Match& m = result.found[i].first;
-  for (size_t j = 0; j < i; ++j) {
-    const Match& e = result.found[j].first;
-    if (e.list == m.list && e.category == m.category && e.reference == m.reference) return true;
+// are for lab keys only. Which of result.found to leave out (none for lab
+// keys); a set, since a frame of a listed video can match thousands of its
+// frames' entries.
+std::vector<bool> RepeatedItems(const MatchResult& result, const MatchOptions& options) {
+  std::vector<bool> repeated(result.found.size(), false);
+  if (options.lab || result.found.size() < 2) return repeated;
+  std::unordered_set<std::string> seen;
+  for (size_t i = 0; i < result.found.size(); ++i) {
+    const Match& m = result.found[i].first;
+    std::string key;
+    key.reserve(m.list.size() + m.category.size() + m.reference.size() + 2);
+    key.append(m.list).push_back('\0');
+    key.append(m.category).push_back('\0');
+    key.append(m.reference);
+    repeated[i] = !seen.insert(std::move(key)).second;
   }
-  return false;
+  return repeated;
 }
 
 json::object ImageErrorJson(const Error& error) {
@@ -802,8 +813,9 @@ json::object ImageErrorJson(const Error& error) {
 // The answer object of one query (without index_version).
 json::object AnswerJson(const MatchResult& result, const MatchOptions& options) {
   json::array list;
+  const std::vector<bool> repeated = RepeatedItems(result, options);
   for (size_t i = 0; i < result.found.size(); ++i) {
-    if (RepeatsAnEarlierItem(result, i, options)) continue;
+    if (repeated[i]) continue;
     list.push_back(MatchItemJson(result.found[i].first, result.found[i].second, options));
   }
   json::object answer;
@@ -830,8 +842,9 @@ std::string AnswerText(const MatchResult& result, const MatchOptions& options,
   out.reserve(128);
   out += result.found.empty() ? "{\"match\":false,\"matches\":[" : "{\"match\":true,\"matches\":[";
   bool first = true;
+  const std::vector<bool> repeated = RepeatedItems(result, options);
   for (size_t i = 0; i < result.found.size(); ++i) {
-    if (RepeatsAnEarlierItem(result, i, options)) continue;
+    if (repeated[i]) continue;
     if (!first) out += ',';
     first = false;
     out += json::serialize(MatchItemJson(result.found[i].first, result.found[i].second, options));

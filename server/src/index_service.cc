@@ -118,26 +118,24 @@ Status IndexService::VerifyStoreLocked() {
 }
 
 void IndexService::NoteSyncLocked(const Status& synced) {
-  std::lock_guard lock(state_mu_);
-  if (synced.ok()) {
-    if (lag_) {
-      std::fprintf(stderr, "bantay-server: the index follows the store again (version %llu)\n",
-                   static_cast<unsigned long long>(applied_version_));
+  if (metrics_ != nullptr) metrics_->RecordIndexSync(synced.ok());
+  std::string line;  // printed after state_mu_ is released (/readyz takes it)
+  {
+    std::lock_guard lock(state_mu_);
+    const std::string version = std::to_string(applied_version_);
+    if (synced.ok()) {
+      if (lag_) line = "the index follows the store again (version " + version + ")";
+      lag_.reset();
+    } else {
+      if (!lag_ || lag_->error.ToString() != synced.error().ToString()) {
+        line = "the index cannot follow the store (it serves version " + version +
+               "): " + synced.error().ToString();
+      }
+      const auto since = lag_ ? lag_->since : std::chrono::steady_clock::now();
+      lag_ = Lag{since, synced.error()};
     }
-    lag_.reset();
-    if (metrics_ != nullptr) metrics_->RecordIndexSync(true);
-    return;
   }
-  if (!lag_ || lag_->error.ToString() != synced.error().ToString()) {
-    std::fprintf(stderr,
-                 "bantay-server: the index cannot follow the store (it serves version %llu): "
-                 "%s\n",
-                 static_cast<unsigned long long>(applied_version_),
-                 synced.error().ToString().c_str());
-  }
-  const auto since = lag_ ? lag_->since : std::chrono::steady_clock::now();
-  lag_ = Lag{since, synced.error()};
-  if (metrics_ != nullptr) metrics_->RecordIndexSync(false);
+  if (!line.empty()) std::fprintf(stderr, "bantay-server: %s\n", line.c_str());
 }
 
 std::shared_ptr<const matcher::IndexSnapshot> IndexService::Snapshot() const {
@@ -179,8 +177,12 @@ void IndexService::Follow() {
       load_error_ = loaded.error();
     }
     std::unique_lock lock(state_mu_);
-    if (wake_.wait_for(lock, std::chrono::seconds(std::min(1 << std::min(attempt, 4), 10)),
-                       [this] { return stop_; })) {
+    // A store that does not verify is not retried as often as one that could
+    // not be read: verifying it again costs a core for seconds.
+    const int seconds = load_error_ && load_error_->code() == ErrorCode::kCorruptData
+                            ? 60
+                            : std::min(1 << std::min(attempt, 4), 10);
+    if (wake_.wait_for(lock, std::chrono::seconds(seconds), [this] { return stop_; })) {
       return;
     }
   }

@@ -240,13 +240,18 @@ void FormatResponse(const ApiResponse& response, unsigned version, bool keep_ali
 
 // A client's X-Request-Id, to correlate its records with the server's log:
 // 1 to 128 characters of letters, digits and . _ ~ : @ / + = - (anything
-// else is ignored: it goes into a header and a log line).
+// else is ignored: it goes into a header and a log line). An id holding 32
+// or more hex digits in a row is ignored too: it may be a digest of the
+// content (an MD5, a SHA-256, a PDQ hash), which the log never holds.
 std::string RequestId(std::string_view value) {
   if (value.empty() || value.size() > 128) return {};
+  size_t hex_run = 0;
   for (char c : value) {
     const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
                     std::string_view("._~:@/+=-").find(c) != std::string_view::npos;
     if (!ok) return {};
+    hex_run = std::isxdigit(static_cast<unsigned char>(c)) ? hex_run + 1 : 0;
+    if (hex_run >= 32) return {};
   }
   return std::string(value);
 }

@@ -315,6 +315,33 @@ TEST(ImageHasherBadInputTest, AFailedDecodeIsNotThePreviousImage) {
   }
 }
 
+// A picture larger than the hasher keeps a buffer for (32 MB decoded) gets
+// its own, and hashes as with a fresh hasher, before and after others.
+TEST(ImageHasherTest, PicturesOverTheKeptBufferHashAsAlone) {
+  const auto large = Encode(MakePattern(4000, 3000), ".jpg");  // 36 MB decoded
+  const auto small = Encode(MakePattern(640, 480), ".png");
+  ImageHasher fresh_large, fresh_small, reused;
+  const Result<ImageHashes> want_large = fresh_large.Hash(large);
+  const Result<ImageHashes> want_small = fresh_small.Hash(small);
+  ASSERT_TRUE(want_large.ok() && want_small.ok());
+  for (int round = 0; round < 2; ++round) {
+    const Result<ImageHashes> a = reused.Hash(large);
+    const Result<ImageHashes> b = reused.Hash(small);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->pdq.hash, want_large->pdq.hash);
+    EXPECT_EQ(b->pdq.hash, want_small->pdq.hash);
+    // A damaged PNG after the large picture: an error, not the picture.
+    const Result<ImageHashes> cut =
+        reused.Hash(std::span<const uint8_t>(small.data(), small.size() / 3));
+    ASSERT_TRUE(reused.Hash(large).ok());
+    const Result<ImageHashes> cut_after_large =
+        reused.Hash(std::span<const uint8_t>(small.data(), 60));
+    EXPECT_FALSE(cut.ok());
+    ASSERT_FALSE(cut_after_large.ok());
+    EXPECT_EQ(cut_after_large.error().message(), "png could not be decoded");
+  }
+}
+
 TEST(ImageHasherBadInputTest, MangledFilesNeverCrash) {
   // Cuts and byte flips of every format: each gives a hash or a clean error.
   std::mt19937 rng(12345);
