@@ -71,6 +71,24 @@ std::string Trim(const std::string& s) {
   return s.substr(begin, end - begin + 1);
 }
 
+bool NeedsApostrophe(std::string_view s) {
+  return !s.empty() && std::string_view("=+-@\t\r'").find(s.front()) != std::string_view::npos;
+}
+
+std::string CsvField(const std::string& field) {
+  std::string s;
+  s.reserve(field.size() + 1);
+  if (NeedsApostrophe(field)) s += '\'';
+  s += field;
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string quoted = "\"";
+  for (char c : s) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  return quoted + '"';
+}
+
 namespace {
 
 // An index with nothing to match gives a clean-looking result: a false

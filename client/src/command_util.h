@@ -43,6 +43,17 @@ std::string RepeatedOption(
 // Without leading and trailing blanks (space, tab, CR, LF).
 std::string Trim(const std::string& s);
 
+// A CSV cell a spreadsheet would run as a formula (OWASP, "CSV Injection")
+// starts with one of = + - @ TAB CR; a file name or link target on seized
+// media is chosen by whoever made it. Such a cell gets a leading
+// apostrophe, and so does one that starts with an apostrophe, so that
+// reading it back (taking one apostrophe off when NeedsApostrophe holds for
+// the rest) is unambiguous.
+bool NeedsApostrophe(std::string_view s);
+// RFC 4180: a field holding a comma, quote or line break is quoted;
+// neutralised first (NeedsApostrophe).
+std::string CsvField(const std::string& field);
+
 // Flushes the command's standard output. False, with "bantay COMMAND: cannot
 // write standard output" on err, when a write to it failed (a full disk,
 // /dev/full): what the command printed is lost, so it must not exit 0.

@@ -200,17 +200,6 @@ class Printer : public Sink {
   }
 
  private:
-  // RFC 4180: quote a field holding a comma, quote or line break.
-  static std::string CsvField(const std::string& s) {
-    if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-    std::string quoted = "\"";
-    for (char c : s) {
-      if (c == '"') quoted += '"';
-      quoted += c;
-    }
-    return quoted + '"';
-  }
-
   std::ostream& out_;
   bool csv_;
   bool dihedral_;

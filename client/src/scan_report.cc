@@ -41,32 +41,6 @@ std::string IsoTime(int64_t ns) {
   return buf;
 }
 
-// A cell a spreadsheet would run as a formula (OWASP, "CSV Injection")
-// starts with one of these; a file name or link target on seized media is
-// chosen by whoever made it. Such a cell gets a leading apostrophe, and so
-// does one that starts with an apostrophe, so that reading it back
-// (Unneutralise) is unambiguous.
-bool NeedsApostrophe(std::string_view s) {
-  return !s.empty() && std::string_view("=+-@\t\r'").find(s.front()) !=
-                           std::string_view::npos;
-}
-
-// RFC 4180: quote a field holding a comma, quote or line break; neutralised
-// first (NeedsApostrophe).
-std::string CsvField(const std::string& field) {
-  std::string s;
-  s.reserve(field.size() + 1);
-  if (NeedsApostrophe(field)) s += '\'';
-  s += field;
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string quoted = "\"";
-  for (char c : s) {
-    if (c == '"') quoted += '"';
-    quoted += c;
-  }
-  return quoted + '"';
-}
-
 // Gives back the cell as it was before CsvField neutralised it.
 void Unneutralise(std::string* cell) {
   const std::string_view c = *cell;

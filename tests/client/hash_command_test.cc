@@ -201,6 +201,22 @@ TEST(HashCommandTest, CsvOutput) {
                 dir.path() + "/none,,,,,,,,no such file or directory\n");
 }
 
+// A path a spreadsheet would run as a formula gets a leading apostrophe
+// (the names on seized media are chosen by whoever made them).
+TEST(HashCommandTest, CsvCellsASpreadsheetWouldRunAreNeutralised) {
+  TempDir dir;
+  dir.Write("=HYPERLINK(1).jpg", bantay::testing::ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"));
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  CliRun run = Hash({"--csv", "=HYPERLINK(1).jpg", "+cmd"});
+  std::filesystem::current_path(cwd);
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.out, std::string("path,pdq,quality,md5,sha256,width,height,low_quality,error\n") +
+                         "'=HYPERLINK(1).jpg," + kAaaPdq + ",100," + kAaaMd5 + "," + kAaaSha256 +
+                         ",1600,1004,false,\n"
+                         "'+cmd,,,,,,,,no such file or directory\n");
+}
+
 TEST(HashCommandTest, CsvWithDihedralHasEightMoreColumns) {
   CliRun run = Hash({"--csv", "--dihedral", kAaa});
   ASSERT_EQ(run.status, kExitOk);
