@@ -525,15 +525,9 @@ class FileScanner {
   ScanMatcher* matcher_;
 };
 
-struct Counters {
-  int64_t entries = 0;
+// What the summary counts; the bytes only of the entries read by this run.
+struct Counters : RecordCounts {
   int64_t bytes = 0;
-  int64_t matched = 0;
-  int64_t errors = 0;
-  int64_t images = 0;
-  int64_t videos = 0;
-  int64_t others = 0;
-  int64_t skipped = 0;
 };
 
 std::string WithCommas(int64_t n) {
@@ -793,19 +787,8 @@ class ScanRun {
 
   static Counters Count(const ScanRecord& r) {
     Counters c;
-    c.entries = 1;
+    c.Count(r.kind, !r.matches.empty(), static_cast<bool>(r.error));
     c.bytes = r.size.value_or(0);
-    if (!r.matches.empty()) c.matched = 1;
-    if (r.error) c.errors = 1;
-    if (r.kind == "image") {
-      c.images = 1;
-    } else if (r.kind == "video") {
-      c.videos = 1;
-    } else if (r.kind == "other") {
-      c.others = 1;
-    } else if (r.kind == "symlink" || r.kind == "special") {
-      c.skipped = 1;
-    }
     return c;
   }
 
@@ -1219,8 +1202,8 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
   if (!o.report.empty()) {
     Status opened = OpenReport(o, &existing, &report_fd);
     if (!opened.ok()) return usage(opened.error().message());
-    if (o.resume && existing.records > 0) {
-      err << "bantay scan: resuming: " << WithCommas(existing.records)
+    if (o.resume && existing.counts.entries > 0) {
+      err << "bantay scan: resuming: " << WithCommas(existing.counts.entries)
           << " entries already in " << o.report << "\n";
     }
   }
@@ -1238,13 +1221,7 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
   {
     StopSignals signals;
     Counters kept;
-    kept.entries = existing.records;
-    kept.images = existing.images;
-    kept.videos = existing.videos;
-    kept.others = existing.others;
-    kept.skipped = existing.skipped;
-    kept.matched = existing.matched;
-    kept.errors = existing.errors;
+    static_cast<RecordCounts&>(kept) = existing.counts;
     ScanRun run(o, matcher.get(), o.resume ? &existing.paths : nullptr, kept,
                 report_fd, out, err, bar, lines);
     status = run.Run();

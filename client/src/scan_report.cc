@@ -209,23 +209,6 @@ Result<std::string> ReadAll(const std::string& path) {
   return data;
 }
 
-// Counts a record kept from an existing report, as the scan counts the
-// records it writes.
-void CountKept(std::string_view kind, bool matched, bool error,
-               ExistingReport* report) {
-  ++report->records;
-  if (kind == "image") {
-    ++report->images;
-  } else if (kind == "video") {
-    ++report->videos;
-  } else if (kind == "other") {
-    ++report->others;
-  } else if (kind == "symlink" || kind == "special") {
-    ++report->skipped;
-  }
-  if (matched) ++report->matched;
-  if (error) ++report->errors;
-}
 
 // The index of a column of the CSV report.
 size_t CsvColumn(std::string_view name) {
@@ -261,10 +244,10 @@ Status ReadJsonLines(const std::string& path, const std::string& data,
     report.paths.insert(std::move(raw));
     const json::value* kind = o->if_contains("kind");
     const json::value* matches = o->if_contains("matches");
-    CountKept(kind != nullptr && kind->is_string() ? kind->as_string() : "",
-              matches != nullptr && matches->is_array() &&
-                  !matches->as_array().empty(),
-              o->contains("error"), &report);
+    report.counts.Count(kind != nullptr && kind->is_string() ? kind->as_string() : "",
+                        matches != nullptr && matches->is_array() &&
+                            !matches->as_array().empty(),
+                        o->contains("error"));
     pos = end + 1;
     report.complete_bytes = static_cast<int64_t>(pos);
   }
@@ -320,9 +303,9 @@ Status ReadCsv(const std::string& path, const std::string& data,
     auto field = [&](size_t column) -> std::string_view {
       return column < fields.size() ? fields[column] : std::string_view();
     };
-    CountKept(field(kKind),
-              !field(kMatchCount).empty() && field(kMatchCount) != "0",
-              !field(kErrorCode).empty(), &report);
+    report.counts.Count(field(kKind),
+                        !field(kMatchCount).empty() && field(kMatchCount) != "0",
+                        !field(kErrorCode).empty());
     Unneutralise(&fields.front());
     report.paths.insert(std::move(fields.front()));
     pos = i + 1;
@@ -351,6 +334,21 @@ std::string CsvHeader() {
     line += c;
   }
   return line + "\n";
+}
+
+void RecordCounts::Count(std::string_view kind, bool has_matches, bool has_error) {
+  ++entries;
+  if (kind == "image") {
+    ++images;
+  } else if (kind == "video") {
+    ++videos;
+  } else if (kind == "other") {
+    ++others;
+  } else if (kind == "symlink" || kind == "special") {
+    ++skipped;
+  }
+  if (has_matches) ++matched;
+  if (has_error) ++errors;
 }
 
 Status ReadExistingReport(const std::string& path, ReportFormat format,

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -68,18 +69,24 @@ std::string CsvHeader();
 // the byte length of its complete records (a record cut off by a killed
 // scan is dropped). Errors: kIo; kInvalidArgument when it is not a report of
 // that format (a line that does not parse before the end, another header).
-struct ExistingReport {
-  std::unordered_set<std::string> paths;
-  int64_t complete_bytes = 0;
-  int64_t records = 0;
-  // Of the complete records: by kind (image, video, other; symlink and
-  // special together), with matches, with an error.
+// Records counted as a scan's summary counts them: in all, by kind (image,
+// video, other; symlink and special together), with matches, with an
+// error. For the records a scan writes and those a report already holds.
+struct RecordCounts {
+  int64_t entries = 0;
   int64_t images = 0;
   int64_t videos = 0;
   int64_t others = 0;
   int64_t skipped = 0;
   int64_t matched = 0;
   int64_t errors = 0;
+  void Count(std::string_view kind, bool has_matches, bool has_error);
+};
+
+struct ExistingReport {
+  std::unordered_set<std::string> paths;
+  int64_t complete_bytes = 0;
+  RecordCounts counts;  // of the complete records
 };
 Status ReadExistingReport(const std::string& path, ReportFormat format,
                           ExistingReport* report);
