@@ -160,17 +160,24 @@ std::string_view EntryStatusName(EntryStatus status) {
 }
 
 Digest32 EntryLeafHash(const StoredEntry& entry) {
+  return EntryLeafHash(entry.id, entry.type, entry.value, entry.salt, entry.list,
+                       entry.category, entry.reference);
+}
+
+Digest32 EntryLeafHash(uint64_t id, SignalType type, const std::array<uint8_t, 32>& value,
+                       const std::array<uint8_t, 16>& salt, std::string_view list,
+                       std::string_view category, std::string_view reference) {
   Sha256Hasher h;
   const uint8_t leaf_prefix = 0x00;  // RFC 6962 leaf hash
   h.Update(std::span<const uint8_t>(&leaf_prefix, 1));
-  h.UpdateU64(entry.id);
-  const uint8_t type = static_cast<uint8_t>(entry.type);
-  h.Update(std::span<const uint8_t>(&type, 1));
-  h.Update(std::span<const uint8_t>(entry.value.data(), ValueSize(entry.type)));
-  h.Update(entry.salt);
-  h.UpdateField(entry.list);
-  h.UpdateField(entry.category);
-  h.UpdateField(entry.reference);
+  h.UpdateU64(id);
+  const uint8_t type_byte = static_cast<uint8_t>(type);
+  h.Update(std::span<const uint8_t>(&type_byte, 1));
+  h.Update(std::span<const uint8_t>(value.data(), ValueSize(type)));
+  h.Update(salt);
+  h.UpdateField(list);
+  h.UpdateField(category);
+  h.UpdateField(reference);
   return h.Finish();
 }
 
@@ -986,9 +993,10 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
   Status failed;
   std::array<uint8_t, 16> salt{};
   std::array<uint8_t, 32> value{};
+  Digest32 leaf{};
   const std::array<Param, 2> range = {Param::Int(first), Param::Int(last)};
   Status s = conn.Execute(
-      "SELECT id, list, type, key_id, sealed, category, reference, status FROM entries "
+      "SELECT id, list, type, key_id, sealed, category, reference, status, leaf FROM entries "
       "WHERE id >= $1 AND id < $2 ORDER BY id",
       range, [&](const Row& row) {
         if (!failed.ok()) return;
@@ -1008,10 +1016,18 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
         e.type = static_cast<SignalType>(type);
         e.category = row.Text(5);
         e.reference = row.Text(6);
-        if (row.Int(7) != 0) disabled->push_back(e.id);
+        e.active = row.Int(7) == 0;
+        if (!e.active) disabled->push_back(e.id);
+        if (!CopyBlob(row.Blob(8), &leaf)) {
+          failed = Error(ErrorCode::kCorruptData,
+                         "entry " + std::to_string(e.id) + ": leaf hash has the wrong size");
+          return;
+        }
         failed = cipher.Open(e.id, e.type, row.Text(3), row.Blob(4), &value, &salt);
         if (!failed.ok()) return;
         e.value = &value;
+        e.salt = &salt;
+        e.leaf = &leaf;
         fn(e);
       });
   Wipe(salt);
@@ -1159,9 +1175,11 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
               {Param::Int(static_cast<int64_t>(version))}, [&](const Row& row) {
                 if (!failed.ok()) return;
                 StoredEntry e;
-                Status d = im.DecodeEntry(row, &e, nullptr);
+                Digest32 leaf{};
+                Status d = im.DecodeEntry(row, &e, &leaf);
                 if (!d.ok()) failed = d;
                 out.upserts.push_back(std::move(e));
+                out.upsert_leaves.push_back(leaf);
               });
   if (!s.ok()) return fail(s.error());
   if (!failed.ok()) return fail(failed.error());
@@ -1172,6 +1190,18 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
   s = im.Exec("SELECT name, enabled FROM lists ORDER BY name", {}, [&](const Row& row) {
     out.lists.emplace_back(std::string(row.Text(0)), row.Int(1) != 0);
   });
+  if (!s.ok()) return fail(s.error());
+  const std::initializer_list<Param> range = {Param::Int(static_cast<int64_t>(version)),
+                                              Param::Int(*v)};
+  s = im.ReadVersions(
+      "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
+      "FROM versions WHERE version > $1 AND version <= $2 ORDER BY version",
+      range, &out.versions);
+  if (!s.ok()) return fail(s.error());
+  s = im.ReadAudit(
+      "SELECT seq, time, actor, action, list, count, entries_digest, prev_digest, digest "
+      "FROM audit WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+      range, &out.audit);
   if (!s.ok()) return fail(s.error());
   im.conn->Rollback();
   return out;
@@ -1215,6 +1245,8 @@ Result<StoreStats> Store::Stats() {
   im.conn->Rollback();
   return st;
 }
+
+std::optional<PublicKey> Store::stored_public_key() const { return impl_->public_key; }
 
 Result<VersionRecord> Store::Root(uint64_t version) {
   Impl& im = *impl_;

@@ -76,6 +76,13 @@ Status IndexService::Start() {
     if (!store.ok()) return store.error();
     *slot = std::move(*store);
   }
+  if (trusted_key_) {
+    version_key_ = *trusted_key_;
+  } else if (std::optional<matcher::PublicKey> own = follower_->stored_public_key()) {
+    version_key_ = *own;
+  } else {
+    return Error(ErrorCode::kCorruptData, "store.url: the store holds no public key");
+  }
   if (!config_.signing_key_file.empty()) {
     Result<std::unique_ptr<Store>> store = OpenStore(config_, true);
     if (!store.ok()) return store.error();
@@ -155,13 +162,16 @@ void IndexService::Follow() {
     {
       std::lock_guard lock(sync_mu_);
       // Into a new index each time: a failed load may have left a part.
+      // The load checks its entries against the signed root of the version
+      // it reads; then (store.verify_on_load) the whole store is verified,
+      // its history included, at that version or a later one (whose changes
+      // the first poll verifies).
       index_ = std::make_unique<matcher::HashIndex>();
-      Result<uint64_t> loaded = 0;
-      if (Status verified = config_.verify_on_load ? VerifyStoreLocked() : Status();
-          !verified.ok()) {
-        loaded = verified.error();
-      } else {
-        loaded = matcher::LoadIndexFromStore(*follower_, index_.get());
+      verified_.emplace(follower_->store_id(), version_key_);
+      Result<uint64_t> loaded =
+          matcher::LoadIndexFromStore(*follower_, index_.get(), &*verified_);
+      if (loaded.ok() && config_.verify_on_load) {
+        if (Status verified = VerifyStoreLocked(); !verified.ok()) loaded = verified.error();
       }
       if (loaded.ok()) {
         applied_version_ = *loaded;
@@ -202,13 +212,27 @@ void IndexService::Follow() {
 }
 
 Status IndexService::SyncLocked() {
+  const auto now = std::chrono::steady_clock::now();
+  if (retry_corrupt_at_ && now < *retry_corrupt_at_) return *corrupt_error_;
   Result<uint64_t> version = follower_->Version();
   if (!version.ok()) return version.error();
   if (*version == applied_version_) return Status();
   Result<matcher::ChangeSet> changes = follower_->ChangesSince(applied_version_);
   if (!changes.ok()) return changes.error();
+  // Nothing is applied that the trusted key did not sign.
+  Result<matcher::VerifiedStoreState> next = verified_->Next(*changes);
+  if (!next.ok()) {
+    if (next.error().code() == ErrorCode::kCorruptData) {
+      retry_corrupt_at_ = now + std::chrono::seconds(60);
+      corrupt_error_ = next.error();
+    }
+    return next.error();
+  }
+  retry_corrupt_at_.reset();
+  corrupt_error_.reset();
   Status applied = matcher::ApplyChangeSet(*changes, index_.get());
   if (!applied.ok()) return applied;
+  verified_ = std::move(*next);
   applied_version_ = changes->to_version;
   RefreshInfoLocked(applied_version_);
   return Status();

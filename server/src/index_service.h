@@ -27,6 +27,7 @@
 
 #include "bantay/matcher/hash_index.h"
 #include "bantay/matcher/store.h"
+#include "bantay/matcher/store_index.h"
 #include "bantay/models/status.h"
 #include "bantay/server/config.h"
 
@@ -99,6 +100,13 @@ class IndexService {
   std::mutex sync_mu_;  // the follower connection and index writes
   std::unique_ptr<matcher::Store> follower_;
   uint64_t applied_version_ = 0;
+  // What the index holds, verified against the trusted key: each change
+  // set is verified against it before it is applied. Set by the load.
+  std::optional<matcher::VerifiedStoreState> verified_;
+  // After changes that do not verify, when to try again (verifying costs
+  // O(entries); a store edited behind its back stays so until repaired).
+  std::optional<std::chrono::steady_clock::time_point> retry_corrupt_at_;
+  std::optional<Error> corrupt_error_;
 
   std::mutex read_mu_;
   std::unique_ptr<matcher::Store> reader_;
@@ -111,8 +119,10 @@ class IndexService {
   std::optional<Error> load_error_;        // guarded by state_mu_
   std::optional<Lag> lag_;                 // guarded by state_mu_
   // Set in Start: store.public_key_file, else the signing key's public
-  // half, else nullopt (the key the store holds).
+  // half, else nullopt (Verify: the key the store holds).
   std::optional<matcher::PublicKey> trusted_key_;
+  // What versions are verified with: trusted_key_, else the store's own.
+  matcher::PublicKey version_key_{};
   bool stop_ = false;                      // guarded by state_mu_
   std::condition_variable wake_;
   std::thread follower_thread_;

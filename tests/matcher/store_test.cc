@@ -20,6 +20,7 @@
 #include "bantay/matcher/crypto.h"
 #include "bantay/matcher/merkle.h"
 #include "database.h"
+#include "store_tamper.h"
 #include "store_test_util.h"
 
 namespace bantay::matcher {
@@ -92,11 +93,7 @@ class StoreTest : public store_testing::StoreBackendTest {
   }
 
   Status DropAppendOnlyTriggers(db::Connection& conn) {
-    return conn.ExecScript(
-        sqlite() ? "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; "
-                   "DROP TRIGGER versions_no_update; DROP TRIGGER versions_no_delete;"
-                 : "DROP TRIGGER audit_append_only ON audit; "
-                   "DROP TRIGGER versions_append_only ON versions;");
+    return bantay::testing::DropAppendOnlyTriggers(conn, sqlite());
   }
 
   // Verify of a fresh Store object on the (tampered) database.

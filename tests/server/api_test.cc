@@ -11,6 +11,7 @@
 #include "bantay/server/routes.h"
 #include "database.h"
 #include "server_test_util.h"
+#include "store_tamper.h"
 
 namespace bantay::server::testing {
 namespace {
@@ -623,14 +624,155 @@ TEST_P(ApiTest, AStoreEditedBehindItsBackIsNotServed) {
   HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
   ExpectError(match, 503, "unavailable");
   EXPECT_EQ(ParseJson(match.body).at("error").at("message"), "the index is loading");
-  // store.verify_on_load = false: served as it is (the deleted entry is gone).
+  // store.verify_on_load = false skips the store's history, not the load's
+  // own check of the entries it reads against the signed root.
+  StopServer();
+  config.verify_on_load = false;
+  server = Server::Start(config);
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  server_ = std::move(*server);
+  for (int i = 0; i < 1000; ++i) {
+    ready = Send("", "GET", "/readyz");
+    if (ParseJson(ready.body).at("error").at("message") != "the index is loading") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ExpectError(ready, 503, "unavailable");
+  EXPECT_EQ(ParseJson(ready.body).at("error").at("message"),
+            "the index failed to load (retrying; see the server's log)");
+}
+
+// An audit record edited with SQL: the history does not verify, and the
+// server refuses to serve the store; with store.verify_on_load = false the
+// history is not read at start (the entries are still checked against the
+// signed root, and they are intact), so it serves them.
+TEST_P(ApiTest, AnEditedHistoryIsOnlyFoundByTheLoadsVerification) {
+  StopServer();
+  {
+    Result<std::unique_ptr<matcher::db::Connection>> raw =
+        matcher::db::Connection::Open(store_url_, false);
+    ASSERT_TRUE(raw.ok()) << raw.error().ToString();
+    ASSERT_TRUE(
+        bantay::testing::DropAppendOnlyTriggers(**raw, store_url_.starts_with("sqlite:")).ok());
+    ASSERT_TRUE((*raw)->Execute("UPDATE audit SET actor = 'someone-else' WHERE seq = 2", {}).ok());
+  }
+  Result<std::unique_ptr<Server>> server = Server::Start(config);
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  server_ = std::move(*server);
+  HttpResponse ready;
+  for (int i = 0; i < 1000; ++i) {
+    ready = Send("", "GET", "/readyz");
+    if (ParseJson(ready.body).at("error").at("message") != "the index is loading") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ExpectError(ready, 503, "unavailable");
   StopServer();
   config.verify_on_load = false;
   StartServer();
-  match = MatchPdq("platform", ReferencePdq(kBridge));
+  HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
   ASSERT_EQ(match.status, 200) << match.body;
-  EXPECT_EQ(ParseJson(match.body).at("match"), false);
+  EXPECT_EQ(ParseJson(match.body).at("match"), true);
 }
+
+// Changes written into the database after the server loaded it, behind the
+// store's back, are not applied: the server keeps serving the last version
+// the key signed, says so in /readyz once store.stale_after_ms has passed,
+// and counts the failed syncs. (Two ways here; the matcher's tests go
+// through the others, with the exact reasons.)
+class ApiTamperTest : public ApiTest {
+ protected:
+  // /readyz turns 503 for an index that stays at the setup's version.
+  void ExpectUnreadyAtSetupVersion() {
+    HttpResponse ready;
+    for (int i = 0; i < 1000; ++i) {
+      ready = Send("", "GET", "/readyz");
+      if (ready.status != 200) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ExpectError(ready, 503, "unavailable");
+    const std::string message(ParseJson(ready.body).at("error").at("message").as_string());
+    EXPECT_TRUE(message.starts_with("the index has not followed the store for ")) << message;
+    EXPECT_TRUE(message.ends_with(" s (it serves version " + std::to_string(setup_version_) +
+                                  "; see the server's log)"))
+        << message;
+    const std::string metrics = Send("operator", "GET", "/metrics").body;
+    EXPECT_NE(metrics.find("\nbantay_index_version " + std::to_string(setup_version_) + "\n"),
+              std::string::npos);
+    EXPECT_EQ(metrics.find("\nbantay_index_sync_failures_total 0\n"), std::string::npos);
+  }
+
+  // The reference picture still matches, at the setup's version.
+  void ExpectStillMatched() {
+    HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
+    ASSERT_EQ(match.status, 200) << match.body;
+    EXPECT_EQ(ParseJson(match.body).at("match"), true) << match.body;
+    EXPECT_EQ(ParseJson(match.body).at("index_version"), setup_version_) << match.body;
+  }
+
+  std::unique_ptr<matcher::db::Connection> Raw() {
+    Result<std::unique_ptr<matcher::db::Connection>> raw =
+        matcher::db::Connection::Open(store_url_, false);
+    EXPECT_TRUE(raw.ok()) << raw.error().ToString();
+    return raw.ok() ? std::move(*raw) : nullptr;
+  }
+};
+
+// A list disabled and the version bumped with SQL: no signed version. (Was
+// applied: the list stopped matching on every replica within a poll.)
+TEST_P(ApiTamperTest, AnUnsignedVersionIsNotApplied) {
+  StopServer();
+  config.stale_after_ms = 200;
+  StartServer();
+  std::unique_ptr<matcher::db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  ASSERT_TRUE(raw->Execute("UPDATE lists SET enabled = 0 WHERE name = 'demo'", {}).ok());
+  ASSERT_TRUE(raw->Execute("UPDATE state SET version = version + 1", {}).ok());
+  ExpectUnreadyAtSetupVersion();
+  ExpectStillMatched();
+}
+
+// A signed change (another writer disables the reference's entry) whose
+// row is then made to look unchanged since the setup, so that the feed
+// leaves it out
+// (the index would go on matching an entry the operator disabled); the
+// server syncs when a change is made through the API (polling is off
+// here). The change set does not give the signed root: nothing is applied.
+TEST_P(ApiTamperTest, AChangeHiddenFromTheFeedIsNotApplied) {
+  StopServer();
+  config.stale_after_ms = 200;
+  config.poll_interval_ms = 3'600'000;
+  StartServer();
+  {
+    matcher::StoreKeys keys;
+    keys.data_keys = {data_key_};
+    Result<matcher::SigningKey> signer =
+        matcher::SigningKey::ReadPemFile(dir_.path() + "/signing.pem");
+    ASSERT_TRUE(signer.ok());
+    keys.signing_key = std::move(*signer);
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(store_url_, std::move(keys));
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    Result<std::vector<matcher::StoredEntry>> entries = (*store)->Entries("demo", 0, 10);
+    ASSERT_TRUE(entries.ok());
+    ASSERT_EQ(entries->front().reference, "case-1");
+    ASSERT_TRUE((*store)
+                    ->SetEntriesStatus({entries->front().id}, matcher::EntryStatus::kDisabled,
+                                       {"cli-user", "cli"})
+                    .ok());
+  }
+  std::unique_ptr<matcher::db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  ASSERT_TRUE(
+      raw->Execute("UPDATE entries SET status_version = 1 WHERE reference = 'case-1'", {}).ok());
+  HttpResponse added = Send("operator", "PATCH", "/v1/lists/other", "application/json",
+                            R"({"enabled":false})");
+  ASSERT_EQ(added.status, 200) << added.body;
+  ExpectUnreadyAtSetupVersion();
+  ExpectStillMatched();
+  // The sha256 of the list "other" still matches too: the API's own change
+  // is not applied either, as it comes after one that does not verify.
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ApiTamperTest, ::testing::Values("sqlite", "postgres"));
 
 // An index that cannot follow the store (here: the store's data key was
 // rotated, and the server still has the old one, so new values do not

@@ -82,6 +82,9 @@ struct IndexRow {
   const std::array<uint8_t, 32>* value = nullptr;  // as IndexEntry::value
   std::string_view category;
   std::string_view reference;
+  bool active = true;                              // status active
+  const Digest32* leaf = nullptr;                  // the stored leaf hash
+  const std::array<uint8_t, 16>* salt = nullptr;   // from the decrypted value
 };
 
 struct StoredEntry {
@@ -103,6 +106,9 @@ struct StoredEntry {
 // The Merkle leaf of an entry: SHA-256 leaf hash (RFC 6962: 0x00 prefix)
 // of id, type, value, salt, list, category and reference, framed.
 Digest32 EntryLeafHash(const StoredEntry& entry);
+Digest32 EntryLeafHash(uint64_t id, SignalType type, const std::array<uint8_t, 32>& value,
+                       const std::array<uint8_t, 16>& salt, std::string_view list,
+                       std::string_view category, std::string_view reference);
 
 // An entry to add. added_by/added_at/id/version are assigned by the store.
 struct NewEntry {
@@ -168,6 +174,12 @@ struct ChangeSet {
   std::vector<uint64_t> removed;
   // Every list and whether it is enabled now.
   std::vector<std::pair<std::string, bool>> lists;
+  // What a follower verifies the changes with (VerifiedStoreState), read in
+  // the same transaction: the stored leaf hash of each upsert (same order),
+  // and the signed versions and audit records from_version + 1 .. to_version.
+  std::vector<Digest32> upsert_leaves;
+  std::vector<VersionRecord> versions;
+  std::vector<AuditRecord> audit;
 };
 
 struct VerifyReport {
@@ -201,6 +213,9 @@ class Store {
   ~Store();
 
   const std::array<uint8_t, 16>& store_id() const { return store_id_; }
+  // The public key the store holds as its signer's (read when opened; the
+  // store's own word, not a trusted key).
+  std::optional<PublicKey> stored_public_key() const;
   // The current version (read from the database).
   Result<uint64_t> Version();
 

@@ -5,9 +5,13 @@
 #ifndef BANTAY_MATCHER_STORE_INDEX_H_
 #define BANTAY_MATCHER_STORE_INDEX_H_
 
+#include <array>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
+#include "bantay/matcher/crypto.h"
 #include "bantay/matcher/hash_index.h"
 #include "bantay/matcher/store.h"
 #include "bantay/models/status.h"
@@ -16,10 +20,66 @@ namespace bantay::matcher {
 
 IndexEntry ToIndexEntry(const StoredEntry& entry);
 
+// What a follower of a store has verified of it, so that it can verify the
+// next changes before it applies them: a version signed by a trusted key,
+// that version's audit record digest, and every entry's stored leaf hash,
+// list and status, from which the Merkle root of the entries as they will be
+// after a change set is recomputed. A change set is accepted only when its
+// versions are signed by the key and follow on, its audit records chain on
+// from the last one and are bound to their versions, each upsert's fields
+// give its stored leaf hash, and the entries with the changes applied give
+// the new version's signed root and active count. An index that starts from
+// a verified load and applies only verified change sets holds exactly the
+// entries (values, lists, categories, references, states) the key signed,
+// whatever was written into the database behind the store's back.
+//
+// It costs 44 bytes an entry, and each change set an O(entries) merge and
+// Merkle root (as each change costs the writing store).
+class VerifiedStoreState {
+ public:
+  VerifiedStoreState(const std::array<uint8_t, 16>& store_id, const PublicKey& key);
+
+  uint64_t version() const { return version_; }
+  size_t size() const { return ids_.size(); }
+
+  // The state after `changes` (Store::ChangesSince(version())), verified as
+  // above; kCorruptData naming the first thing that does not verify,
+  // kInvalidArgument for a change set from another version. This state is
+  // not changed: the caller adopts the result once the changes are applied.
+  Result<VerifiedStoreState> Next(const ChangeSet& changes) const;
+
+ private:
+  friend Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index,
+                                             VerifiedStoreState* verified);
+  // Checks `record` (a version's signed record) against the key and the
+  // entries held, and makes it the state's version.
+  Status Adopt(const VersionRecord& record);
+  // The leaf hashes of the active entries (status active, list enabled), in
+  // id order; kCorruptData for an entry of a list the store does not hold.
+  Result<std::vector<Digest32>> ActiveLeaves() const;
+  uint32_t ListIndex(std::string_view name);
+
+  std::array<uint8_t, 16> store_id_{};
+  PublicKey key_{};
+  uint64_t version_ = 0;
+  VersionRecord record_;  // version_'s, verified
+  std::vector<std::string> list_names_;
+  // By list index: 1 enabled, 0 disabled, 2 not in the store (any more).
+  std::vector<uint8_t> list_state_;
+  // By entry, in id order.
+  std::vector<uint64_t> ids_;
+  std::vector<Digest32> leaves_;
+  std::vector<uint32_t> tags_;  // list index << 1 | disabled
+};
+
 // Loads every entry of the store (decrypting it) into an empty index, with
 // its disabled entries and lists, and labels it with the store version read
-// in the same transaction, which it returns.
-Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index);
+// in the same transaction, which it returns. With `verified`, also checks
+// every entry's fields against its stored leaf hash and the active entries
+// against the signed root of the version read (kCorruptData when they
+// differ), and sets *verified from them.
+Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index,
+                                    VerifiedStoreState* verified = nullptr);
 
 // Loads entries and lists already read (a snapshot) into an empty index.
 Status LoadIndexFromEntries(std::vector<StoredEntry> entries, const std::vector<ListInfo>& lists,
