@@ -482,7 +482,37 @@ struct Store::Impl {
       conn->Rollback();
       return v.error();
     }
+    // Nothing is signed over entries changed outside the store: the new
+    // version's root is computed from the database, so the current one must
+    // still give its own signed root (a row deleted, or a list disabled,
+    // with SQL would otherwise be signed into the next version).
+    if (Status intact = CheckCurrentRoot(static_cast<uint64_t>(*v)); !intact.ok()) {
+      conn->Rollback();
+      return intact.error();
+    }
     return static_cast<uint64_t>(*v) + 1;
+  }
+
+  // Inside a transaction: the active entries give the signed root of
+  // `version`.
+  Status CheckCurrentRoot(uint64_t version) {
+    std::vector<VersionRecord> records;
+    Status s = ReadVersions(
+        "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
+        "FROM versions WHERE version = $1",
+        {Param::Int(static_cast<int64_t>(version))}, &records);
+    if (!s.ok()) return s;
+    Result<std::vector<Digest32>> leaves = ActiveLeaves(nullptr);
+    if (!leaves.ok()) return leaves.error();
+    if (records.empty() || records.front().active_count != leaves->size() ||
+        records.front().root != MerkleRoot(*leaves)) {
+      return Error(ErrorCode::kCorruptData,
+                   "the store was changed outside Bantay: its entries do not give the signed "
+                   "root of version " +
+                       std::to_string(version) +
+                       ", and no change is signed over them (see bantay index verify)");
+    }
+    return {};
   }
 
   // Runs `body` between BeginChange and FinishChange; rolls back on error.

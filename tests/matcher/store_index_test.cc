@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "store_tamper.h"
 #include "store_test_util.h"
 
 namespace bantay::matcher {
@@ -59,23 +60,57 @@ class StoreIndexTest : public store_testing::StoreBackendTest {
     STORE_ASSERT_OK(store_->AddEntries({Entry(list, type, value, "A1", reference)}, Ctx()));
   }
 
-  std::unique_ptr<HashIndex> Load() {
-    auto index = std::make_unique<HashIndex>();
-    Result<uint64_t> v = LoadIndexFromStore(*store_, index.get());
+  // An index loaded with its verified state, as the server follows a store.
+  struct Follower {
+    std::unique_ptr<HashIndex> index;
+    std::unique_ptr<VerifiedStoreState> verified;
+    HashIndex* operator->() const { return index.get(); }
+    const HashIndex& operator*() const { return *index; }
+  };
+
+  Follower Load() {
+    Follower f{std::make_unique<HashIndex>(),
+               std::make_unique<VerifiedStoreState>(store_->store_id(), SignerPublic())};
+    Result<uint64_t> v = LoadIndexFromStore(*store_, f.index.get(), f.verified.get());
     EXPECT_TRUE(v.ok()) << v.error().ToString();
     if (v.ok()) {
       EXPECT_EQ(*v, VersionOf(*store_));
-      EXPECT_EQ(index->Snapshot()->store_version(), *v);
+      EXPECT_EQ(f->Snapshot()->store_version(), *v);
+      EXPECT_EQ(f.verified->version(), *v);
     }
-    return index;
+    return f;
   }
 
-  // Brings `index` up to the store's version through the change feed.
-  void Catch(HashIndex* index) {
-    Result<ChangeSet> changes = store_->ChangesSince(index->Snapshot()->store_version());
+  // Brings a follower up to the store's version through the change feed,
+  // verified.
+  void Catch(Follower& f) {
+    Result<ChangeSet> changes = store_->ChangesSince(f->Snapshot()->store_version());
     STORE_ASSERT_OK(changes);
-    STORE_ASSERT_OK(ApplyChangeSet(*changes, index));
-    EXPECT_EQ(index->Snapshot()->store_version(), VersionOf(*store_));
+    Result<VerifiedStoreState> next = f.verified->Next(*changes);
+    STORE_ASSERT_OK(next);
+    STORE_ASSERT_OK(ApplyChangeSet(*changes, f.index.get()));
+    *f.verified = std::move(*next);
+    EXPECT_EQ(f->Snapshot()->store_version(), VersionOf(*store_));
+    EXPECT_EQ(f.verified->version(), VersionOf(*store_));
+  }
+
+  // Verifies the store's changes since the follower's version (and keeps
+  // nothing).
+  Status VerifyNext(const Follower& f) {
+    Result<ChangeSet> changes = store_->ChangesSince(f.verified->version());
+    if (!changes.ok()) return changes.error();
+    Result<VerifiedStoreState> next = f.verified->Next(*changes);
+    if (!next.ok()) return next.error();
+    return {};
+  }
+
+  // A verified load of the store as it is, trusting `key`.
+  Status VerifiedLoad(const PublicKey& key) {
+    HashIndex index;
+    VerifiedStoreState verified(store_->store_id(), key);
+    Result<uint64_t> v = LoadIndexFromStore(*store_, &index, &verified);
+    if (!v.ok()) return v.error();
+    return {};
   }
 
   void ExpectSameMatches(const HashIndex& a, const HashIndex& b) {
@@ -100,7 +135,7 @@ TEST_P(StoreIndexTest, LoadFromTheStore) {
   Add("ngo-c", SignalType::kPdq, pdq_[2], "case-5");
   STORE_ASSERT_OK(store_->SetEntriesStatus({4}, EntryStatus::kDisabled, Ctx()));
   STORE_ASSERT_OK(store_->SetListEnabled("ngo-c", false, Ctx()));
-  std::unique_ptr<HashIndex> index = Load();
+  Follower index = Load();
   std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
   EXPECT_EQ(snap->store_version(), 8u);
   EXPECT_EQ(snap->size(SignalType::kPdq), 3u);  // disabled ones are held
@@ -142,7 +177,7 @@ TEST_P(StoreIndexTest, ALargeStoreLoadsInTwoHalvesWithEveryEntry) {
   }
   STORE_ASSERT_OK(store_->AddEntries(entries, Ctx()));
   STORE_ASSERT_OK(store_->SetEntriesStatus({7, 105'001, kEntries}, EntryStatus::kDisabled, Ctx()));
-  std::unique_ptr<HashIndex> index = Load();
+  Follower index = Load();
   std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
   EXPECT_EQ(snap->store_version(), 3u);
   EXPECT_EQ(snap->size(SignalType::kPdq), kEntries);
@@ -193,7 +228,7 @@ TEST_P(StoreIndexTest, AMixedLargeStoreLoadsInTwoHalvesAsEntryByEntry) {
   STORE_ASSERT_OK(store_->AddEntries(entries, Ctx()));
   STORE_ASSERT_OK(store_->SetListEnabled("off", false, Ctx()));
   STORE_ASSERT_OK(store_->SetEntriesStatus({4, 7, 150'001}, EntryStatus::kDisabled, Ctx()));
-  std::unique_ptr<HashIndex> index = Load();
+  Follower index = Load();
   std::shared_ptr<const IndexSnapshot> snap = index->Snapshot();
   EXPECT_EQ(snap->store_version(), 4u);
   for (int t = 0; t < 3; ++t) {
@@ -230,8 +265,8 @@ TEST_P(StoreIndexTest, AChangeSetFromAnotherVersionIsRefused) {
   STORE_ASSERT_OK(old);
   Add("hotline-a", SignalType::kPdq, pdq_[1], "case-2");
   STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));
-  std::unique_ptr<HashIndex> index = Load();  // at version 4
-  Status s = ApplyChangeSet(*old, index.get());
+  Follower index = Load();  // at version 4
+  Status s = ApplyChangeSet(*old, index.index.get());
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(s.error().message(), "the changes are from version 1 but the index is at version 4");
@@ -242,13 +277,13 @@ TEST_P(StoreIndexTest, AChangeSetFromAnotherVersionIsRefused) {
 TEST_P(StoreIndexTest, ChangeFeedGivesTheSameIndexAsAFreshLoad) {
   // One index follows every change; one is loaded at each version and
   // caught up at the end, in one jump.
-  std::unique_ptr<HashIndex> follower = Load();
-  std::vector<std::unique_ptr<HashIndex>> at_version;
+  Follower follower = Load();
+  std::vector<Follower> at_version;
   auto step = [&](const std::function<void()>& change) {
     change();
     if (::testing::Test::HasFatalFailure()) return;
-    Catch(follower.get());
-    std::unique_ptr<HashIndex> fresh = Load();
+    Catch(follower);
+    Follower fresh = Load();
     ExpectSameMatches(*follower, *fresh);
     at_version.push_back(std::move(fresh));
   };
@@ -296,7 +331,7 @@ TEST_P(StoreIndexTest, ChangeFeedGivesTheSameIndexAsAFreshLoad) {
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_EQ(VersionOf(*store_), 21u);
 
-  std::unique_ptr<HashIndex> fresh = Load();
+  Follower fresh = Load();
   EXPECT_EQ(Ids(*fresh, 0), (std::vector<uint64_t>{}));    // removed
   EXPECT_EQ(Ids(*fresh, 2), (std::vector<uint64_t>{3}));   // enabled again
   EXPECT_EQ(Ids(*fresh, 6), (std::vector<uint64_t>{}));    // removed
@@ -306,23 +341,191 @@ TEST_P(StoreIndexTest, ChangeFeedGivesTheSameIndexAsAFreshLoad) {
   for (size_t i = 0; i < at_version.size(); ++i) {
     SCOPED_TRACE("index loaded at store version " +
                  std::to_string(at_version[i]->Snapshot()->store_version()));
-    Catch(at_version[i].get());
+    Catch(at_version[i]);
     ExpectSameMatches(*at_version[i], *fresh);
   }
 }
 
 TEST_P(StoreIndexTest, AnEmptyChangeSetOnlyRelabels) {
   Add("hotline-a", SignalType::kPdq, pdq_[0], "case-1");
-  std::unique_ptr<HashIndex> index = Load();
+  Follower index = Load();
   const uint64_t before = index->Snapshot()->version();
   Result<ChangeSet> changes = store_->ChangesSince(2);
   STORE_ASSERT_OK(changes);
   EXPECT_TRUE(changes->upserts.empty());
-  STORE_ASSERT_OK(ApplyChangeSet(*changes, index.get()));
+  STORE_ASSERT_OK(ApplyChangeSet(*changes, index.index.get()));
   EXPECT_EQ(index->Snapshot()->store_version(), 2u);
   EXPECT_EQ(Ids(*index, 0), (std::vector<uint64_t>{1}));
   EXPECT_GE(index->Snapshot()->version(), before);
 }
+
+// --- What is written behind the store's back ---------------------------------
+
+// A follower verifies each change set before it is applied, against the key
+// it trusts and what it holds; each way of editing the database below is
+// refused with its reason, and the follower's state stays where it was.
+class StoreIndexTamperTest : public StoreIndexTest {
+ protected:
+  // Version 4: ids 1-2 in "hotline-a", id 3 in "ngo-b"; a follower there.
+  void SetUp() override {
+    StoreIndexTest::SetUp();
+    Add("hotline-a", SignalType::kPdq, pdq_[0], "case-1");
+    Add("hotline-a", SignalType::kMd5, Md5Value("two"), "case-2");
+    Add("ngo-b", SignalType::kSha256, Sha256Value("three"), "case-3");
+    follower_ = Load();
+    ASSERT_EQ(follower_.verified->version(), 4u);
+    raw_ = Raw();
+    ASSERT_NE(raw_, nullptr);
+  }
+
+  void Sql(const std::string& sql) { STORE_ASSERT_OK(raw_->Execute(sql, {})); }
+
+  void ExpectRefused(const std::string& message) {
+    const Status s = VerifyNext(follower_);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code(), ErrorCode::kCorruptData) << s.error().ToString();
+    EXPECT_EQ(s.error().message(), message);
+    EXPECT_EQ(follower_.verified->version(), 4u);
+  }
+
+  // The message of a verified load that fails (kCorruptData).
+  std::string LoadRefusal(const PublicKey& key) {
+    const Status s = VerifiedLoad(key);
+    EXPECT_FALSE(s.ok());
+    if (s.ok()) return "";
+    EXPECT_EQ(s.error().code(), ErrorCode::kCorruptData) << s.error().ToString();
+    return s.error().message();
+  }
+
+  Follower follower_;
+  std::unique_ptr<db::Connection> raw_;
+};
+
+TEST_P(StoreIndexTamperTest, AVersionWithoutASignature) {
+  Sql("UPDATE lists SET enabled = 0 WHERE name = 'hotline-a'");
+  Sql("UPDATE state SET version = version + 1");
+  ExpectRefused(
+      "the changes from version 4 to 5 do not verify: the store holds 0 signed versions and 0 "
+      "audit records for them");
+}
+
+TEST_P(StoreIndexTamperTest, AnOlderCopyOfTheDatabase) {
+  Sql("UPDATE state SET version = version - 1");
+  ExpectRefused(
+      "the changes from version 4 to 3 do not verify: the store went back to an older version "
+      "(an older copy of the database?)");
+}
+
+// The store's public key replaced with SQL, and a version signed with
+// another key: the follower trusts the key it was given.
+TEST_P(StoreIndexTamperTest, AVersionSignedByAnotherKey) {
+  std::array<uint8_t, 32> seed{};
+  RandomBytes(seed);
+  const PublicKey other = SigningKey::FromSeed(seed)->public_key();
+  const std::vector<db::Param> params = {db::Param::Blob(other)};
+  STORE_ASSERT_OK(raw_->Execute("UPDATE meta SET value = $1 WHERE key = 'public_key'", params));
+  StoreKeys keys;
+  keys.data_keys = {key_};
+  keys.signing_key = SigningKey::FromSeed(seed).value();
+  std::unique_ptr<Store> forger = Open(std::move(keys));
+  ASSERT_NE(forger, nullptr);
+  STORE_ASSERT_OK(forger->SetListEnabled("hotline-a", false, Ctx("mallory")));
+  ExpectRefused(
+      "the changes from version 4 to 5 do not verify: the signature of version 5 does not "
+      "verify against the trusted key");
+}
+
+TEST_P(StoreIndexTamperTest, AnEditedAuditRecord) {
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", false, Ctx()));
+  STORE_ASSERT_OK(bantay::testing::DropAppendOnlyTriggers(*raw_, sqlite()));
+  Sql("UPDATE audit SET actor = 'someone-else' WHERE seq = 5");
+  ExpectRefused(
+      "the changes from version 4 to 5 do not verify: audit record 5 was modified (its digest "
+      "does not match)");
+}
+
+// The entries' own columns: a new entry's reference rewritten (its leaf no
+// longer matches its fields).
+TEST_P(StoreIndexTamperTest, AnEditedNewEntry) {
+  Add("ngo-b", SignalType::kPdq, pdq_[1], "case-4");
+  Sql("UPDATE entries SET reference = 'case-999' WHERE id = 4");
+  ExpectRefused(
+      "the changes from version 4 to 5 do not verify: entry 4: its fields do not match its leaf "
+      "hash (modified)");
+}
+
+// A signed disabling hidden from the feed (the row made to look unchanged):
+// the index would go on matching an entry the operator disabled.
+TEST_P(StoreIndexTamperTest, AChangeHiddenFromTheFeed) {
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));
+  Sql("UPDATE entries SET status_version = 2 WHERE id = 1");
+  ExpectRefused(
+      "the changes from version 4 to 5 do not verify: the entries do not give the signed root "
+      "of version 5 (entries changed outside the store)");
+}
+
+TEST_P(StoreIndexTamperTest, ARemovalHiddenFromTheFeed) {
+  STORE_ASSERT_OK(store_->RemoveEntries({3}, Ctx()));
+  Sql("DELETE FROM removals WHERE id = 3");
+  ExpectRefused(
+      "the changes from version 4 to 5 do not verify: the entries do not give the signed root "
+      "of version 5 (entries changed outside the store)");
+}
+
+// A row deleted, then a change: the writer refuses to sign over it (the
+// new root would be computed from the database as it finds it).
+TEST_P(StoreIndexTamperTest, NoChangeIsSignedOverARowDeletedBehindTheStore) {
+  Sql("DELETE FROM entries WHERE id = 2");
+  const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", false, Ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(refused.error().message(),
+            "the store was changed outside Bantay: its entries do not give the signed root of "
+            "version 4, and no change is signed over them (see bantay index verify)");
+  EXPECT_EQ(VersionOf(*store_), 4u);
+  STORE_ASSERT_OK(VerifyNext(follower_));  // nothing to verify
+}
+
+// Legitimate changes after a refused one are still refused together with
+// it; once the database is put right, they verify and apply.
+TEST_P(StoreIndexTamperTest, RepairedChangesVerifyAgain) {
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));
+  Sql("UPDATE entries SET status_version = 2 WHERE id = 1");
+  Add("ngo-b", SignalType::kPdq, pdq_[1], "case-4");
+  ExpectRefused(
+      "the changes from version 4 to 6 do not verify: the entries do not give the signed root "
+      "of version 6 (entries changed outside the store)");
+  Sql("UPDATE entries SET status_version = 5 WHERE id = 1");
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{}));
+  EXPECT_EQ(Ids(*follower_, 3), (std::vector<uint64_t>{4}));
+}
+
+// The load: a row edited, a row deleted, a list disabled, and another key.
+TEST_P(StoreIndexTamperTest, ALoadChecksEveryRowAndTheSignedRoot) {
+  STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));
+  std::array<uint8_t, 32> seed{};
+  RandomBytes(seed);
+  EXPECT_EQ(LoadRefusal(SigningKey::FromSeed(seed)->public_key()),
+            "version 4: the signature does not verify against the trusted key");
+  Sql("UPDATE entries SET category = 'B9' WHERE id = 3");
+  EXPECT_EQ(LoadRefusal(SignerPublic()),
+            "entry 3: its fields do not match its leaf hash (modified)");
+  Sql("UPDATE entries SET category = 'A1' WHERE id = 3");
+  STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));
+  Sql("UPDATE lists SET enabled = 0 WHERE name = 'ngo-b'");
+  EXPECT_EQ(LoadRefusal(SignerPublic()),
+            "the entries do not give the signed root of version 4 (entries changed outside the "
+            "store)");
+  Sql("UPDATE lists SET enabled = 1 WHERE name = 'ngo-b'");
+  Sql("DELETE FROM entries WHERE id = 2");
+  EXPECT_EQ(LoadRefusal(SignerPublic()),
+            "the entries do not give the signed root of version 4 (entries changed outside the "
+            "store)");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreIndexTamperTest, ::testing::Values("sqlite", "postgres"),
+                         BackendName);
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreIndexTest, ::testing::Values("sqlite", "postgres"),
                          BackendName);
