@@ -102,9 +102,10 @@ constexpr Field kFields[] = {
      "is served (default: the public half of signing_key_file, else the key "
      "the store holds)"},
     {"store", "verify_on_load", &ServerConfig::verify_on_load,
-     "verify the store (signatures, audit chain, values, the signed root "
-     "against the entries) before its index is served; ~10 s a million "
-     "entries"},
+     "verify the whole store, its history included (signatures, audit "
+     "chain, values) before its index is served; ~10 s a million entries "
+     "(the entries loaded and every later change are verified against the "
+     "signed versions either way)"},
     {"store", "poll_interval_ms", &ServerConfig::poll_interval_ms,
      "how often the store is read for changes made elsewhere (at least 10)"},
     {"store", "stale_after_ms", &ServerConfig::stale_after_ms,
