@@ -25,6 +25,27 @@ class ApiTest : public ::testing::TestWithParam<std::string>, public ServerFixtu
     if (::testing::Test::HasFatalFailure()) return;
     StartServer();
   }
+
+  // /readyz turns 503 for an index that stays at the setup's version.
+  void ExpectUnreadyAtSetupVersion() {
+    HttpResponse ready;
+    for (int i = 0; i < 1000; ++i) {
+      ready = Send("", "GET", "/readyz");
+      if (ready.status != 200) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ExpectError(ready, 503, "unavailable");
+    const std::string message(ParseJson(ready.body).at("error").at("message").as_string());
+    EXPECT_TRUE(message.starts_with("the index has not followed the store for ")) << message;
+    EXPECT_TRUE(message.ends_with(" s (it serves version " + std::to_string(setup_version_) +
+                                  "; see the server's log)"))
+        << message;
+    const std::string metrics = Send("operator", "GET", "/metrics").body;
+    EXPECT_NE(metrics.find("\nbantay_index_version " + std::to_string(setup_version_) + "\n"),
+              std::string::npos);
+    EXPECT_EQ(metrics.find("\nbantay_index_sync_failures_total 0\n"), std::string::npos);
+  }
+
   void TearDown() override { StopServer(); }
 
   HttpResponse SendBytes(const std::string& key, std::string_view target, std::string_view type,
@@ -598,80 +619,69 @@ TEST_P(ApiTest, ChangesMadeElsewhereArePickedUpByPolling) {
   EXPECT_TRUE(seen);
 }
 
-// A store edited behind its back (a row deleted with SQL: the signed root no
-// longer covers the entries) is not served: the index loads only after the
-// store verifies, as `bantay index verify` checks it.
-TEST_P(ApiTest, AStoreEditedBehindItsBackIsNotServed) {
-  StopServer();
-  {
+// A store edited with SQL before the server starts.
+class ApiEditedStoreTest : public ApiTest {
+ protected:
+  void Edit(const std::vector<std::string>& statements) {
     Result<std::unique_ptr<matcher::db::Connection>> raw =
         matcher::db::Connection::Open(store_url_, false);
     ASSERT_TRUE(raw.ok()) << raw.error().ToString();
-    ASSERT_TRUE((*raw)->Execute("DELETE FROM entries WHERE reference = 'case-1'", {}).ok());
+    ASSERT_TRUE(
+        bantay::testing::DropAppendOnlyTriggers(**raw, store_url_.starts_with("sqlite:")).ok());
+    for (const std::string& sql : statements) {
+      ASSERT_TRUE((*raw)->Execute(sql, {}).ok()) << sql;
+    }
   }
-  Result<std::unique_ptr<Server>> server = Server::Start(config);
-  ASSERT_TRUE(server.ok()) << server.error().ToString();
-  server_ = std::move(*server);
-  HttpResponse ready;
-  for (int i = 0; i < 1000; ++i) {
-    ready = Send("", "GET", "/readyz");
-    if (ParseJson(ready.body).at("error").at("message") != "the index is loading") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+
+  // Starts the server and expects its index never to load.
+  void ExpectNotServed() {
+    Result<std::unique_ptr<Server>> server = Server::Start(config);
+    ASSERT_TRUE(server.ok()) << server.error().ToString();
+    server_ = std::move(*server);
+    HttpResponse ready;
+    for (int i = 0; i < 1000; ++i) {
+      ready = Send("", "GET", "/readyz");
+      if (ParseJson(ready.body).at("error").at("message") != "the index is loading") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ExpectError(ready, 503, "unavailable");
+    EXPECT_EQ(ParseJson(ready.body).at("error").at("message"),
+              "the index failed to load (retrying; see the server's log)");
+    HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
+    ExpectError(match, 503, "unavailable");
+    EXPECT_EQ(ParseJson(match.body).at("error").at("message"), "the index is loading");
+    StopServer();
   }
-  ExpectError(ready, 503, "unavailable");
-  EXPECT_EQ(ParseJson(ready.body).at("error").at("message"),
-            "the index failed to load (retrying; see the server's log)");
-  HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
-  ExpectError(match, 503, "unavailable");
-  EXPECT_EQ(ParseJson(match.body).at("error").at("message"), "the index is loading");
-  // store.verify_on_load = false skips the store's history, not the load's
-  // own check of the entries it reads against the signed root.
+};
+
+// A row deleted with SQL (the signed root no longer covers the entries): not
+// served, with or without store.verify_on_load, which skips the store's
+// history but not the load's own check of the entries against the signed
+// root.
+TEST_P(ApiEditedStoreTest, AStoreEditedBehindItsBackIsNotServed) {
   StopServer();
+  Edit({"DELETE FROM entries WHERE reference = 'case-1'"});
+  ExpectNotServed();
   config.verify_on_load = false;
-  server = Server::Start(config);
-  ASSERT_TRUE(server.ok()) << server.error().ToString();
-  server_ = std::move(*server);
-  for (int i = 0; i < 1000; ++i) {
-    ready = Send("", "GET", "/readyz");
-    if (ParseJson(ready.body).at("error").at("message") != "the index is loading") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ExpectError(ready, 503, "unavailable");
-  EXPECT_EQ(ParseJson(ready.body).at("error").at("message"),
-            "the index failed to load (retrying; see the server's log)");
+  ExpectNotServed();
 }
 
 // An audit record edited with SQL: the history does not verify, and the
 // server refuses to serve the store; with store.verify_on_load = false the
 // history is not read at start (the entries are still checked against the
 // signed root, and they are intact), so it serves them.
-TEST_P(ApiTest, AnEditedHistoryIsOnlyFoundByTheLoadsVerification) {
+TEST_P(ApiEditedStoreTest, AnEditedHistoryIsOnlyFoundByTheLoadsVerification) {
   StopServer();
-  {
-    Result<std::unique_ptr<matcher::db::Connection>> raw =
-        matcher::db::Connection::Open(store_url_, false);
-    ASSERT_TRUE(raw.ok()) << raw.error().ToString();
-    ASSERT_TRUE(
-        bantay::testing::DropAppendOnlyTriggers(**raw, store_url_.starts_with("sqlite:")).ok());
-    ASSERT_TRUE((*raw)->Execute("UPDATE audit SET actor = 'someone-else' WHERE seq = 2", {}).ok());
-  }
-  Result<std::unique_ptr<Server>> server = Server::Start(config);
-  ASSERT_TRUE(server.ok()) << server.error().ToString();
-  server_ = std::move(*server);
-  HttpResponse ready;
-  for (int i = 0; i < 1000; ++i) {
-    ready = Send("", "GET", "/readyz");
-    if (ParseJson(ready.body).at("error").at("message") != "the index is loading") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ExpectError(ready, 503, "unavailable");
-  StopServer();
+  Edit({"UPDATE audit SET actor = 'someone-else' WHERE seq = 2"});
+  ExpectNotServed();
   config.verify_on_load = false;
   StartServer();
   HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
   ASSERT_EQ(match.status, 200) << match.body;
   EXPECT_EQ(ParseJson(match.body).at("match"), true);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, ApiEditedStoreTest, ::testing::Values("sqlite", "postgres"));
 
 // Changes written into the database after the server loaded it, behind the
 // store's back, are not applied: the server keeps serving the last version
@@ -680,26 +690,6 @@ TEST_P(ApiTest, AnEditedHistoryIsOnlyFoundByTheLoadsVerification) {
 // through the others, with the exact reasons.)
 class ApiTamperTest : public ApiTest {
  protected:
-  // /readyz turns 503 for an index that stays at the setup's version.
-  void ExpectUnreadyAtSetupVersion() {
-    HttpResponse ready;
-    for (int i = 0; i < 1000; ++i) {
-      ready = Send("", "GET", "/readyz");
-      if (ready.status != 200) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ExpectError(ready, 503, "unavailable");
-    const std::string message(ParseJson(ready.body).at("error").at("message").as_string());
-    EXPECT_TRUE(message.starts_with("the index has not followed the store for ")) << message;
-    EXPECT_TRUE(message.ends_with(" s (it serves version " + std::to_string(setup_version_) +
-                                  "; see the server's log)"))
-        << message;
-    const std::string metrics = Send("operator", "GET", "/metrics").body;
-    EXPECT_NE(metrics.find("\nbantay_index_version " + std::to_string(setup_version_) + "\n"),
-              std::string::npos);
-    EXPECT_EQ(metrics.find("\nbantay_index_sync_failures_total 0\n"), std::string::npos);
-  }
-
   // The reference picture still matches, at the setup's version.
   void ExpectStillMatched() {
     HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
@@ -802,18 +792,7 @@ TEST_P(ApiTest, AnIndexThatCannotFollowTheStoreTurnsUnready) {
     e.reference = "after-the-rekey";
     ASSERT_TRUE((*store)->AddEntries({e}, {"cli-user", "cli"}).ok());
   }
-  HttpResponse ready;
-  for (int i = 0; i < 1000; ++i) {
-    ready = Send("", "GET", "/readyz");
-    if (ready.status != 200) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ExpectError(ready, 503, "unavailable");
-  const std::string message(ParseJson(ready.body).at("error").at("message").as_string());
-  EXPECT_TRUE(message.starts_with("the index has not followed the store for ")) << message;
-  EXPECT_TRUE(message.ends_with(" s (it serves version " + std::to_string(setup_version_) +
-                                "; see the server's log)"))
-      << message;
+  ExpectUnreadyAtSetupVersion();
   // It still answers, from the version it has.
   HttpResponse match = MatchPdq("platform", fresh);
   ASSERT_EQ(match.status, 200) << match.body;
