@@ -45,7 +45,7 @@ int RunCli(int argc, char** argv) {
     return kExitOk;
   }
   if (command == "--version") {
-    std::cout << "bantay 0.1.0\n";
+    std::cout << "bantay " << kBantayVersion << "\n";
     return kExitOk;
   }
   if (command == "hash") return RunHashCommand(args, std::cout, std::cerr);

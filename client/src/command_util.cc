@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <streambuf>
 #include <thread>
 #include <utility>
 
@@ -17,6 +18,7 @@
 #include "bantay/matcher/hash_list.h"
 #include "bantay/matcher/snapshot.h"
 #include "bantay/matcher/store_index.h"
+#include "bantay/models/digest.h"
 
 namespace bantay::client {
 namespace {
@@ -100,10 +102,68 @@ Error EmptyIndex(const std::string& index_path, bool active) {
                    "entries; matching against it would find nothing");
 }
 
+// Reads through another stream buffer, and hashes all that it gives.
+class DigestingBuf : public std::streambuf {
+ public:
+  explicit DigestingBuf(std::streambuf* source) : source_(source) {}
+
+  // The SHA-256 of everything the source holds (what was not read yet is
+  // read to its end).
+  models::Sha256Digest Sha256() {
+    while (underflow() != traits_type::eof()) {
+    }
+    return digests_.Finish().sha256;
+  }
+
+ protected:
+  int_type underflow() override {
+    const std::streamsize n = source_->sgetn(buffer_.data(), kChunk);
+    if (n <= 0) {
+      setg(buffer_.data(), buffer_.data(), buffer_.data());
+      return traits_type::eof();
+    }
+    digests_.Update({reinterpret_cast<const uint8_t*>(buffer_.data()),
+                     static_cast<size_t>(n)});
+    setg(buffer_.data(), buffer_.data(), buffer_.data() + n);
+    return traits_type::to_int_type(buffer_[0]);
+  }
+
+ private:
+  static constexpr std::streamsize kChunk = 1 << 16;
+  std::streambuf* source_;
+  std::vector<char> buffer_ = std::vector<char>(kChunk);
+  models::DigestStream digests_;
+};
+
+// The identity of a store's or a snapshot's version.
+void PutVersion(const std::array<uint8_t, 16>& store_id,
+                const matcher::VersionRecord& version,
+                boost::json::object* identity) {
+  (*identity)["store_id"] = models::ToHex(store_id);
+  (*identity)["version"] = version.version;
+  (*identity)["root"] = models::ToHex(version.root);
+  (*identity)["active"] = version.active_count;
+}
+
 }  // namespace
 
+std::string StoreUrlWithoutPassword(const std::string& url) {
+  if (!url.starts_with("postgres")) return url;
+  std::string out = url.substr(0, url.find('?'));
+  const size_t authority = out.find("://");
+  if (authority == std::string::npos) return out;
+  const size_t at = out.find('@', authority);
+  if (at == std::string::npos || at > out.find('/', authority + 3)) return out;
+  const size_t colon = out.find(':', authority + 3);
+  if (colon != std::string::npos && colon < at) out.erase(colon, at - colon);
+  return out;
+}
+
 Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
-                 matcher::HashIndex* index) {
+                 matcher::HashIndex* index, boost::json::object* identity) {
+  boost::json::object unused;
+  if (identity == nullptr) identity = &unused;
+  identity->clear();
   if (IsStoreUrl(index_path)) {
     Result<matcher::DataKey> key = keys.DataKey();
     if (!key.ok()) return key.error();
@@ -118,6 +178,8 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
     Result<matcher::VersionRecord> record = (*store)->Root(*version);
     if (!record.ok()) return record.error();
     if (record->active_count == 0) return EmptyIndex(index_path, true);
+    *identity = {{"kind", "store"}};
+    PutVersion((*store)->store_id(), *record, identity);
     return {};
   }
   if (matcher::IsSnapshotFile(index_path)) {
@@ -131,6 +193,8 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
     if (!snap.ok()) return snap.error();
     // Signed with the snapshot and checked by ReadSnapshot.
     if (snap->version.active_count == 0) return EmptyIndex(index_path, true);
+    *identity = {{"kind", "snapshot"}};
+    PutVersion(snap->store_id, snap->version, identity);
     return matcher::LoadIndexFromEntries(std::move(snap->entries), snap->lists,
                                          snap->version.version, index);
   }
@@ -139,8 +203,12 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
     return Error(ErrorCode::kNotFound, "cannot read index " + index_path);
   const std::string source =
       std::filesystem::path(index_path).filename().string();
-  matcher::ParsedHashList list =
-      matcher::ParseHashList(index_file, source, source);
+  // The digest is of the very bytes parsed (the file may change meanwhile).
+  DigestingBuf digesting(index_file.rdbuf());
+  std::istream parsed(&digesting);
+  matcher::ParsedHashList list = matcher::ParseHashList(parsed, source, source);
+  *identity = {{"kind", "list"},
+               {"sha256", models::ToHex(digesting.Sha256())}};
   if (!list.errors.empty()) {
     // One line per bad line; the caller prefixes the first.
     std::string message;

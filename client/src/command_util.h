@@ -69,8 +69,19 @@ std::string Env(const char* name);
 // active entry (an empty list, a store or snapshot whose entries are all
 // removed or disabled) is kInvalidArgument: matching against it would give
 // a clean result that means nothing.
+//
+// When `identity` is given, it is set to what identifies the index loaded
+// (for a scan report's provenance): "kind" list, store or snapshot; for a
+// list, the "sha256" of the bytes parsed; for a store or a snapshot, the
+// "store_id", the "version" loaded, its signed Merkle "root" and its
+// "active" entry count.
 Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
-                 matcher::HashIndex* index);
+                 matcher::HashIndex* index,
+                 boost::json::object* identity = nullptr);
+
+// A store URL without the password it may carry (a PostgreSQL URL's
+// user:password@ and its query, which may hold password=...).
+std::string StoreUrlWithoutPassword(const std::string& url);
 
 // The API key from the file (else BANTAY_API_KEY_FILE, else BANTAY_API_KEY):
 // 64 hex digits. The key is never part of a message.

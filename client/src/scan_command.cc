@@ -45,6 +45,7 @@
 namespace bantay::client {
 namespace {
 
+namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kExitStopped = 3;
@@ -81,10 +82,27 @@ and SHA-256 checked. Videos add frames_hashed, frames_matched, duration, and
 per match the number of frames and the first matching time. With --csv FILE
 the same fields are CSV columns (several matches joined with |).
 
+Provenance records, which have a "record" member (entry records never do),
+frame the entries: the first record is
+  {"record":"scan","tool":"bantay","version":"...","started":"...Z",
+   "host":"...","roots":[{"path":"...","resolved":"..."}],
+   "index":{"kind":"list","path":"...","sha256":"..."},"options":{...},
+   "format":"json"}
+(the index: a list's SHA-256 of its bytes; a store's or snapshot's
+store_id, version, signed root and active count; a server's url; the
+options: those that change records), and a scan that went through every
+entry ends with {"record":"end","finished":"...Z","entries":N,...} (the
+counts of the summary). In a CSV report each is a row of one cell, '#' and
+the same JSON; the "scan" row comes before the column names.
+
 A scan stopped by Ctrl-C (or SIGTERM, or --max-files) leaves a report of the
 entries finished so far; the same command with --resume continues it without
-rehashing them, and the finished report is the same as that of a scan that
-was never stopped. Progress goes to standard error: a bar on a terminal,
+rehashing them, after a {"record":"resumed","time":"...Z",...} record, and
+the finished report's records are those of a scan that was never stopped.
+--resume refuses a report made with another index (a list whose bytes
+changed, another store version), other roots or other options, and a report
+without a "scan" record (made by an older bantay); a finished report is
+left as it is. Progress goes to standard error: a bar on a terminal,
 a line every 10 s otherwise, and a summary at the end.
 
 Where to match (one of):
@@ -550,15 +568,23 @@ std::string Hms(double seconds) {
   return buf;
 }
 
+std::string NowIsoTime() {
+  return IsoTime(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count());
+}
+
 // The walk, the workers and the in-order writer.
 class ScanRun {
  public:
   // kept: the records of the report resumed (counted in the summary and
   // the exit status with those written now).
+  // preamble: what the report gets before the records of this run (its
+  // "scan" record, or the "resumed" one).
   ScanRun(const ScanOptions& options, ScanMatcher* matcher,
           const std::unordered_set<std::string>* done, const Counters& kept,
-          int report_fd, std::ostream& out, std::ostream& err, bool bar,
-          bool lines)
+          int report_fd, std::string preamble, std::ostream& out,
+          std::ostream& err, bool bar, bool lines)
       : options_(options),
         scanner_(options, matcher),
         done_(done),
@@ -567,24 +593,31 @@ class ScanRun {
         out_(out),
         err_(err),
         bar_(bar),
-        lines_(lines) {}
+        lines_(lines),
+        pending_(std::move(preamble)) {}
 
   // Returns the exit status.
   int Run() {
     start_ = Clock::now();
-    std::thread walker([this] { Walk(); });
-    std::vector<std::thread> workers;
-    const int n = options_.threads;
-    for (int i = 0; i < n; ++i) workers.emplace_back([this, i] { Work(i); });
-    Supervise();
-    for (auto& t : workers) t.join();
-    walker.join();
+    written_ok_ = Flush(/*sync=*/false);
+    if (written_ok_) {
+      std::thread walker([this] { Walk(); });
+      std::vector<std::thread> workers;
+      const int n = options_.threads;
+      for (int i = 0; i < n; ++i) workers.emplace_back([this, i] { Work(i); });
+      Supervise();
+      for (auto& t : workers) t.join();
+      walker.join();
+    }
+    const int status = ExitStatus();
+    // A scan that went through every entry says so: a report without an
+    // "end" record is not finished.
+    if (written_ok_ && (status == kExitOk || status == kExitSomeFailed)) {
+      pending_ += FormatProvenance(EndRecord(), options_.format);
+    }
     if (written_ok_) written_ok_ = Flush(/*sync=*/true);
     Summary();
-    if (!written_ok_ || fatal_) return kExitUsage;
-    if (StopSignalReceived() != 0 || interrupted_) return kExitInterrupted;
-    if (stopped_by_limit_) return kExitStopped;
-    return done_counts_.errors + kept_.errors > 0 ? kExitSomeFailed : kExitOk;
+    return written_ok_ ? status : kExitUsage;
   }
 
  private:
@@ -785,6 +818,28 @@ class ScanRun {
     }
   }
 
+  int ExitStatus() const {
+    if (!written_ok_ || fatal_) return kExitUsage;
+    if (StopSignalReceived() != 0 || interrupted_) return kExitInterrupted;
+    if (stopped_by_limit_) return kExitStopped;
+    return done_counts_.errors + kept_.errors > 0 ? kExitSomeFailed : kExitOk;
+  }
+
+  // The whole report's counts (with the records kept by --resume).
+  boost::json::object EndRecord() const {
+    const Counters& d = done_counts_;
+    const Counters& k = kept_;
+    return {{"record", "end"},
+            {"finished", NowIsoTime()},
+            {"entries", k.entries + d.entries},
+            {"images", k.images + d.images},
+            {"videos", k.videos + d.videos},
+            {"others", k.others + d.others},
+            {"skipped", k.skipped + d.skipped},
+            {"matched", k.matched + d.matched},
+            {"errors", k.errors + d.errors}};
+  }
+
   static Counters Count(const ScanRecord& r) {
     Counters c;
     c.Count(r.kind, !r.matches.empty(), static_cast<bool>(r.error));
@@ -918,6 +973,7 @@ class ScanRun {
   const bool bar_;
   const bool lines_;
   Clock::time_point start_;
+  std::string pending_;  // records not yet written; the writer's own
 
   std::mutex mu_;
   std::condition_variable tasks_cv_;
@@ -941,16 +997,119 @@ class ScanRun {
   int workers_done_ = 0;
   Counters total_;
   Counters done_counts_;
-  std::string pending_;  // records not yet written; the writer's own
   bool written_ok_ = true;
   std::string write_error_;
   bool bar_shown_ = false;
 };
 
-// Opens (or creates) the report file; with --resume, reads what it holds
-// and cuts off a record that a killed scan left incomplete.
-Status OpenReport(const ScanOptions& options, ExistingReport* existing,
-                  int* report_fd) {
+// The report's "scan" record for this invocation: the tool, the roots as
+// given and resolved, the index's identity (index_id: LoadIndex's, or none
+// for a server), the options that change records, the report's format,
+// the start time and the host. --threads, --max-files and --progress
+// change no record and are left out.
+json::object ScanHeader(const ScanOptions& o, const json::object& index_id) {
+  namespace fs = std::filesystem;
+  json::array roots;
+  for (const std::string& root : o.roots) {
+    json::object r;
+    PutBytes(&r, "path", root);
+    std::error_code ec;
+    fs::path resolved = fs::weakly_canonical(fs::absolute(root, ec), ec);
+    if (ec) resolved = fs::absolute(root, ec);
+    PutBytes(&r, "resolved", resolved.string());
+    roots.push_back(std::move(r));
+  }
+  json::object index;
+  if (o.index.empty()) {
+    index = {{"kind", "server"}, {"url", o.client.url}};
+  } else {
+    index["kind"] = index_id.at("kind");
+    if (IsStoreUrl(o.index)) {
+      index["url"] = StoreUrlWithoutPassword(o.index);
+    } else {
+      PutBytes(&index, "path", o.index);
+    }
+    for (const auto& [key, value] : index_id) index[key] = value;
+  }
+  json::object options;
+  options["videos"] = o.videos;
+  if (o.videos) {
+    if (o.every == static_cast<double>(static_cast<int64_t>(o.every))) {
+      options["every"] = static_cast<int64_t>(o.every);
+    } else {
+      options["every"] = o.every;
+    }
+  }
+  options["dihedral"] = o.dihedral;
+  // null: the server's.
+  if (o.radius >= 0 || !o.index.empty()) {
+    options["radius"] = o.radius >= 0 ? o.radius : models::kPdqMatchThreshold;
+  } else {
+    options["radius"] = nullptr;
+  }
+  options["min_quality"] = models::kPdqMinQuality;
+  options["max_pixels"] = o.max_pixels;
+  options["max_jpeg_scans"] = o.max_jpeg_scans;
+  options["follow_symlinks"] = o.follow_symlinks;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  json::object header{{"record", "scan"},
+                      {"tool", "bantay"},
+                      {"version", kBantayVersion},
+                      {"started", NowIsoTime()}};
+  PutBytes(&header, "host", host);
+  header["roots"] = std::move(roots);
+  header["index"] = std::move(index);
+  header["options"] = std::move(options);
+  header["format"] = o.format == ReportFormat::kCsv ? "csv" : "json";
+  return header;
+}
+
+// What makes the records of `now` (this invocation's "scan" record) other
+// than those of `made` (the report's), named for the user; "" when nothing
+// does (the start time and the host do not).
+std::string HeaderDifference(const json::object& made, const json::object& now) {
+  static constexpr std::pair<std::string_view, std::string_view> kCompared[] = {
+      {"tool", "another tool"},       {"version", "another bantay version"},
+      {"roots", "other scan roots"},  {"index", "another index"},
+      {"options", "other options"},   {"format", "another format"}};
+  auto text = [](const json::value* v) {
+    return v == nullptr ? std::string("none") : json::serialize(*v);
+  };
+  for (const auto& [key, what] : kCompared) {
+    const json::value* was = made.if_contains(key);
+    const json::value* is = now.if_contains(key);
+    if (was != nullptr && is != nullptr && *was == *is) continue;
+    if (key == "options" && was != nullptr && was->is_object()) {
+      // Named one by one.
+      std::string differing;
+      json::object all = was->as_object();
+      for (const auto& [name, value] : is->as_object()) all[name] = value;
+      for (const auto& [name, value] : all) {
+        const json::value* a = was->as_object().if_contains(name);
+        const json::value* b = is->as_object().if_contains(name);
+        if (a != nullptr && b != nullptr && *a == *b) continue;
+        differing += std::string(differing.empty() ? "" : "; ") +
+                     std::string(name) + ": " + text(a) + " in the report, " +
+                     text(b) + " now";
+      }
+      return std::string(what) + " (" + differing + ")";
+    }
+    return std::string(what) + " (" + text(was) + " in the report, " +
+           text(is) + " now)";
+  }
+  return "";
+}
+
+// Opens (or creates) the report file; with --resume, reads what it holds,
+// checks that it was made as this invocation would make it (header: this
+// invocation's "scan" record), and cuts off a record that a killed scan left
+// incomplete. *preamble: what this run writes before its records (the
+// "scan" record, or the "resumed" one). A report that is finished (has an
+// "end" record) is not opened: *report_fd stays -1.
+Status OpenReport(const ScanOptions& options, const json::object& header,
+                  ExistingReport* existing, int* report_fd,
+                  std::string* preamble) {
   const std::string& path = options.report;
   struct stat st;
   const bool exists = stat(path.c_str(), &st) == 0;
@@ -964,6 +1123,27 @@ Status OpenReport(const ScanOptions& options, ExistingReport* existing,
         !read.ok()) {
       return read;
     }
+    if (existing->header) {
+      if (const std::string differs = HeaderDifference(*existing->header, header);
+          !differs.empty()) {
+        return Error(ErrorCode::kInvalidArgument,
+                     "cannot resume the report " + path +
+                         ": it was made with " + differs +
+                         "; its records and this scan's would not be of one "
+                         "scan (start a new report)");
+      }
+    }
+    if (existing->end) return {};
+  }
+  if (existing->header) {
+    *preamble = FormatProvenance({{"record", "resumed"},
+                                  {"time", NowIsoTime()},
+                                  {"host", header.at("host")},
+                                  {"kept", existing->counts.entries}},
+                                 options.format);
+  } else {
+    *preamble = FormatProvenance(header, options.format);
+    if (options.format == ReportFormat::kCsv) *preamble += CsvHeader();
   }
   int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
   if (!options.resume) flags |= O_TRUNC;
@@ -975,15 +1155,6 @@ Status OpenReport(const ScanOptions& options, ExistingReport* existing,
       const int e = errno;
       close(fd);
       return ErrnoError(e, "cannot continue the report " + path);
-    }
-  }
-  if (options.format == ReportFormat::kCsv && existing->complete_bytes == 0) {
-    const std::string header = CsvHeader();
-    if (write(fd, header.data(), header.size()) !=
-        static_cast<ssize_t>(header.size())) {
-      const int e = errno;
-      close(fd);
-      return ErrnoError(e, "cannot write the report " + path);
     }
   }
   *report_fd = fd;
@@ -1166,9 +1337,11 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
   // The matcher first: a scan that cannot match is not started.
   std::unique_ptr<ScanMatcher> matcher;
   matcher::HashIndex index;
+  json::object index_id;
   if (!o.index.empty()) {
     o.keys.FromEnvironment();
-    if (Status loaded = LoadIndex(o.index, o.keys, &index); !loaded.ok()) {
+    if (Status loaded = LoadIndex(o.index, o.keys, &index, &index_id);
+        !loaded.ok()) {
       return usage(loaded.error().message());
     }
     index.MergeNow();
@@ -1197,11 +1370,25 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
     matcher = MakeServerMatcher(std::move(server));
   }
 
+  const json::object header = ScanHeader(o, index_id);
   ExistingReport existing;
   int report_fd = -1;
+  std::string preamble = FormatProvenance(header, o.format);
   if (!o.report.empty()) {
-    Status opened = OpenReport(o, &existing, &report_fd);
+    Status opened = OpenReport(o, header, &existing, &report_fd, &preamble);
     if (!opened.ok()) return usage(opened.error().message());
+    if (existing.end) {
+      const RecordCounts& c = existing.counts;
+      const json::value* finished = existing.end->if_contains("finished");
+      err << "bantay scan: the report " << o.report << " is finished ("
+          << WithCommas(c.entries) << " entries, " << WithCommas(c.matched)
+          << " matched, " << WithCommas(c.errors) << " with errors"
+          << (finished != nullptr && finished->is_string()
+                  ? "; " + std::string(finished->as_string())
+                  : std::string())
+          << "): nothing to resume\n";
+      return c.errors > 0 ? kExitSomeFailed : kExitOk;
+    }
     if (o.resume && existing.counts.entries > 0) {
       err << "bantay scan: resuming: " << WithCommas(existing.counts.entries)
           << " entries already in " << o.report << "\n";
@@ -1223,7 +1410,7 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
     Counters kept;
     static_cast<RecordCounts&>(kept) = existing.counts;
     ScanRun run(o, matcher.get(), o.resume ? &existing.paths : nullptr, kept,
-                report_fd, out, err, bar, lines);
+                report_fd, std::move(preamble), out, err, bar, lines);
     status = run.Run();
   }
   if (report_fd >= 0) close(report_fd);

@@ -28,19 +28,6 @@ constexpr const char* kCsvColumns[] = {
     "distances",    "error_code",    "error_message",  "note",
     "link_target"};
 
-// UTC, with the nanoseconds the file system keeps.
-std::string IsoTime(int64_t ns) {
-  const time_t secs = static_cast<time_t>(ns / 1'000'000'000);
-  int64_t frac = ns % 1'000'000'000;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ",
-                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
-  return buf;
-}
-
 // Gives back the cell as it was before CsvField neutralised it.
 void Unneutralise(std::string* cell) {
   const std::string_view c = *cell;
@@ -113,12 +100,7 @@ json::object MatchObject(const ScanMatch& m) {
 
 std::string JsonLine(const ScanRecord& r) {
   json::object o;
-  if (models::IsValidUtf8(r.path)) {
-    o["path"] = r.path;
-  } else {
-    o["path"] = models::Utf8Lossy(r.path);
-    o["path_hex"] = HexOf(r.path);
-  }
+  PutBytes(&o, "path", r.path);
   o["kind"] = r.kind;
   if (!r.format.empty()) o["format"] = r.format;
   if (r.size) o["size"] = *r.size;
@@ -217,6 +199,38 @@ size_t CsvColumn(std::string_view name) {
       std::begin(kCsvColumns));
 }
 
+Error NotARecord(const std::string& path, int64_t line_number,
+                 std::string_view why = "") {
+  return Error(ErrorCode::kInvalidArgument,
+               path + ":" + std::to_string(line_number) +
+                   ": not a record of a bantay scan report" +
+                   (why.empty() ? "" : " (" + std::string(why) + ")"));
+}
+
+Error NoHeader(const std::string& path) {
+  return Error(ErrorCode::kInvalidArgument,
+               "the report " + path +
+                   " has no \"scan\" record (a report of an older bantay): "
+                   "what made it is not known, so it cannot be resumed; "
+                   "start a new report");
+}
+
+// The provenance record (a "record" member naming it) in a JSON object,
+// else none.
+std::optional<json::object> ProvenanceOf(const json::value& v) {
+  const json::object* o = v.if_object();
+  const json::value* kind = o != nullptr ? o->if_contains("record") : nullptr;
+  if (kind == nullptr || !kind->is_string()) return std::nullopt;
+  return *o;
+}
+
+// Takes a "resumed" or "end" record into the report; false for any other.
+bool KeepProvenance(const json::object& record, ExistingReport* report) {
+  const json::string& kind = record.at("record").as_string();
+  if (kind == "end") report->end = record;
+  return kind == "end" || kind == "resumed";
+}
+
 Status ReadJsonLines(const std::string& path, const std::string& data,
                      ExistingReport* out) {
   ExistingReport& report = *out;
@@ -230,85 +244,138 @@ Status ReadJsonLines(const std::string& path, const std::string& data,
     json::value v = json::parse(std::string_view(data).substr(pos, end - pos), ec);
     const json::object* o = !ec ? v.if_object() : nullptr;
     const json::value* p = o != nullptr ? o->if_contains("path") : nullptr;
-    if (p == nullptr || !p->is_string() || !o->contains("verdict")) {
-      return Error(ErrorCode::kInvalidArgument,
-                   path + ":" + std::to_string(line_number) +
-                       ": not a record of a bantay scan report");
+    const bool entry = p != nullptr && p->is_string() && o->contains("verdict") &&
+                       !o->contains("record");
+    std::optional<json::object> provenance;
+    if (!ec) provenance = ProvenanceOf(v);
+    if (line_number == 1) {
+      if (entry) return NoHeader(path);
+      if (!provenance || provenance->at("record") != "scan") {
+        return NotARecord(path, line_number);
+      }
+      report.header = std::move(*provenance);
+    } else if (report.end) {
+      return NotARecord(path, line_number, "after the end record");
+    } else if (provenance) {
+      if (!KeepProvenance(*provenance, &report)) {
+        return NotARecord(path, line_number);
+      }
+    } else if (!entry) {
+      return NotARecord(path, line_number);
+    } else {
+      std::string raw = PathOf(*o);
+      if (raw.empty()) return NotARecord(path, line_number, "bad path_hex");
+      report.paths.insert(std::move(raw));
+      const json::value* kind = o->if_contains("kind");
+      const json::value* matches = o->if_contains("matches");
+      report.counts.Count(
+          kind != nullptr && kind->is_string() ? kind->as_string() : "",
+          matches != nullptr && matches->is_array() &&
+              !matches->as_array().empty(),
+          o->contains("error"));
     }
-    std::string raw = PathOf(*o);
-    if (raw.empty()) {
-      return Error(ErrorCode::kInvalidArgument,
-                   path + ":" + std::to_string(line_number) +
-                       ": not a record of a bantay scan report (bad path_hex)");
-    }
-    report.paths.insert(std::move(raw));
-    const json::value* kind = o->if_contains("kind");
-    const json::value* matches = o->if_contains("matches");
-    report.counts.Count(kind != nullptr && kind->is_string() ? kind->as_string() : "",
-                        matches != nullptr && matches->is_array() &&
-                            !matches->as_array().empty(),
-                        o->contains("error"));
     pos = end + 1;
     report.complete_bytes = static_cast<int64_t>(pos);
   }
   return {};
 }
 
-// RFC 4180 records; the path is kept, the kind, match count and error code
-// counted.
+// The RFC 4180 row at data[*pos], into *fields; *pos moves past it. False
+// when it is cut off (no line break ends it).
+bool ReadCsvRow(const std::string& data, size_t* pos,
+                std::vector<std::string>* fields) {
+  fields->assign(1, "");
+  bool quoted = false;
+  for (size_t i = *pos; i < data.size(); ++i) {
+    const char c = data[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < data.size() && data[i + 1] == '"') {
+          fields->back() += '"';
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        fields->back() += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields->emplace_back();
+    } else if (c == '\n') {
+      *pos = i + 1;
+      return true;
+    } else {
+      fields->back() += c;
+    }
+  }
+  return false;
+}
+
+// A row of one cell, '#' and the JSON of a provenance record: that record.
+// kInvalidArgument for a row of one cell that starts with '#' but does not
+// hold one (entry rows have every column).
+Result<std::optional<json::object>> CsvProvenance(
+    const std::vector<std::string>& fields) {
+  if (fields.size() != 1 || !fields[0].starts_with('#')) {
+    return std::optional<json::object>();
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(std::string_view(fields[0]).substr(1), ec);
+  std::optional<json::object> record;
+  if (!ec) record = ProvenanceOf(v);
+  if (!record) return Error(ErrorCode::kInvalidArgument, "");
+  return record;
+}
+
+// The "scan" row, the column names, then RFC 4180 records: the path is
+// kept, the kind, match count and error code counted.
 Status ReadCsv(const std::string& path, const std::string& data,
                ExistingReport* out) {
   static const size_t kKind = CsvColumn("kind");
   static const size_t kMatchCount = CsvColumn("match_count");
   static const size_t kErrorCode = CsvColumn("error_code");
   ExistingReport& report = *out;
-  const std::string header = CsvHeader();
-  if (data.size() < header.size() ||
-      data.compare(0, header.size(), header) != 0) {
-    if (header.compare(0, data.size(), data) == 0) return {};  // cut off
-    return Error(ErrorCode::kInvalidArgument,
-                 path + ": not a bantay scan report (another CSV header)");
+  const std::string columns = CsvHeader();
+  const Error another_header(ErrorCode::kInvalidArgument,
+                             path + ": not a bantay scan report (another CSV header)");
+  std::vector<std::string> fields;
+  size_t pos = 0;
+  if (!ReadCsvRow(data, &pos, &fields)) return {};  // cut off: nothing kept
+  Result<std::optional<json::object>> header = CsvProvenance(fields);
+  if (!header.ok() || !*header || (*header)->at("record") != "scan") {
+    if (data.starts_with(columns)) return NoHeader(path);
+    return another_header;
   }
-  report.complete_bytes = static_cast<int64_t>(header.size());
-  size_t pos = header.size();
-  while (pos < data.size()) {
-    std::vector<std::string> fields(1);
-    bool quoted = false, complete = false;
-    size_t i = pos;
-    for (; i < data.size(); ++i) {
-      const char c = data[i];
-      if (quoted) {
-        if (c == '"') {
-          if (i + 1 < data.size() && data[i + 1] == '"') {
-            fields.back() += '"';
-            ++i;
-          } else {
-            quoted = false;
-          }
-        } else {
-          fields.back() += c;
-        }
-      } else if (c == '"') {
-        quoted = true;
-      } else if (c == ',') {
-        fields.emplace_back();
-      } else if (c == '\n') {
-        complete = true;
-        break;
-      } else {
-        fields.back() += c;
-      }
+  if (data.compare(pos, columns.size(), columns) != 0) {
+    if (columns.compare(0, data.size() - pos, data, pos) == 0) return {};
+    return another_header;
+  }
+  report.header = std::move(**header);
+  pos += columns.size();
+  report.complete_bytes = static_cast<int64_t>(pos);
+  // Rows, counted from the column names' (2).
+  for (int64_t row = 3; pos < data.size(); ++row) {
+    size_t next = pos;
+    if (!ReadCsvRow(data, &next, &fields)) break;  // cut off: dropped
+    Result<std::optional<json::object>> provenance = CsvProvenance(fields);
+    if (report.end) return NotARecord(path, row, "after the end record");
+    if (!provenance.ok() ||
+        (*provenance && !KeepProvenance(**provenance, &report))) {
+      return NotARecord(path, row);
     }
-    if (!complete) break;  // cut off: dropped
-    auto field = [&](size_t column) -> std::string_view {
-      return column < fields.size() ? fields[column] : std::string_view();
-    };
-    report.counts.Count(field(kKind),
-                        !field(kMatchCount).empty() && field(kMatchCount) != "0",
-                        !field(kErrorCode).empty());
-    Unneutralise(&fields.front());
-    report.paths.insert(std::move(fields.front()));
-    pos = i + 1;
+    if (!*provenance) {
+      auto field = [&](size_t column) -> std::string_view {
+        return column < fields.size() ? fields[column] : std::string_view();
+      };
+      report.counts.Count(
+          field(kKind), !field(kMatchCount).empty() && field(kMatchCount) != "0",
+          !field(kErrorCode).empty());
+      Unneutralise(&fields.front());
+      report.paths.insert(std::move(fields.front()));
+    }
+    pos = next;
     report.complete_bytes = static_cast<int64_t>(pos);
   }
   return {};
@@ -325,6 +392,32 @@ std::string ScanRecord::Verdict() const {
 
 std::string FormatRecord(const ScanRecord& record, ReportFormat format) {
   return format == ReportFormat::kCsv ? CsvLine(record) : JsonLine(record);
+}
+
+std::string IsoTime(int64_t ns) {
+  const time_t secs = static_cast<time_t>(ns / 1'000'000'000);
+  int64_t frac = ns % 1'000'000'000;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ",
+                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+  return buf;
+}
+
+std::string FormatProvenance(const json::object& record, ReportFormat format) {
+  const std::string text = json::serialize(record);
+  return format == ReportFormat::kCsv ? CsvField("#" + text) + "\n" : text + "\n";
+}
+
+void PutBytes(json::object* o, std::string_view key, std::string_view raw) {
+  if (models::IsValidUtf8(raw)) {
+    (*o)[key] = raw;
+    return;
+  }
+  (*o)[key] = models::Utf8Lossy(raw);
+  (*o)[std::string(key) + "_hex"] = HexOf(raw);
 }
 
 std::string CsvHeader() {

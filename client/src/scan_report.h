@@ -1,9 +1,11 @@
 // The report of `bantay scan`: one record per entry of the scanned trees, as
-// a JSON line or a CSV row, and the reading of an existing report to resume
-// an interrupted scan.
+// a JSON line or a CSV row, between provenance records (how the report was
+// made), and the reading of an existing report to resume an interrupted
+// scan.
 #ifndef BANTAY_CLIENT_SCAN_REPORT_H_
 #define BANTAY_CLIENT_SCAN_REPORT_H_
 
+#include <boost/json.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,13 +64,30 @@ enum class ReportFormat { kJsonLines, kCsv };
 
 // One line, with its line break.
 std::string FormatRecord(const ScanRecord& record, ReportFormat format);
-// The first line of a CSV report.
+// The line of the column names of a CSV report (after its "scan" record).
 std::string CsvHeader();
 
-// What an existing report already holds: the paths it has a record for, and
-// the byte length of its complete records (a record cut off by a killed
-// scan is dropped). Errors: kIo; kInvalidArgument when it is not a report of
-// that format (a line that does not parse before the end, another header).
+// Provenance records are JSON objects whose "record" member names them:
+// "scan", the first record of every report (the tool, the roots, the index
+// and the options that change results, the start time); "resumed", where a
+// --resume run began to append; "end", after the last entry of a finished
+// scan (its time and counts). A JSON-lines report holds each as a line; a
+// CSV report as a row of one cell, '#' followed by the JSON (as a CSV
+// field: quoted, its quotes doubled; the '#' keeps a spreadsheet from
+// running any value in it). Entry records never have a "record" member, and
+// entry rows always have every column. One line, with its line break.
+std::string FormatProvenance(const boost::json::object& record,
+                             ReportFormat format);
+
+// RFC 3339, UTC, with nanoseconds (those the file system keeps), of a time
+// in nanoseconds since the epoch.
+std::string IsoTime(int64_t ns);
+
+// Sets o[key] to the bytes `raw` when they are UTF-8; else to them with
+// U+FFFD for the bad bytes, and o[key + "_hex"] to their exact hex.
+void PutBytes(boost::json::object* o, std::string_view key,
+              std::string_view raw);
+
 // Records counted as a scan's summary counts them: in all, by kind (image,
 // video, other; symlink and special together), with matches, with an
 // error. For the records a scan writes and those a report already holds.
@@ -83,10 +102,20 @@ struct RecordCounts {
   void Count(std::string_view kind, bool has_matches, bool has_error);
 };
 
+// What an existing report already holds: its "scan" record, the paths it
+// has a record for, and the byte length of its complete records (a record
+// cut off by a killed scan is dropped; so is a "scan" record or CSV column
+// line cut off, which leaves nothing kept). Errors: kIo; kInvalidArgument
+// when it is not a report of that format (a line that does not parse before
+// the end, another CSV header, a record after the "end" record) or has no
+// "scan" record (a report of an older bantay).
 struct ExistingReport {
+  std::optional<boost::json::object> header;  // none when nothing is kept
   std::unordered_set<std::string> paths;
   int64_t complete_bytes = 0;
   RecordCounts counts;  // of the complete records
+  // The report's "end" record, when the scan that made it finished.
+  std::optional<boost::json::object> end;
 };
 Status ReadExistingReport(const std::string& path, ReportFormat format,
                           ExistingReport* report);

@@ -472,7 +472,33 @@ TEST(IndexCommandTest, AStoreOrSnapshotWithoutActiveEntriesIsRefusedForMatching)
       RunScanCommand,
       {evidence.path(), "--store", cli.store(), "--key", data_key, "--progress", "none"});
   EXPECT_EQ(enabled.status, kExitOk) << enabled.err;
-  EXPECT_EQ(enabled.lines.size(), 1u);
+  ASSERT_EQ(enabled.lines.size(), 3u) << enabled.out;  // "scan", the entry, "end"
+  EXPECT_EQ(enabled.lines[1].at("verdict"), "no_match");
+  // The report names the store and the signed version it was matched
+  // against; a snapshot of that version, the same version.
+  CliRun stats = cli.Run({"stats"});
+  CliRun root = cli.Run({"root"});
+  ASSERT_EQ(root.status, kExitOk) << root.err;
+  auto identity = [&](const char* kind, const char* where_key, const std::string& where) {
+    return json::serialize(json::object{{"kind", kind},
+                                        {where_key, where},
+                                        {"store_id", stats.lines[0].at("store_id")},
+                                        {"version", root.lines[0].at("version")},
+                                        {"root", root.lines[0].at("root")},
+                                        {"active", 1}});
+  };
+  EXPECT_EQ(root.lines[0].at("version"), 4);  // init, add, disable, enable
+  EXPECT_EQ(json::serialize(enabled.lines[0].at("index")),
+            identity("store", "url", cli.store()));
+  const std::string full_snap = cli.dir().path() + "/full.snap";
+  ASSERT_EQ(cli.Run({"export", "--out", full_snap}).status, kExitOk);
+  CliRun snap_enabled = bantay::testing::RunCommand(
+      RunScanCommand, {evidence.path(), "--index", full_snap, "--key", data_key,
+                       "--public-key", public_key, "--progress", "none"});
+  EXPECT_EQ(snap_enabled.status, kExitOk) << snap_enabled.err;
+  ASSERT_EQ(snap_enabled.lines.size(), 3u) << snap_enabled.out;
+  EXPECT_EQ(json::serialize(snap_enabled.lines[0].at("index")),
+            identity("snapshot", "path", full_snap));
 }
 
 TEST(IndexCommandTest, ANewSqliteStoreIsPrivateToItsOwner) {

@@ -19,6 +19,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <random>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,6 +89,21 @@ std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
 }
 
 std::string Hex(const models::Md5Digest& d) { return models::ToHex(d); }
+
+// Now, as the report's times are written (RFC 3339, UTC, nanoseconds).
+std::string NowText() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const int64_t ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now).count();
+  const time_t secs = static_cast<time_t>(ns / 1'000'000'000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ",
+                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<long long>(ns % 1'000'000'000));
+  return buf;
+}
 std::string Hex(const models::Sha256Digest& d) { return models::ToHex(d); }
 
 std::string ReadFile(const std::string& path) {
@@ -95,13 +111,58 @@ std::string ReadFile(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// The entry records of a JSON-lines report, whose first line must be its
+// "scan" record; provenance records (those with a "record" member) are left
+// out.
 std::vector<json::object> JsonLines(const std::string& text) {
   std::vector<json::object> out;
   std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    out.push_back(json::parse(line).as_object());
+  bool first = true;
+  for (std::string line; std::getline(in, line); first = false) {
+    json::object o = json::parse(line).as_object();
+    if (first) {
+      EXPECT_EQ(o["record"], "scan") << line;
+    }
+    if (!o.contains("record")) out.push_back(std::move(o));
   }
   return out;
+}
+
+// The lines of the entry records of a report (JSON lines, or CSV rows
+// without the column names), checked to start with its "scan" record and to
+// end with its "end" record when `finished`.
+std::string Entries(const std::string& text, bool finished = true) {
+  std::istringstream in(text);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  if (lines.empty()) {
+    ADD_FAILURE() << "no scan record";
+    return "";
+  }
+  const bool csv = lines[0].starts_with("\"#{");
+  EXPECT_TRUE(lines[0].starts_with(csv ? "\"#{\"\"record\"\":\"\"scan\"\","
+                                       : "{\"record\":\"scan\","))
+      << lines[0];
+  const std::string end = csv ? "\"#{\"\"record\"\":\"\"end\"\","
+                              : "{\"record\":\"end\",";
+  EXPECT_EQ(lines.back().starts_with(end), finished) << lines.back();
+  std::string out;
+  for (size_t i = csv ? 2 : 1; i < lines.size() - (finished ? 1 : 0); ++i) {
+    out += lines[i] + "\n";
+  }
+  return out;
+}
+
+// A report with what differs by nature between two runs of one scan taken
+// out: the times of its "scan", "resumed" and "end" records, and its
+// "resumed" records (a --resume run adds one where it began).
+std::string SameScan(const std::string& report) {
+  static const std::regex kResumed(
+      R"re((^|\n)"?#?\{"{1,2}record"{1,2}:"{1,2}resumed"{1,2}[^\n]*)re");
+  static const std::regex kTime(
+      R"re(("{1,2})(started|finished)"{1,2}:"{1,2}[0-9T:.Z-]+)re");
+  return std::regex_replace(std::regex_replace(report, kResumed, ""), kTime,
+                            "$1$2$1:$1T");
 }
 
 // The scanned tree:
@@ -330,7 +391,7 @@ TEST_F(ScanCommandTest, EveryEntryGetsItsExactRecordInWalkOrder) {
   for (size_t i = 0; i < lines.size(); ++i) {
     EXPECT_EQ(json::serialize(lines[i]), expected_[i]) << i;
   }
-  EXPECT_EQ(run.out, ExpectedReport());
+  EXPECT_EQ(Entries(run.out), ExpectedReport());
   EXPECT_NE(run.err.find("bantay scan: 9 entries (5 images, 0 videos, 2 other "
                          "files, 2 links/special skipped)"),
             std::string::npos)
@@ -344,15 +405,15 @@ TEST_F(ScanCommandTest, OneThreadAndManyThreadsGiveTheSameReport) {
                      "--progress", "none"});
   CliRun many = Scan({tree_.root(), "--index", tree_.list(), "--threads", "7",
                       "--progress", "none"});
-  EXPECT_EQ(one.out, ExpectedReport());
-  EXPECT_EQ(many.out, ExpectedReport());
+  EXPECT_EQ(Entries(one.out), ExpectedReport());
+  EXPECT_EQ(Entries(many.out), ExpectedReport());
 }
 
 TEST_F(ScanCommandTest, SeveralRootsAndSingleFiles) {
   CliRun run = Scan({tree_.Path("notes.txt"), tree_.Path("b"), "--index",
                      tree_.list(), "--progress", "none"});
   EXPECT_EQ(run.status, kExitOk) << run.err;
-  EXPECT_EQ(run.out, expected_[6] + "\n" + expected_[1] + "\n" + expected_[2] +
+  EXPECT_EQ(Entries(run.out), expected_[6] + "\n" + expected_[1] + "\n" + expected_[2] +
                          "\n");
 }
 
@@ -451,7 +512,7 @@ TEST(ScanLinkLoopTest, ALoopOfLinksIsAnIoError) {
   std::ofstream(list) << "pdq " << kAaaPdq << " case-aaa\n";
   CliRun run = Scan({root, "--index", list, "--follow-symlinks", "--progress", "none"});
   EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
-  EXPECT_EQ(run.out,
+  EXPECT_EQ(Entries(run.out),
             "{\"path\":\"" + root +
                 "/self\",\"kind\":\"unknown\",\"verdict\":\"error\",\"error\":{"
                 "\"code\":\"io_error\",\"message\":\"follow link: too many levels of "
@@ -468,22 +529,25 @@ TEST_F(ScanCommandTest, CsvReportHasOneRowPerEntry) {
   std::istringstream in(csv);
   std::vector<std::string> rows;
   for (std::string line; std::getline(in, line);) rows.push_back(line);
-  ASSERT_EQ(rows.size(), 1 + expected_.size()) << csv;
-  EXPECT_EQ(rows[0],
+  // The "scan" record, the column names, the entries, the "end" record.
+  ASSERT_EQ(rows.size(), 3 + expected_.size()) << csv;
+  EXPECT_TRUE(rows[0].starts_with("\"#{\"\"record\"\":\"\"scan\"\",")) << rows[0];
+  EXPECT_TRUE(rows.back().starts_with("\"#{\"\"record\"\":\"\"end\"\",")) << rows.back();
+  EXPECT_EQ(rows[1],
             "path,kind,format,size,mtime,md5,sha256,pdq,quality,width,height,"
             "pdq_checked,frames_hashed,frames_matched,verdict,match_count,"
             "lists,categories,references,signals,distances,error_code,"
             "error_message,note,link_target");
-  EXPECT_EQ(rows[1], tree_.Path("aaa.jpg") + ",image,jpeg,361182," +
+  EXPECT_EQ(rows[2], tree_.Path("aaa.jpg") + ",image,jpeg,361182," +
                          kMtimeText + "," + kAaaMd5 + "," + kAaaSha256 + "," +
                          kAaaPdq +
                          ",100,1600,1004,true,,,match,1,known.txt,,"
                          "case-aaa,pdq,0,,,,");
-  EXPECT_EQ(rows[5], tree_.Path("fifo") + ",special,,," + kMtimeText +
+  EXPECT_EQ(rows[6], tree_.Path("fifo") + ",special,,," + kMtimeText +
                          ",,,,,,,,,,skipped,0,,,,,,,,not a regular file: not "
                          "opened,");
   // The non-ASCII name, unquoted (no comma, quote or line break in it).
-  EXPECT_EQ(rows[9].substr(0, tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png").size()),
+  EXPECT_EQ(rows[10].substr(0, tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png").size()),
             tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png"));
 }
 
@@ -511,37 +575,57 @@ TEST(ScanCsvTest, CellsASpreadsheetWouldRunAreNeutralised) {
   std::istringstream in(ReadFile(report));
   std::vector<std::string> rows;
   for (std::string line; std::getline(in, line);) rows.push_back(line);
-  ASSERT_EQ(rows.size(), 5u);
+  ASSERT_EQ(rows.size(), 7u);
   const std::string a_sha = Hex(models::Sha256(Bytes("a")));
   const std::string b_sha = Hex(models::Sha256(Bytes("b")));
-  const std::string a_mtime = rows[1].substr(root.size() + 16, 30);
-  EXPECT_EQ(rows[1], root + "/a.txt,other,,1," + a_mtime + "," + a_md5 + "," + a_sha +
+  const std::string a_mtime = rows[2].substr(root.size() + 16, 30);
+  EXPECT_EQ(rows[2], root + "/a.txt,other,,1," + a_mtime + "," + a_md5 + "," + a_sha +
                          ",,,,,,,,match,2,list.txt|list.txt,|,'=cmd\\|x|back\\\\slash,"
                          "md5|md5,0|0,,,,");
-  const std::string b_mtime = rows[2].substr(root.size() + 16, 30);
-  EXPECT_EQ(rows[2], root + "/b.txt,other,,1," + b_mtime + "," + b_md5 + "," + b_sha +
+  const std::string b_mtime = rows[3].substr(root.size() + 16, 30);
+  EXPECT_EQ(rows[3], root + "/b.txt,other,,1," + b_mtime + "," + b_md5 + "," + b_sha +
                          ",,,,,,,,match,1,list.txt,,'@SUM(1),md5,0,,,,");
-  EXPECT_TRUE(rows[3].ends_with(",'+1+cmd")) << rows[3];
-  EXPECT_TRUE(rows[4].ends_with(",''quoted")) << rows[4];
+  EXPECT_TRUE(rows[4].ends_with(",'+1+cmd")) << rows[4];
+  EXPECT_TRUE(rows[5].ends_with(",''quoted")) << rows[5];
 
-  // A PATH that starts like a formula; resuming reads its cell back.
+  // A PATH that starts like a formula; resuming reads its cell back. The
+  // PATH is in the "scan" record too, inside its one cell, which starts
+  // with '#'.
   dir.Write("=HYPERLINK(1).txt", {'a'});
-  const std::string cli = std::string(BANTAY_CLI) + " scan '=HYPERLINK(1).txt' --index '" +
+  dir.Write("z.txt", {'z'});
+  const std::string cli = std::string(BANTAY_CLI) + " scan '=HYPERLINK(1).txt' z.txt --index '" +
                           list + "' --csv f.csv --progress none 2>/dev/null";
   ASSERT_EQ(std::system(("cd '" + dir.path() + "' && " + cli).c_str()), 0);
   const std::string written = ReadFile(dir.path() + "/f.csv");
   EXPECT_NE(written.find("\n'=HYPERLINK(1).txt,other,"), std::string::npos) << written;
+  EXPECT_TRUE(written.starts_with(
+      "\"#{\"\"record\"\":\"\"scan\"\",\"\"tool\"\":\"\"bantay\"\","))
+      << written;
+  EXPECT_NE(written.find("\"\"roots\"\":[{\"\"path\"\":\"\"=HYPERLINK(1).txt\"\","),
+            std::string::npos)
+      << written;
+  ASSERT_EQ(std::system(("cd '" + dir.path() + "' && " + cli + " --overwrite --max-files 1")
+                            .c_str()),
+            256 * 3);
   ASSERT_EQ(std::system(("cd '" + dir.path() + "' && " + cli + " --resume").c_str()), 0);
-  EXPECT_EQ(ReadFile(dir.path() + "/f.csv"), written);
+  const std::string resumed = ReadFile(dir.path() + "/f.csv");
+  EXPECT_EQ(SameScan(resumed), SameScan(written));
+  EXPECT_EQ(std::count(resumed.begin(), resumed.end(), '\n'),
+            std::count(written.begin(), written.end(), '\n') + 1);  // "resumed"
 }
 
 TEST_F(ScanCommandTest, ResumeAfterMaxFilesGivesTheUninterruptedReport) {
   const std::string report = tree_.dir() + "/report.jsonl";
+  const std::string whole = tree_.dir() + "/whole.jsonl";
+  Scan({tree_.root(), "--index", tree_.list(), "--report", whole, "--progress",
+        "none"});
   CliRun first = Scan({tree_.root(), "--index", tree_.list(), "--report",
                        report, "--max-files", "4", "--progress", "none"});
   EXPECT_EQ(first.status, 3) << first.err;
-  EXPECT_EQ(ReadFile(report), expected_[0] + "\n" + expected_[1] + "\n" +
-                                  expected_[2] + "\n" + expected_[3] + "\n");
+  // Stopped: no "end" record.
+  EXPECT_EQ(Entries(ReadFile(report), /*finished=*/false),
+            expected_[0] + "\n" + expected_[1] + "\n" + expected_[2] + "\n" +
+                expected_[3] + "\n");
   EXPECT_NE(first.err.find("run the same command with --resume"),
             std::string::npos);
 
@@ -563,7 +647,24 @@ TEST_F(ScanCommandTest, ResumeAfterMaxFilesGivesTheUninterruptedReport) {
   // corrupt.jpg's error record is from the first run: the report has an
   // error, so the status says so.
   EXPECT_EQ(third.status, kExitSomeFailed) << third.err;
-  EXPECT_EQ(ReadFile(report), ExpectedReport());
+  // The records of the uninterrupted scan, with a "resumed" record where
+  // each later run began.
+  const std::string finished = ReadFile(report);
+  EXPECT_EQ(Entries(SameScan(finished)), ExpectedReport());
+  EXPECT_EQ(SameScan(finished), SameScan(ReadFile(whole)));
+  const std::vector<std::string> lines = [&] {
+    std::vector<std::string> v;
+    std::istringstream in(finished);
+    for (std::string line; std::getline(in, line);) v.push_back(line);
+    return v;
+  }();
+  ASSERT_EQ(lines.size(), 1 + expected_.size() + 2 + 1);
+  for (const size_t at : {size_t{5}, size_t{8}}) {
+    const json::object resumed = json::parse(lines[at]).as_object();
+    EXPECT_EQ(resumed.at("record"), "resumed");
+    EXPECT_EQ(resumed.at("kept"), at == 5 ? 4 : 6);
+    EXPECT_EQ(resumed.size(), 4u) << lines[at];  // record, time, host, kept
+  }
   // Each run scanned only what the report did not hold yet; the summary
   // counts the whole report.
   EXPECT_NE(second.err.find("bantay scan: 6 entries (4 images, 0 videos, 0 "
@@ -580,32 +681,40 @@ TEST_F(ScanCommandTest, ResumeAfterMaxFilesGivesTheUninterruptedReport) {
       << third.err;
   EXPECT_NE(third.err.find("; 3 matched, 1 with errors\n"), std::string::npos)
       << third.err;
-  // Resuming a finished report scans nothing and changes nothing.
+  // Resuming a finished report scans nothing and changes nothing; its
+  // status is the report's.
   CliRun again = Scan({tree_.root(), "--index", tree_.list(), "--report",
                        report, "--resume", "--progress", "none"});
   EXPECT_EQ(again.status, kExitSomeFailed);
-  EXPECT_EQ(ReadFile(report), ExpectedReport());
-  EXPECT_NE(again.err.find("bantay scan: 9 entries (5 images, 0 videos, 2 "
-                           "other files, 2 links/special skipped; 9 kept from "
-                           "the report, 0 scanned now), "),
-            std::string::npos)
-      << again.err;
-  EXPECT_NE(again.err.find("; 3 matched, 1 with errors\n"), std::string::npos)
-      << again.err;
+  EXPECT_EQ(ReadFile(report), finished);
+  const json::object end = json::parse(lines.back()).as_object();
+  EXPECT_EQ(again.err, "bantay scan: the report " + report +
+                           " is finished (9 entries, 3 matched, 1 with errors; " +
+                           std::string(end.at("finished").as_string()) +
+                           "): nothing to resume\n");
 }
 
 TEST_F(ScanCommandTest, ResumeDropsARecordCutOffByAKill) {
   const std::string report = tree_.dir() + "/report.jsonl";
-  const std::string full = ExpectedReport();
-  for (const size_t cut : {size_t{0}, expected_[0].size() / 2,
-                           expected_[0].size() + 1 + 17, full.size() - 1}) {
+  Scan({tree_.root(), "--index", tree_.list(), "--report", report,
+        "--progress", "none"});
+  const std::string full = ReadFile(report);
+  const size_t header = full.find('\n') + 1;
+  // Nothing kept (no whole "scan" record: a new report), a record cut off,
+  // the "end" record cut off.
+  for (const size_t cut : {size_t{0}, header / 2, header + expected_[0].size() + 1 + 17,
+                           full.size() - 1}) {
     {
       std::ofstream out(report, std::ios::binary | std::ios::trunc);
       out << full.substr(0, cut);
     }
     CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--report",
                        report, "--resume", "--progress", "none"});
-    EXPECT_EQ(ReadFile(report), full) << "cut at " << cut;
+    const std::string resumed = ReadFile(report);
+    EXPECT_EQ(SameScan(resumed), SameScan(full)) << "cut at " << cut;
+    EXPECT_EQ(resumed.find("\"record\":\"resumed\"") != std::string::npos,
+              cut > header)
+        << "cut at " << cut;
   }
 }
 
@@ -617,21 +726,29 @@ TEST_F(ScanCommandTest, CsvResumeGivesTheUninterruptedReport) {
   SetMtime(tree_.Path("b/odd,name\nx.txt"));
   Scan({tree_.root(), "--index", tree_.list(), "--csv", whole, "--progress",
         "none"});
+  CliRun last;
   for (int n = 0; n < 12; ++n) {
-    CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--csv", parts,
-                       n == 0 ? "--overwrite" : "--resume", "--max-files", "1",
-                       "--progress", "none"});
-    if (run.status != 3) break;
+    last = Scan({tree_.root(), "--index", tree_.list(), "--csv", parts,
+                 n == 0 ? "--overwrite" : "--resume", "--max-files", "1",
+                 "--progress", "none"});
+    if (last.status != 3) break;
   }
-  EXPECT_EQ(ReadFile(parts), ReadFile(whole));
+  const std::string resumed = ReadFile(parts);
+  EXPECT_EQ(SameScan(resumed), SameScan(ReadFile(whole)));
+  // One "resumed" row for each of the 9 runs after the first.
+  size_t resumed_rows = 0;
+  for (size_t at = resumed.find("\n\"#{\"\"record\"\":\"\"resumed\"\",");
+       at != std::string::npos;
+       at = resumed.find("\n\"#{\"\"record\"\":\"\"resumed\"\",", at + 1)) {
+    ++resumed_rows;
+  }
+  EXPECT_EQ(resumed_rows, 9u);
   // The last run's status and summary count the whole report (corrupt.jpg's
   // error record came from an earlier run).
-  CliRun last = Scan({tree_.root(), "--index", tree_.list(), "--csv", parts,
-                      "--resume", "--progress", "none"});
   EXPECT_EQ(last.status, kExitSomeFailed) << last.err;
   EXPECT_NE(last.err.find("bantay scan: 10 entries (5 images, 0 videos, 3 "
-                          "other files, 2 links/special skipped; 10 kept from "
-                          "the report, 0 scanned now), "),
+                          "other files, 2 links/special skipped; 9 kept from "
+                          "the report, 1 scanned now), "),
             std::string::npos)
       << last.err;
   EXPECT_NE(last.err.find("; 3 matched, 1 with errors\n"), std::string::npos)
@@ -677,13 +794,209 @@ TEST_F(ScanCommandTest, NamesThatAreNotUtf8AreKeptExactly) {
 
 TEST_F(ScanCommandTest, ResumeRefusesAFileThatIsNotAReport) {
   const std::string report = tree_.dir() + "/report.jsonl";
-  std::ofstream(report) << "{\"path\":\"x\",\"verdict\":\"match\"}\nhello\n";
+  CliRun made = Scan({tree_.root(), "--index", tree_.list(), "--progress", "none"});
+  const std::string header = made.out.substr(0, made.out.find('\n') + 1);
+  std::ofstream(report) << header << "hello\n";
   CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--report", report,
                      "--resume"});
   EXPECT_EQ(run.status, kExitUsage);
   EXPECT_EQ(run.err, "bantay scan: " + report +
                          ":2: not a record of a bantay scan report\n");
-  EXPECT_EQ(ReadFile(report), "{\"path\":\"x\",\"verdict\":\"match\"}\nhello\n");
+  EXPECT_EQ(ReadFile(report), header + "hello\n");
+}
+
+// The CSV "scan" row's record: its one cell without the '#'.
+json::object CsvProvenance(const std::string& row) {
+  std::string cell;
+  for (size_t i = 1; i + 1 < row.size(); ++i) {
+    cell += row[i];
+    if (row[i] == '"') ++i;  // a doubled quote
+  }
+  EXPECT_TRUE(cell.starts_with("#")) << row;
+  return json::parse(cell.substr(1)).as_object();
+}
+
+// The first record says how the report was made: the tool, the roots as
+// given and resolved, the index (a list's SHA-256 of its bytes), the options
+// that change records, the format, when and where; a finished scan's last
+// record its end time and counts.
+TEST_F(ScanCommandTest, TheReportSaysHowItWasMade) {
+  const std::string notes = tree_.Path("b/../notes.txt");
+  const std::string list_bytes = ReadFile(tree_.list());
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  std::string version;
+  ASSERT_EQ(bantay::testing::RunProgram({BANTAY_CLI, "--version"},
+                                        tree_.dir() + "/version.log", &version),
+            0);
+  ASSERT_TRUE(version.starts_with("bantay ")) << version;
+  version = version.substr(7, version.size() - 8);
+  EXPECT_EQ(version, "0.1.0");
+  for (const bool csv : {false, true}) {
+    const std::string report = tree_.dir() + (csv ? "/report.csv" : "/report.jsonl");
+    const std::string before = NowText();
+    CliRun run = Scan({tree_.root(), notes, "--index", tree_.list(),
+                       csv ? "--csv" : "--report", report, "--dihedral",
+                       "--radius", "20", "--max-pixels", "9000000",
+                       "--progress", "none", "--threads", "3"});
+    const std::string after = NowText();
+    EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+    std::istringstream in(ReadFile(report));
+    std::vector<std::string> rows;
+    for (std::string line; std::getline(in, line);) rows.push_back(line);
+    ASSERT_GE(rows.size(), 2u);
+    json::object header = csv ? CsvProvenance(rows.front())
+                              : json::parse(rows.front()).as_object();
+    json::object end = csv ? CsvProvenance(rows.back())
+                           : json::parse(rows.back()).as_object();
+    const std::string started(header["started"].as_string());
+    const std::string finished(end["finished"].as_string());
+    EXPECT_TRUE(std::regex_match(
+        started, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z)")))
+        << started;
+    EXPECT_LE(before, started);
+    EXPECT_LE(started, finished);
+    EXPECT_LE(finished, after);
+    const json::object expected{
+        {"record", "scan"},
+        {"tool", "bantay"},
+        {"version", version},
+        {"started", started},
+        {"host", host},
+        {"roots",
+         json::array{
+             json::object{{"path", tree_.root()},
+                          {"resolved", fs::canonical(tree_.root()).string()}},
+             json::object{{"path", notes},
+                          {"resolved", fs::canonical(notes).string()}}}},
+        {"index", json::object{{"kind", "list"},
+                               {"path", tree_.list()},
+                               {"sha256", Hex(models::Sha256(Bytes(list_bytes)))}}},
+        {"options", json::object{{"videos", false},
+                                 {"dihedral", true},
+                                 {"radius", 20},
+                                 {"min_quality", 50},
+                                 {"max_pixels", 9000000},
+                                 {"max_jpeg_scans", 500},
+                                 {"follow_symlinks", false}}},
+        {"format", csv ? "csv" : "json"}};
+    EXPECT_EQ(json::serialize(header), json::serialize(expected));
+    EXPECT_EQ(json::serialize(end),
+              json::serialize(json::object{{"record", "end"},
+                                           {"finished", finished},
+                                           {"entries", 10},
+                                           {"images", 5},
+                                           {"videos", 0},
+                                           {"others", 3},
+                                           {"skipped", 2},
+                                           {"matched", 4},
+                                           {"errors", 1}}));
+    EXPECT_NE(run.err.find("bantay scan: 10 entries (5 images, 0 videos, 3 other "
+                           "files, 2 links/special skipped), "),
+              std::string::npos)
+        << run.err;
+    EXPECT_NE(run.err.find("; 4 matched, 1 with errors\n"), std::string::npos)
+        << run.err;
+  }
+}
+
+// --resume continues only a report made by the same invocation: the same
+// index (a list whose bytes changed is another index), roots and options
+// that change records. Anything else is refused, the report untouched.
+TEST_F(ScanCommandTest, ResumeRefusesAReportMadeOtherwise) {
+  const std::string root = fs::canonical(tree_.root()).string();
+  for (const bool csv : {false, true}) {
+    SCOPED_TRACE(csv ? "csv" : "json");
+    const std::string report = tree_.dir() + (csv ? "/r.csv" : "/r.jsonl");
+    auto args = [&](std::vector<std::string> extra) {
+      std::vector<std::string> a = {csv ? "--csv" : "--report", report,
+                                    "--progress", "none", "--index", tree_.list()};
+      a.insert(a.end(), extra.begin(), extra.end());
+      return a;
+    };
+    CliRun first = Scan(args({tree_.root(), "--overwrite", "--max-files", "2"}));
+    ASSERT_EQ(first.status, 3) << first.err;
+    const std::string stopped = ReadFile(report);
+    const std::string refused = "bantay scan: cannot resume the report " + report +
+                                ": it was made with ";
+    const std::string end =
+        "; its records and this scan's would not be of one scan (start a new "
+        "report)\n";
+
+    // The list's bytes changed.
+    const std::string list_bytes = ReadFile(tree_.list());
+    const std::string changed = list_bytes + "# a comment\n";
+    std::ofstream(tree_.list(), std::ios::trunc) << changed;
+    CliRun run = Scan(args({tree_.root(), "--resume"}));
+    std::ofstream(tree_.list(), std::ios::trunc) << list_bytes;
+    EXPECT_EQ(run.status, kExitUsage);
+    auto index = [&](const std::string& bytes) {
+      return json::serialize(json::object{
+          {"kind", "list"},
+          {"path", tree_.list()},
+          {"sha256", Hex(models::Sha256(Bytes(bytes)))}});
+    };
+    EXPECT_EQ(run.err, refused + "another index (" + index(list_bytes) +
+                           " in the report, " + index(changed) + " now)" + end);
+    EXPECT_EQ(ReadFile(report), stopped);
+
+    run = Scan(args({tree_.root(), "--resume", "--videos"}));
+    EXPECT_EQ(run.status, kExitUsage);
+    EXPECT_EQ(run.err, refused +
+                           "other options (videos: false in the report, true "
+                           "now; every: none in the report, 1 now)" +
+                           end);
+    EXPECT_EQ(ReadFile(report), stopped);
+
+    run = Scan(args({tree_.Path("b"), "--resume"}));
+    EXPECT_EQ(run.status, kExitUsage);
+    EXPECT_EQ(run.err,
+              refused + "other scan roots (" +
+                  json::serialize(json::array{json::object{
+                      {"path", tree_.root()}, {"resolved", root}}}) +
+                  " in the report, " +
+                  json::serialize(json::array{json::object{
+                      {"path", tree_.Path("b")}, {"resolved", root + "/b"}}}) +
+                  " now)" + end);
+    EXPECT_EQ(ReadFile(report), stopped);
+
+    // The same invocation (--threads changes no record) continues it.
+    run = Scan(args({tree_.root(), "--resume", "--threads", "1"}));
+    EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+    EXPECT_EQ(run.err.find("cannot resume"), std::string::npos) << run.err;
+    EXPECT_TRUE(ReadFile(report).starts_with(stopped));
+    if (!csv) {
+      EXPECT_EQ(JsonLines(ReadFile(report)).size(), expected_.size());
+    }
+  }
+}
+
+// A report of an older bantay has no "scan" record: what made it is not
+// known, so it is not resumed.
+TEST_F(ScanCommandTest, ResumeRefusesAReportWithoutItsScanRecord) {
+  const std::string json_report = tree_.dir() + "/old.jsonl";
+  const std::string csv_report = tree_.dir() + "/old.csv";
+  const std::string old_json = expected_[0] + "\n" + expected_[1] + "\n";
+  const std::string old_csv =
+      "path,kind,format,size,mtime,md5,sha256,pdq,quality,width,height,"
+      "pdq_checked,frames_hashed,frames_matched,verdict,match_count,lists,"
+      "categories,references,signals,distances,error_code,error_message,note,"
+      "link_target\n" +
+      tree_.Path("notes.txt") + ",other,,18,,,,,,,,,,,no_match,0,,,,,,,,,\n";
+  std::ofstream(json_report) << old_json;
+  std::ofstream(csv_report) << old_csv;
+  for (const auto& [flag, report, bytes] :
+       {std::tuple{"--report", json_report, old_json},
+        std::tuple{"--csv", csv_report, old_csv}}) {
+    CliRun run = Scan({tree_.root(), "--index", tree_.list(), flag, report,
+                       "--resume", "--progress", "none"});
+    EXPECT_EQ(run.status, kExitUsage) << flag;
+    EXPECT_EQ(run.err, "bantay scan: the report " + report +
+                           " has no \"scan\" record (a report of an older "
+                           "bantay): what made it is not known, so it cannot "
+                           "be resumed; start a new report\n");
+    EXPECT_EQ(ReadFile(report), bytes);
+  }
 }
 
 TEST_F(ScanCommandTest, UsageErrors) {
@@ -788,7 +1101,7 @@ TEST_F(ScanCommandTest, AReportInsideAScannedPathIsRefused) {
   CliRun ok = Scan({tree_.Path("b"), "--index", tree_.list(), "--report",
                     beside, "--progress", "none"});
   EXPECT_EQ(ok.status, kExitOk) << ok.err;
-  EXPECT_EQ(ReadFile(beside), expected_[1] + "\n" + expected_[2] + "\n");
+  EXPECT_EQ(Entries(ReadFile(beside)), expected_[1] + "\n" + expected_[2] + "\n");
 }
 
 // Standard output that cannot be written (a full disk, /dev/full) is an
@@ -838,7 +1151,7 @@ TEST_F(ScanCommandTest, ARepeatedSingleValuedOptionIsRefused) {
   CliRun paths = Scan({"--index", tree_.list(), "--progress", "none", "--",
                        tree_.Path("notes.txt"), tree_.Path("notes.txt")});
   EXPECT_EQ(paths.status, kExitOk) << paths.err;
-  EXPECT_EQ(paths.out, expected_[6] + "\n" + expected_[6] + "\n");
+  EXPECT_EQ(Entries(paths.out), expected_[6] + "\n" + expected_[6] + "\n");
 }
 
 // A JPEG of more scans than --max-jpeg-scans (default 500) gets an error
@@ -924,7 +1237,7 @@ TEST_F(ScanCommandTest, EvidenceIsNotModifiedNotEvenItsAccessTimes) {
 
   CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--threads", "2",
                      "--progress", "none"});
-  EXPECT_EQ(run.out, ExpectedReport());
+  EXPECT_EQ(Entries(run.out), ExpectedReport());
   for (size_t i = 0; i < paths.size(); ++i) {
     const FileTimes after = TimesOf(paths[i]);
     // Linux reads a link's target only through readlink, which touches the
@@ -1160,9 +1473,10 @@ TEST_P(ScanSignalTest, StoppedBySignalThenResumedEqualsUninterrupted) {
       std::count(stopped.begin(), stopped.end(), '\n'));
   EXPECT_GE(stopped_lines, 3u);
   EXPECT_LT(stopped_lines, static_cast<size_t>(kFiles));
-  // What was written is the start of the full report.
+  // What was written is the start of the full report (but for the start
+  // time).
   const std::string full = ReadFile(whole);
-  EXPECT_EQ(full.compare(0, stopped.size(), stopped), 0);
+  EXPECT_EQ(SameScan(full).compare(0, SameScan(stopped).size(), SameScan(stopped)), 0);
 
   ASSERT_EQ(bantay::testing::RunProgram(
                 {BANTAY_CLI, "scan", dir.path() + "/tree", "--index", list,
@@ -1170,7 +1484,9 @@ TEST_P(ScanSignalTest, StoppedBySignalThenResumedEqualsUninterrupted) {
                  "--progress", "none"},
                 dir.path() + "/resume.log"),
             kExitOk);
-  EXPECT_EQ(ReadFile(parts), full);
+  const std::string resumed = ReadFile(parts);
+  EXPECT_EQ(SameScan(resumed), SameScan(full));
+  EXPECT_NE(resumed.find("{\"record\":\"resumed\","), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, ScanSignalTest,

@@ -9,9 +9,13 @@
 
 #include <iosfwd>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bantay::client {
+
+// What `bantay --version` prints after "bantay ", and scan reports record.
+inline constexpr std::string_view kBantayVersion = "0.1.0";
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitSomeFailed = 1;
