@@ -102,39 +102,6 @@ Error EmptyIndex(const std::string& index_path, bool active) {
                    "entries; matching against it would find nothing");
 }
 
-// Reads through another stream buffer, and hashes all that it gives.
-class DigestingBuf : public std::streambuf {
- public:
-  explicit DigestingBuf(std::streambuf* source) : source_(source) {}
-
-  // The SHA-256 of everything the source holds (what was not read yet is
-  // read to its end).
-  models::Sha256Digest Sha256() {
-    while (underflow() != traits_type::eof()) {
-    }
-    return digests_.Finish().sha256;
-  }
-
- protected:
-  int_type underflow() override {
-    const std::streamsize n = source_->sgetn(buffer_.data(), kChunk);
-    if (n <= 0) {
-      setg(buffer_.data(), buffer_.data(), buffer_.data());
-      return traits_type::eof();
-    }
-    digests_.Update({reinterpret_cast<const uint8_t*>(buffer_.data()),
-                     static_cast<size_t>(n)});
-    setg(buffer_.data(), buffer_.data(), buffer_.data() + n);
-    return traits_type::to_int_type(buffer_[0]);
-  }
-
- private:
-  static constexpr std::streamsize kChunk = 1 << 16;
-  std::streambuf* source_;
-  std::vector<char> buffer_ = std::vector<char>(kChunk);
-  models::DigestStream digests_;
-};
-
 // The identity of a store's or a snapshot's version.
 void PutVersion(const std::array<uint8_t, 16>& store_id,
                 const matcher::VersionRecord& version,
@@ -146,6 +113,27 @@ void PutVersion(const std::array<uint8_t, 16>& store_id,
 }
 
 }  // namespace
+
+InspectingBuf::InspectingBuf(std::streambuf* source, Inspect inspect)
+    : source_(source), inspect_(std::move(inspect)), buffer_(size_t{1} << 16) {}
+
+void InspectingBuf::Drain() {
+  while (underflow() != traits_type::eof()) {
+  }
+}
+
+InspectingBuf::int_type InspectingBuf::underflow() {
+  size_t n = 0;
+  if (!ended_) {
+    const std::streamsize got = source_->sgetn(
+        buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+    const size_t read = got > 0 ? static_cast<size_t>(got) : 0;
+    n = read > 0 ? inspect_({buffer_.data(), read}) : 0;
+    ended_ = n < read || read == 0;
+  }
+  setg(buffer_.data(), buffer_.data(), buffer_.data() + n);
+  return n == 0 ? traits_type::eof() : traits_type::to_int_type(buffer_[0]);
+}
 
 std::string StoreUrlWithoutPassword(const std::string& url) {
   if (!url.starts_with("postgres")) return url;
@@ -204,11 +192,16 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
   const std::string source =
       std::filesystem::path(index_path).filename().string();
   // The digest is of the very bytes parsed (the file may change meanwhile).
-  DigestingBuf digesting(index_file.rdbuf());
+  models::DigestStream digest;
+  InspectingBuf digesting(index_file.rdbuf(), [&](std::span<const char> bytes) {
+    digest.Update({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+    return bytes.size();
+  });
   std::istream parsed(&digesting);
   matcher::ParsedHashList list = matcher::ParseHashList(parsed, source, source);
+  digesting.Drain();
   *identity = {{"kind", "list"},
-               {"sha256", models::ToHex(digesting.Sha256())}};
+               {"sha256", models::ToHex(digest.Finish().sha256)}};
   if (!list.errors.empty()) {
     // One line per bad line; the caller prefixes the first.
     std::string message;

@@ -11,6 +11,8 @@
 #include <functional>
 #include <initializer_list>
 #include <ostream>
+#include <span>
+#include <streambuf>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,6 +80,28 @@ std::string Env(const char* name);
 Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
                  matcher::HashIndex* index,
                  boost::json::object* identity = nullptr);
+
+// A stream buffer that reads another one in chunks and shows each chunk to
+// `inspect`, which returns how many of its bytes to pass on: fewer ends the
+// stream after them (and `inspect` is not called again). For what must see
+// every byte read: a digest of the bytes parsed, a limit on lines.
+class InspectingBuf : public std::streambuf {
+ public:
+  using Inspect = std::function<size_t(std::span<const char>)>;
+  InspectingBuf(std::streambuf* source, Inspect inspect);
+  // Reads (and shows) the rest of the source, to its end or until `inspect`
+  // ends the stream.
+  void Drain();
+
+ protected:
+  int_type underflow() override;
+
+ private:
+  std::streambuf* source_;
+  Inspect inspect_;
+  std::vector<char> buffer_;
+  bool ended_ = false;
+};
 
 // A store URL without the password it may carry (a PostgreSQL URL's
 // user:password@ and its query, which may hold password=...).

@@ -1,4 +1,6 @@
 // `bantay index`: administration of the secure hash store.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <iostream>
 #include <ostream>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -28,6 +31,10 @@ namespace {
 namespace json = boost::json;
 using matcher::Store;
 
+// The longest line of a local_file or CSV import, without its line break:
+// a record is at most about 900 bytes (a value, and three texts of 256).
+constexpr size_t kMaxImportLine = 64 * 1024;
+
 constexpr std::string_view kIndexUsage =
     R"(Usage: bantay index SUBCOMMAND [OPTIONS]
 
@@ -43,7 +50,10 @@ Subcommands:
          [--format local_file|csv|vpdq] [--type pdq|md5|sha256]
          [--category TEXT] [--min-quality N] [--skip-invalid]
                               all-or-nothing unless --skip-invalid; every
-                              rejected line is reported as FILE:LINE: reason
+                              rejected line is reported as FILE:LINE: reason;
+                              a local_file or csv line over 65536 bytes ends
+                              the import (nothing imported); FILE is a file
+                              or a FIFO, not a device or directory
   add --list NAME (--pdq HEX | --md5 HEX | --sha256 HEX)...
       [--category TEXT] [--reference TEXT]
   add --list NAME --description TEXT
@@ -322,11 +332,47 @@ class IndexCommand {
       std::ifstream file;
       std::istream* in = &std::cin;
       if (path != "-") {
+        // A file or a FIFO (a pipe, <(...)); a device such as /dev/zero or
+        // /dev/urandom never ends, and a directory reads as empty.
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) &&
+            !S_ISFIFO(st.st_mode)) {
+          return Fail(Error(ErrorCode::kInvalidArgument,
+                            path + ": not a file or a FIFO (" +
+                                (S_ISDIR(st.st_mode) ? "a directory" : "a device") +
+                                "); nothing imported"));
+        }
         file.open(path, std::ios::binary);
         if (!file) return Fail(Error(ErrorCode::kNotFound, "cannot read " + path));
         in = &file;
       }
-      Result<matcher::ParsedImport> parsed = matcher::ParseImport(*in, options);
+      // A line of a line-based format is read whole before it is parsed:
+      // one without an end (/dev/zero through a pipe, a damaged file) would
+      // take all memory. (A vPDQ JSON document may well be one line.)
+      int64_t line = 1;
+      size_t length = 0;
+      int64_t over_long = 0;
+      InspectingBuf limited(in->rdbuf(), [&](std::span<const char> bytes) {
+        for (size_t i = 0; i < bytes.size(); ++i) {
+          if (bytes[i] == '\n') {
+            ++line;
+            length = 0;
+          } else if (++length > kMaxImportLine) {
+            over_long = line;
+            return i;
+          }
+        }
+        return bytes.size();
+      });
+      std::istream limited_in(&limited);
+      Result<matcher::ParsedImport> parsed = matcher::ParseImport(
+          options.format == matcher::ImportFormat::kVpdq ? *in : limited_in, options);
+      if (over_long > 0) {
+        return Fail(Error(ErrorCode::kTooLarge,
+                          path + ":" + std::to_string(over_long) +
+                              ": a line longer than " + std::to_string(kMaxImportLine) +
+                              " bytes (no record is near that); nothing imported"));
+      }
       if (!parsed.ok()) {
         return Fail(Error(parsed.error().code(), path + ": " + parsed.error().message()));
       }

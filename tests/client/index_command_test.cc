@@ -154,6 +154,70 @@ TEST(IndexCommandTest, ImportIsAllOrNothingAndReportsEveryBadLine) {
   EXPECT_FALSE(hidden.lines[0].contains("value"));
 }
 
+// A successful import's answer (version made, entries added, lines
+// rejected), exactly.
+void ExpectImported(const CliRun& run, const std::string& answer) {
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  ASSERT_EQ(run.lines.size(), 1u) << run.out;
+  EXPECT_EQ(json::serialize(run.lines[0]), answer);
+}
+
+// A line of a local_file or CSV import is read whole before it is parsed:
+// one without an end would take all memory. Lines up to 65536 bytes (without
+// the line break) are read; a longer one ends the import, nothing imported.
+TEST(IndexCommandTest, ImportRefusesALineOverTheLimit) {
+  IndexCli cli;
+  cli.Create();
+  const std::string valid = std::string("pdq ") + kOriginal + " case-1\n";
+  const std::string at_limit = "#" + std::string(65535, 'x') + "\n";
+  const std::string over = "#" + std::string(65536, 'x') + "\n";
+  const std::string long_list = cli.Write("long.txt", valid + over + valid);
+  CliRun run = cli.Run({"import", long_list, "--list", "l"});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "bantay index import: " + long_list +
+                         ":2: a line longer than 65536 bytes (no record is near "
+                         "that); nothing imported\n");
+  // Without any line break at all (as /dev/zero through a pipe), in CSV.
+  const std::string endless = cli.Write("endless.csv", std::string(200000, '\0'));
+  run = cli.Run({"import", endless, "--list", "l", "--skip-invalid"});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.err, "bantay index import: " + endless +
+                         ":1: a line longer than 65536 bytes (no record is near "
+                         "that); nothing imported\n");
+  CliRun stats = cli.Run({"stats"});
+  ASSERT_EQ(stats.status, kExitOk) << stats.err;
+  EXPECT_EQ(stats.lines[0].at("version").as_int64(), 1);
+
+  const std::string ok_list = cli.Write("ok.txt", valid + at_limit + valid);
+  ASSERT_EQ(at_limit.size(), 65536u + 1);
+  ExpectImported(cli.Run({"import", ok_list, "--list", "l"}),
+                 R"({"version":2,"added":2,"rejected":0})");
+}
+
+// An import reads a file or a FIFO (a pipe, <(...)); a device never ends
+// (/dev/zero, /dev/urandom) and a directory reads as nothing.
+TEST(IndexCommandTest, ImportReadsFilesAndFifosNotDevicesOrDirectories) {
+  IndexCli cli;
+  cli.Create();
+  for (const auto& [path, what] :
+       {std::pair<std::string, std::string>{"/dev/zero", "a device"},
+        {cli.dir().path(), "a directory"}}) {
+    CliRun run = cli.Run({"import", path, "--list", "l"});
+    EXPECT_EQ(run.status, kExitSomeFailed) << path;
+    EXPECT_EQ(run.err, "bantay index import: " + path + ": not a file or a FIFO (" +
+                           what + "); nothing imported\n");
+  }
+  const std::string fifo = cli.dir().path() + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] {
+    std::ofstream(fifo) << "pdq " << kOriginal << " case-1\n";
+  });
+  CliRun run = cli.Run({"import", fifo, "--list", "l"});
+  writer.join();
+  ExpectImported(run, R"({"version":2,"added":1,"rejected":0})");
+}
+
 // With --list, a record naming another list is rejected, as the server's
 // import refuses it: an import never creates a list it was not told of.
 TEST(IndexCommandTest, ImportWithListRefusesRecordsOfAnotherList) {
