@@ -29,8 +29,11 @@ ScanRun Scan(const std::vector<std::string>& args) {
   run.out = out.str();
   run.err = err.str();
   std::istringstream lines(run.out);
+  // The entry records: the report's provenance records ("scan" first,
+  // "end" last) have a "record" member.
   for (std::string line; std::getline(lines, line);) {
-    run.lines.push_back(ParseJson(line).as_object());
+    json::object o = ParseJson(line).as_object();
+    if (!o.contains("record")) run.lines.push_back(std::move(o));
   }
   return run;
 }
