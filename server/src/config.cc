@@ -93,7 +93,10 @@ constexpr Field kFields[] = {
      "the hash store: sqlite:PATH or postgresql://... (required)"},
     {"store", "data_key_file", &ServerConfig::data_key_file,
      "file holding the key (64 hex digits) that opens stored hash values; "
-     "needed to load the index"},
+     "needed to load the index; new values are sealed with it"},
+    {"store", "extra_data_key_file", &ServerConfig::extra_data_key_file,
+     "another data key that opens stored values but seals none, for "
+     "rotating the data key while the servers run"},
     {"store", "signing_key_file", &ServerConfig::signing_key_file,
      "PEM Ed25519 key signing index versions; without it the API makes no "
      "changes"},

@@ -30,7 +30,15 @@ Result<matcher::StoreKeys> LoadKeys(const ServerConfig& config, bool signing) {
     return Error(data.error().code(), "store.data_key_file: " + data.error().message());
   }
   matcher::StoreKeys keys;
-  keys.data_keys.push_back(*data);
+  keys.data_keys.push_back(*data);  // the first seals
+  if (!config.extra_data_key_file.empty()) {
+    Result<matcher::DataKey> extra = matcher::ReadDataKeyFile(config.extra_data_key_file);
+    if (!extra.ok()) {
+      return Error(extra.error().code(),
+                   "store.extra_data_key_file: " + extra.error().message());
+    }
+    keys.data_keys.push_back(*extra);
+  }
   if (signing) {
     Result<matcher::SigningKey> key = matcher::SigningKey::ReadPemFile(config.signing_key_file);
     if (!key.ok()) {

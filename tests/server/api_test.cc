@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <thread>
 
 #include "bantay/matcher/store.h"
@@ -807,6 +808,96 @@ TEST_P(ApiTest, AnIndexThatCannotFollowTheStoreTurnsUnready) {
   ASSERT_NE(at, std::string::npos);
   // At least the polls of the 300 ms (every 50 ms here).
   EXPECT_GE(std::stoll(metrics.substr(at + failures.size())), 5) << metrics.substr(at, 60);
+}
+
+// The data key rotates while the server runs (server/README.md): the new
+// key is given as store.extra_data_key_file, the store is rekeyed, the keys
+// swap places, the store is rekeyed again (values the server sealed with the
+// old key meanwhile), and the old key goes. The index follows throughout.
+TEST_P(ApiTest, TheDataKeyRotatesWhileTheServerRuns) {
+  const matcher::DataKey old_key = data_key_;
+  const matcher::DataKey new_key = matcher::GenerateDataKey();
+  ASSERT_TRUE(matcher::WriteDataKeyFile(dir_.path() + "/new.key", new_key).ok());
+  auto rekey = [&](std::vector<matcher::DataKey> keys_first_seals) {
+    matcher::StoreKeys keys;
+    keys.data_keys = std::move(keys_first_seals);
+    Result<matcher::SigningKey> signer =
+        matcher::SigningKey::ReadPemFile(dir_.path() + "/signing.pem");
+    ASSERT_TRUE(signer.ok());
+    keys.signing_key = std::move(*signer);
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(store_url_, std::move(keys));
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    ASSERT_TRUE((*store)->Rekey({"cli-user", "cli"}).ok());
+  };
+  // Values by data key id, as the store counts them.
+  auto values_by_key = [&] {
+    matcher::StoreKeys keys;
+    keys.data_keys = {new_key, old_key};
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(store_url_, std::move(keys));
+    EXPECT_TRUE(store.ok());
+    Result<matcher::StoreStats> stats = (*store)->Stats();
+    EXPECT_TRUE(stats.ok());
+    return std::map<std::string, uint64_t>(stats->values_by_key.begin(),
+                                           stats->values_by_key.end());
+  };
+  auto add = [&](const std::string& pdq, const std::string& reference) {
+    HttpResponse added =
+        Send("operator", "POST", "/v1/lists/demo/entries", "application/json",
+             R"({"entries":[{"type":"pdq","value":")" + pdq + R"(","reference":")" + reference +
+                 R"("}]})");
+    ASSERT_EQ(added.status, 201) << added.body;
+  };
+  // Each reference matches (the index follows), and nothing lags.
+  auto expect_served = [&](const std::vector<std::pair<std::string, std::string>>& matches) {
+    for (const auto& [pdq, reference] : matches) {
+      HttpResponse match;
+      for (int i = 0; i < 500; ++i) {
+        match = Send("lab", "POST", "/v1/match", "application/json",
+                     R"({"pdq":")" + pdq + R"(","quality":100})");
+        if (match.status == 200 && match.body.find(reference) != std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      EXPECT_NE(match.body.find(R"("ref":")" + reference + R"(")"), std::string::npos)
+          << match.body;
+    }
+    EXPECT_EQ(Send("", "GET", "/readyz").status, 200);
+    EXPECT_NE(Send("operator", "GET", "/metrics").body.find(
+                  "\nbantay_index_sync_failures_total 0\n"),
+              std::string::npos);
+  };
+  const std::string a = ReferencePdq(kBridge);
+  const std::string b = FlipBits(a, 80);
+  const std::string c = FlipBits(a, 160);
+
+  using Counts = std::map<std::string, uint64_t>;
+  const uint64_t values = 3;  // the setup's entries
+  EXPECT_EQ(values_by_key(), (Counts{{old_key.id, values}}));
+
+  StopServer();
+  config.extra_data_key_file = dir_.path() + "/new.key";
+  StartServer();
+  rekey({new_key, old_key});
+  add(b, "sealed-by-the-server-with-the-old-key");
+  expect_served({{a, "case-1"}, {b, "sealed-by-the-server-with-the-old-key"}});
+  EXPECT_EQ(values_by_key(), (Counts{{new_key.id, values}, {old_key.id, 1}}));
+
+  StopServer();
+  config.data_key_file = dir_.path() + "/new.key";
+  config.extra_data_key_file = dir_.path() + "/data.key";
+  StartServer();
+  add(c, "sealed-by-the-server-with-the-new-key");
+  expect_served({{a, "case-1"}, {b, "sealed-by-the-server-with-the-old-key"},
+                 {c, "sealed-by-the-server-with-the-new-key"}});
+  rekey({new_key, old_key});
+  EXPECT_EQ(values_by_key(), (Counts{{new_key.id, values + 2}}));
+
+  StopServer();
+  config.extra_data_key_file = "";
+  StartServer();
+  expect_served({{a, "case-1"}, {b, "sealed-by-the-server-with-the-old-key"},
+                 {c, "sealed-by-the-server-with-the-new-key"}});
 }
 
 TEST_P(ApiTest, AdministrationAndMatchingAtTheSameTime) {

@@ -44,6 +44,7 @@ const std::vector<std::string> kAllKeys = {
     "match.min_quality",
     "store.url",
     "store.data_key_file",
+    "store.extra_data_key_file",
     "store.signing_key_file",
     "store.public_key_file",
     "store.verify_on_load",

@@ -10,7 +10,8 @@
 //   [limits]  max_body_bytes, max_header_bytes, max_pixels, max_jpeg_scans,
 //             read_timeout_ms, idle_timeout_ms, max_connections, max_batch_items
 //   [match]   radius, min_quality
-//   [store]   url, data_key_file, signing_key_file, public_key_file,
+//   [store]   url, data_key_file, extra_data_key_file, signing_key_file,
+//             public_key_file,
 //             verify_on_load, poll_interval_ms, stale_after_ms
 //   [log]     access_log            ("-" standard error, "" off, else a file)
 //   [streams] max_per_key, max_total, idle_timeout_s,
@@ -90,7 +91,10 @@ struct ServerConfig {
 
   // [store]
   std::string store_url;  // sqlite:PATH or postgresql://...
-  std::string data_key_file;
+  std::string data_key_file;  // opens stored values; seals new ones
+  // Another data key that opens stored values (never seals): the data key
+  // rotates while the servers run (server/README.md).
+  std::string extra_data_key_file;
   std::string signing_key_file;  // needed for changes through the API
   // The key the store's signed versions are checked against when the index
   // loads (default: the public half of signing_key_file, else the key the
