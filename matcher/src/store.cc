@@ -346,7 +346,7 @@ struct Store::Impl {
     bool bad = false;
     Status s = Exec(
         "SELECT e.id, e.leaf FROM entries e JOIN lists l ON e.list = l.name "
-        "WHERE e.status = 0 AND l.enabled = 1 ORDER BY e.id",
+        "WHERE e.status = 0 AND l.enabled <> 0 ORDER BY e.id",
         {}, [&](const Row& row) {
           Digest32 leaf{};
           if (!CopyBlob(row.Blob(1), &leaf)) bad = true;
@@ -493,24 +493,48 @@ struct Store::Impl {
     return static_cast<uint64_t>(*v) + 1;
   }
 
-  // Inside a transaction: the active entries give the signed root of
-  // `version`.
+  // Inside the write transaction: the store is as `version` was signed —
+  // its record verifies with the signing key, its audit record is intact
+  // and bound to it, and the active entries give its root — so that the
+  // next version, whose root is computed from the database and whose audit
+  // record chains on from the last one, signs nothing written behind the
+  // store's back.
   Status CheckCurrentRoot(uint64_t version) {
+    if (conn->backend() == db::Backend::kPostgres) {
+      // Read committed: without this, an edit committed between the check
+      // and the signing would be signed. Plain reads go on.
+      Status locked = Exec(
+          "LOCK TABLE entries, lists, removals, audit, versions, state IN EXCLUSIVE MODE", {});
+      if (!locked.ok()) return locked;
+    }
     std::vector<VersionRecord> records;
     Status s = ReadVersions(
         "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
         "FROM versions WHERE version = $1",
         {Param::Int(static_cast<int64_t>(version))}, &records);
     if (!s.ok()) return s;
+    auto outside = [&](const std::string& what) {
+      return Error(ErrorCode::kCorruptData,
+                   "the store was changed outside Bantay: " + what +
+                       ", and no change is signed over it (see bantay index verify)");
+    };
+    const std::string name = "version " + std::to_string(version);
+    if (records.empty()) return outside(name + " has no signed record");
+    const VersionRecord& record = records.front();
+    if (!VerifySignature(keys.signing_key->public_key(), VersionSigningMessage(store_id, record),
+                         record.signature)) {
+      return outside("the signature of " + name + " does not verify");
+    }
+    Result<AuditRecord> last = LastAudit();
+    if (!last.ok()) return last.error();
+    if (last->seq != version || AuditRecordDigest(*last) != last->digest ||
+        last->digest != record.audit_digest) {
+      return outside("the last audit record is not the one " + name + " signed");
+    }
     Result<std::vector<Digest32>> leaves = ActiveLeaves(nullptr);
     if (!leaves.ok()) return leaves.error();
-    if (records.empty() || records.front().active_count != leaves->size() ||
-        records.front().root != MerkleRoot(*leaves)) {
-      return Error(ErrorCode::kCorruptData,
-                   "the store was changed outside Bantay: its entries do not give the signed "
-                   "root of version " +
-                       std::to_string(version) +
-                       ", and no change is signed over them (see bantay index verify)");
+    if (record.active_count != leaves->size() || record.root != MerkleRoot(*leaves)) {
+      return outside("its entries do not give the signed root of " + name);
     }
     return {};
   }

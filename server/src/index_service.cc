@@ -256,9 +256,8 @@ void IndexService::RefreshInfoLocked(uint64_t version) {
   if (Result<std::vector<matcher::ListInfo>> lists = follower_->Lists(); lists.ok()) {
     info->lists = std::move(*lists);
   }
-  if (Result<matcher::VersionRecord> root = follower_->Root(version); root.ok()) {
-    info->root = std::move(*root);
-  }
+  // The record verified, not the database's word.
+  if (verified_ && verified_->version() == version) info->root = verified_->record();
   if (metrics_ != nullptr) {
     metrics_->SetIndex(version, info->entries[0], info->entries[1], info->entries[2]);
   }
@@ -276,7 +275,14 @@ Result<uint64_t> IndexService::Change(
     std::lock_guard lock(write_mu_);
     return fn(*writer_);
   }();
-  if (!version.ok()) return version;
+  if (!version.ok()) {
+    // A store that does not verify (changed outside Bantay) is the server's
+    // trouble, not the request's (not 422).
+    if (version.error().code() == ErrorCode::kCorruptData) {
+      return Error(ErrorCode::kInternal, version.error().message());
+    }
+    return version;
+  }
   if (ready()) {
     // The change is committed whatever happens here: when the index cannot
     // follow at once (the database went away), the poller catches up, and

@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store_tamper.h"
@@ -397,6 +399,17 @@ class StoreIndexTamperTest : public StoreIndexTest {
     return s.error().message();
   }
 
+  // The next change is refused by the store that would sign it.
+  void ExpectWriterRefuses(const std::string& what) {
+    const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", false, Ctx());
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+    EXPECT_EQ(refused.error().message(),
+              "the store was changed outside Bantay: " + what +
+                  ", and no change is signed over it (see bantay index verify)");
+    EXPECT_EQ(VersionOf(*store_), 4u);
+  }
+
   Follower follower_;
   std::unique_ptr<db::Connection> raw_;
 };
@@ -416,14 +429,25 @@ TEST_P(StoreIndexTamperTest, AnOlderCopyOfTheDatabase) {
       "(an older copy of the database?)");
 }
 
-// The store's public key replaced with SQL, and a version signed with
-// another key: the follower trusts the key it was given.
+// The store's public key replaced with SQL, the current version re-signed
+// and a new one signed with another key: the follower trusts the key it was
+// given.
 TEST_P(StoreIndexTamperTest, AVersionSignedByAnotherKey) {
   std::array<uint8_t, 32> seed{};
   RandomBytes(seed);
   const PublicKey other = SigningKey::FromSeed(seed)->public_key();
   const std::vector<db::Param> params = {db::Param::Blob(other)};
   STORE_ASSERT_OK(raw_->Execute("UPDATE meta SET value = $1 WHERE key = 'public_key'", params));
+  // The current version re-signed with it (or the store refuses to sign
+  // over a version its key did not sign).
+  STORE_ASSERT_OK(bantay::testing::DropAppendOnlyTriggers(*raw_, sqlite()));
+  Result<VersionRecord> current = store_->Root(4);
+  STORE_ASSERT_OK(current);
+  const Signature resigned =
+      SigningKey::FromSeed(seed)->Sign(VersionSigningMessage(store_->store_id(), *current));
+  const std::vector<db::Param> record = {db::Param::Blob(other), db::Param::Blob(resigned)};
+  STORE_ASSERT_OK(raw_->Execute(
+      "UPDATE versions SET public_key = $1, signature = $2 WHERE version = 4", record));
   StoreKeys keys;
   keys.data_keys = {key_};
   keys.signing_key = SigningKey::FromSeed(seed).value();
@@ -472,18 +496,86 @@ TEST_P(StoreIndexTamperTest, ARemovalHiddenFromTheFeed) {
       "of version 5 (entries changed outside the store)");
 }
 
-// A row deleted, then a change: the writer refuses to sign over it (the
-// new root would be computed from the database as it finds it).
-TEST_P(StoreIndexTamperTest, NoChangeIsSignedOverARowDeletedBehindTheStore) {
+// The writer refuses to sign a change over a store edited behind its back
+// (the new root would be computed from the database as it finds it, and the
+// new audit record would chain on from the last one): a row deleted, a list
+// disabled, the current version's record rewritten, its audit record
+// rewritten with a digest that recomputes.
+TEST_P(StoreIndexTamperTest, NoChangeIsSignedOverARowDeleted) {
   Sql("DELETE FROM entries WHERE id = 2");
-  const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", false, Ctx());
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
-  EXPECT_EQ(refused.error().message(),
-            "the store was changed outside Bantay: its entries do not give the signed root of "
-            "version 4, and no change is signed over them (see bantay index verify)");
-  EXPECT_EQ(VersionOf(*store_), 4u);
-  STORE_ASSERT_OK(VerifyNext(follower_));  // nothing to verify
+  ExpectWriterRefuses("its entries do not give the signed root of version 4");
+}
+
+TEST_P(StoreIndexTamperTest, NoChangeIsSignedOverAListDisabled) {
+  Sql("UPDATE lists SET enabled = 0 WHERE name = 'hotline-a'");
+  ExpectWriterRefuses("its entries do not give the signed root of version 4");
+}
+
+TEST_P(StoreIndexTamperTest, NoChangeIsSignedOverARewrittenVersionRecord) {
+  STORE_ASSERT_OK(bantay::testing::DropAppendOnlyTriggers(*raw_, sqlite()));
+  Sql("DELETE FROM entries WHERE id = 2");
+  Sql("UPDATE versions SET active_count = 2 WHERE version = 4");
+  ExpectWriterRefuses("the signature of version 4 does not verify");
+  Sql("DELETE FROM versions WHERE version = 4");
+  ExpectWriterRefuses("version 4 has no signed record");
+}
+
+TEST_P(StoreIndexTamperTest, NoChangeIsChainedOntoARewrittenAuditRecord) {
+  Result<std::vector<AuditRecord>> last = store_->Audit(3, 1);
+  STORE_ASSERT_OK(last);
+  ASSERT_EQ(last->size(), 1u);
+  AuditRecord edited = last->front();
+  edited.actor = "someone-else";
+  edited.digest = AuditRecordDigest(edited);  // no key needed
+  STORE_ASSERT_OK(bantay::testing::DropAppendOnlyTriggers(*raw_, sqlite()));
+  const std::vector<db::Param> params = {db::Param::Text(edited.actor),
+                                         db::Param::Blob(edited.digest)};
+  STORE_ASSERT_OK(
+      raw_->Execute("UPDATE audit SET actor = $1, digest = $2 WHERE seq = 4", params));
+  ExpectWriterRefuses("the last audit record is not the one version 4 signed");
+}
+
+// Change sets that no database gives, made by hand from a real one: each
+// check of Next in turn.
+TEST_P(StoreIndexTamperTest, HandMadeChangeSets) {
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", false, Ctx()));
+  Add("hotline-a", SignalType::kPdq, pdq_[1], "case-4");  // v6, id 4
+  Result<ChangeSet> real = store_->ChangesSince(4);
+  STORE_ASSERT_OK(real);
+  ASSERT_EQ(real->upserts.size(), 1u);
+  const std::string prefix = "the changes from version 4 to 6 do not verify: ";
+  auto expect = [&](const ChangeSet& changes, const std::string& what) {
+    Result<VerifiedStoreState> next = follower_.verified->Next(changes);
+    ASSERT_FALSE(next.ok()) << what;
+    EXPECT_EQ(next.error().code(), ErrorCode::kCorruptData);
+    EXPECT_EQ(next.error().message(), prefix + what);
+  };
+  STORE_ASSERT_OK(follower_.verified->Next(*real));
+
+  ChangeSet c = *real;
+  c.versions[1].version = 9;
+  expect(c, "version or audit record 6 is missing");
+  c = *real;
+  c.audit[0].prev_digest[0] ^= 1;
+  c.audit[0].digest = AuditRecordDigest(c.audit[0]);
+  expect(c, "audit record 5 does not link to the record before it");
+  c = *real;
+  c.audit[1].actor = "someone-else";
+  c.audit[1].digest = AuditRecordDigest(c.audit[1]);
+  expect(c, "version 6 is not bound to audit record 6");
+  c = *real;
+  c.upserts[0].reference = "case-999";
+  expect(c, "entry 4: its fields do not match its leaf hash (modified)");
+  c = *real;
+  c.upserts[0].id = 1;  // a known id, with fields and leaf that agree
+  c.upsert_leaves[0] = EntryLeafHash(c.upserts[0]);
+  expect(c, "entry 1 is not the entry it was");
+  c = *real;
+  c.removed = {4};
+  expect(c, "entry 4 was removed but is in the store");
+  c = *real;
+  std::erase_if(c.lists, [](const auto& l) { return l.first == "ngo-b"; });
+  expect(c, "entry 3 is in list ngo-b, which the store does not hold");
 }
 
 // Legitimate changes after a refused one are still refused together with
@@ -523,6 +615,30 @@ TEST_P(StoreIndexTamperTest, ALoadChecksEveryRowAndTheSignedRoot) {
             "the entries do not give the signed root of version 4 (entries changed outside the "
             "store)");
 }
+
+// PostgreSQL's writer reads at read committed: an edit committed while a
+// change is being made must not be signed. Someone holds an edit open (a
+// row deleted, its removal recorded, a row lock on the list the change
+// touches) and commits it a moment later; the change waits for it and then
+// refuses, instead of checking the store before the edit and signing it
+// after.
+class StoreIndexPostgresTest : public StoreIndexTamperTest {};
+
+TEST_P(StoreIndexPostgresTest, AnEditCommittedDuringAChangeIsNotSigned) {
+  STORE_ASSERT_OK(raw_->ExecScript("BEGIN"));
+  Sql("DELETE FROM entries WHERE id = 1");
+  Sql("INSERT INTO removals (version, id) VALUES (5, 1)");
+  Sql("UPDATE lists SET description = 'x' WHERE name = 'ngo-b'");
+  std::thread committer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_TRUE(raw_->ExecScript("COMMIT").ok());
+  });
+  ExpectWriterRefuses("its entries do not give the signed root of version 4");
+  committer.join();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreIndexPostgresTest, ::testing::Values("postgres"),
+                         BackendName);
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreIndexTamperTest, ::testing::Values("sqlite", "postgres"),
                          BackendName);

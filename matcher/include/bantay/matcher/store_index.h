@@ -29,9 +29,13 @@ IndexEntry ToIndexEntry(const StoredEntry& entry);
 // from the last one and are bound to their versions, each upsert's fields
 // give its stored leaf hash, and the entries with the changes applied give
 // the new version's signed root and active count. An index that starts from
-// a verified load and applies only verified change sets holds exactly the
-// entries (values, lists, categories, references, states) the key signed,
-// whatever was written into the database behind the store's back.
+// a verified load and applies only verified change sets matches exactly the
+// entries (values, lists, categories, references) the key signed as active,
+// whatever was written into the database behind the store's back. Not
+// covered: the signed root is over the active entries of enabled lists
+// only, so the states of disabled entries and of entries in disabled lists
+// are the database's word until they become active (then they are checked
+// like the rest; see server/README.md for what that leaves open).
 //
 // It costs 44 bytes an entry, and each change set an O(entries) merge and
 // Merkle root (as each change costs the writing store).
@@ -40,6 +44,8 @@ class VerifiedStoreState {
   VerifiedStoreState(const std::array<uint8_t, 16>& store_id, const PublicKey& key);
 
   uint64_t version() const { return version_; }
+  // The signed record of version(), verified.
+  const VersionRecord& record() const { return record_; }
   size_t size() const { return ids_.size(); }
 
   // The state after `changes` (Store::ChangesSince(version())), verified as
