@@ -13,6 +13,11 @@
 //               baseline: building the HashIndex from the same entries
 //               already read and decrypted into memory (so the ratio is what
 //               reading and decrypting the store add).
+//   verified-open-1M  the same load with the server's verification (every
+//               row's leaf, the signed root), against the load without it.
+//   change-1M   one status change on the 1M store: the writer's time, and a
+//               follower's (read the change set, verify it, apply it),
+//               against a follower that does not verify.
 // Reported: seconds (median of the runs), entries/s, and the ratios.
 //
 // Run: build/bin/store_bench           (1M and 10M; ~10 min, ~8 GB of RAM,
@@ -164,6 +169,66 @@ OpenFigures MeasureOpen(const std::string& url, const DataKey& data, int runs,
   return {Median(open), baseline ? Median(base) : 0.0};
 }
 
+// verified-open-1M and change-1M: what a server's verification of the
+// store costs (a load that checks every row's leaf and the signed root, and
+// the verification of each change it follows), against the same work
+// unverified in the same run.
+void MeasureVerification(const std::string& url, const DataKey& data, const SigningKey& signing,
+                         const ChangeContext& context) {
+  StoreKeys keys = Keys(data, signing);
+  auto store = Store::Open(url, std::move(keys));
+  Check(store.ok(), "Store::Open");
+  std::vector<double> verified_loads, plain_loads;
+  for (int r = 0; r < 3; ++r) {
+    HashIndex plain;
+    auto start = Clock::now();
+    Check(LoadIndexFromStore(**store, &plain).ok(), "LoadIndexFromStore");
+    plain_loads.push_back(Seconds(start));
+    HashIndex index;
+    VerifiedStoreState verified((*store)->store_id(), signing.public_key());
+    start = Clock::now();
+    Check(LoadIndexFromStore(**store, &index, &verified).ok(), "verified LoadIndexFromStore");
+    verified_loads.push_back(Seconds(start));
+  }
+  const double verified_load = Median(verified_loads), plain_load = Median(plain_loads);
+  std::printf("verified-open-1M: verified load %.2f s; unverified load %.2f s; ratio %.2fx\n",
+              verified_load, plain_load, verified_load / plain_load);
+
+  // Two followers at the same version: one verifies each change set, one
+  // (the baseline) only reads and applies it.
+  HashIndex index, baseline_index;
+  VerifiedStoreState verified((*store)->store_id(), signing.public_key());
+  Check(LoadIndexFromStore(**store, &index, &verified).ok(), "verified LoadIndexFromStore");
+  Check(LoadIndexFromStore(**store, &baseline_index).ok(), "LoadIndexFromStore");
+  std::vector<double> writes, follows, baselines;
+  for (int r = 0; r < 5; ++r) {
+    auto start = Clock::now();
+    Check((*store)
+              ->SetEntriesStatus({static_cast<uint64_t>(1000 + r)}, EntryStatus::kDisabled,
+                                 context)
+              .ok(),
+          "SetEntriesStatus");
+    writes.push_back(Seconds(start));
+    start = Clock::now();
+    auto changes = (*store)->ChangesSince(verified.version());
+    Check(changes.ok(), "ChangesSince");
+    auto next = verified.Next(*changes);
+    Check(next.ok(), "VerifiedStoreState::Next");
+    Check(ApplyChangeSet(*changes, &index).ok(), "ApplyChangeSet");
+    verified = std::move(*next);
+    follows.push_back(Seconds(start));
+    start = Clock::now();
+    auto plain = (*store)->ChangesSince(baseline_index.Snapshot()->store_version());
+    Check(plain.ok(), "ChangesSince");
+    Check(ApplyChangeSet(*plain, &baseline_index).ok(), "ApplyChangeSet");
+    baselines.push_back(Seconds(start));
+  }
+  const double follow = Median(follows), baseline = Median(baselines);
+  std::printf("change-1M: the writer's change %.3f s (its check of the current root "
+              "included); a verified follow %.3f s; unverified follow %.3f s; ratio %.1fx\n",
+              Median(writes), follow, baseline, follow / baseline);
+}
+
 // Builds the 10M store (10 imports of 1M) at path.
 void BuildTenMillion(const std::string& path, const DataKey& data, const SigningKey& signing,
                      const ChangeContext& context) {
@@ -271,6 +336,7 @@ int main(int argc, char** argv) {
   const OpenFigures one = MeasureOpen("sqlite:" + dir + "/import.db", data, 3);
   std::printf("open-1M: open+decrypt+build %.2f s; build from memory %.2f s; ratio %.2fx\n",
               one.open, one.baseline, one.open / one.baseline);
+  MeasureVerification("sqlite:" + dir + "/import.db", data, signing, context);
 
   if (!quick) {
     // --- open-10M: 10 imports of 1M ---

@@ -876,6 +876,11 @@ TEST_P(ApiTest, TheDataKeyRotatesWhileTheServerRuns) {
   EXPECT_EQ(values_by_key(), (Counts{{old_key.id, values}}));
 
   StopServer();
+  config.extra_data_key_file = dir_.path() + "/missing.key";
+  Result<std::unique_ptr<Server>> refused = Server::Start(config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.error().message().starts_with("store.extra_data_key_file: "))
+      << refused.error().ToString();
   config.extra_data_key_file = dir_.path() + "/new.key";
   StartServer();
   rekey({new_key, old_key});

@@ -742,6 +742,7 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
       {"match.min_quality", "29"},
       {"store.url", "sqlite:s.db"},
       {"store.data_key_file", "d.key"},
+      {"store.extra_data_key_file", "e.key"},
       {"store.signing_key_file", "s.pem"},
       {"store.public_key_file", "p.pem"},
       {"store.verify_on_load", "false"},
@@ -786,6 +787,7 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
   EXPECT_EQ(c.min_quality, 29);
   EXPECT_EQ(c.store_url, "sqlite:s.db");
   EXPECT_EQ(c.data_key_file, "d.key");
+  EXPECT_EQ(c.extra_data_key_file, "e.key");
   EXPECT_EQ(c.signing_key_file, "s.pem");
   EXPECT_EQ(c.public_key_file, "p.pem");
   EXPECT_FALSE(c.verify_on_load);
