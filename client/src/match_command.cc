@@ -2,6 +2,7 @@
 // store or snapshot (with the same index the server uses), or hashes and
 // images against a bantay-server.
 #include <algorithm>
+#include <array>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,10 +20,12 @@
 #include "bantay/client/http_client.h"
 #include "bantay/matcher/hash_index.h"
 #include "bantay/matcher/hash_list.h"
+#include "bantay/matcher/import_formats.h"
 #include "bantay/matcher/snapshot.h"
 #include "bantay/matcher/store_index.h"
 #include "bantay/models/image_probe.h"
 #include "bantay/models/pdq.h"
+#include "bantay/models/text.h"
 #include "command_util.h"
 #include "store_options.h"
 #include "video_match_command.h"
@@ -53,14 +57,25 @@ Disabled entries and lists do not match. Each query prints one JSON line, in
 input order:
   {"query":"<hex>","matches":[{"list":"...","category":"...","ref":"...",
    "distance":d,"variant":"original"}]}
-with matches sorted by distance, then reference. A bad query line gives
+with matches sorted by distance, then reference. A bad --pdq gives
 {"query":"...","error":"..."} and the run goes on.
+
+A --pdq-file holds lines of the hash-list format above (what bantay index
+import reads): `[TYPE] HASH [REFERENCE]`, TYPE pdq (when absent), md5 or
+sha256 (matched exactly); blank lines and lines starting with # give no
+output. Each other line gives one output line that starts with its line
+number, then the hash (in lower case), its type and its reference when the
+line gives one:
+  {"line":3,"query":"<hex>","signal":"pdq","ref":"case-9","matches":[...]}
+A bad line gives {"line":N,"query":"<the line>","error":"line N: ..."}
+and the run goes on.
 
 With --server, asks a bantay-server (POST /v1/match) over one kept-alive
 HTTPS connection whose certificate is verified (against --ca when given, else
 the system's trust store). Images are sent as they are, with their type told
-from their content; hashes as {"pdq":"<hex>"}. Each query prints one JSON
-line, in input order: the server's answer after the query,
+from their content; hashes as {"pdq":"<hex>"} (or "md5", "sha256"). Each
+query prints one JSON line, in input order: the server's answer after the
+query (and, for a --pdq-file, after "line", "signal" and "ref" as above),
   {"query":"<hex>","match":false,"matches":[],...}  or
   {"path":"<file>","match":true,"matches":[...],...},
 an error answer as
@@ -91,7 +106,7 @@ Options:
                     hash alone they are approximated (see bantay hash
                     --dihedral for the exact ones from an image)
   --pdq HEX         one query
-  --pdq-file FILE   one query a line; - for standard input
+  --pdq-file FILE   one query a line, as above; - for standard input
   IMAGE...          image files (--server only; after -- when a name starts
                     with -)
   -h, --help        this text
@@ -106,21 +121,59 @@ struct OutputLine {
   bool bad = false;
 };
 
-// One output line for one query line.
-OutputLine MatchLine(const matcher::IndexSnapshot& snap,
-                     const std::string& query, int radius, bool dihedral) {
+// One query: from --pdq, or one hash line of a --pdq-file.
+struct Query {
+  int line = 0;  // 1-based line number in the --pdq-file; 0 for --pdq
+  // The hash in lower case; for --pdq and bad lines, the text as given.
+  std::string query;
+  matcher::SignalType type = matcher::SignalType::kPdq;
+  std::array<uint8_t, 32> value{};  // as matcher::IndexEntry::value
+  std::string reference;            // as given on the line; "" when none
+  std::string error;                // the line is bad when not empty
+};
+
+Query PdqQuery(const std::string& hex) {
+  Query q;
+  q.query = hex;
+  if (Result<models::Hash256> hash = models::Hash256::FromHex(hex); hash.ok()) {
+    q.value = hash->bytes();
+  } else {
+    q.error = hash.error().message();
+  }
+  return q;
+}
+
+// The members of an output line that say which query it answers:
+// "line" (for a --pdq-file), "query", and for a valid line its "signal"
+// and the "ref" it gives.
+json::object QueryObject(const Query& q) {
   json::object o;
-  o["query"] = query;
-  Result<models::Hash256> hash = models::Hash256::FromHex(query);
-  if (!hash.ok()) {
-    o["error"] = hash.error().message();
+  if (q.line > 0) o["line"] = q.line;
+  o["query"] = q.query;
+  if (q.line > 0 && q.error.empty()) {
+    o["signal"] = matcher::SignalTypeName(q.type);
+    if (!q.reference.empty()) o["ref"] = q.reference;
+  }
+  return o;
+}
+
+// One output line for one query.
+OutputLine MatchLine(const matcher::IndexSnapshot& snap, const Query& query,
+                     int radius, bool dihedral) {
+  json::object o = QueryObject(query);
+  if (!query.error.empty()) {
+    o["error"] = query.error;
     return {json::serialize(o), true};
   }
   std::vector<Match> matches;
-  if (dihedral) {
-    snap.MatchPdqDihedral(models::DihedralFromHash(*hash), radius, &matches);
+  if (query.type != matcher::SignalType::kPdq) {
+    snap.MatchExact(query.type, query.value.data(), &matches);
+  } else if (dihedral) {
+    snap.MatchPdqDihedral(
+        models::DihedralFromHash(models::Hash256(query.value)), radius,
+        &matches);
   } else {
-    snap.MatchPdq(*hash, radius, &matches);
+    snap.MatchPdq(models::Hash256(query.value), radius, &matches);
   }
   std::sort(matches.begin(), matches.end(), [](const Match& a, const Match& b) {
     return a.distance != b.distance ? a.distance < b.distance
@@ -138,20 +191,61 @@ OutputLine MatchLine(const matcher::IndexSnapshot& snap,
   return {json::serialize(o), false};
 }
 
-// Reads one query a line (blank lines skipped) from a file or, for "-",
-// standard input.
-Status ReadQueryLines(const std::string& path,
-                      std::vector<std::string>* queries) {
+// Reads the query lines of a file or, for "-", standard input. The lines
+// are those of a hash list (`bantay index import`'s local_file format,
+// parsed by the same code): `[TYPE] HASH [REFERENCE]`, TYPE pdq (when
+// absent), md5 or sha256; blank lines and '#' comments give no query. A bad
+// line gives a query with its error, and the run goes on.
+Status ReadQueryFile(const std::string& path, std::vector<Query>* queries) {
   std::ifstream file;
   std::istream* in = &std::cin;
   if (path != "-") {
-    file.open(path);
+    file.open(path, std::ios::binary);
     if (!file) return Error(ErrorCode::kNotFound, "cannot read " + path);
     in = &file;
   }
+  std::vector<std::string> lines;
+  std::string all;
   for (std::string line; std::getline(*in, line);) {
-    line = Trim(line);
-    if (!line.empty()) queries->push_back(line);
+    all += line;
+    all += '\n';
+    lines.push_back(std::move(line));
+  }
+  if (in->bad()) return Error(ErrorCode::kIo, "reading " + path + " failed");
+  matcher::ImportOptions options;
+  options.default_list = "query";
+  // A reference the line does not give defaults to "<source_name>:<line>";
+  // with a blank in the name no given reference (one token, blanks split
+  // tokens) can equal it, so a default is told from a given one.
+  options.source_name = " ";
+  std::istringstream text(all);
+  Result<matcher::ParsedImport> parsed = matcher::ParseImport(text, options);
+  if (!parsed.ok()) return parsed.error();
+  // Records and errors are each in line order; merged, they are the
+  // non-blank, non-comment lines in file order.
+  auto record = parsed->records.begin();
+  auto bad = parsed->errors.begin();
+  while (record != parsed->records.end() || bad != parsed->errors.end()) {
+    Query q;
+    if (bad == parsed->errors.end() ||
+        (record != parsed->records.end() && record->line < bad->line)) {
+      q.line = record->line;
+      q.type = record->type;
+      q.value = record->value;
+      q.query = models::Hash256(q.value).ToHex();
+      if (q.type == matcher::SignalType::kMd5) q.query.resize(32);
+      if (record->reference !=
+          options.source_name + ":" + std::to_string(record->line)) {
+        q.reference = std::move(record->reference);
+      }
+      ++record;
+    } else {
+      q.line = bad->line;
+      q.query = models::PrintableText(Trim(lines[bad->line - 1]));
+      q.error = "line " + std::to_string(bad->line) + ": " + bad->message;
+      ++bad;
+    }
+    queries->push_back(std::move(q));
   }
   return {};
 }
@@ -190,8 +284,7 @@ struct ServerMatchOptions {
 
 // Sends each query, prints each answer as soon as it comes. Transport
 // failures end the run (exit 2): the server cannot be reached.
-int MatchOnServer(ServerMatchOptions options,
-                  const std::vector<std::string>& queries,
+int MatchOnServer(ServerMatchOptions options, const std::vector<Query>& queries,
                   const std::vector<std::string>& paths, std::ostream& out,
                   std::ostream& err) {
   Result<std::string> key = ReadApiKey(options.api_key_file);
@@ -216,16 +309,16 @@ int MatchOnServer(ServerMatchOptions options,
     err << "bantay match: " << error.message() << "\n";
     return kExitUsage;
   };
-  for (const std::string& query : queries) {
-    json::object line{{"query", query}};
-    if (Result<models::Hash256> hash = models::Hash256::FromHex(query);
-        !hash.ok()) {
-      line["error"] = ErrorObject(ErrorCodeName(hash.error().code()),
-                                  hash.error().message());
+  for (const Query& query : queries) {
+    json::object line = QueryObject(query);
+    if (!query.error.empty()) {
+      line["error"] =
+          ErrorObject(ErrorCodeName(ErrorCode::kInvalidArgument), query.error);
       print({json::serialize(line), true});
       continue;
     }
-    const std::string body = json::serialize(json::object{{"pdq", query}});
+    const std::string body = json::serialize(
+        json::object{{matcher::SignalTypeName(query.type), query.query}});
     Result<HttpResponse> response = SendWhileBusy([&] {
       return (*client)->Send("POST", options.target, "application/json", body);
     });
@@ -360,10 +453,10 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
           << kMatchUsage;
       return kExitUsage;
     }
-    std::vector<std::string> queries;
-    if (have_pdq) queries.push_back(pdq);
+    std::vector<Query> queries;
+    if (have_pdq) queries.push_back(PdqQuery(pdq));
     if (have_file) {
-      if (Status read = ReadQueryLines(pdq_file, &queries); !read.ok()) {
+      if (Status read = ReadQueryFile(pdq_file, &queries); !read.ok()) {
         err << "bantay match: " << read.error().message() << "\n";
         return kExitUsage;
       }
@@ -404,10 +497,10 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
   index.WaitForMerge();
   const auto snap = index.Snapshot();
 
-  std::vector<std::string> queries;
+  std::vector<Query> queries;
   if (have_pdq) {
-    queries.push_back(pdq);
-  } else if (Status read = ReadQueryLines(pdq_file, &queries); !read.ok()) {
+    queries.push_back(PdqQuery(pdq));
+  } else if (Status read = ReadQueryFile(pdq_file, &queries); !read.ok()) {
     err << "bantay match: " << read.error().message() << "\n";
     return kExitUsage;
   }

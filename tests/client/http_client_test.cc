@@ -657,14 +657,14 @@ TEST(MatchServerTest, AQueryFileGivesOneLineEachAndErrorsExitOne) {
                             "--radius", "12", "--pdq-file", queries});
   const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(run.status, kExitSomeFailed) << run.err;  // not-a-hash
-  const std::string q = std::string("{\"query\":\"") + kHash + "\",";
+  const std::string q = std::string("\"query\":\"") + kHash + "\",\"signal\":\"pdq\",";
   EXPECT_EQ(
       run.out,
-      q + match.substr(1) + "\n" +
-          "{\"query\":\"not-a-hash\",\"error\":{\"code\":\"invalid_argument\","
-          "\"message\":\"a PDQ hash is 64 hexadecimal digits, got 10 "
+      "{\"line\":1," + q + match.substr(1) + "\n" +
+          "{\"line\":2,\"query\":\"not-a-hash\",\"error\":{\"code\":\"invalid_argument\","
+          "\"message\":\"line 2: a PDQ hash is 64 hexadecimal digits, got 10 "
           "characters\"}}\n" +
-          q + kNoMatch.substr(1) + "\n");
+          "{\"line\":4," + q + kNoMatch.substr(1) + "\n");
   const std::vector<std::string> requests = peer.requests();
   ASSERT_EQ(requests.size(), 4u);
   EXPECT_TRUE(requests[0].starts_with("POST /v1/match?radius=12 HTTP/1.1\r\n"));
@@ -672,6 +672,39 @@ TEST(MatchServerTest, AQueryFileGivesOneLineEachAndErrorsExitOne) {
   EXPECT_EQ(peer.connections(), 1);
   // Retry-After: 1, twice.
   EXPECT_GE(elapsed, std::chrono::seconds(2));
+}
+
+// Query-file lines are hash-list lines: md5 and sha256 lines are sent as
+// such, and a line's reference comes back with its answer.
+TEST(MatchServerTest, AQueryFileSendsEachLinesSignalAndEchoesItsReference) {
+  CleanEnv env;
+  ScopedEnv key("BANTAY_API_KEY", kKey);
+  TempDir dir;
+  const std::string md5(32, 'e');
+  const std::string sha256(64, 'f');
+  const std::string queries = dir.Write(
+      "q.txt", Bytes("# case 42\nMD5 " + std::string(32, 'E') + " item-1\n\nsha256 " +
+                     sha256 + "\npdq " + kHash + " item-3\n"));
+  ScriptedHttpPeer peer({{ScriptedHttpPeer::Answer(200, kNoMatch)},
+                         {ScriptedHttpPeer::Answer(200, kNoMatch)},
+                         {ScriptedHttpPeer::Answer(200, kNoMatch)}});
+  const CliRun run = Match({"--server", peer.url(), "--pdq-file", queries});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(run.out, "{\"line\":2,\"query\":\"" + md5 +
+                         "\",\"signal\":\"md5\",\"ref\":\"item-1\"," +
+                         kNoMatch.substr(1) + "\n" +
+                         "{\"line\":4,\"query\":\"" + sha256 +
+                         "\",\"signal\":\"sha256\"," + kNoMatch.substr(1) + "\n" +
+                         "{\"line\":5,\"query\":\"" + kHash +
+                         "\",\"signal\":\"pdq\",\"ref\":\"item-3\"," +
+                         kNoMatch.substr(1) + "\n");
+  const std::vector<std::string> requests = peer.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_TRUE(requests[0].ends_with("\r\n\r\n{\"md5\":\"" + md5 + "\"}")) << requests[0];
+  EXPECT_TRUE(requests[1].ends_with("\r\n\r\n{\"sha256\":\"" + sha256 + "\"}"))
+      << requests[1];
+  EXPECT_TRUE(requests[2].ends_with("\r\n\r\n{\"pdq\":\"" + std::string(kHash) + "\"}"))
+      << requests[2];
 }
 
 TEST(MatchServerTest, ImagesAreSentWithTheirTypeFromTheirContent) {
@@ -728,8 +761,8 @@ TEST(MatchServerTest, LosingTheServerMidRunExitsTwo) {
       {{ScriptedHttpPeer::Answer(200, kNoMatch), /*close_after=*/true}});
   const CliRun run = Match({"--server", peer.url(), "--pdq-file", queries});
   EXPECT_EQ(run.status, kExitUsage);
-  EXPECT_EQ(run.out, std::string("{\"query\":\"") + kHash + "\"," +
-                         kNoMatch.substr(1) + "\n");
+  EXPECT_EQ(run.out, std::string("{\"line\":1,\"query\":\"") + kHash +
+                         "\",\"signal\":\"pdq\"," + kNoMatch.substr(1) + "\n");
   EXPECT_EQ(run.err, "bantay match: " + Loopback(peer.port()) +
                          " closed the connection without answering\n");
 }

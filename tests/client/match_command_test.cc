@@ -74,13 +74,91 @@ TEST(MatchCommandTest, QueryFileKeepsOrderAndReportsBadLines) {
     CliRun run = Match({"--index", ListFile(dir), "--pdq-file", queries, "--threads", threads});
     EXPECT_EQ(run.status, kExitSomeFailed);
     ASSERT_EQ(run.lines.size(), 3u);
+    EXPECT_EQ(run.lines[0].at("line").as_int64(), 1);
     EXPECT_EQ(run.lines[0].at("query").as_string(), kRotate90);
     EXPECT_EQ(run.lines[0].at("matches").as_array()[0].at("ref").as_string(), "case-2");
     EXPECT_EQ(json::serialize(run.lines[1]),
-              "{\"query\":\"not-a-hash\",\"error\":\"a PDQ hash is 64 hexadecimal digits, "
-              "got 10 characters\"}");
+              "{\"line\":2,\"query\":\"not-a-hash\",\"error\":\"line 2: a PDQ hash is 64 "
+              "hexadecimal digits, got 10 characters\"}");
+    EXPECT_EQ(run.lines[2].at("line").as_int64(), 3);
     EXPECT_EQ(run.lines[2].at("query").as_string(), kOriginal);
   }
+}
+
+// A query file is read as a hash list is (bantay index import's local_file
+// lines): each output line carries the number of the line it answers, so
+// that outputs pair with inputs although comments and blank lines give none.
+TEST(MatchCommandTest, QueryFileTakesHashListLinesAndNamesEachLine) {
+  TempDir dir;
+  const std::string md5(32, 'a');
+  const std::string sha256(64, 'b');
+  const std::string list = dir.Write(
+      "exact.txt", Text(std::string("pdq ") + kOriginal + " case-1\n" + kRotate90 +
+                        " case-2\nmd5 " + md5 + " case-3\nsha256 " + sha256 + "\n"));
+  const std::string queries = dir.Write(
+      "q.txt", Text(std::string("\xEF\xBB\xBF# queries of case 42\n") +  // 1
+                    "\n" +                                                // 2
+                    "pdq " + kOriginal + " item-7\n" +                    // 3
+                    "  " + kRotate90 + "\r\n" +                           // 4
+                    "MD5 " + std::string(32, 'A') + " item-9\n" +         // 5
+                    "sha256 " + sha256 + "\n" +                           // 6
+                    "sha256 " + std::string(64, 'c') + " item-11\n" +     // 7
+                    "pdq 12345 item-12\n" +                               // 8
+                    " \t\n" +                                             // 9
+                    "phash " + kOriginal + "\n" +                         // 10
+                    kOriginal + " item-14 extra\n" +                      // 11
+                    "   # an indented comment\n" +                        // 12
+                    kOriginal + "\n" +                                    // 13
+                    "ph\xFF" "ash " + kOriginal));                          // 14, no newline
+  const std::string m1 =
+      "{\"list\":\"exact.txt\",\"category\":\"\",\"ref\":\"case-1\",\"distance\":0,"
+      "\"variant\":\"original\"}";
+  const std::string m2 =
+      "{\"list\":\"exact.txt\",\"category\":\"\",\"ref\":\"case-2\",\"distance\":0,"
+      "\"variant\":\"original\"}";
+  const std::string expected =
+      std::string("{\"line\":3,\"query\":\"") + kOriginal +
+      "\",\"signal\":\"pdq\",\"ref\":\"item-7\",\"matches\":[" + m1 + "]}\n" +
+      "{\"line\":4,\"query\":\"" + kRotate90 + "\",\"signal\":\"pdq\",\"matches\":[" + m2 +
+      "]}\n" +
+      "{\"line\":5,\"query\":\"" + md5 +
+      "\",\"signal\":\"md5\",\"ref\":\"item-9\",\"matches\":[{\"list\":\"exact.txt\","
+      "\"category\":\"\",\"ref\":\"case-3\",\"distance\":0,\"variant\":\"original\"}]}\n" +
+      "{\"line\":6,\"query\":\"" + sha256 +
+      "\",\"signal\":\"sha256\",\"matches\":[{\"list\":\"exact.txt\",\"category\":\"\","
+      "\"ref\":\"exact.txt:4\",\"distance\":0,\"variant\":\"original\"}]}\n" +
+      "{\"line\":7,\"query\":\"" + std::string(64, 'c') +
+      "\",\"signal\":\"sha256\",\"ref\":\"item-11\",\"matches\":[]}\n" +
+      "{\"line\":8,\"query\":\"pdq 12345 item-12\",\"error\":\"line 8: a PDQ hash is 64 "
+      "hexadecimal digits, got 5 characters\"}\n" +
+      "{\"line\":10,\"query\":\"phash " + kOriginal +
+      "\",\"error\":\"line 10: unknown signal type 'phash' (pdq, md5 or sha256)\"}\n" +
+      "{\"line\":11,\"query\":\"" + kOriginal +
+      " item-14 extra\",\"error\":\"line 11: too many columns (expected [TYPE] VALUE "
+      "[REFERENCE])\"}\n" +
+      "{\"line\":13,\"query\":\"" + kOriginal + "\",\"signal\":\"pdq\",\"matches\":[" +
+      m1 + "]}\n" +
+      "{\"line\":14,\"query\":\"ph\\\\xffash " + kOriginal +
+      "\",\"error\":\"line 14: unknown signal type 'ph\\\\xffash' (pdq, md5 or sha256)\"}\n";
+  for (const char* threads : {"1", "3"}) {
+    CliRun run = Match({"--index", list, "--pdq-file", queries, "--radius", "0",
+                        "--threads", threads});
+    EXPECT_EQ(run.status, kExitSomeFailed) << threads;
+    EXPECT_EQ(run.out, expected) << threads;
+    EXPECT_EQ(run.err, "") << threads;
+  }
+  // Only good lines: exit status 0; a file of comments gives no line.
+  const std::string good = dir.Write("good.txt", Text("# none\nmd5 " + md5 + "\n"));
+  CliRun run = Match({"--index", list, "--pdq-file", good});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(run.out, "{\"line\":2,\"query\":\"" + md5 +
+                         "\",\"signal\":\"md5\",\"matches\":[{\"list\":\"exact.txt\","
+                         "\"category\":\"\",\"ref\":\"case-3\",\"distance\":0,\"variant\":"
+                         "\"original\"}]}\n");
+  const std::string comments = dir.Write("comments.txt", Text("# none\n\n"));
+  run = Match({"--index", list, "--pdq-file", comments});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(run.out, "");
 }
 
 TEST(MatchCommandTest, BadIndexIsRefusedWithLineNumbers) {
