@@ -66,7 +66,10 @@ name) get their PDQ hash; videos (MP4/QuickTime, Matroska/WebM, AVI, MPEG,
 FLV, ASF, told by content) get vPDQ frame hashes with --videos. All of them
 are matched exactly against the index: PDQ within the radius, MD5 and SHA-256
 by equality. Nothing but hashes is written, and nothing is written next to the
-evidence.
+evidence. Each entry is scanned once: a PATH that is, resolved, inside
+another PATH, or the same as an earlier one (a link to it), is scanned as
+part of that one, and standard error says so; the report's "scan" record
+still names every PATH as given.
 
 The report has one record per entry, in a fixed order (depth first, names in
 byte order), as JSON lines (default, to standard output or --report FILE):
@@ -153,7 +156,8 @@ exit status: read the report or the summary.
 enum class ProgressMode { kAuto, kBar, kLines, kNone };
 
 struct ScanOptions {
-  std::vector<std::string> roots;
+  std::vector<std::string> roots;       // as given (the report's header)
+  std::vector<std::string> walk_roots;  // without those others cover
   std::string index;
   StoreOptions keys;
   ClientOptions client;
@@ -643,7 +647,7 @@ class ScanRun {
 
   void Walk() {
     int64_t emitted = 0;
-    WalkTrees(options_.roots, {options_.follow_symlinks},
+    WalkTrees(options_.walk_roots, {options_.follow_symlinks},
               [&](WalkEntry&& entry) {
                 if (done_ != nullptr && done_->count(entry.path) != 0) {
                   return true;  // in the report already (--resume)
@@ -1176,10 +1180,7 @@ std::string RootHoldingReport(const std::vector<std::string>& roots,
   for (const std::string& root : roots) {
     const fs::path resolved_root = fs::canonical(root, ec);
     if (ec) continue;  // the walk reports it
-    const auto [in_root, in_report] =
-        std::mismatch(resolved_root.begin(), resolved_root.end(),
-                      resolved.begin(), resolved.end());
-    if (in_root == resolved_root.end()) return root;
+    if (IsWithin(resolved, resolved_root)) return root;
   }
   return "";
 }
@@ -1404,6 +1405,20 @@ int RunScanCommand(const std::vector<std::string>& args, std::ostream& out,
                    (o.progress == ProgressMode::kAuto && tty);
   const bool lines = o.progress == ProgressMode::kLines ||
                      (o.progress == ProgressMode::kAuto && !tty);
+  // Each entry once: a root inside another (or the same) is walked as part
+  // of it. The header still names every root as given.
+  const std::vector<CoveredRoot> covered = CoveredRoots(o.roots);
+  for (size_t i = 0, next = 0; i < o.roots.size(); ++i) {
+    if (next < covered.size() && covered[next].root == i) {
+      const CoveredRoot& c = covered[next++];
+      err << "bantay scan: " << o.roots[i]
+          << (c.same ? " is the same as " : " is inside ") << o.roots[c.by]
+          << " (" << c.resolved << "); its entries are scanned once, under "
+          << o.roots[c.by] << "\n";
+      continue;
+    }
+    o.walk_roots.push_back(o.roots[i]);
+  }
   int status;
   {
     StopSignals signals;

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <utility>
 
 namespace bantay::client {
@@ -210,6 +212,47 @@ class Walker {
 };
 
 }  // namespace
+
+bool IsWithin(const std::filesystem::path& inner,
+              const std::filesystem::path& outer) {
+  return std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end())
+             .first == outer.end();
+}
+
+std::vector<CoveredRoot> CoveredRoots(const std::vector<std::string>& roots) {
+  namespace fs = std::filesystem;
+  std::vector<std::optional<fs::path>> resolved(roots.size());
+  for (size_t i = 0; i < roots.size(); ++i) {
+    std::error_code ec;
+    fs::path path = fs::canonical(roots[i], ec);
+    if (!ec) resolved[i] = std::move(path);
+  }
+  // Whether the walk of root j gives the entries of root i: a resolved path
+  // has no links, so the walk of an enclosing directory reaches it through
+  // real directories, whether links are followed or not.
+  auto covers = [&](size_t j, size_t i) {
+    if (i == j || !resolved[i] || !resolved[j]) return false;
+    if (*resolved[i] == *resolved[j]) return j < i;
+    return IsWithin(*resolved[i], *resolved[j]);
+  };
+  std::vector<bool> covered(roots.size());
+  for (size_t i = 0; i < roots.size(); ++i) {
+    for (size_t j = 0; j < roots.size() && !covered[i]; ++j) {
+      covered[i] = covers(j, i);
+    }
+  }
+  // Covering is transitive, so some root that is not covered covers each
+  // covered one.
+  std::vector<CoveredRoot> out;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    if (!covered[i]) continue;
+    size_t by = 0;
+    while (covered[by] || !covers(by, i)) ++by;
+    out.push_back(
+        {i, by, *resolved[i] == *resolved[by], resolved[i]->string()});
+  }
+  return out;
+}
 
 void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options,
                const std::function<bool(WalkEntry&&)>& visit) {

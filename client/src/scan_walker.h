@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -51,6 +52,26 @@ struct WalkOptions {
 // target in link_target. The walk stops early when visit returns false.
 void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options,
                const std::function<bool(WalkEntry&&)>& visit);
+
+// A root whose entries the walk of another root gives already: one that
+// resolves (links followed) to the same path as an earlier root, or to a
+// path inside another root. Walked as well, its entries would be given
+// twice. (Entries are not compared: two hard links are two entries.)
+struct CoveredRoot {
+  size_t root = 0;       // its index in the roots
+  size_t by = 0;         // the root that covers it, itself not covered
+  bool same = false;     // resolves to the same path as `by` (else: inside)
+  std::string resolved;  // the root, resolved
+};
+
+// Whether `inner` is `outer` or a path under it, compared by components
+// (both resolved, or both as given).
+bool IsWithin(const std::filesystem::path& inner,
+              const std::filesystem::path& outer);
+
+// The covered roots, in order. A root that cannot be resolved (missing,
+// unreadable) is neither covered nor covering: its walk reports it.
+std::vector<CoveredRoot> CoveredRoots(const std::vector<std::string>& roots);
 
 }  // namespace bantay::client
 

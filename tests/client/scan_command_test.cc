@@ -417,6 +417,65 @@ TEST_F(ScanCommandTest, SeveralRootsAndSingleFiles) {
                          "\n");
 }
 
+// Overlapping PATHs (one inside another, the same one twice, a link to
+// one) give each entry once, under the PATH that covers the others; the
+// report's header still names every PATH as given.
+TEST_F(ScanCommandTest, OverlappingPathsGiveEachEntryOnce) {
+  const std::string b = tree_.Path("b");
+  const std::string deeper = tree_.Path("b/deeper");
+  const std::string link = tree_.dir() + "/to-b";
+  ASSERT_EQ(symlink(b.c_str(), link.c_str()), 0);
+  const std::string b_resolved = fs::canonical(b).string();
+  const std::string deeper_resolved = fs::canonical(deeper).string();
+  const std::string c_resolved = fs::canonical(tree_.Path("b/c.dat")).string();
+  const std::string b_entries = expected_[1] + "\n" + expected_[2] + "\n";
+  auto note = [](const std::string& path, const char* how, const std::string& by,
+                 const std::string& resolved) {
+    return "bantay scan: " + path + how + by + " (" + resolved +
+           "); its entries are scanned once, under " + by + "\n";
+  };
+  struct Case {
+    std::vector<std::string> roots;
+    std::string notes;
+  };
+  const std::vector<Case> cases = {
+      {{b, deeper}, note(deeper, " is inside ", b, deeper_resolved)},
+      {{deeper, b}, note(deeper, " is inside ", b, deeper_resolved)},
+      {{b, b}, note(b, " is the same as ", b, b_resolved)},
+      {{b, link}, note(link, " is the same as ", b, b_resolved)},
+      {{deeper, tree_.Path("b/c.dat"), b, deeper + "/"},
+       note(deeper, " is inside ", b, deeper_resolved) +
+           note(tree_.Path("b/c.dat"), " is inside ", b, c_resolved) +
+           note(deeper + "/", " is inside ", b, deeper_resolved)},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = c.roots;
+    for (const char* a : {"--index", "", "--progress", "none"}) args.push_back(a);
+    args[args.size() - 3] = tree_.list();
+    CliRun run = Scan(args);
+    EXPECT_EQ(run.status, kExitOk) << run.err;
+    EXPECT_EQ(Entries(run.out), b_entries) << c.roots[0] << " " << c.roots[1];
+    EXPECT_TRUE(run.err.starts_with(c.notes)) << run.err;
+    EXPECT_EQ(run.err.find(c.notes, 1), std::string::npos) << run.err;
+    const json::object header =
+        json::parse(run.out.substr(0, run.out.find('\n'))).as_object();
+    const json::array& roots = header.at("roots").as_array();
+    ASSERT_EQ(roots.size(), c.roots.size()) << run.out;
+    for (size_t i = 0; i < roots.size(); ++i) {
+      EXPECT_EQ(roots[i].at("path").as_string(), c.roots[i]);
+    }
+  }
+  // A link to the directory first: its path is the one the entries get.
+  CliRun run = Scan({link, b, "--index", tree_.list(), "--progress", "none"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  const std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 2u) << run.out;
+  EXPECT_EQ(lines[0].at("path").as_string(), link + "/c.dat");
+  EXPECT_EQ(lines[1].at("path").as_string(), link + "/deeper/pattern.png");
+  EXPECT_TRUE(run.err.starts_with(note(b, " is the same as ", link, b_resolved)))
+      << run.err;
+}
+
 TEST_F(ScanCommandTest, FollowingLinksReportsTheLoop) {
   CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--follow-symlinks",
                      "--progress", "none"});
@@ -884,18 +943,25 @@ TEST_F(ScanCommandTest, TheReportSaysHowItWasMade) {
     EXPECT_EQ(json::serialize(end),
               json::serialize(json::object{{"record", "end"},
                                            {"finished", finished},
-                                           {"entries", 10},
+                                           {"entries", 9},
                                            {"images", 5},
                                            {"videos", 0},
-                                           {"others", 3},
+                                           {"others", 2},
                                            {"skipped", 2},
-                                           {"matched", 4},
+                                           {"matched", 3},
                                            {"errors", 1}}));
-    EXPECT_NE(run.err.find("bantay scan: 10 entries (5 images, 0 videos, 3 other "
+    // notes.txt is in the tree: scanned once, and named in the header.
+    EXPECT_TRUE(run.err.starts_with("bantay scan: " + notes + " is inside " +
+                                    tree_.root() + " (" +
+                                    fs::canonical(notes).string() +
+                                    "); its entries are scanned once, under " +
+                                    tree_.root() + "\n"))
+        << run.err;
+    EXPECT_NE(run.err.find("bantay scan: 9 entries (5 images, 0 videos, 2 other "
                            "files, 2 links/special skipped), "),
               std::string::npos)
         << run.err;
-    EXPECT_NE(run.err.find("; 4 matched, 1 with errors\n"), std::string::npos)
+    EXPECT_NE(run.err.find("; 3 matched, 1 with errors\n"), std::string::npos)
         << run.err;
   }
 }
@@ -1147,11 +1213,11 @@ TEST_F(ScanCommandTest, ARepeatedSingleValuedOptionIsRefused) {
     EXPECT_EQ(run.out, "");
   }
   EXPECT_FALSE(fs::exists(report));
-  // After "--" the same words are paths.
+  // After "--" the same words are paths (the same one twice: scanned once).
   CliRun paths = Scan({"--index", tree_.list(), "--progress", "none", "--",
                        tree_.Path("notes.txt"), tree_.Path("notes.txt")});
   EXPECT_EQ(paths.status, kExitOk) << paths.err;
-  EXPECT_EQ(Entries(paths.out), expected_[6] + "\n" + expected_[6] + "\n");
+  EXPECT_EQ(Entries(paths.out), expected_[6] + "\n");
 }
 
 // A JPEG of more scans than --max-jpeg-scans (default 500) gets an error
