@@ -4,6 +4,7 @@
 // written anywhere: image bytes are read into memory, hashed and dropped,
 // and video frames are decoded from the file in memory.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +28,8 @@
 #include "bantay/client/file_reader.h"
 #include "bantay/models/text.h"
 #include "command_util.h"
+#include "scan_report.h"
+#include "scan_walker.h"
 #include "bantay/models/image_hasher.h"
 #include "bantay/models/video_hasher.h"
 
@@ -52,7 +55,8 @@ Prints one JSON object per line:
    "width":W,"height":H,"low_quality":false}
 A hash of quality under 50 is marked "low_quality":true and should not be
 matched. A file that cannot be read or decoded gives {"path":"...","error":"..."}
-and the run goes on.
+and the run goes on. A path that is not UTF-8 is printed with U+FFFD for the
+bytes that are not, and follows as "path_hex", its exact bytes in hex.
 
 With --out LIST, nothing is printed on standard output: the PDQ hashes are
 written to LIST as a hash list that `bantay index import` reads, one
@@ -68,8 +72,11 @@ per hashed frame, exactly as vPDQ's hash files:
 When several FILEs are given, each one's lines follow a line `# FILE`.
 
 Options:
-  -r, --recursive   descend into directories; files that are not images are
-                    skipped (symbolic links to directories are not followed)
+  -r, --recursive   descend into directories (as bantay scan does: names in
+                    byte order, directories opened without updating their
+                    access time where allowed); files that are not images
+                    are skipped (symbolic links to directories are not
+                    followed)
   --dihedral        also print "pdq_dihedral": the hashes of the 8 rotations
                     and flips, in the order original, rotate90, rotate180,
                     rotate270, flipx, flipy, flip_plus1, flip_minus1
@@ -162,7 +169,7 @@ class Printer : public Sink {
       return;
     }
     json::object o;
-    o["path"] = models::Utf8Lossy(path);
+    PutBytes(&o, "path", path);
     o["pdq"] = pdq;
     o["quality"] = h.pdq.quality;
     o["md5"] = md5;
@@ -194,7 +201,7 @@ class Printer : public Sink {
       return;
     }
     json::object o;
-    o["path"] = models::Utf8Lossy(path);
+    PutBytes(&o, "path", path);
     o["error"] = error;
     out_ << json::serialize(o) << '\n';
   }
@@ -304,41 +311,36 @@ class HashRun {
   bool any_failed() const { return any_failed_; }
 
  private:
-  // Depth-first, entries in byte order of their names, so that two runs over
-  // the same tree print the same lines in the same order.
-  void Walk(const fs::path& dir) {
-    std::error_code ec;
-    fs::directory_iterator it(dir, ec);
-    if (ec) {
-      Fail(dir.string(), "cannot read directory: " + ec.message());
-      return;
-    }
-    std::vector<fs::directory_entry> entries;
-    for (; it != fs::directory_iterator(); it.increment(ec)) {
-      if (ec) break;
-      entries.push_back(*it);
-    }
-    if (ec) Fail(dir.string(), "cannot read directory: " + ec.message());
-    std::sort(entries.begin(), entries.end(),
-              [](const auto& a, const auto& b) { return a.path() < b.path(); });
-    for (const auto& entry : entries) {
-      std::error_code type_ec;
-      if (entry.is_symlink(type_ec)) {
-        // Links are not followed (their targets may be outside the tree):
-        // one to a file is reported, not hashed; others are skipped.
-        if (entry.is_regular_file(type_ec)) {
-          Fail(entry.path().string(),
-               "symbolic link, not followed (name it as a PATH to hash its "
-               "target)");
+  // bantay scan's walk: depth-first, entries in byte order of their names
+  // (so that two runs over the same tree print the same lines in the same
+  // order), directories opened with O_NOATIME where allowed (their access
+  // times are evidence too), FIFOs and devices never opened.
+  void Walk(const std::string& dir) {
+    WalkTrees({dir}, WalkOptions{}, [this](WalkEntry&& entry) {
+      switch (entry.kind) {
+        case WalkEntry::Kind::kFile:
+          File(entry.path, /*from_walk=*/true);
+          break;
+        case WalkEntry::Kind::kSymlink: {
+          // Links are not followed (their targets may be outside the
+          // tree): one to a file is reported, not hashed; others are
+          // skipped.
+          struct stat st;
+          if (stat(entry.path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+            Fail(entry.path,
+                 "symbolic link, not followed (name it as a PATH to hash its "
+                 "target)");
+          }
+          break;
         }
-        continue;
+        case WalkEntry::Kind::kSpecial:  // not an image, never opened
+          break;
+        case WalkEntry::Kind::kError:
+          Fail(entry.path, entry.error.message());
+          break;
       }
-      if (entry.is_directory(type_ec)) {
-        Walk(entry.path());
-      } else if (entry.is_regular_file(type_ec)) {
-        File(entry.path().string(), true);
-      }
-    }
+      return true;
+    });
   }
 
   void File(const std::string& path, bool from_walk) {

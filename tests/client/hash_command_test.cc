@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -186,6 +187,82 @@ TEST(HashCommandTest, RecursiveWalkReportsLinksToFilesWithoutFollowingThem) {
   EXPECT_EQ(named.status, kExitOk) << named.out;
   ASSERT_EQ(named.lines.size(), 1u);
   EXPECT_EQ(named.lines[0].at("pdq").as_string(), kAaaPdq);
+}
+
+// The access times of the directories walked, and of the files read, are
+// evidence: -r opens directories with O_NOATIME (where allowed: the owner
+// or root), as bantay scan does. Their atimes are set far in the past, so a
+// relatime mount would update them on a plain read (shown on a control).
+TEST(HashCommandTest, RecursiveWalkLeavesAccessTimesAlone) {
+  TempDir dir;
+  const std::string root = dir.path() + "/tree";
+  const std::string image = dir.Write("tree/sub/a.png", Encode(MakePattern(64, 64), ".png"));
+  const std::string control = dir.path() + "/control";
+  std::filesystem::create_directory(control);
+  const struct timespec kLongAgo = {978307200, 5};  // 2001-01-01
+  auto set_atime = [&](const std::string& path) {
+    const struct timespec times[2] = {kLongAgo, {0, UTIME_OMIT}};
+    ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0) << path;
+  };
+  auto atime = [](const std::string& path) {
+    struct stat st {};
+    EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
+    return std::pair<int64_t, int64_t>(st.st_atim.tv_sec, st.st_atim.tv_nsec);
+  };
+  const std::pair<int64_t, int64_t> long_ago(kLongAgo.tv_sec, kLongAgo.tv_nsec);
+  for (const std::string& path : {root, root + "/sub", image, control}) set_atime(path);
+  CliRun run = Hash({"-r", root});
+  EXPECT_EQ(run.status, kExitOk) << run.out;
+  ASSERT_EQ(run.lines.size(), 1u) << run.out;
+  EXPECT_EQ(run.lines[0].at("path").as_string(), image);
+  EXPECT_EQ(atime(root), long_ago);
+  EXPECT_EQ(atime(root + "/sub"), long_ago);
+  EXPECT_EQ(atime(image), long_ago);
+  // The control: listing a directory without O_NOATIME moves its atime.
+  int entries = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(control)) {
+    (void)entry;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 0);
+  EXPECT_NE(atime(control), long_ago);
+}
+
+// A name that is not UTF-8 (Latin-1 here) keeps its exact bytes in
+// "path_hex", next to "path" with U+FFFD for the bytes that are not UTF-8,
+// as in bantay scan's report.
+TEST(HashCommandTest, NamesThatAreNotUtf8KeepTheirBytes) {
+  TempDir dir;
+  const std::string image =
+      dir.Write("caf\xe9.png", Encode(MakePattern(64, 64), ".png"));
+  const std::string text = dir.Write("caf\xe9.jpg", {'h', 'i'});
+  auto hex = [](const std::string& bytes) {
+    std::string out;
+    for (unsigned char c : bytes) {
+      char two[3];
+      std::snprintf(two, sizeof two, "%02x", c);
+      out += two;
+    }
+    return out;
+  };
+  const std::string shown = dir.path() + "/caf\xef\xbf\xbd";
+  for (const auto& args : {std::vector<std::string>{"-r", dir.path()},
+                           std::vector<std::string>{image, text}}) {
+    CliRun run = Hash(args);
+    // A walk skips the text file; named as a PATH, it is an error.
+    EXPECT_EQ(run.status, args[0] == "-r" ? kExitOk : kExitSomeFailed) << run.out;
+    ASSERT_EQ(run.lines.size(), args[0] == "-r" ? 1u : 2u) << run.out;
+    EXPECT_TRUE(json::serialize(run.lines[0])
+                    .starts_with("{\"path\":\"" + shown + ".png\",\"path_hex\":\"" +
+                                 hex(image) + "\",\"pdq\":\""))
+        << run.out;
+    if (args[0] != "-r") {
+      EXPECT_EQ(json::serialize(run.lines[1]),
+                "{\"path\":\"" + shown + ".jpg\",\"path_hex\":\"" + hex(text) +
+                    "\",\"error\":\"" +
+                    std::string(run.lines[1].at("error").as_string()) + "\"}");
+    }
+  }
 }
 
 TEST(HashCommandTest, CsvOutput) {
@@ -407,7 +484,7 @@ TEST(HashCommandTest, VideoSamplingAndLimits) {
   ASSERT_EQ(lines.size(), 4u);
   for (size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(lines[i].substr(0, lines[i].find(',')), std::to_string(30 * i));
-    EXPECT_EQ(lines[i].substr(lines[i].rfind(',')), "," + std::to_string(i) + ".000");
+    EXPECT_EQ(lines[i].substr(lines[i].rfind(',') + 1), std::to_string(i) + ".000");
   }
   run = Hash({"--video", "--downscale", "128", "--max-frames", "3", kDoorknob});
   EXPECT_EQ(run.status, kExitOk);
