@@ -54,6 +54,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -61,6 +62,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "api.h"
@@ -167,14 +169,30 @@ Env* MakeEnv() {
 class Connection {
  public:
   Connection(uint16_t port, SSL_CTX* tls) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    FUZZ_CHECK(fd_ >= 0, "socket");
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0,
-               "connect to the server");
+    // Tens of thousands of loopback connections a campaign can use up the
+    // ephemeral ports (each closed one waits in TIME_WAIT for a minute):
+    // EADDRNOTAVAIL is waited out (two minutes at most, on a new socket each
+    // time); any other failure is the server's.
+    int connect_error = 0;
+    for (int attempt = 0; attempt < 1200; ++attempt) {
+      fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      FUZZ_CHECK(fd_ >= 0, "socket");
+      if (connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+        connect_error = 0;
+        break;
+      }
+      connect_error = errno;
+      close(fd_);
+      fd_ = -1;
+      if (connect_error != EADDRNOTAVAIL) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FUZZ_CHECK(connect_error == 0, "connect to the server: %s",
+               std::strerror(connect_error));
     FUZZ_CHECK(fcntl(fd_, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK");
     if (tls == nullptr) return;
     ssl_ = SSL_new(tls);
