@@ -677,6 +677,7 @@ class IndexCommand {
                    {"audit_digest", Hex(r->audit_digest)},
                    {"public_key", Hex(r->public_key)},
                    {"signature", Hex(r->signature)}};
+    if (r->state_digest) o["state_digest"] = Hex(*r->state_digest);
     bool ok = true;
     if (trusted->has_value()) {
       ok = matcher::VerifySignature(

@@ -163,6 +163,8 @@ Result<uint64_t> ExportSnapshot(Store& store, const DataKey& key, const SigningK
   h.Bytes(record->root);
   h.U64(record->active_count);
   h.Bytes(record->audit_digest);
+  h.U8(record->state_digest ? 1 : 0);
+  if (record->state_digest) h.Bytes(*record->state_digest);
   h.Bytes(record->signature);
   h.Bytes(record->public_key);
   h.Field(key.id);
@@ -233,7 +235,7 @@ bool IsSnapshotFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::string magic(kSnapshotMagic.size(), '\0');
   return in.read(magic.data(), static_cast<std::streamsize>(magic.size())) &&
-         magic == kSnapshotMagic;
+         (magic == kSnapshotMagic || magic == kSnapshotMagicV1);
 }
 
 Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& key,
@@ -249,16 +251,36 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
     return Error(ErrorCode::kUnsupportedFormat, path + " is not a regular file");
   }
   std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (file.size() < kSnapshotMagic.size() ||
-      std::memcmp(file.data(), kSnapshotMagic.data(), kSnapshotMagic.size()) != 0) {
+  static_assert(kSnapshotMagic.size() == kSnapshotMagicV1.size());
+  if (file.size() < kSnapshotMagic.size()) {
     return Error(ErrorCode::kUnsupportedFormat, path + " is not a Bantay snapshot");
   }
+  const std::string_view magic(reinterpret_cast<const char*>(file.data()), kSnapshotMagic.size());
+  if (magic != kSnapshotMagic && magic != kSnapshotMagicV1) {
+    return Error(ErrorCode::kUnsupportedFormat, path + " is not a Bantay snapshot");
+  }
+  const bool v1 = magic == kSnapshotMagicV1;
   Reader top(std::span<const uint8_t>(file).subspan(kSnapshotMagic.size()));
   const uint32_t header_size = top.U32();
   if (!top.ok() || header_size > kMaxHeader) return Corrupt(path, "bad header");
   const size_t header_at = kSnapshotMagic.size() + 4;
   if (file.size() < header_at + header_size) return Corrupt(path, "truncated header");
   const std::span<const uint8_t> header(file.data() + header_at, header_size);
+  // A header that does not parse was modified, unless the file's signature
+  // verifies over it as it is (a header this reader does not know).
+  auto bad_header = [&] {
+    const size_t payload_at = header_at + header_size;
+    if (file.size() >= payload_at + 64) {
+      Signature signature{};
+      std::memcpy(signature.data(), file.data() + file.size() - 64, 64);
+      const std::span<const uint8_t> rest(file.data() + payload_at,
+                                          file.size() - payload_at - 64);
+      if (!VerifySignature(trusted_key, SignedMessage(header, rest), signature)) {
+        return Corrupt(path, "the signature does not verify (the file was modified)");
+      }
+    }
+    return Corrupt(path, "bad header");
+  };
 
   SnapshotContents out;
   Reader h(header);
@@ -268,11 +290,20 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
   h.Array(&out.version.root);
   out.version.active_count = h.U64();
   h.Array(&out.version.audit_digest);
+  if (!v1) {
+    const uint8_t has_state = h.U8();
+    if (has_state > 1) return bad_header();
+    if (has_state == 1) {
+      Digest32 state{};
+      h.Array(&state);
+      out.version.state_digest = state;
+    }
+  }
   h.Array(&out.version.signature);
   h.Array(&out.version.public_key);
   const std::string key_id = h.Field();
   const uint64_t payload_size = h.U64();
-  if (!h.ok() || !h.done()) return Corrupt(path, "bad header");
+  if (!h.ok() || !h.done()) return bad_header();
   const size_t payload_at = header_at + header_size;
   // Compared by subtraction: a sum with a forged payload size could wrap
   // around and let the reads below run past the file.
@@ -334,6 +365,7 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
   }
   out.entries.reserve(entry_count);
   std::vector<Digest32> active;
+  StateDigester state;
   for (uint64_t i = 0; i < entry_count && b.ok(); ++i) {
     StoredEntry e;
     e.id = b.U64();
@@ -356,9 +388,11 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
     e.type = static_cast<SignalType>(type);
     e.status = static_cast<EntryStatus>(status);
     ListInfo& l = out.lists[list->second];
+    const Digest32 leaf = EntryLeafHash(e);
+    state.AddEntry(e.id, leaf, e.status == EntryStatus::kActive);
     if (e.status == EntryStatus::kActive) {
       ++l.active;
-      if (l.enabled) active.push_back(EntryLeafHash(e));
+      if (l.enabled) active.push_back(leaf);
     } else {
       ++l.disabled;
     }
@@ -370,6 +404,15 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
   if (active.size() != out.version.active_count || MerkleRoot(active) != out.version.root) {
     return Corrupt(path, "its entries do not give the signed root of version " +
                              std::to_string(out.version.version));
+  }
+  if (out.version.state_digest) {
+    std::vector<std::pair<std::string, bool>> lists;
+    for (const ListInfo& l : out.lists) lists.emplace_back(l.name, l.enabled);
+    Result<Digest32> digest = state.Finish(std::move(lists));
+    if (!digest.ok() || *digest != *out.version.state_digest) {
+      return Corrupt(path, "its entries and lists do not give the signed state of version " +
+                               std::to_string(out.version.version));
+    }
   }
   return out;
 }

@@ -18,7 +18,8 @@ namespace {
 using db::Param;
 using db::Row;
 
-constexpr int64_t kSchemaVersion = 1;
+// 2: versions.state_digest (a store of schema 1 is upgraded when opened).
+constexpr int64_t kSchemaVersion = 2;
 constexpr size_t kMaxTextBytes = 256;
 
 // The schema: the same tables and columns on both backends, with {int}
@@ -45,7 +46,7 @@ CREATE TABLE removals (version {int} NOT NULL, id {int} NOT NULL);
 CREATE INDEX removals_version ON removals (version);
 CREATE TABLE versions (version {int} PRIMARY KEY, created_at {int} NOT NULL,
   root {blob} NOT NULL, active_count {int} NOT NULL, audit_digest {blob} NOT NULL,
-  public_key {blob} NOT NULL, signature {blob} NOT NULL);
+  public_key {blob} NOT NULL, signature {blob} NOT NULL, state_digest {blob});
 CREATE TABLE audit (seq {int} PRIMARY KEY, time {int} NOT NULL, actor TEXT NOT NULL,
   action TEXT NOT NULL, list TEXT NOT NULL, count {int} NOT NULL,
   entries_digest {blob} NOT NULL, prev_digest {blob} NOT NULL, digest {blob} NOT NULL);
@@ -71,9 +72,9 @@ CREATE TRIGGER versions_append_only BEFORE UPDATE OR DELETE ON versions
   FOR EACH ROW EXECUTE FUNCTION bantay_append_only();
 )sql";
 
-std::string Schema(db::Backend backend) {
+// `sql` with {int} and {blob} replaced by the backend's type names.
+std::string ForBackend(std::string sql, db::Backend backend) {
   const bool sqlite = backend == db::Backend::kSqlite;
-  std::string sql(kTables);
   for (const auto& [token, type] : {std::pair<std::string_view, std::string_view>{
                                         "{int}", sqlite ? "INTEGER" : "BIGINT"},
                                     {"{blob}", sqlite ? "BLOB" : "BYTEA"}}) {
@@ -81,9 +82,18 @@ std::string Schema(db::Backend backend) {
       sql.replace(at, token.size(), type);
     }
   }
-  sql += sqlite ? kSqliteTriggers : kPostgresTriggers;
   return sql;
 }
+
+std::string Schema(db::Backend backend) {
+  return ForBackend(std::string(kTables), backend) +
+         std::string(backend == db::Backend::kSqlite ? kSqliteTriggers : kPostgresTriggers);
+}
+
+// Columns of a version row, in the order ReadVersions reads them.
+constexpr std::string_view kVersionColumns =
+    "version, created_at, root, active_count, audit_digest, public_key, signature, "
+    "state_digest";
 
 // Columns of an entry row, in the order DecodeEntry reads them.
 constexpr std::string_view kEntryColumns =
@@ -193,15 +203,57 @@ Digest32 EntryLeafHash(uint64_t id, SignalType type, const std::array<uint8_t, 3
 
 std::vector<uint8_t> VersionSigningMessage(const std::array<uint8_t, 16>& store_id,
                                            const VersionRecord& record) {
-  static constexpr std::string_view kDomain = "BANTAY-VERSION-1";
-  std::vector<uint8_t> m(kDomain.begin(), kDomain.end());
+  // Both domains have the same length: the message's fields sit at the same
+  // offsets, and the domain alone tells the formats apart.
+  const std::string_view domain =
+      record.state_digest ? std::string_view("BANTAY-VERSION-2") : "BANTAY-VERSION-1";
+  std::vector<uint8_t> m(domain.begin(), domain.end());
   m.insert(m.end(), store_id.begin(), store_id.end());
   AppendU64(&m, record.version);
   AppendU64(&m, static_cast<uint64_t>(record.created_at));
   m.insert(m.end(), record.root.begin(), record.root.end());
   AppendU64(&m, record.active_count);
   m.insert(m.end(), record.audit_digest.begin(), record.audit_digest.end());
+  if (record.state_digest) m.insert(m.end(), record.state_digest->begin(), record.state_digest->end());
   return m;
+}
+
+StateDigester::StateDigester() { hasher_.UpdateField("BANTAY-STATE-1"); }
+
+void StateDigester::AddEntry(uint64_t id, const Digest32& leaf, bool active) {
+  if (any_ && id <= last_id_) ordered_ = false;
+  any_ = true;
+  last_id_ = id;
+  buffer_.push_back('E');
+  AppendU64(&buffer_, id);
+  buffer_.insert(buffer_.end(), leaf.begin(), leaf.end());
+  buffer_.push_back(active ? 0 : 1);
+  if (buffer_.size() >= 16384) Flush();
+}
+
+void StateDigester::Flush() {
+  hasher_.Update(buffer_);
+  buffer_.clear();
+}
+
+Result<Digest32> StateDigester::Finish(std::vector<std::pair<std::string, bool>> lists) {
+  Flush();
+  if (!ordered_) {
+    return Error(ErrorCode::kInvalidArgument, "the state digest's entries are not in id order");
+  }
+  std::sort(lists.begin(), lists.end());
+  for (size_t i = 1; i < lists.size(); ++i) {
+    if (lists[i].first == lists[i - 1].first) {
+      return Error(ErrorCode::kInvalidArgument, "list " + lists[i].first + " is named twice");
+    }
+  }
+  for (const auto& [name, enabled] : lists) {
+    hasher_.Update(std::string_view("L"));
+    hasher_.UpdateField(name);
+    const uint8_t flag = enabled ? 1 : 0;
+    hasher_.Update(std::span<const uint8_t>(&flag, 1));
+  }
+  return hasher_.Finish();
 }
 
 Digest32 AuditRecordDigest(const AuditRecord& r) {
@@ -349,23 +401,62 @@ struct Store::Impl {
     return OpenValue(row.Text(3), row.Blob(4), e);
   }
 
-  // Leaf hashes of the active entries of enabled lists, in id order (the
-  // Merkle tree of the version), and their ids when asked.
-  Result<std::vector<Digest32>> ActiveLeaves(std::vector<uint64_t>* ids) {
-    std::vector<Digest32> leaves;
+  // What a version signs of the entries and lists as the database holds
+  // them: the leaf hashes of the active entries of enabled lists in id order
+  // (the Merkle tree), with their ids when asked, and the state digest.
+  struct StoreState {
+    std::vector<Digest32> active_leaves;
+    Digest32 digest{};
+  };
+  Result<StoreState> ReadState(std::vector<uint64_t>* active_ids) {
+    StoreState state;
+    StateDigester digester;
     bool bad = false;
+    // An entry whose list row is missing is not active, and is still in the
+    // digest (which then differs from any signed one: its list is not).
     Status s = Exec(
-        "SELECT e.id, e.leaf FROM entries e JOIN lists l ON e.list = l.name "
-        "WHERE e.status = 0 AND l.enabled <> 0 ORDER BY e.id",
+        "SELECT e.id, e.leaf, e.status, COALESCE(l.enabled, 0) FROM entries e "
+        "LEFT JOIN lists l ON e.list = l.name ORDER BY e.id",
         {}, [&](const Row& row) {
           Digest32 leaf{};
           if (!CopyBlob(row.Blob(1), &leaf)) bad = true;
-          leaves.push_back(leaf);
-          if (ids != nullptr) ids->push_back(static_cast<uint64_t>(row.Int(0)));
+          const auto id = static_cast<uint64_t>(row.Int(0));
+          const bool entry_active = row.Int(2) == 0;
+          digester.AddEntry(id, leaf, entry_active);
+          if (!entry_active || row.Int(3) == 0) return;
+          state.active_leaves.push_back(leaf);
+          if (active_ids != nullptr) active_ids->push_back(id);
         });
     if (!s.ok()) return s.error();
     if (bad) return Error(ErrorCode::kCorruptData, "a stored leaf hash has the wrong size");
-    return leaves;
+    std::vector<std::pair<std::string, bool>> lists;
+    s = Exec("SELECT name, enabled FROM lists", {}, [&](const Row& row) {
+      lists.emplace_back(std::string(row.Text(0)), row.Int(1) != 0);
+    });
+    if (!s.ok()) return s.error();
+    Result<Digest32> digest = digester.Finish(std::move(lists));
+    if (!digest.ok()) return Error(ErrorCode::kCorruptData, digest.error().message());
+    state.digest = *digest;
+    return state;
+  }
+
+  // The state row's version, for a reader that follows the store: a state
+  // row behind the newest signed version was edited (every change moves
+  // both in one transaction), and would tell a follower that nothing
+  // changed. (A state row ahead of the versions is a version without a
+  // signature, which the reader's own checks name.)
+  Result<int64_t> FollowedVersion() {
+    Result<int64_t> v = QueryInt("SELECT version FROM state WHERE id = 1", {});
+    if (!v.ok()) return v;
+    Result<int64_t> newest = QueryInt("SELECT coalesce(max(version), 0) FROM versions", {});
+    if (!newest.ok()) return newest;
+    if (*newest > *v) {
+      return Error(ErrorCode::kCorruptData,
+                   "the store's state row says version " + std::to_string(*v) + ", but version " +
+                       std::to_string(*newest) +
+                       " is signed (the state row was edited outside the store)");
+    }
+    return v;
   }
 
   Result<AuditRecord> LastAudit() {
@@ -411,6 +502,11 @@ struct Store::Impl {
       bad |= !CopyBlob(row.Blob(4), &v.audit_digest);
       bad |= !CopyBlob(row.Blob(5), &v.public_key);
       bad |= !CopyBlob(row.Blob(6), &v.signature);
+      if (!row.IsNull(7)) {
+        Digest32 state{};
+        bad |= !CopyBlob(row.Blob(7), &state);
+        v.state_digest = state;
+      }
       out->push_back(v);
     });
     if (!s.ok()) return s;
@@ -444,22 +540,24 @@ struct Store::Impl {
          BlobParam(r.entries_digest), BlobParam(r.prev_digest), BlobParam(r.digest)});
     if (!s.ok()) return s.error();
 
-    Result<std::vector<Digest32>> leaves = ActiveLeaves(nullptr);
-    if (!leaves.ok()) return leaves.error();
+    Result<StoreState> state = ReadState(nullptr);
+    if (!state.ok()) return state.error();
     VersionRecord v;
     v.version = version;
     v.created_at = r.time;
-    v.root = MerkleRoot(*leaves);
-    v.active_count = leaves->size();
+    v.root = MerkleRoot(state->active_leaves);
+    v.active_count = state->active_leaves.size();
     v.audit_digest = r.digest;
+    v.state_digest = state->digest;
     v.public_key = keys.signing_key->public_key();
     v.signature = keys.signing_key->Sign(VersionSigningMessage(store_id, v));
     s = Exec(
-        "INSERT INTO versions (version, created_at, root, active_count, audit_digest, "
-        "public_key, signature) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO versions (" + std::string(kVersionColumns) +
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         {Param::Int(static_cast<int64_t>(v.version)), Param::Int(v.created_at),
          BlobParam(v.root), Param::Int(static_cast<int64_t>(v.active_count)),
-         BlobParam(v.audit_digest), BlobParam(v.public_key), BlobParam(v.signature)});
+         BlobParam(v.audit_digest), BlobParam(v.public_key), BlobParam(v.signature),
+         BlobParam(*v.state_digest)});
     if (!s.ok()) return s.error();
     s = Exec("UPDATE state SET version = $1 WHERE id = 1",
              {Param::Int(static_cast<int64_t>(version))});
@@ -519,8 +617,7 @@ struct Store::Impl {
     }
     std::vector<VersionRecord> records;
     Status s = ReadVersions(
-        "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
-        "FROM versions WHERE version = $1",
+        "SELECT " + std::string(kVersionColumns) + " FROM versions WHERE version = $1",
         {Param::Int(static_cast<int64_t>(version))}, &records);
     if (!s.ok()) return s;
     auto outside = [&](const std::string& what) {
@@ -541,10 +638,17 @@ struct Store::Impl {
         last->digest != record.audit_digest) {
       return outside("the last audit record is not the one " + name + " signed");
     }
-    Result<std::vector<Digest32>> leaves = ActiveLeaves(nullptr);
-    if (!leaves.ok()) return leaves.error();
-    if (record.active_count != leaves->size() || record.root != MerkleRoot(*leaves)) {
+    Result<StoreState> state = ReadState(nullptr);
+    if (!state.ok()) return state.error();
+    if (record.active_count != state->active_leaves.size() ||
+        record.root != MerkleRoot(state->active_leaves)) {
       return outside("its entries do not give the signed root of " + name);
+    }
+    // A version of schema 1 signed the root alone: what it did not sign
+    // (disabled entries, lists) is taken as found, once.
+    if (record.state_digest && *record.state_digest != state->digest) {
+      return outside("the states of its entries and lists are not the ones " + name +
+                     " signed (an entry or a list changed, added or deleted)");
     }
     return {};
   }
@@ -631,6 +735,46 @@ Result<bool> HasSchema(db::Connection& conn) {
 
 }  // namespace
 
+namespace {
+
+// Schema 1 to 2: the versions gain state_digest, NULL in those signed
+// before (which signed the root alone; the next change signs the whole
+// state). Done by whoever opens the store first, in one write transaction
+// (writers are serialised, so a second opener finds it done).
+Status UpgradeFromSchema1(db::Connection& conn) {
+  Status s = conn.BeginWrite();
+  if (!s.ok()) return s;
+  std::array<uint8_t, 8> schema{};
+  s = conn.Execute("SELECT value FROM meta WHERE key = 'schema_version'", {},
+                   [&](const Row& row) { CopyBlob(row.Blob(0), &schema); });
+  if (s.ok() && schema[7] == 1) {
+    s = conn.Execute(
+        ForBackend(conn.backend() == db::Backend::kSqlite
+                       ? "ALTER TABLE versions ADD COLUMN state_digest {blob}"
+                       : "ALTER TABLE versions ADD COLUMN IF NOT EXISTS state_digest {blob}",
+                   conn.backend()),
+        {}, nullptr);
+    if (s.ok()) {
+      const std::array<uint8_t, 8> upgraded = {0, 0, 0, 0, 0, 0, 0,
+                                               static_cast<uint8_t>(kSchemaVersion)};
+      const Param p = BlobParam(upgraded);
+      s = conn.Execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'",
+                       std::span<const Param>(&p, 1), nullptr);
+    }
+  }
+  if (s.ok()) s = conn.Commit();
+  if (!s.ok()) {
+    conn.Rollback();
+    return Error(ErrorCode::kPermissionDenied,
+                 "the store is of schema 1 and could not be upgraded to schema " +
+                     std::to_string(kSchemaVersion) + " (" + s.error().message() +
+                     "): open it once with a database role that may alter its tables");
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys keys,
                                            const ChangeContext& context) {
   if (keys.data_keys.empty() || !keys.signing_key) {
@@ -700,7 +844,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys key
   if (!have_id || !have_schema) {
     return Error(ErrorCode::kCorruptData, "the store's metadata is incomplete");
   }
-  if (schema[7] != kSchemaVersion) {
+  if (schema[7] == 1) {
+    s = UpgradeFromSchema1(*im.conn);
+    if (!s.ok()) return s.error();
+  } else if (schema[7] != kSchemaVersion) {
     return Error(ErrorCode::kInvalidArgument,
                  "unknown store schema version " + std::to_string(schema[7]));
   }
@@ -1146,7 +1293,7 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
       end_reads();
       return st;
     };
-    Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+    Result<int64_t> v = im.FollowedVersion();
     if (!v.ok()) return fail(v.error());
     Result<int64_t> count = im.QueryInt("SELECT count(*) FROM entries", {});
     if (!count.ok()) return fail(count.error());
@@ -1230,7 +1377,7 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
     im.conn->Rollback();
     return e;
   };
-  Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+  Result<int64_t> v = im.FollowedVersion();
   if (!v.ok()) return fail(v.error());
   out.to_version = static_cast<uint64_t>(*v);
   Status failed;
@@ -1258,8 +1405,7 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
   const std::initializer_list<Param> range = {Param::Int(static_cast<int64_t>(version)),
                                               Param::Int(*v)};
   s = im.ReadVersions(
-      "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
-      "FROM versions WHERE version > $1 AND version <= $2 ORDER BY version",
+      "SELECT " + std::string(kVersionColumns) + " FROM versions WHERE version > $1 AND version <= $2 ORDER BY version",
       range, &out.versions);
   if (!s.ok()) return fail(s.error());
   s = im.ReadAudit(
@@ -1321,8 +1467,7 @@ Result<VersionRecord> Store::Root(uint64_t version) {
   }
   std::vector<VersionRecord> records;
   Status s = im.ReadVersions(
-      "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
-      "FROM versions WHERE version = $1",
+      "SELECT " + std::string(kVersionColumns) + " FROM versions WHERE version = $1",
       {Param::Int(static_cast<int64_t>(version))}, &records);
   if (!s.ok()) return s.error();
   if (records.empty()) return Error(ErrorCode::kNotFound, "no version " + std::to_string(version));
@@ -1335,10 +1480,11 @@ Result<InclusionProof> Store::Prove(uint64_t entry_id) {
   if (!s.ok()) return s.error();
   Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
   std::vector<uint64_t> ids;
-  Result<std::vector<Digest32>> leaves =
-      v.ok() ? im.ActiveLeaves(&ids) : Result<std::vector<Digest32>>(v.error());
+  Result<Impl::StoreState> state =
+      v.ok() ? im.ReadState(&ids) : Result<Impl::StoreState>(v.error());
   im.conn->Rollback();
-  if (!leaves.ok()) return leaves.error();
+  if (!state.ok()) return state.error();
+  const std::vector<Digest32>* leaves = &state->active_leaves;
   auto it = std::lower_bound(ids.begin(), ids.end(), entry_id);
   if (it == ids.end() || *it != entry_id) {
     return Error(ErrorCode::kNotFound,
@@ -1425,8 +1571,7 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key) 
   // Every version: signed, and bound to its audit record.
   std::vector<VersionRecord> versions;
   s = im.ReadVersions(
-      "SELECT version, created_at, root, active_count, audit_digest, public_key, signature "
-      "FROM versions ORDER BY version",
+      "SELECT " + std::string(kVersionColumns) + " FROM versions ORDER BY version",
       {}, &versions);
   if (!s.ok()) return fail(s.error());
   for (size_t i = 0; i < versions.size(); ++i) {
@@ -1454,13 +1599,17 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key) 
               [&](const Row& row) { list_enabled[std::string(row.Text(0))] = row.Int(1) != 0; });
   if (!s.ok()) return fail(s.error());
   std::vector<Digest32> active;
+  StateDigester state;
   s = im.Exec("SELECT " + std::string(kEntryColumns) + " FROM entries ORDER BY id", {},
               [&](const Row& row) {
                 // The tree is over the stored leaves: a value that does not
                 // decrypt is reported for itself, not as a changed root too.
                 Digest32 stored_leaf{};
-                if (CopyBlob(row.Blob(5), &stored_leaf) && row.Int(12) == 0 &&
-                    list_enabled[std::string(row.Text(1))]) {
+                const bool leaf_read = CopyBlob(row.Blob(5), &stored_leaf);
+                state.AddEntry(static_cast<uint64_t>(row.Int(0)), stored_leaf, row.Int(12) == 0);
+                const auto list = list_enabled.find(std::string(row.Text(1)));
+                if (leaf_read && row.Int(12) == 0 && list != list_enabled.end() &&
+                    list->second) {
                   active.push_back(stored_leaf);
                 }
                 StoredEntry e;
@@ -1486,6 +1635,14 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key) 
     if (MerkleRoot(active) != current.root || active.size() != current.active_count) {
       problem("the active entries do not give the signed root of version " +
               std::to_string(report.version) + " (entries changed outside the store)");
+    }
+    Result<Digest32> digest =
+        state.Finish(std::vector<std::pair<std::string, bool>>(list_enabled.begin(),
+                                                               list_enabled.end()));
+    if (current.state_digest && (!digest.ok() || *digest != *current.state_digest)) {
+      problem("the entries' and lists' states do not give the signed state of version " +
+              std::to_string(report.version) +
+              " (an entry's status, an entry or a list changed outside the store)");
     }
   }
   return report;

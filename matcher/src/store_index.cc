@@ -236,6 +236,18 @@ Result<std::vector<Digest32>> VerifiedStoreState::ActiveLeaves() const {
   return active;
 }
 
+Result<Digest32> VerifiedStoreState::StateDigest() const {
+  StateDigester digester;
+  for (size_t i = 0; i < ids_.size(); ++i) {
+    digester.AddEntry(ids_[i], leaves_[i], (tags_[i] & 1) == 0);
+  }
+  std::vector<std::pair<std::string, bool>> lists;
+  for (size_t i = 0; i < list_names_.size(); ++i) {
+    if (list_state_[i] != 2) lists.emplace_back(list_names_[i], list_state_[i] == 1);
+  }
+  return digester.Finish(std::move(lists));
+}
+
 Status VerifiedStoreState::Adopt(const VersionRecord& record) {
   const std::string name = "version " + std::to_string(record.version);
   if (!VerifySignature(key_, VersionSigningMessage(store_id_, record), record.signature)) {
@@ -248,6 +260,17 @@ Status VerifiedStoreState::Adopt(const VersionRecord& record) {
     return Error(ErrorCode::kCorruptData,
                  "the entries do not give the signed root of " + name +
                      " (entries changed outside the store)");
+  }
+  // Versions signed before schema 2 have no state digest: their disabled
+  // entries and lists are the database's word (see server/README.md).
+  if (record.state_digest) {
+    Result<Digest32> state = StateDigest();
+    if (!state.ok()) return Error(ErrorCode::kCorruptData, state.error().message());
+    if (*state != *record.state_digest) {
+      return Error(ErrorCode::kCorruptData,
+                   "the entries' and lists' states do not give the signed state of " + name +
+                       " (an entry's status, an entry or a list changed outside the store)");
+    }
   }
   version_ = record.version;
   record_ = record;

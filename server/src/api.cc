@@ -1054,6 +1054,7 @@ ApiResponse Api::HandleIndex(Call&) {
                                   {"audit_digest", Hex(r.audit_digest)},
                                   {"public_key", matcher::PublicKeyToPem(r.public_key)},
                                   {"signature", Hex(r.signature)}};
+    if (r.state_digest) answer["root"].as_object()["state_digest"] = Hex(*r.state_digest);
   }
   return JsonResponse(200, answer);
 }

@@ -385,6 +385,7 @@ TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
   EXPECT_EQ(root.lines[0].at("version").as_int64(), 8);
   EXPECT_EQ(root.lines[0].at("active_count").as_int64(), 2);
   EXPECT_EQ(root.lines[0].at("signature_valid").as_bool(), true);
+  EXPECT_EQ(root.lines[0].at("state_digest").as_string().size(), 64u);
   CliRun proof = cli.Run({"root", "--prove", "3"});
   ASSERT_EQ(proof.status, kExitOk) << proof.err;
   EXPECT_EQ(proof.lines[0].at("included").as_bool(), true);
@@ -476,15 +477,24 @@ TEST(IndexCommandTest, SnapshotExportMatchesOfflineAndRefusesTampering) {
   EXPECT_EQ(m.lines[0].at("matches").as_array()[0].at("distance").as_int64(),
             14);
 
-  // One flipped byte in the middle of the encrypted payload.
+  // One flipped byte in the middle of the encrypted payload (after the
+  // 12-byte magic, the 4-byte header length and the header; before the
+  // 64-byte signature).
   std::fstream f(snap, std::ios::in | std::ios::out | std::ios::binary);
   f.seekg(0, std::ios::end);
   const auto size = static_cast<long>(f.tellg());
-  f.seekg(size / 2);
+  unsigned char length[4] = {};
+  f.seekg(12);
+  f.read(reinterpret_cast<char*>(length), 4);
+  const long payload_at =
+      16 + static_cast<long>(length[0] << 24 | length[1] << 16 | length[2] << 8 | length[3]);
+  ASSERT_LT(payload_at, size - 64 - 28);
+  const long middle = (payload_at + size - 64) / 2;
+  f.seekg(middle);
   char c = 0;
   f.read(&c, 1);
   c = static_cast<char>(c ^ 0x01);
-  f.seekp(size / 2);
+  f.seekp(middle);
   f.write(&c, 1);
   f.close();
   CliRun tampered = bantay::testing::RunCommand(RunMatchCommand, base);

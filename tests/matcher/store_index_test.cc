@@ -382,12 +382,14 @@ class StoreIndexTamperTest : public StoreIndexTest {
 
   void Sql(const std::string& sql) { STORE_ASSERT_OK(raw_->Execute(sql, {})); }
 
-  void ExpectRefused(const std::string& message) {
+  void ExpectRefused(const std::string& message) { ExpectRefused(4, message); }
+  // The follower (at `at`) refuses the changes since.
+  void ExpectRefused(uint64_t at, const std::string& message) {
     const Status s = VerifyNext(follower_);
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.error().code(), ErrorCode::kCorruptData) << s.error().ToString();
     EXPECT_EQ(s.error().message(), message);
-    EXPECT_EQ(follower_.verified->version(), 4u);
+    EXPECT_EQ(follower_.verified->version(), at);
   }
 
   // The message of a verified load that fails (kCorruptData).
@@ -422,11 +424,34 @@ TEST_P(StoreIndexTamperTest, AVersionWithoutASignature) {
       "audit records for them");
 }
 
+// (Its versions and audit records end where its state row does.)
 TEST_P(StoreIndexTamperTest, AnOlderCopyOfTheDatabase) {
+  STORE_ASSERT_OK(bantay::testing::DropAppendOnlyTriggers(*raw_, sqlite()));
+  Sql("DELETE FROM versions WHERE version = 4");
+  Sql("DELETE FROM audit WHERE seq = 4");
   Sql("UPDATE state SET version = version - 1");
   ExpectRefused(
       "the changes from version 4 to 3 do not verify: the store went back to an older version "
       "(an older copy of the database?)");
+}
+
+// The state row set back after a signed change: a follower told "nothing
+// changed" would never look further, and a load would adopt the older
+// version. Both are refused.
+TEST_P(StoreIndexTamperTest, AStateRowHeldBack) {
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", false, Ctx()));  // v5
+  Sql("UPDATE state SET version = 4");
+  const std::string message =
+      "the store's state row says version 4, but version 5 is signed (the state row was "
+      "edited outside the store)";
+  const Status s = VerifyNext(follower_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(s.error().message(), message);
+  EXPECT_EQ(LoadRefusal(SignerPublic()), message);
+  Sql("UPDATE state SET version = 5");
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{}));
 }
 
 // The store's public key replaced with SQL, the current version re-signed
@@ -616,6 +641,133 @@ TEST_P(StoreIndexTamperTest, ALoadChecksEveryRowAndTheSignedRoot) {
             "store)");
 }
 
+// --- What the signed state covers beyond the active entries ---------------
+
+// The reviewer's attack on the root alone: an entry of a disabled list (or a
+// disabled entry) is not in the Merkle tree, so its status was the
+// database's word; set back to active with SQL, it was signed as found the
+// next time the operator enabled the list, and every replica matched it.
+// The state digest covers it: the follower, the load, the writer and
+// Verify each refuse the edit.
+class StoreIndexStateTest : public StoreIndexTamperTest {
+ protected:
+  // Version 6: entry 3 disabled (v5) in list ngo-b, disabled (v6); the
+  // follower there.
+  void SetUp() override {
+    StoreIndexTamperTest::SetUp();
+    STORE_ASSERT_OK(store_->SetEntriesStatus({3}, EntryStatus::kDisabled, Ctx()));
+    STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", false, Ctx()));
+    Catch(follower_);
+    ASSERT_EQ(follower_.verified->version(), 6u);
+  }
+
+  // Each reader of the store refuses it at version `version`, and the
+  // operator's next change (enabling ngo-b) is not signed.
+  void ExpectEveryoneRefuses(uint64_t version) {
+    const std::string name = "version " + std::to_string(version);
+    EXPECT_EQ(LoadRefusal(SignerPublic()),
+              "the entries' and lists' states do not give the signed state of " + name +
+                  " (an entry's status, an entry or a list changed outside the store)");
+    const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", true, Ctx());
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+    EXPECT_EQ(refused.error().message(),
+              "the store was changed outside Bantay: the states of its entries and lists are "
+              "not the ones " + name +
+                  " signed (an entry or a list changed, added or deleted), and no change is "
+                  "signed over it (see bantay index verify)");
+    EXPECT_EQ(VersionOf(*store_), version);
+    Result<VerifyReport> report = store_->Verify(SignerPublic());
+    STORE_ASSERT_OK(report);
+    EXPECT_EQ(report->problems,
+              (std::vector<std::string>{
+                  "the entries' and lists' states do not give the signed state of " + name +
+                  " (an entry's status, an entry or a list changed outside the store)"}));
+  }
+};
+
+TEST_P(StoreIndexStateTest, EveryVersionSignsTheWholeState) {
+  Result<VersionRecord> record = store_->Root(6);
+  STORE_ASSERT_OK(record);
+  ASSERT_TRUE(record->state_digest.has_value());
+  // Entries 1 (active), 2 (active), 3 (disabled); both lists as they are.
+  StateDigester expected;
+  for (const StoredEntry& e : AllEntries(*store_)) {
+    expected.AddEntry(e.id, EntryLeafHash(e), e.status == EntryStatus::kActive);
+  }
+  Result<Digest32> digest = expected.Finish({{"ngo-b", false}, {"hotline-a", true}});
+  STORE_ASSERT_OK(digest);
+  EXPECT_EQ(*record->state_digest, *digest);
+  EXPECT_EQ(record->active_count, 2u);
+  // The signature covers it (format 2): without it, the record does not
+  // verify as one of format 1.
+  EXPECT_TRUE(VerifySignature(SignerPublic(), VersionSigningMessage(store_->store_id(), *record),
+                              record->signature));
+  VersionRecord stripped = *record;
+  stripped.state_digest.reset();
+  EXPECT_FALSE(VerifySignature(SignerPublic(),
+                               VersionSigningMessage(store_->store_id(), stripped),
+                               record->signature));
+  EXPECT_EQ(AllEntries(*store_).size(), 3u);
+}
+
+TEST_P(StoreIndexStateTest, ADisabledEntryReactivatedInADisabledList) {
+  Sql("UPDATE entries SET status = 0 WHERE id = 3");
+  ExpectEveryoneRefuses(6);
+}
+
+// The same edit made right after a legitimate change, marked as part of it
+// so that the change feed carries it: the follower does not apply it.
+TEST_P(StoreIndexStateTest, AReactivationSlippedIntoTheFeed) {
+  Add("hotline-a", SignalType::kPdq, pdq_[1], "case-4");  // v7
+  Sql("UPDATE entries SET status = 0, status_version = 7 WHERE id = 3");
+  ExpectRefused(6,
+                "the changes from version 6 to 7 do not verify: the entries' and lists' states "
+                "do not give the signed state of version 7 (an entry's status, an entry or a "
+                "list changed outside the store)");
+  ExpectEveryoneRefuses(7);
+}
+
+// A removed entry's row put back (its fields and leaf agree, and it is in a
+// disabled list, so the root does not change).
+TEST_P(StoreIndexStateTest, ARemovedEntryPutBack) {
+  Sql("CREATE TABLE saved AS SELECT * FROM entries WHERE id = 3");
+  STORE_ASSERT_OK(store_->RemoveEntries({3}, Ctx()));  // v7
+  Catch(follower_);
+  Sql("INSERT INTO entries SELECT * FROM saved");
+  ExpectEveryoneRefuses(7);
+}
+
+// A disabled list's row deleted (a later describe would re-create it
+// enabled), and a list added.
+TEST_P(StoreIndexStateTest, AListDeletedOrAdded) {
+  STORE_ASSERT_OK(store_->DescribeList("empty-c", "no entries", Ctx()));  // v7
+  STORE_ASSERT_OK(store_->SetListEnabled("empty-c", false, Ctx()));       // v8
+  Catch(follower_);
+  Sql("DELETE FROM lists WHERE name = 'empty-c'");
+  ExpectEveryoneRefuses(8);
+  Sql("INSERT INTO lists (name, enabled, description, created_version, changed_version) "
+      "VALUES ('empty-c', 0, 'no entries', 7, 8)");
+  STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));
+  Sql("INSERT INTO lists (name, enabled, description, created_version, changed_version) "
+      "VALUES ('extra-d', 1, '', 8, 8)");
+  ExpectEveryoneRefuses(8);
+}
+
+// Put right, the store is served and changed again.
+TEST_P(StoreIndexStateTest, RepairedTheStateVerifiesAgain) {
+  Sql("UPDATE entries SET status = 0 WHERE id = 3");
+  ExpectEveryoneRefuses(6);
+  Sql("UPDATE entries SET status = 1 WHERE id = 3");
+  STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", true, Ctx()));  // v7
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{}));  // entry 3 stays disabled
+  Result<VerifyReport> report = store_->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok());
+}
+
 // PostgreSQL's writer reads at read committed: an edit committed while a
 // change is being made must not be signed. Someone holds an edit open (a
 // row deleted, its removal recorded, a row lock on the list the change
@@ -640,6 +792,8 @@ TEST_P(StoreIndexPostgresTest, AnEditCommittedDuringAChangeIsNotSigned) {
 INSTANTIATE_TEST_SUITE_P(Backends, StoreIndexPostgresTest, ::testing::Values("postgres"),
                          BackendName);
 
+INSTANTIATE_TEST_SUITE_P(Backends, StoreIndexStateTest, ::testing::Values("sqlite", "postgres"),
+                         BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, StoreIndexTamperTest, ::testing::Values("sqlite", "postgres"),
                          BackendName);
 

@@ -516,6 +516,10 @@ TEST_P(ApiTest, TheIndexRouteGivesAVerifiableSignedRoot) {
   copy_hex(root.at("root"), record.root);
   copy_hex(root.at("audit_digest"), record.audit_digest);
   copy_hex(root.at("signature"), record.signature);
+  // The whole state is signed with the root (store schema 2).
+  ASSERT_TRUE(root.contains("state_digest"));
+  record.state_digest.emplace();
+  copy_hex(root.at("state_digest"), *record.state_digest);
   record.public_key = public_key_;
   Result<std::unique_ptr<matcher::Store>> store =
       matcher::Store::Open(store_url_, matcher::StoreKeys{{data_key_}, std::nullopt});

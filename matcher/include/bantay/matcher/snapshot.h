@@ -2,10 +2,12 @@
 // starts from, or a lab scans against offline.
 //
 // File layout (integers big-endian):
-//   "BANTAYSNAP1\n"                       magic (12 bytes)
+//   "BANTAYSNAP2\n"                       magic (12 bytes)
 //   u32 header length, header             store id, version, the version's
 //                                         signed record (root, active count,
-//                                         audit digest, signature), the
+//                                         audit digest, u8 1 and the state
+//                                         digest or u8 0 for a version
+//                                         without one, signature), the
 //                                         signer's public key, the data key
 //                                         id, the payload size
 //   nonce (12 bytes), payload             AES-256-GCM ciphertext || tag of the
@@ -15,7 +17,9 @@
 //                                         header || SHA-256(nonce || payload)
 // Reading checks, in order: the format, the snapshot signature against the
 // trusted public key, the authentication tag, the version's own signature,
-// and that the active entries give the signed Merkle root. Any failure is
+// and that the active entries give the signed Merkle root and all of them
+// and the lists the signed state digest. Files of format 1
+// ("BANTAYSNAP1\n": no state digest byte) are still read. Any failure is
 // an error naming what failed; nothing of an unverified file is returned.
 //
 // Thread safety: free functions without shared state.
@@ -33,7 +37,8 @@
 
 namespace bantay::matcher {
 
-inline constexpr std::string_view kSnapshotMagic = "BANTAYSNAP1\n";
+inline constexpr std::string_view kSnapshotMagic = "BANTAYSNAP2\n";    // written
+inline constexpr std::string_view kSnapshotMagicV1 = "BANTAYSNAP1\n";  // still read
 
 struct SnapshotContents {
   std::array<uint8_t, 16> store_id{};

@@ -21,9 +21,12 @@
 //    nothing about the hash either.
 //  - Transparency: each version has an RFC 6962 Merkle root over the active
 //    entries (status active, list enabled) in id order, signed with the
-//    operator's Ed25519 key together with the version, the active count and
-//    the digest of the version's audit record. Prove() gives an inclusion
-//    proof for one entry.
+//    operator's Ed25519 key together with the version, the active count, the
+//    digest of the version's audit record and the digest of the whole state
+//    (every entry's id, leaf hash and status, every list and whether it is
+//    enabled: StateDigester), so that nothing a later change could make
+//    active is the database's word. Prove() gives an inclusion proof for
+//    one entry.
 //  - Audit log: append-only and hash-chained (each record's digest covers
 //    the previous record's digest), so Verify detects an edited, removed or
 //    reordered record; the signed versions anchor the chain.
@@ -42,6 +45,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "bantay/matcher/crypto.h"
@@ -133,12 +137,44 @@ struct VersionRecord {
   Digest32 root{};         // Merkle root of the active entries
   uint64_t active_count = 0;  // leaves of that tree
   Digest32 audit_digest{};  // digest of the version's audit record
+  // The digest of the whole state at this version (StateDigester). Absent
+  // only in versions signed before schema 2 (by an older Bantay): those
+  // signed the root alone, and their message has another format.
+  std::optional<Digest32> state_digest;
   PublicKey public_key{};
   Signature signature{};
 };
-// The exact bytes that are signed.
+// The exact bytes that are signed: "BANTAY-VERSION-2" with the state digest,
+// "BANTAY-VERSION-1" without (so a record cannot be passed off as the other
+// format: the signature covers the domain).
 std::vector<uint8_t> VersionSigningMessage(const std::array<uint8_t, 16>& store_id,
                                            const VersionRecord& record);
+
+// The digest of a store's whole state, signed in each version record: every
+// entry (any status, any list) as its id, its stored leaf hash (which binds
+// its value, list, category and reference) and whether it is active, in
+// ascending id order; then every list as its name and whether it is
+// enabled, in ascending byte order of name (Finish sorts them). SHA-256 over
+// "BANTAY-STATE-1" (framed), then per entry 'E' || id (u64 BE) || leaf ||
+// status (0 active, 1 disabled), then per list 'L' || name (framed) ||
+// enabled (1 or 0). An entry's status and list membership, a list's state,
+// an entry put back or removed: each changes the digest.
+class StateDigester {
+ public:
+  StateDigester();
+  // Entries in ascending id order; a call out of order makes Finish return
+  // kInvalidArgument.
+  void AddEntry(uint64_t id, const Digest32& leaf, bool active);
+  Result<Digest32> Finish(std::vector<std::pair<std::string, bool>> lists);
+
+ private:
+  void Flush();
+  Sha256Hasher hasher_;
+  std::vector<uint8_t> buffer_;
+  uint64_t last_id_ = 0;
+  bool any_ = false;
+  bool ordered_ = true;
+};
 
 struct AuditRecord {
   uint64_t seq = 0;  // = the version it created

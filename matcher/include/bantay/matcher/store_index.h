@@ -31,14 +31,15 @@ IndexEntry ToIndexEntry(const StoredEntry& entry);
 // the new version's signed root and active count. An index that starts from
 // a verified load and applies only verified change sets matches exactly the
 // entries (values, lists, categories, references) the key signed as active,
-// whatever was written into the database behind the store's back. Not
-// covered: the signed root is over the active entries of enabled lists
-// only, so the states of disabled entries and of entries in disabled lists
-// are the database's word until they become active (then they are checked
-// like the rest; see server/README.md for what that leaves open).
+// whatever was written into the database behind the store's back. The
+// states of disabled entries, of entries in disabled lists and of the lists
+// are checked too, against the version's signed state digest
+// (StateDigester), so nothing the next change could make active is the
+// database's word; versions signed before schema 2 have no state digest,
+// and for them only the active entries are checked.
 //
-// It costs 44 bytes an entry, and each change set an O(entries) merge and
-// Merkle root (as each change costs the writing store).
+// It costs 44 bytes an entry, and each change set an O(entries) merge,
+// Merkle root and state digest (as each change costs the writing store).
 class VerifiedStoreState {
  public:
   VerifiedStoreState(const std::array<uint8_t, 16>& store_id, const PublicKey& key);
@@ -63,6 +64,8 @@ class VerifiedStoreState {
   // The leaf hashes of the active entries (status active, list enabled), in
   // id order; kCorruptData for an entry of a list the store does not hold.
   Result<std::vector<Digest32>> ActiveLeaves() const;
+  // The state digest of the entries and lists held (StateDigester).
+  Result<Digest32> StateDigest() const;
   uint32_t ListIndex(std::string_view name);
 
   std::array<uint8_t, 16> store_id_{};
