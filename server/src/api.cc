@@ -462,10 +462,13 @@ RouteMatch MatchRoute(std::string_view method, std::string_view target) {
       }
     }
     if (!same) continue;
-    if (spec.method != method) {
-      if (match.allow.find(spec.method) == std::string::npos) {
+    // HEAD is answered as GET without the body (RFC 9110 section 9.3.2).
+    if (spec.method != method && !(method == "HEAD" && spec.method == "GET")) {
+      for (std::string_view allowed :
+           {spec.method, spec.method == "GET" ? std::string_view("HEAD") : std::string_view()}) {
+        if (allowed.empty() || match.allow.find(allowed) != std::string::npos) continue;
         if (!match.allow.empty()) match.allow += ", ";
-        match.allow += spec.method;
+        match.allow += allowed;
       }
       continue;
     }

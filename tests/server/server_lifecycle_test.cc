@@ -76,23 +76,63 @@ TEST_F(LifecycleTest, ASlowClientIsCutOffAndOthersAreServed) {
   EXPECT_EQ(r.status, 200);
 }
 
+// HEAD of a GET route is answered as the GET without its body (RFC 9110
+// section 9.3.2): same status and Content-Length. Other routes answer 405
+// naming their methods (a GET route's with HEAD).
 TEST_F(LifecycleTest, AnswersToHeadHaveNoBodyAndKeepTheConnectionInStep) {
   StartServer();
   std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
   ssl::stream<tcp::socket>& stream = *connection;
-  // Two requests in one write (pipelined): HEAD, then GET.
-  asio::write(stream, asio::buffer(std::string(
+  const std::string auditor = "Authorization: Bearer " + keys_.at("auditor") + "\r\n";
+  // Requests in one write (pipelined): HEADs and GETs in turn.
+  asio::write(stream, asio::buffer(
                           "HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
-                          "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")));
+                          "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                          "HEAD /v1/audit?limit=1 HTTP/1.1\r\nHost: localhost\r\n" + auditor +
+                          "\r\n"
+                          "GET /v1/audit?limit=1 HTTP/1.1\r\nHost: localhost\r\n" + auditor +
+                          "\r\n"
+                          "HEAD /v1/audit HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                          "HEAD /v1/match HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                          "POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+                          "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   boost::beast::flat_buffer buffer;
-  boost::beast::http::response_parser<boost::beast::http::string_body> head;
-  head.skip(true);  // what a client does for a HEAD request
-  boost::beast::http::read(stream, buffer, head);
-  EXPECT_EQ(head.get().result_int(), 405);
-  EXPECT_EQ(head.get()[boost::beast::http::field::allow], "GET");
-  EXPECT_TRUE(head.get().body().empty());
-  boost::beast::http::response<boost::beast::http::string_body> get;
-  boost::beast::http::read(stream, buffer, get);
+  using Response = boost::beast::http::response<boost::beast::http::string_body>;
+  auto read_head = [&] {
+    boost::beast::http::response_parser<boost::beast::http::string_body> head;
+    head.skip(true);  // what a client does for a HEAD request
+    boost::beast::http::read(stream, buffer, head);
+    EXPECT_TRUE(head.get().body().empty());
+    return head.release();
+  };
+  auto read_get = [&] {
+    Response get;
+    boost::beast::http::read(stream, buffer, get);
+    return get;
+  };
+  for (int round = 0; round < 2; ++round) {
+    const Response head = read_head();
+    const Response get = read_get();
+    EXPECT_EQ(head.result_int(), 200) << round;
+    EXPECT_EQ(get.result_int(), 200) << round;
+    EXPECT_EQ(head[boost::beast::http::field::content_length], std::to_string(get.body().size()))
+        << round;
+    EXPECT_EQ(head[boost::beast::http::field::content_type], "application/json") << round;
+    if (round == 0) {
+      EXPECT_EQ(ParseJson(get.body()), json::parse(R"({"status":"ok"})"));
+    } else {
+      EXPECT_EQ(ParseJson(get.body()).at("records").as_array().size(), 1u);
+    }
+  }
+  const Response unauthenticated = read_head();  // as GET: a key is needed
+  EXPECT_EQ(unauthenticated.result_int(), 401);
+  const Response head_match = read_head();
+  EXPECT_EQ(head_match.result_int(), 405);
+  EXPECT_EQ(head_match[boost::beast::http::field::allow], "POST");
+  const Response post_healthz = read_get();
+  EXPECT_EQ(post_healthz.result_int(), 405);
+  EXPECT_EQ(post_healthz[boost::beast::http::field::allow], "GET, HEAD");
+  const Response get = read_get();
   EXPECT_EQ(get.result_int(), 200);
   EXPECT_EQ(ParseJson(get.body()), json::parse(R"({"status":"ok"})"));
 }
