@@ -241,7 +241,12 @@ class IndexCommand {
   }
 
   // Opens the store with the data key (and the signing key for changes).
-  Result<std::unique_ptr<Store>> OpenStore(bool for_change) {
+  // What reads no value (stats, audit, root, verify without values) also
+  // opens without a data key: an auditor need not hold it.
+  Result<std::unique_ptr<Store>> OpenStore(bool for_change, bool data_key_optional = false) {
+    if (data_key_optional && !for_change && !a_.store.HasDataKey()) {
+      return Store::Open(a_.store.store, matcher::StoreKeys{});
+    }
     Result<matcher::StoreKeys> keys = a_.store.Keys(for_change);
     if (!keys.ok()) return keys.error();
     return Store::Open(a_.store.store, std::move(*keys));
@@ -549,7 +554,7 @@ class IndexCommand {
   }
 
   int Stats() {
-    Result<std::unique_ptr<Store>> store = OpenStore(false);
+    Result<std::unique_ptr<Store>> store = OpenStore(false, /*data_key_optional=*/true);
     if (!store.ok()) return Fail(store.error());
     Result<matcher::StoreStats> st = (*store)->Stats();
     if (!st.ok()) return Fail(st.error());
@@ -583,10 +588,21 @@ class IndexCommand {
   int Verify() {
     Result<std::optional<matcher::PublicKey>> trusted = a_.store.PublicKey(false);
     if (!trusted.ok()) return Fail(trusted.error());
-    Result<std::unique_ptr<Store>> store = OpenStore(false);
+    Result<std::unique_ptr<Store>> store = OpenStore(false, /*data_key_optional=*/true);
     if (!store.ok()) return Fail(store.error());
-    Result<matcher::VerifyReport> report = (*store)->Verify(*trusted);
+    const bool values = a_.store.HasDataKey();
+    Result<matcher::VerifyReport> report = (*store)->Verify(*trusted, values);
     if (!report.ok()) return Fail(report.error());
+    if (!trusted->has_value()) {
+      err_ << "bantay index verify: warning: the signatures were checked against the public "
+              "key the store holds, which whoever can rewrite the database can replace; give "
+              "--public-key for a check that proves something\n";
+    }
+    if (!values) {
+      err_ << "bantay index verify: no data key given: the values were not decrypted, so "
+              "each entry's fields were not checked against its leaf hash (the signatures, "
+              "the audit chain, the root and the state were)\n";
+    }
     json::array problems;
     for (const std::string& p : report->problems) {
       problems.push_back(json::string(p));
@@ -596,6 +612,7 @@ class IndexCommand {
            {"version", report->version},
            {"audit_records", report->audit_records},
            {"entries", report->entries},
+           {"values_checked", report->values_checked},
            {"key", trusted->has_value() ? "given" : "stored"},
            {"problems", problems}});
     return report->ok() ? kExitOk : kExitSomeFailed;
@@ -607,7 +624,7 @@ class IndexCommand {
         (!a_.limit.empty() && (!ParseU64(a_.limit, &limit) || limit == 0))) {
       return Usage("--after and --limit take positive integers");
     }
-    Result<std::unique_ptr<Store>> store = OpenStore(false);
+    Result<std::unique_ptr<Store>> store = OpenStore(false, /*data_key_optional=*/true);
     if (!store.ok()) return Fail(store.error());
     Result<std::vector<matcher::AuditRecord>> records = (*store)->Audit(after, limit);
     if (!records.ok()) return Fail(records.error());
@@ -628,7 +645,7 @@ class IndexCommand {
   int Root() {
     Result<std::optional<matcher::PublicKey>> trusted = a_.store.PublicKey(false);
     if (!trusted.ok()) return Fail(trusted.error());
-    Result<std::unique_ptr<Store>> store = OpenStore(false);
+    Result<std::unique_ptr<Store>> store = OpenStore(false, /*data_key_optional=*/true);
     if (!store.ok()) return Fail(store.error());
     if (!a_.prove.empty()) {
       if (!a_.version.empty()) return Usage("--prove proves against the current version only");

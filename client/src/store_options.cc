@@ -43,6 +43,10 @@ Result<matcher::DataKey> StoreOptions::DataKey() const {
                "no data key: give --key FILE (or set BANTAY_DATA_KEY_FILE or BANTAY_DATA_KEY)");
 }
 
+bool StoreOptions::HasDataKey() const {
+  return !key_file.empty() || !Env("BANTAY_DATA_KEY").empty();
+}
+
 Result<std::optional<matcher::SigningKey>> StoreOptions::SigningKey(bool required) const {
   if (signing_key_file.empty()) {
     if (!required) return std::optional<matcher::SigningKey>();

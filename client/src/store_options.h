@@ -34,6 +34,9 @@ struct StoreOptions {
   void FromEnvironment();
 
   Result<matcher::DataKey> DataKey() const;
+  // Whether a data key is given at all (--key, BANTAY_DATA_KEY_FILE or
+  // BANTAY_DATA_KEY).
+  bool HasDataKey() const;
   Result<std::optional<matcher::SigningKey>> SigningKey(bool required) const;
   Result<std::optional<matcher::PublicKey>> PublicKey(bool required) const;
   // The data key, and the signing key when given.

@@ -378,7 +378,9 @@ TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
   EXPECT_EQ(verify.status, kExitOk) << verify.err;
   EXPECT_EQ(
       json::serialize(verify.lines[0]),
-      R"({"ok":true,"version":8,"audit_records":8,"entries":2,"key":"given","problems":[]})");
+      R"({"ok":true,"version":8,"audit_records":8,"entries":2,"values_checked":true,)"
+      R"("key":"given","problems":[]})");
+  EXPECT_EQ(verify.err, "");
 
   CliRun root = cli.Run({"root", "--public-key", cli.keys() + "/signing.pub"});
   ASSERT_EQ(root.status, kExitOk) << root.err;
@@ -391,6 +393,50 @@ TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
   EXPECT_EQ(proof.lines[0].at("included").as_bool(), true);
   EXPECT_EQ(proof.lines[0].at("leaf_index").as_int64(), 1);
   EXPECT_EQ(proof.lines[0].at("root"), root.lines[0].at("root"));
+}
+
+// An auditor holds the public key, not the data key: stats, audit, root
+// and a verification of everything signed work without it (the values are
+// not decrypted, and verify says so); reading values still needs it. A
+// verification without a trusted key warns that it proves little.
+TEST(IndexCommandTest, AnAuditorNeedsNoDataKey) {
+  IndexCli cli;
+  cli.Create();
+  ASSERT_EQ(cli.Run({"add", "--list", "a", "--pdq", kOriginal, "--pdq", kRotate90}).status,
+            kExitOk);
+  ASSERT_EQ(cli.Run({"disable", "2"}).status, kExitOk);
+  const std::string pub = cli.keys() + "/signing.pub";
+  CliRun stats = cli.Run({"stats"}, /*with_keys=*/false);
+  ASSERT_EQ(stats.status, kExitOk) << stats.err;
+  EXPECT_EQ(stats.lines[0].at("version").as_int64(), 3);
+  EXPECT_EQ(stats.lines[0].at("disabled").as_int64(), 1);
+  CliRun audit = cli.Run({"audit"}, false);
+  ASSERT_EQ(audit.status, kExitOk) << audit.err;
+  EXPECT_EQ(audit.lines.size(), 3u);
+  CliRun root = cli.Run({"root", "--public-key", pub}, false);
+  ASSERT_EQ(root.status, kExitOk) << root.err;
+  EXPECT_EQ(root.lines[0].at("signature_valid").as_bool(), true);
+  CliRun verify = cli.Run({"verify", "--public-key", pub}, false);
+  EXPECT_EQ(verify.status, kExitOk) << verify.err;
+  EXPECT_EQ(json::serialize(verify.lines[0]),
+            R"({"ok":true,"version":3,"audit_records":3,"entries":2,"values_checked":false,)"
+            R"("key":"given","problems":[]})");
+  EXPECT_EQ(verify.err,
+            "bantay index verify: no data key given: the values were not decrypted, so each "
+            "entry's fields were not checked against its leaf hash (the signatures, the audit "
+            "chain, the root and the state were)\n");
+  CliRun unkeyed = cli.Run({"verify"});
+  EXPECT_EQ(unkeyed.status, kExitOk) << unkeyed.err;
+  EXPECT_EQ(unkeyed.lines[0].at("key").as_string(), "stored");
+  EXPECT_EQ(unkeyed.err,
+            "bantay index verify: warning: the signatures were checked against the public key "
+            "the store holds, which whoever can rewrite the database can replace; give "
+            "--public-key for a check that proves something\n");
+  CliRun values = cli.Run({"list", "--list", "a", "--show-values"}, false);
+  EXPECT_EQ(values.status, kExitSomeFailed);
+  EXPECT_EQ(values.err,
+            "bantay index list: no data key: give --key FILE (or set BANTAY_DATA_KEY_FILE or "
+            "BANTAY_DATA_KEY)\n");
 }
 
 TEST(IndexCommandTest, WrongKeysAreRefusedClearly) {

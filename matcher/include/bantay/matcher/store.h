@@ -221,7 +221,8 @@ struct ChangeSet {
 struct VerifyReport {
   uint64_t version = 0;
   uint64_t audit_records = 0;
-  uint64_t entries = 0;  // decrypted and checked
+  uint64_t entries = 0;  // read (and, with values_checked, decrypted and checked)
+  bool values_checked = true;
   std::vector<std::string> problems;  // empty when everything verifies
   bool ok() const { return problems.empty(); }
 };
@@ -319,10 +320,15 @@ class Store {
   // Checks everything: the audit chain (sequence, digests, links), every
   // version's signature (against `trusted_key` when given, else the store's
   // own public key) and its link to its audit record, every value's
-  // authentication tag and leaf hash, and the current root against the
-  // entries. Problems are listed, not returned as an error; errors are for
-  // a store that cannot be read at all.
-  Result<VerifyReport> Verify(const std::optional<PublicKey>& trusted_key);
+  // authentication tag and leaf hash, and the current root and state digest
+  // against the entries' stored leaves and states. Without `check_values`
+  // (an auditor who does not hold the data key) the values are neither
+  // decrypted nor checked against their leaves: what was signed is still
+  // checked, but not that each row's fields are the ones its leaf hashes.
+  // Problems are listed, not returned as an error; errors are for a store
+  // that cannot be read at all.
+  Result<VerifyReport> Verify(const std::optional<PublicKey>& trusted_key,
+                              bool check_values = true);
 
  private:
   Store(std::unique_ptr<db::Connection> conn, StoreKeys keys);
