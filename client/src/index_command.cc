@@ -70,12 +70,16 @@ Subcommands:
                               version (for a replica or an offline lab)
   verify                      check the audit chain, every version's
                               signature, every value and the current root
+                              and state (no data key: all but the values)
   audit [--after SEQ] [--limit N]
   root [--version N] [--prove ID]
                               a version's signed Merkle root, or an entry's
                               inclusion proof (checked with --public-key)
   rekey --new-key FILE        re-encrypt every value under a new data key
                               (--key gives the current one)
+  upgrade                     once, for a store made by a Bantay before
+                              schema 2: sign its whole state as it is (check
+                              it with verify --public-key first)
 
 Options for all subcommands:
   --store URL          sqlite:PATH or postgresql://...    (env BANTAY_STORE)
@@ -198,7 +202,7 @@ class IndexCommand {
     }
     static const std::set<std::string> kSubcommands = {
         "keygen", "init", "import", "add",   "remove", "disable", "enable",
-        "list",   "stats", "export", "verify", "audit", "root",   "rekey"};
+        "list",   "stats", "export", "verify", "audit", "root",   "rekey", "upgrade"};
     if (!kSubcommands.count(a_.sub)) return Usage("unknown subcommand '" + a_.sub + "'");
     static const std::set<std::string> kTakePositional = {"import", "remove", "disable",
                                                           "enable"};
@@ -222,6 +226,7 @@ class IndexCommand {
     if (a_.sub == "audit") return Audit();
     if (a_.sub == "root") return Root();
     if (a_.sub == "rekey") return Rekey();
+    if (a_.sub == "upgrade") return Upgrade();
     return Usage("unknown subcommand '" + a_.sub + "'");
   }
 
@@ -598,6 +603,12 @@ class IndexCommand {
               "key the store holds, which whoever can rewrite the database can replace; give "
               "--public-key for a check that proves something\n";
     }
+    if (!report->state_signed && report->ok()) {
+      err_ << "bantay index verify: warning: version " << report->version
+           << " does not sign the whole state (a store made by a Bantay before schema 2): "
+              "the states of disabled entries and of lists are the database's word until "
+              "bantay index upgrade signs them\n";
+    }
     if (!values) {
       err_ << "bantay index verify: no data key given: the values were not decrypted, so "
               "each entry's fields were not checked against its leaf hash (the signatures, "
@@ -704,6 +715,12 @@ class IndexCommand {
     }
     Print(o);
     return ok ? kExitOk : kExitSomeFailed;
+  }
+
+  int Upgrade() {
+    Result<std::unique_ptr<Store>> store = OpenStore(true);
+    if (!store.ok()) return Fail(store.error());
+    return PrintVersion((*store)->Upgrade(Context("cli")));
   }
 
   int Rekey() {

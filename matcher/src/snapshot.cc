@@ -389,7 +389,7 @@ Result<SnapshotContents> ReadSnapshot(const std::string& path, const DataKey& ke
     e.status = static_cast<EntryStatus>(status);
     ListInfo& l = out.lists[list->second];
     const Digest32 leaf = EntryLeafHash(e);
-    state.AddEntry(e.id, leaf, e.status == EntryStatus::kActive);
+    state.AddEntry(e.id, leaf, e.status == EntryStatus::kActive, e.list);
     if (e.status == EntryStatus::kActive) {
       ++l.active;
       if (l.enabled) active.push_back(leaf);

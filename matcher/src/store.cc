@@ -90,10 +90,14 @@ std::string Schema(db::Backend backend) {
          std::string(backend == db::Backend::kSqlite ? kSqliteTriggers : kPostgresTriggers);
 }
 
-// Columns of a version row, in the order ReadVersions reads them.
+// Columns of a version row, in the order ReadVersions reads them (schema 1
+// has no state_digest: Impl::VersionSelect).
 constexpr std::string_view kVersionColumns =
     "version, created_at, root, active_count, audit_digest, public_key, signature, "
     "state_digest";
+constexpr std::string_view kVersionColumnsSchema1 =
+    "version, created_at, root, active_count, audit_digest, public_key, signature, "
+    "NULL AS state_digest";
 
 // Columns of an entry row, in the order DecodeEntry reads them.
 constexpr std::string_view kEntryColumns =
@@ -220,7 +224,8 @@ std::vector<uint8_t> VersionSigningMessage(const std::array<uint8_t, 16>& store_
 
 StateDigester::StateDigester() { hasher_.UpdateField("BANTAY-STATE-1"); }
 
-void StateDigester::AddEntry(uint64_t id, const Digest32& leaf, bool active) {
+void StateDigester::AddEntry(uint64_t id, const Digest32& leaf, bool active,
+                             std::string_view list) {
   if (any_ && id <= last_id_) ordered_ = false;
   any_ = true;
   last_id_ = id;
@@ -228,6 +233,10 @@ void StateDigester::AddEntry(uint64_t id, const Digest32& leaf, bool active) {
   AppendU64(&buffer_, id);
   buffer_.insert(buffer_.end(), leaf.begin(), leaf.end());
   buffer_.push_back(active ? 0 : 1);
+  // As Sha256Hasher::UpdateField: a 4-byte big-endian length, then the bytes.
+  const auto size = static_cast<uint32_t>(list.size());
+  for (int shift = 24; shift >= 0; shift -= 8) buffer_.push_back(static_cast<uint8_t>(size >> shift));
+  buffer_.insert(buffer_.end(), list.begin(), list.end());
   if (buffer_.size() >= 16384) Flush();
 }
 
@@ -357,7 +366,21 @@ struct Store::Impl {
   std::optional<PublicKey> public_key;  // the store's signer (meta), once read
   ValueCipher cipher{keys.data_keys, store_id};
 
+  // Whether the versions table has state_digest (schema 2). A store of
+  // schema 1 may be upgraded by another process while this one reads it:
+  // until then, each read of versions looks again.
+  bool state_column = true;
+
   Impl(std::unique_ptr<db::Connection> c, StoreKeys k) : conn(std::move(c)), keys(std::move(k)) {}
+
+  // "SELECT <the version columns>" for this store's schema.
+  std::string VersionSelect() {
+    if (!state_column) {
+      Result<int> schema = SchemaVersion();
+      state_column = schema.ok() && *schema >= 2;
+    }
+    return "SELECT " + std::string(state_column ? kVersionColumns : kVersionColumnsSchema1);
+  }
 
   Status Exec(std::string_view sql, std::initializer_list<Param> params,
               const db::RowCallback& on_row = nullptr) {
@@ -404,40 +427,117 @@ struct Store::Impl {
   // What a version signs of the entries and lists as the database holds
   // them: the leaf hashes of the active entries of enabled lists in id order
   // (the Merkle tree), with their ids when asked, and the state digest.
+  struct StateRow {
+    uint64_t id = 0;
+    Digest32 leaf{};
+    bool active = false;  // the entry's status (its list's state aside)
+    uint32_t list = 0;    // index into StoreState::entry_lists
+  };
   struct StoreState {
     std::vector<Digest32> active_leaves;
     Digest32 digest{};
+    // With keep_rows: every entry, and the lists.
+    std::vector<StateRow> rows;
+    std::vector<std::string> entry_lists;  // the list names the entries name
+    std::vector<std::pair<std::string, bool>> lists;
   };
-  Result<StoreState> ReadState(std::vector<uint64_t>* active_ids) {
+  Result<StoreState> ReadState(bool keep_rows) {
     StoreState state;
     StateDigester digester;
+    std::unordered_map<std::string, uint32_t> list_index;
     bool bad = false;
     // An entry whose list row is missing is not active, and is still in the
     // digest (which then differs from any signed one: its list is not).
     Status s = Exec(
-        "SELECT e.id, e.leaf, e.status, COALESCE(l.enabled, 0) FROM entries e "
+        "SELECT e.id, e.leaf, e.status, COALESCE(l.enabled, 0), e.list FROM entries e "
         "LEFT JOIN lists l ON e.list = l.name ORDER BY e.id",
         {}, [&](const Row& row) {
           Digest32 leaf{};
           if (!CopyBlob(row.Blob(1), &leaf)) bad = true;
           const auto id = static_cast<uint64_t>(row.Int(0));
           const bool entry_active = row.Int(2) == 0;
-          digester.AddEntry(id, leaf, entry_active);
-          if (!entry_active || row.Int(3) == 0) return;
-          state.active_leaves.push_back(leaf);
-          if (active_ids != nullptr) active_ids->push_back(id);
+          const std::string_view list = row.Text(4);
+          digester.AddEntry(id, leaf, entry_active, list);
+          if (keep_rows) {
+            auto [at, added] = list_index.try_emplace(std::string(list),
+                                                      static_cast<uint32_t>(list_index.size()));
+            if (added) state.entry_lists.emplace_back(list);
+            state.rows.push_back({id, leaf, entry_active, at->second});
+          }
+          if (entry_active && row.Int(3) != 0) state.active_leaves.push_back(leaf);
         });
     if (!s.ok()) return s.error();
     if (bad) return Error(ErrorCode::kCorruptData, "a stored leaf hash has the wrong size");
-    std::vector<std::pair<std::string, bool>> lists;
     s = Exec("SELECT name, enabled FROM lists", {}, [&](const Row& row) {
-      lists.emplace_back(std::string(row.Text(0)), row.Int(1) != 0);
+      state.lists.emplace_back(std::string(row.Text(0)), row.Int(1) != 0);
     });
     if (!s.ok()) return s.error();
-    Result<Digest32> digest = digester.Finish(std::move(lists));
+    Result<Digest32> digest = digester.Finish(state.lists);
     if (!digest.ok()) return Error(ErrorCode::kCorruptData, digest.error().message());
     state.digest = *digest;
     return state;
+  }
+
+  // Leaf hashes of the active entries of enabled lists, in id order (the
+  // Merkle tree of the version), and their ids.
+  Result<std::vector<Digest32>> ActiveLeaves(std::vector<uint64_t>* ids) {
+    std::vector<Digest32> leaves;
+    bool bad = false;
+    Status s = Exec(
+        "SELECT e.id, e.leaf FROM entries e JOIN lists l ON e.list = l.name "
+        "WHERE e.status = 0 AND l.enabled <> 0 ORDER BY e.id",
+        {}, [&](const Row& row) {
+          Digest32 leaf{};
+          if (!CopyBlob(row.Blob(1), &leaf)) bad = true;
+          leaves.push_back(leaf);
+          ids->push_back(static_cast<uint64_t>(row.Int(0)));
+        });
+    if (!s.ok()) return s.error();
+    if (bad) return Error(ErrorCode::kCorruptData, "a stored leaf hash has the wrong size");
+    return leaves;
+  }
+
+  // What a change does to the state, as its body made it: the writer signs
+  // only when the database, read back, holds the state before the change
+  // with these applied (a trigger, a rule or another writer that changed
+  // anything else would otherwise be signed).
+  struct StateDelta {
+    struct Added {
+      uint64_t id = 0;
+      Digest32 leaf{};
+      std::string list;
+    };
+    std::vector<Added> added;  // in id order, active
+    std::vector<uint64_t> removed;
+    std::vector<std::pair<uint64_t, bool>> statuses;  // id, active
+    std::vector<std::string> created_lists;           // created enabled when missing
+    std::optional<std::pair<std::string, bool>> list_enabled;
+  };
+
+  // The state digest of `before` with `delta` applied.
+  static Result<Digest32> ExpectedDigest(const StoreState& before, StateDelta delta) {
+    std::map<std::string, bool> lists(before.lists.begin(), before.lists.end());
+    for (const std::string& name : delta.created_lists) lists.emplace(name, true);
+    if (delta.list_enabled) lists[delta.list_enabled->first] = delta.list_enabled->second;
+    std::sort(delta.removed.begin(), delta.removed.end());
+    std::sort(delta.statuses.begin(), delta.statuses.end());
+    StateDigester digester;
+    size_t a = 0;
+    for (const StateRow& r : before.rows) {
+      for (; a < delta.added.size() && delta.added[a].id < r.id; ++a) {
+        digester.AddEntry(delta.added[a].id, delta.added[a].leaf, true, delta.added[a].list);
+      }
+      if (std::binary_search(delta.removed.begin(), delta.removed.end(), r.id)) continue;
+      bool active = r.active;
+      const auto status = std::lower_bound(delta.statuses.begin(), delta.statuses.end(),
+                                           std::pair<uint64_t, bool>(r.id, false));
+      if (status != delta.statuses.end() && status->first == r.id) active = status->second;
+      digester.AddEntry(r.id, r.leaf, active, before.entry_lists[r.list]);
+    }
+    for (; a < delta.added.size(); ++a) {
+      digester.AddEntry(delta.added[a].id, delta.added[a].leaf, true, delta.added[a].list);
+    }
+    return digester.Finish(std::vector<std::pair<std::string, bool>>(lists.begin(), lists.end()));
   }
 
   // The state row's version, for a reader that follows the store: a state
@@ -446,17 +546,23 @@ struct Store::Impl {
   // changed. (A state row ahead of the versions is a version without a
   // signature, which the reader's own checks name.)
   Result<int64_t> FollowedVersion() {
-    Result<int64_t> v = QueryInt("SELECT version FROM state WHERE id = 1", {});
-    if (!v.ok()) return v;
-    Result<int64_t> newest = QueryInt("SELECT coalesce(max(version), 0) FROM versions", {});
-    if (!newest.ok()) return newest;
-    if (*newest > *v) {
+    // One statement: one snapshot, also outside a transaction (a change
+    // committed between two reads would look like a held-back row).
+    std::optional<std::pair<int64_t, int64_t>> read;
+    Status s = Exec(
+        "SELECT version, (SELECT coalesce(max(version), 0) FROM versions) FROM state "
+        "WHERE id = 1",
+        {}, [&](const Row& row) { read.emplace(row.Int(0), row.Int(1)); });
+    if (!s.ok()) return s.error();
+    if (!read) return Error(ErrorCode::kNotFound, "no value");
+    const auto [version, newest] = *read;
+    if (newest > version) {
       return Error(ErrorCode::kCorruptData,
-                   "the store's state row says version " + std::to_string(*v) + ", but version " +
-                       std::to_string(*newest) +
+                   "the store's state row says version " + std::to_string(version) +
+                       ", but version " + std::to_string(newest) +
                        " is signed (the state row was edited outside the store)");
     }
-    return v;
+    return version;
   }
 
   Result<AuditRecord> LastAudit() {
@@ -516,10 +622,13 @@ struct Store::Impl {
 
   // The end of every change: inside the caller's write transaction, appends
   // the audit record and the signed version `version` (= the current one
-  // plus one), and moves the state to it. Then commits.
+  // plus one), and moves the state to it. Then commits. With `expected`
+  // (every change but the first), the database must hold that state after
+  // the change, or nothing is signed.
   Result<uint64_t> FinishChange(uint64_t version, const ChangeContext& context,
                                 std::string_view action, std::string_view list,
-                                uint64_t count, const Digest32& entries_digest) {
+                                uint64_t count, const Digest32& entries_digest,
+                                const std::optional<Digest32>& expected) {
     Result<AuditRecord> last = LastAudit();
     if (!last.ok()) return last.error();
     AuditRecord r;
@@ -540,8 +649,16 @@ struct Store::Impl {
          BlobParam(r.entries_digest), BlobParam(r.prev_digest), BlobParam(r.digest)});
     if (!s.ok()) return s.error();
 
-    Result<StoreState> state = ReadState(nullptr);
+    Result<StoreState> state = ReadState(/*keep_rows=*/false);
     if (!state.ok()) return state.error();
+    // Read after the audit record went in: a trigger on it, as on the
+    // entries or the lists, would have acted by now.
+    if (expected && state->digest != *expected) {
+      return Error(ErrorCode::kCorruptData,
+                   "the store was changed outside Bantay: the database does not hold the "
+                   "entries and lists as this change made them (a trigger, a rule or another "
+                   "writer changed them), and nothing is signed (see bantay index verify)");
+    }
     VersionRecord v;
     v.version = version;
     v.created_at = r.time;
@@ -567,9 +684,54 @@ struct Store::Impl {
     return version;
   }
 
+  // The schema version the database says it is of (inside a transaction:
+  // another process may have upgraded it since this one opened it).
+  Result<int> SchemaVersion() {
+    std::array<uint8_t, 8> schema{};
+    bool have = false;
+    Status s = Exec("SELECT value FROM meta WHERE key = 'schema_version'", {},
+                    [&](const Row& row) { have = CopyBlob(row.Blob(0), &schema); });
+    if (!s.ok()) return s.error();
+    if (!have) return Error(ErrorCode::kCorruptData, "the store's schema version is missing");
+    return static_cast<int>(schema[7]);
+  }
+
+  // Schema 1 to 2, inside the upgrade's write transaction: the versions gain
+  // state_digest (NULL in those signed before), added last. A column that is
+  // already there (an upgrade interrupted between the two statements cannot
+  // be, both are in one transaction; an edited meta row can) is kept.
+  Status UpgradeSchema() {
+    Result<int64_t> present =
+        conn->backend() == db::Backend::kSqlite
+            ? QueryInt("SELECT count(*) FROM pragma_table_info('versions') "
+                       "WHERE name = 'state_digest'",
+                       {})
+            : QueryInt("SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                       "'versions' AND column_name = 'state_digest' AND "
+                       "table_schema = current_schema()",
+                       {});
+    if (!present.ok()) return present.error();
+    if (*present == 0) {
+      Status s = Exec(ForBackend("ALTER TABLE versions ADD COLUMN state_digest {blob}",
+                                 conn->backend()),
+                      {});
+      if (!s.ok()) {
+        return Error(s.error().code(),
+                     "the store's tables could not be upgraded to schema " +
+                         std::to_string(kSchemaVersion) + " (" + s.error().message() +
+                         "): upgrade it with a database role that may alter them");
+      }
+    }
+    const std::array<uint8_t, 8> upgraded = {0, 0, 0, 0, 0, 0, 0,
+                                             static_cast<uint8_t>(kSchemaVersion)};
+    return Exec("UPDATE meta SET value = $1 WHERE key = 'schema_version'", {BlobParam(upgraded)});
+  }
+
   // Starts a change: checks that it can be signed, begins the write
-  // transaction, and returns the version it will create.
-  Result<uint64_t> BeginChange() {
+  // transaction, and returns the version it will create. Only the upgrade
+  // (`upgrading`) starts from a store of schema 1, or from a version signed
+  // without a state digest.
+  Result<uint64_t> BeginChange(bool upgrading) {
     if (!keys.signing_key) {
       return Error(ErrorCode::kPermissionDenied,
                    "changing the store needs the operator's signing key (every version is "
@@ -585,29 +747,50 @@ struct Store::Impl {
     }
     Status s = conn->BeginWrite();
     if (!s.ok()) return s.error();
-    Result<int64_t> v = QueryInt("SELECT version FROM state WHERE id = 1", {});
-    if (!v.ok()) {
+    auto fail = [&](const Error& e) {
       conn->Rollback();
-      return v.error();
+      return e;
+    };
+    Result<int> schema = SchemaVersion();
+    if (!schema.ok()) return fail(schema.error());
+    if (*schema == 1) {
+      if (!upgrading) return fail(NeedsUpgrade("the store is of schema 1"));
+      s = UpgradeSchema();
+      if (!s.ok()) return fail(s.error());
+    } else if (*schema != kSchemaVersion) {
+      return fail(Error(ErrorCode::kInvalidArgument,
+                        "unknown store schema version " + std::to_string(*schema)));
     }
+    Result<int64_t> v = QueryInt("SELECT version FROM state WHERE id = 1", {});
+    if (!v.ok()) return fail(v.error());
     // Nothing is signed over entries changed outside the store: the new
     // version's root is computed from the database, so the current one must
     // still give its own signed root (a row deleted, or a list disabled,
     // with SQL would otherwise be signed into the next version).
-    if (Status intact = CheckCurrentRoot(static_cast<uint64_t>(*v)); !intact.ok()) {
-      conn->Rollback();
-      return intact.error();
+    if (Status intact = CheckCurrentRoot(static_cast<uint64_t>(*v), upgrading); !intact.ok()) {
+      return fail(intact.error());
     }
     return static_cast<uint64_t>(*v) + 1;
   }
 
+  static Error NeedsUpgrade(const std::string& what) {
+    return Error(ErrorCode::kInvalidArgument,
+                 what +
+                     " (made by a Bantay before store schema 2, whose versions do not sign "
+                     "the whole state; or the store's newer versions were deleted): check it "
+                     "with bantay index verify --public-key, then sign its whole state once with "
+                     "bantay index upgrade");
+  }
+
   // Inside the write transaction: the store is as `version` was signed —
   // its record verifies with the signing key, its audit record is intact
-  // and bound to it, and the active entries give its root — so that the
-  // next version, whose root is computed from the database and whose audit
-  // record chains on from the last one, signs nothing written behind the
-  // store's back.
-  Status CheckCurrentRoot(uint64_t version) {
+  // and bound to it, and the entries give its root and state digest — so
+  // that the next version, whose root is computed from the database and
+  // whose audit record chains on from the last one, signs nothing written
+  // behind the store's back. Keeps the state read (before_) for the
+  // comparison after the change. A version without a state digest
+  // (schema 1) is taken as found only by the upgrade.
+  Status CheckCurrentRoot(uint64_t version, bool upgrading) {
     if (conn->backend() == db::Backend::kPostgres) {
       // Read committed: without this, an edit committed between the check
       // and the signing would be signed. Plain reads go on.
@@ -616,9 +799,8 @@ struct Store::Impl {
       if (!locked.ok()) return locked;
     }
     std::vector<VersionRecord> records;
-    Status s = ReadVersions(
-        "SELECT " + std::string(kVersionColumns) + " FROM versions WHERE version = $1",
-        {Param::Int(static_cast<int64_t>(version))}, &records);
+    Status s = ReadVersions(VersionSelect() + " FROM versions WHERE version = $1",
+                            {Param::Int(static_cast<int64_t>(version))}, &records);
     if (!s.ok()) return s;
     auto outside = [&](const std::string& what) {
       return Error(ErrorCode::kCorruptData,
@@ -632,34 +814,38 @@ struct Store::Impl {
                          record.signature)) {
       return outside("the signature of " + name + " does not verify");
     }
+    if (!record.state_digest && !upgrading) {
+      return NeedsUpgrade(name + " is signed without a state digest");
+    }
     Result<AuditRecord> last = LastAudit();
     if (!last.ok()) return last.error();
     if (last->seq != version || AuditRecordDigest(*last) != last->digest ||
         last->digest != record.audit_digest) {
       return outside("the last audit record is not the one " + name + " signed");
     }
-    Result<StoreState> state = ReadState(nullptr);
+    Result<StoreState> state = ReadState(/*keep_rows=*/true);
     if (!state.ok()) return state.error();
     if (record.active_count != state->active_leaves.size() ||
         record.root != MerkleRoot(state->active_leaves)) {
       return outside("its entries do not give the signed root of " + name);
     }
-    // A version of schema 1 signed the root alone: what it did not sign
-    // (disabled entries, lists) is taken as found, once.
     if (record.state_digest && *record.state_digest != state->digest) {
       return outside("the states of its entries and lists are not the ones " + name +
                      " signed (an entry or a list changed, added or deleted)");
     }
+    state->active_leaves = {};
+    before_ = std::move(*state);
     return {};
   }
 
   // Runs `body` between BeginChange and FinishChange; rolls back on error.
-  // `body` returns the audit fields.
+  // `body` returns the audit fields and what it did to the state.
   struct ChangeSummary {
     std::string list;
     uint64_t count = 0;
     Digest32 entries_digest{};
     bool nothing_changed = false;
+    StateDelta delta;
   };
   Result<uint64_t> Change(const ChangeContext& context, std::string_view action,
                           const std::function<Result<ChangeSummary>(uint64_t version)>& body) {
@@ -667,8 +853,19 @@ struct Store::Impl {
     Status valid = CheckText("actor", context.actor, false);
     if (valid.ok()) valid = CheckText("source", context.source, true);
     if (!valid.ok()) return valid.error();
-    Result<uint64_t> version = BeginChange();
+    const bool upgrading = action == "upgrade";
+    Result<uint64_t> done = ChangeOnce(context, action, upgrading, body);
+    // An upgrade rolled back leaves the table as it was: look again.
+    if (upgrading && !done.ok()) state_column = false;
+    return done;
+  }
+  Result<uint64_t> ChangeOnce(const ChangeContext& context, std::string_view action,
+                              bool upgrading,
+                              const std::function<Result<ChangeSummary>(uint64_t)>& body) {
+    Result<uint64_t> version = BeginChange(upgrading);
     if (!version.ok()) return version.error();
+    StoreState before = std::move(before_);
+    before_ = {};
     Result<ChangeSummary> summary = body(*version);
     if (!summary.ok()) {
       conn->Rollback();
@@ -678,11 +875,19 @@ struct Store::Impl {
       conn->Rollback();
       return *version - 1;
     }
+    Result<Digest32> expected = ExpectedDigest(before, std::move(summary->delta));
+    before = {};
+    if (!expected.ok()) {
+      conn->Rollback();
+      return Error(ErrorCode::kCorruptData, expected.error().message());
+    }
     Result<uint64_t> done = FinishChange(*version, context, action, summary->list,
-                                         summary->count, summary->entries_digest);
+                                         summary->count, summary->entries_digest, *expected);
     if (!done.ok()) conn->Rollback();
     return done;
   }
+
+  StoreState before_;  // CheckCurrentRoot's, for Change
 
   // Leaf hashes and lists of existing entries, in id order; kNotFound for a
   // missing id.
@@ -735,46 +940,6 @@ Result<bool> HasSchema(db::Connection& conn) {
 
 }  // namespace
 
-namespace {
-
-// Schema 1 to 2: the versions gain state_digest, NULL in those signed
-// before (which signed the root alone; the next change signs the whole
-// state). Done by whoever opens the store first, in one write transaction
-// (writers are serialised, so a second opener finds it done).
-Status UpgradeFromSchema1(db::Connection& conn) {
-  Status s = conn.BeginWrite();
-  if (!s.ok()) return s;
-  std::array<uint8_t, 8> schema{};
-  s = conn.Execute("SELECT value FROM meta WHERE key = 'schema_version'", {},
-                   [&](const Row& row) { CopyBlob(row.Blob(0), &schema); });
-  if (s.ok() && schema[7] == 1) {
-    s = conn.Execute(
-        ForBackend(conn.backend() == db::Backend::kSqlite
-                       ? "ALTER TABLE versions ADD COLUMN state_digest {blob}"
-                       : "ALTER TABLE versions ADD COLUMN IF NOT EXISTS state_digest {blob}",
-                   conn.backend()),
-        {}, nullptr);
-    if (s.ok()) {
-      const std::array<uint8_t, 8> upgraded = {0, 0, 0, 0, 0, 0, 0,
-                                               static_cast<uint8_t>(kSchemaVersion)};
-      const Param p = BlobParam(upgraded);
-      s = conn.Execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'",
-                       std::span<const Param>(&p, 1), nullptr);
-    }
-  }
-  if (s.ok()) s = conn.Commit();
-  if (!s.ok()) {
-    conn.Rollback();
-    return Error(ErrorCode::kPermissionDenied,
-                 "the store is of schema 1 and could not be upgraded to schema " +
-                     std::to_string(kSchemaVersion) + " (" + s.error().message() +
-                     "): open it once with a database role that may alter its tables");
-  }
-  return {};
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys keys,
                                            const ChangeContext& context) {
   if (keys.data_keys.empty() || !keys.signing_key) {
@@ -815,7 +980,8 @@ Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys key
     im.conn->Rollback();
     return s.error();
   }
-  Result<uint64_t> v = im.FinishChange(1, context, "init", "", 0, DigestOfLeaves({}));
+  Result<uint64_t> v =
+      im.FinishChange(1, context, "init", "", 0, DigestOfLeaves({}), std::nullopt);
   if (!v.ok()) {
     im.conn->Rollback();
     return v.error();
@@ -844,10 +1010,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys key
   if (!have_id || !have_schema) {
     return Error(ErrorCode::kCorruptData, "the store's metadata is incomplete");
   }
-  if (schema[7] == 1) {
-    s = UpgradeFromSchema1(*im.conn);
-    if (!s.ok()) return s.error();
-  } else if (schema[7] != kSchemaVersion) {
+  // A store of schema 1 is read as it is (its versions have no state
+  // digest); only `Upgrade` changes it (BeginChange).
+  im.state_column = schema[7] != 1;
+  if (schema[7] != 1 && schema[7] != kSchemaVersion) {
     return Error(ErrorCode::kInvalidArgument,
                  "unknown store schema version " + std::to_string(schema[7]));
   }
@@ -856,9 +1022,23 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys key
 }
 
 Result<uint64_t> Store::Version() {
-  Result<int64_t> v = impl_->QueryInt("SELECT version FROM state WHERE id = 1", {});
+  // A follower polls this: a state row held back must not say "nothing
+  // changed".
+  Result<int64_t> v = impl_->FollowedVersion();
   if (!v.ok()) return v.error();
   return static_cast<uint64_t>(*v);
+}
+
+Result<uint64_t> Store::Upgrade(const ChangeContext& context) {
+  Impl& im = *impl_;
+  Result<VersionRecord> current = Root();
+  if (!current.ok()) return current.error();
+  if (current->state_digest) return current->version;  // done before
+  return im.Change(context, "upgrade", [&](uint64_t) -> Result<Impl::ChangeSummary> {
+    Impl::ChangeSummary summary;
+    summary.entries_digest = DigestOfLeaves({});
+    return summary;
+  });
 }
 
 Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
@@ -898,6 +1078,8 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
     Sha256Hasher digest;
     std::vector<uint8_t> sealed;
     StoredEntry e;
+    Impl::StateDelta delta;
+    delta.created_lists.assign(lists.begin(), lists.end());
     uint64_t id = static_cast<uint64_t>(*next);
     for (const NewEntry& n : entries) {
       e.id = id++;
@@ -919,6 +1101,7 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
           Param::Int(now), Param::Int(static_cast<int64_t>(version))};
       Status s = (*insert)->Execute(params);
       if (!s.ok()) return s.error();
+      delta.added.push_back({e.id, leaf, e.list});
     }
     Wipe(e.value);
     Status s = im.Exec("UPDATE state SET next_id = $1 WHERE id = 1",
@@ -928,6 +1111,7 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
     summary.list = lists.size() == 1 ? *lists.begin() : "";
     summary.count = entries.size();
     summary.entries_digest = digest.Finish();
+    summary.delta = std::move(delta);
     return summary;
   });
 }
@@ -960,6 +1144,7 @@ Result<uint64_t> Store::RemoveEntries(const std::vector<uint64_t>& ids,
     summary.list = lists.size() == 1 ? *lists.begin() : "";
     summary.count = unique.size();
     summary.entries_digest = DigestOfLeaves(leaves);
+    summary.delta.removed.assign(unique.begin(), unique.end());
     return summary;
   });
 }
@@ -977,6 +1162,7 @@ Result<uint64_t> Store::SetEntriesStatus(const std::vector<uint64_t>& ids, Entry
     if (!s.ok()) return s.error();
     std::set<uint64_t> unique(ids.begin(), ids.end());
     std::vector<Digest32> changed;
+    Impl::StateDelta delta;
     Result<std::unique_ptr<db::Statement>> update = im.conn->Prepare(
         "UPDATE entries SET status = $1, status_version = $2 WHERE id = $3");
     if (!update.ok()) return update.error();
@@ -984,6 +1170,7 @@ Result<uint64_t> Store::SetEntriesStatus(const std::vector<uint64_t>& ids, Entry
     for (uint64_t id : unique) {
       if (statuses[i] != static_cast<int64_t>(status)) {
         changed.push_back(leaves[i]);
+        delta.statuses.emplace_back(id, status == EntryStatus::kActive);
         const std::array<Param, 3> p = {Param::Int(static_cast<int64_t>(status)),
                                         Param::Int(static_cast<int64_t>(version)),
                                         Param::Int(static_cast<int64_t>(id))};
@@ -997,6 +1184,7 @@ Result<uint64_t> Store::SetEntriesStatus(const std::vector<uint64_t>& ids, Entry
     summary.list = lists.size() == 1 ? *lists.begin() : "";
     summary.count = changed.size();
     summary.entries_digest = DigestOfLeaves(changed);
+    summary.delta = std::move(delta);
     return summary;
   });
 }
@@ -1033,6 +1221,7 @@ Result<uint64_t> Store::SetListEnabled(const std::string& list, bool enabled,
                      if (!s.ok()) return s.error();
                      summary.count = leaves.size();
                      summary.entries_digest = DigestOfLeaves(leaves);
+                     summary.delta.list_enabled.emplace(list, enabled);
                      return summary;
                    });
 }
@@ -1054,6 +1243,7 @@ Result<uint64_t> Store::DescribeList(const std::string& list, const std::string&
     summary.list = list;
     summary.count = 1;
     summary.entries_digest = DigestOfLeaves({});
+    summary.delta.created_lists = {list};
     return summary;
   });
 }
@@ -1405,7 +1595,7 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
   const std::initializer_list<Param> range = {Param::Int(static_cast<int64_t>(version)),
                                               Param::Int(*v)};
   s = im.ReadVersions(
-      "SELECT " + std::string(kVersionColumns) + " FROM versions WHERE version > $1 AND version <= $2 ORDER BY version",
+      im.VersionSelect() + " FROM versions WHERE version > $1 AND version <= $2 ORDER BY version",
       range, &out.versions);
   if (!s.ok()) return fail(s.error());
   s = im.ReadAudit(
@@ -1467,7 +1657,7 @@ Result<VersionRecord> Store::Root(uint64_t version) {
   }
   std::vector<VersionRecord> records;
   Status s = im.ReadVersions(
-      "SELECT " + std::string(kVersionColumns) + " FROM versions WHERE version = $1",
+      im.VersionSelect() + " FROM versions WHERE version = $1",
       {Param::Int(static_cast<int64_t>(version))}, &records);
   if (!s.ok()) return s.error();
   if (records.empty()) return Error(ErrorCode::kNotFound, "no version " + std::to_string(version));
@@ -1480,11 +1670,10 @@ Result<InclusionProof> Store::Prove(uint64_t entry_id) {
   if (!s.ok()) return s.error();
   Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
   std::vector<uint64_t> ids;
-  Result<Impl::StoreState> state =
-      v.ok() ? im.ReadState(&ids) : Result<Impl::StoreState>(v.error());
+  Result<std::vector<Digest32>> leaves =
+      v.ok() ? im.ActiveLeaves(&ids) : Result<std::vector<Digest32>>(v.error());
   im.conn->Rollback();
-  if (!state.ok()) return state.error();
-  const std::vector<Digest32>* leaves = &state->active_leaves;
+  if (!leaves.ok()) return leaves.error();
   auto it = std::lower_bound(ids.begin(), ids.end(), entry_id);
   if (it == ids.end() || *it != entry_id) {
     return Error(ErrorCode::kNotFound,
@@ -1573,7 +1762,7 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key,
   // Every version: signed, and bound to its audit record.
   std::vector<VersionRecord> versions;
   s = im.ReadVersions(
-      "SELECT " + std::string(kVersionColumns) + " FROM versions ORDER BY version",
+      im.VersionSelect() + " FROM versions ORDER BY version",
       {}, &versions);
   if (!s.ok()) return fail(s.error());
   for (size_t i = 0; i < versions.size(); ++i) {
@@ -1587,6 +1776,11 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key,
     if (ver.version >= 1 && ver.version <= audit.size() &&
         audit[ver.version - 1].digest != ver.audit_digest) {
       problem(name + " is not bound to audit record " + std::to_string(ver.version));
+    }
+    // No store goes back from signing the whole state to signing the root
+    // alone (an older Bantay writing to an upgraded store would).
+    if (i > 0 && versions[i - 1].state_digest && !ver.state_digest) {
+      problem(name + " is signed without a state digest, after a version signed with one");
     }
   }
   if (versions.size() != report.version) {
@@ -1608,7 +1802,8 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key,
                 // decrypt is reported for itself, not as a changed root too.
                 Digest32 stored_leaf{};
                 const bool leaf_read = CopyBlob(row.Blob(5), &stored_leaf);
-                state.AddEntry(static_cast<uint64_t>(row.Int(0)), stored_leaf, row.Int(12) == 0);
+                state.AddEntry(static_cast<uint64_t>(row.Int(0)), stored_leaf, row.Int(12) == 0,
+                               row.Text(1));
                 const auto list = list_enabled.find(std::string(row.Text(1)));
                 if (leaf_read && row.Int(12) == 0 && list != list_enabled.end() &&
                     list->second) {
@@ -1635,6 +1830,7 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key,
   im.conn->Rollback();
   if (!versions.empty() && versions.back().version == report.version) {
     const VersionRecord& current = versions.back();
+    report.state_signed = current.state_digest.has_value();
     if (MerkleRoot(active) != current.root || active.size() != current.active_count) {
       problem("the active entries do not give the signed root of version " +
               std::to_string(report.version) + " (entries changed outside the store)");

@@ -239,7 +239,7 @@ Result<std::vector<Digest32>> VerifiedStoreState::ActiveLeaves() const {
 Result<Digest32> VerifiedStoreState::StateDigest() const {
   StateDigester digester;
   for (size_t i = 0; i < ids_.size(); ++i) {
-    digester.AddEntry(ids_[i], leaves_[i], (tags_[i] & 1) == 0);
+    digester.AddEntry(ids_[i], leaves_[i], (tags_[i] & 1) == 0, list_names_[tags_[i] >> 1]);
   }
   std::vector<std::pair<std::string, bool>> lists;
   for (size_t i = 0; i < list_names_.size(); ++i) {
@@ -299,6 +299,7 @@ Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes) co
                    " audit records for them");
   }
   Digest32 prev = record_.audit_digest;
+  bool state_signed = record_.state_digest.has_value();
   for (size_t i = 0; i < count; ++i) {
     const VersionRecord& v = changes.versions[i];
     const AuditRecord& a = changes.audit[i];
@@ -320,6 +321,13 @@ Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes) co
     if (v.audit_digest != a.digest) {
       return corrupt("version " + name + " is not bound to audit record " + name);
     }
+    // No store goes back to signing the root alone (an older Bantay writing
+    // to an upgraded store would, and its versions sign no disabled state).
+    if (state_signed && !v.state_digest) {
+      return corrupt("version " + name +
+                     " is signed without a state digest, after a version signed with one");
+    }
+    state_signed = v.state_digest.has_value();
     prev = a.digest;
   }
 

@@ -439,6 +439,50 @@ TEST(IndexCommandTest, AnAuditorNeedsNoDataKey) {
             "BANTAY_DATA_KEY)\n");
 }
 
+// A store made by a Bantay before schema 2 (tests/data/store-v1): verify
+// warns that its version does not sign the whole state, changes are refused
+// until `upgrade`, which signs it once.
+TEST(IndexCommandTest, AStoreOfSchema1IsUpgradedOnce) {
+  TempDir dir;
+  const std::string fixture = std::string(BANTAY_TEST_DATA) + "/store-v1/";
+  for (const char* name : {"store-v1.db", "data.key", "signing.key", "signing.pub"}) {
+    std::filesystem::copy_file(fixture + name, dir.path() + "/" + name);
+    ::chmod((dir.path() + "/" + name).c_str(), 0600);
+  }
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.end(), {"--store", "sqlite:" + dir.path() + "/store-v1.db", "--key",
+                             dir.path() + "/data.key", "--signing-key",
+                             dir.path() + "/signing.key", "--public-key",
+                             dir.path() + "/signing.pub", "--actor", "tester"});
+    return bantay::testing::RunCommand(RunIndexCommand, args);
+  };
+  CliRun before = run({"verify"});
+  EXPECT_EQ(before.status, kExitOk) << before.err;
+  EXPECT_EQ(before.err,
+            "bantay index verify: warning: version 5 does not sign the whole state (a store "
+            "made by a Bantay before schema 2): the states of disabled entries and of lists are "
+            "the database's word until bantay index upgrade signs them\n");
+  CliRun refused = run({"enable", "--list", "beta"});
+  EXPECT_EQ(refused.status, kExitSomeFailed);
+  EXPECT_EQ(refused.err,
+            "bantay index enable: the store is of schema 1 (made by a Bantay before store schema "
+            "2, whose versions do not sign the whole state; or the store's newer versions were "
+            "deleted): check it with bantay index verify --public-key, then sign its whole "
+            "state once with bantay index upgrade\n");
+  CliRun upgraded = run({"upgrade"});
+  ASSERT_EQ(upgraded.status, kExitOk) << upgraded.err;
+  EXPECT_EQ(json::serialize(upgraded.lines[0]), R"({"version":6})");
+  CliRun again = run({"upgrade"});
+  ASSERT_EQ(again.status, kExitOk) << again.err;
+  EXPECT_EQ(json::serialize(again.lines[0]), R"({"version":6})");
+  CliRun enabled = run({"enable", "--list", "beta"});
+  ASSERT_EQ(enabled.status, kExitOk) << enabled.err;
+  CliRun after = run({"verify"});
+  EXPECT_EQ(after.status, kExitOk) << after.err;
+  EXPECT_EQ(after.err, "");
+  EXPECT_EQ(after.lines[0].at("version").as_int64(), 7);
+}
+
 TEST(IndexCommandTest, WrongKeysAreRefusedClearly) {
   IndexCli cli;
   cli.Create();

@@ -449,6 +449,11 @@ TEST_P(StoreIndexTamperTest, AStateRowHeldBack) {
   EXPECT_EQ(s.error().code(), ErrorCode::kCorruptData);
   EXPECT_EQ(s.error().message(), message);
   EXPECT_EQ(LoadRefusal(SignerPublic()), message);
+  // The server polls Version(): it must not say "nothing changed" either.
+  const Result<uint64_t> polled = store_->Version();
+  ASSERT_FALSE(polled.ok());
+  EXPECT_EQ(polled.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(polled.error().message(), message);
   Sql("UPDATE state SET version = 5");
   Catch(follower_);
   EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{}));
@@ -693,7 +698,7 @@ TEST_P(StoreIndexStateTest, EveryVersionSignsTheWholeState) {
   // Entries 1 (active), 2 (active), 3 (disabled); both lists as they are.
   StateDigester expected;
   for (const StoredEntry& e : AllEntries(*store_)) {
-    expected.AddEntry(e.id, EntryLeafHash(e), e.status == EntryStatus::kActive);
+    expected.AddEntry(e.id, EntryLeafHash(e), e.status == EntryStatus::kActive, e.list);
   }
   Result<Digest32> digest = expected.Finish({{"ngo-b", false}, {"hotline-a", true}});
   STORE_ASSERT_OK(digest);
@@ -752,6 +757,69 @@ TEST_P(StoreIndexStateTest, AListDeletedOrAdded) {
   Sql("INSERT INTO lists (name, enabled, description, created_version, changed_version) "
       "VALUES ('extra-d', 1, '', 8, 8)");
   ExpectEveryoneRefuses(8);
+}
+
+// An entry's row moved to another list (its leaf still names the list it
+// was signed in, so only a check with the data key would find it; and its
+// activity follows the row's list).
+TEST_P(StoreIndexStateTest, AnEntryMovedToAnotherList) {
+  Sql("UPDATE entries SET list = 'hotline-a' WHERE id = 3");
+  const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", true, Ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message(),
+            "the store was changed outside Bantay: the states of its entries and lists are not "
+            "the ones version 6 signed (an entry or a list changed, added or deleted), and no "
+            "change is signed over it (see bantay index verify)");
+  EXPECT_EQ(LoadRefusal(SignerPublic()),
+            "entry 3: its fields do not match its leaf hash (modified)");
+}
+
+// A trigger set up in advance edits the database while the operator's
+// change is being made (after the writer's check): the writer compares the
+// database with the change it made before it signs.
+TEST_P(StoreIndexStateTest, AnEditMadeByATriggerDuringAChangeIsNotSigned) {
+  if (sqlite()) {
+    Sql("CREATE TRIGGER zz AFTER INSERT ON audit BEGIN "
+        "UPDATE entries SET status = 0, status_version = NEW.seq WHERE id = 3; END");
+  } else {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "CREATE FUNCTION zz() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE entries SET status = 0, status_version = NEW.seq WHERE id = 3; RETURN NEW; "
+        "END $$; CREATE TRIGGER zz AFTER INSERT ON audit FOR EACH ROW EXECUTE FUNCTION zz();"));
+  }
+  const Result<uint64_t> refused = store_->DescribeList("hotline-a", "unrelated", Ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(refused.error().message(),
+            "the store was changed outside Bantay: the database does not hold the entries and "
+            "lists as this change made them (a trigger, a rule or another writer changed them), "
+            "and nothing is signed (see bantay index verify)");
+  EXPECT_EQ(VersionOf(*store_), 6u);
+  STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));  // rolled back, the edit with it
+  Sql(sqlite() ? "DROP TRIGGER zz" : "DROP TRIGGER zz ON audit");
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "unrelated", Ctx()));  // v7
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{}));
+}
+
+// A version signed without a state digest after one signed with it (an
+// older Bantay writing to an upgraded store; here signed by hand with the
+// operator's key): the follower refuses it.
+TEST_P(StoreIndexStateTest, NoVersionGoesBackToSigningTheRootAlone) {
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v7
+  Result<ChangeSet> real = store_->ChangesSince(6);
+  STORE_ASSERT_OK(real);
+  ASSERT_EQ(real->versions.size(), 1u);
+  ChangeSet c = *real;
+  c.versions[0].state_digest.reset();
+  c.versions[0].signature = Signer().Sign(VersionSigningMessage(store_->store_id(), c.versions[0]));
+  Result<VerifiedStoreState> next = follower_.verified->Next(c);
+  ASSERT_FALSE(next.ok());
+  EXPECT_EQ(next.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(next.error().message(),
+            "the changes from version 6 to 7 do not verify: version 7 is signed without a "
+            "state digest, after a version signed with one");
+  STORE_ASSERT_OK(follower_.verified->Next(*real));
 }
 
 // Put right, the store is served and changed again.

@@ -1,8 +1,9 @@
 // A store of schema 1 (tests/data/store-v1, made by the Bantay of before the
-// state digest): opened, it is upgraded to schema 2; its versions, signed in
-// format 1, still verify; the next change signs the whole state; its
-// snapshot of format 1 is still read. On SQLite (the fixture file) and on
-// PostgreSQL (the fixture's rows copied into a database of schema 1).
+// state digest) is read as it is, and its versions, signed in format 1,
+// still verify; it is changed only after Upgrade, which upgrades the tables
+// and signs the whole state; its snapshot of format 1 is still read. On
+// SQLite (the fixture file) and on PostgreSQL (the fixture's rows copied
+// into a database of schema 1).
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -133,16 +134,17 @@ class StoreUpgradeTest : public store_testing::StoreBackendTest {
   PublicKey public_{};
 };
 
-TEST_P(StoreUpgradeTest, AStoreOfSchema1IsUpgradedAndItsVersionsStillVerify) {
+TEST_P(StoreUpgradeTest, AStoreOfSchema1IsReadAndChangedOnlyAfterTheUpgrade) {
   ASSERT_EQ(SchemaVersion(), 1);
   Result<std::unique_ptr<Store>> store = Store::Open(url_, FixtureKeys());
   STORE_ASSERT_OK(store);
-  EXPECT_EQ(SchemaVersion(), 2);
+  EXPECT_EQ(SchemaVersion(), 1);  // reading changes nothing
   Result<VerifyReport> report = (*store)->Verify(public_);
   STORE_ASSERT_OK(report);
   EXPECT_EQ(report->problems, std::vector<std::string>{});
   EXPECT_EQ(report->version, 5u);
   EXPECT_EQ(report->entries, 4u);
+  EXPECT_FALSE(report->state_signed);
   for (uint64_t v = 1; v <= 5; ++v) {
     Result<VersionRecord> record = (*store)->Root(v);
     STORE_ASSERT_OK(record);
@@ -158,22 +160,50 @@ TEST_P(StoreUpgradeTest, AStoreOfSchema1IsUpgradedAndItsVersionsStillVerify) {
   STORE_ASSERT_OK(loaded);
   EXPECT_EQ(*loaded, 5u);
 
-  // A second opening finds it upgraded.
-  Result<std::unique_ptr<Store>> again = Store::Open(url_, FixtureKeys());
-  STORE_ASSERT_OK(again);
-  EXPECT_EQ(SchemaVersion(), 2);
+  // Changes wait for the upgrade.
+  const Result<uint64_t> refused = (*store)->SetListEnabled("beta", true, Ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(refused.error().message(),
+            "the store is of schema 1 (made by a Bantay before store schema 2, whose versions "
+            "do not sign the whole state; or the store's newer versions were deleted): check "
+            "it with bantay index verify --public-key, then sign its whole state once with "
+            "bantay index upgrade");
+  EXPECT_EQ(VersionOf(**store), 5u);
+  EXPECT_EQ(SchemaVersion(), 1);
 
-  // The next change signs the whole state, and the follower checks it.
-  Result<uint64_t> v6 = (*store)->SetListEnabled("beta", true, Ctx());
+  // The upgrade signs the whole state as it is (version 6); a second one
+  // changes nothing; a second Store, opened before, reads the new versions.
+  Result<std::unique_ptr<Store>> reader = Store::Open(url_, FixtureKeys());
+  STORE_ASSERT_OK(reader);
+  Result<uint64_t> v6 = (*store)->Upgrade(Ctx());
   STORE_ASSERT_OK(v6);
   EXPECT_EQ(*v6, 6u);
-  Result<VersionRecord> record = (*store)->Root(6);
+  EXPECT_EQ(SchemaVersion(), 2);
+  Result<uint64_t> again = (*store)->Upgrade(Ctx());
+  STORE_ASSERT_OK(again);
+  EXPECT_EQ(*again, 6u);
+  Result<VersionRecord> upgraded = (*reader)->Root(6);
+  STORE_ASSERT_OK(upgraded);
+  ASSERT_TRUE(upgraded->state_digest.has_value());
+  EXPECT_EQ(upgraded->active_count, 1u);
+  Result<std::vector<AuditRecord>> audit = (*store)->Audit(5, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ(audit->front().action, "upgrade");
+
+  // From then on every change signs the whole state, and the follower
+  // checks it.
+  Result<uint64_t> v7 = (*store)->SetListEnabled("beta", true, Ctx());
+  STORE_ASSERT_OK(v7);
+  EXPECT_EQ(*v7, 7u);
+  Result<VersionRecord> record = (*store)->Root(7);
   STORE_ASSERT_OK(record);
   ASSERT_TRUE(record->state_digest.has_value());
   EXPECT_EQ(record->active_count, 3u);
   StateDigester expected;
   for (const StoredEntry& e : AllEntries(**store)) {
-    expected.AddEntry(e.id, EntryLeafHash(e), e.status == EntryStatus::kActive);
+    expected.AddEntry(e.id, EntryLeafHash(e), e.status == EntryStatus::kActive, e.list);
   }
   Result<Digest32> digest = expected.Finish({{"alpha", true}, {"beta", true}});
   STORE_ASSERT_OK(digest);
@@ -182,20 +212,27 @@ TEST_P(StoreUpgradeTest, AStoreOfSchema1IsUpgradedAndItsVersionsStillVerify) {
   STORE_ASSERT_OK(changes);
   Result<VerifiedStoreState> next = follower.Next(*changes);
   STORE_ASSERT_OK(next);
-  EXPECT_EQ(next->version(), 6u);
-  report = (*store)->Verify(public_);
+  EXPECT_EQ(next->version(), 7u);
+  report = (*reader)->Verify(public_);
   STORE_ASSERT_OK(report);
   EXPECT_EQ(report->problems, std::vector<std::string>{});
+  EXPECT_TRUE(report->state_signed);
 
-  // From then on an edit of a disabled entry is refused.
+  // From then on an edit that leaves the root as it is (a list added) is
+  // refused too.
   std::unique_ptr<db::Connection> raw = Raw();
-  STORE_ASSERT_OK(raw->Execute("UPDATE entries SET status = 0 WHERE id = 2", {}));
-  STORE_ASSERT_OK(raw->Execute("UPDATE lists SET enabled = 0 WHERE name = 'alpha'", {}));
-  HashIndex refused_index;
-  VerifiedStoreState refused((*store)->store_id(), public_);
-  Result<uint64_t> refused_load = LoadIndexFromStore(**store, &refused_index, &refused);
-  ASSERT_FALSE(refused_load.ok());
-  EXPECT_EQ(refused_load.error().code(), ErrorCode::kCorruptData);
+  STORE_ASSERT_OK(raw->Execute(
+      "INSERT INTO lists (name, enabled, description, created_version, changed_version) "
+      "VALUES ('gamma', 0, '', 7, 7)",
+      {}));
+  HashIndex edited_index;
+  VerifiedStoreState edited((*store)->store_id(), public_);
+  Result<uint64_t> edited_load = LoadIndexFromStore(**store, &edited_index, &edited);
+  ASSERT_FALSE(edited_load.ok());
+  EXPECT_EQ(edited_load.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(edited_load.error().message(),
+            "the entries' and lists' states do not give the signed state of version 7 (an "
+            "entry's status, an entry or a list changed outside the store)");
 }
 
 // A snapshot of format 1 (the fixture's, of version 5) is still read; a new
@@ -210,7 +247,7 @@ TEST_P(StoreUpgradeTest, SnapshotsOfBothFormatsAreRead) {
 
   Result<std::unique_ptr<Store>> store = Store::Open(url_, FixtureKeys());
   STORE_ASSERT_OK(store);
-  STORE_ASSERT_OK((*store)->SetListEnabled("beta", true, Ctx()));
+  STORE_ASSERT_OK((*store)->Upgrade(Ctx()));
   const std::string path = dir_.path() + "/new.bsnap";
   Result<uint64_t> written = ExportSnapshot(**store, key_, *FixtureKeys().signing_key, path);
   STORE_ASSERT_OK(written);

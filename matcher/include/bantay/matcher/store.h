@@ -152,19 +152,22 @@ std::vector<uint8_t> VersionSigningMessage(const std::array<uint8_t, 16>& store_
 
 // The digest of a store's whole state, signed in each version record: every
 // entry (any status, any list) as its id, its stored leaf hash (which binds
-// its value, list, category and reference) and whether it is active, in
-// ascending id order; then every list as its name and whether it is
-// enabled, in ascending byte order of name (Finish sorts them). SHA-256 over
+// its value, list, category and reference), whether it is active and the
+// list its row names (which decides whether it is matched, and which a
+// leaf check alone would catch only with the data key), in ascending id
+// order; then every list as its name and whether it is enabled, in
+// ascending byte order of name (Finish sorts them). SHA-256 over
 // "BANTAY-STATE-1" (framed), then per entry 'E' || id (u64 BE) || leaf ||
-// status (0 active, 1 disabled), then per list 'L' || name (framed) ||
-// enabled (1 or 0). An entry's status and list membership, a list's state,
-// an entry put back or removed: each changes the digest.
+// status (0 active, 1 disabled) || list (framed), then per list 'L' || name
+// (framed) || enabled (1 or 0); framed = u32 BE length, bytes. An entry's
+// status and list, a list's state, an entry put back or removed: each
+// changes the digest.
 class StateDigester {
  public:
   StateDigester();
   // Entries in ascending id order; a call out of order makes Finish return
   // kInvalidArgument.
-  void AddEntry(uint64_t id, const Digest32& leaf, bool active);
+  void AddEntry(uint64_t id, const Digest32& leaf, bool active, std::string_view list);
   Result<Digest32> Finish(std::vector<std::pair<std::string, bool>> lists);
 
  private:
@@ -223,6 +226,9 @@ struct VerifyReport {
   uint64_t audit_records = 0;
   uint64_t entries = 0;  // read (and, with values_checked, decrypted and checked)
   bool values_checked = true;
+  // Whether the current version signs the whole state (false for a store
+  // of schema 1 not yet upgraded: Store::Upgrade).
+  bool state_signed = false;
   std::vector<std::string> problems;  // empty when everything verifies
   bool ok() const { return problems.empty(); }
 };
@@ -279,6 +285,16 @@ class Store {
   // Re-encrypts every value under the first data key (the others must
   // decrypt the current values). A new version (same root).
   Result<uint64_t> Rekey(const ChangeContext& context);
+  // A store made by a Bantay before schema 2 is read as it is, but changed
+  // only after this: it upgrades the tables (the first change needs a
+  // database role that may alter them) and signs the whole state as it
+  // finds it into a new version (action "upgrade"), after checking the
+  // current version's signature, audit record and root. Check the store
+  // first (Verify with the trusted key): what the old versions did not sign
+  // — disabled entries, lists — is taken as found, once. Every other change
+  // to such a store is refused (kInvalidArgument) until then. Returns the
+  // current version when the store is upgraded already.
+  Result<uint64_t> Upgrade(const ChangeContext& context);
 
   // --- Reading ---
 
