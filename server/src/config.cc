@@ -114,6 +114,17 @@ constexpr Field kFields[] = {
     {"store", "stale_after_ms", &ServerConfig::stale_after_ms,
      "/readyz answers 503 once the index has failed to follow the store for "
      "this long (0: never)"},
+    {"store", "corrupt_retry_ms", &ServerConfig::corrupt_retry_ms,
+     "after a load or a change that does not verify (or a store older than "
+     "store.min_version or the pin), how long before it is tried again: each "
+     "try reads the whole store (10..86400000)"},
+    {"store", "min_version", &ServerConfig::min_version,
+     "the index is not served from a store whose signed version is lower "
+     "(an older copy of the database; 0: any)"},
+    {"store", "pin_file", &ServerConfig::pin_file,
+     "file recording the version served and its signed root (one line of "
+     "JSON, written atomically); at start, a store at a lower version, or at "
+     "that version with another root, is not served (\"\": no pin)"},
     {"log", "access_log", &ServerConfig::access_log,
      "one JSON line per request: \"-\" standard error, \"\" off, else a file "
      "appended to"},
@@ -560,6 +571,10 @@ Status ServerConfig::Validate() const {
   if (poll_interval_ms < 10)
     return Invalid("store.poll_interval_ms must be at least 10");
   if (stale_after_ms < 0) return Invalid("store.stale_after_ms must be at least 0");
+  if (corrupt_retry_ms < 10 || corrupt_retry_ms > 86'400'000) {
+    return Invalid("store.corrupt_retry_ms must be between 10 and 86400000");
+  }
+  if (min_version < 0) return Invalid("store.min_version must be at least 0");
   if (streams_max_per_key < 1) return Invalid("streams.max_per_key must be at least 1");
   if (streams_max_total < 1) return Invalid("streams.max_total must be at least 1");
   if (streams_idle_timeout_s < 1 || streams_idle_timeout_s > 86'400) {

@@ -1,13 +1,22 @@
 #include "index_service.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string_view>
 #include <utility>
 
+#include <boost/json.hpp>
+
 #include "bantay/matcher/store_index.h"
+#include "bantay/models/digest.h"
 #include "metrics.h"
 
 namespace bantay::server {
@@ -59,6 +68,156 @@ Result<std::unique_ptr<Store>> OpenStore(const ServerConfig& config, bool signin
   return store;
 }
 
+// store.pin_file: one line of JSON, {"store_id":"<32 hex>","version":N,
+// "root":"<64 hex>"}, the last version served and its signed root. Not a
+// secret (the root is published by GET /v1/index).
+struct PinFile {
+  std::array<uint8_t, 16> store_id{};
+  uint64_t version = 0;
+  matcher::Digest32 root{};
+};
+
+constexpr size_t kMaxPinFileBytes = 4096;
+
+std::string PinText(const PinFile& pin) {
+  return R"({"store_id":")" + models::ToHex(pin.store_id) + R"(","version":)" +
+         std::to_string(pin.version) + R"(,"root":")" + models::ToHex(pin.root) + "\"}\n";
+}
+
+template <size_t N>
+bool ParseHex(std::string_view hex, std::array<uint8_t, N>* out) {
+  auto digit = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;  // lower case only, as written
+  };
+  if (hex.size() != 2 * N) return false;
+  for (size_t i = 0; i < N; ++i) {
+    const int high = digit(hex[2 * i]);
+    const int low = digit(hex[2 * i + 1]);
+    if (high < 0 || low < 0) return false;
+    (*out)[i] = static_cast<uint8_t>(high << 4 | low);
+  }
+  return true;
+}
+
+// nullopt when the file does not exist (the first start).
+Result<std::optional<PinFile>> ReadPinFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == ENOENT) return std::optional<PinFile>();
+    return Error(ErrorCode::kIo, path + ": " + std::strerror(error));
+  }
+  std::string text;
+  char buffer[1024];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      return Error(ErrorCode::kIo, path + ": " + std::strerror(error));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kMaxPinFileBytes) break;
+  }
+  ::close(fd);
+  auto corrupt = [&](const std::string& why) {
+    return Error(ErrorCode::kCorruptData,
+                 path + " is not a pin file (" + why +
+                     "; expected one line {\"store_id\":\"<32 hex>\",\"version\":N,"
+                     "\"root\":\"<64 hex>\"}): restore it, or delete it to pin the version "
+                     "the server loads next");
+  };
+  if (text.size() > kMaxPinFileBytes) return corrupt("it is larger than a pin");
+  boost::system::error_code ec;
+  const boost::json::value value = boost::json::parse(text, ec);
+  if (ec) return corrupt("not JSON");
+  const boost::json::object* object = value.if_object();
+  if (object == nullptr) return corrupt("not a JSON object");
+  PinFile pin;
+  const boost::json::value* id = object->if_contains("store_id");
+  const boost::json::value* version = object->if_contains("version");
+  const boost::json::value* root = object->if_contains("root");
+  if (object->size() != 3 || id == nullptr || version == nullptr || root == nullptr) {
+    return corrupt("not the members store_id, version and root");
+  }
+  if (!id->is_string() || !ParseHex(id->get_string(), &pin.store_id)) {
+    return corrupt("store_id is not 32 lower-case hex digits");
+  }
+  if (version->is_uint64()) {
+    pin.version = version->get_uint64();
+  } else if (version->is_int64() && version->get_int64() >= 0) {
+    pin.version = static_cast<uint64_t>(version->get_int64());
+  } else {
+    return corrupt("version is not a whole number");
+  }
+  if (!root->is_string() || !ParseHex(root->get_string(), &pin.root)) {
+    return corrupt("root is not 64 lower-case hex digits");
+  }
+  return std::optional<PinFile>(pin);
+}
+
+// Replaces `path` with `text` so that a crash leaves either the old file or
+// the new one: a temporary file beside it, synced, renamed over it, and the
+// directory synced.
+Status WriteFileAtomically(const std::string& path, std::string_view text) {
+  const std::string temporary = path + ".tmp";
+  auto failed = [](const std::string& what) {
+    return Error(ErrorCode::kIo, what + ": " + std::strerror(errno));
+  };
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return failed(temporary);
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const Error error = failed(temporary);
+      ::close(fd);
+      ::unlink(temporary.c_str());
+      return error;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const Error error = failed(temporary);
+    ::close(fd);
+    ::unlink(temporary.c_str());
+    return error;
+  }
+  if (::close(fd) != 0) {
+    const Error error = failed(temporary);
+    ::unlink(temporary.c_str());
+    return error;
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    const Error error = failed(path);
+    ::unlink(temporary.c_str());
+    return error;
+  }
+  std::string directory = std::filesystem::path(path).parent_path().string();
+  if (directory.empty()) directory = ".";
+  const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return failed(directory);
+  if (::fsync(dir) != 0) {
+    const Error error = failed(directory);
+    ::close(dir);
+    return error;
+  }
+  ::close(dir);
+  return Status();
+}
+
+// The same signed record (the signature covers every field that is signed).
+bool SameRecord(const matcher::VersionRecord& a, const matcher::VersionRecord& b) {
+  return a.version == b.version && a.root == b.root && a.audit_digest == b.audit_digest &&
+         a.signature == b.signature;
+}
+
+void Log(const std::string& line) { std::fprintf(stderr, "bantay-server: %s\n", line.c_str()); }
+
 }  // namespace
 
 Status IndexService::Start() {
@@ -95,6 +254,27 @@ Status IndexService::Start() {
     Result<std::unique_ptr<Store>> store = OpenStore(config_, true);
     if (!store.ok()) return store.error();
     writer_ = std::move(*store);
+  }
+  if (!config_.pin_file.empty()) {
+    Result<std::optional<PinFile>> pin = ReadPinFile(config_.pin_file);
+    if (!pin.ok()) {
+      return Error(pin.error().code(), "store.pin_file: " + pin.error().message());
+    }
+    if (!*pin) {
+      Log("store.pin_file: " + config_.pin_file +
+          " does not exist yet: it records the version served once the index is loaded");
+    } else if ((*pin)->store_id != follower_->store_id()) {
+      // Versions of two stores cannot be compared.
+      return Error(ErrorCode::kCorruptData,
+                   "store.pin_file: " + config_.pin_file + " pins store " +
+                       models::ToHex((*pin)->store_id) + ", but store.url holds store " +
+                       models::ToHex(follower_->store_id()) +
+                       " (delete the pin file if the store was replaced on purpose)");
+    } else {
+      pin_ = Pin{(*pin)->version, (*pin)->root};
+      Log("store.pin_file: the index is not served from a version before " +
+          std::to_string(pin_->version) + " (pinned in " + config_.pin_file + ")");
+    }
   }
   follower_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "bantay-index");
@@ -137,7 +317,7 @@ void IndexService::NoteSyncLocked(const Status& synced) {
   std::string line;  // printed after state_mu_ is released (/readyz takes it)
   {
     std::lock_guard lock(state_mu_);
-    const std::string version = std::to_string(applied_version_);
+    const std::string version = std::to_string(verified_->version());
     if (synced.ok()) {
       if (lag_) line = "the index follows the store again (version " + version + ")";
       lag_.reset();
@@ -155,6 +335,7 @@ void IndexService::NoteSyncLocked(const Status& synced) {
 
 std::shared_ptr<const matcher::IndexSnapshot> IndexService::Snapshot() const {
   if (!ready()) return nullptr;
+  std::lock_guard lock(index_mu_);
   return index_->Snapshot();
 }
 
@@ -167,42 +348,21 @@ void IndexService::Follow() {
   // A failed load (the database restarting while the replica boots) is
   // retried every few seconds; /readyz says so meanwhile.
   for (int attempt = 0;; ++attempt) {
+    Status loaded;
     {
       std::lock_guard lock(sync_mu_);
-      // Into a new index each time: a failed load may have left a part.
-      // The load checks its entries against the signed root of the version
-      // it reads; then (store.verify_on_load) the whole store is verified,
-      // its history included, at that version or a later one (whose changes
-      // the first poll verifies).
-      index_ = std::make_unique<matcher::HashIndex>();
-      verified_.emplace(follower_->store_id(), version_key_);
-      Result<uint64_t> loaded =
-          matcher::LoadIndexFromStore(*follower_, index_.get(), &*verified_);
-      if (loaded.ok() && config_.verify_on_load) {
-        if (Status verified = VerifyStoreLocked(); !verified.ok()) loaded = verified.error();
-      }
-      if (loaded.ok()) {
-        applied_version_ = *loaded;
-        RefreshInfoLocked(applied_version_);
-        if (metrics_ != nullptr) metrics_->RecordIndexSync(true);
-        std::lock_guard state(state_mu_);
-        load_error_.reset();
-        break;
-      }
-      std::fprintf(stderr, "bantay-server: loading the index failed: %s\n",
-                   loaded.error().ToString().c_str());
-      std::lock_guard state(state_mu_);
-      load_error_ = loaded.error();
+      loaded = LoadLocked();
     }
+    if (loaded.ok()) break;
     std::unique_lock lock(state_mu_);
-    // A store that does not verify is not retried as often as one that could
-    // not be read: verifying it again costs a core for seconds.
-    const int seconds = load_error_ && load_error_->code() == ErrorCode::kCorruptData
-                            ? 60
-                            : std::min(1 << std::min(attempt, 4), 10);
-    if (wake_.wait_for(lock, std::chrono::seconds(seconds), [this] { return stop_; })) {
-      return;
-    }
+    // A store that does not verify (or is older than the index may serve)
+    // is not retried as often as one that could not be read: loading and
+    // verifying it again costs a core for seconds.
+    const auto wait =
+        loaded.error().code() == ErrorCode::kCorruptData
+            ? std::chrono::milliseconds(config_.corrupt_retry_ms)
+            : std::chrono::milliseconds(1000 * std::min(1 << std::min(attempt, 4), 10));
+    if (wake_.wait_for(lock, wait, [this] { return stop_; })) return;
   }
   ready_.store(true, std::memory_order_release);
   const auto interval = std::chrono::milliseconds(config_.poll_interval_ms);
@@ -215,38 +375,194 @@ void IndexService::Follow() {
     // A failed poll (database restarting) is retried at the next tick; the
     // index keeps serving the version it has (logged, counted, and /readyz
     // turns 503 after store.stale_after_ms).
-    NoteSyncLocked(SyncLocked());
+    NoteSyncLocked(SyncLocked(true));
   }
 }
 
-Status IndexService::SyncLocked() {
+Status IndexService::LoadLocked() {
+  Status loaded = [&]() -> Status {
+    // A store older than the index may serve is refused before it is read
+    // (a load costs O(entries)), and again at the version the load read.
+    Result<uint64_t> version = follower_->Version();
+    if (!version.ok()) return version.error();
+    if (Status floor = CheckFloor(*version, nullptr); !floor.ok()) return floor;
+    Result<Loaded> fresh = LoadVerifiedLocked();
+    if (!fresh.ok()) return fresh.error();
+    const matcher::VersionRecord& record = fresh->verified.record();
+    if (Status floor = CheckFloor(record.version, &record.root); !floor.ok()) return floor;
+    InstallLocked(std::move(*fresh));
+    return Status();
+  }();
+  if (loaded.ok()) {
+    if (metrics_ != nullptr) metrics_->RecordIndexSync(true);
+    std::lock_guard state(state_mu_);
+    load_error_.reset();
+    return loaded;
+  }
+  Log("loading the index failed: " + loaded.error().ToString());
+  std::lock_guard state(state_mu_);
+  load_error_ = loaded.error();
+  return loaded;
+}
+
+Result<IndexService::Loaded> IndexService::LoadVerifiedLocked() {
+  // Into a new index each time: a failed load may have left a part. The
+  // load checks its entries against the signed root of the version it
+  // reads; then (store.verify_on_load) the whole store is verified, its
+  // history included, at that version or a later one (whose changes the
+  // next sync verifies).
+  Loaded loaded{std::make_unique<matcher::HashIndex>(),
+                matcher::VerifiedStoreState(follower_->store_id(), version_key_)};
+  Result<uint64_t> version =
+      matcher::LoadIndexFromStore(*follower_, loaded.index.get(), &loaded.verified);
+  if (!version.ok()) return version.error();
+  if (config_.verify_on_load) {
+    if (Status verified = VerifyStoreLocked(); !verified.ok()) return verified.error();
+  }
+  return loaded;
+}
+
+void IndexService::InstallLocked(Loaded loaded) {
+  {
+    std::lock_guard lock(index_mu_);
+    index_.swap(loaded.index);
+  }
+  verified_ = std::move(loaded.verified);
+  corrupt_.reset();
+  RefreshInfoLocked();
+  PinLocked();
+  // The index replaced (if any) goes with `loaded`, outside index_mu_ (its
+  // destructor waits for a running merge); snapshots of it still held by
+  // requests stay valid.
+}
+
+Status IndexService::CheckFloor(uint64_t version, const matcher::Digest32* root) const {
+  const std::string at = std::to_string(version);
+  if (version < static_cast<uint64_t>(config_.min_version)) {
+    return Error(ErrorCode::kCorruptData,
+                 "the store is at version " + at + ", below store.min_version " +
+                     std::to_string(config_.min_version) + " (an older copy of the database?)");
+  }
+  if (!pin_) return Status();
+  if (version < pin_->version) {
+    return Error(ErrorCode::kCorruptData,
+                 "the store is at version " + at + ", older than version " +
+                     std::to_string(pin_->version) + " pinned in store.pin_file " +
+                     config_.pin_file + " (an older copy of the database?)");
+  }
+  if (version == pin_->version && root != nullptr && *root != pin_->root) {
+    return Error(ErrorCode::kCorruptData,
+                 "the store's version " + at + " has another signed root than the one pinned in "
+                 "store.pin_file " + config_.pin_file + " (the store's history was rewritten)");
+  }
+  return Status();
+}
+
+void IndexService::PinLocked() {
+  if (config_.pin_file.empty()) return;
+  const matcher::VersionRecord& record = verified_->record();
+  if (pin_ && pin_->version == record.version && pin_->root == record.root) return;
+  const std::string version = std::to_string(record.version);
+  Status written = WriteFileAtomically(
+      config_.pin_file, PinText(PinFile{follower_->store_id(), record.version, record.root}));
+  if (!written.ok()) {
+    // The index keeps following: the pin guards restarts, and the version
+    // last pinned still does.
+    if (written.error().message() != pin_error_) {
+      Log("store.pin_file: version " + version + " could not be pinned: " +
+          written.error().ToString());
+    }
+    pin_error_ = written.error().message();
+    return;
+  }
+  if (!pin_error_.empty()) Log("store.pin_file: version " + version + " is pinned again");
+  pin_error_.clear();
+  pin_ = Pin{record.version, record.root};
+}
+
+Status IndexService::SyncLocked(bool retry) {
   const auto now = std::chrono::steady_clock::now();
-  if (retry_corrupt_at_ && now < *retry_corrupt_at_) return *corrupt_error_;
+  if (corrupt_ && (!retry || now < corrupt_->retry_at)) return corrupt_->error;
+  const uint64_t served = verified_->version();
   Result<uint64_t> version = follower_->Version();
   if (!version.ok()) return version.error();
-  if (*version == applied_version_) return Status();
-  Result<matcher::ChangeSet> changes = follower_->ChangesSince(applied_version_);
+  if (*version == served) {
+    if (!corrupt_) return Status();
+    // At a retry: the store is back at the version served. Repaired, or
+    // that version was signed again over other entries (the history forked)?
+    Result<matcher::VersionRecord> record = follower_->Root(served);
+    if (!record.ok() && record.error().code() != ErrorCode::kNotFound) return record.error();
+    if (record.ok() && SameRecord(*record, verified_->record())) {
+      corrupt_.reset();
+      return Status();
+    }
+    return ReloadLocked(Error(ErrorCode::kCorruptData,
+                              "the store's version " + std::to_string(served) +
+                                  " is not the signed version the index serves"));
+  }
+  Result<matcher::ChangeSet> changes = follower_->ChangesSince(served);
   if (!changes.ok()) return changes.error();
   // Nothing is applied that the trusted key did not sign.
   Result<matcher::VerifiedStoreState> next = verified_->Next(*changes);
   if (!next.ok()) {
-    if (next.error().code() == ErrorCode::kCorruptData) {
-      retry_corrupt_at_ = now + std::chrono::seconds(60);
-      corrupt_error_ = next.error();
-    }
+    if (next.error().code() != ErrorCode::kCorruptData) return next.error();
+    if (corrupt_) return ReloadLocked(next.error());
+    corrupt_ = CorruptChanges{now + std::chrono::milliseconds(config_.corrupt_retry_ms),
+                              next.error()};
     return next.error();
   }
-  retry_corrupt_at_.reset();
-  corrupt_error_.reset();
+  corrupt_.reset();
   Status applied = matcher::ApplyChangeSet(*changes, index_.get());
   if (!applied.ok()) return applied;
   verified_ = std::move(*next);
-  applied_version_ = changes->to_version;
-  RefreshInfoLocked(applied_version_);
+  RefreshInfoLocked();
+  PinLocked();
   return Status();
 }
 
-void IndexService::RefreshInfoLocked(uint64_t version) {
+Status IndexService::ReloadLocked(const Error& error) {
+  // The changes may not follow on from the version served because the
+  // store's history after it was replaced (a backup restored, then
+  // written): the versions are signed by the trusted key, on another
+  // branch. A verified load of the whole store tells; it is served only at
+  // a later version than the one served (never going back).
+  const uint64_t served = verified_->version();
+  const std::string was = std::to_string(served);
+  Result<Loaded> fresh = LoadVerifiedLocked();
+  std::string outcome;
+  if (!fresh.ok()) {
+    outcome = "the store reloaded does not verify either (" + fresh.error().ToString() + ")";
+  } else {
+    const matcher::VersionRecord& record = fresh->verified.record();
+    const std::string now = std::to_string(record.version);
+    if (record.version > served) {
+      InstallLocked(std::move(*fresh));
+      Log("the changes after version " + was + " did not verify (" + error.message() +
+          "); the whole store, reloaded and verified against the trusted key at version " +
+          now + ", is served instead (the store's history after version " + was +
+          " was rewritten: a backup restored, then written?)");
+      return Status();
+    }
+    if (record.version == served && record.root == verified_->record().root) {
+      outcome = "the store reloaded is at version " + now + " with the root served";
+    } else if (record.version == served) {
+      outcome = "the store reloaded is at version " + now +
+                " with another root than the one served: not served (the index goes only "
+                "to a later version)";
+    } else {
+      outcome = "the store reloaded is at version " + now + ", older than version " + was +
+                " served: not served (an older copy of the database?)";
+    }
+  }
+  // Logged by NoteSyncLocked when it differs from the last error.
+  corrupt_ = CorruptChanges{
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.corrupt_retry_ms),
+      Error(ErrorCode::kCorruptData, error.message() + "; " + outcome)};
+  return corrupt_->error;
+}
+
+void IndexService::RefreshInfoLocked() {
+  const uint64_t version = verified_->version();
   auto info = std::make_shared<IndexInfo>();
   info->version = version;
   std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_->Snapshot();
@@ -257,7 +573,7 @@ void IndexService::RefreshInfoLocked(uint64_t version) {
     info->lists = std::move(*lists);
   }
   // The record verified, not the database's word.
-  if (verified_ && verified_->version() == version) info->root = verified_->record();
+  info->root = verified_->record();
   if (metrics_ != nullptr) {
     metrics_->SetIndex(version, info->entries[0], info->entries[1], info->entries[2]);
   }
@@ -289,7 +605,7 @@ Result<uint64_t> IndexService::Change(
     // the caller must not be told to retry a change that was made (the lag
     // is logged and counted, and shows in /readyz).
     std::lock_guard lock(sync_mu_);
-    NoteSyncLocked(SyncLocked());
+    NoteSyncLocked(SyncLocked(false));
   }
   return version;
 }

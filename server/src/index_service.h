@@ -5,6 +5,15 @@
 // for changes made elsewhere: the CLI, other replicas), and runs the store
 // reads and writes of the administration routes.
 //
+// Nothing is served that the trusted key did not sign: the load checks the
+// entries against the signed root of the version it reads, and each change
+// set is verified before it is applied. A change set that does not verify is
+// tried again after store.corrupt_retry_ms, with a verified reload of the
+// whole store, adopted only at a higher version than the one served (the
+// store's history forked: a backup restored, then written). The index never
+// goes back: not below store.min_version, and not below the version recorded
+// in store.pin_file by an earlier run (nor to another root at that version).
+//
 // Thread safety: every method is thread-safe. Each use of the store runs on
 // one of three Store objects (connections): the follower (loading and
 // applying changes, under sync_mu_), the reader (administration reads, under
@@ -48,8 +57,10 @@ class IndexService {
   IndexService(const ServerConfig& config, Metrics* metrics);
   ~IndexService();  // Stop()
 
-  // Opens the store (all three connections) and starts loading. Errors when
-  // the store or its keys cannot be opened (the server does not start).
+  // Opens the store (all three connections), reads store.pin_file, and
+  // starts loading. Errors when the store or its keys cannot be opened, and
+  // when the pin file cannot be read or parsed or pins another store (the
+  // server does not start).
   Status Start();
   void Stop();
 
@@ -80,33 +91,75 @@ class IndexService {
   Result<uint64_t> Change(const std::function<Result<uint64_t>(matcher::Store&)>& fn);
 
  private:
+  // The version the index must not go below (store.pin_file).
+  struct Pin {
+    uint64_t version = 0;
+    matcher::Digest32 root{};
+  };
+  // An index loaded from the store and verified, not yet served.
+  struct Loaded {
+    std::unique_ptr<matcher::HashIndex> index;
+    matcher::VerifiedStoreState verified;
+  };
+  // After a change set that does not verify: its error, and when it may be
+  // tried again (verifying costs O(entries), and a store edited behind its
+  // back stays so until it is repaired).
+  struct CorruptChanges {
+    std::chrono::steady_clock::time_point retry_at;
+    Error error;
+  };
+
   void Follow();
-  Status SyncLocked();  // requires sync_mu_
+  // One load attempt: serves its index, or records why not (load_error_).
+  Status LoadLocked();  // requires sync_mu_
+  // Loads the whole store into a new index, verified (and, with
+  // store.verify_on_load, the store's history too).
+  Result<Loaded> LoadVerifiedLocked();  // requires sync_mu_
+  // Makes `loaded` the index served, and pins its version.
+  void InstallLocked(Loaded loaded);  // requires sync_mu_
+  // `retry`: whether changes that did not verify may be tried again now
+  // (the poller's syncs; a change through the API leaves that to it).
+  Status SyncLocked(bool retry);  // requires sync_mu_
+  // At a retry of changes that do not verify (`error`): a verified reload,
+  // served when its version is higher than the one served; otherwise the
+  // error to keep reporting. Requires sync_mu_.
+  Status ReloadLocked(const Error& error);
+  // kCorruptData when `version` (with `root`, when known) is below
+  // store.min_version or the pinned version, or is the pinned version with
+  // another root.
+  Status CheckFloor(uint64_t version, const matcher::Digest32* root) const;
+  // Records the version served in store.pin_file (when set); failures are
+  // logged. Requires sync_mu_.
+  void PinLocked();
   // Records how a sync went: the lag, the metrics, and a log line when
   // following stops, its error changes, or it resumes. Requires sync_mu_.
   void NoteSyncLocked(const Status& synced);
   // The store verifies (audit chain, signatures against trusted_key_,
   // values, the current root against the entries) before it is served.
   Status VerifyStoreLocked();  // requires sync_mu_
-  void RefreshInfoLocked(uint64_t version);  // requires sync_mu_
+  void RefreshInfoLocked();  // requires sync_mu_
 
   const ServerConfig& config_;
   Metrics* metrics_;
-  // Replaced by each load attempt (before ready_, when nobody reads it);
-  // then fixed.
-  std::unique_ptr<matcher::HashIndex> index_;
   std::atomic<bool> ready_{false};
 
-  std::mutex sync_mu_;  // the follower connection and index writes
+  // Guards the follower connection, the index writes and the members down
+  // to read_mu_.
+  std::mutex sync_mu_;
   std::unique_ptr<matcher::Store> follower_;
-  uint64_t applied_version_ = 0;
+  // The index served: replaced (under sync_mu_ and index_mu_) by a load or
+  // a reload, read by Snapshot() under index_mu_; changed in place (under
+  // sync_mu_) by the change sets applied.
+  mutable std::mutex index_mu_;
+  std::unique_ptr<matcher::HashIndex> index_;
   // What the index holds, verified against the trusted key: each change
-  // set is verified against it before it is applied. Set by the load.
+  // set is verified against it before it is applied; its version is the
+  // version served. Set by the load.
   std::optional<matcher::VerifiedStoreState> verified_;
-  // After changes that do not verify, when to try again (verifying costs
-  // O(entries); a store edited behind its back stays so until repaired).
-  std::optional<std::chrono::steady_clock::time_point> retry_corrupt_at_;
-  std::optional<Error> corrupt_error_;
+  std::optional<CorruptChanges> corrupt_;
+  // Read from store.pin_file in Start, then what was last written to it.
+  std::optional<Pin> pin_;
+  std::string pin_error_;  // the last failure to write the pin (logged once)
 
   std::mutex read_mu_;
   std::unique_ptr<matcher::Store> reader_;

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -649,6 +652,91 @@ TEST_P(ApiTest, ChangesMadeElsewhereArePickedUpByPolling) {
   EXPECT_TRUE(seen);
 }
 
+// A backup of the whole store, taken and restored with SQL inside its own
+// database (every table copied to bak_<table> and back, in one
+// transaction), as an operator restores a copy of the database: the
+// append-only triggers are dropped for it.
+class TableBackup {
+ public:
+  explicit TableBackup(std::string store_url) : store_url_(std::move(store_url)) {}
+
+  void Take() {
+    std::unique_ptr<matcher::db::Connection> conn = Open();
+    ASSERT_NE(conn, nullptr);
+    tables_ = Tables(*conn);
+    ASSERT_FALSE(tables_.empty());
+    for (const std::string& table : tables_) {
+      ASSERT_TRUE(conn->ExecScript("DROP TABLE IF EXISTS bak_" + table + "; CREATE TABLE bak_" +
+                                   table + " AS SELECT * FROM " + table)
+                      .ok())
+          << table;
+    }
+  }
+
+  void Restore() {
+    std::unique_ptr<matcher::db::Connection> conn = Open();
+    ASSERT_NE(conn, nullptr);
+    ASSERT_EQ(Tables(*conn), tables_);
+    const bool sqlite = store_url_.starts_with("sqlite:");
+    Status dropped = bantay::testing::DropAppendOnlyTriggers(*conn, sqlite);
+    (void)dropped;  // dropped already by an earlier restore
+    ASSERT_TRUE(conn->BeginWrite().ok());
+    // entries refers to lists: emptied first, filled last.
+    std::vector<std::string> order = {"entries"};
+    for (const std::string& table : tables_) {
+      if (table != "entries") order.push_back(table);
+    }
+    for (const std::string& table : order) {
+      ASSERT_TRUE(conn->Execute("DELETE FROM " + table, {}).ok()) << table;
+    }
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+      ASSERT_TRUE(conn->Execute("INSERT INTO " + *it + " SELECT * FROM bak_" + *it, {}).ok())
+          << *it;
+    }
+    ASSERT_TRUE(conn->Commit().ok());
+  }
+
+ private:
+  std::unique_ptr<matcher::db::Connection> Open() {
+    Result<std::unique_ptr<matcher::db::Connection>> raw =
+        matcher::db::Connection::Open(store_url_, false);
+    EXPECT_TRUE(raw.ok()) << raw.error().ToString();
+    return raw.ok() ? std::move(*raw) : nullptr;
+  }
+
+  std::vector<std::string> Tables(matcher::db::Connection& conn) {
+    std::vector<std::string> names;
+    const std::string sql =
+        conn.backend() == matcher::db::Backend::kSqlite
+            ? "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
+              "AND name NOT LIKE 'bak%' ORDER BY name"
+            : "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+              "AND tablename NOT LIKE 'bak%' ORDER BY tablename";
+    EXPECT_TRUE(conn.Execute(sql, {}, [&](const matcher::db::Row& row) {
+                      names.emplace_back(row.Text(0));
+                    }).ok());
+    return names;
+  }
+
+  std::string store_url_;
+  std::vector<std::string> tables_;
+};
+
+// Waits (10 s at most) for /readyz to answer 200; its answer.
+HttpResponse WaitUntilReadyz(ServerFixture& fixture) {
+  HttpResponse ready;
+  for (int i = 0; i < 1000; ++i) {
+    ready = fixture.Send("", "GET", "/readyz");
+    if (ready.status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return ready;
+}
+
+std::string ReadyAt(uint64_t version) {
+  return R"({"status":"ready","index_version":)" + std::to_string(version) + "}";
+}
+
 // A store edited with SQL before the server starts.
 class ApiEditedStoreTest : public ApiTest {
  protected:
@@ -706,6 +794,33 @@ TEST_P(ApiEditedStoreTest, AnEditedHistoryIsOnlyFoundByTheLoadsVerification) {
   ExpectNotServed();
   config.verify_on_load = false;
   StartServer();
+  HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
+  ASSERT_EQ(match.status, 200) << match.body;
+  EXPECT_EQ(ParseJson(match.body).at("match"), true);
+}
+
+// A store that does not verify at start is loaded again after
+// store.corrupt_retry_ms (here 200 ms; the wait below is far shorter than
+// the default minute): once it is repaired (the backup taken before the
+// edit restored), it is served.
+TEST_P(ApiEditedStoreTest, ARepairedStoreIsServedAfterTheRetryInterval) {
+  StopServer();
+  TableBackup backup(store_url_);
+  backup.Take();
+  Edit({"DELETE FROM entries WHERE reference = 'case-1'"});
+  config.corrupt_retry_ms = 200;
+  Result<std::unique_ptr<Server>> server = Server::Start(config);
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  server_ = std::move(*server);
+  EXPECT_FALSE(server_->WaitUntilReady());  // the first load failed
+  HttpResponse ready = Send("", "GET", "/readyz");
+  ExpectError(ready, 503, "unavailable");
+  EXPECT_EQ(ParseJson(ready.body).at("error").at("message"),
+            "the index failed to load (retrying; see the server's log)");
+  backup.Restore();
+  ready = WaitUntilReadyz(*this);
+  ASSERT_EQ(ready.status, 200) << ready.body;
+  EXPECT_EQ(ParseJson(ready.body), json::parse(ReadyAt(setup_version_)));
   HttpResponse match = MatchPdq("platform", ReferencePdq(kBridge));
   ASSERT_EQ(match.status, 200) << match.body;
   EXPECT_EQ(ParseJson(match.body).at("match"), true);
@@ -790,7 +905,355 @@ TEST_P(ApiTamperTest, AChangeHiddenFromTheFeedIsNotApplied) {
   EXPECT_EQ(ParseJson(other.body).at("match"), true) << other.body;
 }
 
+// An unsigned version bump (as above), repaired with SQL: the index follows
+// the store again at the next try, store.corrupt_retry_ms (here 300 ms;
+// the wait below is far shorter than the default minute) after the one
+// that failed, and applies the signed changes made after.
+TEST_P(ApiTamperTest, ARepairedStoreIsFollowedAgainAfterTheRetryInterval) {
+  StopServer();
+  config.stale_after_ms = 200;
+  config.corrupt_retry_ms = 300;
+  StartServer();
+  std::unique_ptr<matcher::db::Connection> raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  ASSERT_TRUE(raw->Execute("UPDATE lists SET enabled = 0 WHERE name = 'demo'", {}).ok());
+  ASSERT_TRUE(raw->Execute("UPDATE state SET version = version + 1", {}).ok());
+  ExpectUnreadyAtSetupVersion();
+  ExpectStillMatched();
+  ASSERT_TRUE(raw->Execute("UPDATE lists SET enabled = 1 WHERE name = 'demo'", {}).ok());
+  ASSERT_TRUE(raw->Execute("UPDATE state SET version = version - 1", {}).ok());
+  HttpResponse ready = WaitUntilReadyz(*this);
+  ASSERT_EQ(ready.status, 200) << ready.body;
+  EXPECT_EQ(ParseJson(ready.body), json::parse(ReadyAt(setup_version_)));
+  ExpectStillMatched();
+  // Following again: a change through the API is applied before it is
+  // answered.
+  const std::string fresh = FlipBits(ReferencePdq(kBridge), 80);
+  HttpResponse added =
+      Send("operator", "POST", "/v1/lists/demo/entries", "application/json",
+           R"({"entries":[{"type":"pdq","value":")" + fresh + R"(","reference":"after"}]})");
+  ASSERT_EQ(added.status, 201) << added.body;
+  EXPECT_EQ(ParseJson(added.body).at("version"), setup_version_ + 1);
+  HttpResponse match = MatchPdq("lab", fresh, "?radius=0");
+  ASSERT_EQ(match.status, 200) << match.body;
+  EXPECT_EQ(ParseJson(match.body).at("matches").at(0).at("ref"), "after") << match.body;
+  EXPECT_EQ(ParseJson(match.body).at("index_version"), setup_version_ + 1) << match.body;
+  EXPECT_EQ(ParseJson(Send("", "GET", "/readyz").body), json::parse(ReadyAt(setup_version_ + 1)));
+}
+
+// The store's history forks under a running replica: a backup taken at the
+// setup's version is restored after the replica applied a later version,
+// then written (signed by the trusted key, but not following on from what
+// the replica applied). The replica refuses the older copy and the
+// rewritten version it serves, keeps serving what it has, and serves the
+// fork's store, reloaded and verified, once it is at a later version.
+TEST_P(ApiTamperTest, AReplicaServesAForkedStoreOnlyAtALaterVersion) {
+  StopServer();
+  config.stale_after_ms = 100;
+  config.corrupt_retry_ms = 200;
+  StderrToFile log(dir_.path() + "/stderr.log");
+  StartServer();
+  const uint64_t v0 = setup_version_;
+  TableBackup backup(store_url_);
+  backup.Take();
+  const std::string lost = FlipBits(ReferencePdq(kBridge), 80);
+  const std::string kept = FlipBits(ReferencePdq(kBridge), 160);
+  const std::string later = FlipBits(ReferencePdq(kBridge), 240);
+  auto add = [&](const std::string& pdq, const std::string& reference) -> uint64_t {
+    std::unique_ptr<matcher::Store> store = OpenWriter({data_key_});
+    EXPECT_NE(store, nullptr);
+    if (store == nullptr) return 0;
+    matcher::NewEntry e;
+    e.list = "demo";
+    e.value = models::Hash256::FromHex(pdq)->bytes();
+    e.reference = reference;
+    Result<uint64_t> version = store->AddEntries({e}, {"cli-user", "cli"});
+    EXPECT_TRUE(version.ok()) << version.error().ToString();
+    return version.ok() ? *version : 0;
+  };
+  // The reference of `pdq` served, at `version` ("" for none).
+  auto expect_served = [&](const std::string& pdq, const std::string& reference,
+                           uint64_t version) {
+    HttpResponse match = MatchPdq("lab", pdq, "?radius=0");
+    ASSERT_EQ(match.status, 200) << match.body;
+    const json::value answer = ParseJson(match.body);
+    EXPECT_EQ(answer.at("index_version"), version) << match.body;
+    if (reference.empty()) {
+      EXPECT_EQ(answer.at("matches"), json::array()) << match.body;
+    } else {
+      EXPECT_EQ(answer.at("matches").at(0).at("ref"), json::value(reference)) << match.body;
+    }
+  };
+
+  ASSERT_EQ(add(lost, "lost"), v0 + 1);
+  HttpResponse seen;
+  for (int i = 0; i < 1000; ++i) {
+    seen = MatchPdq("lab", lost, "?radius=0");
+    if (ParseJson(seen.body).at("index_version") == v0 + 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  expect_served(lost, "lost", v0 + 1);
+
+  // The backup restored: an older copy. Refused at the retry.
+  backup.Restore();
+  const std::string served = " (it serves version " + std::to_string(v0 + 1) + "): ";
+  ASSERT_TRUE(log.Says(served + "corrupt_data: the changes from version " +
+                       std::to_string(v0 + 1) + " to " + std::to_string(v0) +
+                       " do not verify: the store went back to an older version (an older "
+                       "copy of the database?); the store reloaded is at version " +
+                       std::to_string(v0) + ", older than version " + std::to_string(v0 + 1) +
+                       " served: not served (an older copy of the database?)\n"));
+  ExpectUnreadyAt(v0 + 1);
+  expect_served(lost, "lost", v0 + 1);
+
+  // Written: version v0 + 1 again, over other entries. Refused too.
+  ASSERT_EQ(add(kept, "kept"), v0 + 1);
+  ASSERT_TRUE(log.Says(served + "corrupt_data: the store's version " + std::to_string(v0 + 1) +
+                       " is not the signed version the index serves; the store reloaded is at "
+                       "version " + std::to_string(v0 + 1) +
+                       " with another root than the one served: not served (the index goes "
+                       "only to a later version)\n"));
+  ExpectUnreadyAt(v0 + 1);
+  expect_served(lost, "lost", v0 + 1);
+  expect_served(kept, "", v0 + 1);
+
+  // A later version on the fork: served, whole.
+  ASSERT_EQ(add(later, "later"), v0 + 2);
+  HttpResponse ready = WaitUntilReadyz(*this);
+  ASSERT_EQ(ready.status, 200) << ready.body;
+  EXPECT_EQ(ParseJson(ready.body), json::parse(ReadyAt(v0 + 2)));
+  expect_served(lost, "", v0 + 2);
+  expect_served(kept, "kept", v0 + 2);
+  expect_served(later, "later", v0 + 2);
+  EXPECT_TRUE(log.Says("verified against the trusted key at version " + std::to_string(v0 + 2) +
+                       ", is served instead (the store's history after version " +
+                       std::to_string(v0 + 1) + " was rewritten: a backup restored, then "
+                       "written?)\n"));
+  EXPECT_TRUE(log.Says("the index follows the store again (version " + std::to_string(v0 + 2) +
+                       ")\n"));
+  // GET /v1/index gives the fork's signed root.
+  std::unique_ptr<matcher::Store> store = OpenWriter({data_key_});
+  ASSERT_NE(store, nullptr);
+  Result<matcher::VersionRecord> root = store->Root(v0 + 2);
+  ASSERT_TRUE(root.ok());
+  const json::value index = ParseJson(Send("platform", "GET", "/v1/index").body);
+  EXPECT_EQ(index.at("version"), v0 + 2);
+  EXPECT_EQ(index.at("root").at("root"), json::value(models::ToHex(root->root)));
+  EXPECT_EQ(index.at("entries"), json::parse(R"({"pdq":3,"md5":1,"sha256":1})"));
+  StopServer();
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ApiTamperTest, ::testing::Values("sqlite", "postgres"));
+
+// store.min_version and store.pin_file against an older copy of a SQLite
+// store file (any signed version loads: without them, the copy is served).
+class ApiPinTest : public ApiTest {
+ protected:
+  // The pin file's text for `version` of the store at `url`.
+  std::string PinOf(const std::string& url, uint64_t version) {
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(url, matcher::StoreKeys{{data_key_}, std::nullopt});
+    EXPECT_TRUE(store.ok());
+    if (!store.ok()) return "";
+    Result<matcher::VersionRecord> record = (*store)->Root(version);
+    EXPECT_TRUE(record.ok());
+    if (!record.ok()) return "";
+    return R"({"store_id":")" + models::ToHex((*store)->store_id()) + R"(","version":)" +
+           std::to_string(version) + R"(,"root":")" + models::ToHex(record->root) + "\"}\n";
+  }
+
+  // Adds an entry to the store at `url` as the CLI does; the new version.
+  uint64_t AddWithTheCli(const std::string& url, const std::string& pdq) {
+    matcher::StoreKeys keys;
+    keys.data_keys = {data_key_};
+    Result<matcher::SigningKey> signer =
+        matcher::SigningKey::ReadPemFile(dir_.path() + "/signing.pem");
+    EXPECT_TRUE(signer.ok());
+    if (!signer.ok()) return 0;
+    keys.signing_key = std::move(*signer);
+    Result<std::unique_ptr<matcher::Store>> store = matcher::Store::Open(url, std::move(keys));
+    EXPECT_TRUE(store.ok());
+    if (!store.ok()) return 0;
+    matcher::NewEntry e;
+    e.list = "cli";
+    e.value = models::Hash256::FromHex(pdq)->bytes();
+    e.reference = "from-the-cli";
+    Result<uint64_t> version = (*store)->AddEntries({e}, {"cli-user", "cli"});
+    EXPECT_TRUE(version.ok());
+    return version.ok() ? *version : 0;
+  }
+
+  // Starts the server; expects its index not to be served, the log to say
+  // `why`, and /readyz that the load failed.
+  void StartRefused(StderrToFile& log, const std::string& why) {
+    log.Skip();
+    Result<std::unique_ptr<Server>> server = Server::Start(config);
+    ASSERT_TRUE(server.ok()) << server.error().ToString();
+    server_ = std::move(*server);
+    EXPECT_FALSE(server_->WaitUntilReady());
+    EXPECT_TRUE(log.Says("bantay-server: loading the index failed: corrupt_data: " + why + "\n"));
+    HttpResponse ready = Send("", "GET", "/readyz");
+    ExpectError(ready, 503, "unavailable");
+    EXPECT_EQ(ParseJson(ready.body).at("error").at("message"),
+              "the index failed to load (retrying; see the server's log)");
+    ExpectError(MatchPdq("platform", ReferencePdq(kBridge)), 503, "unavailable");
+  }
+
+  // Starts the server; expects it ready at `version`.
+  void StartServedAt(uint64_t version) {
+    StartServer();
+    HttpResponse ready = Send("", "GET", "/readyz");
+    EXPECT_EQ(ready.status, 200) << ready.body;
+    EXPECT_EQ(ParseJson(ready.body), json::parse(ReadyAt(version)));
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, ApiPinTest, ::testing::Values("sqlite"));
+
+TEST_P(ApiPinTest, AnOlderCopyOfTheStoreIsRefusedWithAPinOrAMinimumVersion) {
+  StopServer();
+  StderrToFile log(dir_.path() + "/stderr.log");
+  const uint64_t v0 = setup_version_;
+  const std::string pin = dir_.path() + "/pin.json";
+  config.pin_file = pin;
+  config.corrupt_retry_ms = 100;
+  StartServer();
+  EXPECT_EQ(ReadText(pin), PinOf(store_url_, v0));
+  EXPECT_FALSE(std::filesystem::exists(pin + ".tmp"));
+  StopServer();
+  // The copy, of the store file closed (no write-ahead log left).
+  const std::string copy = dir_.path() + "/copy.db";
+  ASSERT_FALSE(std::filesystem::exists(dir_.path() + "/store.db-wal"));
+  std::filesystem::copy_file(dir_.path() + "/store.db", copy);
+  const std::string copy_url = "sqlite:" + copy;
+
+  // The server pins each version it applies.
+  StartServer();
+  const std::string fresh = FlipBits(ReferencePdq(kBridge), 80);
+  HttpResponse added =
+      Send("operator", "POST", "/v1/lists/demo/entries", "application/json",
+           R"({"entries":[{"type":"pdq","value":")" + fresh + R"(","reference":"after"}]})");
+  ASSERT_EQ(added.status, 201) << added.body;
+  ASSERT_EQ(ParseJson(added.body).at("version"), v0 + 1);
+  const std::string pinned = PinOf(store_url_, v0 + 1);
+  EXPECT_EQ(ReadText(pin), pinned);
+  StopServer();
+
+  // The older copy: refused with the pin (which stays), served without.
+  config.store_url = copy_url;
+  StartRefused(log, "the store is at version " + std::to_string(v0) + ", older than version " +
+                        std::to_string(v0 + 1) + " pinned in store.pin_file " + pin +
+                        " (an older copy of the database?)");
+  StopServer();
+  EXPECT_EQ(ReadText(pin), pinned);
+  config.pin_file = "";
+  StartServedAt(v0);
+  StopServer();
+
+  // With store.min_version: refused, and tried again until the store is
+  // at that version (written to on its own, here).
+  config.min_version = static_cast<int64_t>(v0 + 1);
+  StartRefused(log, "the store is at version " + std::to_string(v0) +
+                        ", below store.min_version " + std::to_string(v0 + 1) +
+                        " (an older copy of the database?)");
+  ASSERT_EQ(AddWithTheCli(copy_url, FlipBits(ReferencePdq(kBridge), 160)), v0 + 1);
+  HttpResponse ready = WaitUntilReadyz(*this);
+  ASSERT_EQ(ready.status, 200) << ready.body;
+  EXPECT_EQ(ParseJson(ready.body), json::parse(ReadyAt(v0 + 1)));
+  StopServer();
+  config.min_version = 0;
+
+  // The copy is now at the pinned version with another root: refused with
+  // the pin, served without; the original store is served with it.
+  config.pin_file = pin;
+  StartRefused(log, "the store's version " + std::to_string(v0 + 1) +
+                        " has another signed root than the one pinned in store.pin_file " + pin +
+                        " (the store's history was rewritten)");
+  StopServer();
+  EXPECT_EQ(ReadText(pin), pinned);
+  config.pin_file = "";
+  StartServedAt(v0 + 1);
+  StopServer();
+  config.pin_file = pin;
+  config.store_url = store_url_;
+  StartServedAt(v0 + 1);
+  StopServer();
+  EXPECT_EQ(ReadText(pin), pinned);
+}
+
+// A pin file that cannot be read or is not a pin stops the start, with its
+// reason; a missing one is written.
+TEST_P(ApiPinTest, AnUnreadablePinFileStopsTheStart) {
+  StopServer();
+  const std::string pin = dir_.path() + "/pin.json";
+  config.pin_file = pin;
+  const std::string good = PinOf(store_url_, setup_version_);
+  ASSERT_FALSE(good.empty());
+  const std::string id = good.substr(13, 32);
+  const std::string root = good.substr(good.find(R"("root":")") + 8, 64);
+  const std::string version = std::to_string(setup_version_);
+  auto pin_text = [](const std::string& store_id, const std::string& number,
+                     const std::string& hex_root) {
+    return R"({"store_id":")" + store_id + R"(","version":)" + number + R"(,"root":")" +
+           hex_root + "\"}";
+  };
+  ASSERT_EQ(pin_text(id, version, root) + "\n", good);
+  std::string extra = pin_text(id, version, root);
+  extra.insert(1, R"("extra":0,)");
+  std::string upper = root;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::pair<std::string, std::string> cases[] = {
+      {"", "not JSON"},
+      {"garbage\n", "not JSON"},
+      {good.substr(0, 40), "not JSON"},
+      {"[1, 2]\n", "not a JSON object"},
+      {R"({"version":1,"root":")" + root + "\"}", "not the members store_id, version and root"},
+      {extra, "not the members store_id, version and root"},
+      {pin_text(id.substr(2), version, root), "store_id is not 32 lower-case hex digits"},
+      {pin_text(id, version, upper), "root is not 64 lower-case hex digits"},
+      {pin_text(id, version, root.substr(1) + "g"), "root is not 64 lower-case hex digits"},
+      {pin_text(id, "-1", root), "version is not a whole number"},
+      {pin_text(id, "1.5", root), "version is not a whole number"},
+      {pin_text(id, "\"2\"", root), "version is not a whole number"},
+      {std::string(5000, ' ') + good, "it is larger than a pin"},
+  };
+  for (const auto& [text, why] : cases) {
+    SCOPED_TRACE(text);
+    std::ofstream(pin, std::ios::trunc) << text;
+    Result<std::unique_ptr<Server>> refused = Server::Start(config);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+    EXPECT_EQ(refused.error().message(),
+              "store.pin_file: " + pin + " is not a pin file (" + why +
+                  "; expected one line {\"store_id\":\"<32 hex>\",\"version\":N,"
+                  "\"root\":\"<64 hex>\"}): restore it, or delete it to pin the version the "
+                  "server loads next");
+  }
+  // Another store's pin.
+  const std::string other(32, '0');
+  std::ofstream(pin, std::ios::trunc) << pin_text(other, version, root) << "\n";
+  Result<std::unique_ptr<Server>> refused = Server::Start(config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(refused.error().message(),
+            "store.pin_file: " + pin + " pins store " + other + ", but store.url holds store " +
+                id + " (delete the pin file if the store was replaced on purpose)");
+  // Not a file.
+  std::filesystem::remove(pin);
+  std::filesystem::create_directory(pin);
+  refused = Server::Start(config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kIo);
+  EXPECT_EQ(refused.error().message(), "store.pin_file: " + pin + ": Is a directory");
+  // Missing: the first start, which pins the version it serves.
+  std::filesystem::remove(pin);
+  StartServer();
+  EXPECT_EQ(ReadText(pin), good);
+  // The same pin, well formed: served.
+  StopServer();
+  StartServer();
+  EXPECT_EQ(ReadText(pin), good);
+}
 
 // An index that cannot follow the store (here: the store's data key was
 // rotated, and the server still has the old one, so new values do not

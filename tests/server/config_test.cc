@@ -50,6 +50,9 @@ const std::vector<std::string> kAllKeys = {
     "store.verify_on_load",
     "store.poll_interval_ms",
     "store.stale_after_ms",
+    "store.corrupt_retry_ms",
+    "store.min_version",
+    "store.pin_file",
     "log.access_log",
     "streams.max_per_key",
     "streams.max_total",
@@ -303,6 +306,19 @@ TEST(ValidateTest, MatchAndStoreSections) {
       {"stale -1", [](ServerConfig* c) { c->stale_after_ms = -1; },
        "store.stale_after_ms must be at least 0"},
       {"stale 0", [](ServerConfig* c) { c->stale_after_ms = 0; }, nullptr},
+      {"corrupt retry 9", [](ServerConfig* c) { c->corrupt_retry_ms = 9; },
+       "store.corrupt_retry_ms must be between 10 and 86400000"},
+      {"corrupt retry 10", [](ServerConfig* c) { c->corrupt_retry_ms = 10; }, nullptr},
+      {"corrupt retry a day", [](ServerConfig* c) { c->corrupt_retry_ms = 86'400'000; },
+       nullptr},
+      {"corrupt retry over a day",
+       [](ServerConfig* c) { c->corrupt_retry_ms = 86'400'001; },
+       "store.corrupt_retry_ms must be between 10 and 86400000"},
+      {"min version -1", [](ServerConfig* c) { c->min_version = -1; },
+       "store.min_version must be at least 0"},
+      {"min version 0", [](ServerConfig* c) { c->min_version = 0; }, nullptr},
+      {"min version huge",
+       [](ServerConfig* c) { c->min_version = std::numeric_limits<int64_t>::max(); }, nullptr},
   });
 }
 
@@ -748,6 +764,9 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
       {"store.verify_on_load", "false"},
       {"store.poll_interval_ms", "31"},
       {"store.stale_after_ms", "32"},
+      {"store.corrupt_retry_ms", "34"},
+      {"store.min_version", "36"},
+      {"store.pin_file", "pin.json"},
       {"log.access_log", ""},
       {"streams.max_per_key", "33"},
       {"streams.max_total", "35"},
@@ -793,6 +812,9 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
   EXPECT_FALSE(c.verify_on_load);
   EXPECT_EQ(c.poll_interval_ms, 31);
   EXPECT_EQ(c.stale_after_ms, 32);
+  EXPECT_EQ(c.corrupt_retry_ms, 34);
+  EXPECT_EQ(c.min_version, 36);
+  EXPECT_EQ(c.pin_file, "pin.json");
   EXPECT_EQ(c.access_log, "");  // set empty (off), not left at "-"
   EXPECT_EQ(c.streams_max_per_key, 33u);
   EXPECT_EQ(c.streams_max_total, 35u);
@@ -1028,7 +1050,10 @@ TEST(ServerUsageTest, DocumentsFlagsKeysEnvironmentAndSignals) {
         "  server.allow_plain_http = false  (BANTAY_SERVER_ALLOW_PLAIN_HTTP)\n",
         "  limits.max_body_bytes = 33554432  (BANTAY_LIMITS_MAX_BODY_BYTES)\n",
         "  tls.cert = \"\"  (BANTAY_TLS_CERT)\n",
-        "  log.access_log = \"-\"  (BANTAY_LOG_ACCESS_LOG)\n", "  id ",
+        "  log.access_log = \"-\"  (BANTAY_LOG_ACCESS_LOG)\n",
+        "  store.corrupt_retry_ms = 60000  (BANTAY_STORE_CORRUPT_RETRY_MS)\n",
+        "  store.min_version = 0  (BANTAY_STORE_MIN_VERSION)\n",
+        "  store.pin_file = \"\"  (BANTAY_STORE_PIN_FILE)\n", "  id ",
         "  role ", "  sha256 ", "  rate ", "  burst "}) {
     EXPECT_NE(usage.find(text), std::string::npos) << text;
   }
@@ -1125,6 +1150,9 @@ TEST(ExampleConfigTest, ShowsTheDefaults) {
   EXPECT_EQ(e->verify_on_load, d.verify_on_load);
   EXPECT_EQ(e->poll_interval_ms, d.poll_interval_ms);
   EXPECT_EQ(e->stale_after_ms, d.stale_after_ms);
+  EXPECT_EQ(e->corrupt_retry_ms, d.corrupt_retry_ms);
+  EXPECT_EQ(e->min_version, d.min_version);
+  EXPECT_EQ(e->pin_file, d.pin_file);
   EXPECT_EQ(e->access_log, d.access_log);
   EXPECT_EQ(e->streams_max_per_key, d.streams_max_per_key);
   EXPECT_EQ(e->streams_max_total, d.streams_max_total);

@@ -6,15 +6,20 @@
 #ifndef BANTAY_TESTS_SERVER_SERVER_TEST_UTIL_H_
 #define BANTAY_TESTS_SERVER_SERVER_TEST_UTIL_H_
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -64,6 +69,49 @@ inline std::string FlipBits(const std::string& hex, int bits) {
   for (int k = 0; k < bits; ++k) bytes[k / 8] ^= static_cast<uint8_t>(1u << (k % 8));
   return models::ToHex(bytes);
 }
+
+// Sends this process's standard error, where the server logs, to a file
+// while it lives, so that a test can wait for a log line; then copies what
+// was logged to the real standard error (the test's output).
+class StderrToFile {
+ public:
+  explicit StderrToFile(std::string path) : path_(std::move(path)) {
+    std::fflush(stderr);
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0) << path_;
+    saved_ = ::dup(2);
+    if (fd >= 0 && saved_ >= 0) ::dup2(fd, 2);
+    if (fd >= 0) ::close(fd);
+  }
+  ~StderrToFile() {
+    std::fflush(stderr);
+    if (saved_ >= 0) {
+      ::dup2(saved_, 2);
+      ::close(saved_);
+    }
+    std::fputs(Text().c_str(), stderr);
+  }
+  StderrToFile(const StderrToFile&) = delete;
+  StderrToFile& operator=(const StderrToFile&) = delete;
+
+  std::string Text() const { return ReadText(path_); }
+  // Waits (10 s at most) for the log to hold `text` after what was logged
+  // before the last Skip().
+  bool Says(const std::string& text) const {
+    for (int i = 0; i < 1000; ++i) {
+      const std::string logged = Text();
+      if (logged.find(text, std::min(skipped_, logged.size())) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  void Skip() { skipped_ = Text().size(); }
+
+ private:
+  std::string path_;
+  int saved_ = -1;
+  size_t skipped_ = 0;
+};
 
 struct RoleKey {
   std::string id;

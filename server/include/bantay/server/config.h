@@ -12,7 +12,8 @@
 //   [match]   radius, min_quality
 //   [store]   url, data_key_file, extra_data_key_file, signing_key_file,
 //             public_key_file,
-//             verify_on_load, poll_interval_ms, stale_after_ms
+//             verify_on_load, poll_interval_ms, stale_after_ms,
+//             corrupt_retry_ms, min_version, pin_file
 //   [log]     access_log            ("-" standard error, "" off, else a file)
 //   [streams] max_per_key, max_total, idle_timeout_s,
 //             allow_plain_http_webhooks
@@ -108,6 +109,17 @@ struct ServerConfig {
   // /readyz answers 503 once the index has failed to follow the store for
   // this long (0: never).
   int64_t stale_after_ms = 60'000;
+  // After a load or a change set that does not verify (or a store older
+  // than the two below), how long before it is tried again: each try
+  // reads, and verifies, the whole store.
+  int64_t corrupt_retry_ms = 60'000;
+  // The index is not served from a store whose signed version is lower
+  // (an older copy of the database).
+  int64_t min_version = 0;
+  // When set, the version served and its signed root are recorded in this
+  // file, and at start the index is not served from a store at a lower
+  // version, or at that version with another root (server/README.md).
+  std::string pin_file;
 
   // [log]
   std::string access_log = "-";
