@@ -1092,15 +1092,20 @@ void Server::Impl::StartSession(tcp::socket socket) {
 
 void Server::Impl::Sweep() {
   const Clock::time_point now = Clock::now();
+  // The sessions are acted on, and released, after sessions_mu: the last
+  // owner of one may be this thread, and its destructor unregisters it.
+  std::vector<std::shared_ptr<SessionBase>> expired;
   {
     std::lock_guard lock(sessions_mu);
     for (auto& [raw, weak] : sessions) {
       // A session being destroyed waits for sessions_mu to unregister: its
       // members are still there, and lock() refuses it.
       if (!raw->Expired(now)) continue;
-      if (std::shared_ptr<SessionBase> session = weak.lock()) session->Expire();
+      if (std::shared_ptr<SessionBase> session = weak.lock()) expired.push_back(std::move(session));
     }
   }
+  for (const std::shared_ptr<SessionBase>& session : expired) session->Expire();
+  expired.clear();
   // Idle stream sessions, once a second.
   if (now - last_stream_sweep >= std::chrono::seconds(1)) {
     last_stream_sweep = now;
@@ -1265,10 +1270,17 @@ void Server::Wait() {
     s.accept_retry.cancel();
   });
   {
-    std::lock_guard lock(s.sessions_mu);
-    for (auto& [raw, weak] : s.sessions) {
-      if (std::shared_ptr<SessionBase> session = weak.lock()) session->Drain();
+    // Drained, and released, after sessions_mu: if an I/O thread let go of
+    // a session meanwhile, this thread holds its last reference, and its
+    // destructor unregisters it (under sessions_mu: a deadlock, seen once).
+    std::vector<std::shared_ptr<SessionBase>> open;
+    {
+      std::lock_guard lock(s.sessions_mu);
+      for (auto& [raw, weak] : s.sessions) {
+        if (std::shared_ptr<SessionBase> session = weak.lock()) open.push_back(std::move(session));
+      }
     }
+    for (const std::shared_ptr<SessionBase>& session : open) session->Drain();
   }
   const auto deadline = Clock::now() + std::chrono::milliseconds(s.config.shutdown_grace_ms);
   while (s.connections.load() > 0 && Clock::now() < deadline) {
