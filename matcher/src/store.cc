@@ -445,6 +445,7 @@ struct Store::Impl {
     StoreState state;
     StateDigester digester;
     std::unordered_map<std::string, uint32_t> list_index;
+    uint32_t last_list = 0;
     bool bad = false;
     // An entry whose list row is missing is not active, and is still in the
     // digest (which then differs from any signed one: its list is not).
@@ -459,10 +460,15 @@ struct Store::Impl {
           const std::string_view list = row.Text(4);
           digester.AddEntry(id, leaf, entry_active, list);
           if (keep_rows) {
-            auto [at, added] = list_index.try_emplace(std::string(list),
-                                                      static_cast<uint32_t>(list_index.size()));
-            if (added) state.entry_lists.emplace_back(list);
-            state.rows.push_back({id, leaf, entry_active, at->second});
+            // Entries of one list mostly follow each other: the last one's
+            // index first, without a string per row.
+            if (state.entry_lists.empty() || state.entry_lists[last_list] != list) {
+              auto [at, added] = list_index.try_emplace(
+                  std::string(list), static_cast<uint32_t>(list_index.size()));
+              if (added) state.entry_lists.emplace_back(list);
+              last_list = at->second;
+            }
+            state.rows.push_back({id, leaf, entry_active, last_list});
           }
           if (entry_active && row.Int(3) != 0) state.active_leaves.push_back(leaf);
         });
