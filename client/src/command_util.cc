@@ -125,14 +125,45 @@ void InspectingBuf::Drain() {
 InspectingBuf::int_type InspectingBuf::underflow() {
   size_t n = 0;
   if (!ended_) {
-    const std::streamsize got = source_->sgetn(
-        buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+    // sgetn of a whole buffer would wait on a FIFO until it is full; the
+    // first byte is waited for, then what came with it is taken.
+    std::streamsize got = 0;
+    if (source_->sgetc() != traits_type::eof()) {
+      std::streamsize want = static_cast<std::streamsize>(buffer_.size());
+      const std::streamsize ready = source_->in_avail();
+      if (ready > 0 && ready < want) want = ready;
+      got = source_->sgetn(buffer_.data(), want);
+    }
     const size_t read = got > 0 ? static_cast<size_t>(got) : 0;
     n = read > 0 ? inspect_({buffer_.data(), read}) : 0;
     ended_ = n < read || read == 0;
   }
   setg(buffer_.data(), buffer_.data(), buffer_.data() + n);
   return n == 0 ? traits_type::eof() : traits_type::to_int_type(buffer_[0]);
+}
+
+std::streamsize InspectingBuf::showmanyc() {
+  return ended_ ? -1 : source_->in_avail();
+}
+
+LineLimitBuf::LineLimitBuf(std::streambuf* source, size_t max_line)
+    : InspectingBuf(source,
+                    [this](std::span<const char> bytes) {
+                      return Inspect(bytes);
+                    }),
+      max_line_(max_line) {}
+
+size_t LineLimitBuf::Inspect(std::span<const char> bytes) {
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] == '\n') {
+      ++line_;
+      length_ = 0;
+    } else if (++length_ > max_line_) {
+      over_long_line_ = line_;
+      return i;
+    }
+  }
+  return bytes.size();
 }
 
 std::string StoreUrlWithoutPassword(const std::string& url) {

@@ -84,7 +84,10 @@ Status LoadIndex(const std::string& index_path, const StoreOptions& keys,
 // A stream buffer that reads another one in chunks and shows each chunk to
 // `inspect`, which returns how many of its bytes to pass on: fewer ends the
 // stream after them (and `inspect` is not called again). For what must see
-// every byte read: a digest of the bytes parsed, a limit on lines.
+// every byte read: a digest of the bytes parsed, a limit on lines. A chunk
+// is what the source holds or can give without waiting (up to 64 KiB), so
+// that lines from a FIFO or a terminal are passed on as they come; what
+// the source can give without waiting, in_avail() tells.
 class InspectingBuf : public std::streambuf {
  public:
   using Inspect = std::function<size_t(std::span<const char>)>;
@@ -95,12 +98,41 @@ class InspectingBuf : public std::streambuf {
 
  protected:
   int_type underflow() override;
+  std::streamsize showmanyc() override;
 
  private:
   std::streambuf* source_;
   Inspect inspect_;
   std::vector<char> buffer_;
   bool ended_ = false;
+};
+
+// The longest line of a line-based input a command reads whole (a hash list
+// for `bantay index import`, a --pdq-file for `bantay match`), without its
+// line break: a record is at most about 900 bytes (a value, and three texts
+// of 256).
+inline constexpr size_t kMaxInputLine = 64 * 1024;
+
+// Passes another stream buffer on up to its first line longer than
+// `max_line` bytes (without the line break), and ends the stream there,
+// `max_line` bytes into that line: what reads lines whole (std::getline)
+// from input that may have no line break at all (/dev/zero through a pipe,
+// a damaged file) then never holds more than that of a line.
+class LineLimitBuf : public InspectingBuf {
+ public:
+  explicit LineLimitBuf(std::streambuf* source,
+                        size_t max_line = kMaxInputLine);
+  // The number (from 1) of the line over the limit, once the stream has
+  // ended at it; else 0.
+  int64_t over_long_line() const { return over_long_line_; }
+
+ private:
+  size_t Inspect(std::span<const char> bytes);
+
+  size_t max_line_;
+  int64_t line_ = 1;
+  size_t length_ = 0;
+  int64_t over_long_line_ = 0;
 };
 
 // A store URL without the password it may carry (a PostgreSQL URL's

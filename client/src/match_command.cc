@@ -8,7 +8,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -68,7 +70,11 @@ number, then the hash (in lower case), its type and its reference when the
 line gives one:
   {"line":3,"query":"<hex>","signal":"pdq","ref":"case-9","matches":[...]}
 A bad line gives {"line":N,"query":"<the line>","error":"line N: ..."}
-and the run goes on.
+and the run goes on. The file is read, matched and printed a batch of lines
+at a time (the lines of a FIFO or a terminal as they come), and nothing of
+a line is kept once it is printed: a list of any length, or a stream that
+never ends, is answered in bounded memory. A line over 65536 bytes ends the
+run (exit status 2): the lines before it are answered, none after.
 
 With --server, asks a bantay-server (POST /v1/match) over one kept-alive
 HTTPS connection whose certificate is verified (against --ca when given, else
@@ -113,7 +119,8 @@ Options:
 
 Exit status: 0 every query valid (--index) or answered 200 (--server); 1 some
 query line was bad or got an error answer; 2 usage error, an unreadable or
-invalid index, or a server that cannot be reached.
+invalid index, a --pdq-file that cannot be read to its end (a line over
+65536 bytes, a read error), or a server that cannot be reached.
 )";
 
 struct OutputLine {
@@ -123,7 +130,7 @@ struct OutputLine {
 
 // One query: from --pdq, or one hash line of a --pdq-file.
 struct Query {
-  int line = 0;  // 1-based line number in the --pdq-file; 0 for --pdq
+  int64_t line = 0;  // 1-based line number in the --pdq-file; 0 for --pdq
   // The hash in lower case; for --pdq and bad lines, the text as given.
   std::string query;
   matcher::SignalType type = matcher::SignalType::kPdq;
@@ -191,64 +198,132 @@ OutputLine MatchLine(const matcher::IndexSnapshot& snap, const Query& query,
   return {json::serialize(o), false};
 }
 
-// Reads the query lines of a file or, for "-", standard input. The lines
-// are those of a hash list (`bantay index import`'s local_file format,
-// parsed by the same code): `[TYPE] HASH [REFERENCE]`, TYPE pdq (when
-// absent), md5 or sha256; blank lines and '#' comments give no query. A bad
-// line gives a query with its error, and the run goes on.
-Status ReadQueryFile(const std::string& path, std::vector<Query>* queries) {
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  if (path != "-") {
-    file.open(path, std::ios::binary);
-    if (!file) return Error(ErrorCode::kNotFound, "cannot read " + path);
-    in = &file;
-  }
-  std::vector<std::string> lines;
-  std::string all;
-  for (std::string line; std::getline(*in, line);) {
-    all += line;
-    all += '\n';
-    lines.push_back(std::move(line));
-  }
-  if (in->bad()) return Error(ErrorCode::kIo, "reading " + path + " failed");
-  matcher::ImportOptions options;
-  options.default_list = "query";
-  // A reference the line does not give defaults to "<source_name>:<line>";
-  // with a blank in the name no given reference (one token, blanks split
-  // tokens) can equal it, so a default is told from a given one.
-  options.source_name = " ";
-  std::istringstream text(all);
-  Result<matcher::ParsedImport> parsed = matcher::ParseImport(text, options);
-  if (!parsed.ok()) return parsed.error();
-  // Records and errors are each in line order; merged, they are the
-  // non-blank, non-comment lines in file order.
-  auto record = parsed->records.begin();
-  auto bad = parsed->errors.begin();
-  while (record != parsed->records.end() || bad != parsed->errors.end()) {
-    Query q;
-    if (bad == parsed->errors.end() ||
-        (record != parsed->records.end() && record->line < bad->line)) {
-      q.line = record->line;
-      q.type = record->type;
-      q.value = record->value;
-      q.query = models::Hash256(q.value).ToHex();
-      if (q.type == matcher::SignalType::kMd5) q.query.resize(32);
-      if (record->reference !=
-          options.source_name + ":" + std::to_string(record->line)) {
-        q.reference = std::move(record->reference);
-      }
-      ++record;
-    } else {
-      q.line = bad->line;
-      q.query = models::PrintableText(Trim(lines[bad->line - 1]));
-      q.error = "line " + std::to_string(bad->line) + ": " + bad->message;
-      ++bad;
+// The queries of a --pdq-file (or, for "-", standard input), read a batch
+// at a time and forgotten once answered, so that a list of any length, or
+// a FIFO that never ends, is answered in bounded memory. The lines are those
+// of a hash list (`bantay index import`'s local_file format, parsed by the
+// same code): `[TYPE] HASH [REFERENCE]`, TYPE pdq (when absent), md5 or
+// sha256; blank lines and '#' comments give no query. A bad line gives a
+// query with its error, and the run goes on.
+class QueryReader {
+ public:
+  QueryReader() = default;
+  QueryReader(const QueryReader&) = delete;
+  QueryReader& operator=(const QueryReader&) = delete;
+
+  Status Open(const std::string& path) {
+    path_ = path == "-" ? "standard input" : path;
+    std::istream* in = &std::cin;
+    if (path != "-") {
+      file_.open(path, std::ios::binary);
+      if (!file_) return Error(ErrorCode::kNotFound, "cannot read " + path);
+      in = &file_;
     }
-    queries->push_back(std::move(q));
+    limited_.emplace(in->rdbuf());
+    lines_.emplace(&*limited_);
+    return {};
   }
-  return {};
-}
+
+  // The queries of the next lines: kBatchLines lines at most, fewer when
+  // the input has no more ready (a FIFO, a terminal), so that the lines it
+  // gave are answered before the next are waited for. False at the end of
+  // the input. Errors: kTooLarge for a line over kMaxInputLine bytes,
+  // kIo for a failed read; the lines before it are in the earlier batches.
+  Result<bool> Next(std::vector<Query>* batch) {
+    batch->clear();
+    std::vector<std::string> lines;
+    size_t bytes = 0;
+    for (std::string line; lines.size() < kBatchLines && bytes < kBatchBytes &&
+                           std::getline(*lines_, line);) {
+      if (lines_->eof() && limited_->over_long_line() > 0) break;  // cut off
+      bytes += line.size();
+      lines.push_back(std::move(line));
+      if (lines_->rdbuf()->in_avail() <= 0) break;
+    }
+    if (limited_->over_long_line() > 0 && lines.empty()) {
+      return Error(ErrorCode::kTooLarge,
+                   path_ + ":" + std::to_string(limited_->over_long_line()) +
+                       ": a line longer than " +
+                       std::to_string(kMaxInputLine) +
+                       " bytes (no hash line is near that); the lines before "
+                       "it are answered, none after");
+    }
+    if (lines_->bad()) {
+      return Error(ErrorCode::kIo, "reading " + path_ + " failed");
+    }
+    if (lines.empty()) return false;
+    const int64_t first = first_line_;
+    first_line_ += static_cast<int64_t>(lines.size());
+    if (Status parsed = Parse(lines, first, batch); !parsed.ok()) {
+      return parsed.error();
+    }
+    return true;
+  }
+
+ private:
+  // Lines of text (1 MiB at most) parsed and answered at a time.
+  static constexpr size_t kBatchLines = 4096;
+  static constexpr size_t kBatchBytes = size_t{1} << 20;
+
+  // The queries of `lines`, the first of which is line `first` of the file.
+  static Status Parse(const std::vector<std::string>& lines, int64_t first,
+                      std::vector<Query>* queries) {
+    // After the first batch a blank line comes first: the parser takes a
+    // byte order mark off its first line only, which must be the file's.
+    const int skipped = first == 1 ? 0 : 1;
+    std::string text(static_cast<size_t>(skipped), '\n');
+    for (const std::string& line : lines) {
+      text += line;
+      text += '\n';
+    }
+    matcher::ImportOptions options;
+    options.default_list = "query";
+    // A reference the line does not give defaults to "<source_name>:<line>";
+    // with a blank in the name no given reference (one token, blanks split
+    // tokens) can equal it, so a default is told from a given one.
+    options.source_name = " ";
+    std::istringstream in(text);
+    Result<matcher::ParsedImport> parsed = matcher::ParseImport(in, options);
+    if (!parsed.ok()) return parsed.error();
+    auto number = [&](int parsed_line) {
+      return first + parsed_line - 1 - skipped;
+    };
+    // Records and errors are each in line order; merged, they are the
+    // non-blank, non-comment lines in file order.
+    auto record = parsed->records.begin();
+    auto bad = parsed->errors.begin();
+    while (record != parsed->records.end() || bad != parsed->errors.end()) {
+      Query q;
+      if (bad == parsed->errors.end() ||
+          (record != parsed->records.end() && record->line < bad->line)) {
+        q.line = number(record->line);
+        q.type = record->type;
+        q.value = record->value;
+        q.query = models::Hash256(q.value).ToHex();
+        if (q.type == matcher::SignalType::kMd5) q.query.resize(32);
+        if (record->reference !=
+            options.source_name + ":" + std::to_string(record->line)) {
+          q.reference = std::move(record->reference);
+        }
+        ++record;
+      } else {
+        q.line = number(bad->line);
+        q.query = models::PrintableText(
+            Trim(lines[static_cast<size_t>(bad->line - 1 - skipped)]));
+        q.error = "line " + std::to_string(q.line) + ": " + bad->message;
+        ++bad;
+      }
+      queries->push_back(std::move(q));
+    }
+    return {};
+  }
+
+  std::string path_;
+  std::ifstream file_;
+  std::optional<LineLimitBuf> limited_;
+  std::optional<std::istream> lines_;
+  int64_t first_line_ = 1;
+};
 
 // The output line of one server answer: the query, then the answer's
 // fields, or the status and the error.
@@ -282,9 +357,31 @@ struct ServerMatchOptions {
   std::string target;  // /v1/match?...
 };
 
-// Sends each query, prints each answer as soon as it comes. Transport
+// The queries, a batch at a time, to `answer`: the --pdq one when `reader`
+// is null, else those of the --pdq-file. False when `answer` returned false
+// (it says why on err) or the --pdq-file could not be read on (its message
+// on err).
+bool ForEachBatch(const std::string& pdq, QueryReader* reader,
+                  std::ostream& err,
+                  const std::function<bool(const std::vector<Query>&)>& answer) {
+  if (reader == nullptr) return answer({PdqQuery(pdq)});
+  std::vector<Query> batch;
+  for (;;) {
+    Result<bool> more = reader->Next(&batch);
+    if (!more.ok()) {
+      err << "bantay match: " << more.error().message() << "\n";
+      return false;
+    }
+    if (!*more) return true;
+    if (!answer(batch)) return false;
+  }
+}
+
+// Sends each query (the --pdq one or those of `reader`, as ForEachBatch) and
+// each image file, prints each answer as soon as it comes. Transport
 // failures end the run (exit 2): the server cannot be reached.
-int MatchOnServer(ServerMatchOptions options, const std::vector<Query>& queries,
+int MatchOnServer(ServerMatchOptions options,
+                  const std::optional<std::string>& pdq, QueryReader* reader,
                   const std::vector<std::string>& paths, std::ostream& out,
                   std::ostream& err) {
   Result<std::string> key = ReadApiKey(options.api_key_file);
@@ -309,21 +406,34 @@ int MatchOnServer(ServerMatchOptions options, const std::vector<Query>& queries,
     err << "bantay match: " << error.message() << "\n";
     return kExitUsage;
   };
-  for (const Query& query : queries) {
-    json::object line = QueryObject(query);
-    if (!query.error.empty()) {
-      line["error"] =
-          ErrorObject(ErrorCodeName(ErrorCode::kInvalidArgument), query.error);
-      print({json::serialize(line), true});
-      continue;
+  std::optional<Error> unreachable;
+  auto send = [&](const std::vector<Query>& queries) {
+    for (const Query& query : queries) {
+      json::object line = QueryObject(query);
+      if (!query.error.empty()) {
+        line["error"] = ErrorObject(ErrorCodeName(ErrorCode::kInvalidArgument),
+                                    query.error);
+        print({json::serialize(line), true});
+        continue;
+      }
+      const std::string body = json::serialize(
+          json::object{{matcher::SignalTypeName(query.type), query.query}});
+      Result<HttpResponse> response = SendWhileBusy([&] {
+        return (*client)->Send("POST", options.target, "application/json",
+                               body);
+      });
+      if (!response.ok()) {
+        unreachable = response.error();
+        return false;
+      }
+      print(AnswerLine(std::move(line), *response));
     }
-    const std::string body = json::serialize(
-        json::object{{matcher::SignalTypeName(query.type), query.query}});
-    Result<HttpResponse> response = SendWhileBusy([&] {
-      return (*client)->Send("POST", options.target, "application/json", body);
-    });
-    if (!response.ok()) return failed(response.error());
-    print(AnswerLine(std::move(line), *response));
+    return FlushOutput(out, err, "match");
+  };
+  if ((pdq || reader != nullptr) &&
+      !ForEachBatch(pdq.value_or(""), reader, err, send)) {
+    if (unreachable) return failed(*unreachable);
+    return kExitUsage;
   }
   for (const std::string& path : paths) {
     json::object line{{"path", path}};
@@ -453,11 +563,10 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
           << kMatchUsage;
       return kExitUsage;
     }
-    std::vector<Query> queries;
-    if (have_pdq) queries.push_back(PdqQuery(pdq));
+    QueryReader reader;
     if (have_file) {
-      if (Status read = ReadQueryFile(pdq_file, &queries); !read.ok()) {
-        err << "bantay match: " << read.error().message() << "\n";
+      if (Status opened = reader.Open(pdq_file); !opened.ok()) {
+        err << "bantay match: " << opened.error().message() << "\n";
         return kExitUsage;
       }
     }
@@ -467,7 +576,10 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
     if (dihedral) query_string += "&dihedral=true";
     if (have_radius) query_string += "&radius=" + std::to_string(radius);
     if (!query_string.empty()) server.target += "?" + query_string.substr(1);
-    return MatchOnServer(std::move(server), queries, paths, out, err);
+    return MatchOnServer(
+        std::move(server),
+        have_pdq ? std::optional<std::string>(pdq) : std::nullopt,
+        have_file ? &reader : nullptr, paths, out, err);
   }
   if (!paths.empty()) {
     err << "bantay match: unknown or incomplete option '" << paths.front()
@@ -497,30 +609,37 @@ int RunMatchCommand(const std::vector<std::string>& args, std::ostream& out,
   index.WaitForMerge();
   const auto snap = index.Snapshot();
 
-  std::vector<Query> queries;
-  if (have_pdq) {
-    queries.push_back(PdqQuery(pdq));
-  } else if (Status read = ReadQueryFile(pdq_file, &queries); !read.ok()) {
-    err << "bantay match: " << read.error().message() << "\n";
+  QueryReader reader;
+  if (have_file) {
+    if (Status opened = reader.Open(pdq_file); !opened.ok()) {
+      err << "bantay match: " << opened.error().message() << "\n";
+      return kExitUsage;
+    }
+  }
+  // Each batch is matched on the threads, then printed in input order.
+  bool any_bad = false;
+  std::vector<OutputLine> lines;
+  auto answer = [&](const std::vector<Query>& queries) {
+    lines.assign(queries.size(), OutputLine{});
+    auto work = [&](size_t first, size_t step) {
+      for (size_t i = first; i < queries.size(); i += step) {
+        lines[i] = MatchLine(*snap, queries[i], radius, dihedral);
+      }
+    };
+    const size_t n = std::min(static_cast<size_t>(threads), queries.size());
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < n; ++t) pool.emplace_back(work, t, n);
+    work(0, n);
+    for (auto& t : pool) t.join();
+    for (const OutputLine& line : lines) {
+      any_bad |= line.bad;
+      out << line.text << '\n';
+    }
+    return FlushOutput(out, err, "match");
+  };
+  if (!ForEachBatch(pdq, have_file ? &reader : nullptr, err, answer)) {
     return kExitUsage;
   }
-
-  std::vector<OutputLine> lines(queries.size());
-  auto work = [&](size_t first, size_t step) {
-    for (size_t i = first; i < queries.size(); i += step) {
-      lines[i] = MatchLine(*snap, queries[i], radius, dihedral);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t, threads);
-  work(0, static_cast<size_t>(threads));
-  for (auto& t : pool) t.join();
-  bool any_bad = false;
-  for (const OutputLine& line : lines) {
-    any_bad |= line.bad;
-    out << line.text << '\n';
-  }
-  if (!FlushOutput(out, err, "match")) return kExitUsage;
   return any_bad ? kExitSomeFailed : kExitOk;
 }
 

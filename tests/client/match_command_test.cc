@@ -1,7 +1,14 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <boost/json.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
 #include <sstream>
+#include <streambuf>
+#include <thread>
 
 #include "bantay/client/cli.h"
 #include "cli_run.h"
@@ -159,6 +166,151 @@ TEST(MatchCommandTest, QueryFileTakesHashListLinesAndNamesEachLine) {
   run = Match({"--index", list, "--pdq-file", comments});
   EXPECT_EQ(run.status, kExitOk) << run.err;
   EXPECT_EQ(run.out, "");
+}
+
+// A --pdq-file line is read whole only up to 65536 bytes, as bantay index
+// import's lines: one without an end (/dev/zero through a pipe) would take
+// all memory. A line of 65536 bytes is a line (a bad one here); one byte
+// more ends the run, after the lines before it are answered.
+TEST(MatchCommandTest, AQueryLineOverTheLimitEndsTheRun) {
+  TempDir dir;
+  const std::string list = ListFile(dir);
+  const std::string longest = "pdq " + std::string(kOriginal) + " " + std::string(65536 - 69, 'r');
+  ASSERT_EQ(longest.size(), 65536u);
+  const std::string at_limit =
+      dir.Write("at-limit.txt", Text(std::string(kOriginal) + "\n" + longest + "\n" + kRotate90 + "\n"));
+  CliRun run = Match({"--index", list, "--pdq-file", at_limit});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  ASSERT_EQ(run.lines.size(), 3u) << run.out;
+  EXPECT_EQ(run.lines[0].at("line").as_int64(), 1);
+  EXPECT_EQ(json::serialize(run.lines[1]),
+            "{\"line\":2,\"query\":\"" + longest +
+                "\",\"error\":\"line 2: reference is longer than 256 bytes (65467)\"}");
+  EXPECT_EQ(run.lines[2].at("line").as_int64(), 3);
+  EXPECT_EQ(run.err, "");
+
+  const std::string over = dir.Write(
+      "over.txt", Text(std::string(kOriginal) + "\nnot-a-hash\n" + longest + "r\n" + kRotate90 + "\n"));
+  run = Match({"--index", list, "--pdq-file", over, "--threads", "2"});
+  EXPECT_EQ(run.status, kExitUsage);
+  ASSERT_EQ(run.lines.size(), 2u) << run.out;
+  EXPECT_EQ(run.lines[0].at("line").as_int64(), 1);
+  EXPECT_EQ(run.lines[0].at("matches").as_array().size(), 2u);
+  EXPECT_EQ(json::serialize(run.lines[1]),
+            "{\"line\":2,\"query\":\"not-a-hash\",\"error\":\"line 2: a PDQ hash is 64 "
+            "hexadecimal digits, got 10 characters\"}");
+  EXPECT_EQ(run.err, "bantay match: " + over +
+                         ":3: a line longer than 65536 bytes (no hash line is near that); the "
+                         "lines before it are answered, none after\n");
+
+  // No line break at all.
+  const std::string zeros = dir.Write("zeros.bin", std::vector<uint8_t>(200000, 0));
+  run = Match({"--index", list, "--pdq-file", zeros});
+  EXPECT_EQ(run.status, kExitUsage);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "bantay match: " + zeros +
+                         ":1: a line longer than 65536 bytes (no hash line is near that); the "
+                         "lines before it are answered, none after\n");
+}
+
+// A list longer than a batch is numbered through, and a byte order mark is
+// taken off the first line only, as when a list is read whole.
+TEST(MatchCommandTest, AQueryFileLongerThanABatchIsNumberedThrough) {
+  TempDir dir;
+  std::string text = std::string("\xEF\xBB\xBF") + kOriginal + "\n";
+  for (int line = 2; line <= 4096; ++line) text += "# comment " + std::to_string(line) + "\n";
+  text += std::string("\xEF\xBB\xBF") + kOriginal + "\n";  // 4097
+  text += std::string(kRotate90) + " item-4098\n";
+  for (int line = 4099; line <= 9000; ++line) text += "\n";
+  text += "bad-9001";
+  const std::string queries = dir.Write("q.txt", Text(text));
+  CliRun run = Match({"--index", ListFile(dir), "--pdq-file", queries, "--threads", "2"});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  ASSERT_EQ(run.lines.size(), 4u) << run.out;
+  EXPECT_EQ(run.lines[0].at("line").as_int64(), 1);
+  EXPECT_EQ(run.lines[0].at("query").as_string(), kOriginal);
+  EXPECT_EQ(run.lines[0].at("matches").as_array().size(), 2u);
+  EXPECT_EQ(json::serialize(run.lines[1]),
+            "{\"line\":4097,\"query\":\"\xEF\xBB\xBF" + std::string(kOriginal) +
+                "\",\"error\":\"line 4097: a PDQ hash is 64 hexadecimal digits, got 67 "
+                "characters\"}");
+  EXPECT_EQ(run.lines[2].at("line").as_int64(), 4098);
+  EXPECT_EQ(run.lines[2].at("ref").as_string(), "item-4098");
+  EXPECT_EQ(run.lines[2].at("matches").as_array()[0].at("ref").as_string(), "case-2");
+  EXPECT_EQ(json::serialize(run.lines[3]),
+            "{\"line\":9001,\"query\":\"bad-9001\",\"error\":\"line 9001: a PDQ hash is 64 "
+            "hexadecimal digits, got 8 characters\"}");
+}
+
+// A stream buffer that several threads may write and read.
+class SharedOutput : public std::streambuf {
+ public:
+  std::string Text() {
+    std::lock_guard lock(mu_);
+    return text_;
+  }
+  // Waits until the text holds `part`, 20 s at most.
+  bool WaitFor(const std::string& part) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, std::chrono::seconds(20),
+                             [&] { return text_.find(part) != std::string::npos; });
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (c != traits_type::eof()) xsputn(reinterpret_cast<const char*>(&c), 1);
+    return traits_type::not_eof(c);
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard lock(mu_);
+    text_.append(s, static_cast<size_t>(n));
+    changed_.notify_all();
+    return n;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::string text_;
+};
+
+// The lines of a --pdq-file are answered as they come and not kept: a FIFO
+// whose writer waits for the answer to each line before it writes the next
+// (as a program feeding hashes one at a time does) gets each answer, and an
+// endless stream of bad lines is answered in bounded memory.
+TEST(MatchCommandTest, QueryLinesFromAFifoAreAnsweredAsTheyCome) {
+  TempDir dir;
+  const std::string list = ListFile(dir);
+  const std::string fifo = dir.path() + "/queries";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  SharedOutput shared;
+  std::ostream out(&shared);
+  std::ostringstream err;
+  bool answered_one_at_a_time = true;
+  std::thread writer([&] {
+    std::ofstream queries(fifo);
+    for (int line = 1; line <= 3; ++line) {
+      queries << "bad-" << line << std::endl;
+      answered_one_at_a_time &= shared.WaitFor("{\"line\":" + std::to_string(line) + ",");
+    }
+    queries << kOriginal << std::endl;
+  });
+  const int status = RunMatchCommand({"--index", list, "--pdq-file", fifo}, out, err);
+  writer.join();
+  EXPECT_TRUE(answered_one_at_a_time) << shared.Text();
+  EXPECT_EQ(status, kExitSomeFailed) << err.str();
+  std::string expected;
+  for (int line = 1; line <= 3; ++line) {
+    expected += "{\"line\":" + std::to_string(line) + ",\"query\":\"bad-" + std::to_string(line) +
+                "\",\"error\":\"line " + std::to_string(line) +
+                ": a PDQ hash is 64 hexadecimal digits, got 5 characters\"}\n";
+  }
+  const std::string text = shared.Text();
+  EXPECT_TRUE(text.starts_with(expected)) << text;
+  EXPECT_TRUE(text.ends_with("\"variant\":\"original\"}]}\n")) << text;
+  EXPECT_NE(text.find("{\"line\":4,\"query\":\"" + std::string(kOriginal) + "\""), std::string::npos)
+      << text;
+  EXPECT_EQ(err.str(), "");
 }
 
 TEST(MatchCommandTest, BadIndexIsRefusedWithLineNumbers) {
