@@ -56,7 +56,8 @@ Prints one JSON object per line:
 A hash of quality under 50 is marked "low_quality":true and should not be
 matched. A file that cannot be read or decoded gives {"path":"...","error":"..."}
 and the run goes on. A path that is not UTF-8 is printed with U+FFFD for the
-bytes that are not, and follows as "path_hex", its exact bytes in hex.
+bytes that are not, and follows as "path_hex", its exact bytes in hex (with
+--csv, the last column, path_hex, empty for a path that is UTF-8).
 
 With --out LIST, nothing is printed on standard output: the PDQ hashes are
 written to LIST as a hash list that `bantay index import` reads, one
@@ -82,7 +83,8 @@ Options:
                     rotate270, flipx, flipy, flip_plus1, flip_minus1
   --fast            decode large JPEGs at reduced size (several times faster;
                     a few bits from the compatible hash, see bench/README.md)
-  --csv             CSV with a header line instead of JSON lines
+  --csv             CSV with a header line instead of JSON lines; its last
+                    columns are error and path_hex
   --trim-borders    hash only the picture inside letterbox/pillarbox borders
                     (uniform bars of any colour, found on each image or video
                     frame; see models/include/bantay/models/border_trim.h),
@@ -145,7 +147,7 @@ class Printer : public Sink {
         }
       }
       if (content_) out_ << ",content_x,content_y,content_width,content_height,pdq_untrimmed";
-      out_ << ",error\n";
+      out_ << ",error,path_hex\n";
     }
   }
 
@@ -155,7 +157,8 @@ class Printer : public Sink {
     const std::string md5 = models::ToHex(h.digests.md5);
     const std::string sha256 = models::ToHex(h.digests.sha256);
     if (csv_) {
-      out_ << CsvField(path) << ',' << pdq << ',' << h.pdq.quality << ','
+      const TextAndHex name = BytesAsText(path);
+      out_ << CsvField(name.text) << ',' << pdq << ',' << h.pdq.quality << ','
            << md5 << ',' << sha256 << ',' << h.width << ',' << h.height << ','
            << (h.pdq.low_quality() ? "true" : "false");
       if (dihedral_) {
@@ -165,7 +168,7 @@ class Printer : public Sink {
         out_ << ',' << h.content.x << ',' << h.content.y << ',' << h.content.width << ','
              << h.content.height << ',' << (h.has_untrimmed ? h.untrimmed.hash.ToHex() : "");
       }
-      out_ << ",\n";
+      out_ << ",," << name.hex << '\n';
       return;
     }
     json::object o;
@@ -194,10 +197,11 @@ class Printer : public Sink {
 
   void Failed(const std::string& path, const std::string& error) override {
     if (csv_) {
-      out_ << CsvField(path) << ",,,,,,,";
+      const TextAndHex name = BytesAsText(path);
+      out_ << CsvField(name.text) << ",,,,,,,";
       if (dihedral_) out_ << std::string(models::kDihedralCount, ',');
       if (content_) out_ << ",,,,,";
-      out_ << ',' << CsvField(error) << '\n';
+      out_ << ',' << CsvField(error) << ',' << name.hex << '\n';
       return;
     }
     json::object o;

@@ -82,8 +82,10 @@ kind is image, video, other, symlink, special or unknown; verdict is match,
 no_match, skipped (links and special files, which are never opened) or error
 (with "error":{"code","message"}); a file that is damaged still gets its MD5
 and SHA-256 checked. Videos add frames_hashed, frames_matched, duration, and
-per match the number of frames and the first matching time. With --csv FILE
-the same fields are CSV columns (several matches joined with |).
+per match the number of frames and the first matching time. A path that is
+not UTF-8 has U+FFFD for its bad bytes and follows as "path_hex", its exact
+bytes in hex. With --csv FILE the same fields are CSV columns (several
+matches joined with |), path_hex the last (empty for a UTF-8 path).
 
 Provenance records, which have a "record" member (entry records never do),
 frame the entries: the first record is

@@ -26,7 +26,7 @@ constexpr const char* kCsvColumns[] = {
     "frames_hashed", "frames_matched", "verdict",      "match_count",
     "lists",        "categories",    "references",     "signals",
     "distances",    "error_code",    "error_message",  "note",
-    "link_target"};
+    "link_target",  "path_hex"};
 
 // Gives back the cell as it was before CsvField neutralised it.
 void Unneutralise(std::string* cell) {
@@ -62,14 +62,8 @@ std::string HexOf(std::string_view s) {
   return out;
 }
 
-// The raw bytes of a path written as "path" (and "path_hex" when it is not
-// UTF-8); "" when *_hex is not hexadecimal.
-std::string PathOf(const json::object& o) {
-  const json::value* hex = o.if_contains("path_hex");
-  if (hex == nullptr || !hex->is_string()) {
-    return std::string(o.at("path").as_string());
-  }
-  const json::string& h = hex->as_string();
+// The bytes written as HexOf gives them; "" when `h` is not such hex.
+std::string FromHex(std::string_view h) {
   std::string out;
   auto digit = [](char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
@@ -81,6 +75,16 @@ std::string PathOf(const json::object& o) {
     out += static_cast<char>(hi * 16 + lo);
   }
   return out;
+}
+
+// The raw bytes of a path written as "path" (and "path_hex" when it is not
+// UTF-8); "" when *_hex is not hexadecimal.
+std::string PathOf(const json::object& o) {
+  const json::value* hex = o.if_contains("path_hex");
+  if (hex == nullptr || !hex->is_string()) {
+    return std::string(o.at("path").as_string());
+  }
+  return FromHex(hex->as_string());
 }
 
 json::object MatchObject(const ScanMatch& m) {
@@ -144,8 +148,11 @@ std::string CsvLine(const ScanRecord& r) {
   auto opt = [](const auto& v) {
     return v ? std::to_string(*v) : std::string();
   };
+  // As in a JSON record: the file's own bytes do not make the CSV file
+  // unreadable as UTF-8; path_hex has them exactly.
+  TextAndHex path = BytesAsText(r.path);
   const std::vector<std::string> fields = {
-      r.path,
+      std::move(path.text),
       r.kind,
       r.format,
       opt(r.size),
@@ -173,7 +180,8 @@ std::string CsvLine(const ScanRecord& r) {
       r.error ? std::string(ErrorCodeName(r.error->code())) : "",
       r.error ? r.error->message() : "",
       r.note,
-      r.link_target};
+      models::Utf8Lossy(r.link_target),
+      std::move(path.hex)};
   std::string line;
   for (const std::string& f : fields) {
     if (!line.empty() || &f != &fields.front()) line += ',';
@@ -336,6 +344,7 @@ Status ReadCsv(const std::string& path, const std::string& data,
   static const size_t kKind = CsvColumn("kind");
   static const size_t kMatchCount = CsvColumn("match_count");
   static const size_t kErrorCode = CsvColumn("error_code");
+  static const size_t kPathHex = CsvColumn("path_hex");
   ExistingReport& report = *out;
   const std::string columns = CsvHeader();
   const Error another_header(ErrorCode::kInvalidArgument,
@@ -344,12 +353,27 @@ Status ReadCsv(const std::string& path, const std::string& data,
   size_t pos = 0;
   if (!ReadCsvRow(data, &pos, &fields)) return {};  // cut off: nothing kept
   Result<std::optional<json::object>> header = CsvProvenance(fields);
+  // The column names at data[at], or the first of them (path_hex came
+  // last): an older bantay's.
+  auto columns_at = [&](size_t at) {
+    const size_t end = data.find('\n', at);
+    return end != std::string::npos && end > at &&
+           (columns.starts_with(data.substr(at, end - at) + ",") ||
+            data.compare(at, columns.size(), columns) == 0);
+  };
   if (!header.ok() || !*header || (*header)->at("record") != "scan") {
-    if (data.starts_with(columns)) return NoHeader(path);
+    if (columns_at(0)) return NoHeader(path);
     return another_header;
   }
   if (data.compare(pos, columns.size(), columns) != 0) {
     if (columns.compare(0, data.size() - pos, data, pos) == 0) return {};
+    if (columns_at(pos)) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "the report " + path +
+                       " has the CSV columns of an older bantay (fewer): "
+                       "rows of this one's cannot follow them; start a new "
+                       "report");
+    }
     return another_header;
   }
   report.header = std::move(**header);
@@ -372,8 +396,14 @@ Status ReadCsv(const std::string& path, const std::string& data,
       report.counts.Count(
           field(kKind), !field(kMatchCount).empty() && field(kMatchCount) != "0",
           !field(kErrorCode).empty());
-      Unneutralise(&fields.front());
-      report.paths.insert(std::move(fields.front()));
+      if (!field(kPathHex).empty()) {
+        std::string raw = FromHex(field(kPathHex));
+        if (raw.empty()) return NotARecord(path, row, "bad path_hex");
+        report.paths.insert(std::move(raw));
+      } else {
+        Unneutralise(&fields.front());
+        report.paths.insert(std::move(fields.front()));
+      }
     }
     pos = next;
     report.complete_bytes = static_cast<int64_t>(pos);
@@ -411,13 +441,15 @@ std::string FormatProvenance(const json::object& record, ReportFormat format) {
   return format == ReportFormat::kCsv ? CsvField("#" + text) + "\n" : text + "\n";
 }
 
+TextAndHex BytesAsText(std::string_view raw) {
+  if (models::IsValidUtf8(raw)) return {std::string(raw), ""};
+  return {models::Utf8Lossy(raw), HexOf(raw)};
+}
+
 void PutBytes(json::object* o, std::string_view key, std::string_view raw) {
-  if (models::IsValidUtf8(raw)) {
-    (*o)[key] = raw;
-    return;
-  }
-  (*o)[key] = models::Utf8Lossy(raw);
-  (*o)[std::string(key) + "_hex"] = HexOf(raw);
+  TextAndHex text = BytesAsText(raw);
+  (*o)[key] = std::move(text.text);
+  if (!text.hex.empty()) (*o)[std::string(key) + "_hex"] = std::move(text.hex);
 }
 
 std::string CsvHeader() {

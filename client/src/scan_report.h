@@ -83,8 +83,17 @@ std::string FormatProvenance(const boost::json::object& record,
 // in nanoseconds since the epoch.
 std::string IsoTime(int64_t ns);
 
-// Sets o[key] to the bytes `raw` when they are UTF-8; else to them with
-// U+FFFD for the bad bytes, and o[key + "_hex"] to their exact hex.
+// Bytes that may not be UTF-8 (a file name) as text: the bytes when they
+// are UTF-8, and no hex; else them with U+FFFD for the bad bytes, and their
+// exact hex (lower case).
+struct TextAndHex {
+  std::string text;
+  std::string hex;
+};
+TextAndHex BytesAsText(std::string_view raw);
+
+// Sets o[key] to BytesAsText(raw).text, and o[key + "_hex"] to its hex when
+// there is one. (A CSV row has the two as columns, "path" and "path_hex".)
 void PutBytes(boost::json::object* o, std::string_view key,
               std::string_view raw);
 

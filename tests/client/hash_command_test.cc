@@ -42,6 +42,19 @@ constexpr char kAaaMd5[] = "d35c785545392755e7e4164457657269";
 constexpr char kAaaSha256[] =
     "b5b0799616df52d475a3968dc7e54f1d0724c912244ffa6175bc786375dd7298";
 
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// One byte as two lower-case hex digits.
+std::string FormatHex(unsigned char c) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  return {kDigits[c >> 4], kDigits[c & 15]};
+}
+
 TEST(HashCommandTest, OneFileGivesOneExactJsonLine) {
   CliRun run = Hash({kAaa});
   EXPECT_EQ(run.status, kExitOk);
@@ -265,6 +278,42 @@ TEST(HashCommandTest, NamesThatAreNotUtf8KeepTheirBytes) {
   }
 }
 
+// In CSV too: the path column has U+FFFD for the bytes that are not UTF-8
+// (the file stays readable as UTF-8), and the last column, path_hex, the
+// exact bytes; empty for a UTF-8 name. With every option's columns.
+TEST(HashCommandTest, CsvNamesThatAreNotUtf8KeepTheirBytes) {
+  TempDir dir;
+  const std::string image = dir.Write("caf\xe9,1.png", Encode(MakePattern(64, 64), ".png"));
+  const std::string missing = dir.path() + "/caf\xe9\xff.jpg";
+  const std::string plain = dir.Write("plain.png", Encode(MakePattern(64, 64), ".png"));
+  std::string image_hex, missing_hex;
+  for (unsigned char c : image) image_hex += FormatHex(c);
+  for (unsigned char c : missing) missing_hex += FormatHex(c);
+  const std::string shown = dir.path() + "/caf\xef\xbf\xbd";
+  CliRun run = Hash({"--csv", image, missing, plain});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  const std::vector<std::string> rows = Lines(run.out);
+  ASSERT_EQ(rows.size(), 4u) << run.out;
+  EXPECT_EQ(rows[0], "path,pdq,quality,md5,sha256,width,height,low_quality,error,path_hex");
+  const std::string hashes = rows[1].substr(rows[1].find("\","));
+  EXPECT_EQ(rows[1], "\"" + shown + ",1.png" + hashes);
+  EXPECT_TRUE(hashes.ends_with(",64,64,false,," + image_hex)) << rows[1];
+  EXPECT_EQ(rows[2], shown + "\xef\xbf\xbd.jpg,,,,,,,,no such file or directory," + missing_hex);
+  EXPECT_EQ(rows[3], plain + hashes.substr(1, hashes.size() - 1 - image_hex.size()));
+  for (const char* option : {"--dihedral", "--trim-borders"}) {
+    run = Hash({"--csv", option, image, missing});
+    const std::vector<std::string> more = Lines(run.out);
+    ASSERT_EQ(more.size(), 3u) << run.out;
+    EXPECT_TRUE(more[0].ends_with(",error,path_hex")) << more[0];
+    EXPECT_TRUE(more[1].ends_with(",," + image_hex)) << more[1];
+    EXPECT_TRUE(more[2].ends_with(",no such file or directory," + missing_hex)) << more[2];
+    EXPECT_EQ(std::count(more[1].begin(), more[1].end(), ','),
+              std::count(more[0].begin(), more[0].end(), ',') + 1);  // the name's comma
+    EXPECT_EQ(std::count(more[2].begin(), more[2].end(), ','),
+              std::count(more[0].begin(), more[0].end(), ','));
+  }
+}
+
 TEST(HashCommandTest, CsvOutput) {
   TempDir dir;
   const std::string odd = dir.Write("with,comma \"q\".jpg",
@@ -272,10 +321,10 @@ TEST(HashCommandTest, CsvOutput) {
   CliRun run = Hash({"--csv", odd, dir.path() + "/none"});
   EXPECT_EQ(run.status, kExitSomeFailed);
   EXPECT_EQ(run.out,
-            "path,pdq,quality,md5,sha256,width,height,low_quality,error\n"
+            "path,pdq,quality,md5,sha256,width,height,low_quality,error,path_hex\n"
             "\"" + dir.path() + "/with,comma \"\"q\"\".jpg\"," + kAaaPdq + ",100," +
-                kAaaMd5 + "," + kAaaSha256 + ",1600,1004,false,\n" +
-                dir.path() + "/none,,,,,,,,no such file or directory\n");
+                kAaaMd5 + "," + kAaaSha256 + ",1600,1004,false,,\n" +
+                dir.path() + "/none,,,,,,,,no such file or directory,\n");
 }
 
 // A path a spreadsheet would run as a formula gets a leading apostrophe
@@ -288,10 +337,11 @@ TEST(HashCommandTest, CsvCellsASpreadsheetWouldRunAreNeutralised) {
   CliRun run = Hash({"--csv", "=HYPERLINK(1).jpg", "+cmd"});
   std::filesystem::current_path(cwd);
   EXPECT_EQ(run.status, kExitSomeFailed);
-  EXPECT_EQ(run.out, std::string("path,pdq,quality,md5,sha256,width,height,low_quality,error\n") +
-                         "'=HYPERLINK(1).jpg," + kAaaPdq + ",100," + kAaaMd5 + "," + kAaaSha256 +
-                         ",1600,1004,false,\n"
-                         "'+cmd,,,,,,,,no such file or directory\n");
+  EXPECT_EQ(run.out,
+            std::string("path,pdq,quality,md5,sha256,width,height,low_quality,error,path_hex\n") +
+                "'=HYPERLINK(1).jpg," + kAaaPdq + ",100," + kAaaMd5 + "," + kAaaSha256 +
+                ",1600,1004,false,,\n"
+                "'+cmd,,,,,,,,no such file or directory,\n");
 }
 
 TEST(HashCommandTest, CsvWithDihedralHasEightMoreColumns) {
@@ -304,8 +354,8 @@ TEST(HashCommandTest, CsvWithDihedralHasEightMoreColumns) {
   EXPECT_EQ(header,
             "path,pdq,quality,md5,sha256,width,height,low_quality,pdq_original,"
             "pdq_rotate90,pdq_rotate180,pdq_rotate270,pdq_flipx,pdq_flipy,"
-            "pdq_flip_plus1,pdq_flip_minus1,error");
-  EXPECT_EQ(std::count(row.begin(), row.end(), ','), 16);
+            "pdq_flip_plus1,pdq_flip_minus1,error,path_hex");
+  EXPECT_EQ(std::count(row.begin(), row.end(), ','), 17);
 }
 
 TEST(HashCommandTest, FastModeReportsANearbyHash) {
@@ -461,13 +511,6 @@ TEST(HashCommandTest, OutUsageErrors) {
 const std::string kPadded = TestDataPath("vpdq/test-padded-dimensions.mp4");
 const std::string kDoorknob = TestDataPath("vpdq/doorknob-hd-no-bar.mp4");
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
 TEST(HashCommandTest, VideoPrintsTheReferenceHashFileFormat) {
   CliRun run = Hash({"--video", kPadded});
   EXPECT_EQ(run.status, kExitOk);
@@ -599,10 +642,10 @@ TEST(HashCommandTest, TrimBordersHashesThePictureInsideTheBars) {
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0],
             "path,pdq,quality,md5,sha256,width,height,low_quality,content_x,content_y,"
-            "content_width,content_height,pdq_untrimmed,error");
+            "content_width,content_height,pdq_untrimmed,error,path_hex");
   EXPECT_EQ(lines[1].substr(lines[1].find(",2000,1004,")),
-            ",2000,1004,false,200,0,1600,1004," + untrimmed_pdq + ",");
-  EXPECT_EQ(lines[2].substr(lines[2].find(",1600,1004,")), ",1600,1004,false,0,0,1600,1004,,");
+            ",2000,1004,false,200,0,1600,1004," + untrimmed_pdq + ",,");
+  EXPECT_EQ(lines[2].substr(lines[2].find(",1600,1004,")), ",1600,1004,false,0,0,1600,1004,,,");
 }
 
 TEST(HashCommandTest, TrimBordersOnVideoFrames) {

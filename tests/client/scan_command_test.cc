@@ -596,15 +596,15 @@ TEST_F(ScanCommandTest, CsvReportHasOneRowPerEntry) {
             "path,kind,format,size,mtime,md5,sha256,pdq,quality,width,height,"
             "pdq_checked,frames_hashed,frames_matched,verdict,match_count,"
             "lists,categories,references,signals,distances,error_code,"
-            "error_message,note,link_target");
+            "error_message,note,link_target,path_hex");
   EXPECT_EQ(rows[2], tree_.Path("aaa.jpg") + ",image,jpeg,361182," +
                          kMtimeText + "," + kAaaMd5 + "," + kAaaSha256 + "," +
                          kAaaPdq +
                          ",100,1600,1004,true,,,match,1,known.txt,,"
-                         "case-aaa,pdq,0,,,,");
+                         "case-aaa,pdq,0,,,,,");
   EXPECT_EQ(rows[6], tree_.Path("fifo") + ",special,,," + kMtimeText +
                          ",,,,,,,,,,skipped,0,,,,,,,,not a regular file: not "
-                         "opened,");
+                         "opened,,");
   // The non-ASCII name, unquoted (no comma, quote or line break in it).
   EXPECT_EQ(rows[10].substr(0, tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png").size()),
             tree_.Path("\xc3\xb1" "and\xc3\xba \xc3\xa9.png"));
@@ -640,12 +640,12 @@ TEST(ScanCsvTest, CellsASpreadsheetWouldRunAreNeutralised) {
   const std::string a_mtime = rows[2].substr(root.size() + 16, 30);
   EXPECT_EQ(rows[2], root + "/a.txt,other,,1," + a_mtime + "," + a_md5 + "," + a_sha +
                          ",,,,,,,,match,2,list.txt|list.txt,|,'=cmd\\|x|back\\\\slash,"
-                         "md5|md5,0|0,,,,");
+                         "md5|md5,0|0,,,,,");
   const std::string b_mtime = rows[3].substr(root.size() + 16, 30);
   EXPECT_EQ(rows[3], root + "/b.txt,other,,1," + b_mtime + "," + b_md5 + "," + b_sha +
-                         ",,,,,,,,match,1,list.txt,,'@SUM(1),md5,0,,,,");
-  EXPECT_TRUE(rows[4].ends_with(",'+1+cmd")) << rows[4];
-  EXPECT_TRUE(rows[5].ends_with(",''quoted")) << rows[5];
+                         ",,,,,,,,match,1,list.txt,,'@SUM(1),md5,0,,,,,");
+  EXPECT_TRUE(rows[4].ends_with(",'+1+cmd,")) << rows[4];
+  EXPECT_TRUE(rows[5].ends_with(",''quoted,")) << rows[5];
 
   // A PATH that starts like a formula; resuming reads its cell back. The
   // PATH is in the "scan" record too, inside its one cell, which starts
@@ -849,6 +849,69 @@ TEST_F(ScanCommandTest, NamesThatAreNotUtf8AreKeptExactly) {
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(json::serialize(all[1]), expected_[1]);
   EXPECT_EQ(json::serialize(all[2]), expected_[2]);
+}
+
+// In a CSV report too: the path column has U+FFFD for the bytes that are
+// not UTF-8, as a link target has (the file stays readable as UTF-8), and
+// the last column, path_hex, the exact bytes (empty for a UTF-8 name);
+// resuming reads them back from path_hex.
+TEST_F(ScanCommandTest, CsvNamesThatAreNotUtf8KeepTheirBytesInPathHex) {
+  const std::string odd = tree_.Path("b/bad\xff" "name\xc3.txt");
+  std::ofstream(odd) << "x";
+  SetMtime(odd);
+  ASSERT_EQ(symlink("t\xfe", tree_.Path("b/link").c_str()), 0);
+  SetMtime(tree_.Path("b/link"));
+  std::string hex;
+  for (unsigned char c : odd) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    hex += kDigits[c >> 4];
+    hex += kDigits[c & 15];
+  }
+  const std::string whole = tree_.dir() + "/whole.csv";
+  CliRun run = Scan({tree_.Path("b"), "--index", tree_.list(), "--csv", whole,
+                     "--progress", "none"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  std::istringstream in(ReadFile(whole));
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(line);
+  ASSERT_EQ(rows.size(), 7u) << ReadFile(whole);
+  EXPECT_TRUE(rows[1].ends_with(",link_target,path_hex")) << rows[1];
+  EXPECT_EQ(rows[2], tree_.Path("b/bad\xef\xbf\xbd" "name\xef\xbf\xbd.txt") +
+                         ",other,,1," + kMtimeText + "," + Hex(models::Md5(Bytes("x"))) +
+                         "," + Hex(models::Sha256(Bytes("x"))) +
+                         ",,,,,,,,no_match,0,,,,,,,,,," + hex);
+  EXPECT_TRUE(rows[3].starts_with(tree_.Path("b/c.dat") + ",image,")) << rows[3];
+  EXPECT_TRUE(rows[3].ends_with(",,")) << rows[3];
+  EXPECT_EQ(rows[5], tree_.Path("b/link") + ",symlink,,," + kMtimeText +
+                         ",,,,,,,,,,skipped,0,,,,,,,,\"symbolic link, not followed "
+                         "(--follow-symlinks follows links)\",t\xef\xbf\xbd,");
+  // Interrupted after the first entry, then resumed: the same report.
+  const std::string parts = tree_.dir() + "/parts.csv";
+  EXPECT_EQ(Scan({tree_.Path("b"), "--index", tree_.list(), "--csv", parts,
+                  "--max-files", "1", "--progress", "none"})
+                .status,
+            3);
+  CliRun rest = Scan({tree_.Path("b"), "--index", tree_.list(), "--csv", parts,
+                      "--resume", "--progress", "none"});
+  EXPECT_EQ(rest.status, kExitOk) << rest.err;
+  EXPECT_NE(rest.err.find("; 1 kept from the report, 3 scanned now), "), std::string::npos)
+      << rest.err;
+  EXPECT_EQ(SameScan(ReadFile(parts)), SameScan(ReadFile(whole)));
+
+  // A report of an older bantay, without the column, is not continued.
+  std::string older = ReadFile(whole);
+  const size_t columns = older.find(",link_target,path_hex\n");
+  ASSERT_NE(columns, std::string::npos);
+  older.erase(columns + 12, 9);
+  older.erase(older.find("\n\"#{\"\"record\"\":\"\"end\"\"") + 1);
+  std::ofstream(parts, std::ios::binary | std::ios::trunc) << older;
+  rest = Scan({tree_.Path("b"), "--index", tree_.list(), "--csv", parts, "--resume",
+               "--progress", "none"});
+  EXPECT_EQ(rest.status, kExitUsage);
+  EXPECT_EQ(rest.err, "bantay scan: the report " + parts +
+                          " has the CSV columns of an older bantay (fewer): rows of this "
+                          "one's cannot follow them; start a new report\n");
+  EXPECT_EQ(ReadFile(parts), older);
 }
 
 TEST_F(ScanCommandTest, ResumeRefusesAFileThatIsNotAReport) {
