@@ -69,7 +69,8 @@ by equality. Nothing but hashes is written, and nothing is written next to the
 evidence. Each entry is scanned once: a PATH that is, resolved, inside
 another PATH, or the same as an earlier one (a link to it), is scanned as
 part of that one, and standard error says so; the report's "scan" record
-still names every PATH as given.
+still names every PATH as given. A PATH behind a directory of the other
+that cannot be listed is scanned itself (that walk would not reach it).
 
 The report has one record per entry, in a fixed order (depth first, names in
 byte order), as JSON lines (default, to standard output or --report FILE):

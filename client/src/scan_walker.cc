@@ -219,6 +219,34 @@ bool IsWithin(const std::filesystem::path& inner,
              .first == outer.end();
 }
 
+namespace {
+
+// Whether a walk of `outer` (resolved) gets down to `inner` (resolved,
+// inside it): it must list every directory on the way, from `outer` to
+// the one that holds `inner`, and examine the next entry in each, as
+// ReadDirectory does. One it cannot read (mode -wx, a lab account without
+// the rights) keeps what is under it from that walk.
+bool WalkReaches(const std::filesystem::path& outer,
+                 const std::filesystem::path& inner) {
+  std::filesystem::path dir = outer;
+  for (const std::filesystem::path& name : inner.lexically_relative(outer)) {
+    int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) {
+      fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (fd < 0) return false;
+    struct stat st;
+    const bool examined =
+        fstatat(fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    close(fd);
+    if (!examined) return false;
+    dir /= name;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::vector<CoveredRoot> CoveredRoots(const std::vector<std::string>& roots) {
   namespace fs = std::filesystem;
   std::vector<std::optional<fs::path>> resolved(roots.size());
@@ -229,11 +257,18 @@ std::vector<CoveredRoot> CoveredRoots(const std::vector<std::string>& roots) {
   }
   // Whether the walk of root j gives the entries of root i: a resolved path
   // has no links, so the walk of an enclosing directory reaches it through
-  // real directories, whether links are followed or not.
+  // real directories, whether links are followed or not, unless one of
+  // them cannot be read; root i is then walked itself. (Checked once per
+  // pair: covering stays transitive, a walk that reaches j and i from
+  // there reaches i.)
+  std::vector<std::vector<int>> memo(roots.size(),
+                                     std::vector<int>(roots.size(), -1));
   auto covers = [&](size_t j, size_t i) {
     if (i == j || !resolved[i] || !resolved[j]) return false;
     if (*resolved[i] == *resolved[j]) return j < i;
-    return IsWithin(*resolved[i], *resolved[j]);
+    if (!IsWithin(*resolved[i], *resolved[j])) return false;
+    if (memo[j][i] < 0) memo[j][i] = WalkReaches(*resolved[j], *resolved[i]);
+    return memo[j][i] == 1;
   };
   std::vector<bool> covered(roots.size());
   for (size_t i = 0; i < roots.size(); ++i) {

@@ -55,8 +55,9 @@ void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options
 
 // A root whose entries the walk of another root gives already: one that
 // resolves (links followed) to the same path as an earlier root, or to a
-// path inside another root. Walked as well, its entries would be given
-// twice. (Entries are not compared: two hard links are two entries.)
+// path inside another root that the walk of that root gets down to (it can
+// list each directory on the way). Walked as well, its entries would be
+// given twice. (Entries are not compared: two hard links are two entries.)
 struct CoveredRoot {
   size_t root = 0;       // its index in the roots
   size_t by = 0;         // the root that covers it, itself not covered
@@ -70,7 +71,9 @@ bool IsWithin(const std::filesystem::path& inner,
               const std::filesystem::path& outer);
 
 // The covered roots, in order. A root that cannot be resolved (missing,
-// unreadable) is neither covered nor covering: its walk reports it.
+// unreadable) is neither covered nor covering: its walk reports it. A root
+// under a directory that the covering walk cannot read is not covered: it
+// is walked itself (else what is under it would never be scanned).
 std::vector<CoveredRoot> CoveredRoots(const std::vector<std::string>& roots);
 
 }  // namespace bantay::client

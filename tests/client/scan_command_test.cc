@@ -1478,15 +1478,21 @@ TEST(ScanVideoTest, VideoFramesMatchWithVideos) {
             "52 of 120 frames decoded\"}");
 }
 
-// Runs the bantay binary with its standard output to out_path; as the user
-// nobody when the tests run as root (root reads every file).
+// Runs the bantay binary with its standard output to out_path (and its
+// standard error to err_path, when given); as the user nobody when the
+// tests run as root (root reads every file).
 int RunBantayUnprivileged(const std::vector<std::string>& args,
-                          const std::string& out_path) {
+                          const std::string& out_path,
+                          const std::string& err_path = "") {
   const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (out < 0) return -1;
+  const int err = err_path.empty()
+                      ? -1
+                      : open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   const pid_t pid = fork();
   if (pid == 0) {
     dup2(out, 1);
+    if (err >= 0) dup2(err, 2);
     if (geteuid() == 0) {
       if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
           setuid(65534) != 0) {
@@ -1501,6 +1507,7 @@ int RunBantayUnprivileged(const std::vector<std::string>& args,
     _exit(121);
   }
   close(out);
+  if (err >= 0) close(err);
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -1547,6 +1554,69 @@ TEST(ScanPermissionTest, UnreadableEntriesAreReportedAndTheScanGoesOn) {
                 {"verdict", "error"},
                 {"error", json::object{{"code", "permission_denied"},
                                        {"message", "open: permission denied"}}}}));
+}
+
+// A PATH inside another PATH is scanned as part of it only when the walk of
+// that one gets down to it: behind a directory the walk cannot list (mode
+// -wx for the scanning user), it is scanned itself, else the files under it
+// would be in no record.
+TEST(ScanPermissionTest, APathBehindAnUnreadableDirectoryIsScannedItself) {
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);
+  const std::string tree = dir.path() + "/tree";
+  const std::string a = dir.Write("tree/a.txt", {'a'});
+  const std::string locked = tree + "/locked";
+  const std::string sub = locked + "/sub";
+  const std::string b = dir.Write("tree/locked/sub/b.txt", {'b'});
+  const std::string open_sub = tree + "/open/sub";
+  dir.Write("tree/open/sub/c.txt", {'c'});
+  for (const std::string& d : {tree, sub, tree + "/open", open_sub}) {
+    ASSERT_EQ(chmod(d.c_str(), 0755), 0);
+  }
+  ASSERT_EQ(chmod(locked.c_str(), 0711), 0);  // others may pass, not list
+  for (const std::string& f : {a, b, open_sub + "/c.txt"}) ASSERT_EQ(chmod(f.c_str(), 0644), 0);
+  const std::string list = dir.path() + "/list.txt";
+  std::ofstream(list) << "md5 " << Hex(models::Md5(Bytes("b"))) << " case-b\n";
+  ASSERT_EQ(chmod(list.c_str(), 0644), 0);
+  const std::string out = dir.path() + "/out.jsonl";
+  const std::string err = dir.path() + "/err.txt";
+  const json::object locked_record{
+      {"path", locked},
+      {"kind", "unknown"},
+      {"verdict", "error"},
+      {"error", json::object{{"code", "permission_denied"},
+                             {"message", "open directory: permission denied"}}}};
+  for (const auto& roots : {std::vector<std::string>{tree, sub},
+                            std::vector<std::string>{sub, tree}}) {
+    std::vector<std::string> args = {"scan"};
+    args.insert(args.end(), roots.begin(), roots.end());
+    for (const char* arg : {"--index", list.c_str(), "--progress", "none"}) args.push_back(arg);
+    const int status = RunBantayUnprivileged(args, out, err);
+    EXPECT_EQ(status, kExitSomeFailed) << roots[0];
+    const std::vector<json::object> lines = JsonLines(ReadFile(out));
+    ASSERT_EQ(lines.size(), 4u) << ReadFile(out);
+    std::vector<std::string> paths;
+    for (const json::object& line : lines) paths.emplace_back(line.at("path").as_string());
+    const std::vector<std::string> tree_first = {a, locked, open_sub + "/c.txt", b};
+    const std::vector<std::string> sub_first = {b, a, locked, open_sub + "/c.txt"};
+    EXPECT_EQ(paths, roots[0] == tree ? tree_first : sub_first);
+    const json::object& b_record = lines[roots[0] == tree ? 3 : 0];
+    EXPECT_EQ(b_record.at("verdict").as_string(), "match");
+    EXPECT_EQ(b_record.at("md5").as_string(), Hex(models::Md5(Bytes("b"))));
+    EXPECT_EQ(json::serialize(lines[roots[0] == tree ? 1 : 2]), json::serialize(locked_record));
+    EXPECT_EQ(ReadFile(err).find(" is inside "), std::string::npos) << ReadFile(err);
+  }
+  // A PATH behind readable directories is still scanned once, under the
+  // other.
+  const int status = RunBantayUnprivileged(
+      {"scan", tree, open_sub, "--index", list, "--progress", "none"}, out, err);
+  EXPECT_EQ(status, kExitSomeFailed);
+  EXPECT_EQ(JsonLines(ReadFile(out)).size(), 3u) << ReadFile(out);
+  EXPECT_TRUE(ReadFile(err).starts_with("bantay scan: " + open_sub + " is inside " + tree + " (" +
+                                        fs::canonical(open_sub).string() +
+                                        "); its entries are scanned once, under " + tree + "\n"))
+      << ReadFile(err);
+  chmod(locked.c_str(), 0755);
 }
 
 // The real binary, stopped by a real signal part-way, then resumed: the
