@@ -77,7 +77,10 @@ Options:
                     byte order, directories opened without updating their
                     access time where allowed); files that are not images
                     are skipped (symbolic links to directories are not
-                    followed)
+                    followed). Each file is hashed once: a PATH that is,
+                    resolved, inside a directory PATH or the same as an
+                    earlier PATH is hashed as part of that one, and standard
+                    error says so
   --dihedral        also print "pdq_dihedral": the hashes of the 8 rotations
                     and flips, in the order original, rotate90, rotate180,
                     rotate270, flipx, flipy, flip_plus1, flip_minus1
@@ -338,6 +341,7 @@ class HashRun {
           break;
         }
         case WalkEntry::Kind::kSpecial:  // not an image, never opened
+        case WalkEntry::Kind::kDuplicate:  // links are not followed: none
           break;
         case WalkEntry::Kind::kError:
           Fail(entry.path, entry.error.message());
@@ -383,6 +387,41 @@ class HashRun {
   fs::path root_;  // the directory being walked
   bool any_failed_ = false;
 };
+
+// The PATHs to hash. With -r each file is hashed once, as bantay scan
+// scans each entry once: a PATH that resolves (links followed) to the same
+// path as an earlier one, or to a path inside a directory PATH whose walk
+// gets down to it, is left out, and err says so; unless that walk would
+// not hash it (a file that is not an image, a FIFO: named, it gets its
+// error record). Without -r, every PATH is hashed as given.
+std::vector<std::string> PathsToHash(const HashCommandOptions& options,
+                                     std::ostream& err) {
+  if (!options.recursive) return options.paths;
+  std::vector<std::string> paths;
+  const std::vector<CoveredRoot> covered = CoveredRoots(options.paths);
+  auto walk_hashes = [](const CoveredRoot& c) {
+    std::error_code ec;
+    if (fs::is_directory(c.resolved, ec)) return true;
+    if (!fs::is_regular_file(c.resolved, ec)) return false;
+    Result<std::vector<uint8_t>> head = ReadFileHead(c.resolved, 16);
+    return head.ok() &&
+           models::DetectImageFormat(*head) != models::ImageFormat::kUnknown;
+  };
+  for (size_t i = 0, next = 0; i < options.paths.size(); ++i) {
+    if (next < covered.size() && covered[next].root == i) {
+      const CoveredRoot& c = covered[next++];
+      if (walk_hashes(c)) {
+        const std::string& by = options.paths[c.by];
+        err << "bantay hash: " << options.paths[i]
+            << (c.same ? " is the same as " : " is inside ") << by << " ("
+            << c.resolved << "); hashed once, under " << by << "\n";
+        continue;
+      }
+    }
+    paths.push_back(options.paths[i]);
+  }
+  return paths;
+}
 
 bool ParseDouble(std::string_view s, double* value) {
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *value);
@@ -446,7 +485,7 @@ int RunList(const HashCommandOptions& options, std::ostream& err) {
   }
   ListWriter writer(file.get(), err);
   HashRun run(options, writer);
-  for (const std::string& path : options.paths) run.Path(path);
+  for (const std::string& path : PathsToHash(options, err)) run.Path(path);
   const bool write_failed = writer.write_failed() || std::fclose(file.release()) != 0;
   if (write_failed) {
     err << "bantay hash: writing " << options.out_list << " failed\n";
@@ -584,7 +623,7 @@ int RunHashCommand(const std::vector<std::string>& args, std::ostream& out,
   }
   Printer printer(out, options.csv, options.hash.dihedral, options.hash.trim_borders);
   HashRun run(options, printer);
-  for (const std::string& path : options.paths) run.Path(path);
+  for (const std::string& path : PathsToHash(options, err)) run.Path(path);
   if (!FlushOutput(out, err, "hash")) return kExitUsage;
   return run.any_failed() ? kExitSomeFailed : kExitOk;
 }

@@ -138,9 +138,14 @@ Options:
   --dihedral        also match the 8 rotations and flips of each image
   --radius R        PDQ match distance, 0..64 (default 31)
   --follow-symlinks follow symbolic links (anywhere; loops are reported);
-                    by default links are reported with their target, not
-                    followed (reading a link's target may update the link's
-                    own access time: Linux has no O_NOATIME for links)
+                    each file and directory is then scanned once, under the
+                    first path that reaches it: one a link leads to again
+                    (or a link led to first) is skipped, and standard error
+                    names both paths (hard links reached without a symbolic
+                    link stay entries of their own); by default links are
+                    reported with their target, not followed (reading a
+                    link's target may update the link's own access time:
+                    Linux has no O_NOATIME for links)
   --max-files N     stop after N entries, as if interrupted
   --max-pixels N    refuse images and video frames declaring more pixels
                     (default 150000000), before decoding
@@ -297,6 +302,8 @@ class FileScanner {
         return r;
       case WalkEntry::Kind::kFile:
         break;
+      case WalkEntry::Kind::kDuplicate:  // never given a record
+        return Error(ErrorCode::kInternal, "a duplicate entry was scanned");
     }
     FileSignals signals;
     ScanFile(entry, std::move(opened), worker, &r, &signals);
@@ -652,6 +659,10 @@ class ScanRun {
     int64_t emitted = 0;
     WalkTrees(options_.walk_roots, {options_.follow_symlinks},
               [&](WalkEntry&& entry) {
+                if (entry.kind == WalkEntry::Kind::kDuplicate) {
+                  ReportDuplicate(entry);
+                  return true;
+                }
                 if (done_ != nullptr && done_->count(entry.path) != 0) {
                   return true;  // in the report already (--resume)
                 }
@@ -669,6 +680,21 @@ class ScanRun {
     walk_done_ = true;
     tasks_cv_.notify_all();
     results_cv_.notify_all();
+  }
+
+  // On standard error, as a PATH inside another is: an entry given already
+  // under another path (links followed) is not scanned again.
+  void ReportDuplicate(const WalkEntry& entry) {
+    std::lock_guard lock(mu_);
+    if (bar_shown_) err_ << "\r\033[K";
+    const std::string& first = entry.duplicate_of;
+    err_ << "bantay scan: " << entry.path
+         << (entry.duplicate_directory ? " is the same directory as "
+                                       : " is the same file as ")
+         << first << " (the same device and inode, through a symbolic link)"
+         << (entry.duplicate_directory ? "; its entries are scanned once, under "
+                                       : "; it is scanned once, as ")
+         << first << "\n";
   }
 
   // Opens the file for its worker and asks the kernel to start reading it

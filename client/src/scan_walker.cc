@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 
 namespace bantay::client {
@@ -40,10 +41,18 @@ std::string Join(const std::string& dir, const std::string& name) {
   return dir + "/" + name;
 }
 
-struct DirId {
+// A file or directory, by device and inode.
+struct FileId {
   dev_t dev;
   ino_t ino;
-  bool operator==(const DirId&) const = default;
+  bool operator==(const FileId&) const = default;
+};
+
+struct FileIdHash {
+  size_t operator()(const FileId& id) const {
+    return std::hash<uint64_t>()(static_cast<uint64_t>(id.ino) * 0x9e3779b97f4a7c15u ^
+                                 static_cast<uint64_t>(id.dev));
+  }
 };
 
 class Walker {
@@ -59,31 +68,35 @@ class Walker {
       // A dangling link named on the command line is still a link.
       struct stat lst;
       if (lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
-        return Entry(path, lst);
+        return Entry(path, lst, /*followed=*/false);
       }
       return Emit(ErrorEntry(path, ErrnoError(errno, "stat")));
     }
     struct stat lst;
-    if (!S_ISDIR(st.st_mode) && lstat(path.c_str(), &lst) == 0 &&
-        S_ISLNK(lst.st_mode)) {
+    const bool link = lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode);
+    if (!S_ISDIR(st.st_mode) && link) {
       WalkEntry e = NotDirectory(path, st);
       e.link_target = ReadLink(path);
       e.through_link = true;
+      if (const std::string* first = FileGivenBefore(e, st, /*via_link=*/true)) {
+        return Emit(Duplicate(path, *first, /*directory=*/false));
+      }
       return Emit(std::move(e));
     }
-    return Entry(path, st);
+    return Entry(path, st, link);
   }
 
  private:
-  // One entry whose stat (of the link itself, unless it is followed) is st.
-  bool Entry(const std::string& path, const struct stat& st) {
+  // One entry whose stat (of the link itself, unless it is followed) is st;
+  // `followed`: st is of a link's target.
+  bool Entry(const std::string& path, const struct stat& st, bool followed) {
     if (S_ISLNK(st.st_mode)) {
       if (options_.follow_symlinks) {
         struct stat target;
         if (stat(path.c_str(), &target) != 0) {
           return Emit(ErrorEntry(path, ErrnoError(errno, "follow link")));
         }
-        return Entry(path, target);
+        return Entry(path, target, /*followed=*/true);
       }
       WalkEntry e;
       e.kind = WalkEntry::Kind::kSymlink;
@@ -92,8 +105,41 @@ class Walker {
       e.link_target = ReadLink(path);
       return Emit(std::move(e));
     }
-    if (S_ISDIR(st.st_mode)) return Directory(path, {st.st_dev, st.st_ino});
-    return Emit(NotDirectory(path, st));
+    if (S_ISDIR(st.st_mode)) {
+      return Directory(path, {st.st_dev, st.st_ino}, followed);
+    }
+    WalkEntry e = NotDirectory(path, st);
+    if (const std::string* first =
+            FileGivenBefore(e, st, followed || links_on_path_ > 0)) {
+      return Emit(Duplicate(path, *first, /*directory=*/false));
+    }
+    return Emit(std::move(e));
+  }
+
+  // With links followed: the path under which the walk gave the file `e`
+  // (of stat st) already, when a link leads to it now or led to it then
+  // (the same file under a second name only through the link); null
+  // otherwise, and the file is remembered. Hard links reached without a
+  // symbolic link are entries of their own, as they are without following.
+  const std::string* FileGivenBefore(const WalkEntry& e, const struct stat& st,
+                                     bool via_link) {
+    if (!options_.follow_symlinks || e.kind != WalkEntry::Kind::kFile) {
+      return nullptr;
+    }
+    const auto [given, first] =
+        files_.try_emplace({st.st_dev, st.st_ino}, Given{e.path, via_link});
+    if (first || (!via_link && !given->second.via_link)) return nullptr;
+    return &given->second.path;
+  }
+
+  static WalkEntry Duplicate(const std::string& path, const std::string& first,
+                             bool directory) {
+    WalkEntry e;
+    e.kind = WalkEntry::Kind::kDuplicate;
+    e.path = path;
+    e.duplicate_of = first;
+    e.duplicate_directory = directory;
+    return e;
   }
 
   // A regular file or a special one (FIFO, socket, device) whose stat is st.
@@ -111,7 +157,8 @@ class Walker {
     return e;
   }
 
-  bool Directory(const std::string& path, DirId id) {
+  // `followed`: reached through a symbolic link.
+  bool Directory(const std::string& path, FileId id, bool followed) {
     if (std::find(ancestors_.begin(), ancestors_.end(), id) !=
         ancestors_.end()) {
       return Emit(ErrorEntry(
@@ -119,20 +166,31 @@ class Walker {
                       "symbolic link loop: leads back into a directory "
                       "being scanned")));
     }
+    // With links followed, a directory is walked once, under the first
+    // path that reaches it (it was walked already, or is being walked: a
+    // loop, reported above).
+    if (options_.follow_symlinks) {
+      const auto [walked, first] = directories_.try_emplace(id, path);
+      if (!first) {
+        return Emit(Duplicate(path, walked->second, /*directory=*/true));
+      }
+    }
     std::vector<Child> children;
     if (Status read = ReadDirectory(path, &children); !read.ok()) {
       return Emit(ErrorEntry(path, read.error()));
     }
     ancestors_.push_back(id);
+    links_on_path_ += followed ? 1 : 0;
     bool go_on = true;
     for (const Child& child : children) {
       const std::string child_path = Join(path, child.name);
       go_on = child.stat_errno != 0
                   ? Emit(ErrorEntry(child_path,
                                     ErrnoError(child.stat_errno, "stat")))
-                  : Entry(child_path, child.st);
+                  : Entry(child_path, child.st, /*followed=*/false);
       if (!go_on) break;
     }
+    links_on_path_ -= followed ? 1 : 0;
     ancestors_.pop_back();
     return go_on;
   }
@@ -206,9 +264,22 @@ class Walker {
 
   bool Emit(WalkEntry&& e) { return visit_(std::move(e)); }
 
+  // A file given, with links followed: under which path, and whether a
+  // symbolic link led to it.
+  struct Given {
+    std::string path;
+    bool via_link;
+  };
+
   const WalkOptions& options_;
   const std::function<bool(WalkEntry&&)>& visit_;
-  std::vector<DirId> ancestors_;
+  std::vector<FileId> ancestors_;
+  // How many of the directories being walked were reached through a link.
+  int links_on_path_ = 0;
+  // With links followed: the directories walked and the files given, by
+  // device and inode (a scan keeps them all: about 100 bytes a file).
+  std::unordered_map<FileId, std::string, FileIdHash> directories_;
+  std::unordered_map<FileId, Given, FileIdHash> files_;
 };
 
 }  // namespace

@@ -7,7 +7,8 @@
 // where the kernel allows it (the owner or root), entries are examined with
 // lstat-style calls, FIFOs and devices are never opened, and symbolic links
 // are reported rather than followed unless following is asked for; when it
-// is, a link back into a directory being walked is reported as a loop.
+// is, a link back into a directory being walked is reported as a loop, and
+// a file or directory that a link leads to is given once (see kDuplicate).
 #ifndef BANTAY_CLIENT_SCAN_WALKER_H_
 #define BANTAY_CLIENT_SCAN_WALKER_H_
 
@@ -30,6 +31,10 @@ struct WalkEntry {
     kSpecial,   // FIFO, socket, device: never opened
     kError,     // an entry that could not be examined or a directory that
                 // could not be read, or a loop
+    kDuplicate,  // with links followed: a file or directory given already
+                 // under another path (duplicate_of), the same by device
+                 // and inode, and a symbolic link led to one of the two;
+                 // not to be scanned again (nor a directory's entries)
   };
   Kind kind = Kind::kFile;
   std::string path;
@@ -40,6 +45,8 @@ struct WalkEntry {
   std::string link_target;
   bool through_link = false;  // that link: to be followed when opened
   Error error{ErrorCode::kInternal, ""};  // kError
+  std::string duplicate_of;          // kDuplicate: the path it was given as
+  bool duplicate_directory = false;  // kDuplicate: a directory (else a file)
 };
 
 struct WalkOptions {
@@ -50,6 +57,8 @@ struct WalkOptions {
 // the command line are followed even when they are links (the user named
 // them), to a file as to a directory; a file reached so has the link's
 // target in link_target. The walk stops early when visit returns false.
+// With follow_symlinks, files and directories are given once over all the
+// roots (kDuplicate for the others), which takes memory for every file.
 void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options,
                const std::function<bool(WalkEntry&&)>& visit);
 

@@ -182,6 +182,51 @@ TEST(HashCommandTest, RecursiveWalkHashesImagesInNameOrderAndSkipsOthers) {
 // A walk does not follow links: a link to a file (here to an image outside
 // the tree) is an error record, its target not hashed; a link to a
 // directory is skipped, as before.
+// With -r each file is hashed once: a PATH given twice, or inside a
+// directory PATH, is hashed as part of that one (standard error says so),
+// unless the walk would not hash it (a file that is not an image keeps its
+// error line). Without -r, every PATH is hashed as given.
+TEST(HashCommandTest, RecursiveWalkHashesEachFileOnce) {
+  TempDir dir;
+  const std::string root = dir.path() + "/d";
+  const std::string a = dir.Write("d/a.png", Encode(MakePattern(64, 48), ".png"));
+  const std::string b = dir.Write("d/sub/b.png", Encode(MakePattern(48, 64), ".png"));
+  const std::string notes = dir.Write("d/notes.txt", {'n'});
+  const std::string resolved = std::filesystem::canonical(root).string();
+  auto paths = [](const CliRun& run) {
+    std::vector<std::string> out;
+    for (const json::object& line : run.lines) out.emplace_back(line.at("path").as_string());
+    return out;
+  };
+  CliRun run = Hash({"-r", root, root});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(paths(run), (std::vector<std::string>{a, b}));
+  EXPECT_EQ(run.err, "bantay hash: " + root + " is the same as " + root + " (" + resolved +
+                         "); hashed once, under " + root + "\n");
+
+  run = Hash({"-r", root + "/sub", root, a, notes});
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  EXPECT_EQ(paths(run), (std::vector<std::string>{a, b, notes}));
+  EXPECT_TRUE(run.lines[2].contains("error")) << run.out;
+  EXPECT_EQ(run.err, "bantay hash: " + root + "/sub is inside " + root + " (" + resolved +
+                         "/sub); hashed once, under " + root + "\n" + "bantay hash: " + a +
+                         " is inside " + root + " (" + resolved + "/a.png); hashed once, under " +
+                         root + "\n");
+
+  const std::string list = dir.path() + "/list.txt";
+  run = Hash({"-r", root, root, "--out", list});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  std::ifstream written(list);
+  const std::string text((std::istreambuf_iterator<char>(written)),
+                         std::istreambuf_iterator<char>());
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+
+  run = Hash({a, a});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(paths(run), (std::vector<std::string>{a, a}));
+  EXPECT_EQ(run.err, "");
+}
+
 TEST(HashCommandTest, RecursiveWalkReportsLinksToFilesWithoutFollowingThem) {
   TempDir dir, outside;
   const std::string target = outside.Write("photo.jpg", bantay::testing::ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"));

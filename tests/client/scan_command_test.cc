@@ -498,6 +498,83 @@ TEST_F(ScanCommandTest, FollowingLinksReportsTheLoop) {
   }
 }
 
+// With links followed, a file or directory that a link leads to is scanned
+// once, under the first path that reaches it, whichever PATH the link is in
+// (as overlapping PATHs are), and standard error names both paths; hard
+// links reached without a symbolic link stay entries of their own.
+TEST_F(ScanCommandTest, FollowingLinksScansEachFileAndDirectoryOnce) {
+  const std::string b = tree_.Path("b");
+  const std::string other = tree_.dir() + "/other";
+  ASSERT_EQ(mkdir(other.c_str(), 0755), 0);
+  ASSERT_EQ(symlink(tree_.Path("b/c.dat").c_str(), (other + "/to-c.dat").c_str()), 0);
+  ASSERT_EQ(symlink(tree_.Path("b/deeper").c_str(), (other + "/to-deeper").c_str()), 0);
+  ASSERT_EQ(link(tree_.Path("b/c.dat").c_str(), tree_.Path("b/hard.dat").c_str()), 0);
+  auto same_file = [](const std::string& path, const std::string& first) {
+    return "bantay scan: " + path + " is the same file as " + first +
+           " (the same device and inode, through a symbolic link); it is scanned once, as " +
+           first + "\n";
+  };
+  auto same_directory = [](const std::string& path, const std::string& first) {
+    return "bantay scan: " + path + " is the same directory as " + first +
+           " (the same device and inode, through a symbolic link); its entries are scanned "
+           "once, under " +
+           first + "\n";
+  };
+  auto paths = [](const CliRun& run) {
+    std::vector<std::string> out;
+    for (const json::object& line : JsonLines(run.out)) {
+      out.emplace_back(line.at("path").as_string());
+      EXPECT_NE(line.at("verdict").as_string(), "error") << json::serialize(line);
+    }
+    return out;
+  };
+  CliRun run = Scan({b, other, "--index", tree_.list(), "--follow-symlinks", "--progress", "none"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(paths(run), (std::vector<std::string>{tree_.Path("b/c.dat"),
+                                                  tree_.Path("b/deeper/pattern.png"),
+                                                  tree_.Path("b/hard.dat")}));
+  EXPECT_TRUE(run.err.starts_with(
+      same_file(other + "/to-c.dat", tree_.Path("b/c.dat")) +
+      same_directory(other + "/to-deeper", tree_.Path("b/deeper")) + "bantay scan: 3 entries ("))
+      << run.err;
+
+  // The link first: the entries get the paths through it, and the files
+  // reached without a link afterwards (the hard link too: a symbolic link
+  // led to that file first) are the ones left out.
+  run = Scan({other, b, "--index", tree_.list(), "--follow-symlinks", "--progress", "none"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(paths(run), (std::vector<std::string>{other + "/to-c.dat",
+                                                  other + "/to-deeper/pattern.png"}));
+  EXPECT_TRUE(run.err.starts_with(same_file(tree_.Path("b/c.dat"), other + "/to-c.dat") +
+                                  same_directory(tree_.Path("b/deeper"), other + "/to-deeper") +
+                                  same_file(tree_.Path("b/hard.dat"), other + "/to-c.dat") +
+                                  "bantay scan: 2 entries ("))
+      << run.err;
+  // Stopped after the first entry and resumed: the same entries.
+  const std::string whole = tree_.dir() + "/whole.jsonl";
+  const std::string parts = tree_.dir() + "/parts.jsonl";
+  Scan({other, b, "--index", tree_.list(), "--follow-symlinks", "--report", whole,
+        "--progress", "none"});
+  EXPECT_EQ(Scan({other, b, "--index", tree_.list(), "--follow-symlinks", "--report", parts,
+                  "--max-files", "1", "--progress", "none"})
+                .status,
+            3);
+  CliRun rest = Scan({other, b, "--index", tree_.list(), "--follow-symlinks", "--report",
+                      parts, "--resume", "--progress", "none"});
+  EXPECT_EQ(rest.status, kExitOk) << rest.err;
+  EXPECT_EQ(SameScan(ReadFile(parts)), SameScan(ReadFile(whole)));
+  EXPECT_EQ(JsonLines(ReadFile(parts)).size(), 2u);
+
+  // Without following, the links are entries of their own, as before.
+  run = Scan({b, other, "--index", tree_.list(), "--progress", "none"});
+  EXPECT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_EQ(paths(run),
+            (std::vector<std::string>{tree_.Path("b/c.dat"), tree_.Path("b/deeper/pattern.png"),
+                                      tree_.Path("b/hard.dat"), other + "/to-c.dat",
+                                      other + "/to-deeper"}));
+  EXPECT_TRUE(run.err.starts_with("bantay scan: 5 entries (")) << run.err;
+}
+
 TEST_F(ScanCommandTest, LinkToAFileOutsideTheTreeIsNotFollowed) {
   TempDir outside;
   const std::string target = outside.Write(
