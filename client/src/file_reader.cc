@@ -52,10 +52,12 @@ Result<int> OpenReadOnly(const std::string& path) {
   return fd;
 }
 
+// Reads [0, n) or up to the end of the file.
 Result<size_t> ReadAll(int fd, uint8_t* data, size_t n) {
   size_t done = 0;
   while (done < n) {
-    const ssize_t got = read(fd, data + done, n - done);
+    const ssize_t got =
+        pread(fd, data + done, n - done, static_cast<off_t>(done));
     if (got < 0) {
       if (errno == EINTR) continue;
       return ErrnoError(errno, "read");
@@ -73,8 +75,12 @@ Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path,
   Result<int> opened = OpenReadOnly(path);
   if (!opened.ok()) return opened.error();
   Fd fd(*opened);
+  return ReadWholeOpenFile(fd.get(), max_bytes);
+}
+
+Result<std::vector<uint8_t>> ReadWholeOpenFile(int fd, int64_t max_bytes) {
   struct stat st;
-  if (fstat(fd.get(), &st) != 0) return ErrnoError(errno, "stat");
+  if (fstat(fd, &st) != 0) return ErrnoError(errno, "stat");
   if (S_ISDIR(st.st_mode)) return ErrnoError(EISDIR, "open");
   if (!S_ISREG(st.st_mode)) {
     return Error(ErrorCode::kInvalidArgument, "not a regular file");
@@ -85,7 +91,7 @@ Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path,
                      " bytes, over the limit of " + std::to_string(max_bytes));
   }
   std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
-  Result<size_t> got = ReadAll(fd.get(), data.data(), data.size());
+  Result<size_t> got = ReadAll(fd, data.data(), data.size());
   if (!got.ok()) return got.error();
   // A file that shrank while being read is taken as it now is.
   data.resize(*got);
@@ -96,8 +102,12 @@ Result<std::vector<uint8_t>> ReadFileHead(const std::string& path, size_t n) {
   Result<int> opened = OpenReadOnly(path);
   if (!opened.ok()) return opened.error();
   Fd fd(*opened);
+  return ReadOpenFileHead(fd.get(), n);
+}
+
+Result<std::vector<uint8_t>> ReadOpenFileHead(int fd, size_t n) {
   std::vector<uint8_t> data(n);
-  Result<size_t> got = ReadAll(fd.get(), data.data(), n);
+  Result<size_t> got = ReadAll(fd, data.data(), n);
   if (!got.ok()) return got.error();
   data.resize(*got);
   return data;

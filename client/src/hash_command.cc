@@ -77,10 +77,12 @@ Options:
                     byte order, directories opened without updating their
                     access time where allowed); files that are not images
                     are skipped (symbolic links to directories are not
-                    followed). Each file is hashed once: a PATH that is,
-                    resolved, inside a directory PATH or the same as an
-                    earlier PATH is hashed as part of that one, and standard
-                    error says so
+                    followed; a file is opened where the walk examined it
+                    and checked: one replaced since is an error line,
+                    "changed during the scan: ..."). Each file is hashed
+                    once: a PATH that is, resolved, inside a directory PATH
+                    or the same as an earlier PATH is hashed as part of that
+                    one, and standard error says so
   --dihedral        also print "pdq_dihedral": the hashes of the 8 rotations
                     and flips, in the order original, rotate90, rotate180,
                     rotate270, flipx, flipy, flip_plus1, flip_minus1
@@ -311,7 +313,7 @@ class HashRun {
     } else if (!fs::is_regular_file(st)) {
       Fail(path, kNotRegular);
     } else {
-      File(path, /*from_walk=*/false);
+      File(path);
     }
   }
 
@@ -326,7 +328,7 @@ class HashRun {
     WalkTrees({dir}, WalkOptions{}, [this](WalkEntry&& entry) {
       switch (entry.kind) {
         case WalkEntry::Kind::kFile:
-          File(entry.path, /*from_walk=*/true);
+          WalkFile(entry);
           break;
         case WalkEntry::Kind::kSymlink: {
           // Links are not followed (their targets may be outside the
@@ -351,17 +353,32 @@ class HashRun {
     });
   }
 
-  void File(const std::string& path, bool from_walk) {
-    if (from_walk) {
-      // Only files whose content is an image are hashed in a walk; the rest
-      // of a tree (documents, archives) is not an error.
-      Result<std::vector<uint8_t>> head = ReadFileHead(path, 16);
-      if (head.ok() &&
-          models::DetectImageFormat(*head) == models::ImageFormat::kUnknown) {
-        return;
-      }
+  // A file of the walk, opened where the walk examined it (relative to
+  // its directory, checked to be that file: a link or another file put in
+  // its place since is an error line, not hashed). Only files whose
+  // content is an image are hashed; the rest of a tree (documents,
+  // archives) is not an error.
+  void WalkFile(const WalkEntry& entry) {
+    Result<Fd> fd = OpenWalkEntry(entry);
+    if (!fd.ok()) {
+      Fail(entry.path, fd.error().message());
+      return;
     }
-    Result<std::vector<uint8_t>> bytes = ReadWholeFile(path);
+    Result<std::vector<uint8_t>> head = ReadOpenFileHead(fd->get(), 16);
+    if (head.ok() &&
+        models::DetectImageFormat(*head) == models::ImageFormat::kUnknown) {
+      return;
+    }
+    Hash(entry.path,
+         fs::path(entry.path).lexically_relative(root_).generic_string(),
+         ReadWholeOpenFile(fd->get()));
+  }
+
+  // A file named as a PATH (a link named so is followed).
+  void File(const std::string& path) { Hash(path, path, ReadWholeFile(path)); }
+
+  void Hash(const std::string& path, const std::string& reference,
+            const Result<std::vector<uint8_t>>& bytes) {
     if (!bytes.ok()) {
       Fail(path, bytes.error().message());
       return;
@@ -371,8 +388,6 @@ class HashRun {
       Fail(path, hashes.error().message());
       return;
     }
-    const std::string reference =
-        from_walk ? fs::path(path).lexically_relative(root_).generic_string() : path;
     sink_.Hashed(path, reference, *hashes);
   }
 

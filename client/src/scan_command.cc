@@ -7,6 +7,8 @@
 //
 // Evidence is never modified: files are opened read-only with O_NOATIME
 // where allowed, and nothing of them is written anywhere but their hashes.
+// What is read is what the walk examined: each file is opened by the walk,
+// relative to its directory, and checked (OpenWalkEntry).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -82,11 +84,15 @@ byte order), as JSON lines (default, to standard output or --report FILE):
 kind is image, video, other, symlink, special or unknown; verdict is match,
 no_match, skipped (links and special files, which are never opened) or error
 (with "error":{"code","message"}); a file that is damaged still gets its MD5
-and SHA-256 checked. Videos add frames_hashed, frames_matched, duration, and
-per match the number of frames and the first matching time. A path that is
-not UTF-8 has U+FFFD for its bad bytes and follows as "path_hex", its exact
-bytes in hex. With --csv FILE the same fields are CSV columns (several
-matches joined with |), path_hex the last (empty for a UTF-8 path).
+and SHA-256 checked. A file is opened relative to the directory the walk
+listed and checked to be the file the walk examined (device and inode): one
+replaced since (by another file, or a link to elsewhere; or its directory
+by another) is an error record, "changed during the scan: ...", not read.
+Videos add frames_hashed, frames_matched, duration, and per match the number
+of frames and the first matching time. A path that is not UTF-8 has U+FFFD
+for its bad bytes and follows as "path_hex", its exact bytes in hex. With
+--csv FILE the same fields are CSV columns (several matches joined with |),
+path_hex the last (empty for a UTF-8 path).
 
 Provenance records, which have a "record" member (entry records never do),
 frame the entries: the first record is
@@ -198,42 +204,9 @@ Error ErrnoError(int err, const std::string& what) {
   }
 }
 
-// An open descriptor (or none, -1), closed with its owner.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      if (fd_ >= 0) close(fd_);
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_ = -1;
-};
-
-// Read-only, never following a link put in place of the file since the walk
-// (unless links are followed), never blocking on a FIFO put there, without
-// access-time updates where the kernel allows it (the file's owner or root).
 std::function<void(const std::string&)>& AfterReadHook() {
   static std::function<void(const std::string&)> hook;
   return hook;
-}
-
-int OpenEvidence(const std::string& path, bool follow_symlinks) {
-  const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK |
-                    (follow_symlinks ? 0 : O_NOFOLLOW);
-  int fd = open(path.c_str(), flags | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = open(path.c_str(), flags);
-  return fd;
 }
 
 // Reads [offset, offset + n) or up to the end of the file.
@@ -276,11 +249,12 @@ class FileScanner {
   FileScanner(const ScanOptions& options, ScanMatcher* matcher)
       : options_(options), matcher_(matcher) {}
 
-  // The record of one walk entry; `opened` is the file already opened by
-  // the walk (OpenEvidence), or no descriptor to open it here. An error
-  // return ends the scan.
-  Result<ScanRecord> Scan(const WalkEntry& entry, Fd opened, Worker& worker,
-                          int index) {
+  // The record of one walk entry; for a file, `opened` is the file opened
+  // by the walk (OpenWalkEntry), or no descriptor and the error that gave.
+  // An error return ends the scan.
+  Result<ScanRecord> Scan(const WalkEntry& entry, Fd opened,
+                          const std::optional<Error>& open_error,
+                          Worker& worker, int index) {
     ScanRecord r;
     r.path = entry.path;
     switch (entry.kind) {
@@ -306,7 +280,7 @@ class FileScanner {
         return Error(ErrorCode::kInternal, "a duplicate entry was scanned");
     }
     FileSignals signals;
-    ScanFile(entry, std::move(opened), worker, &r, &signals);
+    ScanFile(entry, std::move(opened), open_error, worker, &r, &signals);
     if (!signals.has_digests && signals.pdq.empty()) return r;
     Result<FileMatches> matched = matcher_->Match(signals, index);
     if (!matched.ok()) return matched.error();
@@ -316,20 +290,17 @@ class FileScanner {
   }
 
  private:
-  void ScanFile(const WalkEntry& entry, Fd fd, Worker& worker, ScanRecord* r,
-                FileSignals* signals) {
+  void ScanFile(const WalkEntry& entry, Fd fd,
+                const std::optional<Error>& open_error, Worker& worker,
+                ScanRecord* r, FileSignals* signals) {
     r->kind = "unknown";
     r->size = entry.size;
     r->mtime_ns = entry.mtime_ns;
     r->link_target = entry.link_target;
     if (fd.get() < 0) {
-      const int raw_fd = OpenEvidence(
-          entry.path, options_.follow_symlinks || entry.through_link);
-      if (raw_fd < 0) {
-        r->error = ErrnoError(errno, "open");
-        return;
-      }
-      fd = Fd(raw_fd);
+      r->error = open_error.value_or(
+          Error(ErrorCode::kInternal, "the file was not opened"));
+      return;
     }
     struct stat st;
     if (fstat(fd.get(), &st) != 0) {
@@ -416,7 +387,7 @@ class FileScanner {
     SetDigests(*signals, r);
     if (r->kind == "video") {
       if (options_.videos) {
-        ScanVideo(entry.path, r, signals);
+        ScanVideo(entry.path, fd, r, signals);
       } else {
         r->note = "video frames not hashed (--videos hashes them)";
       }
@@ -510,13 +481,24 @@ class FileScanner {
     return {};
   }
 
-  void ScanVideo(const std::string& path, ScanRecord* r, FileSignals* signals) {
+  // fd: the file the walk examined, open. The decoder opens a path: the
+  // descriptor's own (/proc/self/fd/N reopens that very file), not the
+  // path of the entry, which may lead elsewhere by now.
+  void ScanVideo(const std::string& path, int fd, ScanRecord* r,
+                 FileSignals* signals) {
     models::VideoHashOptions video;
     video.seconds_per_hash = options_.every;
     video.max_pixels_per_frame = options_.max_pixels;
-    Result<models::VideoHashes> hashed = models::HashVideoFile(path, video);
+    std::string opened = "/proc/self/fd/" + std::to_string(fd);
+    if (access(opened.c_str(), F_OK) != 0) opened = path;  // no /proc
+    Result<models::VideoHashes> hashed = models::HashVideoFile(opened, video);
     if (!hashed.ok()) {
-      r->error = hashed.error();
+      // Its messages name the path it opened.
+      const std::string& message = hashed.error().message();
+      r->error = message.starts_with(opened)
+                     ? Error(hashed.error().code(),
+                             path + message.substr(opened.size()))
+                     : hashed.error();
       return;
     }
     r->width = hashed->width;
@@ -638,7 +620,8 @@ class ScanRun {
   struct Task {
     uint64_t seq;
     WalkEntry entry;
-    Fd fd;  // opened by the walk, or none
+    Fd fd;  // a file opened by the walk, or none
+    std::optional<Error> open_error;  // why a file has none
   };
 
   // A finished entry waiting for its turn in the report.
@@ -673,8 +656,17 @@ class ScanRun {
                 }
                 ++emitted;
                 Fd fd;
-                if (entry.kind == WalkEntry::Kind::kFile) fd = Prefetch(entry);
-                return Push(std::move(entry), std::move(fd));
+                std::optional<Error> open_error;
+                if (entry.kind == WalkEntry::Kind::kFile) {
+                  Result<Fd> opened = Prefetch(entry);
+                  if (opened.ok()) {
+                    fd = std::move(*opened);
+                  } else {
+                    open_error = opened.error();
+                  }
+                }
+                return Push(std::move(entry), std::move(fd),
+                            std::move(open_error));
               });
     std::lock_guard lock(mu_);
     walk_done_ = true;
@@ -697,18 +689,20 @@ class ScanRun {
          << first << "\n";
   }
 
-  // Opens the file for its worker and asks the kernel to start reading it
-  // while the workers are busy with the ones before it (I/O overlapped with
-  // hashing on slow disks). Opening it here rather than in the worker
-  // costs nothing more; a file that cannot be opened here is opened (and
-  // its error reported) by the worker.
-  Fd Prefetch(const WalkEntry& entry) const {
-    const int fd = OpenEvidence(entry.path,
-                                options_.follow_symlinks || entry.through_link);
-    if (fd < 0) return Fd();
-    posix_fadvise(fd, 0, static_cast<off_t>(std::min(entry.size, kPrefetchBytes)),
-                  POSIX_FADV_WILLNEED);
-    return Fd(fd);
+  // Opens the file for its worker, where it must be opened: in the walk,
+  // relative to its directory, checked to be the file the walk examined
+  // (OpenWalkEntry); and asks the kernel to start reading it while the
+  // workers are busy with the ones before it (I/O overlapped with hashing
+  // on slow disks). A file that cannot be opened gets the error in its
+  // record.
+  static Result<Fd> Prefetch(const WalkEntry& entry) {
+    Result<Fd> opened = OpenWalkEntry(entry);
+    if (opened.ok()) {
+      posix_fadvise(opened->get(), 0,
+                    static_cast<off_t>(std::min(entry.size, kPrefetchBytes)),
+                    POSIX_FADV_WILLNEED);
+    }
+    return opened;
   }
 
   bool Room() const {  // requires mu_
@@ -728,7 +722,7 @@ class ScanRun {
     if (walker_waiting_ && RoomToResume()) space_cv_.notify_one();
   }
 
-  bool Push(WalkEntry&& entry, Fd fd) {
+  bool Push(WalkEntry&& entry, Fd fd, std::optional<Error> open_error) {
     std::unique_lock lock(mu_);
     if (!stopping_ && !Room()) {
       walker_waiting_ = true;
@@ -739,7 +733,8 @@ class ScanRun {
     total_.entries += 1;
     total_.bytes += entry.size;
     queued_bytes_ += entry.size;
-    tasks_.push_back({next_seq_++, std::move(entry), std::move(fd)});
+    tasks_.push_back({next_seq_++, std::move(entry), std::move(fd),
+                      std::move(open_error)});
     tasks_cv_.notify_one();
     return true;
   }
@@ -762,8 +757,8 @@ class ScanRun {
         queued_bytes_ -= task.entry.size;
         WakeWalkerIfRoom();
       }
-      Result<ScanRecord> record =
-          scanner_.Scan(task.entry, std::move(task.fd), worker, index);
+      Result<ScanRecord> record = scanner_.Scan(
+          task.entry, std::move(task.fd), task.open_error, worker, index);
       if (!record.ok()) {
         std::lock_guard lock(mu_);
         if (!fatal_) {

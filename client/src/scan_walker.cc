@@ -9,9 +9,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
+
+#include "scan_testing.h"
 
 namespace bantay::client {
 namespace {
@@ -55,6 +59,15 @@ struct FileIdHash {
   }
 };
 
+Error Changed(std::string_view what) {
+  return Error(ErrorCode::kIo, "changed during the scan: " + std::string(what));
+}
+
+std::function<void(const std::string&)>& WalkOpenHook() {
+  static std::function<void(const std::string&)> hook;
+  return hook;
+}
+
 class Walker {
  public:
   Walker(const WalkOptions& options,
@@ -63,52 +76,51 @@ class Walker {
 
   // Returns false when the walk was stopped.
   bool Root(const std::string& path) {
+    dir_fd_ = AT_FDCWD;
     struct stat st;
     if (stat(path.c_str(), &st) != 0) {
+      const int err = errno;
       // A dangling link named on the command line is still a link.
       struct stat lst;
       if (lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
-        return Entry(path, lst, /*followed=*/false);
+        if (options_.follow_symlinks) {
+          return Emit(ErrorEntry(path, ErrnoError(err, "follow link")));
+        }
+        return Entry(path, path, lst, /*followed=*/false);
       }
-      return Emit(ErrorEntry(path, ErrnoError(errno, "stat")));
+      return Emit(ErrorEntry(path, ErrnoError(err, "stat")));
     }
     struct stat lst;
     const bool link = lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode);
     if (!S_ISDIR(st.st_mode) && link) {
-      WalkEntry e = NotDirectory(path, st);
-      e.link_target = ReadLink(path);
-      e.through_link = true;
+      WalkEntry e = NotDirectory(path, path, st, /*followed=*/true);
+      e.link_target = ReadLink(AT_FDCWD, path);
       if (const std::string* first = FileGivenBefore(e, st, /*via_link=*/true)) {
         return Emit(Duplicate(path, *first, /*directory=*/false));
       }
       return Emit(std::move(e));
     }
-    return Entry(path, st, link);
+    return Entry(path, path, st, link);
   }
 
  private:
-  // One entry whose stat (of the link itself, unless it is followed) is st;
-  // `followed`: st is of a link's target.
-  bool Entry(const std::string& path, const struct stat& st, bool followed) {
+  // One entry that is not a directory, `name` in the directory dir_fd_
+  // (open), whose stat is st: of the link itself, unless `followed` (st is
+  // then of its target).
+  bool Entry(const std::string& path, const std::string& name,
+             const struct stat& st, bool followed) {
+    if (S_ISDIR(st.st_mode)) {
+      return Directory(path, {st.st_dev, st.st_ino}, followed);
+    }
     if (S_ISLNK(st.st_mode)) {
-      if (options_.follow_symlinks) {
-        struct stat target;
-        if (stat(path.c_str(), &target) != 0) {
-          return Emit(ErrorEntry(path, ErrnoError(errno, "follow link")));
-        }
-        return Entry(path, target, /*followed=*/true);
-      }
       WalkEntry e;
       e.kind = WalkEntry::Kind::kSymlink;
       e.path = path;
       e.mtime_ns = MtimeNs(st);
-      e.link_target = ReadLink(path);
+      e.link_target = ReadLink(dir_fd_, name);
       return Emit(std::move(e));
     }
-    if (S_ISDIR(st.st_mode)) {
-      return Directory(path, {st.st_dev, st.st_ino}, followed);
-    }
-    WalkEntry e = NotDirectory(path, st);
+    WalkEntry e = NotDirectory(path, name, st, followed);
     if (const std::string* first =
             FileGivenBefore(e, st, followed || links_on_path_ > 0)) {
       return Emit(Duplicate(path, *first, /*directory=*/false));
@@ -142,15 +154,21 @@ class Walker {
     return e;
   }
 
-  // A regular file or a special one (FIFO, socket, device) whose stat is st.
-  static WalkEntry NotDirectory(const std::string& path,
-                                const struct stat& st) {
+  // A regular file or a special one (FIFO, socket, device) whose stat is
+  // st, `name` in the directory dir_fd_; `followed`: through a link.
+  WalkEntry NotDirectory(const std::string& path, const std::string& name,
+                         const struct stat& st, bool followed) const {
     WalkEntry e;
     e.path = path;
     e.mtime_ns = MtimeNs(st);
+    e.through_link = followed;
     if (S_ISREG(st.st_mode)) {
       e.kind = WalkEntry::Kind::kFile;
       e.size = st.st_size;
+      e.dir_fd = dir_fd_;
+      e.name = name;
+      e.dev = st.st_dev;
+      e.ino = st.st_ino;
     } else {
       e.kind = WalkEntry::Kind::kSpecial;
     }
@@ -175,8 +193,11 @@ class Walker {
         return Emit(Duplicate(path, walked->second, /*directory=*/true));
       }
     }
+    Result<Fd> opened = OpenDirectory(path, id);
+    if (!opened.ok()) return Emit(ErrorEntry(path, opened.error()));
+    Fd dir = std::move(*opened);
     std::vector<Child> children;
-    if (Status read = ReadDirectory(path, &children); !read.ok()) {
+    if (Status read = ReadDirectory(dir.get(), &children); !read.ok()) {
       return Emit(ErrorEntry(path, read.error()));
     }
     ancestors_.push_back(id);
@@ -184,10 +205,36 @@ class Walker {
     bool go_on = true;
     for (const Child& child : children) {
       const std::string child_path = Join(path, child.name);
-      go_on = child.stat_errno != 0
-                  ? Emit(ErrorEntry(child_path,
-                                    ErrnoError(child.stat_errno, "stat")))
-                  : Entry(child_path, child.st, /*followed=*/false);
+      if (child.stat_errno != 0) {
+        go_on = Emit(ErrorEntry(child_path, ErrnoError(child.stat_errno, "stat")));
+        if (!go_on) break;
+        continue;
+      }
+      // A subdirectory closed this one (a deep tree holds one descriptor
+      // at a time): it is opened again, and checked, for an entry after
+      // that is not a directory (a file's open, a link's text or target).
+      if (dir.get() < 0 && !S_ISDIR(child.st.st_mode)) {
+        Result<Fd> again = OpenDirectory(path, id);
+        if (!again.ok()) {
+          go_on = Emit(ErrorEntry(child_path, again.error()));
+          if (!go_on) break;
+          continue;
+        }
+        dir = std::move(*again);
+      }
+      struct stat st = child.st;
+      bool link_followed = false;
+      if (S_ISLNK(st.st_mode) && options_.follow_symlinks) {
+        if (fstatat(dir.get(), child.name.c_str(), &st, 0) != 0) {
+          go_on = Emit(ErrorEntry(child_path, ErrnoError(errno, "follow link")));
+          if (!go_on) break;
+          continue;
+        }
+        link_followed = true;
+      }
+      if (S_ISDIR(st.st_mode)) dir = Fd();
+      dir_fd_ = dir.get();
+      go_on = Entry(child_path, child.name, st, link_followed);
       if (!go_on) break;
     }
     links_on_path_ -= followed ? 1 : 0;
@@ -195,22 +242,37 @@ class Walker {
     return go_on;
   }
 
-  // The entries of a directory with their lstat, sorted by name. The
-  // directory is closed before any child is visited, so that a deep tree
-  // holds one descriptor at a time.
+  // The directory at `path`, checked to be the one the walk examined
+  // there: one put in its place since (a link to elsewhere, another
+  // directory) is not walked.
+  static Result<Fd> OpenDirectory(const std::string& path, FileId id) {
+    int fd = open(path.c_str(),
+                  O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) {
+      fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (fd < 0) return ErrnoError(errno, "open directory");
+    Fd dir(fd);
+    struct stat st;
+    if (fstat(dir.get(), &st) != 0) return ErrnoError(errno, "stat");
+    if (st.st_dev != id.dev || st.st_ino != id.ino) {
+      return Changed(
+          "another directory is in its place since the walk examined it "
+          "(device and inode differ); not walked");
+    }
+    return dir;
+  }
+
+  // The entries of a directory with their lstat, sorted by name.
   struct Child {
     std::string name;
     struct stat st;
     int stat_errno;
   };
 
-  static Status ReadDirectory(const std::string& path,
-                              std::vector<Child>* children) {
-    int fd = open(path.c_str(),
-                  O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
-    if (fd < 0 && errno == EPERM) {
-      fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    }
+  static Status ReadDirectory(int dir_fd, std::vector<Child>* children) {
+    // The listing has a descriptor of its own, closed after it.
+    const int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return ErrnoError(errno, "open directory");
     DIR* dir = fdopendir(fd);
     if (dir == nullptr) {
@@ -226,29 +288,26 @@ class Walker {
       errno = 0;
     }
     const int read_errno = errno;
-    std::sort(names.begin(), names.end());
-    Status result;
-    if (read_errno != 0) {
-      result = ErrnoError(read_errno, "read directory");
-    } else {
-      for (std::string& name : names) {
-        Child child{std::move(name), {}, 0};
-        if (fstatat(dirfd(dir), child.name.c_str(), &child.st,
-                    AT_SYMLINK_NOFOLLOW) != 0) {
-          // Vanished since it was listed: not an entry any more.
-          if (errno == ENOENT) continue;
-          child.stat_errno = errno;
-        }
-        children->push_back(std::move(child));
-      }
-    }
     closedir(dir);
-    return result;
+    std::sort(names.begin(), names.end());
+    if (read_errno != 0) return ErrnoError(read_errno, "read directory");
+    for (std::string& name : names) {
+      Child child{std::move(name), {}, 0};
+      if (fstatat(dir_fd, child.name.c_str(), &child.st,
+                  AT_SYMLINK_NOFOLLOW) != 0) {
+        // Vanished since it was listed: not an entry any more.
+        if (errno == ENOENT) continue;
+        child.stat_errno = errno;
+      }
+      children->push_back(std::move(child));
+    }
+    return {};
   }
 
-  static std::string ReadLink(const std::string& path) {
+  static std::string ReadLink(int dir_fd, const std::string& name) {
     std::string target(4096, '\0');
-    const ssize_t n = readlink(path.c_str(), target.data(), target.size());
+    const ssize_t n =
+        readlinkat(dir_fd, name.c_str(), target.data(), target.size());
     if (n < 0) return "";
     target.resize(static_cast<size_t>(n));
     return target;
@@ -274,6 +333,8 @@ class Walker {
   const WalkOptions& options_;
   const std::function<bool(WalkEntry&&)>& visit_;
   std::vector<FileId> ancestors_;
+  // The directory of the entries given now (AT_FDCWD for a root's).
+  int dir_fd_ = AT_FDCWD;
   // How many of the directories being walked were reached through a link.
   int links_on_path_ = 0;
   // With links followed: the directories walked and the files given, by
@@ -358,6 +419,44 @@ std::vector<CoveredRoot> CoveredRoots(const std::vector<std::string>& roots) {
         {i, by, *resolved[i] == *resolved[by], resolved[i]->string()});
   }
   return out;
+}
+
+Result<Fd> OpenWalkEntry(const WalkEntry& entry) {
+  if (WalkOpenHook()) WalkOpenHook()(entry.path);
+  const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK |
+                    (entry.through_link ? 0 : O_NOFOLLOW);
+  int fd = openat(entry.dir_fd, entry.name.c_str(), flags | O_NOATIME);
+  if (fd < 0 && errno == EPERM) {
+    fd = openat(entry.dir_fd, entry.name.c_str(), flags);
+  }
+  if (fd < 0) {
+    switch (errno) {
+      case ELOOP:  // O_NOFOLLOW met a link where the walk saw a file
+        if (entry.through_link) break;
+        return Changed(
+            "a symbolic link is in its place since the walk examined it; "
+            "not followed");
+      case ENOENT:
+        return Error(ErrorCode::kNotFound, "open: no such file");
+      case EACCES:
+      case EPERM:
+        return Error(ErrorCode::kPermissionDenied, "open: permission denied");
+    }
+    return Error(ErrorCode::kIo, std::string("open: ") + std::strerror(errno));
+  }
+  Fd file(fd);
+  struct stat st;
+  if (fstat(file.get(), &st) != 0) return ErrnoError(errno, "stat");
+  if (st.st_dev != entry.dev || st.st_ino != entry.ino) {
+    return Changed(
+        "another file is in its place since the walk examined it (device "
+        "and inode differ); not read");
+  }
+  return file;
+}
+
+void SetWalkOpenHookForTesting(std::function<void(const std::string&)> hook) {
+  WalkOpenHook() = std::move(hook);
 }
 
 void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options,

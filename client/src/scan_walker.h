@@ -9,20 +9,52 @@
 // are reported rather than followed unless following is asked for; when it
 // is, a link back into a directory being walked is reported as a loop, and
 // a file or directory that a link leads to is given once (see kDuplicate).
+//
+// What the walk examined is what is read: a directory is checked to be the
+// one examined (device and inode) when it is opened, and a file is opened
+// relative to its directory while the walk holds that open
+// (OpenWalkEntry), and checked too. Something put in the place of either
+// since (another file, a symbolic link to elsewhere) is an error entry or
+// an error of OpenWalkEntry, "changed during the scan", never read.
 #ifndef BANTAY_CLIENT_SCAN_WALKER_H_
 #define BANTAY_CLIENT_SCAN_WALKER_H_
 
+#include <fcntl.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bantay/models/status.h"
 
 namespace bantay::client {
+
+// An open descriptor (or none, -1), closed with its owner.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) close(fd_);
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
 
 struct WalkEntry {
   enum class Kind {
@@ -43,7 +75,16 @@ struct WalkEntry {
   // kSymlink; kFile and kSpecial when reached through a symbolic link
   // named as a root (followed, as find -H does)
   std::string link_target;
-  bool through_link = false;  // that link: to be followed when opened
+  // kFile, kSpecial: reached through a symbolic link at its own name (one
+  // named as a root, or any with follow_symlinks): followed when opened.
+  bool through_link = false;
+  // kFile: what OpenWalkEntry opens, during the visit only: `name` relative
+  // to the walk's descriptor of its directory (AT_FDCWD and the path for a
+  // root), and the device and inode the walk examined there.
+  int dir_fd = AT_FDCWD;
+  std::string name;
+  dev_t dev = 0;
+  ino_t ino = 0;
   Error error{ErrorCode::kInternal, ""};  // kError
   std::string duplicate_of;          // kDuplicate: the path it was given as
   bool duplicate_directory = false;  // kDuplicate: a directory (else a file)
@@ -61,6 +102,18 @@ struct WalkOptions {
 // roots (kDuplicate for the others), which takes memory for every file.
 void WalkTrees(const std::vector<std::string>& roots, const WalkOptions& options,
                const std::function<bool(WalkEntry&&)>& visit);
+
+// Opens the file of a kFile entry for reading, while it is being visited
+// (the walk's descriptor of its directory is open only then): relative to
+// that directory, read-only, without blocking (on a FIFO put in its place),
+// without updating its access time where the kernel allows it (the file's
+// owner or root), without following a symbolic link at its name unless the
+// walk followed one there (through_link); then checks that it is the file
+// the walk examined (device and inode). Errors: kNotFound ("open: no such
+// file"), kPermissionDenied ("open: permission denied"), kIo (another
+// errno; and "changed during the scan: ..." for another file or a link in
+// its place).
+Result<Fd> OpenWalkEntry(const WalkEntry& entry);
 
 // A root whose entries the walk of another root gives already: one that
 // resolves (links followed) to the same path as an earlier root, or to a

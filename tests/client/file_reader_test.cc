@@ -1,5 +1,6 @@
 #include "bantay/client/file_reader.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +19,26 @@ TEST(FileReaderTest, ReadsWholeFileAndHead) {
   Result<std::vector<uint8_t>> head = ReadFileHead(path, 2);
   ASSERT_TRUE(head.ok());
   EXPECT_EQ(*head, (std::vector<uint8_t>{1, 2}));
+}
+
+// A file the caller opened is read from its start, whatever its offset,
+// and stays open.
+TEST(FileReaderTest, ReadsAnOpenFileFromItsStart) {
+  testing::TempDir dir;
+  const std::string path = dir.Write("a.bin", {1, 2, 3, 4, 5});
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(lseek(fd, 3, SEEK_SET), 3);
+  Result<std::vector<uint8_t>> head = ReadOpenFileHead(fd, 2);
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(*head, (std::vector<uint8_t>{1, 2}));
+  Result<std::vector<uint8_t>> all = ReadWholeOpenFile(fd);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(*all, (std::vector<uint8_t>{1, 2, 3, 4, 5}));
+  Result<std::vector<uint8_t>> too_big = ReadWholeOpenFile(fd, 4);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_EQ(too_big.error().message(), "file is 5 bytes, over the limit of 4");
+  EXPECT_EQ(close(fd), 0);
 }
 
 TEST(FileReaderTest, Errors) {

@@ -17,6 +17,7 @@
 #include "bantay/models/hash256.h"
 #include "bantay/models/video_hasher.h"
 #include "cli_run.h"
+#include "scan_testing.h"
 #include "test_images.h"
 
 namespace bantay::client {
@@ -251,6 +252,44 @@ TEST(HashCommandTest, RecursiveWalkReportsLinksToFilesWithoutFollowingThem) {
 // evidence: -r opens directories with O_NOATIME (where allowed: the owner
 // or root), as bantay scan does. Their atimes are set far in the past, so a
 // relatime mount would update them on a plain read (shown on a control).
+// bantay hash -r opens a file of its walk where the walk examined it, and
+// checks it: an image replaced by a link to another image, or by another
+// image, between the walk and the open (the hook) is an error line, and
+// what took its place is not hashed.
+TEST(HashCommandTest, RecursiveWalkDoesNotHashWhatTookAFilesPlace) {
+  TempDir dir, outside;
+  const std::string a = dir.Write("a.png", Encode(MakePattern(64, 48), ".png"));
+  const std::string b = dir.Write("b.png", Encode(MakePattern(48, 64), ".png"));
+  const std::string c = dir.Write("c.png", Encode(MakePattern(64, 64), ".png"));
+  const std::string other = outside.Write("other.jpg", bantay::testing::ReadTestFile(
+                                                           "pdq/bridge-mods/aaa-orig.jpg"));
+  SetWalkOpenHookForTesting([&](const std::string& path) {
+    const std::string moved = outside.path() + "/moved";
+    if (path == a) {
+      ASSERT_EQ(symlink(other.c_str(), moved.c_str()), 0);
+      ASSERT_EQ(rename(moved.c_str(), a.c_str()), 0);
+    } else if (path == b) {
+      ASSERT_EQ(std::filesystem::copy_file(other, moved), true);
+      ASSERT_EQ(rename(moved.c_str(), b.c_str()), 0);
+    }
+  });
+  CliRun run = Hash({"-r", dir.path()});
+  SetWalkOpenHookForTesting(nullptr);
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  ASSERT_EQ(run.lines.size(), 3u) << run.out;
+  EXPECT_EQ(json::serialize(run.lines[0]),
+            "{\"path\":\"" + a +
+                "\",\"error\":\"changed during the scan: a symbolic link is in its place "
+                "since the walk examined it; not followed\"}");
+  EXPECT_EQ(json::serialize(run.lines[1]),
+            "{\"path\":\"" + b +
+                "\",\"error\":\"changed during the scan: another file is in its place since "
+                "the walk examined it (device and inode differ); not read\"}");
+  EXPECT_EQ(run.lines[2].at("path").as_string(), c);
+  EXPECT_EQ(run.lines[2].at("width").as_int64(), 64);
+  EXPECT_EQ(run.out.find(kAaaPdq), std::string::npos) << run.out;
+}
+
 TEST(HashCommandTest, RecursiveWalkLeavesAccessTimesAlone) {
   TempDir dir;
   const std::string root = dir.path() + "/tree";

@@ -622,6 +622,106 @@ TEST_F(ScanCommandTest, AFileThatChangesWhileItIsReadIsMarked) {
   EXPECT_EQ(json::serialize(lines[1]), expected_[6]);
 }
 
+// What the walk examined is what is read: a file is opened relative to the
+// directory the walk listed, and checked by device and inode. Between the
+// walk and the open (the hook), a file replaced by another, one replaced by
+// a link, and a directory replaced by a link to a lookalike elsewhere: the
+// replaced entries get an error record and nothing of what took their
+// place is read; a file in a directory that was moved away is still read
+// through the walk's descriptor of that directory.
+TEST_F(ScanCommandTest, WhatTookTheWalksEntriesPlaceIsNotRead) {
+  TempDir outside;
+  const std::string photo = outside.Write(
+      "photo.jpg", ReadTestFile("pdq/bridge-mods/aaa-orig.jpg"));
+  outside.Write("b/c.dat", RandomBytes(100, 3));
+  outside.Write("b/deeper/other.png", Encode(MakePattern(64, 64), ".png"));
+  std::vector<std::string> hooked;
+  SetWalkOpenHookForTesting([&](const std::string& path) {
+    hooked.push_back(path);
+    const std::string moved = tree_.dir() + "/moved-" + fs::path(path).filename().string();
+    if (path == tree_.Path("aaa.jpg")) {
+      std::ofstream(moved) << "another file";
+      ASSERT_EQ(rename(moved.c_str(), path.c_str()), 0);
+    } else if (path == tree_.Path("notes.txt")) {
+      ASSERT_EQ(symlink(photo.c_str(), moved.c_str()), 0);
+      ASSERT_EQ(rename(moved.c_str(), path.c_str()), 0);
+    } else if (path == tree_.Path("b/c.dat")) {
+      ASSERT_EQ(rename(tree_.Path("b").c_str(), moved.c_str()), 0);
+      ASSERT_EQ(symlink((outside.path() + "/b").c_str(), tree_.Path("b").c_str()), 0);
+    }
+  });
+  CliRun run = Scan({tree_.root(), "--index", tree_.list(), "--threads", "1",
+                     "--progress", "none"});
+  SetWalkOpenHookForTesting(nullptr);
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  // The regular files, but for b/deeper/pattern.png (not walked).
+  EXPECT_EQ(hooked.size(), 6u);
+  const std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), expected_.size()) << run.out;
+  auto changed = [&](const std::string& relative, int64_t size, const std::string& message) {
+    return json::serialize(json::object{
+        {"path", tree_.Path(relative)},
+        {"kind", "unknown"},
+        {"size", size},
+        {"mtime", kMtimeText},
+        {"verdict", "error"},
+        {"error", json::object{{"code", "io_error"},
+                               {"message", "changed during the scan: " + message}}}});
+  };
+  EXPECT_EQ(json::serialize(lines[0]),
+            changed("aaa.jpg", 361182,
+                    "another file is in its place since the walk examined it (device "
+                    "and inode differ); not read"));
+  EXPECT_EQ(json::serialize(lines[1]), expected_[1]);  // through b's descriptor
+  EXPECT_EQ(json::serialize(lines[2]),
+            json::serialize(json::object{
+                {"path", tree_.Path("b/deeper")},
+                {"kind", "unknown"},
+                {"verdict", "error"},
+                {"error", json::object{{"code", "io_error"},
+                                       {"message",
+                                        "changed during the scan: another directory is in "
+                                        "its place since the walk examined it (device and "
+                                        "inode differ); not walked"}}}}));
+  for (size_t i : {3, 4, 5, 7, 8}) EXPECT_EQ(json::serialize(lines[i]), expected_[i]) << i;
+  EXPECT_EQ(json::serialize(lines[6]),
+            changed("notes.txt", 18,
+                    "a symbolic link is in its place since the walk examined it; not "
+                    "followed"));
+}
+
+// With links followed, a link pointed elsewhere since the walk followed it
+// leads to another file: not read either.
+TEST_F(ScanCommandTest, ALinkPointedElsewhereSinceTheWalkIsNotFollowed) {
+  TempDir outside;
+  const std::string link = outside.path() + "/to-notes.txt";
+  ASSERT_EQ(symlink(tree_.Path("notes.txt").c_str(), link.c_str()), 0);
+  SetWalkOpenHookForTesting([&](const std::string& path) {
+    if (path != link) return;
+    const std::string moved = outside.path() + "/moved";
+    ASSERT_EQ(symlink(tree_.Path("random.jpg").c_str(), moved.c_str()), 0);
+    ASSERT_EQ(rename(moved.c_str(), link.c_str()), 0);
+  });
+  CliRun run = Scan({outside.path(), "--index", tree_.list(), "--follow-symlinks",
+                     "--progress", "none"});
+  SetWalkOpenHookForTesting(nullptr);
+  EXPECT_EQ(run.status, kExitSomeFailed) << run.err;
+  const std::vector<json::object> lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 1u) << run.out;
+  EXPECT_EQ(json::serialize(lines[0]),
+            json::serialize(json::object{
+                {"path", link},
+                {"kind", "unknown"},
+                {"size", 18},
+                {"mtime", kMtimeText},
+                {"verdict", "error"},
+                {"error", json::object{{"code", "io_error"},
+                                       {"message",
+                                        "changed during the scan: another file is in its "
+                                        "place since the walk examined it (device and inode "
+                                        "differ); not read"}}}}));
+}
+
 // A link named as a PATH is followed, to a file as to a directory (as
 // find -H does), and the record says so with its link_target.
 TEST_F(ScanCommandTest, ALinkNamedAsAPathIsFollowedAndRecorded) {

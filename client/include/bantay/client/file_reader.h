@@ -23,6 +23,13 @@ Result<std::vector<uint8_t>> ReadWholeFile(
 // Reads up to n bytes from the start of a file (to tell its type).
 Result<std::vector<uint8_t>> ReadFileHead(const std::string& path, size_t n);
 
+// As ReadWholeFile and ReadFileHead, of a file the caller opened (for one
+// opened relative to a directory, or checked after opening): read from its
+// start, whatever its offset; the descriptor stays the caller's.
+Result<std::vector<uint8_t>> ReadWholeOpenFile(
+    int fd, int64_t max_bytes = kDefaultMaxFileBytes);
+Result<std::vector<uint8_t>> ReadOpenFileHead(int fd, size_t n);
+
 }  // namespace bantay::client
 
 #endif  // BANTAY_CLIENT_FILE_READER_H_
