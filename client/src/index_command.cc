@@ -31,10 +31,6 @@ namespace {
 namespace json = boost::json;
 using matcher::Store;
 
-// The longest line of a local_file or CSV import, without its line break:
-// a record is at most about 900 bytes (a value, and three texts of 256).
-constexpr size_t kMaxImportLine = 64 * 1024;
-
 constexpr std::string_view kIndexUsage =
     R"(Usage: bantay index SUBCOMMAND [OPTIONS]
 
@@ -359,28 +355,14 @@ class IndexCommand {
       // A line of a line-based format is read whole before it is parsed:
       // one without an end (/dev/zero through a pipe, a damaged file) would
       // take all memory. (A vPDQ JSON document may well be one line.)
-      int64_t line = 1;
-      size_t length = 0;
-      int64_t over_long = 0;
-      InspectingBuf limited(in->rdbuf(), [&](std::span<const char> bytes) {
-        for (size_t i = 0; i < bytes.size(); ++i) {
-          if (bytes[i] == '\n') {
-            ++line;
-            length = 0;
-          } else if (++length > kMaxImportLine) {
-            over_long = line;
-            return i;
-          }
-        }
-        return bytes.size();
-      });
+      LineLimitBuf limited(in->rdbuf(), kMaxInputLine);
       std::istream limited_in(&limited);
       Result<matcher::ParsedImport> parsed = matcher::ParseImport(
           options.format == matcher::ImportFormat::kVpdq ? *in : limited_in, options);
-      if (over_long > 0) {
+      if (limited.over_long_line() > 0) {
         return Fail(Error(ErrorCode::kTooLarge,
-                          path + ":" + std::to_string(over_long) +
-                              ": a line longer than " + std::to_string(kMaxImportLine) +
+                          path + ":" + std::to_string(limited.over_long_line()) +
+                              ": a line longer than " + std::to_string(kMaxInputLine) +
                               " bytes (no record is near that); nothing imported"));
       }
       if (!parsed.ok()) {
