@@ -150,6 +150,15 @@ void AppendU64(std::vector<uint8_t>* out, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(v >> shift));
 }
 
+// As Sha256Hasher::UpdateField: a 4-byte big-endian length, then the bytes
+// (no store holds a field of 4 GiB; one read from an edited database would
+// give a digest that matches nothing).
+void AppendField(std::vector<uint8_t>* out, std::string_view field) {
+  const auto size = static_cast<uint32_t>(field.size());
+  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(size >> shift));
+  out->insert(out->end(), field.begin(), field.end());
+}
+
 // Additional authenticated data of a sealed value: it binds the ciphertext
 // to its store, entry id and type.
 std::array<uint8_t, 25> ValueAad(const std::array<uint8_t, 16>& store_id, uint64_t id,
@@ -193,12 +202,7 @@ Digest32 EntryLeafHash(uint64_t id, SignalType type, const std::array<uint8_t, 3
   bytes.insert(bytes.end(), value.begin(), value.begin() + ValueSize(type));
   bytes.insert(bytes.end(), salt.begin(), salt.end());
   for (std::string_view field : {list, category, reference}) {
-    // As Sha256Hasher::UpdateField: a 4-byte big-endian length, then the
-    // bytes (no store holds a field of 4 GiB; one read from an edited
-    // database would give a leaf that matches nothing).
-    const auto size = static_cast<uint32_t>(field.size());
-    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<uint8_t>(size >> shift));
-    bytes.insert(bytes.end(), field.begin(), field.end());
+    AppendField(&bytes, field);
   }
   const Digest32 leaf = h.Update(bytes).Finish();
   Wipe(bytes);  // it held the value
@@ -233,10 +237,7 @@ void StateDigester::AddEntry(uint64_t id, const Digest32& leaf, bool active,
   AppendU64(&buffer_, id);
   buffer_.insert(buffer_.end(), leaf.begin(), leaf.end());
   buffer_.push_back(active ? 0 : 1);
-  // As Sha256Hasher::UpdateField: a 4-byte big-endian length, then the bytes.
-  const auto size = static_cast<uint32_t>(list.size());
-  for (int shift = 24; shift >= 0; shift -= 8) buffer_.push_back(static_cast<uint8_t>(size >> shift));
-  buffer_.insert(buffer_.end(), list.begin(), list.end());
+  AppendField(&buffer_, list);
   if (buffer_.size() >= 16384) Flush();
 }
 
