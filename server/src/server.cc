@@ -426,7 +426,21 @@ class Session : public SessionBase {
 
   void Expire() override {
     asio::post(stream_.get_executor(), [self = Self()] {
-      if (self->Expired(Clock::now())) self->Abort();
+      if (!self->Expired(Clock::now())) return;
+      self->Abort();
+      // A WebSocket whose close handshake did not end in time: its
+      // operations may be waiting on each other inside Beast, where closing
+      // the socket does not reach them (a read that fails the connection,
+      // on a frame that is not UTF-8 say, waits for the write side that
+      // async_close holds while async_close waits for the read side: seen
+      // by the http fuzzer as a connection never released). The stream
+      // goes, and with it the operations parked in it (with their handlers,
+      // which own this session); those still on the socket end with
+      // operation_aborted.
+      if (self->ws_closing_ && self->ws_) {
+        self->ws_.reset();
+        self->EndSocket();
+      }
     });
   }
 
@@ -775,7 +789,7 @@ class Session : public SessionBase {
   }
 
   void ReadMessage() {
-    if (ws_closing_) return;
+    if (ws_closing_ || !ws_) return;
     if (out_queue_.size() >= kMaxQueuedEvents) {
       // The client does not read its events: stop reading its frames
       // until it does (Send resumes).
@@ -785,7 +799,8 @@ class Session : public SessionBase {
     reading_ = true;
     ws_->async_read(ws_buffer_, [self = Self()](beast::error_code ec, size_t) {
       self->reading_ = false;
-      if (ec) return self->EndSocket();
+      // (Without ws_ when Expire released it after this read had ended.)
+      if (ec || !self->ws_) return self->EndSocket();
       self->OnMessage();
       self->ReadMessage();
     });
@@ -909,7 +924,7 @@ class Session : public SessionBase {
   }
 
   void WriteEvent() {
-    if (out_queue_.empty() || ws_ended_) {
+    if (out_queue_.empty() || ws_ended_ || !ws_) {
       if (close_pending_) return CloseSocket(close_code_);
       return;
     }
@@ -919,7 +934,7 @@ class Session : public SessionBase {
                      [self = Self()](beast::error_code ec, size_t) {
                        self->writing_ = false;
                        self->out_queue_.pop_front();
-                       if (ec) return self->EndSocket();
+                       if (ec || !self->ws_) return self->EndSocket();
                        if (self->read_paused_ && self->out_queue_.size() < kMaxQueuedEvents / 2) {
                          self->read_paused_ = false;
                          self->ReadMessage();
