@@ -789,7 +789,7 @@ class Session : public SessionBase {
   }
 
   void ReadMessage() {
-    if (ws_closing_ || !ws_) return;
+    if (ws_closing_) return;
     if (out_queue_.size() >= kMaxQueuedEvents) {
       // The client does not read its events: stop reading its frames
       // until it does (Send resumes).
@@ -924,7 +924,7 @@ class Session : public SessionBase {
   }
 
   void WriteEvent() {
-    if (out_queue_.empty() || ws_ended_ || !ws_) {
+    if (out_queue_.empty() || ws_ended_) {
       if (close_pending_) return CloseSocket(close_code_);
       return;
     }

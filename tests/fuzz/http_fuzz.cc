@@ -664,9 +664,21 @@ void CheckAccessLog(Env* env) {
 void PrintRecentInputs(const Env& env) {
   std::fprintf(stderr, "the inputs since the last health check, oldest first:\n");
   for (const std::string& input : env.recent) {
-    std::fprintf(stderr, "input: %s\n", bantay::models::ToHex(std::span(reinterpret_cast<const uint8_t*>(input.data()), input.size()))
-                     .c_str());
+    const std::span bytes(reinterpret_cast<const uint8_t*>(input.data()), input.size());
+    std::fprintf(stderr, "input: %s\n", bantay::models::ToHex(bytes).c_str());
   }
+}
+
+// bantay_connections in /metrics, asked on a new connection (which is open,
+// and counted, while /metrics is made).
+long OpenConnections(const Env& env) {
+  const auto metrics =
+      Ask(env, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  FUZZ_CHECK(metrics.result_int() == 200, "/metrics answered %d", metrics.result_int());
+  const std::string& body = metrics.body();
+  const size_t at = body.find("\nbantay_connections ");
+  FUZZ_CHECK(at != std::string::npos, "no bantay_connections in /metrics");
+  return std::strtol(body.c_str() + at + 20, nullptr, 10);
 }
 
 // /healthz on a new connection, and that connection is the only one open.
@@ -676,14 +688,7 @@ void CheckServerHealth(const Env& env) {
   FUZZ_CHECK(health.result_int() == 200, "/healthz answered %d", health.result_int());
   const auto deadline = Clock::now() + std::chrono::seconds(5);
   for (;;) {
-    // The connection asking is open (and counted) while /metrics is made.
-    const auto metrics =
-        Ask(env, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    FUZZ_CHECK(metrics.result_int() == 200, "/metrics answered %d", metrics.result_int());
-    const std::string& body = metrics.body();
-    const size_t at = body.find("\nbantay_connections ");
-    FUZZ_CHECK(at != std::string::npos, "no bantay_connections in /metrics");
-    const long open = std::strtol(body.c_str() + at + 20, nullptr, 10);
+    const long open = OpenConnections(env);
     if (open == 1) return;
     if (Clock::now() >= deadline) {
       PrintRecentInputs(env);
@@ -692,9 +697,7 @@ void CheckServerHealth(const Env& env) {
       long later = open;
       while (later != 1 && Clock::now() < more) {
         usleep(100'000);
-        const std::string again =
-            Ask(env, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").body();
-        later = std::strtol(again.c_str() + again.find("\nbantay_connections ") + 20, nullptr, 10);
+        later = OpenConnections(env);
       }
       FUZZ_CHECK(open == 1, "%ld connections open 5 s after the clients closed (%ld 10 s later)",
                  open, later);
@@ -724,8 +727,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckResponses(*env, input, *received);
   CheckAccessLog(env);
   static const uint64_t health_every = [] {
-    const char* every = std::getenv("BANTAY_FUZZ_HEALTH_EVERY");
-    return every != nullptr && std::atoi(every) > 0 ? static_cast<uint64_t>(std::atoi(every)) : 16;
+    const char* text = std::getenv("BANTAY_FUZZ_HEALTH_EVERY");
+    const int every = text != nullptr ? std::atoi(text) : 0;
+    return every > 0 ? static_cast<uint64_t>(every) : 16;
   }();
   if (++env->inputs % health_every == 0) {
     CheckServerHealth(*env);

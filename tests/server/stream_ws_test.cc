@@ -416,6 +416,12 @@ TEST_F(StreamWsTest, AConnectionFailedDuringTheCloseHandshakeIsReleased) {
   std::unique_ptr<TlsWs> ws = Connect(id, "platform", &status);
   ASSERT_EQ(status, 101);
   auto& tls = ws->ws().next_layer();
+  // Reads until `buffer` is full, or the connection's end, or 10 s.
+  auto read_within = [&](asio::mutable_buffer buffer) {
+    return RunWithin(
+        ioc_, [&](auto handler) { asio::async_read(tls, buffer, handler); },
+        [&] { beast::get_lowest_layer(tls).cancel(); });
+  };
   // A masked text frame of 64 bytes: its header and 32 bytes of ASCII now,
   // the rest (not UTF-8) after the server's close frame.
   const std::array<uint8_t, 4> mask = {1, 2, 3, 4};
@@ -430,18 +436,14 @@ TEST_F(StreamWsTest, AConnectionFailedDuringTheCloseHandshakeIsReleased) {
   ASSERT_EQ(Send("platform", "DELETE", "/v1/streams/" + id).status, 200);
   // The close frame (1000) arrives; then the rest of the text frame goes.
   std::array<uint8_t, 4> close{};
-  beast::error_code ec = RunWithin(
-      ioc_, [&](auto handler) { asio::async_read(tls, asio::buffer(close), handler); },
-      [&] { beast::get_lowest_layer(tls).cancel(); });
+  beast::error_code ec = read_within(asio::buffer(close));
   ASSERT_FALSE(ec) << ec.message();
   EXPECT_EQ(close, (std::array<uint8_t, 4>{0x88, 0x02, 0x03, 0xe8}));
   asio::write(tls, asio::buffer(frame.data() + 6 + 32, 32));
   // The server ends the connection (within the read timeout, 2 s, not the
   // 10 s RunWithin allows) ...
   std::array<uint8_t, 256> rest{};
-  ec = RunWithin(
-      ioc_, [&](auto handler) { asio::async_read(tls, asio::buffer(rest), handler); },
-      [&] { beast::get_lowest_layer(tls).cancel(); });
+  ec = read_within(asio::buffer(rest));
   EXPECT_NE(ec, beast::error::timeout);
   EXPECT_TRUE(ec);
   // ... and releases it: the request asking is the only connection open
