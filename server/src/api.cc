@@ -33,6 +33,7 @@
 #include "rate_limiter.h"
 #include "stream_session.h"
 #include "streams.h"
+#include "strict_json.h"
 
 namespace bantay::server {
 
@@ -308,14 +309,13 @@ std::array<uint8_t, 32> KeyDigest(std::string_view key) {
 }
 
 Result<json::object> ParseObject(const std::vector<uint8_t>& body) {
-  boost::system::error_code ec;
-  json::value value =
-      json::parse(std::string_view(reinterpret_cast<const char*>(body.data()), body.size()), ec);
-  if (ec) return Error(ErrorCode::kInvalidArgument, "the body is not JSON: " + ec.message());
-  if (!value.is_object()) {
+  Result<json::value> value = ParseJson(
+      std::string_view(reinterpret_cast<const char*>(body.data()), body.size()), "the body");
+  if (!value.ok()) return value.error();
+  if (!value->is_object()) {
     return Error(ErrorCode::kInvalidArgument, "the body must be a JSON object");
   }
-  return std::move(value.as_object());
+  return std::move(value->as_object());
 }
 
 }  // namespace
@@ -1473,13 +1473,12 @@ ApiResponse FrameErrorResponse(const FrameResult& result) {
 // Reads {"pdq":"<64 hex>","quality":q,"t":ms,"seq":n} (every member but
 // pdq optional) into *frame; *has_t tells whether t was given.
 Status ReadHashFrame(std::string_view text, StreamFrame* frame, bool* has_t) {
-  boost::system::error_code ec;
-  json::value value = json::parse(text, ec);
-  if (ec) return Error(ErrorCode::kInvalidArgument, "the body is not JSON: " + ec.message());
-  if (!value.is_object()) {
+  Result<json::value> value = ParseJson(text, "the body");
+  if (!value.ok()) return value.error();
+  if (!value->is_object()) {
     return Error(ErrorCode::kInvalidArgument, "a hash frame is a JSON object");
   }
-  const json::object& object = value.as_object();
+  const json::object& object = value->as_object();
   // First, so that an error about another member names the frame.
   if (const json::value* seq = object.if_contains("seq")) {
     if (!seq->is_int64() || seq->as_int64() < 0 || seq->as_int64() > UINT32_MAX) {

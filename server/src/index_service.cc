@@ -18,6 +18,7 @@
 #include "bantay/matcher/store_index.h"
 #include "bantay/models/digest.h"
 #include "metrics.h"
+#include "strict_json.h"
 
 namespace bantay::server {
 
@@ -132,10 +133,9 @@ Result<std::optional<PinFile>> ReadPinFile(const std::string& path) {
                      "the server loads next");
   };
   if (text.size() > kMaxPinFileBytes) return corrupt("it is larger than a pin");
-  boost::system::error_code ec;
-  const boost::json::value value = boost::json::parse(text, ec);
-  if (ec) return corrupt("not JSON");
-  const boost::json::object* object = value.if_object();
+  Result<boost::json::value> value = ParseJson(text, "it");
+  if (!value.ok()) return corrupt(value.error().message());
+  const boost::json::object* object = value->if_object();
   if (object == nullptr) return corrupt("not a JSON object");
   PinFile pin;
   const boost::json::value* id = object->if_contains("store_id");

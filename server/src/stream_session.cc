@@ -7,6 +7,8 @@
 
 #include <boost/json.hpp>
 
+#include "strict_json.h"
+
 namespace bantay::server {
 
 namespace json = boost::json;
@@ -66,11 +68,10 @@ Result<StreamPolicy> ParseStreamPolicy(std::string_view body, const PolicyLimits
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
   });
   if (blank) return policy;
-  boost::system::error_code ec;
-  json::value value = json::parse(body, ec);
-  if (ec) return Invalid("the body is not JSON: " + ec.message());
-  if (!value.is_object()) return Invalid("the policy must be a JSON object");
-  const json::object& object = value.as_object();
+  Result<json::value> value = ParseJson(body, "the body");
+  if (!value.ok()) return value.error();
+  if (!value->is_object()) return Invalid("the policy must be a JSON object");
+  const json::object& object = value->as_object();
   static constexpr std::string_view kKnown[] = {
       "sample_interval_ms", "quality_min", "window", "k",     "skip_distance",
       "trim_borders",       "dihedral",    "radius", "label"};

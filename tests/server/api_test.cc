@@ -363,6 +363,24 @@ TEST_P(ApiTest, EveryBadInputGetsItsStatus) {
   EXPECT_EQ(wrong_method.Header("Allow"), "POST");
   ExpectError(Send("platform", "POST", "/v1/match", "application/json", "{\"pdq\":"), 400,
               "invalid_argument");
+  // A member named twice (Boost.JSON would keep the last; a filter in front
+  // of the server might read the first), plainly or behind an escape, in a
+  // match or in a batch's item.
+  const std::string other = ReferencePdq(kBridgeRotated);
+  for (const std::string& body :
+       {R"({"pdq":")" + pdq + R"(","pdq":")" + other + R"("})",
+        R"({"pdq":")" + pdq + R"(","p\u0064q":")" + other + R"("})"}) {
+    HttpResponse twice = Send("platform", "POST", "/v1/match", "application/json", body);
+    ExpectError(twice, 400, "invalid_argument");
+    EXPECT_EQ(ParseJson(twice.body).at("error").at("message"),
+              "the body names the member \"pdq\" twice");
+  }
+  HttpResponse batch_twice =
+      Send("platform", "POST", "/v1/match/batch", "application/json",
+           R"({"items":[{"pdq":")" + pdq + R"(","quality":90,"quality":10}]})");
+  ExpectError(batch_twice, 400, "invalid_argument");
+  EXPECT_EQ(ParseJson(batch_twice.body).at("error").at("message"),
+            "the body names the member \"quality\" twice");
   HttpResponse bad_hex =
       Send("platform", "POST", "/v1/match", "application/json", R"({"pdq":"12xy"})");
   ExpectError(bad_hex, 400, "invalid_argument");
@@ -1203,9 +1221,11 @@ TEST_P(ApiPinTest, AnUnreadablePinFileStopsTheStart) {
   std::string upper = root;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const std::pair<std::string, std::string> cases[] = {
-      {"", "not JSON"},
-      {"garbage\n", "not JSON"},
-      {good.substr(0, 40), "not JSON"},
+      {"", "it is not JSON: incomplete JSON"},
+      {"garbage\n", "it is not JSON: syntax error"},
+      {good.substr(0, 40), "it is not JSON: incomplete JSON"},
+      {pin_text(id, version + R"(,"version":)" + version, root),
+       "it names the member \"version\" twice"},
       {"[1, 2]\n", "not a JSON object"},
       {R"({"version":1,"root":")" + root + "\"}", "not the members store_id, version and root"},
       {extra, "not the members store_id, version and root"},

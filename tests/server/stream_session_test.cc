@@ -424,6 +424,7 @@ TEST(StreamPolicyTest, BoundsAreCheckedAndTheMemberNamed) {
       {R"({"trim_borders":"yes"})", "trim_borders must be true or false"},
       {R"({"label":7})", "label must be a string of at most 128 bytes"},
       {R"({"windw":3})", "unknown member \"windw\""},
+      {R"({"window":3,"window":4})", "the body names the member \"window\" twice"},
       {R"([1])", "the policy must be a JSON object"},
   };
   for (const Case& c : cases) {

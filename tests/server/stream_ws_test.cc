@@ -209,6 +209,11 @@ TEST_F(StreamWsTest, FramesInEventsOutAndVerdictChanges) {
   ws->SendText(R"({"pdq":"00","seq":34})");
   EXPECT_EQ(ws->Read(), json::parse(R"({"type":"error","seq":34,"error":{"code":)"
                                     R"("invalid_argument","message":"pdq must be 64 hex digits"}})"));
+  // A member named twice: refused before any member is read (so without
+  // the frame's seq).
+  ws->SendText(R"({"pdq":"00","seq":34,"seq":35})");
+  EXPECT_EQ(ws->Read(), json::parse(R"({"type":"error","error":{"code":"invalid_argument",)"
+                                    R"("message":"the body names the member \"seq\" twice"}})"));
   ws->SendText(R"({"seq":34,"colour":1})");
   EXPECT_EQ(ws->Read(), json::parse(R"({"type":"error","seq":34,"error":{"code":)"
                                     R"("invalid_argument","message":"unknown member \"colour\""}})"));
