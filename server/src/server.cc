@@ -58,8 +58,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 // One JSON line per answered request: route template, status, latency, key
-// id, verdict. Never a body, a hash or a raw path (which could carry
-// anything a client put there).
+// id, verdict, the connection's peer address and port. Never a body, a hash
+// or a raw path (which could carry anything a client put there).
 class AccessLog {
  public:
   explicit AccessLog(const std::string& where) {
@@ -79,9 +79,11 @@ class AccessLog {
   }
   bool failed_to_open(const std::string& where) const { return !where.empty() && !file_; }
 
-  void Write(std::string_view method, const ApiResponse& response, double seconds) {
+  void Write(std::string_view method, const ApiResponse& response, double seconds,
+             std::string_view peer) {
     if (file_ == nullptr) return;
     boost::json::object line{{"time", static_cast<int64_t>(std::time(nullptr))},
+                             {"peer", peer},
                              {"method", method},
                              {"route", response.route},
                              {"status", response.status},
@@ -242,6 +244,17 @@ void FormatResponse(const ApiResponse& response, unsigned version, bool keep_ali
 // else is ignored: it goes into a header and a log line). An id holding 32
 // or more hex digits in a row is ignored too: it may be a digest of the
 // content (an MD5, a SHA-256, a PDQ hash), which the log never holds.
+// "192.0.2.7:51234", "[2001:db8::7]:51234"; "-" when the peer is gone
+// already.
+std::string PeerOf(const tcp::socket& socket) {
+  beast::error_code ec;
+  const tcp::endpoint peer = socket.remote_endpoint(ec);
+  if (ec) return "-";
+  const std::string address = peer.address().to_string();
+  return (peer.address().is_v6() ? "[" + address + "]" : address) + ":" +
+         std::to_string(peer.port());
+}
+
 std::string RequestId(std::string_view value) {
   if (value.empty() || value.size() > 128) return {};
   size_t hex_run = 0;
@@ -392,7 +405,10 @@ class Session : public SessionBase {
   static constexpr bool kTls = !std::is_same_v<Stream, tcp::socket>;
 
   Session(Server::Impl* server, tcp::socket socket, std::shared_ptr<ssl::context> tls)
-      : server_(server), tls_(std::move(tls)), stream_(MakeStream(std::move(socket))) {
+      : server_(server),
+        peer_(PeerOf(socket)),
+        tls_(std::move(tls)),
+        stream_(MakeStream(std::move(socket))) {
     if constexpr (kTls) {
       // Asio asks OpenSSL to free a connection's record buffers whenever
       // they are empty, i.e. after every request and every answer: each
@@ -666,7 +682,7 @@ class Session : public SessionBase {
     api_response.request_id = request_id_;
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     server_->metrics.RecordRequest(api_response.route, api_response.status, seconds);
-    server_->log.Write(method_, api_response, seconds);
+    server_->log.Write(method_, api_response, seconds, peer_);
 
     keep_open_ = keep_alive_ && !draining_;
     FormatResponse(api_response, version_, keep_open_, head_, &out_);
@@ -750,7 +766,7 @@ class Session : public SessionBase {
       logged.key_id = self->ws_key_->id;
       const double seconds = std::chrono::duration<double>(Clock::now() - self->start_).count();
       self->server_->metrics.RecordRequest(logged.route, logged.status, seconds);
-      self->server_->log.Write(self->method_, logged, seconds);
+      self->server_->log.Write(self->method_, logged, seconds, self->peer_);
       if (ec) return self->EndSocket();
       self->OnSocketOpen();
     });
@@ -1015,6 +1031,7 @@ class Session : public SessionBase {
   static constexpr size_t kKeptBufferBytes = 64 * 1024;
 
   Server::Impl* server_;
+  const std::string peer_;             // "address:port" for the access log
   std::shared_ptr<ssl::context> tls_;  // outlives stream_, which refers to it
   Stream stream_;
   ReadBuffer buffer_;

@@ -632,8 +632,9 @@ void CheckAccessLog(Env* env) {
   FUZZ_CHECK(file.good(), "the access log %s", env->access_log.c_str());
   file.seekg(static_cast<std::streamoff>(env->log_offset));
   std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  static const std::set<std::string> members = {"time",       "method", "route",  "status",
-                                                "latency_us", "key",    "verdict"};
+  static const std::set<std::string> members = {"time",    "peer",      "method",
+                                                "route",   "status",    "latency_us",
+                                                "key",     "verdict",   "request_id"};
   size_t start = 0;
   for (size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
     const std::string_view line(text.data() + start, end - start);
@@ -652,6 +653,10 @@ void CheckAccessLog(Env* env) {
                    (route->as_string() == "unmatched" ||
                     env->routes.contains(std::string(route->as_string()))),
                "a route that is not a template: %s", quoted().c_str());
+    // The harness's connections come from the loopback address.
+    const json::value* peer = value.as_object().if_contains("peer");
+    FUZZ_CHECK(peer != nullptr && peer->is_string() && peer->as_string().starts_with("127.0.0.1:"),
+               "no peer address: %s", quoted().c_str());
     const json::value* status = value.as_object().if_contains("status");
     FUZZ_CHECK(status != nullptr && status->is_int64(), "no status: %s", quoted().c_str());
   }

@@ -395,12 +395,16 @@ TEST_F(LifecycleTest, AValidRequestIdIsEchoedAndLogged) {
     EXPECT_EQ(answer.result_int(), 200);
     EXPECT_EQ(answer.count("X-Request-Id"), 0u) << header;
   }
+  // Each line names the connection it came on, as the server saw it.
+  const std::string peer =
+      "127.0.0.1:" + std::to_string(connection->next_layer().local_endpoint().port());
   connection.reset();
   StopServer();  // flushes the access log
   std::vector<std::string> ids;
   std::istringstream log(ReadText(dir_.path() + "/access.log"));
   for (std::string line; std::getline(log, line);) {
     const json::value entry = ParseJson(line);
+    EXPECT_EQ(entry.at("peer"), json::value(peer)) << line;
     ids.push_back(entry.as_object().contains("request_id")
                       ? std::string(entry.at("request_id").as_string())
                       : "-");
