@@ -278,6 +278,10 @@ class QueryReader {
     }
     matcher::ImportOptions options;
     options.default_list = "query";
+    // Queries of a --pdq-file: bare values are PDQ hashes, taken as given
+    // (the bit-count check is for lists, where a mistyped digest would be
+    // stored; a query that is not a real PDQ hash only matches nothing).
+    options.bare_type = matcher::SignalType::kPdq;
     // A reference the line does not give defaults to "<source_name>:<line>";
     // with a blank in the name no given reference (one token, blanks split
     // tokens) can equal it, so a default is told from a given one.

@@ -1,6 +1,7 @@
 #include "bantay/matcher/import_formats.h"
 
 #include <algorithm>
+#include <bit>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
@@ -98,7 +99,7 @@ std::string QualityError(std::string_view got) {
 // One `[TYPE] VALUE [REFERENCE]` line: nullopt for blank and comment lines;
 // the record has type, value and reference (empty when the line has none).
 Result<std::optional<ImportRecord>> ParseLocalFileLine(std::string_view line,
-                                                       SignalType bare_type) {
+                                                       std::optional<SignalType> bare_type) {
   std::vector<std::string_view> tokens;
   // '\r' is whitespace here, so CRLF files need no special case.
   constexpr std::string_view kSpace = " \t\r\v\f";
@@ -111,7 +112,7 @@ Result<std::optional<ImportRecord>> ParseLocalFileLine(std::string_view line,
   if (tokens.empty() || tokens[0][0] == '#')
     return std::optional<ImportRecord>();
   ImportRecord r;
-  r.type = bare_type;
+  r.type = bare_type.value_or(SignalType::kPdq);
   size_t value_at = 0;
   if (Result<SignalType> named = ParseTypeName(tokens[0]); named.ok()) {
     r.type = *named;
@@ -131,6 +132,21 @@ Result<std::optional<ImportRecord>> ParseLocalFileLine(std::string_view line,
   if (tokens.size() > value_at + 2) {
     return Error(ErrorCode::kInvalidArgument,
                  "too many columns (expected [TYPE] VALUE [REFERENCE])");
+  }
+  if (value_at == 0 && !bare_type) {
+    // A bare value taken as PDQ by default. PDQ sets a bit for each of its
+    // 256 coefficients above their median: 128 bits, in every hash of a
+    // picture with any detail; a SHA-256 digest sets 128 only one time in
+    // twenty. Lists of SHA-256 digests without their type would otherwise
+    // be stored as PDQ hashes and never match anything.
+    int bits = 0;
+    for (uint8_t byte : *value) bits += std::popcount(byte);
+    if (bits != 128) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "a bare value is read as PDQ, but this one sets " + std::to_string(bits) +
+                       " of its 256 bits where a PDQ hash sets 128: name its type "
+                       "(\"sha256 VALUE\"), or give the type of bare values");
+    }
   }
   r.value = *value;
   if (tokens.size() > value_at + 1) r.reference = tokens[value_at + 1];

@@ -318,6 +318,37 @@ TEST(IndexCommandTest, CsvAndBareHashImports) {
   EXPECT_EQ(entries.lines[0].at("category").as_string(), "A1");
 }
 
+// A list of SHA-256 digests whose lines do not name their type: read as
+// PDQ hashes they would never match, so the digests that cannot be PDQ
+// hashes (a PDQ hash sets 128 of its bits) are refused; --type sha256
+// imports them as what they are.
+TEST(IndexCommandTest, BareDigestsAreNotTakenForPdqHashes) {
+  IndexCli cli;
+  cli.Create();
+  // SHA-256 of "a" (134 bits set) and of "b" (118).
+  const std::string a = "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb";
+  const std::string b = "3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d";
+  const std::string list = cli.Write("digests.txt", a + " case-1\n" + b + " case-2\n");
+  CliRun run = cli.Run({"import", list, "--list", "hotline-a"});
+  EXPECT_EQ(run.status, kExitSomeFailed);
+  EXPECT_EQ(run.out, "");
+  auto refused = [&](int line, int bits) {
+    return "bantay index import: " + list + ":" + std::to_string(line) +
+           ": a bare value is read as PDQ, but this one sets " + std::to_string(bits) +
+           " of its 256 bits where a PDQ hash sets 128: name its type (\"sha256 VALUE\"), or "
+           "give the type of bare values\n";
+  };
+  EXPECT_EQ(run.err, refused(1, 134) + refused(2, 118) +
+                         "bantay index import: 2 line(s) rejected; nothing imported "
+                         "(--skip-invalid imports the valid lines)\n");
+  CliRun typed = cli.Run({"import", list, "--list", "hotline-a", "--type", "sha256"});
+  ASSERT_EQ(typed.status, kExitOk) << typed.err;
+  CliRun stats = cli.Run({"stats"});
+  ASSERT_EQ(stats.status, kExitOk) << stats.err;
+  EXPECT_EQ(stats.lines[0].at("active").at("sha256").as_int64(), 2);
+  EXPECT_EQ(stats.lines[0].at("active").at("pdq").as_int64(), 0);
+}
+
 TEST(IndexCommandTest, ChangesAreVersionedAuditedAndMatchedOffline) {
   IndexCli cli;
   cli.Create();

@@ -232,6 +232,52 @@ TEST(LocalFileImportTest, BareValuesTakeTheBareType) {
                         "' (pdq, md5 or sha256)"}});
 }
 
+// Without a type for bare values, a bare value is PDQ and must have the
+// 128 bits set that every PDQ hash of a picture has: SHA-256 digests
+// written without their type are refused, not stored as PDQ hashes that
+// would never match. A type given (for the line or the file) is taken as
+// it is.
+TEST(LocalFileImportTest, BareValuesThatCannotBePdqHashesAreRefused) {
+  const std::string set_128 = std::string(32, 'f') + std::string(32, '0');
+  const std::string set_136 = std::string(34, 'f') + std::string(30, '0');
+  const std::string set_0(64, '0');
+  const std::string set_256(64, 'f');
+  const std::string set_127 = "7" + std::string(31, 'f') + std::string(32, '0');
+  const std::string text = Lines({set_128, set_136 + " r2", set_0, set_256, set_127,
+                                  "sha256 " + set_136, "pdq " + set_136 + " r7", kPdq1});
+  ImportOptions o = Options(ImportFormat::kLocalFile, "digests.txt");
+  ParsedImport p = Parse(text, o);
+  auto refused = [](int bits) {
+    return "a bare value is read as PDQ, but this one sets " + std::to_string(bits) +
+           " of its 256 bits where a PDQ hash sets 128: name its type (\"sha256 VALUE\"), or "
+           "give the type of bare values";
+  };
+  ExpectErrors(p.errors, {{2, refused(136)}, {3, refused(0)}, {4, refused(256)}, {5, refused(127)}});
+  ASSERT_EQ(p.records.size(), 4u);
+  EXPECT_EQ(p.records[0].line, 1);
+  EXPECT_EQ(p.records[0].type, SignalType::kPdq);
+  EXPECT_EQ(p.records[1].line, 6);
+  EXPECT_EQ(p.records[1].type, SignalType::kSha256);
+  EXPECT_EQ(p.records[2].line, 7);
+  EXPECT_EQ(p.records[2].type, SignalType::kPdq);
+  EXPECT_EQ(p.records[2].reference, "r7");
+  EXPECT_EQ(p.records[3].line, 8);
+  EXPECT_EQ(p.records[3].value, PdqValue(kPdq1));
+
+  // pdq given for the file: every line is taken.
+  o.bare_type = SignalType::kPdq;
+  p = Parse(text, o);
+  EXPECT_TRUE(p.errors.empty());
+  EXPECT_EQ(p.records.size(), 8u);
+  // sha256 given for the file: the bare values are digests.
+  o.bare_type = SignalType::kSha256;
+  p = Parse(text, o);
+  EXPECT_TRUE(p.errors.empty());
+  ASSERT_EQ(p.records.size(), 8u);
+  EXPECT_EQ(p.records[1].type, SignalType::kSha256);
+  EXPECT_EQ(p.records[1].reference, "r2");
+}
+
 TEST(LocalFileImportTest, BadLinesAreReportedWithTheirNumbers) {
   std::string bad_hex = kPdq1;
   bad_hex[10] = 'g';

@@ -5,7 +5,11 @@
 // Formats:
 //  - local_file: ThreatExchange/HMA `local_file` lines, `[TYPE] VALUE
 //    [REFERENCE]` (see hash_list.h); a bare VALUE has the type given by
-//    ImportOptions::bare_type (pdq unless set).
+//    ImportOptions::bare_type. Unset, a bare value is PDQ and must set 128
+//    of its 256 bits as every PDQ hash of a picture does (a SHA-256 digest
+//    does only one time in twenty): a list of digests whose lines do not
+//    name their type is refused line by line, not stored as PDQ hashes
+//    that would never match.
 //  - csv: RFC 4180 CSV with a header row naming the columns `type`, `value`,
 //    and optionally `list`, `category`, `reference`, `quality` in any order
 //    (names are case-insensitive; other columns are refused so that a typo is
@@ -52,8 +56,9 @@ ImportFormat GuessImportFormat(std::string_view file_name);
 
 struct ImportOptions {
   ImportFormat format = ImportFormat::kLocalFile;
-  // Type of bare values in local_file lines.
-  SignalType bare_type = SignalType::kPdq;
+  // Type of bare values in local_file lines; unset: PDQ, checked for the
+  // bit count of a PDQ hash (see above).
+  std::optional<SignalType> bare_type;
   // List and category of records whose file does not name one. A record
   // with no list at all is an error.
   std::string default_list;
