@@ -12,7 +12,12 @@
 // - every error message (they reach JSON answers, report lines and
 //   terminals, quoting the file) is valid UTF-8 without control characters;
 // - the local_file reader of `bantay match` (ParseHashList) agrees with the
-//   import on which lines are entries, and gives ids 1, 2, ...
+//   import without a type for bare values on which lines are entries, and
+//   gives ids 1, 2, ...
+// - with no type given for bare values, local_file lines are read as with
+//   pdq given, except that records dropped are PDQ values that do not set
+//   128 bits, each now a line error.
+#include <bit>
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -129,6 +134,33 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     last_error = e.line;
   }
 
+  if (options.format == matcher::ImportFormat::kLocalFile && options.bare_type == SignalType::kPdq) {
+    matcher::ImportOptions implicit = options;
+    implicit.bare_type.reset();
+    std::istringstream again(text);
+    const bantay::Result<matcher::ParsedImport> checked = matcher::ParseImport(again, implicit);
+    FUZZ_CHECK(checked.ok(), "no bare type: %s", checked.error().ToString().c_str());
+    FUZZ_CHECK(checked->records.size() + checked->errors.size() ==
+                   parsed->records.size() + parsed->errors.size(),
+               "no bare type: %zu records and %zu errors; pdq: %zu and %zu",
+               checked->records.size(), checked->errors.size(), parsed->records.size(),
+               parsed->errors.size());
+    size_t kept = 0;
+    for (const matcher::ImportRecord& r : parsed->records) {
+      if (kept < checked->records.size() && checked->records[kept].line == r.line) {
+        FUZZ_CHECK(checked->records[kept].type == r.type && checked->records[kept].value == r.value,
+                   "line %d read otherwise without a bare type", r.line);
+        ++kept;
+        continue;
+      }
+      int bits = 0;
+      for (uint8_t byte : r.value) bits += std::popcount(byte);
+      FUZZ_CHECK(r.type == SignalType::kPdq && bits != 128,
+                 "line %d (%d bits) dropped without a bare type", r.line, bits);
+    }
+    FUZZ_CHECK(kept == checked->records.size(), "records without a bare type out of order");
+  }
+
   if (options.format == matcher::ImportFormat::kLocalFile && !options.default_list.empty()) {
     std::istringstream again(text);
     const matcher::ParsedHashList list = matcher::ParseHashList(again, "fuzz", "fuzz-list");
@@ -136,12 +168,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(list.entries[i].id == i + 1, "id %llu at %zu",
                  static_cast<unsigned long long>(list.entries[i].id), i);
     }
-    if (options.bare_type == SignalType::kPdq) {
-      FUZZ_CHECK(list.entries.size() == parsed->records.size(),
-                 "ParseHashList: %zu entries, %zu errors; ParseImport: %zu records, %zu errors",
-                 list.entries.size(), list.errors.size(), parsed->records.size(),
-                 parsed->errors.size());
-    }
+    // ParseHashList gives no type for bare values.
+    matcher::ImportOptions implicit = options;
+    implicit.bare_type.reset();
+    std::istringstream third(text);
+    const bantay::Result<matcher::ParsedImport> imported = matcher::ParseImport(third, implicit);
+    FUZZ_CHECK(imported.ok() && list.entries.size() == imported->records.size(),
+               "ParseHashList: %zu entries, %zu errors; ParseImport: %zu records", list.entries.size(),
+               list.errors.size(), imported.ok() ? imported->records.size() : 0);
   }
   return 0;
 }
