@@ -50,8 +50,10 @@ constexpr std::string_view kMatchUsage =
 With --index, matches PDQ hashes exactly (every entry within the radius, none
 missed) against
   - a hash list: a file of one entry a line, `[TYPE] VALUE [REFERENCE]`
-    (ThreatExchange/HMA local_file style: `pdq <hex>` or bare hex; REFERENCE
-    defaults to <file>:<line>; the list is named after the file);
+    (ThreatExchange/HMA local_file style: `pdq <hex>` or bare hex, which
+    must set 128 of its 256 bits as PDQ hashes do, else the list is refused:
+    write `sha256 <hex>` for digests; REFERENCE defaults to <file>:<line>;
+    the list is named after the file);
   - a store (sqlite:PATH or postgresql://...), opened with --key;
   - a snapshot file from `bantay index export`, opened with --key and
     verified against --public-key before use.

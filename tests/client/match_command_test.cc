@@ -317,14 +317,18 @@ TEST(MatchCommandTest, BadIndexIsRefusedWithLineNumbers) {
   TempDir dir;
   const std::string list = dir.Write(
       "bad.txt", Text(std::string("pdq ") + kOriginal + "\npdq 12345\nphash " + kOriginal +
-                      " x\nmd5 " + std::string(32, 'a') + "\n"));
+                      " x\nmd5 " + std::string(32, 'a') + "\n" + std::string(64, 'f') + "\n"));
   CliRun run = Match({"--index", list, "--pdq", kOriginal});
   EXPECT_EQ(run.status, kExitUsage);
   EXPECT_EQ(run.out, "");
+  // Line 5: a bare value that no PDQ hash can be (all 256 bits set).
   EXPECT_EQ(run.err,
             "bantay match: " + list + ":2: a PDQ hash is 64 hexadecimal digits, got 5 characters\n"
             "bantay match: " + list + ":3: unknown signal type 'phash' (pdq, md5 or sha256)\n"
-            "bantay match: the index has 2 bad line(s); nothing matched\n");
+            "bantay match: " + list + ":5: a bare value is read as PDQ, but this one sets 256 of "
+            "its 256 bits where a PDQ hash sets 128: name its type (\"sha256 VALUE\"), or give "
+            "the type of bare values\n"
+            "bantay match: the index has 3 bad line(s); nothing matched\n");
 }
 
 TEST(MatchCommandTest, AnEmptyIndexIsRefused) {
