@@ -239,11 +239,6 @@ void FormatResponse(const ApiResponse& response, unsigned version, bool keep_ali
   if (!head) out->append(response.body);
 }
 
-// A client's X-Request-Id, to correlate its records with the server's log:
-// 1 to 128 characters of letters, digits and . _ ~ : @ / + = - (anything
-// else is ignored: it goes into a header and a log line). An id holding 32
-// or more hex digits in a row is ignored too: it may be a digest of the
-// content (an MD5, a SHA-256, a PDQ hash), which the log never holds.
 // "192.0.2.7:51234", "[2001:db8::7]:51234"; "-" when the peer is gone
 // already.
 std::string PeerOf(const tcp::socket& socket) {
@@ -255,6 +250,11 @@ std::string PeerOf(const tcp::socket& socket) {
          std::to_string(peer.port());
 }
 
+// A client's X-Request-Id, to correlate its records with the server's log:
+// 1 to 128 characters of letters, digits and . _ ~ : @ / + = - (anything
+// else is ignored: it goes into a header and a log line). An id holding 32
+// or more hex digits in a row is ignored too: it may be a digest of the
+// content (an MD5, a SHA-256, a PDQ hash), which the log never holds.
 std::string RequestId(std::string_view value) {
   if (value.empty() || value.size() > 128) return {};
   size_t hex_run = 0;
