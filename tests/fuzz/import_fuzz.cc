@@ -134,48 +134,48 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     last_error = e.line;
   }
 
-  if (options.format == matcher::ImportFormat::kLocalFile && options.bare_type == SignalType::kPdq) {
+  if (options.format == matcher::ImportFormat::kLocalFile) {
+    // The same file without a type for bare values (as ParseHashList reads
+    // it).
     matcher::ImportOptions implicit = options;
     implicit.bare_type.reset();
     std::istringstream again(text);
-    const bantay::Result<matcher::ParsedImport> checked = matcher::ParseImport(again, implicit);
-    FUZZ_CHECK(checked.ok(), "no bare type: %s", checked.error().ToString().c_str());
-    FUZZ_CHECK(checked->records.size() + checked->errors.size() ==
-                   parsed->records.size() + parsed->errors.size(),
-               "no bare type: %zu records and %zu errors; pdq: %zu and %zu",
-               checked->records.size(), checked->errors.size(), parsed->records.size(),
-               parsed->errors.size());
-    size_t kept = 0;
-    for (const matcher::ImportRecord& r : parsed->records) {
-      if (kept < checked->records.size() && checked->records[kept].line == r.line) {
-        FUZZ_CHECK(checked->records[kept].type == r.type && checked->records[kept].value == r.value,
-                   "line %d read otherwise without a bare type", r.line);
-        ++kept;
-        continue;
+    const bantay::Result<matcher::ParsedImport> untyped = matcher::ParseImport(again, implicit);
+    FUZZ_CHECK(untyped.ok(), "no bare type: %s", untyped.error().ToString().c_str());
+    if (options.bare_type == SignalType::kPdq) {
+      FUZZ_CHECK(untyped->records.size() + untyped->errors.size() ==
+                     parsed->records.size() + parsed->errors.size(),
+                 "no bare type: %zu records and %zu errors; pdq: %zu and %zu",
+                 untyped->records.size(), untyped->errors.size(), parsed->records.size(),
+                 parsed->errors.size());
+      size_t kept = 0;
+      for (const matcher::ImportRecord& r : parsed->records) {
+        if (kept < untyped->records.size() && untyped->records[kept].line == r.line) {
+          const matcher::ImportRecord& same = untyped->records[kept];
+          FUZZ_CHECK(same.type == r.type && same.value == r.value,
+                     "line %d read otherwise without a bare type", r.line);
+          ++kept;
+          continue;
+        }
+        int bits = 0;
+        for (uint8_t byte : r.value) bits += std::popcount(byte);
+        FUZZ_CHECK(r.type == SignalType::kPdq && bits != 128,
+                   "line %d (%d bits) dropped without a bare type", r.line, bits);
       }
-      int bits = 0;
-      for (uint8_t byte : r.value) bits += std::popcount(byte);
-      FUZZ_CHECK(r.type == SignalType::kPdq && bits != 128,
-                 "line %d (%d bits) dropped without a bare type", r.line, bits);
+      FUZZ_CHECK(kept == untyped->records.size(), "records without a bare type out of order");
     }
-    FUZZ_CHECK(kept == checked->records.size(), "records without a bare type out of order");
-  }
-
-  if (options.format == matcher::ImportFormat::kLocalFile && !options.default_list.empty()) {
-    std::istringstream again(text);
-    const matcher::ParsedHashList list = matcher::ParseHashList(again, "fuzz", "fuzz-list");
-    for (size_t i = 0; i < list.entries.size(); ++i) {
-      FUZZ_CHECK(list.entries[i].id == i + 1, "id %llu at %zu",
-                 static_cast<unsigned long long>(list.entries[i].id), i);
+    if (!options.default_list.empty()) {
+      std::istringstream third(text);
+      const matcher::ParsedHashList list = matcher::ParseHashList(third, "fuzz", "fuzz-list");
+      for (size_t i = 0; i < list.entries.size(); ++i) {
+        FUZZ_CHECK(list.entries[i].id == i + 1, "id %llu at %zu",
+                   static_cast<unsigned long long>(list.entries[i].id), i);
+      }
+      FUZZ_CHECK(list.entries.size() == untyped->records.size(),
+                 "ParseHashList: %zu entries, %zu errors; ParseImport without a bare type: %zu "
+                 "records",
+                 list.entries.size(), list.errors.size(), untyped->records.size());
     }
-    // ParseHashList gives no type for bare values.
-    matcher::ImportOptions implicit = options;
-    implicit.bare_type.reset();
-    std::istringstream third(text);
-    const bantay::Result<matcher::ParsedImport> imported = matcher::ParseImport(third, implicit);
-    FUZZ_CHECK(imported.ok() && list.entries.size() == imported->records.size(),
-               "ParseHashList: %zu entries, %zu errors; ParseImport: %zu records", list.entries.size(),
-               list.errors.size(), imported.ok() ? imported->records.size() : 0);
   }
   return 0;
 }

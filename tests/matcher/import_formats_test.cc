@@ -252,7 +252,8 @@ TEST(LocalFileImportTest, BareValuesThatCannotBePdqHashesAreRefused) {
            " of its 256 bits where a PDQ hash sets 128: name its type (\"sha256 VALUE\"), or "
            "give the type of bare values";
   };
-  ExpectErrors(p.errors, {{2, refused(136)}, {3, refused(0)}, {4, refused(256)}, {5, refused(127)}});
+  ExpectErrors(p.errors,
+               {{2, refused(136)}, {3, refused(0)}, {4, refused(256)}, {5, refused(127)}});
   ASSERT_EQ(p.records.size(), 4u);
   EXPECT_EQ(p.records[0].line, 1);
   EXPECT_EQ(p.records[0].type, SignalType::kPdq);
