@@ -22,6 +22,7 @@
 #include <variant>
 
 #include "bantay/models/digest.h"
+#include "forwarded.h"
 
 namespace bantay::server {
 
@@ -61,6 +62,13 @@ constexpr Field kFields[] = {
      "GET /metrics without an API key"},
     {"server", "shutdown_grace_ms", &ServerConfig::shutdown_grace_ms,
      "on SIGTERM/SIGINT, how long requests in flight may take to finish"},
+    {"server", "trusted_proxies", &ServerConfig::trusted_proxies,
+     "proxies in front of the server (addresses and networks: \"127.0.0.1, "
+     "10.0.0.0/8, ::1\"); from these peers, server.proxy_header names the "
+     "client in the access log (\"client\")"},
+    {"server", "proxy_header", &ServerConfig::proxy_header,
+     "the header the trusted proxies set: x-forwarded-for or forwarded (RFC "
+     "7239); the other is not read (a proxy passes it on from the client)"},
     {"tls", "cert", &ServerConfig::tls_cert,
      "PEM certificate chain (required unless server.allow_plain_http = true)"},
     {"tls", "key", &ServerConfig::tls_key, "PEM private key of tls.cert"},
@@ -530,6 +538,12 @@ Status ServerConfig::Validate() const {
     return Invalid("server.admin_queue_limit must be at least 1");
   if (shutdown_grace_ms < 0)
     return Invalid("server.shutdown_grace_ms must not be negative");
+  if (Result<TrustedProxies> proxies = TrustedProxies::Parse(trusted_proxies); !proxies.ok()) {
+    return Prefixed("server.trusted_proxies", proxies.error());
+  }
+  if (Result<ProxyHeader> header = ParseProxyHeader(proxy_header); !header.ok()) {
+    return Prefixed("server.proxy_header", header.error());
+  }
 
   // The server speaks TLS exactly when tls.cert is set, so a lone key or
   // certificate is a mistake rather than a request for plain HTTP.

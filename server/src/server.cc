@@ -39,6 +39,7 @@
 #include "api.h"
 #include "bantay/models/text.h"
 #include "compute_pool.h"
+#include "forwarded.h"
 #include "index_service.h"
 #include "metrics.h"
 #include "rate_limiter.h"
@@ -80,7 +81,7 @@ class AccessLog {
   bool failed_to_open(const std::string& where) const { return !where.empty() && !file_; }
 
   void Write(std::string_view method, const ApiResponse& response, double seconds,
-             std::string_view peer) {
+             std::string_view peer, std::string_view client) {
     if (file_ == nullptr) return;
     boost::json::object line{{"time", static_cast<int64_t>(std::time(nullptr))},
                              {"peer", peer},
@@ -88,6 +89,7 @@ class AccessLog {
                              {"route", response.route},
                              {"status", response.status},
                              {"latency_us", static_cast<int64_t>(seconds * 1e6)}};
+    if (!client.empty()) line["client"] = client;
     if (!response.key_id.empty()) line["key"] = response.key_id;
     if (!response.verdict.empty()) line["verdict"] = response.verdict;
     if (!response.request_id.empty()) line["request_id"] = response.request_id;
@@ -239,15 +241,20 @@ void FormatResponse(const ApiResponse& response, unsigned version, bool keep_ali
   if (!head) out->append(response.body);
 }
 
-// "192.0.2.7:51234", "[2001:db8::7]:51234"; "-" when the peer is gone
-// already.
-std::string PeerOf(const tcp::socket& socket) {
+// The connection's peer; nullopt when it is gone already.
+std::optional<tcp::endpoint> PeerOf(const tcp::socket& socket) {
   beast::error_code ec;
   const tcp::endpoint peer = socket.remote_endpoint(ec);
-  if (ec) return "-";
-  const std::string address = peer.address().to_string();
-  return (peer.address().is_v6() ? "[" + address + "]" : address) + ":" +
-         std::to_string(peer.port());
+  if (ec) return std::nullopt;
+  return peer;
+}
+
+// "192.0.2.7:51234", "[2001:db8::7]:51234"; "-" for a peer gone already.
+std::string PeerText(const std::optional<tcp::endpoint>& peer) {
+  if (!peer) return "-";
+  const std::string address = peer->address().to_string();
+  return (peer->address().is_v6() ? "[" + address + "]" : address) + ":" +
+         std::to_string(peer->port());
 }
 
 // A client's X-Request-Id, to correlate its records with the server's log:
@@ -329,6 +336,9 @@ struct Server::Impl {
                 omp_set_num_threads(1);
               }),
         log(config.access_log),
+        // Validated before: neither can fail here.
+        trusted_proxies(TrustedProxies::Parse(config.trusted_proxies).value()),
+        proxy_header(ParseProxyHeader(config.proxy_header).value()),
         ioc(config.io_threads),
         work(asio::make_work_guard(ioc)) {}
 
@@ -364,6 +374,8 @@ struct Server::Impl {
   ComputePool compute;
   ComputePool admin;
   AccessLog log;
+  const TrustedProxies trusted_proxies;
+  const ProxyHeader proxy_header;
 
   uint16_t port = 0;
   std::vector<std::thread> threads;
@@ -406,7 +418,8 @@ class Session : public SessionBase {
 
   Session(Server::Impl* server, tcp::socket socket, std::shared_ptr<ssl::context> tls)
       : server_(server),
-        peer_(PeerOf(socket)),
+        peer_endpoint_(PeerOf(socket)),
+        peer_(PeerText(peer_endpoint_)),
         tls_(std::move(tls)),
         stream_(MakeStream(std::move(socket))) {
     if constexpr (kTls) {
@@ -498,6 +511,7 @@ class Session : public SessionBase {
   void ReadNext() {
     if (draining_ || server_->api.shutting_down()) return Close();
     request_id_.clear();
+    client_.clear();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->config.max_header_bytes));
     parser_->body_limit(server_->config.max_body_bytes);
@@ -522,6 +536,7 @@ class Session : public SessionBase {
   void OnHeader(beast::error_code header_ec) {
     if (header_ec) return OnRead(header_ec);
     request_id_ = RequestId(parser_->get()["X-Request-Id"]);
+    ReadClient();
     // RFC 9112 section 3.2: one Host field in HTTP/1.1 (and at most one in
     // HTTP/1.0), else 400; from the header, before any body is read.
     const size_t hosts = parser_->get().count(http::field::host);
@@ -568,6 +583,19 @@ class Session : public SessionBase {
       return;
     }
     ReadBody();
+  }
+
+  // From a trusted proxy, the client it names (forwarded.h), per request:
+  // a proxy's connection carries many clients' requests in turn.
+  void ReadClient() {
+    if (server_->trusted_proxies.empty() || !peer_endpoint_) return;
+    const auto& request = parser_->get();
+    std::vector<std::string_view> fields;
+    const auto [first, last] = request.equal_range(ProxyHeaderName(server_->proxy_header));
+    for (auto field = first; field != last; ++field) fields.push_back(field->value());
+    client_ = ForwardedClient(server_->trusted_proxies, server_->proxy_header,
+                              peer_endpoint_->address(), fields)
+                  .value_or("");
   }
 
   // Expect: 100-continue in an HTTP/1.1 request whose body has not started
@@ -682,7 +710,7 @@ class Session : public SessionBase {
     api_response.request_id = request_id_;
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     server_->metrics.RecordRequest(api_response.route, api_response.status, seconds);
-    server_->log.Write(method_, api_response, seconds, peer_);
+    server_->log.Write(method_, api_response, seconds, peer_, client_);
 
     keep_open_ = keep_alive_ && !draining_;
     FormatResponse(api_response, version_, keep_open_, head_, &out_);
@@ -766,7 +794,7 @@ class Session : public SessionBase {
       logged.key_id = self->ws_key_->id;
       const double seconds = std::chrono::duration<double>(Clock::now() - self->start_).count();
       self->server_->metrics.RecordRequest(logged.route, logged.status, seconds);
-      self->server_->log.Write(self->method_, logged, seconds, self->peer_);
+      self->server_->log.Write(self->method_, logged, seconds, self->peer_, self->client_);
       if (ec) return self->EndSocket();
       self->OnSocketOpen();
     });
@@ -1031,7 +1059,8 @@ class Session : public SessionBase {
   static constexpr size_t kKeptBufferBytes = 64 * 1024;
 
   Server::Impl* server_;
-  const std::string peer_;             // "address:port" for the access log
+  const std::optional<tcp::endpoint> peer_endpoint_;
+  const std::string peer_;  // "address:port" for the access log
   std::shared_ptr<ssl::context> tls_;  // outlives stream_, which refers to it
   Stream stream_;
   ReadBuffer buffer_;
@@ -1069,6 +1098,7 @@ class Session : public SessionBase {
   bool ws_closing_ = false;
   bool close_pending_ = false;
   std::string request_id_;  // the current request's X-Request-Id (valid ones)
+  std::string client_;      // whom a trusted proxy forwarded it for ("": the peer)
   uint64_t ws_listeners_ = 0;  // ws_stream_'s listeners' number (0: none)
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool ws_ended_ = false;

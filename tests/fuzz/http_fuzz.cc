@@ -31,7 +31,10 @@
 //   nothing after a close frame;
 // - every access log line (as the log is flushed: it is buffered for up to
 //   a second) is a JSON object of the documented members, its route a
-//   route template or "unmatched" (never the raw target);
+//   route template or "unmatched" (never the raw target), its "client" (the
+//   harness's loopback is a trusted proxy: X-Forwarded-For is read over
+//   plain HTTP, Forwarded over TLS) "unknown" or an address as the server
+//   prints one;
 // - every 16 inputs, on a new connection: /healthz answers 200, and no
 //   other connection is left open (bantay_connections in /metrics is 1
 //   within 5 s).
@@ -46,6 +49,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/json.hpp>
@@ -126,6 +130,7 @@ Env* MakeEnv() {
   c.shutdown_grace_ms = 1000;
   env->access_log = env->store->dir + "/access.log";
   c.access_log = env->access_log;
+  c.trusted_proxies = "127.0.0.1";
   if (const char* tls = std::getenv("BANTAY_FUZZ_TLS"); tls != nullptr && tls == std::string("1")) {
     // A self-signed certificate made with the openssl command line.
     const std::string& dir = env->store->dir;
@@ -135,6 +140,7 @@ Env* MakeEnv() {
         "/server.pem 2>" + dir + "/openssl.log";
     FUZZ_CHECK(std::system(command.c_str()) == 0, "%s failed", command.c_str());
     c.allow_plain_http = false;
+    c.proxy_header = "forwarded";
     c.tls_cert = dir + "/server.pem";
     c.tls_key = dir + "/server.key";
     // OpenSSL writes with write(): a server that has closed must not
@@ -632,9 +638,9 @@ void CheckAccessLog(Env* env) {
   FUZZ_CHECK(file.good(), "the access log %s", env->access_log.c_str());
   file.seekg(static_cast<std::streamoff>(env->log_offset));
   std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  static const std::set<std::string> members = {"time",    "peer",      "method",
-                                                "route",   "status",    "latency_us",
-                                                "key",     "verdict",   "request_id"};
+  static const std::set<std::string> members = {
+      "time", "peer", "client", "method", "route", "status", "latency_us", "key", "verdict",
+      "request_id"};
   size_t start = 0;
   for (size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
     const std::string_view line(text.data() + start, end - start);
@@ -657,6 +663,15 @@ void CheckAccessLog(Env* env) {
     const json::value* peer = value.as_object().if_contains("peer");
     FUZZ_CHECK(peer != nullptr && peer->is_string() && peer->as_string().starts_with("127.0.0.1:"),
                "no peer address: %s", quoted().c_str());
+    // What a proxy forwarded is printed by the server, never copied.
+    if (const json::value* client = value.as_object().if_contains("client")) {
+      boost::system::error_code bad;
+      const std::string named = client->is_string() ? std::string(client->as_string()) : "";
+      const auto address = boost::asio::ip::make_address(named, bad);
+      FUZZ_CHECK(named == "unknown" || (!bad && address.to_string() == named &&
+                                       !(address.is_v6() && address.to_v6().is_v4_mapped())),
+                 "a client that is no address: %s", quoted().c_str());
+    }
     const json::value* status = value.as_object().if_contains("status");
     FUZZ_CHECK(status != nullptr && status->is_int64(), "no status: %s", quoted().c_str());
   }

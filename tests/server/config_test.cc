@@ -29,6 +29,8 @@ const std::vector<std::string> kAllKeys = {
     "server.allow_plain_http",
     "server.metrics_public",
     "server.shutdown_grace_ms",
+    "server.trusted_proxies",
+    "server.proxy_header",
     "tls.cert",
     "tls.key",
     "tls.client_ca",
@@ -208,6 +210,17 @@ TEST(ValidateTest, ServerSection) {
       {"grace -1", [](ServerConfig* c) { c->shutdown_grace_ms = -1; },
        "server.shutdown_grace_ms must not be negative"},
       {"grace 0", [](ServerConfig* c) { c->shutdown_grace_ms = 0; }, nullptr},
+      {"proxies", [](ServerConfig* c) { c->trusted_proxies = "127.0.0.1, 10.0.0.0/8 ::1"; },
+       nullptr},
+      {"proxy host name", [](ServerConfig* c) { c->trusted_proxies = "127.0.0.1, lb.example"; },
+       "server.trusted_proxies: \"lb.example\" is not an IP address or network (such as "
+       "10.0.0.0/8 or ::1)"},
+      {"proxy network", [](ServerConfig* c) { c->trusted_proxies = "10.0.0.0/40"; },
+       "server.trusted_proxies: \"10.0.0.0/40\" has no prefix length between 0 and 32"},
+      {"forwarded", [](ServerConfig* c) { c->proxy_header = "Forwarded"; }, nullptr},
+      {"x-real-ip", [](ServerConfig* c) { c->proxy_header = "x-real-ip"; },
+       "server.proxy_header: the proxy header is X-Forwarded-For or Forwarded (got "
+       "\"x-real-ip\")"},
   });
 }
 
@@ -461,6 +474,8 @@ admin_queue_limit = 8
 allow_plain_http = true
 metrics_public = true
 shutdown_grace_ms = 2500
+trusted_proxies = "10.0.0.0/8"
+proxy_header = "forwarded"
 
 [tls]
 cert = "/srv/tls/cert.pem"
@@ -516,6 +531,8 @@ TEST(ParseConfigTest, FullFileGivesExactValues) {
   EXPECT_TRUE(c.allow_plain_http);
   EXPECT_TRUE(c.metrics_public);
   EXPECT_EQ(c.shutdown_grace_ms, 2500);
+  EXPECT_EQ(c.trusted_proxies, "10.0.0.0/8");
+  EXPECT_EQ(c.proxy_header, "forwarded");
   EXPECT_EQ(c.tls_cert, "/srv/tls/cert.pem");
   EXPECT_EQ(c.tls_key, "/srv/tls/key.pem");
   EXPECT_EQ(c.tls_client_ca, "/srv/tls/ca.pem");
@@ -743,6 +760,8 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
       {"server.allow_plain_http", "true"},
       {"server.metrics_public", "true"},
       {"server.shutdown_grace_ms", "11"},
+      {"server.trusted_proxies", "::1"},
+      {"server.proxy_header", "forwarded"},
       {"tls.cert", "c.pem"},
       {"tls.key", "k.pem"},
       {"tls.client_ca", "ca.pem"},
@@ -791,6 +810,8 @@ TEST(ApplyEnvironmentTest, EveryScalarKeyHasAVariable) {
   EXPECT_TRUE(c.allow_plain_http);
   EXPECT_TRUE(c.metrics_public);
   EXPECT_EQ(c.shutdown_grace_ms, 11);
+  EXPECT_EQ(c.trusted_proxies, "::1");
+  EXPECT_EQ(c.proxy_header, "forwarded");
   EXPECT_EQ(c.tls_cert, "c.pem");
   EXPECT_EQ(c.tls_key, "k.pem");
   EXPECT_EQ(c.tls_client_ca, "ca.pem");
@@ -1134,6 +1155,8 @@ TEST(ExampleConfigTest, ShowsTheDefaults) {
   EXPECT_EQ(e->allow_plain_http, d.allow_plain_http);
   EXPECT_EQ(e->metrics_public, d.metrics_public);
   EXPECT_EQ(e->shutdown_grace_ms, d.shutdown_grace_ms);
+  EXPECT_EQ(e->trusted_proxies, d.trusted_proxies);
+  EXPECT_EQ(e->proxy_header, d.proxy_header);
   EXPECT_EQ(e->tls_client_ca, d.tls_client_ca);
   EXPECT_EQ(e->max_body_bytes, d.max_body_bytes);
   EXPECT_EQ(e->max_header_bytes, d.max_header_bytes);

@@ -412,6 +412,71 @@ TEST_F(LifecycleTest, AValidRequestIdIsEchoedAndLogged) {
   EXPECT_EQ(ids, (std::vector<std::string>{"frame-42:cam/7", longest, "-", "-", "-", "-", "-"}));
 }
 
+// Behind a proxy the peer is the proxy: from peers in trusted_proxies, the
+// access log also names the client the configured header forwards for, per
+// request (a proxy's connection carries many clients' requests).
+TEST_F(LifecycleTest, TheClientATrustedProxyNamesIsLogged) {
+  namespace http = boost::beast::http;
+  // Each request's headers on one connection; the "client" of each line
+  // logged ("-": none).
+  auto clients = [&](const std::vector<std::string>& headers) {
+    std::filesystem::remove(dir_.path() + "/access.log");
+    StartServer();
+    std::unique_ptr<ssl::stream<tcp::socket>> connection = RawConnection();
+    boost::beast::flat_buffer buffer;
+    for (const std::string& header : headers) {
+      asio::write(*connection,
+                  asio::buffer("GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + header + "\r\n"));
+      http::response<http::string_body> answer;
+      EXPECT_FALSE(ReadWithin(*connection, buffer, answer));
+      EXPECT_EQ(answer.result_int(), 200);
+    }
+    // Refused requests are logged with their client too.
+    const std::string refused = "GET /v1/index HTTP/1.1\r\nHost: localhost\r\n"
+                                "X-Forwarded-For: 192.0.2.44\r\nForwarded: for=192.0.2.44\r\n\r\n";
+    asio::write(*connection, asio::buffer(refused));
+    http::response<http::string_body> answer;
+    EXPECT_FALSE(ReadWithin(*connection, buffer, answer));
+    EXPECT_EQ(answer.result_int(), 401);
+    connection.reset();
+    StopServer();  // flushes the access log
+    std::vector<std::string> logged;
+    std::istringstream log(ReadText(dir_.path() + "/access.log"));
+    for (std::string line; std::getline(log, line);) {
+      const json::value entry = ParseJson(line);
+      EXPECT_TRUE(entry.at("peer").as_string().starts_with("127.0.0.1:")) << line;
+      logged.push_back(entry.as_object().contains("client")
+                           ? std::string(entry.at("client").as_string())
+                           : "-");
+    }
+    return logged;
+  };
+  const std::vector<std::string> headers = {
+      "X-Forwarded-For: 198.51.100.1, 203.0.113.9\r\n",
+      "",  // the next request on the connection names no one
+      "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 127.0.0.1\r\n",
+      "X-Forwarded-For: [2001:db8::7]:4711\r\n",
+      "X-Forwarded-For: unknown\r\n",
+      "Forwarded: for=192.0.2.1\r\n",
+      "Forwarded: for=\"[2001:db8::9]:4711\", for=192.0.2.2;proto=https\r\n",
+  };
+  // Loopback trusted, X-Forwarded-For read (Forwarded is not).
+  config.trusted_proxies = "::1, 127.0.0.1";
+  EXPECT_EQ(clients(headers), (std::vector<std::string>{"203.0.113.9", "-", "203.0.113.9",
+                                                        "2001:db8::7", "unknown", "-", "-",
+                                                        "192.0.2.44"}));
+  // Forwarded read (X-Forwarded-For is not).
+  config.proxy_header = "forwarded";
+  EXPECT_EQ(clients(headers), (std::vector<std::string>{"-", "-", "-", "-", "-", "192.0.2.1",
+                                                        "192.0.2.2", "192.0.2.44"}));
+  // A peer not trusted: nothing it says is believed.
+  config.trusted_proxies = "10.0.0.0/8";
+  EXPECT_EQ(clients(headers), std::vector<std::string>(8, "-"));
+  config.trusted_proxies = "";
+  config.proxy_header = "x-forwarded-for";
+  EXPECT_EQ(clients(headers), std::vector<std::string>(8, "-"));
+}
+
 TEST_F(LifecycleTest, AClosedConnectionDeliversItsAnswerWhole) {
   namespace http = boost::beast::http;
   // The answer (the OpenAPI document, ~90 kB) is larger than what the

@@ -5,7 +5,7 @@
 //
 //   [server]  listen, port, io_threads, compute_threads, queue_limit,
 //             admin_queue_limit, allow_plain_http, metrics_public,
-//             shutdown_grace_ms
+//             shutdown_grace_ms, trusted_proxies, proxy_header
 //   [tls]     cert, key, client_ca
 //   [limits]  max_body_bytes, max_header_bytes, max_pixels, max_jpeg_scans,
 //             read_timeout_ms, idle_timeout_ms, max_connections, max_batch_items
@@ -70,6 +70,11 @@ struct ServerConfig {
   bool allow_plain_http = false;  // serve without TLS (tls.cert empty)
   bool metrics_public = false;
   int64_t shutdown_grace_ms = 10'000;
+  // Peers whose proxy_header is believed for the access log's "client"
+  // ("127.0.0.1, 10.0.0.0/8, ::1"; "": none), and that header
+  // ("x-forwarded-for" or "forwarded"). See server/src/forwarded.h.
+  std::string trusted_proxies;
+  std::string proxy_header = "x-forwarded-for";
 
   // [tls]
   std::string tls_cert;       // PEM chain
