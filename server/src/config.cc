@@ -130,9 +130,10 @@ constexpr Field kFields[] = {
      "the index is not served from a store whose signed version is lower "
      "(an older copy of the database; 0: any)"},
     {"store", "pin_file", &ServerConfig::pin_file,
-     "file recording the version served and its signed root (one line of "
-     "JSON, written atomically); at start, a store at a lower version, or at "
-     "that version with another root, is not served (\"\": no pin)"},
+     "file recording the version served, its signed root and the key that "
+     "signed it (one line of JSON, written atomically); at start, a store at "
+     "a lower version, or at that version with another root, is not served, "
+     "and a pin of another key stops the start (\"\": no pin)"},
     {"log", "access_log", &ServerConfig::access_log,
      "one JSON line per request: \"-\" standard error, \"\" off, else a file "
      "appended to"},

@@ -70,19 +70,24 @@ Result<std::unique_ptr<Store>> OpenStore(const ServerConfig& config, bool signin
 }
 
 // store.pin_file: one line of JSON, {"store_id":"<32 hex>","version":N,
-// "root":"<64 hex>"}, the last version served and its signed root. Not a
-// secret (the root is published by GET /v1/index).
+// "root":"<64 hex>","public_key":"<64 hex>"}, the last version served, its
+// signed root and the Ed25519 key its signature was verified with. Not a
+// secret (the root is published by GET /v1/index). Files written before
+// the key was pinned have no public_key; it is added at the next write.
 struct PinFile {
   std::array<uint8_t, 16> store_id{};
   uint64_t version = 0;
   matcher::Digest32 root{};
+  std::optional<matcher::PublicKey> public_key;
 };
 
 constexpr size_t kMaxPinFileBytes = 4096;
 
 std::string PinText(const PinFile& pin) {
-  return R"({"store_id":")" + models::ToHex(pin.store_id) + R"(","version":)" +
-         std::to_string(pin.version) + R"(,"root":")" + models::ToHex(pin.root) + "\"}\n";
+  std::string text = R"({"store_id":")" + models::ToHex(pin.store_id) + R"(","version":)" +
+                     std::to_string(pin.version) + R"(,"root":")" + models::ToHex(pin.root);
+  if (pin.public_key) text += R"(","public_key":")" + models::ToHex(*pin.public_key);
+  return text + "\"}\n";
 }
 
 template <size_t N>
@@ -129,8 +134,8 @@ Result<std::optional<PinFile>> ReadPinFile(const std::string& path) {
     return Error(ErrorCode::kCorruptData,
                  path + " is not a pin file (" + why +
                      "; expected one line {\"store_id\":\"<32 hex>\",\"version\":N,"
-                     "\"root\":\"<64 hex>\"}): restore it, or delete it to pin the version "
-                     "the server loads next");
+                     "\"root\":\"<64 hex>\",\"public_key\":\"<64 hex>\"}): restore it, or "
+                     "delete it to pin the version the server loads next");
   };
   if (text.size() > kMaxPinFileBytes) return corrupt("it is larger than a pin");
   Result<boost::json::value> value = ParseJson(text, "it");
@@ -141,8 +146,10 @@ Result<std::optional<PinFile>> ReadPinFile(const std::string& path) {
   const boost::json::value* id = object->if_contains("store_id");
   const boost::json::value* version = object->if_contains("version");
   const boost::json::value* root = object->if_contains("root");
-  if (object->size() != 3 || id == nullptr || version == nullptr || root == nullptr) {
-    return corrupt("not the members store_id, version and root");
+  const boost::json::value* key = object->if_contains("public_key");
+  if (object->size() != (key == nullptr ? 3u : 4u) || id == nullptr || version == nullptr ||
+      root == nullptr) {
+    return corrupt("not the members store_id, version, root and public_key");
   }
   if (!id->is_string() || !ParseHex(id->get_string(), &pin.store_id)) {
     return corrupt("store_id is not 32 lower-case hex digits");
@@ -156,6 +163,12 @@ Result<std::optional<PinFile>> ReadPinFile(const std::string& path) {
   }
   if (!root->is_string() || !ParseHex(root->get_string(), &pin.root)) {
     return corrupt("root is not 64 lower-case hex digits");
+  }
+  if (key != nullptr) {
+    pin.public_key.emplace();
+    if (!key->is_string() || !ParseHex(key->get_string(), &*pin.public_key)) {
+      return corrupt("public_key is not 64 lower-case hex digits");
+    }
   }
   return std::optional<PinFile>(pin);
 }
@@ -236,7 +249,11 @@ Status IndexService::Start() {
   } else {
     std::fprintf(stderr,
                  "bantay-server: neither store.public_key_file nor store.signing_key_file is "
-                 "set: the store's signatures are checked against the key it holds itself\n");
+                 "set: the store's signatures are checked against the key it holds itself%s\n",
+                 config_.pin_file.empty()
+                     ? " (which whoever can write to the database could replace: set "
+                       "store.public_key_file, or store.pin_file to pin the key found first)"
+                     : "");
   }
   for (auto* slot : {&follower_, &reader_}) {
     Result<std::unique_ptr<Store>> store = OpenStore(config_, false);
@@ -270,8 +287,20 @@ Status IndexService::Start() {
                        models::ToHex((*pin)->store_id) + ", but store.url holds store " +
                        models::ToHex(follower_->store_id()) +
                        " (delete the pin file if the store was replaced on purpose)");
+    } else if ((*pin)->public_key && *(*pin)->public_key != version_key_) {
+      // Without store.public_key_file (or signing_key_file) a replica
+      // trusts the key the store holds, which whoever can write to the
+      // database could replace, re-signing every version with their own.
+      const std::string source = !config_.public_key_file.empty() ? "store.public_key_file"
+                                 : trusted_key_ ? "the public half of store.signing_key_file"
+                                                : "the key the store holds";
+      return Error(ErrorCode::kCorruptData,
+                   "store.pin_file: " + config_.pin_file + " pins the signing key " +
+                       models::ToHex(*(*pin)->public_key) + ", but the store's versions are to "
+                       "be verified with key " + models::ToHex(version_key_) + " (" + source +
+                       "; delete the pin file if the key was changed on purpose)");
     } else {
-      pin_ = Pin{(*pin)->version, (*pin)->root};
+      pin_ = Pin{(*pin)->version, (*pin)->root, (*pin)->public_key.has_value()};
       Log("store.pin_file: the index is not served from a version before " +
           std::to_string(pin_->version) + " (pinned in " + config_.pin_file + ")");
     }
@@ -461,10 +490,13 @@ Status IndexService::CheckFloor(uint64_t version, const matcher::Digest32* root)
 void IndexService::PinLocked() {
   if (config_.pin_file.empty()) return;
   const matcher::VersionRecord& record = verified_->record();
-  if (pin_ && pin_->version == record.version && pin_->root == record.root) return;
+  if (pin_ && pin_->version == record.version && pin_->root == record.root && pin_->key_pinned) {
+    return;
+  }
   const std::string version = std::to_string(record.version);
-  Status written = WriteFileAtomically(
-      config_.pin_file, PinText(PinFile{follower_->store_id(), record.version, record.root}));
+  Status written =
+      WriteFileAtomically(config_.pin_file, PinText(PinFile{follower_->store_id(), record.version,
+                                                            record.root, version_key_}));
   if (!written.ok()) {
     // The index keeps following: the pin guards restarts, and the version
     // last pinned still does.
@@ -477,7 +509,7 @@ void IndexService::PinLocked() {
   }
   if (!pin_error_.empty()) Log("store.pin_file: version " + version + " is pinned again");
   pin_error_.clear();
-  pin_ = Pin{record.version, record.root};
+  pin_ = Pin{record.version, record.root, true};
 }
 
 Status IndexService::SyncLocked(bool retry) {

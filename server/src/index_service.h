@@ -95,6 +95,7 @@ class IndexService {
   struct Pin {
     uint64_t version = 0;
     matcher::Digest32 root{};
+    bool key_pinned = false;  // the file names the key (else it is written again)
   };
   // An index loaded from the store and verified, not yet served.
   struct Loaded {

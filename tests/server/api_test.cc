@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <thread>
+#include <tuple>
 
 #include "bantay/matcher/store.h"
 #include "bantay/server/routes.h"
@@ -1077,7 +1079,16 @@ class ApiPinTest : public ApiTest {
     EXPECT_TRUE(record.ok());
     if (!record.ok()) return "";
     return R"({"store_id":")" + models::ToHex((*store)->store_id()) + R"(","version":)" +
-           std::to_string(version) + R"(,"root":")" + models::ToHex(record->root) + "\"}\n";
+           std::to_string(version) + R"(,"root":")" + models::ToHex(record->root) +
+           R"(","public_key":")" + PublicKeyHex() + "\"}\n";
+  }
+
+  // The public half of the signing key, in hex.
+  std::string PublicKeyHex() {
+    Result<matcher::SigningKey> signer =
+        matcher::SigningKey::ReadPemFile(dir_.path() + "/signing.pem");
+    EXPECT_TRUE(signer.ok());
+    return signer.ok() ? models::ToHex(signer->public_key()) : "";
   }
 
   // Adds an entry to the store at `url` as the CLI does; the new version.
@@ -1210,12 +1221,16 @@ TEST_P(ApiPinTest, AnUnreadablePinFileStopsTheStart) {
   const std::string id = good.substr(13, 32);
   const std::string root = good.substr(good.find(R"("root":")") + 8, 64);
   const std::string version = std::to_string(setup_version_);
-  auto pin_text = [](const std::string& store_id, const std::string& number,
-                     const std::string& hex_root) {
+  const std::string key = PublicKeyHex();
+  auto pin_text = [&key](const std::string& store_id, const std::string& number,
+                         const std::string& hex_root, std::optional<std::string> hex_key = {}) {
     return R"({"store_id":")" + store_id + R"(","version":)" + number + R"(,"root":")" +
-           hex_root + "\"}";
+           hex_root + R"(","public_key":")" + hex_key.value_or(key) + "\"}";
   };
   ASSERT_EQ(pin_text(id, version, root) + "\n", good);
+  // As written before the key was pinned.
+  const std::string keyless =
+      R"({"store_id":")" + id + R"(","version":)" + version + R"(,"root":")" + root + "\"}\n";
   std::string extra = pin_text(id, version, root);
   extra.insert(1, R"("extra":0,)");
   std::string upper = root;
@@ -1227,8 +1242,14 @@ TEST_P(ApiPinTest, AnUnreadablePinFileStopsTheStart) {
       {pin_text(id, version + R"(,"version":)" + version, root),
        "it names the member \"version\" twice"},
       {"[1, 2]\n", "not a JSON object"},
-      {R"({"version":1,"root":")" + root + "\"}", "not the members store_id, version and root"},
-      {extra, "not the members store_id, version and root"},
+      {R"({"version":1,"root":")" + root + "\"}",
+       "not the members store_id, version, root and public_key"},
+      {extra, "not the members store_id, version, root and public_key"},
+      {R"({"store_id":")" + id + R"(","version":)" + version + R"(,"public_key":")" + key + "\"}",
+       "not the members store_id, version, root and public_key"},
+      {pin_text(id, version, root, key.substr(2)), "public_key is not 64 lower-case hex digits"},
+      {pin_text(id, version, root, root.substr(1) + "G"),
+       "public_key is not 64 lower-case hex digits"},
       {pin_text(id.substr(2), version, root), "store_id is not 32 lower-case hex digits"},
       {pin_text(id, version, upper), "root is not 64 lower-case hex digits"},
       {pin_text(id, version, root.substr(1) + "g"), "root is not 64 lower-case hex digits"},
@@ -1246,8 +1267,8 @@ TEST_P(ApiPinTest, AnUnreadablePinFileStopsTheStart) {
     EXPECT_EQ(refused.error().message(),
               "store.pin_file: " + pin + " is not a pin file (" + why +
                   "; expected one line {\"store_id\":\"<32 hex>\",\"version\":N,"
-                  "\"root\":\"<64 hex>\"}): restore it, or delete it to pin the version the "
-                  "server loads next");
+                  "\"root\":\"<64 hex>\",\"public_key\":\"<64 hex>\"}): restore it, or "
+                  "delete it to pin the version the server loads next");
   }
   // Another store's pin.
   const std::string other(32, '0');
@@ -1271,6 +1292,45 @@ TEST_P(ApiPinTest, AnUnreadablePinFileStopsTheStart) {
   EXPECT_EQ(ReadText(pin), good);
   // The same pin, well formed: served.
   StopServer();
+  StartServer();
+  EXPECT_EQ(ReadText(pin), good);
+  // A pin written before the key was pinned: served, and the key added.
+  StopServer();
+  std::ofstream(pin, std::ios::trunc) << keyless;
+  StartServer();
+  EXPECT_EQ(ReadText(pin), good);
+  StopServer();
+  // A pin of another key: the store's versions were signed again with
+  // another key (or the configured key changed). Refused, whichever key the
+  // server trusts: its own signing key's, a public key file, or (a replica
+  // configured with neither) the key the store holds.
+  const std::string other_key(64, 'e');
+  std::ofstream(pin, std::ios::trunc) << pin_text(id, version, root, other_key) << "\n";
+  const std::string public_key_file = dir_.path() + "/public.pem";
+  Result<matcher::SigningKey> signer = matcher::SigningKey::ReadPemFile(config.signing_key_file);
+  ASSERT_TRUE(signer.ok());
+  std::ofstream(public_key_file) << matcher::PublicKeyToPem(signer->public_key());
+  const std::string signing_key_file = config.signing_key_file;
+  for (const auto& [signing, public_file, source] :
+       {std::tuple<std::string, std::string, std::string>{
+            signing_key_file, "", "the public half of store.signing_key_file"},
+        {signing_key_file, public_key_file, "store.public_key_file"},
+        {"", public_key_file, "store.public_key_file"},
+        {"", "", "the key the store holds"}}) {
+    SCOPED_TRACE(source);
+    config.signing_key_file = signing;
+    config.public_key_file = public_file;
+    refused = Server::Start(config);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+    EXPECT_EQ(refused.error().message(),
+              "store.pin_file: " + pin + " pins the signing key " + other_key +
+                  ", but the store's versions are to be verified with key " + key + " (" + source +
+                  "; delete the pin file if the key was changed on purpose)");
+    EXPECT_EQ(ReadText(pin), pin_text(id, version, root, other_key) + "\n");
+  }
+  // The replica with the right key pinned: served.
+  std::ofstream(pin, std::ios::trunc) << good;
   StartServer();
   EXPECT_EQ(ReadText(pin), good);
 }
