@@ -391,7 +391,7 @@ void Api::Dispatch(ApiRequest request, std::function<void(ApiResponse)> done) {
     response.body = metrics_->Render();
     return call->Finish(std::move(response));
   }
-  if (id == RouteId::kStreamsPost || id == RouteId::kStreamGet ||
+  if (id == RouteId::kStreamsGet || id == RouteId::kStreamsPost || id == RouteId::kStreamGet ||
       id == RouteId::kStreamDelete || id == RouteId::kStreamFrames ||
       id == RouteId::kStreamSocket) {
     return HandleStream(call);
@@ -1567,6 +1567,19 @@ void Api::HandleStream(const std::shared_ptr<Call>& call) {
   if (!call->query.empty()) {
     return call->Finish(BadRequest("unknown query parameter \"" + call->query.begin()->first + "\""));
   }
+  if (id == RouteId::kStreamsGet) {
+    // Each state is JSON text already; at most streams.max_per_key of them.
+    ApiResponse response;
+    response.body = R"({"streams":[)";
+    bool first = true;
+    for (const std::shared_ptr<Stream>& stream : streams_->List(*call->key)) {
+      if (!first) response.body += ',';
+      first = false;
+      response.body += stream->StateJson();
+    }
+    response.body += "]}";
+    return call->Finish(std::move(response));
+  }
   std::shared_ptr<Stream> stream = id == RouteId::kStreamGet
                                        ? streams_->Find(call->id_text, *call->key)
                                        : streams_->Remove(call->id_text, *call->key);
@@ -1602,7 +1615,7 @@ ApiResponse Api::HandleStreamsPost(Call& call) {
         429, "too_many_streams",
         error == StreamRegistry::CreateError::kTooManyForKey
             ? "this key has " + std::to_string(config_.streams_max_per_key) +
-                  " streams open (streams.max_per_key); close one first"
+                  " streams open (streams.max_per_key); end one first (GET /v1/streams lists them)"
             : "the server has " + std::to_string(config_.streams_max_total) +
                   " streams open (streams.max_total)");
     // An abandoned stream is gone after the idle timeout.

@@ -12,7 +12,7 @@ constexpr unsigned kOperatorBit = RoleBit(kOperator);
 constexpr unsigned kAuditorBit = RoleBit(kAuditor);
 
 // Order matters only for readability; the router matches by segments.
-const std::array<RouteSpec, 23> kRoutes = {{
+const std::array<RouteSpec, 24> kRoutes = {{
     {RouteId::kMatch, "POST", "/v1/match", kPlatformBit | kLabBit},
     {RouteId::kMatchBatch, "POST", "/v1/match/batch", kPlatformBit | kLabBit},
     {RouteId::kIndex, "GET", "/v1/index", kPlatformBit | kLabBit | kOperatorBit | kAuditorBit},
@@ -27,6 +27,7 @@ const std::array<RouteSpec, 23> kRoutes = {{
     {RouteId::kEntryGet, "GET", "/v1/lists/{list}/entries/{id}", kOperatorBit | kAuditorBit},
     {RouteId::kEntryPatch, "PATCH", "/v1/lists/{list}/entries/{id}", kOperatorBit},
     {RouteId::kEntryDelete, "DELETE", "/v1/lists/{list}/entries/{id}", kOperatorBit},
+    {RouteId::kStreamsGet, "GET", "/v1/streams", kPlatformBit | kLabBit},
     {RouteId::kStreamsPost, "POST", "/v1/streams", kPlatformBit | kLabBit},
     {RouteId::kStreamGet, "GET", "/v1/streams/{id}", kPlatformBit | kLabBit},
     {RouteId::kStreamDelete, "DELETE", "/v1/streams/{id}", kPlatformBit | kLabBit},

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <tuple>
 #include <utility>
 
 #include "bantay/matcher/crypto.h"
@@ -200,6 +201,20 @@ std::shared_ptr<Stream> StreamRegistry::Find(std::string_view id, const ApiKeyCo
   auto it = streams_.find(std::string(id));
   if (it == streams_.end() || it->second->owner() != key.id) return nullptr;
   return it->second;
+}
+
+std::vector<std::shared_ptr<Stream>> StreamRegistry::List(const ApiKeyConfig& key) const {
+  std::vector<std::shared_ptr<Stream>> mine;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, stream] : streams_) {
+      if (stream->owner() == key.id) mine.push_back(stream);
+    }
+  }
+  std::sort(mine.begin(), mine.end(), [](const auto& a, const auto& b) {
+    return std::tie(a->created_steady_ms_, a->id_) < std::tie(b->created_steady_ms_, b->id_);
+  });
+  return mine;
 }
 
 std::shared_ptr<Stream> StreamRegistry::Remove(std::string_view id, const ApiKeyConfig& key) {

@@ -137,6 +137,8 @@ class StreamRegistry {
                                  CreateError* error);
   // The session `id` of `key`; null when there is none (or another key's).
   std::shared_ptr<Stream> Find(std::string_view id, const ApiKeyConfig& key);
+  // Every session of `key`, oldest first (then by id).
+  std::vector<std::shared_ptr<Stream>> List(const ApiKeyConfig& key) const;
   // Removes and closes the session; null as Find.
   std::shared_ptr<Stream> Remove(std::string_view id, const ApiKeyConfig& key);
 

@@ -236,13 +236,32 @@ TEST_F(StreamApiTest, StreamsPerKeyAndInAllAreLimitedAndPrivateToTheirKey) {
   config.streams_max_per_key = 2;
   config.streams_max_total = 3;
   StartServer();
-  const std::string a = Open("platform", "{}");
+  // A key's sessions, as GET /v1/streams lists them: each as GET
+  // /v1/streams/{id} gives it, oldest first.
+  auto listed = [&](const std::string& key, const std::vector<std::string>& ids) {
+    HttpResponse list = Send(key, "GET", "/v1/streams");
+    EXPECT_EQ(list.status, 200) << list.body;
+    json::array expected;
+    for (const std::string& id : ids) {
+      HttpResponse one = Send(key, "GET", "/v1/streams/" + id);
+      EXPECT_EQ(one.status, 200) << one.body;
+      expected.push_back(ParseJson(one.body));
+    }
+    EXPECT_EQ(ParseJson(list.body), json::value(json::object{{"streams", expected}})) << key;
+  };
+  listed("platform", {});
+  const std::string a = Open("platform", R"({"label":"first"})");
   const std::string b = Open("platform", "");
   ASSERT_FALSE(a.empty());
   ASSERT_FALSE(b.empty());
+  listed("platform", {a, b});
   HttpResponse third = Send("platform", "POST", "/v1/streams", "application/json", "{}");
   ExpectError(third, 429, "too_many_streams");
+  EXPECT_EQ(ParseJson(third.body).at("error").at("message"),
+            "this key has 2 streams open (streams.max_per_key); end one first (GET /v1/streams "
+            "lists them)");
   EXPECT_EQ(third.Header("Retry-After"), "60");
+  listed("lab", {});
   const std::string c = Open("lab", "{}");
   ASSERT_FALSE(c.empty());
   ExpectError(Send("lab", "POST", "/v1/streams", "application/json", "{}"), 429,
@@ -254,8 +273,16 @@ TEST_F(StreamApiTest, StreamsPerKeyAndInAllAreLimitedAndPrivateToTheirKey) {
   ExpectError(Send("lab", "DELETE", "/v1/streams/" + a), 404, "not_found");
   EXPECT_EQ(Send("platform", "GET", "/v1/streams/" + a).status, 200);
 
+  listed("lab", {c});
+  listed("platform", {a, b});
+  ExpectError(Send("operator", "GET", "/v1/streams"), 403, "forbidden");
+  ExpectError(Send("", "GET", "/v1/streams"), 401, "unauthenticated");
+  ExpectError(Send("platform", "GET", "/v1/streams?label=first"), 400, "invalid_argument");
+
   ASSERT_EQ(Send("platform", "DELETE", "/v1/streams/" + a).status, 200);
-  EXPECT_FALSE(Open("platform", "{}").empty());
+  const std::string d = Open("platform", "{}");
+  EXPECT_FALSE(d.empty());
+  listed("platform", {b, d});
   const std::string metrics = Send("operator", "GET", "/metrics").body;
   EXPECT_NE(metrics.find("\nbantay_streams_active 3\n"), std::string::npos) << metrics;
 }
@@ -278,9 +305,14 @@ TEST_F(StreamApiTest, IdleStreamsExpire) {
                   .status,
               200);
     status = Send("platform", "GET", "/v1/streams/" + idle).status;
+    // Listing is no activity either.
+    EXPECT_EQ(Send("platform", "GET", "/v1/streams").status, 200);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_EQ(status, 404);
+  const json::value listed = ParseJson(Send("platform", "GET", "/v1/streams").body);
+  ASSERT_EQ(listed.at("streams").as_array().size(), 1u);
+  EXPECT_EQ(listed.at("streams").at(0).at("id"), json::value(busy));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_GE(seconds, 0.9);

@@ -25,6 +25,7 @@ enum class RouteId {
   kEntryGet,
   kEntryPatch,
   kEntryDelete,
+  kStreamsGet,
   kStreamsPost,
   kStreamGet,
   kStreamDelete,
