@@ -569,6 +569,43 @@ Result<std::string> StreamClient::GetState() {
   return std::move(r->body);
 }
 
+Result<std::vector<std::string>> ListStreams(HttpClient& http) {
+  Result<HttpResponse> r = http.Send("GET", "/v1/streams");
+  if (!r.ok()) return r.error();
+  if (r->status != 200) return ServerAnswerError(*r, "listing the stream sessions");
+  error_code ec;
+  const json::value answer = json::parse(r->body, ec);
+  const json::object* o = ec ? nullptr : answer.if_object();
+  const json::value* streams = o == nullptr ? nullptr : o->if_contains("streams");
+  if (streams == nullptr || !streams->is_array()) {
+    return Error(ErrorCode::kIo,
+                 "listing the stream sessions: the server's answer is not the protocol's (no "
+                 "\"streams\" array)");
+  }
+  std::vector<std::string> states;
+  for (const json::value& state : streams->as_array()) {
+    if (!state.is_object()) {
+      return Error(ErrorCode::kIo,
+                   "listing the stream sessions: the server's answer is not the protocol's (a "
+                   "session that is not an object)");
+    }
+    states.push_back(json::serialize(state));
+  }
+  return states;
+}
+
+Result<std::string> EndStream(HttpClient& http, std::string_view id) {
+  if (!IsHex32(id)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "a stream session's id is 32 lower-case hex digits (got \"" + std::string(id) +
+                     "\")");
+  }
+  Result<HttpResponse> r = http.Send("DELETE", "/v1/streams/" + std::string(id));
+  if (!r.ok()) return r.error();
+  if (r->status != 200) return ServerAnswerError(*r, "ending the stream session");
+  return std::move(r->body);
+}
+
 Result<std::string> StreamClient::Delete() {
   Result<HttpResponse> r =
       impl_->http->Send("DELETE", "/v1/streams/" + impl_->session.id);

@@ -50,6 +50,8 @@ constexpr std::string_view kStreamUsage =
                      [--skip-distance D] [--radius R] [--[no-]trim-borders]
                      [--[no-]dihedral] [--label TEXT] [--jpeg-quality N]
                      [--verbose]
+       bantay stream --list --server URL [--api-key-file FILE] [--ca FILE] ...
+       bantay stream --end ID --server URL [--api-key-file FILE] [--ca FILE] ...
 
 Plays a video file into a live-stream session of a bantay-server: creates a
 session (POST /v1/streams) with the policy given by the options (the server's
@@ -73,7 +75,15 @@ most 2 unanswered at a time (nothing is dropped). With --realtime, frames are
 sent at the pace of stream time, as a live source would, without waiting for
 answers: a server that falls behind drops frames (verdict "dropped").
 
+--list prints the key's open sessions (GET /v1/streams), oldest first, one
+state a line as above; --end ID ends session ID (DELETE) and prints its final
+state ("type":"final"): for sessions a client lost track of (the server ends
+them itself only after streams.idle_timeout_s without a frame, and refuses
+new ones beyond streams.max_per_key). They take the connection options only.
+
 Options:
+  --list            list the key's sessions instead of streaming
+  --end ID          end session ID (32 hex digits) instead of streaming
   --server URL      the server, https://HOST[:PORT]
   --api-key-file FILE  the API key, 64 hex digits (env BANTAY_API_KEY_FILE, or
                     BANTAY_API_KEY with the key itself); a platform or lab key
@@ -109,9 +119,20 @@ happened); 1 an error (the video could not be read, the server could not be
 reached or refused the session, the connection broke, a frame could not be
 matched, the video ended early: truncated or damaged, also reported in the
 final line as "error"); 2 usage error; 130 interrupted before the end of the video.
+--list and --end: 0 done; 1 an error (the server could not be reached or
+refused; no such session for --end); 2 usage error.
 )";
 
 bool Stopping() { return StopSignalReceived() != 0; }
+
+// A session's state as the last line prints it: "type" is "final".
+json::object FinalState(const json::object& state) {
+  json::object final_state{{"type", "final"}};
+  for (const auto& field : state) {
+    if (field.key() != "type") final_state[field.key()] = field.value();
+  }
+  return final_state;
+}
 
 bool ParseSeconds(const std::string& s, double* value) {
   char* end = nullptr;
@@ -347,10 +368,7 @@ class StreamRun {
       state_.failed = true;
       return;
     }
-    json::object final_state{{"type", "final"}};
-    for (const auto& field : v.as_object()) {
-      if (field.key() != "type") final_state[field.key()] = field.value();
-    }
+    json::object final_state = FinalState(v.as_object());
     if (video_error_) {
       final_state["error"] = ErrorObject(ErrorCodeName(video_error_->code()),
                                          video_error_->message());
@@ -375,15 +393,57 @@ class StreamRun {
 
 }  // namespace
 
+// --list, or --end ID (nullopt: --list).
+int ListOrEnd(StreamOptions o, const std::optional<std::string>& end, std::ostream& out,
+              std::ostream& err) {
+  Result<std::string> key = ReadApiKey(o.api_key_file);
+  if (!key.ok()) {
+    err << "bantay stream: " << key.error().message() << "\n";
+    return kExitUsage;
+  }
+  o.client.api_key = std::move(*key);
+  ClientFilesFromEnvironment(&o.client);
+  Result<std::unique_ptr<HttpClient>> http = HttpClient::Connect(o.client);
+  if (!http.ok()) {
+    err << "bantay stream: " << http.error().message() << "\n";
+    return kExitSomeFailed;
+  }
+  if (!end) {
+    Result<std::vector<std::string>> states = ListStreams(**http);
+    if (!states.ok()) {
+      err << "bantay stream: " << states.error().message() << "\n";
+      return kExitSomeFailed;
+    }
+    for (const std::string& state : *states) out << state << "\n";
+    return FlushOutput(out, err, "stream") ? kExitOk : kExitSomeFailed;
+  }
+  Result<std::string> final_text = EndStream(**http, *end);
+  if (!final_text.ok()) {
+    err << "bantay stream: " << final_text.error().message() << "\n";
+    return kExitSomeFailed;
+  }
+  boost::system::error_code ec;
+  json::value state = json::parse(*final_text, ec);
+  if (ec || !state.is_object()) {
+    err << "bantay stream: the server's final state is not a JSON object\n";
+    return kExitSomeFailed;
+  }
+  out << json::serialize(FinalState(state.as_object())) << "\n";
+  return FlushOutput(out, err, "stream") ? kExitOk : kExitSomeFailed;
+}
+
 int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
                      std::ostream& err) {
   StreamOptions o;
   std::vector<std::string> files;
   bool options_ended = false;
+  bool list = false;
+  std::optional<std::string> end;
+  std::string streaming_option;  // the last option given that is not a connection's
   if (std::string repeated = RepeatedOption(
           args, {"--server", "--api-key-file", "--ca", "--client-cert",
                  "--client-key", "--every", "--k", "--window", "--quality",
-                 "--skip-distance", "--radius", "--jpeg-quality", "--label"});
+                 "--skip-distance", "--radius", "--jpeg-quality", "--label", "--end"});
       !repeated.empty()) {
     err << "bantay stream: " << repeated << "\n";
     return kExitUsage;
@@ -413,6 +473,11 @@ int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
     };
     std::string text;
     std::optional<int> number;
+    // Every option below --client-key is about the streaming itself.
+    const bool connection_option = a == "-h" || a == "--help" || a == "--" || a == "--server" ||
+                                   a == "--api-key-file" || a == "--ca" || a == "--client-cert" ||
+                                   a == "--client-key" || a == "--list" || a == "--end";
+    if (!connection_option) streaming_option = a;
     if (a == "-h" || a == "--help") {
       out << kStreamUsage;
       return kExitOk;
@@ -423,6 +488,10 @@ int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
     } else if (a == "--ca" && value(&o.client.ca_file)) {
     } else if (a == "--client-cert" && value(&o.client.client_cert_file)) {
     } else if (a == "--client-key" && value(&o.client.client_key_file)) {
+    } else if (a == "--list") {
+      list = true;
+    } else if (a == "--end" && value(&text)) {
+      end = text;
     } else if (a == "--realtime") {
       o.realtime = true;
     } else if (a == "--verbose") {
@@ -460,6 +529,31 @@ int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
           << kStreamUsage;
       return kExitUsage;
     }
+  }
+  if (list || end) {
+    if (list && end) {
+      err << "bantay stream: give --list or --end, not both\n";
+      return kExitUsage;
+    }
+    const std::string mode = list ? "--list" : "--end";
+    if (!files.empty() || !streaming_option.empty()) {
+      err << "bantay stream: " << mode << " takes "
+          << (files.empty() ? "no " + streaming_option + " (only the connection options)"
+                            : std::string("no video FILE"))
+          << "\n";
+      return kExitUsage;
+    }
+    if (o.client.url.empty()) {
+      err << "bantay stream: " << mode << " needs --server URL\n";
+      return kExitUsage;
+    }
+    if (end && (end->size() != 32 || end->find_first_not_of("0123456789abcdef") !=
+                                         std::string::npos)) {
+      err << "bantay stream: --end takes a session's id, 32 lower-case hex digits (got \""
+          << *end << "\")\n";
+      return kExitUsage;
+    }
+    return ListOrEnd(std::move(o), end, out, err);
   }
   if (files.size() != 1 || o.client.url.empty()) {
     err << "bantay stream: give one video FILE and --server URL\n"

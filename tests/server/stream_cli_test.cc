@@ -332,6 +332,103 @@ TEST_F(StreamCliTest, AServerThatGoesAwayIsAnError) {
                 std::to_string(port) + ": connection refused\n");
 }
 
+// Sessions a client lost track of: listed, then ended by id, from the
+// library and the command line.
+TEST_F(StreamCliTest, LostSessionsAreListedAndEnded) {
+  client::StreamPolicy policy;
+  policy.label = "camera 7";
+  Result<std::unique_ptr<client::StreamClient>> first =
+      client::StreamClient::Open(Options("platform"), policy);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  policy.label = "camera 8";
+  Result<std::unique_ptr<client::StreamClient>> second =
+      client::StreamClient::Open(Options("platform"), policy);
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  const std::string a = (*first)->session().id;
+  const std::string b = (*second)->session().id;
+
+  // The library: each state as GET /v1/streams/{id} gives it.
+  Result<std::unique_ptr<client::HttpClient>> http =
+      client::HttpClient::Connect(Options("platform"));
+  ASSERT_TRUE(http.ok()) << http.error().ToString();
+  Result<std::vector<std::string>> states = client::ListStreams(**http);
+  ASSERT_TRUE(states.ok()) << states.error().ToString();
+  Result<std::string> state_a = (*first)->GetState();
+  Result<std::string> state_b = (*second)->GetState();
+  ASSERT_TRUE(state_a.ok() && state_b.ok());
+  EXPECT_EQ(*states, (std::vector<std::string>{*state_a, *state_b}));
+  // Another key's list is its own.
+  Result<std::unique_ptr<client::HttpClient>> lab = client::HttpClient::Connect(Options("lab"));
+  ASSERT_TRUE(lab.ok());
+  states = client::ListStreams(**lab);
+  ASSERT_TRUE(states.ok());
+  EXPECT_TRUE(states->empty());
+  Result<std::string> ended = client::EndStream(**lab, a);
+  ASSERT_FALSE(ended.ok());
+  EXPECT_EQ(ended.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(ended.error().message(),
+            "ending the stream session: HTTP 404 not_found: no such stream");
+  ended = client::EndStream(**http, "../" + a.substr(3));
+  ASSERT_FALSE(ended.ok());
+  EXPECT_EQ(ended.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ended.error().message(),
+            "a stream session's id is 32 lower-case hex digits (got \"../" + a.substr(3) + "\")");
+  Result<std::unique_ptr<client::HttpClient>> operator_http =
+      client::HttpClient::Connect(Options("operator"));
+  ASSERT_TRUE(operator_http.ok());
+  states = client::ListStreams(**operator_http);
+  ASSERT_FALSE(states.ok());
+  EXPECT_EQ(states.error().code(), ErrorCode::kPermissionDenied);
+
+  // The command line: --list prints the states, one a line; --end ends one
+  // and prints its final state.
+  std::vector<std::string> connection = Args("unused", "platform");
+  connection.erase(connection.begin());  // the video
+  auto with = [&](std::vector<std::string> first_args) {
+    first_args.insert(first_args.end(), connection.begin(), connection.end());
+    return first_args;
+  };
+  CliRun run = RunCommand(client::RunStreamCommand, with({"--list"}));
+  EXPECT_EQ(run.status, client::kExitOk) << run.err;
+  EXPECT_EQ(run.out, *state_a + "\n" + *state_b + "\n");
+  EXPECT_EQ(run.err, "");
+  run = RunCommand(client::RunStreamCommand, with({"--end", a}));
+  EXPECT_EQ(run.status, client::kExitOk) << run.err;
+  ASSERT_EQ(run.lines.size(), 1u) << run.out;
+  json::object expected = ParseJson(*state_a).as_object();
+  expected["type"] = "final";
+  expected["updated_at"] = run.lines[0].at("updated_at");
+  EXPECT_EQ(run.lines[0], expected);
+  run = RunCommand(client::RunStreamCommand, with({"--list"}));
+  EXPECT_EQ(run.status, client::kExitOk) << run.err;
+  ASSERT_EQ(run.lines.size(), 1u) << run.out;
+  EXPECT_EQ(run.lines[0].at("id").as_string(), b);
+  // Ended already: no such session.
+  run = RunCommand(client::RunStreamCommand, with({"--end", a}));
+  EXPECT_EQ(run.status, client::kExitSomeFailed);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err,
+            "bantay stream: ending the stream session: HTTP 404 not_found: no such stream\n");
+  // Usage errors, asked of no server.
+  const std::pair<std::vector<std::string>, std::string> usage[] = {
+      {with({"--end", "ABC"}),
+       "bantay stream: --end takes a session's id, 32 lower-case hex digits (got \"ABC\")\n"},
+      {with({"--list", "--end", b}), "bantay stream: give --list or --end, not both\n"},
+      {with({"--list", "--every", "1"}),
+       "bantay stream: --list takes no --every (only the connection options)\n"},
+      {with({"--end", b, "video.mp4"}), "bantay stream: --end takes no video FILE\n"},
+      {{"--list"}, "bantay stream: --list needs --server URL\n"},
+  };
+  for (const auto& [args, message] : usage) {
+    run = RunCommand(client::RunStreamCommand, args);
+    EXPECT_EQ(run.status, client::kExitUsage);
+    EXPECT_EQ(run.err, message);
+    EXPECT_EQ(run.out, "");
+  }
+  run = RunCommand(client::RunStreamCommand, with({"--list"}));
+  EXPECT_EQ(run.lines.size(), 1u) << run.out;
+}
+
 TEST_F(StreamCliTest, ClientRefusedKeyAndBadPolicy) {
   Result<std::unique_ptr<client::StreamClient>> c =
       client::StreamClient::Open(Options("wrong"), {});

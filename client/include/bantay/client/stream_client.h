@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "bantay/client/http_client.h"
 #include "bantay/models/status.h"
@@ -136,6 +137,14 @@ class StreamClient {
   explicit StreamClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Sessions found again without their StreamClient (a client restarted, a
+// session left open): the calling key's sessions (GET /v1/streams), each
+// state as JSON text, oldest first; and ending one by its id (DELETE
+// /v1/streams/{id}), which answers its final state. An id that is not 32
+// lower-case hex digits is kInvalidArgument, asked of no server.
+Result<std::vector<std::string>> ListStreams(HttpClient& http);
+Result<std::string> EndStream(HttpClient& http, std::string_view id);
 
 // The error for an HTTP answer of a status other than the expected one:
 // "<what>: HTTP <status> <code>: <message>" from the server's
