@@ -109,7 +109,7 @@ std::string JsonLine(const ScanRecord& r) {
   if (!r.format.empty()) o["format"] = r.format;
   if (r.size) o["size"] = *r.size;
   if (r.mtime_ns) o["mtime"] = IsoTime(*r.mtime_ns);
-  if (!r.link_target.empty()) o["link_target"] = models::Utf8Lossy(r.link_target);
+  if (!r.link_target.empty()) PutBytes(&o, "link_target", r.link_target);
   if (!r.md5.empty()) o["md5"] = r.md5;
   if (!r.sha256.empty()) o["sha256"] = r.sha256;
   if (!r.pdq.empty()) o["pdq"] = r.pdq;

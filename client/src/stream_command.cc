@@ -83,7 +83,8 @@ new ones beyond streams.max_per_key). They take the connection options only.
 
 Options:
   --list            list the key's sessions instead of streaming
-  --end ID          end session ID (32 hex digits) instead of streaming
+  --end ID          end session ID (32 lower-case hex digits) instead of
+                    streaming
   --server URL      the server, https://HOST[:PORT]
   --api-key-file FILE  the API key, 64 hex digits (env BANTAY_API_KEY_FILE, or
                     BANTAY_API_KEY with the key itself); a platform or lab key

@@ -1,5 +1,6 @@
 #include "forwarded.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstring>
@@ -41,17 +42,25 @@ address Canonical(const address& a) {
   return a;
 }
 
+// Zone ids ("fe80::1%eth0") name an interface of the sender's host, not an
+// address anyone else can use; they are refused as written (Asio would look
+// the name up on this host, or read an unknown one as zone 0).
 std::optional<address> ParseAddress(std::string_view text) {
+  if (text.find('%') != std::string_view::npos) return std::nullopt;
   boost::system::error_code ec;
   const address a = boost::asio::ip::make_address(std::string(text), ec);
   if (ec) return std::nullopt;
-  // Zone ids ("fe80::1%eth0") name an interface of the sender's host, not
-  // an address anyone else can use.
-  if (a.is_v6() && a.to_v6().scope_id() != 0) return std::nullopt;
   return Canonical(a);
 }
 
+// A port, or RFC 7239's obfuscated one ("_" and letters, digits, . _ -).
 bool IsPort(std::string_view text) {
+  if (text.starts_with('_')) {
+    return text.size() > 1 && std::all_of(text.begin(), text.end(), [](char c) {
+             return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                    c == '-';
+           });
+  }
   if (text.empty() || text.size() > 5) return false;
   unsigned port = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
@@ -59,8 +68,9 @@ bool IsPort(std::string_view text) {
 }
 
 // A hop as proxies write it: 192.0.2.7, 192.0.2.7:4711, 2001:db8::7,
-// [2001:db8::7], [2001:db8::7]:4711. Anything else (RFC 7239's "unknown",
-// an obfuscated "_hidden", text that is no address) is nullopt.
+// [2001:db8::7], [2001:db8::7]:4711 (a port may be obfuscated: ":_p1").
+// Anything else (RFC 7239's "unknown", an obfuscated "_hidden", text that
+// is no address) is nullopt.
 std::optional<address> ParseHop(std::string_view text) {
   if (text.starts_with('[')) {
     const size_t close = text.find(']');
@@ -210,7 +220,7 @@ Result<TrustedProxies> TrustedProxies::Parse(std::string_view text) {
     const std::string_view written = entry.substr(0, slash);
     boost::system::error_code ec;
     const address parsed = boost::asio::ip::make_address(std::string(written), ec);
-    if (ec || (parsed.is_v6() && parsed.to_v6().scope_id() != 0)) {
+    if (ec || written.find('%') != std::string_view::npos) {
       return BadEntry(entry, "is not an IP address or network (such as 10.0.0.0/8 or ::1)");
     }
     Network network;
@@ -277,22 +287,23 @@ std::optional<std::string> ForwardedClient(const TrustedProxies& trusted, ProxyH
                                            const address& peer,
                                            std::span<const std::string_view> fields) {
   if (fields.empty() || !trusted.Contains(peer)) return std::nullopt;
-  // The hops, left to right; nullopt for one that is not an address.
-  std::vector<std::optional<address>> hops;
-  if (header == ProxyHeader::kForwarded) {
-    std::vector<std::optional<std::string>> fors;
-    for (std::string_view field : fields) {
+  // The fields from the last (the nearest proxy's) to the first, each read
+  // only when the walk gets to it: what lies to the left of the client is
+  // not looked at, however it is written.
+  std::optional<address> leftmost;  // the last trusted hop passed over
+  for (size_t f = fields.size(); f-- > 0;) {
+    std::vector<std::optional<address>> hops;  // left to right
+    if (header == ProxyHeader::kForwarded) {
+      std::vector<std::optional<std::string>> fors;
       // A malformed field cannot be read from its right end: the client
       // it names, if any, is not known.
-      if (!ForwardedReader(field).Read(&fors)) return "unknown";
-    }
-    for (const std::optional<std::string>& node : fors) {
-      hops.push_back(node ? ParseHop(*node) : std::nullopt);
-    }
-  } else {
-    for (std::string_view field : fields) {
-      size_t pos = 0;
-      while (pos <= field.size()) {
+      if (!ForwardedReader(fields[f]).Read(&fors)) return "unknown";
+      for (const std::optional<std::string>& node : fors) {
+        hops.push_back(node ? ParseHop(*node) : std::nullopt);
+      }
+    } else {
+      const std::string_view field = fields[f];
+      for (size_t pos = 0; pos <= field.size();) {
         size_t comma = field.find(',', pos);
         if (comma == std::string_view::npos) comma = field.size();
         std::string_view hop = field.substr(pos, comma - pos);
@@ -302,13 +313,15 @@ std::optional<std::string> ForwardedClient(const TrustedProxies& trusted, ProxyH
         pos = comma + 1;
       }
     }
+    for (size_t i = hops.size(); i-- > 0;) {
+      if (!hops[i]) return "unknown";
+      if (!trusted.Contains(*hops[i])) return hops[i]->to_string();
+      leftmost = hops[i];
+    }
   }
-  if (hops.empty()) return std::nullopt;
-  for (size_t i = hops.size(); i-- > 0;) {
-    if (!hops[i]) return "unknown";
-    if (i == 0 || !trusted.Contains(*hops[i])) return hops[i]->to_string();
-  }
-  return std::nullopt;  // not reached: the loop answers at i == 0
+  // Every hop trusted: the leftmost; no hop at all: no list.
+  if (!leftmost) return std::nullopt;
+  return leftmost->to_string();
 }
 
 }  // namespace bantay::server

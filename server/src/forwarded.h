@@ -11,9 +11,12 @@
 // The list is read from its right end, the hop nearest the server: each
 // address that is itself a trusted proxy is passed over, and the first one
 // that is not is the client (what a client put to the left of it is not
-// believed). When every hop is trusted, the leftmost is the client. A hop
-// that is not an address (RFC 7239's "unknown" and obfuscated identifiers,
-// or text that does not parse) ends the walk: the client is "unknown".
+// believed, nor even read). When every hop is trusted, the leftmost is the
+// client. A hop that is not an address (RFC 7239's "unknown" and obfuscated
+// identifiers, a zone id, text that does not parse), or a malformed
+// Forwarded field, where the walk reaches it, ends it: the client is
+// "unknown". (A host inside a trusted network can name any client it likes:
+// trust only the proxies themselves.)
 //
 // Thread safety: TrustedProxies is immutable once parsed; the functions are
 // pure.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <tuple>
 #include <utility>
 
 #include "bantay/matcher/crypto.h"
@@ -190,6 +189,8 @@ std::shared_ptr<Stream> StreamRegistry::Create(const ApiKeyConfig& key, StreamPo
     return nullptr;
   }
   ++mine;
+  // Under mu_, before any other thread can see the stream.
+  stream->created_number_ = ++created_;
   streams_.emplace(id, stream);
   metrics_->SetStreamsActive(static_cast<int64_t>(streams_.size()));
   *error = CreateError::kNone;
@@ -211,9 +212,8 @@ std::vector<std::shared_ptr<Stream>> StreamRegistry::List(const ApiKeyConfig& ke
       if (stream->owner() == key.id) mine.push_back(stream);
     }
   }
-  std::sort(mine.begin(), mine.end(), [](const auto& a, const auto& b) {
-    return std::tie(a->created_steady_ms_, a->id_) < std::tie(b->created_steady_ms_, b->id_);
-  });
+  std::sort(mine.begin(), mine.end(),
+            [](const auto& a, const auto& b) { return a->created_number_ < b->created_number_; });
   return mine;
 }
 

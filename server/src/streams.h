@@ -110,6 +110,7 @@ class Stream {
   const std::string owner_;
   const StreamPolicy policy_;
   const int64_t created_steady_ms_;
+  uint64_t created_number_ = 0;  // the registry's count of sessions created, with this one
   std::atomic<int64_t> last_activity_ms_;  // steady clock
 
   mutable std::mutex mu_;
@@ -137,7 +138,7 @@ class StreamRegistry {
                                  CreateError* error);
   // The session `id` of `key`; null when there is none (or another key's).
   std::shared_ptr<Stream> Find(std::string_view id, const ApiKeyConfig& key);
-  // Every session of `key`, oldest first (then by id).
+  // Every session of `key`, in the order they were created.
   std::vector<std::shared_ptr<Stream>> List(const ApiKeyConfig& key) const;
   // Removes and closes the session; null as Find.
   std::shared_ptr<Stream> Remove(std::string_view id, const ApiKeyConfig& key);
@@ -177,6 +178,7 @@ class StreamRegistry {
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Stream>> streams_;  // mu_
   std::unordered_map<std::string, size_t> per_key_;                    // mu_
+  uint64_t created_ = 0;  // sessions created; mu_
 };
 
 }  // namespace bantay::server

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <random>
@@ -1026,6 +1027,26 @@ TEST_F(ScanCommandTest, NamesThatAreNotUtf8AreKeptExactly) {
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(json::serialize(all[1]), expected_[1]);
   EXPECT_EQ(json::serialize(all[2]), expected_[2]);
+}
+
+// A link's target need not be UTF-8 either: "link_target_hex" has its bytes.
+TEST_F(ScanCommandTest, LinkTargetsThatAreNotUtf8AreKeptExactly) {
+  const std::string target = "gone\xfe" "dir/x\xc3.jpg";  // need not exist
+  ASSERT_EQ(symlink(target.c_str(), tree_.Path("b/odd-link").c_str()), 0);
+  ASSERT_EQ(symlink("plain-target.jpg", tree_.Path("b/plain-link").c_str()), 0);
+  CliRun run = Scan({tree_.Path("b"), "--index", tree_.list(), "--progress", "none"});
+  std::map<std::string, json::object> by_path;
+  for (json::object& line : JsonLines(run.out)) {
+    by_path[std::string(line.at("path").as_string())] = std::move(line);
+  }
+  ASSERT_EQ(by_path.count(tree_.Path("b/odd-link")), 1u) << run.out;
+  const json::object& odd = by_path.at(tree_.Path("b/odd-link"));
+  EXPECT_EQ(odd.at("kind").as_string(), "symlink");
+  EXPECT_EQ(odd.at("link_target").as_string(), "gone\xef\xbf\xbd" "dir/x\xef\xbf\xbd.jpg");
+  EXPECT_EQ(odd.at("link_target_hex").as_string(), "676f6e65fe6469722f78c32e6a7067");
+  const json::object& plain = by_path.at(tree_.Path("b/plain-link"));
+  EXPECT_EQ(plain.at("link_target").as_string(), "plain-target.jpg");
+  EXPECT_FALSE(plain.contains("link_target_hex"));
 }
 
 // In a CSV report too: the path column has U+FFFD for the bytes that are

@@ -64,6 +64,10 @@ TEST(ForwardedTest, AListEntryThatIsNoAddressOrNetworkIsRefused) {
       {"::/129", "\"::/129\" has no prefix length between 0 and 128"},
       {"::ffff:10.0.0.0/95", "\"::ffff:10.0.0.0/95\" has no prefix length between 96 and 128"},
       {"fe80::1%1", "\"fe80::1%1\" is not an IP address or network (such as 10.0.0.0/8 or ::1)"},
+      // A zone Asio would look up on this host, or read as zone 0.
+      {"::1%x", "\"::1%x\" is not an IP address or network (such as 10.0.0.0/8 or ::1)"},
+      {"fe80::1%lo/64", "\"fe80::1%lo/64\" is not an IP address or network (such as 10.0.0.0/8 or "
+                        "::1)"},
       {"10.0.0.0/8;", "\"10.0.0.0/8;\" has no prefix length between 0 and 32"},
   };
   for (const auto& c : cases) {
@@ -115,6 +119,7 @@ TEST(ForwardedTest, XForwardedForIsReadFromItsRightEnd) {
   EXPECT_EQ(Client(kXff, "127.0.0.1", {"[2001:db8::7]:4711"}), "2001:db8::7");
   EXPECT_EQ(Client(kXff, "127.0.0.1", {"[2001:db8::7]"}), "2001:db8::7");
   EXPECT_EQ(Client(kXff, "127.0.0.1", {"::ffff:203.0.113.9"}), "203.0.113.9");
+  EXPECT_EQ(Client(kXff, "127.0.0.1", {"203.0.113.9:_p1"}), "203.0.113.9");
   EXPECT_EQ(Client(kXff, "::1", {"203.0.113.9"}), "203.0.113.9");
   EXPECT_EQ(Client(kXff, "::ffff:127.0.0.1", {"203.0.113.9"}), "203.0.113.9");
   // The hop where the walk stops is no address: unknown. One past it (to
@@ -122,7 +127,8 @@ TEST(ForwardedTest, XForwardedForIsReadFromItsRightEnd) {
   for (std::string_view hop :
        {"unknown", "proxy.example", "203.0.113.9:", "203.0.113.9:65536", "203.0.113.9:x",
         "[203.0.113.9]", "[2001:db8::7", "[2001:db8::7]x", "2001:db8::7:4711:1:2:3:4",
-        "fe80::1%eth0", "203.0.113.9 198.51.100.1", "\"203.0.113.9\""}) {
+        "fe80::1%lo", "fe80::1%nosuch", "2001:db8::7%junk", "[2001:db8::7%1]:80",
+        "203.0.113.9:_", "203.0.113.9:_a/b", "203.0.113.9 198.51.100.1", "\"203.0.113.9\""}) {
     EXPECT_EQ(Client(kXff, "127.0.0.1", {hop}), "unknown") << hop;
     const std::string list = std::string(hop) + ", 203.0.113.9";
     EXPECT_EQ(Client(kXff, "127.0.0.1", {list}), "203.0.113.9") << list;
@@ -148,6 +154,11 @@ TEST(ForwardedTest, ForwardedIsReadFromItsRightEnd) {
             "2001:db8:cafe::17");
   EXPECT_EQ(Client(kFwd, "127.0.0.1", {"for=\"203.0.113.9:4711\" , for=10.1.1.1"}),
             "203.0.113.9");
+  // RFC 7239's obfuscated ports.
+  EXPECT_EQ(Client(kFwd, "127.0.0.1", {"for=\"192.0.2.43:_abc\""}), "192.0.2.43");
+  EXPECT_EQ(Client(kFwd, "127.0.0.1", {"for=\"[2001:db8::7]:_p.1-x\""}), "2001:db8::7");
+  // A port needs quotes (':' is no token character).
+  EXPECT_EQ(Client(kFwd, "127.0.0.1", {"for=203.0.113.9:80"}), "unknown");
   // Escapes in a quoted string are undone.
   EXPECT_EQ(Client(kFwd, "127.0.0.1", {R"(for="\[2001:db8::7\]")"}), "2001:db8::7");
   // Commas and semicolons inside quotes are text.
@@ -166,6 +177,9 @@ TEST(ForwardedTest, ForwardedIsReadFromItsRightEnd) {
         "for=\"a\\", "f o r=203.0.113.9", "for=203.0.113.9;;by=\"x\"y"}) {
     EXPECT_EQ(Client(kFwd, "127.0.0.1", {field}), "unknown") << field;
     EXPECT_EQ(Client(kFwd, "127.0.0.1", {"for=203.0.113.9", field}), "unknown") << field;
+    // Left of the client, it is not read; reached past trusted hops, it is.
+    EXPECT_EQ(Client(kFwd, "127.0.0.1", {field, "for=203.0.113.9"}), "203.0.113.9") << field;
+    EXPECT_EQ(Client(kFwd, "127.0.0.1", {field, "for=10.1.1.1"}), "unknown") << field;
   }
   EXPECT_EQ(Client(kFwd, "127.0.0.1", {" , "}), std::nullopt);
   EXPECT_EQ(Client(kFwd, "198.51.100.1", {"for=203.0.113.9"}), std::nullopt);
