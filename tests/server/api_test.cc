@@ -1210,6 +1210,68 @@ TEST_P(ApiPinTest, AnOlderCopyOfTheStoreIsRefusedWithAPinOrAMinimumVersion) {
   EXPECT_EQ(ReadText(pin), pinned);
 }
 
+// A replica configured without a key trusts the key the store holds: whoever
+// can write to the database can sign every version again with a key of
+// their own (and store it), and the replica serves that. Its pin file holds
+// the key it found first, and stops the start.
+TEST_P(ApiPinTest, AStoreSignedAgainWithAnotherKeyIsRefusedByThePin) {
+  StopServer();
+  const std::string pin = dir_.path() + "/pin.json";
+  config.signing_key_file = "";
+  config.public_key_file = "";
+  config.pin_file = pin;
+  const uint64_t version = AddWithTheCli(store_url_, ReferencePdq(kBridge));
+  StartServedAt(version);
+  StopServer();
+  EXPECT_EQ(ReadText(pin), PinOf(store_url_, version));
+  const std::string original_key = PublicKeyHex();
+
+  // Every version signed again with another key, which the store now holds.
+  const matcher::SigningKey other = matcher::SigningKey::Generate();
+  {
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(store_url_, matcher::StoreKeys{{data_key_}, std::nullopt});
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    Result<std::unique_ptr<matcher::db::Connection>> raw =
+        matcher::db::Connection::Open(store_url_, false);
+    ASSERT_TRUE(raw.ok()) << raw.error().ToString();
+    ASSERT_TRUE(bantay::testing::DropAppendOnlyTriggers(**raw, true).ok());
+    for (uint64_t v = 1; v <= version; ++v) {
+      Result<matcher::VersionRecord> record = (*store)->Root(v);
+      ASSERT_TRUE(record.ok()) << record.error().ToString();
+      record->public_key = other.public_key();
+      record->signature = other.Sign(matcher::VersionSigningMessage((*store)->store_id(), *record));
+      const matcher::db::Param params[] = {
+          matcher::db::Param::Blob(record->public_key), matcher::db::Param::Blob(record->signature),
+          matcher::db::Param::Int(static_cast<int64_t>(v))};
+      ASSERT_TRUE((*raw)
+                      ->Execute("UPDATE versions SET public_key = $1, signature = $2 WHERE "
+                                "version = $3",
+                                params)
+                      .ok());
+    }
+    const matcher::db::Param key[] = {matcher::db::Param::Blob(other.public_key())};
+    ASSERT_TRUE(
+        (*raw)->Execute("UPDATE meta SET value = $1 WHERE key = 'public_key'", key).ok());
+  }
+  // Without the pin it is served, at the same version and root.
+  config.pin_file = "";
+  StartServedAt(version);
+  StopServer();
+  // With it, the start stops.
+  config.pin_file = pin;
+  Result<std::unique_ptr<Server>> refused = Server::Start(config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(refused.error().message(),
+            "store.pin_file: " + pin + " pins the signing key " + original_key +
+                ", but the store's versions are to be verified with key " +
+                models::ToHex(other.public_key()) +
+                " (the key the store holds; delete the pin file if the key was changed on "
+                "purpose)");
+  EXPECT_NE(original_key, models::ToHex(other.public_key()));
+}
+
 // A pin file that cannot be read or is not a pin stops the start, with its
 // reason; a missing one is written.
 TEST_P(ApiPinTest, AnUnreadablePinFileStopsTheStart) {
