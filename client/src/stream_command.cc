@@ -394,16 +394,24 @@ class StreamRun {
 
 }  // namespace
 
+// The API key (--api-key-file or the environment) and the client
+// certificate files from the environment; false (reported) when the key
+// cannot be read.
+bool TakeCredentials(StreamOptions* o, std::ostream& err) {
+  Result<std::string> key = ReadApiKey(o->api_key_file);
+  if (!key.ok()) {
+    err << "bantay stream: " << key.error().message() << "\n";
+    return false;
+  }
+  o->client.api_key = std::move(*key);
+  ClientFilesFromEnvironment(&o->client);
+  return true;
+}
+
 // --list, or --end ID (nullopt: --list).
 int ListOrEnd(StreamOptions o, const std::optional<std::string>& end, std::ostream& out,
               std::ostream& err) {
-  Result<std::string> key = ReadApiKey(o.api_key_file);
-  if (!key.ok()) {
-    err << "bantay stream: " << key.error().message() << "\n";
-    return kExitUsage;
-  }
-  o.client.api_key = std::move(*key);
-  ClientFilesFromEnvironment(&o.client);
+  if (!TakeCredentials(&o, err)) return kExitUsage;
   Result<std::unique_ptr<HttpClient>> http = HttpClient::Connect(o.client);
   if (!http.ok()) {
     err << "bantay stream: " << http.error().message() << "\n";
@@ -566,13 +574,7 @@ int RunStreamCommand(const std::vector<std::string>& args, std::ostream& out,
     return kExitUsage;
   }
   o.file = files.front();
-  Result<std::string> key = ReadApiKey(o.api_key_file);
-  if (!key.ok()) {
-    err << "bantay stream: " << key.error().message() << "\n";
-    return kExitUsage;
-  }
-  o.client.api_key = std::move(*key);
-  ClientFilesFromEnvironment(&o.client);
+  if (!TakeCredentials(&o, err)) return kExitUsage;
   StreamRun run(std::move(o), out, err);
   return run.Run();
 }
