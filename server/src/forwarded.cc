@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cstring>
 
+#include <boost/beast/core/string.hpp>
+
 namespace bantay::server {
 
 namespace {
@@ -21,16 +23,6 @@ Error BadEntry(std::string_view entry, std::string_view why) {
   std::string message = "\"";
   message.append(entry).append("\" ").append(why);
   return Invalid(std::move(message));
-}
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  }
-  return true;
 }
 
 // An IPv4 address written IPv4-mapped is that IPv4 address: a dual-stack
@@ -131,7 +123,7 @@ class ForwardedReader {
 
   // Pairs separated by ';' up to a ',' or the end; each name at most once.
   bool ReadElement(std::optional<std::string>* node) {
-    std::vector<std::string> names;
+    std::vector<std::string_view> names;  // into text_
     for (;;) {
       SkipOws();
       if (at_end() || text_[pos_] == ',') return true;
@@ -144,13 +136,11 @@ class ForwardedReader {
       ++pos_;
       std::string value;
       if (!ReadValue(&value)) return false;
-      std::string lower;
-      for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      for (const std::string& seen : names) {
-        if (seen == lower) return false;
+      for (std::string_view seen : names) {
+        if (boost::beast::iequals(seen, name)) return false;
       }
-      names.push_back(lower);
-      if (lower == "for") *node = std::move(value);
+      names.push_back(name);
+      if (boost::beast::iequals(name, "for")) *node = std::move(value);
       SkipOws();
       if (!at_end() && text_[pos_] != ';' && text_[pos_] != ',') return false;
     }
@@ -193,8 +183,8 @@ class ForwardedReader {
 }  // namespace
 
 Result<ProxyHeader> ParseProxyHeader(std::string_view name) {
-  if (IEquals(name, "x-forwarded-for")) return ProxyHeader::kXForwardedFor;
-  if (IEquals(name, "forwarded")) return ProxyHeader::kForwarded;
+  if (boost::beast::iequals(name, "x-forwarded-for")) return ProxyHeader::kXForwardedFor;
+  if (boost::beast::iequals(name, "forwarded")) return ProxyHeader::kForwarded;
   return Invalid("the proxy header is X-Forwarded-For or Forwarded (got \"" + std::string(name) +
                  "\")");
 }
