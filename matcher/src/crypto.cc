@@ -518,13 +518,26 @@ bool VerifySignature(const PublicKey& key, std::span<const uint8_t> message,
 
 // --- SHA-256 ---------------------------------------------------------------
 
+namespace {
+
+// SHA-256 fetched from the provider once: EVP_sha256() makes OpenSSL 3 look
+// the algorithm up again at every EVP_DigestInit_ex, which costs about as
+// much as hashing a Merkle node (a store's root hashes a million of them).
+const EVP_MD* FetchedSha256() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  CheckOpenSsl(md != nullptr);
+  return md;
+}
+
+}  // namespace
+
 struct Sha256Hasher::Impl {
   MdCtxPtr ctx{EVP_MD_CTX_new()};
 };
 
 Sha256Hasher::Sha256Hasher() : impl_(std::make_unique<Impl>()) {
   CheckOpenSsl(impl_->ctx != nullptr &&
-               EVP_DigestInit_ex(impl_->ctx.get(), EVP_sha256(), nullptr) == 1);
+               EVP_DigestInit_ex(impl_->ctx.get(), FetchedSha256(), nullptr) == 1);
 }
 
 Sha256Hasher::~Sha256Hasher() = default;
@@ -564,7 +577,7 @@ Digest32 Sha256Hasher::Finish() {
   unsigned int len = 0;
   CheckOpenSsl(EVP_DigestFinal_ex(impl_->ctx.get(), digest.data(), &len) == 1 &&
                len == digest.size() &&
-               EVP_DigestInit_ex(impl_->ctx.get(), EVP_sha256(), nullptr) == 1);
+               EVP_DigestInit_ex(impl_->ctx.get(), FetchedSha256(), nullptr) == 1);
   return digest;
 }
 

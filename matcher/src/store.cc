@@ -521,30 +521,59 @@ struct Store::Impl {
     std::optional<std::pair<std::string, bool>> list_enabled;
   };
 
-  // The state digest of `before` with `delta` applied.
-  static Result<Digest32> ExpectedDigest(const StoreState& before, StateDelta delta) {
+  // `before` (rows and lists) with `delta` applied: what the database holds
+  // after the change if it holds what the change's body wrote and nothing
+  // else — the rows, the lists, the active leaves and the state digest.
+  static Result<StoreState> Applied(const StoreState& before, StateDelta delta) {
     std::map<std::string, bool> lists(before.lists.begin(), before.lists.end());
     for (const std::string& name : delta.created_lists) lists.emplace(name, true);
     if (delta.list_enabled) lists[delta.list_enabled->first] = delta.list_enabled->second;
     std::sort(delta.removed.begin(), delta.removed.end());
     std::sort(delta.statuses.begin(), delta.statuses.end());
-    StateDigester digester;
+    StoreState after;
+    after.lists.assign(lists.begin(), lists.end());
+    after.entry_lists = before.entry_lists;
+    std::unordered_map<std::string, uint32_t> list_index;
+    for (uint32_t i = 0; i < after.entry_lists.size(); ++i) {
+      list_index.emplace(after.entry_lists[i], i);
+    }
+    after.rows.reserve(before.rows.size() + delta.added.size());
+    auto add = [&](const StateDelta::Added& added) {
+      auto [at, is_new] = list_index.try_emplace(
+          added.list, static_cast<uint32_t>(after.entry_lists.size()));
+      if (is_new) after.entry_lists.push_back(added.list);
+      const uint32_t list = at->second;
+      after.rows.push_back({added.id, added.leaf, true, list});
+    };
     size_t a = 0;
     for (const StateRow& r : before.rows) {
-      for (; a < delta.added.size() && delta.added[a].id < r.id; ++a) {
-        digester.AddEntry(delta.added[a].id, delta.added[a].leaf, true, delta.added[a].list);
-      }
+      for (; a < delta.added.size() && delta.added[a].id < r.id; ++a) add(delta.added[a]);
       if (std::binary_search(delta.removed.begin(), delta.removed.end(), r.id)) continue;
-      bool active = r.active;
+      StateRow row = r;
       const auto status = std::lower_bound(delta.statuses.begin(), delta.statuses.end(),
                                            std::pair<uint64_t, bool>(r.id, false));
-      if (status != delta.statuses.end() && status->first == r.id) active = status->second;
-      digester.AddEntry(r.id, r.leaf, active, before.entry_lists[r.list]);
+      if (status != delta.statuses.end() && status->first == r.id) row.active = status->second;
+      after.rows.push_back(row);
     }
-    for (; a < delta.added.size(); ++a) {
-      digester.AddEntry(delta.added[a].id, delta.added[a].leaf, true, delta.added[a].list);
+    for (; a < delta.added.size(); ++a) add(delta.added[a]);
+
+    // As ReadState reads them: an entry is active when it is and its list
+    // is there and enabled.
+    std::vector<bool> enabled(after.entry_lists.size());
+    for (size_t i = 0; i < enabled.size(); ++i) {
+      auto list = lists.find(after.entry_lists[i]);
+      enabled[i] = list != lists.end() && list->second;
     }
-    return digester.Finish(std::vector<std::pair<std::string, bool>>(lists.begin(), lists.end()));
+    StateDigester digester;
+    after.active_leaves.reserve(after.rows.size());
+    for (const StateRow& r : after.rows) {
+      digester.AddEntry(r.id, r.leaf, r.active, after.entry_lists[r.list]);
+      if (r.active && enabled[r.list]) after.active_leaves.push_back(r.leaf);
+    }
+    Result<Digest32> digest = digester.Finish(after.lists);
+    if (!digest.ok()) return Error(ErrorCode::kCorruptData, digest.error().message());
+    after.digest = *digest;
+    return after;
   }
 
   // The state row's version, for a reader that follows the store: a state
@@ -629,13 +658,15 @@ struct Store::Impl {
 
   // The end of every change: inside the caller's write transaction, appends
   // the audit record and the signed version `version` (= the current one
-  // plus one), and moves the state to it. Then commits. With `expected`
-  // (every change but the first), the database must hold that state after
-  // the change, or nothing is signed.
+  // plus one) of the state `after`, and moves the state row to it. Then
+  // commits. With `check_database`, the database read back must hold
+  // `after`, or nothing is signed. After the commit, the state is kept for
+  // the next change when `keep` (KeptState).
   Result<uint64_t> FinishChange(uint64_t version, const ChangeContext& context,
                                 std::string_view action, std::string_view list,
                                 uint64_t count, const Digest32& entries_digest,
-                                const std::optional<Digest32>& expected) {
+                                StoreState after, bool check_database,
+                                std::optional<int64_t> keep) {
     Result<AuditRecord> last = LastAudit();
     if (!last.ok()) return last.error();
     AuditRecord r;
@@ -656,23 +687,25 @@ struct Store::Impl {
          BlobParam(r.entries_digest), BlobParam(r.prev_digest), BlobParam(r.digest)});
     if (!s.ok()) return s.error();
 
-    Result<StoreState> state = ReadState(/*keep_rows=*/false);
-    if (!state.ok()) return state.error();
-    // Read after the audit record went in: a trigger on it, as on the
-    // entries or the lists, would have acted by now.
-    if (expected && state->digest != *expected) {
-      return Error(ErrorCode::kCorruptData,
-                   "the store was changed outside Bantay: the database does not hold the "
-                   "entries and lists as this change made them (a trigger, a rule or another "
-                   "writer changed them), and nothing is signed (see bantay index verify)");
+    if (check_database) {
+      // Read after the audit record went in: a trigger on it, as on the
+      // entries or the lists, would have acted by now.
+      Result<StoreState> state = ReadState(/*keep_rows=*/false);
+      if (!state.ok()) return state.error();
+      if (state->digest != after.digest) {
+        return Error(ErrorCode::kCorruptData,
+                     "the store was changed outside Bantay: the database does not hold the "
+                     "entries and lists as this change made them (a trigger, a rule or another "
+                     "writer changed them), and nothing is signed (see bantay index verify)");
+      }
     }
     VersionRecord v;
     v.version = version;
     v.created_at = r.time;
-    v.root = MerkleRoot(state->active_leaves);
-    v.active_count = state->active_leaves.size();
+    v.root = MerkleRoot(after.active_leaves);
+    v.active_count = after.active_leaves.size();
     v.audit_digest = r.digest;
-    v.state_digest = state->digest;
+    v.state_digest = after.digest;
     v.public_key = keys.signing_key->public_key();
     v.signature = keys.signing_key->Sign(VersionSigningMessage(store_id, v));
     s = Exec(
@@ -688,6 +721,10 @@ struct Store::Impl {
     if (!s.ok()) return s.error();
     s = conn->Commit();
     if (!s.ok()) return s.error();
+    if (keep) {
+      after.active_leaves = {};
+      kept_.emplace(KeptState{version, *keep, std::move(after)});
+    }
     return version;
   }
 
@@ -770,14 +807,76 @@ struct Store::Impl {
     }
     Result<int64_t> v = QueryInt("SELECT version FROM state WHERE id = 1", {});
     if (!v.ok()) return fail(v.error());
+    const auto current = static_cast<uint64_t>(*v);
+    std::optional<KeptState> kept = std::move(kept_);
+    kept_.reset();
+    Result<std::optional<int64_t>> data_version = DataVersion();
+    if (!data_version.ok()) return fail(data_version.error());
+    if (kept && !upgrading && *data_version && kept->data_version == **data_version &&
+        kept->version == current) {
+      before_ = std::move(kept->state);
+      before_kept_ = true;
+      keep_ = *data_version;
+      ++starts.kept;
+      return current + 1;
+    }
+    kept.reset();
     // Nothing is signed over entries changed outside the store: the new
-    // version's root is computed from the database, so the current one must
-    // still give its own signed root (a row deleted, or a list disabled,
-    // with SQL would otherwise be signed into the next version).
-    if (Status intact = CheckCurrentRoot(static_cast<uint64_t>(*v), upgrading); !intact.ok()) {
+    // version signs the state of the database, so the current one must
+    // still be the state it signed (a row deleted, or a list disabled, with
+    // SQL would otherwise be signed into the next version).
+    if (Status intact = CheckCurrentRoot(current, upgrading); !intact.ok()) {
       return fail(intact.error());
     }
-    return static_cast<uint64_t>(*v) + 1;
+    before_kept_ = false;
+    keep_.reset();
+    if (*data_version && !upgrading) {
+      Result<bool> ours = SchemaIsBantays();
+      if (!ours.ok()) return fail(ours.error());
+      if (*ours) keep_ = *data_version;
+    }
+    ++starts.checked;
+    return current + 1;
+  }
+
+  // SQLite's count of the commits other connections made to the database
+  // file (PRAGMA data_version, read inside the write transaction);
+  // PostgreSQL has none.
+  Result<std::optional<int64_t>> DataVersion() {
+    if (conn->backend() != db::Backend::kSqlite) return std::optional<int64_t>();
+    Result<int64_t> v = QueryInt("PRAGMA data_version", {});
+    if (!v.ok()) return v.error();
+    return std::optional<int64_t>(*v);
+  }
+
+  // Whether the SQLite database's tables, indexes and triggers are exactly
+  // those Init creates (names of SQLite's own objects, sqlite_*, aside):
+  // no trigger, view, or table definition of anyone else's (a conflict
+  // clause, a cascade) that could make a change's statements do more or
+  // less than they say. Each object's SQL text, as SQLite keeps it, must be
+  // one of the schema's statements (a store upgraded from schema 1 gives the
+  // same text for versions as one made at schema 2), and there must be as
+  // many objects as statements.
+  Result<bool> SchemaIsBantays() {
+    const std::string schema = Schema(db::Backend::kSqlite);
+    size_t statements = 0;
+    for (size_t at = schema.find("\nCREATE "); at != std::string::npos;
+         at = schema.find("\nCREATE ", at + 1)) {
+      ++statements;
+    }
+    size_t objects = 0;
+    bool ours = true;
+    Status s = Exec("SELECT sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                    {}, [&](const Row& row) {
+                      ++objects;
+                      std::string statement = "\n";
+                      statement.append(row.Text(0)).append(";\n");
+                      if (row.IsNull(0) || schema.find(statement) == std::string::npos) {
+                        ours = false;
+                      }
+                    });
+    if (!s.ok()) return s.error();
+    return ours && objects == statements;
   }
 
   static Error NeedsUpgrade(const std::string& what) {
@@ -873,6 +972,8 @@ struct Store::Impl {
     if (!version.ok()) return version.error();
     StoreState before = std::move(before_);
     before_ = {};
+    const bool kept = before_kept_;
+    const std::optional<int64_t> keep = keep_;
     Result<ChangeSummary> summary = body(*version);
     if (!summary.ok()) {
       conn->Rollback();
@@ -880,21 +981,47 @@ struct Store::Impl {
     }
     if (summary->nothing_changed) {
       conn->Rollback();
+      if (keep) kept_.emplace(KeptState{*version - 1, *keep, std::move(before)});
       return *version - 1;
     }
-    Result<Digest32> expected = ExpectedDigest(before, std::move(summary->delta));
+    Result<StoreState> after = Applied(before, std::move(summary->delta));
     before = {};
-    if (!expected.ok()) {
+    if (!after.ok()) {
       conn->Rollback();
-      return Error(ErrorCode::kCorruptData, expected.error().message());
+      return after.error();
     }
-    Result<uint64_t> done = FinishChange(*version, context, action, summary->list,
-                                         summary->count, summary->entries_digest, *expected);
+    // A state read and checked before the change is compared with the
+    // database after it; a kept one needs no comparison (KeptState).
+    Result<uint64_t> done =
+        FinishChange(*version, context, action, summary->list, summary->count,
+                     summary->entries_digest, std::move(*after), /*check_database=*/!kept, keep);
     if (!done.ok()) conn->Rollback();
     return done;
   }
 
-  StoreState before_;  // CheckCurrentRoot's, for Change
+  // The state a change starts from (BeginChange's, for ChangeOnce): read
+  // and checked against the current version, or kept from this
+  // connection's last change (before_kept_).
+  StoreState before_;
+  bool before_kept_ = false;
+
+  // The state this connection's last change left (SQLite), kept so that the
+  // next change neither reads and checks every row before it nor reads them
+  // back after it (at 1M entries that is most of a change's second). It is
+  // used only when no other connection has committed to the database since
+  // (the data version it was kept at is the one the next change's write
+  // transaction reads) and when that change found the database's schema to
+  // be Bantay's own (so its statements did what they said and no more; any
+  // edit of the schema is another connection's commit). Otherwise the change
+  // reads and checks everything, as on PostgreSQL, which counts no commits.
+  struct KeptState {
+    uint64_t version = 0;
+    int64_t data_version = 0;
+    StoreState state;  // rows and lists; no active leaves
+  };
+  std::optional<KeptState> kept_;
+  std::optional<int64_t> keep_;  // BeginChange's: keep the change's state at this data version
+  ChangeStarts starts;
 
   // Leaf hashes and lists of existing entries, in id order; kNotFound for a
   // missing id.
@@ -987,8 +1114,13 @@ Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys key
     im.conn->Rollback();
     return s.error();
   }
-  Result<uint64_t> v =
-      im.FinishChange(1, context, "init", "", 0, DigestOfLeaves({}), std::nullopt);
+  Result<Impl::StoreState> empty = Impl::Applied({}, {});
+  if (!empty.ok()) {
+    im.conn->Rollback();
+    return empty.error();
+  }
+  Result<uint64_t> v = im.FinishChange(1, context, "init", "", 0, DigestOfLeaves({}),
+                                       std::move(*empty), /*check_database=*/true, std::nullopt);
   if (!v.ok()) {
     im.conn->Rollback();
     return v.error();
@@ -1654,6 +1786,8 @@ Result<StoreStats> Store::Stats() {
 }
 
 std::optional<PublicKey> Store::stored_public_key() const { return impl_->public_key; }
+
+Store::ChangeStarts Store::change_starts() const { return impl_->starts; }
 
 Result<VersionRecord> Store::Root(uint64_t version) {
   Impl& im = *impl_;

@@ -202,6 +202,16 @@ TEST(MerkleTest, RootMatchesTheRecursiveDefinition) {
   }
 }
 
+// From 65536 leaves the two subtrees are hashed on two threads: the same
+// root, at the sizes around the threshold and its next power of two.
+TEST(MerkleTest, LargeTreesHashedOnTwoThreadsGiveTheSameRoot) {
+  const std::vector<Digest32> leaves = Leaves(131073);
+  for (size_t n : {65535, 65536, 65537, 100000, 131071, 131072, 131073}) {
+    const std::span<const Digest32> tree = std::span(leaves).first(n);
+    ASSERT_EQ(MerkleRoot(tree), ReferenceRoot(tree)) << n;
+  }
+}
+
 TEST(MerkleTest, ProofsMatchTheRecursiveDefinitionAndVerify) {
   const std::vector<Digest32> leaves = Leaves(70);
   for (size_t n = 1; n <= leaves.size(); ++n) {

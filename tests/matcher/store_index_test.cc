@@ -836,6 +836,92 @@ TEST_P(StoreIndexStateTest, RepairedTheStateVerifiesAgain) {
   EXPECT_TRUE(report->ok());
 }
 
+// --- The writer's kept state ------------------------------------------------
+
+// On SQLite a change starts from the state the Store's own last change left,
+// as long as no other connection has committed since: every kind of change
+// made that way gives versions a follower, a load and Verify accept, and
+// anything another connection commits (even an edit no version signs) makes
+// the next change read and check everything again. PostgreSQL always checks.
+TEST_P(StoreIndexStateTest, AChangeStartsFromTheLastOnesStateWhileNoOneElseWrote) {
+  // The changes of SetUp left their state (the first, after Init, checked).
+  const Store::ChangeStarts at_start = store_->change_starts();
+  auto expect_starts = [&](uint64_t checked, uint64_t kept) {
+    const Store::ChangeStarts now = store_->change_starts();
+    if (!sqlite()) {
+      checked += kept;
+      kept = 0;
+    }
+    EXPECT_EQ(now.checked - at_start.checked, checked);
+    EXPECT_EQ(now.kept - at_start.kept, kept);
+  };
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "first", Ctx()));           // v7
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", true, Ctx()));                // v8
+  STORE_ASSERT_OK(store_->SetEntriesStatus({3}, EntryStatus::kActive, Ctx()));  // v9
+  Add("new-c", SignalType::kPdq, pdq_[1], "case-4");                            // v10
+  STORE_ASSERT_OK(store_->RemoveEntries({2}, Ctx()));                           // v11
+  // Nothing to change: no version, and the state is kept all the same.
+  ASSERT_EQ(VersionOf(*store_), 11u);
+  EXPECT_EQ(*store_->SetListEnabled("ngo-b", true, Ctx()), 11u);
+  expect_starts(0, 6);
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{3}));
+  EXPECT_EQ(Ids(*follower_, 1), (std::vector<uint64_t>{}));
+  EXPECT_EQ(Ids(*follower_, 3), (std::vector<uint64_t>{4}));
+  STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));
+  Result<VerifyReport> report = store_->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok());
+
+  // A description is not signed; edited by another connection, the next
+  // change checks everything (and finds the signed state intact).
+  Sql("UPDATE lists SET description = 'edited elsewhere' WHERE name = 'hotline-a'");
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v12
+  expect_starts(1, 6);
+  // A change that fails drops the kept state: the next one checks.
+  const Result<uint64_t> missing = store_->RemoveEntries({99}, Ctx());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  expect_starts(1, 7);
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kActive, Ctx()));  // v13
+  expect_starts(2, 7);
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
+}
+
+// A trigger of someone else's that has not fired yet: the change it does
+// not touch checks the database as usual and is signed, but the state it
+// leaves is not kept (the schema is not Bantay's own), so the change that
+// makes the trigger fire reads the database back and refuses.
+TEST_P(StoreIndexStateTest, AForeignTriggerThatFiresLaterIsCaughtWhenItDoes) {
+  if (sqlite()) {
+    Sql("CREATE TRIGGER zz AFTER UPDATE ON lists WHEN NEW.name = 'ngo-b' AND NEW.enabled = 1 "
+        "BEGIN UPDATE entries SET status = 0, status_version = NEW.changed_version WHERE id = 3; "
+        "END");
+  } else {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "CREATE FUNCTION zz() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE entries SET status = 0, status_version = NEW.changed_version WHERE id = 3; "
+        "RETURN NEW; END $$; CREATE TRIGGER zz AFTER UPDATE ON lists FOR EACH ROW WHEN "
+        "(NEW.name = 'ngo-b' AND NEW.enabled = 1) EXECUTE FUNCTION zz();"));
+  }
+  const Store::ChangeStarts at_start = store_->change_starts();
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "unrelated", Ctx()));  // v7
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "again", Ctx()));      // v8
+  EXPECT_EQ(store_->change_starts().checked, at_start.checked + 2);
+  EXPECT_EQ(store_->change_starts().kept, at_start.kept);
+  const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", true, Ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(refused.error().message(),
+            "the store was changed outside Bantay: the database does not hold the entries and "
+            "lists as this change made them (a trigger, a rule or another writer changed them), "
+            "and nothing is signed (see bantay index verify)");
+  EXPECT_EQ(VersionOf(*store_), 8u);
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{}));
+}
+
 // PostgreSQL's writer reads at read committed: an edit committed while a
 // change is being made must not be signed. Someone holds an edit open (a
 // row deleted, its removal recorded, a row lock on the list the change

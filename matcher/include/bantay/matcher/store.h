@@ -296,6 +296,18 @@ class Store {
   // current version when the store is upgraded already.
   Result<uint64_t> Upgrade(const ChangeContext& context);
 
+  // How this Store's changes began (those that got that far): by reading
+  // every row and checking it against what the current version signed, or
+  // (SQLite only) from the state this Store's own last change left, when no
+  // other connection had committed to the database since and the database's
+  // schema was Bantay's own. A change that starts from kept state reads no
+  // row it does not change: on a large store that is most of its time.
+  struct ChangeStarts {
+    uint64_t checked = 0;
+    uint64_t kept = 0;
+  };
+  ChangeStarts change_starts() const;
+
   // --- Reading ---
 
   Result<std::vector<ListInfo>> Lists();
