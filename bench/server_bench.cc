@@ -35,6 +35,12 @@
 //             more the server spends on a frame than hashing it costs),
 //             and the ratio against the cores the load generator left
 //             (server / ((2 - generator cores) x offline)).
+//   change    one entry added through the API (operator key) to the store,
+//             then matched (platform key): seconds to the answer (the server
+//             answers once its index serves the new version) and to the
+//             match, for 7 changes on an idle server and 7 under the open
+//             loop at --rate; against the server's first change (which reads
+//             and checks every row of the store: the baseline).
 //   soak      (--soak SECONDS) open loop at 70% of the closed-loop capacity
 //             measured in this run (or --soak-rate): errors, latency and the
 //             process's VmRSS after a 30 s warm-up and at the end.
@@ -52,7 +58,7 @@
 //                                                    wrk_match.lua)
 // Flags: --entries N --reps N --seconds S --warmup S --io-threads 1,2
 //        --connections 16,32,64 --rate R --open-connections N
-//        --jpeg-connections N --parts baseline,closed,open,jpeg
+//        --jpeg-connections N --parts baseline,closed,open,jpeg,change
 //        --soak S --soak-rate R --max-others CORES --attempts N
 //        --quiet-wait S --serve-only S
 #include <sys/resource.h>
@@ -113,6 +119,7 @@ using bantay::bench::Die;
 using bantay::bench::g_discarded;
 using bantay::bench::g_noisy;
 using bantay::bench::Get;
+using bantay::bench::Post;
 using bantay::bench::Histogram;
 using bantay::bench::Join;
 using bantay::bench::MakeSetup;
@@ -145,7 +152,7 @@ struct Options : QuietGate {
   double rate = 12'500;
   int open_connections = 32;
   int jpeg_connections = 8;
-  std::vector<std::string> parts = {"baseline", "closed", "open", "jpeg"};
+  std::vector<std::string> parts = {"baseline", "closed", "open", "jpeg", "change"};
   double soak = 0;
   double soak_rate = 0;
   double serve_only = 0;
@@ -162,7 +169,7 @@ Options ParseOptions(int argc, char** argv) {
       std::printf(
           "usage: server_bench [--entries N] [--reps N] [--seconds S] [--warmup S]\n"
           "  [--io-threads 1,2] [--connections 16,32,64] [--rate R] [--open-connections N]\n"
-          "  [--jpeg-connections N] [--parts baseline,closed,open,jpeg] [--soak S]\n"
+          "  [--jpeg-connections N] [--parts baseline,closed,open,jpeg,change] [--soak S]\n"
           "  [--soak-rate R] [--max-others CORES] [--attempts N] [--quiet-wait S]\n"
           "  [--serve-only S]\n"
           "(what each part measures: the top of bench/server_bench.cc)\n");
@@ -1020,6 +1027,82 @@ int main(int argc, char** argv) {
         Join(share_ratios, "%.3f").c_str(),
         static_cast<unsigned long long>(errors));
     lines.push_back(text);
+  }
+
+  // --- changes through the API ---
+  // Each change adds one entry (a new random code) to list bench-change with
+  // the operator's key; the server answers once its index serves the new
+  // version, and the code is then matched with the platform key (it must
+  // match). Timed: request to answer, and to the match. The first change of
+  // a server reads and checks every row of the store (the baseline); the
+  // later ones start from the state the one before left. Then the same
+  // under an open-loop matching load at --rate on --open-connections.
+  if (opt.Part("change")) {
+    auto server = StartServer(setup, best_io, tls, opt.entries);
+    std::mt19937_64 rng(20261207);
+    int made = 0;
+    auto change = [&](double* answered, double* matched) {
+      const Hash256 code(RandomCode(rng));
+      const std::string hex = code.ToHex();
+      const auto start = Clock::now();
+      const auto [status, body] = Post(
+          server->port(), tls, "/v1/lists/bench-change/entries", setup.operator_key,
+          "{\"entries\":[{\"type\":\"pdq\",\"value\":\"" + hex +
+              "\",\"reference\":\"change-" + std::to_string(++made) + "\"}]}");
+      *answered = Seconds(start);
+      if (status != 201) Die("change: status " + std::to_string(status) + " " + body);
+      const auto [match_status, verdict] =
+          Post(server->port(), tls, "/v1/match", setup.api_key, "{\"pdq\":\"" + hex + "\"}");
+      *matched = Seconds(start);
+      if (match_status != 200 || verdict.find("\"match\":true") == std::string::npos) {
+        Die("the changed entry does not match: " + std::to_string(match_status) + " " +
+            verdict);
+      }
+    };
+    auto phase = [&](const char* name, int changes) {
+      std::vector<double> answered, matched;
+      for (int i = 0; i < changes; ++i) {
+        double a = 0, m = 0;
+        change(&a, &m);
+        answered.push_back(a);
+        matched.push_back(m);
+        std::printf("change %d (%s): answered after %.3f s, matched after %.3f s\n", made,
+                    name, a, m);
+        std::fflush(stdout);
+      }
+      return std::pair(answered, matched);
+    };
+    double first_answer = 0, first_match = 0;
+    change(&first_answer, &first_match);
+    std::printf("change 1 (the server's first: reads and checks every row): answered after "
+                "%.3f s, matched after %.3f s\n",
+                first_answer, first_match);
+    const auto [idle_answers, idle_matches] = phase("idle", 7);
+    // Under load: the matching load runs on its own thread meanwhile.
+    RunResult loaded;
+    std::thread loader([&] {
+      LoadRun run(server->port(), tls, hash_requests,
+                  {.connections = opt.open_connections, .rate = opt.rate, .warmup = 2,
+                   .seconds = 12});
+      loaded = run.Run();
+    });
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    const auto [load_answers, load_matches] = phase("under load", 7);
+    loader.join();
+    std::snprintf(
+        text, sizeof text,
+        "changes through the API (one entry added to a %zu-entry store, then matched): idle "
+        "%.3f s to the answer, %.3f s to the match [max %.3f]; under %.0f req/s of matching "
+        "%.3f s / %.3f s [max %.3f] (that load: p99 %.2f ms, %llu errors); the server's first "
+        "change (baseline: it reads and checks every row) %.3f s / %.3f s, ratio %.1fx",
+        opt.entries, Median(idle_answers), Median(idle_matches),
+        *std::max_element(idle_matches.begin(), idle_matches.end()), opt.rate,
+        Median(load_answers), Median(load_matches),
+        *std::max_element(load_matches.begin(), load_matches.end()),
+        loaded.latency.QuantileMs(0.99), static_cast<unsigned long long>(loaded.errors_total),
+        first_answer, first_match, first_match / Median(idle_matches));
+    lines.push_back(text);
+    server.reset();
   }
 
   // --- soak ---

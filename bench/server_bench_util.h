@@ -28,6 +28,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bantay/matcher/crypto.h"
@@ -248,6 +249,28 @@ inline std::array<uint8_t, 32> RandomCode(std::mt19937_64& rng) {
   return v;
 }
 
+// One synchronous POST on a new connection: the status and the body.
+inline std::pair<int, std::string> Post(uint16_t port, ssl::context& tls,
+                                        const std::string& target, const std::string& key,
+                                        const std::string& body) {
+  asio::io_context ioc;
+  ssl::stream<beast::tcp_stream> stream(ioc, tls);
+  beast::get_lowest_layer(stream).connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  stream.handshake(ssl::stream_base::client);
+  http::request<http::string_body> request(http::verb::post, target, 11);
+  request.set(http::field::host, "127.0.0.1");
+  request.set(http::field::authorization, "Bearer " + key);
+  request.set(http::field::content_type, "application/json");
+  request.body() = body;
+  request.prepare_payload();
+  http::write(stream, request);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  http::read(stream, buffer, response);
+  return {response.result_int(), response.body()};
+}
+
 // One synchronous GET (set-up checks).
 inline std::string Get(uint16_t port, ssl::context& tls,
                        const std::string& target, const std::string& key) {
@@ -276,15 +299,17 @@ struct Setup {
   std::string dir;
   std::string store_url;
   bantay::matcher::DataKey data_key{};
-  std::string api_key;
+  std::string api_key;       // role platform
+  std::string operator_key;  // role operator (changes through the API)
   bantay::server::ServerConfig config;
 };
 
 // A temporary SQLite store holding `values` as PDQ entries (lists bench-0..3,
 // category A1, references case-<i>), a self-signed certificate for
-// 127.0.0.1, one platform API key with no effective rate limit, and a
-// server configuration for them (compute_threads 2, io_threads 1, access log
-// off). `name` tells the benchmark's directory and audit records apart.
+// 127.0.0.1, a platform API key and an operator API key with no effective
+// rate limit, and a server configuration for them (compute_threads 2,
+// io_threads 1, access log off, the store's signing key for changes through
+// the API). `name` tells the benchmark's directory and audit records apart.
 inline Setup MakeSetup(const std::vector<std::array<uint8_t, 32>>& values,
                        const std::string& name) {
   namespace m = bantay::matcher;
@@ -301,6 +326,8 @@ inline Setup MakeSetup(const std::vector<std::array<uint8_t, 32>>& values,
   m::StoreKeys keys;
   keys.data_keys = {s.data_key};
   keys.signing_key = m::SigningKey::Generate();
+  if (!m::WriteSecretFile(s.dir + "/signing.key", keys.signing_key->ToPem()).ok())
+    Die("signing key file");
   const m::ChangeContext context{"bench", name};
   auto store = m::Store::Init(s.store_url, std::move(keys), context);
   if (!store.ok()) Die("Store::Init: " + store.error().ToString());
@@ -337,6 +364,11 @@ inline Setup MakeSetup(const std::vector<std::array<uint8_t, 32>>& values,
   key.rate = 1e9;
   key.burst = 1e9;
   key.sha256 = bantay::server::ApiKeyDigest(s.api_key);
+  s.operator_key = bantay::server::NewApiKey();
+  bantay::server::ApiKeyConfig operator_key = key;
+  operator_key.id = "bench-operator";
+  operator_key.role = bantay::server::Role::kOperator;
+  operator_key.sha256 = bantay::server::ApiKeyDigest(s.operator_key);
 
   bantay::server::ServerConfig& c = s.config;
   c.listen = "127.0.0.1";
@@ -347,8 +379,9 @@ inline Setup MakeSetup(const std::vector<std::array<uint8_t, 32>>& values,
   c.tls_key = s.dir + "/server.key";
   c.store_url = s.store_url;
   c.data_key_file = s.dir + "/data.key";
+  c.signing_key_file = s.dir + "/signing.key";
   c.access_log = "";
-  c.api_keys = {key};
+  c.api_keys = {key, operator_key};
   return s;
 }
 

@@ -1431,13 +1431,15 @@ Result<uint64_t> Store::Rekey(const ChangeContext& context) {
   });
 }
 
-Result<std::vector<ListInfo>> Store::Lists() {
+Result<std::vector<ListInfo>> Store::Lists(bool count_entries) {
   std::vector<ListInfo> lists;
   Status s = impl_->Exec(
-      "SELECT l.name, l.enabled, l.description, "
-      "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 0), "
-      "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 1) "
-      "FROM lists l ORDER BY l.name",
+      count_entries
+          ? "SELECT l.name, l.enabled, l.description, "
+            "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 0), "
+            "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 1) "
+            "FROM lists l ORDER BY l.name"
+          : "SELECT name, enabled, description, 0, 0 FROM lists ORDER BY name",
       {}, [&](const Row& row) {
         ListInfo l;
         l.name = std::string(row.Text(0));
@@ -1710,19 +1712,31 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
   if (!v.ok()) return fail(v.error());
   out.to_version = static_cast<uint64_t>(*v);
   Status failed;
+  // Not ORDER BY id: SQLite (without statistics) would rather scan every
+  // row in id order than sort the few the index on status_version finds
+  // (0.2 s at 1M entries for a change of one). Sorted here.
+  std::vector<std::pair<StoredEntry, Digest32>> upserts;
   s = im.Exec("SELECT " + std::string(kEntryColumns) +
-                  " FROM entries WHERE status_version > $1 ORDER BY id",
+                  " FROM entries WHERE status_version > $1",
               {Param::Int(static_cast<int64_t>(version))}, [&](const Row& row) {
                 if (!failed.ok()) return;
                 StoredEntry e;
                 Digest32 leaf{};
                 Status d = im.DecodeEntry(row, &e, &leaf);
                 if (!d.ok()) failed = d;
-                out.upserts.push_back(std::move(e));
-                out.upsert_leaves.push_back(leaf);
+                upserts.emplace_back(std::move(e), leaf);
               });
   if (!s.ok()) return fail(s.error());
   if (!failed.ok()) return fail(failed.error());
+  std::sort(upserts.begin(), upserts.end(),
+            [](const auto& a, const auto& b) { return a.first.id < b.first.id; });
+  out.upserts.reserve(upserts.size());
+  out.upsert_leaves.reserve(upserts.size());
+  for (auto& [entry, leaf] : upserts) {
+    out.upserts.push_back(std::move(entry));
+    out.upsert_leaves.push_back(leaf);
+    Wipe(entry.value);  // copied, not moved
+  }
   s = im.Exec("SELECT id FROM removals WHERE version > $1 ORDER BY id",
               {Param::Int(static_cast<int64_t>(version))},
               [&](const Row& row) { out.removed.push_back(static_cast<uint64_t>(row.Int(0))); });

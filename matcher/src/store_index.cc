@@ -236,6 +236,24 @@ Result<std::vector<Digest32>> VerifiedStoreState::ActiveLeaves() const {
   return active;
 }
 
+std::vector<ListInfo> VerifiedStoreState::Lists() const {
+  std::vector<std::array<uint64_t, 2>> counts(list_names_.size());
+  for (const uint32_t tag : tags_) ++counts[tag >> 1][tag & 1];
+  std::vector<ListInfo> lists;
+  for (size_t i = 0; i < list_names_.size(); ++i) {
+    if (list_state_[i] == 2) continue;
+    ListInfo list;
+    list.name = list_names_[i];
+    list.enabled = list_state_[i] == 1;
+    list.active = counts[i][0];
+    list.disabled = counts[i][1];
+    lists.push_back(std::move(list));
+  }
+  std::sort(lists.begin(), lists.end(),
+            [](const ListInfo& a, const ListInfo& b) { return a.name < b.name; });
+  return lists;
+}
+
 Result<Digest32> VerifiedStoreState::StateDigest() const {
   StateDigester digester;
   for (size_t i = 0; i < ids_.size(); ++i) {

@@ -1135,13 +1135,41 @@ ApiResponse Api::HandleAudit(Call& call) {
 
 namespace {
 
-Result<matcher::ListInfo> FindList(matcher::Store& store, const std::string& name) {
-  Result<std::vector<matcher::ListInfo>> lists = store.Lists();
+// The list `name` as the store holds it now; its entries are counted only
+// with `count_entries` (a read of every entry's row).
+Result<matcher::ListInfo> FindList(matcher::Store& store, const std::string& name,
+                                   bool count_entries = false) {
+  Result<std::vector<matcher::ListInfo>> lists = store.Lists(count_entries);
   if (!lists.ok()) return lists.error();
   for (matcher::ListInfo& list : *lists) {
     if (list.name == name) return std::move(list);
   }
   return Error(ErrorCode::kNotFound, "no list \"" + name + "\"");
+}
+
+// The lists as the index serves them (IndexInfo: the version served, its
+// entries counted from the verified state) — or, while no version is served
+// yet, as the store holds them, counted there.
+Result<std::vector<matcher::ListInfo>> ServedLists(IndexService& index) {
+  if (std::shared_ptr<const IndexInfo> info = index.Info(); info != nullptr) return info->lists;
+  return index.Read<Result<std::vector<matcher::ListInfo>>>(
+      [](matcher::Store& store) { return store.Lists(); });
+}
+
+// One of ServedLists; a list the version served does not have (made since,
+// the index not caught up) is read from the store and counted there.
+Result<matcher::ListInfo> ServedList(IndexService& index, const std::string& name) {
+  if (std::shared_ptr<const IndexInfo> info = index.Info(); info != nullptr) {
+    for (const matcher::ListInfo& list : info->lists) {
+      if (list.name == name) return list;
+    }
+  }
+  return index.Read<Result<matcher::ListInfo>>(
+      [&](matcher::Store& store) -> Result<matcher::ListInfo> {
+        Result<matcher::ListInfo> list = FindList(store, name);  // no count for a 404
+        if (!list.ok()) return list;
+        return FindList(store, name, /*count_entries=*/true);
+      });
 }
 
 // The entry `id` of `list`: kNotFound when there is no such entry in that
@@ -1172,9 +1200,7 @@ ApiResponse VersionResponse(int status, uint64_t version) {
 }  // namespace
 
 ApiResponse Api::HandleLists(Call&) {
-  Result<std::vector<matcher::ListInfo>> lists =
-      index_->Read<Result<std::vector<matcher::ListInfo>>>(
-          [](matcher::Store& store) { return store.Lists(); });
+  Result<std::vector<matcher::ListInfo>> lists = ServedLists(*index_);
   if (!lists.ok()) return ErrorResponse(lists.error());
   json::array out;
   for (const matcher::ListInfo& list : *lists) out.push_back(ListJson(list));
@@ -1182,8 +1208,7 @@ ApiResponse Api::HandleLists(Call&) {
 }
 
 ApiResponse Api::HandleList(Call& call) {
-  Result<matcher::ListInfo> list = index_->Read<Result<matcher::ListInfo>>(
-      [&](matcher::Store& store) { return FindList(store, call.list); });
+  Result<matcher::ListInfo> list = ServedList(*index_, call.list);
   if (!list.ok()) return ErrorResponse(list.error());
   return JsonResponse(200, ListJson(*list));
 }
@@ -1208,8 +1233,7 @@ ApiResponse Api::HandleListsPost(Call& call) {
     return store.DescribeList(list_name, text, ContextOf(*call.key));
   });
   if (!version.ok()) return ErrorResponse(version.error());
-  Result<matcher::ListInfo> list = index_->Read<Result<matcher::ListInfo>>(
-      [&](matcher::Store& store) { return FindList(store, list_name); });
+  Result<matcher::ListInfo> list = ServedList(*index_, list_name);
   if (!list.ok()) return ErrorResponse(list.error());
   return JsonResponse(201, json::object{{"version", *version}, {"list", ListJson(*list)}});
 }
@@ -1244,8 +1268,7 @@ ApiResponse Api::HandleListPatch(Call& call) {
     return v;
   });
   if (!version.ok()) return ErrorResponse(version.error());
-  Result<matcher::ListInfo> list = index_->Read<Result<matcher::ListInfo>>(
-      [&](matcher::Store& store) { return FindList(store, call.list); });
+  Result<matcher::ListInfo> list = ServedList(*index_, call.list);
   if (!list.ok()) return ErrorResponse(list.error());
   return JsonResponse(200, json::object{{"version", *version}, {"list", ListJson(*list)}});
 }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "store_tamper.h"
@@ -834,6 +835,38 @@ TEST_P(StoreIndexStateTest, RepairedTheStateVerifiesAgain) {
   Result<VerifyReport> report = store_->Verify(SignerPublic());
   STORE_ASSERT_OK(report);
   EXPECT_TRUE(report->ok());
+}
+
+// The lists of the verified version, counted from the state the follower
+// holds: what the store counts in the database (descriptions aside).
+TEST_P(StoreIndexStateTest, TheVerifiedStateCountsEachListsEntries) {
+  STORE_ASSERT_OK(store_->DescribeList("empty-c", "no entries", Ctx()));  // v7
+  Catch(follower_);
+  const std::vector<ListInfo> lists = follower_.verified->Lists();
+  ASSERT_EQ(lists.size(), 3u);
+  const std::vector<std::tuple<std::string, bool, uint64_t, uint64_t>> expected = {
+      {"empty-c", true, 0, 0}, {"hotline-a", true, 2, 0}, {"ngo-b", false, 0, 1}};
+  Result<std::vector<ListInfo>> stored = store_->Lists();
+  STORE_ASSERT_OK(stored);
+  ASSERT_EQ(stored->size(), 3u);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const auto& [name, enabled, active, disabled] = expected[i];
+    EXPECT_EQ(lists[i].name, name);
+    EXPECT_EQ(lists[i].enabled, enabled) << name;
+    EXPECT_EQ(lists[i].active, active) << name;
+    EXPECT_EQ(lists[i].disabled, disabled) << name;
+    EXPECT_EQ(lists[i].description, "") << name;
+    EXPECT_EQ((*stored)[i].name, name);
+    EXPECT_EQ((*stored)[i].active, active) << name;
+    EXPECT_EQ((*stored)[i].disabled, disabled) << name;
+  }
+  // Without counts, the store reads the lists alone.
+  Result<std::vector<ListInfo>> uncounted = store_->Lists(/*count_entries=*/false);
+  STORE_ASSERT_OK(uncounted);
+  ASSERT_EQ(uncounted->size(), 3u);
+  EXPECT_EQ((*uncounted)[0].description, "no entries");
+  EXPECT_EQ((*uncounted)[2].enabled, false);
+  EXPECT_EQ((*uncounted)[1].active, 0u);
 }
 
 // --- The writer's kept state ------------------------------------------------

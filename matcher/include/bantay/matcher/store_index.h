@@ -55,6 +55,11 @@ class VerifiedStoreState {
   // not changed: the caller adopts the result once the changes are applied.
   Result<VerifiedStoreState> Next(const ChangeSet& changes) const;
 
+  // The lists of the verified version, by name, with their signed state
+  // and how many of their entries are active and disabled (no
+  // descriptions: they are not signed). One pass over the entries held.
+  std::vector<ListInfo> Lists() const;
+
  private:
   friend Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index,
                                              VerifiedStoreState* verified);
