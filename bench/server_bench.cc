@@ -1083,7 +1083,7 @@ int main(int argc, char** argv) {
     std::thread loader([&] {
       LoadRun run(server->port(), tls, hash_requests,
                   {.connections = opt.open_connections, .rate = opt.rate, .warmup = 2,
-                   .seconds = 12});
+                   .seconds = 12, .report_every = 1});
       loaded = run.Run();
     });
     std::this_thread::sleep_for(std::chrono::seconds(3));

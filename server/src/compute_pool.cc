@@ -1,5 +1,8 @@
 #include "compute_pool.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <utility>
 
 namespace bantay::server {
@@ -61,6 +64,12 @@ void ComputePool::Work(const std::function<void()>& init) {
     }
     job();
   }
+}
+
+void RunBehindMatching() {
+  constexpr int kNice = 10;
+  // PRIO_PROCESS with a thread id sets that thread's nice value (Linux).
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kNice);
 }
 
 }  // namespace bantay::server

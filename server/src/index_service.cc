@@ -17,6 +17,7 @@
 
 #include "bantay/matcher/store_index.h"
 #include "bantay/models/digest.h"
+#include "compute_pool.h"
 #include "metrics.h"
 #include "strict_json.h"
 
@@ -307,6 +308,7 @@ Status IndexService::Start() {
   }
   follower_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "bantay-index");
+    RunBehindMatching();
     Follow();
   });
   return Status();

@@ -334,6 +334,7 @@ struct Server::Impl {
               [] {
                 pthread_setname_np(pthread_self(), "bantay-admin");
                 omp_set_num_threads(1);
+                RunBehindMatching();
               }),
         log(config.access_log),
         // Validated before: neither can fail here.

@@ -10,8 +10,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <memory>
+#include <set>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include <boost/asio.hpp>
@@ -818,6 +823,35 @@ TEST_F(LifecycleTest, NoQueryHashOrImageByteIsKept) {
     EXPECT_EQ(line.at("key"), "platform");
     EXPECT_EQ(line.at("verdict"), "no_match");
   }
+}
+
+// The threads that change the store and follow it run behind matching (a
+// change costs O(entries) of CPU, about a third of a second at 1M; a run of
+// them starved matching on two cores): nice +10 against the compute and I/O
+// threads, read from /proc for each of the server's threads by name.
+TEST_F(LifecycleTest, ChangesRunBehindMatching) {
+  StartServer();
+  std::map<std::string, std::set<int>> nice_by_name;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    const std::string name = stat.substr(open + 1, close - open - 1);
+    // After the name: state (field 3), ..., nice (field 19).
+    std::istringstream fields(stat.substr(close + 1));
+    std::string field;
+    for (int i = 3; i <= 19 && fields >> field; ++i) {
+    }
+    nice_by_name[name].insert(std::stoi(field));
+  }
+  ASSERT_EQ(nice_by_name["bantay-compute"].size(), 1u);
+  ASSERT_EQ(nice_by_name["bantay-io"].size(), 1u);
+  const int base = *nice_by_name["bantay-compute"].begin();
+  EXPECT_EQ(*nice_by_name["bantay-io"].begin(), base);
+  const std::set<int> behind = {std::min(19, base + 10)};
+  EXPECT_EQ(nice_by_name["bantay-admin"], behind);
+  EXPECT_EQ(nice_by_name["bantay-index"], behind);
 }
 
 }  // namespace
