@@ -86,15 +86,15 @@ Digest32 MerkleRoot(std::span<const Digest32> leaf_hashes) {
   size_t split = 1;
   while (split * 2 < n) split *= 2;
   Digest32 left{};
-  std::thread worker;
+  Digest32 right{};
   try {
-    worker = std::thread(
+    // Joined when it goes out of scope, whatever happens on this thread.
+    std::jthread worker(
         [&] { left = Reduce(leaf_hashes.first(split), 0, nullptr); });
+    right = Reduce(leaf_hashes.subspan(split), 0, nullptr);
   } catch (const std::system_error&) {
     return Reduce(leaf_hashes, 0, nullptr);  // no thread to be had
   }
-  const Digest32 right = Reduce(leaf_hashes.subspan(split), 0, nullptr);
-  worker.join();
   return MerkleNodeHash(left, right);
 }
 

@@ -538,13 +538,27 @@ struct Store::Impl {
     for (const std::string& name : delta.created_lists) lists.emplace(name, true);
     if (delta.list_enabled) lists[delta.list_enabled->first] = delta.list_enabled->second;
     state.lists.assign(lists.begin(), lists.end());
+    // The body changed or removed only entries it found in the database:
+    // one the state does not hold means that the state is not the
+    // database's (and nothing is signed over it).
     auto by_id = [](const StateRow& r, uint64_t id) { return r.id < id; };
+    auto missing = [](uint64_t id) {
+      return Error(ErrorCode::kCorruptData,
+                   "the store was changed outside Bantay: entry " + std::to_string(id) +
+                       " is in the database but not in the state the last version signed, "
+                       "and nothing is signed (see bantay index verify)");
+    };
     for (const auto& [id, active] : delta.statuses) {
       auto row = std::lower_bound(state.rows.begin(), state.rows.end(), id, by_id);
-      if (row != state.rows.end() && row->id == id) row->active = active;
+      if (row == state.rows.end() || row->id != id) return missing(id);
+      row->active = active;
     }
     if (!delta.removed.empty()) {
       std::sort(delta.removed.begin(), delta.removed.end());
+      for (uint64_t id : delta.removed) {
+        auto row = std::lower_bound(state.rows.begin(), state.rows.end(), id, by_id);
+        if (row == state.rows.end() || row->id != id) return missing(id);
+      }
       std::erase_if(state.rows, [&](const StateRow& r) {
         return std::binary_search(delta.removed.begin(), delta.removed.end(), r.id);
       });
@@ -864,7 +878,7 @@ struct Store::Impl {
   }
 
   // Whether the SQLite database's tables, indexes and triggers are exactly
-  // those Init creates (names of SQLite's own objects, sqlite_*, aside):
+  // those Init creates (SQLite's own indexes and tables aside):
   // no trigger, view, or table definition of anyone else's (a conflict
   // clause, a cascade) that could make a change's statements do more or
   // less than they say. Each object's SQL text, as SQLite keeps it, must be
@@ -880,7 +894,13 @@ struct Store::Impl {
     }
     size_t objects = 0;
     bool ours = true;
-    Status s = Exec("SELECT sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    // Only SQLite's own objects are passed over: the indexes it makes for
+    // UNIQUE and PRIMARY KEY constraints (no SQL) and its statistics and
+    // sequence tables. Not every name beginning with sqlite_: with
+    // writable_schema, anyone may create a trigger so named.
+    Status s = Exec("SELECT sql FROM sqlite_master WHERE NOT ((type = 'index' AND sql IS NULL) "
+                    "OR (type = 'table' AND name IN ('sqlite_sequence', 'sqlite_stat1', "
+                    "'sqlite_stat2', 'sqlite_stat3', 'sqlite_stat4')))",
                     {}, [&](const Row& row) {
                       ++objects;
                       std::string statement = "\n";
@@ -1444,26 +1464,46 @@ Result<uint64_t> Store::Rekey(const ChangeContext& context) {
   });
 }
 
+namespace {
+
+// The lists' columns as ListOfRow reads them, each list's entries counted
+// or not (0).
+std::string ListSelect(bool count_entries) {
+  return count_entries
+             ? "SELECT l.name, l.enabled, l.description, "
+               "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 0), "
+               "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 1) "
+               "FROM lists l"
+             : "SELECT l.name, l.enabled, l.description, 0, 0 FROM lists l";
+}
+
+ListInfo ListOfRow(const Row& row) {
+  ListInfo l;
+  l.name = std::string(row.Text(0));
+  l.enabled = row.Int(1) != 0;
+  l.description = std::string(row.Text(2));
+  l.active = static_cast<uint64_t>(row.Int(3));
+  l.disabled = static_cast<uint64_t>(row.Int(4));
+  return l;
+}
+
+}  // namespace
+
 Result<std::vector<ListInfo>> Store::Lists(bool count_entries) {
   std::vector<ListInfo> lists;
-  Status s = impl_->Exec(
-      count_entries
-          ? "SELECT l.name, l.enabled, l.description, "
-            "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 0), "
-            "(SELECT count(*) FROM entries e WHERE e.list = l.name AND e.status = 1) "
-            "FROM lists l ORDER BY l.name"
-          : "SELECT name, enabled, description, 0, 0 FROM lists ORDER BY name",
-      {}, [&](const Row& row) {
-        ListInfo l;
-        l.name = std::string(row.Text(0));
-        l.enabled = row.Int(1) != 0;
-        l.description = std::string(row.Text(2));
-        l.active = static_cast<uint64_t>(row.Int(3));
-        l.disabled = static_cast<uint64_t>(row.Int(4));
-        lists.push_back(std::move(l));
-      });
+  Status s = impl_->Exec(ListSelect(count_entries) + " ORDER BY l.name", {},
+                         [&](const Row& row) { lists.push_back(ListOfRow(row)); });
   if (!s.ok()) return s.error();
   return lists;
+}
+
+Result<ListInfo> Store::List(const std::string& name, bool count_entries) {
+  std::optional<ListInfo> found;
+  Status s = impl_->Exec(ListSelect(count_entries) + " WHERE l.name = $1", {Param::Text(name)},
+                         [&](const Row& row) { found = ListOfRow(row); });
+  if (!s.ok()) return s.error();
+  if (!found) return Error(ErrorCode::kNotFound, "no list \"" + name + "\"");
+  return std::move(*found);
 }
 
 Result<std::vector<StoredEntry>> Store::Entries(const std::string& list, uint64_t after_id,
@@ -1728,7 +1768,12 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
   // Not ORDER BY id: SQLite (without statistics) would rather scan every
   // row in id order than sort the few the index on status_version finds
   // (0.2 s at 1M entries for a change of one). Sorted here.
+  // The values are copied, not moved, from one place to the next: each
+  // place is wiped (the sort's own temporaries aside).
   std::vector<std::pair<StoredEntry, Digest32>> upserts;
+  auto wipe_upserts = [&] {
+    for (auto& upsert : upserts) Wipe(upsert.first.value);
+  };
   s = im.Exec("SELECT " + std::string(kEntryColumns) +
                   " FROM entries WHERE status_version > $1",
               {Param::Int(static_cast<int64_t>(version))}, [&](const Row& row) {
@@ -1738,9 +1783,12 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
                 Status d = im.DecodeEntry(row, &e, &leaf);
                 if (!d.ok()) failed = d;
                 upserts.emplace_back(std::move(e), leaf);
+                Wipe(e.value);
               });
-  if (!s.ok()) return fail(s.error());
-  if (!failed.ok()) return fail(failed.error());
+  if (!s.ok() || !failed.ok()) {
+    wipe_upserts();
+    return fail(!s.ok() ? s.error() : failed.error());
+  }
   std::sort(upserts.begin(), upserts.end(),
             [](const auto& a, const auto& b) { return a.first.id < b.first.id; });
   out.upserts.reserve(upserts.size());
@@ -1748,8 +1796,8 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
   for (auto& [entry, leaf] : upserts) {
     out.upserts.push_back(std::move(entry));
     out.upsert_leaves.push_back(leaf);
-    Wipe(entry.value);  // copied, not moved
   }
+  wipe_upserts();
   s = im.Exec("SELECT id FROM removals WHERE version > $1 ORDER BY id",
               {Param::Int(static_cast<int64_t>(version))},
               [&](const Row& row) { out.removed.push_back(static_cast<uint64_t>(row.Int(0))); });

@@ -1135,18 +1135,6 @@ ApiResponse Api::HandleAudit(Call& call) {
 
 namespace {
 
-// The list `name` as the store holds it now; its entries are counted only
-// with `count_entries` (a read of every entry's row).
-Result<matcher::ListInfo> FindList(matcher::Store& store, const std::string& name,
-                                   bool count_entries = false) {
-  Result<std::vector<matcher::ListInfo>> lists = store.Lists(count_entries);
-  if (!lists.ok()) return lists.error();
-  for (matcher::ListInfo& list : *lists) {
-    if (list.name == name) return std::move(list);
-  }
-  return Error(ErrorCode::kNotFound, "no list \"" + name + "\"");
-}
-
 // The lists as the index serves them (IndexInfo: the version served, its
 // entries counted from the verified state) — or, while no version is served
 // yet, as the store holds them, counted there.
@@ -1156,20 +1144,19 @@ Result<std::vector<matcher::ListInfo>> ServedLists(IndexService& index) {
       [](matcher::Store& store) { return store.Lists(); });
 }
 
-// One of ServedLists; a list the version served does not have (made since,
-// the index not caught up) is read from the store and counted there.
-Result<matcher::ListInfo> ServedList(IndexService& index, const std::string& name) {
-  if (std::shared_ptr<const IndexInfo> info = index.Info(); info != nullptr) {
+// One of ServedLists, from a version served at `version` or later (after a
+// change: the version it made); otherwise (the list made since, the index
+// not caught up) read from the store and counted there.
+Result<matcher::ListInfo> ServedList(IndexService& index, const std::string& name,
+                                     uint64_t version = 0) {
+  if (std::shared_ptr<const IndexInfo> info = index.Info();
+      info != nullptr && info->version >= version) {
     for (const matcher::ListInfo& list : info->lists) {
       if (list.name == name) return list;
     }
   }
   return index.Read<Result<matcher::ListInfo>>(
-      [&](matcher::Store& store) -> Result<matcher::ListInfo> {
-        Result<matcher::ListInfo> list = FindList(store, name);  // no count for a 404
-        if (!list.ok()) return list;
-        return FindList(store, name, /*count_entries=*/true);
-      });
+      [&](matcher::Store& store) { return store.List(name); });
 }
 
 // The entry `id` of `list`: kNotFound when there is no such entry in that
@@ -1233,7 +1220,7 @@ ApiResponse Api::HandleListsPost(Call& call) {
     return store.DescribeList(list_name, text, ContextOf(*call.key));
   });
   if (!version.ok()) return ErrorResponse(version.error());
-  Result<matcher::ListInfo> list = ServedList(*index_, list_name);
+  Result<matcher::ListInfo> list = ServedList(*index_, list_name, *version);
   if (!list.ok()) return ErrorResponse(list.error());
   return JsonResponse(201, json::object{{"version", *version}, {"list", ListJson(*list)}});
 }
@@ -1254,7 +1241,7 @@ ApiResponse Api::HandleListPatch(Call& call) {
     return BadRequest("description must be a string");
   }
   Result<uint64_t> version = index_->Change([&](matcher::Store& store) -> Result<uint64_t> {
-    Result<matcher::ListInfo> list = FindList(store, call.list);
+    Result<matcher::ListInfo> list = store.List(call.list, /*count_entries=*/false);
     if (!list.ok()) return list.error();
     Result<uint64_t> v = store.Version();
     if (description != nullptr && description->as_string() != list->description) {
@@ -1268,7 +1255,7 @@ ApiResponse Api::HandleListPatch(Call& call) {
     return v;
   });
   if (!version.ok()) return ErrorResponse(version.error());
-  Result<matcher::ListInfo> list = ServedList(*index_, call.list);
+  Result<matcher::ListInfo> list = ServedList(*index_, call.list, *version);
   if (!list.ok()) return ErrorResponse(list.error());
   return JsonResponse(200, json::object{{"version", *version}, {"list", ListJson(*list)}});
 }
@@ -1281,7 +1268,7 @@ ApiResponse Api::HandleEntries(Call& call) {
   Result<std::vector<matcher::StoredEntry>> entries =
       index_->Read<Result<std::vector<matcher::StoredEntry>>>(
           [&](matcher::Store& store) -> Result<std::vector<matcher::StoredEntry>> {
-            Result<matcher::ListInfo> list = FindList(store, call.list);
+            Result<matcher::ListInfo> list = store.List(call.list, /*count_entries=*/false);
             if (!list.ok()) return list.error();
             return store.Entries(call.list, after, limit);
           });

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <unordered_map>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -307,8 +308,8 @@ Status IndexService::Start() {
     }
   }
   follower_thread_ = std::thread([this] {
+    RunBehindMatching();  // before the name: a thread so named runs behind
     pthread_setname_np(pthread_self(), "bantay-index");
-    RunBehindMatching();
     Follow();
   });
   return Status();
@@ -609,12 +610,14 @@ void IndexService::RefreshInfoLocked() {
   info->lists = verified_->Lists();
   if (Result<std::vector<matcher::ListInfo>> stored = follower_->Lists(/*count_entries=*/false);
       stored.ok()) {
+    // By name (the database orders names by its own collation).
+    std::unordered_map<std::string, std::string> descriptions;
+    for (matcher::ListInfo& list : *stored) {
+      descriptions.emplace(std::move(list.name), std::move(list.description));
+    }
     for (matcher::ListInfo& list : info->lists) {
-      auto found = std::lower_bound(
-          stored->begin(), stored->end(), list.name,
-          [](const matcher::ListInfo& l, const std::string& name) { return l.name < name; });
-      if (found != stored->end() && found->name == list.name) {
-        list.description = std::move(found->description);
+      if (auto found = descriptions.find(list.name); found != descriptions.end()) {
+        list.description = std::move(found->second);
       }
     }
   }

@@ -332,9 +332,9 @@ struct Server::Impl {
                 }),
         admin(1, config.admin_queue_limit,
               [] {
+                RunBehindMatching();  // before the name: a thread so named runs behind
                 pthread_setname_np(pthread_self(), "bantay-admin");
                 omp_set_num_threads(1);
-                RunBehindMatching();
               }),
         log(config.access_log),
         // Validated before: neither can fail here.

@@ -897,6 +897,8 @@ TEST_P(StoreIndexStateTest, AChangeStartsFromTheLastOnesStateWhileNoOneElseWrote
   ASSERT_EQ(VersionOf(*store_), 11u);
   EXPECT_EQ(*store_->SetListEnabled("ngo-b", true, Ctx()), 11u);
   expect_starts(0, 6);
+  STORE_ASSERT_OK(store_->DescribeList("new-c", "kept after nothing changed", Ctx()));  // v12
+  expect_starts(0, 7);
   Catch(follower_);
   EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{3}));
   EXPECT_EQ(Ids(*follower_, 1), (std::vector<uint64_t>{}));
@@ -909,15 +911,15 @@ TEST_P(StoreIndexStateTest, AChangeStartsFromTheLastOnesStateWhileNoOneElseWrote
   // A description is not signed; edited by another connection, the next
   // change checks everything (and finds the signed state intact).
   Sql("UPDATE lists SET description = 'edited elsewhere' WHERE name = 'hotline-a'");
-  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v12
-  expect_starts(1, 6);
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v13
+  expect_starts(1, 7);
   // A change that fails drops the kept state: the next one checks.
   const Result<uint64_t> missing = store_->RemoveEntries({99}, Ctx());
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
-  expect_starts(1, 7);
-  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kActive, Ctx()));  // v13
-  expect_starts(2, 7);
+  expect_starts(1, 8);
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kActive, Ctx()));  // v14
+  expect_starts(2, 8);
   Catch(follower_);
   EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
 }
@@ -953,6 +955,33 @@ TEST_P(StoreIndexStateTest, AForeignTriggerThatFiresLaterIsCaughtWhenItDoes) {
   EXPECT_EQ(VersionOf(*store_), 8u);
   Catch(follower_);
   EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{}));
+}
+
+// The same with the trigger named as SQLite names its own objects (which
+// SQLite allows with writable_schema): the schema check counts it.
+TEST_P(StoreIndexStateTest, AForeignTriggerNamedLikeSqlitesOwnIsCaughtToo) {
+  if (sqlite()) {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "PRAGMA writable_schema = ON; "
+        "CREATE TRIGGER sqlite_zz AFTER UPDATE ON lists WHEN NEW.name = 'ngo-b' AND "
+        "NEW.enabled = 1 BEGIN UPDATE entries SET status = 0, status_version = "
+        "NEW.changed_version WHERE id = 3; END; PRAGMA writable_schema = OFF;"));
+  } else {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "CREATE FUNCTION sqlite_zz() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE entries SET status = 0, status_version = NEW.changed_version WHERE id = 3; "
+        "RETURN NEW; END $$; CREATE TRIGGER sqlite_zz AFTER UPDATE ON lists FOR EACH ROW WHEN "
+        "(NEW.name = 'ngo-b' AND NEW.enabled = 1) EXECUTE FUNCTION sqlite_zz();"));
+  }
+  const Store::ChangeStarts at_start = store_->change_starts();
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "unrelated", Ctx()));  // v7
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "again", Ctx()));      // v8
+  EXPECT_EQ(store_->change_starts().checked, at_start.checked + 2);
+  EXPECT_EQ(store_->change_starts().kept, at_start.kept);
+  const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", true, Ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(VersionOf(*store_), 8u);
 }
 
 // PostgreSQL's writer reads at read committed: an edit committed while a

@@ -607,11 +607,32 @@ TEST_P(ApiTest, ListAdministrationChangesMatchingAtOnce) {
   const std::string entry = "/v1/lists/hotline/entries/" + std::to_string(id);
   ASSERT_EQ(Send(op, "PATCH", entry, "application/json", R"({"status":"disabled"})").status, 200);
   EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
+  // The list's counts are those of the version served, at once.
+  const json::value hotline_disabled = json::parse(
+      R"({"name":"hotline","enabled":true,"description":"cases from the hotline",)"
+      R"("active":0,"disabled":1})");
+  HttpResponse one = Send("auditor", "GET", "/v1/lists/hotline");
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(ParseJson(one.body), hotline_disabled);
+  HttpResponse all = Send("auditor", "GET", "/v1/lists");
+  ASSERT_EQ(all.status, 200) << all.body;
+  bool listed_hotline = false;
+  const json::value all_lists = ParseJson(all.body);
+  for (const json::value& list : all_lists.at("lists").as_array()) {
+    if (list.at("name") == "hotline") {
+      listed_hotline = true;
+      EXPECT_EQ(list, hotline_disabled);
+    }
+  }
+  EXPECT_TRUE(listed_hotline) << all.body;
   ASSERT_EQ(Send(op, "PATCH", entry, "application/json", R"({"status":"active"})").status, 200);
   EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(true));
-  ASSERT_EQ(Send(op, "PATCH", "/v1/lists/hotline", "application/json", R"({"enabled":false})")
-                .status,
-            200);
+  HttpResponse list_off =
+      Send(op, "PATCH", "/v1/lists/hotline", "application/json", R"({"enabled":false})");
+  ASSERT_EQ(list_off.status, 200) << list_off.body;
+  EXPECT_EQ(ParseJson(list_off.body).at("list"),
+            json::parse(R"({"name":"hotline","enabled":false,)"
+                        R"("description":"cases from the hotline","active":1,"disabled":0})"));
   EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
   ASSERT_EQ(Send(op, "PATCH", "/v1/lists/hotline", "application/json", R"({"enabled":true})")
                 .status,

@@ -314,6 +314,9 @@ class Store {
   // counted (a read of every entry's row: about a second at 1M entries);
   // without, active and disabled are 0.
   Result<std::vector<ListInfo>> Lists(bool count_entries = true);
+  // One list (kNotFound when there is none), its entries counted with
+  // `count_entries` (a read of each of its entries' rows).
+  Result<ListInfo> List(const std::string& name, bool count_entries = true);
   // Entries in id order with id > after_id (all lists when `list` is
   // empty), at most `limit`, decrypted.
   Result<std::vector<StoredEntry>> Entries(const std::string& list, uint64_t after_id,
