@@ -669,6 +669,9 @@ class StoreIndexStateTest : public StoreIndexTamperTest {
 
   // Each reader of the store refuses it at version `version`, and the
   // operator's next change (enabling ngo-b) is not signed.
+  // Defined with the tests that use it (below).
+  void ExpectAForeignTriggerCaughtWhenItFires(const std::string& name);
+
   void ExpectEveryoneRefuses(uint64_t version) {
     const std::string name = "version " + std::to_string(version);
     EXPECT_EQ(LoadRefusal(SignerPublic()),
@@ -924,64 +927,50 @@ TEST_P(StoreIndexStateTest, AChangeStartsFromTheLastOnesStateWhileNoOneElseWrote
   EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
 }
 
-// A trigger of someone else's that has not fired yet: the change it does
-// not touch checks the database as usual and is signed, but the state it
-// leaves is not kept (the schema is not Bantay's own), so the change that
-// makes the trigger fire reads the database back and refuses.
-TEST_P(StoreIndexStateTest, AForeignTriggerThatFiresLaterIsCaughtWhenItDoes) {
+// A trigger of someone else's, named `name`, that has not fired yet: the
+// changes it does not touch check the database as usual and are signed, but
+// the state they leave is not kept (the schema is not Bantay's own), so the
+// change that makes the trigger fire reads the database back and refuses.
+// A name of SQLite's own kind (sqlite_...) takes writable_schema there.
+void StoreIndexStateTest::ExpectAForeignTriggerCaughtWhenItFires(const std::string& name) {
   if (sqlite()) {
-    Sql("CREATE TRIGGER zz AFTER UPDATE ON lists WHEN NEW.name = 'ngo-b' AND NEW.enabled = 1 "
-        "BEGIN UPDATE entries SET status = 0, status_version = NEW.changed_version WHERE id = 3; "
-        "END");
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "PRAGMA writable_schema = ON; CREATE TRIGGER " + name +
+        " AFTER UPDATE ON lists WHEN NEW.name = 'ngo-b' AND NEW.enabled = 1 BEGIN UPDATE entries "
+        "SET status = 0, status_version = NEW.changed_version WHERE id = 3; END; "
+        "PRAGMA writable_schema = OFF;"));
   } else {
     STORE_ASSERT_OK(raw_->ExecScript(
-        "CREATE FUNCTION zz() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "UPDATE entries SET status = 0, status_version = NEW.changed_version WHERE id = 3; "
-        "RETURN NEW; END $$; CREATE TRIGGER zz AFTER UPDATE ON lists FOR EACH ROW WHEN "
-        "(NEW.name = 'ngo-b' AND NEW.enabled = 1) EXECUTE FUNCTION zz();"));
+        "RETURN NEW; END $$; CREATE TRIGGER " + name + " AFTER UPDATE ON lists FOR EACH ROW "
+        "WHEN (NEW.name = 'ngo-b' AND NEW.enabled = 1) EXECUTE FUNCTION " + name + "();"));
   }
-  const Store::ChangeStarts at_start = store_->change_starts();
-  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "unrelated", Ctx()));  // v7
-  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "again", Ctx()));      // v8
-  EXPECT_EQ(store_->change_starts().checked, at_start.checked + 2);
-  EXPECT_EQ(store_->change_starts().kept, at_start.kept);
-  const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", true, Ctx());
+  Store& store = *store_;
+  const Store::ChangeStarts at_start = store.change_starts();
+  STORE_ASSERT_OK(store.DescribeList("hotline-a", "unrelated", Ctx()));  // v7
+  STORE_ASSERT_OK(store.DescribeList("hotline-a", "again", Ctx()));      // v8
+  EXPECT_EQ(store.change_starts().checked, at_start.checked + 2);
+  EXPECT_EQ(store.change_starts().kept, at_start.kept);
+  const Result<uint64_t> refused = store.SetListEnabled("ngo-b", true, Ctx());
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
   EXPECT_EQ(refused.error().message(),
             "the store was changed outside Bantay: the database does not hold the entries and "
             "lists as this change made them (a trigger, a rule or another writer changed them), "
             "and nothing is signed (see bantay index verify)");
-  EXPECT_EQ(VersionOf(*store_), 8u);
+  EXPECT_EQ(VersionOf(store), 8u);
   Catch(follower_);
   EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{}));
 }
 
-// The same with the trigger named as SQLite names its own objects (which
-// SQLite allows with writable_schema): the schema check counts it.
+TEST_P(StoreIndexStateTest, AForeignTriggerThatFiresLaterIsCaughtWhenItDoes) {
+  ExpectAForeignTriggerCaughtWhenItFires("zz");
+}
+
+// Named as SQLite names its own objects: the schema check counts it too.
 TEST_P(StoreIndexStateTest, AForeignTriggerNamedLikeSqlitesOwnIsCaughtToo) {
-  if (sqlite()) {
-    STORE_ASSERT_OK(raw_->ExecScript(
-        "PRAGMA writable_schema = ON; "
-        "CREATE TRIGGER sqlite_zz AFTER UPDATE ON lists WHEN NEW.name = 'ngo-b' AND "
-        "NEW.enabled = 1 BEGIN UPDATE entries SET status = 0, status_version = "
-        "NEW.changed_version WHERE id = 3; END; PRAGMA writable_schema = OFF;"));
-  } else {
-    STORE_ASSERT_OK(raw_->ExecScript(
-        "CREATE FUNCTION sqlite_zz() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "UPDATE entries SET status = 0, status_version = NEW.changed_version WHERE id = 3; "
-        "RETURN NEW; END $$; CREATE TRIGGER sqlite_zz AFTER UPDATE ON lists FOR EACH ROW WHEN "
-        "(NEW.name = 'ngo-b' AND NEW.enabled = 1) EXECUTE FUNCTION sqlite_zz();"));
-  }
-  const Store::ChangeStarts at_start = store_->change_starts();
-  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "unrelated", Ctx()));  // v7
-  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "again", Ctx()));      // v8
-  EXPECT_EQ(store_->change_starts().checked, at_start.checked + 2);
-  EXPECT_EQ(store_->change_starts().kept, at_start.kept);
-  const Result<uint64_t> refused = store_->SetListEnabled("ngo-b", true, Ctx());
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
-  EXPECT_EQ(VersionOf(*store_), 8u);
+  ExpectAForeignTriggerCaughtWhenItFires("sqlite_zz");
 }
 
 // PostgreSQL's writer reads at read committed: an edit committed while a
