@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -649,6 +650,13 @@ TEST_P(StoreIndexTamperTest, ALoadChecksEveryRowAndTheSignedRoot) {
 
 // --- What the signed state covers beyond the active entries ---------------
 
+// The writer's refusal when the database read back after a change is not
+// what the change made.
+constexpr std::string_view kNotAsThisChangeMadeIt =
+    "the store was changed outside Bantay: the database does not hold the entries and lists as "
+    "this change made them (a trigger, a rule or another writer changed them), and nothing is "
+    "signed (see bantay index verify)";
+
 // The reviewer's attack on the root alone: an entry of a disabled list (or a
 // disabled entry) is not in the Merkle tree, so its status was the
 // database's word; set back to active with SQL, it was signed as found the
@@ -794,10 +802,7 @@ TEST_P(StoreIndexStateTest, AnEditMadeByATriggerDuringAChangeIsNotSigned) {
   const Result<uint64_t> refused = store_->DescribeList("hotline-a", "unrelated", Ctx());
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
-  EXPECT_EQ(refused.error().message(),
-            "the store was changed outside Bantay: the database does not hold the entries and "
-            "lists as this change made them (a trigger, a rule or another writer changed them), "
-            "and nothing is signed (see bantay index verify)");
+  EXPECT_EQ(refused.error().message(), kNotAsThisChangeMadeIt);
   EXPECT_EQ(VersionOf(*store_), 6u);
   STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));  // rolled back, the edit with it
   Sql(sqlite() ? "DROP TRIGGER zz" : "DROP TRIGGER zz ON audit");
@@ -955,10 +960,7 @@ void StoreIndexStateTest::ExpectAForeignTriggerCaughtWhenItFires(const std::stri
   const Result<uint64_t> refused = store.SetListEnabled("ngo-b", true, Ctx());
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
-  EXPECT_EQ(refused.error().message(),
-            "the store was changed outside Bantay: the database does not hold the entries and "
-            "lists as this change made them (a trigger, a rule or another writer changed them), "
-            "and nothing is signed (see bantay index verify)");
+  EXPECT_EQ(refused.error().message(), kNotAsThisChangeMadeIt);
   EXPECT_EQ(VersionOf(store), 8u);
   Catch(follower_);
   EXPECT_EQ(Ids(*follower_, 2), (std::vector<uint64_t>{}));
