@@ -542,6 +542,22 @@ Sha256Hasher::Sha256Hasher() : impl_(std::make_unique<Impl>()) {
 
 Sha256Hasher::~Sha256Hasher() = default;
 
+Sha256Hasher::Sha256Hasher(const Sha256Hasher& other) : impl_(std::make_unique<Impl>()) {
+  CheckOpenSsl(impl_->ctx != nullptr &&
+               EVP_MD_CTX_copy_ex(impl_->ctx.get(), other.impl_->ctx.get()) == 1);
+}
+
+Sha256Hasher& Sha256Hasher::operator=(const Sha256Hasher& other) {
+  if (this != &other) {
+    if (!impl_) impl_ = std::make_unique<Impl>();  // moved from
+    CheckOpenSsl(impl_->ctx != nullptr && EVP_MD_CTX_copy_ex(impl_->ctx.get(), other.impl_->ctx.get()) == 1);
+  }
+  return *this;
+}
+
+Sha256Hasher::Sha256Hasher(Sha256Hasher&&) noexcept = default;
+Sha256Hasher& Sha256Hasher::operator=(Sha256Hasher&&) noexcept = default;
+
 Sha256Hasher& Sha256Hasher::Update(std::span<const uint8_t> bytes) {
   if (!bytes.empty()) {
     CheckOpenSsl(

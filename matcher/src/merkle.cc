@@ -11,6 +11,9 @@ namespace {
 constexpr uint8_t kLeafPrefix = 0x00;
 constexpr uint8_t kNodePrefix = 0x01;
 
+// From this many leaves, a tree's two halves are hashed on two threads.
+constexpr size_t kTwoThreadsFrom = size_t{1} << 16;
+
 // The node in one buffer, hashed with one update (each update has a cost
 // of its own, of the order of the node's hashing).
 Digest32 NodeHash(Sha256Hasher& hasher, const Digest32& left,
@@ -80,7 +83,6 @@ Digest32 MerkleRoot(std::span<const Digest32> leaf_hashes) {
   // over a million entries is a million node hashes, in every change the
   // writer signs and every change a follower verifies). RFC 6962 splits at
   // the largest power of two below the size, so the halves are near equal.
-  constexpr size_t kTwoThreadsFrom = size_t{1} << 16;
   const size_t n = leaf_hashes.size();
   if (n < kTwoThreadsFrom) return Reduce(leaf_hashes, 0, nullptr);
   size_t split = 1;
@@ -96,6 +98,58 @@ Digest32 MerkleRoot(std::span<const Digest32> leaf_hashes) {
     return Reduce(leaf_hashes, 0, nullptr);  // no thread to be had
   }
   return MerkleNodeHash(left, right);
+}
+
+MerkleFrontier::MerkleFrontier(std::span<const Digest32> leaf_hashes)
+    : size_(leaf_hashes.size()) {
+  // The complete subtrees, largest first.
+  std::vector<std::span<const Digest32>> parts;
+  size_t at = 0;
+  for (int bit = 63; bit >= 0; --bit) {
+    const size_t subtree = size_t{1} << bit;
+    if ((size_ & subtree) == 0) continue;
+    parts.push_back(leaf_hashes.subspan(at, subtree));
+    at += subtree;
+  }
+  subtrees_.resize(parts.size());
+  if (parts.size() == 1) {
+    subtrees_[0] = MerkleRoot(leaf_hashes);  // the whole tree, split as it does
+    return;
+  }
+  auto hash = [&](size_t from) {
+    for (size_t i = from; i < parts.size(); ++i) subtrees_[i] = Reduce(parts[i], 0, nullptr);
+  };
+  if (size_ < kTwoThreadsFrom) {
+    hash(0);
+    return;
+  }
+  // As MerkleRoot: the first subtree (the root's left child, over half the
+  // leaves) on a thread of its own, the rest on this one.
+  try {
+    std::jthread worker([&] { subtrees_[0] = Reduce(parts[0], 0, nullptr); });
+    hash(1);
+  } catch (const std::system_error&) {
+    hash(0);  // no thread to be had
+  }
+}
+
+void MerkleFrontier::Append(const Digest32& leaf_hash) {
+  Sha256Hasher hasher;
+  Digest32 joined = leaf_hash;
+  for (uint64_t carry = size_; (carry & 1) != 0; carry >>= 1) {
+    joined = NodeHash(hasher, subtrees_.back(), joined);
+    subtrees_.pop_back();
+  }
+  subtrees_.push_back(joined);
+  ++size_;
+}
+
+Digest32 MerkleFrontier::Root() const {
+  if (subtrees_.empty()) return Sha256Hasher().Finish();
+  Sha256Hasher hasher;
+  Digest32 root = subtrees_.back();
+  for (size_t i = subtrees_.size() - 1; i-- > 0;) root = NodeHash(hasher, subtrees_[i], root);
+  return root;
 }
 
 std::vector<Digest32> MerkleInclusionProof(

@@ -443,8 +443,14 @@ struct Store::Impl {
     uint32_t list = 0;    // index into StoreState::entry_lists
   };
   struct StoreState {
-    std::vector<Digest32> active_leaves;
     Digest32 digest{};
+    // With `hashed`, the hashes of `rows` that a change that only adds
+    // entries goes on from (Applied): the state digest's part over the rows
+    // (before the lists) and the Merkle frontier of the active leaves.
+    StateDigester rows_digest;
+    MerkleFrontier active;
+    bool hashed = false;
+    bool appended = false;  // Applied went on from the hashes
     // With keep_rows: every entry, and the lists.
     std::vector<StateRow> rows;
     std::vector<std::string> entry_lists;  // the list names the entries name
@@ -452,7 +458,8 @@ struct Store::Impl {
   };
   Result<StoreState> ReadState(bool keep_rows) {
     StoreState state;
-    StateDigester digester;
+    StateDigester& digester = state.rows_digest;
+    std::vector<Digest32> active_leaves;
     std::unordered_map<std::string, uint32_t> list_index;
     uint32_t last_list = 0;
     bool bad = false;
@@ -479,7 +486,7 @@ struct Store::Impl {
             }
             state.rows.push_back({id, leaf, entry_active, last_list});
           }
-          if (entry_active && row.Int(3) != 0) state.active_leaves.push_back(leaf);
+          if (keep_rows && entry_active && row.Int(3) != 0) active_leaves.push_back(leaf);
         });
     if (!s.ok()) return s.error();
     if (bad) return Error(ErrorCode::kCorruptData, "a stored leaf hash has the wrong size");
@@ -487,7 +494,13 @@ struct Store::Impl {
       state.lists.emplace_back(std::string(row.Text(0)), row.Int(1) != 0);
     });
     if (!s.ok()) return s.error();
-    Result<Digest32> digest = digester.Finish(state.lists);
+    // The rows' hashes are kept with the rows; the read back after a change
+    // needs the digest alone.
+    if (keep_rows) {
+      state.active = MerkleFrontier(active_leaves);
+      state.hashed = true;
+    }
+    Result<Digest32> digest = StateDigester(digester).Finish(state.lists);
     if (!digest.ok()) return Error(ErrorCode::kCorruptData, digest.error().message());
     state.digest = *digest;
     return state;
@@ -531,12 +544,27 @@ struct Store::Impl {
 
   // `state` (rows and lists) with `delta` applied, in place: what the
   // database holds after the change if it holds what the change's body
-  // wrote and nothing else — the rows, the lists, the active leaves and the
-  // state digest.
+  // wrote and nothing else — the rows, the lists, the active leaves' tree
+  // and the state digest. A delta that only adds entries, after every row
+  // and with no list changing state, hashes only those (the state's hashes
+  // go on); any other hashes every row.
   static Result<StoreState> Applied(StoreState state, StateDelta delta) {
+    bool appended = state.hashed && delta.statuses.empty() && delta.removed.empty();
     std::map<std::string, bool> lists(state.lists.begin(), state.lists.end());
-    for (const std::string& name : delta.created_lists) lists.emplace(name, true);
-    if (delta.list_enabled) lists[delta.list_enabled->first] = delta.list_enabled->second;
+    for (const std::string& name : delta.created_lists) {
+      // A new list some rows already name (a list row deleted behind the
+      // store's back) makes them active.
+      if (lists.emplace(name, true).second &&
+          std::find(state.entry_lists.begin(), state.entry_lists.end(), name) !=
+              state.entry_lists.end()) {
+        appended = false;
+      }
+    }
+    if (delta.list_enabled) {
+      auto list = lists.find(delta.list_enabled->first);
+      if (list == lists.end() || list->second != delta.list_enabled->second) appended = false;
+      lists[delta.list_enabled->first] = delta.list_enabled->second;
+    }
     state.lists.assign(lists.begin(), lists.end());
     // The body changed or removed only entries it found in the database:
     // one the state does not hold means that the state is not the
@@ -572,6 +600,7 @@ struct Store::Impl {
       // order (sorted again should they not).
       const bool in_order =
           state.rows.empty() || delta.added.front().id > state.rows.back().id;
+      appended = appended && in_order;
       state.rows.reserve(state.rows.size() + delta.added.size());
       for (const StateDelta::Added& added : delta.added) {
         auto [at, is_new] = list_index.try_emplace(
@@ -591,14 +620,26 @@ struct Store::Impl {
       auto list = lists.find(state.entry_lists[i]);
       enabled[i] = list != lists.end() && list->second;
     }
-    StateDigester digester;
-    state.active_leaves.clear();
-    state.active_leaves.reserve(state.rows.size());
-    for (const StateRow& r : state.rows) {
-      digester.AddEntry(r.id, r.leaf, r.active, state.entry_lists[r.list]);
-      if (r.active && enabled[r.list]) state.active_leaves.push_back(r.leaf);
+    std::vector<Digest32> active_leaves;
+    size_t from = state.rows.size() - delta.added.size();
+    if (!appended) {
+      state.rows_digest = StateDigester();
+      active_leaves.reserve(state.rows.size());
+      from = 0;
     }
-    Result<Digest32> digest = digester.Finish(state.lists);
+    for (size_t i = from; i < state.rows.size(); ++i) {
+      const StateRow& r = state.rows[i];
+      state.rows_digest.AddEntry(r.id, r.leaf, r.active, state.entry_lists[r.list]);
+      if (r.active && enabled[r.list]) active_leaves.push_back(r.leaf);
+    }
+    if (appended) {
+      for (const Digest32& leaf : active_leaves) state.active.Append(leaf);
+    } else {
+      state.active = MerkleFrontier(active_leaves);
+    }
+    state.hashed = true;
+    state.appended = appended;
+    Result<Digest32> digest = StateDigester(state.rows_digest).Finish(state.lists);
     if (!digest.ok()) return Error(ErrorCode::kCorruptData, digest.error().message());
     state.digest = *digest;
     return state;
@@ -730,8 +771,8 @@ struct Store::Impl {
     VersionRecord v;
     v.version = version;
     v.created_at = r.time;
-    v.root = MerkleRoot(after.active_leaves);
-    v.active_count = after.active_leaves.size();
+    v.root = after.active.Root();
+    v.active_count = after.active.size();
     v.audit_digest = r.digest;
     v.state_digest = after.digest;
     v.public_key = keys.signing_key->public_key();
@@ -750,7 +791,6 @@ struct Store::Impl {
     s = conn->Commit();
     if (!s.ok()) return s.error();
     if (keep) {
-      after.active_leaves = {};
       kept_.emplace(KeptState{version, *keep, std::move(after)});
     }
     return version;
@@ -965,15 +1005,13 @@ struct Store::Impl {
     }
     Result<StoreState> state = ReadState(/*keep_rows=*/true);
     if (!state.ok()) return state.error();
-    if (record.active_count != state->active_leaves.size() ||
-        record.root != MerkleRoot(state->active_leaves)) {
+    if (record.active_count != state->active.size() || record.root != state->active.Root()) {
       return outside("its entries do not give the signed root of " + name);
     }
     if (record.state_digest && *record.state_digest != state->digest) {
       return outside("the states of its entries and lists are not the ones " + name +
                      " signed (an entry or a list changed, added or deleted)");
     }
-    state->active_leaves = {};
     before_ = std::move(*state);
     return {};
   }
@@ -1025,10 +1063,15 @@ struct Store::Impl {
     }
     // A state read and checked before the change is compared with the
     // database after it; a kept one needs no comparison (KeptState).
+    const bool appended = after->appended;
     Result<uint64_t> done =
         FinishChange(*version, context, action, summary->list, summary->count,
                      summary->entries_digest, std::move(*after), /*check_database=*/!kept, keep);
-    if (!done.ok()) conn->Rollback();
+    if (!done.ok()) {
+      conn->Rollback();
+    } else if (appended) {
+      ++starts.appended;
+    }
     return done;
   }
 
@@ -1050,7 +1093,7 @@ struct Store::Impl {
   struct KeptState {
     uint64_t version = 0;
     int64_t data_version = 0;
-    StoreState state;  // rows and lists; no active leaves
+    StoreState state;  // rows, lists and their hashes
   };
   std::optional<KeptState> kept_;
   std::optional<int64_t> keep_;  // BeginChange's: keep the change's state at this data version

@@ -220,10 +220,10 @@ uint32_t VerifiedStoreState::ListIndex(std::string_view name) {
   return static_cast<uint32_t>(list_names_.size() - 1);
 }
 
-Result<std::vector<Digest32>> VerifiedStoreState::ActiveLeaves() const {
+Status VerifiedStoreState::HashEntries() {
   std::vector<Digest32> active;
-  active.reserve(ids_.size());
-  for (size_t i = 0; i < ids_.size(); ++i) {
+  if (hashed_ == 0) active.reserve(ids_.size());
+  for (size_t i = hashed_; i < ids_.size(); ++i) {
     const uint32_t tag = tags_[i];
     const uint8_t list = list_state_[tag >> 1];
     if (list == 2) {
@@ -231,9 +231,18 @@ Result<std::vector<Digest32>> VerifiedStoreState::ActiveLeaves() const {
                                                 list_names_[tag >> 1] +
                                                 ", which the store does not hold");
     }
+    entries_digest_.AddEntry(ids_[i], leaves_[i], (tag & 1) == 0, list_names_[tag >> 1]);
     if (list == 1 && (tag & 1) == 0) active.push_back(leaves_[i]);
   }
-  return active;
+  // The whole tree at once is hashed as MerkleRoot hashes it (on two
+  // threads when large); a few appended leaves one by one.
+  if (hashed_ == 0) {
+    active_ = MerkleFrontier(active);
+  } else {
+    for (const Digest32& leaf : active) active_.Append(leaf);
+  }
+  hashed_ = ids_.size();
+  return {};
 }
 
 std::vector<ListInfo> VerifiedStoreState::Lists() const {
@@ -255,10 +264,7 @@ std::vector<ListInfo> VerifiedStoreState::Lists() const {
 }
 
 Result<Digest32> VerifiedStoreState::StateDigest() const {
-  StateDigester digester;
-  for (size_t i = 0; i < ids_.size(); ++i) {
-    digester.AddEntry(ids_[i], leaves_[i], (tags_[i] & 1) == 0, list_names_[tags_[i] >> 1]);
-  }
+  StateDigester digester = entries_digest_;  // hashed_ == ids_.size()
   std::vector<std::pair<std::string, bool>> lists;
   for (size_t i = 0; i < list_names_.size(); ++i) {
     if (list_state_[i] != 2) lists.emplace_back(list_names_[i], list_state_[i] == 1);
@@ -272,9 +278,9 @@ Status VerifiedStoreState::Adopt(const VersionRecord& record) {
     return Error(ErrorCode::kCorruptData,
                  name + ": the signature does not verify against the trusted key");
   }
-  Result<std::vector<Digest32>> active = ActiveLeaves();
-  if (!active.ok()) return active.error();
-  if (active->size() != record.active_count || MerkleRoot(*active) != record.root) {
+  Status hashed = HashEntries();
+  if (!hashed.ok()) return hashed;
+  if (active_.size() != record.active_count || active_.Root() != record.root) {
     return Error(ErrorCode::kCorruptData,
                  "the entries do not give the signed root of " + name +
                      " (entries changed outside the store)");
@@ -410,6 +416,20 @@ Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes) co
     }
   }
   for (; u < changes.upserts.size(); ++u) add_upsert(u);
+  // Only entries added, after every one held, and no list that held
+  // entries changed state: the hashes of the entries held go on.
+  bool appended = removed.empty() && hashed_ == ids_.size() &&
+                  (changes.upserts.empty() || ids_.empty() ||
+                   changes.upserts.front().id > ids_.back());
+  for (size_t i = 0; appended && i < list_state_.size(); ++i) {
+    appended = next.list_state_[i] == list_state_[i];
+  }
+  if (appended) {
+    next.entries_digest_ = entries_digest_;
+    next.active_ = active_;
+    next.hashed_ = hashed_;
+    next.appended_ = true;
+  }
   const VersionRecord& target = count > 0 ? changes.versions.back() : record_;
   Status adopted = next.Adopt(target);
   if (!adopted.ok()) return corrupt(adopted.error().message());

@@ -574,6 +574,31 @@ TEST(Sha256HasherTest, FinishResets) {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+// A copy goes on from where the original was; each finishes on its own.
+TEST(Sha256HasherTest, ACopyGoesOnFromTheSamePoint) {
+  Sha256Hasher hasher;
+  hasher.Update("a");
+  Sha256Hasher copy = hasher;
+  hasher.Update("bc");
+  copy.Update("b").Update("c");
+  const std::string abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  EXPECT_EQ(ToHex(copy.Finish()), abc);
+  Sha256Hasher assigned;
+  assigned.Update("something else");
+  hasher.Update("d");
+  assigned = hasher;
+  const std::string abcd = "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589";
+  EXPECT_EQ(ToHex(hasher.Finish()), abcd);
+  EXPECT_EQ(ToHex(assigned.Finish()), abcd);
+  // Assigned into after a move.
+  Sha256Hasher moved = std::move(assigned);
+  copy.Update("abc");
+  assigned = copy;
+  EXPECT_EQ(ToHex(assigned.Finish()), abc);
+  EXPECT_EQ(ToHex(moved.Finish()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 TEST(Sha256HasherTest, LongFieldLengthsAreBigEndian) {
   const std::string field(0x010203, 'x');
   Sha256Hasher hasher;

@@ -212,6 +212,40 @@ TEST(MerkleTest, LargeTreesHashedOnTwoThreadsGiveTheSameRoot) {
   }
 }
 
+// A frontier made of n leaves and then grown leaf by leaf has, at every
+// size, the root of the recursive definition; one grown from empty, too.
+TEST(MerkleTest, AFrontierGivesTheRootAsLeavesAreAppended) {
+  const std::vector<Digest32> leaves = Leaves(140);
+  MerkleFrontier grown;
+  EXPECT_EQ(grown.size(), 0u);
+  EXPECT_EQ(grown.Root(), ReferenceRoot({}));
+  for (size_t n = 0; n < leaves.size(); ++n) {
+    MerkleFrontier from_n(std::span<const Digest32>(leaves).first(n));
+    ASSERT_EQ(from_n.size(), n);
+    ASSERT_EQ(from_n.Root(), ReferenceRoot(std::span(leaves).first(n))) << n;
+    for (size_t m = n; m < std::min(leaves.size(), n + 40); ++m) {
+      ASSERT_EQ(from_n.Root(), ReferenceRoot(std::span(leaves).first(m))) << n << " + " << m - n;
+      from_n.Append(leaves[m]);
+    }
+    grown.Append(leaves[n]);
+    ASSERT_EQ(grown.size(), n + 1);
+    ASSERT_EQ(grown.Root(), ReferenceRoot(std::span(leaves).first(n + 1))) << n + 1;
+  }
+}
+
+// Made of enough leaves that MerkleRoot hashes its largest subtree on two
+// threads, then appended to across a power of two.
+TEST(MerkleTest, ALargeFrontierGivesTheRootAsLeavesAreAppended) {
+  const std::vector<Digest32> leaves = Leaves(131075);
+  for (size_t n : {65535, 131069}) {
+    MerkleFrontier frontier(std::span<const Digest32>(leaves).first(n));
+    for (size_t m = n; m < n + 6; ++m) {
+      ASSERT_EQ(frontier.Root(), ReferenceRoot(std::span(leaves).first(m))) << m;
+      frontier.Append(leaves[m]);
+    }
+  }
+}
+
 TEST(MerkleTest, ProofsMatchTheRecursiveDefinitionAndVerify) {
   const std::vector<Digest32> leaves = Leaves(70);
   for (size_t n = 1; n <= leaves.size(); ++n) {

@@ -932,6 +932,60 @@ TEST_P(StoreIndexStateTest, AChangeStartsFromTheLastOnesStateWhileNoOneElseWrote
   EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
 }
 
+// A change that only adds entries (ids after every one, no list changing
+// state) hashes only those, in the writer and in the follower: the state
+// digest's hash over the entries before and the right edge of the Merkle
+// tree go on. Every other change hashes the whole state again. Each version
+// signed or accepted so is the one a verified load, which hashes every
+// entry, finds.
+TEST_P(StoreIndexStateTest, AChangeThatOnlyAddsEntriesHashesOnlyThose) {
+  const uint64_t at_start = store_->change_starts().appended;
+  uint64_t appended = 0;
+  auto expect = [&](bool appends) {
+    appended += appends ? 1 : 0;
+    EXPECT_EQ(store_->change_starts().appended - at_start, appended);
+    Catch(follower_);
+    EXPECT_EQ(follower_.verified->appended(), appends);
+    STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));
+  };
+  Add("hotline-a", SignalType::kPdq, pdq_[1], "case-4");  // v7: id 4
+  expect(true);
+  Add("ngo-b", SignalType::kMd5, Md5Value("five"), "case-5");  // v8: id 5, list disabled
+  expect(true);
+  // Two lists at once, one of them new.
+  values_.emplace_back(SignalType::kPdq, pdq_[2]);
+  values_.emplace_back(SignalType::kSha256, Sha256Value("seven"));
+  STORE_ASSERT_OK(store_->AddEntries(
+      {Entry("new-c", SignalType::kPdq, pdq_[2], "A1", "case-6"),
+       Entry("hotline-a", SignalType::kSha256, Sha256Value("seven"), "A1", "case-7")},
+      Ctx()));  // v9: ids 6, 7
+  expect(true);
+  STORE_ASSERT_OK(store_->SetEntriesStatus({4}, EntryStatus::kDisabled, Ctx()));  // v10
+  expect(false);
+  Add("hotline-a", SignalType::kPdq, pdq_[3], "case-8");  // v11: id 8
+  expect(true);
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", true, Ctx()));  // v12
+  expect(false);
+  STORE_ASSERT_OK(store_->RemoveEntries({2}, Ctx()));  // v13
+  expect(false);
+  // A description is not in the state: nothing to hash.
+  STORE_ASSERT_OK(store_->DescribeList("new-c", "described", Ctx()));  // v14
+  expect(true);
+  Add("new-c", SignalType::kMd5, Md5Value("nine"), "case-9");  // v15: id 9
+  expect(true);
+  ASSERT_EQ(VersionOf(*store_), 15u);
+
+  const std::vector<std::vector<uint64_t>> ids = {{1}, {}, {}, {}, {5}, {6}, {7}, {8}, {9}};
+  for (size_t value = 0; value < ids.size(); ++value) {
+    EXPECT_EQ(Ids(*follower_, value), ids[value]) << "value " << value;
+  }
+  Follower loaded = Load();
+  ExpectSameMatches(*loaded, *follower_);
+  Result<VerifyReport> report = store_->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok());
+}
+
 // A trigger of someone else's, named `name`, that has not fired yet: the
 // changes it does not touch check the database as usual and are signed, but
 // the state they leave is not kept (the schema is not Bantay's own), so the

@@ -135,8 +135,12 @@ class Sha256Hasher {
  public:
   Sha256Hasher();
   ~Sha256Hasher();
-  Sha256Hasher(const Sha256Hasher&) = delete;
-  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
+  // A copy goes on from the same point (what was hashed so far is kept once
+  // and finished in more than one way).
+  Sha256Hasher(const Sha256Hasher& other);
+  Sha256Hasher& operator=(const Sha256Hasher& other);
+  Sha256Hasher(Sha256Hasher&&) noexcept;
+  Sha256Hasher& operator=(Sha256Hasher&&) noexcept;
 
   Sha256Hasher& Update(std::span<const uint8_t> bytes);
   Sha256Hasher& Update(std::string_view bytes);

@@ -167,6 +167,8 @@ class StateDigester {
   StateDigester();
   // Entries in ascending id order; a call out of order makes Finish return
   // kInvalidArgument.
+  // A copy goes on from where this one is: the entries of a state hashed
+  // once are finished with the lists in a copy, and appended to later.
   void AddEntry(uint64_t id, const Digest32& leaf, bool active, std::string_view list);
   Result<Digest32> Finish(std::vector<std::pair<std::string, bool>> lists);
 
@@ -302,9 +304,14 @@ class Store {
   // other connection had committed to the database since and the database's
   // schema was Bantay's own. A change that starts from kept state reads no
   // row it does not change: on a large store that is most of its time.
+  // `appended` counts the changes signed that hashed only the entries they
+  // added (ids above every one before, no list changing state), going on
+  // from the hashes of the state before; every other change hashes every
+  // entry for its root and state digest.
   struct ChangeStarts {
     uint64_t checked = 0;
     uint64_t kept = 0;
+    uint64_t appended = 0;
   };
   ChangeStarts change_starts() const;
 

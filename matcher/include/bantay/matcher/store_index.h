@@ -13,6 +13,7 @@
 
 #include "bantay/matcher/crypto.h"
 #include "bantay/matcher/hash_index.h"
+#include "bantay/matcher/merkle.h"
 #include "bantay/matcher/store.h"
 #include "bantay/models/status.h"
 
@@ -38,8 +39,12 @@ IndexEntry ToIndexEntry(const StoredEntry& entry);
 // database's word; versions signed before schema 2 have no state digest,
 // and for them only the active entries are checked.
 //
-// It costs 44 bytes an entry, and each change set an O(entries) merge,
-// Merkle root and state digest (as each change costs the writing store).
+// It costs 44 bytes an entry, and each change set an O(entries) merge. A
+// change set that only adds entries (ids above every one held, no list
+// changing state) hashes only what it adds: the state keeps the state
+// digest's hash over its entries and the right edge of the active leaves'
+// Merkle tree (MerkleFrontier). Any other change set hashes the whole
+// state again, O(entries) (as such a change costs the writing store).
 class VerifiedStoreState {
  public:
   VerifiedStoreState(const std::array<uint8_t, 16>& store_id, const PublicKey& key);
@@ -48,6 +53,9 @@ class VerifiedStoreState {
   // The signed record of version(), verified.
   const VersionRecord& record() const { return record_; }
   size_t size() const { return ids_.size(); }
+  // Whether Next made this state hashing only the entries its change set
+  // added (the hashes of the state before went on), not every entry.
+  bool appended() const { return appended_; }
 
   // The state after `changes` (Store::ChangesSince(version())), verified as
   // above; kCorruptData naming the first thing that does not verify,
@@ -66,9 +74,11 @@ class VerifiedStoreState {
   // Checks `record` (a version's signed record) against the key and the
   // entries held, and makes it the state's version.
   Status Adopt(const VersionRecord& record);
-  // The leaf hashes of the active entries (status active, list enabled), in
-  // id order; kCorruptData for an entry of a list the store does not hold.
-  Result<std::vector<Digest32>> ActiveLeaves() const;
+  // Hashes the entries not hashed yet (hashed_ on) into entries_digest_
+  // and active_ (the leaf hashes of the active entries: status active, list
+  // enabled, in id order); kCorruptData for an entry of a list the store
+  // does not hold.
+  Status HashEntries();
   // The state digest of the entries and lists held (StateDigester).
   Result<Digest32> StateDigest() const;
   uint32_t ListIndex(std::string_view name);
@@ -77,6 +87,12 @@ class VerifiedStoreState {
   PublicKey key_{};
   uint64_t version_ = 0;
   VersionRecord record_;  // version_'s, verified
+  // Entries [0, hashed_) hashed: the state digest's part over them and the
+  // Merkle frontier of the active ones among them.
+  StateDigester entries_digest_;
+  MerkleFrontier active_;
+  size_t hashed_ = 0;
+  bool appended_ = false;
   std::vector<std::string> list_names_;
   // By list index: 1 enabled, 0 disabled, 2 not in the store (any more).
   std::vector<uint8_t> list_state_;
