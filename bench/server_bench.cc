@@ -39,8 +39,10 @@
 //             then matched (platform key): seconds to the answer (the server
 //             answers once its index serves the new version) and to the
 //             match, for 7 changes on an idle server and 7 under the open
-//             loop at --rate; against the server's first change (which reads
-//             and checks every row of the store: the baseline).
+//             loop at --rate; then each of those entries disabled, to the
+//             answer and to the first query that no longer matches it;
+//             against the server's first change (which reads and checks
+//             every row of the store: the baseline).
 //   soak      (--soak SECONDS) open loop at 70% of the closed-loop capacity
 //             measured in this run (or --soak-rate): errors, latency and the
 //             process's VmRSS after a 30 s warm-up and at the end.
@@ -120,6 +122,7 @@ using bantay::bench::g_discarded;
 using bantay::bench::g_noisy;
 using bantay::bench::Get;
 using bantay::bench::Post;
+using bantay::bench::Send;
 using bantay::bench::Histogram;
 using bantay::bench::Join;
 using bantay::bench::MakeSetup;
@@ -817,7 +820,7 @@ int main(int argc, char** argv) {
   }
 
   std::vector<std::string> lines;
-  char text[512];
+  char text[1024];
 
   // --- in-process baseline ---
   double in_process = 0;
@@ -1033,17 +1036,29 @@ int main(int argc, char** argv) {
   // Each change adds one entry (a new random code) to list bench-change with
   // the operator's key; the server answers once its index serves the new
   // version, and the code is then matched with the platform key (it must
-  // match). Timed: request to answer, and to the match. The first change of
-  // a server reads and checks every row of the store (the baseline); the
-  // later ones start from the state the one before left. Then the same
-  // under an open-loop matching load at --rate on --open-connections.
+  // match). Timed: request to answer, and to the match. Then each entry
+  // added is disabled (PATCH), timed to the answer and to a match that no
+  // longer finds it: a change that only adds entries hashes only those,
+  // one that disables an entry hashes the whole state (Store). The first
+  // change of a server reads and checks every row of the store (the
+  // baseline); the later ones start from the state the one before left.
+  // Then the same under an open-loop matching load at --rate on
+  // --open-connections.
   if (opt.Part("change")) {
     auto server = StartServer(setup, best_io, tls, opt.entries);
     std::mt19937_64 rng(20261207);
     int made = 0;
-    auto change = [&](double* answered, double* matched) {
+    std::vector<std::string> codes;  // by entry added
+    auto matches = [&](const std::string& hex) {
+      const auto [status, verdict] =
+          Post(server->port(), tls, "/v1/match", setup.api_key, "{\"pdq\":\"" + hex + "\"}");
+      if (status != 200) Die("match: status " + std::to_string(status) + " " + verdict);
+      return verdict.find("\"match\":true") != std::string::npos;
+    };
+    auto add = [&](double* answered, double* matched) {
       const Hash256 code(RandomCode(rng));
       const std::string hex = code.ToHex();
+      codes.push_back(hex);
       const auto start = Clock::now();
       const auto [status, body] = Post(
           server->port(), tls, "/v1/lists/bench-change/entries", setup.operator_key,
@@ -1051,56 +1066,95 @@ int main(int argc, char** argv) {
               "\",\"reference\":\"change-" + std::to_string(++made) + "\"}]}");
       *answered = Seconds(start);
       if (status != 201) Die("change: status " + std::to_string(status) + " " + body);
-      const auto [match_status, verdict] =
-          Post(server->port(), tls, "/v1/match", setup.api_key, "{\"pdq\":\"" + hex + "\"}");
+      if (!matches(hex)) Die("the entry added does not match");
       *matched = Seconds(start);
-      if (match_status != 200 || verdict.find("\"match\":true") == std::string::npos) {
-        Die("the changed entry does not match: " + std::to_string(match_status) + " " +
-            verdict);
-      }
     };
-    auto phase = [&](const char* name, int changes) {
+    // The ids of the entries added, in the order they were (ids ascend).
+    auto added_ids = [&] {
+      const std::string page = Get(server->port(), tls,
+                                   "/v1/lists/bench-change/entries?limit=100",
+                                   setup.operator_key);
+      std::vector<uint64_t> ids;
+      const json::value parsed = json::parse(page);
+      for (const json::value& e : parsed.at("entries").as_array()) {
+        ids.push_back(static_cast<uint64_t>(e.at("id").as_int64()));
+      }
+      if (ids.size() != codes.size()) Die("bench-change holds other entries than those added");
+      return ids;
+    };
+    auto disable = [&](uint64_t id, const std::string& hex, double* answered, double* matched) {
+      const auto start = Clock::now();
+      const auto [status, body] =
+          Send(server->port(), tls, http::verb::patch,
+               "/v1/lists/bench-change/entries/" + std::to_string(id), setup.operator_key,
+               "{\"status\":\"disabled\"}");
+      *answered = Seconds(start);
+      if (status != 200) Die("disable: status " + std::to_string(status) + " " + body);
+      if (matches(hex)) Die("the entry disabled still matches");
+      *matched = Seconds(start);
+    };
+    struct Times {
       std::vector<double> answered, matched;
-      for (int i = 0; i < changes; ++i) {
-        double a = 0, m = 0;
-        change(&a, &m);
+      void Add(double a, double m) {
         answered.push_back(a);
         matched.push_back(m);
-        std::printf("change %d (%s): answered after %.3f s, matched after %.3f s\n", made,
-                    name, a, m);
+      }
+    };
+    auto phase = [&](const char* name, int changes, Times* adds, Times* disables) {
+      const size_t first = codes.size();
+      for (int i = 0; i < changes; ++i) {
+        double a = 0, m = 0;
+        add(&a, &m);
+        adds->Add(a, m);
+        std::printf("change %d (%s, added): answered after %.3f s, matched after %.3f s\n",
+                    made, name, a, m);
         std::fflush(stdout);
       }
-      return std::pair(answered, matched);
+      const std::vector<uint64_t> ids = added_ids();
+      for (size_t i = first; i < codes.size(); ++i) {
+        double a = 0, m = 0;
+        disable(ids[i], codes[i], &a, &m);
+        disables->Add(a, m);
+        std::printf("entry %llu (%s, disabled): answered after %.3f s, no longer matched after "
+                    "%.3f s\n",
+                    static_cast<unsigned long long>(ids[i]), name, a, m);
+        std::fflush(stdout);
+      }
     };
     double first_answer = 0, first_match = 0;
-    change(&first_answer, &first_match);
+    add(&first_answer, &first_match);
     std::printf("change 1 (the server's first: reads and checks every row): answered after "
                 "%.3f s, matched after %.3f s\n",
                 first_answer, first_match);
-    const auto [idle_answers, idle_matches] = phase("idle", 7);
+    Times idle_adds, idle_disables, load_adds, load_disables;
+    phase("idle", 7, &idle_adds, &idle_disables);
     // Under load: the matching load runs on its own thread meanwhile.
     RunResult loaded;
     std::thread loader([&] {
       LoadRun run(server->port(), tls, hash_requests,
                   {.connections = opt.open_connections, .rate = opt.rate, .warmup = 2,
-                   .seconds = 12, .report_every = 1});
+                   .seconds = 20, .report_every = 1});
       loaded = run.Run();
     });
     std::this_thread::sleep_for(std::chrono::seconds(3));
-    const auto [load_answers, load_matches] = phase("under load", 7);
+    phase("under load", 7, &load_adds, &load_disables);
     loader.join();
+    auto max = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
     std::snprintf(
         text, sizeof text,
-        "changes through the API (one entry added to a %zu-entry store, then matched): idle "
-        "%.3f s to the answer, %.3f s to the match [max %.3f]; under %.0f req/s of matching "
-        "%.3f s / %.3f s [max %.3f] (that load: p99 %.2f ms, %llu errors); the server's first "
-        "change (baseline: it reads and checks every row) %.3f s / %.3f s, ratio %.1fx",
-        opt.entries, Median(idle_answers), Median(idle_matches),
-        *std::max_element(idle_matches.begin(), idle_matches.end()), opt.rate,
-        Median(load_answers), Median(load_matches),
-        *std::max_element(load_matches.begin(), load_matches.end()),
+        "changes through the API (to a %zu-entry store): one entry added, idle %.3f s to the "
+        "answer, %.3f s to the match [max %.3f]; under %.0f req/s of matching %.3f s / %.3f s "
+        "[max %.3f]; one entry disabled, idle %.3f s / %.3f s to no match [max %.3f], under load "
+        "%.3f s / %.3f s [max %.3f] (that load over all its changes: p99 %.2f ms, %llu errors); "
+        "the server's first change (baseline: it reads and checks every row) %.3f s / %.3f s, "
+        "ratio %.1fx to an added entry's later ones",
+        opt.entries, Median(idle_adds.answered), Median(idle_adds.matched),
+        max(idle_adds.matched), opt.rate, Median(load_adds.answered), Median(load_adds.matched),
+        max(load_adds.matched), Median(idle_disables.answered), Median(idle_disables.matched),
+        max(idle_disables.matched), Median(load_disables.answered),
+        Median(load_disables.matched), max(load_disables.matched),
         loaded.latency.QuantileMs(0.99), static_cast<unsigned long long>(loaded.errors_total),
-        first_answer, first_match, first_match / Median(idle_matches));
+        first_answer, first_match, first_match / Median(idle_adds.matched));
     lines.push_back(text);
     server.reset();
   }

@@ -249,8 +249,9 @@ inline std::array<uint8_t, 32> RandomCode(std::mt19937_64& rng) {
   return v;
 }
 
-// One synchronous POST on a new connection: the status and the body.
-inline std::pair<int, std::string> Post(uint16_t port, ssl::context& tls,
+// One synchronous request with a JSON body on a new connection: the status
+// and the body.
+inline std::pair<int, std::string> Send(uint16_t port, ssl::context& tls, http::verb verb,
                                         const std::string& target, const std::string& key,
                                         const std::string& body) {
   asio::io_context ioc;
@@ -258,7 +259,7 @@ inline std::pair<int, std::string> Post(uint16_t port, ssl::context& tls,
   beast::get_lowest_layer(stream).connect(
       tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
   stream.handshake(ssl::stream_base::client);
-  http::request<http::string_body> request(http::verb::post, target, 11);
+  http::request<http::string_body> request(verb, target, 11);
   request.set(http::field::host, "127.0.0.1");
   request.set(http::field::authorization, "Bearer " + key);
   request.set(http::field::content_type, "application/json");
@@ -269,6 +270,12 @@ inline std::pair<int, std::string> Post(uint16_t port, ssl::context& tls,
   http::response<http::string_body> response;
   http::read(stream, buffer, response);
   return {response.result_int(), response.body()};
+}
+
+inline std::pair<int, std::string> Post(uint16_t port, ssl::context& tls,
+                                        const std::string& target, const std::string& key,
+                                        const std::string& body) {
+  return Send(port, tls, http::verb::post, target, key, body);
 }
 
 // One synchronous GET (set-up checks).
