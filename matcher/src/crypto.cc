@@ -542,16 +542,19 @@ Sha256Hasher::Sha256Hasher() : impl_(std::make_unique<Impl>()) {
 
 Sha256Hasher::~Sha256Hasher() = default;
 
-Sha256Hasher::Sha256Hasher(const Sha256Hasher& other) : impl_(std::make_unique<Impl>()) {
-  CheckOpenSsl(impl_->ctx != nullptr &&
-               EVP_MD_CTX_copy_ex(impl_->ctx.get(), other.impl_->ctx.get()) == 1);
-}
+Sha256Hasher::Sha256Hasher(const Sha256Hasher& other) : Sha256Hasher() { *this = other; }
 
 Sha256Hasher& Sha256Hasher::operator=(const Sha256Hasher& other) {
-  if (this != &other) {
-    if (!impl_) impl_ = std::make_unique<Impl>();  // moved from
-    CheckOpenSsl(impl_->ctx != nullptr && EVP_MD_CTX_copy_ex(impl_->ctx.get(), other.impl_->ctx.get()) == 1);
+  if (this == &other) return *this;
+  if (!other.impl_) {
+    // A hasher moved from copies as a new one.
+    Sha256Hasher fresh;
+    impl_ = std::move(fresh.impl_);
+    return *this;
   }
+  if (!impl_) impl_ = std::make_unique<Impl>();  // moved from
+  CheckOpenSsl(impl_->ctx != nullptr &&
+               EVP_MD_CTX_copy_ex(impl_->ctx.get(), other.impl_->ctx.get()) == 1);
   return *this;
 }
 

@@ -106,7 +106,7 @@ MerkleFrontier::MerkleFrontier(std::span<const Digest32> leaf_hashes)
   std::vector<std::span<const Digest32>> parts;
   size_t at = 0;
   for (int bit = 63; bit >= 0; --bit) {
-    const size_t subtree = size_t{1} << bit;
+    const uint64_t subtree = uint64_t{1} << bit;
     if ((size_ & subtree) == 0) continue;
     parts.push_back(leaf_hashes.subspan(at, subtree));
     at += subtree;

@@ -601,7 +601,12 @@ struct Store::Impl {
       const bool in_order =
           state.rows.empty() || delta.added.front().id > state.rows.back().id;
       appended = appended && in_order;
-      state.rows.reserve(state.rows.size() + delta.added.size());
+      // Grown geometrically: a kept state reserved to its size exactly
+      // would be copied whole by each later change that adds an entry.
+      const size_t rows = state.rows.size() + delta.added.size();
+      if (rows > state.rows.capacity()) {
+        state.rows.reserve(std::max(rows, state.rows.capacity() + state.rows.capacity() / 2));
+      }
       for (const StateDelta::Added& added : delta.added) {
         auto [at, is_new] = list_index.try_emplace(
             added.list, static_cast<uint32_t>(state.entry_lists.size()));

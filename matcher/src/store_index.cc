@@ -64,7 +64,8 @@ Result<uint64_t> LoadIndexFromStore(Store& store, HashIndex* index,
   const bool empty = snap->size(SignalType::kPdq) + snap->size(SignalType::kMd5) +
                          snap->size(SignalType::kSha256) ==
                      0;
-  if (verified != nullptr && (!empty || verified->version_ != 0)) {
+  if (verified != nullptr && (!empty || verified->version_ != 0 || verified->hashed_ != 0 ||
+                              !verified->ids_.empty() || !verified->list_names_.empty())) {
     return Error(ErrorCode::kInvalidArgument,
                  "a verified load needs an empty index and a new VerifiedStoreState");
   }
@@ -416,8 +417,9 @@ Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes) co
     }
   }
   for (; u < changes.upserts.size(); ++u) add_upsert(u);
-  // Only entries added, after every one held, and no list that held
-  // entries changed state: the hashes of the entries held go on.
+  // Only entries added (or changed: an entry added and disabled since), all
+  // after every one held, and no list held changing state (any entry held
+  // may be in it): the hashes of the entries held go on.
   bool appended = removed.empty() && hashed_ == ids_.size() &&
                   (changes.upserts.empty() || ids_.empty() ||
                    changes.upserts.front().id > ids_.back());

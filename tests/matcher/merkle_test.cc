@@ -233,11 +233,12 @@ TEST(MerkleTest, AFrontierGivesTheRootAsLeavesAreAppended) {
   }
 }
 
-// Made of enough leaves that MerkleRoot hashes its largest subtree on two
-// threads, then appended to across a power of two.
+// Made of just fewer leaves than are hashed on two threads, of a power of
+// two that is (MerkleRoot splits it), and of more (its largest subtree on a
+// thread of its own); then appended to, across a power of two.
 TEST(MerkleTest, ALargeFrontierGivesTheRootAsLeavesAreAppended) {
   const std::vector<Digest32> leaves = Leaves(131075);
-  for (size_t n : {65535, 131069}) {
+  for (size_t n : {65535, 65536, 65537, 131069}) {
     MerkleFrontier frontier(std::span<const Digest32>(leaves).first(n));
     for (size_t m = n; m < n + 6; ++m) {
       ASSERT_EQ(frontier.Root(), ReferenceRoot(std::span(leaves).first(m))) << m;

@@ -986,6 +986,43 @@ TEST_P(StoreIndexStateTest, AChangeThatOnlyAddsEntriesHashesOnlyThose) {
   EXPECT_TRUE(report->ok());
 }
 
+// A follower that catches up several versions in one change set: an entry
+// added and disabled since is still only added (above every id held); one
+// added and removed since is a removal (the whole state hashed). A change
+// that changes nothing, then an add; and an add by a Store just opened,
+// whose change starts from the state it reads and checks.
+TEST_P(StoreIndexStateTest, AFollowerCatchingUpSeveralChangesAtOnceHashesWhatTheyDid) {
+  Add("hotline-a", SignalType::kPdq, pdq_[1], "case-4");                         // v7: id 4
+  STORE_ASSERT_OK(store_->SetEntriesStatus({4}, EntryStatus::kDisabled, Ctx()));  // v8
+  Catch(follower_);
+  EXPECT_TRUE(follower_.verified->appended());
+  Add("hotline-a", SignalType::kPdq, pdq_[2], "case-5");  // v9: id 5
+  STORE_ASSERT_OK(store_->RemoveEntries({5}, Ctx()));     // v10
+  Catch(follower_);
+  EXPECT_FALSE(follower_.verified->appended());
+  const uint64_t appended = store_->change_starts().appended;
+  EXPECT_EQ(*store_->SetListEnabled("hotline-a", true, Ctx()), 10u);  // nothing changed
+  Add("hotline-a", SignalType::kPdq, pdq_[3], "case-6");              // v11: id 6
+  EXPECT_EQ(store_->change_starts().appended, appended + 1);
+  Catch(follower_);
+  EXPECT_TRUE(follower_.verified->appended());
+
+  std::unique_ptr<Store> opened = Open();
+  ASSERT_NE(opened, nullptr);
+  values_.emplace_back(SignalType::kPdq, pdq_[4]);
+  STORE_ASSERT_OK(opened->AddEntries({Entry("ngo-b", SignalType::kPdq, pdq_[4], "A1", "case-7")},
+                                     Ctx()));  // v12: id 7, list disabled
+  EXPECT_EQ(opened->change_starts().checked, 1u);
+  EXPECT_EQ(opened->change_starts().appended, 1u);
+  STORE_ASSERT_OK(VerifiedLoad(SignerPublic()));
+  Catch(follower_);
+  EXPECT_TRUE(follower_.verified->appended());
+  const std::vector<std::vector<uint64_t>> ids = {{1}, {2}, {}, {}, {}, {6}, {}};
+  for (size_t value = 0; value < ids.size(); ++value) {
+    EXPECT_EQ(Ids(*follower_, value), ids[value]) << "value " << value;
+  }
+}
+
 // A trigger of someone else's, named `name`, that has not fired yet: the
 // changes it does not touch check the database as usual and are signed, but
 // the state they leave is not kept (the schema is not Bantay's own), so the

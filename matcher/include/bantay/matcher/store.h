@@ -168,7 +168,8 @@ class StateDigester {
   // Entries in ascending id order; a call out of order makes Finish return
   // kInvalidArgument.
   // A copy goes on from where this one is: the entries of a state hashed
-  // once are finished with the lists in a copy, and appended to later.
+  // once are finished with the lists in a copy, and appended to later
+  // (Finish uses the digester up: what it hashed is gone).
   void AddEntry(uint64_t id, const Digest32& leaf, bool active, std::string_view list);
   Result<Digest32> Finish(std::vector<std::pair<std::string, bool>> lists);
 
@@ -306,7 +307,8 @@ class Store {
   // row it does not change: on a large store that is most of its time.
   // `appended` counts the changes signed that hashed only the entries they
   // added (ids above every one before, no list changing state), going on
-  // from the hashes of the state before; every other change hashes every
+  // from the hashes of the state before — a change that adds nothing to the
+  // state (a description) among them; every other change hashes every
   // entry for its root and state digest.
   struct ChangeStarts {
     uint64_t checked = 0;
