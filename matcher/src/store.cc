@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <mutex>
 #include <unordered_map>
 
 #include "bantay/matcher/merkle.h"
@@ -796,7 +797,8 @@ struct Store::Impl {
     s = conn->Commit();
     if (!s.ok()) return s.error();
     if (keep) {
-      kept_.emplace(KeptState{version, *keep, std::move(after)});
+      std::lock_guard lock(kept_mutex_);
+      kept_.emplace(KeptState{version, *keep, std::move(after), v});
     }
     return version;
   }
@@ -881,8 +883,12 @@ struct Store::Impl {
     Result<int64_t> v = QueryInt("SELECT version FROM state WHERE id = 1", {});
     if (!v.ok()) return fail(v.error());
     const auto current = static_cast<uint64_t>(*v);
-    std::optional<KeptState> kept = std::move(kept_);
-    kept_.reset();
+    std::optional<KeptState> kept;
+    {
+      std::lock_guard lock(kept_mutex_);
+      kept = std::move(kept_);
+      kept_.reset();
+    }
     Result<std::optional<int64_t>> data_version = DataVersion();
     if (!data_version.ok()) return fail(data_version.error());
     if (kept && !upgrading && *data_version && kept->data_version == **data_version &&
@@ -1058,7 +1064,11 @@ struct Store::Impl {
     }
     if (summary->nothing_changed) {
       conn->Rollback();
-      if (keep) kept_.emplace(KeptState{*version - 1, *keep, std::move(before)});
+      if (keep) {
+        // The record it was signed with is not at hand: SignedThis says no.
+        std::lock_guard lock(kept_mutex_);
+        kept_.emplace(KeptState{*version - 1, *keep, std::move(before), std::nullopt});
+      }
       return *version - 1;
     }
     Result<StoreState> after = Applied(std::move(before), std::move(summary->delta));
@@ -1099,8 +1109,60 @@ struct Store::Impl {
     uint64_t version = 0;
     int64_t data_version = 0;
     StoreState state;  // rows, lists and their hashes
+    std::optional<VersionRecord> record;  // what the change signed (SignedThis)
   };
+  // kept_ is moved out and in by the changes' thread and read by SignedThis
+  // on another.
+  mutable std::mutex kept_mutex_;
   std::optional<KeptState> kept_;
+
+  bool SignedThis(const VersionRecord& record, const StateView& view,
+                  StateDigester* entries_digest, MerkleFrontier* active) const {
+    std::lock_guard lock(kept_mutex_);
+    if (!kept_ || !kept_->record) return false;
+    const VersionRecord& mine = *kept_->record;
+    if (mine.version != record.version || mine.created_at != record.created_at ||
+        mine.root != record.root || mine.active_count != record.active_count ||
+        mine.audit_digest != record.audit_digest || mine.state_digest != record.state_digest ||
+        mine.public_key != record.public_key || mine.signature != record.signature) {
+      return false;
+    }
+    const StoreState& state = kept_->state;
+    if (!state.hashed || state.rows.size() != view.ids.size() ||
+        view.leaves.size() != view.ids.size() || view.tags.size() != view.ids.size() ||
+        view.list_state.size() != view.list_names.size()) {
+      return false;
+    }
+    std::unordered_map<std::string_view, uint32_t> index;
+    size_t held = 0;
+    for (size_t i = 0; i < view.list_names.size(); ++i) {
+      index.emplace(view.list_names[i], static_cast<uint32_t>(i));
+      if (view.list_state[i] != 2) ++held;
+    }
+    if (index.size() != view.list_names.size() || held != state.lists.size()) return false;
+    for (const auto& [name, enabled] : state.lists) {
+      const auto at = index.find(name);
+      if (at == index.end() || view.list_state[at->second] != (enabled ? 1 : 0)) return false;
+    }
+    // The follower's index of each list the rows name (none: no match).
+    std::vector<uint32_t> list_of(state.entry_lists.size(), UINT32_MAX);
+    for (size_t i = 0; i < state.entry_lists.size(); ++i) {
+      const auto at = index.find(state.entry_lists[i]);
+      if (at != index.end()) list_of[i] = at->second;
+    }
+    for (size_t i = 0; i < state.rows.size(); ++i) {
+      const StateRow& row = state.rows[i];
+      const uint32_t tag = view.tags[i];
+      if (row.id != view.ids[i] || row.leaf != view.leaves[i] ||
+          row.active != ((tag & 1) == 0) || list_of[row.list] != (tag >> 1) ||
+          view.list_state[tag >> 1] == 2) {
+        return false;
+      }
+    }
+    *entries_digest = state.rows_digest;
+    *active = state.active;
+    return true;
+  }
   std::optional<int64_t> keep_;  // BeginChange's: keep the change's state at this data version
   ChangeStarts starts;
 
@@ -1911,6 +1973,11 @@ Result<StoreStats> Store::Stats() {
 std::optional<PublicKey> Store::stored_public_key() const { return impl_->public_key; }
 
 Store::ChangeStarts Store::change_starts() const { return impl_->starts; }
+
+bool Store::SignedThis(const VersionRecord& record, const StateView& state,
+                       StateDigester* entries_digest, MerkleFrontier* active) const {
+  return impl_->SignedThis(record, state, entries_digest, active);
+}
 
 Result<VersionRecord> Store::Root(uint64_t version) {
   Impl& im = *impl_;

@@ -302,7 +302,8 @@ Status VerifiedStoreState::Adopt(const VersionRecord& record) {
   return {};
 }
 
-Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes) const {
+Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes,
+                                                    const Store* writer) const {
   if (changes.from_version != version_) {
     return Error(ErrorCode::kInvalidArgument,
                  "the changes are from version " + std::to_string(changes.from_version) +
@@ -433,6 +434,14 @@ Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes) co
     next.appended_ = true;
   }
   const VersionRecord& target = count > 0 ? changes.versions.back() : record_;
+  if (!appended && writer != nullptr && count > 0) {
+    const Store::StateView view{next.ids_, next.leaves_, next.tags_, next.list_names_,
+                                next.list_state_};
+    if (writer->SignedThis(target, view, &next.entries_digest_, &next.active_)) {
+      next.hashed_ = next.ids_.size();
+      next.from_writer_ = true;
+    }
+  }
   Status adopted = next.Adopt(target);
   if (!adopted.ok()) return corrupt(adopted.error().message());
   return next;

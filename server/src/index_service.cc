@@ -537,8 +537,10 @@ Status IndexService::SyncLocked(bool retry) {
   }
   Result<matcher::ChangeSet> changes = follower_->ChangesSince(served);
   if (!changes.ok()) return changes.error();
-  // Nothing is applied that the trusted key did not sign.
-  Result<matcher::VerifiedStoreState> next = verified_->Next(*changes);
+  // Nothing is applied that the trusted key did not sign. A change this
+  // server's writer made is checked against the hashes it signed, when the
+  // state after it is the one it signed them over.
+  Result<matcher::VerifiedStoreState> next = verified_->Next(*changes, writer_.get());
   if (!next.ok()) {
     if (next.error().code() != ErrorCode::kCorruptData) return next.error();
     if (corrupt_) return ReloadLocked(next.error());

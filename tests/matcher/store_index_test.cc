@@ -86,11 +86,11 @@ class StoreIndexTest : public store_testing::StoreBackendTest {
   }
 
   // Brings a follower up to the store's version through the change feed,
-  // verified.
-  void Catch(Follower& f) {
+  // verified (with `writer`: against the hashes it signed, when it can).
+  void Catch(Follower& f, const Store* writer = nullptr) {
     Result<ChangeSet> changes = store_->ChangesSince(f->Snapshot()->store_version());
     STORE_ASSERT_OK(changes);
-    Result<VerifiedStoreState> next = f.verified->Next(*changes);
+    Result<VerifiedStoreState> next = f.verified->Next(*changes, writer);
     STORE_ASSERT_OK(next);
     STORE_ASSERT_OK(ApplyChangeSet(*changes, f.index.get()));
     *f.verified = std::move(*next);
@@ -100,10 +100,10 @@ class StoreIndexTest : public store_testing::StoreBackendTest {
 
   // Verifies the store's changes since the follower's version (and keeps
   // nothing).
-  Status VerifyNext(const Follower& f) {
+  Status VerifyNext(const Follower& f, const Store* writer = nullptr) {
     Result<ChangeSet> changes = store_->ChangesSince(f.verified->version());
     if (!changes.ok()) return changes.error();
-    Result<VerifiedStoreState> next = f.verified->Next(*changes);
+    Result<VerifiedStoreState> next = f.verified->Next(*changes, writer);
     if (!next.ok()) return next.error();
     return {};
   }
@@ -1021,6 +1021,67 @@ TEST_P(StoreIndexStateTest, AFollowerCatchingUpSeveralChangesAtOnceHashesWhatThe
   for (size_t value = 0; value < ids.size(); ++value) {
     EXPECT_EQ(Ids(*follower_, value), ids[value]) << "value " << value;
   }
+}
+
+// A follower in the writer's process verifies a change that does not only
+// add entries against the hashes the writer signed, when its state after
+// the change is the one the writer signed them over (SQLite, where the
+// writer keeps its state); otherwise it hashes everything, as without.
+TEST_P(StoreIndexStateTest, AFollowerTakesTheHashesItsWriterSignedOverTheSameState) {
+  const Store* writer = store_.get();
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v7
+  Catch(follower_, writer);
+  EXPECT_EQ(follower_.verified->from_writer(), sqlite());
+  EXPECT_FALSE(follower_.verified->appended());
+  Add("new-c", SignalType::kPdq, pdq_[1], "case-4");  // v8: id 4, only added
+  Catch(follower_, writer);
+  EXPECT_FALSE(follower_.verified->from_writer());
+  EXPECT_TRUE(follower_.verified->appended());
+  // Two versions in one change set: a list enabled, an entry removed.
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", true, Ctx()));  // v9
+  STORE_ASSERT_OK(store_->RemoveEntries({2}, Ctx()));             // v10
+  Catch(follower_, writer);
+  EXPECT_EQ(follower_.verified->from_writer(), sqlite());
+  // A change that changed nothing since: the record is not at hand.
+  STORE_ASSERT_OK(store_->SetEntriesStatus({3}, EntryStatus::kActive, Ctx()));  // v11
+  EXPECT_EQ(*store_->SetListEnabled("ngo-b", true, Ctx()), 11u);
+  Catch(follower_, writer);
+  EXPECT_FALSE(follower_.verified->from_writer());
+  // Another Store's change (another process's, as far as this one knows).
+  std::unique_ptr<Store> other = Open();
+  ASSERT_NE(other, nullptr);
+  STORE_ASSERT_OK(other->SetEntriesStatus({3}, EntryStatus::kDisabled, Ctx()));  // v12
+  Catch(follower_, writer);
+  EXPECT_FALSE(follower_.verified->from_writer());
+  // The writer's next change reads and checks everything first (another
+  // connection wrote), and keeps what it signed as any other.
+  STORE_ASSERT_OK(store_->SetEntriesStatus({3}, EntryStatus::kActive, Ctx()));  // v13
+  Catch(follower_, writer);
+  EXPECT_EQ(follower_.verified->from_writer(), sqlite());
+  STORE_ASSERT_OK(store_->SetEntriesStatus({4}, EntryStatus::kDisabled, Ctx()));  // v14
+  Catch(follower_, writer);
+  EXPECT_EQ(follower_.verified->from_writer(), sqlite());
+  const std::vector<std::vector<uint64_t>> ids = {{}, {}, {3}, {}};
+  for (size_t value = 0; value < ids.size(); ++value) {
+    EXPECT_EQ(Ids(*follower_, value), ids[value]) << "value " << value;
+  }
+  Follower loaded = Load();
+  ExpectSameMatches(*loaded, *follower_);
+}
+
+// An edit slipped into the feed right after the writer's change: the
+// follower's state is not the one the writer signed, so it hashes its own
+// and refuses, as without the writer.
+TEST_P(StoreIndexStateTest, AnEditSlippedIntoTheFeedIsRefusedWithTheWriterAtHand) {
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v7
+  Sql("UPDATE entries SET status = 0, status_version = 7 WHERE id = 3");
+  const Status s = VerifyNext(follower_, store_.get());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(s.error().message(),
+            "the changes from version 6 to 7 do not verify: the entries' and lists' states do "
+            "not give the signed state of version 7 (an entry's status, an entry or a list "
+            "changed outside the store)");
 }
 
 // A trigger of someone else's, named `name`, that has not fired yet: the

@@ -32,9 +32,10 @@
 //    reordered record; the signed versions anchor the chain.
 //  - Snapshots: Export writes one signed and encrypted file (snapshot.h).
 //
-// Thread safety: a Store object is used by one thread at a time; several
-// processes (or Store objects) may use the same database: writers are
-// serialised by the database.
+// Thread safety: a Store object is used by one thread at a time (but for
+// SignedThis, which any thread may call meanwhile); several processes (or
+// Store objects) may use the same database: writers are serialised by the
+// database.
 #ifndef BANTAY_MATCHER_STORE_H_
 #define BANTAY_MATCHER_STORE_H_
 
@@ -43,6 +44,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -50,6 +52,7 @@
 
 #include "bantay/matcher/crypto.h"
 #include "bantay/matcher/hash_index.h"
+#include "bantay/matcher/merkle.h"
 #include "bantay/models/status.h"
 
 namespace bantay::matcher {
@@ -316,6 +319,30 @@ class Store {
     uint64_t appended = 0;
   };
   ChangeStarts change_starts() const;
+
+  // A follower's state after a change set (VerifiedStoreState's layout):
+  // entries in id order, each with its list's index and its status; the
+  // lists by index, 1 enabled, 0 disabled, 2 not held.
+  struct StateView {
+    std::span<const uint64_t> ids;
+    std::span<const Digest32> leaves;
+    std::span<const uint32_t> tags;  // list index << 1 | disabled
+    std::span<const std::string> list_names;
+    std::span<const uint8_t> list_state;
+  };
+  // Whether this Store's last change signed `record` (the same record, as
+  // stored) over exactly `state` — every entry's id, leaf, status and list,
+  // every list and its state, and no entry of a list not held — and then
+  // the hashes it signed of the entries (the state digest's part over them
+  // and the active leaves' Merkle frontier), which are then `state`'s: a
+  // follower in the same process verifies a change against them rather
+  // than hashing its whole state again (equal states have equal hashes).
+  // False when this Store keeps no state of that version: another change
+  // since (or one that changed nothing), a failed change, another
+  // process's change, PostgreSQL. O(entries) comparisons; any thread may
+  // call it while this Store makes a change.
+  bool SignedThis(const VersionRecord& record, const StateView& state,
+                  StateDigester* entries_digest, MerkleFrontier* active) const;
 
   // --- Reading ---
 

@@ -44,7 +44,10 @@ IndexEntry ToIndexEntry(const StoredEntry& entry);
 // changing state) hashes only what it adds: the state keeps the state
 // digest's hash over its entries and the right edge of the active leaves'
 // Merkle tree (MerkleFrontier). Any other change set hashes the whole
-// state again, O(entries) (as such a change costs the writing store).
+// state again, O(entries) (as such a change costs the writing store),
+// unless the Store that made it is in this process and signed it over
+// the same state (Next's `writer`): then its hashes are taken, after an
+// O(entries) comparison.
 class VerifiedStoreState {
  public:
   VerifiedStoreState(const std::array<uint8_t, 16>& store_id, const PublicKey& key);
@@ -56,12 +59,20 @@ class VerifiedStoreState {
   // Whether Next made this state hashing only the entries its change set
   // added (the hashes of the state before went on), not every entry.
   bool appended() const { return appended_; }
+  // Whether Next made this state with the hashes of the writer that signed
+  // it (Store::SignedThis).
+  bool from_writer() const { return from_writer_; }
 
   // The state after `changes` (Store::ChangesSince(version())), verified as
   // above; kCorruptData naming the first thing that does not verify,
   // kInvalidArgument for a change set from another version. This state is
   // not changed: the caller adopts the result once the changes are applied.
-  Result<VerifiedStoreState> Next(const ChangeSet& changes) const;
+  // With `writer`, the Store that made the changes in this process: a
+  // change set that does not only add entries is verified against the
+  // hashes `writer` signed, when the state after it is the one `writer`
+  // signed them over (Store::SignedThis), rather than by hashing the whole
+  // state; otherwise as without.
+  Result<VerifiedStoreState> Next(const ChangeSet& changes, const Store* writer = nullptr) const;
 
   // The lists of the verified version, by name, with their signed state
   // and how many of their entries are active and disabled (no
@@ -93,6 +104,7 @@ class VerifiedStoreState {
   MerkleFrontier active_;
   size_t hashed_ = 0;
   bool appended_ = false;
+  bool from_writer_ = false;
   std::vector<std::string> list_names_;
   // By list index: 1 enabled, 0 disabled, 2 not in the store (any more).
   std::vector<uint8_t> list_state_;
