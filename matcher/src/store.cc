@@ -464,17 +464,35 @@ struct Store::Impl {
     std::unordered_map<std::string, uint32_t> list_index;
     uint32_t last_list = 0;
     bool bad = false;
-    // An entry whose list row is missing is not active, and is still in the
-    // digest (which then differs from any signed one: its list is not).
-    Status s = Exec(
-        "SELECT e.id, e.leaf, e.status, COALESCE(l.enabled, 0), e.list FROM entries e "
-        "LEFT JOIN lists l ON e.list = l.name ORDER BY e.id",
+    // The lists first: an entry is active when its status is and the list
+    // its row names (as text, as the digest and every reader take it; not
+    // by an SQL join, which a name stored as a blob would not match) is
+    // there and enabled. An entry whose list row is missing is not active,
+    // and is still in the digest (which then differs from any signed one:
+    // its list is not).
+    Status s = Exec("SELECT name, enabled FROM lists", {}, [&](const Row& row) {
+      state.lists.emplace_back(std::string(row.Text(0)), row.Int(1) != 0);
+    });
+    if (!s.ok()) return s.error();
+    const std::map<std::string, bool, std::less<>> enabled(state.lists.begin(),
+                                                           state.lists.end());
+    std::string_view enabled_name;
+    bool enabled_last = false;
+    s = Exec(
+        "SELECT id, leaf, status, list FROM entries ORDER BY id",
         {}, [&](const Row& row) {
           Digest32 leaf{};
           if (!CopyBlob(row.Blob(1), &leaf)) bad = true;
           const auto id = static_cast<uint64_t>(row.Int(0));
           const bool entry_active = row.Int(2) == 0;
-          const std::string_view list = row.Text(4);
+          const std::string_view list = row.Text(3);
+          // Entries of one list mostly follow each other.
+          if (enabled_name.data() == nullptr || enabled_name != list) {
+            const auto at = enabled.find(list);
+            const bool found = at != enabled.end();
+            enabled_name = found ? std::string_view(at->first) : std::string_view();
+            enabled_last = found && at->second;
+          }
           digester.AddEntry(id, leaf, entry_active, list);
           if (keep_rows) {
             // Entries of one list mostly follow each other: the last one's
@@ -487,14 +505,10 @@ struct Store::Impl {
             }
             state.rows.push_back({id, leaf, entry_active, last_list});
           }
-          if (keep_rows && entry_active && row.Int(3) != 0) active_leaves.push_back(leaf);
+          if (keep_rows && entry_active && enabled_last) active_leaves.push_back(leaf);
         });
     if (!s.ok()) return s.error();
     if (bad) return Error(ErrorCode::kCorruptData, "a stored leaf hash has the wrong size");
-    s = Exec("SELECT name, enabled FROM lists", {}, [&](const Row& row) {
-      state.lists.emplace_back(std::string(row.Text(0)), row.Int(1) != 0);
-    });
-    if (!s.ok()) return s.error();
     // The rows' hashes are kept with the rows; the read back after a change
     // needs the digest alone.
     if (keep_rows) {
@@ -884,6 +898,7 @@ struct Store::Impl {
     if (!v.ok()) return fail(v.error());
     const auto current = static_cast<uint64_t>(*v);
     std::optional<KeptState> kept;
+    before_record_.reset();
     {
       std::lock_guard lock(kept_mutex_);
       kept = std::move(kept_);
@@ -894,6 +909,7 @@ struct Store::Impl {
     if (kept && !upgrading && *data_version && kept->data_version == **data_version &&
         kept->version == current) {
       before_ = std::move(kept->state);
+      before_record_ = std::move(kept->record);
       before_kept_ = true;
       keep_ = *data_version;
       ++starts.kept;
@@ -1024,6 +1040,7 @@ struct Store::Impl {
                      " signed (an entry or a list changed, added or deleted)");
     }
     before_ = std::move(*state);
+    before_record_ = record;
     return {};
   }
 
@@ -1065,9 +1082,9 @@ struct Store::Impl {
     if (summary->nothing_changed) {
       conn->Rollback();
       if (keep) {
-        // The record it was signed with is not at hand: SignedThis says no.
         std::lock_guard lock(kept_mutex_);
-        kept_.emplace(KeptState{*version - 1, *keep, std::move(before), std::nullopt});
+        kept_.emplace(
+            KeptState{*version - 1, *keep, std::move(before), std::move(before_record_)});
       }
       return *version - 1;
     }
@@ -1095,6 +1112,7 @@ struct Store::Impl {
   // connection's last change (before_kept_).
   StoreState before_;
   bool before_kept_ = false;
+  std::optional<VersionRecord> before_record_;  // the current version's, when at hand
 
   // The state this connection's last change left (SQLite), kept so that the
   // next change neither reads and checks every row before it nor reads them

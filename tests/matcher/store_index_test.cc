@@ -679,6 +679,7 @@ class StoreIndexStateTest : public StoreIndexTamperTest {
   // operator's next change (enabling ngo-b) is not signed.
   // Defined with the tests that use it (below).
   void ExpectAForeignTriggerCaughtWhenItFires(const std::string& name);
+  void ExpectTheSameRefusalWithTheWriter(const std::string& edit);
 
   void ExpectEveryoneRefuses(uint64_t version) {
     const std::string name = "version " + std::to_string(version);
@@ -1042,11 +1043,11 @@ TEST_P(StoreIndexStateTest, AFollowerTakesTheHashesItsWriterSignedOverTheSameSta
   STORE_ASSERT_OK(store_->RemoveEntries({2}, Ctx()));             // v10
   Catch(follower_, writer);
   EXPECT_EQ(follower_.verified->from_writer(), sqlite());
-  // A change that changed nothing since: the record is not at hand.
+  // A change that changed nothing since keeps what the one before signed.
   STORE_ASSERT_OK(store_->SetEntriesStatus({3}, EntryStatus::kActive, Ctx()));  // v11
   EXPECT_EQ(*store_->SetListEnabled("ngo-b", true, Ctx()), 11u);
   Catch(follower_, writer);
-  EXPECT_FALSE(follower_.verified->from_writer());
+  EXPECT_EQ(follower_.verified->from_writer(), sqlite());
   // Another Store's change (another process's, as far as this one knows).
   std::unique_ptr<Store> other = Open();
   ASSERT_NE(other, nullptr);
@@ -1067,6 +1068,40 @@ TEST_P(StoreIndexStateTest, AFollowerTakesTheHashesItsWriterSignedOverTheSameSta
   }
   Follower loaded = Load();
   ExpectSameMatches(*loaded, *follower_);
+}
+
+// An edit slipped into the feed right after the writer's change, of one
+// thing the follower's state is compared on: with the writer at hand, the
+// follower decides as it does without (and refuses). (A list's state is
+// caught twice: SignedThis compares the lists, and the state digest Adopt
+// checks hashes the follower's own lists after the writer's entries. An
+// entry's list cannot change without its leaf: Next refuses first.)
+void StoreIndexStateTest::ExpectTheSameRefusalWithTheWriter(const std::string& edit) {
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v7
+  ASSERT_EQ(VersionOf(*store_), 7u);
+  Sql(edit);
+  const Status without = VerifyNext(follower_);
+  const Status with = VerifyNext(follower_, store_.get());
+  ASSERT_FALSE(without.ok());
+  ASSERT_FALSE(with.ok());
+  EXPECT_EQ(with.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(with.error().message(), without.error().message());
+}
+
+TEST_P(StoreIndexStateTest, AListsStateSlippedIntoTheFeedIsRefusedWithTheWriterAtHand) {
+  ExpectTheSameRefusalWithTheWriter(
+      "UPDATE lists SET enabled = 1, changed_version = 7 WHERE name = 'ngo-b'");
+}
+
+TEST_P(StoreIndexStateTest, AListAddedInTheFeedIsRefusedWithTheWriterAtHand) {
+  ExpectTheSameRefusalWithTheWriter(
+      "INSERT INTO lists (name, enabled, description, created_version, changed_version) "
+      "VALUES ('extra', 1, '', 7, 7)");
+}
+
+TEST_P(StoreIndexStateTest, AnEntrysListChangedInTheFeedIsRefusedWithTheWriterAtHand) {
+  ExpectTheSameRefusalWithTheWriter(
+      "UPDATE entries SET list = 'ngo-b', status_version = 7 WHERE id = 2");
 }
 
 // An edit slipped into the feed right after the writer's change: the

@@ -338,9 +338,10 @@ class Store {
   // follower in the same process verifies a change against them rather
   // than hashing its whole state again (equal states have equal hashes).
   // False when this Store keeps no state of that version: another change
-  // since (or one that changed nothing), a failed change, another
-  // process's change, PostgreSQL. O(entries) comparisons; any thread may
-  // call it while this Store makes a change.
+  // since (under way or made), a failed change, another process's change,
+  // PostgreSQL. O(entries) comparisons, under a lock that this Store's next
+  // change waits for; any thread may call it while this Store makes a
+  // change (not while it is destroyed or moved).
   bool SignedThis(const VersionRecord& record, const StateView& state,
                   StateDigester* entries_digest, MerkleFrontier* active) const;
 
