@@ -6,8 +6,8 @@
 #include <limits>
 #include <map>
 #include <set>
-#include <thread>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "bantay/matcher/merkle.h"
@@ -1137,14 +1137,7 @@ struct Store::Impl {
   bool SignedThis(const VersionRecord& record, const StateView& view,
                   StateDigester* entries_digest, MerkleFrontier* active) const {
     std::lock_guard lock(kept_mutex_);
-    if (!kept_ || !kept_->record) return false;
-    const VersionRecord& mine = *kept_->record;
-    if (mine.version != record.version || mine.created_at != record.created_at ||
-        mine.root != record.root || mine.active_count != record.active_count ||
-        mine.audit_digest != record.audit_digest || mine.state_digest != record.state_digest ||
-        mine.public_key != record.public_key || mine.signature != record.signature) {
-      return false;
-    }
+    if (!kept_ || kept_->record != record) return false;
     const StoreState& state = kept_->state;
     if (!state.hashed || state.rows.size() != view.ids.size() ||
         view.leaves.size() != view.ids.size() || view.tags.size() != view.ids.size() ||

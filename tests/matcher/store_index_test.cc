@@ -126,6 +126,13 @@ class StoreIndexTest : public store_testing::StoreBackendTest {
     return ExactIds(*index.Snapshot(), values_[value].first, values_[value].second);
   }
 
+  // The ids each value matches exactly, value by value (ids[i] for value i).
+  void ExpectIds(const HashIndex& index, const std::vector<std::vector<uint64_t>>& ids) {
+    for (size_t value = 0; value < ids.size(); ++value) {
+      EXPECT_EQ(Ids(index, value), ids[value]) << "value " << value;
+    }
+  }
+
   std::unique_ptr<Store> store_;
   std::vector<std::array<uint8_t, 32>> pdq_;
   Values values_;  // value i is entry i + 1
@@ -977,9 +984,7 @@ TEST_P(StoreIndexStateTest, AChangeThatOnlyAddsEntriesHashesOnlyThose) {
   ASSERT_EQ(VersionOf(*store_), 15u);
 
   const std::vector<std::vector<uint64_t>> ids = {{1}, {}, {}, {}, {5}, {6}, {7}, {8}, {9}};
-  for (size_t value = 0; value < ids.size(); ++value) {
-    EXPECT_EQ(Ids(*follower_, value), ids[value]) << "value " << value;
-  }
+  ExpectIds(*follower_, ids);
   Follower loaded = Load();
   ExpectSameMatches(*loaded, *follower_);
   Result<VerifyReport> report = store_->Verify(SignerPublic());
@@ -1019,9 +1024,7 @@ TEST_P(StoreIndexStateTest, AFollowerCatchingUpSeveralChangesAtOnceHashesWhatThe
   Catch(follower_);
   EXPECT_TRUE(follower_.verified->appended());
   const std::vector<std::vector<uint64_t>> ids = {{1}, {2}, {}, {}, {}, {6}, {}};
-  for (size_t value = 0; value < ids.size(); ++value) {
-    EXPECT_EQ(Ids(*follower_, value), ids[value]) << "value " << value;
-  }
+  ExpectIds(*follower_, ids);
 }
 
 // A follower in the writer's process verifies a change that does not only
@@ -1063,9 +1066,7 @@ TEST_P(StoreIndexStateTest, AFollowerTakesTheHashesItsWriterSignedOverTheSameSta
   Catch(follower_, writer);
   EXPECT_EQ(follower_.verified->from_writer(), sqlite());
   const std::vector<std::vector<uint64_t>> ids = {{}, {}, {3}, {}};
-  for (size_t value = 0; value < ids.size(); ++value) {
-    EXPECT_EQ(Ids(*follower_, value), ids[value]) << "value " << value;
-  }
+  ExpectIds(*follower_, ids);
   Follower loaded = Load();
   ExpectSameMatches(*loaded, *follower_);
 }

@@ -146,6 +146,8 @@ struct VersionRecord {
   std::optional<Digest32> state_digest;
   PublicKey public_key{};
   Signature signature{};
+
+  bool operator==(const VersionRecord&) const = default;
 };
 // The exact bytes that are signed: "BANTAY-VERSION-2" with the state digest,
 // "BANTAY-VERSION-1" without (so a record cannot be passed off as the other
