@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <string>
 #include <system_error>
 #include <thread>
 
@@ -10,9 +11,6 @@ namespace {
 
 constexpr uint8_t kLeafPrefix = 0x00;
 constexpr uint8_t kNodePrefix = 0x01;
-
-// From this many leaves, a tree's two halves are hashed on two threads.
-constexpr size_t kTwoThreadsFrom = size_t{1} << 16;
 
 // The node in one buffer, hashed with one update (each update has a cost
 // of its own, of the order of the node's hashing).
@@ -68,6 +66,27 @@ Digest32 Reduce(std::span<const Digest32> leaves, size_t index,
 
 }  // namespace
 
+namespace internal {
+
+uint64_t LargestPowerOfTwoBelow(uint64_t n) {
+  uint64_t split = 1;
+  while (split * 2 < n) split *= 2;
+  return split;
+}
+
+bool RunBeside(const std::function<void()>& beside, const std::function<void()>& here) {
+  try {
+    // Joined when it goes out of scope, whatever happens on this thread.
+    std::jthread worker(beside);
+    here();
+  } catch (const std::system_error&) {
+    return false;  // only std::jthread's constructor throws it here
+  }
+  return true;
+}
+
+}  // namespace internal
+
 Digest32 MerkleLeafHash(std::span<const uint8_t> leaf) {
   Sha256Hasher hasher;
   return hasher.Update(std::span(&kLeafPrefix, 1)).Update(leaf).Finish();
@@ -84,57 +103,27 @@ Digest32 MerkleRoot(std::span<const Digest32> leaf_hashes) {
   // writer signs and every change a follower verifies). RFC 6962 splits at
   // the largest power of two below the size, so the halves are near equal.
   const size_t n = leaf_hashes.size();
-  if (n < kTwoThreadsFrom) return Reduce(leaf_hashes, 0, nullptr);
-  size_t split = 1;
-  while (split * 2 < n) split *= 2;
+  if (n < internal::kMerkleTwoThreadsFrom) return Reduce(leaf_hashes, 0, nullptr);
+  const uint64_t split = internal::LargestPowerOfTwoBelow(n);
   Digest32 left{};
   Digest32 right{};
-  try {
-    // Joined when it goes out of scope, whatever happens on this thread.
-    std::jthread worker(
-        [&] { left = Reduce(leaf_hashes.first(split), 0, nullptr); });
-    right = Reduce(leaf_hashes.subspan(split), 0, nullptr);
-  } catch (const std::system_error&) {
+  if (!internal::RunBeside([&] { left = Reduce(leaf_hashes.first(split), 0, nullptr); },
+                           [&] { right = Reduce(leaf_hashes.subspan(split), 0, nullptr); })) {
     return Reduce(leaf_hashes, 0, nullptr);  // no thread to be had
   }
   return MerkleNodeHash(left, right);
 }
 
 MerkleFrontier::MerkleFrontier(std::span<const Digest32> leaf_hashes)
-    : size_(leaf_hashes.size()) {
-  // The complete subtrees, largest first.
-  std::vector<std::span<const Digest32>> parts;
-  size_t at = 0;
-  for (int bit = 63; bit >= 0; --bit) {
-    const uint64_t subtree = uint64_t{1} << bit;
-    if ((size_ & subtree) == 0) continue;
-    parts.push_back(leaf_hashes.subspan(at, subtree));
-    at += subtree;
-  }
-  subtrees_.resize(parts.size());
-  if (parts.size() == 1) {
-    subtrees_[0] = MerkleRoot(leaf_hashes);  // the whole tree, split as it does
-    return;
-  }
-  auto hash = [&](size_t from) {
-    for (size_t i = from; i < parts.size(); ++i) subtrees_[i] = Reduce(parts[i], 0, nullptr);
-  };
-  if (size_ < kTwoThreadsFrom) {
-    hash(0);
-    return;
-  }
-  // As MerkleRoot: the first subtree (the root's left child, over half the
-  // leaves) on a thread of its own, the rest on this one.
-  try {
-    std::jthread worker([&] { subtrees_[0] = Reduce(parts[0], 0, nullptr); });
-    hash(1);
-  } catch (const std::system_error&) {
-    hash(0);  // no thread to be had
-  }
-}
+    : MerkleFrontier(MerkleFrontierOf(leaf_hashes.size(),
+                                      [&](size_t i) { return &leaf_hashes[i]; })) {}
 
 void MerkleFrontier::Append(const Digest32& leaf_hash) {
   Sha256Hasher hasher;
+  Append(leaf_hash, hasher);
+}
+
+void MerkleFrontier::Append(const Digest32& leaf_hash, Sha256Hasher& hasher) {
   Digest32 joined = leaf_hash;
   for (uint64_t carry = size_; (carry & 1) != 0; carry >>= 1) {
     joined = NodeHash(hasher, subtrees_.back(), joined);
@@ -142,6 +131,29 @@ void MerkleFrontier::Append(const Digest32& leaf_hash) {
   }
   subtrees_.push_back(joined);
   ++size_;
+}
+
+Result<MerkleFrontier> MerkleFrontier::Join(const MerkleFrontier& left,
+                                            const MerkleFrontier& right) {
+  const uint64_t n = left.size_;
+  if (n == 0 || (n & (n - 1)) != 0 || right.size_ > n) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "a frontier of " + std::to_string(n) + " leaves cannot take one of " +
+                     std::to_string(right.size_) + " after it (the left one must be complete, "
+                     "and not the smaller)");
+  }
+  MerkleFrontier joined;
+  joined.size_ = n + right.size_;
+  if (right.size_ == n) {
+    // Two complete trees of one size: one complete tree.
+    joined.subtrees_ = {MerkleNodeHash(left.subtrees_[0], right.subtrees_[0])};
+  } else {
+    joined.subtrees_.reserve(1 + right.subtrees_.size());
+    joined.subtrees_.push_back(left.subtrees_[0]);
+    joined.subtrees_.insert(joined.subtrees_.end(), right.subtrees_.begin(),
+                            right.subtrees_.end());
+  }
+  return joined;
 }
 
 Digest32 MerkleFrontier::Root() const {

@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <mutex>
 #include <thread>
@@ -460,7 +461,6 @@ struct Store::Impl {
   Result<StoreState> ReadState(bool keep_rows) {
     StoreState state;
     StateDigester& digester = state.rows_digest;
-    std::vector<Digest32> active_leaves;
     std::unordered_map<std::string, uint32_t> list_index;
     uint32_t last_list = 0;
     bool bad = false;
@@ -476,8 +476,6 @@ struct Store::Impl {
     if (!s.ok()) return s.error();
     const std::map<std::string, bool, std::less<>> enabled(state.lists.begin(),
                                                            state.lists.end());
-    std::string_view enabled_name;
-    bool enabled_last = false;
     s = Exec(
         "SELECT id, leaf, status, list FROM entries ORDER BY id",
         {}, [&](const Row& row) {
@@ -486,13 +484,6 @@ struct Store::Impl {
           const auto id = static_cast<uint64_t>(row.Int(0));
           const bool entry_active = row.Int(2) == 0;
           const std::string_view list = row.Text(3);
-          // Entries of one list mostly follow each other.
-          if (enabled_name.data() == nullptr || enabled_name != list) {
-            const auto at = enabled.find(list);
-            const bool found = at != enabled.end();
-            enabled_name = found ? std::string_view(at->first) : std::string_view();
-            enabled_last = found && at->second;
-          }
           digester.AddEntry(id, leaf, entry_active, list);
           if (keep_rows) {
             // Entries of one list mostly follow each other: the last one's
@@ -505,14 +496,13 @@ struct Store::Impl {
             }
             state.rows.push_back({id, leaf, entry_active, last_list});
           }
-          if (keep_rows && entry_active && enabled_last) active_leaves.push_back(leaf);
         });
     if (!s.ok()) return s.error();
     if (bad) return Error(ErrorCode::kCorruptData, "a stored leaf hash has the wrong size");
     // The rows' hashes are kept with the rows; the read back after a change
     // needs the digest alone.
     if (keep_rows) {
-      state.active = MerkleFrontier(active_leaves);
+      state.active = ActiveFrontier(state, EnabledByIndex(state, enabled), std::nullopt);
       state.hashed = true;
     }
     Result<Digest32> digest = StateDigester(digester).Finish(state.lists);
@@ -556,6 +546,37 @@ struct Store::Impl {
     std::vector<std::string> created_lists;           // created enabled when missing
     std::optional<std::pair<std::string, bool>> list_enabled;
   };
+
+  // By index into state.entry_lists: whether the list is in `lists` (name
+  // -> enabled) and enabled.
+  template <typename Lists>
+  static std::vector<bool> EnabledByIndex(const StoreState& state, const Lists& lists) {
+    std::vector<bool> enabled(state.entry_lists.size());
+    for (size_t i = 0; i < enabled.size(); ++i) {
+      const auto list = lists.find(state.entry_lists[i]);
+      enabled[i] = list != lists.end() && list->second;
+    }
+    return enabled;
+  }
+
+  // The Merkle frontier of the active rows of `state` (the entry's status
+  // active, its list enabled, by list index): the rows [from, end)
+  // appended to state.active, or all of them (on two threads when many).
+  // Read in place: no copy of the leaves.
+  static MerkleFrontier ActiveFrontier(const StoreState& state, const std::vector<bool>& enabled,
+                                       std::optional<size_t> from) {
+    auto active = [&](size_t i) -> const Digest32* {
+      const StateRow& r = state.rows[i];
+      return r.active && enabled[r.list] ? &r.leaf : nullptr;
+    };
+    if (!from) return MerkleFrontierOf(state.rows.size(), active);
+    MerkleFrontier frontier = state.active;
+    Sha256Hasher hasher;
+    for (size_t i = *from; i < state.rows.size(); ++i) {
+      if (const Digest32* leaf = active(i)) frontier.Append(*leaf, hasher);
+    }
+    return frontier;
+  }
 
   // `state` (rows and lists) with `delta` applied, in place: what the
   // database holds after the change if it holds what the change's body
@@ -635,28 +656,17 @@ struct Store::Impl {
     }
     // As ReadState reads them: an entry is active when it is and its list
     // is there and enabled.
-    std::vector<bool> enabled(state.entry_lists.size());
-    for (size_t i = 0; i < enabled.size(); ++i) {
-      auto list = lists.find(state.entry_lists[i]);
-      enabled[i] = list != lists.end() && list->second;
-    }
-    std::vector<Digest32> active_leaves;
+    const std::vector<bool> enabled = EnabledByIndex(state, lists);
     size_t from = state.rows.size() - delta.added.size();
     if (!appended) {
       state.rows_digest = StateDigester();
-      active_leaves.reserve(state.rows.size());
       from = 0;
     }
     for (size_t i = from; i < state.rows.size(); ++i) {
       const StateRow& r = state.rows[i];
       state.rows_digest.AddEntry(r.id, r.leaf, r.active, state.entry_lists[r.list]);
-      if (r.active && enabled[r.list]) active_leaves.push_back(r.leaf);
     }
-    if (appended) {
-      for (const Digest32& leaf : active_leaves) state.active.Append(leaf);
-    } else {
-      state.active = MerkleFrontier(active_leaves);
-    }
+    state.active = ActiveFrontier(state, enabled, appended ? std::optional(from) : std::nullopt);
     state.hashed = true;
     state.appended = appended;
     Result<Digest32> digest = StateDigester(state.rows_digest).Finish(state.lists);

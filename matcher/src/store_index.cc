@@ -222,25 +222,29 @@ uint32_t VerifiedStoreState::ListIndex(std::string_view name) {
 }
 
 Status VerifiedStoreState::HashEntries() {
-  std::vector<Digest32> active;
-  if (hashed_ == 0) active.reserve(ids_.size());
   for (size_t i = hashed_; i < ids_.size(); ++i) {
     const uint32_t tag = tags_[i];
-    const uint8_t list = list_state_[tag >> 1];
-    if (list == 2) {
+    if (list_state_[tag >> 1] == 2) {
       return Error(ErrorCode::kCorruptData, "entry " + std::to_string(ids_[i]) + " is in list " +
                                                 list_names_[tag >> 1] +
                                                 ", which the store does not hold");
     }
     entries_digest_.AddEntry(ids_[i], leaves_[i], (tag & 1) == 0, list_names_[tag >> 1]);
-    if (list == 1 && (tag & 1) == 0) active.push_back(leaves_[i]);
   }
+  // The active leaves: the entry's status active, its list enabled.
+  auto active = [&](size_t i) -> const Digest32* {
+    const uint32_t tag = tags_[i];
+    return (tag & 1) == 0 && list_state_[tag >> 1] == 1 ? &leaves_[i] : nullptr;
+  };
   // The whole tree at once is hashed as MerkleRoot hashes it (on two
-  // threads when large); a few appended leaves one by one.
+  // threads when large), read in place; a few appended leaves one by one.
   if (hashed_ == 0) {
-    active_ = MerkleFrontier(active);
+    active_ = MerkleFrontierOf(ids_.size(), active);
   } else {
-    for (const Digest32& leaf : active) active_.Append(leaf);
+    Sha256Hasher hasher;
+    for (size_t i = hashed_; i < ids_.size(); ++i) {
+      if (const Digest32* leaf = active(i)) active_.Append(*leaf, hasher);
+    }
   }
   hashed_ = ids_.size();
   return {};

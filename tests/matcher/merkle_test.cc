@@ -247,6 +247,56 @@ TEST(MerkleTest, ALargeFrontierGivesTheRootAsLeavesAreAppended) {
   }
 }
 
+// A frontier read in place from items, some of which have no leaf: the
+// root of the leaves there are, small, on two threads (133,333 leaves),
+// and at a power of two (131,072 leaves: the two halves make one tree);
+// then appended to.
+TEST(MerkleTest, AFrontierOfItemsSkipsThoseWithoutALeaf) {
+  const std::vector<Digest32> items = Leaves(200000);
+  for (size_t n : {size_t{0}, size_t{1}, size_t{100}, size_t{196608}, size_t{200000}}) {
+    auto leaf_of = [&](size_t i) { return i % 3 != 0 ? &items[i] : nullptr; };
+    std::vector<Digest32> leaves;
+    for (size_t i = 0; i < n; ++i) {
+      if (leaf_of(i) != nullptr) leaves.push_back(items[i]);
+    }
+    MerkleFrontier frontier = MerkleFrontierOf(n, leaf_of);
+    ASSERT_EQ(frontier.size(), leaves.size()) << n;
+    ASSERT_EQ(frontier.Root(), ReferenceRoot(leaves)) << n;
+    // Its right edge is the tree's: leaves appended carry as they should.
+    for (size_t m = 0; m < 3; ++m) {
+      leaves.push_back(items[m]);
+      frontier.Append(items[m]);
+      ASSERT_EQ(frontier.Root(), ReferenceRoot(leaves)) << n << " + " << m + 1;
+    }
+  }
+}
+
+// Join takes a complete tree and one no larger after it; anything else is
+// refused, not joined into a tree RFC 6962 does not make.
+TEST(MerkleTest, AJoinTakesACompleteTreeAndOneNoLargerAfterIt) {
+  const std::vector<Digest32> leaves = Leaves(9);
+  const std::span<const Digest32> all(leaves);
+  const MerkleFrontier four(all.first(4));
+  for (size_t right : {0, 1, 3, 4}) {
+    Result<MerkleFrontier> joined =
+        MerkleFrontier::Join(four, MerkleFrontier(all.subspan(4, right)));
+    ASSERT_TRUE(joined.ok()) << right;
+    EXPECT_EQ(joined->size(), 4 + right);
+    EXPECT_EQ(joined->Root(), ReferenceRoot(all.first(4 + right))) << right;
+  }
+  const MerkleFrontier three(all.first(3));
+  const MerkleFrontier five(all.first(5));
+  for (const auto& [left, right] : {std::pair(&three, &three), std::pair(&four, &five),
+                                    std::pair(&five, &three)}) {
+    Result<MerkleFrontier> joined = MerkleFrontier::Join(*left, *right);
+    ASSERT_FALSE(joined.ok());
+    EXPECT_EQ(joined.error().code(), ErrorCode::kInvalidArgument);
+  }
+  Result<MerkleFrontier> empty = MerkleFrontier::Join(MerkleFrontier(), MerkleFrontier());
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().code(), ErrorCode::kInvalidArgument);
+}
+
 TEST(MerkleTest, ProofsMatchTheRecursiveDefinitionAndVerify) {
   const std::vector<Digest32> leaves = Leaves(70);
   for (size_t n = 1; n <= leaves.size(); ++n) {

@@ -10,13 +10,25 @@
 #ifndef BANTAY_MATCHER_MERKLE_H_
 #define BANTAY_MATCHER_MERKLE_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
 #include "bantay/matcher/crypto.h"
 
 namespace bantay::matcher {
+
+namespace internal {
+// From this many leaves, a tree's two halves are hashed on two threads.
+inline constexpr size_t kMerkleTwoThreadsFrom = size_t{1} << 16;
+// The largest power of two smaller than n (> 1): where RFC 6962 splits.
+uint64_t LargestPowerOfTwoBelow(uint64_t n);
+// Runs `beside` on a thread of its own and `here` on this one, and waits
+// for both; false (nothing run) when no thread could be started.
+bool RunBeside(const std::function<void()>& beside, const std::function<void()>& here);
+}  // namespace internal
 
 Digest32 MerkleLeafHash(std::span<const uint8_t> leaf);
 Digest32 MerkleNodeHash(const Digest32& left, const Digest32& right);
@@ -40,6 +52,13 @@ class MerkleFrontier {
   explicit MerkleFrontier(std::span<const Digest32> leaf_hashes);
 
   void Append(const Digest32& leaf_hash);
+  // The same with `hasher` (one hasher for many appends spares setting one
+  // up for each).
+  void Append(const Digest32& leaf_hash, Sha256Hasher& hasher);
+  // The frontier of `left`'s leaves followed by `right`'s: `left` a
+  // complete tree (its size a power of two) with at least as many leaves
+  // as `right`, as RFC 6962 splits a tree. kInvalidArgument otherwise.
+  static Result<MerkleFrontier> Join(const MerkleFrontier& left, const MerkleFrontier& right);
   uint64_t size() const { return size_; }
   // The tree hash of the leaves so far (MerkleRoot of them).
   Digest32 Root() const;
@@ -48,6 +67,37 @@ class MerkleFrontier {
   uint64_t size_ = 0;
   std::vector<Digest32> subtrees_;
 };
+
+// The frontier of the leaves of `items` items in order, where `leaf_of(i)`
+// is item i's leaf hash, or nullptr for an item that has none (an entry
+// not in the tree): the same node hashes as MerkleFrontier(leaves), read
+// in place, with no copy of the leaves. A large tree's first subtree is
+// hashed on a thread of its own, as MerkleRoot does; `leaf_of` is then
+// called from two threads at once (on separate items). Each item is read
+// twice (counted, then hashed).
+template <typename LeafOf>
+MerkleFrontier MerkleFrontierOf(size_t items, const LeafOf& leaf_of) {
+  auto hash = [&](size_t begin, size_t end) {
+    MerkleFrontier frontier;
+    Sha256Hasher hasher;
+    for (size_t i = begin; i < end; ++i) {
+      if (const Digest32* leaf = leaf_of(i)) frontier.Append(*leaf, hasher);
+    }
+    return frontier;
+  };
+  size_t leaves = 0;
+  for (size_t i = 0; i < items; ++i) leaves += leaf_of(i) != nullptr ? 1 : 0;
+  if (leaves < internal::kMerkleTwoThreadsFrom) return hash(0, items);
+  // The item after the split-th leaf: the left subtree's items end there.
+  const uint64_t split = internal::LargestPowerOfTwoBelow(leaves);
+  size_t at = 0;
+  for (uint64_t seen = 0; seen < split; ++at) seen += leaf_of(at) != nullptr ? 1 : 0;
+  MerkleFrontier left, right;
+  if (!internal::RunBeside([&] { left = hash(0, at); }, [&] { right = hash(at, items); })) {
+    return hash(0, items);  // no thread to be had
+  }
+  return *MerkleFrontier::Join(left, right);  // left is complete, and not the smaller
+}
 
 // The audit path of leaf `index` (< leaf_hashes.size()), from the leaf's
 // sibling up to the root's child.
