@@ -306,18 +306,24 @@ Status VerifiedStoreState::Adopt(const VersionRecord& record) {
   return {};
 }
 
-Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes,
-                                                    const Store* writer) const {
+namespace {
+
+Error ChangesCorrupt(const ChangeSet& changes, const std::string& what) {
+  return Error(ErrorCode::kCorruptData, "the changes from version " +
+                                            std::to_string(changes.from_version) + " to " +
+                                            std::to_string(changes.to_version) +
+                                            " do not verify: " + what);
+}
+
+}  // namespace
+
+Result<std::vector<uint64_t>> VerifiedStoreState::CheckChanges(const ChangeSet& changes) const {
   if (changes.from_version != version_) {
     return Error(ErrorCode::kInvalidArgument,
                  "the changes are from version " + std::to_string(changes.from_version) +
                      " but the verified state is at version " + std::to_string(version_));
   }
-  const std::string range = "the changes from version " + std::to_string(changes.from_version) +
-                            " to " + std::to_string(changes.to_version);
-  auto corrupt = [&](const std::string& what) {
-    return Error(ErrorCode::kCorruptData, range + " do not verify: " + what);
-  };
+  auto corrupt = [&](const std::string& what) { return ChangesCorrupt(changes, what); };
   if (changes.to_version < changes.from_version) {
     return corrupt("the store went back to an older version (an older copy of the database?)");
   }
@@ -383,72 +389,166 @@ Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes,
       return corrupt("entry " + std::to_string(e.id) + " was removed but is in the store");
     }
   }
+  return removed;
+}
 
-  // The entries after the changes, as ApplyChangeSet makes them, merged in
-  // id order.
-  VerifiedStoreState next(store_id_, key_);
-  next.list_names_ = list_names_;
-  next.list_state_.assign(list_state_.size(), 2);
-  for (const auto& [list, enabled] : changes.lists) {
-    next.list_state_[next.ListIndex(list)] = enabled ? 1 : 0;
-  }
-  const size_t capacity = ids_.size() + changes.upserts.size();
-  next.ids_.reserve(capacity);
-  next.leaves_.reserve(capacity);
-  next.tags_.reserve(capacity);
-  auto add_upsert = [&](size_t u) {
-    const StoredEntry& e = changes.upserts[u];
-    next.ids_.push_back(e.id);
-    next.leaves_.push_back(changes.upsert_leaves[u]);
-    next.tags_.push_back(next.ListIndex(e.list) << 1 |
-                         (e.status == EntryStatus::kActive ? 0u : 1u));
-  };
-  size_t u = 0;
-  for (size_t i = 0; i < ids_.size(); ++i) {
-    const uint64_t id = ids_[i];
-    for (; u < changes.upserts.size() && changes.upserts[u].id < id; ++u) add_upsert(u);
-    if (u < changes.upserts.size() && changes.upserts[u].id == id) {
-      // Only an entry's state changes: its fields (and leaf) stay.
-      if (changes.upsert_leaves[u] != leaves_[i]) {
-        return corrupt("entry " + std::to_string(id) + " is not the entry it was");
-      }
-      add_upsert(u++);
+
+Result<VerifiedStoreState> VerifiedStoreState::Next(const ChangeSet& changes,
+                                                    const Store* writer) const {
+  VerifiedStoreState next = *this;
+  Result<Undo> advanced = next.Advance(changes, writer);
+  if (!advanced.ok()) return advanced.error();
+  return next;
+}
+
+Result<VerifiedStoreState::Undo> VerifiedStoreState::Advance(const ChangeSet& changes,
+                                                             const Store* writer) {
+  Result<std::vector<uint64_t>> checked = CheckChanges(changes);
+  if (!checked.ok()) return checked.error();
+  const std::vector<uint64_t>& removed = *checked;
+  const std::vector<StoredEntry>& upserts = changes.upserts;
+  // Where each upsert goes: an entry held (its index), or after every one.
+  // An upsert among the entries held that is not one of them (ids handed
+  // out out of order) makes the entries be merged again, as removals do.
+  std::vector<size_t> held(upserts.size(), SIZE_MAX);
+  bool rebuild = !removed.empty();
+  for (size_t u = 0; u < upserts.size(); ++u) {
+    const uint64_t id = upserts[u].id;
+    if (ids_.empty() || id > ids_.back()) break;  // this one and the rest come after
+    const auto at = std::lower_bound(ids_.begin(), ids_.end(), id);
+    if (at == ids_.end() || *at != id) {
+      rebuild = true;
       continue;
     }
-    if (!std::binary_search(removed.begin(), removed.end(), id)) {
-      next.ids_.push_back(id);
-      next.leaves_.push_back(leaves_[i]);
-      next.tags_.push_back(tags_[i]);
+    held[u] = static_cast<size_t>(at - ids_.begin());
+    // Only an entry's state changes: its fields (and leaf) stay.
+    if (changes.upsert_leaves[u] != leaves_[held[u]]) {
+      return ChangesCorrupt(changes, "entry " + std::to_string(id) + " is not the entry it was");
     }
   }
-  for (; u < changes.upserts.size(); ++u) add_upsert(u);
-  // Only entries added (or changed: an entry added and disabled since), all
-  // after every one held, and no list held changing state (any entry held
-  // may be in it): the hashes of the entries held go on.
-  bool appended = removed.empty() && hashed_ == ids_.size() &&
-                  (changes.upserts.empty() || ids_.empty() ||
-                   changes.upserts.front().id > ids_.back());
-  for (size_t i = 0; appended && i < list_state_.size(); ++i) {
-    appended = next.list_state_[i] == list_state_[i];
+
+  Undo undo;
+  undo.version = version_;
+  undo.record = record_;
+  undo.entries_digest = entries_digest_;
+  undo.active = active_;
+  undo.hashed = hashed_;
+  undo.appended = appended_;
+  undo.from_writer = from_writer_;
+  undo.list_names = list_names_;
+  undo.list_state = list_state_;
+  undo.size = ids_.size();
+
+  std::fill(list_state_.begin(), list_state_.end(), 2);
+  for (const auto& [list, enabled] : changes.lists) list_state_[ListIndex(list)] = enabled ? 1 : 0;
+  auto tag_of = [&](size_t u) {
+    return ListIndex(upserts[u].list) << 1 | (upserts[u].status == EntryStatus::kActive ? 0u : 1u);
+  };
+  if (rebuild) {
+    // The entries after the changes, as ApplyChangeSet makes them, merged
+    // in id order; those before kept for Restore.
+    undo.rebuilt = true;
+    undo.ids = std::move(ids_);
+    undo.leaves = std::move(leaves_);
+    undo.entry_tags = std::move(tags_);
+    const size_t capacity = undo.ids.size() + upserts.size();
+    ids_.clear();
+    leaves_.clear();
+    tags_.clear();
+    ids_.reserve(capacity);
+    leaves_.reserve(capacity);
+    tags_.reserve(capacity);
+    size_t u = 0;
+    auto add_upsert = [&] {
+      ids_.push_back(upserts[u].id);
+      leaves_.push_back(changes.upsert_leaves[u]);
+      tags_.push_back(tag_of(u));
+      ++u;
+    };
+    for (size_t i = 0; i < undo.ids.size(); ++i) {
+      const uint64_t id = undo.ids[i];
+      while (u < upserts.size() && upserts[u].id < id) add_upsert();
+      if (u < upserts.size() && upserts[u].id == id) {
+        add_upsert();  // checked above: the same leaf
+        continue;
+      }
+      if (!std::binary_search(removed.begin(), removed.end(), id)) {
+        ids_.push_back(id);
+        leaves_.push_back(undo.leaves[i]);
+        tags_.push_back(undo.entry_tags[i]);
+      }
+    }
+    while (u < upserts.size()) add_upsert();
+  } else {
+    for (size_t u = 0; u < upserts.size(); ++u) {
+      if (held[u] != SIZE_MAX) {
+        const uint32_t tag = tag_of(u);
+        if (tags_[held[u]] != tag) {
+          undo.tags.emplace_back(held[u], tags_[held[u]]);
+          tags_[held[u]] = tag;
+        }
+        continue;
+      }
+      // Geometric growth, as push_back's (an exact reserve would copy
+      // every entry on each change that adds one).
+      ids_.push_back(upserts[u].id);
+      leaves_.push_back(changes.upsert_leaves[u]);
+      tags_.push_back(tag_of(u));
+    }
   }
-  if (appended) {
-    next.entries_digest_ = entries_digest_;
-    next.active_ = active_;
-    next.hashed_ = hashed_;
-    next.appended_ = true;
+
+  // Only entries added after every one held (or changed: an entry added and
+  // disabled since), and no list held changing state (any entry held may
+  // be in it): the hashes of the entries held go on.
+  bool appended = !rebuild && undo.tags.empty() && hashed_ == undo.size &&
+                  std::all_of(held.begin(), held.end(), [](size_t h) { return h == SIZE_MAX; });
+  for (size_t i = 0; appended && i < undo.list_state.size(); ++i) {
+    appended = list_state_[i] == undo.list_state[i];
   }
-  const VersionRecord& target = count > 0 ? changes.versions.back() : record_;
+  appended_ = appended;
+  from_writer_ = false;
+  if (!appended) {
+    entries_digest_ = StateDigester();
+    active_ = MerkleFrontier();
+    hashed_ = 0;
+  }
+  const uint64_t count = changes.to_version - changes.from_version;
+  const VersionRecord target = count > 0 ? changes.versions.back() : record_;
   if (!appended && writer != nullptr && count > 0) {
-    const Store::StateView view{next.ids_, next.leaves_, next.tags_, next.list_names_,
-                                next.list_state_};
-    if (writer->SignedThis(target, view, &next.entries_digest_, &next.active_)) {
-      next.hashed_ = next.ids_.size();
-      next.from_writer_ = true;
+    const Store::StateView view{ids_, leaves_, tags_, list_names_, list_state_};
+    if (writer->SignedThis(target, view, &entries_digest_, &active_)) {
+      hashed_ = ids_.size();
+      from_writer_ = true;
     }
   }
-  Status adopted = next.Adopt(target);
-  if (!adopted.ok()) return corrupt(adopted.error().message());
-  return next;
+  Status adopted = Adopt(target);
+  if (!adopted.ok()) {
+    Restore(std::move(undo));
+    return ChangesCorrupt(changes, adopted.error().message());
+  }
+  return undo;
+}
+
+void VerifiedStoreState::Restore(Undo undo) {
+  if (undo.rebuilt) {
+    ids_ = std::move(undo.ids);
+    leaves_ = std::move(undo.leaves);
+    tags_ = std::move(undo.entry_tags);
+  } else {
+    for (const auto& [i, tag] : undo.tags) tags_[i] = tag;
+    ids_.resize(undo.size);
+    leaves_.resize(undo.size);
+    tags_.resize(undo.size);
+  }
+  version_ = undo.version;
+  record_ = std::move(undo.record);
+  entries_digest_ = std::move(undo.entries_digest);
+  active_ = std::move(undo.active);
+  hashed_ = undo.hashed;
+  appended_ = undo.appended;
+  from_writer_ = undo.from_writer;
+  list_names_ = std::move(undo.list_names);
+  list_state_ = std::move(undo.list_state);
 }
 
 }  // namespace bantay::matcher

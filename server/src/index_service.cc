@@ -540,18 +540,21 @@ Status IndexService::SyncLocked(bool retry) {
   // Nothing is applied that the trusted key did not sign. A change this
   // server's writer made is checked against the hashes it signed, when the
   // state after it is the one it signed them over.
-  Result<matcher::VerifiedStoreState> next = verified_->Next(*changes, writer_.get());
-  if (!next.ok()) {
-    if (next.error().code() != ErrorCode::kCorruptData) return next.error();
-    if (corrupt_) return ReloadLocked(next.error());
+  // (In place: a copy of the state would cost O(entries) per change.)
+  Result<matcher::VerifiedStoreState::Undo> undo = verified_->Advance(*changes, writer_.get());
+  if (!undo.ok()) {
+    if (undo.error().code() != ErrorCode::kCorruptData) return undo.error();
+    if (corrupt_) return ReloadLocked(undo.error());
     corrupt_ = CorruptChanges{now + std::chrono::milliseconds(config_.corrupt_retry_ms),
-                              next.error()};
-    return next.error();
+                              undo.error()};
+    return undo.error();
   }
   corrupt_.reset();
   Status applied = matcher::ApplyChangeSet(*changes, index_.get());
-  if (!applied.ok()) return applied;
-  verified_ = std::move(*next);
+  if (!applied.ok()) {
+    verified_->Restore(std::move(*undo));  // the state served is the index's
+    return applied;
+  }
   RefreshInfoLocked();
   PinLocked();
   return Status();

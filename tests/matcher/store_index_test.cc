@@ -87,13 +87,13 @@ class StoreIndexTest : public store_testing::StoreBackendTest {
 
   // Brings a follower up to the store's version through the change feed,
   // verified (with `writer`: against the hashes it signed, when it can).
+  // (Next is Advance on a copy.)
   void Catch(Follower& f, const Store* writer = nullptr) {
     Result<ChangeSet> changes = store_->ChangesSince(f->Snapshot()->store_version());
     STORE_ASSERT_OK(changes);
-    Result<VerifiedStoreState> next = f.verified->Next(*changes, writer);
-    STORE_ASSERT_OK(next);
+    // In place, as the server follows.
+    STORE_ASSERT_OK(f.verified->Advance(*changes, writer));
     STORE_ASSERT_OK(ApplyChangeSet(*changes, f.index.get()));
-    *f.verified = std::move(*next);
     EXPECT_EQ(f->Snapshot()->store_version(), VersionOf(*store_));
     EXPECT_EQ(f.verified->version(), VersionOf(*store_));
   }
@@ -990,6 +990,69 @@ TEST_P(StoreIndexStateTest, AChangeThatOnlyAddsEntriesHashesOnlyThose) {
   Result<VerifyReport> report = store_->Verify(SignerPublic());
   STORE_ASSERT_OK(report);
   EXPECT_TRUE(report->ok());
+}
+
+// What a verified state shows of itself: version, record, size, lists.
+std::string Shown(const VerifiedStoreState& state) {
+  std::string shown = std::to_string(state.version()) + " " +
+                      models::ToHex(state.record().signature) + " " +
+                      std::to_string(state.size());
+  for (const ListInfo& l : state.Lists()) {
+    shown += " " + l.name + (l.enabled ? "+" : "-") + std::to_string(l.active) + "/" +
+             std::to_string(l.disabled);
+  }
+  return shown;
+}
+
+// A state moved on in place and put back (the index could not apply the
+// changes) is the state it was: the same change set verifies again, whether
+// it added entries (their hashes went on), changed an entry's or a list's
+// state in place, or removed one (the entries merged again). One that does
+// not verify leaves it as it was too.
+TEST_P(StoreIndexStateTest, AnAdvanceUndoneLeavesTheStateAsItWas) {
+  auto advance_undo_and_catch = [&](bool appends) {
+    Result<ChangeSet> changes = store_->ChangesSince(follower_.verified->version());
+    STORE_ASSERT_OK(changes);
+    const std::string before = Shown(*follower_.verified);
+    Result<VerifiedStoreState::Undo> undo = follower_.verified->Advance(*changes);
+    STORE_ASSERT_OK(undo);
+    EXPECT_EQ(follower_.verified->version(), VersionOf(*store_));
+    EXPECT_EQ(follower_.verified->appended(), appends);
+    EXPECT_NE(Shown(*follower_.verified), before);
+    follower_.verified->Restore(std::move(*undo));
+    EXPECT_EQ(Shown(*follower_.verified), before);
+    // A status slipped into the change set: the state digest differs, and
+    // the state is put back by Advance itself.
+    if (!changes->upserts.empty()) {
+      ChangeSet slipped = *changes;
+      StoredEntry& e = slipped.upserts.back();
+      e.status = e.status == EntryStatus::kActive ? EntryStatus::kDisabled : EntryStatus::kActive;
+      Result<VerifiedStoreState::Undo> refused = follower_.verified->Advance(slipped);
+      ASSERT_FALSE(refused.ok());
+      EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+      EXPECT_EQ(Shown(*follower_.verified), before);
+    }
+    Catch(follower_);
+    EXPECT_EQ(follower_.verified->appended(), appends);
+  };
+  Add("hotline-a", SignalType::kPdq, pdq_[1], "case-4");  // v7: id 4
+  advance_undo_and_catch(true);
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v8
+  advance_undo_and_catch(false);
+  STORE_ASSERT_OK(store_->SetListEnabled("ngo-b", true, Ctx()));  // v9
+  advance_undo_and_catch(false);
+  // A removal and an add in one change set (the entries merged again).
+  STORE_ASSERT_OK(store_->RemoveEntries({2}, Ctx()));                // v10
+  Add("new-c", SignalType::kMd5, Md5Value("five"), "case-5");  // v11: id 5
+  advance_undo_and_catch(false);
+  Add("new-c", SignalType::kPdq, pdq_[2], "case-6");  // v12: id 6
+  advance_undo_and_catch(true);
+  ASSERT_EQ(follower_.verified->version(), 12u);
+
+  ExpectIds(*follower_, {{}, {}, {}, {4}, {5}, {6}});  // 1 disabled, 2 removed, 3 disabled
+  Follower loaded = Load();
+  ExpectSameMatches(*loaded, *follower_);
+  EXPECT_EQ(Shown(*follower_.verified), Shown(*loaded.verified));
 }
 
 // A follower that catches up several versions in one change set: an entry
