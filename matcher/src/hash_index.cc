@@ -1,12 +1,14 @@
 #include "bantay/matcher/hash_index.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
-#include <functional>
 #include <chrono>
+#include <functional>
+#include <latch>
 
 #include "bantay/models/text.h"
 #include "segment.h"
@@ -30,9 +32,12 @@ constexpr std::chrono::seconds kReleaseBetweenMerges{3};
 // recent_backlog), so a stream of adds slows down rather than the
 // queries. (Linux: the nice value is per thread; raising it needs no
 // privilege; failure leaves the default.)
-void YieldToQueries() {
+// Named after it (so that a thread so named runs behind, and per-thread
+// profiles and /proc tell the index's own threads apart).
+void YieldToQueries(const char* name) {
   constexpr int kNice = 10;
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kNice);
+  pthread_setname_np(pthread_self(), name);
 }
 
 }  // namespace
@@ -292,9 +297,20 @@ HashIndex::HashIndex(HashIndexOptions options)
     disabled_ids_shared_ = std::make_shared<const std::unordered_set<uint64_t>>();
     Publish();
   }
-  releaser_ = std::thread([this] { Releaser(); });
-  folder_ = std::thread([this] { Folder(); });
-  merger_ = std::thread([this] { Merger(); });
+  // Each thread lowers its priority and names itself before the index is
+  // used.
+  std::latch started(3);
+  auto start = [&](const char* name, void (HashIndex::*body)()) {
+    return std::thread([this, &started, name, body] {
+      YieldToQueries(name);
+      started.count_down();
+      (this->*body)();
+    });
+  };
+  releaser_ = start("bantay-release", &HashIndex::Releaser);
+  folder_ = start("bantay-fold", &HashIndex::Folder);
+  merger_ = start("bantay-merge", &HashIndex::Merger);
+  started.wait();
 }
 
 HashIndex::~HashIndex() {
@@ -315,7 +331,6 @@ HashIndex::~HashIndex() {
 }
 
 void HashIndex::Releaser() {
-  YieldToQueries();
   std::unique_lock lock(graveyard_->mu);
   while (true) {
     graveyard_->changed.wait(lock,
@@ -571,7 +586,6 @@ void HashIndex::WaitForMerge() {
 }
 
 void HashIndex::Folder() {
-  YieldToQueries();
   std::unique_lock lock(mu_);
   while (true) {
     folding_ = false;
@@ -589,7 +603,6 @@ void HashIndex::Folder() {
 }
 
 void HashIndex::Merger() {
-  YieldToQueries();
   std::unique_lock lock(mu_);
   while (true) {
     merging_ = false;

@@ -828,7 +828,8 @@ TEST_F(LifecycleTest, NoQueryHashOrImageByteIsKept) {
 // The threads that change the store and follow it run behind matching (a
 // change costs O(entries) of CPU, about a third of a second at 1M; a run of
 // them starved matching on two cores): nice +10 against the compute and I/O
-// threads, read from /proc for each of the server's threads by name.
+// threads, read from /proc for each of the server's threads by name; the
+// index's background threads too.
 TEST_F(LifecycleTest, ChangesRunBehindMatching) {
   StartServer();
   std::map<std::string, std::set<int>> nice_by_name;
@@ -852,6 +853,10 @@ TEST_F(LifecycleTest, ChangesRunBehindMatching) {
   const std::set<int> behind = {std::min(19, base + 10)};
   EXPECT_EQ(nice_by_name["bantay-admin"], behind);
   EXPECT_EQ(nice_by_name["bantay-index"], behind);
+  // The index's own threads: folds, merges and releases of old snapshots.
+  EXPECT_EQ(nice_by_name["bantay-fold"], behind);
+  EXPECT_EQ(nice_by_name["bantay-merge"], behind);
+  EXPECT_EQ(nice_by_name["bantay-release"], behind);
 }
 
 }  // namespace
