@@ -555,6 +555,12 @@ Status IndexService::SyncLocked(bool retry) {
     verified_->Restore(std::move(*undo));  // the state served is the index's
     return applied;
   }
+  if (metrics_ != nullptr) {
+    using How = Metrics::ChangeVerified;
+    metrics_->RecordChangeVerified(verified_->appended()      ? How::kAppended
+                                   : verified_->from_writer() ? How::kWriter
+                                                              : How::kHashed);
+  }
   RefreshInfoLocked();
   PinLocked();
   return Status();

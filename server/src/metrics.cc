@@ -131,6 +131,10 @@ void Metrics::RecordIndexSync(bool ok) {
                           std::memory_order_relaxed);
 }
 
+void Metrics::RecordChangeVerified(ChangeVerified how) {
+  changes_verified_[static_cast<int>(how)].fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::SetIndex(uint64_t version, uint64_t pdq, uint64_t md5,
                        uint64_t sha256) {
   index_version_.store(version, std::memory_order_relaxed);
@@ -190,6 +194,17 @@ std::string Metrics::Render() const {
 
   AppendHeader(&out, "bantay_connections", "gauge", "Connections open.");
   AppendSample(&out, "bantay_connections", "", connections_.load(relaxed));
+
+  AppendHeader(&out, "bantay_index_changes_verified_total", "counter",
+               "Change sets the index verified and applied, by how: hashing only the entries "
+               "added (appended), with the hashes this server's writer signed over the same "
+               "state (writer), or hashing the whole state (hashed).");
+  AppendSample(&out, "bantay_index_changes_verified_total", "how=\"appended\"",
+               changes_verified_[static_cast<int>(ChangeVerified::kAppended)].load(relaxed));
+  AppendSample(&out, "bantay_index_changes_verified_total", "how=\"hashed\"",
+               changes_verified_[static_cast<int>(ChangeVerified::kHashed)].load(relaxed));
+  AppendSample(&out, "bantay_index_changes_verified_total", "how=\"writer\"",
+               changes_verified_[static_cast<int>(ChangeVerified::kWriter)].load(relaxed));
 
   AppendHeader(&out, "bantay_index_entries", "gauge",
                "Active entries of the serving index, by hash type.");

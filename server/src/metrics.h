@@ -37,6 +37,12 @@ class Metrics {
   // One attempt to bring the index up to the store's version (a poll, or
   // the sync after a change): a success sets the time of the last one.
   void RecordIndexSync(bool ok);
+  // One change set the index verified and applied, by how it was verified:
+  // hashing only the entries it added after the state's hashes, taking the
+  // hashes this server's writer signed over the same state, or hashing the
+  // whole state (O(entries)).
+  enum class ChangeVerified { kAppended, kWriter, kHashed };
+  void RecordChangeVerified(ChangeVerified how);
   void SetQueueDepth(int64_t depth);
   void AddConnections(int64_t delta);
   // Stream sessions: how many are open, each frame's verdict ("match",
@@ -61,6 +67,7 @@ class Metrics {
   //   bantay_index_last_sync_timestamp_seconds T   (0 before the first)
   //   bantay_index_sync_failures_total N
   //   bantay_index_version N
+  //   bantay_index_changes_verified_total{how="appended"|"hashed"|"writer"} N
   //   bantay_index_entries{type="pdq"|"md5"|"sha256"} N
   //   bantay_compute_queue_depth N
   //   bantay_connections N
@@ -96,6 +103,7 @@ class Metrics {
   std::atomic<uint64_t> entries_[3] = {};
   std::atomic<int64_t> last_sync_unix_s_{0};
   std::atomic<uint64_t> sync_failures_{0};
+  std::atomic<uint64_t> changes_verified_[3] = {};  // by ChangeVerified
   std::atomic<int64_t> queue_depth_{0};
   std::atomic<int64_t> connections_{0};
   std::atomic<uint64_t> rate_limited_{0};

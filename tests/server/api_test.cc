@@ -665,6 +665,19 @@ TEST_P(ApiTest, ListAdministrationChangesMatchingAtOnce) {
   }
   EXPECT_EQ(actions, (std::vector<std::string>{"describe_list", "import", "disable", "enable",
                                                "disable_list", "enable_list", "remove", "add"}));
+  // How the index verified each: a change that only adds entries (a list
+  // created, an import, an add) hashes only those; any other takes the
+  // hashes this server's writer signed over the same state (SQLite), or
+  // hashes the whole state (PostgreSQL: no writer's hashes are taken).
+  const std::string metrics = Send("operator", "GET", "/metrics").body;
+  const bool sqlite = GetParam() == "sqlite";
+  EXPECT_NE(metrics.find("\nbantay_index_changes_verified_total{how=\"appended\"} 3\n"
+                         "bantay_index_changes_verified_total{how=\"hashed\"} " +
+                         std::string(sqlite ? "0" : "5") +
+                         "\nbantay_index_changes_verified_total{how=\"writer\"} " +
+                         std::string(sqlite ? "5" : "0") + "\n"),
+            std::string::npos)
+      << metrics;
 }
 
 TEST_P(ApiTest, ChangesMadeElsewhereArePickedUpByPolling) {

@@ -48,6 +48,13 @@ TEST(MetricsTest, EmptyRender) {
       "# HELP bantay_connections Connections open.\n"
       "# TYPE bantay_connections gauge\n"
       "bantay_connections 0\n"
+      "# HELP bantay_index_changes_verified_total Change sets the index verified and applied, "
+      "by how: hashing only the entries added (appended), with the hashes this server's writer "
+      "signed over the same state (writer), or hashing the whole state (hashed).\n"
+      "# TYPE bantay_index_changes_verified_total counter\n"
+      "bantay_index_changes_verified_total{how=\"appended\"} 0\n"
+      "bantay_index_changes_verified_total{how=\"hashed\"} 0\n"
+      "bantay_index_changes_verified_total{how=\"writer\"} 0\n"
       "# HELP bantay_index_entries Active entries of the serving index, by "
       "hash type.\n"
       "# TYPE bantay_index_entries gauge\n"
@@ -139,6 +146,9 @@ TEST(MetricsTest, RenderOfAFewRecordings) {
   metrics.SetIndex(7, 100, 20, 30);
   metrics.RecordIndexSync(false);
   metrics.RecordIndexSync(false);
+  metrics.RecordChangeVerified(Metrics::ChangeVerified::kAppended);
+  metrics.RecordChangeVerified(Metrics::ChangeVerified::kWriter);
+  metrics.RecordChangeVerified(Metrics::ChangeVerified::kAppended);
   metrics.SetQueueDepth(4);
   metrics.AddConnections(5);
   metrics.AddConnections(-2);
@@ -151,6 +161,13 @@ TEST(MetricsTest, RenderOfAFewRecordings) {
       "# HELP bantay_connections Connections open.\n"
       "# TYPE bantay_connections gauge\n"
       "bantay_connections 3\n"
+      "# HELP bantay_index_changes_verified_total Change sets the index verified and applied, "
+      "by how: hashing only the entries added (appended), with the hashes this server's writer "
+      "signed over the same state (writer), or hashing the whole state (hashed).\n"
+      "# TYPE bantay_index_changes_verified_total counter\n"
+      "bantay_index_changes_verified_total{how=\"appended\"} 2\n"
+      "bantay_index_changes_verified_total{how=\"hashed\"} 0\n"
+      "bantay_index_changes_verified_total{how=\"writer\"} 1\n"
       "# HELP bantay_index_entries Active entries of the serving index, by "
       "hash type.\n"
       "# TYPE bantay_index_entries gauge\n"
