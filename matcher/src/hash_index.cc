@@ -26,14 +26,14 @@ bool ByDistanceThenId(const Match& a, const Match& b) {
 constexpr std::chrono::seconds kReleaseAfter{10};
 constexpr std::chrono::seconds kReleaseBetweenMerges{3};
 
-// Folds and merges run at a lower priority than the threads that query and
-// the writer: they only make later snapshots cheaper to search, and when
-// they fall behind, Add waits for them instead (HashIndexOptions::
-// recent_backlog), so a stream of adds slows down rather than the
-// queries. (Linux: the nice value is per thread; raising it needs no
-// privilege; failure leaves the default.)
-// Named after it (so that a thread so named runs behind, and per-thread
-// profiles and /proc tell the index's own threads apart).
+// Folds, merges and the release of old snapshots run at a lower priority
+// than the threads that query and the writer: they only make later
+// snapshots cheaper to search (or free memory), and when they fall behind,
+// Add waits for them instead (HashIndexOptions::recent_backlog), so a
+// stream of adds slows down rather than the queries. (Linux: the nice
+// value is per thread; raising it needs no privilege; failure leaves the
+// default.) Then the thread takes `name`, so that a thread so named runs
+// behind, and per-thread profiles and /proc tell them apart.
 void YieldToQueries(const char* name) {
   constexpr int kNice = 10;
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kNice);
@@ -299,35 +299,50 @@ HashIndex::HashIndex(HashIndexOptions options)
   }
   // Each thread lowers its priority and names itself before the index is
   // used.
-  std::latch started(3);
-  auto start = [&](const char* name, void (HashIndex::*body)()) {
-    return std::thread([this, &started, name, body] {
+  constexpr int kThreads = 3;
+  std::latch started(kThreads);
+  int running = 0;
+  auto start = [&](std::thread* thread, const char* name, void (HashIndex::*body)()) {
+    *thread = std::thread([this, &started, name, body] {
       YieldToQueries(name);
       started.count_down();
       (this->*body)();
     });
+    ++running;
   };
-  releaser_ = start("bantay-release", &HashIndex::Releaser);
-  folder_ = start("bantay-fold", &HashIndex::Folder);
-  merger_ = start("bantay-merge", &HashIndex::Merger);
+  try {
+    start(&releaser_, "bantay-release", &HashIndex::Releaser);
+    start(&folder_, "bantay-fold", &HashIndex::Folder);
+    start(&merger_, "bantay-merge", &HashIndex::Merger);
+  } catch (...) {
+    // No thread to be had: those started are stopped (once past the latch,
+    // which they use) before the error goes on.
+    started.count_down(kThreads - running);
+    started.wait();
+    StopThreads();
+    throw;
+  }
   started.wait();
 }
 
-HashIndex::~HashIndex() {
+HashIndex::~HashIndex() { StopThreads(); }
+
+void HashIndex::StopThreads() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   fold_work_.notify_all();
   merge_work_.notify_all();
-  merger_.join();
-  folder_.join();
+  if (merger_.joinable()) merger_.join();
+  if (folder_.joinable()) folder_.join();
   {
     std::lock_guard lock(graveyard_->mu);
     graveyard_->stopped = true;
   }
   graveyard_->changed.notify_all();
-  releaser_.join();  // destroys what is queued; later releases happen in place
+  // Destroys what is queued; later releases happen in place.
+  if (releaser_.joinable()) releaser_.join();
 }
 
 void HashIndex::Releaser() {

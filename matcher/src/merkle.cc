@@ -75,13 +75,14 @@ uint64_t LargestPowerOfTwoBelow(uint64_t n) {
 }
 
 bool RunBeside(const std::function<void()>& beside, const std::function<void()>& here) {
+  // Joined when it goes out of scope, whatever happens on this thread.
+  std::jthread worker;
   try {
-    // Joined when it goes out of scope, whatever happens on this thread.
-    std::jthread worker(beside);
-    here();
+    worker = std::jthread(beside);
   } catch (const std::system_error&) {
-    return false;  // only std::jthread's constructor throws it here
+    return false;  // no thread to be had
   }
+  here();
   return true;
 }
 

@@ -439,92 +439,101 @@ Result<VerifiedStoreState::Undo> VerifiedStoreState::Advance(const ChangeSet& ch
   undo.list_state = list_state_;
   undo.size = ids_.size();
 
-  std::fill(list_state_.begin(), list_state_.end(), 2);
-  for (const auto& [list, enabled] : changes.lists) list_state_[ListIndex(list)] = enabled ? 1 : 0;
-  auto tag_of = [&](size_t u) {
-    return ListIndex(upserts[u].list) << 1 | (upserts[u].status == EntryStatus::kActive ? 0u : 1u);
-  };
-  if (rebuild) {
-    // The entries after the changes, as ApplyChangeSet makes them, merged
-    // in id order; those before kept for Restore.
-    undo.rebuilt = true;
-    undo.ids = std::move(ids_);
-    undo.leaves = std::move(leaves_);
-    undo.entry_tags = std::move(tags_);
-    const size_t capacity = undo.ids.size() + upserts.size();
-    ids_.clear();
-    leaves_.clear();
-    tags_.clear();
-    ids_.reserve(capacity);
-    leaves_.reserve(capacity);
-    tags_.reserve(capacity);
-    size_t u = 0;
-    auto add_upsert = [&] {
-      ids_.push_back(upserts[u].id);
-      leaves_.push_back(changes.upsert_leaves[u]);
-      tags_.push_back(tag_of(u));
-      ++u;
+  // From here on this state changes: put back on any error or exception.
+  try {
+    std::fill(list_state_.begin(), list_state_.end(), 2);
+    for (const auto& [list, enabled] : changes.lists) {
+      list_state_[ListIndex(list)] = enabled ? 1 : 0;
+    }
+    auto tag_of = [&](size_t u) {
+      const uint32_t disabled = upserts[u].status == EntryStatus::kActive ? 0u : 1u;
+      return ListIndex(upserts[u].list) << 1 | disabled;
     };
-    for (size_t i = 0; i < undo.ids.size(); ++i) {
-      const uint64_t id = undo.ids[i];
-      while (u < upserts.size() && upserts[u].id < id) add_upsert();
-      if (u < upserts.size() && upserts[u].id == id) {
-        add_upsert();  // checked above: the same leaf
-        continue;
-      }
-      if (!std::binary_search(removed.begin(), removed.end(), id)) {
-        ids_.push_back(id);
-        leaves_.push_back(undo.leaves[i]);
-        tags_.push_back(undo.entry_tags[i]);
-      }
-    }
-    while (u < upserts.size()) add_upsert();
-  } else {
-    for (size_t u = 0; u < upserts.size(); ++u) {
-      if (held[u] != SIZE_MAX) {
-        const uint32_t tag = tag_of(u);
-        if (tags_[held[u]] != tag) {
-          undo.tags.emplace_back(held[u], tags_[held[u]]);
-          tags_[held[u]] = tag;
+    if (rebuild) {
+      // The entries after the changes, as ApplyChangeSet makes them, merged
+      // in id order; those before kept for Restore.
+      undo.rebuilt = true;
+      undo.ids = std::move(ids_);
+      undo.leaves = std::move(leaves_);
+      undo.tags_before_rebuild = std::move(tags_);
+      const size_t capacity = undo.ids.size() + upserts.size();
+      ids_.clear();
+      leaves_.clear();
+      tags_.clear();
+      ids_.reserve(capacity);
+      leaves_.reserve(capacity);
+      tags_.reserve(capacity);
+      size_t u = 0;
+      auto add_upsert = [&] {
+        ids_.push_back(upserts[u].id);
+        leaves_.push_back(changes.upsert_leaves[u]);
+        tags_.push_back(tag_of(u));
+        ++u;
+      };
+      for (size_t i = 0; i < undo.ids.size(); ++i) {
+        const uint64_t id = undo.ids[i];
+        while (u < upserts.size() && upserts[u].id < id) add_upsert();
+        if (u < upserts.size() && upserts[u].id == id) {
+          add_upsert();  // checked above: the same leaf
+          continue;
         }
-        continue;
+        if (!std::binary_search(removed.begin(), removed.end(), id)) {
+          ids_.push_back(id);
+          leaves_.push_back(undo.leaves[i]);
+          tags_.push_back(undo.tags_before_rebuild[i]);
+        }
       }
-      // Geometric growth, as push_back's (an exact reserve would copy
-      // every entry on each change that adds one).
-      ids_.push_back(upserts[u].id);
-      leaves_.push_back(changes.upsert_leaves[u]);
-      tags_.push_back(tag_of(u));
+      while (u < upserts.size()) add_upsert();
+    } else {
+      for (size_t u = 0; u < upserts.size(); ++u) {
+        if (held[u] != SIZE_MAX) {
+          const uint32_t tag = tag_of(u);
+          if (tags_[held[u]] != tag) {
+            undo.changed.emplace_back(held[u], tags_[held[u]]);
+            tags_[held[u]] = tag;
+          }
+          continue;
+        }
+        // Geometric growth, as push_back's (an exact reserve would copy
+        // every entry on each change that adds one).
+        ids_.push_back(upserts[u].id);
+        leaves_.push_back(changes.upsert_leaves[u]);
+        tags_.push_back(tag_of(u));
+      }
     }
-  }
 
-  // Only entries added after every one held (or changed: an entry added and
-  // disabled since), and no list held changing state (any entry held may
-  // be in it): the hashes of the entries held go on.
-  bool appended = !rebuild && undo.tags.empty() && hashed_ == undo.size &&
-                  std::all_of(held.begin(), held.end(), [](size_t h) { return h == SIZE_MAX; });
-  for (size_t i = 0; appended && i < undo.list_state.size(); ++i) {
-    appended = list_state_[i] == undo.list_state[i];
-  }
-  appended_ = appended;
-  from_writer_ = false;
-  if (!appended) {
-    entries_digest_ = StateDigester();
-    active_ = MerkleFrontier();
-    hashed_ = 0;
-  }
-  const uint64_t count = changes.to_version - changes.from_version;
-  const VersionRecord target = count > 0 ? changes.versions.back() : record_;
-  if (!appended && writer != nullptr && count > 0) {
-    const Store::StateView view{ids_, leaves_, tags_, list_names_, list_state_};
-    if (writer->SignedThis(target, view, &entries_digest_, &active_)) {
-      hashed_ = ids_.size();
-      from_writer_ = true;
+    // Only entries added after every one held (or changed: an entry added
+    // and disabled since), and no list held changing state (any entry held
+    // may be in it): the hashes of the entries held go on.
+    bool appended = !rebuild && undo.changed.empty() && hashed_ == undo.size &&
+                    std::all_of(held.begin(), held.end(), [](size_t h) { return h == SIZE_MAX; });
+    for (size_t i = 0; appended && i < undo.list_state.size(); ++i) {
+      appended = list_state_[i] == undo.list_state[i];
     }
-  }
-  Status adopted = Adopt(target);
-  if (!adopted.ok()) {
+    appended_ = appended;
+    from_writer_ = false;
+    if (!appended) {
+      entries_digest_ = StateDigester();
+      active_ = MerkleFrontier();
+      hashed_ = 0;
+    }
+    const uint64_t count = changes.to_version - changes.from_version;
+    const VersionRecord target = count > 0 ? changes.versions.back() : record_;
+    if (!appended && writer != nullptr && count > 0) {
+      const Store::StateView view{ids_, leaves_, tags_, list_names_, list_state_};
+      if (writer->SignedThis(target, view, &entries_digest_, &active_)) {
+        hashed_ = ids_.size();
+        from_writer_ = true;
+      }
+    }
+    Status adopted = Adopt(target);
+    if (!adopted.ok()) {
+      Restore(std::move(undo));
+      return ChangesCorrupt(changes, adopted.error().message());
+    }
+  } catch (...) {
     Restore(std::move(undo));
-    return ChangesCorrupt(changes, adopted.error().message());
+    throw;
   }
   return undo;
 }
@@ -533,9 +542,9 @@ void VerifiedStoreState::Restore(Undo undo) {
   if (undo.rebuilt) {
     ids_ = std::move(undo.ids);
     leaves_ = std::move(undo.leaves);
-    tags_ = std::move(undo.entry_tags);
+    tags_ = std::move(undo.tags_before_rebuild);
   } else {
-    for (const auto& [i, tag] : undo.tags) tags_[i] = tag;
+    for (const auto& [i, tag] : undo.changed) tags_[i] = tag;
     ids_.resize(undo.size);
     leaves_.resize(undo.size);
     tags_.resize(undo.size);

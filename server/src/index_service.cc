@@ -550,9 +550,17 @@ Status IndexService::SyncLocked(bool retry) {
     return undo.error();
   }
   corrupt_.reset();
-  Status applied = matcher::ApplyChangeSet(*changes, index_.get());
+  // The state verified stays the index's: put back should the changes not
+  // be applied (an error, or an exception such as an allocation failing).
+  Status applied;
+  try {
+    applied = matcher::ApplyChangeSet(*changes, index_.get());
+  } catch (...) {
+    verified_->Restore(std::move(*undo));
+    throw;
+  }
   if (!applied.ok()) {
-    verified_->Restore(std::move(*undo));  // the state served is the index's
+    verified_->Restore(std::move(*undo));
     return applied;
   }
   if (metrics_ != nullptr) {

@@ -239,6 +239,8 @@ class HashIndex {
   // releaser_ (or by their last holder once the index is gone).
   struct Graveyard;
   void Publish();  // requires mu_
+  // Stops and joins the threads started.
+  void StopThreads();
   void Releaser();
   void Folder();
   void Merger();

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "bantay/matcher/crypto.h"
@@ -74,7 +75,8 @@ class MerkleFrontier {
 // in place, with no copy of the leaves. A large tree's first subtree is
 // hashed on a thread of its own, as MerkleRoot does; `leaf_of` is then
 // called from two threads at once (on separate items). Each item is read
-// twice (counted, then hashed).
+// twice (counted, then hashed), those before the split once more (to find
+// it).
 template <typename LeafOf>
 MerkleFrontier MerkleFrontierOf(size_t items, const LeafOf& leaf_of) {
   auto hash = [&](size_t begin, size_t end) {
@@ -96,7 +98,11 @@ MerkleFrontier MerkleFrontierOf(size_t items, const LeafOf& leaf_of) {
   if (!internal::RunBeside([&] { left = hash(0, at); }, [&] { right = hash(at, items); })) {
     return hash(0, items);  // no thread to be had
   }
-  return *MerkleFrontier::Join(left, right);  // left is complete, and not the smaller
+  // Left is complete and not the smaller, unless leaf_of changed its mind.
+  if (Result<MerkleFrontier> joined = MerkleFrontier::Join(left, right); joined.ok()) {
+    return std::move(*joined);
+  }
+  return hash(0, items);
 }
 
 // The audit path of leaf `index` (< leaf_hashes.size()), from the leaf's

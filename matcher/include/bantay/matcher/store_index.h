@@ -40,14 +40,16 @@ IndexEntry ToIndexEntry(const StoredEntry& entry);
 // database's word; versions signed before schema 2 have no state digest,
 // and for them only the active entries are checked.
 //
-// It costs 44 bytes an entry, and each change set an O(entries) merge. A
+// It costs 44 bytes an entry. A change set is applied in place (Advance):
+// what it adds is appended and the entries whose state it changes are
+// changed where they are (an O(entries) merge only for removals). A
 // change set that only adds entries (ids above every one held, no list
 // changing state) hashes only what it adds: the state keeps the state
 // digest's hash over its entries and the right edge of the active leaves'
 // Merkle tree (MerkleFrontier). Any other change set hashes the whole
 // state again, O(entries) (as such a change costs the writing store),
 // unless the Store that made it is in this process and signed it over
-// the same state (Next's `writer`): then its hashes are taken, after an
+// the same state (Advance's `writer`): then its hashes are taken, after an
 // O(entries) comparison.
 class VerifiedStoreState {
  public:
@@ -57,11 +59,12 @@ class VerifiedStoreState {
   // The signed record of version(), verified.
   const VersionRecord& record() const { return record_; }
   size_t size() const { return ids_.size(); }
-  // Whether Next made this state hashing only the entries its change set
-  // added (the hashes of the state before went on), not every entry.
+  // Whether the last Advance (or Next) made this state hashing only the
+  // entries its change set added (the hashes of the state before went on),
+  // not every entry.
   bool appended() const { return appended_; }
-  // Whether Next made this state with the hashes of the writer that signed
-  // it (Store::SignedThis).
+  // Whether the last Advance (or Next) made this state with the hashes of
+  // the writer that signed it (Store::SignedThis).
   bool from_writer() const { return from_writer_; }
 
   // The state after `changes` (Store::ChangesSince(version())), verified as
@@ -75,10 +78,15 @@ class VerifiedStoreState {
   // state; otherwise as without.
   Result<VerifiedStoreState> Next(const ChangeSet& changes, const Store* writer = nullptr) const;
 
-  // What Advance changed, for Restore.
+  // What Advance changed, for Restore (made only by Advance).
   class Undo {
+   public:
+    Undo(Undo&&) = default;
+    Undo& operator=(Undo&&) = default;
+
    private:
     friend class VerifiedStoreState;
+    Undo() = default;
     uint64_t version = 0;
     VersionRecord record;
     StateDigester entries_digest;
@@ -89,21 +97,24 @@ class VerifiedStoreState {
     std::vector<std::string> list_names;
     std::vector<uint8_t> list_state;
     size_t size = 0;  // entries held before
-    // Entries held before whose status or list changed: index, tag before.
-    std::vector<std::pair<size_t, uint32_t>> tags;
+    // Entries held before whose status changed: index, tag before.
+    std::vector<std::pair<size_t, uint32_t>> changed;
     // After a change that removed entries or added one among those held
     // (rebuilt): every entry before.
     bool rebuilt = false;
     std::vector<uint64_t> ids;
     std::vector<Digest32> leaves;
-    std::vector<uint32_t> entry_tags;
+    std::vector<uint32_t> tags_before_rebuild;
   };
   // Moves this state on by `changes`, verified as Next verifies them, in
-  // place: a change that only adds entries or changes the status of some
-  // costs what it changes, not a copy of every entry held (at 1M entries,
-  // 44 MB copied and page-faulted in); the hashing is as in Next. On an
-  // error this state is as it was. The Undo returned puts it back as it was
-  // (Restore), should the changes not be applied after all.
+  // place: the entries a change set adds are appended and those whose
+  // status it changes are changed where they are, with no copy of every
+  // entry held (at 1M entries, 44 MB copied and page-faulted in on each
+  // change). The hashing is as in Next: a change set that does not only
+  // add entries still hashes the whole state, or takes `writer`'s hashes.
+  // On an error (or an exception) this state is as it was. The Undo
+  // returned puts it back as it was (Restore), should the changes not be
+  // applied after all.
   Result<Undo> Advance(const ChangeSet& changes, const Store* writer = nullptr);
   // The state before the last Advance, which returned `undo`.
   void Restore(Undo undo);
