@@ -1091,11 +1091,8 @@ struct Store::Impl {
     }
     if (summary->nothing_changed) {
       conn->Rollback();
-      if (keep) {
-        std::lock_guard lock(kept_mutex_);
-        kept_.emplace(
-            KeptState{*version - 1, *keep, std::move(before), std::move(before_record_)});
-      }
+      before_ = std::move(before);
+      Keep(*version - 1);
       return *version - 1;
     }
     Result<StoreState> after = Applied(std::move(before), std::move(summary->delta));
@@ -1115,6 +1112,18 @@ struct Store::Impl {
       ++starts.appended;
     }
     return done;
+  }
+
+  // After a change begun and rolled back having changed nothing: the state
+  // it began from (before_) is kept for the next, at `version`, when
+  // BeginChange said it could be.
+  void Keep(uint64_t version) {
+    if (keep_) {
+      std::lock_guard lock(kept_mutex_);
+      kept_.emplace(KeptState{version, *keep_, std::move(before_), std::move(before_record_)});
+    }
+    before_ = {};
+    before_record_.reset();
   }
 
   // The state a change starts from (BeginChange's, for ChangeOnce): read
@@ -1992,6 +2001,17 @@ Result<StoreStats> Store::Stats() {
 }
 
 std::optional<PublicKey> Store::stored_public_key() const { return impl_->public_key; }
+
+Status Store::PrepareChange() {
+  Impl& im = *impl_;
+  if (im.conn->backend() != db::Backend::kSqlite) return {};
+  Result<uint64_t> next = im.BeginChange(/*upgrading=*/false);
+  if (!next.ok()) return next.error();
+  // As a change that changed nothing: rolled back, its state kept.
+  im.conn->Rollback();
+  im.Keep(*next - 1);
+  return {};
+}
 
 Store::ChangeStarts Store::change_starts() const { return impl_->starts; }
 

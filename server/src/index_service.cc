@@ -397,6 +397,15 @@ void IndexService::Follow() {
     if (wake_.wait_for(lock, wait, [this] { return stop_; })) return;
   }
   ready_.store(true, std::memory_order_release);
+  if (writer_ != nullptr) {
+    // The writer reads and checks the store now, behind matching, rather
+    // than in the first change an operator makes (about a second at 1M
+    // entries). A store that cannot be changed says so again at each change.
+    std::lock_guard lock(write_mu_);
+    if (Status prepared = writer_->PrepareChange(); !prepared.ok()) {
+      Log("the store cannot be changed from this server yet: " + prepared.error().ToString());
+    }
+  }
   const auto interval = std::chrono::milliseconds(config_.poll_interval_ms);
   for (;;) {
     {

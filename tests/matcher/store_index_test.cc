@@ -940,6 +940,53 @@ TEST_P(StoreIndexStateTest, AChangeStartsFromTheLastOnesStateWhileNoOneElseWrote
   EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
 }
 
+// A Store just opened (a server's writer) prepares its first change: it
+// reads and checks the state then, writing nothing, and its first change
+// starts from that state (SQLite), unless another connection committed
+// meanwhile; a store changed outside Bantay is refused then as a change
+// would be. On PostgreSQL nothing is done (nothing kept could be used).
+TEST_P(StoreIndexStateTest, AStoreJustOpenedPreparesItsFirstChange) {
+  std::unique_ptr<Store> opened = Open();
+  ASSERT_NE(opened, nullptr);
+  auto expect_starts = [&](uint64_t checked, uint64_t kept) {
+    const Store::ChangeStarts starts = opened->change_starts();
+    EXPECT_EQ(starts.checked, checked);
+    EXPECT_EQ(starts.kept, kept);
+  };
+  STORE_ASSERT_OK(opened->PrepareChange());
+  EXPECT_EQ(VersionOf(*store_), 6u);  // nothing written
+  expect_starts(sqlite() ? 1 : 0, 0);
+  STORE_ASSERT_OK(opened->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v7
+  expect_starts(1, sqlite() ? 1 : 0);
+  Catch(follower_, opened.get());
+  EXPECT_EQ(follower_.verified->from_writer(), sqlite());
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{}));
+
+  // Another connection's change in between: the change checks everything.
+  // (Prepared again from the state its last change kept.)
+  STORE_ASSERT_OK(opened->PrepareChange());
+  STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kActive, Ctx()));  // v8
+  STORE_ASSERT_OK(opened->DescribeList("hotline-a", "described", Ctx()));       // v9
+  expect_starts(2, sqlite() ? 2 : 0);
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
+
+  // An entry's status edited with SQL: refused as a change is.
+  Sql("UPDATE entries SET status = 0 WHERE id = 3");
+  const Status refused = opened->PrepareChange();
+  if (!sqlite()) {
+    EXPECT_TRUE(refused.ok());
+    return;
+  }
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(refused.error().message(),
+            "the store was changed outside Bantay: the states of its entries and lists are not "
+            "the ones version 9 signed (an entry or a list changed, added or deleted), and no "
+            "change is signed over it (see bantay index verify)");
+  EXPECT_EQ(VersionOf(*store_), 9u);
+}
+
 // A change that only adds entries (ids after every one, no list changing
 // state) hashes only those, in the writer and in the follower: the state
 // digest's hash over the entries before and the right edge of the Merkle

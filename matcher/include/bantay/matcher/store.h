@@ -304,6 +304,18 @@ class Store {
   // current version when the store is upgraded already.
   Result<uint64_t> Upgrade(const ChangeContext& context);
 
+  // Reads every row and checks it against what the current version signed,
+  // as a change begins (counted in change_starts()), and keeps that state
+  // for this Store's next change, which starts from it if no other
+  // connection has committed meanwhile. Nothing is written; the write lock
+  // is held meanwhile (about a second at 1M entries). A server calls it
+  // once its index is loaded, so that its first change costs what its
+  // later ones do. SQLite only: PostgreSQL counts no commits, so nothing
+  // kept could be used, and nothing is done. The errors of a change's
+  // beginning (kCorruptData for a store changed outside Bantay,
+  // kPermissionDenied without the signing key, ...).
+  Status PrepareChange();
+
   // How this Store's changes began (those that got that far): by reading
   // every row and checking it against what the current version signed, or
   // (SQLite only) from the state this Store's own last change left, when no
