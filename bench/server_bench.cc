@@ -41,8 +41,9 @@
 //             match, for 7 changes on an idle server and 7 under the open
 //             loop at --rate; then each of those entries disabled, to the
 //             answer and to the first query that no longer matches it;
-//             against the server's first change (which reads and checks
-//             every row of the store: the baseline).
+//             against the server's first change, made as soon as it is
+//             ready (it waits for the writer's preparation, which reads
+//             and checks every row of the store: the baseline).
 //   soak      (--soak SECONDS) open loop at 70% of the closed-loop capacity
 //             measured in this run (or --soak-rate): errors, latency and the
 //             process's VmRSS after a 30 s warm-up and at the end.
@@ -1040,7 +1041,8 @@ int main(int argc, char** argv) {
   // added is disabled (PATCH), timed to the answer and to a match that no
   // longer finds it: a change that only adds entries hashes only those,
   // one that disables an entry hashes the whole state (Store). The first
-  // change of a server reads and checks every row of the store (the
+  // change, made as soon as the server is ready, waits for its writer's
+  // preparation, which reads and checks every row of the store (the
   // baseline); the later ones start from the state the one before left.
   // Then the same under an open-loop matching load at --rate on
   // --open-connections.
@@ -1123,7 +1125,8 @@ int main(int argc, char** argv) {
     };
     double first_answer = 0, first_match = 0;
     add(&first_answer, &first_match);
-    std::printf("change 1 (the server's first: reads and checks every row): answered after "
+    std::printf("change 1 (the server's first, as soon as it is ready: waits for its writer to "
+                "read and check every row): answered after "
                 "%.3f s, matched after %.3f s\n",
                 first_answer, first_match);
     Times idle_adds, idle_disables, load_adds, load_disables;
@@ -1153,7 +1156,8 @@ int main(int argc, char** argv) {
         "[max %.3f]; one entry disabled, idle %.3f s / %.3f s to no match [max %.3f], under load "
         "%.3f s / %.3f s [max %.3f] (the loaded run's p99 over its 20 s, changes and the time "
         "between them: %.2f ms, %llu errors); "
-        "the server's first change (baseline: it reads and checks every row) %.3f s / %.3f s, "
+        "the server's first change as soon as it is ready (baseline: it waits for the writer to "
+        "read and check every row) %.3f s / %.3f s, "
         "ratio %.1fx to an added entry's later ones",
         opt.entries, Median(idle_adds.answered), Median(idle_adds.matched),
         max(idle_adds.matched), opt.rate, Median(load_adds.answered), Median(load_adds.matched),
