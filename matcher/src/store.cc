@@ -1114,9 +1114,9 @@ struct Store::Impl {
     return done;
   }
 
-  // After a change begun and rolled back having changed nothing: the state
-  // it began from (before_) is kept for the next, at `version`, when
-  // BeginChange said it could be.
+  // After a change begun and rolled back having changed nothing (or
+  // PrepareChange): the state it began from (before_) is kept for the
+  // next, at `version`, when BeginChange said it could be.
   void Keep(uint64_t version) {
     if (keep_) {
       std::lock_guard lock(kept_mutex_);
@@ -2005,6 +2005,10 @@ std::optional<PublicKey> Store::stored_public_key() const { return impl_->public
 Status Store::PrepareChange() {
   Impl& im = *impl_;
   if (im.conn->backend() != db::Backend::kSqlite) return {};
+  {
+    std::lock_guard lock(im.kept_mutex_);
+    if (im.kept_) return {};
+  }
   Result<uint64_t> next = im.BeginChange(/*upgrading=*/false);
   if (!next.ok()) return next.error();
   // As a change that changed nothing: rolled back, its state kept.

@@ -322,6 +322,7 @@ void IndexService::Stop() {
   }
   wake_.notify_all();
   if (follower_thread_.joinable()) follower_thread_.join();
+  if (prepare_thread_.joinable()) prepare_thread_.join();
 }
 
 std::optional<Error> IndexService::load_error() const {
@@ -398,13 +399,15 @@ void IndexService::Follow() {
   }
   ready_.store(true, std::memory_order_release);
   if (writer_ != nullptr) {
-    // The writer reads and checks the store now, behind matching, rather
-    // than in the first change an operator makes (about a second at 1M
-    // entries). A store that cannot be changed says so again at each change.
-    std::lock_guard lock(write_mu_);
-    if (Status prepared = writer_->PrepareChange(); !prepared.ok()) {
-      Log("the store cannot be changed from this server yet: " + prepared.error().ToString());
-    }
+    // The writer reads and checks the store now, behind matching and
+    // beside this thread (which goes on following), rather than in the
+    // first change an operator makes (about a second at 1M entries).
+    // Joined by Stop, after this thread.
+    prepare_thread_ = std::thread([this] {
+      RunBehindMatching();
+      pthread_setname_np(pthread_self(), "bantay-prepare");
+      PrepareWriter();
+    });
   }
   const auto interval = std::chrono::milliseconds(config_.poll_interval_ms);
   for (;;) {
@@ -417,6 +420,25 @@ void IndexService::Follow() {
     // index keeps serving the version it has (logged, counted, and /readyz
     // turns 503 after store.stale_after_ms).
     NoteSyncLocked(SyncLocked(true));
+  }
+}
+
+void IndexService::PrepareWriter() {
+  std::lock_guard lock(write_mu_);  // a change made meanwhile waits for it
+  {
+    std::lock_guard state(state_mu_);
+    if (stop_) return;
+  }
+  Status prepared;
+  try {
+    prepared = writer_->PrepareChange();
+  } catch (const std::exception& e) {
+    prepared = Error(ErrorCode::kInternal, e.what());
+  }
+  // A store that cannot be changed says so again at each change.
+  if (!prepared.ok()) {
+    Log("the writer did not prepare its first change (which will read and check the store "
+        "itself): " + prepared.error().ToString());
   }
 }
 

@@ -17,7 +17,8 @@
 // Thread safety: every method is thread-safe. Each use of the store runs on
 // one of three Store objects (connections): the follower (loading and
 // applying changes, under sync_mu_), the reader (administration reads, under
-// read_mu_) and the writer (changes, under write_mu_).
+// read_mu_) and the writer (changes, and its preparation once the index is
+// loaded on a thread of its own, under write_mu_).
 #ifndef BANTAY_SERVER_INDEX_SERVICE_H_
 #define BANTAY_SERVER_INDEX_SERVICE_H_
 
@@ -180,6 +181,10 @@ class IndexService {
   bool stop_ = false;                      // guarded by state_mu_
   std::condition_variable wake_;
   std::thread follower_thread_;
+  // The writer's preparation (Store::PrepareChange), started by the
+  // follower thread once the index is loaded.
+  std::thread prepare_thread_;
+  void PrepareWriter();
 };
 
 }  // namespace bantay::server

@@ -305,15 +305,17 @@ class Store {
   Result<uint64_t> Upgrade(const ChangeContext& context);
 
   // Reads every row and checks it against what the current version signed,
-  // as a change begins (counted in change_starts()), and keeps that state
-  // for this Store's next change, which starts from it if no other
-  // connection has committed meanwhile. Nothing is written; the write lock
-  // is held meanwhile (about a second at 1M entries). A server calls it
-  // once its index is loaded, so that its first change costs what its
-  // later ones do. SQLite only: PostgreSQL counts no commits, so nothing
-  // kept could be used, and nothing is done. The errors of a change's
-  // beginning (kCorruptData for a store changed outside Bantay,
-  // kPermissionDenied without the signing key, ...).
+  // as a change begins (counted in change_starts() as a checked start),
+  // and keeps that state (48 bytes an entry) for this Store's next change,
+  // which starts from it if no other connection has committed meanwhile.
+  // Nothing is written; the write lock is held meanwhile (about a second
+  // at 1M entries). A server calls it once its index is loaded, so that
+  // its first change costs what its later ones do. Nothing is done when
+  // this Store keeps a state already (its next change decides whether it
+  // can use it), or on PostgreSQL, which counts no commits (nothing kept
+  // could be used). The errors of a change's beginning (kCorruptData for a
+  // store changed outside Bantay, kPermissionDenied without the signing
+  // key, kUnavailable when the database is busy, ...).
   Status PrepareChange();
 
   // How this Store's changes began (those that got that far): by reading
@@ -344,15 +346,18 @@ class Store {
     std::span<const std::string> list_names;
     std::span<const uint8_t> list_state;
   };
-  // Whether this Store's last change signed `record` (the same record, as
+  // Whether this Store's kept state — left by its last change, or read by
+  // PrepareChange or a change that changed nothing, at a version that may
+  // be another process's — is that of `record` (the same record, as
   // stored) over exactly `state` — every entry's id, leaf, status and list,
   // every list and its state, and no entry of a list not held — and then
   // the hashes it signed of the entries (the state digest's part over them
   // and the active leaves' Merkle frontier), which are then `state`'s: a
   // follower in the same process verifies a change against them rather
   // than hashing its whole state again (equal states have equal hashes).
-  // False when this Store keeps no state of that version: another change
-  // since (under way or made), a failed change, another process's change,
+  // (The follower still checks them against the signed record.) False when
+  // this Store keeps no state of that version: another change since (under
+  // way or made), a failed change, a later version it did not make,
   // PostgreSQL. O(entries) comparisons, under a lock that this Store's next
   // change waits for; any thread may call it while this Store makes a
   // change (not while it is destroyed or moved).
