@@ -571,10 +571,7 @@ struct Store::Impl {
     };
     if (!from) return MerkleFrontierOf(state.rows.size(), active);
     MerkleFrontier frontier = state.active;
-    Sha256Hasher hasher;
-    for (size_t i = *from; i < state.rows.size(); ++i) {
-      if (const Digest32* leaf = active(i)) frontier.Append(*leaf, hasher);
-    }
+    AppendLeavesOf(&frontier, *from, state.rows.size(), active);
     return frontier;
   }
 

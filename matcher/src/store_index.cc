@@ -241,10 +241,7 @@ Status VerifiedStoreState::HashEntries() {
   if (hashed_ == 0) {
     active_ = MerkleFrontierOf(ids_.size(), active);
   } else {
-    Sha256Hasher hasher;
-    for (size_t i = hashed_; i < ids_.size(); ++i) {
-      if (const Digest32* leaf = active(i)) active_.Append(*leaf, hasher);
-    }
+    AppendLeavesOf(&active_, hashed_, ids_.size(), active);
   }
   hashed_ = ids_.size();
   return {};
@@ -505,7 +502,7 @@ Result<VerifiedStoreState::Undo> VerifiedStoreState::Advance(const ChangeSet& ch
     // Only entries added after every one held (or changed: an entry added
     // and disabled since), and no list held changing state (any entry held
     // may be in it): the hashes of the entries held go on.
-    bool appended = !rebuild && undo.changed.empty() && hashed_ == undo.size &&
+    bool appended = !rebuild && hashed_ == undo.size &&
                     std::all_of(held.begin(), held.end(), [](size_t h) { return h == SIZE_MAX; });
     for (size_t i = 0; appended && i < undo.list_state.size(); ++i) {
       appended = list_state_[i] == undo.list_state[i];

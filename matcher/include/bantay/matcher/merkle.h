@@ -69,9 +69,19 @@ class MerkleFrontier {
   std::vector<Digest32> subtrees_;
 };
 
-// The frontier of the leaves of `items` items in order, where `leaf_of(i)`
-// is item i's leaf hash, or nullptr for an item that has none (an entry
-// not in the tree): the same node hashes as MerkleFrontier(leaves), read
+// Appends to `frontier` the leaves of items [begin, end), one by one on
+// this thread: `leaf_of(i)` is item i's leaf hash, or nullptr for an item
+// that has none (an entry not in the tree).
+template <typename LeafOf>
+void AppendLeavesOf(MerkleFrontier* frontier, size_t begin, size_t end, const LeafOf& leaf_of) {
+  Sha256Hasher hasher;
+  for (size_t i = begin; i < end; ++i) {
+    if (const Digest32* leaf = leaf_of(i)) frontier->Append(*leaf, hasher);
+  }
+}
+
+// The frontier of the leaves of `items` items in order (`leaf_of` as
+// above): the same node hashes as MerkleFrontier(leaves), read
 // in place, with no copy of the leaves. A large tree's first subtree is
 // hashed on a thread of its own, as MerkleRoot does; `leaf_of` is then
 // called from two threads at once (on separate items). Each item is read
@@ -81,10 +91,7 @@ template <typename LeafOf>
 MerkleFrontier MerkleFrontierOf(size_t items, const LeafOf& leaf_of) {
   auto hash = [&](size_t begin, size_t end) {
     MerkleFrontier frontier;
-    Sha256Hasher hasher;
-    for (size_t i = begin; i < end; ++i) {
-      if (const Digest32* leaf = leaf_of(i)) frontier.Append(*leaf, hasher);
-    }
+    AppendLeavesOf(&frontier, begin, end, leaf_of);
     return frontier;
   };
   size_t leaves = 0;
