@@ -32,6 +32,12 @@
 //                                      (open-10M only, N runs (3); the 10M
 //                                       store and its key are kept in DIR and
 //                                       reused by later runs)
+//      build/bin/store_bench --postgres URL
+//                                      (import-1M once, verified-open-1M and
+//                                       change-1M on PostgreSQL: URL names an
+//                                       empty database, for example one of a
+//                                       cluster started by
+//                                       build/bin/pg_cluster_ctl start DIR)
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -288,14 +294,17 @@ void Usage() {
                "  --open-only   open-10M only; the store and its key are kept in DIR\n"
                "                (built on the first run, reused afterwards)\n"
                "  --runs N      runs of open-10M (default 3)\n"
-               "  --no-baseline skip the build-from-memory baseline\n");
+               "  --no-baseline skip the build-from-memory baseline\n"
+               "       store_bench --postgres URL\n"
+               "  --postgres    import-1M (once), verified-open-1M and change-1M in the\n"
+               "                PostgreSQL database URL (empty; its tables are made)\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   bool quick = false, open_only = false, baseline = true;
-  std::string store_dir;
+  std::string store_dir, postgres;
   int runs = 3;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -305,6 +314,8 @@ int main(int argc, char** argv) {
       open_only = true;
     } else if (arg == "--no-baseline") {
       baseline = false;
+    } else if (arg == "--postgres" && i + 1 < argc) {
+      postgres = argv[++i];
     } else if (arg == "--store-dir" && i + 1 < argc) {
       store_dir = argv[++i];
     } else if (arg == "--runs" && i + 1 < argc) {
@@ -332,6 +343,25 @@ int main(int argc, char** argv) {
     auto key = ReadDataKeyFile(key_path);
     Check(key.ok(), "ReadDataKeyFile");
     PrintOpenTen(MeasureOpen("sqlite:" + path, *key, runs, baseline));
+    return 0;
+  }
+  if (!postgres.empty()) {
+    // Every change on PostgreSQL reads and checks every row before it and
+    // reads them back after it (no commit count tells it that no one else
+    // wrote): the figures to hold against SQLite's.
+    const DataKey data = GenerateDataKey();
+    auto store = Store::Init(postgres, Keys(data, signing), context);
+    Check(store.ok(), "Store::Init (an empty database?)");
+    const auto start = Clock::now();
+    Check((*store)->AddEntries(RandomEntries(1'000'000, 1), context, "import").ok(),
+          "AddEntries");
+    std::printf("import-1M (PostgreSQL): %.2f s\n", Seconds(start));
+    store->reset();
+    const OpenFigures one = MeasureOpen(postgres, data, 3);
+    std::printf("open-1M (PostgreSQL): open+decrypt+build %.2f s; build from memory %.2f s; "
+                "ratio %.2fx\n",
+                one.open, one.baseline, one.open / one.baseline);
+    MeasureVerification(postgres, data, signing, context);
     return 0;
   }
   const std::string dir = std::filesystem::temp_directory_path() /
