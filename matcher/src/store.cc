@@ -290,6 +290,33 @@ Digest32 AuditRecordDigest(const AuditRecord& r) {
   return h.Finish();
 }
 
+// Every transaction that may still commit has an id of at least
+// snapshot_xmin (running ones) or snapshot_xmax (later ones). A trusted
+// 32-bit id r stands for r64, the last 64-bit id at or below snapshot_xmax
+// that ends in r: the transaction that wrote the rows, or one 2^32 or more
+// later than it (rows frozen long ago keep their id). Another
+// transaction's id can end in r only if it is r64 itself — possible only
+// if r64 was running or is still to come, refused here — or is at least
+// r64 + 2^32. The Store's own later ids (at least snapshot_xmax) can be
+// ended in by another transaction's (at least snapshot_xmin) only 2^32
+// apart. So before min(snapshot_xmin, every r64) + 2^32 no one else's rows
+// can carry a trusted id.
+std::optional<uint64_t> internal::PgTrustedUntil(uint64_t snapshot_xmin, uint64_t snapshot_xmax,
+                                                 const std::set<uint64_t>& running,
+                                                 const std::set<uint32_t>& xids) {
+  constexpr uint64_t kWrap = uint64_t{1} << 32;
+  if (snapshot_xmin > snapshot_xmax) return std::nullopt;
+  uint64_t oldest = snapshot_xmin;
+  for (const uint32_t r : xids) {
+    const uint64_t back = static_cast<uint32_t>(static_cast<uint32_t>(snapshot_xmax) - r);
+    if (back == 0 || back > snapshot_xmax) return std::nullopt;
+    const uint64_t r64 = snapshot_xmax - back;
+    if (running.count(r64) != 0) return std::nullopt;
+    oldest = std::min(oldest, r64);
+  }
+  return oldest + kWrap;
+}
+
 namespace {
 
 // The data keys' ciphers for hash values at rest: value || salt sealed
@@ -458,6 +485,36 @@ struct Store::Impl {
     std::vector<std::string> entry_lists;  // the list names the entries name
     std::vector<std::pair<std::string, bool>> lists;
   };
+  // What tells a change that no other connection has written to the store
+  // since a state was kept (KeptState): SQLite's data version, or on
+  // PostgreSQL, which counts no commits, a PgMark.
+  //
+  // PgMark: every row version in PostgreSQL carries the (32-bit) id of the
+  // transaction that wrote it, its xmin, which no one can choose. A state is
+  // kept from a change that read and checked every row (or made them from
+  // such a state): the ids then in the tables are trusted, and each later
+  // change adds its own. If every row of the tables still carries a trusted
+  // id, the entries and lists are as many as the state holds, and the
+  // catalog rows of the tables (their columns, constraints, triggers, rules,
+  // policies, inheritance) are the very row versions they were, no one else
+  // has inserted, updated, deleted or truncated anything, nor changed what a
+  // table or a column is: the rows are the state kept. The ids wrap around
+  // after 2^32 transactions: from `valid_until` (a 64-bit transaction id,
+  // internal::PgTrustedUntil) another transaction could write rows that
+  // carry a trusted id, and the state is read and checked again.
+  struct PgMark {
+    std::string catalog;
+    std::set<uint32_t> xids;
+    uint64_t valid_until = 0;
+    uint64_t entries = 0, lists = 0;  // the rows the tables must hold
+  };
+  struct Mark {
+    int64_t data_version = 0;  // SQLite
+    std::optional<PgMark> pg;  // PostgreSQL
+  };
+  // The tables a change writes (locked by a change on PostgreSQL).
+  static constexpr std::string_view kPgTables = "entries, lists, removals, audit, versions, state";
+
   Result<StoreState> ReadState(bool keep_rows) {
     StoreState state;
     StateDigester& digester = state.rows_digest;
@@ -762,7 +819,7 @@ struct Store::Impl {
                                 std::string_view action, std::string_view list,
                                 uint64_t count, const Digest32& entries_digest,
                                 StoreState after, bool check_database,
-                                std::optional<int64_t> keep) {
+                                std::optional<Mark> keep) {
     Result<AuditRecord> last = LastAudit();
     if (!last.ok()) return last.error();
     AuditRecord r;
@@ -815,6 +872,15 @@ struct Store::Impl {
     s = Exec("UPDATE state SET version = $1 WHERE id = 1",
              {Param::Int(static_cast<int64_t>(version))});
     if (!s.ok()) return s.error();
+    if (keep && keep->pg) {
+      // Every row this change wrote carries its transaction id: trusted
+      // from now on, with the row counts the change leaves.
+      Result<int64_t> xid = QueryInt("SELECT pg_current_xact_id()::text::bigint", {});
+      if (!xid.ok()) return xid.error();
+      keep->pg->xids.insert(static_cast<uint32_t>(*xid));
+      keep->pg->entries = after.rows.size();
+      keep->pg->lists = after.lists.size();
+    }
     s = conn->Commit();
     if (!s.ok()) return s.error();
     if (keep) {
@@ -911,14 +977,30 @@ struct Store::Impl {
       kept = std::move(kept_);
       kept_.reset();
     }
+    const bool postgres = conn->backend() == db::Backend::kPostgres;
+    if (postgres) {
+      // Read committed: without this, an edit committed between the check
+      // and the signing would be signed. Plain reads go on.
+      s = Exec("LOCK TABLE " + std::string(kPgTables) + " IN EXCLUSIVE MODE", {});
+      if (!s.ok()) return fail(s.error());
+    }
     Result<std::optional<int64_t>> data_version = DataVersion();
     if (!data_version.ok()) return fail(data_version.error());
-    if (kept && !upgrading && *data_version && kept->data_version == **data_version &&
-        kept->version == current) {
+    bool unchanged = false;
+    if (kept && !upgrading && kept->version == current) {
+      if (*data_version) {
+        unchanged = !kept->mark.pg && kept->mark.data_version == **data_version;
+      } else if (postgres && kept->mark.pg && kept->record) {
+        Result<bool> same = PgUnchanged(*kept->mark.pg, *kept->record);
+        if (!same.ok()) return fail(same.error());
+        unchanged = *same;
+      }
+    }
+    if (unchanged) {
       before_ = std::move(kept->state);
       before_record_ = std::move(kept->record);
       before_kept_ = true;
-      keep_ = *data_version;
+      keep_ = std::move(kept->mark);
       ++starts.kept;
       return current + 1;
     }
@@ -935,7 +1017,11 @@ struct Store::Impl {
     if (*data_version && !upgrading) {
       Result<bool> ours = SchemaIsBantays();
       if (!ours.ok()) return fail(ours.error());
-      if (*ours) keep_ = *data_version;
+      if (*ours) keep_ = Mark{**data_version, std::nullopt};
+    } else if (postgres && !upgrading) {
+      Result<std::optional<PgMark>> mark = PgObserve(before_);
+      if (!mark.ok()) return fail(mark.error());
+      if (*mark) keep_ = Mark{0, std::move(*mark)};
     }
     ++starts.checked;
     return current + 1;
@@ -949,6 +1035,156 @@ struct Store::Impl {
     Result<int64_t> v = QueryInt("PRAGMA data_version", {});
     if (!v.ok()) return v.error();
     return std::optional<int64_t>(*v);
+  }
+
+  // PostgreSQL, inside the write transaction with the tables locked: the
+  // catalog rows that say what the store's tables are — the tables, their
+  // columns, defaults, constraints, triggers, rules, policies and
+  // inheritance — as one text of (kind, object, row version) items, and
+  // whether they are Bantay's own: no trigger of anyone else's (a
+  // constraint's internal triggers aside: they only check, or act on the
+  // other table) and the append-only triggers firing only on UPDATE and
+  // DELETE, which no change does; no rule, no row security, no inheritance,
+  // plain tables, and foreign keys between the tables that neither cascade
+  // nor set values. So the statements of a change do what they say, and the
+  // state it leaves is the database's without reading it back.
+  struct PgCatalog {
+    std::string fingerprint;
+    bool ours = false;
+  };
+  Result<PgCatalog> ReadPgCatalog() {
+    // The tables as the change's statements name them (the search path).
+    static const std::string kOurs =
+        "WITH t AS (SELECT to_regclass(n)::oid AS oid FROM unnest(string_to_array('" +
+        std::string(kPgTables) + "', ', ')) n) ";
+    PgCatalog catalog;
+    Status s = Exec(
+        kOurs +
+            "SELECT string_agg(f, ',' ORDER BY f) FROM ("
+            "SELECT 'c' || c.oid || ':' || c.xmin FROM pg_class c WHERE c.oid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'a' || attrelid || '.' || attnum || ':' || xmin FROM pg_attribute "
+            "WHERE attrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'd' || oid || ':' || xmin FROM pg_attrdef "
+            "WHERE adrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'k' || oid || ':' || xmin FROM pg_constraint "
+            "WHERE conrelid IN (SELECT oid FROM t) OR confrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 't' || oid || ':' || xmin FROM pg_trigger "
+            "WHERE tgrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'r' || oid || ':' || xmin FROM pg_rewrite "
+            "WHERE ev_class IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'p' || oid || ':' || xmin FROM pg_policy "
+            "WHERE polrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'i' || inhrelid || '<' || inhparent || ':' || xmin FROM pg_inherits "
+            "WHERE inhrelid IN (SELECT oid FROM t) OR inhparent IN (SELECT oid FROM t)"
+            ") x(f)",
+        {}, [&](const Row& row) { catalog.fingerprint = std::string(row.Text(0)); });
+    if (!s.ok()) return s.error();
+    Result<int64_t> foreign = QueryInt(
+        kOurs +
+            "SELECT (SELECT count(*) FROM t WHERE oid IS NULL) "
+            "+ (SELECT count(*) FROM pg_class WHERE oid IN (SELECT oid FROM t) AND "
+            "(relkind <> 'r' OR relrowsecurity OR relforcerowsecurity)) "
+            "+ (SELECT count(*) FROM pg_trigger g WHERE tgrelid IN (SELECT oid FROM t) AND "
+            "NOT tgisinternal AND NOT (tgtype = 27 AND ((tgrelid = 'audit'::regclass AND "
+            "tgname = 'audit_append_only') OR (tgrelid = 'versions'::regclass AND "
+            "tgname = 'versions_append_only')))) "
+            "+ (SELECT count(*) FROM pg_rewrite WHERE ev_class IN (SELECT oid FROM t)) "
+            "+ (SELECT count(*) FROM pg_inherits WHERE inhrelid IN (SELECT oid FROM t) OR "
+            "inhparent IN (SELECT oid FROM t)) "
+            "+ (SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND "
+            "conrelid IN (SELECT oid FROM t) AND (confupdtype NOT IN ('a', 'r') OR "
+            "confdeltype NOT IN ('a', 'r')))",
+        {});
+    if (!foreign.ok()) return foreign.error();
+    catalog.ours = *foreign == 0 && !catalog.fingerprint.empty();
+    return catalog;
+  }
+
+  // The transaction ids the rows of the tables carry (PgMark), and how many
+  // rows of the entries and the lists.
+  struct PgRows {
+    std::set<uint32_t> xids;
+    uint64_t entries = 0, lists = 0;
+  };
+  Result<PgRows> ReadPgRows() {
+    PgRows rows;
+    std::string sql;
+    for (std::string_view tables = kPgTables; !tables.empty();) {
+      const size_t comma = tables.find(", ");
+      const std::string table(tables.substr(0, comma));
+      tables = comma == std::string_view::npos ? "" : tables.substr(comma + 2);
+      if (!sql.empty()) sql += " UNION ALL ";
+      sql += "SELECT '" + table + "', xmin::text::bigint, count(*) FROM " + table + " GROUP BY 2";
+    }
+    Status s = Exec(sql, {}, [&](const Row& row) {
+      rows.xids.insert(static_cast<uint32_t>(row.Int(1)));
+      const auto count = static_cast<uint64_t>(row.Int(2));
+      if (row.Text(0) == "entries") rows.entries += count;
+      if (row.Text(0) == "lists") rows.lists += count;
+    });
+    if (!s.ok()) return s.error();
+    return rows;
+  }
+
+  // After the whole state was read and checked (`state`, the rows and lists
+  // in the tables), inside the write transaction with the tables locked: the
+  // mark that later changes compare with, or none when the schema is not
+  // Bantay's own or a trusted id could be a transaction's still to commit
+  // (internal::PgTrustedUntil).
+  Result<std::optional<PgMark>> PgObserve(const StoreState& state) {
+    Result<PgCatalog> catalog = ReadPgCatalog();
+    if (!catalog.ok()) return catalog.error();
+    if (!catalog->ours) return std::optional<PgMark>();
+    Result<PgRows> rows = ReadPgRows();
+    if (!rows.ok()) return rows.error();
+    if (rows->entries != state.rows.size() || rows->lists != state.lists.size()) {
+      return std::optional<PgMark>();
+    }
+    int64_t low = -1, next = -1;
+    std::set<uint64_t> running;
+    Status s = Exec(
+        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, "
+        "x::text::bigint FROM pg_current_snapshot() s "
+        "LEFT JOIN LATERAL pg_snapshot_xip(s) x ON true",
+        {}, [&](const Row& row) {
+          low = row.Int(0);
+          next = row.Int(1);
+          if (!row.IsNull(2)) running.insert(static_cast<uint64_t>(row.Int(2)));
+        });
+    if (!s.ok()) return s.error();
+    if (low < 0 || next < 0) return Error(ErrorCode::kInternal, "no transaction snapshot");
+    const std::optional<uint64_t> until = internal::PgTrustedUntil(
+        static_cast<uint64_t>(low), static_cast<uint64_t>(next), running, rows->xids);
+    if (!until) return std::optional<PgMark>();
+    PgMark mark;
+    mark.catalog = std::move(catalog->fingerprint);
+    mark.xids = std::move(rows->xids);
+    mark.valid_until = *until;
+    mark.entries = rows->entries;
+    mark.lists = rows->lists;
+    return std::optional<PgMark>(std::move(mark));
+  }
+
+  // Inside the write transaction with the tables locked: whether the
+  // tables are as `mark` says a kept state left them (PgMark), and the last
+  // audit record the one `record` signed.
+  Result<bool> PgUnchanged(const PgMark& mark, const VersionRecord& record) {
+    Result<int64_t> next =
+        QueryInt("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", {});
+    if (!next.ok()) return next.error();
+    if (*next < 0 || static_cast<uint64_t>(*next) >= mark.valid_until) return false;
+    Result<PgCatalog> catalog = ReadPgCatalog();
+    if (!catalog.ok()) return catalog.error();
+    if (!catalog->ours || catalog->fingerprint != mark.catalog) return false;
+    Result<PgRows> rows = ReadPgRows();
+    if (!rows.ok()) return rows.error();
+    if (rows->entries != mark.entries || rows->lists != mark.lists) return false;
+    for (const uint32_t xid : rows->xids) {
+      if (mark.xids.count(xid) == 0) return false;
+    }
+    Result<AuditRecord> last = LastAudit();
+    if (!last.ok()) return last.error();
+    return last->seq == record.version && last->digest == record.audit_digest;
   }
 
   // Whether the SQLite database's tables, indexes and triggers are exactly
@@ -1005,13 +1241,6 @@ struct Store::Impl {
   // comparison after the change. A version without a state digest
   // (schema 1) is taken as found only by the upgrade.
   Status CheckCurrentRoot(uint64_t version, bool upgrading) {
-    if (conn->backend() == db::Backend::kPostgres) {
-      // Read committed: without this, an edit committed between the check
-      // and the signing would be signed. Plain reads go on.
-      Status locked = Exec(
-          "LOCK TABLE entries, lists, removals, audit, versions, state IN EXCLUSIVE MODE", {});
-      if (!locked.ok()) return locked;
-    }
     std::vector<VersionRecord> records;
     Status s = ReadVersions(VersionSelect() + " FROM versions WHERE version = $1",
                             {Param::Int(static_cast<int64_t>(version))}, &records);
@@ -1080,7 +1309,7 @@ struct Store::Impl {
     StoreState before = std::move(before_);
     before_ = {};
     const bool kept = before_kept_;
-    const std::optional<int64_t> keep = keep_;
+    std::optional<Mark> keep = keep_;
     Result<ChangeSummary> summary = body(*version);
     if (!summary.ok()) {
       conn->Rollback();
@@ -1102,7 +1331,8 @@ struct Store::Impl {
     const bool appended = after->appended;
     Result<uint64_t> done =
         FinishChange(*version, context, action, summary->list, summary->count,
-                     summary->entries_digest, std::move(*after), /*check_database=*/!kept, keep);
+                     summary->entries_digest, std::move(*after), /*check_database=*/!kept,
+                     std::move(keep));
     if (!done.ok()) {
       conn->Rollback();
     } else if (appended) {
@@ -1141,7 +1371,7 @@ struct Store::Impl {
   // reads and checks everything, as on PostgreSQL, which counts no commits.
   struct KeptState {
     uint64_t version = 0;
-    int64_t data_version = 0;
+    Mark mark;
     StoreState state;  // rows, lists and their hashes
     std::optional<VersionRecord> record;  // what the change signed (SignedThis)
   };
@@ -1190,7 +1420,7 @@ struct Store::Impl {
     *active = state.active;
     return true;
   }
-  std::optional<int64_t> keep_;  // BeginChange's: keep the change's state at this data version
+  std::optional<Mark> keep_;  // BeginChange's: keep the change's state with this mark
   ChangeStarts starts;
 
   // Leaf hashes and lists of existing entries, in id order; kNotFound for a
@@ -2001,7 +2231,6 @@ std::optional<PublicKey> Store::stored_public_key() const { return impl_->public
 
 Status Store::PrepareChange() {
   Impl& im = *impl_;
-  if (im.conn->backend() != db::Backend::kSqlite) return {};
   {
     std::lock_guard lock(im.kept_mutex_);
     if (im.kept_) return {};

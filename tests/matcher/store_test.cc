@@ -145,6 +145,31 @@ class StoreTest : public store_testing::StoreBackendTest {
 
 // --- Init and Open ---------------------------------------------------------------
 
+// PostgreSQL's 32-bit transaction ids, trusted for a kept state until
+// another transaction could write rows that carry one of them.
+TEST(PgTrustedUntilTest, IsTheOldestTrustedOrRunningIdPlusTwoToThe32) {
+  constexpr uint64_t kWrap = uint64_t{1} << 32;
+  // Before any wrap-around: the oldest of the trusted ids and the
+  // snapshot's oldest running one.
+  EXPECT_EQ(internal::PgTrustedUntil(900, 1000, {}, {500, 700}), 500 + kWrap);
+  EXPECT_EQ(internal::PgTrustedUntil(400, 1000, {}, {500, 700}), 400 + kWrap);
+  EXPECT_EQ(internal::PgTrustedUntil(1000, 1000, {}, {}), 1000 + kWrap);
+  // After a wrap-around, an id above the snapshot's low 32 bits stands for
+  // one of the epoch before.
+  const uint64_t next = kWrap + 0x100;
+  EXPECT_EQ(internal::PgTrustedUntil(next, next, {}, {0x80, 0xffff'ff00u}),
+            (kWrap - 0x100) + kWrap);
+  EXPECT_EQ(internal::PgTrustedUntil(next - 8, next, {}, {0x80}), kWrap + 0x80 + kWrap);
+  // An id that may be one still to come (the snapshot's next, or any id
+  // ending as it does), or one still running: none.
+  EXPECT_EQ(internal::PgTrustedUntil(900, 1000, {}, {1000}), std::nullopt);
+  EXPECT_EQ(internal::PgTrustedUntil(900, 1000, {950}, {500, 950}), std::nullopt);
+  EXPECT_EQ(internal::PgTrustedUntil(900, 1000, {950}, {500, 960}), 500 + kWrap);
+  // An id above every 64-bit id yet given ends as none of them did.
+  EXPECT_EQ(internal::PgTrustedUntil(900, 1000, {}, {5000}), std::nullopt);
+  EXPECT_EQ(internal::PgTrustedUntil(1000, 900, {}, {500}), std::nullopt);
+}
+
 TEST_P(StoreTest, InitCommitsVersionOneThenOpenReadsIt) {
   std::array<uint8_t, 16> id{};
   {
