@@ -63,7 +63,10 @@
 //        --connections 16,32,64 --rate R --open-connections N
 //        --jpeg-connections N --parts baseline,closed,open,jpeg,change
 //        --soak S --soak-rate R --max-others CORES --attempts N
-//        --quiet-wait S --serve-only S
+//        --quiet-wait S --serve-only S --postgres URL (the store in that
+//        empty PostgreSQL database, e.g. one of a cluster started by
+//        build/bin/pg_cluster_ctl start DIR; the server's PostgreSQL
+//        backends count as other processes)
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -160,6 +163,7 @@ struct Options : QuietGate {
   double soak = 0;
   double soak_rate = 0;
   double serve_only = 0;
+  std::string postgres;  // the store's database (empty: SQLite in a temporary directory)
   bool Part(const std::string& name) const {
     return std::find(parts.begin(), parts.end(), name) != parts.end();
   }
@@ -175,7 +179,7 @@ Options ParseOptions(int argc, char** argv) {
           "  [--io-threads 1,2] [--connections 16,32,64] [--rate R] [--open-connections N]\n"
           "  [--jpeg-connections N] [--parts baseline,closed,open,jpeg,change] [--soak S]\n"
           "  [--soak-rate R] [--max-others CORES] [--attempts N] [--quiet-wait S]\n"
-          "  [--serve-only S]\n"
+          "  [--serve-only S] [--postgres URL]\n"
           "(what each part measures: the top of bench/server_bench.cc)\n");
       std::exit(0);
     }
@@ -216,6 +220,8 @@ Options ParseOptions(int argc, char** argv) {
       o.quiet_wait = std::stod(value);
     } else if (flag == "--serve-only") {
       o.serve_only = std::stod(value);
+    } else if (flag == "--postgres") {
+      o.postgres = value;
     } else {
       Die("unknown flag " + flag);
     }
@@ -792,7 +798,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   const Workload w = MakeWorkload(opt.entries);
-  Setup setup = MakeSetup(w.values, "server_bench");
+  Setup setup = MakeSetup(w.values, "server_bench", opt.postgres);
   const std::vector<Request> hash_requests = HashRequests(w, setup.api_key);
   size_t planted = 0;
   for (bool p : w.planted) planted += p;

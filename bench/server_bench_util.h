@@ -311,20 +311,22 @@ struct Setup {
   bantay::server::ServerConfig config;
 };
 
-// A temporary SQLite store holding `values` as PDQ entries (lists bench-0..3,
-// category A1, references case-<i>), a self-signed certificate for
-// 127.0.0.1, a platform API key and an operator API key with no effective
-// rate limit, and a server configuration for them (compute_threads 2,
-// io_threads 1, access log off, the store's signing key for changes through
-// the API). `name` tells the benchmark's directory and audit records apart.
+// A temporary SQLite store (or one in `store_url`) holding `values` as PDQ
+// entries (lists bench-0..3, category A1, references case-<i>), a
+// self-signed certificate for 127.0.0.1, a platform API key and an operator
+// API key with no effective rate limit, and a server configuration for them
+// (compute_threads 2, io_threads 1, access log off, the store's signing key
+// for changes through the API). `name` tells the benchmark's directory and
+// audit records apart. With `store_url` (an empty PostgreSQL database), the
+// store is made there.
 inline Setup MakeSetup(const std::vector<std::array<uint8_t, 32>>& values,
-                       const std::string& name) {
+                       const std::string& name, const std::string& store_url = "") {
   namespace m = bantay::matcher;
   Setup s;
   s.dir = std::filesystem::temp_directory_path() /
           ("bantay-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::create_directories(s.dir);
-  s.store_url = "sqlite:" + s.dir + "/store.db";
+  s.store_url = store_url.empty() ? "sqlite:" + s.dir + "/store.db" : store_url;
   s.data_key = m::GenerateDataKey();
   if (!m::WriteDataKeyFile(s.dir + "/data.key", s.data_key).ok())
     Die("data key file");

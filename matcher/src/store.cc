@@ -290,6 +290,15 @@ Digest32 AuditRecordDigest(const AuditRecord& r) {
   return h.Finish();
 }
 
+std::optional<uint64_t> internal::PgXid64(uint32_t xid, uint64_t snapshot_xmax) {
+  // 0 to 2 are no transaction's: invalid, bootstrap, frozen (rows frozen
+  // by pg_surgery, or before PostgreSQL 9.4, carry 2).
+  if (xid < 3) return std::nullopt;
+  const uint64_t back = static_cast<uint32_t>(static_cast<uint32_t>(snapshot_xmax) - xid);
+  if (back == 0 || back > snapshot_xmax) return std::nullopt;
+  return snapshot_xmax - back;
+}
+
 // Every transaction that may still commit has an id of at least
 // snapshot_xmin (running ones) or snapshot_xmax (later ones). A trusted
 // 32-bit id r stands for r64, the last 64-bit id at or below snapshot_xmax
@@ -308,11 +317,9 @@ std::optional<uint64_t> internal::PgTrustedUntil(uint64_t snapshot_xmin, uint64_
   if (snapshot_xmin > snapshot_xmax) return std::nullopt;
   uint64_t oldest = snapshot_xmin;
   for (const uint32_t r : xids) {
-    const uint64_t back = static_cast<uint32_t>(static_cast<uint32_t>(snapshot_xmax) - r);
-    if (back == 0 || back > snapshot_xmax) return std::nullopt;
-    const uint64_t r64 = snapshot_xmax - back;
-    if (running.count(r64) != 0) return std::nullopt;
-    oldest = std::min(oldest, r64);
+    const std::optional<uint64_t> r64 = PgXid64(r, snapshot_xmax);
+    if (!r64 || running.count(*r64) != 0) return std::nullopt;
+    oldest = std::min(oldest, *r64);
   }
   return oldest + kWrap;
 }
@@ -495,18 +502,21 @@ struct Store::Impl {
   // such a state): the ids then in the tables are trusted, and each later
   // change adds its own. If every row of the tables still carries a trusted
   // id, the entries and lists are as many as the state holds, and the
-  // catalog rows of the tables (their columns, constraints, triggers, rules,
-  // policies, inheritance) are the very row versions they were, no one else
+  // catalog rows of the tables (their columns, constraints, indexes,
+  // triggers, rules, policies, inheritance) are the very row versions they were, no one else
   // has inserted, updated, deleted or truncated anything, nor changed what a
-  // table or a column is: the rows are the state kept. The ids wrap around
-  // after 2^32 transactions: from `valid_until` (a 64-bit transaction id,
-  // internal::PgTrustedUntil) another transaction could write rows that
-  // carry a trusted id, and the state is read and checked again.
+  // table or a column is: the rows are the state kept. (Every table's rows
+  // are counted: the entries and lists are the state's; each change adds
+  // one audit record, one version and a removal for each entry it
+  // removes.) The ids wrap around after 2^32 transactions: from
+  // `valid_until` (a 64-bit transaction id, internal::PgTrustedUntil)
+  // another transaction could write rows that carry a trusted id, and the
+  // state is read and checked again.
   struct PgMark {
     std::string catalog;
     std::set<uint32_t> xids;
     uint64_t valid_until = 0;
-    uint64_t entries = 0, lists = 0;  // the rows the tables must hold
+    std::map<std::string, uint64_t, std::less<>> rows;  // each table's rows
   };
   struct Mark {
     int64_t data_version = 0;  // SQLite
@@ -514,6 +524,75 @@ struct Store::Impl {
   };
   // The tables a change writes (locked by a change on PostgreSQL).
   static constexpr std::string_view kPgTables = "entries, lists, removals, audit, versions, state";
+  // The catalog's description of those tables as Init makes them on
+  // PostgreSQL (ReadPgCatalog; a store upgraded from schema 1 gives the
+  // same), its lines in byte order: 3124 and 3126 are the built-in btree
+  // operator classes of bigint and text, collation 100 the database's.
+  static constexpr std::string_view kPgSchema =
+    "column audit.action text not null collation 100\n"
+    "column audit.actor text not null collation 100\n"
+    "column audit.count bigint not null collation 0\n"
+    "column audit.digest bytea not null collation 0\n"
+    "column audit.entries_digest bytea not null collation 0\n"
+    "column audit.list text not null collation 100\n"
+    "column audit.prev_digest bytea not null collation 0\n"
+    "column audit.seq bigint not null collation 0\n"
+    "column audit.time bigint not null collation 0\n"
+    "column entries.added_at bigint not null collation 0\n"
+    "column entries.added_by text not null collation 100\n"
+    "column entries.added_version bigint not null collation 0\n"
+    "column entries.category text not null collation 100\n"
+    "column entries.id bigint not null collation 0\n"
+    "column entries.key_id text not null collation 100\n"
+    "column entries.leaf bytea not null collation 0\n"
+    "column entries.list text not null collation 100\n"
+    "column entries.reference text not null collation 100\n"
+    "column entries.sealed bytea not null collation 0\n"
+    "column entries.source text not null collation 100\n"
+    "column entries.status bigint not null collation 0\n"
+    "column entries.status_version bigint not null collation 0\n"
+    "column entries.type bigint not null collation 0\n"
+    "column lists.changed_version bigint not null collation 0\n"
+    "column lists.created_version bigint not null collation 0\n"
+    "column lists.description text not null collation 100\n"
+    "column lists.enabled bigint not null collation 0\n"
+    "column lists.name text not null collation 100\n"
+    "column removals.id bigint not null collation 0\n"
+    "column removals.version bigint not null collation 0\n"
+    "column state.id bigint not null collation 0\n"
+    "column state.next_id bigint not null collation 0\n"
+    "column state.version bigint not null collation 0\n"
+    "column versions.active_count bigint not null collation 0\n"
+    "column versions.audit_digest bytea not null collation 0\n"
+    "column versions.created_at bigint not null collation 0\n"
+    "column versions.public_key bytea not null collation 0\n"
+    "column versions.root bytea not null collation 0\n"
+    "column versions.signature bytea not null collation 0\n"
+    "column versions.state_digest bytea collation 0\n"
+    "column versions.version bigint not null collation 0\n"
+    "constraint audit audit_pkey PRIMARY KEY (seq)\n"
+    "constraint entries entries_list_fkey FOREIGN KEY (list) REFERENCES lists(name)\n"
+    "constraint entries entries_pkey PRIMARY KEY (id)\n"
+    "constraint lists lists_pkey PRIMARY KEY (name)\n"
+    "constraint state state_id_check CHECK ((id = 1))\n"
+    "constraint state state_pkey PRIMARY KEY (id)\n"
+    "constraint versions versions_pkey PRIMARY KEY (version)\n"
+    "index audit_pkey audit true 1 3124 0 true true\n"
+    "index entries_list entries false 2 1 3126 3124 100 0 true true\n"
+    "index entries_pkey entries true 1 3124 0 true true\n"
+    "index entries_status_version entries false 14 3124 0 true true\n"
+    "index lists_pkey lists true 1 3126 100 true true\n"
+    "index removals_version removals false 1 3124 0 true true\n"
+    "index state_pkey state true 1 3124 0 true true\n"
+    "index versions_pkey versions true 1 3124 0 true true\n"
+    "table audit r false false false\n"
+    "table entries r false false false\n"
+    "table lists r false false false\n"
+    "table removals r false false false\n"
+    "table state r false false false\n"
+    "table versions r false false false\n"
+    "trigger audit audit_append_only 27\n"
+    "trigger versions versions_append_only 27";
 
   Result<StoreState> ReadState(bool keep_rows) {
     StoreState state;
@@ -878,14 +957,12 @@ struct Store::Impl {
       Result<int64_t> xid = QueryInt("SELECT pg_current_xact_id()::text::bigint", {});
       if (!xid.ok()) return xid.error();
       keep->pg->xids.insert(static_cast<uint32_t>(*xid));
-      keep->pg->entries = after.rows.size();
-      keep->pg->lists = after.lists.size();
     }
     s = conn->Commit();
     if (!s.ok()) return s.error();
     if (keep) {
       std::lock_guard lock(kept_mutex_);
-      kept_.emplace(KeptState{version, *keep, std::move(after), v});
+      kept_.emplace(KeptState{version, std::move(*keep), std::move(after), v});
     }
     return version;
   }
@@ -991,7 +1068,7 @@ struct Store::Impl {
       if (*data_version) {
         unchanged = !kept->mark.pg && kept->mark.data_version == **data_version;
       } else if (postgres && kept->mark.pg && kept->record) {
-        Result<bool> same = PgUnchanged(*kept->mark.pg, *kept->record);
+        Result<bool> same = PgUnchanged(&*kept->mark.pg, *kept->record);
         if (!same.ok()) return fail(same.error());
         unchanged = *same;
       }
@@ -1039,20 +1116,22 @@ struct Store::Impl {
 
   // PostgreSQL, inside the write transaction with the tables locked: the
   // catalog rows that say what the store's tables are — the tables, their
-  // columns, defaults, constraints, triggers, rules, policies and
-  // inheritance — as one text of (kind, object, row version) items, and
-  // whether they are Bantay's own: no trigger of anyone else's (a
-  // constraint's internal triggers aside: they only check, or act on the
-  // other table) and the append-only triggers firing only on UPDATE and
-  // DELETE, which no change does; no rule, no row security, no inheritance,
-  // plain tables, and foreign keys between the tables that neither cascade
-  // nor set values. So the statements of a change do what they say, and the
-  // state it leaves is the database's without reading it back.
+  // columns, defaults, constraints, indexes, triggers, rules, policies and
+  // inheritance — as one text of (kind, object, row version) items; and,
+  // with `describe`, whether they are exactly Bantay's own (Init's schema,
+  // kPgSchema): the columns, constraints (also those of other tables that
+  // refer to these), indexes and triggers as Init makes them, and no rule,
+  // row security or inheritance. No function of anyone else's can then run
+  // in a change's statements (the append-only triggers fire only on UPDATE
+  // and DELETE of the audit log and the versions, which no change does; the
+  // foreign key's checks, the indexes and the constraint are built in), so
+  // they do what they say, and the state a change leaves is the database's
+  // without reading it back.
   struct PgCatalog {
     std::string fingerprint;
     bool ours = false;
   };
-  Result<PgCatalog> ReadPgCatalog() {
+  Result<PgCatalog> ReadPgCatalog(bool describe) {
     // The tables as the change's statements name them (the search path).
     static const std::string kOurs =
         "WITH t AS (SELECT to_regclass(n)::oid AS oid FROM unnest(string_to_array('" +
@@ -1060,7 +1139,7 @@ struct Store::Impl {
     PgCatalog catalog;
     Status s = Exec(
         kOurs +
-            "SELECT string_agg(f, ',' ORDER BY f) FROM ("
+            "SELECT string_agg(f, ',' ORDER BY f COLLATE \"C\") FROM ("
             "SELECT 'c' || c.oid || ':' || c.xmin FROM pg_class c WHERE c.oid IN (SELECT oid FROM t) "
             "UNION ALL SELECT 'a' || attrelid || '.' || attnum || ':' || xmin FROM pg_attribute "
             "WHERE attrelid IN (SELECT oid FROM t) "
@@ -1068,6 +1147,8 @@ struct Store::Impl {
             "WHERE adrelid IN (SELECT oid FROM t) "
             "UNION ALL SELECT 'k' || oid || ':' || xmin FROM pg_constraint "
             "WHERE conrelid IN (SELECT oid FROM t) OR confrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'x' || indexrelid || ':' || xmin FROM pg_index "
+            "WHERE indrelid IN (SELECT oid FROM t) "
             "UNION ALL SELECT 't' || oid || ':' || xmin FROM pg_trigger "
             "WHERE tgrelid IN (SELECT oid FROM t) "
             "UNION ALL SELECT 'r' || oid || ':' || xmin FROM pg_rewrite "
@@ -1077,34 +1158,58 @@ struct Store::Impl {
             "UNION ALL SELECT 'i' || inhrelid || '<' || inhparent || ':' || xmin FROM pg_inherits "
             "WHERE inhrelid IN (SELECT oid FROM t) OR inhparent IN (SELECT oid FROM t)"
             ") x(f)",
-        {}, [&](const Row& row) { catalog.fingerprint = std::string(row.Text(0)); });
+        {}, [&](const Row& row) {
+          if (!row.IsNull(0)) catalog.fingerprint = std::string(row.Text(0));
+        });
     if (!s.ok()) return s.error();
-    Result<int64_t> foreign = QueryInt(
+    if (!describe) return catalog;
+    std::string description;
+    s = Exec(
         kOurs +
-            "SELECT (SELECT count(*) FROM t WHERE oid IS NULL) "
-            "+ (SELECT count(*) FROM pg_class WHERE oid IN (SELECT oid FROM t) AND "
-            "(relkind <> 'r' OR relrowsecurity OR relforcerowsecurity)) "
-            "+ (SELECT count(*) FROM pg_trigger g WHERE tgrelid IN (SELECT oid FROM t) AND "
-            "NOT tgisinternal AND NOT (tgtype = 27 AND ((tgrelid = 'audit'::regclass AND "
-            "tgname = 'audit_append_only') OR (tgrelid = 'versions'::regclass AND "
-            "tgname = 'versions_append_only')))) "
-            "+ (SELECT count(*) FROM pg_rewrite WHERE ev_class IN (SELECT oid FROM t)) "
-            "+ (SELECT count(*) FROM pg_inherits WHERE inhrelid IN (SELECT oid FROM t) OR "
-            "inhparent IN (SELECT oid FROM t)) "
-            "+ (SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND "
-            "conrelid IN (SELECT oid FROM t) AND (confupdtype NOT IN ('a', 'r') OR "
-            "confdeltype NOT IN ('a', 'r')))",
-        {});
-    if (!foreign.ok()) return foreign.error();
-    catalog.ours = *foreign == 0 && !catalog.fingerprint.empty();
+            "SELECT string_agg(f, E'\\n' ORDER BY f COLLATE \"C\") FROM ("
+            "SELECT 'column ' || c.relname || '.' || a.attname || ' ' || "
+            "format_type(a.atttypid, a.atttypmod) || "
+            "CASE WHEN a.attnotnull THEN ' not null' ELSE '' END || "
+            "CASE WHEN a.atthasdef THEN ' default' ELSE '' END || "
+            "CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END || "
+            "CASE WHEN a.attidentity <> '' THEN ' identity' ELSE '' END || "
+            "' collation ' || a.attcollation "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE a.attrelid IN (SELECT oid FROM t) AND a.attnum > 0 AND NOT a.attisdropped "
+            "UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' "
+            "|| pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid IN (SELECT oid FROM t) OR confrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'index ' || indexrelid::regclass::text || ' ' || "
+            "indrelid::regclass::text || ' ' || indisunique || ' ' || indkey::text || ' ' || "
+            "indclass::text || ' ' || indcollation::text || ' ' || (indexprs IS NULL) || ' ' || "
+            "(indpred IS NULL) FROM pg_index WHERE indrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'trigger ' || tgrelid::regclass::text || ' ' || tgname || ' ' || "
+            "tgtype FROM pg_trigger WHERE tgrelid IN (SELECT oid FROM t) AND NOT tgisinternal "
+            "UNION ALL SELECT 'table ' || relname || ' ' || relkind::text || ' ' || "
+            "relrowsecurity || "
+            "' ' || relforcerowsecurity || ' ' || relhasrules FROM pg_class "
+            "WHERE oid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'rule ' || rulename FROM pg_rewrite "
+            "WHERE ev_class IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'policy ' || polname FROM pg_policy "
+            "WHERE polrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'inherits ' || inhrelid || ' ' || inhparent FROM pg_inherits "
+            "WHERE inhrelid IN (SELECT oid FROM t) OR inhparent IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'missing' FROM t WHERE oid IS NULL"
+            ") x(f)",
+        {}, [&](const Row& row) {
+          if (!row.IsNull(0)) description = std::string(row.Text(0));
+        });
+    if (!s.ok()) return s.error();
+    catalog.ours = description == kPgSchema && !catalog.fingerprint.empty();
     return catalog;
   }
 
   // The transaction ids the rows of the tables carry (PgMark), and how many
-  // rows of the entries and the lists.
+  // rows each table holds.
   struct PgRows {
     std::set<uint32_t> xids;
-    uint64_t entries = 0, lists = 0;
+    std::map<std::string, uint64_t, std::less<>> rows;
   };
   Result<PgRows> ReadPgRows() {
     PgRows rows;
@@ -1113,14 +1218,16 @@ struct Store::Impl {
       const size_t comma = tables.find(", ");
       const std::string table(tables.substr(0, comma));
       tables = comma == std::string_view::npos ? "" : tables.substr(comma + 2);
+      rows.rows[table] = 0;
       if (!sql.empty()) sql += " UNION ALL ";
-      sql += "SELECT '" + table + "', xmin::text::bigint, count(*) FROM " + table + " GROUP BY 2";
+      // Grouped by the id itself, cast once a group (not once a row).
+      sql += "SELECT '" + table + "', x::text::bigint, n FROM (SELECT xmin AS x, count(*) AS n "
+             "FROM " + table + " GROUP BY xmin) " + table;
     }
     Status s = Exec(sql, {}, [&](const Row& row) {
       rows.xids.insert(static_cast<uint32_t>(row.Int(1)));
-      const auto count = static_cast<uint64_t>(row.Int(2));
-      if (row.Text(0) == "entries") rows.entries += count;
-      if (row.Text(0) == "lists") rows.lists += count;
+      const auto at = rows.rows.find(row.Text(0));
+      if (at != rows.rows.end()) at->second += static_cast<uint64_t>(row.Int(2));
     });
     if (!s.ok()) return s.error();
     return rows;
@@ -1132,12 +1239,12 @@ struct Store::Impl {
   // Bantay's own or a trusted id could be a transaction's still to commit
   // (internal::PgTrustedUntil).
   Result<std::optional<PgMark>> PgObserve(const StoreState& state) {
-    Result<PgCatalog> catalog = ReadPgCatalog();
+    Result<PgCatalog> catalog = ReadPgCatalog(/*describe=*/true);
     if (!catalog.ok()) return catalog.error();
     if (!catalog->ours) return std::optional<PgMark>();
     Result<PgRows> rows = ReadPgRows();
     if (!rows.ok()) return rows.error();
-    if (rows->entries != state.rows.size() || rows->lists != state.lists.size()) {
+    if (rows->rows["entries"] != state.rows.size() || rows->rows["lists"] != state.lists.size()) {
       return std::optional<PgMark>();
     }
     int64_t low = -1, next = -1;
@@ -1153,6 +1260,23 @@ struct Store::Impl {
         });
     if (!s.ok()) return s.error();
     if (low < 0 || next < 0) return Error(ErrorCode::kInternal, "no transaction snapshot");
+    // The snapshot lists the running transactions, not their
+    // subtransactions: ask for each trusted id that could be one.
+    std::string candidates;
+    for (const uint32_t r : rows->xids) {
+      const std::optional<uint64_t> r64 = internal::PgXid64(r, static_cast<uint64_t>(next));
+      if (!r64) return std::optional<PgMark>();
+      if (*r64 < static_cast<uint64_t>(low)) continue;
+      if (!candidates.empty()) candidates += ",";
+      candidates += std::to_string(*r64);
+    }
+    if (!candidates.empty()) {
+      s = Exec("SELECT x FROM unnest(ARRAY[" + candidates +
+                   "]::bigint[]) x WHERE pg_xact_status(x::text::xid8) IS DISTINCT FROM "
+                   "'committed' AND pg_xact_status(x::text::xid8) IS DISTINCT FROM 'aborted'",
+               {}, [&](const Row& row) { running.insert(static_cast<uint64_t>(row.Int(0))); });
+      if (!s.ok()) return s.error();
+    }
     const std::optional<uint64_t> until = internal::PgTrustedUntil(
         static_cast<uint64_t>(low), static_cast<uint64_t>(next), running, rows->xids);
     if (!until) return std::optional<PgMark>();
@@ -1160,31 +1284,33 @@ struct Store::Impl {
     mark.catalog = std::move(catalog->fingerprint);
     mark.xids = std::move(rows->xids);
     mark.valid_until = *until;
-    mark.entries = rows->entries;
-    mark.lists = rows->lists;
+    mark.rows = std::move(rows->rows);
     return std::optional<PgMark>(std::move(mark));
   }
 
   // Inside the write transaction with the tables locked: whether the
   // tables are as `mark` says a kept state left them (PgMark), and the last
-  // audit record the one `record` signed.
-  Result<bool> PgUnchanged(const PgMark& mark, const VersionRecord& record) {
+  // audit record the one `record` signed. If so, the mark's trusted ids are
+  // narrowed to those the rows still carry.
+  Result<bool> PgUnchanged(PgMark* mark, const VersionRecord& record) {
     Result<int64_t> next =
         QueryInt("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", {});
     if (!next.ok()) return next.error();
-    if (*next < 0 || static_cast<uint64_t>(*next) >= mark.valid_until) return false;
-    Result<PgCatalog> catalog = ReadPgCatalog();
+    if (*next < 0 || static_cast<uint64_t>(*next) >= mark->valid_until) return false;
+    Result<PgCatalog> catalog = ReadPgCatalog(/*describe=*/false);
     if (!catalog.ok()) return catalog.error();
-    if (!catalog->ours || catalog->fingerprint != mark.catalog) return false;
+    if (catalog->fingerprint != mark->catalog) return false;
     Result<PgRows> rows = ReadPgRows();
     if (!rows.ok()) return rows.error();
-    if (rows->entries != mark.entries || rows->lists != mark.lists) return false;
+    if (rows->rows != mark->rows) return false;
     for (const uint32_t xid : rows->xids) {
-      if (mark.xids.count(xid) == 0) return false;
+      if (mark->xids.count(xid) == 0) return false;
     }
     Result<AuditRecord> last = LastAudit();
     if (!last.ok()) return last.error();
-    return last->seq == record.version && last->digest == record.audit_digest;
+    if (last->seq != record.version || last->digest != record.audit_digest) return false;
+    mark->xids = std::move(rows->xids);
+    return true;
   }
 
   // Whether the SQLite database's tables, indexes and triggers are exactly
@@ -1309,7 +1435,8 @@ struct Store::Impl {
     StoreState before = std::move(before_);
     before_ = {};
     const bool kept = before_kept_;
-    std::optional<Mark> keep = keep_;
+    std::optional<Mark> keep = std::move(keep_);
+    keep_.reset();
     Result<ChangeSummary> summary = body(*version);
     if (!summary.ok()) {
       conn->Rollback();
@@ -1318,9 +1445,11 @@ struct Store::Impl {
     if (summary->nothing_changed) {
       conn->Rollback();
       before_ = std::move(before);
+      keep_ = std::move(keep);
       Keep(*version - 1);
       return *version - 1;
     }
+    const size_t removed = summary->delta.removed.size();
     Result<StoreState> after = Applied(std::move(before), std::move(summary->delta));
     if (!after.ok()) {
       conn->Rollback();
@@ -1329,6 +1458,15 @@ struct Store::Impl {
     // A state read and checked before the change is compared with the
     // database after it; a kept one needs no comparison (KeptState).
     const bool appended = after->appended;
+    if (keep && keep->pg) {
+      // The rows the tables hold after the change (PgMark).
+      std::map<std::string, uint64_t, std::less<>>& rows = keep->pg->rows;
+      rows["entries"] = after->rows.size();
+      rows["lists"] = after->lists.size();
+      rows["audit"] += 1;
+      rows["versions"] += 1;
+      rows["removals"] += removed;
+    }
     Result<uint64_t> done =
         FinishChange(*version, context, action, summary->list, summary->count,
                      summary->entries_digest, std::move(*after), /*check_database=*/!kept,
@@ -1347,7 +1485,9 @@ struct Store::Impl {
   void Keep(uint64_t version) {
     if (keep_) {
       std::lock_guard lock(kept_mutex_);
-      kept_.emplace(KeptState{version, *keep_, std::move(before_), std::move(before_record_)});
+      kept_.emplace(
+          KeptState{version, std::move(*keep_), std::move(before_), std::move(before_record_)});
+      keep_.reset();
     }
     before_ = {};
     before_record_.reset();

@@ -940,9 +940,9 @@ TEST_P(StoreIndexStateTest, AChangeStartsFromTheLastOnesStateWhileNoOneElseWrote
 // Whatever another connection writes between two changes of a Store, the
 // next change reads and checks everything, and refuses what no version
 // signed: an edit undone at once (the values as they were, the rows
-// rewritten), a change of a table's definition that writes no row (on
-// PostgreSQL, seen in the catalog's rows; SQLite counts any commit), and a
-// row deleted (the rows fewer).
+// rewritten), a change of a table's definition undone at once, which writes
+// no row (on PostgreSQL, seen in the catalog's rows; SQLite counts any
+// commit), and a row deleted (the rows fewer).
 TEST_P(StoreIndexStateTest, AnyWriteOfAnotherConnectionMakesTheNextChangeCheck) {
   const Store::ChangeStarts at_start = store_->change_starts();
   auto expect_starts = [&](uint64_t checked, uint64_t kept) {
@@ -958,8 +958,12 @@ TEST_P(StoreIndexStateTest, AnyWriteOfAnotherConnectionMakesTheNextChangeCheck) 
   expect_starts(1, 1);
   STORE_ASSERT_OK(store_->DescribeList("hotline-a", "third", Ctx()));  // v9
   expect_starts(1, 2);
-  Sql(sqlite() ? "PRAGMA user_version = 7"
-               : "ALTER TABLE lists ALTER COLUMN description SET DEFAULT ''");
+  if (sqlite()) {
+    Sql("PRAGMA user_version = 7");
+  } else {
+    Sql("ALTER TABLE lists ALTER COLUMN description SET DEFAULT ''");
+    Sql("ALTER TABLE lists ALTER COLUMN description DROP DEFAULT");
+  }
   STORE_ASSERT_OK(store_->DescribeList("hotline-a", "fourth", Ctx()));  // v10
   expect_starts(2, 2);
   STORE_ASSERT_OK(store_->SetEntriesStatus({1}, EntryStatus::kDisabled, Ctx()));  // v11
@@ -975,6 +979,65 @@ TEST_P(StoreIndexStateTest, AnyWriteOfAnotherConnectionMakesTheNextChangeCheck) 
   EXPECT_EQ(VersionOf(*store_), 11u);
   Catch(follower_);
   EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{}));
+}
+
+// An index of someone else's on the store's tables: the schema is not
+// Bantay's own, so no change starts from kept state, and each reads the
+// database back. On PostgreSQL the index's expression calls a function
+// that disables entry 1 whenever a removal is logged (within the change's
+// own transaction, so the rows it writes carry the change's id): the
+// change that removes an entry is refused, nothing signed.
+TEST_P(StoreIndexStateTest, AnIndexOfAnyoneElsesMakesEveryChangeCheck) {
+  if (sqlite()) {
+    Sql("CREATE INDEX zz ON removals (id)");
+  } else {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "CREATE FUNCTION zz_v(bigint) RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE entries SET status = 1 WHERE id = 1 AND status = 0; RETURN $1; END $$; "
+        "CREATE FUNCTION zz(bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN "
+        "RETURN zz_v($1); END $$; CREATE INDEX zz ON removals ((zz(id)));"));
+  }
+  const Store::ChangeStarts at_start = store_->change_starts();
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "first", Ctx()));   // v7
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "second", Ctx()));  // v8
+  EXPECT_EQ(store_->change_starts().checked, at_start.checked + 2);
+  EXPECT_EQ(store_->change_starts().kept, at_start.kept);
+  const Result<uint64_t> removed = store_->RemoveEntries({2}, Ctx());
+  if (sqlite()) {
+    STORE_ASSERT_OK(removed);  // v9: a plain index does nothing
+    Catch(follower_);
+    EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
+    return;
+  }
+  ASSERT_FALSE(removed.ok());
+  EXPECT_EQ(removed.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(removed.error().message(), kNotAsThisChangeMadeIt);
+  EXPECT_EQ(VersionOf(*store_), 8u);
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
+}
+
+// The signed versions deleted behind the append-only triggers (dropped on
+// SQLite; on PostgreSQL by a superuser's session that fires no trigger,
+// which leaves no row behind to carry its id): the next change finds the
+// tables hold fewer rows than its kept state says, checks everything, and
+// refuses.
+TEST_P(StoreIndexStateTest, VersionsDeletedWithoutATraceAreFoundByTheNextChange) {
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "first", Ctx()));  // v7
+  if (sqlite()) {
+    Sql("DROP TRIGGER versions_no_delete");
+    Sql("DELETE FROM versions");
+  } else {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "SET session_replication_role = replica; DELETE FROM versions; "
+        "RESET session_replication_role;"));
+  }
+  const Result<uint64_t> refused = store_->DescribeList("hotline-a", "second", Ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(refused.error().message(),
+            "the store was changed outside Bantay: version 7 has no signed record, and no "
+            "change is signed over it (see bantay index verify)");
 }
 
 // A Store just opened (a server's writer) prepares its first change: it

@@ -168,6 +168,21 @@ TEST(PgTrustedUntilTest, IsTheOldestTrustedOrRunningIdPlusTwoToThe32) {
   // An id above every 64-bit id yet given ends as none of them did.
   EXPECT_EQ(internal::PgTrustedUntil(900, 1000, {}, {5000}), std::nullopt);
   EXPECT_EQ(internal::PgTrustedUntil(1000, 900, {}, {500}), std::nullopt);
+  // Ids that are no transaction's (2: a row frozen by hand) are not trusted.
+  EXPECT_EQ(internal::PgTrustedUntil(900, 1000, {}, {2, 500}), std::nullopt);
+}
+
+TEST(PgTrustedUntilTest, A32BitIdStandsForTheLastIdAtOrBelowTheSnapshotsNext) {
+  constexpr uint64_t kWrap = uint64_t{1} << 32;
+  EXPECT_EQ(internal::PgXid64(999, 1000), 999u);
+  EXPECT_EQ(internal::PgXid64(3, 1000), 3u);
+  EXPECT_EQ(internal::PgXid64(1000, 1000), std::nullopt);
+  EXPECT_EQ(internal::PgXid64(1001, 1000), std::nullopt);
+  EXPECT_EQ(internal::PgXid64(2, 1000), std::nullopt);
+  EXPECT_EQ(internal::PgXid64(0, 1000), std::nullopt);
+  EXPECT_EQ(internal::PgXid64(1001, 3 * kWrap + 1000), 2 * kWrap + 1001);
+  EXPECT_EQ(internal::PgXid64(999, 3 * kWrap + 1000), 3 * kWrap + 999);
+  EXPECT_EQ(internal::PgXid64(0xffff'ffffu, kWrap + 5), kWrap - 1);
 }
 
 TEST_P(StoreTest, InitCommitsVersionOneThenOpenReadsIt) {

@@ -79,7 +79,8 @@ class StoreUpgradeTest : public store_testing::StoreBackendTest {
 
   // A PostgreSQL database of schema 1 holding the fixture's rows: a store
   // made now, emptied, its versions table put back to schema 1's columns,
-  // and every row of the SQLite fixture copied in.
+  // and every row of the SQLite fixture copied in (the append-only triggers
+  // dropped meanwhile).
   void CopyFixtureIntoPostgres() {
     ASSERT_NE(Init(), nullptr);
     std::unique_ptr<db::Connection> pg = Raw();
@@ -128,6 +129,12 @@ class StoreUpgradeTest : public store_testing::StoreBackendTest {
       STORE_ASSERT_OK(read);
       for (const std::vector<db::Param>& params : rows) STORE_ASSERT_OK(pg->Execute(insert, params));
     }
+    // Back in place, as a store of schema 1 had them.
+    STORE_ASSERT_OK(pg->ExecScript(
+        "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+        "FOR EACH ROW EXECUTE FUNCTION bantay_append_only(); "
+        "CREATE TRIGGER versions_append_only BEFORE UPDATE OR DELETE ON versions "
+        "FOR EACH ROW EXECUTE FUNCTION bantay_append_only();"));
   }
 
   DataKey key_;

@@ -437,13 +437,20 @@ namespace internal {
 // 32-bit ids (xmin) of the transactions that wrote them, `xids`, read
 // under a snapshot whose oldest running transaction is `snapshot_xmin`,
 // whose next transaction is `snapshot_xmax` (64-bit ids), and whose running
-// ones are `running`. Returns the first 64-bit transaction id from which a
+// ones are `running` (and their subtransactions). Returns the first 64-bit
+// transaction id from which a
 // transaction other than those and the later ones of the Store itself could
 // write rows that carry one of `xids` (ids wrap around after 2^32), or none
 // when one of `xids` may stand for a transaction that may still commit.
 std::optional<uint64_t> PgTrustedUntil(uint64_t snapshot_xmin, uint64_t snapshot_xmax,
                                        const std::set<uint64_t>& running,
                                        const std::set<uint32_t>& xids);
+// The 64-bit id a 32-bit transaction id `xid` of a row stands for, seen
+// from a snapshot whose next transaction is `snapshot_xmax`: the last one at
+// or below it that ends in `xid` (the transaction that wrote the row, or one
+// 2^32 or more later than it); none for ids that are no transaction's
+// (below 3) or cannot be one yet.
+std::optional<uint64_t> PgXid64(uint32_t xid, uint64_t snapshot_xmax);
 
 }  // namespace internal
 
