@@ -601,8 +601,16 @@ class PgStatement final : public Statement {
 
 class PgConnection final : public Connection {
  public:
-  explicit PgConnection(std::shared_ptr<PgSession> session)
-      : session_(std::move(session)) {}
+  // `path`: the search path every transaction pins (PinnedSearchPath), so
+  // that no statement run in the session before can have moved it.
+  PgConnection(std::shared_ptr<PgSession> session, const std::string& path)
+      : session_(std::move(session)),
+        begin_write_("BEGIN; " + SetPath(path) +
+                     "SET LOCAL lock_timeout = '30s'; "
+                     "SET LOCAL max_parallel_workers_per_gather = 0; "
+                     "SELECT pg_catalog.pg_advisory_xact_lock(" +
+                     std::to_string(kWriterLockKey) + ")"),
+        begin_read_("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; " + SetPath(path)) {}
 
   Backend backend() const override { return Backend::kPostgres; }
 
@@ -621,21 +629,13 @@ class PgConnection final : public Connection {
         std::make_unique<PgStatement>(session_, sql));
   }
 
-  Status BeginWrite() override {
-    // The lock wait is bounded like SQLite's busy timeout. A change's scans
-    // (the rows' transaction ids, every row when it checks) run on one core:
-    // parallel workers would take every core of a machine that also
-    // matches, for about half the time and twice the CPU.
-    static const std::string kBegin =
-        "BEGIN; SET LOCAL lock_timeout = '30s'; SET LOCAL max_parallel_workers_per_gather = 0; "
-        "SELECT pg_advisory_xact_lock(" +
-        std::to_string(kWriterLockKey) + ")";
-    return Begin(kBegin.c_str());
-  }
+  // The lock wait is bounded like SQLite's busy timeout. A change's scans
+  // (the rows' transaction ids, every row when it checks) run on one core:
+  // parallel workers would take every core of a machine that also matches,
+  // for about half the time and twice the CPU.
+  Status BeginWrite() override { return Begin(begin_write_.c_str()); }
 
-  Status BeginRead() override {
-    return Begin("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-  }
+  Status BeginRead() override { return Begin(begin_read_.c_str()); }
 
   Status Commit() override {
     std::string command;
@@ -659,8 +659,38 @@ class PgConnection final : public Connection {
     return status;
   }
 
+  static std::string SetPath(const std::string& path) {
+    return path.empty() ? "" : "SET LOCAL search_path = " + path + "; ";
+  }
+
   std::shared_ptr<PgSession> session_;
+  const std::string begin_write_, begin_read_;
 };
+
+// The search path of every statement of a session: the schema the session
+// found its tables in when it connected (the role's and database's setting
+// then; where Init makes them), and temporary tables only after it.
+// PostgreSQL's own catalog is searched first, as always when a path does
+// not name it: a path set for the role or the database that names it later
+// (`ALTER ROLE ... SET search_path = public, pg_catalog`) can then put no
+// function, operator or aggregate of anyone else's before the built-in ones
+// in the store's statements, in this session or any it outlives, nor a
+// temporary table before the store's. Empty when no schema of the path
+// exists (nothing to find, nothing to make: Init fails).
+Result<std::string> PinnedSearchPath(PgSession& session) {
+  std::optional<std::string> schema;
+  Status s = session.ExecuteNow(
+      "SELECT pg_catalog.quote_ident(pg_catalog.current_schema())", {},
+      [&](const Row& row) {
+        if (!row.IsNull(0)) schema = std::string(row.Text(0));
+      });
+  if (!s.ok()) return s.error();
+  if (!schema) return std::string();
+  const std::string path = *schema + ", pg_temp";
+  s = session.Simple(("SET search_path = " + path).c_str());
+  if (!s.ok()) return s.error();
+  return path;
+}
 
 }  // namespace
 
@@ -704,8 +734,10 @@ Result<std::unique_ptr<Connection>> OpenPostgres(const std::string& uri) {
                  "postgresql: cannot set client encoding: " + message);
   }
   auto session = std::make_shared<PgSession>(conn, std::move(secrets));
+  Result<std::string> path = PinnedSearchPath(*session);
+  if (!path.ok()) return path.error();
   return std::unique_ptr<Connection>(
-      std::make_unique<PgConnection>(std::move(session)));
+      std::make_unique<PgConnection>(std::move(session), *path));
 }
 
 }  // namespace bantay::matcher::db::internal

@@ -522,12 +522,15 @@ struct Store::Impl {
     int64_t data_version = 0;  // SQLite
     std::optional<PgMark> pg;  // PostgreSQL
   };
-  // The tables a change writes (locked by a change on PostgreSQL).
-  static constexpr std::string_view kPgTables = "entries, lists, removals, audit, versions, state";
+  // The store's tables (locked by a change on PostgreSQL before it reads
+  // any of them).
+  static constexpr std::string_view kPgTables =
+      "meta, entries, lists, removals, audit, versions, state";
   // The catalog's description of those tables as Init makes them on
   // PostgreSQL (ReadPgCatalog; a store upgraded from schema 1 gives the
   // same), its lines in byte order: 3124 and 3126 are the built-in btree
-  // operator classes of bigint and text, collation 100 the database's.
+  // operator classes of bigint and text, collation 100 the database's,
+  // access method 2 the heap.
   static constexpr std::string_view kPgSchema =
     "column audit.action text not null collation 100\n"
     "column audit.actor text not null collation 100\n"
@@ -557,6 +560,8 @@ struct Store::Impl {
     "column lists.description text not null collation 100\n"
     "column lists.enabled bigint not null collation 0\n"
     "column lists.name text not null collation 100\n"
+    "column meta.key text not null collation 100\n"
+    "column meta.value bytea not null collation 0\n"
     "column removals.id bigint not null collation 0\n"
     "column removals.version bigint not null collation 0\n"
     "column state.id bigint not null collation 0\n"
@@ -574,6 +579,7 @@ struct Store::Impl {
     "constraint entries entries_list_fkey FOREIGN KEY (list) REFERENCES lists(name)\n"
     "constraint entries entries_pkey PRIMARY KEY (id)\n"
     "constraint lists lists_pkey PRIMARY KEY (name)\n"
+    "constraint meta meta_pkey PRIMARY KEY (key)\n"
     "constraint state state_id_check CHECK ((id = 1))\n"
     "constraint state state_pkey PRIMARY KEY (id)\n"
     "constraint versions versions_pkey PRIMARY KEY (version)\n"
@@ -582,15 +588,17 @@ struct Store::Impl {
     "index entries_pkey entries true 1 3124 0 true true\n"
     "index entries_status_version entries false 14 3124 0 true true\n"
     "index lists_pkey lists true 1 3126 100 true true\n"
+    "index meta_pkey meta true 1 3126 100 true true\n"
     "index removals_version removals false 1 3124 0 true true\n"
     "index state_pkey state true 1 3124 0 true true\n"
     "index versions_pkey versions true 1 3124 0 true true\n"
-    "table audit r false false false\n"
-    "table entries r false false false\n"
-    "table lists r false false false\n"
-    "table removals r false false false\n"
-    "table state r false false false\n"
-    "table versions r false false false\n"
+    "table audit r false false false 2\n"
+    "table entries r false false false 2\n"
+    "table lists r false false false 2\n"
+    "table meta r false false false 2\n"
+    "table removals r false false false 2\n"
+    "table state r false false false 2\n"
+    "table versions r false false false 2\n"
     "trigger audit audit_append_only 27\n"
     "trigger versions versions_append_only 27";
 
@@ -921,7 +929,12 @@ struct Store::Impl {
 
     if (check_database) {
       // Read after the audit record went in: a trigger on it, as on the
-      // entries or the lists, would have acted by now.
+      // entries or the lists, would have acted by now; on PostgreSQL a
+      // deferred one is made to act now rather than at the commit.
+      if (conn->backend() == db::Backend::kPostgres) {
+        s = Exec("SET CONSTRAINTS ALL IMMEDIATE", {});
+        if (!s.ok()) return s.error();
+      }
       Result<StoreState> state = ReadState(/*keep_rows=*/false);
       if (!state.ok()) return state.error();
       if (state->digest != after.digest) {
@@ -1034,6 +1047,20 @@ struct Store::Impl {
       conn->Rollback();
       return e;
     };
+    const bool postgres = conn->backend() == db::Backend::kPostgres;
+    std::string catalog;  // PostgreSQL: the tables' catalog rows (ReadPgCatalog)
+    if (postgres) {
+      // Read committed: without the lock, an edit committed between the
+      // check and the signing would be signed. Plain reads go on. Taken,
+      // and the catalog read, before any statement reads a table: if the
+      // catalog is as a kept state found it (Bantay's own schema), no
+      // function of anyone else's runs in any statement of the change.
+      s = Exec("LOCK TABLE " + std::string(kPgTables) + " IN EXCLUSIVE MODE", {});
+      if (!s.ok()) return fail(s.error());
+      Result<PgCatalog> read = ReadPgCatalog(/*describe=*/false);
+      if (!read.ok()) return fail(read.error());
+      catalog = std::move(read->fingerprint);
+    }
     Result<int> schema = SchemaVersion();
     if (!schema.ok()) return fail(schema.error());
     if (*schema == 1) {
@@ -1054,13 +1081,6 @@ struct Store::Impl {
       kept = std::move(kept_);
       kept_.reset();
     }
-    const bool postgres = conn->backend() == db::Backend::kPostgres;
-    if (postgres) {
-      // Read committed: without this, an edit committed between the check
-      // and the signing would be signed. Plain reads go on.
-      s = Exec("LOCK TABLE " + std::string(kPgTables) + " IN EXCLUSIVE MODE", {});
-      if (!s.ok()) return fail(s.error());
-    }
     Result<std::optional<int64_t>> data_version = DataVersion();
     if (!data_version.ok()) return fail(data_version.error());
     bool unchanged = false;
@@ -1068,7 +1088,7 @@ struct Store::Impl {
       if (*data_version) {
         unchanged = !kept->mark.pg && kept->mark.data_version == **data_version;
       } else if (postgres && kept->mark.pg && kept->record) {
-        Result<bool> same = PgUnchanged(&*kept->mark.pg, *kept->record);
+        Result<bool> same = PgUnchanged(&*kept->mark.pg, catalog, *kept->record);
         if (!same.ok()) return fail(same.error());
         unchanged = *same;
       }
@@ -1176,19 +1196,21 @@ struct Store::Impl {
             "' collation ' || a.attcollation "
             "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "WHERE a.attrelid IN (SELECT oid FROM t) AND a.attnum > 0 AND NOT a.attisdropped "
-            "UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' "
-            "|| pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid IN (SELECT oid FROM t) OR confrelid IN (SELECT oid FROM t) "
-            "UNION ALL SELECT 'index ' || indexrelid::regclass::text || ' ' || "
-            "indrelid::regclass::text || ' ' || indisunique || ' ' || indkey::text || ' ' || "
-            "indclass::text || ' ' || indcollation::text || ' ' || (indexprs IS NULL) || ' ' || "
-            "(indpred IS NULL) FROM pg_index WHERE indrelid IN (SELECT oid FROM t) "
-            "UNION ALL SELECT 'trigger ' || tgrelid::regclass::text || ' ' || tgname || ' ' || "
-            "tgtype FROM pg_trigger WHERE tgrelid IN (SELECT oid FROM t) AND NOT tgisinternal "
+            "UNION ALL SELECT 'constraint ' || r.relname || ' ' || k.conname || ' ' || "
+            "pg_get_constraintdef(k.oid) FROM pg_constraint k JOIN pg_class r ON r.oid = "
+            "k.conrelid WHERE k.conrelid IN (SELECT oid FROM t) OR k.confrelid IN "
+            "(SELECT oid FROM t) "
+            "UNION ALL SELECT 'index ' || x.relname || ' ' || r.relname || ' ' || i.indisunique "
+            "|| ' ' || i.indkey::text || ' ' || i.indclass::text || ' ' || i.indcollation::text "
+            "|| ' ' || (i.indexprs IS NULL) || ' ' || (i.indpred IS NULL) FROM pg_index i "
+            "JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class r ON r.oid = i.indrelid "
+            "WHERE i.indrelid IN (SELECT oid FROM t) "
+            "UNION ALL SELECT 'trigger ' || r.relname || ' ' || g.tgname || ' ' || g.tgtype "
+            "FROM pg_trigger g JOIN pg_class r ON r.oid = g.tgrelid "
+            "WHERE g.tgrelid IN (SELECT oid FROM t) AND NOT g.tgisinternal "
             "UNION ALL SELECT 'table ' || relname || ' ' || relkind::text || ' ' || "
-            "relrowsecurity || "
-            "' ' || relforcerowsecurity || ' ' || relhasrules FROM pg_class "
-            "WHERE oid IN (SELECT oid FROM t) "
+            "relrowsecurity || ' ' || relforcerowsecurity || ' ' || relhasrules || ' ' || relam "
+            "FROM pg_class WHERE oid IN (SELECT oid FROM t) "
             "UNION ALL SELECT 'rule ' || rulename FROM pg_rewrite "
             "WHERE ev_class IN (SELECT oid FROM t) "
             "UNION ALL SELECT 'policy ' || polname FROM pg_policy "
@@ -1289,17 +1311,17 @@ struct Store::Impl {
   }
 
   // Inside the write transaction with the tables locked: whether the
-  // tables are as `mark` says a kept state left them (PgMark), and the last
-  // audit record the one `record` signed. If so, the mark's trusted ids are
-  // narrowed to those the rows still carry.
-  Result<bool> PgUnchanged(PgMark* mark, const VersionRecord& record) {
+  // tables (whose catalog rows read at the lock are `catalog`) are as `mark`
+  // says a kept state left them (PgMark), and the last audit record the one
+  // `record` signed. If so, the mark's trusted ids are narrowed to those the
+  // rows still carry.
+  Result<bool> PgUnchanged(PgMark* mark, const std::string& catalog,
+                           const VersionRecord& record) {
+    if (catalog != mark->catalog) return false;
     Result<int64_t> next =
         QueryInt("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", {});
     if (!next.ok()) return next.error();
     if (*next < 0 || static_cast<uint64_t>(*next) >= mark->valid_until) return false;
-    Result<PgCatalog> catalog = ReadPgCatalog(/*describe=*/false);
-    if (!catalog.ok()) return catalog.error();
-    if (catalog->fingerprint != mark->catalog) return false;
     Result<PgRows> rows = ReadPgRows();
     if (!rows.ok()) return rows.error();
     if (rows->rows != mark->rows) return false;

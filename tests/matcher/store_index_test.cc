@@ -1017,6 +1017,78 @@ TEST_P(StoreIndexStateTest, AnIndexOfAnyoneElsesMakesEveryChangeCheck) {
   EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
 }
 
+// The store's meta table replaced by a view (on PostgreSQL one whose rows
+// run a function that, inside a change, queues a deferred trigger to
+// disable entry 1 at the commit): the schema is not Bantay's own, so the
+// change reads the database back, with the deferred triggers made to act
+// before it, and refuses.
+TEST_P(StoreIndexStateTest, CodeRunByReadingMetaIsCaughtBeforeTheCommit) {
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "first", Ctx()));  // v7
+  if (sqlite()) {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "ALTER TABLE meta RENAME TO meta_t; CREATE VIEW meta AS SELECT key, value FROM meta_t;"));
+  } else {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "CREATE TABLE bait (x int); "
+        "CREATE FUNCTION at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE entries SET status = 1 WHERE id = 1; RETURN NULL; END $$; "
+        "CREATE CONSTRAINT TRIGGER bait_t AFTER INSERT ON bait DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW EXECUTE FUNCTION at_commit(); "
+        "CREATE FUNCTION evil() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+        "IF current_setting('lock_timeout') = '30s' THEN INSERT INTO bait VALUES (1); END IF; "
+        "RETURN true; END $$; "
+        "ALTER TABLE meta RENAME TO meta_t; "
+        "CREATE VIEW meta AS SELECT key, value FROM meta_t WHERE evil();"));
+  }
+  const Store::ChangeStarts at_start = store_->change_starts();
+  const Result<uint64_t> changed = store_->DescribeList("hotline-a", "second", Ctx());
+  EXPECT_EQ(store_->change_starts().kept, at_start.kept);
+  if (sqlite()) {
+    STORE_ASSERT_OK(changed);  // v8: a plain view runs nothing
+    EXPECT_EQ(store_->change_starts().checked, at_start.checked + 1);
+    return;
+  }
+  ASSERT_FALSE(changed.ok());
+  EXPECT_EQ(changed.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(changed.error().message(), kNotAsThisChangeMadeIt);
+  EXPECT_EQ(VersionOf(*store_), 7u);
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
+}
+
+// A search path set for the database that puts the public schema before
+// PostgreSQL's own catalog, and a function there named as a built-in one a
+// change's catalog check calls, which disables entry 1: a Store opened
+// afterwards pins its own path (the catalog first), so the function never
+// runs — its changes, from kept state too, leave entry 1 active and verify.
+TEST_P(StoreIndexStateTest, ASearchPathSetForTheDatabaseRunsNothingOfAnyoneElses) {
+  if (sqlite()) {
+    // No search path and no functions in SQL: the same changes, as a baseline.
+    std::unique_ptr<Store> opened = Open();
+    ASSERT_NE(opened, nullptr);
+    STORE_ASSERT_OK(opened->DescribeList("hotline-a", "first", Ctx()));   // v7
+    STORE_ASSERT_OK(opened->DescribeList("hotline-a", "second", Ctx()));  // v8
+    EXPECT_EQ(opened->change_starts().kept, 1u);
+    return;
+  }
+  STORE_ASSERT_OK(raw_->ExecScript(
+      "CREATE FUNCTION public.to_regclass(text) RETURNS regclass LANGUAGE plpgsql AS $$ BEGIN "
+      "UPDATE entries SET status = 1 WHERE id = 1 AND status = 0; "
+      "RETURN pg_catalog.to_regclass($1); END $$; "
+      "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = public, pg_catalog', "
+      "current_database()); END $$;"));
+  std::unique_ptr<Store> opened = Open();
+  ASSERT_NE(opened, nullptr);
+  STORE_ASSERT_OK(opened->DescribeList("hotline-a", "first", Ctx()));   // v7
+  STORE_ASSERT_OK(opened->DescribeList("hotline-a", "second", Ctx()));  // v8
+  EXPECT_EQ(opened->change_starts().kept, 1u);
+  Catch(follower_, opened.get());
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
+  Result<VerifyReport> report = opened->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok());
+}
+
 // The signed versions deleted behind the append-only triggers (dropped on
 // SQLite; on PostgreSQL by a superuser's session that fires no trigger,
 // which leaves no row behind to carry its id): the next change finds the
