@@ -605,8 +605,8 @@ class PgConnection final : public Connection {
   // that no statement run in the session before can have moved it.
   PgConnection(std::shared_ptr<PgSession> session, const std::string& path)
       : session_(std::move(session)),
-        begin_write_("BEGIN; " + SetPath(path) +
-                     "SET LOCAL lock_timeout = '30s'; "
+        begin_write_("BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE; " + SetPath(path) +
+                     "SET LOCAL lock_timeout = '30s'; SET LOCAL quote_all_identifiers = off; "
                      "SET LOCAL max_parallel_workers_per_gather = 0; "
                      "SELECT pg_catalog.pg_advisory_xact_lock(" +
                      std::to_string(kWriterLockKey) + ")"),
@@ -629,6 +629,8 @@ class PgConnection final : public Connection {
         std::make_unique<PgStatement>(session_, sql));
   }
 
+  // Read committed whatever the role's default: a change reads what was
+  // committed before its table lock, not a snapshot taken before it waited.
   // The lock wait is bounded like SQLite's busy timeout. A change's scans
   // (the rows' transaction ids, every row when it checks) run on one core:
   // parallel workers would take every core of a machine that also matches,

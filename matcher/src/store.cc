@@ -927,23 +927,6 @@ struct Store::Impl {
          BlobParam(r.entries_digest), BlobParam(r.prev_digest), BlobParam(r.digest)});
     if (!s.ok()) return s.error();
 
-    if (check_database) {
-      // Read after the audit record went in: a trigger on it, as on the
-      // entries or the lists, would have acted by now; on PostgreSQL a
-      // deferred one is made to act now rather than at the commit.
-      if (conn->backend() == db::Backend::kPostgres) {
-        s = Exec("SET CONSTRAINTS ALL IMMEDIATE", {});
-        if (!s.ok()) return s.error();
-      }
-      Result<StoreState> state = ReadState(/*keep_rows=*/false);
-      if (!state.ok()) return state.error();
-      if (state->digest != after.digest) {
-        return Error(ErrorCode::kCorruptData,
-                     "the store was changed outside Bantay: the database does not hold the "
-                     "entries and lists as this change made them (a trigger, a rule or another "
-                     "writer changed them), and nothing is signed (see bantay index verify)");
-      }
-    }
     VersionRecord v;
     v.version = version;
     v.created_at = r.time;
@@ -964,10 +947,29 @@ struct Store::Impl {
     s = Exec("UPDATE state SET version = $1 WHERE id = 1",
              {Param::Int(static_cast<int64_t>(version))});
     if (!s.ok()) return s.error();
+    if (check_database) {
+      // Read after every write of the change (the audit record, the
+      // version, the state row): a trigger on any of them, as on the
+      // entries or the lists, would have acted by now; on PostgreSQL a
+      // deferred one is made to act now rather than at the commit.
+      if (conn->backend() == db::Backend::kPostgres) {
+        s = Exec("SET CONSTRAINTS ALL IMMEDIATE", {});
+        if (!s.ok()) return s.error();
+      }
+      Result<StoreState> state = ReadState(/*keep_rows=*/false);
+      if (!state.ok()) return state.error();
+      if (state->digest != after.digest) {
+        return Error(ErrorCode::kCorruptData,
+                     "the store was changed outside Bantay: the database does not hold the "
+                     "entries and lists as this change made them (a trigger, a rule or another "
+                     "writer changed them), and nothing is signed (see bantay index verify)");
+      }
+    }
     if (keep && keep->pg) {
       // Every row this change wrote carries its transaction id: trusted
       // from now on, with the row counts the change leaves.
-      Result<int64_t> xid = QueryInt("SELECT pg_current_xact_id()::text::bigint", {});
+      Result<int64_t> xid =
+          QueryInt("SELECT pg_catalog.pg_current_xact_id()::text::bigint", {});
       if (!xid.ok()) return xid.error();
       keep->pg->xids.insert(static_cast<uint32_t>(*xid));
     }
@@ -1057,9 +1059,13 @@ struct Store::Impl {
       // function of anyone else's runs in any statement of the change.
       s = Exec("LOCK TABLE " + std::string(kPgTables) + " IN EXCLUSIVE MODE", {});
       if (!s.ok()) return fail(s.error());
-      Result<PgCatalog> read = ReadPgCatalog(/*describe=*/false);
-      if (!read.ok()) return fail(read.error());
-      catalog = std::move(read->fingerprint);
+      s = InPgCatalogPath([&](const std::string& schema) -> Status {
+        Result<PgCatalog> read = ReadPgCatalog(schema, /*describe=*/false);
+        if (!read.ok()) return read.error();
+        catalog = std::move(read->fingerprint);
+        return {};
+      });
+      if (!s.ok()) return fail(s.error());
     }
     Result<int> schema = SchemaVersion();
     if (!schema.ok()) return fail(schema.error());
@@ -1134,7 +1140,33 @@ struct Store::Impl {
     return std::optional<int64_t>(*v);
   }
 
-  // PostgreSQL, inside the write transaction with the tables locked: the
+  // PostgreSQL: runs `body` with the search path set to PostgreSQL's own
+  // catalog alone (temporary tables after it), then puts back the session's
+  // pinned path (its schema, then temporary tables), inside the current
+  // transaction. `body` is given the schema of the store's tables as an
+  // identifier (quoted as needed) and names them with it. So no function,
+  // operator or aggregate of anyone else's can be chosen for the built-in
+  // ones these statements call — even one whose argument types match
+  // better than a built-in's polymorphic ones (unnest(anyarray), ||), which
+  // the catalog being searched first would not stop.
+  Status InPgCatalogPath(const std::function<Status(const std::string& schema)>& body) {
+    std::optional<std::string> schema;
+    Status s = Exec("SELECT pg_catalog.quote_ident(pg_catalog.current_schema())", {},
+                    [&](const Row& row) {
+                      if (!row.IsNull(0)) schema = std::string(row.Text(0));
+                    });
+    if (!s.ok()) return s;
+    if (!schema) return Error(ErrorCode::kNotFound, "postgresql: no schema on the search path");
+    s = Exec("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)", {});
+    if (!s.ok()) return s;
+    const Status done = body(*schema);
+    if (!done.ok()) return done;
+    return Exec("SELECT pg_catalog.set_config('search_path', $1, true)",
+                {Param::Text(*schema + ", pg_temp")});
+  }
+
+  // PostgreSQL, inside the write transaction with the tables locked and in
+  // the catalog's search path (InPgCatalogPath, `schema` the tables'): the
   // catalog rows that say what the store's tables are — the tables, their
   // columns, defaults, constraints, indexes, triggers, rules, policies and
   // inheritance — as one text of (kind, object, row version) items; and,
@@ -1151,11 +1183,11 @@ struct Store::Impl {
     std::string fingerprint;
     bool ours = false;
   };
-  Result<PgCatalog> ReadPgCatalog(bool describe) {
-    // The tables as the change's statements name them (the search path).
+  Result<PgCatalog> ReadPgCatalog(const std::string& schema, bool describe) {
+    // The tables as the change's statements name them (in `schema`).
     static const std::string kOurs =
-        "WITH t AS (SELECT to_regclass(n)::oid AS oid FROM unnest(string_to_array('" +
-        std::string(kPgTables) + "', ', ')) n) ";
+        "WITH t AS (SELECT to_regclass($1 || '.' || n)::oid AS oid FROM "
+        "unnest(string_to_array('" + std::string(kPgTables) + "', ', ')) n) ";
     PgCatalog catalog;
     Status s = Exec(
         kOurs +
@@ -1178,7 +1210,7 @@ struct Store::Impl {
             "UNION ALL SELECT 'i' || inhrelid || '<' || inhparent || ':' || xmin FROM pg_inherits "
             "WHERE inhrelid IN (SELECT oid FROM t) OR inhparent IN (SELECT oid FROM t)"
             ") x(f)",
-        {}, [&](const Row& row) {
+        {Param::Text(schema)}, [&](const Row& row) {
           if (!row.IsNull(0)) catalog.fingerprint = std::string(row.Text(0));
         });
     if (!s.ok()) return s.error();
@@ -1196,8 +1228,11 @@ struct Store::Impl {
             "' collation ' || a.attcollation "
             "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "WHERE a.attrelid IN (SELECT oid FROM t) AND a.attnum > 0 AND NOT a.attisdropped "
+            // (Names outside the search path come qualified: the tables'
+            // schema is taken off them.)
             "UNION ALL SELECT 'constraint ' || r.relname || ' ' || k.conname || ' ' || "
-            "pg_get_constraintdef(k.oid) FROM pg_constraint k JOIN pg_class r ON r.oid = "
+            "replace(pg_get_constraintdef(k.oid), $1 || '.', '') FROM pg_constraint k "
+            "JOIN pg_class r ON r.oid = "
             "k.conrelid WHERE k.conrelid IN (SELECT oid FROM t) OR k.confrelid IN "
             "(SELECT oid FROM t) "
             "UNION ALL SELECT 'index ' || x.relname || ' ' || r.relname || ' ' || i.indisunique "
@@ -1219,7 +1254,7 @@ struct Store::Impl {
             "WHERE inhrelid IN (SELECT oid FROM t) OR inhparent IN (SELECT oid FROM t) "
             "UNION ALL SELECT 'missing' FROM t WHERE oid IS NULL"
             ") x(f)",
-        {}, [&](const Row& row) {
+        {Param::Text(schema)}, [&](const Row& row) {
           if (!row.IsNull(0)) description = std::string(row.Text(0));
         });
     if (!s.ok()) return s.error();
@@ -1233,7 +1268,8 @@ struct Store::Impl {
     std::set<uint32_t> xids;
     std::map<std::string, uint64_t, std::less<>> rows;
   };
-  Result<PgRows> ReadPgRows() {
+  // (In the catalog's search path, `schema` the tables': InPgCatalogPath.)
+  Result<PgRows> ReadPgRows(const std::string& schema) {
     PgRows rows;
     std::string sql;
     for (std::string_view tables = kPgTables; !tables.empty();) {
@@ -1244,7 +1280,7 @@ struct Store::Impl {
       if (!sql.empty()) sql += " UNION ALL ";
       // Grouped by the id itself, cast once a group (not once a row).
       sql += "SELECT '" + table + "', x::text::bigint, n FROM (SELECT xmin AS x, count(*) AS n "
-             "FROM " + table + " GROUP BY xmin) " + table;
+             "FROM " + schema + "." + table + " GROUP BY xmin) " + table;
     }
     Status s = Exec(sql, {}, [&](const Row& row) {
       rows.xids.insert(static_cast<uint32_t>(row.Int(1)));
@@ -1261,10 +1297,21 @@ struct Store::Impl {
   // Bantay's own or a trusted id could be a transaction's still to commit
   // (internal::PgTrustedUntil).
   Result<std::optional<PgMark>> PgObserve(const StoreState& state) {
-    Result<PgCatalog> catalog = ReadPgCatalog(/*describe=*/true);
+    std::optional<PgMark> mark;
+    Status s = InPgCatalogPath([&](const std::string& schema) -> Status {
+      Result<std::optional<PgMark>> observed = PgObserveIn(schema, state);
+      if (!observed.ok()) return observed.error();
+      mark = std::move(*observed);
+      return {};
+    });
+    if (!s.ok()) return s.error();
+    return mark;
+  }
+  Result<std::optional<PgMark>> PgObserveIn(const std::string& schema, const StoreState& state) {
+    Result<PgCatalog> catalog = ReadPgCatalog(schema, /*describe=*/true);
     if (!catalog.ok()) return catalog.error();
     if (!catalog->ours) return std::optional<PgMark>();
-    Result<PgRows> rows = ReadPgRows();
+    Result<PgRows> rows = ReadPgRows(schema);
     if (!rows.ok()) return rows.error();
     if (rows->rows["entries"] != state.rows.size() || rows->rows["lists"] != state.lists.size()) {
       return std::optional<PgMark>();
@@ -1318,20 +1365,29 @@ struct Store::Impl {
   Result<bool> PgUnchanged(PgMark* mark, const std::string& catalog,
                            const VersionRecord& record) {
     if (catalog != mark->catalog) return false;
-    Result<int64_t> next =
-        QueryInt("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", {});
-    if (!next.ok()) return next.error();
-    if (*next < 0 || static_cast<uint64_t>(*next) >= mark->valid_until) return false;
-    Result<PgRows> rows = ReadPgRows();
-    if (!rows.ok()) return rows.error();
-    if (rows->rows != mark->rows) return false;
-    for (const uint32_t xid : rows->xids) {
+    bool same = false;
+    PgRows rows;
+    Status s = InPgCatalogPath([&](const std::string& schema) -> Status {
+      Result<int64_t> next = QueryInt(
+          "SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint",
+          {});
+      if (!next.ok()) return next.error();
+      if (*next < 0 || static_cast<uint64_t>(*next) >= mark->valid_until) return {};
+      Result<PgRows> read = ReadPgRows(schema);
+      if (!read.ok()) return read.error();
+      rows = std::move(*read);
+      same = rows.rows == mark->rows;
+      return {};
+    });
+    if (!s.ok()) return s.error();
+    if (!same) return false;
+    for (const uint32_t xid : rows.xids) {
       if (mark->xids.count(xid) == 0) return false;
     }
     Result<AuditRecord> last = LastAudit();
     if (!last.ok()) return last.error();
     if (last->seq != record.version || last->digest != record.audit_digest) return false;
-    mark->xids = std::move(rows->xids);
+    mark->xids = std::move(rows.xids);
     return true;
   }
 

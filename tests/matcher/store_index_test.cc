@@ -1089,6 +1089,58 @@ TEST_P(StoreIndexStateTest, ASearchPathSetForTheDatabaseRunsNothingOfAnyoneElses
   EXPECT_TRUE(report->ok());
 }
 
+// A function in the public schema whose argument types match better than
+// a built-in polymorphic one the change's catalog check calls (unnest of
+// text[] against unnest(anyarray)), which disables entry 1: it changes no
+// catalog row of the store's tables, so a Store opened after it (whose
+// statements are planned anew) starts its second change from kept state;
+// the check runs with PostgreSQL's catalog alone on the search path, so the
+// function never runs, entry 1 stays active, and the versions verify.
+TEST_P(StoreIndexStateTest, AFunctionThatMatchesBetterThanABuiltInRunsNowhere) {
+  if (!sqlite()) {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$ "
+        "BEGIN UPDATE entries SET status = 1 WHERE id = 1 AND status = 0; "
+        "RETURN QUERY SELECT * FROM pg_catalog.unnest(a); END $$;"));
+  }
+  std::unique_ptr<Store> opened = Open();
+  ASSERT_NE(opened, nullptr);
+  STORE_ASSERT_OK(opened->DescribeList("hotline-a", "first", Ctx()));   // v7
+  STORE_ASSERT_OK(opened->DescribeList("hotline-a", "second", Ctx()));  // v8
+  EXPECT_EQ(opened->change_starts().checked, 1u);
+  EXPECT_EQ(opened->change_starts().kept, 1u);
+  int64_t status = -1;
+  STORE_ASSERT_OK(raw_->Execute("SELECT status FROM entries WHERE id = 1", {},
+                                [&](const db::Row& row) { status = row.Int(0); }));
+  EXPECT_EQ(status, 0);
+  Catch(follower_, opened.get());
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
+  Result<VerifyReport> report = opened->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok());
+}
+
+// A trigger on the state row, which a change updates last: the change
+// reads the database back after every one of its writes, and refuses.
+TEST_P(StoreIndexStateTest, ATriggerOnTheStateRowIsCaught) {
+  if (sqlite()) {
+    Sql("CREATE TRIGGER zz AFTER UPDATE ON state BEGIN "
+        "UPDATE entries SET status = 1 WHERE id = 1; END");
+  } else {
+    STORE_ASSERT_OK(raw_->ExecScript(
+        "CREATE FUNCTION zz() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "UPDATE entries SET status = 1 WHERE id = 1; RETURN NULL; END $$; "
+        "CREATE TRIGGER zz AFTER UPDATE ON state FOR EACH ROW EXECUTE FUNCTION zz();"));
+  }
+  const Result<uint64_t> refused = store_->DescribeList("hotline-a", "unrelated", Ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(refused.error().message(), kNotAsThisChangeMadeIt);
+  EXPECT_EQ(VersionOf(*store_), 6u);
+  Catch(follower_);
+  EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
+}
+
 // The signed versions deleted behind the append-only triggers (dropped on
 // SQLite; on PostgreSQL by a superuser's session that fires no trigger,
 // which leaves no row behind to carry its id): the next change finds the
