@@ -1004,9 +1004,12 @@ struct Store::Impl {
             ? QueryInt("SELECT count(*) FROM pragma_table_info('versions') "
                        "WHERE name = 'state_digest'",
                        {})
-            : QueryInt("SELECT count(*) FROM information_schema.columns WHERE table_name = "
-                       "'versions' AND column_name = 'state_digest' AND "
-                       "table_schema = current_schema()",
+            // (PostgreSQL's catalog, not information_schema: see HasSchema.)
+            : QueryInt("SELECT count(*) FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c "
+                       "ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = "
+                       "c.relnamespace WHERE c.relname = 'versions' AND a.attname = "
+                       "'state_digest' AND NOT a.attisdropped AND "
+                       "n.nspname = pg_catalog.current_schema()",
                        {});
     if (!present.ok()) return present.error();
     if (*present == 0) {
@@ -1228,13 +1231,15 @@ struct Store::Impl {
             "' collation ' || a.attcollation "
             "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "WHERE a.attrelid IN (SELECT oid FROM t) AND a.attnum > 0 AND NOT a.attisdropped "
-            // (Names outside the search path come qualified: the tables'
-            // schema is taken off them.)
-            "UNION ALL SELECT 'constraint ' || r.relname || ' ' || k.conname || ' ' || "
-            "replace(pg_get_constraintdef(k.oid), $1 || '.', '') FROM pg_constraint k "
-            "JOIN pg_class r ON r.oid = "
-            "k.conrelid WHERE k.conrelid IN (SELECT oid FROM t) OR k.confrelid IN "
-            "(SELECT oid FROM t) "
+            // (A referenced table outside the search path comes qualified:
+            // the tables' schema is taken off it. A constraint of a table
+            // not the store's, or one that refers to one, is foreign.)
+            "UNION ALL SELECT CASE WHEN k.conrelid IN (SELECT oid FROM t) AND (k.confrelid = 0 "
+            "OR k.confrelid IN (SELECT oid FROM t)) THEN 'constraint ' || r.relname || ' ' || "
+            "k.conname || ' ' || replace(pg_get_constraintdef(k.oid), 'REFERENCES ' || $1 || "
+            "'.', 'REFERENCES ') ELSE 'foreign constraint ' || k.conname END "
+            "FROM pg_constraint k JOIN pg_class r ON r.oid = k.conrelid "
+            "WHERE k.conrelid IN (SELECT oid FROM t) OR k.confrelid IN (SELECT oid FROM t) "
             "UNION ALL SELECT 'index ' || x.relname || ' ' || r.relname || ' ' || i.indisunique "
             "|| ' ' || i.indkey::text || ' ' || i.indclass::text || ' ' || i.indcollation::text "
             "|| ' ' || (i.indexprs IS NULL) || ' ' || (i.indpred IS NULL) FROM pg_index i "
@@ -1682,8 +1687,13 @@ Result<bool> HasSchema(db::Connection& conn) {
   std::string_view sql =
       conn.backend() == db::Backend::kSqlite
           ? "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-          : "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' "
-            "AND table_schema = current_schema()";
+          // PostgreSQL's catalog, not information_schema: its columns are of a
+          // domain type for which an operator in the tables' schema would be
+          // chosen over the built-in one; here every operator has an exact
+          // built-in match, which is found first.
+          : "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relname = 'meta' "
+            "AND n.nspname = pg_catalog.current_schema()";
   int64_t n = 0;
   Status s = conn.Execute(sql, {}, [&](const Row& row) { n = row.Int(0); });
   if (!s.ok()) return s.error();

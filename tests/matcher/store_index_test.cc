@@ -1141,6 +1141,17 @@ TEST_P(StoreIndexStateTest, ATriggerOnTheStateRowIsCaught) {
   EXPECT_EQ(Ids(*follower_, 0), (std::vector<uint64_t>{1}));
 }
 
+// Another table whose foreign key refers to the store's lists (on delete,
+// it could act): the schema is not Bantay's own, and every change checks.
+TEST_P(StoreIndexStateTest, AForeignKeyOfAnotherTableMakesEveryChangeCheck) {
+  Sql("CREATE TABLE side (l TEXT REFERENCES lists(name) ON DELETE CASCADE)");
+  const Store::ChangeStarts at_start = store_->change_starts();
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "first", Ctx()));   // v7
+  STORE_ASSERT_OK(store_->DescribeList("hotline-a", "second", Ctx()));  // v8
+  EXPECT_EQ(store_->change_starts().checked, at_start.checked + 2);
+  EXPECT_EQ(store_->change_starts().kept, at_start.kept);
+}
+
 // The signed versions deleted behind the append-only triggers (dropped on
 // SQLite; on PostgreSQL by a superuser's session that fires no trigger,
 // which leaves no row behind to carry its id): the next change finds the
