@@ -1583,15 +1583,16 @@ struct Store::Impl {
   bool before_kept_ = false;
   std::optional<VersionRecord> before_record_;  // the current version's, when at hand
 
-  // The state this connection's last change left (SQLite), kept so that the
-  // next change neither reads and checks every row before it nor reads them
-  // back after it (at 1M entries that is most of a change's second). It is
-  // used only when no other connection has committed to the database since
-  // (the data version it was kept at is the one the next change's write
-  // transaction reads) and when that change found the database's schema to
+  // The state this connection's last change left, kept so that the next
+  // change neither reads and checks every row before it nor reads them back
+  // after it (at 1M entries that is most of a change's second). It is used
+  // only when no other connection has written since (its Mark: SQLite's
+  // data version the next change's write transaction reads; PostgreSQL's
+  // PgMark) and when the change that kept it found the database's schema to
   // be Bantay's own (so its statements did what they said and no more; any
-  // edit of the schema is another connection's commit). Otherwise the change
-  // reads and checks everything, as on PostgreSQL, which counts no commits.
+  // edit of the schema is another connection's commit, or on PostgreSQL a
+  // catalog row of another version). Otherwise the change reads and checks
+  // everything.
   struct KeptState {
     uint64_t version = 0;
     Mark mark;
