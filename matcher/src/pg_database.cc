@@ -189,7 +189,11 @@ class PgSession {
   // Sends a prepared statement with its parameters; results are binary.
   Status Send(const std::string& statement_name, std::span<const Param> params) {
     BindParams(params);
-    if (PQsendQueryPrepared(conn_, statement_name.c_str(), static_cast<int>(params.size()),
+    return SendBound(statement_name, params.size());
+  }
+  // Send, the parameters bound already (BindParams).
+  Status SendBound(const std::string& statement_name, size_t param_count) {
+    if (PQsendQueryPrepared(conn_, statement_name.c_str(), static_cast<int>(param_count),
                             values_.data(), lengths_.data(), formats_.data(),
                             /*resultFormat=*/1) == 0) {
       return ConnectionError("send");
@@ -223,9 +227,18 @@ class PgSession {
     }
     Result<Prepared*> prepared = FindOrPrepare(sql, params, /*queue=*/true);
     if (!prepared.ok()) return prepared.error();
-    if (Status sent = Send((*prepared)->name, params); !sent.ok()) return sent;
+    // What may throw (an allocation) comes before the send, and the
+    // statement is counted before it is sent: one sent uncounted would
+    // leave the pipeline without the sync its result waits for, and a
+    // later FinishPipeline waiting for ever.
+    BindParams(params);
     pending_.push_back(nullptr);
-    if (++unsynced_ >= kPipelineBatch) {
+    ++unsynced_;
+    if (Status sent = SendBound((*prepared)->name, params.size()); !sent.ok()) {
+      pending_.pop_back();
+      return sent;
+    }
+    if (unsynced_ >= kPipelineBatch) {
       if (Status s = Sync(); !s.ok()) return s;
       if (Status s = Drain(1); !s.ok()) return s;
       if (deferred_) return *deferred_;
@@ -252,6 +265,7 @@ class PgSession {
       }
     }
     pipeline_ = false;
+    pending_.clear();  // (one counted but not sent, as an allocation failed)
     if (deferred_) {
       Error error = std::move(*deferred_);
       deferred_.reset();
@@ -342,12 +356,16 @@ class PgSession {
     for (const Param& p : params) prepared->types.push_back(OidOf(p));
     const char* text = it->first.c_str();
     int n = static_cast<int>(params.size());
+    group.reserve(group.size() + 1);  // keeping it, below, cannot throw
     if (queue) {
+      // Counted before it is sent (Queue).
+      pending_.push_back(prepared.get());
+      ++unsynced_;
       if (PQsendPrepare(conn_, prepared->name.c_str(), text, n,
                         prepared->types.data()) == 0) {
+        pending_.pop_back();
         return ConnectionError("send prepare");
       }
-      pending_.push_back(prepared.get());
     } else {
       PGresult* result = PQprepare(conn_, prepared->name.c_str(), text, n,
                                    prepared->types.data());

@@ -194,13 +194,20 @@ class SqliteSession {
     if (it == cache_.end()) {
       Result<sqlite3_stmt*> stmt = PrepareOne(sql);
       if (!stmt.ok()) return stmt.error();
-      it = cache_.emplace(std::string(sql), Cached{*stmt, false}).first;
+      try {  // an allocation failing would leak the statement
+        it = cache_.emplace(std::string(sql), Cached{*stmt, false}).first;
+      } catch (...) {
+        sqlite3_finalize(*stmt);
+        throw;
+      }
     } else if (it->second.in_use) {
       Result<sqlite3_stmt*> stmt = PrepareOne(sql);
       if (!stmt.ok()) return stmt.error();
-      Status status = Run(*stmt, params, on_row);
-      sqlite3_finalize(*stmt);
-      return status;
+      struct Finalizer {  // also when on_row throws
+        sqlite3_stmt* stmt;
+        ~Finalizer() { sqlite3_finalize(stmt); }
+      } finalizer{*stmt};
+      return Run(*stmt, params, on_row);
     }
     Cached& cached = it->second;
     cached.in_use = true;

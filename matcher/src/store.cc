@@ -4,7 +4,9 @@
 #include <ctime>
 #include <initializer_list>
 #include <limits>
+#include <exception>
 #include <map>
+#include <new>
 #include <optional>
 #include <set>
 #include <mutex>
@@ -398,6 +400,20 @@ class ValueCipher {
   Aead* primary_ = nullptr;
   Aead* last_ = nullptr;
 };
+
+// The error a public call answers with for the exception being handled
+// (called from a handler): memory that ran out is kUnavailable (try again),
+// another std::exception a bug (kInternal). An exception of any other type
+// is thrown on.
+Error ErrorOfException() {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    return Error(ErrorCode::kUnavailable, "out of memory (nothing was changed)");
+  } catch (const std::exception& e) {
+    return Error(ErrorCode::kInternal, std::string("unexpected exception: ") + e.what());
+  }
+}
 
 }  // namespace
 
@@ -1647,6 +1663,38 @@ struct Store::Impl {
   std::optional<Mark> keep_;  // BeginChange's: keep the change's state with this mark
   ChangeStarts starts;
 
+  // Set when a caller's callback (ForEachEntry's, ReadIndexRows's) throws:
+  // its exception is the caller's, passed on by Abandon.
+  bool caller_threw_ = false;
+
+  // Called from the handler of an exception that left a public call: an
+  // allocation that failed, a bug's std::exception, or a caller's callback.
+  // Rolls back the transaction the call began and drops what a change in
+  // flight took and the state kept for the next change (which then reads
+  // and checks the store), so that the store is as it was before the call
+  // and the next call starts afresh. Nothing after a change's commit can
+  // throw, so a change that throws was not made. Returns the error the call
+  // answers with (kUnavailable when memory ran out, kInternal for another
+  // std::exception); a caller's exception, or one of an unknown type, is
+  // thrown on.
+  Error Abandon() {
+    conn->Rollback();
+    before_ = {};
+    before_kept_ = false;
+    before_record_.reset();
+    keep_.reset();
+    {
+      std::lock_guard lock(kept_mutex_);
+      kept_.reset();
+    }
+    state_column = false;  // an upgrade may have stopped half-way: look again
+    if (caller_threw_) {
+      caller_threw_ = false;
+      throw;
+    }
+    return ErrorOfException();
+  }
+
   // Leaf hashes and lists of existing entries, in id order; kNotFound for a
   // missing id.
   Status ExistingLeaves(const std::vector<uint64_t>& ids, std::vector<Digest32>* leaves,
@@ -1704,7 +1752,7 @@ Result<bool> HasSchema(db::Connection& conn) {
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys keys,
-                                           const ChangeContext& context) {
+                                           const ChangeContext& context) try {
   if (keys.data_keys.empty() || !keys.signing_key) {
     return Error(ErrorCode::kInvalidArgument,
                  "creating a store needs a data key and a signing key");
@@ -1755,9 +1803,11 @@ Result<std::unique_ptr<Store>> Store::Init(const std::string& url, StoreKeys key
     return v.error();
   }
   return store;
+} catch (...) {
+  return ErrorOfException();
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys keys) {
+Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys keys) try {
   Result<std::unique_ptr<db::Connection>> conn = db::Connection::Open(url, /*create=*/false);
   if (!conn.ok()) return conn.error();
   Result<bool> exists = HasSchema(**conn);
@@ -1787,17 +1837,21 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& url, StoreKeys key
   }
   store->store_id_ = im.store_id;
   return store;
+} catch (...) {
+  return ErrorOfException();
 }
 
-Result<uint64_t> Store::Version() {
+Result<uint64_t> Store::Version() try {
   // A follower polls this: a state row held back must not say "nothing
   // changed".
   Result<int64_t> v = impl_->FollowedVersion();
   if (!v.ok()) return v.error();
   return static_cast<uint64_t>(*v);
+} catch (...) {
+  return impl_->Abandon();
 }
 
-Result<uint64_t> Store::Upgrade(const ChangeContext& context) {
+Result<uint64_t> Store::Upgrade(const ChangeContext& context) try {
   Impl& im = *impl_;
   Result<VersionRecord> current = Root();
   if (!current.ok()) return current.error();
@@ -1807,10 +1861,12 @@ Result<uint64_t> Store::Upgrade(const ChangeContext& context) {
     summary.entries_digest = DigestOfLeaves({});
     return summary;
   });
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
-                                   const ChangeContext& context, std::string_view action) {
+                                   const ChangeContext& context, std::string_view action) try {
   if (entries.empty()) return Error(ErrorCode::kInvalidArgument, "no entries to add");
   for (size_t i = 0; i < entries.size(); ++i) {
     const NewEntry& e = entries[i];
@@ -1882,10 +1938,12 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
     summary.delta = std::move(delta);
     return summary;
   });
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Result<uint64_t> Store::RemoveEntries(const std::vector<uint64_t>& ids,
-                                      const ChangeContext& context) {
+                                      const ChangeContext& context) try {
   if (ids.empty()) return Error(ErrorCode::kInvalidArgument, "no entries to remove");
   Impl& im = *impl_;
   return im.Change(context, "remove", [&](uint64_t version) -> Result<Impl::ChangeSummary> {
@@ -1915,10 +1973,12 @@ Result<uint64_t> Store::RemoveEntries(const std::vector<uint64_t>& ids,
     summary.delta.removed.assign(unique.begin(), unique.end());
     return summary;
   });
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Result<uint64_t> Store::SetEntriesStatus(const std::vector<uint64_t>& ids, EntryStatus status,
-                                         const ChangeContext& context) {
+                                         const ChangeContext& context) try {
   if (ids.empty()) return Error(ErrorCode::kInvalidArgument, "no entries given");
   Impl& im = *impl_;
   const std::string_view action = status == EntryStatus::kActive ? "enable" : "disable";
@@ -1955,10 +2015,12 @@ Result<uint64_t> Store::SetEntriesStatus(const std::vector<uint64_t>& ids, Entry
     summary.delta = std::move(delta);
     return summary;
   });
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Result<uint64_t> Store::SetListEnabled(const std::string& list, bool enabled,
-                                       const ChangeContext& context) {
+                                       const ChangeContext& context) try {
   Impl& im = *impl_;
   return im.Change(context, enabled ? "enable_list" : "disable_list",
                    [&](uint64_t version) -> Result<Impl::ChangeSummary> {
@@ -1992,10 +2054,12 @@ Result<uint64_t> Store::SetListEnabled(const std::string& list, bool enabled,
                      summary.delta.list_enabled.emplace(list, enabled);
                      return summary;
                    });
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Result<uint64_t> Store::DescribeList(const std::string& list, const std::string& description,
-                                     const ChangeContext& context) {
+                                     const ChangeContext& context) try {
   Status valid = CheckText("list name", list, false);
   if (valid.ok()) valid = CheckText("description", description, true);
   if (!valid.ok()) return valid.error();
@@ -2014,9 +2078,11 @@ Result<uint64_t> Store::DescribeList(const std::string& list, const std::string&
     summary.delta.created_lists = {list};
     return summary;
   });
+} catch (...) {
+  return impl_->Abandon();
 }
 
-Result<uint64_t> Store::Rekey(const ChangeContext& context) {
+Result<uint64_t> Store::Rekey(const ChangeContext& context) try {
   Impl& im = *impl_;
   return im.Change(context, "rekey", [&](uint64_t) -> Result<Impl::ChangeSummary> {
     // Read everything first (one statement streams at a time), then update.
@@ -2058,6 +2124,8 @@ Result<uint64_t> Store::Rekey(const ChangeContext& context) {
     summary.entries_digest = DigestOfLeaves(leaves);
     return summary;
   });
+} catch (...) {
+  return impl_->Abandon();
 }
 
 namespace {
@@ -2085,25 +2153,29 @@ ListInfo ListOfRow(const Row& row) {
 
 }  // namespace
 
-Result<std::vector<ListInfo>> Store::Lists(bool count_entries) {
+Result<std::vector<ListInfo>> Store::Lists(bool count_entries) try {
   std::vector<ListInfo> lists;
   Status s = impl_->Exec(ListSelect(count_entries) + " ORDER BY l.name", {},
                          [&](const Row& row) { lists.push_back(ListOfRow(row)); });
   if (!s.ok()) return s.error();
   return lists;
+} catch (...) {
+  return impl_->Abandon();
 }
 
-Result<ListInfo> Store::List(const std::string& name, bool count_entries) {
+Result<ListInfo> Store::List(const std::string& name, bool count_entries) try {
   std::optional<ListInfo> found;
   Status s = impl_->Exec(ListSelect(count_entries) + " WHERE l.name = $1", {Param::Text(name)},
                          [&](const Row& row) { found = ListOfRow(row); });
   if (!s.ok()) return s.error();
   if (!found) return Error(ErrorCode::kNotFound, "no list \"" + name + "\"");
   return std::move(*found);
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Result<std::vector<StoredEntry>> Store::Entries(const std::string& list, uint64_t after_id,
-                                                size_t limit) {
+                                                size_t limit) try {
   Impl& im = *impl_;
   std::vector<StoredEntry> out;
   Status failed;
@@ -2126,10 +2198,12 @@ Result<std::vector<StoredEntry>> Store::Entries(const std::string& list, uint64_
   if (!s.ok()) return s.error();
   if (!failed.ok()) return failed.error();
   return out;
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Status Store::ForEachEntry(const std::function<void(StoredEntry&&)>& fn, uint64_t* version,
-                           std::vector<ListInfo>* lists) {
+                           std::vector<ListInfo>* lists) try {
   Impl& im = *impl_;
   Status s = im.conn->BeginRead();
   if (!s.ok()) return s;
@@ -2162,13 +2236,20 @@ Status Store::ForEachEntry(const std::function<void(StoredEntry&&)>& fn, uint64_
                   failed = d;
                   return;
                 }
-                fn(std::move(e));
+                try {
+                  fn(std::move(e));
+                } catch (...) {
+                  im.caller_threw_ = true;
+                  throw;
+                }
               });
   im.conn->Rollback();  // read-only
   if (!s.ok()) return s;
   if (!failed.ok()) return failed;
   if (version != nullptr) *version = static_cast<uint64_t>(*v);
   return {};
+} catch (...) {
+  return impl_->Abandon();
 }
 
 namespace {
@@ -2184,6 +2265,14 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
   Status failed;
   std::array<uint8_t, 16> salt{};
   std::array<uint8_t, 32> value{};
+  struct Wiper {  // also when fn throws
+    std::array<uint8_t, 16>& salt;
+    std::array<uint8_t, 32>& value;
+    ~Wiper() {
+      Wipe(salt);
+      Wipe(value);
+    }
+  } wiper{salt, value};
   Digest32 leaf{};
   const std::array<Param, 2> range = {Param::Int(first), Param::Int(last)};
   Status s = conn.Execute(
@@ -2221,8 +2310,6 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
         e.leaf = &leaf;
         fn(e);
       });
-  Wipe(salt);
-  Wipe(value);
   if (!s.ok()) return s;
   if (!failed.ok()) return failed;
   if (n != expected) return Error(ErrorCode::kInternal, "fewer entries than counted");
@@ -2232,7 +2319,7 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
 }  // namespace
 
 Status Store::ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uint64_t>* disabled,
-                               uint64_t* version, std::vector<ListInfo>* lists) {
+                               uint64_t* version, std::vector<ListInfo>* lists) try {
   const size_t offset = entries->size();
   std::array<size_t, 2> next{};
   return ReadIndexRows(
@@ -2250,12 +2337,14 @@ Status Store::ReadIndexEntries(std::vector<IndexEntry>* entries, std::vector<uin
         e.reference = row.reference;
       },
       disabled, version, lists);
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
                             const std::function<void(int, const IndexRow&)>& on_row,
                             std::vector<uint64_t>* disabled, uint64_t* version,
-                            std::vector<ListInfo>* lists) {
+                            std::vector<ListInfo>* lists) try {
   Impl& im = *impl_;
   // Large stores are read in two halves by two connections in parallel
   // (each half on its own core); both read transactions must see the same
@@ -2315,7 +2404,12 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
     if (!s.ok()) return fail(s);
     const size_t total = static_cast<size_t>(*count);
     const size_t first_half = mid == *end ? total : total / 2;
-    start(first_half, total - first_half);
+    try {
+      start(first_half, total - first_half);
+    } catch (...) {
+      im.caller_threw_ = true;
+      throw;
+    }
     std::vector<uint64_t> disabled_second;
     Status second_status;
     std::thread reader;
@@ -2325,8 +2419,8 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
           second_status = ReadIndexRange(
               *second, im.keys.data_keys, im.store_id, mid, *end,
               [&](const IndexRow& r) { on_row(1, r); }, total - first_half, &disabled_second);
-        } catch (const std::exception& e) {  // std::bad_alloc on a huge store
-          second_status = Error(ErrorCode::kInternal, std::string("reading failed: ") + e.what());
+        } catch (const std::exception&) {  // std::bad_alloc on a huge store
+          second_status = ErrorOfException();
         }
       });
     }
@@ -2334,8 +2428,9 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
       s = ReadIndexRange(
           *im.conn, im.keys.data_keys, im.store_id, 0, mid,
           [&](const IndexRow& r) { on_row(0, r); }, first_half, disabled);
-    } catch (const std::exception& e) {
-      s = Error(ErrorCode::kInternal, std::string("reading failed: ") + e.what());
+    } catch (...) {  // to Abandon, once the other part is read
+      if (reader.joinable()) reader.join();
+      throw;
     }
     if (reader.joinable()) reader.join();
     end_reads();  // both read-only
@@ -2345,9 +2440,11 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
     *version = static_cast<uint64_t>(*v);
     return {};
   }
+} catch (...) {
+  return impl_->Abandon();
 }
 
-Result<ChangeSet> Store::ChangesSince(uint64_t version) {
+Result<ChangeSet> Store::ChangesSince(uint64_t version) try {
   Impl& im = *impl_;
   ChangeSet out;
   out.from_version = version;
@@ -2415,9 +2512,11 @@ Result<ChangeSet> Store::ChangesSince(uint64_t version) {
   if (!s.ok()) return fail(s.error());
   im.conn->Rollback();
   return out;
+} catch (...) {
+  return impl_->Abandon();
 }
 
-Result<StoreStats> Store::Stats() {
+Result<StoreStats> Store::Stats() try {
   Impl& im = *impl_;
   StoreStats st;
   st.store_id = im.store_id;
@@ -2454,11 +2553,13 @@ Result<StoreStats> Store::Stats() {
   if (!s.ok()) return fail(s.error());
   im.conn->Rollback();
   return st;
+} catch (...) {
+  return impl_->Abandon();
 }
 
 std::optional<PublicKey> Store::stored_public_key() const { return impl_->public_key; }
 
-Status Store::PrepareChange() {
+Status Store::PrepareChange() try {
   Impl& im = *impl_;
   {
     std::lock_guard lock(im.kept_mutex_);
@@ -2470,6 +2571,8 @@ Status Store::PrepareChange() {
   im.conn->Rollback();
   im.Keep(*next - 1);
   return {};
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Store::ChangeStarts Store::change_starts() const { return impl_->starts; }
@@ -2479,7 +2582,7 @@ bool Store::SignedThis(const VersionRecord& record, const StateView& state,
   return impl_->SignedThis(record, state, entries_digest, active);
 }
 
-Result<VersionRecord> Store::Root(uint64_t version) {
+Result<VersionRecord> Store::Root(uint64_t version) try {
   Impl& im = *impl_;
   if (version == 0) {
     Result<uint64_t> current = Version();
@@ -2493,9 +2596,11 @@ Result<VersionRecord> Store::Root(uint64_t version) {
   if (!s.ok()) return s.error();
   if (records.empty()) return Error(ErrorCode::kNotFound, "no version " + std::to_string(version));
   return records.front();
+} catch (...) {
+  return impl_->Abandon();
 }
 
-Result<InclusionProof> Store::Prove(uint64_t entry_id) {
+Result<InclusionProof> Store::Prove(uint64_t entry_id) try {
   Impl& im = *impl_;
   Status s = im.conn->BeginRead();
   if (!s.ok()) return s.error();
@@ -2520,9 +2625,11 @@ Result<InclusionProof> Store::Prove(uint64_t entry_id) {
   proof.path = MerkleInclusionProof(*leaves, proof.leaf_index);
   proof.root = MerkleRoot(*leaves);
   return proof;
+} catch (...) {
+  return impl_->Abandon();
 }
 
-Result<std::vector<AuditRecord>> Store::Audit(uint64_t after_seq, size_t limit) {
+Result<std::vector<AuditRecord>> Store::Audit(uint64_t after_seq, size_t limit) try {
   std::vector<AuditRecord> records;
   Status s = impl_->ReadAudit(
       "SELECT seq, time, actor, action, list, count, entries_digest, prev_digest, digest "
@@ -2531,10 +2638,12 @@ Result<std::vector<AuditRecord>> Store::Audit(uint64_t after_seq, size_t limit) 
       &records);
   if (!s.ok()) return s.error();
   return records;
+} catch (...) {
+  return impl_->Abandon();
 }
 
 Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key,
-                                   bool check_values) {
+                                   bool check_values) try {
   Impl& im = *impl_;
   VerifyReport report;
   report.values_checked = check_values;
@@ -2676,6 +2785,8 @@ Result<VerifyReport> Store::Verify(const std::optional<PublicKey>& trusted_key,
     }
   }
   return report;
+} catch (...) {
+  return impl_->Abandon();
 }
 
 }  // namespace bantay::matcher

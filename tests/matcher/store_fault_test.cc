@@ -1,0 +1,263 @@
+// The store when memory runs out, or a caller's callback throws, in the
+// middle of a call. This binary's global operator new (failing_new.h) can be
+// told to fail the n-th allocation of the calling thread; each test makes
+// every allocation of one store call fail in turn, n = 0, 1, 2, ..., until
+// the call succeeds without reaching the n-th. Every failed call must answer
+// kUnavailable, leave the database and the Store as they were (no
+// transaction left open, nothing half-written, no stale kept state), and let
+// the next call work.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bantay/matcher/store.h"
+#include "database.h"
+#include "failing_new.h"
+#include "store_test_util.h"
+
+namespace bantay::matcher {
+namespace {
+
+using store_testing::BackendName;
+using store_testing::Entry;
+using store_testing::Md5Value;
+using store_testing::ReferencePdqValues;
+
+// An entry as the comparisons need it.
+std::string Describe(const StoredEntry& e) {
+  return std::to_string(e.id) + " " + e.list + " " + e.category + " " + e.reference + " " +
+         std::string(EntryStatusName(e.status));
+}
+
+class StoreFaultTest : public store_testing::StoreBackendTest {
+ protected:
+  void SetUp() override {
+    StoreBackendTest::SetUp();
+    pdq_ = ReferencePdqValues();
+    ASSERT_GE(pdq_.size(), 6u);
+    store_ = Init();
+    ASSERT_NE(store_, nullptr);
+    ASSERT_EQ(*store_->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1"),
+                                   Entry("hotline-a", SignalType::kPdq, pdq_[1], "B2", "r2"),
+                                   Entry("ngo-b", SignalType::kMd5, Md5Value("x"), "A1", "r3")},
+                                  Ctx()),
+              2u);
+    two_ = {Entry("hotline-a", SignalType::kPdq, pdq_[2], "A1", "r4"),
+            Entry("ngo-c", SignalType::kPdq, pdq_[3], "B1", "r5")};
+    raw_ = Raw();
+    ASSERT_NE(raw_, nullptr);
+    if (sqlite()) {
+      ASSERT_TRUE(raw_->Execute("PRAGMA busy_timeout = 0", {}).ok());
+    }
+  }
+
+  // What the store holds, as other connections see it: the version, every
+  // entry, every list.
+  std::string Contents() {
+    std::unique_ptr<Store> other = Open();
+    if (other == nullptr) return "";
+    std::string out = "version " + std::to_string(VersionOf(*other)) + "\n";
+    for (const StoredEntry& e : AllEntries(*other)) out += Describe(e) + "\n";
+    Result<std::vector<ListInfo>> lists = other->Lists();
+    EXPECT_TRUE(lists.ok());
+    if (lists.ok()) {
+      for (const ListInfo& l : *lists) {
+        out += l.name + (l.enabled ? " enabled " : " disabled ") + l.description + "\n";
+      }
+    }
+    return out;
+  }
+
+  // No transaction of the store's is left open: another connection may
+  // write at once (SQLite: no wait for the lock), and no session of the
+  // database sits in a transaction (PostgreSQL).
+  void ExpectNoTransactionLeft() {
+    if (sqlite()) {
+      Status begin = raw_->BeginWrite();
+      EXPECT_TRUE(begin.ok()) << begin.error().ToString();
+      raw_->Rollback();
+      return;
+    }
+    int64_t open = -1;
+    Status s = raw_->Execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
+        {}, [&](const db::Row& row) { open = row.Int(0); });
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    EXPECT_EQ(open, 0);
+  }
+
+  // Calls `call` with its n-th allocation failing for n = 0, 1, ...: each
+  // failure must be kUnavailable and leave the store's contents as they
+  // were and no transaction open; `before_each` runs (allocating freely)
+  // before every attempt. Returns the number of failed attempts, once the
+  // call succeeded.
+  template <typename Call>
+  int FailEachAllocation(Call call, const std::function<void()>& before_each = {}) {
+    const std::string contents = Contents();
+    const bool failed_before = ::testing::Test::HasFailure();
+    for (long n = 0; n < 100'000; ++n) {
+      if (before_each) before_each();
+      bantay::testing::FailAllocation(n);
+      auto result = call();
+      const bool reached = bantay::testing::AllocationFailed();
+      bantay::testing::FailAllocation(-1);
+      // (A failure caught on the way, as std::stable_sort does with its
+      // buffer, may end the attempts early.)
+      if (result.ok()) {
+        std::printf("%ld allocations made to fail in turn\n", n);
+        return static_cast<int>(n);
+      }
+      SCOPED_TRACE("allocation " + std::to_string(n) + " failed");
+      EXPECT_TRUE(reached) << result.error().ToString();
+      EXPECT_EQ(result.error().code(), ErrorCode::kUnavailable) << result.error().ToString();
+      ExpectNoTransactionLeft();
+      EXPECT_EQ(Contents(), contents);
+      if (::testing::Test::HasFailure() && !failed_before) return -1;
+    }
+    ADD_FAILURE() << "the call never succeeded";
+    return -1;
+  }
+
+  // A change made with every allocation failing in turn, the writer keeping
+  // its state before each attempt (PrepareChange) or not (a fresh Store, as
+  // after a failure: the change reads and checks the store). Then the store
+  // verifies, the change is there, and the next change, from the state the
+  // change kept, verifies too.
+  void ExpectEveryFailureRolledBack(
+      const std::function<Result<uint64_t>(Store&)>& change, bool keep_state) {
+    const uint64_t version = VersionOf(*store_);
+    if (!keep_state) store_ = Open();
+    ASSERT_NE(store_, nullptr);
+    const int failures = FailEachAllocation([&] { return change(*store_); }, [&] {
+      if (keep_state) STORE_ASSERT_OK(store_->PrepareChange());
+    });
+    ASSERT_GT(failures, 10);
+    EXPECT_EQ(VersionOf(*store_), version + 1);
+    Result<uint64_t> next = store_->AddEntries(
+        {Entry("hotline-a", SignalType::kPdq, pdq_[4], "A1", "r6")}, Ctx());
+    STORE_ASSERT_OK(next);
+    EXPECT_EQ(*next, version + 2);
+    Result<VerifyReport> report = Open()->Verify(SignerPublic());
+    STORE_ASSERT_OK(report);
+    EXPECT_TRUE(report->ok()) << (report->problems.empty() ? "" : report->problems.front());
+  }
+
+  // Two entries, one of them in a new list.
+  Result<uint64_t> AddTwo(Store& store) { return store.AddEntries(two_, ctx_); }
+
+  std::vector<std::array<uint8_t, 32>> pdq_;
+  // The calls' arguments are made before any allocation is set to fail.
+  std::vector<NewEntry> two_;
+  const ChangeContext ctx_ = Ctx("a change's actor", "the change's source");
+  const std::vector<uint64_t> one_and_three_ = {1, 3};
+  const std::vector<uint64_t> two_only_ = {2};
+  const std::string list_ = "ngo-b", description_ = "the list of an NGO, described";
+  const std::string all_lists_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<db::Connection> raw_;
+};
+
+TEST_P(StoreFaultTest, AnAddThatRunsOutOfMemoryIsRolledBackFromAKeptState) {
+  ExpectEveryFailureRolledBack([&](Store& s) { return AddTwo(s); }, true);
+}
+
+TEST_P(StoreFaultTest, AnAddThatRunsOutOfMemoryIsRolledBackAfterAFullCheck) {
+  ExpectEveryFailureRolledBack([&](Store& s) { return AddTwo(s); }, false);
+}
+
+TEST_P(StoreFaultTest, ADisableThatRunsOutOfMemoryIsRolledBack) {
+  ExpectEveryFailureRolledBack(
+      [&](Store& s) { return s.SetEntriesStatus(one_and_three_, EntryStatus::kDisabled, ctx_); },
+      true);
+}
+
+TEST_P(StoreFaultTest, ARemovalThatRunsOutOfMemoryIsRolledBack) {
+  ExpectEveryFailureRolledBack([&](Store& s) { return s.RemoveEntries(two_only_, ctx_); }, true);
+}
+
+TEST_P(StoreFaultTest, AListChangeThatRunsOutOfMemoryIsRolledBack) {
+  ExpectEveryFailureRolledBack([&](Store& s) { return s.SetListEnabled(list_, false, ctx_); },
+                               true);
+}
+
+TEST_P(StoreFaultTest, ADescriptionThatRunsOutOfMemoryIsRolledBack) {
+  ExpectEveryFailureRolledBack(
+      [&](Store& s) { return s.DescribeList(list_, description_, ctx_); }, false);
+}
+
+// Reads that run out of memory answer kUnavailable and leave no read
+// transaction open (the next read, and a change, work).
+TEST_P(StoreFaultTest, ReadsThatRunOutOfMemoryLeaveNothingOpen) {
+  Store& s = *store_;
+  EXPECT_GT(FailEachAllocation([&] { return s.Entries(all_lists_, 0, 100); }), 5);
+  EXPECT_GT(FailEachAllocation([&] { return s.Lists(); }), 3);
+  EXPECT_GT(FailEachAllocation([&] { return s.Stats(); }), 3);
+  EXPECT_GT(FailEachAllocation([&] { return s.Audit(0, 10); }), 3);
+  EXPECT_GT(FailEachAllocation([&] { return s.Prove(2); }), 3);
+  EXPECT_GT(FailEachAllocation([&] { return s.ChangesSince(1); }), 3);
+  const std::optional<PublicKey> signer = SignerPublic();
+  EXPECT_GT(FailEachAllocation([&] { return s.Verify(signer); }), 10);
+  size_t seen = 0;
+  EXPECT_GT(FailEachAllocation([&] {
+              seen = 0;
+              return s.ForEachEntry([&](StoredEntry&&) { ++seen; }, nullptr, nullptr);
+            }),
+            2);
+  EXPECT_EQ(seen, 3u);
+  std::vector<IndexEntry> entries;
+  std::vector<uint64_t> disabled;
+  std::vector<ListInfo> lists;
+  uint64_t version = 0;
+  EXPECT_GT(FailEachAllocation([&] {
+              entries.clear();
+              disabled.clear();
+              lists.clear();
+              return s.ReadIndexEntries(&entries, &disabled, &version, &lists);
+            }),
+            3);
+  EXPECT_EQ(entries.size(), 3u);
+  EXPECT_EQ(version, 2u);
+  Result<uint64_t> v = AddTwo(s);
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 3u);
+}
+
+// A caller's callback that throws: its exception reaches the caller, the
+// read is ended, and the store goes on.
+TEST_P(StoreFaultTest, ACallbackThatThrowsEndsTheRead) {
+  Store& s = *store_;
+  size_t calls = 0;
+  EXPECT_THROW((void)s.ForEachEntry(
+                   [&](StoredEntry&&) {
+                     if (++calls == 2) throw std::runtime_error("the caller's");
+                   },
+                   nullptr, nullptr),
+               std::runtime_error);
+  EXPECT_EQ(calls, 2u);
+  ExpectNoTransactionLeft();
+  std::vector<uint64_t> disabled;
+  std::vector<ListInfo> lists;
+  uint64_t version = 0;
+  EXPECT_THROW((void)s.ReadIndexRows([](size_t, size_t) { throw std::logic_error("start"); },
+                                     [](int, const IndexRow&) {}, &disabled, &version, &lists),
+               std::logic_error);
+  ExpectNoTransactionLeft();
+  Result<uint64_t> v = AddTwo(s);
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 3u);
+  calls = 0;
+  STORE_ASSERT_OK(s.ForEachEntry([&](StoredEntry&&) { ++calls; }, &version, nullptr));
+  EXPECT_EQ(calls, 5u);
+  EXPECT_EQ(version, 3u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreFaultTest, ::testing::Values("sqlite", "postgres"),
+                         BackendName);
+
+}  // namespace
+}  // namespace bantay::matcher
