@@ -32,6 +32,12 @@
 //    reordered record; the signed versions anchor the chain.
 //  - Snapshots: Export writes one signed and encrypted file (snapshot.h).
 //
+// Errors: every call answers with a Result or Status. When memory runs out
+// in the middle of a call, the call is rolled back and answers kUnavailable
+// (the store is as it was; the next call works). An exception thrown by a
+// caller's callback (ForEachEntry, ReadIndexRows's `start`) ends the read
+// and is passed on.
+//
 // Thread safety: a Store object is used by one thread at a time (but for
 // SignedThis, which any thread may call meanwhile); several processes (or
 // Store objects) may use the same database: writers are serialised by the
