@@ -26,7 +26,7 @@ export TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp"
 build-tsan/bin/matcher_test \
   --gtest_filter='HashIndexConcurrentTest.*:HashIndexTest.MergesKeepEveryChange:HashIndexTest.ConcurrentFoldsAndMergesKeepEveryChange:HashIndexTest.MergeNowCompletesWhileAddsGoOn:HashIndexTest.MergeNowDuringTheLastFoldCompletes:HashIndexTest.QueriesSearchAtMostThreeTiersWhileMerging:HashIndexTest.ReplacedSnapshotsAreDestroyedByTheIndex:Backends/StoreTest.TwoWritersOnOneDatabase/sqlite:Backends/StoreIndexTest.ALargeStoreLoadsInTwoHalvesWithEveryEntry/sqlite:Backends/StoreIndexTest.AMixedLargeStoreLoadsInTwoHalvesAsEntryByEntry/sqlite'
 build-tsan/bin/server_integration_test --gtest_filter='Backends/ApiTest.*/sqlite:LifecycleTest.*:BinaryTest.*:ScanServerTest.*:StreamCliTest.*:StreamApiTest.*:StreamWsTest.*'
-build-tsan/bin/server_test --gtest_filter='StreamsTest.*:StreamStateTest.*:ComputePoolTest.*'
+build-tsan/bin/server_test --gtest_filter='StreamsTest.*:StreamsWithIndexTest.*:StreamStateTest.*:ComputePoolTest.*'
 build-tsan/bin/webhook_test
 
 # The fuzz targets (tests/fuzz) under libFuzzer with AddressSanitizer and

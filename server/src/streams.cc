@@ -383,6 +383,7 @@ void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyC
   FrameResult result;
   std::optional<Stream::Pending> next;
   std::function<void(std::string)> on_verdict;
+  uint64_t told = 0;  // the listeners' number on_verdict is of
   {
     std::lock_guard lock(stream->mu_);
     if (!hashed.ok()) {
@@ -439,20 +440,39 @@ void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyC
     } else {
       stream->busy_ = false;
     }
-    if (!result.outcome.verdict_event.empty()) on_verdict = stream->on_verdict_;
+    if (!result.outcome.verdict_event.empty()) {
+      on_verdict = stream->on_verdict_;
+      told = stream->listeners_;
+    }
   }
-  Finish(key, std::move(pending.done), std::move(result), std::move(on_verdict));
+  Finish(stream, key, std::move(pending.done), std::move(result), std::move(on_verdict), told);
   if (next) StartJob(stream, key, std::move(*next));
 }
 
-void StreamRegistry::Finish(const ApiKeyConfig& key, std::function<void(FrameResult)> done,
-                            FrameResult result, std::function<void(std::string)> on_verdict) {
+void StreamRegistry::Finish(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
+                            std::function<void(FrameResult)> done, FrameResult result,
+                            std::function<void(std::string)> on_verdict, uint64_t told) {
   metrics_->RecordStreamFrame(FrameVerdictName(result.outcome.verdict));
   const std::string verdict_event = result.outcome.verdict_event;
   if (done) done(std::move(result));
   if (!verdict_event.empty()) {
     metrics_->RecordStreamVerdictChange();
     if (on_verdict) on_verdict(verdict_event);
+    // Listeners that took over since on_verdict was taken (a second
+    // WebSocket) are told too: the takeover closed the socket on_verdict
+    // sends to, and that close may have been queued before this event,
+    // which the closing socket then drops. A takeover after the check is
+    // ordered after the event by the lock (its close is queued after it).
+    for (;;) {
+      std::function<void(std::string)> current;
+      {
+        std::lock_guard lock(stream->mu_);
+        if (stream->listeners_ == told) break;
+        told = stream->listeners_;
+        current = stream->on_verdict_;
+      }
+      if (current) current(verdict_event);
+    }
     if (verdict_hook_) verdict_hook_(key, verdict_event);
   }
 }

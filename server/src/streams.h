@@ -164,9 +164,11 @@ class StreamRegistry {
               Stream::Pending pending);
   void Close(const std::shared_ptr<Stream>& stream, bool shutdown);
   // Answers a frame that ran, then tells the listener and the hook about a
-  // verdict change (after the frame's own event).
-  void Finish(const ApiKeyConfig& key, std::function<void(FrameResult)> done, FrameResult result,
-              std::function<void(std::string)> on_verdict);
+  // verdict change (after the frame's own event): `on_verdict`, the
+  // listeners numbered `told`, and any that took over since.
+  void Finish(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
+              std::function<void(FrameResult)> done, FrameResult result,
+              std::function<void(std::string)> on_verdict, uint64_t told);
   int64_t IdleTimeoutMs() const;
 
   const ServerConfig& config_;

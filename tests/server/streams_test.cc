@@ -5,16 +5,21 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <boost/json.hpp>
 
+#include "bantay/matcher/crypto.h"
+#include "bantay/matcher/store.h"
 #include "compute_pool.h"
 #include "index_service.h"
 #include "metrics.h"
+#include "test_images.h"
 
 namespace bantay::server {
 namespace {
@@ -184,6 +189,104 @@ TEST_F(StreamsTest, LimitsOwnershipAndRemoval) {
   EXPECT_EQ(registry_.Sweep(), 0u);  // nothing idle for a minute
   registry_.CloseAll();
   EXPECT_EQ(registry_.active(), 0u);
+}
+
+// A registry whose index holds one PDQ entry (a SQLite store), so that a
+// frame of that hash matches and changes the stream's verdict.
+class StreamsWithIndexTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    platform_.id = "platform";
+    platform_.role = Role::kPlatform;
+    const std::string& dir = dir_.path();
+    const matcher::DataKey data_key = matcher::GenerateDataKey();
+    ASSERT_TRUE(matcher::WriteDataKeyFile(dir + "/data.key", data_key).ok());
+    matcher::SigningKey signer = matcher::SigningKey::Generate();
+    ASSERT_TRUE(matcher::WriteSecretFile(dir + "/signing.pem", signer.ToPem()).ok());
+    matcher::StoreKeys keys;
+    keys.data_keys = {data_key};
+    keys.signing_key = std::move(signer);
+    config_.store_url = "sqlite:" + dir + "/store.db";
+    config_.data_key_file = dir + "/data.key";
+    config_.signing_key_file = dir + "/signing.pem";
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Init(config_.store_url, std::move(keys), {"setup", "test"});
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    known_.fill(0x5a);
+    matcher::NewEntry entry;
+    entry.list = "demo";
+    entry.type = matcher::SignalType::kPdq;
+    entry.value = known_;
+    entry.category = "test";
+    ASSERT_TRUE((*store)->AddEntries({entry}, {"setup", "test"}).ok());
+    index_ = std::make_unique<IndexService>(config_, &metrics_);
+    Status started = index_->Start();
+    ASSERT_TRUE(started.ok()) << started.error().ToString();
+    for (int i = 0; i < 3000 && !index_->ready(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(index_->ready());
+    registry_ = std::make_unique<StreamRegistry>(config_, index_.get(), &pool_, &metrics_);
+  }
+
+  bantay::testing::TempDir dir_;
+  ServerConfig config_;
+  Metrics metrics_;
+  std::unique_ptr<IndexService> index_;
+  std::unique_ptr<StreamRegistry> registry_;
+  ComputePool pool_{1, 2};  // destroyed first: its jobs use the registry
+  ApiKeyConfig platform_;
+  std::array<uint8_t, 32> known_{};
+};
+
+// A second socket that takes over while a frame that changes the verdict is
+// answered (here: from the frame's own answer, which runs between the
+// verdict listener being taken and called) gets the verdict event: the
+// first one's close was queued before that event, so it would be lost.
+TEST_F(StreamsWithIndexTest, AVerdictReachesListenersThatTookOverWhileItWasAnswered) {
+  using Reason = Stream::CloseReason;
+  StreamPolicy policy;
+  policy.sample_interval_ms = 0;
+  StreamRegistry::CreateError error;
+  std::shared_ptr<Stream> stream = registry_->Create(platform_, policy, &error);
+  ASSERT_NE(stream, nullptr);
+  std::mutex mu;
+  std::vector<std::string> log;
+  std::string second_event;
+  auto record = [&](std::string entry) {
+    std::lock_guard lock(mu);
+    log.push_back(std::move(entry));
+  };
+  ASSERT_NE(stream->SetListeners([&](std::string) { record("1:verdict"); },
+                                 [&](Reason) { record("1:close"); }),
+            0u);
+  std::promise<void> hooked;
+  registry_->SetVerdictHook([&](const ApiKeyConfig&, const std::string&) { hooked.set_value(); });
+  StreamFrame frame;
+  frame.kind = StreamFrame::Kind::kHash;
+  frame.t_ms = 0;
+  frame.seq = 1;
+  frame.pdq = models::Hash256(known_);
+  FrameVerdict verdict = FrameVerdict::kError;
+  registry_->Submit(stream, platform_, std::move(frame), [&](FrameResult result) {
+    verdict = result.outcome.verdict;
+    stream->SetListeners(
+        [&](std::string event) {
+          record("2:verdict");
+          std::lock_guard lock(mu);
+          second_event = std::move(event);
+        },
+        [&](Reason) { record("2:close"); });
+  });
+  ASSERT_EQ(hooked.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(verdict, FrameVerdict::kMatch);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(log, (std::vector<std::string>{"1:close", "1:verdict", "2:verdict"}));
+  ASSERT_FALSE(second_event.empty());
+  const json::value event = json::parse(second_event);
+  EXPECT_EQ(event.at("type"), "verdict");
+  EXPECT_EQ(event.at("stream"), "suspect");
+  EXPECT_EQ(event.at("previous"), "clean");
 }
 
 }  // namespace
