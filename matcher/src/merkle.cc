@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -75,14 +76,23 @@ uint64_t LargestPowerOfTwoBelow(uint64_t n) {
 }
 
 bool RunBeside(const std::function<void()>& beside, const std::function<void()>& here) {
+  std::exception_ptr failed;  // beside's (memory that ran out), thrown on here
   // Joined when it goes out of scope, whatever happens on this thread.
   std::jthread worker;
   try {
-    worker = std::jthread(beside);
+    worker = std::jthread([&] {
+      try {
+        beside();
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    });
   } catch (const std::system_error&) {
     return false;  // no thread to be had
   }
   here();
+  worker.join();
+  if (failed) std::rethrow_exception(failed);
   return true;
 }
 

@@ -409,7 +409,7 @@ Error ErrorOfException() {
   try {
     throw;
   } catch (const std::bad_alloc&) {
-    return Error(ErrorCode::kUnavailable, "out of memory (nothing was changed)");
+    return Error(ErrorCode::kUnavailable, "out of memory");  // (short: no allocation)
   } catch (const std::exception& e) {
     return Error(ErrorCode::kInternal, std::string("unexpected exception: ") + e.what());
   }
@@ -1678,8 +1678,9 @@ struct Store::Impl {
   // std::exception); a caller's exception, or one of an unknown type, is
   // thrown on.
   Error Abandon() {
-    conn->Rollback();
-    before_ = {};
+    // What cannot throw first; then the rollback (which may allocate, as may
+    // a fresh state: memory that ran out once may run out again), tried
+    // twice. The state begun from is read again before its next use.
     before_kept_ = false;
     before_record_.reset();
     keep_.reset();
@@ -1688,6 +1689,17 @@ struct Store::Impl {
       kept_.reset();
     }
     state_column = false;  // an upgrade may have stopped half-way: look again
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      try {
+        conn->Rollback();
+        break;
+      } catch (...) {
+      }
+    }
+    try {
+      before_ = {};
+    } catch (...) {
+    }
     if (caller_threw_) {
       caller_threw_ = false;
       throw;
@@ -2412,6 +2424,7 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
     }
     std::vector<uint64_t> disabled_second;
     Status second_status;
+    std::exception_ptr second_failed;
     std::thread reader;
     if (first_half < total) {
       reader = std::thread([&] {
@@ -2419,8 +2432,8 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
           second_status = ReadIndexRange(
               *second, im.keys.data_keys, im.store_id, mid, *end,
               [&](const IndexRow& r) { on_row(1, r); }, total - first_half, &disabled_second);
-        } catch (const std::exception&) {  // std::bad_alloc on a huge store
-          second_status = ErrorOfException();
+        } catch (...) {  // thrown on this thread once joined
+          second_failed = std::current_exception();
         }
       });
     }
@@ -2433,6 +2446,7 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
       throw;
     }
     if (reader.joinable()) reader.join();
+    if (second_failed) std::rethrow_exception(second_failed);  // to Abandon
     end_reads();  // both read-only
     if (!s.ok()) return s;
     if (!second_status.ok()) return second_status;
@@ -2579,7 +2593,11 @@ Store::ChangeStarts Store::change_starts() const { return impl_->starts; }
 
 bool Store::SignedThis(const VersionRecord& record, const StateView& state,
                        StateDigester* entries_digest, MerkleFrontier* active) const {
-  return impl_->SignedThis(record, state, entries_digest, active);
+  try {
+    return impl_->SignedThis(record, state, entries_digest, active);
+  } catch (const std::bad_alloc&) {
+    return false;  // the caller hashes the state itself
+  }
 }
 
 Result<VersionRecord> Store::Root(uint64_t version) try {

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -94,8 +95,10 @@ class StoreFaultTest : public store_testing::StoreBackendTest {
   // Calls `call` with its n-th allocation failing for n = 0, 1, ...: each
   // failure must be kUnavailable and leave the store's contents as they
   // were and no transaction open; `before_each` runs (allocating freely)
-  // before every attempt. Returns the number of failed attempts, once the
-  // call succeeded.
+  // before every attempt, and should make each attempt's allocations the
+  // same (a fresh Store: no cache filled by an earlier attempt), so that
+  // every one of them is made to fail. Returns the number of failed
+  // attempts, once the call succeeded without reaching the failing one.
   template <typename Call>
   int FailEachAllocation(Call call, const std::function<void()>& before_each = {}) {
     const std::string contents = Contents();
@@ -106,9 +109,8 @@ class StoreFaultTest : public store_testing::StoreBackendTest {
       auto result = call();
       const bool reached = bantay::testing::AllocationFailed();
       bantay::testing::FailAllocation(-1);
-      // (A failure caught on the way, as std::stable_sort does with its
-      // buffer, may end the attempts early.)
       if (result.ok()) {
+        EXPECT_FALSE(reached) << "allocation " << n << " failed, and the call succeeded";
         std::printf("%ld allocations made to fail in turn\n", n);
         return static_cast<int>(n);
       }
@@ -123,34 +125,44 @@ class StoreFaultTest : public store_testing::StoreBackendTest {
     return -1;
   }
 
-  // A change made with every allocation failing in turn, the writer keeping
-  // its state before each attempt (PrepareChange) or not (a fresh Store, as
-  // after a failure: the change reads and checks the store). Then the store
-  // verifies, the change is there, and the next change, from the state the
-  // change kept, verifies too.
+  // A change made with every allocation failing in turn, each attempt on a
+  // fresh Store that keeps its state (PrepareChange: the change starts
+  // from it) or not (the change reads and checks the store). Then the
+  // store verifies, the change is there, and the next change, from the
+  // state the change kept, verifies too.
   void ExpectEveryFailureRolledBack(
       const std::function<Result<uint64_t>(Store&)>& change, bool keep_state) {
     const uint64_t version = VersionOf(*store_);
-    if (!keep_state) store_ = Open();
-    ASSERT_NE(store_, nullptr);
     const int failures = FailEachAllocation([&] { return change(*store_); }, [&] {
+      store_ = Open(AttemptKeys());
       if (keep_state) STORE_ASSERT_OK(store_->PrepareChange());
     });
     ASSERT_GT(failures, 10);
+    EXPECT_EQ(store_->change_starts().kept, keep_state ? 1u : 0u);
+    EXPECT_EQ(store_->change_starts().checked, 1u);
     EXPECT_EQ(VersionOf(*store_), version + 1);
     Result<uint64_t> next = store_->AddEntries(
         {Entry("hotline-a", SignalType::kPdq, pdq_[4], "A1", "r6")}, Ctx());
     STORE_ASSERT_OK(next);
     EXPECT_EQ(*next, version + 2);
-    Result<VerifyReport> report = Open()->Verify(SignerPublic());
+    Result<VerifyReport> report = Open(AttemptKeys())->Verify(SignerPublic());
     STORE_ASSERT_OK(report);
     EXPECT_TRUE(report->ok()) << (report->problems.empty() ? "" : report->problems.front());
+  }
+
+  // The keys of the Stores the attempts are made on: with new_key_ first
+  // when it is set (a rekey's).
+  StoreKeys AttemptKeys() {
+    StoreKeys keys = Keys();
+    if (new_key_) keys.data_keys.insert(keys.data_keys.begin(), *new_key_);
+    return keys;
   }
 
   // Two entries, one of them in a new list.
   Result<uint64_t> AddTwo(Store& store) { return store.AddEntries(two_, ctx_); }
 
   std::vector<std::array<uint8_t, 32>> pdq_;
+  std::optional<DataKey> new_key_;
   // The calls' arguments are made before any allocation is set to fail.
   std::vector<NewEntry> two_;
   const ChangeContext ctx_ = Ctx("a change's actor", "the change's source");
@@ -188,6 +200,24 @@ TEST_P(StoreFaultTest, AListChangeThatRunsOutOfMemoryIsRolledBack) {
 TEST_P(StoreFaultTest, ADescriptionThatRunsOutOfMemoryIsRolledBack) {
   ExpectEveryFailureRolledBack(
       [&](Store& s) { return s.DescribeList(list_, description_, ctx_); }, false);
+}
+
+TEST_P(StoreFaultTest, ARekeyThatRunsOutOfMemoryIsRolledBack) {
+  new_key_ = GenerateDataKey();
+  ExpectEveryFailureRolledBack([&](Store& s) { return s.Rekey(ctx_); }, false);
+}
+
+// The preparation of the writer's first change, made to run out of memory:
+// it leaves nothing open, and the change after it works.
+TEST_P(StoreFaultTest, APreparationThatRunsOutOfMemoryLeavesNothingOpen) {
+  EXPECT_GT(FailEachAllocation([&] { return store_->PrepareChange(); },
+                               [&] { store_ = Open(); }),
+            20);
+  EXPECT_EQ(store_->change_starts().checked, 1u);
+  Result<uint64_t> v = AddTwo(*store_);
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 3u);
+  EXPECT_EQ(store_->change_starts().kept, 1u);
 }
 
 // Reads that run out of memory answer kUnavailable and leave no read

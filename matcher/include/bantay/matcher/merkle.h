@@ -27,7 +27,8 @@ inline constexpr size_t kMerkleTwoThreadsFrom = size_t{1} << 16;
 // The largest power of two smaller than n (> 1): where RFC 6962 splits.
 uint64_t LargestPowerOfTwoBelow(uint64_t n);
 // Runs `beside` on a thread of its own and `here` on this one, and waits
-// for both; false (nothing run) when no thread could be started.
+// for both; false (nothing run) when no thread could be started. An
+// exception of `beside` is thrown here once both are done.
 bool RunBeside(const std::function<void()>& beside, const std::function<void()>& here);
 }  // namespace internal
 
