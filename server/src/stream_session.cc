@@ -324,6 +324,15 @@ std::string StreamState::FrameEvent(FrameVerdict verdict, uint64_t frame, int64_
 std::string StreamState::StateJson() const { return StateJson(previous_); }
 
 std::string StreamState::StateJson(StreamVerdict previous) const {
+  return Json("verdict", previous, {});
+}
+
+std::string StreamState::EndedJson(std::string_view reason) const {
+  return Json("ended", std::nullopt, reason);
+}
+
+std::string StreamState::Json(std::string_view type, std::optional<StreamVerdict> previous,
+                              std::string_view reason) const {
   json::array matches;
   for (const StreamMatch& m : matches_) {
     matches.push_back(json::object{{"list", m.list}, {"category", m.category}, {"ref", m.ref}});
@@ -332,12 +341,13 @@ std::string StreamState::StateJson(StreamVerdict previous) const {
     if (t) return *t;
     return nullptr;
   };
-  json::object state{
-      {"type", "verdict"},
-      {"id", id_},
-      {"label", policy_.label},
-      {"stream", StreamVerdictName(verdict_)},
-      {"previous", StreamVerdictName(previous)},
+  json::object state{{"type", type}};
+  if (!previous) state["reason"] = reason;
+  state["id"] = id_;
+  state["label"] = policy_.label;
+  state["stream"] = StreamVerdictName(verdict_);
+  if (previous) state["previous"] = StreamVerdictName(*previous);
+  state.insert({
       {"first_match_t", optional_t(first_match_t_)},
       {"last_match_t", optional_t(last_match_t_)},
       {"frames", json::object{{"received", counters_.received},
@@ -350,7 +360,7 @@ std::string StreamState::StateJson(StreamVerdict previous) const {
                               {"errors", counters_.errors}}},
       {"matches", std::move(matches)},
       {"created_at", Rfc3339(created_unix_ms_)},
-      {"updated_at", Rfc3339(updated_unix_ms_)}};
+      {"updated_at", Rfc3339(updated_unix_ms_)}});
   return json::serialize(state);
 }
 

@@ -133,6 +133,10 @@ class StreamState {
 
   // The state, as GET /v1/streams/{id} answers it ("type":"verdict").
   std::string StateJson() const;
+  // The final state of a session that ended, for the webhook: as StateJson
+  // with "type":"ended" and "reason" ("deleted", "expired", "shutdown")
+  // instead of "previous".
+  std::string EndedJson(std::string_view reason) const;
 
   // Counters (also in StateJson).
   struct Counters {
@@ -148,6 +152,9 @@ class StreamState {
                          std::optional<uint32_t> seq, std::optional<int> quality,
                          std::optional<int> distance, const Error* error) const;
   std::string StateJson(StreamVerdict previous) const;
+  // StateJson's fields after "type" and either "previous" or "reason".
+  std::string Json(std::string_view type, std::optional<StreamVerdict> previous,
+                   std::string_view reason) const;
   // Pushes a searched or skipped frame into the window; the new verdict.
   void Push(bool matched, int64_t t_ms);
 

@@ -176,6 +176,7 @@ std::shared_ptr<Stream> StreamRegistry::Create(const ApiKeyConfig& key, StreamPo
   const std::string id = models::ToHex(random);
   auto stream = std::make_shared<Stream>(id, key.id, std::move(policy), key.role == Role::kLab,
                                          UnixMs(), SteadyMs());
+  stream->key_ = &key;
   std::lock_guard lock(mu_);
   size_t& mine = per_key_[key.id];
   if (mine >= config_.streams_max_per_key) {
@@ -228,16 +229,26 @@ std::shared_ptr<Stream> StreamRegistry::Remove(std::string_view id, const ApiKey
     if (--per_key_[key.id] == 0) per_key_.erase(key.id);
     metrics_->SetStreamsActive(static_cast<int64_t>(streams_.size()));
   }
-  Close(stream, false);
+  Close(stream, EndReason::kDeleted);
   return stream;
 }
 
-void StreamRegistry::Close(const std::shared_ptr<Stream>& stream, bool shutdown) {
+void StreamRegistry::Close(const std::shared_ptr<Stream>& stream, EndReason reason) {
   std::function<void(Stream::CloseReason)> on_close;
   std::optional<Stream::Pending> waiting;
+  std::string ended_event;
   {
     std::lock_guard lock(stream->mu_);
+    if (stream->closed_) return;
     stream->closed_ = true;
+    if (stream->verdict_told_ && verdict_hook_ && stream->key_ != nullptr) {
+      ended_event = stream->state_.EndedJson(reason == EndReason::kDeleted   ? "deleted"
+                                             : reason == EndReason::kExpired ? "expired"
+                                                                             : "shutdown");
+      // A frame in the pool may still tell a verdict: the end goes after it
+      // (RunJob, or StartJob when the pool refuses it).
+      if (stream->busy_) stream->ended_event_ = std::move(ended_event);
+    }
     on_close = std::move(stream->on_close_);
     stream->on_close_ = nullptr;
     stream->on_verdict_ = nullptr;
@@ -247,7 +258,15 @@ void StreamRegistry::Close(const std::shared_ptr<Stream>& stream, bool shutdown)
   if (waiting) {
     waiting->done(ErrorResult(ErrorCode::kNotFound, "not_found", "the stream was closed"));
   }
-  if (on_close) on_close(shutdown ? Stream::CloseReason::kShutdown : Stream::CloseReason::kEnded);
+  if (on_close) {
+    on_close(reason == EndReason::kShutdown ? Stream::CloseReason::kShutdown
+                                            : Stream::CloseReason::kEnded);
+  }
+  if (!ended_event.empty()) verdict_hook_(*stream->key_, ended_event);
+}
+
+void StreamRegistry::TellEnd(const ApiKeyConfig& key, std::string ended_event) {
+  if (!ended_event.empty() && verdict_hook_) verdict_hook_(key, ended_event);
 }
 
 int64_t StreamRegistry::IdleTimeoutMs() const { return config_.streams_idle_timeout_s * 1000; }
@@ -268,7 +287,7 @@ size_t StreamRegistry::Sweep() {
     }
     if (!expired.empty()) metrics_->SetStreamsActive(static_cast<int64_t>(streams_.size()));
   }
-  for (const std::shared_ptr<Stream>& stream : expired) Close(stream, false);
+  for (const std::shared_ptr<Stream>& stream : expired) Close(stream, EndReason::kExpired);
   return expired.size();
 }
 
@@ -280,7 +299,7 @@ void StreamRegistry::CloseAll() {
     per_key_.clear();
     metrics_->SetStreamsActive(0);
   }
-  for (auto& [id, stream] : all) Close(stream, true);
+  for (auto& [id, stream] : all) Close(stream, EndReason::kShutdown);
 }
 
 size_t StreamRegistry::active() const {
@@ -351,6 +370,7 @@ void StreamRegistry::StartJob(const std::shared_ptr<Stream>& stream, const ApiKe
   metrics_->RecordOverloaded();
   std::optional<Stream::Pending> next;
   FrameResult result;
+  std::string ended_event;
   {
     std::lock_guard lock(stream->mu_);
     result.outcome = stream->state_.Dropped(holder->index, holder->frame.t_ms, holder->frame.seq,
@@ -361,12 +381,15 @@ void StreamRegistry::StartJob(const std::shared_ptr<Stream>& stream, const ApiKe
       next = std::move(stream->waiting_);
       stream->waiting_.reset();
       stream->busy_ = true;
+    } else {
+      ended_event = std::exchange(stream->ended_event_, {});
     }
   }
   metrics_->RecordStreamFrame("dropped");
   result.error = Error(ErrorCode::kUnavailable, "the server is busy; retry later");
   result.error_code = "unavailable";
   holder->done(std::move(result));
+  TellEnd(key, std::move(ended_event));
   if (next) StartJob(stream, key, std::move(*next));
 }
 
@@ -434,18 +457,30 @@ void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyC
           },
           UnixMs());
     }
+    // busy_ stays set until this frame's events are out (Finish): the
+    // stream's next frame, which may change the verdict again, runs after.
+    // A session that ended meanwhile has told its end (with the state as
+    // it was): nothing more about it goes out.
+    if (stream->closed_) result.outcome.verdict_event.clear();
+    if (!result.outcome.verdict_event.empty()) {
+      on_verdict = stream->on_verdict_;
+      told = stream->listeners_;
+      stream->verdict_told_ = true;
+    }
+  }
+  Finish(stream, key, std::move(pending.done), std::move(result), std::move(on_verdict), told);
+  std::string ended_event;
+  {
+    std::lock_guard lock(stream->mu_);
     if (stream->waiting_ && !stream->closed_) {
       next = std::move(stream->waiting_);
       stream->waiting_.reset();
     } else {
       stream->busy_ = false;
-    }
-    if (!result.outcome.verdict_event.empty()) {
-      on_verdict = stream->on_verdict_;
-      told = stream->listeners_;
+      ended_event = std::exchange(stream->ended_event_, {});
     }
   }
-  Finish(stream, key, std::move(pending.done), std::move(result), std::move(on_verdict), told);
+  TellEnd(key, std::move(ended_event));
   if (next) StartJob(stream, key, std::move(*next));
 }
 

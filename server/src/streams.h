@@ -108,6 +108,7 @@ class Stream {
 
   const std::string id_;
   const std::string owner_;
+  const ApiKeyConfig* key_ = nullptr;  // the owner's (the server's configuration); set by Create
   const StreamPolicy policy_;
   const int64_t created_steady_ms_;
   uint64_t created_number_ = 0;  // the registry's count of sessions created, with this one
@@ -121,12 +122,18 @@ class Stream {
   std::function<void(std::string)> on_verdict_;  // mu_
   std::function<void(CloseReason)> on_close_;     // mu_
   uint64_t listeners_ = 0;                        // their number; mu_
+  bool verdict_told_ = false;  // a verdict event went out (so its end is told); mu_
+  // The "ended" event of a session closed while a frame was in the pool:
+  // told once that frame's events are out (so nothing follows it); mu_
+  std::string ended_event_;
 };
 
 class StreamRegistry {
  public:
   // Called on every stream verdict change with the owner key and the
-  // verdict event (the webhook's body).
+  // verdict event (the webhook's body), and when a session whose verdict
+  // changed at least once ends, with its "ended" event (EndedJson: deleted,
+  // expired, or the server shutting down).
   using VerdictHook = std::function<void(const ApiKeyConfig& key, const std::string& event)>;
 
   StreamRegistry(const ServerConfig& config, IndexService* index, ComputePool* compute,
@@ -162,13 +169,16 @@ class StreamRegistry {
                 Stream::Pending pending);
   void RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
               Stream::Pending pending);
-  void Close(const std::shared_ptr<Stream>& stream, bool shutdown);
+  enum class EndReason { kDeleted, kExpired, kShutdown };
+  void Close(const std::shared_ptr<Stream>& stream, EndReason reason);
   // Answers a frame that ran, then tells the listener and the hook about a
   // verdict change (after the frame's own event): `on_verdict`, the
   // listeners numbered `told`, and any that took over since.
   void Finish(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key,
               std::function<void(FrameResult)> done, FrameResult result,
               std::function<void(std::string)> on_verdict, uint64_t told);
+  // Gives the hook a session's deferred "ended" event (none when empty).
+  void TellEnd(const ApiKeyConfig& key, std::string ended_event);
   int64_t IdleTimeoutMs() const;
 
   const ServerConfig& config_;

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -320,24 +322,13 @@ TEST_F(StreamApiTest, IdleStreamsExpire) {
   EXPECT_EQ(Send("platform", "GET", "/v1/streams/" + busy).status, 200);
 }
 
-// A receiver of one webhook delivery on 127.0.0.1 (plain HTTP), answering
-// 200; it waits at most 10 s.
+// A receiver of `count` webhook deliveries, one after the other, on
+// 127.0.0.1 (plain HTTP), answering each 200; it waits at most 10 s.
 class WebhookReceiver {
  public:
-  WebhookReceiver() : acceptor_(ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
-    acceptor_.async_accept([this](boost::system::error_code ec,
-                                  boost::asio::ip::tcp::socket socket) {
-      if (ec) return;
-      boost::beast::flat_buffer buffer;
-      boost::beast::http::read(socket, buffer, request_, ec);
-      if (ec) return;
-      boost::beast::http::response<boost::beast::http::string_body> response(
-          boost::beast::http::status::ok, 11);
-      response.body() = "ok";
-      response.prepare_payload();
-      boost::beast::http::write(socket, response, ec);
-      received_ = true;
-    });
+  explicit WebhookReceiver(size_t count = 1)
+      : count_(count), acceptor_(ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
+    Accept();
     thread_ = std::thread([this] { ioc_.run_for(std::chrono::seconds(10)); });
   }
   ~WebhookReceiver() { Join(); }
@@ -345,16 +336,40 @@ class WebhookReceiver {
     if (thread_.joinable()) thread_.join();
   }
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
-  bool received() const { return received_; }
-  const boost::beast::http::request<boost::beast::http::string_body>& request() const {
-    return request_;
+  // After Join.
+  bool received() const { return requests_.size() == count_; }
+  const boost::beast::http::request<boost::beast::http::string_body>& request(
+      size_t i = 0) const {
+    return requests_.at(i);
   }
 
  private:
+  void Accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec,
+                                  boost::asio::ip::tcp::socket socket) {
+      if (ec) return;
+      boost::beast::flat_buffer buffer;
+      boost::beast::http::request<boost::beast::http::string_body> request;
+      boost::beast::http::read(socket, buffer, request, ec);
+      if (ec) return;
+      boost::beast::http::response<boost::beast::http::string_body> response(
+          boost::beast::http::status::ok, 11);
+      response.body() = "ok";
+      response.prepare_payload();
+      boost::beast::http::write(socket, response, ec);
+      requests_.push_back(std::move(request));
+      if (requests_.size() < count_) {
+        Accept();
+      } else {
+        ioc_.stop();
+      }
+    });
+  }
+
+  const size_t count_;
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  boost::beast::http::request<boost::beast::http::string_body> request_;
-  bool received_ = false;
+  std::vector<boost::beast::http::request<boost::beast::http::string_body>> requests_;
   std::thread thread_;
 };
 
@@ -416,6 +431,66 @@ TEST_F(StreamApiTest, AVerdictChangeIsPostedToTheKeysWebhookSigned) {
   EXPECT_NE(metrics.find("bantay_webhook_events_total{outcome=\"delivered\"} 1\n"),
             std::string::npos)
       << metrics;
+}
+
+// A session whose verdict changed is told to the webhook when it ends
+// (deleted, or expired), with its final state; one that stayed clean is
+// not.
+TEST_F(StreamApiTest, TheEndOfASessionWhoseVerdictChangedIsPosted) {
+  WebhookReceiver receiver(4);
+  const std::string secret_file = dir_.path() + "/webhook.secret";
+  std::ofstream(secret_file) << "a webhook secret of the platform\n";
+  config.allow_plain_http_webhooks = true;
+  config.streams_idle_timeout_s = 1;
+  for (ApiKeyConfig& key : config.api_keys) {
+    if (key.id != "platform") continue;
+    key.webhook_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook";
+    key.webhook_secret_file = secret_file;
+  }
+  StartServer();
+  const std::string policy = R"({"sample_interval_ms":0,"window":1,"k":1})";
+  const std::string frame = R"({"pdq":")" + ReferencePdq(kBridge) + R"("})";
+  const std::string clean = Open("platform", policy);
+  const std::string deleted = Open("platform", policy);
+  const std::string expired = Open("platform", policy);
+  ASSERT_FALSE(clean.empty() || deleted.empty() || expired.empty());
+  EXPECT_EQ(Send("platform", "DELETE", "/v1/streams/" + clean).status, 200);
+  for (const std::string& id : {deleted, expired}) {
+    EXPECT_EQ(Event(Send("platform", "POST", "/v1/streams/" + id + "/frames?t=40",
+                         "application/json", frame))
+                  .at("stream"),
+              "match");
+  }
+  const HttpResponse final_state = Send("platform", "DELETE", "/v1/streams/" + deleted);
+  ASSERT_EQ(final_state.status, 200);
+  receiver.Join();  // `expired` goes within the timeout plus the sweep's second
+  ASSERT_TRUE(receiver.received());
+  std::map<std::string, json::object> ended;  // by id
+  std::multiset<std::string> verdicts;        // ids
+  for (size_t i = 0; i < 4; ++i) {
+    json::object body = ParseJson(receiver.request(i).body()).as_object();
+    const std::string id(body.at("id").as_string());
+    if (body.at("type") == "verdict") {
+      verdicts.insert(id);
+    } else {
+      EXPECT_EQ(body.at("type"), "ended");
+      ended.emplace(id, std::move(body));
+    }
+  }
+  EXPECT_EQ(verdicts, (std::multiset<std::string>{deleted, expired}));
+  ASSERT_EQ(ended.size(), 2u);
+  ASSERT_EQ(ended.count(deleted), 1u);
+  ASSERT_EQ(ended.count(expired), 1u);
+  EXPECT_EQ(ended[expired].at("reason"), "expired");
+  EXPECT_EQ(ended[expired].at("stream"), "match");
+  EXPECT_EQ(ended[expired].at("frames").at("matched"), 1);
+  // The final state as DELETE answered it, with "reason" for "previous".
+  json::object answered = ParseJson(final_state.body).as_object();
+  EXPECT_EQ(answered.at("type"), "verdict");
+  answered.erase("previous");
+  answered["type"] = "ended";
+  answered["reason"] = "deleted";
+  EXPECT_EQ(ended[deleted], answered);
 }
 
 TEST_F(StreamApiTest, AnUnreadableWebhookSecretStopsTheStart) {

@@ -289,5 +289,80 @@ TEST_F(StreamsWithIndexTest, AVerdictReachesListenersThatTookOverWhileItWasAnswe
   EXPECT_EQ(event.at("previous"), "clean");
 }
 
+// The hook hears of a session's end (here: the server shutting down) only
+// when its verdict changed; the "ended" event holds the final state.
+TEST_F(StreamsWithIndexTest, TheEndOfASessionIsToldWhenItsVerdictChanged) {
+  StreamPolicy policy;
+  policy.sample_interval_ms = 0;
+  policy.window = 1;
+  policy.k = 1;
+  StreamRegistry::CreateError error;
+  std::shared_ptr<Stream> clean = registry_->Create(platform_, policy, &error);
+  std::shared_ptr<Stream> matched = registry_->Create(platform_, policy, &error);
+  ASSERT_NE(clean, nullptr);
+  ASSERT_NE(matched, nullptr);
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> events;  // key id, event
+  std::promise<void> verdict;
+  registry_->SetVerdictHook([&](const ApiKeyConfig& key, const std::string& event) {
+    std::lock_guard lock(mu);
+    events.emplace_back(key.id, event);
+    if (events.size() == 1) verdict.set_value();
+  });
+  StreamFrame frame;
+  frame.kind = StreamFrame::Kind::kHash;
+  frame.pdq = models::Hash256(known_);
+  registry_->Submit(matched, platform_, std::move(frame), [](FrameResult) {});
+  ASSERT_EQ(verdict.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  const std::string final_state = matched->StateJson();
+  registry_->CloseAll();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].first, "platform");
+  json::object ended = json::parse(events[1].second).as_object();
+  json::object expected = json::parse(final_state).as_object();
+  EXPECT_EQ(expected.at("stream"), "match");
+  expected.erase("previous");
+  expected["type"] = "ended";
+  expected["reason"] = "shutdown";
+  EXPECT_EQ(ended, expected);
+  EXPECT_EQ(json::parse(events[0].second).at("type"), "verdict");
+}
+
+// A session that ends while a frame that changes its verdict is answered
+// (here: deleted from the frame's own answer) tells its end after that
+// verdict, not before.
+TEST_F(StreamsWithIndexTest, TheEndOfASessionIsToldAfterTheVerdictOfAFrameInThePool) {
+  StreamPolicy policy;
+  policy.sample_interval_ms = 0;
+  policy.window = 1;
+  policy.k = 1;
+  StreamRegistry::CreateError error;
+  std::shared_ptr<Stream> stream = registry_->Create(platform_, policy, &error);
+  ASSERT_NE(stream, nullptr);
+  std::mutex mu;
+  std::vector<std::string> types;
+  std::promise<void> both;
+  registry_->SetVerdictHook([&](const ApiKeyConfig&, const std::string& event) {
+    std::lock_guard lock(mu);
+    const json::value parsed = json::parse(event);
+    types.push_back(std::string(parsed.at("type").as_string()) +
+                    (parsed.as_object().contains("reason")
+                         ? ":" + std::string(parsed.at("reason").as_string())
+                         : ""));
+    if (types.size() == 2) both.set_value();
+  });
+  StreamFrame frame;
+  frame.kind = StreamFrame::Kind::kHash;
+  frame.pdq = models::Hash256(known_);
+  registry_->Submit(stream, platform_, std::move(frame), [&](FrameResult result) {
+    EXPECT_EQ(result.outcome.verdict, FrameVerdict::kMatch);
+    EXPECT_EQ(registry_->Remove(stream->id(), platform_), stream);
+  });
+  ASSERT_EQ(both.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(types, (std::vector<std::string>{"verdict", "ended:deleted"}));
+}
+
 }  // namespace
 }  // namespace bantay::server
