@@ -286,6 +286,59 @@ TEST_P(StoreFaultTest, ACallbackThatThrowsEndsTheRead) {
   EXPECT_EQ(version, 3u);
 }
 
+// The SQL layer alone: rows inserted with a prepared statement inside a
+// write transaction (on PostgreSQL: queued in a pipeline, synced every 1,024
+// statements), every allocation made to fail in turn. Each failure is
+// thrown (the store turns it into an error), the rollback returns (a
+// statement sent uncounted once left it waiting for ever for a sync), and
+// nothing of the transaction stays; then a transaction commits.
+TEST_P(StoreFaultTest, RowsQueuedWhenMemoryRunsOutAreRolledBack) {
+  std::unique_ptr<db::Connection> conn = Raw();
+  ASSERT_NE(conn, nullptr);
+  ASSERT_TRUE(conn->ExecScript("CREATE TABLE q (id BIGINT PRIMARY KEY)").ok());
+  Result<std::unique_ptr<db::Statement>> insert = conn->Prepare("INSERT INTO q (id) VALUES ($1)");
+  ASSERT_TRUE(insert.ok());
+  constexpr int64_t kRows = 2'100;
+  std::vector<std::vector<db::Param>> rows;
+  for (int64_t i = 0; i < kRows; ++i) rows.push_back({db::Param::Int(i)});
+  auto count = [&] {
+    int64_t n = -1;
+    EXPECT_TRUE(conn->Execute("SELECT count(*) FROM q", {}, [&](const db::Row& row) {
+                      n = row.Int(0);
+                    }).ok());
+    return n;
+  };
+  long n = 0;
+  for (; n < 10'000; ++n) {
+    ASSERT_TRUE(conn->BeginWrite().ok());
+    bool threw = false;
+    Status queued;
+    bantay::testing::FailAllocation(n);
+    try {
+      for (int64_t i = 0; i < kRows && queued.ok(); ++i) queued = (*insert)->Execute(rows[i]);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    const bool reached = bantay::testing::AllocationFailed();
+    bantay::testing::FailAllocation(-1);
+    ASSERT_TRUE(queued.ok()) << queued.error().ToString();
+    EXPECT_EQ(threw, reached);
+    conn->Rollback();
+    ASSERT_EQ(count(), 0) << "allocation " << n;
+    if (!reached) break;
+  }
+  std::printf("%ld allocations made to fail in turn\n", n);
+  if (sqlite()) {
+    EXPECT_EQ(n, 0);  // SQLite's statements allocate nothing of C++'s
+  } else {
+    EXPECT_GT(n, 20);
+  }
+  ASSERT_TRUE(conn->BeginWrite().ok());
+  ASSERT_TRUE((*insert)->Execute(rows[5]).ok());
+  ASSERT_TRUE(conn->Commit().ok());
+  EXPECT_EQ(count(), 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreFaultTest, ::testing::Values("sqlite", "postgres"),
                          BackendName);
 
