@@ -1358,8 +1358,15 @@ void Server::Wait() {
   s.admin.DropQueued();
   s.compute.Stop();
   s.admin.Stop();
-  // Events not delivered by now are abandoned (counted).
-  if (s.webhooks != nullptr) s.webhooks->Stop();
+  // Webhook events still queued (the sessions' ends, told at CloseAll)
+  // have what is left of the grace period; those not delivered by then are
+  // abandoned (counted).
+  if (s.webhooks != nullptr) {
+    while (s.webhooks->stats().in_queue > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    s.webhooks->Stop();
+  }
   s.index.Stop();
   s.log.Flush();
 }

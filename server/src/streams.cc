@@ -265,6 +265,17 @@ void StreamRegistry::Close(const std::shared_ptr<Stream>& stream, EndReason reas
   if (!ended_event.empty()) verdict_hook_(*stream->key_, ended_event);
 }
 
+void StreamRegistry::EndTurn(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key) {
+  std::string ended_event;
+  {
+    std::lock_guard lock(stream->mu_);
+    stream->busy_ = false;
+    stream->waiting_.reset();  // (none: only a closed stream's job is dropped)
+    ended_event = std::exchange(stream->ended_event_, {});
+  }
+  TellEnd(key, std::move(ended_event));
+}
+
 void StreamRegistry::TellEnd(const ApiKeyConfig& key, std::string ended_event) {
   if (!ended_event.empty() && verdict_hook_) verdict_hook_(key, ended_event);
 }
@@ -363,10 +374,28 @@ void StreamRegistry::StartJob(const std::shared_ptr<Stream>& stream, const ApiKe
   // The closure owns the frame; when the pool refuses it, the frame comes
   // back through `holder`.
   auto holder = std::make_shared<Stream::Pending>(std::move(pending));
-  const bool queued = compute_->TrySubmit([this, stream, &key, holder] {
+  // A job the pool drops without running it (at shutdown) still ends the
+  // stream's turn, so that an end deferred behind it is told.
+  struct Turn {
+    Turn(StreamRegistry* r, std::shared_ptr<Stream> s, const ApiKeyConfig* k)
+        : registry(r), stream(std::move(s)), key(k) {}
+    Turn(const Turn&) = delete;
+    Turn& operator=(const Turn&) = delete;
+    ~Turn() {
+      if (!over) registry->EndTurn(stream, *key);
+    }
+    StreamRegistry* const registry;
+    const std::shared_ptr<Stream> stream;
+    const ApiKeyConfig* const key;
+    bool over = false;  // run, or refused (handled below)
+  };
+  auto turn = std::make_shared<Turn>(this, stream, &key);
+  const bool queued = compute_->TrySubmit([this, stream, &key, holder, turn] {
+    turn->over = true;
     RunJob(stream, key, std::move(*holder));
   });
   if (queued) return;
+  turn->over = true;
   metrics_->RecordOverloaded();
   std::optional<Stream::Pending> next;
   FrameResult result;
@@ -407,9 +436,16 @@ void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyC
   std::optional<Stream::Pending> next;
   std::function<void(std::string)> on_verdict;
   uint64_t told = 0;  // the listeners' number on_verdict is of
+  bool closed = false;
   {
     std::lock_guard lock(stream->mu_);
-    if (!hashed.ok()) {
+    // A session that ended meanwhile keeps the state it ended with (which
+    // DELETE answered and its "ended" event holds): the frame is not
+    // counted, as the frame that waited behind it.
+    closed = stream->closed_;
+    if (closed) {
+      result = ErrorResult(ErrorCode::kNotFound, "not_found", "the stream was closed");
+    } else if (!hashed.ok()) {
       result.outcome = stream->state_.Failed(pending.index, pending.frame.t_ms, pending.frame.seq,
                                              hashed.error(), UnixMs());
       result.error = hashed.error();
@@ -458,17 +494,19 @@ void StreamRegistry::RunJob(const std::shared_ptr<Stream>& stream, const ApiKeyC
           UnixMs());
     }
     // busy_ stays set until this frame's events are out (Finish): the
-    // stream's next frame, which may change the verdict again, runs after.
-    // A session that ended meanwhile has told its end (with the state as
-    // it was): nothing more about it goes out.
-    if (stream->closed_) result.outcome.verdict_event.clear();
+    // stream's next frame, which may change the verdict again, runs after,
+    // and so does the end of a session closed meanwhile.
     if (!result.outcome.verdict_event.empty()) {
       on_verdict = stream->on_verdict_;
       told = stream->listeners_;
       stream->verdict_told_ = true;
     }
   }
-  Finish(stream, key, std::move(pending.done), std::move(result), std::move(on_verdict), told);
+  if (closed) {
+    if (pending.done) pending.done(std::move(result));
+  } else {
+    Finish(stream, key, std::move(pending.done), std::move(result), std::move(on_verdict), told);
+  }
   std::string ended_event;
   {
     std::lock_guard lock(stream->mu_);

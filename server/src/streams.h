@@ -179,6 +179,8 @@ class StreamRegistry {
               std::function<void(std::string)> on_verdict, uint64_t told);
   // Gives the hook a session's deferred "ended" event (none when empty).
   void TellEnd(const ApiKeyConfig& key, std::string ended_event);
+  // The end of a stream's turn in the pool whose job was dropped unrun.
+  void EndTurn(const std::shared_ptr<Stream>& stream, const ApiKeyConfig& key);
   int64_t IdleTimeoutMs() const;
 
   const ServerConfig& config_;

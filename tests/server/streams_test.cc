@@ -191,6 +191,34 @@ TEST_F(StreamsTest, LimitsOwnershipAndRemoval) {
   EXPECT_EQ(registry_.active(), 0u);
 }
 
+// Holds a pool's only thread from construction until Release (or the
+// end of the scope): jobs submitted meanwhile wait in its queue.
+class PoolHold {
+ public:
+  explicit PoolHold(ComputePool& pool) {
+    // The held job owns what it uses: it may still be returning from its
+    // wait after this object is gone.
+    auto started = std::make_shared<std::promise<void>>();
+    std::future<void> running = started->get_future();
+    std::shared_future<void> released = release_.get_future().share();
+    EXPECT_TRUE(pool.TrySubmit([started, released] {
+      started->set_value();
+      released.wait();
+    }));
+    running.wait();
+  }
+  ~PoolHold() { Release(); }
+  void Release() {
+    if (released_) return;
+    released_ = true;
+    release_.set_value();
+  }
+
+ private:
+  std::promise<void> release_;
+  bool released_ = false;
+};
+
 // A registry whose index holds one PDQ entry (a SQLite store), so that a
 // frame of that hash matches and changes the stream's verdict.
 class StreamsWithIndexTest : public ::testing::Test {
@@ -229,6 +257,83 @@ class StreamsWithIndexTest : public ::testing::Test {
     registry_ = std::make_unique<StreamRegistry>(config_, index_.get(), &pool_, &metrics_);
   }
 
+  // Every frame sampled; one match makes the stream's verdict "match".
+  static StreamPolicy MatchOnOneFrame() {
+    StreamPolicy policy;
+    policy.sample_interval_ms = 0;
+    policy.window = 1;
+    policy.k = 1;
+    return policy;
+  }
+  // A hash frame of the entry's hash.
+  StreamFrame KnownFrame() const {
+    StreamFrame frame;
+    frame.kind = StreamFrame::Kind::kHash;
+    frame.pdq = models::Hash256(known_);
+    return frame;
+  }
+
+  // A session deleted while one of its frames waits in the pool: the frame is
+  // answered not_found and not counted (the session keeps the state DELETE
+  // answered), and the end is told once that frame's turn is over, or when
+  // the pool drops the frame unrun (`dropped`: shutdown).
+  void EndWhileAFrameWaits(bool dropped) {
+    StreamRegistry& registry = *registry_;
+    const ApiKeyConfig& platform = platform_;
+    StreamRegistry::CreateError error;
+    std::shared_ptr<Stream> stream = registry.Create(platform, MatchOnOneFrame(), &error);
+    ASSERT_NE(stream, nullptr);
+    std::mutex mu;
+    std::vector<std::string> events;
+    std::promise<void> first, second;
+    registry.SetVerdictHook([&](const ApiKeyConfig&, const std::string& event) {
+      size_t n = 0;
+      {
+        std::lock_guard lock(mu);
+        events.push_back(event);
+        n = events.size();
+      }
+      if (n == 1) first.set_value();
+      if (n == 2) second.set_value();
+    });
+    registry.Submit(stream, platform, KnownFrame(), [](FrameResult) {});
+    ASSERT_EQ(first.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    std::promise<FrameResult> answer;
+    std::string at_delete;
+    {
+      PoolHold hold(pool_);
+      StreamFrame waiting_frame = KnownFrame();
+      waiting_frame.t_ms = 1000;
+      registry.Submit(stream, platform, std::move(waiting_frame),
+                      [&](FrameResult result) { answer.set_value(std::move(result)); });
+      at_delete = stream->StateJson();
+      ASSERT_EQ(registry.Remove(stream->id(), platform), stream);
+      {
+        std::lock_guard lock(mu);
+        EXPECT_EQ(events.size(), 1u);  // not before the frame's turn is over
+      }
+      if (dropped) pool_.DropQueued();
+      hold.Release();
+      ASSERT_EQ(second.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    }
+    auto answered = answer.get_future();
+    if (dropped) {
+      EXPECT_EQ(answered.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+    } else {
+      ASSERT_EQ(answered.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+      const FrameResult result = answered.get();
+      ASSERT_TRUE(result.error.has_value());
+      EXPECT_EQ(result.error_code, "not_found");
+    }
+    std::lock_guard lock(mu);
+    const json::value ended = json::parse(events[1]);
+    EXPECT_EQ(ended.at("reason"), "deleted");
+    EXPECT_EQ(ended.at("frames").at("received"), 2);
+    EXPECT_EQ(ended.at("frames").at("hashed"), 1);
+    EXPECT_EQ(ended.at("frames"), json::parse(at_delete).at("frames"));
+    EXPECT_EQ(json::parse(stream->StateJson()).at("frames"), ended.at("frames"));
+  }
+
   bantay::testing::TempDir dir_;
   ServerConfig config_;
   Metrics metrics_;
@@ -262,11 +367,8 @@ TEST_F(StreamsWithIndexTest, AVerdictReachesListenersThatTookOverWhileItWasAnswe
             0u);
   std::promise<void> hooked;
   registry_->SetVerdictHook([&](const ApiKeyConfig&, const std::string&) { hooked.set_value(); });
-  StreamFrame frame;
-  frame.kind = StreamFrame::Kind::kHash;
-  frame.t_ms = 0;
+  StreamFrame frame = KnownFrame();
   frame.seq = 1;
-  frame.pdq = models::Hash256(known_);
   FrameVerdict verdict = FrameVerdict::kError;
   registry_->Submit(stream, platform_, std::move(frame), [&](FrameResult result) {
     verdict = result.outcome.verdict;
@@ -292,10 +394,7 @@ TEST_F(StreamsWithIndexTest, AVerdictReachesListenersThatTookOverWhileItWasAnswe
 // The hook hears of a session's end (here: the server shutting down) only
 // when its verdict changed; the "ended" event holds the final state.
 TEST_F(StreamsWithIndexTest, TheEndOfASessionIsToldWhenItsVerdictChanged) {
-  StreamPolicy policy;
-  policy.sample_interval_ms = 0;
-  policy.window = 1;
-  policy.k = 1;
+  const StreamPolicy policy = MatchOnOneFrame();
   StreamRegistry::CreateError error;
   std::shared_ptr<Stream> clean = registry_->Create(platform_, policy, &error);
   std::shared_ptr<Stream> matched = registry_->Create(platform_, policy, &error);
@@ -303,19 +402,25 @@ TEST_F(StreamsWithIndexTest, TheEndOfASessionIsToldWhenItsVerdictChanged) {
   ASSERT_NE(matched, nullptr);
   std::mutex mu;
   std::vector<std::pair<std::string, std::string>> events;  // key id, event
-  std::promise<void> verdict;
+  std::promise<void> verdict, end;
   registry_->SetVerdictHook([&](const ApiKeyConfig& key, const std::string& event) {
-    std::lock_guard lock(mu);
-    events.emplace_back(key.id, event);
-    if (events.size() == 1) verdict.set_value();
+    size_t n = 0;
+    {
+      std::lock_guard lock(mu);
+      events.emplace_back(key.id, event);
+      n = events.size();
+    }
+    if (n == 1) verdict.set_value();
+    if (n == 2) end.set_value();
   });
-  StreamFrame frame;
-  frame.kind = StreamFrame::Kind::kHash;
-  frame.pdq = models::Hash256(known_);
+  StreamFrame frame = KnownFrame();
   registry_->Submit(matched, platform_, std::move(frame), [](FrameResult) {});
   ASSERT_EQ(verdict.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
   const std::string final_state = matched->StateJson();
   registry_->CloseAll();
+  // Told at once, or (when the frame's turn in the pool is not over yet)
+  // when it is.
+  ASSERT_EQ(end.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
   std::lock_guard lock(mu);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].first, "platform");
@@ -333,10 +438,7 @@ TEST_F(StreamsWithIndexTest, TheEndOfASessionIsToldWhenItsVerdictChanged) {
 // (here: deleted from the frame's own answer) tells its end after that
 // verdict, not before.
 TEST_F(StreamsWithIndexTest, TheEndOfASessionIsToldAfterTheVerdictOfAFrameInThePool) {
-  StreamPolicy policy;
-  policy.sample_interval_ms = 0;
-  policy.window = 1;
-  policy.k = 1;
+  const StreamPolicy policy = MatchOnOneFrame();
   StreamRegistry::CreateError error;
   std::shared_ptr<Stream> stream = registry_->Create(platform_, policy, &error);
   ASSERT_NE(stream, nullptr);
@@ -344,17 +446,19 @@ TEST_F(StreamsWithIndexTest, TheEndOfASessionIsToldAfterTheVerdictOfAFrameInTheP
   std::vector<std::string> types;
   std::promise<void> both;
   registry_->SetVerdictHook([&](const ApiKeyConfig&, const std::string& event) {
-    std::lock_guard lock(mu);
     const json::value parsed = json::parse(event);
-    types.push_back(std::string(parsed.at("type").as_string()) +
-                    (parsed.as_object().contains("reason")
-                         ? ":" + std::string(parsed.at("reason").as_string())
-                         : ""));
-    if (types.size() == 2) both.set_value();
+    size_t n = 0;
+    {
+      std::lock_guard lock(mu);
+      types.push_back(std::string(parsed.at("type").as_string()) +
+                      (parsed.as_object().contains("reason")
+                           ? ":" + std::string(parsed.at("reason").as_string())
+                           : ""));
+      n = types.size();
+    }
+    if (n == 2) both.set_value();
   });
-  StreamFrame frame;
-  frame.kind = StreamFrame::Kind::kHash;
-  frame.pdq = models::Hash256(known_);
+  StreamFrame frame = KnownFrame();
   registry_->Submit(stream, platform_, std::move(frame), [&](FrameResult result) {
     EXPECT_EQ(result.outcome.verdict, FrameVerdict::kMatch);
     EXPECT_EQ(registry_->Remove(stream->id(), platform_), stream);
@@ -362,6 +466,14 @@ TEST_F(StreamsWithIndexTest, TheEndOfASessionIsToldAfterTheVerdictOfAFrameInTheP
   ASSERT_EQ(both.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
   std::lock_guard lock(mu);
   EXPECT_EQ(types, (std::vector<std::string>{"verdict", "ended:deleted"}));
+}
+
+TEST_F(StreamsWithIndexTest, AFrameOfASessionEndedWhileItWaitedIsNotCounted) {
+  EndWhileAFrameWaits(/*dropped=*/false);
+}
+
+TEST_F(StreamsWithIndexTest, AnEndDeferredBehindAFrameDroppedUnrunIsTold) {
+  EndWhileAFrameWaits(/*dropped=*/true);
 }
 
 }  // namespace
