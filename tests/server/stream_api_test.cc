@@ -323,12 +323,20 @@ TEST_F(StreamApiTest, IdleStreamsExpire) {
 }
 
 // A receiver of `count` webhook deliveries, one after the other, on
-// 127.0.0.1 (plain HTTP), answering each 200; it waits at most 10 s.
+// 127.0.0.1 (plain HTTP), answering each 200; it waits at most 10 s. With
+// `listen_after`, its port refuses connections until then.
 class WebhookReceiver {
  public:
-  explicit WebhookReceiver(size_t count = 1)
-      : count_(count), acceptor_(ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
-    Accept();
+  explicit WebhookReceiver(size_t count = 1,
+                           std::chrono::milliseconds listen_after = std::chrono::milliseconds(0))
+      : count_(count), acceptor_(ioc_), listen_timer_(ioc_) {
+    acceptor_.open(boost::asio::ip::tcp::v4());
+    acceptor_.bind({boost::asio::ip::make_address("127.0.0.1"), 0});
+    listen_timer_.expires_after(listen_after);
+    listen_timer_.async_wait([this](boost::system::error_code) {
+      acceptor_.listen();
+      Accept();
+    });
     thread_ = std::thread([this] { ioc_.run_for(std::chrono::seconds(10)); });
   }
   ~WebhookReceiver() { Join(); }
@@ -369,12 +377,16 @@ class WebhookReceiver {
   const size_t count_;
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer listen_timer_;
   std::vector<boost::beast::http::request<boost::beast::http::string_body>> requests_;
   std::thread thread_;
 };
 
 TEST_F(StreamApiTest, AVerdictChangeIsPostedToTheKeysWebhookSigned) {
   WebhookReceiver receiver;
+  // At the end, the session's end waits for a receiver that is gone: the
+  // server's stop gives it this long.
+  config.shutdown_grace_ms = 500;
   const std::string secret = "a webhook secret of the platform";
   const std::string secret_file = dir_.path() + "/webhook.secret";
   std::ofstream(secret_file) << secret << "\n";
@@ -491,6 +503,42 @@ TEST_F(StreamApiTest, TheEndOfASessionWhoseVerdictChangedIsPosted) {
   answered["type"] = "ended";
   answered["reason"] = "deleted";
   EXPECT_EQ(ended[deleted], answered);
+}
+
+// A server that stops tells the webhook the end of its sessions whose
+// verdict changed, within its grace period, before it returns from Wait:
+// here the receiver refuses connections for 0.5 s, so both events wait for
+// a retry (after 1 s) in the sender's queue when the server stops.
+TEST_F(StreamApiTest, AServerThatStopsTellsTheEndOfItsSessions) {
+  WebhookReceiver receiver(2, std::chrono::milliseconds(500));
+  const std::string secret_file = dir_.path() + "/webhook.secret";
+  std::ofstream(secret_file) << "a webhook secret of the platform\n";
+  config.allow_plain_http_webhooks = true;
+  for (ApiKeyConfig& key : config.api_keys) {
+    if (key.id != "platform") continue;
+    key.webhook_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook";
+    key.webhook_secret_file = secret_file;
+  }
+  StartServer();
+  const std::string id = Open("platform", R"({"sample_interval_ms":0,"window":1,"k":1})");
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(Event(Send("platform", "POST", "/v1/streams/" + id + "/frames?t=0",
+                       "application/json", R"({"pdq":")" + ReferencePdq(kBridge) + R"("})"))
+                .at("stream"),
+            "match");
+  StopServer();
+  receiver.Join();
+  ASSERT_TRUE(receiver.received());
+  std::multiset<std::string> kinds;
+  for (size_t i = 0; i < 2; ++i) {
+    const json::value body = ParseJson(receiver.request(i).body());
+    EXPECT_EQ(body.at("id"), json::value(id));
+    kinds.insert(std::string(body.at("type").as_string()) +
+                 (body.as_object().contains("reason")
+                      ? ":" + std::string(body.at("reason").as_string())
+                      : ""));
+  }
+  EXPECT_EQ(kinds, (std::multiset<std::string>{"verdict", "ended:shutdown"}));
 }
 
 TEST_F(StreamApiTest, AnUnreadableWebhookSecretStopsTheStart) {
