@@ -174,6 +174,12 @@ Result<ImageInfo> ImageHasher::Decode(std::span<const uint8_t> bytes,
                      std::to_string(info.tile_height) + " pixels, over the limit of " +
                      std::to_string(options_.max_pixels));
   }
+  if (info.strip_rows > 0 && info.width > options_.max_pixels / info.strip_rows) {
+    return Error(ErrorCode::kTooLarge,
+                 "image declares strips of " + std::to_string(info.width) + "x" +
+                     std::to_string(info.strip_rows) + " pixels, over the limit of " +
+                     std::to_string(options_.max_pixels));
+  }
   if (info.format == ImageFormat::kJpeg) {
     if (Status complete = CheckJpegComplete(bytes); !complete.ok()) {
       return complete.error();

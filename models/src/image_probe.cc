@@ -113,7 +113,8 @@ Result<ImageInfo> ProbeBmp(std::span<const uint8_t> b) {
 }
 
 // First IFD of a classic TIFF (TIFF 6.0, section 2): ImageWidth (256),
-// ImageLength (257) and, when tiled, TileWidth (322) and TileLength (323).
+// ImageLength (257), RowsPerStrip (278) and, when tiled, TileWidth (322)
+// and TileLength (323).
 // libtiff takes the first of two entries with the same tag and reads a
 // field of type LONG8 from elsewhere in the file, so a size given twice or
 // in any type but one SHORT or LONG could be decoded larger than it reads
@@ -126,9 +127,9 @@ Result<ImageInfo> ProbeTiff(std::span<const uint8_t> b) {
   const size_t ifd = u32(4);
   if (ifd + 2 > b.size()) return Truncated(ImageFormat::kTiff);
   const size_t count = u16(ifd);
-  static constexpr uint32_t kTags[] = {256, 257, 322, 323};
-  int64_t values[4] = {0, 0, 0, 0};
-  bool seen[4] = {false, false, false, false};
+  static constexpr uint32_t kTags[] = {256, 257, 322, 323, 278};
+  int64_t values[5] = {0, 0, 0, 0, 0};
+  bool seen[5] = {false, false, false, false, false};
   for (size_t i = 0; i < count; ++i) {
     const size_t entry = ifd + 2 + 12 * i;
     if (entry + 12 > b.size()) return Truncated(ImageFormat::kTiff);
@@ -149,7 +150,14 @@ Result<ImageInfo> ProbeTiff(std::span<const uint8_t> b) {
     values[k] = type == 3 ? u16(entry + 8) : u32(entry + 8);
   }
   Result<ImageInfo> info = Checked(ImageFormat::kTiff, values[0], values[1]);
-  if (!info.ok() || (!seen[2] && !seen[3])) return info;
+  if (!info.ok()) return info;
+  if (!seen[2] && !seen[3]) {
+    if (seen[4] && values[4] <= 0) {
+      return Error(ErrorCode::kCorruptData, "tiff declares strips of no rows");
+    }
+    info->strip_rows = values[4];
+    return info;
+  }
   if (values[2] <= 0 || values[3] <= 0) {
     return Error(ErrorCode::kCorruptData, "tiff declares an empty tile size");
   }

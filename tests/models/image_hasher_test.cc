@@ -215,6 +215,16 @@ TEST(ImageHasherBadInputTest, TiffTileBombIsRefusedFromTheHeader) {
               "image declares tiles of 16384x16384 pixels, over the limit of 150000000");
 }
 
+TEST(ImageHasherBadInputTest, TiffStripBombIsRefusedFromTheHeader) {
+  // 12090x20 in strips of 63,508 rows (more than the image has, which the
+  // format allows): the decoder allocated a strip of 12090 x 63508 pixels
+  // of 4 bytes (3 GB) for it. Found by image_fuzz.
+  std::vector<testing::TiffField> fields = {{256, 3, 1, 12090}, {257, 3, 1, 20}};
+  for (const testing::TiffField& f : testing::GreyTiffFields(63508, 256)) fields.push_back(f);
+  ExpectError(testing::MakeTiff(fields, std::vector<uint8_t>(256, 0x40)), ErrorCode::kTooLarge,
+              "image declares strips of 12090x63508 pixels, over the limit of 150000000");
+}
+
 TEST(ImageHasherTest, TiledTiffHashesAsItsPixels) {
   // 40x24 grey in one 48x32 tile (tiles are multiples of 16), Deflate-
   // compressed (zlib, level 9) from tile[y][x] = (5x + 40 (y / 4)) mod 256.

@@ -135,6 +135,7 @@ TEST(ProbeTiffTest, ReadsShortAndLongSizesInBothByteOrders) {
     EXPECT_EQ(info->height, 3);
     EXPECT_EQ(info->tile_width, 0);
     EXPECT_EQ(info->tile_height, 0);
+    EXPECT_EQ(info->strip_rows, 3);
     const cv::Mat decoded = Decoded(bytes);
     EXPECT_EQ(decoded.cols, 4);
     EXPECT_EQ(decoded.rows, 3);
@@ -199,6 +200,15 @@ TEST(ProbeTiffTest, TilesAreReadWithTheImageSize) {
   info = ProbeImage(testing::MakeTiff(fields, std::vector<uint8_t>(256, 0x40)));
   ASSERT_FALSE(info.ok());
   EXPECT_EQ(info.error().message(), "tiff declares an empty tile size");
+}
+
+TEST(ProbeTiffTest, StripsOfNoRowsAreRefused) {
+  std::vector<testing::TiffField> fields = {{256, 3, 1, 4}, {257, 3, 1, 3}};
+  for (const testing::TiffField& f : testing::GreyTiffFields(0, 12)) fields.push_back(f);
+  Result<ImageInfo> info = ProbeImage(testing::MakeTiff(fields, std::vector<uint8_t>(12, 0x40)));
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(info.error().message(), "tiff declares strips of no rows");
 }
 
 TEST(JpegCompleteTest, CompleteAndTruncated) {

@@ -34,6 +34,10 @@ struct ImageInfo {
   // tile, whatever the image's size, so a pixel limit applies to it too.
   int64_t tile_width = 0;
   int64_t tile_height = 0;
+  // A TIFF in strips: its RowsPerStrip as given (0 when absent or tiled).
+  // The decoder allocates a strip of width x RowsPerStrip pixels (4 bytes
+  // each), even when RowsPerStrip is more than the image's height.
+  int64_t strip_rows = 0;
 };
 
 // Reads the format and the stored dimensions from the header, as the
