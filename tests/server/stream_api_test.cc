@@ -35,6 +35,18 @@ class StreamApiTest : public ::testing::Test, public ServerFixture {
     EXPECT_TRUE(r.ok()) << r.error().ToString();
     return r.ok() ? std::move(*r) : HttpResponse{};
   }
+  // The platform key's webhook: http://127.0.0.1:PORT<target>, signed with
+  // `secret` (read from a file).
+  void SetPlatformWebhook(uint16_t port, const std::string& target, const std::string& secret) {
+    const std::string secret_file = dir_.path() + "/webhook.secret";
+    std::ofstream(secret_file) << secret << "\n";
+    config.allow_plain_http_webhooks = true;
+    for (ApiKeyConfig& key : config.api_keys) {
+      if (key.id != "platform") continue;
+      key.webhook_url = "http://127.0.0.1:" + std::to_string(port) + target;
+      key.webhook_secret_file = secret_file;
+    }
+  }
   // Opens a stream; its id ("" on failure).
   std::string Open(const std::string& key, std::string_view policy) {
     HttpResponse r = Send(key, "POST", "/v1/streams", "application/json", policy);
@@ -388,14 +400,7 @@ TEST_F(StreamApiTest, AVerdictChangeIsPostedToTheKeysWebhookSigned) {
   // server's stop gives it this long.
   config.shutdown_grace_ms = 500;
   const std::string secret = "a webhook secret of the platform";
-  const std::string secret_file = dir_.path() + "/webhook.secret";
-  std::ofstream(secret_file) << secret << "\n";
-  config.allow_plain_http_webhooks = true;
-  for (ApiKeyConfig& key : config.api_keys) {
-    if (key.id != "platform") continue;
-    key.webhook_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook?k=1";
-    key.webhook_secret_file = secret_file;
-  }
+  SetPlatformWebhook(receiver.port(), "/hook?k=1", secret);
   StartServer();
   const std::string id = Open("platform", R"({"sample_interval_ms":0,"window":1,"k":1})");
   ASSERT_FALSE(id.empty());
@@ -450,15 +455,8 @@ TEST_F(StreamApiTest, AVerdictChangeIsPostedToTheKeysWebhookSigned) {
 // not.
 TEST_F(StreamApiTest, TheEndOfASessionWhoseVerdictChangedIsPosted) {
   WebhookReceiver receiver(4);
-  const std::string secret_file = dir_.path() + "/webhook.secret";
-  std::ofstream(secret_file) << "a webhook secret of the platform\n";
-  config.allow_plain_http_webhooks = true;
+  SetPlatformWebhook(receiver.port(), "/hook", "a webhook secret of the platform");
   config.streams_idle_timeout_s = 1;
-  for (ApiKeyConfig& key : config.api_keys) {
-    if (key.id != "platform") continue;
-    key.webhook_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook";
-    key.webhook_secret_file = secret_file;
-  }
   StartServer();
   const std::string policy = R"({"sample_interval_ms":0,"window":1,"k":1})";
   const std::string frame = R"({"pdq":")" + ReferencePdq(kBridge) + R"("})";
@@ -511,14 +509,7 @@ TEST_F(StreamApiTest, TheEndOfASessionWhoseVerdictChangedIsPosted) {
 // a retry (after 1 s) in the sender's queue when the server stops.
 TEST_F(StreamApiTest, AServerThatStopsTellsTheEndOfItsSessions) {
   WebhookReceiver receiver(2, std::chrono::milliseconds(500));
-  const std::string secret_file = dir_.path() + "/webhook.secret";
-  std::ofstream(secret_file) << "a webhook secret of the platform\n";
-  config.allow_plain_http_webhooks = true;
-  for (ApiKeyConfig& key : config.api_keys) {
-    if (key.id != "platform") continue;
-    key.webhook_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook";
-    key.webhook_secret_file = secret_file;
-  }
+  SetPlatformWebhook(receiver.port(), "/hook", "a webhook secret of the platform");
   StartServer();
   const std::string id = Open("platform", R"({"sample_interval_ms":0,"window":1,"k":1})");
   ASSERT_FALSE(id.empty());
