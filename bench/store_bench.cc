@@ -23,6 +23,10 @@
 //               change on PostgreSQL does); and a follower's (read the
 //               change set, verify it, apply it), against a follower that
 //               does not verify.
+//   reimport-1M the 1M import made again, keeping out what the lists hold
+//               (Store::AddNewEntries: nothing is new), against the import;
+//               and one new entry added that way to a list of 250k, against
+//               Store::AddEntries.
 // Reported: seconds (median of the runs), entries/s, and the ratios.
 //
 // Run: build/bin/store_bench           (1M and 10M; ~10 min, ~8 GB of RAM,
@@ -266,6 +270,43 @@ void MeasureVerification(const std::string& url, const DataKey& data, const Sign
               static_cast<unsigned long long>(starts.appended));
 }
 
+// reimport-1M: the 1M import made again with AddNewEntries (every entry
+// held already: each list's entries read and decrypted, nothing written),
+// against the first import of them (`import_s`); and one new entry added
+// to a list of 250k with AddNewEntries, against AddEntries (5 each,
+// alternating, the store kept by the writer).
+void MeasureReimport(const std::string& url, const DataKey& data, const SigningKey& signing,
+                     const ChangeContext& context, double import_s) {
+  auto store = Store::Open(url, Keys(data, signing));
+  Check(store.ok(), "Store::Open");
+  Check((*store)->PrepareChange().ok(), "PrepareChange");
+  const std::vector<NewEntry> million = RandomEntries(1'000'000, 1);
+  auto start = Clock::now();
+  auto again = (*store)->AddNewEntries(million, context, "import");
+  const double reimport = Seconds(start);
+  Check(again.ok() && again->added == 0 && again->present.size() == million.size(),
+        "AddNewEntries of what the store holds");
+  std::printf("reimport-1M: %.2f s (nothing added, no version); the import of them %.2f s; "
+              "ratio %.2fx\n",
+              reimport, import_s, reimport / import_s);
+  std::vector<double> news, plains;
+  for (int r = 0; r < 5; ++r) {
+    std::vector<NewEntry> one = RandomEntries(1, 9000 + static_cast<uint64_t>(r));
+    start = Clock::now();
+    auto added = (*store)->AddNewEntries(one, context, "add");
+    news.push_back(Seconds(start));
+    Check(added.ok() && added->added == 1, "AddNewEntries of a new entry");
+    one = RandomEntries(1, 9500 + static_cast<uint64_t>(r));
+    start = Clock::now();
+    Check((*store)->AddEntries(one, context, "add").ok(), "AddEntries");
+    plains.push_back(Seconds(start));
+  }
+  std::printf("add-new-1: an entry new to its list of 250k, AddNewEntries %.3f s (median of 5); "
+              "AddEntries %.3f s; ratio %.1fx\n",
+              Median(news), Median(plains), Median(news) / Median(plains));
+  std::fflush(stdout);
+}
+
 // Builds the 10M store (10 imports of 1M) at path.
 void BuildTenMillion(const std::string& path, const DataKey& data, const SigningKey& signing,
                      const ChangeContext& context) {
@@ -355,13 +396,15 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     Check((*store)->AddEntries(RandomEntries(1'000'000, 1), context, "import").ok(),
           "AddEntries");
-    std::printf("import-1M (PostgreSQL): %.2f s\n", Seconds(start));
+    const double import_s = Seconds(start);
+    std::printf("import-1M (PostgreSQL): %.2f s\n", import_s);
     store->reset();
     const OpenFigures one = MeasureOpen(postgres, data, 3);
     std::printf("open-1M (PostgreSQL): open+decrypt+build %.2f s; build from memory %.2f s; "
                 "ratio %.2fx\n",
                 one.open, one.baseline, one.open / one.baseline);
     MeasureVerification(postgres, data, signing, context);
+    MeasureReimport(postgres, data, signing, context, import_s);
     return 0;
   }
   const std::string dir = std::filesystem::temp_directory_path() /
@@ -398,6 +441,7 @@ int main(int argc, char** argv) {
   std::printf("open-1M: open+decrypt+build %.2f s; build from memory %.2f s; ratio %.2fx\n",
               one.open, one.baseline, one.open / one.baseline);
   MeasureVerification("sqlite:" + dir + "/import.db", data, signing, context);
+  MeasureReimport("sqlite:" + dir + "/import.db", data, signing, context, import_s);
 
   if (!quick) {
     // --- open-10M: 10 imports of 1M ---

@@ -411,11 +411,16 @@ class IndexCommand {
     }
     Result<std::unique_ptr<Store>> store = OpenStore(true);
     if (!store.ok()) return Fail(store.error());
-    const size_t added = entries.size();
-    Result<uint64_t> version = (*store)->AddEntries(entries, Context(sources), "import");
+    // What the lists hold already is not added again: a list imported
+    // anew adds only what is new.
+    Result<Store::AddResult> result =
+        (*store)->AddNewEntries(entries, Context(sources), "import");
     for (matcher::NewEntry& e : entries) matcher::Wipe(e.value);
-    if (!version.ok()) return Fail(version.error());
-    Print({{"version", *version}, {"added", added}, {"rejected", rejected}});
+    if (!result.ok()) return Fail(result.error());
+    Print({{"version", result->version},
+           {"added", result->added},
+           {"already_present", result->present.size()},
+           {"rejected", rejected}});
     return rejected > 0 ? kExitSomeFailed : kExitOk;
   }
 
@@ -439,8 +444,17 @@ class IndexCommand {
     }
     Result<std::unique_ptr<Store>> store = OpenStore(true);
     if (!store.ok()) return Fail(store.error());
-    return PrintVersion((*store)->AddEntries(entries, Context("cli"), "add"),
-                        {{"added", entries.size()}});
+    Result<Store::AddResult> result = (*store)->AddNewEntries(entries, Context("cli"), "add");
+    for (matcher::NewEntry& e : entries) matcher::Wipe(e.value);
+    if (!result.ok()) return Fail(result.error());
+    for (const auto& [index, id] : result->present) {
+      err_ << "bantay index add: --" << a_.hashes[index].first << " " << a_.hashes[index].second
+           << ": list '" << a_.list << "' holds it already (entry " << id << "); not added\n";
+    }
+    Print({{"version", result->version},
+           {"added", result->added},
+           {"already_present", result->present.size()}});
+    return kExitOk;
   }
 
   Result<std::vector<uint64_t>> Ids() {

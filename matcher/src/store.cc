@@ -1677,6 +1677,12 @@ struct Store::Impl {
   // answers with (kUnavailable when memory ran out, kInternal for another
   // std::exception); a caller's exception, or one of an unknown type, is
   // thrown on.
+  // Store::AddEntries and AddNewEntries (with `result`).
+  Result<uint64_t> Add(const std::vector<NewEntry>& entries, const ChangeContext& context,
+                       std::string_view action, AddResult* result);
+  Result<std::vector<uint64_t>> PresentIds(const std::vector<NewEntry>& entries,
+                                           const std::set<std::string>& lists, uint64_t next);
+
   Error Abandon() {
     // What cannot throw first; then the rollback (which may allocate, as may
     // a fresh state: memory that ran out once may run out again), tried
@@ -1877,8 +1883,18 @@ Result<uint64_t> Store::Upgrade(const ChangeContext& context) try {
   return impl_->Abandon();
 }
 
-Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
-                                   const ChangeContext& context, std::string_view action) try {
+namespace {
+
+// An entry's list (its index among the change's lists), type and value, as
+// AddNewEntries compares them.
+struct ValueKey {
+  uint32_t list = 0;
+  uint8_t type = 0;
+  std::array<uint8_t, 32> value{};
+  auto operator<=>(const ValueKey&) const = default;
+};
+
+Status CheckNewEntries(const std::vector<NewEntry>& entries) {
   if (entries.empty()) return Error(ErrorCode::kInvalidArgument, "no entries to add");
   for (size_t i = 0; i < entries.size(); ++i) {
     const NewEntry& e = entries[i];
@@ -1890,34 +1906,155 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
                    "entry " + std::to_string(i + 1) + ": " + s.error().message());
     }
   }
-  Impl& im = *impl_;
-  return im.Change(context, action, [&](uint64_t version) -> Result<Impl::ChangeSummary> {
-    Result<int64_t> next = im.QueryInt("SELECT next_id FROM state WHERE id = 1", {});
+  return {};
+}
+
+}  // namespace
+
+// For each entry, the id of the entry it repeats (Store::AddResult::present)
+// or 0 when it is new; `next` is the id the first new one gets.
+Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry>& entries,
+                                                      const std::set<std::string>& lists,
+                                                      uint64_t next) {
+  // The entries' keys, sorted, with their index: equal keys are repeats
+  // of the first of them.
+  std::vector<std::pair<ValueKey, size_t>> given(entries.size());
+  std::array<uint8_t, 32> value{};
+  std::array<uint8_t, 16> salt{};
+  struct Wiper {  // the values are hashes of the lists: also on an exception
+    std::vector<std::pair<ValueKey, size_t>>& given;
+    std::array<uint8_t, 32>& value;
+    std::array<uint8_t, 16>& salt;
+    ~Wiper() {
+      for (auto& key : given) Wipe(key.first.value);
+      Wipe(value);
+      Wipe(salt);
+    }
+  } wiper{given, value, salt};
+  std::map<std::string_view, uint32_t> list_index_of;
+  for (const std::string& list : lists) {
+    list_index_of.emplace(list, static_cast<uint32_t>(list_index_of.size()));
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const NewEntry& e = entries[i];
+    ValueKey& key = given[i].first;
+    key.list = list_index_of.at(e.list);
+    key.type = static_cast<uint8_t>(e.type);
+    std::copy_n(e.value.begin(), ValueSize(e.type), key.value.begin());
+    given[i].second = i;
+  }
+  std::sort(given.begin(), given.end());
+  // first[i]: the index of the first entry with i's key.
+  std::vector<size_t> first(entries.size());
+  for (size_t k = 0; k < given.size(); ++k) {
+    const bool repeat = k > 0 && given[k].first == given[k - 1].first;
+    first[given[k].second] = repeat ? first[given[k - 1].second] : given[k].second;
+  }
+  std::vector<uint64_t> held(entries.size(), 0);  // by first index
+  uint32_t list_index = 0;
+  for (const std::string& list : lists) {
+    Status failed;
+    Status s = Exec(
+        "SELECT id, type, key_id, sealed FROM entries WHERE list = $1 ORDER BY id",
+        {Param::Text(list)}, [&](const Row& row) {
+          if (!failed.ok()) return;
+          const uint64_t id = static_cast<uint64_t>(row.Int(0));
+          const int64_t type = row.Int(1);
+          if (type < 0 || type > 2) {
+            failed = Error(ErrorCode::kCorruptData, "entry " + std::to_string(id) + ": bad type");
+            return;
+          }
+          ValueKey key;
+          key.list = list_index;
+          key.type = static_cast<uint8_t>(type);
+          failed = cipher.Open(id, static_cast<SignalType>(type), row.Text(2), row.Blob(3),
+                               &value, &salt);
+          if (!failed.ok()) return;
+          std::copy_n(value.begin(), ValueSize(static_cast<SignalType>(type)),
+                      key.value.begin());
+          auto it = std::lower_bound(
+              given.begin(), given.end(), key,
+              [](const std::pair<ValueKey, size_t>& a, const ValueKey& b) { return a.first < b; });
+          if (it != given.end() && it->first == key && held[it->second] == 0) {
+            held[it->second] = id;  // rows come in id order: the smallest
+          }
+          Wipe(key.value);
+        });
+    if (!s.ok()) return s.error();
+    if (!failed.ok()) return failed.error();
+    ++list_index;
+  }
+  // Ids: an entry held repeats the held one; the first of a new key gets
+  // the next id, its repeats that id.
+  std::vector<uint64_t> present(entries.size(), 0);
+  std::vector<uint64_t> assigned(entries.size(), 0);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const size_t f = first[i];
+    if (held[f] != 0) {
+      present[i] = held[f];
+    } else if (f != i) {
+      present[i] = assigned[f];
+    } else {
+      assigned[i] = next++;
+    }
+  }
+  return present;
+}
+
+Result<uint64_t> Store::Impl::Add(const std::vector<NewEntry>& entries,
+                                  const ChangeContext& context, std::string_view action,
+                                  AddResult* result) {
+  return Change(context, action, [&](uint64_t version) -> Result<ChangeSummary> {
+    Result<int64_t> next = QueryInt("SELECT next_id FROM state WHERE id = 1", {});
     if (!next.ok()) return next.error();
-    // Lists that do not exist yet are created, enabled.
     std::set<std::string> lists;
     for (const NewEntry& e : entries) lists.insert(e.list);
+    // With `result` (AddNewEntries), what the lists hold already is left out.
+    std::vector<uint64_t> present;
+    if (result != nullptr) {
+      Result<std::vector<uint64_t>> ids =
+          PresentIds(entries, lists, static_cast<uint64_t>(*next));
+      if (!ids.ok()) return ids.error();
+      present = std::move(*ids);
+      result->present.clear();
+      for (size_t i = 0; i < present.size(); ++i) {
+        if (present[i] != 0) result->present.emplace_back(i, present[i]);
+      }
+      result->added = entries.size() - result->present.size();
+      if (result->added == 0) {
+        ChangeSummary summary;
+        summary.nothing_changed = true;
+        return summary;
+      }
+      lists.clear();
+      for (size_t i = 0; i < entries.size(); ++i) {
+        if (present[i] == 0) lists.insert(entries[i].list);
+      }
+    }
+    // Lists that do not exist yet are created, enabled.
     for (const std::string& list : lists) {
-      Status s = im.Exec(
+      Status s = Exec(
           "INSERT INTO lists (name, enabled, description, created_version, changed_version) "
           "VALUES ($1, 1, '', $2, $2) ON CONFLICT (name) DO NOTHING",
           {Param::Text(list), Param::Int(static_cast<int64_t>(version))});
       if (!s.ok()) return s.error();
     }
-    Result<std::unique_ptr<db::Statement>> insert = im.conn->Prepare(
+    Result<std::unique_ptr<db::Statement>> insert = conn->Prepare(
         "INSERT INTO entries (id, list, type, key_id, sealed, leaf, category, reference, "
         "source, added_by, added_at, added_version, status, status_version) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $12)");
     if (!insert.ok()) return insert.error();
     const int64_t now = Now();
-    const std::string& key_id = im.cipher.primary()->key_id();
+    const std::string& key_id = cipher.primary()->key_id();
     Sha256Hasher digest;
     std::vector<uint8_t> sealed;
     StoredEntry e;
-    Impl::StateDelta delta;
+    StateDelta delta;
     delta.created_lists.assign(lists.begin(), lists.end());
     uint64_t id = static_cast<uint64_t>(*next);
-    for (const NewEntry& n : entries) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (!present.empty() && present[i] != 0) continue;
+      const NewEntry& n = entries[i];
       e.id = id++;
       e.list = n.list;
       e.type = n.type;
@@ -1926,7 +2063,7 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
       e.category = n.category;
       e.reference = n.reference;
       RandomBytes(e.salt);
-      im.cipher.Seal(e.id, e.type, e.value, e.salt, &sealed);
+      cipher.Seal(e.id, e.type, e.value, e.salt, &sealed);
       const Digest32 leaf = EntryLeafHash(e);
       digest.Update(leaf);
       const std::array<Param, 12> params = {
@@ -1940,16 +2077,37 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
       delta.added.push_back({e.id, leaf, e.list});
     }
     Wipe(e.value);
-    Status s = im.Exec("UPDATE state SET next_id = $1 WHERE id = 1",
-                       {Param::Int(static_cast<int64_t>(id))});
+    Status s = Exec("UPDATE state SET next_id = $1 WHERE id = 1",
+                    {Param::Int(static_cast<int64_t>(id))});
     if (!s.ok()) return s.error();
-    Impl::ChangeSummary summary;
+    ChangeSummary summary;
     summary.list = lists.size() == 1 ? *lists.begin() : "";
-    summary.count = entries.size();
+    summary.count = delta.added.size();
     summary.entries_digest = digest.Finish();
     summary.delta = std::move(delta);
     return summary;
   });
+}
+
+Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
+                                   const ChangeContext& context, std::string_view action) try {
+  Status valid = CheckNewEntries(entries);
+  if (!valid.ok()) return valid.error();
+  return impl_->Add(entries, context, action, nullptr);
+} catch (...) {
+  return impl_->Abandon();
+}
+
+Result<Store::AddResult> Store::AddNewEntries(const std::vector<NewEntry>& entries,
+                                              const ChangeContext& context,
+                                              std::string_view action) try {
+  Status valid = CheckNewEntries(entries);
+  if (!valid.ok()) return valid.error();
+  AddResult result;
+  Result<uint64_t> version = impl_->Add(entries, context, action, &result);
+  if (!version.ok()) return version.error();
+  result.version = *version;
+  return result;
 } catch (...) {
   return impl_->Abandon();
 }

@@ -1425,15 +1425,23 @@ ApiResponse Api::HandleEntriesPost(Call& call) {
     return JsonResponse(422, json::object{{"error", std::move(error)},
                                           {"rejected", std::move(rejected_json)}});
   }
-  const size_t added = entries.size();
-  Result<uint64_t> version = index_->Change([&](matcher::Store& store) {
-    return store.AddEntries(entries, ContextOf(*call.key), action);
+  // What the list holds already is not added again (a list imported anew
+  // adds only what is new); when nothing is new, nothing changes (200).
+  matcher::Store::AddResult result;
+  Result<uint64_t> version = index_->Change([&](matcher::Store& store) -> Result<uint64_t> {
+    Result<matcher::Store::AddResult> r =
+        store.AddNewEntries(entries, ContextOf(*call.key), action);
+    if (!r.ok()) return r.error();
+    result = std::move(*r);
+    return result.version;
   });
   for (matcher::NewEntry& e : entries) matcher::Wipe(std::span<uint8_t>(e.value));
   if (!version.ok()) return ErrorResponse(version.error());
-  return JsonResponse(201, json::object{{"version", *version},
-                                        {"added", added},
-                                        {"rejected", std::move(rejected_json)}});
+  return JsonResponse(result.added > 0 ? 201 : 200,
+                      json::object{{"version", *version},
+                                   {"added", result.added},
+                                   {"already_present", result.present.size()},
+                                   {"rejected", std::move(rejected_json)}});
 }
 
 ApiResponse Api::HandleEntryPatch(Call& call) {

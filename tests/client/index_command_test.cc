@@ -137,7 +137,7 @@ TEST(IndexCommandTest, ImportIsAllOrNothingAndReportsEveryBadLine) {
   EXPECT_EQ(skip.status, kExitSomeFailed);  // some lines were rejected
   ASSERT_EQ(skip.lines.size(), 1u);
   EXPECT_EQ(json::serialize(skip.lines[0]),
-            R"({"version":2,"added":2,"rejected":2})");
+            R"({"version":2,"added":2,"already_present":0,"rejected":2})");
   CliRun entries = cli.Run({"list", "--list", "hotline-a", "--show-values"});
   ASSERT_EQ(entries.status, kExitOk) << entries.err;
   ASSERT_EQ(entries.lines.size(), 2u);
@@ -191,8 +191,9 @@ TEST(IndexCommandTest, ImportRefusesALineOverTheLimit) {
 
   const std::string ok_list = cli.Write("ok.txt", valid + at_limit + valid);
   ASSERT_EQ(at_limit.size(), 65536u + 1);
+  // The same line twice: added once.
   ExpectImported(cli.Run({"import", ok_list, "--list", "l"}),
-                 R"({"version":2,"added":2,"rejected":0})");
+                 R"({"version":2,"added":1,"already_present":1,"rejected":0})");
 }
 
 // An import reads a file or a FIFO (a pipe, <(...)); a device never ends
@@ -215,7 +216,7 @@ TEST(IndexCommandTest, ImportReadsFilesAndFifosNotDevicesOrDirectories) {
   });
   CliRun run = cli.Run({"import", fifo, "--list", "l"});
   writer.join();
-  ExpectImported(run, R"({"version":2,"added":1,"rejected":0})");
+  ExpectImported(run, R"({"version":2,"added":1,"already_present":0,"rejected":0})");
 }
 
 // With --list, a record naming another list is rejected, as the server's
@@ -239,11 +240,60 @@ TEST(IndexCommandTest, ImportWithListRefusesRecordsOfAnotherList) {
   CliRun skip = cli.Run({"import", csv, "--list", "csvl", "--skip-invalid"});
   EXPECT_EQ(skip.status, kExitSomeFailed);
   ASSERT_EQ(skip.lines.size(), 1u);
-  EXPECT_EQ(json::serialize(skip.lines[0]), R"({"version":2,"added":2,"rejected":1})");
+  EXPECT_EQ(json::serialize(skip.lines[0]),
+            R"({"version":2,"added":2,"already_present":0,"rejected":1})");
   CliRun lists = cli.Run({"list"});
   ASSERT_EQ(lists.lines.size(), 1u) << lists.out;
   EXPECT_EQ(json::serialize(lists.lines[0]),
             R"({"list":"csvl","enabled":true,"description":"","active":2,"disabled":0})");
+}
+
+// A list imported again adds only what is new: what the list holds already
+// (same type and value, whatever the reference) is counted, not added; when
+// nothing is new, no version is made. `add` says what it left out.
+TEST(IndexCommandTest, ImportingAListAgainAddsOnlyWhatIsNew) {
+  IndexCli cli;
+  cli.Create();
+  const std::string first = cli.Write(
+      "week1.txt", std::string("pdq ") + kOriginal + " case-1\n" + "md5 " + kMd5 + " case-2\n");
+  ExpectImported(cli.Run({"import", first, "--list", "hotline-a"}),
+                 R"({"version":2,"added":2,"already_present":0,"rejected":0})");
+  ExpectImported(cli.Run({"import", first, "--list", "hotline-a"}),
+                 R"({"version":2,"added":0,"already_present":2,"rejected":0})");
+  // The next week's export: the two again (one with another reference), one
+  // new, given twice.
+  const std::string second = cli.Write(
+      "week2.txt", std::string("pdq ") + kOriginal + " case-1b\n" + "md5 " + kMd5 +
+                       " case-2\n" + "pdq " + kRotate90 + " case-3\n" + "pdq " + kRotate90 +
+                       " case-3\n");
+  ExpectImported(cli.Run({"import", second, "--list", "hotline-a"}),
+                 R"({"version":3,"added":1,"already_present":3,"rejected":0})");
+  // Another list holds what it is given.
+  ExpectImported(cli.Run({"import", first, "--list", "ngo-b"}),
+                 R"({"version":4,"added":2,"already_present":0,"rejected":0})");
+  CliRun entries = cli.Run({"list", "--list", "hotline-a"});
+  ASSERT_EQ(entries.status, kExitOk) << entries.err;
+  ASSERT_EQ(entries.lines.size(), 3u);
+  EXPECT_EQ(entries.lines[0].at("reference").as_string(), "case-1");
+  EXPECT_EQ(entries.lines[2].at("id").as_int64(), 3);
+  EXPECT_EQ(entries.lines[2].at("reference").as_string(), "case-3");
+
+  CliRun add = cli.Run({"add", "--list", "hotline-a", "--pdq", kRotate90, "--pdq", kSharpenALot});
+  EXPECT_EQ(add.status, kExitOk) << add.err;
+  EXPECT_EQ(add.err, std::string("bantay index add: --pdq ") + kRotate90 +
+                         ": list 'hotline-a' holds it already (entry 3); not added\n");
+  ASSERT_EQ(add.lines.size(), 1u);
+  EXPECT_EQ(json::serialize(add.lines[0]), R"({"version":5,"added":1,"already_present":1})");
+  CliRun none = cli.Run({"add", "--list", "hotline-a", "--pdq", kSharpenALot});
+  EXPECT_EQ(none.status, kExitOk) << none.err;
+  EXPECT_EQ(json::serialize(none.lines[0]), R"({"version":5,"added":0,"already_present":1})");
+  CliRun audit = cli.Run({"audit"});
+  ASSERT_EQ(audit.status, kExitOk) << audit.err;
+  ASSERT_EQ(audit.lines.size(), 5u);
+  EXPECT_EQ(audit.lines[2].at("action").as_string(), "import");
+  EXPECT_EQ(audit.lines[2].at("count").as_int64(), 1);
+  EXPECT_EQ(audit.lines[4].at("action").as_string(), "add");
+  EXPECT_EQ(audit.lines[4].at("count").as_int64(), 1);
 }
 
 // A list's entries are listed 1,000 at a time by default: the cut is said,
@@ -787,7 +837,7 @@ TEST(IndexCommandTest, PostgresStoreThroughTheCli) {
   CliRun run = cli.Run({"import", list, "--list", "hotline-a"});
   ASSERT_EQ(run.status, kExitOk) << run.err;
   EXPECT_EQ(json::serialize(run.lines[0]),
-            R"({"version":2,"added":2,"rejected":0})");
+            R"({"version":2,"added":2,"already_present":0,"rejected":0})");
   CliRun verify = cli.Run({"verify"});
   EXPECT_EQ(verify.status, kExitOk) << verify.err;
   CliRun m = bantay::testing::RunCommand(

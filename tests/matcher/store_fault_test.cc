@@ -182,6 +182,21 @@ TEST_P(StoreFaultTest, AnAddThatRunsOutOfMemoryIsRolledBackAfterAFullCheck) {
   ExpectEveryFailureRolledBack([&](Store& s) { return AddTwo(s); }, false);
 }
 
+// AddNewEntries also reads and decrypts the lists' entries to leave out
+// what they hold (here hotline-a's first entry).
+TEST_P(StoreFaultTest, AnAddOfWhatIsNewThatRunsOutOfMemoryIsRolledBack) {
+  std::vector<NewEntry> three = two_;
+  three.push_back(Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1 again"));
+  ExpectEveryFailureRolledBack(
+      [&](Store& s) -> Result<uint64_t> {
+        Result<Store::AddResult> r = s.AddNewEntries(three, ctx_);
+        if (!r.ok()) return r.error();
+        EXPECT_EQ(r->added, 2u);
+        return r->version;
+      },
+      true);
+}
+
 TEST_P(StoreFaultTest, ADisableThatRunsOutOfMemoryIsRolledBack) {
   ExpectEveryFailureRolledBack(
       [&](Store& s) { return s.SetEntriesStatus(one_and_three_, EntryStatus::kDisabled, ctx_); },

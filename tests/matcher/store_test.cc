@@ -635,6 +635,114 @@ TEST_P(StoreTest, RemoveEntries) {
   EXPECT_EQ(after[0].id, 7u);
 }
 
+// Importing a list again adds only what is new: an entry whose list holds
+// one of the same type and value (any status), or that repeats an earlier
+// one of the same call, is left out and answered with that entry's id.
+TEST_P(StoreTest, AddNewEntriesLeavesOutWhatTheListsHoldAlready) {
+  std::unique_ptr<Store> store = PopulatedStore();  // ids 1-5, 2 disabled, version 4
+  ASSERT_NE(store, nullptr);
+  const std::vector<StoredEntry> before = AllEntries(*store);
+  std::array<uint8_t, 32> md5_with_junk = Md5Value("three");
+  std::fill(md5_with_junk.begin() + 16, md5_with_junk.end(), 0xab);  // not compared
+  const std::vector<NewEntry> again = {
+      Entry("hotline-a", SignalType::kPdq, pdq_[0], "Z9", "other reference"),  // held: 1
+      Entry("hotline-a", SignalType::kPdq, pdq_[1], "B2", "case-2"),           // disabled: 2
+      Entry("hotline-a", SignalType::kPdq, pdq_[2], "A1", "new-6"),  // only ngo-b holds it
+      Entry("hotline-a", SignalType::kMd5, md5_with_junk, "A1", "case-3"),     // held: 3
+      Entry("hotline-a", SignalType::kSha256, pdq_[0], "A1", "new-7"),  // same bytes, other type
+      Entry("hotline-a", SignalType::kPdq, pdq_[2], "A1", "repeat"),    // repeats the third
+      Entry("new-list", SignalType::kPdq, pdq_[0], "A1", "new-8"),      // a list of its own
+      Entry("ngo-b", SignalType::kSha256, Sha256Value("four"), "B1", "case-4"),  // held: 4
+  };
+  Result<Store::AddResult> r = store->AddNewEntries(again, Ctx("dave", "again.txt"));
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 5u);
+  EXPECT_EQ(r->added, 3u);
+  const std::vector<std::pair<size_t, uint64_t>> present = {
+      {0, 1}, {1, 2}, {3, 3}, {5, 6}, {7, 4}};
+  EXPECT_EQ(r->present, present);
+
+  std::vector<StoredEntry> after = AllEntries(*store);
+  ASSERT_EQ(after.size(), 8u);
+  store_testing::ExpectSameEntries(std::vector<StoredEntry>(after.begin(), after.begin() + 5),
+                                   before);
+  const std::array<std::string, 3> lists = {"hotline-a", "hotline-a", "new-list"};
+  const std::array<SignalType, 3> types = {SignalType::kPdq, SignalType::kSha256,
+                                           SignalType::kPdq};
+  const std::array<std::array<uint8_t, 32>, 3> values = {pdq_[2], pdq_[0], pdq_[0]};
+  const std::array<std::string, 3> references = {"new-6", "new-7", "new-8"};
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    const StoredEntry& e = after[5 + i];
+    EXPECT_EQ(e.id, 6 + i);
+    EXPECT_EQ(e.list, lists[i]);
+    EXPECT_EQ(e.type, types[i]);
+    EXPECT_EQ(e.value, values[i]);
+    EXPECT_EQ(e.reference, references[i]);
+    EXPECT_EQ(e.added_version, 5u);
+    EXPECT_EQ(e.added_by, "dave");
+  }
+  Result<std::vector<AuditRecord>> audit = store->Audit(4, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "import");
+  EXPECT_EQ((*audit)[0].list, "");  // hotline-a and new-list
+  EXPECT_EQ((*audit)[0].count, 3u);
+  EXPECT_EQ((*audit)[0].entries_digest,
+            LeavesDigest(std::vector<StoredEntry>(after.begin() + 5, after.end())));
+  ExpectRootMatchesEntries(*store);
+
+  // The same again: nothing is new, nothing is written (no version).
+  r = store->AddNewEntries(again, Ctx("dave", "again.txt"));
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 5u);
+  EXPECT_EQ(r->added, 0u);
+  const std::vector<std::pair<size_t, uint64_t>> all_present = {
+      {0, 1}, {1, 2}, {2, 6}, {3, 3}, {4, 7}, {5, 6}, {6, 8}, {7, 4}};
+  EXPECT_EQ(r->present, all_present);
+  EXPECT_EQ(VersionOf(*store), 5u);
+  EXPECT_EQ(store->Audit(0, 100)->size(), 5u);
+  store_testing::ExpectSameEntries(AllEntries(*store), after);
+
+  // The next change goes on from there; one by another connection is seen.
+  r = store->AddNewEntries({Entry("hotline-a", SignalType::kPdq, pdq_[4], "A1", "new-9")},
+                           Ctx());
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 6u);
+  EXPECT_EQ(r->added, 1u);
+  EXPECT_TRUE(r->present.empty());
+  std::unique_ptr<Store> other = Open();
+  ASSERT_NE(other, nullptr);
+  r = other->AddNewEntries({Entry("hotline-a", SignalType::kPdq, pdq_[5], "A1", "new-10"),
+                            Entry("hotline-a", SignalType::kPdq, pdq_[4], "A1", "new-9")},
+                           Ctx());
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 7u);
+  EXPECT_EQ(r->added, 1u);
+  EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{1, 9}}));
+  r = store->AddNewEntries({Entry("hotline-a", SignalType::kPdq, pdq_[5], "A1", "new-10")},
+                           Ctx());
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 7u);
+  EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{0, 10}}));
+  // A removed entry is no longer held: its value is added anew.
+  STORE_ASSERT_OK(store->RemoveEntries({10}, Ctx()));
+  r = store->AddNewEntries({Entry("hotline-a", SignalType::kPdq, pdq_[5], "A1", "new-11")},
+                           Ctx());
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 9u);
+  EXPECT_EQ(r->added, 1u);
+  EXPECT_EQ(AllEntries(*store).back().id, 11u);
+  // Invalid entries are refused as by AddEntries.
+  STORE_EXPECT_CODE(store->AddNewEntries({}, Ctx()), ErrorCode::kInvalidArgument);
+  STORE_EXPECT_CODE(store->AddNewEntries({Entry("", SignalType::kPdq, pdq_[6])}, Ctx()),
+                    ErrorCode::kInvalidArgument);
+  ExpectRootMatchesEntries(*store);
+  Result<VerifyReport> report = Open()->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+}
+
 TEST_P(StoreTest, SetEntriesStatus) {
   std::unique_ptr<Store> store = Init();
   ASSERT_NE(store, nullptr);

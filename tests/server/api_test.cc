@@ -589,6 +589,25 @@ TEST_P(ApiTest, ListAdministrationChangesMatchingAtOnce) {
            "pdq " + fresh + " ref-a\npdq 1234 ref-b\n");
   ASSERT_EQ(added.status, 201) << added.body;
   EXPECT_EQ(ParseJson(added.body).at("added"), json::value(1));
+  EXPECT_EQ(ParseJson(added.body).at("already_present"), json::value(0));
+  // What the list holds already is not added again (whatever its
+  // reference): the same import, or a JSON add of the value, changes
+  // nothing and answers 200 with the version as it is.
+  const json::value added_version = ParseJson(added.body).at("version");
+  HttpResponse again =
+      Send(op, "POST", "/v1/lists/hotline/entries", "text/plain", "pdq " + fresh + " ref-a\n");
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(ParseJson(again.body),
+            json::parse(R"({"version":)" + json::serialize(added_version) +
+                        R"(,"added":0,"already_present":1,"rejected":[]})"));
+  HttpResponse json_again =
+      Send(op, "POST", "/v1/lists/hotline/entries", "application/json",
+           R"({"entries":[{"type":"pdq","value":")" + fresh + R"(","reference":"other"},)" +
+               R"({"type":"pdq","value":")" + fresh + R"(","reference":"twice"}]})");
+  ASSERT_EQ(json_again.status, 200) << json_again.body;
+  EXPECT_EQ(ParseJson(json_again.body).at("version"), added_version);
+  EXPECT_EQ(ParseJson(json_again.body).at("already_present"), json::value(2));
+  EXPECT_EQ(ParseJson(Send("auditor", "GET", "/v1/index").body).at("version"), added_version);
   // Visible to the very next match.
   EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("matches"),
             json::parse(R"([{"list":"hotline","category":"c1","ref":"ref-a"}])"));
