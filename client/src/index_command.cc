@@ -445,12 +445,21 @@ class IndexCommand {
     Result<std::unique_ptr<Store>> store = OpenStore(true);
     if (!store.ok()) return Fail(store.error());
     Result<Store::AddResult> result = (*store)->AddNewEntries(entries, Context("cli"), "add");
-    for (matcher::NewEntry& e : entries) matcher::Wipe(e.value);
-    if (!result.ok()) return Fail(result.error());
-    for (const auto& [index, id] : result->present) {
-      err_ << "bantay index add: --" << a_.hashes[index].first << " " << a_.hashes[index].second
-           << ": list '" << a_.list << "' holds it already (entry " << id << "); not added\n";
+    if (!result.ok()) {
+      for (matcher::NewEntry& e : entries) matcher::Wipe(e.value);
+      return Fail(result.error());
     }
+    for (const auto& [index, id] : result->present) {
+      const matcher::NewEntry& e = entries[index];
+      const bool twice = std::any_of(entries.begin(), entries.begin() + index,
+                                     [&](const matcher::NewEntry& earlier) {
+                                       return earlier.type == e.type && earlier.value == e.value;
+                                     });
+      err_ << "bantay index add: --" << a_.hashes[index].first << " " << a_.hashes[index].second
+           << (twice ? ": given twice (entry " : ": list '" + a_.list + "' holds it already (entry ")
+           << id << "); not added\n";
+    }
+    for (matcher::NewEntry& e : entries) matcher::Wipe(e.value);
     Print({{"version", result->version},
            {"added", result->added},
            {"already_present", result->present.size()}});

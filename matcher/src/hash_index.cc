@@ -160,6 +160,27 @@ void IndexSnapshot::MatchExact(SignalType type, const uint8_t* digest,
   std::sort(out->begin(), out->end(), ByDistanceThenId);
 }
 
+void IndexSnapshot::HeldIds(std::string_view list, SignalType type, const uint8_t* value,
+                            std::vector<uint64_t>* ids) const {
+  ids->clear();
+  auto add = [&](const Segment::Row& r) {
+    if (r.list != list || (!removed_->empty() && removed_->count(r.id))) return;
+    ids->push_back(r.id);
+  };
+  thread_local std::vector<std::pair<int64_t, int>> found;
+  for (const auto& seg : segments_) {
+    if (type == SignalType::kPdq) {
+      seg->SearchPdq(value, 0, &found);
+      for (const auto& [row, distance] : found) add(seg->PdqRow(row));
+    } else {
+      const auto [begin, end] = seg->FindExact(type, value);
+      for (uint32_t i = begin; i < end; ++i) add(seg->ExactRow(i));
+    }
+  }
+  std::sort(ids->begin(), ids->end());
+  ids->erase(std::unique(ids->begin(), ids->end()), ids->end());
+}
+
 // --- IndexLoader ------------------------------------------------------------------
 
 struct IndexLoader::Impl {

@@ -1,11 +1,13 @@
 #include "bantay/matcher/store.h"
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
 #include <initializer_list>
 #include <limits>
 #include <exception>
 #include <map>
+#include <numeric>
 #include <new>
 #include <optional>
 #include <set>
@@ -1667,6 +1669,13 @@ struct Store::Impl {
   // its exception is the caller's, passed on by Abandon.
   bool caller_threw_ = false;
 
+  // Store::AddEntries, and AddNewEntries (with `result`).
+  Result<uint64_t> Add(const std::vector<NewEntry>& entries, const ChangeContext& context,
+                       std::string_view action, AddResult* result, const HeldEntries* held);
+  Result<std::vector<uint64_t>> PresentIds(const std::vector<NewEntry>& entries,
+                                           const std::set<std::string>& lists, uint64_t next,
+                                           uint64_t version, const HeldEntries* held);
+
   // Called from the handler of an exception that left a public call: an
   // allocation that failed, a bug's std::exception, or a caller's callback.
   // Rolls back the transaction the call began and drops what a change in
@@ -1677,12 +1686,6 @@ struct Store::Impl {
   // answers with (kUnavailable when memory ran out, kInternal for another
   // std::exception); a caller's exception, or one of an unknown type, is
   // thrown on.
-  // Store::AddEntries and AddNewEntries (with `result`).
-  Result<uint64_t> Add(const std::vector<NewEntry>& entries, const ChangeContext& context,
-                       std::string_view action, AddResult* result);
-  Result<std::vector<uint64_t>> PresentIds(const std::vector<NewEntry>& entries,
-                                           const std::set<std::string>& lists, uint64_t next);
-
   Error Abandon() {
     // What cannot throw first; then the rollback (which may allocate, as may
     // a fresh state: memory that ran out once may run out again), tried
@@ -1885,15 +1888,6 @@ Result<uint64_t> Store::Upgrade(const ChangeContext& context) try {
 
 namespace {
 
-// An entry's list (its index among the change's lists), type and value, as
-// AddNewEntries compares them.
-struct ValueKey {
-  uint32_t list = 0;
-  uint8_t type = 0;
-  std::array<uint8_t, 32> value{};
-  auto operator<=>(const ValueKey&) const = default;
-};
-
 Status CheckNewEntries(const std::vector<NewEntry>& entries) {
   if (entries.empty()) return Error(ErrorCode::kInvalidArgument, "no entries to add");
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -1912,77 +1906,118 @@ Status CheckNewEntries(const std::vector<NewEntry>& entries) {
 }  // namespace
 
 // For each entry, the id of the entry it repeats (Store::AddResult::present)
-// or 0 when it is new; `next` is the id the first new one gets.
+// or 0 when it is new; `next` is the id the first new one gets, `version`
+// the one the change makes.
 Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry>& entries,
                                                       const std::set<std::string>& lists,
-                                                      uint64_t next) {
-  // The entries' keys, sorted, with their index: equal keys are repeats
-  // of the first of them.
-  std::vector<std::pair<ValueKey, size_t>> given(entries.size());
-  std::array<uint8_t, 32> value{};
-  std::array<uint8_t, 16> salt{};
-  struct Wiper {  // the values are hashes of the lists: also on an exception
-    std::vector<std::pair<ValueKey, size_t>>& given;
-    std::array<uint8_t, 32>& value;
-    std::array<uint8_t, 16>& salt;
-    ~Wiper() {
-      for (auto& key : given) Wipe(key.first.value);
-      Wipe(value);
-      Wipe(salt);
-    }
-  } wiper{given, value, salt};
+                                                      uint64_t next, uint64_t version,
+                                                      const HeldEntries* held) {
   std::map<std::string_view, uint32_t> list_index_of;
   for (const std::string& list : lists) {
     list_index_of.emplace(list, static_cast<uint32_t>(list_index_of.size()));
   }
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const NewEntry& e = entries[i];
-    ValueKey& key = given[i].first;
-    key.list = list_index_of.at(e.list);
-    key.type = static_cast<uint8_t>(e.type);
-    std::copy_n(e.value.begin(), ValueSize(e.type), key.value.begin());
-    given[i].second = i;
-  }
-  std::sort(given.begin(), given.end());
-  // first[i]: the index of the first entry with i's key.
+  std::vector<uint32_t> list_of(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) list_of[i] = list_index_of.at(entries[i].list);
+  // An entry's key: its list, its type, the bytes of its value that count
+  // (an MD5 digest's 16). Compared in place, never copied.
+  auto compare = [&](uint32_t list, SignalType type, const uint8_t* value, size_t i) {
+    if (list != list_of[i]) return list < list_of[i] ? -1 : 1;
+    if (type != entries[i].type) return type < entries[i].type ? -1 : 1;
+    return std::memcmp(value, entries[i].value.data(), ValueSize(type));
+  };
+  std::vector<size_t> order(entries.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const int c = compare(list_of[a], entries[a].type, entries[a].value.data(), b);
+    return c < 0 || (c == 0 && a < b);
+  });
+  // first[i]: the first entry with i's key.
   std::vector<size_t> first(entries.size());
-  for (size_t k = 0; k < given.size(); ++k) {
-    const bool repeat = k > 0 && given[k].first == given[k - 1].first;
-    first[given[k].second] = repeat ? first[given[k - 1].second] : given[k].second;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t i = order[k];
+    const bool repeat =
+        k > 0 && compare(list_of[i], entries[i].type, entries[i].value.data(), order[k - 1]) == 0;
+    first[i] = repeat ? first[order[k - 1]] : i;
   }
-  std::vector<uint64_t> held(entries.size(), 0);  // by first index
-  uint32_t list_index = 0;
-  for (const std::string& list : lists) {
-    Status failed;
-    Status s = Exec(
-        "SELECT id, type, key_id, sealed FROM entries WHERE list = $1 ORDER BY id",
-        {Param::Text(list)}, [&](const Row& row) {
-          if (!failed.ok()) return;
-          const uint64_t id = static_cast<uint64_t>(row.Int(0));
-          const int64_t type = row.Int(1);
-          if (type < 0 || type > 2) {
-            failed = Error(ErrorCode::kCorruptData, "entry " + std::to_string(id) + ": bad type");
-            return;
-          }
-          ValueKey key;
-          key.list = list_index;
-          key.type = static_cast<uint8_t>(type);
-          failed = cipher.Open(id, static_cast<SignalType>(type), row.Text(2), row.Blob(3),
-                               &value, &salt);
-          if (!failed.ok()) return;
-          std::copy_n(value.begin(), ValueSize(static_cast<SignalType>(type)),
-                      key.value.begin());
-          auto it = std::lower_bound(
-              given.begin(), given.end(), key,
-              [](const std::pair<ValueKey, size_t>& a, const ValueKey& b) { return a.first < b; });
-          if (it != given.end() && it->first == key && held[it->second] == 0) {
-            held[it->second] = id;  // rows come in id order: the smallest
-          }
-          Wipe(key.value);
-        });
+  // held_id[first]: the smallest id of an entry of the store with its key.
+  std::vector<uint64_t> held_id(entries.size(), 0);
+  std::array<uint8_t, 32> value{};
+  std::array<uint8_t, 16> salt{};
+  struct Wiper {  // the decrypted value: also on an exception
+    std::array<uint8_t, 32>& value;
+    std::array<uint8_t, 16>& salt;
+    ~Wiper() {
+      Wipe(value);
+      Wipe(salt);
+    }
+  } wiper{value, salt};
+  // A row (id, list, type, key_id, sealed) of the store: decrypted and
+  // looked up among the entries.
+  Status failed;
+  auto on_row = [&](const Row& row) {
+    if (!failed.ok()) return;
+    const uint64_t id = static_cast<uint64_t>(row.Int(0));
+    const auto list = list_index_of.find(row.Text(1));
+    if (list == list_index_of.end()) return;
+    const int64_t type = row.Int(2);
+    if (type < 0 || type > 2) {
+      failed = Error(ErrorCode::kCorruptData, "entry " + std::to_string(id) + ": bad type");
+      return;
+    }
+    const SignalType t = static_cast<SignalType>(type);
+    failed = cipher.Open(id, t, row.Text(3), row.Blob(4), &value, &salt);
+    if (!failed.ok()) return;
+    auto it = std::lower_bound(order.begin(), order.end(), size_t{0}, [&](size_t i, size_t) {
+      return compare(list->second, t, value.data(), i) > 0;
+    });
+    if (it != order.end() && compare(list->second, t, value.data(), *it) == 0) {
+      uint64_t& h = held_id[first[*it]];
+      if (h == 0 || id < h) h = id;
+    }
+  };
+  constexpr std::string_view kRowColumns = "SELECT id, list, type, key_id, sealed FROM entries ";
+  // With what the caller knows held at a version up to the current one,
+  // its lists are read where it says, and where they changed since.
+  const bool use_held = held != nullptr && held->version < version && held->covers && held->ids;
+  std::set<std::string_view> covered;
+  if (use_held) {
+    for (const std::string& list : lists) {
+      if (held->covers(list)) covered.insert(list);
+    }
+  }
+  if (!covered.empty()) {
+    Result<std::unique_ptr<db::Statement>> by_id =
+        conn->Prepare(std::string(kRowColumns) + "WHERE id = $1");
+    if (!by_id.ok()) return by_id.error();
+    std::vector<uint64_t> ids;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (first[i] != i || !covered.count(entries[i].list)) continue;
+      ids.clear();
+      held->ids(entries[i], &ids);
+      for (const uint64_t id : ids) {
+        if (held_id[i] != 0) break;  // the smallest id the caller gave that is still there
+        const std::array<Param, 1> params = {Param::Int(SqlBound(id))};
+        Status s = (*by_id)->Execute(params, on_row);
+        if (!s.ok()) return s.error();
+        if (!failed.ok()) return failed.error();
+      }
+    }
+    // Rows added after that version (their status_version is at least
+    // their added_version); a row whose status changed is read again. (No
+    // order: SQLite would rather walk every row in id order than sort.)
+    Status s = Exec(std::string(kRowColumns) + "WHERE status_version > $1",
+                    {Param::Int(SqlBound(held->version))}, [&](const Row& row) {
+                      if (covered.count(row.Text(1))) on_row(row);
+                    });
     if (!s.ok()) return s.error();
     if (!failed.ok()) return failed.error();
-    ++list_index;
+  }
+  for (const std::string& list : lists) {
+    if (covered.count(list)) continue;
+    Status s = Exec(std::string(kRowColumns) + "WHERE list = $1 ORDER BY id",
+                    {Param::Text(list)}, on_row);
+    if (!s.ok()) return s.error();
+    if (!failed.ok()) return failed.error();
   }
   // Ids: an entry held repeats the held one; the first of a new key gets
   // the next id, its repeats that id.
@@ -1990,8 +2025,8 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
   std::vector<uint64_t> assigned(entries.size(), 0);
   for (size_t i = 0; i < entries.size(); ++i) {
     const size_t f = first[i];
-    if (held[f] != 0) {
-      present[i] = held[f];
+    if (held_id[f] != 0) {
+      present[i] = held_id[f];
     } else if (f != i) {
       present[i] = assigned[f];
     } else {
@@ -2003,7 +2038,7 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
 
 Result<uint64_t> Store::Impl::Add(const std::vector<NewEntry>& entries,
                                   const ChangeContext& context, std::string_view action,
-                                  AddResult* result) {
+                                  AddResult* result, const HeldEntries* held) {
   return Change(context, action, [&](uint64_t version) -> Result<ChangeSummary> {
     Result<int64_t> next = QueryInt("SELECT next_id FROM state WHERE id = 1", {});
     if (!next.ok()) return next.error();
@@ -2013,7 +2048,7 @@ Result<uint64_t> Store::Impl::Add(const std::vector<NewEntry>& entries,
     std::vector<uint64_t> present;
     if (result != nullptr) {
       Result<std::vector<uint64_t>> ids =
-          PresentIds(entries, lists, static_cast<uint64_t>(*next));
+          PresentIds(entries, lists, static_cast<uint64_t>(*next), version, held);
       if (!ids.ok()) return ids.error();
       present = std::move(*ids);
       result->present.clear();
@@ -2093,18 +2128,19 @@ Result<uint64_t> Store::AddEntries(const std::vector<NewEntry>& entries,
                                    const ChangeContext& context, std::string_view action) try {
   Status valid = CheckNewEntries(entries);
   if (!valid.ok()) return valid.error();
-  return impl_->Add(entries, context, action, nullptr);
+  return impl_->Add(entries, context, action, nullptr, nullptr);
 } catch (...) {
   return impl_->Abandon();
 }
 
 Result<Store::AddResult> Store::AddNewEntries(const std::vector<NewEntry>& entries,
                                               const ChangeContext& context,
-                                              std::string_view action) try {
+                                              std::string_view action,
+                                              const HeldEntries* held) try {
   Status valid = CheckNewEntries(entries);
   if (!valid.ok()) return valid.error();
   AddResult result;
-  Result<uint64_t> version = impl_->Add(entries, context, action, &result);
+  Result<uint64_t> version = impl_->Add(entries, context, action, &result, held);
   if (!version.ok()) return version.error();
   result.version = *version;
   return result;

@@ -1429,8 +1429,20 @@ ApiResponse Api::HandleEntriesPost(Call& call) {
   // adds only what is new); when nothing is new, nothing changes (200).
   matcher::Store::AddResult result;
   Result<uint64_t> version = index_->Change([&](matcher::Store& store) -> Result<uint64_t> {
-    Result<matcher::Store::AddResult> r =
-        store.AddNewEntries(entries, ContextOf(*call.key), action);
+    // The index served holds every entry of the store at its version (of
+    // any status and list): the store then reads only the rows it names
+    // and those changed since, not the whole list.
+    const std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_->Snapshot();
+    matcher::Store::HeldEntries held;
+    if (snapshot != nullptr && snapshot->store_version() > 0) {
+      held.version = snapshot->store_version();
+      held.covers = [](std::string_view) { return true; };
+      held.ids = [&snapshot](const matcher::NewEntry& e, std::vector<uint64_t>* ids) {
+        snapshot->HeldIds(e.list, e.type, e.value.data(), ids);
+      };
+    }
+    Result<matcher::Store::AddResult> r = store.AddNewEntries(
+        entries, ContextOf(*call.key), action, held.ids ? &held : nullptr);
     if (!r.ok()) return r.error();
     result = std::move(*r);
     return result.version;

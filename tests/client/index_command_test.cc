@@ -286,10 +286,18 @@ TEST(IndexCommandTest, ImportingAListAgainAddsOnlyWhatIsNew) {
   EXPECT_EQ(json::serialize(add.lines[0]), R"({"version":5,"added":1,"already_present":1})");
   CliRun none = cli.Run({"add", "--list", "hotline-a", "--pdq", kSharpenALot});
   EXPECT_EQ(none.status, kExitOk) << none.err;
+  ASSERT_EQ(none.lines.size(), 1u) << none.out;
   EXPECT_EQ(json::serialize(none.lines[0]), R"({"version":5,"added":0,"already_present":1})");
+  // A value given twice is added once, and said so.
+  CliRun twice = cli.Run({"add", "--list", "ngo-b", "--pdq", kSharpenALot, "--pdq", kSharpenALot});
+  EXPECT_EQ(twice.status, kExitOk) << twice.err;
+  EXPECT_EQ(twice.err, std::string("bantay index add: --pdq ") + kSharpenALot +
+                           ": given twice (entry 7); not added\n");
+  ASSERT_EQ(twice.lines.size(), 1u) << twice.out;
+  EXPECT_EQ(json::serialize(twice.lines[0]), R"({"version":6,"added":1,"already_present":1})");
   CliRun audit = cli.Run({"audit"});
   ASSERT_EQ(audit.status, kExitOk) << audit.err;
-  ASSERT_EQ(audit.lines.size(), 5u);
+  ASSERT_EQ(audit.lines.size(), 6u);
   EXPECT_EQ(audit.lines[2].at("action").as_string(), "import");
   EXPECT_EQ(audit.lines[2].at("count").as_int64(), 1);
   EXPECT_EQ(audit.lines[4].at("action").as_string(), "add");

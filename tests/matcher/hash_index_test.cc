@@ -109,6 +109,43 @@ TEST(HashIndexTest, ExactHashes) {
   EXPECT_EQ(snap->size(SignalType::kPdq), 0u);
 }
 
+// What a store held: every entry of a list with that type and value, of any
+// status and list state, not removed, in every tier; ids ascending.
+TEST(HashIndexTest, HeldIdsAreEveryEntryOfTheListWithTheValue) {
+  std::mt19937_64 rng(9);
+  const Hash256 q = RandomHash(rng);
+  HashIndexOptions options;
+  options.recent_limit = 2;  // the later adds are folded into other tiers
+  HashIndex index(options);
+  ASSERT_TRUE(index.Add({Pdq(5, q, "a"), Pdq(2, q, "a"), Pdq(3, q, "b"), Pdq(4, Flip(q, 1), "a")})
+                  .ok());
+  IndexEntry md5;
+  md5.id = 6;
+  md5.list = "a";
+  md5.type = SignalType::kMd5;
+  md5.value = q.bytes();
+  std::fill(md5.value.begin() + 16, md5.value.end(), 0);
+  ASSERT_TRUE(index.Add({md5, Pdq(7, q, "a")}).ok());
+  ASSERT_TRUE(index.Add({Pdq(8, q, "a")}).ok());
+  ASSERT_TRUE(index.Remove({8}).ok());
+  index.SetEntriesEnabled({5}, false);
+  index.SetListEnabled("b", false);
+  std::vector<uint64_t> ids = {99};
+  const auto snap = index.Snapshot();
+  snap->HeldIds("a", SignalType::kPdq, q.bytes().data(), &ids);
+  EXPECT_EQ(ids, (std::vector<uint64_t>{2, 5, 7}));
+  snap->HeldIds("b", SignalType::kPdq, q.bytes().data(), &ids);
+  EXPECT_EQ(ids, (std::vector<uint64_t>{3}));
+  snap->HeldIds("c", SignalType::kPdq, q.bytes().data(), &ids);
+  EXPECT_TRUE(ids.empty());
+  snap->HeldIds("a", SignalType::kMd5, md5.value.data(), &ids);
+  EXPECT_EQ(ids, (std::vector<uint64_t>{6}));
+  snap->HeldIds("a", SignalType::kSha256, q.bytes().data(), &ids);
+  EXPECT_TRUE(ids.empty());
+  snap->HeldIds("a", SignalType::kPdq, Flip(q, 2).bytes().data(), &ids);
+  EXPECT_TRUE(ids.empty());
+}
+
 TEST(HashIndexTest, RemoveDisableEnableAreVisibleToTheNextQuery) {
   std::mt19937_64 rng(2);
   const Hash256 q = RandomHash(rng);

@@ -183,18 +183,82 @@ TEST_P(StoreFaultTest, AnAddThatRunsOutOfMemoryIsRolledBackAfterAFullCheck) {
 }
 
 // AddNewEntries also reads and decrypts the lists' entries to leave out
-// what they hold (here hotline-a's first entry).
+// what they hold (here hotline-a's first entry), from a kept state and
+// after a full check.
 TEST_P(StoreFaultTest, AnAddOfWhatIsNewThatRunsOutOfMemoryIsRolledBack) {
   std::vector<NewEntry> three = two_;
   three.push_back(Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1 again"));
+  for (const bool keep_state : {true, false}) {
+    SCOPED_TRACE(keep_state ? "from a kept state" : "after a full check");
+    ExpectEveryFailureRolledBack(
+        [&](Store& s) -> Result<uint64_t> {
+          Result<Store::AddResult> r = s.AddNewEntries(three, ctx_);
+          if (!r.ok()) return r.error();
+          EXPECT_EQ(r->added, 2u);
+          return r->version;
+        },
+        keep_state);
+    // New again the second time (one in the list the first round made).
+    three[0].value = pdq_[5];
+    three[1] = Entry("ngo-c", SignalType::kMd5, Md5Value("new"), "B1", "r7");
+  }
+}
+
+// The same given what an index held (as the server gives it): the rows it
+// names and those changed since are read.
+TEST_P(StoreFaultTest, AnAddOfWhatIsNewGivenWhatAnIndexHeldThatRunsOutOfMemoryIsRolledBack) {
+  std::vector<NewEntry> three = two_;
+  three.push_back(Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1 again"));
+  Store::HeldEntries held;
+  held.version = VersionOf(*store_);
+  held.covers = [](std::string_view) { return true; };
+  held.ids = [&](const NewEntry& e, std::vector<uint64_t>* ids) {
+    ids->clear();
+    if (e.value == pdq_[0]) ids->push_back(1);
+  };
+  const std::vector<std::pair<size_t, uint64_t>> present = {{2, 1}};  // made beforehand
   ExpectEveryFailureRolledBack(
       [&](Store& s) -> Result<uint64_t> {
-        Result<Store::AddResult> r = s.AddNewEntries(three, ctx_);
+        Result<Store::AddResult> r = s.AddNewEntries(three, ctx_, "import", &held);
         if (!r.ok()) return r.error();
         EXPECT_EQ(r->added, 2u);
+        EXPECT_EQ(r->present, present);
         return r->version;
       },
       true);
+}
+
+// When nothing is new, nothing is written: an allocation that fails on the
+// way leaves the store as it was, and the kept state is kept for the next
+// change either way.
+TEST_P(StoreFaultTest, AnAddOfNothingNewThatRunsOutOfMemoryChangesNothing) {
+  const std::vector<NewEntry> held = {
+      Entry("ngo-b", SignalType::kMd5, Md5Value("x"), "Z", "other reference"),
+      Entry("hotline-a", SignalType::kPdq, pdq_[1], "B2", "r2")};
+  const uint64_t version = VersionOf(*store_);
+  const int failures = FailEachAllocation(
+      [&]() -> Result<uint64_t> {
+        Result<Store::AddResult> r = store_->AddNewEntries(held, ctx_);
+        if (!r.ok()) return r.error();
+        EXPECT_EQ(r->added, 0u);
+        return r->version;
+      },
+      [&] {
+        store_ = Open(AttemptKeys());
+        STORE_ASSERT_OK(store_->PrepareChange());
+      });
+  ASSERT_GT(failures, 10);
+  EXPECT_EQ(VersionOf(*store_), version);
+  EXPECT_EQ(store_->change_starts().kept, 1u);
+  Result<uint64_t> next = store_->AddEntries(
+      {Entry("hotline-a", SignalType::kPdq, pdq_[4], "A1", "r6")}, ctx_);
+  STORE_ASSERT_OK(next);
+  EXPECT_EQ(*next, version + 1);
+  EXPECT_EQ(store_->change_starts().kept, 2u);
+  EXPECT_EQ(store_->change_starts().checked, 1u);
+  Result<VerifyReport> report = Open()->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << (report->problems.empty() ? "" : report->problems.front());
 }
 
 TEST_P(StoreFaultTest, ADisableThatRunsOutOfMemoryIsRolledBack) {

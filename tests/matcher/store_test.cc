@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "bantay/matcher/crypto.h"
+#include "bantay/matcher/hash_index.h"
 #include "bantay/matcher/merkle.h"
+#include "bantay/matcher/store_index.h"
 #include "database.h"
 #include "store_tamper.h"
 #include "store_test_util.h"
@@ -692,7 +694,9 @@ TEST_P(StoreTest, AddNewEntriesLeavesOutWhatTheListsHoldAlready) {
             LeavesDigest(std::vector<StoredEntry>(after.begin() + 5, after.end())));
   ExpectRootMatchesEntries(*store);
 
-  // The same again: nothing is new, nothing is written (no version).
+  // The same again: nothing is new, nothing is written (no version), and
+  // the state this Store keeps serves the next change (no full check).
+  const Store::ChangeStarts starts = store->change_starts();
   r = store->AddNewEntries(again, Ctx("dave", "again.txt"));
   STORE_ASSERT_OK(r);
   EXPECT_EQ(r->version, 5u);
@@ -711,6 +715,8 @@ TEST_P(StoreTest, AddNewEntriesLeavesOutWhatTheListsHoldAlready) {
   EXPECT_EQ(r->version, 6u);
   EXPECT_EQ(r->added, 1u);
   EXPECT_TRUE(r->present.empty());
+  EXPECT_EQ(store->change_starts().checked, starts.checked);
+  EXPECT_EQ(store->change_starts().kept, starts.kept + 2);
   std::unique_ptr<Store> other = Open();
   ASSERT_NE(other, nullptr);
   r = other->AddNewEntries({Entry("hotline-a", SignalType::kPdq, pdq_[5], "A1", "new-10"),
@@ -741,6 +747,94 @@ TEST_P(StoreTest, AddNewEntriesLeavesOutWhatTheListsHoldAlready) {
   Result<VerifyReport> report = Open()->Verify(SignerPublic());
   STORE_ASSERT_OK(report);
   EXPECT_TRUE(report->ok()) << Problems(*report);
+}
+
+// With what an index loaded from the store held at a version, AddNewEntries
+// reads the rows it names (passing over those that are not what it says)
+// and the rows changed since: the same answers as reading the lists.
+TEST_P(StoreTest, AddNewEntriesWithWhatAnIndexHeldReadsWhatItNamesAndWhatChanged) {
+  std::unique_ptr<Store> store = PopulatedStore();  // ids 1-5, 2 disabled, version 4
+  ASSERT_NE(store, nullptr);
+  HashIndex index;
+  Result<uint64_t> loaded = LoadIndexFromStore(*store, &index);
+  STORE_ASSERT_OK(loaded);
+  ASSERT_EQ(*loaded, 4u);
+  const std::shared_ptr<const IndexSnapshot> snapshot = index.Snapshot();
+  ASSERT_EQ(snapshot->store_version(), 4u);
+  int asked = 0;
+  Store::HeldEntries held;
+  held.version = 4;
+  held.covers = [](std::string_view) { return true; };
+  held.ids = [&](const NewEntry& e, std::vector<uint64_t>* ids) {
+    ++asked;
+    snapshot->HeldIds(e.list, e.type, e.value.data(), ids);
+  };
+  // Since the index's version: an entry added, one removed (by another
+  // connection).
+  std::unique_ptr<Store> other = Open();
+  ASSERT_NE(other, nullptr);
+  ASSERT_EQ(*other->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "after")},
+                               Ctx()),
+            5u);
+  ASSERT_EQ(*other->RemoveEntries({1}, Ctx()), 6u);
+  std::array<uint8_t, 32> md5_with_junk = Md5Value("three");
+  std::fill(md5_with_junk.begin() + 16, md5_with_junk.end(), 0xab);
+  const std::vector<NewEntry> given = {
+      Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r"),  // removed since: new (7)
+      Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", "r"),  // disabled: 2
+      Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r"),  // added since: 6
+      Entry("hotline-a", SignalType::kMd5, md5_with_junk, "A1", "r"),  // 3
+      Entry("ngo-b", SignalType::kPdq, pdq_[2], "A1", "r"),      // 5
+      Entry("ngo-b", SignalType::kPdq, pdq_[0], "A1", "r"),      // new (8)
+      Entry("ngo-b", SignalType::kPdq, pdq_[0], "A1", "r"),      // repeats it: 8
+  };
+  Result<Store::AddResult> r = store->AddNewEntries(given, Ctx(), "import", &held);
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 7u);
+  EXPECT_EQ(r->added, 2u);
+  EXPECT_EQ(r->present,
+            (std::vector<std::pair<size_t, uint64_t>>{{1, 2}, {2, 6}, {3, 3}, {4, 5}, {6, 8}}));
+  EXPECT_EQ(asked, 6);  // once a distinct entry
+  std::vector<StoredEntry> after = AllEntries(*store);
+  ASSERT_EQ(after.size(), 7u);
+  EXPECT_EQ(after[5].id, 7u);
+  EXPECT_EQ(after[5].value, pdq_[0]);
+  EXPECT_EQ(after[5].list, "hotline-a");
+  EXPECT_EQ(after[6].id, 8u);
+  EXPECT_EQ(after[6].list, "ngo-b");
+
+  // Ids that are not what they are said to be are passed over: one removed,
+  // one of another list, one of another value, one that never was; then
+  // the right one.
+  held.ids = [](const NewEntry&, std::vector<uint64_t>* ids) { *ids = {1, 4, 5, 999, 2}; };
+  r = store->AddNewEntries({Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", "r")}, Ctx(),
+                           "import", &held);
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 7u);
+  EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{0, 2}}));
+  // What it does not name is taken as absent (the lists are not read: entry
+  // 2's value is added again, as 10), but for a list it does not cover (read
+  // whole) and what changed since its version (ngo-b's entry 8).
+  held.ids = [](const NewEntry&, std::vector<uint64_t>* ids) { ids->clear(); };
+  held.covers = [](std::string_view list) { return list != "other"; };
+  ASSERT_EQ(*store->AddEntries({Entry("other", SignalType::kPdq, pdq_[4], "A1", "r")}, Ctx()),
+            8u);
+  r = store->AddNewEntries({Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", "r"),
+                            Entry("ngo-b", SignalType::kPdq, pdq_[0], "A1", "r"),
+                            Entry("other", SignalType::kPdq, pdq_[4], "A1", "r")},
+                           Ctx(), "import", &held);
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 9u);
+  EXPECT_EQ(r->added, 1u);
+  EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{1, 8}, {2, 9}}));
+  EXPECT_EQ(AllEntries(*store).back().id, 10u);
+  // A version the store has not reached is not used: the lists are read.
+  held.version = 10;
+  r = store->AddNewEntries({Entry("ngo-b", SignalType::kPdq, pdq_[2], "A1", "r")}, Ctx(),
+                           "import", &held);
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{0, 5}}));
+  ExpectRootMatchesEntries(*store);
 }
 
 TEST_P(StoreTest, SetEntriesStatus) {

@@ -132,6 +132,14 @@ class IndexSnapshot {
 
   bool ListEnabled(const std::string& list) const;
 
+  // The ids, ascending, of every entry held of `list` with this type and
+  // value (32 bytes; an MD5 digest's 16, zero-padded), of any status and
+  // whether the list is enabled or not (removed ones excluded): of an
+  // index that follows a store, what the store held at store_version()
+  // (Store::HeldEntries).
+  void HeldIds(std::string_view list, SignalType type, const uint8_t* value,
+               std::vector<uint64_t>* ids) const;
+
  private:
   bool Visible(uint64_t id, std::string_view list) const;
   void CollectPdq(const models::Hash256& query, int radius,
