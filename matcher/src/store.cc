@@ -1976,31 +1976,64 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
     }
   };
   constexpr std::string_view kRowColumns = "SELECT id, list, type, key_id, sealed FROM entries ";
-  // With what the caller knows held at a version up to the current one,
-  // its lists are read where it says, and where they changed since.
-  const bool use_held = held != nullptr && held->version < version && held->covers && held->ids;
+  // A caller's callback: its exception is passed on (Abandon).
+  auto caller = [&](auto&& call) {
+    try {
+      return call();
+    } catch (...) {
+      caller_threw_ = true;
+      throw;
+    }
+  };
+  // With what the caller knows held at a version up to the current one, of
+  // this store's history, its lists are read where it says, and where they
+  // changed since.
+  bool use_held = held != nullptr && held->version < version && held->covers && held->ids;
+  if (use_held) {
+    std::optional<Digest32> digest;
+    Status s = Exec("SELECT audit_digest FROM versions WHERE version = $1",
+                    {Param::Int(SqlBound(held->version))}, [&](const Row& row) {
+                      Digest32 d{};
+                      if (CopyBlob(row.Blob(0), &d)) digest = d;
+                    });
+    if (!s.ok()) return s.error();
+    use_held = digest == held->audit_digest;
+  }
   std::set<std::string_view> covered;
   if (use_held) {
     for (const std::string& list : lists) {
-      if (held->covers(list)) covered.insert(list);
+      if (caller([&] { return held->covers(list); })) covered.insert(list);
     }
   }
   if (!covered.empty()) {
-    Result<std::unique_ptr<db::Statement>> by_id =
-        conn->Prepare(std::string(kRowColumns) + "WHERE id = $1");
-    if (!by_id.ok()) return by_id.error();
-    std::vector<uint64_t> ids;
+    // The rows the caller names, in batches of kBatch ids (a batch short of
+    // ids repeats its last one).
+    std::vector<uint64_t> named, ids;
+    ids.reserve(16);
     for (size_t i = 0; i < entries.size(); ++i) {
       if (first[i] != i || !covered.count(entries[i].list)) continue;
       ids.clear();
-      held->ids(entries[i], &ids);
-      for (const uint64_t id : ids) {
-        if (held_id[i] != 0) break;  // the smallest id the caller gave that is still there
-        const std::array<Param, 1> params = {Param::Int(SqlBound(id))};
-        Status s = (*by_id)->Execute(params, on_row);
-        if (!s.ok()) return s.error();
-        if (!failed.ok()) return failed.error();
+      caller([&] { held->ids(entries[i], &ids); });
+      named.insert(named.end(), ids.begin(), ids.end());
+    }
+    std::sort(named.begin(), named.end());
+    named.erase(std::unique(named.begin(), named.end()), named.end());
+    constexpr size_t kBatch = 64;
+    std::string sql = std::string(kRowColumns) + "WHERE id IN (";
+    for (size_t k = 1; k <= kBatch; ++k) sql += (k > 1 ? ", $" : "$") + std::to_string(k);
+    sql += ")";
+    Result<std::unique_ptr<db::Statement>> by_id = conn->Prepare(sql);
+    if (!by_id.ok()) return by_id.error();
+    std::vector<Param> params;
+    params.reserve(kBatch);
+    for (size_t k = 0; k < named.size(); k += kBatch) {
+      params.clear();
+      for (size_t j = 0; j < kBatch; ++j) {
+        params.push_back(Param::Int(SqlBound(named[std::min(k + j, named.size() - 1)])));
       }
+      Status s = (*by_id)->Execute(params, on_row);
+      if (!s.ok()) return s.error();
+      if (!failed.ok()) return failed.error();
     }
     // Rows added after that version (their status_version is at least
     // their added_version); a row whose status changed is read again. (No

@@ -1432,10 +1432,14 @@ ApiResponse Api::HandleEntriesPost(Call& call) {
     // The index served holds every entry of the store at its version (of
     // any status and list): the store then reads only the rows it names
     // and those changed since, not the whole list.
+    // (Its version's record names its history: the store checks it.)
     const std::shared_ptr<const matcher::IndexSnapshot> snapshot = index_->Snapshot();
+    const std::shared_ptr<const IndexInfo> info = index_->Info();
     matcher::Store::HeldEntries held;
-    if (snapshot != nullptr && snapshot->store_version() > 0) {
+    if (snapshot != nullptr && snapshot->store_version() > 0 && info != nullptr &&
+        info->root && info->root->version == snapshot->store_version()) {
       held.version = snapshot->store_version();
+      held.audit_digest = info->root->audit_digest;
       held.covers = [](std::string_view) { return true; };
       held.ids = [&snapshot](const matcher::NewEntry& e, std::vector<uint64_t>* ids) {
         snapshot->HeldIds(e.list, e.type, e.value.data(), ids);

@@ -211,6 +211,7 @@ TEST_P(StoreFaultTest, AnAddOfWhatIsNewGivenWhatAnIndexHeldThatRunsOutOfMemoryIs
   three.push_back(Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1 again"));
   Store::HeldEntries held;
   held.version = VersionOf(*store_);
+  held.audit_digest = store_->Root(held.version)->audit_digest;
   held.covers = [](std::string_view) { return true; };
   held.ids = [&](const NewEntry& e, std::vector<uint64_t>* ids) {
     ids->clear();

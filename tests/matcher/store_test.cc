@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iterator>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -764,6 +765,9 @@ TEST_P(StoreTest, AddNewEntriesWithWhatAnIndexHeldReadsWhatItNamesAndWhatChanged
   int asked = 0;
   Store::HeldEntries held;
   held.version = 4;
+  Result<VersionRecord> record = store->Root(4);
+  STORE_ASSERT_OK(record);
+  held.audit_digest = record->audit_digest;
   held.covers = [](std::string_view) { return true; };
   held.ids = [&](const NewEntry& e, std::vector<uint64_t>* ids) {
     ++asked;
@@ -828,12 +832,32 @@ TEST_P(StoreTest, AddNewEntriesWithWhatAnIndexHeldReadsWhatItNamesAndWhatChanged
   EXPECT_EQ(r->added, 1u);
   EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{1, 8}, {2, 9}}));
   EXPECT_EQ(AllEntries(*store).back().id, 10u);
-  // A version the store has not reached is not used: the lists are read.
+  // A version the store has not reached, or one of another history (its
+  // record is not the store's), is not used: the lists are read.
   held.version = 10;
   r = store->AddNewEntries({Entry("ngo-b", SignalType::kPdq, pdq_[2], "A1", "r")}, Ctx(),
                            "import", &held);
   STORE_ASSERT_OK(r);
   EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{0, 5}}));
+  held.version = 4;
+  held.audit_digest[0] ^= 1;
+  r = store->AddNewEntries({Entry("ngo-b", SignalType::kPdq, pdq_[2], "A1", "r")}, Ctx(),
+                           "import", &held);
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{0, 5}}));
+  held.audit_digest[0] ^= 1;  // the store's own again: what it does not name is new
+  r = store->AddNewEntries({Entry("ngo-b", SignalType::kPdq, pdq_[2], "A1", "r")}, Ctx(),
+                           "import", &held);
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 10u);
+  EXPECT_TRUE(r->present.empty());
+  // A callback's exception is the caller's: passed on, the change rolled back.
+  held.ids = [](const NewEntry&, std::vector<uint64_t>*) { throw std::runtime_error("oracle"); };
+  EXPECT_THROW(
+      (void)store->AddNewEntries({Entry("ngo-b", SignalType::kPdq, pdq_[6], "A1", "r")}, Ctx(),
+                                 "import", &held),
+      std::runtime_error);
+  EXPECT_EQ(VersionOf(*store), 10u);
   ExpectRootMatchesEntries(*store);
 }
 

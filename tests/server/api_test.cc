@@ -277,10 +277,12 @@ TEST_P(ApiTest, AListedFileThatIsNotAPictureStillMatchesByItsExactHashes) {
             json::parse(R"({"results":[)" + answer + R"(}],"index_version":)" + now + "}"));
 }
 
-// The same value listed twice (added twice to one list) is one item in a
-// platform answer, two (with their ids) in a lab's.
+// Two entries of one list with the same category and reference (the
+// value listed again, 3 bits off: the same value is not added twice) are
+// one item in a platform answer, two (with their ids) in a lab's.
 TEST_P(ApiTest, APlatformAnswerNamesAnEntryOnce) {
-  const std::string entry = R"({"entries":[{"type":"pdq","value":")" + ReferencePdq(kBridge) +
+  const std::string entry = R"({"entries":[{"type":"pdq","value":")" +
+                            FlipBits(ReferencePdq(kBridge), 3) +
                             R"(","category":"test","reference":"case-1"}]})";
   HttpResponse added = Send("operator", "POST", "/v1/lists/demo/entries", "application/json", entry);
   ASSERT_EQ(added.status, 201) << added.body;
@@ -625,6 +627,13 @@ TEST_P(ApiTest, ListAdministrationChangesMatchingAtOnce) {
 
   const std::string entry = "/v1/lists/hotline/entries/" + std::to_string(id);
   ASSERT_EQ(Send(op, "PATCH", entry, "application/json", R"({"status":"disabled"})").status, 200);
+  EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
+  // A disabled entry is held still: its value is not added again (it stays
+  // disabled; PATCH puts it back).
+  HttpResponse disabled_again =
+      Send(op, "POST", "/v1/lists/hotline/entries", "text/plain", "pdq " + fresh + " ref-new\n");
+  ASSERT_EQ(disabled_again.status, 200) << disabled_again.body;
+  EXPECT_EQ(ParseJson(disabled_again.body).at("already_present"), json::value(1));
   EXPECT_EQ(ParseJson(MatchPdq("platform", fresh).body).at("match"), json::value(false));
   // The list's counts are those of the version served, at once.
   const json::value hotline_disabled = json::parse(

@@ -303,9 +303,14 @@ class Store {
   // With it, AddNewEntries reads the rows of those ids and the rows changed
   // after `version` rather than every entry of the list. (Rows are checked:
   // an id that names no such row any more is passed over; but an entry the
-  // caller does not give is taken as absent.)
+  // caller does not give is taken as absent.) It is used only when the
+  // store's record of `version` has `audit_digest` (VersionRecord's): not
+  // after the store's history was rewritten from an earlier version (a
+  // backup restored, then written). An exception of a callback is passed
+  // on, as ForEachEntry's.
   struct HeldEntries {
     uint64_t version = 0;
+    Digest32 audit_digest{};
     std::function<bool(std::string_view list)> covers;
     std::function<void(const NewEntry& entry, std::vector<uint64_t>* ids)> ids;
   };
