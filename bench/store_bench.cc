@@ -297,6 +297,9 @@ void MeasureReimport(const std::string& url, const DataKey& data, const SigningK
   const auto snapshot = index.Snapshot();
   Store::HeldEntries held;
   held.version = snapshot->store_version();
+  auto record = (*store)->Root(held.version);
+  Check(record.ok(), "Root");
+  held.audit_digest = record->audit_digest;
   held.covers = [](std::string_view) { return true; };
   held.ids = [&](const NewEntry& e, std::vector<uint64_t>* ids) {
     snapshot->HeldIds(e.list, e.type, e.value.data(), ids);
