@@ -450,11 +450,16 @@ class IndexCommand {
       return Fail(result.error());
     }
     for (const auto& [index, id] : result->present) {
+      // Given twice: the entry it repeats is one this add made (not one
+      // the list held before).
       const matcher::NewEntry& e = entries[index];
-      const bool twice = std::any_of(entries.begin(), entries.begin() + index,
-                                     [&](const matcher::NewEntry& earlier) {
-                                       return earlier.type == e.type && earlier.value == e.value;
-                                     });
+      bool twice = false;
+      for (size_t j = 0; j < index && !twice; ++j) {
+        const bool left_out =
+            std::any_of(result->present.begin(), result->present.end(),
+                        [&](const std::pair<size_t, uint64_t>& p) { return p.first == j; });
+        twice = !left_out && entries[j].type == e.type && entries[j].value == e.value;
+      }
       err_ << "bantay index add: --" << a_.hashes[index].first << " " << a_.hashes[index].second
            << (twice ? ": given twice (entry " : ": list '" + a_.list + "' holds it already (entry ")
            << id << "); not added\n";

@@ -295,6 +295,14 @@ TEST(IndexCommandTest, ImportingAListAgainAddsOnlyWhatIsNew) {
                            ": given twice (entry 7); not added\n");
   ASSERT_EQ(twice.lines.size(), 1u) << twice.out;
   EXPECT_EQ(json::serialize(twice.lines[0]), R"({"version":6,"added":1,"already_present":1})");
+  // Given twice again: the list holds it, both times.
+  CliRun held = cli.Run({"add", "--list", "ngo-b", "--pdq", kSharpenALot, "--pdq", kSharpenALot});
+  EXPECT_EQ(held.status, kExitOk) << held.err;
+  const std::string held_line = std::string("bantay index add: --pdq ") + kSharpenALot +
+                                ": list 'ngo-b' holds it already (entry 7); not added\n";
+  EXPECT_EQ(held.err, held_line + held_line);
+  ASSERT_EQ(held.lines.size(), 1u) << held.out;
+  EXPECT_EQ(json::serialize(held.lines[0]), R"({"version":6,"added":0,"already_present":2})");
   CliRun audit = cli.Run({"audit"});
   ASSERT_EQ(audit.status, kExitOk) << audit.err;
   ASSERT_EQ(audit.lines.size(), 6u);

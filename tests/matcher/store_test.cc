@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <numeric>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -859,6 +860,37 @@ TEST_P(StoreTest, AddNewEntriesWithWhatAnIndexHeldReadsWhatItNamesAndWhatChanged
       std::runtime_error);
   EXPECT_EQ(VersionOf(*store), 10u);
   ExpectRootMatchesEntries(*store);
+}
+
+// The rows an index names are read 64 ids a statement: 300 ids (the last
+// batch short, filled with its last id), the one that holds the value last.
+TEST_P(StoreTest, AddNewEntriesReadsTheRowsAnIndexNamesInBatches) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  std::vector<NewEntry> many;
+  for (int i = 0; i < 300; ++i) {
+    std::array<uint8_t, 32> value = pdq_[0];
+    value[31] = static_cast<uint8_t>(i);
+    value[30] = static_cast<uint8_t>(i >> 8);
+    many.push_back(Entry("big", SignalType::kPdq, value, "A1", std::to_string(i)));
+  }
+  ASSERT_EQ(*store->AddEntries(many, Ctx()), 2u);
+  Store::HeldEntries held;
+  held.version = 2;
+  held.audit_digest = store->Root(2)->audit_digest;
+  held.covers = [](std::string_view) { return true; };
+  std::vector<uint64_t> all(300);
+  std::iota(all.begin(), all.end(), uint64_t{1});
+  held.ids = [&](const NewEntry&, std::vector<uint64_t>* ids) { *ids = all; };
+  for (const size_t last : {size_t{299}, size_t{255}, size_t{256}, size_t{0}}) {
+    SCOPED_TRACE(last);
+    Result<Store::AddResult> r =
+        store->AddNewEntries({Entry("big", SignalType::kPdq, many[last].value, "A1", "again")},
+                             Ctx(), "import", &held);
+    STORE_ASSERT_OK(r);
+    EXPECT_EQ(r->version, 2u);
+    EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{0, last + 1}}));
+  }
 }
 
 TEST_P(StoreTest, SetEntriesStatus) {
