@@ -1668,6 +1668,17 @@ struct Store::Impl {
   // Set when a caller's callback (ForEachEntry's, ReadIndexRows's) throws:
   // its exception is the caller's, passed on by Abandon.
   bool caller_threw_ = false;
+  // Runs a caller's callback, marking an exception it throws as the
+  // caller's.
+  template <typename Call>
+  decltype(auto) CallersCode(Call&& call) {
+    try {
+      return call();
+    } catch (...) {
+      caller_threw_ = true;
+      throw;
+    }
+  }
 
   // Store::AddEntries, and AddNewEntries (with `result`).
   Result<uint64_t> Add(const std::vector<NewEntry>& entries, const ChangeContext& context,
@@ -1976,15 +1987,6 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
     }
   };
   constexpr std::string_view kRowColumns = "SELECT id, list, type, key_id, sealed FROM entries ";
-  // A caller's callback: its exception is passed on (Abandon).
-  auto caller = [&](auto&& call) {
-    try {
-      return call();
-    } catch (...) {
-      caller_threw_ = true;
-      throw;
-    }
-  };
   // With what the caller knows held at a version up to the current one, of
   // this store's history, its lists are read where it says, and where they
   // changed since.
@@ -2002,7 +2004,7 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
   std::set<std::string_view> covered;
   if (use_held) {
     for (const std::string& list : lists) {
-      if (caller([&] { return held->covers(list); })) covered.insert(list);
+      if (CallersCode([&] { return held->covers(list); })) covered.insert(list);
     }
   }
   if (!covered.empty()) {
@@ -2013,7 +2015,7 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
     for (size_t i = 0; i < entries.size(); ++i) {
       if (first[i] != i || !covered.count(entries[i].list)) continue;
       ids.clear();
-      caller([&] { held->ids(entries[i], &ids); });
+      CallersCode([&] { held->ids(entries[i], &ids); });
       named.insert(named.end(), ids.begin(), ids.end());
     }
     std::sort(named.begin(), named.end());
@@ -2475,12 +2477,7 @@ Status Store::ForEachEntry(const std::function<void(StoredEntry&&)>& fn, uint64_
                   failed = d;
                   return;
                 }
-                try {
-                  fn(std::move(e));
-                } catch (...) {
-                  im.caller_threw_ = true;
-                  throw;
-                }
+                im.CallersCode([&] { fn(std::move(e)); });
               });
   im.conn->Rollback();  // read-only
   if (!s.ok()) return s;
@@ -2643,12 +2640,7 @@ Status Store::ReadIndexRows(const std::function<void(size_t, size_t)>& start,
     if (!s.ok()) return fail(s);
     const size_t total = static_cast<size_t>(*count);
     const size_t first_half = mid == *end ? total : total / 2;
-    try {
-      start(first_half, total - first_half);
-    } catch (...) {
-      im.caller_threw_ = true;
-      throw;
-    }
+    im.CallersCode([&] { start(first_half, total - first_half); });
     std::vector<uint64_t> disabled_second;
     Status second_status;
     std::exception_ptr second_failed;
