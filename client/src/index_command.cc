@@ -55,6 +55,11 @@ Subcommands:
   add --list NAME --description TEXT
                               create a list, or describe an existing one
   remove ID...                remove entries
+  dedupe [--list NAME] [--dry-run]
+                              remove the later copies of a value a list holds
+                              more than once (the earliest is kept); a group
+                              whose copies differ in status, category or
+                              reference is reported and left as it is
   disable (ID... | --list NAME), enable (ID... | --list NAME)
   list [--list NAME [--after ID] [--limit N] [--show-values]]
                               the lists, or one list's entries (values only
@@ -125,7 +130,7 @@ struct Args {
   std::string list, category, reference, format, type, out, new_key, description;
   bool have_description = false;
   std::string after, limit, version, prove, min_quality;
-  bool skip_invalid = false, show_values = false;
+  bool skip_invalid = false, show_values = false, dry_run = false;
 };
 
 class IndexCommand {
@@ -172,6 +177,8 @@ class IndexCommand {
         a_.skip_invalid = true;
       } else if (o == "--show-values") {
         a_.show_values = true;
+      } else if (o == "--dry-run") {
+        a_.dry_run = true;
       } else if ((o == "--pdq" || o == "--md5" || o == "--sha256") && value(&hex)) {
         a_.hashes.emplace_back(o.substr(2), hex);
       } else if ((o == "--actor" && value(&a_.actor)) || (o == "--list" && value(&a_.list)) ||
@@ -197,14 +204,15 @@ class IndexCommand {
       a_.actor = user != nullptr && *user != '\0' ? user : "cli";
     }
     static const std::set<std::string> kSubcommands = {
-        "keygen", "init", "import", "add",   "remove", "disable", "enable",
-        "list",   "stats", "export", "verify", "audit", "root",   "rekey", "upgrade"};
+        "keygen", "init",  "import", "add",   "remove", "dedupe", "disable", "enable",
+        "list",   "stats", "export", "verify", "audit", "root",   "rekey",   "upgrade"};
     if (!kSubcommands.count(a_.sub)) return Usage("unknown subcommand '" + a_.sub + "'");
     static const std::set<std::string> kTakePositional = {"import", "remove", "disable",
                                                           "enable"};
     if (!a_.positional.empty() && !kTakePositional.count(a_.sub)) {
       return Usage(a_.sub + " takes no argument '" + a_.positional.front() + "'");
     }
+    if (a_.dry_run && a_.sub != "dedupe") return Usage("--dry-run is for dedupe only");
     if (a_.sub == "keygen") return Keygen();
     if (a_.store.store.empty()) {
       return Usage("no store: give --store sqlite:PATH or --store postgresql://... (or set "
@@ -214,6 +222,7 @@ class IndexCommand {
     if (a_.sub == "import") return Import();
     if (a_.sub == "add") return Add();
     if (a_.sub == "remove") return Remove();
+    if (a_.sub == "dedupe") return Dedupe();
     if (a_.sub == "disable" || a_.sub == "enable") return SetStatus(a_.sub == "enable");
     if (a_.sub == "list") return List();
     if (a_.sub == "stats") return Stats();
@@ -491,6 +500,37 @@ class IndexCommand {
     if (!store.ok()) return Fail(store.error());
     return PrintVersion((*store)->RemoveEntries(*ids, Context("cli")),
                         {{"removed", ids->size()}});
+  }
+
+  // One line a group of duplicates, then the totals.
+  int Dedupe() {
+    Result<std::unique_ptr<Store>> store = OpenStore(!a_.dry_run);
+    if (!store.ok()) return Fail(store.error());
+    std::vector<std::string> lists;
+    if (!a_.list.empty()) lists.push_back(a_.list);
+    Result<Store::DedupeResult> result =
+        (*store)->RemoveDuplicates(lists, a_.dry_run, Context("cli"));
+    if (!result.ok()) return Fail(result.error());
+    const std::string_view removed = a_.dry_run ? "would_remove" : "removed";
+    size_t left = 0;
+    for (const Store::DuplicateGroup& g : result->groups) {
+      json::object o{{"list", g.list}, {"type", matcher::SignalTypeName(g.type)}};
+      if (g.left_because.empty()) {
+        o["kept"] = g.ids.front();
+        o[removed] = json::array(g.ids.begin() + 1, g.ids.end());
+      } else {
+        o["ids"] = json::array(g.ids.begin(), g.ids.end());
+        o["left"] = g.left_because;
+        ++left;
+      }
+      Print(o);
+    }
+    json::object totals{{"version", result->version}, {"groups", result->groups.size()}};
+    totals[removed] = result->removed;
+    totals["left"] = left;
+    if (a_.dry_run) totals["dry_run"] = true;
+    Print(totals);
+    return kExitOk;
   }
 
   int SetStatus(bool enable) {

@@ -1686,6 +1686,13 @@ struct Store::Impl {
   Result<std::vector<uint64_t>> PresentIds(const std::vector<NewEntry>& entries,
                                            const std::set<std::string>& lists, uint64_t next,
                                            uint64_t version, const HeldEntries* held);
+  // Store::RemoveDuplicates: the groups of `lists` (every list when empty)
+  // and the ids to remove (ascending).
+  Status FindDuplicates(const std::vector<std::string>& lists,
+                        std::vector<DuplicateGroup>* groups, std::vector<uint64_t>* remove);
+  // Store::RemoveEntries's change: deletes the entries (kNotFound for an id
+  // that names none) and records them as removed at `version`.
+  Result<ChangeSummary> RemoveRows(const std::vector<uint64_t>& ids, uint64_t version);
 
   // Called from the handler of an exception that left a public call: an
   // allocation that failed, a bug's std::exception, or a caller's callback.
@@ -2183,37 +2190,40 @@ Result<Store::AddResult> Store::AddNewEntries(const std::vector<NewEntry>& entri
   return impl_->Abandon();
 }
 
+Result<Store::Impl::ChangeSummary> Store::Impl::RemoveRows(const std::vector<uint64_t>& ids,
+                                                            uint64_t version) {
+  std::vector<Digest32> leaves;
+  std::set<std::string> lists;
+  Status s = ExistingLeaves(ids, &leaves, &lists, nullptr);
+  if (!s.ok()) return s.error();
+  Result<std::unique_ptr<db::Statement>> del = conn->Prepare("DELETE FROM entries WHERE id = $1");
+  if (!del.ok()) return del.error();
+  Result<std::unique_ptr<db::Statement>> log =
+      conn->Prepare("INSERT INTO removals (version, id) VALUES ($1, $2)");
+  if (!log.ok()) return log.error();
+  std::set<uint64_t> unique(ids.begin(), ids.end());
+  for (uint64_t id : unique) {
+    Param p = Param::Int(static_cast<int64_t>(id));
+    s = (*del)->Execute(std::span<const Param>(&p, 1));
+    if (!s.ok()) return s.error();
+    const std::array<Param, 2> lp = {Param::Int(static_cast<int64_t>(version)), p};
+    s = (*log)->Execute(lp);
+    if (!s.ok()) return s.error();
+  }
+  ChangeSummary summary;
+  summary.list = lists.size() == 1 ? *lists.begin() : "";
+  summary.count = unique.size();
+  summary.entries_digest = DigestOfLeaves(leaves);
+  summary.delta.removed.assign(unique.begin(), unique.end());
+  return summary;
+}
+
 Result<uint64_t> Store::RemoveEntries(const std::vector<uint64_t>& ids,
                                       const ChangeContext& context) try {
   if (ids.empty()) return Error(ErrorCode::kInvalidArgument, "no entries to remove");
   Impl& im = *impl_;
-  return im.Change(context, "remove", [&](uint64_t version) -> Result<Impl::ChangeSummary> {
-    std::vector<Digest32> leaves;
-    std::set<std::string> lists;
-    Status s = im.ExistingLeaves(ids, &leaves, &lists, nullptr);
-    if (!s.ok()) return s.error();
-    Result<std::unique_ptr<db::Statement>> del =
-        im.conn->Prepare("DELETE FROM entries WHERE id = $1");
-    if (!del.ok()) return del.error();
-    Result<std::unique_ptr<db::Statement>> log =
-        im.conn->Prepare("INSERT INTO removals (version, id) VALUES ($1, $2)");
-    if (!log.ok()) return log.error();
-    std::set<uint64_t> unique(ids.begin(), ids.end());
-    for (uint64_t id : unique) {
-      Param p = Param::Int(static_cast<int64_t>(id));
-      s = (*del)->Execute(std::span<const Param>(&p, 1));
-      if (!s.ok()) return s.error();
-      const std::array<Param, 2> lp = {Param::Int(static_cast<int64_t>(version)), p};
-      s = (*log)->Execute(lp);
-      if (!s.ok()) return s.error();
-    }
-    Impl::ChangeSummary summary;
-    summary.list = lists.size() == 1 ? *lists.begin() : "";
-    summary.count = unique.size();
-    summary.entries_digest = DigestOfLeaves(leaves);
-    summary.delta.removed.assign(unique.begin(), unique.end());
-    return summary;
-  });
+  return im.Change(context, "remove",
+                   [&](uint64_t version) { return im.RemoveRows(ids, version); });
 } catch (...) {
   return impl_->Abandon();
 }
@@ -2256,6 +2266,152 @@ Result<uint64_t> Store::SetEntriesStatus(const std::vector<uint64_t>& ids, Entry
     summary.delta = std::move(delta);
     return summary;
   });
+} catch (...) {
+  return impl_->Abandon();
+}
+
+Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
+                                   std::vector<DuplicateGroup>* groups,
+                                   std::vector<uint64_t>* remove) {
+  for (const std::string& list : lists) {
+    Result<int64_t> n =
+        QueryInt("SELECT COUNT(*) FROM lists WHERE name = $1", {Param::Text(list)});
+    if (!n.ok()) return n.error();
+    if (*n == 0) return Error(ErrorCode::kNotFound, "no list \"" + list + "\"");
+  }
+  // Every entry of the lists, decrypted: its key (list, type, the bytes of
+  // its value that count) and what must agree within a group for its later
+  // entries to go (status; category and reference, as 8 bytes of a digest).
+  struct Seen {
+    std::array<uint8_t, 32> value;
+    uint64_t id;
+    uint64_t meta;
+    uint32_t list;
+    SignalType type;
+    uint8_t status;
+  };
+  std::vector<Seen> seen;
+  struct Wiper {  // the decrypted values: also on an exception
+    std::vector<Seen>& seen;
+    std::array<uint8_t, 32> value{};
+    std::array<uint8_t, 16> salt{};
+    ~Wiper() {
+      for (Seen& e : seen) Wipe(e.value);
+      Wipe(value);
+      Wipe(salt);
+    }
+  } wiper{seen};
+  std::vector<std::string> list_names;
+  std::map<std::string, uint32_t, std::less<>> list_index;
+  Sha256Hasher meta;
+  Status failed;
+  auto on_row = [&](const Row& row) {
+    if (!failed.ok()) return;
+    const uint64_t id = static_cast<uint64_t>(row.Int(0));
+    const int64_t type = row.Int(2);
+    if (type < 0 || type > 2) {
+      failed = Error(ErrorCode::kCorruptData, "entry " + std::to_string(id) + ": bad type");
+      return;
+    }
+    Seen e{};
+    e.id = id;
+    e.type = static_cast<SignalType>(type);
+    failed = cipher.Open(id, e.type, row.Text(3), row.Blob(4), &wiper.value, &wiper.salt);
+    if (!failed.ok()) return;
+    auto it = list_index.find(row.Text(1));
+    if (it == list_index.end()) {
+      list_names.emplace_back(row.Text(1));
+      it = list_index.emplace(list_names.back(), static_cast<uint32_t>(list_index.size())).first;
+    }
+    e.list = it->second;
+    std::copy_n(wiper.value.begin(), ValueSize(e.type), e.value.begin());
+    e.status = static_cast<uint8_t>(row.Int(5) != 0);
+    const Digest32 d = meta.UpdateField(row.Text(6)).UpdateField(row.Text(7)).Finish();
+    std::memcpy(&e.meta, d.data(), sizeof e.meta);
+    seen.push_back(e);
+  };
+  constexpr std::string_view kColumns =
+      "SELECT id, list, type, key_id, sealed, status, category, reference FROM entries";
+  if (lists.empty()) {
+    Status s = Exec(kColumns, {}, on_row);
+    if (!s.ok()) return s;
+  }
+  for (const std::string& list : std::set<std::string>(lists.begin(), lists.end())) {
+    Status s = Exec(std::string(kColumns) + " WHERE list = $1", {Param::Text(list)}, on_row);
+    if (!s.ok()) return s;
+  }
+  if (!failed.ok()) return failed;
+  auto key_order = [](const Seen& a, const Seen& b) {
+    if (a.list != b.list) return a.list < b.list ? -1 : 1;
+    if (a.type != b.type) return a.type < b.type ? -1 : 1;
+    return std::memcmp(a.value.data(), b.value.data(), 32);
+  };
+  std::sort(seen.begin(), seen.end(), [&](const Seen& a, const Seen& b) {
+    const int c = key_order(a, b);
+    return c < 0 || (c == 0 && a.id < b.id);
+  });
+  for (size_t first = 0, end = 0; first < seen.size(); first = end) {
+    end = first + 1;
+    bool status_differs = false, meta_differs = false;
+    for (; end < seen.size() && key_order(seen[first], seen[end]) == 0; ++end) {
+      status_differs |= seen[end].status != seen[first].status;
+      meta_differs |= seen[end].meta != seen[first].meta;
+    }
+    if (end - first < 2) continue;
+    DuplicateGroup g;
+    g.list = list_names[seen[first].list];
+    g.type = seen[first].type;
+    for (size_t k = first; k < end; ++k) g.ids.push_back(seen[k].id);
+    if (status_differs) {
+      g.left_because = "its entries differ in status";
+    } else if (meta_differs) {
+      g.left_because = "its entries differ in category or reference";
+    } else {
+      remove->insert(remove->end(), g.ids.begin() + 1, g.ids.end());
+    }
+    groups->push_back(std::move(g));
+  }
+  std::sort(groups->begin(), groups->end(), [](const DuplicateGroup& a, const DuplicateGroup& b) {
+    return a.list != b.list ? a.list < b.list : a.ids[0] < b.ids[0];
+  });
+  std::sort(remove->begin(), remove->end());
+  return {};
+}
+
+Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::string>& lists,
+                                                    bool dry_run,
+                                                    const ChangeContext& context) try {
+  Impl& im = *impl_;
+  DedupeResult result;
+  std::vector<uint64_t> remove;
+  if (dry_run) {
+    Status s = im.conn->BeginRead();
+    if (!s.ok()) return s.error();
+    Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
+    s = v.ok() ? im.FindDuplicates(lists, &result.groups, &remove) : Status(v.error());
+    im.conn->Rollback();  // read-only
+    if (!s.ok()) return s.error();
+    result.version = static_cast<uint64_t>(*v);
+    result.removed = remove.size();
+    return result;
+  }
+  Result<uint64_t> version =
+      im.Change(context, "dedupe", [&](uint64_t v) -> Result<Impl::ChangeSummary> {
+        result.groups.clear();
+        remove.clear();
+        Status s = im.FindDuplicates(lists, &result.groups, &remove);
+        if (!s.ok()) return s.error();
+        if (remove.empty()) {
+          Impl::ChangeSummary summary;
+          summary.nothing_changed = true;
+          return summary;
+        }
+        return im.RemoveRows(remove, v);
+      });
+  if (!version.ok()) return version.error();
+  result.version = *version;
+  result.removed = remove.size();
+  return result;
 } catch (...) {
   return impl_->Abandon();
 }

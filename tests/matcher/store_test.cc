@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "bantay/matcher/crypto.h"
@@ -891,6 +892,135 @@ TEST_P(StoreTest, AddNewEntriesReadsTheRowsAnIndexNamesInBatches) {
     EXPECT_EQ(r->version, 2u);
     EXPECT_EQ(r->present, (std::vector<std::pair<size_t, uint64_t>>{{0, last + 1}}));
   }
+}
+
+// A store that took the same export twice (before AddNewEntries) holds
+// duplicates: RemoveDuplicates keeps the earliest of each group and removes
+// the others in one audited version, but leaves a group whose entries
+// differ in status, category or reference for the operator.
+TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachGroup) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  std::array<uint8_t, 32> md5_with_junk = Md5Value("x");
+  std::fill(md5_with_junk.begin() + 16, md5_with_junk.end(), 0xab);  // not stored
+  Result<uint64_t> v = store->AddEntries(
+      {
+          Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1"),     // 1: kept
+          Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", "r2"),     // 2
+          Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1"),     // 3: removed
+          Entry("hotline-a", SignalType::kSha256, pdq_[0], "A1", "r1"),  // 4: other type
+          Entry("ngo-b", SignalType::kPdq, pdq_[0], "A1", "r1"),         // 5: other list
+          Entry("hotline-a", SignalType::kMd5, Md5Value("x"), "A1", "r3"),   // 6: kept
+          Entry("hotline-a", SignalType::kMd5, md5_with_junk, "A1", "r3"),   // 7: removed
+          Entry("hotline-a", SignalType::kPdq, pdq_[2], "A1", "r4"),     // 8: left,
+          Entry("hotline-a", SignalType::kPdq, pdq_[2], "B2", "r4"),     // 9: category
+          Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 10: left,
+          Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 11: disabled
+          Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1"),     // 12: removed
+          Entry("ngo-b", SignalType::kPdq, pdq_[4], "B1", "r6"),         // 13: kept
+          Entry("ngo-b", SignalType::kPdq, pdq_[4], "B1", "r6"),         // 14: removed
+          Entry("ngo-b", SignalType::kPdq, pdq_[5], "B1", "r7"),         // 15: left,
+          Entry("ngo-b", SignalType::kPdq, pdq_[5], "B1", "r8"),         // 16: reference
+      },
+      Ctx());
+  STORE_ASSERT_OK(v);
+  ASSERT_EQ(*v, 2u);
+  ASSERT_EQ(*store->SetEntriesStatus({11}, EntryStatus::kDisabled, Ctx()), 3u);
+  STORE_ASSERT_OK(store->DescribeList("empty", "no entries", Ctx()));  // version 4
+  const std::vector<StoredEntry> before = AllEntries(*store);
+  ASSERT_EQ(before.size(), 16u);
+  const std::string kStatus = "its entries differ in status";
+  const std::string kMeta = "its entries differ in category or reference";
+  auto groups_of = [](const Store::DedupeResult& r) {
+    std::vector<std::tuple<std::string, SignalType, std::vector<uint64_t>, std::string>> out;
+    for (const Store::DuplicateGroup& g : r.groups) {
+      out.emplace_back(g.list, g.type, g.ids, g.left_because);
+    }
+    return out;
+  };
+  using Groups = std::vector<std::tuple<std::string, SignalType, std::vector<uint64_t>, std::string>>;
+  const Groups all_groups = {
+      {"hotline-a", SignalType::kPdq, {1, 3, 12}, ""},
+      {"hotline-a", SignalType::kMd5, {6, 7}, ""},
+      {"hotline-a", SignalType::kPdq, {8, 9}, kMeta},
+      {"hotline-a", SignalType::kPdq, {10, 11}, kStatus},
+      {"ngo-b", SignalType::kPdq, {13, 14}, ""},
+      {"ngo-b", SignalType::kPdq, {15, 16}, kMeta},
+  };
+
+  // A dry run reports and writes nothing, also without the signing key.
+  StoreKeys read_only;
+  read_only.data_keys = {key_};
+  std::unique_ptr<Store> reader = Open(std::move(read_only));
+  ASSERT_NE(reader, nullptr);
+  Result<Store::DedupeResult> r = reader->RemoveDuplicates({}, true, Ctx());
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 4u);
+  EXPECT_EQ(r->removed, 4u);
+  EXPECT_EQ(groups_of(*r), all_groups);
+  STORE_EXPECT_CODE(reader->RemoveDuplicates({}, false, Ctx()), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(VersionOf(*store), 4u);
+  store_testing::ExpectSameEntries(AllEntries(*store), before);
+  STORE_EXPECT_CODE(store->RemoveDuplicates({"hotline-a", "nowhere"}, true, Ctx()),
+                    ErrorCode::kNotFound);
+  STORE_EXPECT_CODE(store->RemoveDuplicates({"nowhere"}, false, Ctx()), ErrorCode::kNotFound);
+  r = store->RemoveDuplicates({"empty"}, true, Ctx());
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->removed, 0u);
+  EXPECT_TRUE(r->groups.empty());
+
+  // One list.
+  r = store->RemoveDuplicates({"ngo-b"}, false, Ctx("dave"));
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 5u);
+  EXPECT_EQ(r->removed, 1u);
+  EXPECT_EQ(groups_of(*r), Groups(all_groups.begin() + 4, all_groups.end()));
+  Result<std::vector<AuditRecord>> audit = store->Audit(4, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "dedupe");
+  EXPECT_EQ((*audit)[0].actor, "dave");
+  EXPECT_EQ((*audit)[0].list, "ngo-b");
+  EXPECT_EQ((*audit)[0].count, 1u);
+  EXPECT_EQ((*audit)[0].entries_digest, LeavesDigest({before[13]}));
+
+  // Every list.
+  r = store->RemoveDuplicates({}, false, Ctx("dave"));
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 6u);
+  EXPECT_EQ(r->removed, 3u);
+  Groups left_and_removed(all_groups.begin(), all_groups.begin() + 4);
+  left_and_removed.push_back(all_groups[5]);
+  EXPECT_EQ(groups_of(*r), left_and_removed);
+  audit = store->Audit(5, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "dedupe");
+  EXPECT_EQ((*audit)[0].list, "hotline-a");
+  EXPECT_EQ((*audit)[0].count, 3u);
+  EXPECT_EQ((*audit)[0].entries_digest, LeavesDigest({before[2], before[6], before[11]}));
+  std::vector<StoredEntry> expected;
+  for (const StoredEntry& e : before) {
+    if (e.id != 3 && e.id != 7 && e.id != 12 && e.id != 14) expected.push_back(e);
+  }
+  store_testing::ExpectSameEntries(AllEntries(*store), expected);
+  Result<ChangeSet> changes = store->ChangesSince(4);
+  STORE_ASSERT_OK(changes);
+  EXPECT_EQ(changes->removed, (std::vector<uint64_t>{3, 7, 12, 14}));
+  EXPECT_TRUE(changes->upserts.empty());
+
+  // Again: only the groups left, nothing written.
+  r = store->RemoveDuplicates({}, false, Ctx());
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 6u);
+  EXPECT_EQ(r->removed, 0u);
+  EXPECT_EQ(groups_of(*r), (Groups{all_groups[2], all_groups[3], all_groups[5]}));
+  EXPECT_EQ(VersionOf(*store), 6u);
+  EXPECT_EQ(store->Audit(0, 100)->size(), 6u);
+  ExpectRootMatchesEntries(*store);
+  Result<VerifyReport> report = Open()->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
 }
 
 TEST_P(StoreTest, SetEntriesStatus) {

@@ -332,6 +332,33 @@ class Store {
                                  const ChangeContext& context);
   Result<uint64_t> SetEntriesStatus(const std::vector<uint64_t>& ids, EntryStatus status,
                                     const ChangeContext& context);
+  // Entries of one list with the same type and value (as AddNewEntries
+  // compares them): what importing a list again added before AddNewEntries.
+  struct DuplicateGroup {
+    std::string list;
+    SignalType type = SignalType::kPdq;
+    std::vector<uint64_t> ids;  // ascending: the first, the earliest added, is kept
+    // Empty when the later entries are removed (or, in a dry run, would be);
+    // otherwise why the group is left as it is: its entries differ in
+    // status, or in category or reference, so that removing some would
+    // change what matches or what an answer names.
+    std::string left_because;
+  };
+  struct DedupeResult {
+    uint64_t version = 0;  // the new version; the current one when nothing was removed
+    uint64_t removed = 0;  // in a dry run: what would be
+    std::vector<DuplicateGroup> groups;  // by list, then by first id
+  };
+  // Removes the later entries of every group of duplicates of `lists`
+  // (every list when empty; kNotFound for a list that does not exist): one
+  // version, audited as "dedupe" (the removed ids are in the change feed),
+  // none when nothing is removed. A group whose entries differ (see
+  // DuplicateGroup) is left for the operator to decide; so are entries of
+  // other types or lists with the same bytes. With `dry_run` nothing is
+  // written. The entries of the lists are read and decrypted (about a
+  // second a million).
+  Result<DedupeResult> RemoveDuplicates(const std::vector<std::string>& lists, bool dry_run,
+                                        const ChangeContext& context);
   // kNotFound for an unknown list.
   // Sets a list's description, creating the list (enabled, empty) when it
   // does not exist. Audited as "describe_list".
