@@ -329,6 +329,43 @@ void MeasureReimport(const std::string& url, const DataKey& data, const SigningK
   std::fflush(stdout);
 }
 
+// dedupe-1M: 100k entries of the 1M import stored again (as AddEntries
+// did before re-imports left out what a list held), then RemoveDuplicates:
+// a dry run and the removal (each a read and decryption of every entry),
+// against AddNewEntries of the 1M (the same read, nothing written).
+void MeasureDedupe(const std::string& url, const DataKey& data, const SigningKey& signing,
+                   const ChangeContext& context) {
+  auto store = Store::Open(url, Keys(data, signing));
+  Check(store.ok(), "Store::Open");
+  const std::vector<NewEntry> million = RandomEntries(1'000'000, 1);
+  Check((*store)
+            ->AddEntries(std::vector<NewEntry>(million.begin(), million.begin() + 100'000),
+                         context, "import")
+            .ok(),
+        "AddEntries of copies");
+  auto start = Clock::now();
+  auto again = (*store)->AddNewEntries(million, context, "import");
+  const double reimport = Seconds(start);
+  Check(again.ok() && again->added == 0, "AddNewEntries of what the store holds");
+  start = Clock::now();
+  auto dry = (*store)->RemoveDuplicates({}, true, context);
+  const double dry_s = Seconds(start);
+  Check(dry.ok(), dry.ok() ? "" : dry.error().ToString().c_str());
+  // (MeasureVerification disabled some of the first entries: their groups
+  // are left.)
+  Check(dry->removed + 5 == 100'000 && dry->groups.size() == 100'000,
+        "RemoveDuplicates, a dry run");
+  start = Clock::now();
+  auto done = (*store)->RemoveDuplicates({}, false, context);
+  const double done_s = Seconds(start);
+  Check(done.ok() && done->removed == dry->removed, "RemoveDuplicates");
+  std::printf("dedupe-1M: %llu copies among 1.1M entries: a dry run %.2f s, the removal %.2f s; "
+              "AddNewEntries of the 1M (the same read) %.2f s; ratios %.2fx, %.2fx\n",
+              static_cast<unsigned long long>(done->removed), dry_s, done_s, reimport,
+              dry_s / reimport, done_s / reimport);
+  std::fflush(stdout);
+}
+
 // Builds the 10M store (10 imports of 1M) at path.
 void BuildTenMillion(const std::string& path, const DataKey& data, const SigningKey& signing,
                      const ChangeContext& context) {
@@ -427,6 +464,7 @@ int main(int argc, char** argv) {
                 one.open, one.baseline, one.open / one.baseline);
     MeasureVerification(postgres, data, signing, context);
     MeasureReimport(postgres, data, signing, context, import_s);
+    MeasureDedupe(postgres, data, signing, context);
     return 0;
   }
   const std::string dir = std::filesystem::temp_directory_path() /
@@ -464,6 +502,7 @@ int main(int argc, char** argv) {
               one.open, one.baseline, one.open / one.baseline);
   MeasureVerification("sqlite:" + dir + "/import.db", data, signing, context);
   MeasureReimport("sqlite:" + dir + "/import.db", data, signing, context, import_s);
+  MeasureDedupe("sqlite:" + dir + "/import.db", data, signing, context);
 
   if (!quick) {
     // --- open-10M: 10 imports of 1M ---

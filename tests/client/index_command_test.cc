@@ -18,6 +18,7 @@
 #include "bantay/client/cli.h"
 #include "bantay/matcher/store.h"
 #include "bantay/models/digest.h"
+#include "bantay/models/hash256.h"
 #include "cli_run.h"
 #include "pg_cluster.h"
 #include "test_images.h"
@@ -310,6 +311,89 @@ TEST(IndexCommandTest, ImportingAListAgainAddsOnlyWhatIsNew) {
   EXPECT_EQ(audit.lines[2].at("count").as_int64(), 1);
   EXPECT_EQ(audit.lines[4].at("action").as_string(), "add");
   EXPECT_EQ(audit.lines[4].at("count").as_int64(), 1);
+}
+
+// A store that took an export twice before imports left out what a list
+// held: `dedupe --dry-run` says what it would remove, `dedupe` removes it
+// (one audited version) and leaves the groups whose copies differ.
+TEST(IndexCommandTest, DedupeRemovesTheLaterCopiesOfAValue) {
+  IndexCli cli;
+  cli.Create();
+  {
+    matcher::StoreKeys keys;
+    keys.data_keys.push_back(*matcher::ReadDataKeyFile(cli.keys() + "/data.key"));
+    Result<matcher::SigningKey> signing =
+        matcher::SigningKey::ReadPemFile(cli.keys() + "/signing.key");
+    ASSERT_TRUE(signing.ok()) << signing.error().ToString();
+    keys.signing_key = std::move(*signing);
+    Result<std::unique_ptr<matcher::Store>> store =
+        matcher::Store::Open(cli.store(), std::move(keys));
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    auto entry = [](std::string list, const char* hex, std::string category) {
+      matcher::NewEntry e;
+      e.list = std::move(list);
+      e.type = matcher::SignalType::kPdq;
+      e.value = models::Hash256::FromHex(hex)->bytes();
+      e.category = std::move(category);
+      e.reference = "case";
+      return e;
+    };
+    // The same export twice (ids 1-2, 3-4), then a value again with
+    // another category (5) and the same export into another list (6-7).
+    Result<uint64_t> v = (*store)->AddEntries(
+        {entry("hotline-a", kOriginal, "A1"), entry("hotline-a", kRotate90, "A1"),
+         entry("hotline-a", kOriginal, "A1"), entry("hotline-a", kRotate90, "A1"),
+         entry("hotline-a", kRotate90, "B2"), entry("ngo-b", kOriginal, "A1"),
+         entry("ngo-b", kRotate90, "A1")},
+        {"tester", "old-bantay"});
+    ASSERT_TRUE(v.ok()) << v.error().ToString();
+    ASSERT_EQ(*v, 2u);
+  }
+  const std::string left =
+      R"({"list":"hotline-a","type":"pdq","ids":[2,4,5],)"
+      R"("left":"its entries differ in category or reference"})";
+  CliRun dry = cli.Run({"dedupe", "--dry-run"});
+  ASSERT_EQ(dry.status, kExitOk) << dry.err;
+  ASSERT_EQ(dry.lines.size(), 3u) << dry.out;
+  EXPECT_EQ(json::serialize(dry.lines[0]),
+            R"({"list":"hotline-a","type":"pdq","kept":1,"would_remove":[3]})");
+  EXPECT_EQ(json::serialize(dry.lines[1]), left);
+  EXPECT_EQ(json::serialize(dry.lines[2]),
+            R"({"version":2,"groups":2,"would_remove":1,"left":1,"dry_run":true})");
+  CliRun unknown = cli.Run({"dedupe", "--list", "nowhere"});
+  EXPECT_EQ(unknown.status, kExitSomeFailed);
+  EXPECT_EQ(unknown.err, "bantay index dedupe: no list \"nowhere\"\n");
+  CliRun misplaced = cli.Run({"remove", "3", "--dry-run"});
+  EXPECT_EQ(misplaced.status, kExitUsage);
+  EXPECT_EQ(misplaced.err, "bantay index: --dry-run is for dedupe only\n");
+
+  CliRun done = cli.Run({"dedupe", "--list", "hotline-a"});
+  ASSERT_EQ(done.status, kExitOk) << done.err;
+  ASSERT_EQ(done.lines.size(), 3u) << done.out;
+  EXPECT_EQ(json::serialize(done.lines[0]),
+            R"({"list":"hotline-a","type":"pdq","kept":1,"removed":[3]})");
+  EXPECT_EQ(json::serialize(done.lines[1]), left);
+  EXPECT_EQ(json::serialize(done.lines[2]),
+            R"({"version":3,"groups":2,"removed":1,"left":1})");
+  CliRun again = cli.Run({"dedupe"});
+  ASSERT_EQ(again.status, kExitOk) << again.err;
+  ASSERT_EQ(again.lines.size(), 2u) << again.out;
+  EXPECT_EQ(json::serialize(again.lines[0]), left);
+  EXPECT_EQ(json::serialize(again.lines[1]),
+            R"({"version":3,"groups":1,"removed":0,"left":1})");
+  CliRun audit = cli.Run({"audit", "--after", "2"});
+  ASSERT_EQ(audit.status, kExitOk) << audit.err;
+  ASSERT_EQ(audit.lines.size(), 1u);
+  EXPECT_EQ(audit.lines[0].at("action").as_string(), "dedupe");
+  EXPECT_EQ(audit.lines[0].at("list").as_string(), "hotline-a");
+  EXPECT_EQ(audit.lines[0].at("count").as_int64(), 1);
+  CliRun entries = cli.Run({"list", "--list", "hotline-a"});
+  ASSERT_EQ(entries.status, kExitOk) << entries.err;
+  ASSERT_EQ(entries.lines.size(), 4u);
+  EXPECT_EQ(entries.lines[1].at("id").as_int64(), 2);
+  EXPECT_EQ(entries.lines[2].at("id").as_int64(), 4);
+  CliRun verify = cli.Run({"verify", "--public-key", cli.keys() + "/signing.pub"});
+  EXPECT_EQ(verify.status, kExitOk) << verify.out << verify.err;
 }
 
 // A list's entries are listed 1,000 at a time by default: the cut is said,

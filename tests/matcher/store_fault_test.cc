@@ -265,6 +265,43 @@ TEST_P(StoreFaultTest, AnAddOfNothingNewThatRunsOutOfMemoryChangesNothing) {
   EXPECT_TRUE(report->ok()) << (report->problems.empty() ? "" : report->problems.front());
 }
 
+// RemoveDuplicates reads and decrypts every entry, then removes the later
+// copies (here of entry 1; entry 2's copy differs in category and stays);
+// its dry run writes nothing either way.
+TEST_P(StoreFaultTest, ADedupeThatRunsOutOfMemoryIsRolledBack) {
+  ASSERT_EQ(*store_->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1"),
+                                 Entry("hotline-a", SignalType::kPdq, pdq_[1], "B3", "r2")},
+                                Ctx()),
+            3u);
+  const std::vector<std::string> every_list;
+  EXPECT_GT(FailEachAllocation(
+                [&]() -> Result<uint64_t> {
+                  Result<Store::DedupeResult> r = store_->RemoveDuplicates(every_list, true, ctx_);
+                  if (!r.ok()) return r.error();
+                  EXPECT_EQ(r->removed, 1u);
+                  EXPECT_EQ(r->groups.size(), 2u);
+                  return r->version;
+                },
+                [&] { store_ = Open(); }),
+            10);
+  for (const bool keep_state : {true, false}) {
+    SCOPED_TRACE(keep_state ? "from a kept state" : "after a full check");
+    if (!keep_state) {  // a copy again
+      ASSERT_TRUE(store_->AddEntries({Entry("ngo-b", SignalType::kMd5, Md5Value("x"), "A1", "r3")},
+                                     Ctx())
+                      .ok());
+    }
+    ExpectEveryFailureRolledBack(
+        [&](Store& s) -> Result<uint64_t> {
+          Result<Store::DedupeResult> r = s.RemoveDuplicates(every_list, false, ctx_);
+          if (!r.ok()) return r.error();
+          EXPECT_EQ(r->removed, 1u);
+          return r->version;
+        },
+        keep_state);
+  }
+}
+
 TEST_P(StoreFaultTest, ADisableThatRunsOutOfMemoryIsRolledBack) {
   ExpectEveryFailureRolledBack(
       [&](Store& s) { return s.SetEntriesStatus(one_and_three_, EntryStatus::kDisabled, ctx_); },
