@@ -894,6 +894,109 @@ TEST_P(StoreTest, AddNewEntriesReadsTheRowsAnIndexNamesInBatches) {
   }
 }
 
+// Entries with values of their own: pdq_[0] with its last two bytes i.
+std::vector<NewEntry> Numbered(const std::array<uint8_t, 32>& base, const std::string& list,
+                               int from, int to) {
+  std::vector<NewEntry> out;
+  for (int i = from; i < to; ++i) {
+    std::array<uint8_t, 32> value = base;
+    value[31] = static_cast<uint8_t>(i);
+    value[30] = static_cast<uint8_t>(i >> 8);
+    out.push_back(Entry(list, SignalType::kPdq, value, "A1", std::to_string(i)));
+  }
+  return out;
+}
+
+// When an index's entries name more than half the rows of their lists (and
+// more than 4,096), the lists are read whole: reading them by id would cost
+// more. Seen here through an entry the index leaves out, which a read of
+// the list finds and a read by id cannot.
+TEST_P(StoreTest, AddNewEntriesReadsTheListsWholeWhenAnIndexNamesMostOfTheirRows) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  const std::vector<NewEntry> big = Numbered(pdq_[0], "big", 0, 5000);      // ids 1-5000
+  const std::vector<NewEntry> bigger = Numbered(pdq_[1], "bigger", 0, 10000);  // 5001-15000
+  ASSERT_EQ(*store->AddEntries(big, Ctx()), 2u);
+  ASSERT_EQ(*store->AddEntries(bigger, Ctx()), 3u);
+  Store::HeldEntries held;
+  held.version = 3;
+  held.audit_digest = store->Root(3)->audit_digest;
+  held.covers = [](std::string_view) { return true; };
+  // Each value's id, but for the first entry of each list.
+  held.ids = [&](const NewEntry& e, std::vector<uint64_t>* ids) {
+    ids->clear();
+    const uint64_t i = static_cast<uint64_t>(e.value[30]) << 8 | e.value[31];
+    if (i != 0) ids->push_back((e.list == "big" ? 1 : 5001) + i);
+  };
+  // 4,999 named of 5,000 rows: read whole, the first found.
+  Result<Store::AddResult> r = store->AddNewEntries(big, Ctx(), "import", &held);
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 3u);
+  EXPECT_EQ(r->added, 0u);
+  ASSERT_EQ(r->present.size(), 5000u);
+  EXPECT_EQ(r->present[0], (std::pair<size_t, uint64_t>{0, 1}));
+  EXPECT_EQ(r->present[4999], (std::pair<size_t, uint64_t>{4999, 5000}));
+  // 4,499 named of 10,000 rows: read by id, the first taken as absent.
+  const std::vector<NewEntry> part(bigger.begin(), bigger.begin() + 4500);
+  r = store->AddNewEntries(part, Ctx(), "import", &held);
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(r->version, 4u);
+  EXPECT_EQ(r->added, 1u);
+  ASSERT_EQ(r->present.size(), 4499u);
+  EXPECT_EQ(r->present[0], (std::pair<size_t, uint64_t>{1, 5002}));
+  EXPECT_EQ(AllEntries(*store).back().id, 15001u);
+}
+
+// Removals and status changes of many entries read their rows 64 ids a
+// statement: the batches' edges, and a missing id in a later batch.
+TEST_P(StoreTest, RemovingAndDisablingManyEntriesReadsThemInBatches) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  ASSERT_EQ(*store->AddEntries(Numbered(pdq_[0], "big", 0, 150), Ctx()), 2u);  // ids 1-150
+  const std::vector<StoredEntry> before = AllEntries(*store);
+  std::vector<uint64_t> ids(130);
+  std::iota(ids.begin(), ids.end(), uint64_t{1});  // 1-130: batches of 64, 64, 2
+  ids.push_back(151);
+  STORE_EXPECT_CODE(store->SetEntriesStatus(ids, EntryStatus::kDisabled, Ctx()),
+                    ErrorCode::kNotFound);
+  Result<uint64_t> v = store->RemoveEntries(ids, Ctx());
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(v.error().message(), "no entry with id 151");
+  EXPECT_EQ(VersionOf(*store), 2u);
+  ids.pop_back();
+  std::reverse(ids.begin(), ids.end());
+  v = store->SetEntriesStatus(ids, EntryStatus::kDisabled, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(*v, 3u);
+  Result<std::vector<AuditRecord>> audit = store->Audit(2, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].count, 130u);
+  EXPECT_EQ((*audit)[0].entries_digest,
+            LeavesDigest(std::vector<StoredEntry>(before.begin(), before.begin() + 130)));
+  std::vector<StoredEntry> after = AllEntries(*store);
+  ASSERT_EQ(after.size(), 150u);
+  EXPECT_EQ(after[129].status, EntryStatus::kDisabled);
+  EXPECT_EQ(after[130].status, EntryStatus::kActive);
+  // Disabled and active ones together: only the active ones change.
+  std::vector<uint64_t> mixed = {64, 65, 128, 129, 130, 131, 150};
+  v = store->SetEntriesStatus(mixed, EntryStatus::kDisabled, Ctx());
+  STORE_ASSERT_OK(v);
+  EXPECT_EQ(store->Audit(3, 10)->at(0).count, 2u);
+  v = store->RemoveEntries({150, 1, 64, 65, 66, 128, 129}, Ctx());
+  STORE_ASSERT_OK(v);
+  audit = store->Audit(4, 10);
+  STORE_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].count, 7u);
+  EXPECT_EQ((*audit)[0].entries_digest,
+            LeavesDigest({before[0], before[63], before[64], before[65], before[127],
+                          before[128], before[149]}));
+  EXPECT_EQ(AllEntries(*store).size(), 143u);
+  ExpectRootMatchesEntries(*store);
+}
+
 // A store that took the same export twice (before AddNewEntries) holds
 // duplicates: RemoveDuplicates keeps the earliest of each group and removes
 // the others in one audited version, but leaves a group whose entries

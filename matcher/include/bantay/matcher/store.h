@@ -300,8 +300,10 @@ class Store {
   // it and kept up with its changes, as the server's): `ids` gives the ids
   // of every entry of the entry's list with the entry's type and value at
   // `version` (any status; ascending), for a list `covers` is true of.
-  // With it, AddNewEntries reads the rows of those ids and the rows changed
-  // after `version` rather than every entry of the list. (Rows are checked:
+  // With it, AddNewEntries reads the rows of those ids (64 a statement) and
+  // the rows changed after `version` rather than every entry of the list
+  // (but when more than 4,096 ids name more than half the rows of their
+  // lists, the lists are read whole: cheaper then). (Rows are checked:
   // an id that names no such row any more is passed over; but an entry the
   // caller does not give is taken as absent.) It is used only when the
   // store's record of `version` has `audit_digest` (VersionRecord's): not
