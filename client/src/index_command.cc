@@ -55,11 +55,13 @@ Subcommands:
   add --list NAME --description TEXT
                               create a list, or describe an existing one
   remove ID...                remove entries
-  dedupe [--list NAME] [--dry-run]
+  dedupe [--list NAME] [--dry-run] [--version N]
                               remove the later copies of a value a list holds
-                              more than once (the earliest is kept); a group
-                              whose copies differ in status, category or
-                              reference is reported and left as it is
+                              more than once, keeping the earliest of each
+                              kind (status, category, reference); a group
+                              that keeps more than one says what to check;
+                              --version N: only if the store is still at
+                              version N (the dry run's)
   disable (ID... | --list NAME), enable (ID... | --list NAME)
   list [--list NAME [--after ID] [--limit N] [--show-values]]
                               the lists, or one list's entries (values only
@@ -128,7 +130,7 @@ struct Args {
   std::vector<std::string> positional;
   std::vector<std::pair<std::string, std::string>> hashes;  // add: (type, hex)
   std::string list, category, reference, format, type, out, new_key, description;
-  bool have_description = false;
+  bool have_description = false, have_list = false;
   std::string after, limit, version, prove, min_quality;
   bool skip_invalid = false, show_values = false, dry_run = false;
 };
@@ -181,7 +183,7 @@ class IndexCommand {
         a_.dry_run = true;
       } else if ((o == "--pdq" || o == "--md5" || o == "--sha256") && value(&hex)) {
         a_.hashes.emplace_back(o.substr(2), hex);
-      } else if ((o == "--actor" && value(&a_.actor)) || (o == "--list" && value(&a_.list)) ||
+      } else if ((o == "--actor" && value(&a_.actor)) || (o == "--list" && value(&a_.list) && (a_.have_list = true)) ||
                  (o == "--category" && value(&a_.category)) ||
                  (o == "--reference" && value(&a_.reference)) ||
                  (o == "--format" && value(&a_.format)) || (o == "--type" && value(&a_.type)) ||
@@ -504,30 +506,43 @@ class IndexCommand {
 
   // One line a group of duplicates, then the totals.
   int Dedupe() {
+    if (a_.have_list && a_.list.empty()) return Usage("--list needs a list name");
+    uint64_t at_version = 0;
+    if (!a_.version.empty() && (!ParseU64(a_.version, &at_version) || at_version == 0)) {
+      return Usage("--version needs a version number");
+    }
     Result<std::unique_ptr<Store>> store = OpenStore(!a_.dry_run);
     if (!store.ok()) return Fail(store.error());
     std::vector<std::string> lists;
     if (!a_.list.empty()) lists.push_back(a_.list);
     Result<Store::DedupeResult> result =
-        (*store)->RemoveDuplicates(lists, a_.dry_run, Context("cli"));
+        (*store)->RemoveDuplicates(lists, a_.dry_run, Context("cli"), at_version);
     if (!result.ok()) return Fail(result.error());
     const std::string_view removed = a_.dry_run ? "would_remove" : "removed";
-    size_t left = 0;
+    size_t to_check = 0;
     for (const Store::DuplicateGroup& g : result->groups) {
-      json::object o{{"list", g.list}, {"type", matcher::SignalTypeName(g.type)}};
-      if (g.left_because.empty()) {
-        o["kept"] = g.ids.front();
-        o[removed] = json::array(g.ids.begin() + 1, g.ids.end());
-      } else {
-        o["ids"] = json::array(g.ids.begin(), g.ids.end());
-        o["left"] = g.left_because;
-        ++left;
+      json::object o{{"list", g.list},
+                     {"type", matcher::SignalTypeName(g.type)},
+                     {"kept", json::array(g.kept.begin(), g.kept.end())},
+                     {removed, json::array(g.removed.begin(), g.removed.end())}};
+      if (!g.left_because.empty()) {
+        o["check"] = g.left_because;
+        json::array kept;
+        for (size_t i = 0; i < g.kept.size(); ++i) {
+          const Store::DuplicateGroup::Kept& k = g.kept_entries[i];
+          kept.push_back(json::object{{"id", g.kept[i]},
+                                      {"status", matcher::EntryStatusName(k.status)},
+                                      {"category", k.category},
+                                      {"reference", k.reference}});
+        }
+        o["entries"] = std::move(kept);
+        ++to_check;
       }
       Print(o);
     }
     json::object totals{{"version", result->version}, {"groups", result->groups.size()}};
     totals[removed] = result->removed;
-    totals["left"] = left;
+    totals["to_check"] = to_check;
     if (a_.dry_run) totals["dry_run"] = true;
     Print(totals);
     return kExitOk;

@@ -1740,8 +1740,9 @@ struct Store::Impl {
   // repeats its last id, whose row comes once): one round trip a batch,
   // not an id. Rows come in no order.
   static constexpr size_t kIdBatch = 64;
+  // With `stop`, no batch follows one after which it is an error.
   Status ForRowsOfIds(std::string_view select, const std::vector<uint64_t>& ids,
-                      const db::RowCallback& on_row) {
+                      const db::RowCallback& on_row, const Status* stop = nullptr) {
     if (ids.empty()) return {};
     std::string sql = std::string(select) + " WHERE id IN (";
     for (size_t k = 1; k <= kIdBatch; ++k) sql += (k > 1 ? ", $" : "$") + std::to_string(k);
@@ -1757,6 +1758,7 @@ struct Store::Impl {
       }
       Status s = (*by_id)->Execute(params, on_row);
       if (!s.ok()) return s;
+      if (stop != nullptr && !stop->ok()) break;
     }
     return {};
   }
@@ -2046,8 +2048,8 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
       if (CallersCode([&] { return held->covers(list); })) covered.insert(list);
     }
   }
-  // The rows the caller names.
-  std::vector<uint64_t> named;
+  // The rows the caller names, by list.
+  std::map<std::string_view, std::vector<uint64_t>> named_in;
   if (!covered.empty()) {
     std::vector<uint64_t> ids;
     ids.reserve(16);
@@ -2055,27 +2057,33 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
       if (first[i] != i || !covered.count(entries[i].list)) continue;
       ids.clear();
       CallersCode([&] { held->ids(entries[i], &ids); });
+      std::vector<uint64_t>& named = named_in[entries[i].list];
       named.insert(named.end(), ids.begin(), ids.end());
     }
-    std::sort(named.begin(), named.end());
-    named.erase(std::unique(named.begin(), named.end()), named.end());
   }
   // Read by id, a row costs about twice what it costs in a read of its
-  // whole list (PostgreSQL, 1M: 8.6 s against 3.7): when they name more
-  // than half the rows of their lists, the lists are read whole. (Counted
-  // only when that could be: a small add is not slowed by a count.)
-  if (named.size() > kNamedCountedAbove) {
-    uint64_t rows = 0;
-    for (std::string_view list : covered) {
+  // whole list (PostgreSQL, 1M: 8.6 s against 3.7): a list whose rows are
+  // more than half named is read whole. (Counted only when that could be:
+  // a small add is not slowed by a count.)
+  std::vector<uint64_t> named;
+  for (auto& [list, ids] : named_in) {
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    if (ids.size() > kNamedCountedAbove) {
       Result<int64_t> n =
           QueryInt("SELECT COUNT(*) FROM entries WHERE list = $1", {Param::Text(list)});
       if (!n.ok()) return n.error();
-      rows += static_cast<uint64_t>(*n);
+      if (ids.size() * 2 > static_cast<uint64_t>(*n)) {
+        covered.erase(list);
+        continue;
+      }
     }
-    if (named.size() * 2 > rows) covered.clear();
+    named.insert(named.end(), ids.begin(), ids.end());
   }
+  std::sort(named.begin(), named.end());
+  named.erase(std::unique(named.begin(), named.end()), named.end());
   if (!covered.empty()) {
-    Status s = ForRowsOfIds(kRowColumns, named, on_row);
+    Status s = ForRowsOfIds(kRowColumns, named, on_row, &failed);
     if (!s.ok()) return s.error();
     if (!failed.ok()) return failed.error();
     // Rows added after that version (their status_version is at least
@@ -2314,14 +2322,13 @@ Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
     if (*n == 0) return Error(ErrorCode::kNotFound, "no list \"" + list + "\"");
   }
   // Every entry of the lists, decrypted: its key (list, type, the bytes of
-  // its value that count) and what must agree within a group for its later
-  // entries to go (status; category and reference, as 8 bytes of a digest).
-  // In a deque, which never moves them (no stray copies of values), sorted
-  // through indexes.
+  // its value that count) and its kind (status; category and reference, as
+  // 16 bytes of a digest). In a deque, which never moves them (no stray
+  // copies of values), sorted through indexes.
   struct Seen {
     std::array<uint8_t, 32> value;
+    std::array<uint8_t, 16> kind;
     uint64_t id;
-    uint64_t meta;
     uint32_t list;
     SignalType type;
     uint8_t status;
@@ -2339,7 +2346,7 @@ Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
   } wiper{seen};
   std::vector<std::string> list_names;
   std::map<std::string, uint32_t, std::less<>> list_index;
-  Sha256Hasher meta;
+  Sha256Hasher kind;
   Status failed;
   auto on_row = [&](const Row& row) {
     if (!failed.ok()) return;
@@ -2357,12 +2364,12 @@ Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
       list_names.emplace_back(row.Text(1));
       it = list_index.emplace(list_names.back(), static_cast<uint32_t>(list_index.size())).first;
     }
-    const Digest32 d = meta.UpdateField(row.Text(6)).UpdateField(row.Text(7)).Finish();
+    const Digest32 d = kind.UpdateField(row.Text(6)).UpdateField(row.Text(7)).Finish();
     Seen& e = seen.emplace_back();
     e.value = {};
     std::copy_n(wiper.value.begin(), ValueSize(t), e.value.begin());
+    std::copy_n(d.begin(), e.kind.size(), e.kind.begin());
     e.id = id;
-    std::memcpy(&e.meta, d.data(), sizeof e.meta);
     e.list = it->second;
     e.type = t;
     e.status = static_cast<uint8_t>(row.Int(5) != 0);
@@ -2389,46 +2396,91 @@ Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
     const int c = key_order(seen[a], seen[b]);
     return c < 0 || (c == 0 && seen[a].id < seen[b].id);
   });
+  // Each group's entries in id order: one of a kind not seen before in the
+  // group is kept, one of a kind seen is removed.
+  std::vector<const Seen*> kept;
+  std::vector<uint64_t> described;  // the kept entries of groups that keep more than one
   for (size_t first = 0, end = 0; first < order.size(); first = end) {
-    const Seen& kept = seen[order[first]];
     end = first + 1;
-    bool status_differs = false, meta_differs = false;
-    for (; end < order.size() && key_order(kept, seen[order[end]]) == 0; ++end) {
-      status_differs |= seen[order[end]].status != kept.status;
-      meta_differs |= seen[order[end]].meta != kept.meta;
-    }
+    while (end < order.size() && key_order(seen[order[first]], seen[order[end]]) == 0) ++end;
     if (end - first < 2) continue;
     DuplicateGroup g;
-    g.list = list_names[kept.list];
-    g.type = kept.type;
-    for (size_t k = first; k < end; ++k) g.ids.push_back(seen[order[k]].id);
-    if (status_differs) {
-      g.left_because = "its entries differ in status";
-    } else if (meta_differs) {
-      g.left_because = "its entries differ in category or reference";
-    } else {
-      remove->insert(remove->end(), g.ids.begin() + 1, g.ids.end());
+    g.list = list_names[seen[order[first]].list];
+    g.type = seen[order[first]].type;
+    kept.clear();
+    for (size_t k = first; k < end; ++k) {
+      const Seen& e = seen[order[k]];
+      const bool repeat = std::any_of(kept.begin(), kept.end(), [&](const Seen* other) {
+        return other->status == e.status && other->kind == e.kind;
+      });
+      if (repeat) {
+        g.removed.push_back(e.id);
+      } else {
+        kept.push_back(&e);
+        g.kept.push_back(e.id);
+      }
     }
+    remove->insert(remove->end(), g.removed.begin(), g.removed.end());
+    if (g.kept.size() > 1) described.insert(described.end(), g.kept.begin(), g.kept.end());
     groups->push_back(std::move(g));
   }
-  std::sort(groups->begin(), groups->end(), [](const DuplicateGroup& a, const DuplicateGroup& b) {
-    return a.list != b.list ? a.list < b.list : a.ids[0] < b.ids[0];
-  });
   std::sort(remove->begin(), remove->end());
+  // What the operator needs to decide on the groups that keep more than one.
+  std::sort(described.begin(), described.end());
+  std::vector<DuplicateGroup::Kept> details(described.size());
+  Status s = ForRowsOfIds("SELECT id, status, category, reference FROM entries", described,
+                          [&](const Row& row) {
+                            const uint64_t id = static_cast<uint64_t>(row.Int(0));
+                            const auto at =
+                                std::lower_bound(described.begin(), described.end(), id);
+                            if (at == described.end() || *at != id) return;
+                            DuplicateGroup::Kept& k = details[at - described.begin()];
+                            k.status = row.Int(1) != 0 ? EntryStatus::kDisabled
+                                                       : EntryStatus::kActive;
+                            k.category = std::string(row.Text(2));
+                            k.reference = std::string(row.Text(3));
+                          });
+  if (!s.ok()) return s;
+  for (DuplicateGroup& g : *groups) {
+    if (g.kept.size() < 2) continue;
+    std::optional<uint64_t> active, disabled;
+    for (uint64_t id : g.kept) {
+      const DuplicateGroup::Kept& k =
+          details[std::lower_bound(described.begin(), described.end(), id) - described.begin()];
+      g.kept_entries.push_back(k);
+      std::optional<uint64_t>& first_of = k.status == EntryStatus::kActive ? active : disabled;
+      if (!first_of) first_of = id;
+    }
+    g.left_because = active && disabled
+                         ? "entry " + std::to_string(*disabled) +
+                               " is disabled, but the value still matches through entry " +
+                               std::to_string(*active)
+                         : "its entries differ in category or reference";
+  }
+  std::sort(groups->begin(), groups->end(), [](const DuplicateGroup& a, const DuplicateGroup& b) {
+    return a.list != b.list ? a.list < b.list : a.kept[0] < b.kept[0];
+  });
   return {};
 }
 
 Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::string>& lists,
-                                                    bool dry_run,
-                                                    const ChangeContext& context) try {
+                                                    bool dry_run, const ChangeContext& context,
+                                                    uint64_t at_version) try {
   Impl& im = *impl_;
   DedupeResult result;
   std::vector<uint64_t> remove;
+  auto moved_on = [&](uint64_t current) -> Status {
+    if (at_version == 0 || current == at_version) return {};
+    return Error(ErrorCode::kInvalidArgument,
+                 "the store is at version " + std::to_string(current) + ", not " +
+                     std::to_string(at_version) + ": it changed since; look again");
+  };
   if (dry_run) {
     Status s = im.conn->BeginRead();
     if (!s.ok()) return s.error();
     Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
-    s = v.ok() ? im.FindDuplicates(lists, &result.groups, &remove) : Status(v.error());
+    s = v.ok() ? moved_on(static_cast<uint64_t>(*v)) : Status(v.error());
+    if (s.ok()) s = im.FindDuplicates(lists, &result.groups, &remove);
     im.conn->Rollback();  // read-only
     if (!s.ok()) return s.error();
     result.version = static_cast<uint64_t>(*v);
@@ -2437,9 +2489,11 @@ Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::strin
   }
   Result<uint64_t> version =
       im.Change(context, "dedupe", [&](uint64_t v) -> Result<Impl::ChangeSummary> {
+        Status s = moved_on(v - 1);
+        if (!s.ok()) return s.error();
         result.groups.clear();
         remove.clear();
-        Status s = im.FindDuplicates(lists, &result.groups, &remove);
+        s = im.FindDuplicates(lists, &result.groups, &remove);
         if (!s.ok()) return s.error();
         if (remove.empty()) {
           Impl::ChangeSummary summary;

@@ -339,59 +339,85 @@ TEST(IndexCommandTest, DedupeRemovesTheLaterCopiesOfAValue) {
       return e;
     };
     // The same export twice (ids 1-2, 3-4), then a value again with
-    // another category (5) and the same export into another list (6-7).
+    // another category (5), the same export into another list (6-7), whose
+    // first entry is disabled and then given again (8).
     Result<uint64_t> v = (*store)->AddEntries(
         {entry("hotline-a", kOriginal, "A1"), entry("hotline-a", kRotate90, "A1"),
          entry("hotline-a", kOriginal, "A1"), entry("hotline-a", kRotate90, "A1"),
          entry("hotline-a", kRotate90, "B2"), entry("ngo-b", kOriginal, "A1"),
-         entry("ngo-b", kRotate90, "A1")},
+         entry("ngo-b", kRotate90, "A1"), entry("ngo-b", kOriginal, "A1")},
         {"tester", "old-bantay"});
     ASSERT_TRUE(v.ok()) << v.error().ToString();
     ASSERT_EQ(*v, 2u);
+    ASSERT_EQ(*(*store)->SetEntriesStatus({6}, matcher::EntryStatus::kDisabled,
+                                          {"tester", "cli"}),
+              3u);
   }
-  const std::string left =
-      R"({"list":"hotline-a","type":"pdq","ids":[2,4,5],)"
-      R"("left":"its entries differ in category or reference"})";
+  const std::string category_check =
+      R"("check":"its entries differ in category or reference","entries":[)"
+      R"({"id":2,"status":"active","category":"A1","reference":"case"},)"
+      R"({"id":5,"status":"active","category":"B2","reference":"case"}]})";
+  const std::string status_check =
+      R"("check":"entry 6 is disabled, but the value still matches through entry 8",)"
+      R"("entries":[{"id":6,"status":"disabled","category":"A1","reference":"case"},)"
+      R"({"id":8,"status":"active","category":"A1","reference":"case"}]})";
   CliRun dry = cli.Run({"dedupe", "--dry-run"});
   ASSERT_EQ(dry.status, kExitOk) << dry.err;
-  ASSERT_EQ(dry.lines.size(), 3u) << dry.out;
+  ASSERT_EQ(dry.lines.size(), 4u) << dry.out;
   EXPECT_EQ(json::serialize(dry.lines[0]),
-            R"({"list":"hotline-a","type":"pdq","kept":1,"would_remove":[3]})");
-  EXPECT_EQ(json::serialize(dry.lines[1]), left);
+            R"({"list":"hotline-a","type":"pdq","kept":[1],"would_remove":[3]})");
+  EXPECT_EQ(json::serialize(dry.lines[1]),
+            R"({"list":"hotline-a","type":"pdq","kept":[2,5],"would_remove":[4],)" +
+                category_check);
   EXPECT_EQ(json::serialize(dry.lines[2]),
-            R"({"version":2,"groups":2,"would_remove":1,"left":1,"dry_run":true})");
+            R"({"list":"ngo-b","type":"pdq","kept":[6,8],"would_remove":[],)" + status_check);
+  EXPECT_EQ(json::serialize(dry.lines[3]),
+            R"({"version":3,"groups":3,"would_remove":2,"to_check":2,"dry_run":true})");
   CliRun unknown = cli.Run({"dedupe", "--list", "nowhere"});
   EXPECT_EQ(unknown.status, kExitSomeFailed);
   EXPECT_EQ(unknown.err, "bantay index dedupe: no list \"nowhere\"\n");
+  CliRun empty = cli.Run({"dedupe", "--list", ""});
+  EXPECT_EQ(empty.status, kExitUsage);
+  EXPECT_EQ(empty.err, "bantay index: --list needs a list name\n");
   CliRun misplaced = cli.Run({"remove", "3", "--dry-run"});
   EXPECT_EQ(misplaced.status, kExitUsage);
   EXPECT_EQ(misplaced.err, "bantay index: --dry-run is for dedupe only\n");
+  CliRun moved = cli.Run({"dedupe", "--version", "2"});
+  EXPECT_EQ(moved.status, kExitSomeFailed);
+  EXPECT_EQ(moved.err,
+            "bantay index dedupe: the store is at version 3, not 2: it changed since; look "
+            "again\n");
 
-  CliRun done = cli.Run({"dedupe", "--list", "hotline-a"});
+  CliRun done = cli.Run({"dedupe", "--list", "hotline-a", "--version", "3"});
   ASSERT_EQ(done.status, kExitOk) << done.err;
   ASSERT_EQ(done.lines.size(), 3u) << done.out;
   EXPECT_EQ(json::serialize(done.lines[0]),
-            R"({"list":"hotline-a","type":"pdq","kept":1,"removed":[3]})");
-  EXPECT_EQ(json::serialize(done.lines[1]), left);
+            R"({"list":"hotline-a","type":"pdq","kept":[1],"removed":[3]})");
+  EXPECT_EQ(json::serialize(done.lines[1]),
+            R"({"list":"hotline-a","type":"pdq","kept":[2,5],"removed":[4],)" + category_check);
   EXPECT_EQ(json::serialize(done.lines[2]),
-            R"({"version":3,"groups":2,"removed":1,"left":1})");
+            R"({"version":4,"groups":2,"removed":2,"to_check":1})");
   CliRun again = cli.Run({"dedupe"});
   ASSERT_EQ(again.status, kExitOk) << again.err;
-  ASSERT_EQ(again.lines.size(), 2u) << again.out;
-  EXPECT_EQ(json::serialize(again.lines[0]), left);
+  ASSERT_EQ(again.lines.size(), 3u) << again.out;
+  EXPECT_EQ(json::serialize(again.lines[0]),
+            R"({"list":"hotline-a","type":"pdq","kept":[2,5],"removed":[],)" + category_check);
   EXPECT_EQ(json::serialize(again.lines[1]),
-            R"({"version":3,"groups":1,"removed":0,"left":1})");
-  CliRun audit = cli.Run({"audit", "--after", "2"});
+            R"({"list":"ngo-b","type":"pdq","kept":[6,8],"removed":[],)" + status_check);
+  EXPECT_EQ(json::serialize(again.lines[2]),
+            R"({"version":4,"groups":2,"removed":0,"to_check":2})");
+  CliRun audit = cli.Run({"audit", "--after", "3"});
   ASSERT_EQ(audit.status, kExitOk) << audit.err;
   ASSERT_EQ(audit.lines.size(), 1u);
   EXPECT_EQ(audit.lines[0].at("action").as_string(), "dedupe");
   EXPECT_EQ(audit.lines[0].at("list").as_string(), "hotline-a");
-  EXPECT_EQ(audit.lines[0].at("count").as_int64(), 1);
+  EXPECT_EQ(audit.lines[0].at("count").as_int64(), 2);
   CliRun entries = cli.Run({"list", "--list", "hotline-a"});
   ASSERT_EQ(entries.status, kExitOk) << entries.err;
-  ASSERT_EQ(entries.lines.size(), 4u);
+  ASSERT_EQ(entries.lines.size(), 3u);
+  EXPECT_EQ(entries.lines[0].at("id").as_int64(), 1);
   EXPECT_EQ(entries.lines[1].at("id").as_int64(), 2);
-  EXPECT_EQ(entries.lines[2].at("id").as_int64(), 4);
+  EXPECT_EQ(entries.lines[2].at("id").as_int64(), 5);
   CliRun verify = cli.Run({"verify", "--public-key", cli.keys() + "/signing.pub"});
   EXPECT_EQ(verify.status, kExitOk) << verify.out << verify.err;
 }

@@ -907,10 +907,10 @@ std::vector<NewEntry> Numbered(const std::array<uint8_t, 32>& base, const std::s
   return out;
 }
 
-// When an index's entries name more than half the rows of their lists (and
-// more than 4,096), the lists are read whole: reading them by id would cost
-// more. Seen here through an entry the index leaves out, which a read of
-// the list finds and a read by id cannot.
+// A list more than half of whose rows an index's entries name (by more than
+// 4,096 ids) is read whole: reading it by id would cost more. Seen here
+// through an entry the index leaves out, which a read of the list finds and
+// a read by id cannot.
 TEST_P(StoreTest, AddNewEntriesReadsTheListsWholeWhenAnIndexNamesMostOfTheirRows) {
   std::unique_ptr<Store> store = Init();
   ASSERT_NE(store, nullptr);
@@ -936,15 +936,21 @@ TEST_P(StoreTest, AddNewEntriesReadsTheListsWholeWhenAnIndexNamesMostOfTheirRows
   ASSERT_EQ(r->present.size(), 5000u);
   EXPECT_EQ(r->present[0], (std::pair<size_t, uint64_t>{0, 1}));
   EXPECT_EQ(r->present[4999], (std::pair<size_t, uint64_t>{4999, 5000}));
-  // 4,499 named of 10,000 rows: read by id, the first taken as absent.
-  const std::vector<NewEntry> part(bigger.begin(), bigger.begin() + 4500);
-  r = store->AddNewEntries(part, Ctx(), "import", &held);
+  // With 4,499 named of 10,000 rows of another list, in the same call: that
+  // list read by id, its first taken as absent; the first list still whole.
+  std::vector<NewEntry> both = big;
+  both.insert(both.end(), bigger.begin(), bigger.begin() + 4500);
+  r = store->AddNewEntries(both, Ctx(), "import", &held);
   STORE_ASSERT_OK(r);
   EXPECT_EQ(r->version, 4u);
   EXPECT_EQ(r->added, 1u);
-  ASSERT_EQ(r->present.size(), 4499u);
-  EXPECT_EQ(r->present[0], (std::pair<size_t, uint64_t>{1, 5002}));
-  EXPECT_EQ(AllEntries(*store).back().id, 15001u);
+  ASSERT_EQ(r->present.size(), 9499u);
+  EXPECT_EQ(r->present[0], (std::pair<size_t, uint64_t>{0, 1}));
+  EXPECT_EQ(r->present[5000], (std::pair<size_t, uint64_t>{5001, 5002}));
+  const std::vector<StoredEntry> after = AllEntries(*store);
+  EXPECT_EQ(after.back().id, 15001u);
+  EXPECT_EQ(after.back().list, "bigger");
+  EXPECT_EQ(after.back().value, bigger[0].value);
 }
 
 // Removals and status changes of many entries read their rows 64 ids a
@@ -998,10 +1004,10 @@ TEST_P(StoreTest, RemovingAndDisablingManyEntriesReadsThemInBatches) {
 }
 
 // A store that took the same export twice (before AddNewEntries) holds
-// duplicates: RemoveDuplicates keeps the earliest of each group and removes
-// the others in one audited version, but leaves a group whose entries
-// differ in status, category or reference for the operator.
-TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachGroup) {
+// duplicates: RemoveDuplicates keeps the earliest entry of each kind
+// (status, category, reference) of each group and removes the others in
+// one audited version; a group that keeps more than one says why.
+TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachKind) {
   std::unique_ptr<Store> store = Init();
   ASSERT_NE(store, nullptr);
   std::array<uint8_t, 32> md5_with_junk = Md5Value("x");
@@ -1015,41 +1021,53 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachGroup) {
           Entry("ngo-b", SignalType::kPdq, pdq_[0], "A1", "r1"),         // 5: other list
           Entry("hotline-a", SignalType::kMd5, Md5Value("x"), "A1", "r3"),   // 6: kept
           Entry("hotline-a", SignalType::kMd5, md5_with_junk, "A1", "r3"),   // 7: removed
-          Entry("hotline-a", SignalType::kPdq, pdq_[2], "A1", "r4"),     // 8: left,
-          Entry("hotline-a", SignalType::kPdq, pdq_[2], "B2", "r4"),     // 9: category
-          Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 10: left,
-          Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 11: disabled
+          Entry("hotline-a", SignalType::kPdq, pdq_[2], "A1", "r4"),     // 8: kept
+          Entry("hotline-a", SignalType::kPdq, pdq_[2], "B2", "r4"),     // 9: kept (category)
+          Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 10: kept
+          Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 11: kept (disabled)
           Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1"),     // 12: removed
           Entry("ngo-b", SignalType::kPdq, pdq_[4], "B1", "r6"),         // 13: kept
           Entry("ngo-b", SignalType::kPdq, pdq_[4], "B1", "r6"),         // 14: removed
-          Entry("ngo-b", SignalType::kPdq, pdq_[5], "B1", "r7"),         // 15: left,
-          Entry("ngo-b", SignalType::kPdq, pdq_[5], "B1", "r8"),         // 16: reference
+          Entry("ngo-b", SignalType::kPdq, pdq_[5], "B1", "r7"),         // 15: kept
+          Entry("ngo-b", SignalType::kPdq, pdq_[5], "B1", "r8"),         // 16: kept (reference)
+          Entry("hotline-a", SignalType::kPdq, pdq_[2], "A1", "r4"),     // 17: removed (as 8)
+          Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 18: removed (as 10)
+          Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 19: removed (as 11)
       },
       Ctx());
   STORE_ASSERT_OK(v);
   ASSERT_EQ(*v, 2u);
-  ASSERT_EQ(*store->SetEntriesStatus({11}, EntryStatus::kDisabled, Ctx()), 3u);
+  ASSERT_EQ(*store->SetEntriesStatus({11, 19}, EntryStatus::kDisabled, Ctx()), 3u);
   STORE_ASSERT_OK(store->DescribeList("empty", "no entries", Ctx()));  // version 4
   const std::vector<StoredEntry> before = AllEntries(*store);
-  ASSERT_EQ(before.size(), 16u);
-  const std::string kStatus = "its entries differ in status";
-  const std::string kMeta = "its entries differ in category or reference";
+  ASSERT_EQ(before.size(), 19u);
+  // (list, type, kept, removed, why, the kept entries "id status category reference")
+  using Group = std::tuple<std::string, SignalType, std::vector<uint64_t>, std::vector<uint64_t>,
+                           std::string, std::vector<std::string>>;
   auto groups_of = [](const Store::DedupeResult& r) {
-    std::vector<std::tuple<std::string, SignalType, std::vector<uint64_t>, std::string>> out;
+    std::vector<Group> out;
     for (const Store::DuplicateGroup& g : r.groups) {
-      out.emplace_back(g.list, g.type, g.ids, g.left_because);
+      std::vector<std::string> kept;
+      for (size_t i = 0; i < g.kept_entries.size(); ++i) {
+        const Store::DuplicateGroup::Kept& k = g.kept_entries[i];
+        kept.push_back(std::to_string(g.kept[i]) + " " + std::string(EntryStatusName(k.status)) +
+                       " " + k.category + " " + k.reference);
+      }
+      out.emplace_back(g.list, g.type, g.kept, g.removed, g.left_because, kept);
     }
     return out;
   };
-  using Groups = std::vector<std::tuple<std::string, SignalType, std::vector<uint64_t>, std::string>>;
-  const Groups all_groups = {
-      {"hotline-a", SignalType::kPdq, {1, 3, 12}, ""},
-      {"hotline-a", SignalType::kMd5, {6, 7}, ""},
-      {"hotline-a", SignalType::kPdq, {8, 9}, kMeta},
-      {"hotline-a", SignalType::kPdq, {10, 11}, kStatus},
-      {"ngo-b", SignalType::kPdq, {13, 14}, ""},
-      {"ngo-b", SignalType::kPdq, {15, 16}, kMeta},
-  };
+  const std::string kMeta = "its entries differ in category or reference";
+  const Group g1 = {"hotline-a", SignalType::kPdq, {1}, {3, 12}, "", {}};
+  const Group g6 = {"hotline-a", SignalType::kMd5, {6}, {7}, "", {}};
+  const Group g8 = {"hotline-a", SignalType::kPdq, {8, 9}, {17}, kMeta,
+                    {"8 active A1 r4", "9 active B2 r4"}};
+  const Group g10 = {"hotline-a", SignalType::kPdq, {10, 11}, {18, 19},
+                     "entry 11 is disabled, but the value still matches through entry 10",
+                     {"10 active A1 r5", "11 disabled A1 r5"}};
+  const Group g13 = {"ngo-b", SignalType::kPdq, {13}, {14}, "", {}};
+  const Group g15 = {"ngo-b", SignalType::kPdq, {15, 16}, {}, kMeta,
+                     {"15 active B1 r7", "16 active B1 r8"}};
 
   // A dry run reports and writes nothing, also without the signing key.
   StoreKeys read_only;
@@ -1059,8 +1077,8 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachGroup) {
   Result<Store::DedupeResult> r = reader->RemoveDuplicates({}, true, Ctx());
   STORE_ASSERT_OK(r);
   EXPECT_EQ(r->version, 4u);
-  EXPECT_EQ(r->removed, 4u);
-  EXPECT_EQ(groups_of(*r), all_groups);
+  EXPECT_EQ(r->removed, 7u);
+  EXPECT_EQ(groups_of(*r), (std::vector<Group>{g1, g6, g8, g10, g13, g15}));
   STORE_EXPECT_CODE(reader->RemoveDuplicates({}, false, Ctx()), ErrorCode::kPermissionDenied);
   EXPECT_EQ(VersionOf(*store), 4u);
   store_testing::ExpectSameEntries(AllEntries(*store), before);
@@ -1071,13 +1089,22 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachGroup) {
   STORE_ASSERT_OK(r);
   EXPECT_EQ(r->removed, 0u);
   EXPECT_TRUE(r->groups.empty());
+  // Only at the version the dry run saw, when one is given.
+  for (const bool dry_run : {true, false}) {
+    r = store->RemoveDuplicates({}, dry_run, Ctx(), 3);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(r.error().message(),
+              "the store is at version 4, not 3: it changed since; look again");
+  }
+  EXPECT_EQ(VersionOf(*store), 4u);
 
-  // One list.
-  r = store->RemoveDuplicates({"ngo-b"}, false, Ctx("dave"));
+  // One list (named twice).
+  r = store->RemoveDuplicates({"ngo-b", "ngo-b"}, false, Ctx("dave"), 4);
   STORE_ASSERT_OK(r);
   EXPECT_EQ(r->version, 5u);
   EXPECT_EQ(r->removed, 1u);
-  EXPECT_EQ(groups_of(*r), Groups(all_groups.begin() + 4, all_groups.end()));
+  EXPECT_EQ(groups_of(*r), (std::vector<Group>{g13, g15}));
   Result<std::vector<AuditRecord>> audit = store->Audit(4, 10);
   STORE_ASSERT_OK(audit);
   ASSERT_EQ(audit->size(), 1u);
@@ -1091,35 +1118,45 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachGroup) {
   r = store->RemoveDuplicates({}, false, Ctx("dave"));
   STORE_ASSERT_OK(r);
   EXPECT_EQ(r->version, 6u);
-  EXPECT_EQ(r->removed, 3u);
-  Groups left_and_removed(all_groups.begin(), all_groups.begin() + 4);
-  left_and_removed.push_back(all_groups[5]);
-  EXPECT_EQ(groups_of(*r), left_and_removed);
+  EXPECT_EQ(r->removed, 6u);
+  EXPECT_EQ(groups_of(*r), (std::vector<Group>{g1, g6, g8, g10, g15}));
   audit = store->Audit(5, 10);
   STORE_ASSERT_OK(audit);
   ASSERT_EQ(audit->size(), 1u);
   EXPECT_EQ((*audit)[0].action, "dedupe");
   EXPECT_EQ((*audit)[0].list, "hotline-a");
-  EXPECT_EQ((*audit)[0].count, 3u);
-  EXPECT_EQ((*audit)[0].entries_digest, LeavesDigest({before[2], before[6], before[11]}));
+  EXPECT_EQ((*audit)[0].count, 6u);
+  EXPECT_EQ((*audit)[0].entries_digest,
+            LeavesDigest({before[2], before[6], before[11], before[16], before[17], before[18]}));
   std::vector<StoredEntry> expected;
+  const std::set<uint64_t> gone = {3, 7, 12, 14, 17, 18, 19};
   for (const StoredEntry& e : before) {
-    if (e.id != 3 && e.id != 7 && e.id != 12 && e.id != 14) expected.push_back(e);
+    if (!gone.count(e.id)) expected.push_back(e);
   }
   store_testing::ExpectSameEntries(AllEntries(*store), expected);
   Result<ChangeSet> changes = store->ChangesSince(4);
   STORE_ASSERT_OK(changes);
-  EXPECT_EQ(changes->removed, (std::vector<uint64_t>{3, 7, 12, 14}));
+  EXPECT_EQ(changes->removed, std::vector<uint64_t>(gone.begin(), gone.end()));
   EXPECT_TRUE(changes->upserts.empty());
 
-  // Again: only the groups left, nothing written.
+  // Again: only the groups that keep more than one, nothing written, and
+  // the state this Store keeps serves the next change.
+  const Store::ChangeStarts starts = store->change_starts();
   r = store->RemoveDuplicates({}, false, Ctx());
   STORE_ASSERT_OK(r);
   EXPECT_EQ(r->version, 6u);
   EXPECT_EQ(r->removed, 0u);
-  EXPECT_EQ(groups_of(*r), (Groups{all_groups[2], all_groups[3], all_groups[5]}));
+  const Group g8_now = {"hotline-a", SignalType::kPdq, {8, 9}, {}, kMeta,
+                        {"8 active A1 r4", "9 active B2 r4"}};
+  const Group g10_now = {"hotline-a", SignalType::kPdq, {10, 11}, {},
+                         "entry 11 is disabled, but the value still matches through entry 10",
+                         {"10 active A1 r5", "11 disabled A1 r5"}};
+  EXPECT_EQ(groups_of(*r), (std::vector<Group>{g8_now, g10_now, g15}));
   EXPECT_EQ(VersionOf(*store), 6u);
   EXPECT_EQ(store->Audit(0, 100)->size(), 6u);
+  STORE_ASSERT_OK(store->AddEntries({Entry("ngo-b", SignalType::kPdq, pdq_[6])}, Ctx()));
+  EXPECT_EQ(store->change_starts().checked, starts.checked);
+  EXPECT_EQ(store->change_starts().kept, starts.kept + 2);
   ExpectRootMatchesEntries(*store);
   Result<VerifyReport> report = Open()->Verify(SignerPublic());
   STORE_ASSERT_OK(report);

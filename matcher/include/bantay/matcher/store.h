@@ -302,8 +302,9 @@ class Store {
   // `version` (any status; ascending), for a list `covers` is true of.
   // With it, AddNewEntries reads the rows of those ids (64 a statement) and
   // the rows changed after `version` rather than every entry of the list
-  // (but when more than 4,096 ids name more than half the rows of their
-  // lists, the lists are read whole: cheaper then). (Rows are checked:
+  // (but a list more than half of whose rows are named, by more than
+  // 4,096 ids, is read whole: cheaper then, and an entry the caller left
+  // out is found there). (Rows are checked:
   // an id that names no such row any more is passed over; but an entry the
   // caller does not give is taken as absent.) It is used only when the
   // store's record of `version` has `audit_digest` (VersionRecord's): not
@@ -339,28 +340,44 @@ class Store {
   struct DuplicateGroup {
     std::string list;
     SignalType type = SignalType::kPdq;
-    std::vector<uint64_t> ids;  // ascending: the first, the earliest added, is kept
-    // Empty when the later entries are removed (or, in a dry run, would be);
-    // otherwise why the group is left as it is: its entries differ in
-    // status, or in category or reference, so that removing some would
-    // change what matches or what an answer names.
+    // The entries kept, ascending: the earliest of each kind (status,
+    // category and reference) among the group's entries — one when all are
+    // alike.
+    std::vector<uint64_t> kept;
+    // The later entries of a kept entry's kind, ascending: removed (in a dry
+    // run, to be removed). Removing them changes neither what matches nor
+    // what an answer names.
+    std::vector<uint64_t> removed;
+    // When more than one is kept: each kept entry's status, category and
+    // reference (in `kept`'s order), and why the operator should look
+    // ("entry 7 is disabled, but the value still matches through entry 3",
+    // or "its entries differ in category or reference"); which to keep is
+    // theirs to decide (remove or disable by id).
+    struct Kept {
+      EntryStatus status = EntryStatus::kActive;
+      std::string category;
+      std::string reference;
+    };
+    std::vector<Kept> kept_entries;
     std::string left_because;
   };
   struct DedupeResult {
     uint64_t version = 0;  // the new version; the current one when nothing was removed
-    uint64_t removed = 0;  // in a dry run: what would be
+    uint64_t removed = 0;  // in a dry run: to be removed
     std::vector<DuplicateGroup> groups;  // by list, then by first id
   };
-  // Removes the later entries of every group of duplicates of `lists`
+  // Removes the later copies in every group of duplicates of `lists`
   // (every list when empty; kNotFound for a list that does not exist): one
   // version, audited as "dedupe" (the removed ids are in the change feed),
-  // none when nothing is removed. A group whose entries differ (see
-  // DuplicateGroup) is left for the operator to decide; so are entries of
-  // other types or lists with the same bytes. With `dry_run` nothing is
-  // written. The entries of the lists are read and decrypted (about a
-  // second a million).
+  // none when nothing is removed. Copies of other types or lists with the
+  // same bytes are not duplicates. With `dry_run` nothing is written (no
+  // signing key needed). With `at_version` (not 0), kInvalidArgument
+  // unless the store is still at that version (the dry run's), so that
+  // what is removed is what the dry run showed. The entries of the lists
+  // are read and decrypted (about 1.5 s a million), within the change's
+  // write lock: other writers wait meanwhile.
   Result<DedupeResult> RemoveDuplicates(const std::vector<std::string>& lists, bool dry_run,
-                                        const ChangeContext& context);
+                                        const ChangeContext& context, uint64_t at_version = 0);
   // kNotFound for an unknown list.
   // Sets a list's description, creating the list (enabled, empty) when it
   // does not exist. Audited as "describe_list".
