@@ -528,7 +528,7 @@ class IndexCommand {
       if (!g.left_because.empty()) {
         o["check"] = g.left_because;
         json::array kept;
-        for (size_t i = 0; i < g.kept.size(); ++i) {
+        for (size_t i = 0; i < g.kept_entries.size() && i < g.kept.size(); ++i) {
           const Store::DuplicateGroup::Kept& k = g.kept_entries[i];
           kept.push_back(json::object{{"id", g.kept[i]},
                                       {"status", matcher::EntryStatusName(k.status)},

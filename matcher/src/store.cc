@@ -2444,18 +2444,23 @@ Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
   for (DuplicateGroup& g : *groups) {
     if (g.kept.size() < 2) continue;
     std::optional<uint64_t> active, disabled;
+    size_t actives = 0;
     for (uint64_t id : g.kept) {
       const DuplicateGroup::Kept& k =
           details[std::lower_bound(described.begin(), described.end(), id) - described.begin()];
       g.kept_entries.push_back(k);
       std::optional<uint64_t>& first_of = k.status == EntryStatus::kActive ? active : disabled;
       if (!first_of) first_of = id;
+      actives += k.status == EntryStatus::kActive ? 1 : 0;
     }
+    // Two kept of one status differ in category or reference.
+    const bool meta_differs = actives > 1 || g.kept.size() - actives > 1;
+    const std::string meta = "its entries differ in category or reference";
     g.left_because = active && disabled
-                         ? "entry " + std::to_string(*disabled) +
-                               " is disabled, but the value still matches through entry " +
-                               std::to_string(*active)
-                         : "its entries differ in category or reference";
+                         ? "entry " + std::to_string(*disabled) + " is disabled, but entry " +
+                               std::to_string(*active) + " with the same value is active" +
+                               (meta_differs ? "; " + meta : "")
+                         : meta;
   }
   std::sort(groups->begin(), groups->end(), [](const DuplicateGroup& a, const DuplicateGroup& b) {
     return a.list != b.list ? a.list < b.list : a.kept[0] < b.kept[0];

@@ -358,7 +358,7 @@ TEST(IndexCommandTest, DedupeRemovesTheLaterCopiesOfAValue) {
       R"({"id":2,"status":"active","category":"A1","reference":"case"},)"
       R"({"id":5,"status":"active","category":"B2","reference":"case"}]})";
   const std::string status_check =
-      R"("check":"entry 6 is disabled, but the value still matches through entry 8",)"
+      R"("check":"entry 6 is disabled, but entry 8 with the same value is active",)"
       R"("entries":[{"id":6,"status":"disabled","category":"A1","reference":"case"},)"
       R"({"id":8,"status":"active","category":"A1","reference":"case"}]})";
   CliRun dry = cli.Run({"dedupe", "--dry-run"});

@@ -1033,6 +1033,7 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachKind) {
           Entry("hotline-a", SignalType::kPdq, pdq_[2], "A1", "r4"),     // 17: removed (as 8)
           Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 18: removed (as 10)
           Entry("hotline-a", SignalType::kPdq, pdq_[3], "A1", "r5"),     // 19: removed (as 11)
+          Entry("hotline-a", SignalType::kPdq, pdq_[3], "B9", "r5"),     // 20: kept (category)
       },
       Ctx());
   STORE_ASSERT_OK(v);
@@ -1040,7 +1041,7 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachKind) {
   ASSERT_EQ(*store->SetEntriesStatus({11, 19}, EntryStatus::kDisabled, Ctx()), 3u);
   STORE_ASSERT_OK(store->DescribeList("empty", "no entries", Ctx()));  // version 4
   const std::vector<StoredEntry> before = AllEntries(*store);
-  ASSERT_EQ(before.size(), 19u);
+  ASSERT_EQ(before.size(), 20u);
   // (list, type, kept, removed, why, the kept entries "id status category reference")
   using Group = std::tuple<std::string, SignalType, std::vector<uint64_t>, std::vector<uint64_t>,
                            std::string, std::vector<std::string>>;
@@ -1062,9 +1063,10 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachKind) {
   const Group g6 = {"hotline-a", SignalType::kMd5, {6}, {7}, "", {}};
   const Group g8 = {"hotline-a", SignalType::kPdq, {8, 9}, {17}, kMeta,
                     {"8 active A1 r4", "9 active B2 r4"}};
-  const Group g10 = {"hotline-a", SignalType::kPdq, {10, 11}, {18, 19},
-                     "entry 11 is disabled, but the value still matches through entry 10",
-                     {"10 active A1 r5", "11 disabled A1 r5"}};
+  const std::string kStatus =
+      "entry 11 is disabled, but entry 10 with the same value is active; " + kMeta;
+  const Group g10 = {"hotline-a", SignalType::kPdq, {10, 11, 20}, {18, 19}, kStatus,
+                     {"10 active A1 r5", "11 disabled A1 r5", "20 active B9 r5"}};
   const Group g13 = {"ngo-b", SignalType::kPdq, {13}, {14}, "", {}};
   const Group g15 = {"ngo-b", SignalType::kPdq, {15, 16}, {}, kMeta,
                      {"15 active B1 r7", "16 active B1 r8"}};
@@ -1148,9 +1150,8 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachKind) {
   EXPECT_EQ(r->removed, 0u);
   const Group g8_now = {"hotline-a", SignalType::kPdq, {8, 9}, {}, kMeta,
                         {"8 active A1 r4", "9 active B2 r4"}};
-  const Group g10_now = {"hotline-a", SignalType::kPdq, {10, 11}, {},
-                         "entry 11 is disabled, but the value still matches through entry 10",
-                         {"10 active A1 r5", "11 disabled A1 r5"}};
+  const Group g10_now = {"hotline-a", SignalType::kPdq, {10, 11, 20}, {}, kStatus,
+                         {"10 active A1 r5", "11 disabled A1 r5", "20 active B9 r5"}};
   EXPECT_EQ(groups_of(*r), (std::vector<Group>{g8_now, g10_now, g15}));
   EXPECT_EQ(VersionOf(*store), 6u);
   EXPECT_EQ(store->Audit(0, 100)->size(), 6u);

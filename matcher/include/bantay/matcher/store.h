@@ -350,8 +350,8 @@ class Store {
     std::vector<uint64_t> removed;
     // When more than one is kept: each kept entry's status, category and
     // reference (in `kept`'s order), and why the operator should look
-    // ("entry 7 is disabled, but the value still matches through entry 3",
-    // or "its entries differ in category or reference"); which to keep is
+    // ("entry 7 is disabled, but entry 3 with the same value is active",
+    // and/or "its entries differ in category or reference"); which to keep is
     // theirs to decide (remove or disable by id).
     struct Kept {
       EntryStatus status = EntryStatus::kActive;
