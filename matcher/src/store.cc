@@ -404,6 +404,34 @@ class ValueCipher {
   Aead* last_ = nullptr;
 };
 
+// A decrypted value and its salt, wiped when they go (also on an
+// exception).
+struct OpenedValue {
+  std::array<uint8_t, 32> value{};
+  std::array<uint8_t, 16> salt{};
+  SignalType type = SignalType::kPdq;
+
+  OpenedValue() = default;
+  OpenedValue(const OpenedValue&) = delete;
+  OpenedValue& operator=(const OpenedValue&) = delete;
+  ~OpenedValue() {
+    Wipe(value);
+    Wipe(salt);
+  }
+
+  // Decrypts the value of a row whose first columns are id, list, type,
+  // key_id and sealed.
+  Status Open(ValueCipher& cipher, const Row& row) {
+    const uint64_t id = static_cast<uint64_t>(row.Int(0));
+    const int64_t t = row.Int(2);
+    if (t < 0 || t > 2) {
+      return Error(ErrorCode::kCorruptData, "entry " + std::to_string(id) + ": bad type");
+    }
+    type = static_cast<SignalType>(t);
+    return cipher.Open(id, type, row.Text(3), row.Blob(4), &value, &salt);
+  }
+};
+
 // The error a public call answers with for the exception being handled
 // (called from a handler): memory that ran out is kUnavailable (try again),
 // another std::exception a bug (kInternal). An exception of any other type
@@ -1992,16 +2020,7 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
   }
   // held_id[first]: the smallest id of an entry of the store with its key.
   std::vector<uint64_t> held_id(entries.size(), 0);
-  std::array<uint8_t, 32> value{};
-  std::array<uint8_t, 16> salt{};
-  struct Wiper {  // the decrypted value: also on an exception
-    std::array<uint8_t, 32>& value;
-    std::array<uint8_t, 16>& salt;
-    ~Wiper() {
-      Wipe(value);
-      Wipe(salt);
-    }
-  } wiper{value, salt};
+  OpenedValue opened;
   // A row (id, list, type, key_id, sealed) of the store: decrypted and
   // looked up among the entries.
   Status failed;
@@ -2010,18 +2029,14 @@ Result<std::vector<uint64_t>> Store::Impl::PresentIds(const std::vector<NewEntry
     const uint64_t id = static_cast<uint64_t>(row.Int(0));
     const auto list = list_index_of.find(row.Text(1));
     if (list == list_index_of.end()) return;
-    const int64_t type = row.Int(2);
-    if (type < 0 || type > 2) {
-      failed = Error(ErrorCode::kCorruptData, "entry " + std::to_string(id) + ": bad type");
-      return;
-    }
-    const SignalType t = static_cast<SignalType>(type);
-    failed = cipher.Open(id, t, row.Text(3), row.Blob(4), &value, &salt);
+    failed = opened.Open(cipher, row);
     if (!failed.ok()) return;
+    const SignalType t = opened.type;
+    const uint8_t* value = opened.value.data();
     auto it = std::lower_bound(order.begin(), order.end(), size_t{0}, [&](size_t i, size_t) {
-      return compare(list->second, t, value.data(), i) > 0;
+      return compare(list->second, t, value, i) > 0;
     });
-    if (it != order.end() && compare(list->second, t, value.data(), *it) == 0) {
+    if (it != order.end() && compare(list->second, t, value, *it) == 0) {
       uint64_t& h = held_id[first[*it]];
       if (h == 0 || id < h) h = id;
     }
@@ -2336,28 +2351,18 @@ Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
   std::deque<Seen> seen;
   struct Wiper {  // the decrypted values: also on an exception
     std::deque<Seen>& seen;
-    std::array<uint8_t, 32> value{};
-    std::array<uint8_t, 16> salt{};
     ~Wiper() {
       for (Seen& e : seen) Wipe(e.value);
-      Wipe(value);
-      Wipe(salt);
     }
   } wiper{seen};
+  OpenedValue opened;
   std::vector<std::string> list_names;
   std::map<std::string, uint32_t, std::less<>> list_index;
   Sha256Hasher kind;
   Status failed;
   auto on_row = [&](const Row& row) {
     if (!failed.ok()) return;
-    const uint64_t id = static_cast<uint64_t>(row.Int(0));
-    const int64_t type = row.Int(2);
-    if (type < 0 || type > 2) {
-      failed = Error(ErrorCode::kCorruptData, "entry " + std::to_string(id) + ": bad type");
-      return;
-    }
-    const SignalType t = static_cast<SignalType>(type);
-    failed = cipher.Open(id, t, row.Text(3), row.Blob(4), &wiper.value, &wiper.salt);
+    failed = opened.Open(cipher, row);
     if (!failed.ok()) return;
     auto it = list_index.find(row.Text(1));
     if (it == list_index.end()) {
@@ -2367,11 +2372,11 @@ Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
     const Digest32 d = kind.UpdateField(row.Text(6)).UpdateField(row.Text(7)).Finish();
     Seen& e = seen.emplace_back();
     e.value = {};
-    std::copy_n(wiper.value.begin(), ValueSize(t), e.value.begin());
+    std::copy_n(opened.value.begin(), ValueSize(opened.type), e.value.begin());
     std::copy_n(d.begin(), e.kind.size(), e.kind.begin());
-    e.id = id;
+    e.id = static_cast<uint64_t>(row.Int(0));
     e.list = it->second;
-    e.type = t;
+    e.type = opened.type;
     e.status = static_cast<uint8_t>(row.Int(5) != 0);
   };
   constexpr std::string_view kColumns =
@@ -2754,16 +2759,7 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
   ValueCipher cipher(keys, store_id);
   size_t n = 0;
   Status failed;
-  std::array<uint8_t, 16> salt{};
-  std::array<uint8_t, 32> value{};
-  struct Wiper {  // also when fn throws
-    std::array<uint8_t, 16>& salt;
-    std::array<uint8_t, 32>& value;
-    ~Wiper() {
-      Wipe(salt);
-      Wipe(value);
-    }
-  } wiper{salt, value};
+  OpenedValue opened;  // wiped also when fn throws
   Digest32 leaf{};
   const std::array<Param, 2> range = {Param::Int(first), Param::Int(last)};
   Status s = conn.Execute(
@@ -2794,10 +2790,11 @@ Status ReadIndexRange(db::Connection& conn, const std::vector<DataKey>& keys,
                          "entry " + std::to_string(e.id) + ": leaf hash has the wrong size");
           return;
         }
-        failed = cipher.Open(e.id, e.type, row.Text(3), row.Blob(4), &value, &salt);
+        failed =
+            cipher.Open(e.id, e.type, row.Text(3), row.Blob(4), &opened.value, &opened.salt);
         if (!failed.ok()) return;
-        e.value = &value;
-        e.salt = &salt;
+        e.value = &opened.value;
+        e.salt = &opened.salt;
         e.leaf = &leaf;
         fn(e);
       });
