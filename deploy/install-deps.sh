@@ -10,6 +10,8 @@ packages=(
   # models/: decoding (OpenCV's codec, image-processing and video modules) and hashing
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
   libssl-dev
+  # models/: a WebP header read exactly as OpenCV's WebP decoder reads it
+  libwebp-dev
   # matcher/: FAISS binary indexes, the embedded store (SQLite) and the fleet
   # store's client library (libpq)
   libfaiss-dev libsqlite3-dev libpq-dev

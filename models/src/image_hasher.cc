@@ -215,6 +215,11 @@ Result<ImageInfo> ImageHasher::Decode(std::span<const uint8_t> bytes,
                  std::string(ImageFormatName(info.format)) + " could not be decoded");
   };
   try {
+    // imdecode picks the first decoder whose signature test takes the bytes.
+    // ProbeImage accepts, for each format, only what that format's own
+    // OpenCV decoder takes (for WebP, libwebp's header test), and no decoder
+    // registered before it takes those bytes: no other decoder (GDCM's, for
+    // one) is ever reached.
     // The const_cast is for cv::Mat's constructor only: imdecode reads.
     const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1,
                           const_cast<uint8_t*>(bytes.data()));

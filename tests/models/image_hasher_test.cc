@@ -1,9 +1,12 @@
 #include "bantay/models/image_hasher.h"
 
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <filesystem>
 #include <random>
 
 #include "test_images.h"
@@ -311,13 +314,13 @@ TEST(ImageHasherBadInputTest, AFailedDecodeIsNotThePreviousImage) {
       EXPECT_EQ(after->pdq.hash, good_hash->pdq.hash);
     }
   }
-  // The audit's cases: 60 bytes of a PNG and 30 of a WebP, after a good
-  // image of another size.
+  // The audit's cases: 60 bytes of a PNG and 40 of a WebP (a whole header),
+  // after a good image of another size.
   ImageHasher hasher;
   for (const char* ext : {".png", ".webp"}) {
     ASSERT_TRUE(hasher.Hash(Encode(MakePattern(34, 42), ext)).ok());
     const auto bytes = Encode(MakePattern(640, 480), ext);
-    const size_t keep = std::string(ext) == ".png" ? 60 : 30;
+    const size_t keep = std::string(ext) == ".png" ? 60 : 40;
     const Result<ImageHashes> h = hasher.Hash(std::span<const uint8_t>(bytes.data(), keep));
     ASSERT_FALSE(h.ok()) << ext << ": " << h->width << "x" << h->height;
     EXPECT_EQ(h.error().code(), ErrorCode::kCorruptData);
@@ -327,6 +330,107 @@ TEST(ImageHasherBadInputTest, AFailedDecodeIsNotThePreviousImage) {
 
 // A picture larger than the hasher keeps a buffer for (32 MB decoded) gets
 // its own, and hashes as with a fresh hasher, before and after others.
+// A WebP that OpenCV's WebP decoder would not take (its VP8X chunk's size
+// is wrong), on which image_fuzz saw GDCM's reader abort the process in CI
+// (cv::imdecode had handed it to GDCM's decoder).
+TEST(ImageHasherBadInputTest, AWebpOpenCvWouldNotReadAsWebpIsRefused) {
+  ImageHasher hasher;
+  const Result<ImageHashes> h =
+      hasher.Hash(testing::ReadTestFile("../fuzz/corpus/image_fuzz/webp-vp8x-size-wrong-dicm.webp"));
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(h.error().message(), "webp header is not valid");
+}
+
+// A WebP that OpenCV does not take as WebP, with "DICM" at byte 128 in an
+// ICC profile: cv::imdecode would give it to GDCM's decoder, which reads
+// only files, so OpenCV would first write the image's bytes to a temporary
+// file (OPENCV_TEMP_PATH). Refused before decoding: nothing is created there,
+// by it or by any of the image_fuzz corpus.
+TEST(ImageHasherBadInputTest, NoImageBytesGoToATemporaryFile) {
+  const auto webp = Encode(MakePattern(64, 48), ".webp", {cv::IMWRITE_WEBP_QUALITY, 101});
+  auto marked = testing::ExtendedWebp(webp, 64, 48, 0x20, 200);
+  std::copy_n("DICM", 4, marked.begin() + 128);
+  marked[16] = 11;  // the VP8X chunk's size: libwebp refuses the header
+  std::vector<std::vector<uint8_t>> inputs = {marked};
+  for (const auto& file : std::filesystem::directory_iterator(
+           testing::TestDataPath("../fuzz/corpus/image_fuzz"))) {
+    inputs.push_back(testing::ReadTestFile("../fuzz/corpus/image_fuzz/" +
+                                           file.path().filename().string()));
+  }
+  ASSERT_GT(inputs.size(), 20u);
+
+  const testing::TempDir dir;
+  const int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  ASSERT_GE(watch, 0);
+  ASSERT_GE(inotify_add_watch(watch, dir.path().c_str(), IN_CREATE), 0);
+  const char* before = std::getenv("OPENCV_TEMP_PATH");
+  const std::string saved = before != nullptr ? before : "";
+  ASSERT_EQ(setenv("OPENCV_TEMP_PATH", dir.path().c_str(), 1), 0);
+  ImageHasher hasher;
+  const Result<ImageHashes> h = hasher.Hash(marked);
+  size_t hashed = 0;
+  for (const auto& input : inputs) hashed += hasher.Hash(input).ok() ? 1 : 0;
+  if (before != nullptr) {
+    setenv("OPENCV_TEMP_PATH", saved.c_str(), 1);
+  } else {
+    unsetenv("OPENCV_TEMP_PATH");
+  }
+  alignas(inotify_event) char events[4096];
+  const ssize_t got = read(watch, events, sizeof(events));
+  const int read_errno = errno;
+  close(watch);
+  EXPECT_EQ(got, -1);
+  EXPECT_EQ(read_errno, EAGAIN);  // no event: nothing was created
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(h.error().message(), "webp header is not valid");
+  EXPECT_GT(hashed, 10u);
+}
+
+// cv::imdecode hands bytes to the first decoder whose signature test takes
+// them, GDCM's (DICOM: "DICM" at byte 128) after those of the formats Bantay
+// reads. A JPEG and a WebP carrying that mark in a comment and in an ICC
+// profile still hash as themselves.
+TEST(ImageHasherTest, FilesWithADicomMarkHashAsThemselves) {
+  ImageHasher hasher;
+  const auto jpeg = Encode(MakePattern(64, 48), ".jpg");
+  std::vector<uint8_t> commented = {0xFF, 0xD8, 0xFF, 0xFE, 0x00, 132};  // COM of 130 bytes
+  commented.resize(6 + 130, ' ');
+  std::copy_n("DICM", 4, commented.begin() + 128);
+  commented.insert(commented.end(), jpeg.begin() + 2, jpeg.end());
+  const auto webp = Encode(MakePattern(64, 48), ".webp", {cv::IMWRITE_WEBP_QUALITY, 101});
+  // The ICC profile's bytes begin at 38 (RIFF header 12, VP8X 18, ICCP's 8).
+  auto profiled = testing::ExtendedWebp(webp, 64, 48, 0x20, 200);
+  std::copy_n("DICM", 4, profiled.begin() + 128);
+  for (const auto& [plain, marked] : {std::pair(jpeg, commented), std::pair(webp, profiled)}) {
+    ASSERT_EQ(std::string(marked.begin() + 128, marked.begin() + 132), "DICM");
+    const Result<ImageHashes> want = hasher.Hash(plain);
+    const Result<ImageHashes> got = hasher.Hash(marked);
+    ASSERT_TRUE(want.ok() && got.ok()) << (got.ok() ? "" : got.error().ToString());
+    EXPECT_EQ(got->format, want->format);
+    EXPECT_EQ(got->pdq.hash, want->pdq.hash);
+  }
+}
+
+// An extended WebP with an ICC profile (as cameras and editors write them)
+// hashes as the same picture without it.
+TEST(ImageHasherTest, WebpWithAnIccProfileHashesAsWithout) {
+  const auto simple = Encode(MakePattern(64, 48), ".webp", {cv::IMWRITE_WEBP_QUALITY, 101});
+  ImageHasher hasher;
+  const Result<ImageHashes> plain = hasher.Hash(simple);
+  ASSERT_TRUE(plain.ok()) << plain.error().ToString();
+  for (size_t icc : {size_t{0}, size_t{7}, size_t{3000}}) {
+    const Result<ImageHashes> extended =
+        hasher.Hash(testing::ExtendedWebp(simple, 64, 48, icc > 0 ? 0x20 : 0, icc));
+    ASSERT_TRUE(extended.ok()) << icc << ": " << extended.error().ToString();
+    EXPECT_EQ(extended->format, ImageFormat::kWebp);
+    EXPECT_EQ(extended->width, 64);
+    EXPECT_EQ(extended->height, 48);
+    EXPECT_EQ(extended->pdq.hash, plain->pdq.hash) << icc;
+  }
+}
+
 TEST(ImageHasherTest, PicturesOverTheKeptBufferHashAsAlone) {
   const auto large = Encode(MakePattern(4000, 3000), ".jpg");  // 36 MB decoded
   const auto small = Encode(MakePattern(640, 480), ".png");

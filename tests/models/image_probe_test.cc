@@ -47,6 +47,48 @@ TEST(ProbeTest, LosslessWebpHeader) {
   EXPECT_EQ(info->height, 17);
 }
 
+// A WebP header is read as OpenCV's WebP decoder reads it (libwebp, over the
+// first 32 bytes), which is also how cv::imdecode picks that decoder: what it
+// refuses would go to another decoder (GDCM's, which aborts on some input).
+TEST(ProbeTest, WebpHeadersAreReadAsOpenCvReadsThem) {
+  const auto lossless =
+      Encode(MakePattern(300, 17), ".webp", {cv::IMWRITE_WEBP_QUALITY, 101});
+  // An ICC profile: the header's first 32 bytes end inside it.
+  Result<ImageInfo> info = ProbeImage(testing::ExtendedWebp(lossless, 300, 17, 0x20, 100));
+  ASSERT_TRUE(info.ok()) << info.error().ToString();
+  EXPECT_EQ(info->format, ImageFormat::kWebp);
+  EXPECT_EQ(info->width, 300);
+  EXPECT_EQ(info->height, 17);
+
+  // The VP8X chunk's size is not 10: libwebp refuses the header. The input
+  // on which the fuzzer saw GDCM's reader abort (OpenCV gave it to GDCM),
+  // tests/fuzz/corpus/image_fuzz/webp-vp8x-size-wrong-dicm.webp, and one made.
+  const std::vector<uint8_t> found =
+      testing::ReadTestFile("../fuzz/corpus/image_fuzz/webp-vp8x-size-wrong-dicm.webp");
+  ASSERT_EQ(found.size(), 131u);
+  info = ProbeImage(found);
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(info.error().message(), "webp header is not valid");
+  auto vp8x = testing::ExtendedWebp(lossless, 300, 17, 0, 0);
+  vp8x[16] = 11;
+  info = ProbeImage(vp8x);
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().message(), "webp header is not valid");
+
+  // Fewer than 32 bytes: OpenCV does not take them for WebP.
+  info = ProbeImage(std::span(lossless).first(31));
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(info.error().message(), "webp header is truncated");
+
+  // An animation (OpenCV 4.6 decodes none).
+  info = ProbeImage(testing::ExtendedWebp(lossless, 300, 17, 0x02, 0));
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().code(), ErrorCode::kUnsupportedFormat);
+  EXPECT_EQ(info.error().message(), "animated webp is not supported");
+}
+
 TEST(ProbeTest, ReferenceFilesKeepTheirStoredSize) {
   // EXIF orientation 6 does not change the stored size.
   Result<ImageInfo> info =

@@ -68,6 +68,33 @@ std::vector<uint8_t> JpegWithScans(size_t scans) {
   return out;
 }
 
+std::vector<uint8_t> ExtendedWebp(const std::vector<uint8_t>& simple, uint32_t width,
+                                  uint32_t height, uint8_t flags, size_t icc_bytes) {
+  std::vector<uint8_t> chunks;
+  auto put = [&](uint32_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) chunks.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  auto tag = [&](const char* fourcc) { chunks.insert(chunks.end(), fourcc, fourcc + 4); };
+  tag("VP8X");
+  put(10, 4);
+  put(flags, 4);  // the flags byte, then 24 reserved bits
+  put(width - 1, 3);
+  put(height - 1, 3);
+  if (icc_bytes > 0) {
+    tag("ICCP");
+    put(static_cast<uint32_t>(icc_bytes), 4);
+    chunks.insert(chunks.end(), icc_bytes, 0x5A);
+    if (icc_bytes % 2 != 0) chunks.push_back(0);  // chunks are padded to even sizes
+  }
+  chunks.insert(chunks.end(), simple.begin() + 12, simple.end());  // after RIFF size WEBP
+  std::vector<uint8_t> out = {'R', 'I', 'F', 'F'};
+  const auto riff_size = static_cast<uint32_t>(4 + chunks.size());
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(riff_size >> (8 * i)));
+  out.insert(out.end(), {'W', 'E', 'B', 'P'});
+  out.insert(out.end(), chunks.begin(), chunks.end());
+  return out;
+}
+
 std::vector<uint8_t> MakeTiff(const std::vector<TiffField>& fields,
                               const std::vector<uint8_t>& data, bool big_endian) {
   std::vector<uint8_t> out;

@@ -47,6 +47,13 @@ std::vector<TiffField> GreyTiffFields(uint32_t rows, uint32_t data_bytes,
 // only warns of the odd progression), one pass over the picture a scan.
 std::vector<uint8_t> JpegWithScans(size_t scans);
 
+// A simple WebP (one VP8 or VP8L chunk, as OpenCV writes it) of a
+// width x height picture rewritten in the extended format (RFC 9649): a VP8X
+// chunk with `flags` (0x20 ICC profile, 0x02 animation, ...) and, when
+// icc_bytes > 0, an ICCP chunk of that many bytes before the image's chunk.
+std::vector<uint8_t> ExtendedWebp(const std::vector<uint8_t>& simple, uint32_t width,
+                                  uint32_t height, uint8_t flags, size_t icc_bytes);
+
 // Bytes of a hexadecimal string (test vectors; the input is trusted).
 std::vector<uint8_t> FromHex(std::string_view hex);
 
