@@ -4,6 +4,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -292,5 +293,7 @@ Result<ImageHashes> ImageHasher::Hash(std::span<const uint8_t> bytes) {
   }
   return out;
 }
+
+void KeepImageBytesOffTheDisk() { setenv("OPENCV_TEMP_PATH", kNoTemporaryFilePath, 1); }
 
 }  // namespace bantay::models

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bantay/models/digest.h"
+#include "bantay/models/image_hasher.h"
 #include "bantay/server/config.h"
 #include "bantay/server/server.h"
 
@@ -38,6 +39,7 @@ int NewApiKey(const std::string& role_name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bantay::models::KeepImageBytesOffTheDisk();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 2 && args[0] == "--new-api-key") return NewApiKey(args[1]);
   if (args.size() == 1 && args[0] == "--version") {

@@ -11,9 +11,16 @@
 //   decompression bombs is applied to the header's size before decoding: a
 //   file whose decoder sees a larger picture than ProbeImage reads would
 //   walk around it.
+// - no image's bytes are written to disk: OpenCV's temporary files (which it
+//   writes for a decoder that reads only files, such as GDCM's) go to a
+//   directory of the run's own, watched with inotify.
 // The hashing options vary with the input's length, so every option meets
 // every kind of input.
+#include <sys/inotify.h>
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <span>
 
 #include "bantay/models/image_hasher.h"
@@ -27,6 +34,22 @@ using bantay::ErrorCode;
 
 // Small enough that a run stays fast; the property does not depend on it.
 constexpr int64_t kMaxPixels = int64_t{1} << 20;
+
+char temp_dir[] = "/tmp/image_fuzz_temp.XXXXXX";
+
+// An inotify descriptor that reports files created in OPENCV_TEMP_PATH, set
+// to a fresh directory (removed at exit) on the first call.
+int TemporaryFileWatch() {
+  static const int watch = [] {
+    FUZZ_CHECK(mkdtemp(temp_dir) != nullptr, "mkdtemp");
+    std::atexit([] { rmdir(temp_dir); });
+    FUZZ_CHECK(setenv("OPENCV_TEMP_PATH", temp_dir, 1) == 0, "setenv");
+    const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    FUZZ_CHECK(fd >= 0 && inotify_add_watch(fd, temp_dir, IN_CREATE) >= 0, "inotify");
+    return fd;
+  }();
+  return watch;
+}
 
 }  // namespace
 
@@ -44,7 +67,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.fast = (size & 4) != 0;
   options.fast_min_side = 16;
   models::ImageHasher hasher(options);
+  const int watch = TemporaryFileWatch();
   const bantay::Result<models::ImageHashes> hashed = hasher.Hash(bytes);
+  alignas(inotify_event) char events[4096];
+  FUZZ_CHECK(read(watch, events, sizeof(events)) < 0,
+             "the image's bytes went to a temporary file in %s", temp_dir);
   if (!hashed.ok()) {
     const ErrorCode code = hashed.error().code();
     FUZZ_CHECK(code == ErrorCode::kUnsupportedFormat || code == ErrorCode::kCorruptData ||

@@ -4,6 +4,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <filesystem>
@@ -386,6 +387,24 @@ TEST(ImageHasherBadInputTest, NoImageBytesGoToATemporaryFile) {
   EXPECT_EQ(h.error().code(), ErrorCode::kCorruptData);
   EXPECT_EQ(h.error().message(), "webp header is not valid");
   EXPECT_GT(hashed, 10u);
+}
+
+// The mains' guard: after it OpenCV can make no temporary file.
+TEST(ImageHasherBadInputTest, AfterKeepImageBytesOffTheDiskOpenCvMakesNoTemporaryFile) {
+  const char* before = std::getenv("OPENCV_TEMP_PATH");
+  const std::string saved = before != nullptr ? before : "";
+  const testing::TempDir dir;
+  ASSERT_EQ(setenv("OPENCV_TEMP_PATH", dir.path().c_str(), 1), 0);
+  const std::string made = cv::tempfile(".webp");
+  EXPECT_EQ(made.rfind(dir.path() + "/", 0), 0u) << made;
+  KeepImageBytesOffTheDisk();
+  EXPECT_EQ(std::string(std::getenv("OPENCV_TEMP_PATH")), kNoTemporaryFilePath);
+  EXPECT_EQ(cv::tempfile(".webp"), "");
+  if (before != nullptr) {
+    setenv("OPENCV_TEMP_PATH", saved.c_str(), 1);
+  } else {
+    unsetenv("OPENCV_TEMP_PATH");
+  }
 }
 
 // cv::imdecode hands bytes to the first decoder whose signature test takes

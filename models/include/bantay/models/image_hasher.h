@@ -5,9 +5,11 @@
 // told apart by content. The header is read first and an image declaring
 // more than max_pixels is refused before anything is allocated for it, as
 // is a JPEG of more scans than max_jpeg_scans (a decoding-time bomb).
-// Nothing is written to disk (only formats that OpenCV decodes from memory
-// are passed to it, so it never spills to a temporary file), and the pixel
-// buffers are overwritten after hashing.
+// Nothing is written to disk (OpenCV is given only bytes that its in-memory
+// decoder for the probed format takes, so it never spills them to a
+// temporary file for a decoder that reads files; KeepImageBytesOffTheDisk
+// makes sure it could not), and the pixel buffers are overwritten after
+// hashing.
 //
 // Compatible mode gives the reference's hash: full decode, EXIF orientation
 // ignored as the reference's decoder ignores it, 8-bit grey kept as grey,
@@ -105,6 +107,17 @@ class ImageHasher {
   std::unique_ptr<Decoded> decoded_;
   PdqHasher pdq_;
 };
+
+// Points OpenCV's temporary files (OPENCV_TEMP_PATH) at a path under which
+// none can be created. OpenCV writes an encoded image to one before a
+// decoder that reads only files (GDCM's) opens it; ImageHasher passes it no
+// bytes that would go there, and after this call none could be written (the
+// decode would fail). For the start of main, before any thread runs: it sets
+// an environment variable.
+void KeepImageBytesOffTheDisk();
+
+// The path KeepImageBytesOffTheDisk sets.
+inline constexpr const char* kNoTemporaryFilePath = "/dev/null/bantay-keeps-images-off-the-disk";
 
 }  // namespace bantay::models
 
