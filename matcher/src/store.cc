@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <ctime>
 #include <initializer_list>
 #include <limits>
@@ -18,6 +19,7 @@
 
 #include "bantay/matcher/merkle.h"
 #include "database.h"
+#include "store_testing.h"
 
 namespace bantay::matcher {
 namespace {
@@ -2473,6 +2475,19 @@ Status Store::Impl::FindDuplicates(const std::vector<std::string>& lists,
   return {};
 }
 
+namespace {
+
+std::function<void()>& AfterDedupeScanHook() {
+  static std::function<void()> hook;
+  return hook;
+}
+
+}  // namespace
+
+void SetAfterDedupeScanHookForTesting(std::function<void()> hook) {
+  AfterDedupeScanHook() = std::move(hook);
+}
+
 Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::string>& lists,
                                                     bool dry_run, const ChangeContext& context,
                                                     uint64_t at_version) try {
@@ -2485,7 +2500,10 @@ Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::strin
                  "the store is at version " + std::to_string(current) + ", not " +
                      std::to_string(at_version) + ": it changed since; look again");
   };
-  if (dry_run) {
+  // The scan (reading and decrypting every entry of the lists) runs in a read
+  // transaction, without the write lock: other writers go on meanwhile.
+  uint64_t scanned = 0;
+  {
     Status s = im.conn->BeginRead();
     if (!s.ok()) return s.error();
     Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
@@ -2493,18 +2511,28 @@ Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::strin
     if (s.ok()) s = im.FindDuplicates(lists, &result.groups, &remove);
     im.conn->Rollback();  // read-only
     if (!s.ok()) return s.error();
-    result.version = static_cast<uint64_t>(*v);
+    scanned = static_cast<uint64_t>(*v);
+  }
+  if (dry_run) {
+    result.version = scanned;
     result.removed = remove.size();
     return result;
   }
+  if (AfterDedupeScanHook()) AfterDedupeScanHook()();
+  // Every change makes a version, so a store still at the scanned version
+  // holds what the scan read, and under the write lock only the removal runs.
+  // A store that moved on is scanned again, under the lock.
   Result<uint64_t> version =
       im.Change(context, "dedupe", [&](uint64_t v) -> Result<Impl::ChangeSummary> {
         Status s = moved_on(v - 1);
         if (!s.ok()) return s.error();
-        result.groups.clear();
-        remove.clear();
-        s = im.FindDuplicates(lists, &result.groups, &remove);
-        if (!s.ok()) return s.error();
+        if (v - 1 != scanned) {
+          result.groups.clear();
+          remove.clear();
+          s = im.FindDuplicates(lists, &result.groups, &remove);
+          if (!s.ok()) return s.error();
+          scanned = v - 1;
+        }
         if (remove.empty()) {
           Impl::ChangeSummary summary;
           summary.nothing_changed = true;

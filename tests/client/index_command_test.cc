@@ -382,6 +382,11 @@ TEST(IndexCommandTest, DedupeRemovesTheLaterCopiesOfAValue) {
   CliRun misplaced = cli.Run({"remove", "3", "--dry-run"});
   EXPECT_EQ(misplaced.status, kExitUsage);
   EXPECT_EQ(misplaced.err, "bantay index: --dry-run is for dedupe only\n");
+  for (const char* bad : {"abc", "0", "-1", "3x"}) {
+    CliRun unversioned = cli.Run({"dedupe", "--version", bad});
+    EXPECT_EQ(unversioned.status, kExitUsage) << bad;
+    EXPECT_EQ(unversioned.err, "bantay index: --version needs a version number\n") << bad;
+  }
   CliRun moved = cli.Run({"dedupe", "--version", "2"});
   EXPECT_EQ(moved.status, kExitSomeFailed);
   EXPECT_EQ(moved.err,

@@ -26,6 +26,7 @@
 #include "bantay/matcher/store_index.h"
 #include "database.h"
 #include "store_tamper.h"
+#include "store_testing.h"
 #include "store_test_util.h"
 
 namespace bantay::matcher {
@@ -1158,6 +1159,69 @@ TEST_P(StoreTest, RemoveDuplicatesKeepsTheEarliestOfEachKind) {
   STORE_ASSERT_OK(store->AddEntries({Entry("ngo-b", SignalType::kPdq, pdq_[6])}, Ctx()));
   EXPECT_EQ(store->change_starts().checked, starts.checked);
   EXPECT_EQ(store->change_starts().kept, starts.kept + 2);
+  ExpectRootMatchesEntries(*store);
+  Result<VerifyReport> report = Open()->Verify(SignerPublic());
+  STORE_ASSERT_OK(report);
+  EXPECT_TRUE(report->ok()) << Problems(*report);
+}
+
+// The scan runs without the write lock (another writer changes the store
+// between it and the removal here); a store that moved on since is scanned
+// again under the lock, so the removal is of what is there then.
+TEST_P(StoreTest, RemoveDuplicatesScansAgainWhenTheStoreChangedAfterItsScan) {
+  std::unique_ptr<Store> store = Init();
+  ASSERT_NE(store, nullptr);
+  std::unique_ptr<Store> other = Open();
+  ASSERT_NE(other, nullptr);
+  STORE_ASSERT_OK(store->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1"),
+                                     Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1"),
+                                     Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", "r2"),
+                                     Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", "r2")},
+                                    Ctx()));  // ids 1..4, version 2
+  struct Unhook {
+    ~Unhook() { SetAfterDedupeScanHookForTesting({}); }
+  } unhook;
+  int scans = 0;
+  std::vector<std::string> errors;
+  SetAfterDedupeScanHookForTesting([&] {
+    ++scans;
+    if (scans > 1) return;
+    // The scan saw 2 and 4 as copies. Now 2 goes and 5 comes (a copy of 3).
+    Result<uint64_t> v = other->RemoveEntries({2}, Ctx("other"));
+    if (!v.ok() || *v != 3) errors.push_back("remove: " + (v.ok() ? std::to_string(*v) : v.error().ToString()));
+    v = other->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[1], "A1", "r2")},
+                          Ctx("other"));
+    if (!v.ok() || *v != 4) errors.push_back("add: " + (v.ok() ? std::to_string(*v) : v.error().ToString()));
+  });
+  Result<Store::DedupeResult> r = store->RemoveDuplicates({}, false, Ctx("dave"));
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(scans, 1);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(r->version, 5u);
+  EXPECT_EQ(r->removed, 2u);
+  ASSERT_EQ(r->groups.size(), 1u);
+  EXPECT_EQ(r->groups[0].kept, std::vector<uint64_t>{3});
+  EXPECT_EQ(r->groups[0].removed, (std::vector<uint64_t>{4, 5}));
+  std::vector<uint64_t> ids;
+  for (const StoredEntry& e : AllEntries(*store)) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<uint64_t>{1, 3}));
+  Result<ChangeSet> changes = store->ChangesSince(4);
+  STORE_ASSERT_OK(changes);
+  EXPECT_EQ(changes->removed, (std::vector<uint64_t>{4, 5}));
+
+  // A store that did not move on: the scan's result is removed as it is.
+  STORE_ASSERT_OK(store->AddEntries({Entry("hotline-a", SignalType::kPdq, pdq_[0], "A1", "r1")},
+                                    Ctx()));  // id 6, version 6
+  r = store->RemoveDuplicates({"hotline-a"}, false, Ctx("dave"));
+  STORE_ASSERT_OK(r);
+  EXPECT_EQ(scans, 2);
+  EXPECT_EQ(r->version, 7u);
+  ASSERT_EQ(r->groups.size(), 1u);
+  EXPECT_EQ(r->groups[0].kept, std::vector<uint64_t>{1});
+  EXPECT_EQ(r->groups[0].removed, std::vector<uint64_t>{6});
+  ids.clear();
+  for (const StoredEntry& e : AllEntries(*store)) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<uint64_t>{1, 3}));
   ExpectRootMatchesEntries(*store);
   Result<VerifyReport> report = Open()->Verify(SignerPublic());
   STORE_ASSERT_OK(report);
