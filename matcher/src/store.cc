@@ -1,6 +1,7 @@
 #include "bantay/matcher/store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -1077,17 +1078,15 @@ struct Store::Impl {
     return Exec("UPDATE meta SET value = $1 WHERE key = 'schema_version'", {BlobParam(upgraded)});
   }
 
-  // Starts a change: checks that it can be signed, begins the write
-  // transaction, and returns the version it will create. Only the upgrade
-  // (`upgrading`) starts from a store of schema 1, or from a version signed
-  // without a state digest.
-  Result<uint64_t> BeginChange(bool upgrading) {
+  // kPermissionDenied unless the keys given can make a change: the store's
+  // signing key (a version signed by another would never verify) and a data
+  // key to seal values with.
+  Status CheckKeysCanChange() const {
     if (!keys.signing_key) {
       return Error(ErrorCode::kPermissionDenied,
                    "changing the store needs the operator's signing key (every version is "
                    "signed)");
     }
-    // A version signed by another key would never verify.
     if (!public_key || keys.signing_key->public_key() != *public_key) {
       return Error(ErrorCode::kPermissionDenied,
                    "the signing key given is not the store's signing key");
@@ -1095,7 +1094,31 @@ struct Store::Impl {
     if (cipher.primary() == nullptr) {
       return Error(ErrorCode::kPermissionDenied, "changing the store needs the data key");
     }
-    Status s = conn->BeginWrite();
+    return {};
+  }
+
+  // Who made a change and where from, which go into the audit log and the
+  // entries: printable text.
+  static Status CheckWho(const ChangeContext& context) {
+    Status valid = CheckText("actor", context.actor, false);
+    if (valid.ok()) valid = CheckText("source", context.source, true);
+    return valid;
+  }
+
+  // What a change checks before it starts: CheckWho and the keys.
+  Status CheckCanChange(const ChangeContext& context) const {
+    Status valid = CheckWho(context);
+    return valid.ok() ? CheckKeysCanChange() : valid;
+  }
+
+  // Starts a change: checks that it can be signed, begins the write
+  // transaction, and returns the version it will create. Only the upgrade
+  // (`upgrading`) starts from a store of schema 1, or from a version signed
+  // without a state digest.
+  Result<uint64_t> BeginChange(bool upgrading) {
+    Status s = CheckKeysCanChange();
+    if (!s.ok()) return s.error();
+    s = conn->BeginWrite();
     if (!s.ok()) return s.error();
     auto fail = [&](const Error& e) {
       conn->Rollback();
@@ -1549,9 +1572,7 @@ struct Store::Impl {
   };
   Result<uint64_t> Change(const ChangeContext& context, std::string_view action,
                           const std::function<Result<ChangeSummary>(uint64_t version)>& body) {
-    // Who and where from go into the audit log and the entries.
-    Status valid = CheckText("actor", context.actor, false);
-    if (valid.ok()) valid = CheckText("source", context.source, true);
+    Status valid = CheckWho(context);
     if (!valid.ok()) return valid.error();
     const bool upgrading = action == "upgrade";
     Result<uint64_t> done = ChangeOnce(context, action, upgrading, body);
@@ -2482,11 +2503,18 @@ std::function<void()>& AfterDedupeScanHook() {
   return hook;
 }
 
+std::atomic<uint64_t>& DedupeScans() {
+  static std::atomic<uint64_t> scans{0};
+  return scans;
+}
+
 }  // namespace
 
 void SetAfterDedupeScanHookForTesting(std::function<void()> hook) {
   AfterDedupeScanHook() = std::move(hook);
 }
+
+uint64_t DedupeScansForTesting() { return DedupeScans().load(); }
 
 Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::string>& lists,
                                                     bool dry_run, const ChangeContext& context,
@@ -2500,10 +2528,16 @@ Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::strin
                  "the store is at version " + std::to_string(current) + ", not " +
                      std::to_string(at_version) + ": it changed since; look again");
   };
+  // A removal that could not be made is refused before the scan.
+  if (!dry_run) {
+    Status can = im.CheckCanChange(context);
+    if (!can.ok()) return can.error();
+  }
   // The scan (reading and decrypting every entry of the lists) runs in a read
   // transaction, without the write lock: other writers go on meanwhile.
   uint64_t scanned = 0;
   {
+    ++DedupeScans();
     Status s = im.conn->BeginRead();
     if (!s.ok()) return s.error();
     Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
@@ -2527,6 +2561,7 @@ Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::strin
         Status s = moved_on(v - 1);
         if (!s.ok()) return s.error();
         if (v - 1 != scanned) {
+          ++DedupeScans();
           result.groups.clear();
           remove.clear();
           s = im.FindDuplicates(lists, &result.groups, &remove);

@@ -2,6 +2,7 @@
 #ifndef BANTAY_MATCHER_STORE_TESTING_H_
 #define BANTAY_MATCHER_STORE_TESTING_H_
 
+#include <cstdint>
 #include <functional>
 
 namespace bantay::matcher {
@@ -11,6 +12,11 @@ namespace bantay::matcher {
 // changes the store there, through another Store); an empty function:
 // nothing. Set it while no RemoveDuplicates runs (read without a lock).
 void SetAfterDedupeScanHookForTesting(std::function<void()> hook);
+
+// How many scans Store::RemoveDuplicates has made in this process (one for
+// the dry run or before the lock, one more under the lock when the store
+// moved on in between).
+uint64_t DedupeScansForTesting();
 
 }  // namespace bantay::matcher
 

@@ -89,12 +89,10 @@ Result<ImageInfo> ProbeWebp(std::span<const uint8_t> b) {
       break;
     case VP8_STATUS_NOT_ENOUGH_DATA:
       return Truncated(ImageFormat::kWebp);
-    case VP8_STATUS_UNSUPPORTED_FEATURE:
-      return Error(ErrorCode::kUnsupportedFormat, "webp uses a feature libwebp does not support");
     default:
       return Error(ErrorCode::kCorruptData, "webp header is not valid");
   }
-  // OpenCV 4.6 decodes no animation (it throws on one).
+  // OpenCV 4.6 decodes no animation (its decoder fails on one).
   if (features.has_animation != 0) {
     return Error(ErrorCode::kUnsupportedFormat, "animated webp is not supported");
   }

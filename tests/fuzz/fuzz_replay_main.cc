@@ -1,5 +1,6 @@
 // The fuzz targets' main() outside libFuzzer: runs LLVMFuzzerTestOneInput
-// once on every file named on the command line (directories are read
+// (after LLVMFuzzerInitialize, where a target has one) once on every file
+// named on the command line (directories are read
 // recursively, in name order), so that the ordinary build replays the
 // checked-in corpus as a test. A target reports a broken property by
 // aborting, which fails the test.
@@ -13,6 +14,8 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+// Optional, as in libFuzzer: run once before the first input.
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) __attribute__((weak));
 
 namespace {
 
@@ -33,6 +36,7 @@ std::vector<std::filesystem::path> Inputs(const char* arg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (LLVMFuzzerInitialize != nullptr) LLVMFuzzerInitialize(&argc, &argv);
   size_t ran = 0;
   for (int i = 1; i < argc; ++i) {
     for (const std::filesystem::path& file : Inputs(argv[i])) {

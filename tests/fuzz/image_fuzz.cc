@@ -36,22 +36,22 @@ using bantay::ErrorCode;
 constexpr int64_t kMaxPixels = int64_t{1} << 20;
 
 char temp_dir[] = "/tmp/image_fuzz_temp.XXXXXX";
-
-// An inotify descriptor that reports files created in OPENCV_TEMP_PATH, set
-// to a fresh directory (removed at exit) on the first call.
-int TemporaryFileWatch() {
-  static const int watch = [] {
-    FUZZ_CHECK(mkdtemp(temp_dir) != nullptr, "mkdtemp");
-    std::atexit([] { rmdir(temp_dir); });
-    FUZZ_CHECK(setenv("OPENCV_TEMP_PATH", temp_dir, 1) == 0, "setenv");
-    const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    FUZZ_CHECK(fd >= 0 && inotify_add_watch(fd, temp_dir, IN_CREATE) >= 0, "inotify");
-    return fd;
-  }();
-  return watch;
-}
+// An inotify descriptor that reports files created in temp_dir.
+int temp_watch = -1;
 
 }  // namespace
+
+// Before the first input (and any thread): OPENCV_TEMP_PATH is a fresh
+// directory (removed at exit), watched.
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  FUZZ_CHECK(mkdtemp(temp_dir) != nullptr, "mkdtemp");
+  std::atexit([] { rmdir(temp_dir); });
+  FUZZ_CHECK(setenv("OPENCV_TEMP_PATH", temp_dir, 1) == 0, "setenv");
+  temp_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  FUZZ_CHECK(temp_watch >= 0 && inotify_add_watch(temp_watch, temp_dir, IN_CREATE) >= 0,
+             "inotify");
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const uint8_t> bytes(data, size);
@@ -67,10 +67,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.fast = (size & 4) != 0;
   options.fast_min_side = 16;
   models::ImageHasher hasher(options);
-  const int watch = TemporaryFileWatch();
+  FUZZ_CHECK(temp_watch >= 0, "LLVMFuzzerInitialize did not run");
   const bantay::Result<models::ImageHashes> hashed = hasher.Hash(bytes);
   alignas(inotify_event) char events[4096];
-  FUZZ_CHECK(read(watch, events, sizeof(events)) < 0,
+  FUZZ_CHECK(read(temp_watch, events, sizeof(events)) < 0,
              "the image's bytes went to a temporary file in %s", temp_dir);
   if (!hashed.ok()) {
     const ErrorCode code = hashed.error().code();

@@ -1193,9 +1193,11 @@ TEST_P(StoreTest, RemoveDuplicatesScansAgainWhenTheStoreChangedAfterItsScan) {
                           Ctx("other"));
     if (!v.ok() || *v != 4) errors.push_back("add: " + (v.ok() ? std::to_string(*v) : v.error().ToString()));
   });
+  const uint64_t scans_before = DedupeScansForTesting();
   Result<Store::DedupeResult> r = store->RemoveDuplicates({}, false, Ctx("dave"));
   STORE_ASSERT_OK(r);
   EXPECT_EQ(scans, 1);
+  EXPECT_EQ(DedupeScansForTesting(), scans_before + 2);  // once more, under the lock
   EXPECT_TRUE(errors.empty()) << errors.front();
   EXPECT_EQ(r->version, 5u);
   EXPECT_EQ(r->removed, 2u);
@@ -1214,6 +1216,18 @@ TEST_P(StoreTest, RemoveDuplicatesScansAgainWhenTheStoreChangedAfterItsScan) {
                                     Ctx()));  // id 6, version 6
   r = store->RemoveDuplicates({"hotline-a"}, false, Ctx("dave"));
   STORE_ASSERT_OK(r);
+  EXPECT_EQ(scans, 2);
+  EXPECT_EQ(DedupeScansForTesting(), scans_before + 3);  // the first scan's result removed
+
+  // A removal that cannot be made is refused before any scan.
+  StoreKeys read_only;
+  read_only.data_keys = {key_};
+  std::unique_ptr<Store> reader = Open(std::move(read_only));
+  ASSERT_NE(reader, nullptr);
+  STORE_EXPECT_CODE(reader->RemoveDuplicates({}, false, Ctx()), ErrorCode::kPermissionDenied);
+  STORE_EXPECT_CODE(store->RemoveDuplicates({}, false, Ctx("bad\nactor")),
+                    ErrorCode::kInvalidArgument);
+  EXPECT_EQ(DedupeScansForTesting(), scans_before + 3);
   EXPECT_EQ(scans, 2);
   EXPECT_EQ(r->version, 7u);
   ASSERT_EQ(r->groups.size(), 1u);

@@ -329,18 +329,20 @@ TEST(ImageHasherBadInputTest, AFailedDecodeIsNotThePreviousImage) {
   }
 }
 
-// A picture larger than the hasher keeps a buffer for (32 MB decoded) gets
-// its own, and hashes as with a fresh hasher, before and after others.
-// A WebP that OpenCV's WebP decoder would not take (its VP8X chunk's size
-// is wrong), on which image_fuzz saw GDCM's reader abort the process in CI
-// (cv::imdecode had handed it to GDCM's decoder).
+// WebPs that OpenCV's WebP decoder would not take (the VP8X chunk's size is
+// wrong). The first has "DICM" at byte 128: cv::imdecode would copy it to a
+// temporary file for GDCM's decoder, whose reader then runs on it. The
+// second is the input image_fuzz reported in CI with GDCM's reader aborting
+// the process (it does not reach GDCM alone: its "DICM" is at byte 125).
 TEST(ImageHasherBadInputTest, AWebpOpenCvWouldNotReadAsWebpIsRefused) {
   ImageHasher hasher;
-  const Result<ImageHashes> h =
-      hasher.Hash(testing::ReadTestFile("../fuzz/corpus/image_fuzz/webp-vp8x-size-wrong-dicm.webp"));
-  ASSERT_FALSE(h.ok());
-  EXPECT_EQ(h.error().code(), ErrorCode::kCorruptData);
-  EXPECT_EQ(h.error().message(), "webp header is not valid");
+  for (const char* name : {"webp-vp8x-size-wrong-dicm-at-128.webp", "webp-vp8x-size-wrong-ci.webp"}) {
+    const auto bytes = testing::ReadTestFile(std::string("../fuzz/corpus/image_fuzz/") + name);
+    const Result<ImageHashes> h = hasher.Hash(bytes);
+    ASSERT_FALSE(h.ok()) << name;
+    EXPECT_EQ(h.error().code(), ErrorCode::kCorruptData) << name;
+    EXPECT_EQ(h.error().message(), "webp header is not valid") << name;
+  }
 }
 
 // A WebP that OpenCV does not take as WebP, with "DICM" at byte 128 in an
@@ -398,6 +400,7 @@ TEST(ImageHasherBadInputTest, AfterKeepImageBytesOffTheDiskOpenCvMakesNoTemporar
   const std::string made = cv::tempfile(".webp");
   EXPECT_EQ(made.rfind(dir.path() + "/", 0), 0u) << made;
   KeepImageBytesOffTheDisk();
+  ASSERT_NE(std::getenv("OPENCV_TEMP_PATH"), nullptr);
   EXPECT_EQ(std::string(std::getenv("OPENCV_TEMP_PATH")), kNoTemporaryFilePath);
   EXPECT_EQ(cv::tempfile(".webp"), "");
   if (before != nullptr) {
@@ -450,6 +453,8 @@ TEST(ImageHasherTest, WebpWithAnIccProfileHashesAsWithout) {
   }
 }
 
+// A picture larger than the hasher keeps a buffer for (32 MB decoded) gets
+// its own, and hashes as with a fresh hasher, before and after others.
 TEST(ImageHasherTest, PicturesOverTheKeptBufferHashAsAlone) {
   const auto large = Encode(MakePattern(4000, 3000), ".jpg");  // 36 MB decoded
   const auto small = Encode(MakePattern(640, 480), ".png");

@@ -60,11 +60,18 @@ TEST(ProbeTest, WebpHeadersAreReadAsOpenCvReadsThem) {
   EXPECT_EQ(info->width, 300);
   EXPECT_EQ(info->height, 17);
 
-  // The VP8X chunk's size is not 10: libwebp refuses the header. The input
-  // on which the fuzzer saw GDCM's reader abort (OpenCV gave it to GDCM),
-  // tests/fuzz/corpus/image_fuzz/webp-vp8x-size-wrong-dicm.webp, and one made.
+  // The VP8X chunk's size is not 10: libwebp refuses the header. A file with
+  // "DICM" at byte 128 (OpenCV would give it to GDCM), the input image_fuzz
+  // reported in CI, and one made here.
+  const std::vector<uint8_t> marked =
+      testing::ReadTestFile("../fuzz/corpus/image_fuzz/webp-vp8x-size-wrong-dicm-at-128.webp");
+  ASSERT_EQ(std::string(marked.begin() + 128, marked.begin() + 132), "DICM");
+  info = ProbeImage(marked);
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().code(), ErrorCode::kCorruptData);
+  EXPECT_EQ(info.error().message(), "webp header is not valid");
   const std::vector<uint8_t> found =
-      testing::ReadTestFile("../fuzz/corpus/image_fuzz/webp-vp8x-size-wrong-dicm.webp");
+      testing::ReadTestFile("../fuzz/corpus/image_fuzz/webp-vp8x-size-wrong-ci.webp");
   ASSERT_EQ(found.size(), 131u);
   info = ProbeImage(found);
   ASSERT_FALSE(info.ok());

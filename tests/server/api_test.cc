@@ -251,6 +251,14 @@ TEST_P(ApiTest, AListedFileThatIsNotAPictureStillMatchesByItsExactHashes) {
   // Unlisted: the error, as before.
   ExpectError(Send("platform", "POST", "/v1/match", "image/gif", "unlisted text"), 415,
               "unsupported_format");
+  // An animated WebP (OpenCV 4.6 decodes none).
+  const auto still = bantay::testing::Encode(bantay::testing::MakePattern(64, 48), ".webp");
+  const auto animated = bantay::testing::ExtendedWebp(still, 64, 48, 0x02, 0);
+  r = Send("platform", "POST", "/v1/match", "image/webp",
+           std::string(animated.begin(), animated.end()));
+  ExpectError(r, 415, "unsupported_format");
+  EXPECT_EQ(ParseJson(r.body).at("error").at("message").as_string(),
+            "animated webp is not supported");
 
   // A damaged JPEG whose SHA-256 is listed, alone and as a batch item.
   std::vector<uint8_t> jpeg = bantay::testing::ReadTestFile(std::string("pdq/") + kBridge);

@@ -374,8 +374,10 @@ class Store {
   // signing key needed). With `at_version` (not 0), kInvalidArgument
   // unless the store is still at that version (the dry run's), so that
   // what is removed is what the dry run showed. The entries of the lists
-  // are read and decrypted (about 1.5 s a million), within the change's
-  // write lock: other writers wait meanwhile.
+  // are read and decrypted (about 1.5 s a million) in a read transaction,
+  // without the write lock; under it, the copies are removed if the store
+  // is still at the version read, and the lists are read again (other
+  // writers waiting) if it is not.
   Result<DedupeResult> RemoveDuplicates(const std::vector<std::string>& lists, bool dry_run,
                                         const ChangeContext& context, uint64_t at_version = 0);
   // kNotFound for an unknown list.

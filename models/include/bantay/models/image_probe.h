@@ -44,8 +44,11 @@ struct ImageInfo {
 // decoder will read them: where a header could be read two ways (a TIFF
 // field given twice, or in a type that the decoder reads from elsewhere in
 // the file), it is refused, so that the size checked is the size decoded.
-// Errors: kUnsupportedFormat (unknown signature), kCorruptData (a header
-// that is truncated, declares zero or negative dimensions, or is ambiguous).
+// A WebP header is read with libwebp as OpenCV's WebP decoder reads it (and
+// picks it): one that decoder would not take is refused here.
+// Errors: kUnsupportedFormat (unknown signature; an animated WebP),
+// kCorruptData (a header that is truncated, declares zero or negative
+// dimensions, is ambiguous, or that libwebp refuses).
 Result<ImageInfo> ProbeImage(std::span<const uint8_t> bytes);
 
 // A JPEG is complete when an end-of-image marker follows its first scan.
