@@ -2533,16 +2533,21 @@ Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::strin
     Status can = im.CheckCanChange(context);
     if (!can.ok()) return can.error();
   }
+  auto scan = [&] {
+    ++DedupeScans();
+    result.groups.clear();
+    remove.clear();
+    return im.FindDuplicates(lists, &result.groups, &remove);
+  };
   // The scan (reading and decrypting every entry of the lists) runs in a read
   // transaction, without the write lock: other writers go on meanwhile.
   uint64_t scanned = 0;
   {
-    ++DedupeScans();
     Status s = im.conn->BeginRead();
     if (!s.ok()) return s.error();
     Result<int64_t> v = im.QueryInt("SELECT version FROM state WHERE id = 1", {});
     s = v.ok() ? moved_on(static_cast<uint64_t>(*v)) : Status(v.error());
-    if (s.ok()) s = im.FindDuplicates(lists, &result.groups, &remove);
+    if (s.ok()) s = scan();
     im.conn->Rollback();  // read-only
     if (!s.ok()) return s.error();
     scanned = static_cast<uint64_t>(*v);
@@ -2561,10 +2566,7 @@ Result<Store::DedupeResult> Store::RemoveDuplicates(const std::vector<std::strin
         Status s = moved_on(v - 1);
         if (!s.ok()) return s.error();
         if (v - 1 != scanned) {
-          ++DedupeScans();
-          result.groups.clear();
-          remove.clear();
-          s = im.FindDuplicates(lists, &result.groups, &remove);
+          s = scan();
           if (!s.ok()) return s.error();
           scanned = v - 1;
         }

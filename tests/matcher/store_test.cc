@@ -1204,9 +1204,12 @@ TEST_P(StoreTest, RemoveDuplicatesScansAgainWhenTheStoreChangedAfterItsScan) {
   ASSERT_EQ(r->groups.size(), 1u);
   EXPECT_EQ(r->groups[0].kept, std::vector<uint64_t>{3});
   EXPECT_EQ(r->groups[0].removed, (std::vector<uint64_t>{4, 5}));
-  std::vector<uint64_t> ids;
-  for (const StoredEntry& e : AllEntries(*store)) ids.push_back(e.id);
-  EXPECT_EQ(ids, (std::vector<uint64_t>{1, 3}));
+  auto ids = [&] {
+    std::vector<uint64_t> out;
+    for (const StoredEntry& e : AllEntries(*store)) out.push_back(e.id);
+    return out;
+  };
+  EXPECT_EQ(ids(), (std::vector<uint64_t>{1, 3}));
   Result<ChangeSet> changes = store->ChangesSince(4);
   STORE_ASSERT_OK(changes);
   EXPECT_EQ(changes->removed, (std::vector<uint64_t>{4, 5}));
@@ -1233,9 +1236,7 @@ TEST_P(StoreTest, RemoveDuplicatesScansAgainWhenTheStoreChangedAfterItsScan) {
   ASSERT_EQ(r->groups.size(), 1u);
   EXPECT_EQ(r->groups[0].kept, std::vector<uint64_t>{1});
   EXPECT_EQ(r->groups[0].removed, std::vector<uint64_t>{6});
-  ids.clear();
-  for (const StoredEntry& e : AllEntries(*store)) ids.push_back(e.id);
-  EXPECT_EQ(ids, (std::vector<uint64_t>{1, 3}));
+  EXPECT_EQ(ids(), (std::vector<uint64_t>{1, 3}));
   ExpectRootMatchesEntries(*store);
   Result<VerifyReport> report = Open()->Verify(SignerPublic());
   STORE_ASSERT_OK(report);
